@@ -1,0 +1,85 @@
+//! The kernel layer: sockstrace's eBPF programs, as root, in cgroup v2 hooks.
+//!
+//! [`probe`] says whether the layer can be on on this machine (and why not);
+//! [`object::load`] loads the embedded object with its programs verified, ready to attach;
+//! [`find_cgroup2_mount`] locates the cgroup v2 hierarchy to attach to.
+
+mod mountinfo;
+pub mod object;
+mod status;
+
+use std::path::Path;
+
+pub use mountinfo::{find_cgroup2_mount, parse_cgroup2_mount};
+pub use status::{LayerStatus, Unavailable};
+
+/// Where the kernel publishes its own BTF; aya needs it for CO-RE relocations.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Checks whether the kernel layer can be on: root, an embedded object, a cgroup2 mount,
+/// kernel BTF, and a verifier that accepts every program (loaded, not attached, then dropped).
+pub fn probe() -> LayerStatus {
+    match check() {
+        Ok(cgroup2) => LayerStatus::Available { cgroup2 },
+        Err(reason) => LayerStatus::Unavailable(reason),
+    }
+}
+
+fn check() -> Result<std::path::PathBuf, Unavailable> {
+    if !is_root() {
+        return Err(Unavailable::NotRoot);
+    }
+    if !object::is_embedded() {
+        return Err(Unavailable::NotBuilt);
+    }
+    let cgroup2 = find_cgroup2_mount().ok_or(Unavailable::NoCgroup2)?;
+    if !Path::new(KERNEL_BTF).exists() {
+        return Err(Unavailable::NoBtf);
+    }
+    object::load().map_err(|err| Unavailable::LoadFailed(format!("{err:#}")))?;
+    Ok(cgroup2)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_accepts_every_program() {
+        if !is_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        if !object::is_embedded() {
+            eprintln!("skipped: built with AYA_BUILD_SKIP, no eBPF object");
+            return;
+        }
+        let ebpf = object::load().unwrap_or_else(|err| panic!("{err:#}"));
+        for &name in sockstrace_ebpf::programs::ALL {
+            assert!(ebpf.program(name).is_some(), "program {name} missing");
+        }
+        for map in [sockstrace_ebpf::EVENTS_MAP, sockstrace_ebpf::DROPPED_MAP] {
+            assert!(ebpf.map(map).is_some(), "map {map} missing");
+        }
+    }
+
+    #[test]
+    fn probe_reports_a_reason_or_availability() {
+        let status = probe();
+        eprintln!("kernel layer: {status}");
+        if !is_root() {
+            assert_eq!(status, LayerStatus::Unavailable(Unavailable::NotRoot));
+            return;
+        }
+        // As root, only machine facts may keep the layer off; our own object must load.
+        assert!(
+            !matches!(status, LayerStatus::Unavailable(Unavailable::LoadFailed(_))),
+            "{status}"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! sockstrace: proves that a program sends nothing around its SOCKS proxy.
+
+mod cli;
+mod kernel;
+mod net;
+mod policy;
+mod report;
+mod run;
+mod supervisor;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let code = match cli.command {
+        cli::Command::Run(args) => run::main(args),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,355 @@
+//! `decide`: (policy, request) -> verdict and reason. No I/O, no state.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::Policy;
+use crate::net::sockaddr::{SockAddr, UnixAddr};
+use crate::net::socket::{SocketFacts, Transport};
+
+/// The DNS port: traffic to it is a DNS leak unless explicitly allowed.
+const DNS_PORT: u16 = 53;
+
+/// What the program is trying to do with a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// `connect` to an address (already parsed from our private copy).
+    Connect(SockAddr),
+    /// A send with an explicit destination, or `None` for the connected peer.
+    Send { dst: Option<SockAddr>, fastopen: bool },
+    /// `bind` to a local address.
+    Bind(SockAddr),
+    /// `listen` on a socket bound to `local` (read from the socket itself).
+    Listen { local: Option<SocketAddr> },
+    /// `accept` on a listener bound to `local`.
+    Accept { local: Option<SocketAddr> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub socket: SocketFacts,
+    pub op: Operation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Leak,
+}
+
+/// Why a verdict was reached; `as_str` is the report's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Proxy,
+    AllowRule,
+    Loopback,
+    Unix,
+    LocalFamily,
+    ConnectedPeer,
+    Disconnect,
+    LocalBind,
+    LoopbackListener,
+    DirectTcp,
+    DirectUdp,
+    DirectOther,
+    DnsUdp,
+    DnsTcp,
+    RawSocket,
+    PacketSocket,
+    InboundBind,
+    InboundListen,
+    InboundAccept,
+    UnsupportedFamily,
+    /// Set by the supervisor, not by `decide`: a call from another ABI.
+    ForeignAbi,
+    /// Set by the supervisor: io_uring would bypass every check.
+    IoUring,
+    /// Set by the supervisor: the check itself failed, so the call is denied.
+    CheckFailed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Proxy => "proxy",
+            Reason::AllowRule => "allow-rule",
+            Reason::Loopback => "loopback",
+            Reason::Unix => "unix",
+            Reason::LocalFamily => "local-family",
+            Reason::ConnectedPeer => "connected-peer",
+            Reason::Disconnect => "disconnect",
+            Reason::LocalBind => "local-bind",
+            Reason::LoopbackListener => "loopback-listener",
+            Reason::DirectTcp => "direct-tcp",
+            Reason::DirectUdp => "direct-udp",
+            Reason::DirectOther => "direct-other",
+            Reason::DnsUdp => "dns-udp",
+            Reason::DnsTcp => "dns-tcp",
+            Reason::RawSocket => "raw-socket",
+            Reason::PacketSocket => "packet-socket",
+            Reason::InboundBind => "inbound-bind",
+            Reason::InboundListen => "inbound-listen",
+            Reason::InboundAccept => "inbound-accept",
+            Reason::UnsupportedFamily => "unsupported-family",
+            Reason::ForeignAbi => "foreign-abi",
+            Reason::IoUring => "io-uring",
+            Reason::CheckFailed => "check-failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: Reason,
+}
+
+impl Decision {
+    const fn allowed(reason: Reason) -> Self {
+        Decision { verdict: Verdict::Allowed, reason }
+    }
+
+    pub const fn leak(reason: Reason) -> Self {
+        Decision { verdict: Verdict::Leak, reason }
+    }
+
+    pub fn is_leak(&self) -> bool {
+        self.verdict == Verdict::Leak
+    }
+}
+
+/// The verdict for one request under one policy.
+pub fn decide(policy: &Policy, req: &Request) -> Decision {
+    let socket = &req.socket;
+    match socket.family {
+        libc::AF_UNIX => return unix_decision(policy, &req.op),
+        libc::AF_NETLINK | libc::AF_ALG => return Decision::allowed(Reason::LocalFamily),
+        libc::AF_PACKET => return Decision::leak(Reason::PacketSocket),
+        libc::AF_INET | libc::AF_INET6 => {}
+        _ => return Decision::leak(Reason::UnsupportedFamily),
+    }
+    match &req.op {
+        Operation::Connect(SockAddr::Unspec) => Decision::allowed(Reason::Disconnect),
+        Operation::Connect(SockAddr::Inet(dst)) => remote(policy, socket, *dst),
+        Operation::Connect(_) => Decision::leak(Reason::UnsupportedFamily),
+        // A stream socket ignores the address unless the send is a Fast Open connect.
+        Operation::Send { fastopen: false, .. } if socket.is_stream() => {
+            Decision::allowed(Reason::ConnectedPeer)
+        }
+        // Without a destination the kernel can only use the peer checked at connect.
+        Operation::Send { dst: None | Some(SockAddr::Unspec), .. } => {
+            Decision::allowed(Reason::ConnectedPeer)
+        }
+        Operation::Send { dst: Some(SockAddr::Inet(dst)), .. } => remote(policy, socket, *dst),
+        Operation::Send { .. } => Decision::leak(Reason::UnsupportedFamily),
+        Operation::Bind(SockAddr::Inet(local)) => bind_decision(socket, *local),
+        Operation::Bind(SockAddr::Unspec) => Decision::allowed(Reason::LocalBind),
+        Operation::Bind(_) => Decision::leak(Reason::UnsupportedFamily),
+        Operation::Listen { local } => inbound(*local, Reason::InboundListen),
+        Operation::Accept { local } => inbound(*local, Reason::InboundAccept),
+    }
+}
+
+fn unix_decision(policy: &Policy, op: &Operation) -> Decision {
+    let path = match op {
+        Operation::Connect(SockAddr::Unix(UnixAddr::Path(p))) => Some(p),
+        Operation::Send { dst: Some(SockAddr::Unix(UnixAddr::Path(p))), .. } => Some(p),
+        _ => None,
+    };
+    let ruled = path.is_some_and(|p| {
+        policy.allow.iter().any(|r| matches!(r, super::AllowRule::Unix(allowed) if allowed == p))
+    });
+    Decision::allowed(if ruled { Reason::AllowRule } else { Reason::Unix })
+}
+
+/// Loopback, or an unspecified address (which Linux connects to the local host).
+fn is_local_host(ip: IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified()
+}
+
+fn remote(policy: &Policy, socket: &SocketFacts, dst: SocketAddr) -> Decision {
+    let transport = socket.transport();
+    if transport == Transport::Tcp && policy.proxies.contains(&dst) {
+        return Decision::allowed(Reason::Proxy);
+    }
+    if policy.allow.iter().any(|rule| rule.matches(dst)) {
+        return Decision::allowed(Reason::AllowRule);
+    }
+    let dns = dst.port() == DNS_PORT;
+    if policy.allow_loopback && is_local_host(dst.ip()) && !dns {
+        return Decision::allowed(Reason::Loopback);
+    }
+    Decision::leak(match (transport, dns) {
+        (Transport::Tcp, true) => Reason::DnsTcp,
+        (Transport::Udp, true) => Reason::DnsUdp,
+        (Transport::Tcp, false) => Reason::DirectTcp,
+        (Transport::Udp, false) => Reason::DirectUdp,
+        (Transport::Raw, _) => Reason::RawSocket,
+        (Transport::Other, _) => Reason::DirectOther,
+    })
+}
+
+/// Binding a TCP socket is harmless until it listens; binding a datagram socket
+/// to a fixed port on a non-loopback address opens it to inbound traffic.
+fn bind_decision(socket: &SocketFacts, local: SocketAddr) -> Decision {
+    if socket.is_stream() || local.port() == 0 || local.ip().is_loopback() {
+        Decision::allowed(Reason::LocalBind)
+    } else {
+        Decision::leak(Reason::InboundBind)
+    }
+}
+
+fn inbound(local: Option<SocketAddr>, reason: Reason) -> Decision {
+    match local {
+        Some(addr) if addr.ip().is_loopback() => Decision::allowed(Reason::LoopbackListener),
+        _ => Decision::leak(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::AllowRule;
+
+    fn tcp4() -> SocketFacts {
+        SocketFacts { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: 0 }
+    }
+    fn tcp6() -> SocketFacts {
+        SocketFacts { family: libc::AF_INET6, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP }
+    }
+    fn udp4() -> SocketFacts {
+        SocketFacts { family: libc::AF_INET, sock_type: libc::SOCK_DGRAM, protocol: 0 }
+    }
+    fn facts(family: i32, sock_type: i32) -> SocketFacts {
+        SocketFacts { family, sock_type, protocol: 0 }
+    }
+    fn inet(text: &str) -> SockAddr {
+        SockAddr::Inet(text.parse().unwrap())
+    }
+    fn policy() -> Policy {
+        Policy {
+            proxies: vec!["127.0.0.1:9050".parse().unwrap(), "[::1]:9050".parse().unwrap()],
+            allow: vec![],
+            allow_loopback: false,
+        }
+    }
+    fn run(policy: &Policy, socket: SocketFacts, op: Operation) -> Decision {
+        decide(policy, &Request { socket, op })
+    }
+    fn connect(policy: &Policy, socket: SocketFacts, dst: &str) -> Decision {
+        run(policy, socket, Operation::Connect(inet(dst)))
+    }
+    fn send(policy: &Policy, socket: SocketFacts, dst: &str) -> Decision {
+        run(policy, socket, Operation::Send { dst: Some(inet(dst)), fastopen: false })
+    }
+
+    #[test]
+    fn proxy_is_allowed_over_tcp_only() {
+        let p = policy();
+        assert_eq!(connect(&p, tcp4(), "127.0.0.1:9050"), Decision::allowed(Reason::Proxy));
+        assert_eq!(connect(&p, tcp6(), "[::1]:9050"), Decision::allowed(Reason::Proxy));
+        assert_eq!(send(&p, udp4(), "127.0.0.1:9050"), Decision::leak(Reason::DirectUdp));
+        assert_eq!(connect(&p, tcp4(), "127.0.0.1:9051"), Decision::leak(Reason::DirectTcp));
+    }
+
+    #[test]
+    fn direct_traffic_is_a_leak_by_transport() {
+        let p = policy();
+        assert_eq!(connect(&p, tcp4(), "93.184.216.34:443"), Decision::leak(Reason::DirectTcp));
+        assert_eq!(connect(&p, tcp6(), "[2001:db8::1]:443"), Decision::leak(Reason::DirectTcp));
+        assert_eq!(connect(&p, udp4(), "1.1.1.1:443"), Decision::leak(Reason::DirectUdp));
+        assert_eq!(send(&p, udp4(), "1.1.1.1:443"), Decision::leak(Reason::DirectUdp));
+        let raw = SocketFacts { family: libc::AF_INET, sock_type: libc::SOCK_RAW, protocol: libc::IPPROTO_ICMP };
+        assert_eq!(send(&p, raw, "1.1.1.1:0"), Decision::leak(Reason::DirectOther));
+        let raw_any = SocketFacts { family: libc::AF_INET, sock_type: libc::SOCK_RAW, protocol: 255 };
+        assert_eq!(send(&p, raw_any, "1.1.1.1:0"), Decision::leak(Reason::RawSocket));
+    }
+
+    #[test]
+    fn dns_is_a_leak_even_on_loopback_unless_ruled() {
+        let mut p = policy();
+        p.allow_loopback = true;
+        assert_eq!(send(&p, udp4(), "127.0.0.53:53"), Decision::leak(Reason::DnsUdp));
+        assert_eq!(connect(&p, tcp4(), "127.0.0.53:53"), Decision::leak(Reason::DnsTcp));
+        p.allow.push("127.0.0.53:53".parse::<AllowRule>().unwrap());
+        assert_eq!(send(&p, udp4(), "127.0.0.53:53"), Decision::allowed(Reason::AllowRule));
+    }
+
+    #[test]
+    fn loopback_needs_the_flag_and_covers_unspecified() {
+        let mut p = policy();
+        assert_eq!(connect(&p, tcp4(), "127.0.0.2:80"), Decision::leak(Reason::DirectTcp));
+        p.allow_loopback = true;
+        assert_eq!(connect(&p, tcp4(), "127.0.0.2:80"), Decision::allowed(Reason::Loopback));
+        assert_eq!(connect(&p, tcp4(), "0.0.0.0:80"), Decision::allowed(Reason::Loopback));
+        assert_eq!(connect(&p, tcp6(), "[::1]:80"), Decision::allowed(Reason::Loopback));
+        assert_eq!(connect(&p, tcp4(), "10.0.0.1:80"), Decision::leak(Reason::DirectTcp));
+    }
+
+    #[test]
+    fn allow_rules_match_network_and_port() {
+        let mut p = policy();
+        p.allow.push("10.0.0.0/8:443".parse().unwrap());
+        assert_eq!(connect(&p, tcp4(), "10.1.1.1:443"), Decision::allowed(Reason::AllowRule));
+        assert_eq!(connect(&p, tcp4(), "10.1.1.1:80"), Decision::leak(Reason::DirectTcp));
+    }
+
+    #[test]
+    fn sends_without_destination_or_on_streams_use_the_checked_peer() {
+        let p = policy();
+        let none = Operation::Send { dst: None, fastopen: false };
+        assert_eq!(run(&p, udp4(), none), Decision::allowed(Reason::ConnectedPeer));
+        let unspec6 = Operation::Send { dst: Some(SockAddr::Unspec), fastopen: false };
+        assert_eq!(run(&p, facts(libc::AF_INET6, libc::SOCK_DGRAM), unspec6), Decision::allowed(Reason::ConnectedPeer));
+        assert_eq!(send(&p, tcp4(), "1.1.1.1:80"), Decision::allowed(Reason::ConnectedPeer));
+    }
+
+    #[test]
+    fn tcp_fast_open_is_a_connect() {
+        let p = policy();
+        let tfo = |dst: &str| Operation::Send { dst: Some(inet(dst)), fastopen: true };
+        assert_eq!(run(&p, tcp4(), tfo("1.1.1.1:443")), Decision::leak(Reason::DirectTcp));
+        assert_eq!(run(&p, tcp4(), tfo("127.0.0.1:9050")), Decision::allowed(Reason::Proxy));
+        let tfo_none = Operation::Send { dst: None, fastopen: true };
+        assert_eq!(run(&p, tcp4(), tfo_none), Decision::allowed(Reason::ConnectedPeer));
+    }
+
+    #[test]
+    fn unix_netlink_are_local_and_packet_leaks() {
+        let mut p = policy();
+        let unix = facts(libc::AF_UNIX, libc::SOCK_STREAM);
+        let path = SockAddr::Unix(UnixAddr::Path("/run/x".into()));
+        assert_eq!(run(&p, unix, Operation::Connect(path.clone())), Decision::allowed(Reason::Unix));
+        p.allow.push("unix:/run/x".parse().unwrap());
+        assert_eq!(run(&p, unix, Operation::Connect(path)), Decision::allowed(Reason::AllowRule));
+        let nl = facts(libc::AF_NETLINK, libc::SOCK_RAW);
+        assert_eq!(run(&p, nl, Operation::Send { dst: None, fastopen: false }), Decision::allowed(Reason::LocalFamily));
+        let pkt = facts(libc::AF_PACKET, libc::SOCK_RAW);
+        assert_eq!(run(&p, pkt, Operation::Send { dst: None, fastopen: false }), Decision::leak(Reason::PacketSocket));
+        let bt = facts(libc::AF_BLUETOOTH, libc::SOCK_STREAM);
+        assert_eq!(run(&p, bt, Operation::Connect(SockAddr::Unspec)), Decision::leak(Reason::UnsupportedFamily));
+    }
+
+    #[test]
+    fn connect_oddities() {
+        let p = policy();
+        assert_eq!(run(&p, udp4(), Operation::Connect(SockAddr::Unspec)), Decision::allowed(Reason::Disconnect));
+        let unix_on_inet = Operation::Connect(SockAddr::Unix(UnixAddr::Unnamed));
+        assert_eq!(run(&p, tcp4(), unix_on_inet), Decision::leak(Reason::UnsupportedFamily));
+    }
+
+    #[test]
+    fn inbound_is_judged_by_the_local_address() {
+        let p = policy();
+        let bind = |s, a: &str| run(&p, s, Operation::Bind(inet(a)));
+        assert_eq!(bind(udp4(), "0.0.0.0:0"), Decision::allowed(Reason::LocalBind));
+        assert_eq!(bind(udp4(), "127.0.0.1:5353"), Decision::allowed(Reason::LocalBind));
+        assert_eq!(bind(udp4(), "0.0.0.0:5353"), Decision::leak(Reason::InboundBind));
+        assert_eq!(bind(tcp4(), "0.0.0.0:8080"), Decision::allowed(Reason::LocalBind));
+        let listen = |a: Option<&str>| run(&p, tcp4(), Operation::Listen { local: a.map(|a| a.parse().unwrap()) });
+        assert_eq!(listen(Some("127.0.0.1:8080")), Decision::allowed(Reason::LoopbackListener));
+        assert_eq!(listen(Some("0.0.0.0:8080")), Decision::leak(Reason::InboundListen));
+        assert_eq!(listen(None), Decision::leak(Reason::InboundListen));
+        let accept = run(&p, tcp6(), Operation::Accept { local: Some("[::]:22".parse().unwrap()) });
+        assert_eq!(accept, Decision::leak(Reason::InboundAccept));
+    }
+}

@@ -1,0 +1,36 @@
+//! The lines people read on stderr.
+
+use super::{Event, Summary};
+
+pub fn leak_line(e: &Event) -> String {
+    let action = serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let what = e.dst.as_deref().or(e.local.as_deref()).unwrap_or("?");
+    let proto = e.protocol.as_deref().unwrap_or("-");
+    let pid = e.pid.unwrap_or(e.tid);
+    let comm = e.comm.as_deref().unwrap_or("?");
+    format!(
+        "sockstrace: LEAK {}: {} {} {} ({}) by pid {} ({})",
+        action.to_uppercase(),
+        e.syscall,
+        proto,
+        what,
+        e.reason,
+        pid,
+        comm
+    )
+}
+
+pub fn summary_lines(s: &Summary) -> Vec<String> {
+    let mut lines = vec![format!(
+        "sockstrace: summary: {} leak(s) ({} blocked, {} logged, {} killed), {} allowed",
+        s.leaks, s.blocked, s.logged, s.killed, s.allowed
+    )];
+    for (key, count) in &s.by_destination {
+        lines.push(format!(
+            "sockstrace:   {count:>5} x {} {} {} ({}) by {}",
+            key.syscall, key.protocol, key.dst, key.reason, key.program
+        ));
+    }
+    lines.push(format!("sockstrace: layers: seccomp {}; kernel {}", s.layers.seccomp, s.layers.kernel));
+    lines
+}

@@ -1,0 +1,90 @@
+//! Tallies for the end-of-run summary.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{Action, Event};
+
+/// The state of each interception layer, in words.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    pub seccomp: String,
+    pub kernel: String,
+}
+
+/// One row of the leak table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LeakKey {
+    pub dst: String,
+    pub protocol: String,
+    pub reason: String,
+    pub syscall: String,
+    pub program: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub events: u64,
+    pub allowed: u64,
+    pub leaks: u64,
+    pub blocked: u64,
+    pub logged: u64,
+    pub killed: u64,
+    /// Calls refused for malformed arguments, as the kernel would refuse them.
+    pub invalid: u64,
+    pub by_destination: BTreeMap<LeakKey, u64>,
+    pub layers: Layers,
+    pub exit_status: Option<i32>,
+}
+
+impl Summary {
+    pub fn record(&mut self, e: &Event) {
+        self.events += 1;
+        if !e.is_leak() {
+            self.allowed += 1;
+            return;
+        }
+        self.leaks += 1;
+        match e.action {
+            Action::Blocked => self.blocked += 1,
+            Action::Logged => self.logged += 1,
+            Action::Killed => self.killed += 1,
+            Action::Allowed => {}
+        }
+        let key = LeakKey {
+            dst: e.dst.clone().or_else(|| e.local.clone()).unwrap_or_default(),
+            protocol: e.protocol.clone().unwrap_or_default(),
+            reason: e.reason.to_owned(),
+            syscall: e.syscall.to_owned(),
+            program: e.comm.clone().unwrap_or_else(|| "?".into()),
+        };
+        *self.by_destination.entry(key).or_default() += 1;
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let leaks: Vec<_> = self
+            .by_destination
+            .iter()
+            .map(|(k, count)| {
+                json!({"dst": k.dst, "protocol": k.protocol, "reason": k.reason,
+                       "syscall": k.syscall, "comm": k.program, "count": count})
+            })
+            .collect();
+        json!({
+            "schema": super::event::SCHEMA,
+            "summary": {
+                "events": self.events,
+                "allowed": self.allowed,
+                "leaks": self.leaks,
+                "blocked": self.blocked,
+                "logged": self.logged,
+                "killed": self.killed,
+                "invalid": self.invalid,
+                "exit_status": self.exit_status,
+                "layers": {"seccomp": self.layers.seccomp, "kernel": self.layers.kernel},
+                "leak_table": leaks,
+            }
+        })
+    }
+}

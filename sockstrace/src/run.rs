@@ -1,0 +1,59 @@
+//! `sockstrace run`: from parsed arguments to the program's exit status.
+
+use crate::cli::{default_proxies, OnLeak, RunArgs};
+use crate::policy::Policy;
+use crate::report::{ReportTarget, Reporter};
+use crate::supervisor::{self, LeakAction, RunConfig, SpawnError};
+
+/// Exit status for sockstrace's own failures (as `env`/`timeout` use 125).
+pub const EXIT_OWN_FAILURE: i32 = 125;
+/// Exit status for a refused combination of options.
+pub const EXIT_USAGE: i32 = 2;
+
+pub fn main(args: RunArgs) -> i32 {
+    let on_leak = match args.on_leak {
+        OnLeak::Block => LeakAction::Block,
+        OnLeak::Log => LeakAction::Log,
+        OnLeak::Kill => LeakAction::Kill,
+        OnLeak::Socksify => {
+            eprintln!("sockstrace: error: --on-leak socksify is not available yet; use block, log or kill");
+            return EXIT_USAGE;
+        }
+    };
+    let kernel_layer = kernel_layer_status();
+    if args.allow_io_uring {
+        eprintln!(
+            "sockstrace: error: --allow-io-uring needs the kernel layer to gate io_uring's connects, and it is {kernel_layer}"
+        );
+        return EXIT_USAGE;
+    }
+    let policy = Policy {
+        proxies: if args.proxies.is_empty() { default_proxies() } else { args.proxies },
+        allow: args.allow,
+        allow_loopback: args.allow_loopback,
+    };
+    let reporter = match Reporter::open(&ReportTarget::from_arg(args.report.as_deref()), args.quiet) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sockstrace: error: {e:#}");
+            return EXIT_OWN_FAILURE;
+        }
+    };
+    let config = RunConfig { policy, on_leak, command: args.command, kernel_layer };
+    match supervisor::run(config, reporter) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sockstrace: error: {e:#}");
+            e.downcast_ref::<SpawnError>().map_or(EXIT_OWN_FAILURE, SpawnError::exit_status)
+        }
+    }
+}
+
+/// The kernel (eBPF) layer's state in words.
+fn kernel_layer_status() -> String {
+    if !nix::unistd::geteuid().is_root() {
+        "off (requires root)".into()
+    } else {
+        "off (kernel hooks not attached in this version)".into()
+    }
+}

@@ -1,0 +1,95 @@
+//! The seccomp filter: which calls stop for the supervisor's decision.
+//!
+//! Built with libseccomp in the parent, before fork, and exported as a raw BPF
+//! program so that the child only needs the `seccomp(2)` system call.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use anyhow::{Context, Result};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+
+/// Calls that always stop for a decision.
+const NOTIFIED: &[&str] =
+    &["connect", "bind", "listen", "accept", "accept4", "sendmsg", "sendmmsg", "io_uring_setup"];
+
+/// A BPF program ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
+pub struct FilterProgram {
+    insns: Vec<libc::sock_filter>,
+}
+
+impl FilterProgram {
+    /// The `sock_fprog` the kernel reads; valid while `self` lives.
+    pub fn as_fprog(&self) -> libc::sock_fprog {
+        libc::sock_fprog { len: self.insns.len() as u16, filter: self.insns.as_ptr() as *mut libc::sock_filter }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.insns.len()
+    }
+}
+
+/// Builds the filter: native x86_64 calls are checked as designed; calls from
+/// the 32-bit and x32 ABIs stop too, so none reaches the network unchecked.
+pub fn build() -> Result<FilterProgram> {
+    let mut native = ScmpFilterContext::new(ScmpAction::Allow).context("seccomp filter context")?;
+    for name in NOTIFIED {
+        let syscall = ScmpSyscall::from_name(name).with_context(|| format!("syscall {name}"))?;
+        native.add_rule(ScmpAction::Notify, syscall).with_context(|| format!("rule for {name}"))?;
+    }
+    // sendto without a destination (send(2), write-like) keeps the peer checked at connect:
+    // only calls with an address stop.
+    let sendto = ScmpSyscall::from_name("sendto").context("syscall sendto")?;
+    let has_addr = ScmpArgCompare::new(4, ScmpCompareOp::NotEqual, 0);
+    native.add_rule_conditional(ScmpAction::Notify, sendto, &[has_addr]).context("rule for sendto")?;
+
+    let mut compat = ScmpFilterContext::new(ScmpAction::Allow).context("compat filter context")?;
+    compat.add_arch(ScmpArch::X86).context("x86 arch")?;
+    compat.add_arch(ScmpArch::X32).context("x32 arch")?;
+    compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
+    for name in NOTIFIED.iter().chain(&["sendto"]) {
+        let syscall = ScmpSyscall::from_name(name).with_context(|| format!("syscall {name}"))?;
+        compat.add_rule(ScmpAction::Notify, syscall).with_context(|| format!("compat rule for {name}"))?;
+    }
+    native.merge(compat).context("merge compat filter")?;
+    export(&native)
+}
+
+fn export(ctx: &ScmpFilterContext) -> Result<FilterProgram> {
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; returns a new fd or -1.
+    let fd = unsafe { libc::memfd_create(c"sockstrace-filter".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("memfd_create");
+    }
+    // SAFETY: fd was just created and is owned by nothing else.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    ctx.export_bpf(&file).context("export seccomp BPF")?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw)?;
+    Ok(FilterProgram { insns: decode(&raw)? })
+}
+
+fn decode(raw: &[u8]) -> Result<Vec<libc::sock_filter>> {
+    anyhow::ensure!(raw.len() % 8 == 0 && !raw.is_empty(), "exported BPF has a bad size ({})", raw.len());
+    anyhow::ensure!(raw.len() / 8 <= u16::MAX as usize, "exported BPF is too long");
+    Ok(raw
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn builds_a_nonempty_program() {
+        let prog = super::build().expect("filter builds");
+        assert!(prog.len() > 10, "program has {} instructions", prog.len());
+    }
+}

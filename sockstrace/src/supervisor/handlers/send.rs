@@ -1,0 +1,236 @@
+//! `sendto`, `sendmsg`, `sendmmsg`: every message with a destination is
+//! decided on our private copy and, if allowed, sent by us on a duplicate of
+//! the caller's socket, so a racing thread cannot swap the address.
+
+use std::os::fd::AsFd;
+
+use super::{confirm, read_addr, reply_of, run_call, Call, Target, BLOCKED_ERRNO};
+use crate::net::msghdr::{self, MsgHdr, IOVEC_SIZE, MMSGHDR_SIZE, MMSG_LEN_OFFSET, MSGHDR_SIZE, UIO_MAXIOV};
+use crate::net::sockaddr::{self, SockAddr};
+use crate::net::socket::SocketFacts;
+use crate::policy::{decide, Decision, Operation, Request};
+use crate::report::Action;
+use crate::supervisor::notif::Reply;
+use crate::supervisor::sys::{self, Errno};
+use crate::supervisor::tracee::{Failure, Socket, Tracee};
+
+/// The most payload we copy for one call; a stream send beyond it is a
+/// partial send (which stream semantics allow), a datagram beyond it cannot
+/// be sent anyway.
+const MAX_COPY: usize = 16 << 20;
+/// The most control data we copy (the kernel's optmem limit is far lower).
+const MAX_CONTROL: usize = 1 << 20;
+
+/// One message, copied out of the caller.
+struct Outgoing {
+    name: Vec<u8>,
+    data: Vec<u8>,
+    control: Vec<u8>,
+}
+
+fn fastopen(flags: i32) -> bool {
+    flags & libc::MSG_FASTOPEN != 0
+}
+
+/// How much payload to copy for a send of `len` bytes.
+fn copy_len(facts: &SocketFacts, len: u64) -> Result<usize, Failure> {
+    match usize::try_from(len) {
+        Ok(len) if len <= MAX_COPY => Ok(len),
+        _ if facts.is_stream() => Ok(MAX_COPY),
+        _ => Err(Failure::Caller(libc::EMSGSIZE)),
+    }
+}
+
+/// The destination a send names, as the kernel will read it from `name`.
+fn destination(facts: &SocketFacts, name: &[u8], flags: i32) -> Result<Option<SockAddr>, Failure> {
+    if name.is_empty() || (facts.is_stream() && !fastopen(flags)) {
+        // No address, or a stream socket, which ignores it outside Fast Open.
+        return Ok(None);
+    }
+    let parsed = sockaddr::parse(name).map_err(|_| Failure::Caller(libc::EINVAL))?;
+    if parsed == SockAddr::Unspec && facts.family == libc::AF_INET {
+        // IPv4 datagram sockets read an AF_UNSPEC destination as sockaddr_in.
+        return sockaddr::parse_inet4(name).map(|a| Some(SockAddr::Inet(a))).map_err(|_| Failure::Caller(libc::EINVAL));
+    }
+    Ok(Some(parsed))
+}
+
+fn judge(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, name: &[u8], flags: i32) -> Result<Action, Failure> {
+    let dst = destination(&sock.facts, name, flags)?;
+    let op = Operation::Send { dst: dst.clone(), fastopen: fastopen(flags) };
+    let decision: Decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+    Ok(call.record(syscall, Some(sock), Target::Remote(dst.as_ref()), decision))
+}
+
+fn blocked(action: Action) -> bool {
+    matches!(action, Action::Blocked | Action::Killed)
+}
+
+/// Whether our own send may block: a blocking socket without MSG_DONTWAIT.
+fn may_block(sock: &Socket, flags: i32) -> Result<bool, Failure> {
+    let nonblocking = sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
+    Ok(!nonblocking && flags & libc::MSG_DONTWAIT == 0)
+}
+
+/// Sends on our duplicate. SIGPIPE would hit us, not the caller: we always
+/// pass MSG_NOSIGNAL and raise SIGPIPE in the caller when it asked for it.
+fn send_one(fd: std::os::fd::BorrowedFd<'_>, msg: &Outgoing, flags: i32) -> Result<usize, Errno> {
+    sys::sendmsg(fd, &msg.data, &msg.name, &msg.control, flags | libc::MSG_NOSIGNAL)
+}
+
+fn raise_sigpipe(tracee: &Tracee, result: &Reply, flags: i32) {
+    if *result == Reply::Errno(libc::EPIPE) && flags & libc::MSG_NOSIGNAL == 0 {
+        let _ = sys::pidfd_send_signal(tracee.pidfd(), libc::SIGPIPE);
+    }
+}
+
+/// Families whose sends stay on this machine and carry the caller's
+/// credentials or fds: the kernel must perform them in the caller's context.
+fn kernel_local(facts: &SocketFacts) -> bool {
+    matches!(facts.family, libc::AF_UNIX | libc::AF_NETLINK | libc::AF_ALG)
+}
+
+pub async fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
+    let args = call.n.args;
+    let flags = args[3] as i32;
+    let sock = call.tracee.socket(args[0])?;
+    if kernel_local(&sock.facts) {
+        return local_send(call, "sendto", &sock, args[4], args[5]);
+    }
+    let name = read_addr(&call.tracee, args[4], args[5])?;
+    let data = call.tracee.read(args[1], copy_len(&sock.facts, args[2])?)?;
+    confirm(call)?;
+    if blocked(judge(call, "sendto", &sock, &name, flags)?) {
+        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    }
+    let msg = Outgoing { name, data, control: Vec::new() };
+    let may_block = may_block(&sock, flags)?;
+    let fd = sock.fd;
+    let result = run_call(may_block, move || send_one(fd.as_fd(), &msg, flags)).await?;
+    let reply = reply_of(result.map(|n| n as i64));
+    raise_sigpipe(&call.tracee, &reply, flags);
+    Ok(reply)
+}
+
+/// Unix, netlink, alg: the call runs in the kernel (Continue); the address is
+/// read only to name it in the report.
+fn local_send(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, ptr: u64, len: u64) -> Result<Reply, Failure> {
+    let name = if ptr == 0 { Vec::new() } else { read_addr(&call.tracee, ptr, len).unwrap_or_default() };
+    let dst = sockaddr::parse(&name).ok();
+    let op = Operation::Send { dst: dst.clone(), fastopen: false };
+    let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+    if blocked(call.record(syscall, Some(sock), Target::Remote(dst.as_ref()), decision)) {
+        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    }
+    Ok(Reply::Continue)
+}
+
+/// Copies one msghdr's name, payload and control data.
+fn materialize(tracee: &Tracee, facts: &SocketFacts, hdr: &MsgHdr) -> Result<Outgoing, Failure> {
+    let name = tracee.read(hdr.name, hdr.namelen)?;
+    let iovs = msghdr::parse_iovecs(&tracee.read(hdr.iov, hdr.iovlen as usize * IOVEC_SIZE)?, hdr.iovlen as usize)
+        .map_err(|e| Failure::Caller(e.errno()))?;
+    let total: u64 = iovs.iter().fold(0u64, |acc, v| acc.saturating_add(v.len));
+    let mut budget = copy_len(facts, total)?;
+    let mut regions = Vec::with_capacity(iovs.len());
+    for iov in iovs {
+        let take = (iov.len as usize).min(budget);
+        if take > 0 {
+            regions.push((iov.base, take));
+        }
+        budget -= take;
+    }
+    let data = sys::read_process_memory_vectored(tracee.tid, &regions).map_err(|e| match e {
+        libc::EFAULT => Failure::Caller(libc::EFAULT),
+        libc::ESRCH => Failure::Gone,
+        e => Failure::Check(e),
+    })?;
+    if hdr.controllen as usize > MAX_CONTROL {
+        return Err(Failure::Caller(libc::ENOBUFS));
+    }
+    let control = if hdr.control == 0 { Vec::new() } else { tracee.read(hdr.control, hdr.controllen as usize)? };
+    Ok(Outgoing { name, data, control })
+}
+
+fn read_msghdr(tracee: &Tracee, addr: u64) -> Result<MsgHdr, Failure> {
+    msghdr::parse_msghdr(&tracee.read(addr, MSGHDR_SIZE)?).map_err(|e| Failure::Caller(e.errno()))
+}
+
+pub async fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
+    let args = call.n.args;
+    let flags = args[2] as i32;
+    let sock = call.tracee.socket(args[0])?;
+    let hdr = read_msghdr(&call.tracee, args[1])?;
+    if kernel_local(&sock.facts) {
+        return local_send(call, "sendmsg", &sock, hdr.name, hdr.namelen as u64);
+    }
+    let msg = materialize(&call.tracee, &sock.facts, &hdr)?;
+    confirm(call)?;
+    if blocked(judge(call, "sendmsg", &sock, &msg.name, flags)?) {
+        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    }
+    let may_block = may_block(&sock, flags)?;
+    let fd = sock.fd;
+    let result = run_call(may_block, move || send_one(fd.as_fd(), &msg, flags)).await?;
+    let reply = reply_of(result.map(|n| n as i64));
+    raise_sigpipe(&call.tracee, &reply, flags);
+    Ok(reply)
+}
+
+pub async fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
+    let args = call.n.args;
+    let (vec, flags) = (args[1], args[3] as i32);
+    let vlen = (args[2] as u32 as usize).min(UIO_MAXIOV);
+    let sock = call.tracee.socket(args[0])?;
+    if vlen == 0 {
+        return Ok(Reply::Value(0));
+    }
+    let raw = call.tracee.read(vec, vlen * MMSGHDR_SIZE)?;
+    let hdrs = raw
+        .chunks_exact(MMSGHDR_SIZE)
+        .map(|chunk| msghdr::parse_msghdr(chunk).map_err(|e| Failure::Caller(e.errno())))
+        .collect::<Result<Vec<_>, _>>()?;
+    if kernel_local(&sock.facts) {
+        return local_send(call, "sendmmsg", &sock, hdrs[0].name, hdrs[0].namelen as u64);
+    }
+    let msgs = hdrs.iter().map(|h| materialize(&call.tracee, &sock.facts, h)).collect::<Result<Vec<_>, _>>()?;
+    confirm(call)?;
+    // Every message is judged; sending stops at the first blocked one, as the
+    // kernel stops at the first failing one.
+    let mut allowed = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        if blocked(judge(call, "sendmmsg", &sock, &msg.name, flags)?) {
+            break;
+        }
+        allowed.push(msg);
+    }
+    if allowed.is_empty() {
+        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    }
+    let any_blocked = allowed.len() < vlen;
+    let may_block = may_block(&sock, flags)?;
+    let fd = sock.fd;
+    let (sent, error) = run_call(may_block, move || {
+        let mut sent = Vec::new();
+        for msg in &allowed {
+            match send_one(fd.as_fd(), msg, flags) {
+                Ok(n) => sent.push(n),
+                Err(e) => return (sent, Some(e)),
+            }
+        }
+        (sent, None)
+    })
+    .await?;
+    for (i, n) in sent.iter().enumerate() {
+        let at = vec + (i * MMSGHDR_SIZE + MMSG_LEN_OFFSET) as u64;
+        // As in the kernel, a failure to store msg_len does not undo the send.
+        let _ = call.tracee.write(at, &(*n as u32).to_ne_bytes());
+    }
+    let reply = match (sent.len(), error) {
+        (0, Some(e)) => Reply::Errno(e),
+        (0, None) if any_blocked => Reply::Errno(BLOCKED_ERRNO),
+        (n, _) => Reply::Value(n as i64),
+    };
+    raise_sigpipe(&call.tracee, &reply, flags);
+    Ok(reply)
+}

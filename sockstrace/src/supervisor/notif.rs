@@ -1,0 +1,181 @@
+//! The seccomp user-notification fd: receive, validate, respond.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use super::sys::{last_errno, Errno};
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct SeccompData {
+    nr: i32,
+    arch: u32,
+    instruction_pointer: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct SeccompNotif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    data: SeccompData,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct SeccompNotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+const fn ioc(dir: u64, nr: u64, size: usize) -> u64 {
+    (dir << 30) | ((size as u64) << 16) | ((b'!' as u64) << 8) | nr
+}
+const IOC_WRITE: u64 = 1;
+const IOC_READ_WRITE: u64 = 3;
+const NOTIF_RECV: u64 = ioc(IOC_READ_WRITE, 0, std::mem::size_of::<SeccompNotif>());
+const NOTIF_SEND: u64 = ioc(IOC_READ_WRITE, 1, std::mem::size_of::<SeccompNotifResp>());
+const NOTIF_ID_VALID: u64 = ioc(IOC_WRITE, 2, std::mem::size_of::<u64>());
+const NOTIF_SET_FLAGS: u64 = ioc(IOC_WRITE, 4, std::mem::size_of::<u64>());
+const USER_NOTIF_FLAG_CONTINUE: u32 = 1;
+const USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+
+/// `AUDIT_ARCH_X86_64`.
+pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+/// Set in `nr` for x32 system calls.
+pub const X32_SYSCALL_BIT: i32 = 0x4000_0000;
+
+/// One trapped system call.
+#[derive(Debug, Clone, Copy)]
+pub struct Notification {
+    pub id: u64,
+    /// The calling thread, as a pid in our namespace.
+    pub tid: u32,
+    pub nr: i32,
+    pub arch: u32,
+    pub args: [u64; 6],
+}
+
+impl Notification {
+    /// Whether the call comes from the native x86_64 ABI.
+    pub fn is_native(&self) -> bool {
+        self.arch == AUDIT_ARCH_X86_64 && self.nr & X32_SYSCALL_BIT == 0
+    }
+}
+
+/// The answer to a trapped call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The call returns this value (we performed it ourselves).
+    Value(i64),
+    /// The call fails with this errno.
+    Errno(Errno),
+    /// The kernel runs the call itself; only where its effect cannot depend on
+    /// memory the tracee can still change.
+    Continue,
+}
+
+/// State of the listener without blocking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    Notification,
+    Nothing,
+    /// Every process under the filter is gone.
+    Hangup,
+}
+
+pub struct Notifier {
+    fd: OwnedFd,
+}
+
+impl AsRawFd for Notifier {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Notifier {
+    pub fn new(fd: OwnedFd) -> Self {
+        Notifier { fd }
+    }
+
+    /// Asks the kernel to wake the tracee on the responder's CPU (Linux 6.6+).
+    pub fn enable_sync_wakeup(&self) -> bool {
+        let flags = USER_NOTIF_FD_SYNC_WAKE_UP;
+        // SAFETY: the ioctl takes the flags by value.
+        unsafe { libc::ioctl(self.fd.as_raw_fd(), NOTIF_SET_FLAGS as _, flags) == 0 }
+    }
+
+    /// Polls without blocking.
+    pub fn pending(&self) -> Pending {
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one live pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n <= 0 {
+            return Pending::Nothing;
+        }
+        if pfd.revents & libc::POLLIN != 0 {
+            Pending::Notification
+        } else if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            Pending::Hangup
+        } else {
+            Pending::Nothing
+        }
+    }
+
+    /// Receives one notification. `ENOENT` means it vanished (the caller was
+    /// killed) and is harmless.
+    pub fn recv(&self) -> Result<Notification, Errno> {
+        let mut raw = SeccompNotif::default();
+        // SAFETY: raw is a zeroed SeccompNotif, the size the ioctl number encodes.
+        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), NOTIF_RECV as _, &mut raw as *mut SeccompNotif) };
+        if ret < 0 {
+            return Err(last_errno());
+        }
+        Ok(Notification { id: raw.id, tid: raw.pid, nr: raw.data.nr, arch: raw.data.arch, args: raw.data.args })
+    }
+
+    /// Whether notification `id` is still waiting (its caller alive and in the
+    /// call). Checked after reading the caller's memory, so the memory we read
+    /// belonged to the caller and not to a recycled pid.
+    pub fn id_valid(&self, id: u64) -> bool {
+        let mut id = id;
+        // SAFETY: the ioctl reads one u64 from a live local.
+        unsafe { libc::ioctl(self.fd.as_raw_fd(), NOTIF_ID_VALID as _, &mut id as *mut u64) == 0 }
+    }
+
+    /// Answers notification `id`. `ENOENT` (caller gone) is not an error.
+    pub fn respond(&self, id: u64, reply: Reply) -> Result<(), Errno> {
+        let mut resp = SeccompNotifResp { id, ..Default::default() };
+        match reply {
+            Reply::Value(v) => resp.val = v,
+            Reply::Errno(e) => resp.error = -e,
+            Reply::Continue => resp.flags = USER_NOTIF_FLAG_CONTINUE,
+        }
+        // SAFETY: resp is a live SeccompNotifResp, the size the ioctl number encodes.
+        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), NOTIF_SEND as _, &mut resp as *mut SeccompNotifResp) };
+        match ret {
+            0 => Ok(()),
+            _ => match last_errno() {
+                libc::ENOENT => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_match_the_kernel_headers() {
+        assert_eq!(NOTIF_RECV, 0xc050_2100);
+        assert_eq!(NOTIF_SEND, 0xc018_2101);
+        assert_eq!(NOTIF_ID_VALID, 0x4008_2102);
+        assert_eq!(NOTIF_SET_FLAGS, 0x4008_2104);
+    }
+}

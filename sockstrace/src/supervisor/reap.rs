@@ -1,0 +1,91 @@
+//! Reaping children (we are their subreaper) and forwarding signals to the
+//! traced program.
+
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// How often we sweep for exited children even without SIGCHLD.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The traced program's exit status, shell-style (128+N for signal N).
+pub fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    }
+}
+
+/// Reaps every exited child; returns the main child's status when it is among them.
+fn sweep(main: libc::pid_t) -> Option<i32> {
+    let mut main_status = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a live status local; WNOHANG never blocks.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return main_status;
+        }
+        if pid == main {
+            main_status = Some(exit_code(status));
+        }
+    }
+}
+
+/// Reaps children until the main child has exited (then keeps reaping
+/// orphans); publishes the main child's exit code.
+pub async fn reaper(main: libc::pid_t, exited: watch::Sender<Option<i32>>) {
+    let mut sigchld = match signal(SignalKind::child()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("sockstrace: no SIGCHLD stream ({e}); polling for exits");
+            None
+        }
+    };
+    loop {
+        if let Some(code) = sweep(main) {
+            let _ = exited.send(Some(code));
+        }
+        match sigchld.as_mut() {
+            Some(s) => {
+                let _ = tokio::time::timeout(SWEEP_INTERVAL, s.recv()).await;
+            }
+            None => tokio::time::sleep(SWEEP_INTERVAL).await,
+        }
+    }
+}
+
+/// Passes SIGTERM, SIGHUP and SIGQUIT on to the program. SIGINT is ignored
+/// here: a terminal delivers it to the program's process group directly.
+pub async fn forward_signals(main: libc::pid_t) {
+    let kinds = [
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+        (SignalKind::quit(), libc::SIGQUIT),
+        (SignalKind::interrupt(), 0),
+    ];
+    let mut streams = Vec::new();
+    for (kind, number) in kinds {
+        if let Ok(stream) = signal(kind) {
+            streams.push((stream, number));
+        }
+    }
+    let mut tasks = Vec::new();
+    for (mut stream, number) in streams {
+        tasks.push(tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if number != 0 {
+                    // SAFETY: kill takes two integers.
+                    unsafe { libc::kill(main, number) };
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}

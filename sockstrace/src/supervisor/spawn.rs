@@ -1,0 +1,294 @@
+//! Starting the traced program: fork, install the filter, hand the listener
+//! to the supervisor, exec.
+//!
+//! Everything the child needs is prepared before `fork`; after it, the child
+//! makes raw system calls only. The child cannot send the listener fd with
+//! `sendmsg` (that call is trapped, and nobody serves it yet), so it writes the
+//! fd's number into a pipe and the parent takes it with `pidfd_getfd`.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::filter::FilterProgram;
+use super::sys::{self, Errno};
+
+const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_long = 1 << 3;
+const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: libc::c_long = 1 << 5;
+
+/// Messages from the child: `[tag, value]` as two native `i32`.
+const MSG_LISTENER: i32 = 1;
+const MSG_NNP_FAILED: i32 = 2;
+const MSG_SECCOMP_FAILED: i32 = 3;
+const MSG_EXEC_FAILED: i32 = 4;
+const MSG_LISTENER_KILLABLE: i32 = 5;
+
+/// Exit status of a child that failed before exec.
+const CHILD_SETUP_FAILED: i32 = 125;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{0}: command not found")]
+    NotFound(String),
+    #[error("{0}: permission denied (not executable)")]
+    NotExecutable(String),
+    #[error("cannot execute {program}: {err}")]
+    Exec { program: String, err: std::io::Error },
+    #[error("cannot install the seccomp filter: {0}")]
+    Seccomp(std::io::Error),
+    #[error("cannot set no_new_privs: {0}")]
+    NoNewPrivs(std::io::Error),
+    #[error("{what}: {err}")]
+    Setup { what: &'static str, err: std::io::Error },
+}
+
+impl SpawnError {
+    /// The exit status sockstrace reports, as `env(1)` and shells do.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            SpawnError::NotFound(_) => 127,
+            SpawnError::Exec { err, .. } if err.raw_os_error() == Some(libc::ENOENT) => 127,
+            SpawnError::NotExecutable(_) | SpawnError::Exec { .. } => 126,
+            _ => 125,
+        }
+    }
+}
+
+fn setup(what: &'static str) -> impl Fn(Errno) -> SpawnError {
+    move |e| SpawnError::Setup { what, err: std::io::Error::from_raw_os_error(e) }
+}
+
+/// The traced program, running, and our end of its seccomp filter.
+pub struct Spawned {
+    pub pid: libc::pid_t,
+    pub listener: OwnedFd,
+    /// Whether the kernel took `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`.
+    pub wait_killable: bool,
+}
+
+/// Finds `program` as `execvp` would: a path if it has a slash, else in PATH.
+pub fn resolve_program(program: &OsStr) -> Result<PathBuf, SpawnError> {
+    let name = program.to_string_lossy().into_owned();
+    let candidates: Vec<PathBuf> = if program.as_bytes().contains(&b'/') {
+        vec![PathBuf::from(program)]
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&path).map(|dir| dir.join(program)).collect()
+    };
+    let mut found_unexecutable = false;
+    for candidate in candidates {
+        if !candidate.is_file() {
+            continue;
+        }
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+        found_unexecutable = true;
+    }
+    Err(if found_unexecutable { SpawnError::NotExecutable(name) } else { SpawnError::NotFound(name) })
+}
+
+fn is_executable(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: c is a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+fn cstring(s: &OsStr) -> Result<CString, SpawnError> {
+    CString::new(s.as_bytes()).map_err(|_| SpawnError::Setup {
+        what: "argument contains a NUL byte",
+        err: std::io::Error::from_raw_os_error(libc::EINVAL),
+    })
+}
+
+/// Everything the child uses, built before fork.
+struct ChildPlan<'a> {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    filter: &'a FilterProgram,
+    no_new_privs: bool,
+}
+
+/// Forks and execs `argv` under `filter`. Must be called while the process
+/// has a single thread (before the async runtime starts).
+pub fn spawn(path: &Path, argv: &[OsString], filter: &FilterProgram, no_new_privs: bool) -> Result<Spawned, SpawnError> {
+    let plan = ChildPlan {
+        path: cstring(path.as_os_str())?,
+        argv: argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
+        envp: std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                cstring(&kv)
+            })
+            .collect::<Result<_, _>>()?,
+        filter,
+        no_new_privs,
+    };
+    let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = plan.envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    let fprog = plan.filter.as_fprog();
+
+    let (ctl_read, ctl_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
+    let (go_read, go_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
+
+    // SAFETY: the process is single-threaded here (see the doc comment), and
+    // the child branch below only makes async-signal-safe raw system calls on
+    // data prepared before fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(setup("fork")(sys::last_errno()));
+    }
+    if pid == 0 {
+        // SAFETY: we are the child; see child_main's contract.
+        unsafe {
+            child_main(
+                &plan,
+                &fprog,
+                argv_ptrs.as_ptr(),
+                envp_ptrs.as_ptr(),
+                ctl_write.as_raw_fd(),
+                go_read.as_raw_fd(),
+            )
+        }
+    }
+    drop(ctl_write);
+    drop(go_read);
+    parent_handshake(pid, &plan, ctl_read, go_write)
+}
+
+fn parent_handshake(pid: libc::pid_t, plan: &ChildPlan<'_>, ctl: OwnedFd, go: OwnedFd) -> Result<Spawned, SpawnError> {
+    let program = plan.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let fail = |e: SpawnError| {
+        reap(pid);
+        Err(e)
+    };
+    let (tag, value) = match read_message(&ctl) {
+        Some(m) => m,
+        None => return fail(setup("child exited during setup")(libc::ECHILD)),
+    };
+    let wait_killable = match tag {
+        MSG_LISTENER_KILLABLE => true,
+        MSG_LISTENER => false,
+        MSG_NNP_FAILED => return fail(SpawnError::NoNewPrivs(std::io::Error::from_raw_os_error(value))),
+        _ => return fail(SpawnError::Seccomp(std::io::Error::from_raw_os_error(value))),
+    };
+    let listener = sys::pidfd_open_thread(pid as u32)
+        .and_then(|pidfd| sys::pidfd_getfd(pidfd.as_fd(), value))
+        .map_err(setup("taking the seccomp listener from the child (pidfd_getfd)"));
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    // SAFETY: writes one byte from a live local to our pipe end.
+    let wrote = unsafe { libc::write(go.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    if wrote != 1 {
+        return fail(setup("releasing the child")(sys::last_errno()));
+    }
+    drop(go);
+    match read_message(&ctl) {
+        None => Ok(Spawned { pid, listener, wait_killable }),
+        Some((_, errno)) => {
+            fail(SpawnError::Exec { program, err: std::io::Error::from_raw_os_error(errno) })
+        }
+    }
+}
+
+/// Reads one `[tag, value]` message; `None` on end of file.
+fn read_message(fd: &OwnedFd) -> Option<(i32, i32)> {
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reads into the unfilled tail of a live local buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        match n {
+            0 => return None,
+            n if n < 0 && sys::last_errno() == libc::EINTR => continue,
+            n if n < 0 => return None,
+            n => got += n as usize,
+        }
+    }
+    Some((i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]), i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]])))
+}
+
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waits for our own child; status is a live local.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// Writes a message to the parent. Async-signal-safe.
+unsafe fn child_send(fd: libc::c_int, tag: i32, value: i32) {
+    let mut buf = [0u8; 8];
+    buf[..4].copy_from_slice(&tag.to_ne_bytes());
+    buf[4..].copy_from_slice(&value.to_ne_bytes());
+    // SAFETY: writes 8 bytes from a live local; a pipe write this small is atomic.
+    unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+}
+
+unsafe fn child_errno() -> i32 {
+    // SAFETY: __errno_location is always valid for the calling thread.
+    unsafe { *libc::__errno_location() }
+}
+
+/// The child between fork and exec.
+///
+/// # Safety
+/// Only called in a freshly forked child of a single-threaded process; all
+/// pointers refer to memory prepared before fork. Never returns.
+unsafe fn child_main(
+    plan: &ChildPlan<'_>,
+    fprog: &libc::sock_fprog,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    ctl: libc::c_int,
+    go: libc::c_int,
+) -> ! {
+    // SAFETY (whole body): raw system calls on valid pointers and fds only.
+    unsafe {
+        if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            child_send(ctl, MSG_NNP_FAILED, child_errno());
+            libc::_exit(CHILD_SETUP_FAILED);
+        }
+        let base = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        let mut tag = MSG_LISTENER_KILLABLE;
+        let fprog_ptr = fprog as *const libc::sock_fprog;
+        let mut fd = libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            base | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            fprog_ptr,
+        );
+        if fd < 0 && child_errno() == libc::EINVAL {
+            tag = MSG_LISTENER;
+            fd = libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, base, fprog_ptr);
+        }
+        if fd < 0 {
+            child_send(ctl, MSG_SECCOMP_FAILED, child_errno());
+            libc::_exit(CHILD_SETUP_FAILED);
+        }
+        child_send(ctl, tag, fd as i32);
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(go, (&mut byte as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n < 0 && child_errno() == libc::EINTR {
+                continue;
+            }
+            libc::_exit(CHILD_SETUP_FAILED);
+        }
+        // The tracee must never hold its own listener.
+        libc::close(fd as libc::c_int);
+        libc::execve(plan.path.as_ptr(), argv, envp);
+        child_send(ctl, MSG_EXEC_FAILED, child_errno());
+        libc::_exit(if child_errno() == libc::ENOENT { 127 } else { 126 });
+    }
+}

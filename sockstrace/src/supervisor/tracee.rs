@@ -1,0 +1,128 @@
+//! Access to the calling thread: its memory, its file descriptors, who it is.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use super::sys::{self, Errno};
+use crate::net::socket::SocketFacts;
+use crate::report::ProcessInfo;
+
+/// Why a handler could not reach a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The caller's own mistake (bad fd, bad pointer, bad length): the call
+    /// fails with the errno the kernel would have given.
+    Caller(Errno),
+    /// The caller died or left the call; there is nobody to answer.
+    Gone,
+    /// Our own machinery failed: fail closed (deny and report).
+    Check(Errno),
+}
+
+/// Maps an errno from reading the caller's memory.
+fn memory_failure(e: Errno) -> Failure {
+    match e {
+        libc::EFAULT => Failure::Caller(libc::EFAULT),
+        libc::ESRCH => Failure::Gone,
+        e => Failure::Check(e),
+    }
+}
+
+/// The thread whose call we are deciding.
+pub struct Tracee {
+    pub tid: u32,
+    pidfd: OwnedFd,
+}
+
+/// A duplicate of the caller's socket and what the kernel says it is.
+pub struct Socket {
+    pub fd: OwnedFd,
+    pub facts: SocketFacts,
+}
+
+impl Socket {
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub fn cookie(&self) -> Option<u64> {
+        sys::socket_cookie(self.fd.as_fd()).ok()
+    }
+}
+
+impl Tracee {
+    pub fn open(tid: u32) -> Result<Self, Failure> {
+        match sys::pidfd_open_thread(tid) {
+            Ok(pidfd) => Ok(Tracee { tid, pidfd }),
+            Err(libc::ESRCH) => Err(Failure::Gone),
+            Err(e) => Err(Failure::Check(e)),
+        }
+    }
+
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Copies `len` bytes of the caller's memory.
+    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Failure> {
+        sys::read_process_memory(self.tid, addr, len).map_err(memory_failure)
+    }
+
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Failure> {
+        sys::write_process_memory(self.tid, addr, data).map_err(memory_failure)
+    }
+
+    /// Duplicates the caller's fd `raw` (an argument register) and reads the
+    /// socket's family, type and protocol from our duplicate.
+    pub fn socket(&self, raw: u64) -> Result<Socket, Failure> {
+        let fd_num = i32::try_from(raw as i64).map_err(|_| Failure::Caller(libc::EBADF))?;
+        if fd_num < 0 {
+            return Err(Failure::Caller(libc::EBADF));
+        }
+        let fd = sys::pidfd_getfd(self.pidfd.as_fd(), fd_num).map_err(|e| match e {
+            libc::EBADF => Failure::Caller(libc::EBADF),
+            libc::ESRCH => Failure::Gone,
+            e => Failure::Check(e),
+        })?;
+        let opt = |name| {
+            sys::getsockopt_int(fd.as_fd(), libc::SOL_SOCKET, name).map_err(|e| match e {
+                libc::ENOTSOCK => Failure::Caller(libc::ENOTSOCK),
+                e => Failure::Check(e),
+            })
+        };
+        let facts = SocketFacts { family: opt(libc::SO_DOMAIN)?, sock_type: opt(libc::SO_TYPE)?, protocol: opt(libc::SO_PROTOCOL)? };
+        Ok(Socket { fd, facts })
+    }
+
+    /// Who the caller is. Best effort: missing pieces stay `None`.
+    pub fn process_info(&self) -> ProcessInfo {
+        let base = format!("/proc/{}", self.tid);
+        let status = std::fs::read_to_string(format!("{base}/status")).ok();
+        let field = |name: &str| {
+            status.as_deref().and_then(|s| {
+                s.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            })
+        };
+        let argv = std::fs::read(format!("{base}/cmdline")).ok().filter(|c| !c.is_empty()).map(|c| {
+            c.split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        });
+        ProcessInfo {
+            pid: field("Tgid:").and_then(|v| v.parse().ok()),
+            comm: field("Name:"),
+            exe: std::fs::read_link(format!("{base}/exe")).ok().map(|p| p.to_string_lossy().into_owned()),
+            argv,
+        }
+    }
+
+    /// Whether the caller holds `CAP_NET_BIND_SERVICE` in its effective set.
+    pub fn can_bind_privileged(&self) -> bool {
+        const CAP_NET_BIND_SERVICE: u32 = 10;
+        std::fs::read_to_string(format!("/proc/{}/status", self.tid))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned())))
+            .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+            .is_some_and(|caps| caps & (1 << CAP_NET_BIND_SERVICE) != 0)
+    }
+}

@@ -1,0 +1,437 @@
+//! Leaks that `sockstrace run` (default `--on-leak block`) must block and
+//! report: nothing may arrive at the sink, the client must see EPERM, and the
+//! report must carry a matching leak event.
+
+use std::path::Path;
+
+use sockstrace_tests::util::field;
+use sockstrace_tests::{
+    netprobe, netprobe_static, skip, DnsSink, LeakSpec, Outcome, TcpSink, Trace, UdpSink,
+};
+
+/// A proxy stand-in that must stay untouched in these tests.
+fn proxy() -> TcpSink {
+    TcpSink::bind("127.0.0.1")
+}
+
+/// The client made the operation fail with EPERM and exited 1; sockstrace
+/// passed that status on.
+fn assert_client_eperm(out: &Outcome, op: &str) {
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains(&format!("{op}: errno=1 (")),
+        "client did not see EPERM on {op}\n{}",
+        out.describe()
+    );
+}
+
+fn actor_pid_tid(out: &Outcome) -> (Option<i64>, Option<i64>) {
+    (
+        Some(field(&out.stdout, "actor:", "pid")),
+        Some(field(&out.stdout, "actor:", "tid")),
+    )
+}
+
+fn tcp_blocked(client: &Path, host: &str, sink_host: &str, family: &str) {
+    let sink = TcpSink::bind(sink_host);
+    let px = proxy();
+    let out = Trace::new()
+        .proxy(px.addr())
+        .netprobe_at(client, ["tcp-connect", host, &sink.port()])
+        .run();
+    assert_client_eperm(&out, "connect");
+    sink.assert_nothing_arrived("blocked TCP connect");
+    px.assert_nothing_arrived("the program never used the proxy");
+    out.assert_report_well_formed();
+    let (pid, tid) = actor_pid_tid(&out);
+    let ev = out.assert_leak(&LeakSpec {
+        syscalls: &["connect"],
+        dst: &sink.dst(),
+        reasons: &["direct-tcp"],
+        action: "blocked",
+        protocol: "tcp",
+        family,
+        pid,
+        tid,
+        comm: "netprobe",
+    });
+    assert_eq!(
+        Path::new(ev.s("exe")),
+        client.canonicalize().unwrap(),
+        "exe in {ev}\n{}",
+        out.describe()
+    );
+    if let Some(argv) = ev.get("argv").and_then(|a| a.as_array()) {
+        assert!(
+            argv.iter().any(|a| a == "tcp-connect"),
+            "argv in {ev}\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn tcp_v4_blocked() {
+    tcp_blocked(netprobe(), "127.0.0.2", "127.0.0.2", "inet");
+}
+
+#[test]
+fn tcp_v6_blocked() {
+    tcp_blocked(netprobe(), "::1", "::1", "inet6");
+}
+
+#[test]
+fn tcp_v4_mapped_v6_blocked() {
+    // An AF_INET6 socket to ::ffff:127.0.0.2; the report writes it as v4.
+    tcp_blocked(netprobe(), "::ffff:127.0.0.2", "127.0.0.2", "inet6");
+}
+
+#[test]
+fn tcp_from_static_binary_blocked() {
+    let Some(client) = netprobe_static() else {
+        skip!("static netprobe could not be built (static glibc linking failed)");
+    };
+    tcp_blocked(client, "127.0.0.2", "127.0.0.2", "inet");
+}
+
+#[test]
+fn tcp_explicit_on_leak_block() {
+    let sink = TcpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .on_leak("block")
+        .netprobe(["tcp-connect", &sink.host(), &sink.port()])
+        .run();
+    assert_client_eperm(&out, "connect");
+    sink.assert_nothing_arrived("blocked TCP connect");
+    out.assert_leak(&LeakSpec {
+        syscalls: &["connect"],
+        dst: &sink.dst(),
+        reasons: &["direct-tcp"],
+        action: "blocked",
+        protocol: "tcp",
+        family: "inet",
+        comm: "netprobe",
+        ..Default::default()
+    });
+}
+
+#[test]
+fn tcp_allow_rule_for_another_port_does_not_cover() {
+    let sink = TcpSink::bind("127.0.0.2");
+    let other = TcpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .allow(&other.dst())
+        .netprobe(["tcp-connect", &sink.host(), &sink.port()])
+        .run();
+    assert_client_eperm(&out, "connect");
+    sink.assert_nothing_arrived("allow rule names another port");
+    out.assert_report_well_formed();
+    out.assert_leak(&LeakSpec {
+        syscalls: &["connect"],
+        dst: &sink.dst(),
+        reasons: &["direct-tcp"],
+        action: "blocked",
+        protocol: "tcp",
+        family: "inet",
+        comm: "netprobe",
+        ..Default::default()
+    });
+}
+
+fn udp_blocked(cmd: &str, op: &str, syscalls: &[&str], sink_host: &str, family: &str) {
+    let sink = UdpSink::bind(sink_host);
+    let px = proxy();
+    let out = Trace::new()
+        .proxy(px.addr())
+        .netprobe([cmd, &sink.host(), &sink.port()])
+        .run();
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains(&format!("{op}: errno=1 (")),
+        "client did not see EPERM\n{}",
+        out.describe()
+    );
+    sink.assert_nothing_arrived(cmd);
+    out.assert_report_well_formed();
+    let (pid, tid) = actor_pid_tid(&out);
+    out.assert_leak(&LeakSpec {
+        syscalls,
+        dst: &sink.dst(),
+        reasons: &["direct-udp"],
+        action: "blocked",
+        protocol: "udp",
+        family,
+        pid,
+        tid,
+        comm: "netprobe",
+    });
+}
+
+#[test]
+fn udp_sendto_blocked() {
+    udp_blocked("udp-sendto", "sendto", &["sendto"], "127.0.0.2", "inet");
+}
+
+#[test]
+fn udp_sendto_v6_blocked() {
+    udp_blocked("udp-sendto", "sendto", &["sendto"], "::1", "inet6");
+}
+
+#[test]
+fn udp_connect_send_blocked() {
+    // Either the connect of the UDP socket or the send on it may be refused;
+    // both name the same destination.
+    let sink = UdpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .netprobe(["udp-connect-send", &sink.host(), &sink.port()])
+        .run();
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("connect: errno=1 (") || out.stdout.contains("send: errno=1 ("),
+        "client did not see EPERM\n{}",
+        out.describe()
+    );
+    sink.assert_nothing_arrived("connected UDP");
+    out.assert_report_well_formed();
+    let (pid, tid) = actor_pid_tid(&out);
+    out.assert_leak(&LeakSpec {
+        syscalls: &["connect", "sendto", "sendmsg"],
+        dst: &sink.dst(),
+        reasons: &["direct-udp"],
+        action: "blocked",
+        protocol: "udp",
+        family: "inet",
+        pid,
+        tid,
+        comm: "netprobe",
+    });
+}
+
+#[test]
+fn udp_sendmsg_blocked() {
+    udp_blocked("udp-sendmsg", "sendmsg", &["sendmsg"], "127.0.0.2", "inet");
+}
+
+#[test]
+fn udp_sendmmsg_blocked() {
+    // Four messages alternating between two leak destinations.
+    let a = UdpSink::bind("127.0.0.2");
+    let b = UdpSink::bind("127.0.0.3");
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .netprobe([
+            "udp-sendmmsg",
+            "4",
+            &a.host(),
+            &a.port(),
+            &b.host(),
+            &b.port(),
+        ])
+        .run();
+    assert_client_eperm(&out, "sendmmsg");
+    a.assert_nothing_arrived("sendmmsg message 0/2");
+    b.assert_nothing_arrived("sendmmsg message 1/3");
+    out.assert_report_well_formed();
+    out.assert_leak(&LeakSpec {
+        syscalls: &["sendmmsg"],
+        dst: &a.dst(),
+        reasons: &["direct-udp"],
+        action: "blocked",
+        protocol: "udp",
+        family: "inet",
+        comm: "netprobe",
+        ..Default::default()
+    });
+}
+
+#[test]
+fn udp_sendmmsg_checks_every_message() {
+    // Message 0 goes to an allowed destination, message 1 (and 3) to a leak:
+    // checking only the first message would let the others through.
+    let allowed = UdpSink::bind("127.0.0.4");
+    let leak = UdpSink::bind("127.0.0.5");
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .allow(&allowed.dst())
+        .netprobe([
+            "udp-sendmmsg",
+            "4",
+            &allowed.host(),
+            &allowed.port(),
+            &leak.host(),
+            &leak.port(),
+        ])
+        .run();
+    // Either the call fails with EPERM, or it stops short of the leak
+    // (partial count); it must not send all four.
+    out.assert_code(1);
+    assert!(
+        !out.stdout.contains("sent=4 of 4"),
+        "all messages sent\n{}",
+        out.describe()
+    );
+    leak.assert_nothing_arrived("sendmmsg messages 1 and 3");
+    out.assert_report_well_formed();
+    out.assert_leak(&LeakSpec {
+        syscalls: &["sendmmsg"],
+        dst: &leak.dst(),
+        reasons: &["direct-udp"],
+        action: "blocked",
+        protocol: "udp",
+        family: "inet",
+        comm: "netprobe",
+        ..Default::default()
+    });
+}
+
+fn dns_blocked(cmd: &str, op: &str, syscall: &str, reason: &str, protocol: &str, extra: &[&str]) {
+    let dns = match DnsSink::bind() {
+        Ok(d) => d,
+        Err(e) => skip!("DNS sink: {e}"),
+    };
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .opts(extra)
+        .netprobe([cmd, &dns.host()])
+        .run();
+    assert_client_eperm(&out, op);
+    dns.assert_nothing_arrived(cmd);
+    out.assert_report_well_formed();
+    let (pid, tid) = actor_pid_tid(&out);
+    out.assert_leak(&LeakSpec {
+        syscalls: &[syscall],
+        dst: &dns.dst(),
+        reasons: &[reason],
+        action: "blocked",
+        protocol,
+        family: "inet",
+        pid,
+        tid,
+        comm: "netprobe",
+    });
+}
+
+#[test]
+fn dns_udp_blocked() {
+    dns_blocked("dns-udp", "sendto", "sendto", "dns-udp", "udp", &[]);
+}
+
+#[test]
+fn dns_tcp_blocked() {
+    dns_blocked("dns-tcp", "connect", "connect", "dns-tcp", "tcp", &[]);
+}
+
+#[test]
+fn dns_udp_blocked_despite_allow_loopback() {
+    // --allow-loopback never covers port 53.
+    dns_blocked(
+        "dns-udp",
+        "sendto",
+        "sendto",
+        "dns-udp",
+        "udp",
+        &["--allow-loopback"],
+    );
+}
+
+#[test]
+fn dns_tcp_blocked_despite_allow_loopback() {
+    dns_blocked(
+        "dns-tcp",
+        "connect",
+        "connect",
+        "dns-tcp",
+        "tcp",
+        &["--allow-loopback"],
+    );
+}
+
+#[test]
+fn forked_child_blocked() {
+    let sink = TcpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .netprobe(["fork-connect", &sink.host(), &sink.port()])
+        .run();
+    assert_client_eperm(&out, "connect");
+    assert!(out.stdout.contains("child: exit=1"), "{}", out.describe());
+    sink.assert_nothing_arrived("connect from a forked child");
+    out.assert_report_well_formed();
+    let (pid, tid) = actor_pid_tid(&out);
+    out.assert_leak(&LeakSpec {
+        syscalls: &["connect"],
+        dst: &sink.dst(),
+        reasons: &["direct-tcp"],
+        action: "blocked",
+        protocol: "tcp",
+        family: "inet",
+        pid,
+        tid,
+        comm: "netprobe",
+    });
+}
+
+#[test]
+fn thread_blocked() {
+    let sink = TcpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .netprobe(["thread-connect", &sink.host(), &sink.port()])
+        .run();
+    assert_client_eperm(&out, "connect");
+    sink.assert_nothing_arrived("connect from a thread");
+    out.assert_report_well_formed();
+    let main_pid = field(&out.stdout, "main:", "pid");
+    let (pid, tid) = actor_pid_tid(&out);
+    assert_eq!(pid, Some(main_pid));
+    assert_ne!(tid, Some(main_pid), "the thread has its own tid");
+    // pid is the thread group id, tid the thread's own id.
+    out.assert_leak(&LeakSpec {
+        syscalls: &["connect"],
+        dst: &sink.dst(),
+        reasons: &["direct-tcp"],
+        action: "blocked",
+        protocol: "tcp",
+        family: "inet",
+        pid,
+        tid,
+        comm: "netprobe",
+    });
+}
+
+#[test]
+fn after_exec_blocked() {
+    let sink = TcpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(proxy().addr())
+        .netprobe(["exec-connect", &sink.host(), &sink.port()])
+        .run();
+    assert_client_eperm(&out, "connect");
+    sink.assert_nothing_arrived("connect after exec");
+    out.assert_report_well_formed();
+    let exec_pid = field(&out.stdout, "exec:", "pid");
+    let (pid, tid) = actor_pid_tid(&out);
+    assert_eq!(pid, Some(exec_pid), "exec keeps the pid");
+    let ev = out.assert_leak(&LeakSpec {
+        syscalls: &["connect"],
+        dst: &sink.dst(),
+        reasons: &["direct-tcp"],
+        action: "blocked",
+        protocol: "tcp",
+        family: "inet",
+        pid,
+        tid,
+        comm: "netprobe",
+    });
+    // The event describes the program after exec.
+    if let Some(argv) = ev.get("argv").and_then(|a| a.as_array()) {
+        assert!(
+            argv.iter().any(|a| a == "tcp-connect") && !argv.iter().any(|a| a == "exec-connect"),
+            "argv should be the exec'd one: {ev}\n{}",
+            out.describe()
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Locating the binary under test and building the C test client.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `cargo metadata`.
+pub fn target_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+            let dir = PathBuf::from(dir);
+            return if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            };
+        }
+        let out = Command::new(cargo())
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(workspace_root())
+            .output()
+            .expect("run cargo metadata");
+        assert!(
+            out.status.success(),
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+        PathBuf::from(
+            meta["target_directory"]
+                .as_str()
+                .expect("cargo metadata has target_directory"),
+        )
+    })
+}
+
+/// The sockstrace binary: `SOCKSTRACE_BIN` when set (by `cargo xtask test`),
+/// otherwise built once per test process with `cargo build -p sockstrace`.
+pub fn sockstrace_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SOCKSTRACE_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "SOCKSTRACE_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
+        let status = Command::new(cargo())
+            .args(["build", "-p", "sockstrace"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build -p sockstrace");
+        assert!(status.success(), "cargo build -p sockstrace failed");
+        let bin = target_dir().join("debug").join("sockstrace");
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+        bin
+    })
+}
+
+/// The directory the test helpers are compiled into.
+pub fn helpers_dir() -> PathBuf {
+    let dir = target_dir().join("sockstrace-tests");
+    std::fs::create_dir_all(&dir).expect("create target/sockstrace-tests");
+    dir
+}
+
+fn netprobe_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join("netprobe.c")
+}
+
+/// Compiles netprobe.c with gcc into `out` (via a temporary name and an atomic
+/// rename, so that concurrent test processes never see a half-written file).
+fn compile(out: &Path, extra: &[&str]) -> Result<(), String> {
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let output = Command::new("gcc")
+        .args(["-O1", "-g", "-pthread", "-Wall", "-Wextra", "-Werror"])
+        .args(extra)
+        .arg("-o")
+        .arg(&tmp)
+        .arg(netprobe_source())
+        .output()
+        .map_err(|e| format!("cannot run gcc: {e}"))?;
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "gcc {:?} failed: {}",
+            extra,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    std::fs::rename(&tmp, out).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
+    Ok(())
+}
+
+/// The dynamically linked netprobe client (built once per test process).
+pub fn netprobe() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = helpers_dir().join("netprobe");
+        if let Err(e) = compile(&out, &[]) {
+            panic!("building the netprobe test client: {e}");
+        }
+        out
+    })
+}
+
+/// The statically linked netprobe client, or `None` (with a visible message)
+/// when static glibc linking does not work here.
+pub fn netprobe_static() -> Option<&'static Path> {
+    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // The file is named plain "netprobe" (in its own directory) so that its
+        // comm and exe name match the dynamic client's.
+        let dir = helpers_dir().join("static");
+        std::fs::create_dir_all(&dir).expect("create target/sockstrace-tests/static");
+        let out = dir.join("netprobe");
+        match compile(&out, &["-static"]) {
+            Ok(()) => Some(out),
+            Err(e) => {
+                eprintln!("SKIP static netprobe: static linking failed: {e}");
+                None
+            }
+        }
+    })
+    .as_deref()
+}

@@ -1,0 +1,332 @@
+//! Report events and assertions on them.
+
+use std::ops::Deref;
+
+use serde_json::Value;
+
+use crate::run::Outcome;
+
+/// One event line of the report.
+#[derive(Clone, Debug)]
+pub struct Event(pub Value);
+
+impl Deref for Event {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl Event {
+    /// A string field, or "" when absent or not a string.
+    pub fn s(&self, key: &str) -> &str {
+        self.0.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+    /// An integer field.
+    pub fn i(&self, key: &str) -> Option<i64> {
+        self.0.get(key).and_then(Value::as_i64)
+    }
+    pub fn is_leak(&self) -> bool {
+        self.s("verdict") == "leak"
+    }
+    pub fn is_allowed(&self) -> bool {
+        self.s("verdict") == "allowed"
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a leak event is expected to say.
+#[derive(Clone, Debug, Default)]
+pub struct LeakSpec<'a> {
+    /// Acceptable syscalls (one of).
+    pub syscalls: &'a [&'a str],
+    /// Destination as the report writes it ("127.0.0.2:80", "[::1]:80").
+    pub dst: &'a str,
+    /// Acceptable reasons (one of).
+    pub reasons: &'a [&'a str],
+    /// "blocked", "logged" or "killed".
+    pub action: &'a str,
+    /// "tcp" or "udp".
+    pub protocol: &'a str,
+    /// "inet" or "inet6".
+    pub family: &'a str,
+    /// The thread group id that made the call, when the client printed it.
+    pub pid: Option<i64>,
+    /// The thread id that made the call, when the client printed it.
+    pub tid: Option<i64>,
+    /// Expected comm ("netprobe", "curl", ...).
+    pub comm: &'a str,
+}
+
+impl Outcome {
+    /// The summary object (the `summary` key of the last line); fails when
+    /// the report has none.
+    pub fn summary_obj(&self) -> &Value {
+        let s = self
+            .summary
+            .as_ref()
+            .unwrap_or_else(|| panic!("report has no summary line\n{}", self.describe()));
+        &s["summary"]
+    }
+
+    /// A count from the summary (e.g. "leaks", "events").
+    pub fn summary_count(&self, key: &str) -> i64 {
+        self.summary_obj()
+            .get(key)
+            .and_then(Value::as_i64)
+            .unwrap_or_else(|| panic!("summary has no integer {key:?}\n{}", self.describe()))
+    }
+
+    pub fn leaks(&self) -> Vec<&Event> {
+        self.events.iter().filter(|e| e.is_leak()).collect()
+    }
+
+    /// Checks the report's overall shape: every event has the common fields,
+    /// `seq` increases, the summary is last and has no `seq`, and its counts
+    /// agree with the events.
+    pub fn assert_report_well_formed(&self) {
+        let d = || self.describe();
+        let summary = self
+            .summary
+            .as_ref()
+            .unwrap_or_else(|| panic!("report has no summary line\n{}", d()));
+        assert!(summary.get("seq").is_none(), "summary has a seq\n{}", d());
+        let s = &summary["summary"];
+        assert!(s.is_object(), "summary is not an object\n{}", d());
+        assert!(s.get("layers").is_some(), "summary has no layers\n{}", d());
+        for (i, line) in self.lines.iter().enumerate() {
+            if i + 1 < self.lines.len() {
+                assert!(
+                    line.get("summary").is_none(),
+                    "a summary line that is not the last\n{}",
+                    d()
+                );
+            }
+        }
+        let mut last_seq = None;
+        for e in &self.events {
+            assert_eq!(e.i("schema"), Some(1), "schema != 1 in {e}\n{}", d());
+            let seq = e
+                .get("seq")
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| panic!("no integer seq in {e}\n{}", d()));
+            if let Some(prev) = last_seq {
+                assert!(seq > prev, "seq not increasing at {e}\n{}", d());
+            }
+            last_seq = Some(seq);
+            assert!(e.s("ts").contains('T'), "ts not RFC 3339 in {e}\n{}", d());
+            assert!(
+                ["seccomp", "kernel"].contains(&e.s("source")),
+                "bad source in {e}\n{}",
+                d()
+            );
+            assert!(!e.s("syscall").is_empty(), "no syscall in {e}\n{}", d());
+            assert!(e.i("pid").unwrap_or(0) > 0, "no pid in {e}\n{}", d());
+            assert!(
+                ["allowed", "leak"].contains(&e.s("verdict")),
+                "bad verdict in {e}\n{}",
+                d()
+            );
+            assert!(!e.s("reason").is_empty(), "no reason in {e}\n{}", d());
+            assert!(
+                ["allowed", "logged", "blocked", "socksified", "killed"].contains(&e.s("action")),
+                "bad action in {e}\n{}",
+                d()
+            );
+            if e.s("action") == "blocked" {
+                assert!(
+                    e.i("errno").is_some(),
+                    "blocked without errno: {e}\n{}",
+                    d()
+                );
+            }
+        }
+        let leaks = self.leaks().len() as i64;
+        assert_eq!(
+            self.summary_count("leaks"),
+            leaks,
+            "summary leaks != leak events\n{}",
+            d()
+        );
+        assert!(
+            self.summary_count("events") >= self.events.len() as i64,
+            "summary events < event lines\n{}",
+            d()
+        );
+    }
+
+    /// Asserts that the report has no leak event and the summary counts none.
+    pub fn assert_no_leaks(&self) {
+        let leaks = self.leaks();
+        assert!(
+            leaks.is_empty(),
+            "false leak(s) reported: {:?}\n{}",
+            leaks.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            self.describe()
+        );
+        assert_eq!(
+            self.summary_count("leaks"),
+            0,
+            "summary counts leaks\n{}",
+            self.describe()
+        );
+        assert!(
+            !self.stderr.contains("LEAK"),
+            "stderr reports a LEAK\n{}",
+            self.describe()
+        );
+    }
+
+    /// Finds the seccomp leak event matching `spec` (syscall and dst), checks
+    /// all its fields, the stderr line for it and the summary, and returns it.
+    pub fn assert_leak(&self, spec: &LeakSpec) -> &Event {
+        let d = || self.describe();
+        let ev = self
+            .events
+            .iter()
+            .find(|e| {
+                e.is_leak()
+                    && e.s("source") == "seccomp"
+                    && spec.syscalls.contains(&e.s("syscall"))
+                    && e.s("dst") == spec.dst
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no seccomp leak event with syscall in {:?} and dst {}\n{}",
+                    spec.syscalls,
+                    spec.dst,
+                    d()
+                )
+            });
+        assert!(
+            spec.reasons.contains(&ev.s("reason")),
+            "reason {:?} not in {:?}: {ev}\n{}",
+            ev.s("reason"),
+            spec.reasons,
+            d()
+        );
+        assert_eq!(ev.s("action"), spec.action, "action in {ev}\n{}", d());
+        match spec.action {
+            "blocked" => assert_eq!(ev.i("errno"), Some(1), "errno in {ev}\n{}", d()),
+            _ => assert!(
+                ev.get("errno").is_none_or(Value::is_null),
+                "errno present though not blocked: {ev}\n{}",
+                d()
+            ),
+        }
+        if !spec.protocol.is_empty() {
+            assert_eq!(ev.s("protocol"), spec.protocol, "protocol in {ev}\n{}", d());
+            let ty = if spec.protocol == "tcp" {
+                "stream"
+            } else {
+                "dgram"
+            };
+            assert_eq!(ev.s("type"), ty, "type in {ev}\n{}", d());
+        }
+        if !spec.family.is_empty() {
+            assert_eq!(ev.s("family"), spec.family, "family in {ev}\n{}", d());
+        }
+        assert_eq!(ev.i("schema"), Some(1), "schema in {ev}\n{}", d());
+        let pid = ev.i("pid").unwrap_or(0);
+        let tid = ev.i("tid").unwrap_or(0);
+        assert!(pid > 0 && tid > 0, "pid/tid in {ev}\n{}", d());
+        if let Some(p) = spec.pid {
+            assert_eq!(pid, p, "pid in {ev}\n{}", d());
+        }
+        if let Some(t) = spec.tid {
+            assert_eq!(tid, t, "tid in {ev}\n{}", d());
+        }
+        if !spec.comm.is_empty() {
+            assert_eq!(ev.s("comm"), spec.comm, "comm in {ev}\n{}", d());
+        }
+        assert!(ev.i("fd").is_some_and(|fd| fd >= 0), "fd in {ev}\n{}", d());
+        assert!(
+            ev.get("cookie").and_then(Value::as_u64).is_some(),
+            "cookie in {ev}\n{}",
+            d()
+        );
+        assert!(!ev.s("exe").is_empty(), "exe in {ev}\n{}", d());
+        assert!(
+            self.summary_count("leaks") >= 1,
+            "summary counts no leak\n{}",
+            d()
+        );
+        self.assert_leak_line(ev);
+        ev
+    }
+
+    /// Asserts a human stderr line for this leak: "LEAK" plus the syscall,
+    /// destination, protocol, pid and program name.
+    pub fn assert_leak_line(&self, ev: &Event) {
+        let pid = ev.i("pid").unwrap_or(0).to_string();
+        let found = self.stderr.lines().any(|l| {
+            let lower = l.to_lowercase();
+            l.contains("LEAK")
+                && l.contains(ev.s("syscall"))
+                && l.contains(ev.s("dst"))
+                && lower.contains(&ev.s("protocol").to_lowercase())
+                && l.contains(&pid)
+                && l.contains(ev.s("comm"))
+        });
+        assert!(
+            found,
+            "no stderr line with LEAK, {}, {}, {}, pid {} and {} for {ev}\n{}",
+            ev.s("syscall"),
+            ev.s("dst"),
+            ev.s("protocol"),
+            pid,
+            ev.s("comm"),
+            self.describe()
+        );
+    }
+
+    /// Whether the summary says the kernel (eBPF) layer was active: accepts
+    /// `layers` as {"kernel": bool|"on"|"off"|{...active/enabled/loaded...}}
+    /// or as an array of active layer names. `None` when the shape is unknown.
+    pub fn kernel_layer_active(&self) -> Option<bool> {
+        let layers = self.summary_obj().get("layers")?;
+        fn truthy(v: &Value) -> Option<bool> {
+            match v {
+                Value::Bool(b) => Some(*b),
+                Value::Null => Some(false),
+                Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                    "on" | "active" | "enabled" | "loaded" | "yes" | "true" => Some(true),
+                    s if s.starts_with("off")
+                        || s.starts_with("inactive")
+                        || s.starts_with("disabled")
+                        || s.starts_with("unavailable")
+                        || s.starts_with("no")
+                        || s == "false" =>
+                    {
+                        Some(false)
+                    }
+                    _ => None,
+                },
+                Value::Object(o) => ["active", "enabled", "loaded", "on", "state", "status"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(truthy)),
+                _ => None,
+            }
+        }
+        match layers {
+            Value::Object(o) => ["kernel", "ebpf", "bpf"]
+                .iter()
+                .find_map(|k| o.get(*k))
+                .map_or(Some(false), truthy),
+            Value::Array(a) => Some(a.iter().any(|v| {
+                v.as_str()
+                    .is_some_and(|s| ["kernel", "ebpf", "bpf"].contains(&s))
+                    || v.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| ["kernel", "ebpf", "bpf"].contains(&s))
+                        && v.get("active").and_then(Value::as_bool).unwrap_or(true)
+            })),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Small helpers shared by the tests.
+
+use std::time::{Duration, Instant};
+
+/// Whether the tests run as root (needed for port 53 sinks, setpriv, mount
+/// namespaces).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Time given to anything still in flight to arrive at a sink before a test
+/// asserts that nothing arrived. Not a timing assertion: a correct run passes
+/// however slow the machine is.
+pub const SETTLE: Duration = Duration::from_millis(300);
+
+/// Sleeps for [`SETTLE`].
+pub fn settle() {
+    std::thread::sleep(SETTLE);
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; returns
+/// whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Skips the current test with a visible message on stderr.
+#[macro_export]
+macro_rules! skip {
+    ($($arg:tt)*) => {{
+        eprintln!("SKIP {}: {}", module_path!(), format!($($arg)*));
+        return;
+    }};
+}
+
+/// Whether process `pid` is gone or a zombie (dead, not yet reaped).
+pub fn process_dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            // Format: "pid (comm) S ..."; comm may contain spaces and parens.
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .unwrap_or("?");
+            state == "Z" || state == "X"
+        }
+    }
+}
+
+/// Parses the numbers of "KEY=N" in the client's output lines that start with
+/// `prefix` (e.g. `field(out, "actor:", "pid")`). Returns all matches in order.
+pub fn fields(output: &str, prefix: &str, key: &str) -> Vec<i64> {
+    let pat = format!("{key}=");
+    output
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .flat_map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.strip_prefix(&pat))
+                .filter_map(|v| v.parse::<i64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Like [`fields`] but exactly one match is expected.
+pub fn field(output: &str, prefix: &str, key: &str) -> i64 {
+    let all = fields(output, prefix, key);
+    assert_eq!(
+        all.len(),
+        1,
+        "expected one `{prefix} ... {key}=N` line in client output:\n{output}"
+    );
+    all[0]
+}

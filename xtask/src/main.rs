@@ -1,0 +1,59 @@
+//! Developer tasks for the sockstrace workspace, run as `cargo xtask <task>`.
+//!
+//! - `setup`: install what a fresh Debian 12 machine lacks (apt packages, nightly with rust-src,
+//!   a bpf-linker built against nightly's own LLVM). Idempotent; one line per item.
+//! - `test [ARGS]...`: build the `sockstrace` binary, then `cargo test --workspace ARGS...` with
+//!   `SOCKSTRACE_BIN` pointing at it.
+//! - `bench`: reserved for the performance ratios of the brief (not implemented yet).
+
+mod apt;
+mod bpf_linker;
+mod cmd;
+mod setup;
+mod test;
+mod toolchain;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  setup           install missing apt packages, nightly + rust-src, and bpf-linker
+  test [ARGS]...  build sockstrace, then `cargo test --workspace ARGS...` with SOCKSTRACE_BIN set
+  bench           (reserved; not implemented yet)
+  help            show this text";
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    let Some((task, rest)) = args.split_first() else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    match task.as_str() {
+        "setup" => {
+            if !rest.is_empty() {
+                bail!("`setup` takes no arguments\n\n{USAGE}");
+            }
+            setup::run()
+        }
+        "test" => test::run(rest),
+        "bench" => bail!("`cargo xtask bench` is not implemented yet"),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
