@@ -30,7 +30,15 @@ const NIGHTLY: &str = "nightly";
 const SETUP_HINT: &str = "run `cargo xtask setup` to install it (or build with AYA_BUILD_SKIP=1 \
                           to leave out the kernel layer)";
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(err) = build() {
+        // Plain text, no backtrace: the first line is what the user has to act on.
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn build() -> Result<()> {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR is not set")?);
@@ -44,11 +52,7 @@ fn main() -> Result<()> {
 
     preflight()?;
     aya_build::build_ebpf(
-        [Package {
-            name: EBPF_PACKAGE,
-            root_dir: EBPF_DIR,
-            ..Default::default()
-        }],
+        [Package { name: EBPF_PACKAGE, root_dir: EBPF_DIR, ..Default::default() }],
         Toolchain::Nightly,
     )
     .context("building the eBPF object (sockstrace-ebpf) failed")?;
@@ -114,7 +118,5 @@ fn succeeds(cmd: &mut Command) -> bool {
 
 fn find_in_path(program: impl AsRef<OsStr>) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(program.as_ref()))
-        .find(|candidate| candidate.is_file())
+    env::split_paths(&path).map(|dir| dir.join(program.as_ref())).find(|candidate| candidate.is_file())
 }

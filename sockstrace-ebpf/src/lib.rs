@@ -161,11 +161,7 @@ impl SockEvent {
 
     /// `comm` up to its first NUL.
     pub fn comm_bytes(&self) -> &[u8] {
-        let len = self
-            .comm
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.comm.len());
+        let len = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
         &self.comm[..len]
     }
 }
@@ -197,9 +193,7 @@ mod tests {
         event.comm[..4].copy_from_slice(b"curl");
         // SAFETY: `SockEvent` is `repr(C)` plain data without uninitialised padding (the padding
         // is an explicit field), so viewing it as bytes is sound.
-        let bytes = unsafe {
-            core::slice::from_raw_parts((&raw const event).cast::<u8>(), SockEvent::SIZE)
-        };
+        let bytes = unsafe { core::slice::from_raw_parts((&raw const event).cast::<u8>(), SockEvent::SIZE) };
         let decoded = SockEvent::from_bytes(bytes).unwrap();
         assert_eq!(decoded, event);
         assert_eq!((decoded.pid(), decoded.tid()), (42, 43));

@@ -12,8 +12,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_netns_cookie,
-            bpf_get_socket_cookie,
+            bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_netns_cookie, bpf_get_socket_cookie,
         },
     },
     macros::{cgroup_sock_addr, map},

@@ -65,7 +65,12 @@ pub struct RunArgs {
     pub quiet: bool,
 
     /// The program to run, and its arguments
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]...")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM [ARGS]..."
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -95,8 +100,21 @@ mod tests {
     #[test]
     fn parses_a_full_run_line() {
         let cli = Cli::try_parse_from([
-            "sockstrace", "run", "--proxy", "127.0.0.1:1080", "--allow", "10.0.0.0/8:443", "--allow-loopback",
-            "--on-leak", "log", "--report", "-", "--", "curl", "-v", "http://x/",
+            "sockstrace",
+            "run",
+            "--proxy",
+            "127.0.0.1:1080",
+            "--allow",
+            "10.0.0.0/8:443",
+            "--allow-loopback",
+            "--on-leak",
+            "log",
+            "--report",
+            "-",
+            "--",
+            "curl",
+            "-v",
+            "http://x/",
         ])
         .unwrap();
         let Command::Run(args) = cli.command;
@@ -107,7 +125,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_with_the_value_named() {
-        let err = Cli::try_parse_from(["sockstrace", "run", "--allow", "nonsense", "--", "true"]).unwrap_err();
+        let err =
+            Cli::try_parse_from(["sockstrace", "run", "--allow", "nonsense", "--", "true"]).unwrap_err();
         assert!(err.to_string().contains("nonsense"), "{err}");
         let err = Cli::try_parse_from(["sockstrace", "run", "--proxy", "1.2.3.4", "--", "true"]).unwrap_err();
         assert!(err.to_string().contains("1.2.3.4"), "{err}");

@@ -51,9 +51,12 @@ pub fn main(args: RunArgs) -> i32 {
 
 /// The kernel (eBPF) layer's state in words.
 fn kernel_layer_status() -> String {
-    if !nix::unistd::geteuid().is_root() {
-        "off (requires root)".into()
-    } else {
-        "off (kernel hooks not attached in this version)".into()
+    let status = crate::kernel::probe();
+    match status.reason() {
+        _ if status.is_available() => {
+            "off (its programs load on this machine; run does not attach them yet)".into()
+        }
+        Some(why) => format!("off ({why})"),
+        None => "off".into(),
     }
 }

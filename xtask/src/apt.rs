@@ -24,9 +24,7 @@ pub const PACKAGES: &[&str] = &[
 /// Whether dpkg reports `package` as installed.
 fn installed(package: &str) -> bool {
     let mut query = Command::new("dpkg-query");
-    query
-        .args(["--show", "--showformat=${db:Status-Status}", package])
-        .stderr(Stdio::null());
+    query.args(["--show", "--showformat=${db:Status-Status}", package]).stderr(Stdio::null());
     cmd::stdout(&mut query).is_ok_and(|status| status.trim() == "installed")
 }
 
@@ -47,19 +45,14 @@ fn apt_get() -> Result<Command> {
 
 /// Installs the missing packages (running `apt-get update` once, only if one is missing).
 pub fn ensure() -> Result<()> {
-    let (present, missing): (Vec<&str>, Vec<&str>) =
-        PACKAGES.iter().partition(|package| installed(package));
+    let (present, missing): (Vec<&str>, Vec<&str>) = PACKAGES.iter().partition(|package| installed(package));
     for package in &present {
         cmd::report(&format!("apt {package}"), "ok: already present");
     }
     if missing.is_empty() {
         return Ok(());
     }
-    cmd::run(
-        apt_get()?
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["update", "-q"]),
-    )?;
+    cmd::run(apt_get()?.env("DEBIAN_FRONTEND", "noninteractive").args(["update", "-q"]))?;
     cmd::run(
         apt_get()?
             .env("DEBIAN_FRONTEND", "noninteractive")

@@ -45,22 +45,12 @@ pub fn ensure() -> Result<()> {
         cmd::cargo()
             .env("LLVM_PREFIX", &prefix)
             .args(["install", "--locked", "--force", "bpf-linker"])
-            .args([
-                "--no-default-features",
-                "--features",
-                &format!("llvm-{major}"),
-            ]),
+            .args(["--no-default-features", "--features", &format!("llvm-{major}")]),
     )?;
     let Some(version) = working_version() else {
-        bail!(
-            "bpf-linker was installed but `{}` still fails",
-            cmd::display(&version_command())
-        );
+        bail!("bpf-linker was installed but `{}` still fails", cmd::display(&version_command()));
     };
-    cmd::report(
-        "bpf-linker",
-        &format!("installed ({version}, LLVM {major})"),
-    );
+    cmd::report("bpf-linker", &format!("installed ({version}, LLVM {major})"));
     Ok(())
 }
 
@@ -68,17 +58,13 @@ pub fn ensure() -> Result<()> {
 fn llvm_prefix(major: u32) -> Result<PathBuf> {
     let sysroot_lib = toolchain::sysroot()?.join("lib");
     let libllvm = find_libllvm(&sysroot_lib)?;
-    let prefix = cmd::cache_dir()?
-        .join("sockstrace")
-        .join(format!("llvm-{major}"));
+    let prefix = cmd::cache_dir()?.join("sockstrace").join(format!("llvm-{major}"));
     let lib = prefix.join("lib");
     if lib.exists() {
         fs::remove_dir_all(&lib).with_context(|| format!("removing {}", lib.display()))?;
     }
     fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
-    let soname = libllvm
-        .file_name()
-        .context("libLLVM path has no file name")?;
+    let soname = libllvm.file_name().context("libLLVM path has no file name")?;
     for name in [Path::new("libLLVM.so"), Path::new(soname)] {
         let link = lib.join(name);
         symlink(&libllvm, &link)
@@ -89,8 +75,7 @@ fn llvm_prefix(major: u32) -> Result<PathBuf> {
 
 /// The real shared object `libLLVM.so.<ver>-rust-<ver>...` in nightly's `lib/`.
 fn find_libllvm(sysroot_lib: &Path) -> Result<PathBuf> {
-    let entries =
-        fs::read_dir(sysroot_lib).with_context(|| format!("listing {}", sysroot_lib.display()))?;
+    let entries = fs::read_dir(sysroot_lib).with_context(|| format!("listing {}", sysroot_lib.display()))?;
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", sysroot_lib.display()))?;
@@ -98,11 +83,9 @@ fn find_libllvm(sysroot_lib: &Path) -> Result<PathBuf> {
     }
     match pick_libllvm(&names) {
         Some(name) => Ok(sysroot_lib.join(name)),
-        None => bail!(
-            "no libLLVM.so.<ver>-rust-<ver> in {} (found: {})",
-            sysroot_lib.display(),
-            names.join(", ")
-        ),
+        None => {
+            bail!("no libLLVM.so.<ver>-rust-<ver> in {} (found: {})", sysroot_lib.display(), names.join(", "))
+        }
     }
 }
 
@@ -130,10 +113,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        assert_eq!(
-            pick_libllvm(&names),
-            Some("libLLVM.so.22.1-rust-1.97.0-nightly")
-        );
+        assert_eq!(pick_libllvm(&names), Some("libLLVM.so.22.1-rust-1.97.0-nightly"));
         assert_eq!(pick_libllvm(&names[2..]), None);
     }
 }

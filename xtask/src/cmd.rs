@@ -11,9 +11,7 @@ use anyhow::{bail, Context as _, Result};
 
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."))
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."))
 }
 
 /// The cargo that runs us (`$CARGO`), or `cargo` from `PATH`.
@@ -38,9 +36,7 @@ pub fn display(cmd: &Command) -> String {
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = display(cmd);
     eprintln!("+ {shown}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("failed to start `{shown}`"))?;
+    let status = cmd.status().with_context(|| format!("failed to start `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed: {status}");
     }
@@ -60,10 +56,7 @@ pub fn succeeds(cmd: &mut Command) -> bool {
 /// standard error (captured unless the caller redirected it) in the message.
 pub fn stdout(cmd: &mut Command) -> Result<String> {
     let shown = display(cmd);
-    let output = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("failed to start `{shown}`"))?;
+    let output = cmd.stdin(Stdio::null()).output().with_context(|| format!("failed to start `{shown}`"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         bail!("`{shown}` failed: {}\n{}", output.status, stderr.trim_end());

@@ -11,9 +11,7 @@ fn target_dir() -> Result<PathBuf> {
     let json = cmd::stdout(cmd::cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
     let metadata: serde_json::Value =
         serde_json::from_str(&json).context("parsing `cargo metadata` output")?;
-    let dir = metadata["target_directory"]
-        .as_str()
-        .context("`cargo metadata` has no target_directory")?;
+    let dir = metadata["target_directory"].as_str().context("`cargo metadata` has no target_directory")?;
     Ok(PathBuf::from(dir))
 }
 

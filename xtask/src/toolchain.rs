@@ -24,8 +24,7 @@ pub fn ensure_nightly() -> Result<()> {
         cmd::run(rustup().args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))?;
         cmd::report("rust toolchain nightly", "installed");
     }
-    let installed =
-        cmd::stdout(rustup().args(["component", "list", "--installed", "--toolchain", NIGHTLY]))?;
+    let installed = cmd::stdout(rustup().args(["component", "list", "--installed", "--toolchain", NIGHTLY]))?;
     if installed.lines().any(|line| line.starts_with("rust-src")) {
         cmd::report("nightly component rust-src", "ok: already present");
     } else {
@@ -60,9 +59,7 @@ pub fn llvm_major() -> Result<u32> {
 }
 
 fn parse_llvm_major(verbose_version: &str) -> Option<u32> {
-    let version = verbose_version
-        .lines()
-        .find_map(|line| line.strip_prefix("LLVM version:"))?;
+    let version = verbose_version.lines().find_map(|line| line.strip_prefix("LLVM version:"))?;
     version.trim().split('.').next()?.parse().ok()
 }
 

@@ -47,11 +47,7 @@ fn parse_line(line: &str) -> Option<Mount<'_>> {
     let root = fields.nth(3)?;
     let mount_point = fields.next()?;
     let fstype = after.split(' ').next()?;
-    Some(Mount {
-        root,
-        mount_point,
-        fstype,
-    })
+    Some(Mount { root, mount_point, fstype })
 }
 
 /// Decodes the kernel's `\ooo` octal escapes (space, tab, newline, backslash).
@@ -77,9 +73,7 @@ fn octal_byte(digits: &[u8]) -> Option<u8> {
     if !digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
         return None;
     }
-    let value = digits
-        .iter()
-        .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+    let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
     u8::try_from(value).ok()
 }
 
@@ -98,20 +92,13 @@ mod tests {
 
     #[test]
     fn finds_the_hybrid_mount() {
-        assert_eq!(
-            parse_cgroup2_mount(HYBRID).as_deref(),
-            Some(Path::new("/sys/fs/cgroup/unified"))
-        );
+        assert_eq!(parse_cgroup2_mount(HYBRID).as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
     }
 
     #[test]
     fn finds_the_unified_mount_without_optional_fields() {
-        let info =
-            "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            parse_cgroup2_mount(info).as_deref(),
-            Some(Path::new("/sys/fs/cgroup"))
-        );
+        let info = "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(parse_cgroup2_mount(info).as_deref(), Some(Path::new("/sys/fs/cgroup")));
     }
 
     #[test]
@@ -128,24 +115,15 @@ mod tests {
 40 30 0:30 /system.slice/x.service /run/x/cgroup rw shared:1 - cgroup2 cgroup2 rw
 41 30 0:30 / /mnt/cg2 rw shared:2 master:1 - cgroup2 none rw
 ";
-        assert_eq!(
-            parse_cgroup2_mount(info).as_deref(),
-            Some(Path::new("/mnt/cg2"))
-        );
+        assert_eq!(parse_cgroup2_mount(info).as_deref(), Some(Path::new("/mnt/cg2")));
         let only_sub = info.lines().next().unwrap();
-        assert_eq!(
-            parse_cgroup2_mount(only_sub).as_deref(),
-            Some(Path::new("/run/x/cgroup"))
-        );
+        assert_eq!(parse_cgroup2_mount(only_sub).as_deref(), Some(Path::new("/run/x/cgroup")));
     }
 
     #[test]
     fn decodes_escaped_mount_points() {
         let info = "41 30 0:30 / /mnt/my\\040cgroup\\134v2 rw - cgroup2 none rw\n";
-        assert_eq!(
-            parse_cgroup2_mount(info).as_deref(),
-            Some(Path::new("/mnt/my cgroup\\v2"))
-        );
+        assert_eq!(parse_cgroup2_mount(info).as_deref(), Some(Path::new("/mnt/my cgroup\\v2")));
     }
 
     #[test]

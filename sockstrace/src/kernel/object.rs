@@ -7,11 +7,6 @@ use sockstrace_ebpf::programs;
 /// The ELF object, 8-byte aligned as aya needs; empty when built with `AYA_BUILD_SKIP=1`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sockstrace-ebpf"));
 
-/// The embedded object's bytes (empty if the build left it out).
-pub fn bytes() -> &'static [u8] {
-    OBJECT
-}
-
 /// Whether the build embedded an object at all.
 pub fn is_embedded() -> bool {
     !OBJECT.is_empty()
@@ -38,7 +33,5 @@ fn load_sock_addr(ebpf: &mut Ebpf, name: &str) -> Result<()> {
         .with_context(|| format!("the eBPF object has no program {name}"))?
         .try_into()
         .with_context(|| format!("program {name} is not a cgroup sock_addr program"))?;
-    program
-        .load()
-        .with_context(|| format!("loading program {name}"))
+    program.load().with_context(|| format!("loading program {name}"))
 }

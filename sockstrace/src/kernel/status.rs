@@ -77,18 +77,10 @@ mod tests {
         let off = LayerStatus::Unavailable(Unavailable::LoadFailed("EPERM".into()));
         assert!(!off.is_available());
         assert_eq!(off.to_string(), "unavailable: load failed: EPERM");
-        assert_eq!(
-            LayerStatus::Unavailable(Unavailable::NotRoot).to_string(),
-            "unavailable: not root"
-        );
-        let on = LayerStatus::Available {
-            cgroup2: PathBuf::from("/sys/fs/cgroup/unified"),
-        };
+        assert_eq!(LayerStatus::Unavailable(Unavailable::NotRoot).to_string(), "unavailable: not root");
+        let on = LayerStatus::Available { cgroup2: PathBuf::from("/sys/fs/cgroup/unified") };
         assert!(on.is_available());
         assert_eq!(on.reason(), None);
-        assert_eq!(
-            on.to_string(),
-            "available (cgroup2 at /sys/fs/cgroup/unified)"
-        );
+        assert_eq!(on.to_string(), "available (cgroup2 at /sys/fs/cgroup/unified)");
     }
 }

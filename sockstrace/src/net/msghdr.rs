@@ -74,11 +74,7 @@ pub fn parse_msghdr(bytes: &[u8]) -> Result<MsgHdr, MsgError> {
     if raw_namelen < 0 {
         return Err(MsgError::NegativeNameLen);
     }
-    let namelen = if name == 0 {
-        0
-    } else {
-        (raw_namelen as usize).min(crate::net::sockaddr::SOCKADDR_MAX)
-    };
+    let namelen = if name == 0 { 0 } else { (raw_namelen as usize).min(crate::net::sockaddr::SOCKADDR_MAX) };
     let iovlen = u64_at(bytes, 24);
     if iovlen > UIO_MAXIOV as u64 {
         return Err(MsgError::TooManyIovecs);

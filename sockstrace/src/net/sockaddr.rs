@@ -21,7 +21,9 @@ pub enum SockAddr {
     /// `AF_UNSPEC`: on `connect`, dissolves the association.
     Unspec,
     /// Any other address family, by number.
-    Other { family: u16 },
+    Other {
+        family: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

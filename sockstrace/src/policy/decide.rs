@@ -258,8 +258,12 @@ mod tests {
         assert_eq!(connect(&p, tcp6(), "[2001:db8::1]:443"), Decision::leak(Reason::DirectTcp));
         assert_eq!(connect(&p, udp4(), "1.1.1.1:443"), Decision::leak(Reason::DirectUdp));
         assert_eq!(send(&p, udp4(), "1.1.1.1:443"), Decision::leak(Reason::DirectUdp));
-        let raw = SocketFacts { family: libc::AF_INET, sock_type: libc::SOCK_RAW, protocol: libc::IPPROTO_ICMP };
-        assert_eq!(send(&p, raw, "1.1.1.1:0"), Decision::leak(Reason::DirectOther));
+        let raw =
+            SocketFacts { family: libc::AF_INET, sock_type: libc::SOCK_RAW, protocol: libc::IPPROTO_ICMP };
+        assert_eq!(send(&p, raw, "1.1.1.1:0"), Decision::leak(Reason::RawSocket));
+        let ping =
+            SocketFacts { family: libc::AF_INET, sock_type: libc::SOCK_DGRAM, protocol: libc::IPPROTO_ICMP };
+        assert_eq!(send(&p, ping, "1.1.1.1:0"), Decision::leak(Reason::DirectOther));
         let raw_any = SocketFacts { family: libc::AF_INET, sock_type: libc::SOCK_RAW, protocol: 255 };
         assert_eq!(send(&p, raw_any, "1.1.1.1:0"), Decision::leak(Reason::RawSocket));
     }
@@ -299,7 +303,10 @@ mod tests {
         let none = Operation::Send { dst: None, fastopen: false };
         assert_eq!(run(&p, udp4(), none), Decision::allowed(Reason::ConnectedPeer));
         let unspec6 = Operation::Send { dst: Some(SockAddr::Unspec), fastopen: false };
-        assert_eq!(run(&p, facts(libc::AF_INET6, libc::SOCK_DGRAM), unspec6), Decision::allowed(Reason::ConnectedPeer));
+        assert_eq!(
+            run(&p, facts(libc::AF_INET6, libc::SOCK_DGRAM), unspec6),
+            Decision::allowed(Reason::ConnectedPeer)
+        );
         assert_eq!(send(&p, tcp4(), "1.1.1.1:80"), Decision::allowed(Reason::ConnectedPeer));
     }
 
@@ -322,17 +329,29 @@ mod tests {
         p.allow.push("unix:/run/x".parse().unwrap());
         assert_eq!(run(&p, unix, Operation::Connect(path)), Decision::allowed(Reason::AllowRule));
         let nl = facts(libc::AF_NETLINK, libc::SOCK_RAW);
-        assert_eq!(run(&p, nl, Operation::Send { dst: None, fastopen: false }), Decision::allowed(Reason::LocalFamily));
+        assert_eq!(
+            run(&p, nl, Operation::Send { dst: None, fastopen: false }),
+            Decision::allowed(Reason::LocalFamily)
+        );
         let pkt = facts(libc::AF_PACKET, libc::SOCK_RAW);
-        assert_eq!(run(&p, pkt, Operation::Send { dst: None, fastopen: false }), Decision::leak(Reason::PacketSocket));
+        assert_eq!(
+            run(&p, pkt, Operation::Send { dst: None, fastopen: false }),
+            Decision::leak(Reason::PacketSocket)
+        );
         let bt = facts(libc::AF_BLUETOOTH, libc::SOCK_STREAM);
-        assert_eq!(run(&p, bt, Operation::Connect(SockAddr::Unspec)), Decision::leak(Reason::UnsupportedFamily));
+        assert_eq!(
+            run(&p, bt, Operation::Connect(SockAddr::Unspec)),
+            Decision::leak(Reason::UnsupportedFamily)
+        );
     }
 
     #[test]
     fn connect_oddities() {
         let p = policy();
-        assert_eq!(run(&p, udp4(), Operation::Connect(SockAddr::Unspec)), Decision::allowed(Reason::Disconnect));
+        assert_eq!(
+            run(&p, udp4(), Operation::Connect(SockAddr::Unspec)),
+            Decision::allowed(Reason::Disconnect)
+        );
         let unix_on_inet = Operation::Connect(SockAddr::Unix(UnixAddr::Unnamed));
         assert_eq!(run(&p, tcp4(), unix_on_inet), Decision::leak(Reason::UnsupportedFamily));
     }
@@ -345,7 +364,8 @@ mod tests {
         assert_eq!(bind(udp4(), "127.0.0.1:5353"), Decision::allowed(Reason::LocalBind));
         assert_eq!(bind(udp4(), "0.0.0.0:5353"), Decision::leak(Reason::InboundBind));
         assert_eq!(bind(tcp4(), "0.0.0.0:8080"), Decision::allowed(Reason::LocalBind));
-        let listen = |a: Option<&str>| run(&p, tcp4(), Operation::Listen { local: a.map(|a| a.parse().unwrap()) });
+        let listen =
+            |a: Option<&str>| run(&p, tcp4(), Operation::Listen { local: a.map(|a| a.parse().unwrap()) });
         assert_eq!(listen(Some("127.0.0.1:8080")), Decision::allowed(Reason::LoopbackListener));
         assert_eq!(listen(Some("0.0.0.0:8080")), Decision::leak(Reason::InboundListen));
         assert_eq!(listen(None), Decision::leak(Reason::InboundListen));

@@ -32,9 +32,7 @@ impl AllowRule {
     /// Whether an inet destination matches this rule.
     pub fn matches(&self, dst: SocketAddr) -> bool {
         match self {
-            AllowRule::Net { net, port } => {
-                net.contains(&dst.ip()) && port.is_none_or(|p| p == dst.port())
-            }
+            AllowRule::Net { net, port } => net.contains(&dst.ip()) && port.is_none_or(|p| p == dst.port()),
             AllowRule::Unix(_) => false,
         }
     }
@@ -102,8 +100,7 @@ impl FromStr for AllowRule {
 
 /// Parses a `--proxy` value: `IP:PORT` or `[IPv6]:PORT`.
 pub fn parse_proxy(text: &str) -> Result<SocketAddr, RuleError> {
-    let addr: SocketAddr =
-        text.trim().parse().map_err(|_| RuleError::BadProxy(text.into()))?;
+    let addr: SocketAddr = text.trim().parse().map_err(|_| RuleError::BadProxy(text.into()))?;
     if addr.port() == 0 {
         return Err(RuleError::ZeroPort(text.into()));
     }

@@ -3,7 +3,8 @@
 use super::{Event, Summary};
 
 pub fn leak_line(e: &Event) -> String {
-    let action = serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let action =
+        serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let what = e.dst.as_deref().or(e.local.as_deref()).unwrap_or("?");
     let proto = e.protocol.as_deref().unwrap_or("-");
     let pid = e.pid.unwrap_or(e.tid);

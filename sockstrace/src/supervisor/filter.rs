@@ -21,7 +21,10 @@ pub struct FilterProgram {
 impl FilterProgram {
     /// The `sock_fprog` the kernel reads; valid while `self` lives.
     pub fn as_fprog(&self) -> libc::sock_fprog {
-        libc::sock_fprog { len: self.insns.len() as u16, filter: self.insns.as_ptr() as *mut libc::sock_filter }
+        libc::sock_fprog {
+            len: self.insns.len() as u16,
+            filter: self.insns.as_ptr() as *mut libc::sock_filter,
+        }
     }
 
     #[cfg(test)]
@@ -72,7 +75,11 @@ fn export(ctx: &ScmpFilterContext) -> Result<FilterProgram> {
 }
 
 fn decode(raw: &[u8]) -> Result<Vec<libc::sock_filter>> {
-    anyhow::ensure!(raw.len() % 8 == 0 && !raw.is_empty(), "exported BPF has a bad size ({})", raw.len());
+    anyhow::ensure!(
+        raw.len().is_multiple_of(8) && !raw.is_empty(),
+        "exported BPF has a bad size ({})",
+        raw.len()
+    );
     anyhow::ensure!(raw.len() / 8 <= u16::MAX as usize, "exported BPF is too long");
     Ok(raw
         .chunks_exact(8)

@@ -135,7 +135,13 @@ impl Notifier {
         if ret < 0 {
             return Err(last_errno());
         }
-        Ok(Notification { id: raw.id, tid: raw.pid, nr: raw.data.nr, arch: raw.data.arch, args: raw.data.args })
+        Ok(Notification {
+            id: raw.id,
+            tid: raw.pid,
+            nr: raw.data.nr,
+            arch: raw.data.arch,
+            args: raw.data.args,
+        })
     }
 
     /// Whether notification `id` is still waiting (its caller alive and in the
@@ -156,7 +162,8 @@ impl Notifier {
             Reply::Continue => resp.flags = USER_NOTIF_FLAG_CONTINUE,
         }
         // SAFETY: resp is a live SeccompNotifResp, the size the ioctl number encodes.
-        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), NOTIF_SEND as _, &mut resp as *mut SeccompNotifResp) };
+        let ret =
+            unsafe { libc::ioctl(self.fd.as_raw_fd(), NOTIF_SEND as _, &mut resp as *mut SeccompNotifResp) };
         match ret {
             0 => Ok(()),
             _ => match last_errno() {

@@ -114,7 +114,12 @@ struct ChildPlan<'a> {
 
 /// Forks and execs `argv` under `filter`. Must be called while the process
 /// has a single thread (before the async runtime starts).
-pub fn spawn(path: &Path, argv: &[OsString], filter: &FilterProgram, no_new_privs: bool) -> Result<Spawned, SpawnError> {
+pub fn spawn(
+    path: &Path,
+    argv: &[OsString],
+    filter: &FilterProgram,
+    no_new_privs: bool,
+) -> Result<Spawned, SpawnError> {
     let plan = ChildPlan {
         path: cstring(path.as_os_str())?,
         argv: argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
@@ -163,7 +168,12 @@ pub fn spawn(path: &Path, argv: &[OsString], filter: &FilterProgram, no_new_priv
     parent_handshake(pid, &plan, ctl_read, go_write)
 }
 
-fn parent_handshake(pid: libc::pid_t, plan: &ChildPlan<'_>, ctl: OwnedFd, go: OwnedFd) -> Result<Spawned, SpawnError> {
+fn parent_handshake(
+    pid: libc::pid_t,
+    plan: &ChildPlan<'_>,
+    ctl: OwnedFd,
+    go: OwnedFd,
+) -> Result<Spawned, SpawnError> {
     let program = plan.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     let fail = |e: SpawnError| {
         reap(pid);
@@ -194,9 +204,7 @@ fn parent_handshake(pid: libc::pid_t, plan: &ChildPlan<'_>, ctl: OwnedFd, go: Ow
     drop(go);
     match read_message(&ctl) {
         None => Ok(Spawned { pid, listener, wait_killable }),
-        Some((_, errno)) => {
-            fail(SpawnError::Exec { program, err: std::io::Error::from_raw_os_error(errno) })
-        }
+        Some((_, errno)) => fail(SpawnError::Exec { program, err: std::io::Error::from_raw_os_error(errno) }),
     }
 }
 
@@ -214,7 +222,10 @@ fn read_message(fd: &OwnedFd) -> Option<(i32, i32)> {
             n => got += n as usize,
         }
     }
-    Some((i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]), i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]])))
+    Some((
+        i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]),
+        i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]),
+    ))
 }
 
 fn reap(pid: libc::pid_t) {

@@ -105,7 +105,13 @@ pub fn socket_cookie(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: value and len point to live locals of the sizes we pass.
     let ret = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, (&mut value as *mut u64).cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&mut value as *mut u64).cast(),
+            &mut len,
+        )
     };
     check(ret as libc::c_long).map(|_| value)
 }
@@ -149,7 +155,13 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
 
 /// `sendmsg` on our duplicate: one data buffer, an optional destination and
 /// control bytes, all private copies.
-pub fn sendmsg(fd: BorrowedFd<'_>, data: &[u8], name: &[u8], control: &[u8], flags: i32) -> Result<usize, Errno> {
+pub fn sendmsg(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    name: &[u8],
+    control: &[u8],
+    flags: i32,
+) -> Result<usize, Errno> {
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     // SAFETY: msghdr is plain data; zero is a valid initial value for every field.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -195,7 +207,14 @@ pub fn read_process_memory_vectored(tid: u32, regions: &[(u64, usize)]) -> Resul
     // SAFETY: `local` covers exactly our buffer of `total` bytes; the remote
     // iovecs are only interpreted in the tracee's address space.
     let n = unsafe {
-        libc::process_vm_readv(tid as libc::pid_t, &local, 1, remote.as_ptr(), remote.len() as libc::c_ulong, 0)
+        libc::process_vm_readv(
+            tid as libc::pid_t,
+            &local,
+            1,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0,
+        )
     };
     match n {
         n if n < 0 => Err(last_errno()),

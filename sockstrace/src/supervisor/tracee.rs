@@ -89,7 +89,11 @@ impl Tracee {
                 e => Failure::Check(e),
             })
         };
-        let facts = SocketFacts { family: opt(libc::SO_DOMAIN)?, sock_type: opt(libc::SO_TYPE)?, protocol: opt(libc::SO_PROTOCOL)? };
+        let facts = SocketFacts {
+            family: opt(libc::SO_DOMAIN)?,
+            sock_type: opt(libc::SO_TYPE)?,
+            protocol: opt(libc::SO_PROTOCOL)?,
+        };
         Ok(Socket { fd, facts })
     }
 
@@ -98,9 +102,9 @@ impl Tracee {
         let base = format!("/proc/{}", self.tid);
         let status = std::fs::read_to_string(format!("{base}/status")).ok();
         let field = |name: &str| {
-            status.as_deref().and_then(|s| {
-                s.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
-            })
+            status
+                .as_deref()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())))
         };
         let argv = std::fs::read(format!("{base}/cmdline")).ok().filter(|c| !c.is_empty()).map(|c| {
             c.split(|&b| b == 0)

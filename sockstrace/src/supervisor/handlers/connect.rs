@@ -16,7 +16,8 @@ pub async fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let raw = read_addr(&call.tracee, args[1], args[2])?;
     confirm(call)?;
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
-    let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Connect(addr.clone()) });
+    let decision =
+        decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Connect(addr.clone()) });
     let action = call.record("connect", Some(&sock), Target::Remote(Some(&addr)), decision);
     match action {
         Action::Blocked | Action::Killed => return Ok(Reply::Errno(super::BLOCKED_ERRNO)),

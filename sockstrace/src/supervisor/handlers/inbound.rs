@@ -25,13 +25,15 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let raw = read_addr(&call.tracee, args[1], args[2])?;
     confirm(call)?;
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
-    let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Bind(addr.clone()) });
+    let decision =
+        decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Bind(addr.clone()) });
     if is_blocked(call.record("bind", Some(&sock), Target::Local(Some(&addr)), decision)) {
         return Ok(Reply::Errno(super::BLOCKED_ERRNO));
     }
     if let SockAddr::Inet(local) = addr {
         // We bind with our own privileges: keep the caller's limits.
-        if local.port() != 0 && local.port() < unprivileged_port_start() && !call.tracee.can_bind_privileged() {
+        if local.port() != 0 && local.port() < unprivileged_port_start() && !call.tracee.can_bind_privileged()
+        {
             return Ok(Reply::Errno(libc::EACCES));
         }
     }

@@ -51,7 +51,13 @@ impl<'a> Call<'a> {
 
     /// Records the decision for the report (read from /proc now, while the
     /// caller still waits in the call), and carries out a kill.
-    pub fn record(&mut self, syscall: &'static str, sock: Option<&Socket>, target: Target, decision: Decision) -> Action {
+    pub fn record(
+        &mut self,
+        syscall: &'static str,
+        sock: Option<&Socket>,
+        target: Target,
+        decision: Decision,
+    ) -> Action {
         let action = self.action(decision);
         if decision.is_leak() || self.ctx.reporter.wants_allowed() {
             let info = self.info.get_or_insert_with(|| self.tracee.process_info()).clone();
@@ -93,7 +99,11 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
             // The caller vanished (or we cannot reach it): answer anyway, closed.
             let _ = ctx.notifier.respond(n.id, Reply::Errno(BLOCKED_ERRNO));
             if let Failure::Check(e) = f {
-                eprintln!("sockstrace: cannot open thread {}: {}; call denied", n.tid, std::io::Error::from_raw_os_error(e));
+                eprintln!(
+                    "sockstrace: cannot open thread {}: {}; call denied",
+                    n.tid,
+                    std::io::Error::from_raw_os_error(e)
+                );
             }
             return;
         }

@@ -50,12 +50,20 @@ fn destination(facts: &SocketFacts, name: &[u8], flags: i32) -> Result<Option<So
     let parsed = sockaddr::parse(name).map_err(|_| Failure::Caller(libc::EINVAL))?;
     if parsed == SockAddr::Unspec && facts.family == libc::AF_INET {
         // IPv4 datagram sockets read an AF_UNSPEC destination as sockaddr_in.
-        return sockaddr::parse_inet4(name).map(|a| Some(SockAddr::Inet(a))).map_err(|_| Failure::Caller(libc::EINVAL));
+        return sockaddr::parse_inet4(name)
+            .map(|a| Some(SockAddr::Inet(a)))
+            .map_err(|_| Failure::Caller(libc::EINVAL));
     }
     Ok(Some(parsed))
 }
 
-fn judge(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, name: &[u8], flags: i32) -> Result<Action, Failure> {
+fn judge(
+    call: &mut Call<'_>,
+    syscall: &'static str,
+    sock: &Socket,
+    name: &[u8],
+    flags: i32,
+) -> Result<Action, Failure> {
     let dst = destination(&sock.facts, name, flags)?;
     let op = Operation::Send { dst: dst.clone(), fastopen: fastopen(flags) };
     let decision: Decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
@@ -114,7 +122,13 @@ pub async fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
 
 /// Unix, netlink, alg: the call runs in the kernel (Continue); the address is
 /// read only to name it in the report.
-fn local_send(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, ptr: u64, len: u64) -> Result<Reply, Failure> {
+fn local_send(
+    call: &mut Call<'_>,
+    syscall: &'static str,
+    sock: &Socket,
+    ptr: u64,
+    len: u64,
+) -> Result<Reply, Failure> {
     let name = if ptr == 0 { Vec::new() } else { read_addr(&call.tracee, ptr, len).unwrap_or_default() };
     let dst = sockaddr::parse(&name).ok();
     let op = Operation::Send { dst: dst.clone(), fastopen: false };
@@ -128,8 +142,9 @@ fn local_send(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, ptr: u6
 /// Copies one msghdr's name, payload and control data.
 fn materialize(tracee: &Tracee, facts: &SocketFacts, hdr: &MsgHdr) -> Result<Outgoing, Failure> {
     let name = tracee.read(hdr.name, hdr.namelen)?;
-    let iovs = msghdr::parse_iovecs(&tracee.read(hdr.iov, hdr.iovlen as usize * IOVEC_SIZE)?, hdr.iovlen as usize)
-        .map_err(|e| Failure::Caller(e.errno()))?;
+    let iovs =
+        msghdr::parse_iovecs(&tracee.read(hdr.iov, hdr.iovlen as usize * IOVEC_SIZE)?, hdr.iovlen as usize)
+            .map_err(|e| Failure::Caller(e.errno()))?;
     let total: u64 = iovs.iter().fold(0u64, |acc, v| acc.saturating_add(v.len));
     let mut budget = copy_len(facts, total)?;
     let mut regions = Vec::with_capacity(iovs.len());
@@ -148,7 +163,8 @@ fn materialize(tracee: &Tracee, facts: &SocketFacts, hdr: &MsgHdr) -> Result<Out
     if hdr.controllen as usize > MAX_CONTROL {
         return Err(Failure::Caller(libc::ENOBUFS));
     }
-    let control = if hdr.control == 0 { Vec::new() } else { tracee.read(hdr.control, hdr.controllen as usize)? };
+    let control =
+        if hdr.control == 0 { Vec::new() } else { tracee.read(hdr.control, hdr.controllen as usize)? };
     Ok(Outgoing { name, data, control })
 }
 
@@ -193,7 +209,8 @@ pub async fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if kernel_local(&sock.facts) {
         return local_send(call, "sendmmsg", &sock, hdrs[0].name, hdrs[0].namelen as u64);
     }
-    let msgs = hdrs.iter().map(|h| materialize(&call.tracee, &sock.facts, h)).collect::<Result<Vec<_>, _>>()?;
+    let msgs =
+        hdrs.iter().map(|h| materialize(&call.tracee, &sock.facts, h)).collect::<Result<Vec<_>, _>>()?;
     confirm(call)?;
     // Every message is judged; sending stops at the first blocked one, as the
     // kernel stops at the first failing one.
