@@ -11,7 +11,6 @@ pub use summary::{Layers, Summary};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
@@ -35,10 +34,16 @@ impl ReportTarget {
 
 /// Numbers events, writes them, and keeps the tallies for the summary.
 pub struct Reporter {
-    sink: Option<Mutex<Box<dyn Write + Send>>>,
-    seq: AtomicU64,
-    summary: Mutex<Summary>,
+    state: Mutex<State>,
+    has_sink: bool,
     quiet: bool,
+}
+
+/// Everything an event touches, under one lock so that `seq` order is file order.
+struct State {
+    sink: Option<Box<dyn Write + Send>>,
+    next_seq: u64,
+    summary: Summary,
 }
 
 impl Reporter {
@@ -54,52 +59,52 @@ impl Reporter {
                 Some(Box::new(BufWriter::new(file)))
             }
         };
-        Ok(Reporter { sink: sink.map(Mutex::new), seq: AtomicU64::new(1), summary: Mutex::default(), quiet })
+        let has_sink = sink.is_some();
+        let state = State { sink, next_seq: 1, summary: Summary::default() };
+        Ok(Reporter { state: Mutex::new(state), has_sink, quiet })
     }
 
     /// Whether allowed decisions need an event (they only go to the JSON report).
     pub fn wants_allowed(&self) -> bool {
-        self.sink.is_some()
+        self.has_sink
     }
 
     /// Emits one event: numbers it, tallies it, writes it.
     pub fn emit(&self, mut event: Event) {
-        event.seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut summary) = self.summary.lock() {
-            summary.record(&event);
-        }
         if event.is_leak() && !self.quiet {
             eprintln!("{}", human::leak_line(&event));
         }
-        if let Some(sink) = &self.sink {
-            if let Ok(mut out) = sink.lock() {
-                // A failing report sink must not stop enforcement; the summary
-                // on stderr still tells what happened.
-                let _ = serde_json::to_writer(&mut *out, &event);
-                let _ = out.write_all(b"\n");
-                let _ = out.flush();
-            }
+        let Ok(mut state) = self.state.lock() else { return };
+        event.seq = state.next_seq;
+        state.next_seq += 1;
+        state.summary.record(&event);
+        if let Some(out) = state.sink.as_mut() {
+            // A failing report sink must not stop enforcement; the summary
+            // on stderr still tells what happened.
+            let _ = serde_json::to_writer(&mut *out, &event);
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
         }
     }
 
     /// Counts a call rejected for malformed arguments (no network decision).
     pub fn count_invalid(&self) {
-        if let Ok(mut summary) = self.summary.lock() {
-            summary.invalid += 1;
+        if let Ok(mut state) = self.state.lock() {
+            state.summary.invalid += 1;
         }
     }
 
     /// Writes the summary (JSON last line and stderr), consuming the reporter.
     pub fn finish(self, layers: Layers, exit_status: i32) -> Summary {
-        let mut summary = self.summary.into_inner().unwrap_or_default();
+        let Ok(State { sink, mut summary, .. }) = self.state.into_inner() else {
+            return Summary::default();
+        };
         summary.layers = layers;
         summary.exit_status = Some(exit_status);
-        if let Some(sink) = self.sink {
-            if let Ok(mut out) = sink.into_inner() {
-                let _ = serde_json::to_writer(&mut *out, &summary.to_json());
-                let _ = out.write_all(b"\n");
-                let _ = out.flush();
-            }
+        if let Some(mut out) = sink {
+            let _ = serde_json::to_writer(&mut *out, &summary.to_json());
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
         }
         if !self.quiet {
             for line in human::summary_lines(&summary) {

@@ -73,7 +73,7 @@ impl<'a> Call<'a> {
                 Target::Remote(addr) => event.dst = addr.map(|a| a.to_string()),
                 Target::Local(addr) => event.local = addr.map(|a| a.to_string()),
             }
-            if action == Action::Blocked || action == Action::Killed {
+            if action == Action::Blocked {
                 event.errno = Some(BLOCKED_ERRNO);
             }
             self.events.push(event);
@@ -121,8 +121,11 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
             call.events.clear();
             call.record(syscall_name(n.nr), None, Target::Remote(None), decision);
             if let Some(last) = call.events.last_mut() {
-                last.errno = Some(BLOCKED_ERRNO);
-                last.action = if ctx.on_leak == LeakAction::Kill { Action::Killed } else { Action::Blocked };
+                // Denied even under --on-leak log: an unchecked call never passes.
+                if last.action != Action::Killed {
+                    last.action = Action::Blocked;
+                    last.errno = Some(BLOCKED_ERRNO);
+                }
             }
             eprintln!(
                 "sockstrace: could not check {} of thread {}: {}; call denied",
