@@ -1,4 +1,5 @@
-//! `cargo xtask test [ARGS]...`: build the binary the end-to-end tests drive, then test.
+//! `cargo xtask test [ARGS]...`: set the machine up, build the binary the end-to-end tests
+//! drive, then test.
 
 use std::path::PathBuf;
 
@@ -24,6 +25,8 @@ fn selects_packages(args: &[String]) -> bool {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
+    // A fresh machine needs the toolchain pieces first; on a set-up one this is quick.
+    crate::setup::run()?;
     cmd::run(cmd::cargo().args(["build", "--package", "sockstrace"]))?;
     let bin = target_dir()?.join("debug").join("sockstrace");
     if !bin.is_file() {
