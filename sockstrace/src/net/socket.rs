@@ -1,5 +1,11 @@
 //! What a socket is (family, type, protocol), and the names reports use for it.
 
+/// The bits of a `socket()` type argument that name the type (the rest are
+/// `SOCK_NONBLOCK`/`SOCK_CLOEXEC`).
+pub const SOCK_TYPE_MASK: i32 = 0xf;
+/// The obsolete `SOCK_PACKET` type: a packet socket in the inet family.
+pub const SOCK_PACKET: i32 = 10;
+
 /// Facts the kernel holds about a socket, read from our own duplicate of it,
 /// so the tracee cannot change them between check and use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +36,7 @@ impl SocketFacts {
             libc::SOCK_RAW => "raw".into(),
             libc::SOCK_SEQPACKET => "seqpacket".into(),
             libc::SOCK_RDM => "rdm".into(),
+            SOCK_PACKET => "packet".into(),
             other => format!("type-{other}"),
         }
     }

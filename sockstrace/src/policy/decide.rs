@@ -22,6 +22,8 @@ pub enum Operation {
     Listen { local: Option<SocketAddr> },
     /// `accept` on a listener bound to `local`.
     Accept { local: Option<SocketAddr> },
+    /// `socket()`: creating a socket of the request's family, type, protocol.
+    Create,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub enum Reason {
     IoUring,
     /// Set by the supervisor: the check itself failed, so the call is denied.
     CheckFailed,
+    /// Set by the supervisor: a `socketcall` whose argument array another
+    /// thread could change after our check.
+    SocketcallRace,
+    SocketCreate,
 }
 
 impl Reason {
@@ -93,6 +99,8 @@ impl Reason {
             Reason::ForeignAbi => "foreign-abi",
             Reason::IoUring => "io-uring",
             Reason::CheckFailed => "check-failed",
+            Reason::SocketcallRace => "socketcall-race",
+            Reason::SocketCreate => "socket-create",
         }
     }
 }
@@ -120,6 +128,9 @@ impl Decision {
 /// The verdict for one request under one policy.
 pub fn decide(policy: &Policy, req: &Request) -> Decision {
     let socket = &req.socket;
+    if req.op == Operation::Create {
+        return create_decision(socket);
+    }
     match socket.family {
         libc::AF_UNIX => return unix_decision(policy, &req.op),
         libc::AF_NETLINK | libc::AF_ALG => return Decision::allowed(Reason::LocalFamily),
@@ -146,6 +157,22 @@ pub fn decide(policy: &Policy, req: &Request) -> Decision {
         Operation::Bind(_) => Decision::leak(Reason::UnsupportedFamily),
         Operation::Listen { local } => inbound(*local, Reason::InboundListen),
         Operation::Accept { local } => inbound(*local, Reason::InboundAccept),
+        Operation::Create => create_decision(socket),
+    }
+}
+
+/// Raw and packet sockets write whatever packets they like: a leak unless
+/// they stay local (netlink, unix).
+fn create_decision(socket: &SocketFacts) -> Decision {
+    match socket.family {
+        libc::AF_UNIX | libc::AF_NETLINK | libc::AF_ALG => Decision::allowed(Reason::LocalFamily),
+        libc::AF_PACKET => Decision::leak(Reason::PacketSocket),
+        libc::AF_INET | libc::AF_INET6 => match socket.sock_type {
+            libc::SOCK_RAW => Decision::leak(Reason::RawSocket),
+            crate::net::socket::SOCK_PACKET => Decision::leak(Reason::PacketSocket),
+            _ => Decision::allowed(Reason::SocketCreate),
+        },
+        _ => Decision::leak(Reason::UnsupportedFamily),
     }
 }
 
@@ -343,6 +370,19 @@ mod tests {
             run(&p, bt, Operation::Connect(SockAddr::Unspec)),
             Decision::leak(Reason::UnsupportedFamily)
         );
+    }
+
+    #[test]
+    fn raw_and_packet_sockets_are_refused_at_creation() {
+        let p = policy();
+        let create = |family, sock_type| run(&p, facts(family, sock_type), Operation::Create);
+        assert_eq!(create(libc::AF_INET, libc::SOCK_RAW), Decision::leak(Reason::RawSocket));
+        assert_eq!(create(libc::AF_INET6, libc::SOCK_RAW), Decision::leak(Reason::RawSocket));
+        assert_eq!(create(libc::AF_INET, 10), Decision::leak(Reason::PacketSocket));
+        assert_eq!(create(libc::AF_PACKET, libc::SOCK_DGRAM), Decision::leak(Reason::PacketSocket));
+        assert_eq!(create(libc::AF_NETLINK, libc::SOCK_RAW), Decision::allowed(Reason::LocalFamily));
+        assert_eq!(create(libc::AF_INET, libc::SOCK_STREAM), Decision::allowed(Reason::SocketCreate));
+        assert_eq!(create(libc::AF_BLUETOOTH, libc::SOCK_RAW), Decision::leak(Reason::UnsupportedFamily));
     }
 
     #[test]

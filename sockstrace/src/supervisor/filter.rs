@@ -33,8 +33,9 @@ impl FilterProgram {
     }
 }
 
-/// Builds the filter: native x86_64 calls are checked as designed; calls from
-/// the 32-bit and x32 ABIs stop too, so none reaches the network unchecked.
+/// Builds the filter: native x86_64 calls are checked as designed; the same
+/// calls of the i386 ABI (direct and through `socketcall`) and of x32 stop
+/// too, so none reaches the network unchecked.
 pub fn build() -> Result<FilterProgram> {
     let mut native = ScmpFilterContext::new(ScmpAction::Allow).context("seccomp filter context")?;
     for name in NOTIFIED {
@@ -47,11 +48,23 @@ pub fn build() -> Result<FilterProgram> {
     let has_addr = ScmpArgCompare::new(4, ScmpCompareOp::NotEqual, 0);
     native.add_rule_conditional(ScmpAction::Notify, sendto, &[has_addr]).context("rule for sendto")?;
 
+    // socket(): only the kinds that write raw packets stop (raw, packet, the
+    // obsolete SOCK_PACKET type); everything else is created freely.
+    let socket = ScmpSyscall::from_name("socket").context("syscall socket")?;
+    let type_mask = crate::net::socket::SOCK_TYPE_MASK as u64;
+    for cond in [
+        ScmpArgCompare::new(0, ScmpCompareOp::Equal, libc::AF_PACKET as u64),
+        ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(type_mask), libc::SOCK_RAW as u64),
+        ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(type_mask), crate::net::socket::SOCK_PACKET as u64),
+    ] {
+        native.add_rule_conditional(ScmpAction::Notify, socket, &[cond]).context("rule for socket")?;
+    }
+
     let mut compat = ScmpFilterContext::new(ScmpAction::Allow).context("compat filter context")?;
     compat.add_arch(ScmpArch::X86).context("x86 arch")?;
     compat.add_arch(ScmpArch::X32).context("x32 arch")?;
     compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
-    for name in NOTIFIED.iter().chain(&["sendto"]) {
+    for name in NOTIFIED.iter().chain(&["sendto", "socket"]) {
         let syscall = ScmpSyscall::from_name(name).with_context(|| format!("syscall {name}"))?;
         compat.add_rule(ScmpAction::Notify, syscall).with_context(|| format!("compat rule for {name}"))?;
     }

@@ -3,6 +3,7 @@
 //! spawn (filter installed between fork and exec) -> serve notifications
 //! concurrently on tokio -> reap -> summary.
 
+mod abi;
 mod filter;
 mod handlers;
 mod notif;

@@ -59,13 +59,6 @@ pub struct Notification {
     pub args: [u64; 6],
 }
 
-impl Notification {
-    /// Whether the call comes from the native x86_64 ABI.
-    pub fn is_native(&self) -> bool {
-        self.arch == AUDIT_ARCH_X86_64 && self.nr & X32_SYSCALL_BIT == 0
-    }
-}
-
 /// The answer to a trapped call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {

@@ -120,6 +120,15 @@ impl Tracee {
         }
     }
 
+    /// How many threads the caller's process has (`None` if unreadable).
+    pub fn thread_count(&self) -> Option<u32> {
+        std::fs::read_to_string(format!("/proc/{}/status", self.tid))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Whether the caller holds `CAP_NET_BIND_SERVICE` in its effective set.
     pub fn can_bind_privileged(&self) -> bool {
         const CAP_NET_BIND_SERVICE: u32 = 10;

@@ -3,16 +3,20 @@
 //! ourselves on a duplicate of the caller's socket), report.
 
 mod connect;
+mod create;
 mod inbound;
 mod send;
 
 use std::sync::Arc;
 
+use super::abi::{self, Abi, Classified, NetCall};
 use super::notif::{Notification, Reply};
 use super::sys::Errno;
 use super::tracee::{Failure, Socket, Tracee};
 use super::Ctx;
+use crate::net::msghdr::Layout;
 use crate::net::sockaddr::{self, SockAddr};
+use crate::net::socket::SocketFacts;
 use crate::policy::{Decision, Reason};
 use crate::report::{Action, Event, ProcessInfo};
 
@@ -32,8 +36,28 @@ pub struct Call<'a> {
     pub ctx: &'a Ctx,
     pub n: &'a Notification,
     pub tracee: Tracee,
+    /// The call's arguments: the registers, or the words a `socketcall` points at.
+    pub args: [u64; 6],
+    pub abi: Abi,
+    /// Arguments came from the caller's memory (`socketcall`): the kernel
+    /// reads them again after a CONTINUE.
+    multiplexed: bool,
     info: Option<ProcessInfo>,
     events: Vec<Event>,
+}
+
+/// What an event says about the socket.
+pub enum Subject<'s> {
+    Nothing,
+    Socket(&'s Socket),
+    /// A socket about to be created: only its family, type and protocol.
+    Facts(SocketFacts),
+}
+
+/// The address an event names.
+pub enum Target<'s> {
+    Remote(Option<&'s SockAddr>),
+    Local(Option<&'s SockAddr>),
 }
 
 impl<'a> Call<'a> {
@@ -49,12 +73,19 @@ impl<'a> Call<'a> {
         }
     }
 
+    pub fn layout(&self) -> Layout {
+        match self.abi {
+            Abi::X86_64 => Layout::X86_64,
+            Abi::I386 => Layout::COMPAT,
+        }
+    }
+
     /// Records the decision for the report (read from /proc now, while the
     /// caller still waits in the call), and carries out a kill.
     pub fn record(
         &mut self,
         syscall: &'static str,
-        sock: Option<&Socket>,
+        subject: Subject,
         target: Target,
         decision: Decision,
     ) -> Action {
@@ -62,12 +93,19 @@ impl<'a> Call<'a> {
         if decision.is_leak() || self.ctx.reporter.wants_allowed() {
             let info = self.info.get_or_insert_with(|| self.tracee.process_info()).clone();
             let mut event = Event::new(syscall, self.tracee.tid, decision, action).with_process(info);
-            event.fd = sock.map(|_| self.n.args[0] as i32);
-            if let Some(sock) = sock {
-                event.cookie = sock.cookie();
-                event.family = Some(sock.facts.family_name());
-                event.sock_type = Some(sock.facts.type_name());
-                event.protocol = Some(sock.facts.protocol_name());
+            let facts = match subject {
+                Subject::Nothing => None,
+                Subject::Socket(sock) => {
+                    event.fd = Some(self.args[0] as i32);
+                    event.cookie = sock.cookie();
+                    Some(sock.facts)
+                }
+                Subject::Facts(facts) => Some(facts),
+            };
+            if let Some(facts) = facts {
+                event.family = Some(facts.family_name());
+                event.sock_type = Some(facts.type_name());
+                event.protocol = Some(facts.protocol_name());
             }
             match target {
                 Target::Remote(addr) => event.dst = addr.map(|a| a.to_string()),
@@ -83,12 +121,37 @@ impl<'a> Call<'a> {
         }
         action
     }
-}
 
-/// The address an event names.
-pub enum Target<'s> {
-    Remote(Option<&'s SockAddr>),
-    Local(Option<&'s SockAddr>),
+    /// Whether answering CONTINUE is sound: the kernel then reads the
+    /// arguments again. For registers that is harmless; for `socketcall`'s
+    /// argument array it is only harmless when no other thread can change it.
+    fn continue_is_sound(&self) -> bool {
+        !self.multiplexed || self.tracee.thread_count() == Some(1)
+    }
+
+    /// Lets the kernel run an allowed call in the caller's context, or refuses
+    /// it when the arguments could change under the kernel (see above).
+    pub fn continue_or_refuse(&mut self, syscall: &'static str, subject: Subject) -> Reply {
+        if self.continue_is_sound() {
+            return Reply::Continue;
+        }
+        let decision = Decision::leak(Reason::SocketcallRace);
+        self.events.retain(|e| e.is_leak());
+        self.record(syscall, subject, Target::Remote(None), decision);
+        self.force_denied();
+        Reply::Errno(BLOCKED_ERRNO)
+    }
+
+    /// Marks the last event denied, whatever `--on-leak` says: a call we could
+    /// not check never passes.
+    fn force_denied(&mut self) {
+        if let Some(last) = self.events.last_mut() {
+            if last.action != Action::Killed {
+                last.action = Action::Blocked;
+                last.errno = Some(BLOCKED_ERRNO);
+            }
+        }
+    }
 }
 
 /// Handles one notification to the end: exactly one reply is always sent.
@@ -108,8 +171,18 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
             return;
         }
     };
-    let mut call = Call { ctx: &ctx, n: &n, tracee, info: None, events: Vec::new() };
-    let reply = match dispatch(&mut call).await {
+    let mut call = Call {
+        ctx: &ctx,
+        n: &n,
+        tracee,
+        args: n.args,
+        abi: Abi::X86_64,
+        multiplexed: false,
+        info: None,
+        events: Vec::new(),
+    };
+    let mut name = "unknown";
+    let reply = match dispatch(&mut call, &mut name).await {
         Ok(reply) => reply,
         Err(Failure::Caller(e)) => {
             ctx.reporter.count_invalid();
@@ -117,19 +190,11 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
         }
         Err(Failure::Gone) => Reply::Errno(BLOCKED_ERRNO),
         Err(Failure::Check(e)) => {
-            let decision = Decision::leak(Reason::CheckFailed);
             call.events.clear();
-            call.record(syscall_name(n.nr), None, Target::Remote(None), decision);
-            if let Some(last) = call.events.last_mut() {
-                // Denied even under --on-leak log: an unchecked call never passes.
-                if last.action != Action::Killed {
-                    last.action = Action::Blocked;
-                    last.errno = Some(BLOCKED_ERRNO);
-                }
-            }
+            call.record(name, Subject::Nothing, Target::Remote(None), Decision::leak(Reason::CheckFailed));
+            call.force_denied();
             eprintln!(
-                "sockstrace: could not check {} of thread {}: {}; call denied",
-                syscall_name(n.nr),
+                "sockstrace: could not check {name} of thread {}: {}; call denied",
                 n.tid,
                 std::io::Error::from_raw_os_error(e)
             );
@@ -144,31 +209,44 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
     }
 }
 
-async fn dispatch(call: &mut Call<'_>) -> Result<Reply, Failure> {
+async fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failure> {
     if call.ctx.tree.is_killing() {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
-    if !call.n.is_native() {
-        return Ok(foreign_abi(call));
-    }
-    match i64::from(call.n.nr) {
-        libc::SYS_connect => connect::connect(call).await,
-        libc::SYS_sendto => send::sendto(call).await,
-        libc::SYS_sendmsg => send::sendmsg(call).await,
-        libc::SYS_sendmmsg => send::sendmmsg(call).await,
-        libc::SYS_bind => inbound::bind(call),
-        libc::SYS_listen => inbound::listen(call),
-        libc::SYS_accept | libc::SYS_accept4 => inbound::accept(call),
-        libc::SYS_io_uring_setup => Ok(io_uring(call)),
-        // The filter traps nothing else; never let an unknown call through.
-        _ => Ok(Reply::Errno(libc::ENOSYS)),
+    let net_call = match abi::classify(call.n) {
+        Classified::Direct { abi, call: net_call } => {
+            call.abi = abi;
+            net_call
+        }
+        Classified::Socketcall { call: net_call, args, count } => {
+            *name = net_call.name();
+            let words = call.tracee.read(args, count * 4)?;
+            call.args = abi::socketcall_args(&words, count).ok_or(Failure::Caller(libc::EFAULT))?;
+            call.abi = Abi::I386;
+            call.multiplexed = true;
+            net_call
+        }
+        Classified::Unsupported => return Ok(foreign_abi(call)),
+    };
+    *name = net_call.name();
+    match net_call {
+        NetCall::Socket => create::socket(call),
+        NetCall::Connect => connect::connect(call).await,
+        NetCall::Sendto => send::sendto(call).await,
+        NetCall::Sendmsg => send::sendmsg(call).await,
+        NetCall::Sendmmsg => send::sendmmsg(call).await,
+        NetCall::Bind => inbound::bind(call),
+        NetCall::Listen => inbound::listen(call),
+        NetCall::Accept | NetCall::Accept4 => inbound::accept(call, net_call.name()),
+        NetCall::IoUringSetup => Ok(io_uring(call)),
     }
 }
 
-/// 32-bit and x32 calls: their structures differ; deny them unless logging.
+/// x32 or unknown calls: their structures are not parsed; deny them unless
+/// logging (the arguments are registers, so CONTINUE is sound).
 fn foreign_abi(call: &mut Call<'_>) -> Reply {
-    let action = call.record("foreign-abi", None, Target::Remote(None), Decision::leak(Reason::ForeignAbi));
-    match action {
+    let decision = Decision::leak(Reason::ForeignAbi);
+    match call.record("foreign-abi", Subject::Nothing, Target::Remote(None), decision) {
         Action::Logged | Action::Allowed => Reply::Continue,
         _ => Reply::Errno(BLOCKED_ERRNO),
     }
@@ -176,25 +254,10 @@ fn foreign_abi(call: &mut Call<'_>) -> Reply {
 
 /// io_uring operations bypass seccomp entirely: refused unless logging.
 fn io_uring(call: &mut Call<'_>) -> Reply {
-    let action = call.record("io_uring_setup", None, Target::Remote(None), Decision::leak(Reason::IoUring));
-    match action {
+    let decision = Decision::leak(Reason::IoUring);
+    match call.record("io_uring_setup", Subject::Nothing, Target::Remote(None), decision) {
         Action::Logged | Action::Allowed => Reply::Continue,
         _ => Reply::Errno(BLOCKED_ERRNO),
-    }
-}
-
-pub fn syscall_name(nr: i32) -> &'static str {
-    match i64::from(nr) {
-        libc::SYS_connect => "connect",
-        libc::SYS_sendto => "sendto",
-        libc::SYS_sendmsg => "sendmsg",
-        libc::SYS_sendmmsg => "sendmmsg",
-        libc::SYS_bind => "bind",
-        libc::SYS_listen => "listen",
-        libc::SYS_accept => "accept",
-        libc::SYS_accept4 => "accept4",
-        libc::SYS_io_uring_setup => "io_uring_setup",
-        _ => "unknown",
     }
 }
 

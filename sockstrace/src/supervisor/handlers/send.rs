@@ -4,8 +4,8 @@
 
 use std::os::fd::AsFd;
 
-use super::{confirm, read_addr, reply_of, run_call, Call, Target, BLOCKED_ERRNO};
-use crate::net::msghdr::{self, MsgHdr, IOVEC_SIZE, MMSGHDR_SIZE, MMSG_LEN_OFFSET, MSGHDR_SIZE, UIO_MAXIOV};
+use super::{confirm, read_addr, reply_of, run_call, Call, Subject, Target, BLOCKED_ERRNO};
+use crate::net::msghdr::{self, Layout, MsgHdr, UIO_MAXIOV};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
 use crate::policy::{decide, Decision, Operation, Request};
@@ -67,7 +67,7 @@ fn judge(
     let dst = destination(&sock.facts, name, flags)?;
     let op = Operation::Send { dst: dst.clone(), fastopen: fastopen(flags) };
     let decision: Decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
-    Ok(call.record(syscall, Some(sock), Target::Remote(dst.as_ref()), decision))
+    Ok(call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision))
 }
 
 fn blocked(action: Action) -> bool {
@@ -99,7 +99,7 @@ fn kernel_local(facts: &SocketFacts) -> bool {
 }
 
 pub async fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
-    let args = call.n.args;
+    let args = call.args;
     let flags = args[3] as i32;
     let sock = call.tracee.socket(args[0])?;
     if kernel_local(&sock.facts) {
@@ -133,18 +133,23 @@ fn local_send(
     let dst = sockaddr::parse(&name).ok();
     let op = Operation::Send { dst: dst.clone(), fastopen: false };
     let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
-    if blocked(call.record(syscall, Some(sock), Target::Remote(dst.as_ref()), decision)) {
+    if blocked(call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision)) {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
-    Ok(Reply::Continue)
+    Ok(call.continue_or_refuse(syscall, Subject::Socket(sock)))
 }
 
 /// Copies one msghdr's name, payload and control data.
-fn materialize(tracee: &Tracee, facts: &SocketFacts, hdr: &MsgHdr) -> Result<Outgoing, Failure> {
+fn materialize(
+    tracee: &Tracee,
+    layout: &Layout,
+    facts: &SocketFacts,
+    hdr: &MsgHdr,
+) -> Result<Outgoing, Failure> {
     let name = tracee.read(hdr.name, hdr.namelen)?;
-    let iovs =
-        msghdr::parse_iovecs(&tracee.read(hdr.iov, hdr.iovlen as usize * IOVEC_SIZE)?, hdr.iovlen as usize)
-            .map_err(|e| Failure::Caller(e.errno()))?;
+    let count = hdr.iovlen as usize;
+    let iovs = msghdr::parse_iovecs(layout, &tracee.read(hdr.iov, count * layout.iovec_size)?, count)
+        .map_err(|e| Failure::Caller(e.errno()))?;
     let total: u64 = iovs.iter().fold(0u64, |acc, v| acc.saturating_add(v.len));
     let mut budget = copy_len(facts, total)?;
     let mut regions = Vec::with_capacity(iovs.len());
@@ -168,19 +173,21 @@ fn materialize(tracee: &Tracee, facts: &SocketFacts, hdr: &MsgHdr) -> Result<Out
     Ok(Outgoing { name, data, control })
 }
 
-fn read_msghdr(tracee: &Tracee, addr: u64) -> Result<MsgHdr, Failure> {
-    msghdr::parse_msghdr(&tracee.read(addr, MSGHDR_SIZE)?).map_err(|e| Failure::Caller(e.errno()))
+fn read_msghdr(tracee: &Tracee, layout: &Layout, addr: u64) -> Result<MsgHdr, Failure> {
+    msghdr::parse_msghdr(layout, &tracee.read(addr, layout.msghdr_size)?)
+        .map_err(|e| Failure::Caller(e.errno()))
 }
 
 pub async fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
-    let args = call.n.args;
+    let args = call.args;
+    let layout = call.layout();
     let flags = args[2] as i32;
     let sock = call.tracee.socket(args[0])?;
-    let hdr = read_msghdr(&call.tracee, args[1])?;
+    let hdr = read_msghdr(&call.tracee, &layout, args[1])?;
     if kernel_local(&sock.facts) {
         return local_send(call, "sendmsg", &sock, hdr.name, hdr.namelen as u64);
     }
-    let msg = materialize(&call.tracee, &sock.facts, &hdr)?;
+    let msg = materialize(&call.tracee, &layout, &sock.facts, &hdr)?;
     confirm(call)?;
     if blocked(judge(call, "sendmsg", &sock, &msg.name, flags)?) {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
@@ -194,23 +201,26 @@ pub async fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
 }
 
 pub async fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
-    let args = call.n.args;
+    let args = call.args;
+    let layout = call.layout();
     let (vec, flags) = (args[1], args[3] as i32);
     let vlen = (args[2] as u32 as usize).min(UIO_MAXIOV);
     let sock = call.tracee.socket(args[0])?;
     if vlen == 0 {
         return Ok(Reply::Value(0));
     }
-    let raw = call.tracee.read(vec, vlen * MMSGHDR_SIZE)?;
+    let raw = call.tracee.read(vec, vlen * layout.mmsghdr_size)?;
     let hdrs = raw
-        .chunks_exact(MMSGHDR_SIZE)
-        .map(|chunk| msghdr::parse_msghdr(chunk).map_err(|e| Failure::Caller(e.errno())))
+        .chunks_exact(layout.mmsghdr_size)
+        .map(|chunk| msghdr::parse_msghdr(&layout, chunk).map_err(|e| Failure::Caller(e.errno())))
         .collect::<Result<Vec<_>, _>>()?;
     if kernel_local(&sock.facts) {
         return local_send(call, "sendmmsg", &sock, hdrs[0].name, hdrs[0].namelen as u64);
     }
-    let msgs =
-        hdrs.iter().map(|h| materialize(&call.tracee, &sock.facts, h)).collect::<Result<Vec<_>, _>>()?;
+    let msgs = hdrs
+        .iter()
+        .map(|h| materialize(&call.tracee, &layout, &sock.facts, h))
+        .collect::<Result<Vec<_>, _>>()?;
     confirm(call)?;
     // Every message is judged; sending stops at the first blocked one, as the
     // kernel stops at the first failing one.
@@ -239,7 +249,7 @@ pub async fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     })
     .await?;
     for (i, n) in sent.iter().enumerate() {
-        let at = vec + (i * MMSGHDR_SIZE + MMSG_LEN_OFFSET) as u64;
+        let at = vec + (i * layout.mmsghdr_size + layout.mmsg_len_offset) as u64;
         // As in the kernel, a failure to store msg_len does not undo the send.
         let _ = call.tracee.write(at, &(*n as u32).to_ne_bytes());
     }
