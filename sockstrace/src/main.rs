@@ -4,6 +4,8 @@ mod cli;
 mod kernel;
 mod net;
 mod policy;
+#[cfg(test)]
+mod properties;
 mod report;
 mod run;
 mod supervisor;

@@ -3,7 +3,7 @@
 //! spawn (filter installed between fork and exec) -> serve notifications
 //! concurrently on tokio -> reap -> summary.
 
-mod abi;
+pub(crate) mod abi;
 mod filter;
 mod handlers;
 mod notif;
