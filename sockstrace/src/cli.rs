@@ -30,7 +30,7 @@ pub enum OnLeak {
     Log,
     /// Kill the whole traced process tree.
     Kill,
-    /// Connect through the proxy instead (not available yet).
+    /// Send leaked TCP connections through the first fitting --proxy (SOCKS5); other leaks are blocked.
     Socksify,
 }
 
@@ -51,6 +51,19 @@ pub struct RunArgs {
     /// What to do with a leak
     #[arg(long, value_enum, default_value = "block", value_name = "ACTION")]
     pub on_leak: OnLeak,
+
+    /// SOCKS5 username for socksified connections (with --proxy-pass)
+    #[arg(long, value_name = "USER", requires = "proxy_pass")]
+    pub proxy_user: Option<String>,
+
+    /// SOCKS5 password for socksified connections (with --proxy-user)
+    #[arg(long, value_name = "PASS", requires = "proxy_user")]
+    pub proxy_pass: Option<String>,
+
+    /// Use one pair of random SOCKS credentials for every socksified connection (one Tor circuit),
+    /// instead of a fresh pair per connection (Tor stream isolation)
+    #[arg(long, conflicts_with = "proxy_user")]
+    pub one_circuit: bool,
 
     /// Write one JSON object per decision to FILE ('-' for stdout), and a summary as the last line
     #[arg(long, value_name = "FILE")]

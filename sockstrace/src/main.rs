@@ -8,6 +8,7 @@ mod policy;
 mod properties;
 mod report;
 mod run;
+mod socks;
 mod supervisor;
 
 use clap::Parser;

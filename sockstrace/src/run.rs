@@ -3,7 +3,8 @@
 use crate::cli::{default_proxies, OnLeak, RunArgs};
 use crate::policy::Policy;
 use crate::report::{ReportTarget, Reporter};
-use crate::supervisor::{self, LeakAction, RunConfig, SpawnError};
+use crate::socks::Credentials;
+use crate::supervisor::{self, LeakAction, RunConfig, SocksAuth, SpawnError};
 
 /// Exit status for sockstrace's own failures (as `env`/`timeout` use 125).
 pub const EXIT_OWN_FAILURE: i32 = 125;
@@ -15,10 +16,14 @@ pub fn main(args: RunArgs) -> i32 {
         OnLeak::Block => LeakAction::Block,
         OnLeak::Log => LeakAction::Log,
         OnLeak::Kill => LeakAction::Kill,
-        OnLeak::Socksify => {
-            eprintln!("sockstrace: error: --on-leak socksify is not available yet; use block, log or kill");
-            return EXIT_USAGE;
+        OnLeak::Socksify => LeakAction::Socksify,
+    };
+    let socks_auth = match (args.proxy_user, args.proxy_pass) {
+        (Some(user), Some(pass)) => {
+            SocksAuth::Fixed(Credentials { user: user.into_bytes(), pass: pass.into_bytes() })
         }
+        _ if args.one_circuit => SocksAuth::Fixed(SocksAuth::random_credentials()),
+        _ => SocksAuth::PerConnection,
     };
     let kernel_layer = kernel_layer_status();
     if args.allow_io_uring {
@@ -39,7 +44,7 @@ pub fn main(args: RunArgs) -> i32 {
             return EXIT_OWN_FAILURE;
         }
     };
-    let config = RunConfig { policy, on_leak, command: args.command, kernel_layer };
+    let config = RunConfig { policy, on_leak, socks_auth, command: args.command, kernel_layer };
     match supervisor::run(config, reporter) {
         Ok(code) => code,
         Err(e) => {

@@ -1,17 +1,49 @@
 //! The kernel layer: sockstrace's eBPF programs, as root, in cgroup v2 hooks.
 //!
 //! [`probe`] says whether the layer can be on on this machine (and why not);
-//! [`object::load`] loads the embedded object with its programs verified, ready to attach;
-//! [`find_cgroup2_mount`] locates the cgroup v2 hierarchy to attach to.
+//! [`Witness`] attaches the programs to a cgroup of the run's own, enforces the backstop
+//! policy there, and reports what the kernel sees ([`KernelEvent`], [`KernelFacts`]).
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | `backstop` | `Policy` -> `CONFIG`/`RULES` map entries (pure) |
+//! | `cgroup` | cgroup2 found or mounted; the run's cgroup: create, join fd, id, remove |
+//! | `events` | `KernelEvent`; the ring buffer reader task |
+//! | `facts` | `KernelFacts` (the report's `kernel` object) |
+//! | `maps` | typed map access |
+//! | `mountinfo` | finding cgroup2 in `/proc/self/mountinfo` |
+//! | `object` | the embedded object: load and attach every program |
+//! | `witness` | `Witness`: all of the above for one run |
 
+mod backstop;
+mod cgroup;
+// Until the supervisor integrates the witness, only the tests use parts of these.
+#[cfg_attr(not(test), allow(dead_code))]
+mod events;
+#[cfg_attr(not(test), allow(dead_code))]
+mod facts;
+mod maps;
 mod mountinfo;
 pub mod object;
+#[cfg(test)]
+mod query;
 mod status;
+#[cfg_attr(not(test), allow(dead_code))]
+mod witness;
+#[cfg(test)]
+mod witness_tests;
 
 use std::path::Path;
 
+// The witness's API; the supervisor is to use it (until then only the tests do).
+#[allow(unused_imports)]
+pub use events::KernelEvent;
+#[allow(unused_imports)]
+pub use facts::KernelFacts;
 pub use mountinfo::find_cgroup2_mount;
 pub use status::{LayerStatus, Unavailable};
+#[allow(unused_imports)]
+pub use witness::Witness;
 
 /// Where the kernel publishes its own BTF; aya needs it for CO-RE relocations.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -63,7 +95,8 @@ mod tests {
         for &name in sockstrace_ebpf::programs::ALL {
             assert!(ebpf.program(name).is_some(), "program {name} missing");
         }
-        for map in [sockstrace_ebpf::EVENTS_MAP, sockstrace_ebpf::DROPPED_MAP] {
+        use sockstrace_ebpf::{CONFIG_MAP, DROPPED_MAP, EVENTS_MAP, RULES_MAP, SOCKETS_MAP};
+        for map in [EVENTS_MAP, DROPPED_MAP, SOCKETS_MAP, CONFIG_MAP, RULES_MAP] {
             assert!(ebpf.map(map).is_some(), "map {map} missing");
         }
     }

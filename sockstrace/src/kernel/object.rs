@@ -1,7 +1,13 @@
-//! The eBPF object built from `sockstrace-ebpf` and embedded by `build.rs`.
+//! The eBPF object built from `sockstrace-ebpf` and embedded by `build.rs`: loading every
+//! program, attaching them all to a cgroup.
+
+use std::os::fd::BorrowedFd;
 
 use anyhow::{bail, Context as _, Result};
-use aya::{programs::CgroupSockAddr, Ebpf};
+use aya::{
+    programs::{CgroupAttachMode, Program},
+    Ebpf, EbpfLoader, VerifierLogLevel,
+};
 use sockstrace_ebpf::programs;
 
 /// The ELF object, 8-byte aligned as aya needs; empty when built with `AYA_BUILD_SKIP=1`.
@@ -13,25 +19,48 @@ pub fn is_embedded() -> bool {
 }
 
 /// Parses the object, creates its maps and loads (without attaching) every program, so the
-/// verifier has accepted all of them. Needs root. Attach the returned programs with
-/// `CgroupSockAddr::attach` on a cgroup2 directory.
+/// verifier has accepted all of them. Needs root.
 pub fn load() -> Result<Ebpf> {
     if !is_embedded() {
         bail!("this sockstrace was built without its eBPF object (AYA_BUILD_SKIP)");
     }
-    let mut ebpf = Ebpf::load(OBJECT).context("loading the embedded eBPF object")?;
+    // A verifier rejection then carries the log's conclusion (the failing instruction and
+    // why), not just its first line.
+    let mut ebpf = EbpfLoader::new()
+        .verifier_log_level(VerifierLogLevel::DEBUG | VerifierLogLevel::STATS)
+        .load(OBJECT)
+        .context("loading the embedded eBPF object")?;
     for &name in programs::ALL {
-        load_sock_addr(&mut ebpf, name)?;
+        let loaded = match program(&mut ebpf, name)? {
+            Program::CgroupSockAddr(p) => p.load(),
+            Program::CgroupSock(p) => p.load(),
+            Program::SockOps(p) => p.load(),
+            other => bail!("program {name} has unexpected type {:?}", other.prog_type()),
+        };
+        loaded.with_context(|| format!("loading program {name}"))?;
     }
     Ok(ebpf)
 }
 
-/// Loads the cgroup sock_addr program `name` into the kernel.
-fn load_sock_addr(ebpf: &mut Ebpf, name: &str) -> Result<()> {
-    let program: &mut CgroupSockAddr = ebpf
-        .program_mut(name)
-        .with_context(|| format!("the eBPF object has no program {name}"))?
-        .try_into()
-        .with_context(|| format!("program {name} is not a cgroup sock_addr program"))?;
-    program.load().with_context(|| format!("loading program {name}"))
+/// Attaches every program to the cgroup `dir` (an open cgroup v2 directory). Programs stay
+/// attached until `ebpf` is dropped.
+pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
+    // aya attaches through BPF links (kernel 5.7+), which take no flags: the kernel always
+    // attaches a cgroup link as multi, so programs others attach to this cgroup or its
+    // ancestors keep running, and none can replace ours. (`AllowMultiple` makes it EINVAL.)
+    let mode = CgroupAttachMode::Single;
+    for &name in programs::ALL {
+        let attached = match program(ebpf, name)? {
+            Program::CgroupSockAddr(p) => p.attach(dir, mode).map(drop),
+            Program::CgroupSock(p) => p.attach(dir, mode).map(drop),
+            Program::SockOps(p) => p.attach(dir, mode).map(drop),
+            other => bail!("program {name} has unexpected type {:?}", other.prog_type()),
+        };
+        attached.with_context(|| format!("attaching program {name} to the cgroup"))?;
+    }
+    Ok(())
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
+    ebpf.program_mut(name).with_context(|| format!("the eBPF object has no program {name}"))
 }

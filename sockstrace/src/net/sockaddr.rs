@@ -123,9 +123,8 @@ impl fmt::Display for SockAddr {
     }
 }
 
-/// Encodes an inet address as the kernel expects it (for tests and for the
-/// supervisor's own calls).
-#[cfg(test)]
+/// Encodes an inet address as the kernel expects it (for the supervisor's own
+/// calls, such as connecting a socket to the proxy).
 pub fn encode_inet(addr: SocketAddr) -> Vec<u8> {
     match addr {
         SocketAddr::V4(v4) => {

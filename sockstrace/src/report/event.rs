@@ -14,6 +14,15 @@ pub enum Action {
     Logged,
     Blocked,
     Killed,
+    /// Sent through the proxy instead (`--on-leak socksify`).
+    Socksified,
+}
+
+impl Action {
+    /// Whether the program's own call goes ahead as it asked.
+    pub fn lets_through(self) -> bool {
+        matches!(self, Action::Allowed | Action::Logged)
+    }
 }
 
 /// Who made the call, read from /proc while the caller waits in the syscall.

@@ -23,8 +23,8 @@ pub fn leak_line(e: &Event) -> String {
 
 pub fn summary_lines(s: &Summary) -> Vec<String> {
     let mut lines = vec![format!(
-        "sockstrace: summary: {} leak(s) ({} blocked, {} logged, {} killed), {} allowed",
-        s.leaks, s.blocked, s.logged, s.killed, s.allowed
+        "sockstrace: summary: {} leak(s) ({} blocked, {} logged, {} killed, {} socksified), {} allowed",
+        s.leaks, s.blocked, s.logged, s.killed, s.socksified, s.allowed
     )];
     for (key, count) in &s.by_destination {
         lines.push(format!(

@@ -31,6 +31,7 @@ pub struct Summary {
     pub blocked: u64,
     pub logged: u64,
     pub killed: u64,
+    pub socksified: u64,
     /// Calls refused for malformed arguments, as the kernel would refuse them.
     pub invalid: u64,
     pub by_destination: BTreeMap<LeakKey, u64>,
@@ -50,6 +51,7 @@ impl Summary {
             Action::Blocked => self.blocked += 1,
             Action::Logged => self.logged += 1,
             Action::Killed => self.killed += 1,
+            Action::Socksified => self.socksified += 1,
             Action::Allowed => {}
         }
         let key = LeakKey {
@@ -80,6 +82,7 @@ impl Summary {
                 "blocked": self.blocked,
                 "logged": self.logged,
                 "killed": self.killed,
+                "socksified": self.socksified,
                 "invalid": self.invalid,
                 "exit_status": self.exit_status,
                 "layers": {"seccomp": self.layers.seccomp, "kernel": self.layers.kernel},

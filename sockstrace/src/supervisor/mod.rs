@@ -22,6 +22,7 @@ use tokio::io::Interest;
 use tokio::sync::watch;
 
 pub use handlers::LeakAction;
+pub use handlers::SocksAuth;
 pub use spawn::SpawnError;
 
 use crate::policy::Policy;
@@ -33,6 +34,7 @@ use tree::Tree;
 pub struct RunConfig {
     pub policy: Policy,
     pub on_leak: LeakAction,
+    pub socks_auth: SocksAuth,
     pub command: Vec<OsString>,
     pub kernel_layer: String,
 }
@@ -42,6 +44,7 @@ pub struct Ctx {
     notifier: Arc<Notifier>,
     policy: Policy,
     on_leak: LeakAction,
+    socks_auth: SocksAuth,
     reporter: Reporter,
     tree: Arc<Tree>,
 }
@@ -75,6 +78,7 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<i32> {
         notifier: Arc::new(notifier),
         policy: config.policy,
         on_leak: config.on_leak,
+        socks_auth: config.socks_auth,
         reporter,
         tree: Arc::new(Tree::new(std::process::id() as i32)),
     });

@@ -2,13 +2,15 @@
 
 use std::os::fd::AsFd;
 
-use super::{confirm, read_addr, reply_of, run_call, Call, Subject, Target, BLOCKED_ERRNO};
-use crate::net::sockaddr;
+use super::socksify;
+use super::{confirm, read_addr, reply_of, run_call, Call, LeakAction, Subject, Target, BLOCKED_ERRNO};
+use crate::net::sockaddr::{self, SockAddr};
+use crate::net::socket::Transport;
 use crate::policy::{decide, Operation, Request};
 use crate::report::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
-use crate::supervisor::tracee::Failure;
+use crate::supervisor::tracee::{Failure, Socket};
 
 pub async fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
@@ -18,9 +20,13 @@ pub async fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Connect(addr.clone()) });
-    match call.record("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision) {
-        Action::Blocked | Action::Killed => return Ok(Reply::Errno(BLOCKED_ERRNO)),
-        Action::Allowed | Action::Logged => {}
+    if decision.is_leak() && call.ctx.on_leak == LeakAction::Socksify {
+        if let Some(reply) = socksify(call, &sock, &addr, decision).await? {
+            return Ok(reply);
+        }
+    }
+    if !call.record("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision).lets_through() {
+        return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
     if !sock.facts.is_inet() {
         // Unix and other local families: the kernel must run the call in the
@@ -30,4 +36,33 @@ pub async fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let may_block = !sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
     let result = run_call(may_block, move || sys::connect(sock.fd.as_fd(), &raw)).await?;
     Ok(reply_of(result.map(|()| 0)))
+}
+
+/// Sends a leaked TCP connect through the proxy; `None` when it cannot be
+/// socksified (not TCP, or no proxy of a family the socket can reach), so the
+/// caller blocks it instead.
+async fn socksify(
+    call: &mut Call<'_>,
+    sock: &Socket,
+    addr: &SockAddr,
+    decision: crate::policy::Decision,
+) -> Result<Option<Reply>, Failure> {
+    let SockAddr::Inet(dst) = addr else { return Ok(None) };
+    if sock.facts.transport() != Transport::Tcp {
+        return Ok(None);
+    }
+    let Some(proxy) = socksify::proxy_for(&call.ctx.policy.proxies, &sock.facts) else { return Ok(None) };
+    call.record_action(
+        "connect",
+        Subject::Socket(sock),
+        Target::Remote(Some(addr)),
+        decision,
+        Action::Socksified,
+    );
+    let fd = sock.fd.try_clone().map_err(|e| Failure::Check(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let creds = call.ctx.socks_auth.credentials();
+    let target = crate::socks::Target::Addr(*dst);
+    let result =
+        run_call(true, move || socksify::connect_through(fd.as_fd(), proxy, &target, &creds)).await?;
+    Ok(Some(reply_of(result.map(|()| 0))))
 }

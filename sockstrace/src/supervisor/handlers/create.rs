@@ -4,7 +4,6 @@
 use super::{Call, Subject, Target, BLOCKED_ERRNO};
 use crate::net::socket::{SocketFacts, SOCK_TYPE_MASK};
 use crate::policy::{decide, Operation, Request};
-use crate::report::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::tracee::Failure;
 
@@ -16,9 +15,9 @@ pub fn socket(call: &mut Call<'_>) -> Result<Reply, Failure> {
         protocol: args[2] as i32,
     };
     let decision = decide(&call.ctx.policy, &Request { socket: facts, op: Operation::Create });
-    match call.record("socket", Subject::Facts(facts), Target::Remote(None), decision) {
-        Action::Blocked | Action::Killed => Ok(Reply::Errno(BLOCKED_ERRNO)),
-        // Creating a socket must happen in the caller's context.
-        Action::Allowed | Action::Logged => Ok(call.continue_or_refuse("socket", Subject::Facts(facts))),
+    if !call.record("socket", Subject::Facts(facts), Target::Remote(None), decision).lets_through() {
+        return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
+    // Creating a socket must happen in the caller's context.
+    Ok(call.continue_or_refuse("socket", Subject::Facts(facts)))
 }

@@ -77,7 +77,7 @@ pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure>
 }
 
 fn is_blocked(action: Action) -> bool {
-    matches!(action, Action::Blocked | Action::Killed)
+    !action.lets_through()
 }
 
 fn to_reply(result: Result<(), sys::Errno>) -> Reply {

@@ -6,6 +6,9 @@ mod connect;
 mod create;
 mod inbound;
 mod send;
+mod socksify;
+
+pub use socksify::SocksAuth;
 
 use std::sync::Arc;
 
@@ -26,6 +29,8 @@ pub enum LeakAction {
     Block,
     Log,
     Kill,
+    /// TCP connects go through the proxy; other leaks are blocked.
+    Socksify,
 }
 
 /// The errno a blocked call fails with.
@@ -67,7 +72,7 @@ impl<'a> Call<'a> {
             return Action::Allowed;
         }
         match self.ctx.on_leak {
-            LeakAction::Block => Action::Blocked,
+            LeakAction::Block | LeakAction::Socksify => Action::Blocked,
             LeakAction::Log => Action::Logged,
             LeakAction::Kill => Action::Killed,
         }
@@ -90,6 +95,18 @@ impl<'a> Call<'a> {
         decision: Decision,
     ) -> Action {
         let action = self.action(decision);
+        self.record_action(syscall, subject, target, decision, action)
+    }
+
+    /// As `record`, with the action already chosen.
+    pub fn record_action(
+        &mut self,
+        syscall: &'static str,
+        subject: Subject,
+        target: Target,
+        decision: Decision,
+        action: Action,
+    ) -> Action {
         if decision.is_leak() || self.ctx.reporter.wants_allowed() {
             let info = self.info.get_or_insert_with(|| self.tracee.process_info()).clone();
             let mut event = Event::new(syscall, self.tracee.tid, decision, action).with_process(info);

@@ -71,7 +71,7 @@ fn judge(
 }
 
 fn blocked(action: Action) -> bool {
-    matches!(action, Action::Blocked | Action::Killed)
+    !action.lets_through()
 }
 
 /// Whether our own send may block: a blocking socket without MSG_DONTWAIT.

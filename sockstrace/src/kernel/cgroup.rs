@@ -1,0 +1,217 @@
+//! The run's own cgroup v2: found (or mounted) hierarchy, a fresh directory in it, its
+//! `cgroup.procs` for the child to join, its id, and its removal.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::ErrorKind,
+    os::{
+        fd::{AsFd, BorrowedFd},
+        unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+    },
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use nix::mount::{mount, MsFlags};
+
+use super::mountinfo::find_cgroup2_mount;
+
+/// Where we mount cgroup2 ourselves when nothing has.
+pub const FALLBACK_MOUNT: &str = "/run/sockstrace/cgroup2";
+/// Our directory in the hierarchy; each run gets `run-<pid>-<n>` below it.
+const PARENT: &str = "sockstrace";
+/// How long `remove` waits for the cgroup to empty (exiting tasks leave it asynchronously).
+const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Distinguishes the cgroups of one process.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The cgroup v2 mount point: the one `/proc/self/mountinfo` lists, or a new mount at
+/// [`FALLBACK_MOUNT`].
+pub fn cgroup2_root() -> Result<PathBuf> {
+    if let Some(root) = find_cgroup2_mount() {
+        return Ok(root);
+    }
+    let dir = Path::new(FALLBACK_MOUNT);
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    match mount_cgroup2(dir) {
+        Ok(()) => Ok(dir.to_path_buf()),
+        // Someone (a concurrent run) mounted it first.
+        Err(err) => find_cgroup2_mount().with_context(|| format!("{err:#}")),
+    }
+}
+
+/// `mount -t cgroup2 none DIR`.
+pub fn mount_cgroup2(dir: &Path) -> Result<()> {
+    mount(
+        Some("none"),
+        dir,
+        Some("cgroup2"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .with_context(|| format!("mounting cgroup2 at {}", dir.display()))
+}
+
+/// A cgroup we created, with the descriptors attaching and joining need.
+#[derive(Debug)]
+pub struct RunCgroup {
+    path: PathBuf,
+    id: u64,
+    /// The directory, `O_RDONLY | O_DIRECTORY`: what programs attach to.
+    dir: File,
+    /// `cgroup.procs`, `O_WRONLY | O_CLOEXEC`.
+    procs: File,
+}
+
+impl RunCgroup {
+    /// Creates `<root>/sockstrace/run-<our pid>-<n>`.
+    pub fn create(root: &Path) -> Result<Self> {
+        let parent = root.join(PARENT);
+        match fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err).with_context(|| format!("creating cgroup {}", parent.display())),
+        }
+        let path = loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = parent.join(format!("run-{}-{n}", std::process::id()));
+            match fs::create_dir(&path) {
+                Ok(()) => break path,
+                // Left over from an earlier process with our pid: take the next name.
+                Err(err) if err.kind() == ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(err).with_context(|| format!("creating cgroup {}", path.display())),
+            }
+        };
+        Self::open(path.clone()).inspect_err(|_| {
+            let _ = fs::remove_dir(&path);
+        })
+    }
+
+    fn open(path: PathBuf) -> Result<Self> {
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&path)
+            .with_context(|| format!("opening cgroup {}", path.display()))?;
+        // On 64-bit kernels a cgroup's id is its directory's inode number.
+        let id = dir.metadata().with_context(|| format!("stat {}", path.display()))?.ino();
+        let procs_path = path.join("cgroup.procs");
+        let procs = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&procs_path)
+            .with_context(|| format!("opening {}", procs_path.display()))?;
+        Ok(Self { path, id, dir, procs })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    pub fn procs_fd(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
+    }
+
+    /// Removes the cgroup, child cgroups first, retrying while tasks are still leaving it.
+    /// (Our open descriptors do not keep a cgroup from being removed.)
+    pub fn remove(&self) -> Result<()> {
+        remove_tree(&self.path, Instant::now() + REMOVE_PATIENCE)
+    }
+}
+
+/// `rmdir` of a cgroup and the cgroups below it (in cgroupfs the only directories are child
+/// cgroups; the files go with their directory).
+fn remove_tree(path: &Path, deadline: Instant) -> Result<()> {
+    if let Ok(entries) = fs::read_dir(path) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path(), deadline)?;
+            }
+        }
+    }
+    loop {
+        match fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(()),
+            // EBUSY: tasks are still in it (or still exiting).
+            Err(err) if err.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => {
+                let populated = fs::read_to_string(path.join("cgroup.procs"))
+                    .map(|procs| procs.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default();
+                if populated.is_empty() {
+                    return Err(err).with_context(|| format!("removing cgroup {}", path.display()));
+                }
+                bail!("removing cgroup {}: still holds processes {populated} ({err})", path.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::kernel::mountinfo::parse_cgroup2_mount;
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn creates_joins_and_removes_a_cgroup() {
+        if !is_root() {
+            eprintln!("skipped: creating cgroups needs root");
+            return;
+        }
+        let root = cgroup2_root().unwrap_or_else(|err| panic!("{err:#}"));
+        let cgroup = RunCgroup::create(&root).unwrap_or_else(|err| panic!("{err:#}"));
+        let path = cgroup.path().to_path_buf();
+        assert!(path.starts_with(root.join(PARENT)), "{}", path.display());
+        assert_ne!(cgroup.id(), 0);
+        // A child that joins, then exits: remove must wait for it to be gone.
+        let mut child = std::process::Command::new("sleep").arg("0.2").spawn().unwrap();
+        let mut procs = File::options().write(true).open(path.join("cgroup.procs")).unwrap();
+        write!(procs, "{}", child.id()).unwrap();
+        let listed = fs::read_to_string(path.join("cgroup.procs")).unwrap();
+        assert_eq!(listed.trim(), child.id().to_string());
+        let waiter = thread::spawn(move || child.wait());
+        cgroup.remove().unwrap_or_else(|err| panic!("{err:#}"));
+        assert!(!path.exists());
+        waiter.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn mounts_cgroup2_where_asked() {
+        if !is_root() {
+            eprintln!("skipped: mounting needs root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("sockstrace-cg2-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        mount_cgroup2(&dir).unwrap_or_else(|err| panic!("{err:#}"));
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let ours =
+            mountinfo.lines().filter(|l| l.contains(dir.to_str().unwrap())).collect::<Vec<_>>().join("\n");
+        let unmounted = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir(&dir);
+        unmounted.unwrap();
+        assert_eq!(parse_cgroup2_mount(&ours).as_deref(), Some(dir.as_path()));
+    }
+}

@@ -1,0 +1,226 @@
+//! Leaks the kernel saw: `SockEvent`s from the `EVENTS` ring buffer, parsed and delivered on a
+//! tokio channel.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use serde::Serialize;
+use sockstrace_ebpf::{kind, reason, verdict, SockEvent};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use super::facts::socket_addr;
+use crate::net::socket::SocketFacts;
+use crate::policy::Reason;
+
+/// One leak a kernel hook saw, refused (`denied`) or let through (observe-only mode, or a hook
+/// that cannot refuse, like listen).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelEvent {
+    /// The hook: `connect4`, `connect6`, `sendmsg4`, `sendmsg6`, `bind4`, `bind6`,
+    /// `sock_create`, `listen`.
+    pub hook: &'static str,
+    /// Socket cookie; equals `getsockopt(SO_COOKIE)` on the socket (0 never occurs for a live
+    /// socket, but a refused `socket(2)` leaves no fd to ask).
+    pub cookie: u64,
+    /// The calling task: thread group id and thread. For a call the supervisor performs on its
+    /// duplicate of the socket, that is the supervisor; for `listen`, the socket's creator.
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    /// cgroup v2 id of the socket's cgroup.
+    pub cgroup_id: u64,
+    pub netns_cookie: u64,
+    /// The socket's family, type and protocol.
+    #[serde(skip)]
+    pub socket: SocketFacts,
+    /// Destination of a connect or send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<SocketAddr>,
+    /// Local address of a bind or listen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<SocketAddr>,
+    /// The policy's name for the leak (`direct-tcp`, `dns-udp`, `raw-socket`, ...).
+    pub reason: &'static str,
+    /// The kernel refused the call (`EPERM`).
+    pub denied: bool,
+}
+
+impl KernelEvent {
+    /// Translates a ring buffer record.
+    pub fn from_raw(raw: &SockEvent) -> Self {
+        let addr = socket_addr(&raw.addr, raw.port);
+        let (dst, local) = match raw.kind {
+            kind::CONNECT4 | kind::CONNECT6 | kind::SENDMSG4 | kind::SENDMSG6 => (Some(addr), None),
+            kind::BIND4 | kind::BIND6 | kind::LISTEN => (None, Some(addr)),
+            _ => (None, None),
+        };
+        Self {
+            hook: kind::name(raw.kind),
+            cookie: raw.cookie,
+            pid: raw.pid(),
+            tid: raw.tid(),
+            uid: raw.uid(),
+            gid: raw.gid(),
+            comm: String::from_utf8_lossy(raw.comm_bytes()).into_owned(),
+            cgroup_id: raw.cgroup_id,
+            netns_cookie: raw.netns_cookie,
+            socket: SocketFacts {
+                family: i32::from(raw.family),
+                sock_type: i32::from(raw.sock_type),
+                protocol: i32::from(raw.protocol),
+            },
+            dst,
+            local,
+            reason: reason::name(raw.reason),
+            denied: raw.verdict == verdict::DENY,
+        }
+    }
+
+    /// The system call family the hook stands for, as the report names syscalls.
+    pub fn syscall(&self) -> &'static str {
+        match self.hook {
+            "connect4" | "connect6" => "connect",
+            "sendmsg4" | "sendmsg6" => "sendmsg",
+            "bind4" | "bind6" => "bind",
+            "sock_create" => "socket",
+            "listen" => "listen",
+            _ => "unknown",
+        }
+    }
+
+    /// The policy's reason for this leak.
+    pub fn policy_reason(&self) -> Option<Reason> {
+        [
+            Reason::DirectTcp,
+            Reason::DirectUdp,
+            Reason::DirectOther,
+            Reason::DnsTcp,
+            Reason::DnsUdp,
+            Reason::RawSocket,
+            Reason::InboundBind,
+            Reason::InboundListen,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == self.reason)
+    }
+}
+
+/// Reads `ring` on the current tokio runtime until `stop` fires (or its sender is dropped),
+/// then drains what is left and ends, closing the channel; also ends when the receiver is gone.
+pub fn spawn_reader(
+    ring: RingBuf<MapData>,
+    tx: mpsc::UnboundedSender<KernelEvent>,
+    stop: oneshot::Receiver<()>,
+) -> Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .context("Witness::take_events must be called inside a tokio runtime")?;
+    let _guard = runtime.enter();
+    // SAFETY: the ring buffer owns its map descriptor, which stays open, and is the one
+    // `as_raw_fd` returns, for as long as the `AsyncFd` owns the ring buffer.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(std::io::Error::from)
+        .context("registering the event ring buffer with tokio")?;
+    Ok(runtime.spawn(read(ring, tx, stop)))
+}
+
+async fn read(
+    mut ring: AsyncFd<RingBuf<MapData>>,
+    tx: mpsc::UnboundedSender<KernelEvent>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            () = tx.closed() => return,
+            ready = ring.readable_mut() => {
+                let Ok(mut guard) = ready else {
+                    // The reactor failed us; what is still queued goes out below.
+                    break;
+                };
+                if !drain(guard.get_inner_mut(), &tx) {
+                    return;
+                }
+                guard.clear_ready();
+            }
+        }
+    }
+    drain(ring.get_mut(), &tx);
+}
+
+/// Sends every queued event; false once nobody listens.
+fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::UnboundedSender<KernelEvent>) -> bool {
+    while let Some(item) = ring.next() {
+        let Some(raw) = SockEvent::from_bytes(&item) else {
+            continue;
+        };
+        if tx.send(KernelEvent::from_raw(&raw)).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use sockstrace_ebpf::v4_mapped;
+
+    use super::*;
+
+    #[test]
+    fn translates_a_denied_connect() {
+        let mut raw = SockEvent::zeroed();
+        raw.kind = kind::CONNECT6;
+        raw.family = libc::AF_INET6 as u16;
+        raw.sock_type = libc::SOCK_STREAM as u16;
+        raw.protocol = libc::IPPROTO_TCP as u16;
+        raw.cookie = 4242;
+        raw.pid_tgid = (10 << 32) | 11;
+        raw.addr = v4_mapped([127, 0, 0, 2]);
+        raw.port = 80;
+        raw.verdict = verdict::DENY;
+        raw.reason = reason::DIRECT_TCP;
+        let event = KernelEvent::from_raw(&raw);
+        assert_eq!(event.hook, "connect6");
+        assert_eq!(event.syscall(), "connect");
+        assert_eq!((event.pid, event.tid, event.cookie), (10, 11, 4242));
+        assert_eq!(event.dst, Some("127.0.0.2:80".parse().unwrap()));
+        assert_eq!(event.local, None);
+        assert!(event.denied);
+        assert_eq!(event.policy_reason(), Some(Reason::DirectTcp));
+        assert_eq!(event.socket.family_name(), "inet6");
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["dst"], "127.0.0.2:80");
+        assert_eq!(json["reason"], "direct-tcp");
+    }
+
+    #[test]
+    fn binds_and_listens_carry_the_local_address() {
+        let mut raw = SockEvent::zeroed();
+        raw.kind = kind::LISTEN;
+        raw.addr = v4_mapped([0, 0, 0, 0]);
+        raw.port = 8080;
+        raw.reason = reason::INBOUND_LISTEN;
+        let event = KernelEvent::from_raw(&raw);
+        assert_eq!((event.dst, event.local), (None, Some("0.0.0.0:8080".parse().unwrap())));
+        assert!(!event.denied);
+        assert_eq!(event.policy_reason(), Some(Reason::InboundListen));
+    }
+
+    #[test]
+    fn every_kernel_reason_is_a_policy_reason() {
+        for code in 1..=reason::INBOUND_LISTEN {
+            let mut raw = SockEvent::zeroed();
+            raw.reason = code;
+            let event = KernelEvent::from_raw(&raw);
+            assert_eq!(event.policy_reason().map(Reason::as_str), Some(reason::name(code)), "code {code}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The kernel witness of one run: our eBPF programs attached to a cgroup of the run's own.
+
+use std::{os::fd::BorrowedFd, path::Path};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    Ebpf,
+};
+use sockstrace_ebpf::EVENTS_MAP;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    backstop,
+    cgroup::{cgroup2_root, RunCgroup},
+    events::{spawn_reader, KernelEvent},
+    facts::KernelFacts,
+    maps::{self, SocketsMap},
+    object,
+};
+use crate::policy::Policy;
+
+/// Our programs, attached to a fresh cgroup that the traced program joins.
+///
+/// Every inet socket created in the cgroup is recorded ([`Witness::socket_facts`]); every
+/// leak its hooks see is reported ([`Witness::take_events`]) and, with `enforce`, refused with
+/// `EPERM`. The hooks run against the socket's cgroup, so calls the supervisor performs on its
+/// duplicates of the program's sockets pass through them too.
+pub struct Witness {
+    /// The programs and their cgroup links; `None` once detached.
+    ebpf: Option<Ebpf>,
+    cgroup: RunCgroup,
+    sockets: SocketsMap,
+    dropped: PerCpuArray<MapData, u64>,
+    /// The event ring buffer until [`Witness::take_events`] hands it to its reader task.
+    ring: Option<RingBuf<MapData>>,
+    /// Tells the reader task to drain and end.
+    reader_stop: Option<oneshot::Sender<()>>,
+    /// Set once `stop` has torn everything down, so `Drop` has nothing left to do.
+    stopped: bool,
+}
+
+impl Witness {
+    /// Finds or mounts cgroup2, creates a fresh cgroup (`<cgroup2>/sockstrace/run-<our
+    /// pid>-<n>`), loads the object, fills the policy maps and attaches every program to that
+    /// cgroup. Needs root.
+    pub fn start(policy: &Policy, enforce: bool) -> Result<Witness> {
+        let backstop = backstop::compile(policy, enforce).context("compiling the policy for the kernel")?;
+        let root = cgroup2_root().context("finding or mounting cgroup2")?;
+        let mut ebpf = object::load()?;
+        let sockets = maps::take_sockets(&mut ebpf)?;
+        let dropped = maps::take_dropped(&mut ebpf)?;
+        let ring =
+            ebpf.take_map(EVENTS_MAP).with_context(|| format!("the eBPF object has no map {EVENTS_MAP}"))?;
+        let ring =
+            RingBuf::try_from(ring).with_context(|| format!("map {EVENTS_MAP} has an unexpected type"))?;
+        let cgroup = RunCgroup::create(&root)?;
+        // The policy goes in before any program is attached: no hook ever runs without it.
+        let attached = maps::write_backstop(&mut ebpf, &backstop.for_cgroup(cgroup.id()))
+            .and_then(|()| object::attach_all(&mut ebpf, cgroup.dir_fd()));
+        if let Err(err) = attached {
+            drop(ebpf);
+            if let Err(cleanup) = cgroup.remove() {
+                return Err(err.context(format!("(and cleaning up failed: {cleanup:#})")));
+            }
+            return Err(err);
+        }
+        Ok(Witness {
+            ebpf: Some(ebpf),
+            cgroup,
+            sockets,
+            dropped,
+            ring: Some(ring),
+            reader_stop: None,
+            stopped: false,
+        })
+    }
+
+    /// `<cgroup>/cgroup.procs`, opened `O_WRONLY | O_CLOEXEC`. The traced child writes `"0"`
+    /// into it (one `write(2)`, async-signal-safe) between fork and exec to join the cgroup;
+    /// close-on-exec keeps it out of the program.
+    pub fn procs_fd(&self) -> BorrowedFd<'_> {
+        self.cgroup.procs_fd()
+    }
+
+    /// The cgroup's id (what `bpf_get_current_cgroup_id` returns inside it).
+    pub fn cgroup_id(&self) -> u64 {
+        self.cgroup.id()
+    }
+
+    pub fn cgroup_path(&self) -> &Path {
+        self.cgroup.path()
+    }
+
+    /// What the kernel knows of a socket, by cookie (`getsockopt(SO_COOKIE)`); `None` if no
+    /// hook of ours ever saw it (or it was evicted: the map keeps the most recent 65536).
+    pub fn socket_facts(&self, cookie: u64) -> Option<KernelFacts> {
+        maps::lookup_facts(&self.sockets, cookie).map(|raw| KernelFacts::from_raw(&raw))
+    }
+
+    /// Starts reading the event ring buffer on the current tokio runtime; every leak the
+    /// kernel sees arrives on the returned channel. Once only. After [`Witness::stop`] the
+    /// reader drains what is queued and the channel closes.
+    pub fn take_events(&mut self) -> Result<mpsc::UnboundedReceiver<KernelEvent>> {
+        tokio::runtime::Handle::try_current()
+            .context("Witness::take_events must be called inside a tokio runtime")?;
+        let ring = self.ring.take().context("the kernel events were already taken")?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        spawn_reader(ring, tx, stop_rx)?;
+        self.reader_stop = Some(stop_tx);
+        Ok(rx)
+    }
+
+    /// Events the ring buffer had to drop because it was full (0 if the counter cannot be
+    /// read, which does not happen with a loaded object).
+    pub fn dropped(&self) -> u64 {
+        maps::read_dropped(&self.dropped).unwrap_or(0)
+    }
+
+    /// Detaches every program (the hooks stop; socket facts stay readable).
+    pub(crate) fn detach(&mut self) {
+        // Dropping the object closes the program and link descriptors: the kernel detaches.
+        drop(self.ebpf.take());
+    }
+
+    /// Detaches every program, lets the event reader drain and end, and removes the cgroup
+    /// (waiting briefly while exiting tasks leave it). Fails if tasks are still in it.
+    pub fn stop(mut self) -> Result<()> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        self.stopped = true;
+        self.detach();
+        if let Some(stop) = self.reader_stop.take() {
+            // Err: the reader has already ended (its receiver is gone); nothing to tell.
+            let _ = stop.send(());
+        }
+        self.cgroup.remove()
+    }
+}
+
+impl Drop for Witness {
+    /// Best effort: the same as [`Witness::stop`], errors ignored.
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.teardown();
+        }
+    }
+}
+
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witness")
+            .field("cgroup", &self.cgroup.path())
+            .field("cgroup_id", &self.cgroup.id())
+            .field("attached", &self.ebpf.is_some())
+            .finish_non_exhaustive()
+    }
+}

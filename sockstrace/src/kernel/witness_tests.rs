@@ -1,0 +1,551 @@
+//! The witness against the real kernel (root only; each test says why it skips).
+//!
+//! The traced program is this test binary itself, started again with [`CHILD_ENV`] naming the
+//! socket operations to make; [`child_helper`] is its body. It joins the witness's cgroup the
+//! way the supervisor's child will (writing "0" to `procs_fd` between fork and exec) and prints
+//! one [`RESULT_TAG`] line per operation: the socket cookie (`SO_COOKIE`), the errno (0 for
+//! success) and the local port.
+
+use std::{
+    fs,
+    io::{self, ErrorKind, Read as _},
+    net::{SocketAddr, TcpListener, UdpSocket},
+    os::{
+        fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
+        unix::process::CommandExt as _,
+    },
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{object, query, KernelEvent, Witness};
+use crate::policy::Policy;
+
+const CHILD_ENV: &str = "SOCKSTRACE_WITNESS_CHILD";
+const RESULT_TAG: &str = "WITNESS-RESULT";
+const CHILD_TEST: &str = "kernel::witness_tests::child_helper";
+
+fn skip_reason() -> Option<&'static str> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root");
+    }
+    if !object::is_embedded() {
+        return Some("built with AYA_BUILD_SKIP, no eBPF object");
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child
+// ---------------------------------------------------------------------------------------------
+
+/// Not a test of its own: the body of the traced child (does nothing without [`CHILD_ENV`]).
+#[test]
+fn child_helper() {
+    let Ok(plan) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    for step in plan.split_whitespace() {
+        let (op, addr) = step.split_once('=').expect("plan steps are op=addr");
+        let addr: SocketAddr = addr.parse().expect("plan addresses are socket addresses");
+        let (cookie, errno, local_port) = child_step(op, addr);
+        println!("{RESULT_TAG} {op} {addr} {cookie} {errno} {local_port}");
+    }
+}
+
+/// Datagrams the `flood` operation sends: more events than the ring buffer holds.
+const FLOOD: usize = 15_000;
+
+/// One operation: returns (cookie, errno, local port).
+///
+/// - `tcp`, `tcp6` (an IPv6 socket to the v4-mapped address), `udp`: connect or send to `addr`;
+/// - `tfo`: a TCP Fast Open `sendto` (an implicit connect);
+/// - `listen`: bind `addr` and listen;
+/// - `raw`: create an ICMP raw socket;
+/// - `flood`: [`FLOOD`] UDP sends to `addr` (reports the last errno);
+/// - `loop`: listen on `addr`, connect to it and accept: reports the *accepted* socket's
+///   cookie and the connecting socket's local port (the accepted socket's peer).
+fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let (family, sock_type, protocol, target) = match op {
+        "tcp" | "tfo" | "listen" | "loop" => (family, libc::SOCK_STREAM, 0, addr),
+        "udp" | "flood" => (family, libc::SOCK_DGRAM, 0, addr),
+        "tcp6" => (libc::AF_INET6, libc::SOCK_STREAM, 0, v4_mapped(addr)),
+        "raw" => (libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP, addr),
+        other => panic!("unknown child op {other}"),
+    };
+    let fd = match new_socket(family, sock_type, protocol) {
+        Ok(fd) => fd,
+        Err(errno) => return (0, errno, 0),
+    };
+    let fd_raw = fd.as_raw_fd();
+    let cookie = so_cookie(fd_raw);
+    let (storage, len) = sockaddr(target);
+    let sa = (&raw const storage).cast::<libc::sockaddr>();
+    let payload = b"leak";
+    // SAFETY (every call below): `sa` points at a live sockaddr of `len` bytes, `payload` is a
+    // live buffer of the length we pass, the fds are open sockets we own.
+    let ret = match op {
+        "udp" => unsafe {
+            libc::sendto(fd_raw, payload.as_ptr().cast(), payload.len(), 0, sa, len) as libc::c_int
+        },
+        "flood" => {
+            let mut ret = 0;
+            for _ in 0..FLOOD {
+                ret = unsafe {
+                    libc::sendto(fd_raw, payload.as_ptr().cast(), payload.len(), 0, sa, len) as libc::c_int
+                };
+            }
+            ret
+        }
+        "tfo" => unsafe {
+            libc::sendto(fd_raw, payload.as_ptr().cast(), payload.len(), libc::MSG_FASTOPEN, sa, len)
+                as libc::c_int
+        },
+        "listen" => match unsafe { libc::bind(fd_raw, sa, len) } {
+            0 => unsafe { libc::listen(fd_raw, 1) },
+            err => err,
+        },
+        "loop" => return serve_and_connect(&fd, sa, len),
+        "raw" => 0,
+        _ => unsafe { libc::connect(fd_raw, sa, len) },
+    };
+    if ret < 0 {
+        return (cookie, last_errno(), 0);
+    }
+    (cookie, 0, local_port(fd_raw))
+}
+
+fn new_socket(family: i32, sock_type: i32, protocol: i32) -> Result<OwnedFd, i32> {
+    // SAFETY: plain system call on integer arguments.
+    let raw = unsafe { libc::socket(family, sock_type | libc::SOCK_CLOEXEC, protocol) };
+    if raw < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: `raw` is a socket we just created and own.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// The `loop` operation on the listening socket `listener`, to be bound at `sa`.
+fn serve_and_connect(listener: &OwnedFd, sa: *const libc::sockaddr, len: libc::socklen_t) -> (u64, i32, u16) {
+    // SAFETY: `sa` points at a live sockaddr of `len` bytes; the fd is an open socket.
+    if unsafe { libc::bind(listener.as_raw_fd(), sa, len) } != 0
+        || unsafe { libc::listen(listener.as_raw_fd(), 1) } != 0
+    {
+        return (0, last_errno(), 0);
+    }
+    let port = local_port(listener.as_raw_fd());
+    let (storage, len) = sockaddr(SocketAddr::from(([127, 0, 0, 1], port)));
+    let client = match new_socket(libc::AF_INET, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(errno) => return (0, errno, 0),
+    };
+    // SAFETY: a live sockaddr of `len` bytes; open sockets; accept may take null peer pointers.
+    let accepted = unsafe {
+        if libc::connect(client.as_raw_fd(), (&raw const storage).cast(), len) != 0 {
+            return (0, last_errno(), 0);
+        }
+        libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)
+    };
+    if accepted < 0 {
+        return (0, last_errno(), 0);
+    }
+    // SAFETY: `accepted` is a socket accept just gave us.
+    let accepted = unsafe { OwnedFd::from_raw_fd(accepted) };
+    (so_cookie(accepted.as_raw_fd()), 0, local_port(client.as_raw_fd()))
+}
+
+fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+}
+
+fn v4_mapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    }
+}
+
+fn so_cookie(fd: RawFd) -> u64 {
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` and `len` are live locals of the sizes we pass.
+    let ret = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_COOKIE, (&raw mut cookie).cast(), &mut len)
+    };
+    assert_eq!(ret, 0, "SO_COOKIE: {}", io::Error::last_os_error());
+    cookie
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero bytes are a valid `sockaddr_storage`.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `sockaddr_storage` is larger than and aligned for every sockaddr.
+            unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: as above.
+            unsafe { (&raw mut storage).cast::<libc::sockaddr_in6>().write(sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn local_port(fd: RawFd) -> u16 {
+    // SAFETY: all-zero bytes are a valid `sockaddr_storage`.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` and `len` are live locals; the kernel writes at most `len` bytes.
+    let ret = unsafe { libc::getsockname(fd, (&raw mut storage).cast(), &mut len) };
+    if ret != 0 {
+        return 0;
+    }
+    // Both sockaddr_in and sockaddr_in6 keep the port right after the family.
+    // SAFETY: the kernel filled an inet sockaddr; the storage is aligned for either.
+    u16::from_be(unsafe { (*(&raw const storage).cast::<libc::sockaddr_in>()).sin_port })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent
+// ---------------------------------------------------------------------------------------------
+
+/// One line of the child's report.
+#[derive(Debug)]
+struct Outcome {
+    op: String,
+    cookie: u64,
+    errno: i32,
+    local_port: u16,
+}
+
+/// Runs the child in the cgroup whose `cgroup.procs` is `procs`; returns its pid and outcomes.
+fn run_child(procs: BorrowedFd<'_>, plan: &str) -> (u32, Vec<Outcome>) {
+    let procs = procs.as_raw_fd();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1", "-q"])
+        .env(CHILD_ENV, plan)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and calls only write(2), which is
+    // async-signal-safe. `procs` stays open until exec (close-on-exec) since its owner outlives
+    // this call.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(procs, b"0".as_ptr().cast(), 1) == 1 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "child failed: {}\n{stdout}", output.status);
+    let outcomes = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix(RESULT_TAG))
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Outcome {
+                op: fields[0].to_string(),
+                cookie: fields[2].parse().unwrap(),
+                errno: fields[3].parse().unwrap(),
+                local_port: fields[4].parse().unwrap(),
+            }
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(outcomes.len(), plan.split_whitespace().count(), "{stdout}");
+    (pid, outcomes)
+}
+
+/// Listeners on 127.0.0.2 that nothing may reach (when enforcing).
+struct Sinks {
+    tcp: TcpListener,
+    udp: UdpSocket,
+}
+
+impl Sinks {
+    fn new() -> Self {
+        let tcp = TcpListener::bind("127.0.0.2:0").unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let udp = UdpSocket::bind("127.0.0.2:0").unwrap();
+        udp.set_nonblocking(true).unwrap();
+        Self { tcp, udp }
+    }
+
+    fn tcp_addr(&self) -> SocketAddr {
+        self.tcp.local_addr().unwrap()
+    }
+
+    fn udp_addr(&self) -> SocketAddr {
+        self.udp.local_addr().unwrap()
+    }
+
+    /// (TCP connections, UDP payloads) that arrived within `wait`.
+    fn received(&self, wait: Duration) -> (usize, Vec<Vec<u8>>) {
+        let deadline = Instant::now() + wait;
+        let (mut connections, mut datagrams) = (0, Vec::new());
+        loop {
+            match self.tcp.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.read(&mut [0; 1]);
+                    connections += 1;
+                }
+                Err(err) => assert_eq!(err.kind(), ErrorKind::WouldBlock),
+            }
+            let mut buf = [0u8; 64];
+            match self.udp.recv_from(&mut buf) {
+                Ok((n, _)) => datagrams.push(buf[..n].to_vec()),
+                Err(err) => assert_eq!(err.kind(), ErrorKind::WouldBlock),
+            }
+            if Instant::now() >= deadline {
+                return (connections, datagrams);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Receives events until `enough` says so, or 5 s have passed.
+async fn collect(
+    rx: &mut UnboundedReceiver<KernelEvent>,
+    enough: impl Fn(&[KernelEvent]) -> bool,
+) -> Vec<KernelEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    while !enough(&got) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(event)) => got.push(event),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    got
+}
+
+fn attached_counts(dir: BorrowedFd<'_>) -> Vec<(&'static str, u32)> {
+    query::ATTACH_TYPES
+        .iter()
+        .map(|&(name, attach_type)| {
+            (name, query::attached(dir, attach_type).unwrap_or_else(|e| panic!("{e:#}")))
+        })
+        .collect()
+}
+
+fn witness(policy: &Policy, enforce: bool) -> Witness {
+    Witness::start(policy, enforce).unwrap_or_else(|err| panic!("Witness::start: {err:#}"))
+}
+
+fn by_cookie(events: &[KernelEvent], cookie: u64) -> Option<&KernelEvent> {
+    events.iter().find(|e| e.cookie == cookie)
+}
+
+#[test]
+fn enforcing_witness_refuses_leaks_reports_them_and_leaves_no_trace() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    let sinks = Sinks::new();
+    let policy = Policy { proxies: vec![proxy_addr], ..Policy::default() };
+    runtime().block_on(async {
+        let mut witness = witness(&policy, true);
+        let mut events = witness.take_events().unwrap();
+        assert!(witness.take_events().is_err(), "events can be taken once only");
+        let dir = fs::File::open(witness.cgroup_path()).unwrap();
+        for (hook, count) in attached_counts(std::os::fd::AsFd::as_fd(&dir)) {
+            assert_eq!(count, 1, "{hook} attached");
+        }
+
+        let plan = format!(
+            "tcp={sink_tcp} tcp6={sink_tcp} udp={sink_udp} tcp={proxy_addr} listen=0.0.0.0:0 raw=0.0.0.0:0 \
+             tfo={sink_tcp}",
+            sink_tcp = sinks.tcp_addr(),
+            sink_udp = sinks.udp_addr(),
+        );
+        let (pid, out) = run_child(witness.procs_fd(), &plan);
+        let [sink4, sink6, udp, via_proxy, listen, raw, tfo] = &out[..] else { unreachable!() };
+        // TCP Fast Open's implicit connect passes the connect hook, when the client side is on.
+        let tfo_client = fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen")
+            .is_ok_and(|v| v.trim().parse::<u32>().is_ok_and(|v| v & 1 != 0));
+        let tfo_errno = if tfo_client { libc::EPERM } else { libc::EOPNOTSUPP };
+        assert_eq!(tfo.errno, tfo_errno, "{tfo:?}");
+        assert_eq!((sink4.op.as_str(), sink4.errno), ("tcp", libc::EPERM), "{sink4:?}");
+        assert_eq!(sink6.errno, libc::EPERM, "{sink6:?}");
+        assert_eq!(udp.errno, libc::EPERM, "{udp:?}");
+        assert_eq!(via_proxy.errno, 0, "the proxy is allowed: {via_proxy:?}");
+        assert_eq!(listen.errno, 0, "listen is reported, not refused: {listen:?}");
+        assert_eq!(raw.errno, libc::EPERM, "raw sockets are refused at creation: {raw:?}");
+        assert_eq!(sinks.received(Duration::from_millis(200)), (0, vec![]), "nothing reaches the sinks");
+
+        let mut leaks = vec![sink4.cookie, sink6.cookie, udp.cookie, listen.cookie];
+        if tfo_client {
+            leaks.push(tfo.cookie);
+        }
+        let got = collect(&mut events, |got| {
+            leaks.iter().all(|&c| by_cookie(got, c).is_some()) && got.iter().any(|e| e.hook == "sock_create")
+        })
+        .await;
+        let expect = |cookie: u64, hook: &str, reason: &str, denied: bool| {
+            let event = by_cookie(&got, cookie).unwrap_or_else(|| panic!("no event for {hook}: {got:#?}"));
+            assert_eq!((event.hook, event.reason, event.denied), (hook, reason, denied), "{event:#?}");
+            assert_eq!(event.pid, pid, "{event:#?}");
+            assert_eq!(event.cgroup_id, witness.cgroup_id(), "{event:#?}");
+            assert_ne!(event.netns_cookie, 0);
+            assert!(!event.comm.is_empty());
+            event
+        };
+        assert_eq!(expect(sink4.cookie, "connect4", "direct-tcp", true).dst, Some(sinks.tcp_addr()));
+        let mapped = expect(sink6.cookie, "connect6", "direct-tcp", true);
+        assert_eq!((mapped.dst, mapped.socket.family), (Some(sinks.tcp_addr()), libc::AF_INET6));
+        assert_eq!(expect(udp.cookie, "sendmsg4", "direct-udp", true).dst, Some(sinks.udp_addr()));
+        let listened = expect(listen.cookie, "listen", "inbound-listen", false);
+        assert_eq!(listened.local, Some(SocketAddr::from(([0, 0, 0, 0], listen.local_port))));
+        let created = got.iter().find(|e| e.hook == "sock_create").unwrap();
+        assert_eq!((created.reason, created.denied, created.pid), ("raw-socket", true, pid));
+        assert_eq!(created.socket.sock_type, libc::SOCK_RAW);
+        assert!(by_cookie(&got, via_proxy.cookie).is_none(), "the proxy connect is no leak");
+        if tfo_client {
+            assert_eq!(expect(tfo.cookie, "connect4", "direct-tcp", true).dst, Some(sinks.tcp_addr()));
+        } else {
+            eprintln!("note: TCP Fast Open client off (net.ipv4.tcp_fastopen), its hook not checked");
+        }
+
+        let facts = witness.socket_facts(sink4.cookie).expect("facts for the refused socket");
+        assert_eq!((facts.cgroup_id, facts.pid, facts.uid), (witness.cgroup_id(), pid, 0));
+        assert_eq!((facts.dst, facts.connects, facts.leaks, facts.denied), (Some(sinks.tcp_addr()), 1, 1, 1));
+        assert_eq!(facts.netns_cookie, by_cookie(&got, sink4.cookie).unwrap().netns_cookie);
+        let facts = witness.socket_facts(via_proxy.cookie).expect("facts for the proxy socket");
+        eprintln!("kernel facts of the proxy socket: {}", serde_json::to_string(&facts).unwrap());
+        assert_eq!((facts.dst, facts.connects, facts.leaks), (Some(proxy_addr), 1, 0));
+        assert_eq!(facts.local, Some(SocketAddr::from(([127, 0, 0, 1], via_proxy.local_port))));
+        assert!(facts.tcp_states.starts_with(&["SYN_SENT", "ESTABLISHED"]), "{facts:?}");
+        let facts = witness.socket_facts(udp.cookie).expect("facts for the UDP socket");
+        assert_eq!((facts.sends, facts.denied, facts.socket.protocol), (1, 1, libc::IPPROTO_UDP));
+        assert!(witness.socket_facts(u64::MAX).is_none());
+        assert_eq!(witness.dropped(), 0);
+
+        // Detached: nothing left on the cgroup.
+        witness.detach();
+        for (hook, count) in attached_counts(std::os::fd::AsFd::as_fd(&dir)) {
+            assert_eq!(count, 0, "{hook} still attached");
+        }
+        drop(dir);
+        let path = witness.cgroup_path().to_path_buf();
+        witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
+        assert!(!path.exists(), "{} left behind", path.display());
+        assert!(events.recv().await.is_none(), "the channel closes after stop");
+
+        // A process in a new cgroup at the same path is not affected.
+        fs::create_dir(&path).unwrap();
+        let procs = fs::File::options().write(true).open(path.join("cgroup.procs")).unwrap();
+        let (_, out) = run_child(std::os::fd::AsFd::as_fd(&procs), &format!("tcp={}", sinks.tcp_addr()));
+        fs::remove_dir(&path).unwrap();
+        assert_eq!(out[0].errno, 0, "{:?}", out[0]);
+        assert_eq!(sinks.received(Duration::from_millis(200)).0, 1);
+    });
+}
+
+#[test]
+fn observing_witness_lets_leaks_through_and_reports_them() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let sinks = Sinks::new();
+    let policy = Policy { proxies: vec!["127.0.0.1:9".parse().unwrap()], ..Policy::default() };
+    runtime().block_on(async {
+        let mut witness = witness(&policy, false);
+        let mut events = witness.take_events().unwrap();
+        let plan = format!("tcp={} udp={} loop=127.0.0.1:0", sinks.tcp_addr(), sinks.udp_addr());
+        let (pid, out) = run_child(witness.procs_fd(), &plan);
+        assert_eq!((out[0].errno, out[1].errno, out[2].errno), (0, 0, 0), "{out:?}");
+        assert_eq!(sinks.received(Duration::from_millis(300)), (1, vec![b"leak".to_vec()]));
+        let got =
+            collect(&mut events, |got| out[..2].iter().all(|o| by_cookie(got, o.cookie).is_some())).await;
+        let tcp = by_cookie(&got, out[0].cookie).unwrap_or_else(|| panic!("{got:#?}"));
+        assert_eq!((tcp.hook, tcp.reason, tcp.denied, tcp.pid), ("connect4", "direct-tcp", false, pid));
+        let udp = by_cookie(&got, out[1].cookie).unwrap_or_else(|| panic!("{got:#?}"));
+        assert_eq!((udp.hook, udp.reason, udp.denied), ("sendmsg4", "direct-udp", false));
+        let facts = witness.socket_facts(out[0].cookie).expect("facts");
+        assert_eq!((facts.leaks, facts.denied), (1, 0));
+        assert_eq!(facts.local.map(|l| l.port()), Some(out[0].local_port));
+        // An accepted socket: the kernel learns its peer and states from sockops alone.
+        let accepted = witness.socket_facts(out[2].cookie).expect("facts for the accepted socket");
+        assert_eq!(accepted.dst, Some(SocketAddr::from(([127, 0, 0, 1], out[2].local_port))), "{accepted:?}");
+        assert_eq!(accepted.tcp_states.first(), Some(&"ESTABLISHED"), "{accepted:?}");
+        assert_eq!(accepted.cgroup_id, witness.cgroup_id(), "{accepted:?}");
+        assert_eq!(accepted.local.map(|l| l.ip()), Some([127, 0, 0, 1].into()), "{accepted:?}");
+        let path = witness.cgroup_path().to_path_buf();
+        witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
+        assert!(!path.exists());
+    });
+}
+
+#[test]
+fn a_full_ring_buffer_counts_what_it_drops() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let sinks = Sinks::new();
+    runtime().block_on(async {
+        let mut witness = witness(&Policy::default(), true);
+        // Nobody reads the ring buffer while the child floods it.
+        let (_, out) = run_child(witness.procs_fd(), &format!("flood={}", sinks.udp_addr()));
+        assert_eq!(out[0].errno, libc::EPERM);
+        let dropped = witness.dropped();
+        assert!(dropped > 0, "{FLOOD} events cannot all fit");
+        let mut events = witness.take_events().unwrap();
+        let path = witness.cgroup_path().to_path_buf();
+        witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
+        let mut received = 0;
+        while let Some(event) = events.recv().await {
+            assert_eq!((event.cookie, event.denied), (out[0].cookie, true));
+            received += 1;
+        }
+        assert_eq!(received + dropped, FLOOD as u64, "every event is either delivered or counted");
+        assert!(!path.exists());
+    });
+}
+
+#[test]
+fn dropping_a_witness_removes_its_cgroup() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let witness = witness(&Policy::default(), false);
+    let path = witness.cgroup_path().to_path_buf();
+    assert!(path.is_dir());
+    drop(witness);
+    assert!(!path.exists(), "{} left behind", path.display());
+}

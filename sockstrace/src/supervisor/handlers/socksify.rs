@@ -1,0 +1,127 @@
+//! `--on-leak socksify`: a leaked TCP connect is connected to the proxy
+//! instead, and the SOCKS5 handshake for the original destination runs on the
+//! program's own socket (through our duplicate). The program sees a normal
+//! connect; a proxy failure becomes the errno of that connect.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use crate::net::sockaddr::encode_inet;
+use crate::net::socket::SocketFacts;
+use crate::socks::{self, Credentials, Target};
+use crate::supervisor::sys::{self, Errno};
+
+/// How long the proxy gets for the TCP connect and the whole handshake.
+const PROXY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which SOCKS credentials socksified connections use.
+#[derive(Debug, Clone)]
+pub enum SocksAuth {
+    /// A fresh random pair per connection: Tor puts each on its own circuit.
+    PerConnection,
+    /// The same pair every time (`--proxy-user`/`--proxy-pass`, `--one-circuit`).
+    Fixed(Credentials),
+}
+
+impl SocksAuth {
+    /// 16 random bytes, hex-encoded, for user and password.
+    pub fn random_credentials() -> Credentials {
+        Credentials { user: random_hex().into_bytes(), pass: random_hex().into_bytes() }
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        match self {
+            SocksAuth::PerConnection => Self::random_credentials(),
+            SocksAuth::Fixed(creds) => creds.clone(),
+        }
+    }
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom writes at most bytes.len() bytes into our buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        // Credentials isolate streams; they are not secrets. A time-based
+        // fallback still gives distinct pairs.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        bytes[..16].copy_from_slice(&nanos.as_nanos().to_ne_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The proxy a socket of this family can reach: IPv4 sockets need an IPv4
+/// proxy; IPv6 sockets take an IPv6 proxy, else an IPv4 one in mapped form.
+pub fn proxy_for(proxies: &[SocketAddr], facts: &SocketFacts) -> Option<SocketAddr> {
+    if facts.family == libc::AF_INET {
+        return proxies.iter().find(|p| p.is_ipv4()).copied();
+    }
+    proxies.iter().find(|p| p.is_ipv6()).copied().or_else(|| {
+        proxies.iter().find(|p| p.is_ipv4()).map(|p| match p.ip() {
+            IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), p.port()),
+            IpAddr::V6(_) => *p,
+        })
+    })
+}
+
+/// Connects `fd` to `proxy` and asks it for `target`. Blocks (with poll) up
+/// to the timeout whatever the socket's own mode, so that a non-blocking
+/// program finds its socket ready once its connect returns.
+pub fn connect_through(
+    fd: BorrowedFd<'_>,
+    proxy: SocketAddr,
+    target: &Target,
+    creds: &Credentials,
+) -> Result<(), Errno> {
+    match sys::connect(fd, &encode_inet(proxy)) {
+        Ok(()) => {}
+        Err(libc::EINPROGRESS) | Err(libc::EINTR) => wait_connected(fd)?,
+        Err(e) => return Err(e),
+    }
+    socks::handshake(fd, target, Some(creds), PROXY_TIMEOUT)
+}
+
+fn wait_connected(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    let ms = PROXY_TIMEOUT.as_millis() as i32;
+    // SAFETY: one live pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n == 0 {
+        return Err(libc::ETIMEDOUT);
+    }
+    match sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)? {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(family: i32) -> SocketFacts {
+        SocketFacts { family, sock_type: libc::SOCK_STREAM, protocol: 0 }
+    }
+
+    #[test]
+    fn picks_a_proxy_the_socket_can_reach() {
+        let v4: SocketAddr = "127.0.0.1:9050".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9050".parse().unwrap();
+        assert_eq!(proxy_for(&[v6, v4], &facts(libc::AF_INET)), Some(v4));
+        assert_eq!(proxy_for(&[v4, v6], &facts(libc::AF_INET6)), Some(v6));
+        assert_eq!(
+            proxy_for(&[v4], &facts(libc::AF_INET6)),
+            Some("[::ffff:127.0.0.1]:9050".parse().unwrap())
+        );
+        assert_eq!(proxy_for(&[v6], &facts(libc::AF_INET)), None);
+    }
+
+    #[test]
+    fn random_credentials_differ() {
+        let a = SocksAuth::PerConnection.credentials();
+        let b = SocksAuth::PerConnection.credentials();
+        assert_ne!(a, b);
+        assert_eq!(a.user.len(), 32);
+    }
+}
