@@ -34,6 +34,14 @@ pub enum OnLeak {
     Socksify,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IncomingArg {
+    /// Refuse listeners on non-loopback addresses (and peers not in --allow-incoming-from)
+    Block,
+    /// Let the program accept connections from anywhere
+    Allow,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// SOCKS proxy the program may use (repeatable) [default: 127.0.0.1:9050, [::1]:9050]
@@ -47,6 +55,14 @@ pub struct RunArgs {
     /// Allow loopback destinations (127.0.0.0/8, ::1), except DNS on port 53
     #[arg(long)]
     pub allow_loopback: bool,
+
+    /// Whether the program may receive connections on non-loopback addresses
+    #[arg(long, value_enum, default_value = "block", value_name = "POLICY")]
+    pub incoming: IncomingArg,
+
+    /// Accept inbound TCP connections from this address or CIDR network anyway (repeatable)
+    #[arg(long = "allow-incoming-from", value_name = "ADDR|CIDR", value_parser = parse_network_arg)]
+    pub allow_incoming_from: Vec<ipnet::IpNet>,
 
     /// What to do with a leak
     #[arg(long, value_enum, default_value = "block", value_name = "ACTION")]
@@ -84,6 +100,10 @@ pub struct RunArgs {
 
 fn parse_proxy_arg(text: &str) -> Result<SocketAddr, String> {
     parse_proxy(text).map_err(|e| e.to_string())
+}
+
+fn parse_network_arg(text: &str) -> Result<ipnet::IpNet, String> {
+    crate::policy::parse_network(text).map_err(|e| e.to_string())
 }
 
 fn parse_allow_arg(text: &str) -> Result<AllowRule, String> {

@@ -44,8 +44,9 @@ fn any_op() -> impl Strategy<Value = Operation> {
         addr.prop_map(Operation::Bind),
         prop::option::of((any_ip(), any::<u16>()))
             .prop_map(|l| Operation::Listen { local: l.map(SocketAddr::from) }),
-        prop::option::of((any_ip(), any::<u16>()))
-            .prop_map(|l| Operation::Accept { local: l.map(SocketAddr::from) }),
+        (prop::option::of((any_ip(), any::<u16>())), prop::option::of((any_ip(), any::<u16>()))).prop_map(
+            |(l, p)| Operation::Accept { local: l.map(SocketAddr::from), peer: p.map(SocketAddr::from) }
+        ),
         Just(Operation::Create),
     ]
 }
@@ -55,6 +56,7 @@ fn default_policy() -> Policy {
         proxies: vec!["127.0.0.1:9050".parse().unwrap(), "[::1]:9050".parse().unwrap()],
         allow: vec![],
         allow_loopback: false,
+        ..Policy::default()
     }
 }
 

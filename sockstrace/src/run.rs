@@ -1,7 +1,7 @@
 //! `sockstrace run`: from parsed arguments to the program's exit status.
 
-use crate::cli::{default_proxies, OnLeak, RunArgs};
-use crate::policy::Policy;
+use crate::cli::{default_proxies, IncomingArg, OnLeak, RunArgs};
+use crate::policy::{Incoming, Policy};
 use crate::report::{ReportTarget, Reporter};
 use crate::socks::Credentials;
 use crate::supervisor::{self, LeakAction, RunConfig, SocksAuth, SpawnError};
@@ -36,6 +36,11 @@ pub fn main(args: RunArgs) -> i32 {
         proxies: if args.proxies.is_empty() { default_proxies() } else { args.proxies },
         allow: args.allow,
         allow_loopback: args.allow_loopback,
+        incoming: match args.incoming {
+            IncomingArg::Block => Incoming::Block,
+            IncomingArg::Allow => Incoming::Allow,
+        },
+        incoming_from: args.allow_incoming_from,
     };
     let reporter = match Reporter::open(&ReportTarget::from_arg(args.report.as_deref()), args.quiet) {
         Ok(r) => r,

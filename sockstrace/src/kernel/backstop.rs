@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 use sockstrace_ebpf::{rule_flags, v4_mapped, Config, Rule, MAX_RULES};
 
-use crate::policy::{AllowRule, Policy};
+use crate::policy::{AllowRule, Incoming, Policy};
 
 /// What the kernel's maps hold for one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl Backstop {
 }
 
 /// Compiles `policy`: every proxy becomes a TCP-only host rule for its port, every address
-/// `--allow` a network rule (any port unless given), `allow_loopback` a flag. Unix rules have
+/// `--allow` a network rule (any port unless given), `allow_loopback` and `incoming` flags. Unix rules have
 /// no kernel counterpart (the cgroup inet hooks never see unix sockets) and are left out.
 pub fn compile(policy: &Policy, enforce: bool) -> Result<Backstop, BackstopError> {
     let mut rules = Vec::with_capacity(policy.proxies.len() + policy.allow.len());
@@ -56,10 +56,14 @@ pub fn compile(policy: &Policy, enforce: bool) -> Result<Backstop, BackstopError
         .ok()
         .filter(|&count| count <= max)
         .ok_or(BackstopError::TooManyRules { count: rules.len(), max })?;
+    let incoming = policy.incoming == Incoming::Allow;
     let config = Config {
         enforce: u8::from(enforce),
         allow_loopback: u8::from(policy.allow_loopback),
-        _pad: [0; 2],
+        allow_inbound_bind: u8::from(incoming),
+        // With `--allow-incoming-from` the supervisor lets the listen through and checks each
+        // peer at accept; the kernel side does not filter peers.
+        allow_inbound_listen: u8::from(incoming || !policy.incoming_from.is_empty()),
         rule_count,
         // Known once the cgroup exists: see `Backstop::for_cgroup`.
         cgroup_id: 0,
@@ -88,7 +92,9 @@ fn network_rule(net: IpNet, port: u16) -> Rule {
 
 #[cfg(test)]
 mod tests {
-    use sockstrace_ebpf::{abi, judge_bind, judge_remote, reason, transport, transport_of, Ip6};
+    use sockstrace_ebpf::{
+        abi, judge_bind, judge_listen, judge_remote, reason, transport, transport_of, Ip6,
+    };
 
     use super::*;
     use crate::net::sockaddr::{normalize, SockAddr};
@@ -100,6 +106,7 @@ mod tests {
             proxies: proxies.iter().map(|p| p.parse().unwrap()).collect(),
             allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
             allow_loopback,
+            ..Policy::default()
         }
     }
 
@@ -133,7 +140,14 @@ mod tests {
         let backstop = compile(&p, true).unwrap();
         assert_eq!(
             backstop.config,
-            Config { enforce: 1, allow_loopback: 0, _pad: [0; 2], rule_count: 2, cgroup_id: 0 }
+            Config {
+                enforce: 1,
+                allow_loopback: 0,
+                allow_inbound_bind: 0,
+                allow_inbound_listen: 0,
+                rule_count: 2,
+                cgroup_id: 0
+            }
         );
         assert_eq!(backstop.clone().for_cgroup(7).config.cgroup_id, 7);
         assert_eq!(backstop.rules[0].net.to_bytes(), v4_mapped([127, 0, 0, 1]));
@@ -230,21 +244,81 @@ mod tests {
         }
     }
 
+    /// The reason name, or "allowed".
+    fn verdict_name(code: u8) -> &'static str {
+        if code == reason::NONE {
+            "allowed"
+        } else {
+            reason::name(code)
+        }
+    }
+
+    fn decide_name(policy: &Policy, socket: SocketFacts, op: Operation) -> &'static str {
+        let decision = decide(policy, &Request { socket, op });
+        if decision.is_leak() {
+            decision.reason.as_str()
+        } else {
+            "allowed"
+        }
+    }
+
+    fn incoming_policies() -> [Policy; 3] {
+        let allow = Policy { incoming: Incoming::Allow, ..Policy::default() };
+        let from = Policy { incoming_from: vec!["192.168.0.0/16".parse().unwrap()], ..Policy::default() };
+        [Policy::default(), allow, from]
+    }
+
     #[test]
-    fn kernel_and_decide_agree_on_binds() {
-        let p = Policy::default();
-        for local in ["0.0.0.0:0", "0.0.0.0:5353", "127.0.0.1:5353", "[::]:5353", "[::1]:5353", "10.0.0.1:80"]
-        {
-            let local: SocketAddr = local.parse().unwrap();
-            let addr = Ip6::from_bytes(host_bytes(local.ip()));
-            for sock_type in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
+    fn kernel_and_decide_agree_on_binds_and_listens() {
+        let locals =
+            ["0.0.0.0:0", "0.0.0.0:5353", "127.0.0.1:5353", "[::]:5353", "[::1]:5353", "10.0.0.1:80"];
+        for (i, p) in incoming_policies().iter().enumerate() {
+            let config = compile(p, true).unwrap().config;
+            for local in locals {
+                let local: SocketAddr = local.parse().unwrap();
+                let addr = Ip6::from_bytes(host_bytes(local.ip()));
                 let family = if local.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-                let socket = SocketFacts { family, sock_type, protocol: 0 };
-                let user = decide(&p, &Request { socket, op: Operation::Bind(SockAddr::Inet(local)) });
-                let kernel = judge_bind(sock_type as u16, addr, local.port());
+                for sock_type in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
+                    let socket = SocketFacts { family, sock_type, protocol: 0 };
+                    let user = decide_name(p, socket, Operation::Bind(SockAddr::Inet(local)));
+                    let kernel =
+                        judge_bind(sock_type as u16, addr, local.port(), config.allow_inbound_bind != 0);
+                    assert_eq!(verdict_name(kernel), user, "policy #{i}: bind {local} type {sock_type}");
+                }
+                let socket = SocketFacts { family, sock_type: libc::SOCK_STREAM, protocol: 0 };
+                let user = decide_name(p, socket, Operation::Listen { local: Some(local) });
+                let kernel = judge_listen(addr, config.allow_inbound_listen != 0);
+                assert_eq!(verdict_name(kernel), user, "policy #{i}: listen {local}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_and_decide_agree_on_socket_creation_but_for_ping_sockets() {
+        use sockstrace_ebpf::judge_create;
+        let p = Policy::default();
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            for (sock_type, protocol) in [
+                (libc::SOCK_STREAM, 0),
+                (libc::SOCK_STREAM, libc::IPPROTO_TCP),
+                (libc::SOCK_DGRAM, 0),
+                (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+                (libc::SOCK_RAW, libc::IPPROTO_ICMP),
+                (libc::SOCK_RAW, libc::IPPROTO_RAW),
+                (libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+                (libc::SOCK_STREAM, libc::IPPROTO_SCTP),
+            ] {
+                let socket = SocketFacts { family, sock_type, protocol };
+                let user = decide(&p, &Request { socket, op: Operation::Create });
+                let kernel = judge_create(family as u16, sock_type as u16, protocol as u16);
                 let kernel_name = if kernel == reason::NONE { "allowed" } else { reason::name(kernel) };
                 let user_name = if user.is_leak() { user.reason.as_str() } else { "allowed" };
-                assert_eq!(kernel_name, user_name, "{local} type {sock_type}");
+                if transport_of(sock_type as u16, protocol as u16) == transport::OTHER {
+                    // Deliberately stricter: no hook sees these sockets' sends.
+                    assert_eq!((kernel_name, user_name), ("direct-other", "allowed"), "{socket:?}");
+                } else {
+                    assert_eq!(kernel_name, user_name, "{socket:?}");
+                }
             }
         }
     }

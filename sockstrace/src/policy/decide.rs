@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::Policy;
+use super::{Incoming, Policy};
 use crate::net::sockaddr::{SockAddr, UnixAddr};
 use crate::net::socket::{SocketFacts, Transport};
 
@@ -20,8 +20,9 @@ pub enum Operation {
     Bind(SockAddr),
     /// `listen` on a socket bound to `local` (read from the socket itself).
     Listen { local: Option<SocketAddr> },
-    /// `accept` on a listener bound to `local`.
-    Accept { local: Option<SocketAddr> },
+    /// `accept` on a listener bound to `local`; `peer` once the connection
+    /// has been taken (by us), `None` when deciding before it.
+    Accept { local: Option<SocketAddr>, peer: Option<SocketAddr> },
     /// `socket()`: creating a socket of the request's family, type, protocol.
     Create,
 }
@@ -60,6 +61,12 @@ pub enum Reason {
     InboundBind,
     InboundListen,
     InboundAccept,
+    /// `--incoming allow`.
+    IncomingAllowed,
+    /// A listener whose peers are checked one by one (`--allow-incoming-from`).
+    IncomingFiltered,
+    /// A peer listed in `--allow-incoming-from` (or on loopback).
+    IncomingPeer,
     UnsupportedFamily,
     /// Set by the supervisor, not by `decide`: a call from another ABI.
     ForeignAbi,
@@ -95,6 +102,9 @@ impl Reason {
             Reason::InboundBind => "inbound-bind",
             Reason::InboundListen => "inbound-listen",
             Reason::InboundAccept => "inbound-accept",
+            Reason::IncomingAllowed => "incoming-allowed",
+            Reason::IncomingFiltered => "incoming-filtered",
+            Reason::IncomingPeer => "incoming-peer",
             Reason::UnsupportedFamily => "unsupported-family",
             Reason::ForeignAbi => "foreign-abi",
             Reason::IoUring => "io-uring",
@@ -152,11 +162,11 @@ pub fn decide(policy: &Policy, req: &Request) -> Decision {
         }
         Operation::Send { dst: Some(SockAddr::Inet(dst)), .. } => remote(policy, socket, *dst),
         Operation::Send { .. } => Decision::leak(Reason::UnsupportedFamily),
-        Operation::Bind(SockAddr::Inet(local)) => bind_decision(socket, *local),
+        Operation::Bind(SockAddr::Inet(local)) => bind_decision(policy, socket, *local),
         Operation::Bind(SockAddr::Unspec) => Decision::allowed(Reason::LocalBind),
         Operation::Bind(_) => Decision::leak(Reason::UnsupportedFamily),
-        Operation::Listen { local } => inbound(*local, Reason::InboundListen),
-        Operation::Accept { local } => inbound(*local, Reason::InboundAccept),
+        Operation::Listen { local } => listen_decision(policy, *local),
+        Operation::Accept { local, peer } => accept_decision(policy, *local, *peer),
         Operation::Create => create_decision(socket),
     }
 }
@@ -217,18 +227,47 @@ fn remote(policy: &Policy, socket: &SocketFacts, dst: SocketAddr) -> Decision {
 
 /// Binding a TCP socket is harmless until it listens; binding a datagram socket
 /// to a fixed port on a non-loopback address opens it to inbound traffic.
-fn bind_decision(socket: &SocketFacts, local: SocketAddr) -> Decision {
+/// (Datagram peers cannot be filtered one by one, so `--allow-incoming-from`
+/// does not open a datagram port.)
+fn bind_decision(policy: &Policy, socket: &SocketFacts, local: SocketAddr) -> Decision {
     if socket.is_stream() || local.port() == 0 || local.ip().is_loopback() {
         Decision::allowed(Reason::LocalBind)
+    } else if policy.incoming == Incoming::Allow {
+        Decision::allowed(Reason::IncomingAllowed)
     } else {
         Decision::leak(Reason::InboundBind)
     }
 }
 
-fn inbound(local: Option<SocketAddr>, reason: Reason) -> Decision {
-    match local {
-        Some(addr) if addr.ip().is_loopback() => Decision::allowed(Reason::LoopbackListener),
-        _ => Decision::leak(reason),
+fn is_loopback(addr: Option<SocketAddr>) -> bool {
+    addr.is_some_and(|a| a.ip().is_loopback())
+}
+
+fn listen_decision(policy: &Policy, local: Option<SocketAddr>) -> Decision {
+    if is_loopback(local) {
+        Decision::allowed(Reason::LoopbackListener)
+    } else if policy.incoming == Incoming::Allow {
+        Decision::allowed(Reason::IncomingAllowed)
+    } else if !policy.incoming_from.is_empty() {
+        Decision::allowed(Reason::IncomingFiltered)
+    } else {
+        Decision::leak(Reason::InboundListen)
+    }
+}
+
+fn accept_decision(policy: &Policy, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> Decision {
+    if is_loopback(local) {
+        return Decision::allowed(Reason::LoopbackListener);
+    }
+    if policy.incoming == Incoming::Allow {
+        return Decision::allowed(Reason::IncomingAllowed);
+    }
+    match peer {
+        Some(p) if p.ip().is_loopback() || policy.incoming_from.iter().any(|n| n.contains(&p.ip())) => {
+            Decision::allowed(Reason::IncomingPeer)
+        }
+        None if !policy.incoming_from.is_empty() => Decision::allowed(Reason::IncomingFiltered),
+        _ => Decision::leak(Reason::InboundAccept),
     }
 }
 
@@ -257,6 +296,7 @@ mod tests {
             proxies: vec!["127.0.0.1:9050".parse().unwrap(), "[::1]:9050".parse().unwrap()],
             allow: vec![],
             allow_loopback: false,
+            ..Policy::default()
         }
     }
     fn run(policy: &Policy, socket: SocketFacts, op: Operation) -> Decision {
@@ -409,7 +449,41 @@ mod tests {
         assert_eq!(listen(Some("127.0.0.1:8080")), Decision::allowed(Reason::LoopbackListener));
         assert_eq!(listen(Some("0.0.0.0:8080")), Decision::leak(Reason::InboundListen));
         assert_eq!(listen(None), Decision::leak(Reason::InboundListen));
-        let accept = run(&p, tcp6(), Operation::Accept { local: Some("[::]:22".parse().unwrap()) });
+        let accept =
+            run(&p, tcp6(), Operation::Accept { local: Some("[::]:22".parse().unwrap()), peer: None });
         assert_eq!(accept, Decision::leak(Reason::InboundAccept));
+    }
+
+    #[test]
+    fn incoming_can_be_allowed_or_filtered_by_peer() {
+        let wildcard = Some("0.0.0.0:8080".parse::<SocketAddr>().unwrap());
+        let mut p = policy();
+        p.incoming = Incoming::Allow;
+        assert_eq!(
+            run(&p, tcp4(), Operation::Listen { local: wildcard }),
+            Decision::allowed(Reason::IncomingAllowed)
+        );
+        assert_eq!(
+            run(&p, udp4(), Operation::Bind(inet("0.0.0.0:5353"))),
+            Decision::allowed(Reason::IncomingAllowed)
+        );
+
+        let mut p = policy();
+        p.incoming_from.push("192.168.0.0/16".parse().unwrap());
+        assert_eq!(
+            run(&p, tcp4(), Operation::Listen { local: wildcard }),
+            Decision::allowed(Reason::IncomingFiltered)
+        );
+        let accept = |peer: Option<&str>| {
+            run(&p, tcp4(), Operation::Accept { local: wildcard, peer: peer.map(|a| a.parse().unwrap()) })
+        };
+        assert_eq!(accept(None), Decision::allowed(Reason::IncomingFiltered));
+        assert_eq!(accept(Some("192.168.1.5:4000")), Decision::allowed(Reason::IncomingPeer));
+        assert_eq!(accept(Some("127.0.0.1:4000")), Decision::allowed(Reason::IncomingPeer));
+        assert_eq!(accept(Some("10.0.0.1:4000")), Decision::leak(Reason::InboundAccept));
+        assert_eq!(
+            run(&p, udp4(), Operation::Bind(inet("0.0.0.0:5353"))),
+            Decision::leak(Reason::InboundBind)
+        );
     }
 }

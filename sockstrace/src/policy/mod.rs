@@ -4,9 +4,11 @@ mod decide;
 mod rules;
 
 pub use decide::{decide, Decision, Operation, Reason, Request, Verdict};
-pub use rules::{parse_proxy, AllowRule, RuleError};
+pub use rules::{parse_network, parse_proxy, AllowRule, RuleError};
 
 use std::net::SocketAddr;
+
+use ipnet::IpNet;
 
 /// What the user allows. Built once from the command line; never changes.
 #[derive(Debug, Clone, Default)]
@@ -16,4 +18,17 @@ pub struct Policy {
     pub allow: Vec<AllowRule>,
     /// Allows 127.0.0.0/8, ::1 and the unspecified addresses, except DNS.
     pub allow_loopback: bool,
+    /// Whether the program may receive connections from outside.
+    pub incoming: Incoming,
+    /// With `Incoming::Block`, peers whose connections may still be accepted.
+    pub incoming_from: Vec<IpNet>,
+}
+
+/// `--incoming`: listeners on non-loopback addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Incoming {
+    /// Refused, unless the peer is in `incoming_from`.
+    #[default]
+    Block,
+    Allow,
 }

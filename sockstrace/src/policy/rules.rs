@@ -98,6 +98,11 @@ impl FromStr for AllowRule {
     }
 }
 
+/// Parses an address or CIDR network (`--allow-incoming-from`).
+pub fn parse_network(text: &str) -> Result<IpNet, RuleError> {
+    parse_net(text.trim()).ok_or_else(|| RuleError::Unparseable(text.into()))
+}
+
 /// Parses a `--proxy` value: `IP:PORT` or `[IPv6]:PORT`.
 pub fn parse_proxy(text: &str) -> Result<SocketAddr, RuleError> {
     let addr: SocketAddr = text.trim().parse().map_err(|_| RuleError::BadProxy(text.into()))?;

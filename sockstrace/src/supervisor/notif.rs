@@ -39,8 +39,20 @@ const IOC_READ_WRITE: u64 = 3;
 const NOTIF_RECV: u64 = ioc(IOC_READ_WRITE, 0, std::mem::size_of::<SeccompNotif>());
 const NOTIF_SEND: u64 = ioc(IOC_READ_WRITE, 1, std::mem::size_of::<SeccompNotifResp>());
 const NOTIF_ID_VALID: u64 = ioc(IOC_WRITE, 2, std::mem::size_of::<u64>());
+const NOTIF_ADDFD: u64 = ioc(IOC_WRITE, 3, std::mem::size_of::<SeccompNotifAddfd>());
 const NOTIF_SET_FLAGS: u64 = ioc(IOC_WRITE, 4, std::mem::size_of::<u64>());
 const USER_NOTIF_FLAG_CONTINUE: u32 = 1;
+const ADDFD_FLAG_SEND: u32 = 1 << 1;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct SeccompNotifAddfd {
+    id: u64,
+    flags: u32,
+    srcfd: u32,
+    newfd: u32,
+    newfd_flags: u32,
+}
 const USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 
 /// `AUDIT_ARCH_X86_64`.
@@ -69,6 +81,8 @@ pub enum Reply {
     /// The kernel runs the call itself; only where its effect cannot depend on
     /// memory the tracee can still change.
     Continue,
+    /// Already answered (with `add_fd_and_respond`).
+    Answered,
 }
 
 /// State of the listener without blocking.
@@ -146,6 +160,32 @@ impl Notifier {
         unsafe { libc::ioctl(self.fd.as_raw_fd(), NOTIF_ID_VALID as _, &mut id as *mut u64) == 0 }
     }
 
+    /// Installs a duplicate of `fd` in the caller's fd table and, in the same
+    /// step, answers the call with its number (as accept would).
+    pub fn add_fd_and_respond(
+        &self,
+        id: u64,
+        fd: std::os::fd::BorrowedFd<'_>,
+        cloexec: bool,
+    ) -> Result<i64, Errno> {
+        let mut addfd = SeccompNotifAddfd {
+            id,
+            flags: ADDFD_FLAG_SEND,
+            srcfd: fd.as_raw_fd() as u32,
+            newfd: 0,
+            newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+        };
+        // SAFETY: addfd is a live SeccompNotifAddfd, the size the ioctl number encodes.
+        let ret = unsafe {
+            libc::ioctl(self.fd.as_raw_fd(), NOTIF_ADDFD as _, &mut addfd as *mut SeccompNotifAddfd)
+        };
+        if ret < 0 {
+            Err(last_errno())
+        } else {
+            Ok(i64::from(ret))
+        }
+    }
+
     /// Answers notification `id`. `ENOENT` (caller gone) is not an error.
     pub fn respond(&self, id: u64, reply: Reply) -> Result<(), Errno> {
         let mut resp = SeccompNotifResp { id, ..Default::default() };
@@ -153,6 +193,7 @@ impl Notifier {
             Reply::Value(v) => resp.val = v,
             Reply::Errno(e) => resp.error = -e,
             Reply::Continue => resp.flags = USER_NOTIF_FLAG_CONTINUE,
+            Reply::Answered => return Ok(()),
         }
         // SAFETY: resp is a live SeccompNotifResp, the size the ioctl number encodes.
         let ret =
@@ -177,5 +218,6 @@ mod tests {
         assert_eq!(NOTIF_SEND, 0xc018_2101);
         assert_eq!(NOTIF_ID_VALID, 0x4008_2102);
         assert_eq!(NOTIF_SET_FLAGS, 0x4008_2104);
+        assert_eq!(NOTIF_ADDFD, 0x4018_2103);
     }
 }

@@ -222,3 +222,25 @@ pub fn read_process_memory_vectored(tid: u32, regions: &[(u64, usize)]) -> Resul
         _ => Ok(buf),
     }
 }
+
+/// `accept4` on our duplicate of a listener: the new connection (ours, close-on-exec)
+/// and the peer's address bytes.
+pub fn accept4(fd: BorrowedFd<'_>, flags: i32) -> Result<(OwnedFd, Vec<u8>), Errno> {
+    let mut storage = [0u8; 128];
+    let mut len = storage.len() as libc::socklen_t;
+    // SAFETY: storage is 128 bytes and len says so; the kernel writes at most len.
+    let ret = unsafe {
+        libc::accept4(fd.as_raw_fd(), storage.as_mut_ptr().cast(), &mut len, flags | libc::SOCK_CLOEXEC)
+    };
+    check(ret as libc::c_long)?;
+    // SAFETY: accept4 returned a new fd that we own.
+    let conn = unsafe { OwnedFd::from_raw_fd(ret) };
+    Ok((conn, storage[..(len as usize).min(storage.len())].to_vec()))
+}
+
+/// Waits up to `ms` milliseconds for `events` on `fd`; whether any arrived.
+pub fn poll_one(fd: BorrowedFd<'_>, events: libc::c_short, ms: i32) -> bool {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    // SAFETY: one live pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use super::{confirm, read_addr, Call, Subject, Target};
+use super::{confirm, read_addr, run_call, Call, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
-use crate::policy::{decide, Operation, Request};
+use crate::policy::{decide, Operation, Reason, Request};
 use crate::report::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
@@ -57,7 +57,7 @@ pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     Ok(to_reply(sys::listen(sock.as_fd(), args[1] as i32)))
 }
 
-pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure> {
+pub async fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure> {
     let args = call.args;
     let sock = call.tracee.socket(args[0])?;
     if !sock.facts.is_inet() {
@@ -65,7 +65,11 @@ pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure>
     }
     confirm(call)?;
     let local = local_addr(&sock);
-    let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Accept { local } });
+    let op = Operation::Accept { local, peer: None };
+    let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+    if decision.reason == Reason::IncomingFiltered {
+        return accept_filtered(call, name, sock, local).await;
+    }
     let shown = local.map(SockAddr::Inet);
     if is_blocked(call.record(name, Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
         return Ok(Reply::Errno(super::BLOCKED_ERRNO));
@@ -74,6 +78,82 @@ pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure>
     // runs accept itself. Nothing it does depends on the caller's memory
     // beyond where to write the peer's address.
     Ok(call.continue_or_refuse(name, Subject::Socket(&sock)))
+}
+
+/// How often a blocking accept we perform checks that its caller still waits.
+const ACCEPT_RECHECK_MS: i32 = 500;
+
+/// `--allow-incoming-from`: we take each connection ourselves, judge its peer,
+/// and hand an allowed one to the caller (installed in its fd table and
+/// returned as accept's result); a refused one is closed and, on a blocking
+/// listener, we wait for the next.
+async fn accept_filtered(
+    call: &mut Call<'_>,
+    name: &'static str,
+    sock: Socket,
+    local: Option<SocketAddr>,
+) -> Result<Reply, Failure> {
+    let args = call.args;
+    let flags = if name == "accept4" { args[3] as i32 } else { 0 };
+    let blocking = !sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
+    let listener = std::sync::Arc::new(sock.fd.try_clone().map_err(|e| Failure::Check(errno_of(&e)))?);
+    loop {
+        let (listener, notifier, id) = (listener.clone(), call.ctx.notifier.clone(), call.n.id);
+        let taken = run_call(blocking, move || {
+            while blocking && !sys::poll_one(listener.as_fd(), libc::POLLIN, ACCEPT_RECHECK_MS) {
+                if !notifier.id_valid(id) {
+                    return Err(libc::ESRCH);
+                }
+            }
+            sys::accept4(listener.as_fd(), flags & libc::SOCK_NONBLOCK)
+        })
+        .await?;
+        let (conn, raw_peer) = match taken {
+            Ok(taken) => taken,
+            Err(libc::ESRCH) => return Err(Failure::Gone),
+            Err(e) => return Ok(Reply::Errno(e)),
+        };
+        let peer = match sockaddr::parse(&raw_peer) {
+            Ok(SockAddr::Inet(peer)) => Some(peer),
+            _ => None,
+        };
+        let op = Operation::Accept { local, peer };
+        let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+        let shown = peer.map(SockAddr::Inet);
+        let action = call.record(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision);
+        if action.lets_through() {
+            write_peer_address(call, args[1], args[2], &raw_peer)?;
+            let cloexec = flags & libc::SOCK_CLOEXEC != 0;
+            return match call.ctx.notifier.add_fd_and_respond(call.n.id, conn.as_fd(), cloexec) {
+                Ok(_) => Ok(Reply::Answered),
+                Err(libc::ENOENT) => Err(Failure::Gone),
+                Err(e) => Err(Failure::Check(e)),
+            };
+        }
+        drop(conn);
+        if !blocking || action != Action::Blocked {
+            return Ok(Reply::Errno(if blocking { super::BLOCKED_ERRNO } else { libc::EAGAIN }));
+        }
+        confirm(call)?;
+    }
+}
+
+/// Stores the peer's address as accept does: at most `*addrlen` bytes at
+/// `addr`, and the full length in `*addrlen`.
+fn write_peer_address(call: &Call<'_>, addr: u64, addrlen: u64, raw: &[u8]) -> Result<(), Failure> {
+    if addr == 0 {
+        return Ok(());
+    }
+    let room = i32::from_ne_bytes(call.tracee.read(addrlen, 4)?.try_into().unwrap_or([0; 4]));
+    if room < 0 {
+        return Err(Failure::Caller(libc::EINVAL));
+    }
+    call.tracee.write(addr, &raw[..raw.len().min(room as usize)])?;
+    call.tracee.write(addrlen, &(raw.len() as u32).to_ne_bytes())
+}
+
+fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
 }
 
 fn is_blocked(action: Action) -> bool {

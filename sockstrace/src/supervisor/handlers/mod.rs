@@ -254,7 +254,7 @@ async fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply,
         NetCall::Sendmmsg => send::sendmmsg(call).await,
         NetCall::Bind => inbound::bind(call),
         NetCall::Listen => inbound::listen(call),
-        NetCall::Accept | NetCall::Accept4 => inbound::accept(call, net_call.name()),
+        NetCall::Accept | NetCall::Accept4 => inbound::accept(call, net_call.name()).await,
         NetCall::IoUringSetup => Ok(io_uring(call)),
     }
 }
