@@ -1,16 +1,31 @@
-//! Types shared by sockstrace's eBPF programs and its userspace.
+//! Types and pure logic shared by sockstrace's eBPF programs and its userspace.
 //!
 //! Everything here is plain `#[repr(C)]` data with explicit padding, so the kernel side
 //! (`src/main.rs`, built for `bpfel-unknown-none`) and userspace (x86_64, aarch64, ...) agree on
 //! every byte. The crate is `no_std` and depends on nothing, so userspace can link it freely.
+//!
+//! The backstop policy's matching ([`judge_remote`], [`judge_bind`], [`judge_create`],
+//! [`judge_listen`]) lives here too, so the very code the kernel runs is unit-tested on the host
+//! and cross-checked against `sockstrace::policy::decide`. It avoids anything the verifier
+//! cannot follow: no slices, no variable indexing, no panicking paths.
 #![cfg_attr(not(test), no_std)]
 
-/// Ring buffer map (`BPF_MAP_TYPE_RINGBUF`) carrying one [`SockEvent`] per hook invocation.
+/// Ring buffer map (`BPF_MAP_TYPE_RINGBUF`) carrying one [`SockEvent`] per leak a hook saw.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Per-CPU array map with one `u64` slot (index 0): events lost because `EVENTS` was full.
 pub const DROPPED_MAP: &str = "DROPPED";
+/// LRU hash map: socket cookie (`u64`) -> [`SockFacts`].
+pub const SOCKETS_MAP: &str = "SOCKETS";
+/// Array map with one [`Config`] (index 0).
+pub const CONFIG_MAP: &str = "CONFIG";
+/// Array map of [`MAX_RULES`] [`Rule`]s; the first `Config::rule_count` are in force.
+pub const RULES_MAP: &str = "RULES";
 /// Default size of `EVENTS` in bytes (a power-of-two multiple of the page size).
 pub const EVENTS_BYTE_SIZE: u32 = 1 << 20;
+/// Capacity of `SOCKETS`; the least recently used socket is evicted beyond it.
+pub const SOCKETS_MAX_ENTRIES: u32 = 1 << 16;
+/// Capacity of `RULES`: proxies plus allow rules.
+pub const MAX_RULES: u32 = 64;
 
 /// Program names (the ELF symbols userspace looks up with `Ebpf::program_mut`).
 pub mod programs {
@@ -18,8 +33,35 @@ pub mod programs {
     pub const CONNECT4: &str = "connect4";
     /// `cgroup/connect6`: IPv6 `connect(2)`, including v4-mapped destinations.
     pub const CONNECT6: &str = "connect6";
-    /// Every program the object holds, for loading them all.
-    pub const ALL: &[&str] = &[CONNECT4, CONNECT6];
+    /// `cgroup/sendmsg4`: IPv4 UDP `sendto`/`sendmsg`/`sendmmsg` with an address.
+    pub const SENDMSG4: &str = "sendmsg4";
+    /// `cgroup/sendmsg6`: IPv6 UDP sends with an address.
+    pub const SENDMSG6: &str = "sendmsg6";
+    /// `cgroup/bind4`: IPv4 `bind(2)`.
+    pub const BIND4: &str = "bind4";
+    /// `cgroup/bind6`: IPv6 `bind(2)`.
+    pub const BIND6: &str = "bind6";
+    /// `cgroup/sock_create`: every AF_INET/AF_INET6 `socket(2)`.
+    pub const SOCK_CREATE: &str = "sock_create";
+    /// `cgroup/post_bind4`: after an IPv4 bind (explicit or not), with the bound address.
+    pub const POST_BIND4: &str = "post_bind4";
+    /// `cgroup/post_bind6`: after an IPv6 bind.
+    pub const POST_BIND6: &str = "post_bind6";
+    /// `sockops`: TCP state changes, local address, byte counts, listen.
+    pub const SOCK_OPS: &str = "sock_ops";
+    /// Every program the object holds, for loading and attaching them all.
+    pub const ALL: &[&str] = &[
+        CONNECT4,
+        CONNECT6,
+        SENDMSG4,
+        SENDMSG6,
+        BIND4,
+        BIND6,
+        SOCK_CREATE,
+        POST_BIND4,
+        POST_BIND6,
+        SOCK_OPS,
+    ];
 }
 
 /// What produced a [`SockEvent`] (its `kind` field).
@@ -38,10 +80,10 @@ pub mod kind {
     pub const BIND6: u32 = 6;
     /// Socket creation (cgroup sock `sock_create`): family, type and protocol only.
     pub const SOCK_CREATE: u32 = 7;
-    /// TCP state change (`sock:inet_sock_set_state` tracepoint).
-    pub const STATE_CHANGE: u32 = 8;
+    /// A TCP socket started listening (`sockops` `TCP_LISTEN_CB`); report only.
+    pub const LISTEN: u32 = 8;
 
-    /// A stable lowercase name for `kind`, or `"unknown"`.
+    /// A stable lowercase name for `kind` (the hook), or `"unknown"`.
     pub const fn name(kind: u32) -> &'static str {
         match kind {
             CONNECT4 => "connect4",
@@ -51,7 +93,7 @@ pub mod kind {
             BIND4 => "bind4",
             BIND6 => "bind6",
             SOCK_CREATE => "sock_create",
-            STATE_CHANGE => "state_change",
+            LISTEN => "listen",
             _ => "unknown",
         }
     }
@@ -59,18 +101,197 @@ pub mod kind {
 
 /// What the kernel hook did with the operation (a [`SockEvent`]'s `verdict` field).
 pub mod verdict {
-    /// The operation was let through (the hook returned 1).
+    /// The operation was let through (observe-only, or a hook that cannot refuse).
     pub const PASS: u8 = 0;
     /// The operation was refused (the hook returned 0; the caller sees `EPERM`).
     pub const DENY: u8 = 1;
 }
 
-/// One socket operation seen by a kernel hook.
+/// Why the backstop judged an operation a leak (a [`SockEvent`]'s `reason` field). The names
+/// are exactly `sockstrace::policy::Reason::as_str` of the same case.
+pub mod reason {
+    /// Not a leak.
+    pub const NONE: u8 = 0;
+    pub const DIRECT_TCP: u8 = 1;
+    pub const DIRECT_UDP: u8 = 2;
+    pub const DIRECT_OTHER: u8 = 3;
+    pub const DNS_TCP: u8 = 4;
+    pub const DNS_UDP: u8 = 5;
+    pub const RAW_SOCKET: u8 = 6;
+    pub const INBOUND_BIND: u8 = 7;
+    pub const INBOUND_LISTEN: u8 = 8;
+
+    /// The report's name for `reason`, or `"unknown"`.
+    pub const fn name(reason: u8) -> &'static str {
+        match reason {
+            NONE => "none",
+            DIRECT_TCP => "direct-tcp",
+            DIRECT_UDP => "direct-udp",
+            DIRECT_OTHER => "direct-other",
+            DNS_TCP => "dns-tcp",
+            DNS_UDP => "dns-udp",
+            RAW_SOCKET => "raw-socket",
+            INBOUND_BIND => "inbound-bind",
+            INBOUND_LISTEN => "inbound-listen",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Transports as the policy sees them (mirrors `sockstrace::net::socket::Transport`).
+pub mod transport {
+    pub const TCP: u8 = 1;
+    pub const UDP: u8 = 2;
+    pub const RAW: u8 = 3;
+    pub const OTHER: u8 = 4;
+}
+
+/// [`Rule::flags`] bits.
+pub mod rule_flags {
+    /// Matches TCP sockets only (proxies: `--proxy` is a TCP endpoint).
+    pub const TCP_ONLY: u8 = 1;
+    /// Never matches a v4-mapped address (an IPv6 `--allow` network: the policy compares
+    /// IPv4 destinations, mapped or not, with IPv4 networks only).
+    pub const NOT_V4_MAPPED: u8 = 2;
+}
+
+/// The socket ABI numbers the judges need (the same on every Linux architecture).
+pub mod abi {
+    pub const AF_INET: u16 = 2;
+    pub const AF_INET6: u16 = 10;
+    pub const SOCK_STREAM: u16 = 1;
+    pub const SOCK_DGRAM: u16 = 2;
+    pub const SOCK_RAW: u16 = 3;
+    pub const IPPROTO_TCP: u16 = 6;
+    pub const IPPROTO_UDP: u16 = 17;
+    pub const IPPROTO_UDPLITE: u16 = 136;
+    pub const IPPROTO_MPTCP: u16 = 262;
+    /// DNS: a leak unless a rule or the proxy matches it explicitly.
+    pub const DNS_PORT: u16 = 53;
+}
+
+/// The backstop's settings (`CONFIG[0]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// 1: refuse leaks (the hook returns 0, the caller gets `EPERM`); 0: observe only.
+    pub enforce: u8,
+    /// 1: loopback and unspecified destinations are allowed (except DNS).
+    pub allow_loopback: u8,
+    /// 1: datagram sockets may bind fixed ports on non-loopback addresses (`--incoming allow`).
+    pub allow_inbound_bind: u8,
+    /// 1: TCP may listen on non-loopback addresses (`--incoming allow`, or peers filtered by
+    /// `--allow-incoming-from`, which the supervisor checks at accept).
+    pub allow_inbound_listen: u8,
+    /// How many entries of `RULES` are in force (at most [`MAX_RULES`]).
+    pub rule_count: u32,
+    /// The cgroup the programs are attached to: recorded for a socket first seen where no task
+    /// is current (an accepted connection, seen by sockops in softirq context).
+    pub cgroup_id: u64,
+}
+
+/// One allowed destination (`RULES[i]`): a proxy or an `--allow` network. Build it with
+/// [`Rule::new`], which derives the masked network and mask halves the kernel compares with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// The network address (IPv6 form, IPv4 as `::ffff:a.b.c.d`), masked to the prefix.
+    pub net: Ip6,
+    /// The prefix as a mask.
+    pub mask: Ip6,
+    /// Port in host byte order; 0 matches any port.
+    pub port: u16,
+    /// Prefix length over the 128 bits (IPv4 /n is 96 + n); at most 128.
+    pub prefix: u8,
+    /// [`rule_flags`] bits.
+    pub flags: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 4],
+}
+
+impl Rule {
+    /// A rule for `addr`/`prefix` (clamped to 128), `port` (0: any) and `flags`.
+    pub const fn new(addr: [u8; 16], prefix: u8, port: u16, flags: u8) -> Self {
+        let prefix = if prefix > 128 { 128 } else { prefix };
+        let (mask_hi, mask_lo) = prefix_masks(prefix);
+        let addr = Ip6::from_bytes(addr);
+        Self {
+            net: Ip6 { hi: addr.hi & mask_hi, lo: addr.lo & mask_lo },
+            mask: Ip6 { hi: mask_hi, lo: mask_lo },
+            port,
+            prefix,
+            flags,
+            _pad: [0; 4],
+        }
+    }
+}
+
+/// An IPv6 address (IPv4 as `::ffff:a.b.c.d`) as two host integers: the first and last eight
+/// bytes read big-endian. The judges compare these: a handful of 64-bit operations the verifier
+/// follows cheaply, instead of sixteen byte loads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ip6 {
+    pub hi: u64,
+    pub lo: u64,
+}
+
+/// What the kernel knows about one socket (`SOCKETS[cookie]`).
 ///
-/// Addresses are stored as the kernel keeps them (network byte order bytes): an IPv4 address
-/// fills `addr[..4]` and leaves the rest zero; an IPv6 address fills all 16 bytes. `port` is in
-/// host byte order. `pid_tgid` and `uid_gid` are the raw helper values (tgid and gid in the
-/// upper 32 bits); `comm` is NUL-padded. Fields a hook cannot know stay zero.
+/// Addresses are IPv6 bytes (IPv4 as `::ffff:a.b.c.d`, see `family` for the socket's own
+/// family); ports are in host byte order. The task fields describe the socket's creator (the
+/// task that ran `socket(2)`, or the first task a hook saw using it). Fields a hook could not
+/// learn stay zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockFacts {
+    /// cgroup v2 id of the socket's cgroup (the creator's cgroup at `socket(2)`).
+    pub cgroup_id: u64,
+    /// `bpf_get_netns_cookie` of the socket's network namespace.
+    pub netns_cookie: u64,
+    /// Creator's tgid << 32 | tid.
+    pub pid_tgid: u64,
+    /// Creator's gid << 32 | uid.
+    pub uid_gid: u64,
+    /// `connect` calls seen (cgroup connect hooks).
+    pub connects: u64,
+    /// Sends with an address seen (cgroup sendmsg hooks: UDP).
+    pub sends: u64,
+    /// Operations the backstop judged leaks.
+    pub leaks: u64,
+    /// Of those, how many it refused.
+    pub denied: u64,
+    /// TCP: bytes received, as of the last state change.
+    pub bytes_received: u64,
+    /// TCP: bytes acknowledged by the peer, as of the last state change.
+    pub bytes_acked: u64,
+    /// Creator's `comm`, NUL-padded.
+    pub comm: [u8; 16],
+    /// Last destination (connect or send).
+    pub dst_addr: [u8; 16],
+    /// Local address once known (bind, post_bind, TCP connect).
+    pub src_addr: [u8; 16],
+    pub family: u16,
+    pub sock_type: u16,
+    pub protocol: u16,
+    pub dst_port: u16,
+    pub src_port: u16,
+    /// Last TCP state (`BPF_TCP_*`, 1 = ESTABLISHED ... 12 = NEW_SYN_RECV); 0 unknown.
+    pub tcp_state: u8,
+    /// How many transitions `tcp_states` holds (at most 8; later ones are not kept).
+    pub tcp_state_count: u8,
+    /// The first TCP states the socket went through, in order.
+    pub tcp_states: [u8; 8],
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 4],
+}
+
+/// One leak seen by a kernel hook.
+///
+/// The address is IPv6 bytes (IPv4 as `::ffff:a.b.c.d`; `family` is the socket's) and is the
+/// destination for connects and sends, the local address for binds and listens; `port` is in
+/// host byte order. The task fields describe the task that made the call (for `LISTEN`, which
+/// runs where no task is known, the socket's creator); `cgroup_id` is the socket's cgroup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockEvent {
@@ -82,26 +303,88 @@ pub struct SockEvent {
     pub sock_type: u16,
     /// `bpf_get_socket_cookie`; equals `getsockopt(SO_COOKIE)` on the same socket.
     pub cookie: u64,
-    /// `bpf_get_current_cgroup_id` (cgroup v2 inode number).
+    /// The socket's cgroup v2 id.
     pub cgroup_id: u64,
     /// `bpf_get_netns_cookie` of the socket's network namespace.
     pub netns_cookie: u64,
-    /// `bpf_get_current_pid_tgid`: tgid << 32 | tid.
+    /// tgid << 32 | tid.
     pub pid_tgid: u64,
-    /// `bpf_get_current_uid_gid`: gid << 32 | uid.
+    /// gid << 32 | uid.
     pub uid_gid: u64,
-    /// Destination (or bound) address, network byte order.
+    /// Address (see above).
     pub addr: [u8; 16],
-    /// `bpf_get_current_comm`.
+    /// The task's `comm`, NUL-padded.
     pub comm: [u8; 16],
     /// `IPPROTO_TCP`, `IPPROTO_UDP`, ...
     pub protocol: u16,
-    /// Destination (or bound) port, host byte order.
+    /// Port, host byte order.
     pub port: u16,
     /// One of the [`verdict`] constants.
     pub verdict: u8,
+    /// One of the [`reason`] constants.
+    pub reason: u8,
     /// Explicit padding to the 8-byte alignment; always zero.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
+}
+
+impl SockFacts {
+    /// Size in bytes as both sides see it.
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    /// All zero.
+    pub const fn zeroed() -> Self {
+        Self {
+            cgroup_id: 0,
+            netns_cookie: 0,
+            pid_tgid: 0,
+            uid_gid: 0,
+            connects: 0,
+            sends: 0,
+            leaks: 0,
+            denied: 0,
+            bytes_received: 0,
+            bytes_acked: 0,
+            comm: [0; 16],
+            dst_addr: [0; 16],
+            src_addr: [0; 16],
+            family: 0,
+            sock_type: 0,
+            protocol: 0,
+            dst_port: 0,
+            src_port: 0,
+            tcp_state: 0,
+            tcp_state_count: 0,
+            tcp_states: [0; 8],
+            _pad: [0; 4],
+        }
+    }
+
+    /// Records a TCP state, skipping a repeat of the last one.
+    #[inline(always)]
+    pub fn push_tcp_state(&mut self, state: u8) {
+        if state == 0 || state == self.tcp_state {
+            return;
+        }
+        self.tcp_state = state;
+        let count = self.tcp_state_count;
+        if count as usize >= self.tcp_states.len() {
+            return;
+        }
+        // The mask repeats the bound in a form the verifier tracks through to the store.
+        self.tcp_states[(count & 7) as usize] = state;
+        self.tcp_state_count += 1;
+    }
+
+    /// The recorded TCP states, in order.
+    pub fn tcp_states(&self) -> &[u8] {
+        let n = (self.tcp_state_count as usize).min(self.tcp_states.len());
+        &self.tcp_states[..n]
+    }
+
+    /// Creator's comm up to its first NUL.
+    pub fn comm_bytes(&self) -> &[u8] {
+        until_nul(&self.comm)
+    }
 }
 
 impl SockEvent {
@@ -124,7 +407,8 @@ impl SockEvent {
             protocol: 0,
             port: 0,
             verdict: 0,
-            _pad: [0; 3],
+            reason: 0,
+            _pad: [0; 2],
         }
     }
 
@@ -161,26 +445,276 @@ impl SockEvent {
 
     /// `comm` up to its first NUL.
     pub fn comm_bytes(&self) -> &[u8] {
-        let len = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
-        &self.comm[..len]
+        until_nul(&self.comm)
     }
+}
+
+fn until_nul(bytes: &[u8; 16]) -> &[u8] {
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..len]
 }
 
 // The layout is the ABI: fail the build (for either side) if it changes by accident.
 const _: () = {
-    assert!(core::mem::size_of::<SockEvent>() == 88);
-    assert!(core::mem::align_of::<SockEvent>() == 8);
-    assert!(core::mem::offset_of!(SockEvent, cookie) == 8);
-    assert!(core::mem::offset_of!(SockEvent, addr) == 48);
-    assert!(core::mem::offset_of!(SockEvent, comm) == 64);
-    assert!(core::mem::offset_of!(SockEvent, protocol) == 80);
-    assert!(core::mem::offset_of!(SockEvent, port) == 82);
-    assert!(core::mem::offset_of!(SockEvent, verdict) == 84);
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Config>() == 16);
+    assert!(offset_of!(Config, rule_count) == 4);
+    assert!(offset_of!(Config, cgroup_id) == 8);
+    assert!(size_of::<Ip6>() == 16);
+    assert!(size_of::<Rule>() == 40);
+    assert!(align_of::<Rule>() == 8);
+    assert!(offset_of!(Rule, mask) == 16);
+    assert!(offset_of!(Rule, port) == 32);
+    assert!(offset_of!(Rule, prefix) == 34);
+    assert!(offset_of!(Rule, flags) == 35);
+    assert!(size_of::<SockFacts>() == 152);
+    assert!(align_of::<SockFacts>() == 8);
+    assert!(offset_of!(SockFacts, comm) == 80);
+    assert!(offset_of!(SockFacts, dst_addr) == 96);
+    assert!(offset_of!(SockFacts, src_addr) == 112);
+    assert!(offset_of!(SockFacts, family) == 128);
+    assert!(offset_of!(SockFacts, src_port) == 136);
+    assert!(offset_of!(SockFacts, tcp_state) == 138);
+    assert!(offset_of!(SockFacts, tcp_states) == 140);
+    assert!(size_of::<SockEvent>() == 88);
+    assert!(align_of::<SockEvent>() == 8);
+    assert!(offset_of!(SockEvent, cookie) == 8);
+    assert!(offset_of!(SockEvent, addr) == 48);
+    assert!(offset_of!(SockEvent, comm) == 64);
+    assert!(offset_of!(SockEvent, protocol) == 80);
+    assert!(offset_of!(SockEvent, port) == 82);
+    assert!(offset_of!(SockEvent, verdict) == 84);
+    assert!(offset_of!(SockEvent, reason) == 85);
 };
+
+// ---------------------------------------------------------------------------------------------
+// Addresses
+// ---------------------------------------------------------------------------------------------
+
+/// `::ffff:a.b.c.d` for the IPv4 address whose network-order bytes are `v4`.
+#[inline(always)]
+pub const fn v4_mapped(v4: [u8; 4]) -> [u8; 16] {
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3]]
+}
+
+/// The `lo` half of `::ffff:0.0.0.0`.
+const V4_MAPPED_LO: u64 = 0xffff_0000_0000;
+
+impl Ip6 {
+    /// From the 16 address bytes.
+    #[inline(always)]
+    pub const fn from_bytes(b: [u8; 16]) -> Self {
+        Self {
+            hi: u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            lo: u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+        }
+    }
+
+    /// The 16 address bytes.
+    #[inline(always)]
+    pub const fn to_bytes(self) -> [u8; 16] {
+        let h = self.hi.to_be_bytes();
+        let l = self.lo.to_be_bytes();
+        [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]]
+    }
+
+    /// From an IPv4 word as the kernel stores it (`user_ip4`, `src_ip4`: memory bytes in
+    /// network order), mapped into IPv6.
+    #[inline(always)]
+    pub const fn from_v4_word(word: u32) -> Self {
+        Self { hi: 0, lo: V4_MAPPED_LO | u32::from_be(word) as u64 }
+    }
+
+    /// From the kernel's four network-order `u32` words (`user_ip6`, `src_ip6`, `local_ip6`).
+    #[inline(always)]
+    pub const fn from_words(w: [u32; 4]) -> Self {
+        Self {
+            hi: ((u32::from_be(w[0]) as u64) << 32) | u32::from_be(w[1]) as u64,
+            lo: ((u32::from_be(w[2]) as u64) << 32) | u32::from_be(w[3]) as u64,
+        }
+    }
+
+    /// Whether this is `::ffff:a.b.c.d`.
+    #[inline(always)]
+    pub const fn is_v4_mapped(self) -> bool {
+        self.hi == 0 && (self.lo >> 32) == 0xffff
+    }
+
+    /// 127.0.0.0/8 (mapped) or `::1`.
+    #[inline(always)]
+    pub const fn is_loopback(self) -> bool {
+        self.hi == 0 && ((self.lo >> 24) == (V4_MAPPED_LO | 127 << 24) >> 24 || self.lo == 1)
+    }
+
+    /// `0.0.0.0` (mapped) or `::`.
+    #[inline(always)]
+    pub const fn is_unspecified(self) -> bool {
+        self.hi == 0 && (self.lo == 0 || self.lo == V4_MAPPED_LO)
+    }
+}
+
+/// Masks over the two halves of an address for a prefix length (clamped to 128).
+#[inline(always)]
+pub const fn prefix_masks(prefix: u8) -> (u64, u64) {
+    let p = if prefix > 128 { 128 } else { prefix as u32 };
+    let hi = if p == 0 {
+        0
+    } else if p >= 64 {
+        u64::MAX
+    } else {
+        u64::MAX << (64 - p)
+    };
+    let lo = if p <= 64 {
+        0
+    } else if p >= 128 {
+        u64::MAX
+    } else {
+        u64::MAX << (128 - p)
+    };
+    (hi, lo)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Judges (the backstop policy). They return a `reason` code: `reason::NONE` means allowed.
+// ---------------------------------------------------------------------------------------------
+
+/// The policy's transport for a socket type and (resolved) protocol.
+#[inline(always)]
+pub const fn transport_of(sock_type: u16, protocol: u16) -> u8 {
+    use abi::*;
+    match protocol {
+        IPPROTO_TCP | IPPROTO_MPTCP => transport::TCP,
+        IPPROTO_UDP | IPPROTO_UDPLITE => transport::UDP,
+        0 if sock_type == SOCK_STREAM => transport::TCP,
+        0 if sock_type == SOCK_DGRAM => transport::UDP,
+        _ if sock_type == SOCK_RAW => transport::RAW,
+        _ => transport::OTHER,
+    }
+}
+
+/// Whether `rule` lets a socket of transport `transport` reach `addr`:`port`; `mapped` is
+/// `addr.is_v4_mapped()`, computed once by the caller.
+#[inline(always)]
+pub const fn rule_matches(rule: &Rule, addr: Ip6, mapped: bool, port: u16, transport: u8) -> bool {
+    let net = ((addr.hi ^ rule.net.hi) & rule.mask.hi) | ((addr.lo ^ rule.net.lo) & rule.mask.lo);
+    net == 0
+        && (rule.port == 0 || rule.port == port)
+        && (rule.flags & rule_flags::TCP_ONLY == 0 || transport == transport::TCP)
+        && (rule.flags & rule_flags::NOT_V4_MAPPED == 0 || !mapped)
+}
+
+/// The leak reason for traffic to `port` over `transport` that nothing allowed.
+#[inline(always)]
+pub const fn remote_leak_reason(transport: u8, port: u16) -> u8 {
+    let dns = port == abi::DNS_PORT;
+    match transport {
+        transport::TCP if dns => reason::DNS_TCP,
+        transport::UDP if dns => reason::DNS_UDP,
+        transport::TCP => reason::DIRECT_TCP,
+        transport::UDP => reason::DIRECT_UDP,
+        transport::RAW => reason::RAW_SOCKET,
+        _ => reason::DIRECT_OTHER,
+    }
+}
+
+/// A connect or a send with an address to `addr`:`port`: allowed by a rule (proxies are
+/// TCP-only rules), by `allow_loopback` (never DNS), or a leak. `rule_at(i)` yields `RULES[i]`.
+#[inline(always)]
+pub fn judge_remote<F: FnMut(u32) -> Option<Rule>>(
+    config: &Config,
+    mut rule_at: F,
+    addr: Ip6,
+    port: u16,
+    transport: u8,
+) -> u8 {
+    let mapped = addr.is_v4_mapped();
+    let mut i = 0;
+    while i < MAX_RULES {
+        if i >= config.rule_count {
+            break;
+        }
+        if let Some(rule) = rule_at(i) {
+            if rule_matches(&rule, addr, mapped, port, transport) {
+                return reason::NONE;
+            }
+        }
+        i += 1;
+    }
+    if config.allow_loopback != 0 && (addr.is_loopback() || addr.is_unspecified()) && port != abi::DNS_PORT {
+        return reason::NONE;
+    }
+    remote_leak_reason(transport, port)
+}
+
+/// A bind to `addr`:`port`: stream sockets, port 0 and loopback are fine; a datagram socket on
+/// a fixed port of a non-loopback address is open to inbound traffic, unless `allow_inbound`.
+#[inline(always)]
+pub const fn judge_bind(sock_type: u16, addr: Ip6, port: u16, allow_inbound: bool) -> u8 {
+    if sock_type == abi::SOCK_STREAM || port == 0 || addr.is_loopback() || allow_inbound {
+        reason::NONE
+    } else {
+        reason::INBOUND_BIND
+    }
+}
+
+/// A listen on `addr`: only loopback listeners are fine, unless `allow_inbound`.
+#[inline(always)]
+pub const fn judge_listen(addr: Ip6, allow_inbound: bool) -> u8 {
+    if addr.is_loopback() || allow_inbound {
+        reason::NONE
+    } else {
+        reason::INBOUND_LISTEN
+    }
+}
+
+/// `socket(2)`: an inet socket whose traffic the cgroup hooks cannot gate is a leak from the
+/// start: raw sockets (as for the supervisor), and, stricter than the supervisor (which judges
+/// each of their sends), ICMP "ping" and other non-TCP/UDP sockets: their `connect` passes the
+/// connect hook but their sends pass no sock_addr hook (seen on 6.18), so a send the seccomp
+/// layer never sees (io_uring) would go unnoticed.
+#[inline(always)]
+pub const fn judge_create(family: u16, sock_type: u16, protocol: u16) -> u8 {
+    if family != abi::AF_INET && family != abi::AF_INET6 {
+        return reason::NONE;
+    }
+    match transport_of(sock_type, protocol) {
+        transport::TCP | transport::UDP => reason::NONE,
+        transport::RAW => reason::RAW_SOCKET,
+        _ => reason::DIRECT_OTHER,
+    }
+}
+
+/// `BPF_TCP_*` state names (as in `include/net/tcp_states.h`), or `"UNKNOWN"`.
+pub const fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        13 => "BOUND_INACTIVE",
+        _ => "UNKNOWN",
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> Ip6 {
+        Ip6::from_bytes(v4_mapped([a, b, c, d]))
+    }
+
+    fn v6(text: &str) -> Ip6 {
+        Ip6::from_bytes(text.parse::<std::net::Ipv6Addr>().unwrap().octets())
+    }
 
     #[test]
     fn decodes_what_it_is_given() {
@@ -190,6 +724,7 @@ mod tests {
         event.uid_gid = (1000 << 32) | 1001;
         event.port = 9050;
         event.addr[15] = 1;
+        event.reason = reason::DNS_UDP;
         event.comm[..4].copy_from_slice(b"curl");
         // SAFETY: `SockEvent` is `repr(C)` plain data without uninitialised padding (the padding
         // is an explicit field), so viewing it as bytes is sound.
@@ -200,6 +735,7 @@ mod tests {
         assert_eq!((decoded.uid(), decoded.gid()), (1001, 1000));
         assert_eq!(decoded.comm_bytes(), b"curl");
         assert_eq!(kind::name(decoded.kind), "connect6");
+        assert_eq!(reason::name(decoded.reason), "dns-udp");
         assert!(SockEvent::from_bytes(&bytes[1..]).is_none());
     }
 
@@ -207,5 +743,117 @@ mod tests {
     fn every_program_name_fits_the_kernel_limit() {
         // BPF_OBJ_NAME_LEN is 16 including the NUL.
         assert!(programs::ALL.iter().all(|name| name.len() < 16));
+    }
+
+    #[test]
+    fn kernel_words_become_address_bytes() {
+        // user_ip4 of 127.0.0.2 holds the bytes 7f 00 00 02 in memory.
+        let word = u32::from_ne_bytes([127, 0, 0, 2]);
+        assert_eq!(Ip6::from_v4_word(word), v4(127, 0, 0, 2));
+        let bytes = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let words =
+            [0, 4, 8, 12].map(|i| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]));
+        assert_eq!(Ip6::from_words(words), v6("2001:db8::1"));
+        assert_eq!(Ip6::from_words(words).to_bytes(), bytes);
+    }
+
+    #[test]
+    fn classifies_addresses() {
+        assert!(v4(1, 2, 3, 4).is_v4_mapped());
+        assert!(!v6("::1").is_v4_mapped());
+        assert!(!v6("::102:304").is_v4_mapped());
+        assert!(v4(127, 9, 9, 9).is_loopback() && v6("::1").is_loopback());
+        assert!(!v4(128, 0, 0, 1).is_loopback() && !v6("::2").is_loopback());
+        assert!(!v6("::7f00:1").is_loopback() && !v6("1::ffff:7f00:1").is_loopback());
+        assert!(v4(0, 0, 0, 0).is_unspecified() && v6("::").is_unspecified());
+        assert!(!v4(0, 0, 0, 1).is_unspecified());
+    }
+
+    #[test]
+    fn prefix_masks_cover_every_length() {
+        assert_eq!(prefix_masks(0), (0, 0));
+        assert_eq!(prefix_masks(1), (1 << 63, 0));
+        assert_eq!(prefix_masks(64), (u64::MAX, 0));
+        assert_eq!(prefix_masks(65), (u64::MAX, 1 << 63));
+        assert_eq!(prefix_masks(104), (u64::MAX, 0xffff_ffff_ff00_0000));
+        assert_eq!(prefix_masks(128), (u64::MAX, u64::MAX));
+        assert_eq!(prefix_masks(200), (u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn rules_match_network_port_transport_and_family() {
+        let matches = |rule: &Rule, addr: Ip6, port, transport| {
+            rule_matches(rule, addr, addr.is_v4_mapped(), port, transport)
+        };
+        // The host bits of the network are masked away.
+        let net10 = Rule::new(v4_mapped([10, 9, 9, 9]), 104, 0, 0);
+        assert_eq!(net10.net, v4(10, 0, 0, 0));
+        assert!(matches(&net10, v4(10, 1, 2, 3), 80, transport::UDP));
+        assert!(!matches(&net10, v4(11, 1, 2, 3), 80, transport::UDP));
+        let proxy = Rule::new(v4_mapped([127, 0, 0, 1]), 128, 9050, rule_flags::TCP_ONLY);
+        assert!(matches(&proxy, v4(127, 0, 0, 1), 9050, transport::TCP));
+        assert!(!matches(&proxy, v4(127, 0, 0, 1), 9050, transport::UDP));
+        assert!(!matches(&proxy, v4(127, 0, 0, 1), 9051, transport::TCP));
+        assert!(!matches(&proxy, v4(127, 0, 0, 2), 9050, transport::TCP));
+        let all6 = Rule::new([0; 16], 0, 0, rule_flags::NOT_V4_MAPPED);
+        assert!(matches(&all6, v6("2001:db8::1"), 1, transport::TCP));
+        assert!(!matches(&all6, v4(1, 2, 3, 4), 1, transport::TCP));
+        let net6 = Rule::new(v6("2001:db8::").to_bytes(), 32, 443, 0);
+        assert!(matches(&net6, v6("2001:db8:ffff::1"), 443, transport::TCP));
+        assert!(!matches(&net6, v6("2001:db9::1"), 443, transport::TCP));
+    }
+
+    #[test]
+    fn remote_judge_follows_rules_then_loopback_then_leaks() {
+        let rules = [Rule::new(v4_mapped([127, 0, 0, 1]), 128, 9050, rule_flags::TCP_ONLY)];
+        let rule_at = |i: u32| rules.get(i as usize).copied();
+        let mut config = Config { rule_count: 1, ..Config::default() };
+        let judge = |c: &Config, a: Ip6, p, t| judge_remote(c, rule_at, a, p, t);
+        assert_eq!(judge(&config, v4(127, 0, 0, 1), 9050, transport::TCP), reason::NONE);
+        assert_eq!(judge(&config, v4(127, 0, 0, 2), 80, transport::TCP), reason::DIRECT_TCP);
+        assert_eq!(judge(&config, v4(127, 0, 0, 1), 9050, transport::UDP), reason::DIRECT_UDP);
+        assert_eq!(judge(&config, v4(8, 8, 8, 8), 53, transport::UDP), reason::DNS_UDP);
+        assert_eq!(judge(&config, v4(8, 8, 8, 8), 53, transport::TCP), reason::DNS_TCP);
+        assert_eq!(judge(&config, v4(8, 8, 8, 8), 0, transport::RAW), reason::RAW_SOCKET);
+        config.allow_loopback = 1;
+        assert_eq!(judge(&config, v4(127, 0, 0, 2), 80, transport::TCP), reason::NONE);
+        assert_eq!(judge(&config, v6("::"), 80, transport::TCP), reason::NONE);
+        assert_eq!(judge(&config, v4(127, 0, 0, 53), 53, transport::UDP), reason::DNS_UDP);
+        // A rule count beyond the table is harmless.
+        config.rule_count = 1000;
+        assert_eq!(judge(&config, v4(1, 1, 1, 1), 80, transport::TCP), reason::DIRECT_TCP);
+    }
+
+    #[test]
+    fn bind_listen_and_create_judges() {
+        use abi::*;
+        assert_eq!(judge_bind(SOCK_STREAM, v4(0, 0, 0, 0), 8080, false), reason::NONE);
+        assert_eq!(judge_bind(SOCK_DGRAM, v4(0, 0, 0, 0), 0, false), reason::NONE);
+        assert_eq!(judge_bind(SOCK_DGRAM, v4(127, 0, 0, 1), 5353, false), reason::NONE);
+        assert_eq!(judge_bind(SOCK_DGRAM, v4(0, 0, 0, 0), 5353, false), reason::INBOUND_BIND);
+        assert_eq!(judge_bind(SOCK_DGRAM, v4(0, 0, 0, 0), 5353, true), reason::NONE);
+        assert_eq!(judge_listen(v4(127, 0, 0, 1), false), reason::NONE);
+        assert_eq!(judge_listen(v6("::"), false), reason::INBOUND_LISTEN);
+        assert_eq!(judge_listen(v6("::"), true), reason::NONE);
+        assert_eq!(judge_create(AF_INET, SOCK_STREAM, IPPROTO_TCP), reason::NONE);
+        assert_eq!(judge_create(AF_INET6, SOCK_DGRAM, 0), reason::NONE);
+        assert_eq!(judge_create(AF_INET, SOCK_RAW, 1), reason::RAW_SOCKET);
+        assert_eq!(judge_create(AF_INET, SOCK_DGRAM, 1), reason::DIRECT_OTHER);
+        assert_eq!(judge_create(1, SOCK_RAW, 0), reason::NONE);
+    }
+
+    #[test]
+    fn tcp_state_history_keeps_the_first_eight_changes() {
+        let mut facts = SockFacts::zeroed();
+        facts.push_tcp_state(2);
+        facts.push_tcp_state(2);
+        facts.push_tcp_state(1);
+        assert_eq!(facts.tcp_states(), &[2, 1]);
+        for state in 3..=12 {
+            facts.push_tcp_state(state);
+        }
+        assert_eq!(facts.tcp_states().len(), 8);
+        assert_eq!(facts.tcp_state, 12);
+        assert_eq!(tcp_state_name(facts.tcp_states()[1]), "ESTABLISHED");
     }
 }

@@ -1,29 +1,63 @@
-//! sockstrace's eBPF programs.
+//! sockstrace's eBPF programs: the kernel witness of one cgroup.
 //!
 //! Built for `bpfel-unknown-none` by `sockstrace/build.rs` (aya-build) and embedded in the
 //! `sockstrace` binary. For any other target this compiles to a stub `main`, so host builds and
 //! lints of the whole workspace keep working.
 //!
-//! Every program observes and reports; none refuses anything yet (they all return 1).
+//! Every program (a) records what it learns about the socket in `SOCKETS` (keyed by socket
+//! cookie), (b) judges the operation with the backstop policy in `CONFIG`/`RULES` (the judges
+//! live in the library so the host tests them) and, when `CONFIG.enforce` is set, refuses leaks
+//! (the caller sees `EPERM`), and (c) reports every leak on `EVENTS`, refused or not, counting
+//! what the ring buffer cannot take in `DROPPED`.
+//!
+//! The cgroup hooks run against the *socket's* cgroup, whoever makes the call: a call the
+//! supervisor performs on its `pidfd_getfd` duplicate of a traced socket passes through them too.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
+    bindings::{
+        bpf_sock, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
+        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
+        BPF_SOCK_OPS_TCP_LISTEN_CB, BPF_TCP_ESTABLISHED, BPF_TCP_LISTEN, BPF_TCP_SYN_SENT,
+    },
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_netns_cookie, bpf_get_socket_cookie,
         },
     },
-    macros::{cgroup_sock_addr, map},
-    maps::{PerCpuArray, RingBuf},
-    programs::SockAddrContext,
+    macros::{cgroup_sock, cgroup_sock_addr, map, sock_ops},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    programs::{SockAddrContext, SockContext, SockOpsContext},
     EbpfContext as _,
 };
-use sockstrace_ebpf::{kind, verdict, SockEvent, EVENTS_BYTE_SIZE};
+use sockstrace_ebpf::{
+    abi, judge_bind, judge_create, judge_listen, judge_remote, kind, reason, transport_of, verdict, Config,
+    Ip6, Rule, SockEvent, SockFacts, EVENTS_BYTE_SIZE, MAX_RULES, SOCKETS_MAX_ENTRIES,
+};
 
-/// Return value of a cgroup sock_addr program that lets the operation proceed.
+/// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
+/// the verifier allows fixed-offset loads from these pointers but no pointer arithmetic, which
+/// LLVM would use for an array copy. Needs `unsafe`: `$ptr` must be valid.
+macro_rules! words4 {
+    ($ptr:expr, $field:ident) => {{
+        let p = $ptr;
+        [
+            core::ptr::read_volatile(&raw const (*p).$field[0]),
+            core::ptr::read_volatile(&raw const (*p).$field[1]),
+            core::ptr::read_volatile(&raw const (*p).$field[2]),
+            core::ptr::read_volatile(&raw const (*p).$field[3]),
+        ]
+    }};
+}
+
+/// Return value of a cgroup hook that lets the operation proceed.
 const ALLOW: i32 = 1;
+/// Return value of a cgroup hook that refuses it (`EPERM`).
+const REFUSE: i32 = 0;
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTE_SIZE, 0);
@@ -31,66 +65,437 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTE_SIZE, 0);
 #[map]
 static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+#[map]
+static SOCKETS: LruHashMap<u64, SockFacts> = LruHashMap::with_max_entries(SOCKETS_MAX_ENTRIES, 0);
+
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map]
+static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
+
+/// Where a new `SOCKETS` value is put together: the BPF stack (512 bytes) is too small for it.
+#[map]
+static SCRATCH: PerCpuArray<SockFacts> = PerCpuArray::with_max_entries(1, 0);
+
+// ---------------------------------------------------------------------------------------------
+// cgroup sock_addr: connect, sendmsg (UDP with an address), bind
+// ---------------------------------------------------------------------------------------------
+
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    emit_sock_addr(&ctx, kind::CONNECT4);
-    ALLOW
+    let (addr, port) = user_addr4(&ctx);
+    on_sock_addr(&ctx, kind::CONNECT4, addr, port)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    emit_sock_addr(&ctx, kind::CONNECT6);
+    let (addr, port) = user_addr6(&ctx);
+    on_sock_addr(&ctx, kind::CONNECT6, addr, port)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr4(&ctx);
+    on_sock_addr(&ctx, kind::SENDMSG4, addr, port)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr6(&ctx);
+    on_sock_addr(&ctx, kind::SENDMSG6, addr, port)
+}
+
+#[cgroup_sock_addr(bind4)]
+pub fn bind4(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr4(&ctx);
+    on_sock_addr(&ctx, kind::BIND4, addr, port)
+}
+
+#[cgroup_sock_addr(bind6)]
+pub fn bind6(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr6(&ctx);
+    on_sock_addr(&ctx, kind::BIND6, addr, port)
+}
+
+/// The IPv4 address and port of the caller's sockaddr (the kernel's own copy).
+#[inline(always)]
+fn user_addr4(ctx: &SockAddrContext) -> (Ip6, u16) {
+    let sa = ctx.sock_addr;
+    // SAFETY: a cgroup sock_addr program gets a valid `bpf_sock_addr` context for its whole
+    // run; `user_ip4` and `user_port` are 4-byte reads the verifier allows in the *4 hooks.
+    let (ip, port) = unsafe { ((*sa).user_ip4, (*sa).user_port) };
+    // The low 16 bits of `user_port` hold the port as in the sockaddr: network byte order.
+    (Ip6::from_v4_word(ip), u16::from_be(port as u16))
+}
+
+/// The IPv6 address and port of the caller's sockaddr (the kernel's own copy).
+#[inline(always)]
+fn user_addr6(ctx: &SockAddrContext) -> (Ip6, u16) {
+    let sa = ctx.sock_addr;
+    // SAFETY: as in `user_addr4`; `user_ip6` is four 4-byte reads allowed in the *6 hooks.
+    let (ip, port) = unsafe { (words4!(sa, user_ip6), (*sa).user_port) };
+    (Ip6::from_words(ip), u16::from_be(port as u16))
+}
+
+/// Records, judges and reports one connect, send or bind to `addr`:`port`.
+#[inline(always)]
+fn on_sock_addr(ctx: &SockAddrContext, kind: u32, addr: Ip6, port: u16) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: plain 4-byte context reads (the socket's family, type and resolved protocol).
+    let (family, sock_type, protocol) =
+        unsafe { ((*sa).family as u16, (*sa).type_ as u16, (*sa).protocol as u16) };
+    // SAFETY: the helpers take the program's own, valid context pointer.
+    let (cookie, netns_cookie) =
+        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    let config = config();
+    let is_bind = kind == kind::BIND4 || kind == kind::BIND6;
+    let leak = if is_bind {
+        judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0)
+    } else {
+        let transport = transport_of(sock_type, protocol);
+        judge_remote(&config, |i| RULES.get(i).copied(), addr, port, transport)
+    };
+    let refuse = leak != reason::NONE && config.enforce != 0;
+
+    let mut cgroup_id = 0;
+    if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
+        // SAFETY: `facts` points at a live `SOCKETS` value (map memory stays valid for the
+        // program's run, even if the entry is evicted meanwhile). Concurrent hooks on the same
+        // socket may interleave their plain stores (see `bump`).
+        unsafe {
+            cgroup_id = (*facts).cgroup_id;
+            if is_bind {
+                (*facts).src_addr = addr.to_bytes();
+                (*facts).src_port = port;
+            } else {
+                (*facts).dst_addr = addr.to_bytes();
+                (*facts).dst_port = port;
+                let counter = if kind == kind::CONNECT4 || kind == kind::CONNECT6 {
+                    &raw mut (*facts).connects
+                } else {
+                    &raw mut (*facts).sends
+                };
+                bump(counter);
+            }
+            if leak != reason::NONE {
+                bump(&raw mut (*facts).leaks);
+                if refuse {
+                    bump(&raw mut (*facts).denied);
+                }
+            }
+            // The socket's own source, once the kernel has picked one (bound, or sent before).
+            let sk: *mut bpf_sock = (*sa).__bindgen_anon_1.sk;
+            let src_port = (*sk).src_port as u16;
+            if !is_bind && src_port != 0 {
+                (*facts).src_port = src_port;
+                (*facts).src_addr = if family == abi::AF_INET6 {
+                    Ip6::from_words(words4!(sk, src_ip6)).to_bytes()
+                } else {
+                    Ip6::from_v4_word((*sk).src_ip4).to_bytes()
+                };
+            }
+        }
+    }
+
+    if leak != reason::NONE {
+        emit(|event| {
+            event.kind = kind;
+            event.family = family;
+            event.sock_type = sock_type;
+            event.protocol = protocol;
+            event.cookie = cookie;
+            event.netns_cookie = netns_cookie;
+            // SAFETY: takes no argument.
+            event.cgroup_id = if cgroup_id != 0 { cgroup_id } else { unsafe { bpf_get_current_cgroup_id() } };
+            event.addr = addr.to_bytes();
+            event.port = port;
+            event.verdict = if refuse { verdict::DENY } else { verdict::PASS };
+            event.reason = leak;
+            fill_task(&mut event.pid_tgid, &mut event.uid_gid, &mut event.comm);
+        });
+    }
+    if refuse {
+        REFUSE
+    } else {
+        ALLOW
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cgroup sock: socket creation, and the address a bind settled on
+// ---------------------------------------------------------------------------------------------
+
+#[cgroup_sock(sock_create)]
+pub fn sock_create(ctx: SockContext) -> i32 {
+    let sk = ctx.sock;
+    // SAFETY: a cgroup sock program's context is the new socket as a valid `bpf_sock`; family,
+    // type and protocol are 4-byte reads allowed at creation.
+    let (family, sock_type, protocol) =
+        unsafe { ((*sk).family as u16, (*sk).type_ as u16, (*sk).protocol as u16) };
+    // SAFETY: the helpers take the program's own, valid context pointer.
+    let (cookie, netns_cookie) =
+        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    let leak = judge_create(family, sock_type, protocol);
+    let refuse = leak != reason::NONE && config().enforce != 0;
+    let facts = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current);
+    if leak != reason::NONE {
+        if let Some(facts) = facts {
+            // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
+            unsafe {
+                bump(&raw mut (*facts).leaks);
+                if refuse {
+                    bump(&raw mut (*facts).denied);
+                }
+            }
+        }
+        emit(|event| {
+            event.kind = kind::SOCK_CREATE;
+            event.family = family;
+            event.sock_type = sock_type;
+            event.protocol = protocol;
+            event.cookie = cookie;
+            event.netns_cookie = netns_cookie;
+            // SAFETY: takes no argument; at creation the caller's cgroup is the socket's.
+            event.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+            event.verdict = if refuse { verdict::DENY } else { verdict::PASS };
+            event.reason = leak;
+            fill_task(&mut event.pid_tgid, &mut event.uid_gid, &mut event.comm);
+        });
+    }
+    if refuse {
+        REFUSE
+    } else {
+        ALLOW
+    }
+}
+
+#[cgroup_sock(post_bind4)]
+pub fn post_bind4(ctx: SockContext) -> i32 {
+    // SAFETY: a valid `bpf_sock` context; `src_ip4` and `src_port` are readable after bind.
+    let (addr, port) = unsafe { (Ip6::from_v4_word((*ctx.sock).src_ip4), (*ctx.sock).src_port as u16) };
+    on_post_bind(&ctx, addr, port)
+}
+
+#[cgroup_sock(post_bind6)]
+pub fn post_bind6(ctx: SockContext) -> i32 {
+    // SAFETY: as in `post_bind4`, with the IPv6 source words.
+    let (addr, port) = unsafe { (Ip6::from_words(words4!(ctx.sock, src_ip6)), (*ctx.sock).src_port as u16) };
+    on_post_bind(&ctx, addr, port)
+}
+
+/// Records the local address a bind settled on (the real port when 0 was asked for).
+#[inline(always)]
+fn on_post_bind(ctx: &SockContext, addr: Ip6, port: u16) -> i32 {
+    let sk = ctx.sock;
+    // SAFETY: plain 4-byte context reads.
+    let (family, sock_type, protocol) =
+        unsafe { ((*sk).family as u16, (*sk).type_ as u16, (*sk).protocol as u16) };
+    // SAFETY: the helpers take the program's own, valid context pointer.
+    let (cookie, netns_cookie) =
+        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
+        // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
+        unsafe {
+            (*facts).src_addr = addr.to_bytes();
+            (*facts).src_port = port;
+        }
+    }
     ALLOW
 }
 
-/// Describes the operation in `ctx` and queues it on `EVENTS` (or counts it in `DROPPED`).
-#[inline(always)]
-fn emit_sock_addr(ctx: &SockAddrContext, kind: u32) {
-    let sa = ctx.sock_addr;
-    let mut event = SockEvent::zeroed();
-    event.kind = kind;
-    event.verdict = verdict::PASS;
-    // SAFETY: the kernel hands a cgroup sock_addr program a valid `bpf_sock_addr` context that
-    // stays alive for the whole run; these are plain 4-byte field reads the verifier allows.
+// ---------------------------------------------------------------------------------------------
+// sockops: TCP state changes, local address, bytes; listen
+// ---------------------------------------------------------------------------------------------
+
+/// Return value of a sockops program (its `reply` is what matters for the callbacks that ask).
+const SOCK_OPS_OK: u32 = 1;
+
+#[sock_ops]
+pub fn sock_ops(ctx: SockOpsContext) -> u32 {
+    let op = ctx.op();
+    let state = match op {
+        BPF_SOCK_OPS_TCP_CONNECT_CB => BPF_TCP_SYN_SENT,
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB | BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB => BPF_TCP_ESTABLISHED,
+        BPF_SOCK_OPS_TCP_LISTEN_CB => BPF_TCP_LISTEN,
+        BPF_SOCK_OPS_STATE_CB => ctx.arg(1),
+        _ => return SOCK_OPS_OK,
+    } as u8;
+    if op != BPF_SOCK_OPS_STATE_CB {
+        // From now on the kernel calls us on every state change of this socket. Failure (not a
+        // full socket) only costs us the later states.
+        let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
+    }
+    let family = ctx.family() as u16;
+    let ops = ctx.ops;
+    let (local, remote) = if family == abi::AF_INET6 {
+        // SAFETY: the program's own valid context; 4-byte reads of the address words.
+        unsafe { (Ip6::from_words(words4!(ops, local_ip6)), Ip6::from_words(words4!(ops, remote_ip6))) }
+    } else {
+        (Ip6::from_v4_word(ctx.local_ip4()), Ip6::from_v4_word(ctx.remote_ip4()))
+    };
+    // `local_port` is in host byte order; `remote_port` holds the network-order port such that
+    // reading the whole word as big-endian gives it.
+    let local_port = ctx.local_port() as u16;
+    let remote_port = u32::from_be(ctx.remote_port()) as u16;
+    // SAFETY: the program's own valid context; the byte counters are 8-byte context reads the
+    // kernel turns into 0 for sockets that are not full ones.
+    let (bytes_received, bytes_acked) = unsafe { ((*ctx.ops).bytes_received, (*ctx.ops).bytes_acked) };
+    // SAFETY: the helpers take the program's own, valid context pointer.
+    let (cookie, netns_cookie) =
+        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    // Runs in softirq context for most callbacks: no task to speak of.
+    let creator = Creator::Unknown { cgroup_id: config().cgroup_id };
+    let Some(facts) = facts_of(cookie, netns_cookie, family, abi::SOCK_STREAM, abi::IPPROTO_TCP, creator)
+    else {
+        return SOCK_OPS_OK;
+    };
+    let leak = if op == BPF_SOCK_OPS_TCP_LISTEN_CB {
+        judge_listen(local, config().allow_inbound_listen != 0)
+    } else {
+        reason::NONE
+    };
+    // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
     unsafe {
-        event.family = (*sa).user_family as u16;
-        event.sock_type = (*sa).type_ as u16;
-        event.protocol = (*sa).protocol as u16;
-        // The low 16 bits hold the port exactly as in the sockaddr: network byte order.
-        event.port = u16::from_be((*sa).user_port as u16);
-        if kind == kind::CONNECT4 {
-            event.addr[..4].copy_from_slice(&(*sa).user_ip4.to_ne_bytes());
-        } else {
-            let ip6 = (*sa).user_ip6;
-            event.addr[..4].copy_from_slice(&ip6[0].to_ne_bytes());
-            event.addr[4..8].copy_from_slice(&ip6[1].to_ne_bytes());
-            event.addr[8..12].copy_from_slice(&ip6[2].to_ne_bytes());
-            event.addr[12..].copy_from_slice(&ip6[3].to_ne_bytes());
+        (*facts).push_tcp_state(state);
+        if local_port != 0 {
+            (*facts).src_addr = local.to_bytes();
+            (*facts).src_port = local_port;
+        }
+        if remote_port != 0 && (*facts).dst_port == 0 {
+            // An accepted socket: its peer.
+            (*facts).dst_addr = remote.to_bytes();
+            (*facts).dst_port = remote_port;
+        }
+        if bytes_received != 0 || bytes_acked != 0 {
+            (*facts).bytes_received = bytes_received;
+            (*facts).bytes_acked = bytes_acked;
+        }
+        if leak != reason::NONE {
+            bump(&raw mut (*facts).leaks);
         }
     }
-    // SAFETY: socket and netns cookie helpers take the program's own context pointer, which is
-    // valid; the cgroup id helper takes nothing.
-    unsafe {
-        event.cookie = bpf_get_socket_cookie(ctx.as_ptr());
-        event.netns_cookie = bpf_get_netns_cookie(ctx.as_ptr());
-        event.cgroup_id = bpf_get_current_cgroup_id();
+    if leak != reason::NONE {
+        emit(|event| {
+            event.kind = kind::LISTEN;
+            event.family = family;
+            event.cookie = cookie;
+            event.netns_cookie = netns_cookie;
+            event.addr = local.to_bytes();
+            event.port = local_port;
+            event.verdict = verdict::PASS;
+            event.reason = leak;
+            // SAFETY: a live `SOCKETS` value, see `on_sock_addr`. The creator, since no caller
+            // is known here.
+            unsafe {
+                event.pid_tgid = (*facts).pid_tgid;
+                event.uid_gid = (*facts).uid_gid;
+                event.comm = (*facts).comm;
+                event.cgroup_id = (*facts).cgroup_id;
+                event.sock_type = (*facts).sock_type;
+                event.protocol = (*facts).protocol;
+            }
+        });
     }
-    event.pid_tgid = bpf_get_current_pid_tgid();
-    event.uid_gid = bpf_get_current_uid_gid();
-    // SAFETY: `comm` is a 16-byte buffer on our stack and we pass exactly its size; on failure
-    // the helper zeroes it, which is what we want anyway.
-    unsafe {
-        bpf_get_current_comm(event.comm.as_mut_ptr().cast(), event.comm.len() as u32);
-    }
-    submit(&event);
+    SOCK_OPS_OK
 }
 
-/// Copies `event` into the ring buffer, or counts it as dropped when the buffer is full.
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+// ---------------------------------------------------------------------------------------------
+
+/// The backstop's settings; all zero (observe only, no rules) if userspace wrote none.
 #[inline(always)]
-fn submit(event: &SockEvent) {
+fn config() -> Config {
+    CONFIG.get(0).copied().unwrap_or_default()
+}
+
+/// Who a new `SOCKETS` entry names as the socket's creator.
+#[derive(Clone, Copy)]
+enum Creator {
+    /// The current task: a hook running in the context of a call on the socket.
+    Current,
+    /// Unknown (softirq context); the socket is in the cgroup we are attached to.
+    Unknown { cgroup_id: u64 },
+}
+
+/// The socket's `SOCKETS` entry, created on first sight.
+#[inline(always)]
+fn facts_of(
+    cookie: u64,
+    netns_cookie: u64,
+    family: u16,
+    sock_type: u16,
+    protocol: u16,
+    creator: Creator,
+) -> Option<*mut SockFacts> {
+    if let Some(facts) = SOCKETS.get_ptr_mut(cookie) {
+        return Some(facts);
+    }
+    let fresh = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: `fresh` points at this CPU's live `SCRATCH` value; programs do not migrate
+    // between CPUs, and the value is consumed (copied by the insert) before we return.
+    unsafe {
+        core::ptr::write_bytes(fresh, 0, 1);
+        (*fresh).netns_cookie = netns_cookie;
+        (*fresh).family = family;
+        (*fresh).sock_type = sock_type;
+        (*fresh).protocol = protocol;
+        match creator {
+            Creator::Current => {
+                // SAFETY: takes no argument.
+                (*fresh).cgroup_id = bpf_get_current_cgroup_id();
+                fill_task(&mut (*fresh).pid_tgid, &mut (*fresh).uid_gid, &mut (*fresh).comm);
+            }
+            Creator::Unknown { cgroup_id } => (*fresh).cgroup_id = cgroup_id,
+        }
+        // NOEXIST: if another CPU created it meanwhile, keep theirs.
+        // By reference: the helper copies straight from the scratch value (a copy by value
+        // would land on the stack, which is what the scratch map avoids).
+        #[allow(clippy::needless_borrows_for_generic_args)]
+        let _ = SOCKETS.insert(cookie, &*fresh, u64::from(BPF_NOEXIST));
+    }
+    SOCKETS.get_ptr_mut(cookie)
+}
+
+/// The current task's ids and comm.
+#[inline(always)]
+fn fill_task(pid_tgid: &mut u64, uid_gid: &mut u64, comm: &mut [u8; 16]) {
+    *pid_tgid = bpf_get_current_pid_tgid();
+    *uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: `comm` is a 16-byte buffer and we pass exactly its size; on failure the helper
+    // zeroes it, which is what we want anyway.
+    unsafe {
+        bpf_get_current_comm(comm.as_mut_ptr().cast::<c_void>(), comm.len() as u32);
+    }
+}
+
+/// Adds one to a counter in map memory.
+///
+/// A plain read-modify-write: `core` offers no atomic add for the BPF target. Two hooks racing
+/// on the same socket (or a program preempting another on the same CPU) can lose one count.
+///
+/// # Safety
+/// `counter` must point at a live, 8-byte aligned `u64` in a map value.
+#[inline(always)]
+unsafe fn bump(counter: *mut u64) {
+    // SAFETY: per the contract.
+    unsafe { *counter = (*counter).wrapping_add(1) };
+}
+
+/// Reserves a zeroed event in the ring buffer, lets `fill` describe it there (no stack copy) and
+/// submits it; counts it as dropped when the buffer is full.
+#[inline(always)]
+fn emit(fill: impl FnOnce(&mut SockEvent)) {
     match EVENTS.reserve::<SockEvent>(0) {
         Some(mut entry) => {
-            entry.write(*event);
+            let event = entry.as_mut_ptr();
+            // SAFETY: `event` points at `size_of::<SockEvent>()` reserved, 8-byte aligned ring
+            // buffer bytes that only we touch until submit; zeroing makes them a valid event.
+            unsafe {
+                core::ptr::write_bytes(event, 0, 1);
+                fill(&mut *event);
+            }
             entry.submit(0);
         }
         None => count_dropped(),
@@ -100,11 +505,8 @@ fn submit(event: &SockEvent) {
 #[inline(always)]
 fn count_dropped() {
     if let Some(slot) = DROPPED.get_ptr_mut(0) {
-        // SAFETY: `slot` points at this CPU's live, aligned u64 in `DROPPED`. The slot is
-        // per-CPU and programs run with migration disabled, so only a preempting program on the
-        // same CPU could interleave (losing one count at worst); stable Rust has no atomic add
-        // for the BPF target.
-        unsafe { *slot += 1 };
+        // SAFETY: `slot` points at this CPU's live, aligned u64 in `DROPPED`.
+        unsafe { bump(slot) };
     }
 }
 

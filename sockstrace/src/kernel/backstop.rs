@@ -110,28 +110,38 @@ mod tests {
         }
     }
 
-    /// The kernel's verdict: the reason name, or "allowed".
-    fn kernel_remote(backstop: &Backstop, dst: SocketAddr, sock_type: i32, protocol: i32) -> &'static str {
-        let addr = Ip6::from_bytes(host_bytes(dst.ip()));
-        let rule_at = |i: u32| backstop.rules.get(i as usize).copied();
-        let transport = transport_of(sock_type as u16, protocol as u16);
-        match judge_remote(&backstop.config, rule_at, addr, dst.port(), transport) {
-            reason::NONE => "allowed",
-            code => reason::name(code),
+    /// A kernel judge's verdict: the reason name, or "allowed".
+    fn verdict_name(code: u8) -> &'static str {
+        if code == reason::NONE {
+            "allowed"
+        } else {
+            reason::name(code)
         }
     }
 
-    /// `decide`'s verdict for a connect: the reason name, or "allowed".
-    fn user_remote(policy: &Policy, dst: SocketAddr, sock_type: i32, protocol: i32) -> &'static str {
-        let family = if dst.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-        let socket = SocketFacts { family, sock_type, protocol };
-        let decision =
-            decide(policy, &Request { socket, op: Operation::Connect(SockAddr::Inet(normalize(dst))) });
+    /// `decide`'s verdict: the reason name, or "allowed".
+    fn decide_name(policy: &Policy, socket: SocketFacts, op: Operation) -> &'static str {
+        let decision = decide(policy, &Request { socket, op });
         if decision.is_leak() {
             decision.reason.as_str()
         } else {
             "allowed"
         }
+    }
+
+    /// The kernel's verdict on a connect or send to `dst`.
+    fn kernel_remote(backstop: &Backstop, dst: SocketAddr, sock_type: i32, protocol: i32) -> &'static str {
+        let addr = Ip6::from_bytes(host_bytes(dst.ip()));
+        let rule_at = |i: u32| backstop.rules.get(i as usize).copied();
+        let transport = transport_of(sock_type as u16, protocol as u16);
+        verdict_name(judge_remote(&backstop.config, rule_at, addr, dst.port(), transport))
+    }
+
+    /// `decide`'s verdict on a connect to `dst`.
+    fn user_remote(policy: &Policy, dst: SocketAddr, sock_type: i32, protocol: i32) -> &'static str {
+        let family = if dst.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        let socket = SocketFacts { family, sock_type, protocol };
+        decide_name(policy, socket, Operation::Connect(SockAddr::Inet(normalize(dst))))
     }
 
     #[test]
@@ -244,24 +254,6 @@ mod tests {
         }
     }
 
-    /// The reason name, or "allowed".
-    fn verdict_name(code: u8) -> &'static str {
-        if code == reason::NONE {
-            "allowed"
-        } else {
-            reason::name(code)
-        }
-    }
-
-    fn decide_name(policy: &Policy, socket: SocketFacts, op: Operation) -> &'static str {
-        let decision = decide(policy, &Request { socket, op });
-        if decision.is_leak() {
-            decision.reason.as_str()
-        } else {
-            "allowed"
-        }
-    }
-
     fn incoming_policies() -> [Policy; 3] {
         let allow = Policy { incoming: Incoming::Allow, ..Policy::default() };
         let from = Policy { incoming_from: vec!["192.168.0.0/16".parse().unwrap()], ..Policy::default() };
@@ -309,10 +301,9 @@ mod tests {
                 (libc::SOCK_STREAM, libc::IPPROTO_SCTP),
             ] {
                 let socket = SocketFacts { family, sock_type, protocol };
-                let user = decide(&p, &Request { socket, op: Operation::Create });
-                let kernel = judge_create(family as u16, sock_type as u16, protocol as u16);
-                let kernel_name = if kernel == reason::NONE { "allowed" } else { reason::name(kernel) };
-                let user_name = if user.is_leak() { user.reason.as_str() } else { "allowed" };
+                let user_name = decide_name(&p, socket, Operation::Create);
+                let kernel_name =
+                    verdict_name(judge_create(family as u16, sock_type as u16, protocol as u16));
                 if transport_of(sock_type as u16, protocol as u16) == transport::OTHER {
                     // Deliberately stricter: no hook sees these sockets' sends.
                     assert_eq!((kernel_name, user_name), ("direct-other", "allowed"), "{socket:?}");

@@ -6,7 +6,7 @@ use std::os::fd::BorrowedFd;
 use anyhow::{bail, Context as _, Result};
 use aya::{
     programs::{CgroupAttachMode, Program},
-    Ebpf, EbpfLoader, VerifierLogLevel,
+    Ebpf,
 };
 use sockstrace_ebpf::programs;
 
@@ -24,12 +24,7 @@ pub fn load() -> Result<Ebpf> {
     if !is_embedded() {
         bail!("this sockstrace was built without its eBPF object (AYA_BUILD_SKIP)");
     }
-    // A verifier rejection then carries the log's conclusion (the failing instruction and
-    // why), not just its first line.
-    let mut ebpf = EbpfLoader::new()
-        .verifier_log_level(VerifierLogLevel::DEBUG | VerifierLogLevel::STATS)
-        .load(OBJECT)
-        .context("loading the embedded eBPF object")?;
+    let mut ebpf = Ebpf::load(OBJECT).context("loading the embedded eBPF object")?;
     for &name in programs::ALL {
         let loaded = match program(&mut ebpf, name)? {
             Program::CgroupSockAddr(p) => p.load(),

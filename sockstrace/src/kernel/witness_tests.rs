@@ -87,31 +87,26 @@ fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
     let (storage, len) = sockaddr(target);
     let sa = (&raw const storage).cast::<libc::sockaddr>();
     let payload = b"leak";
-    // SAFETY (every call below): `sa` points at a live sockaddr of `len` bytes, `payload` is a
-    // live buffer of the length we pass, the fds are open sockets we own.
+    if op == "loop" {
+        return serve_and_connect(&fd, sa, len);
+    }
+    let send = |flags: libc::c_int| {
+        // SAFETY: `sa` points at a live sockaddr of `len` bytes, `payload` is a live buffer of
+        // the length we pass, `fd_raw` is an open socket we own.
+        unsafe { libc::sendto(fd_raw, payload.as_ptr().cast(), payload.len(), flags, sa, len) as libc::c_int }
+    };
     let ret = match op {
-        "udp" => unsafe {
-            libc::sendto(fd_raw, payload.as_ptr().cast(), payload.len(), 0, sa, len) as libc::c_int
-        },
-        "flood" => {
-            let mut ret = 0;
-            for _ in 0..FLOOD {
-                ret = unsafe {
-                    libc::sendto(fd_raw, payload.as_ptr().cast(), payload.len(), 0, sa, len) as libc::c_int
-                };
-            }
-            ret
-        }
-        "tfo" => unsafe {
-            libc::sendto(fd_raw, payload.as_ptr().cast(), payload.len(), libc::MSG_FASTOPEN, sa, len)
-                as libc::c_int
-        },
+        "udp" => send(0),
+        "flood" => (0..FLOOD).fold(0, |_, _| send(0)),
+        "tfo" => send(libc::MSG_FASTOPEN),
+        // SAFETY: as for `send`.
         "listen" => match unsafe { libc::bind(fd_raw, sa, len) } {
+            // SAFETY: an open socket we own.
             0 => unsafe { libc::listen(fd_raw, 1) },
             err => err,
         },
-        "loop" => return serve_and_connect(&fd, sa, len),
         "raw" => 0,
+        // SAFETY: as for `send`.
         _ => unsafe { libc::connect(fd_raw, sa, len) },
     };
     if ret < 0 {
@@ -133,9 +128,10 @@ fn new_socket(family: i32, sock_type: i32, protocol: i32) -> Result<OwnedFd, i32
 /// The `loop` operation on the listening socket `listener`, to be bound at `sa`.
 fn serve_and_connect(listener: &OwnedFd, sa: *const libc::sockaddr, len: libc::socklen_t) -> (u64, i32, u16) {
     // SAFETY: `sa` points at a live sockaddr of `len` bytes; the fd is an open socket.
-    if unsafe { libc::bind(listener.as_raw_fd(), sa, len) } != 0
-        || unsafe { libc::listen(listener.as_raw_fd(), 1) } != 0
-    {
+    let listening = unsafe {
+        libc::bind(listener.as_raw_fd(), sa, len) == 0 && libc::listen(listener.as_raw_fd(), 1) == 0
+    };
+    if !listening {
         return (0, last_errno(), 0);
     }
     let port = local_port(listener.as_raw_fd());
