@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run PROGRAM so that every network call is checked against the proxy policy.
     Run(RunArgs),
+    /// Tell which layers work on this machine, and why not.
+    Doctor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,7 +147,7 @@ mod tests {
             "http://x/",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else { panic!("not a run command") };
         assert_eq!(args.proxies, vec!["127.0.0.1:1080".parse::<SocketAddr>().unwrap()]);
         assert_eq!(args.on_leak, OnLeak::Log);
         assert_eq!(args.command, vec![OsString::from("curl"), "-v".into(), "http://x/".into()]);

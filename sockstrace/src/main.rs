@@ -1,6 +1,7 @@
 //! sockstrace: proves that a program sends nothing around its SOCKS proxy.
 
 mod cli;
+mod doctor;
 mod kernel;
 mod net;
 mod policy;
@@ -17,6 +18,7 @@ fn main() {
     let cli = cli::Cli::parse();
     let code = match cli.command {
         cli::Command::Run(args) => run::main(args),
+        cli::Command::Doctor => doctor::main(),
     };
     std::process::exit(code);
 }

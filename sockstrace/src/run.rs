@@ -4,7 +4,7 @@ use crate::cli::{default_proxies, IncomingArg, OnLeak, RunArgs};
 use crate::policy::{Incoming, Policy};
 use crate::report::{ReportTarget, Reporter};
 use crate::socks::Credentials;
-use crate::supervisor::{self, LeakAction, RunConfig, SocksAuth, SpawnError};
+use crate::supervisor::{self, LeakAction, RunConfig, SocksAuth, SpawnError, UsageError};
 
 /// Exit status for sockstrace's own failures (as `env`/`timeout` use 125).
 pub const EXIT_OWN_FAILURE: i32 = 125;
@@ -25,13 +25,6 @@ pub fn main(args: RunArgs) -> i32 {
         _ if args.one_circuit => SocksAuth::Fixed(SocksAuth::random_credentials()),
         _ => SocksAuth::PerConnection,
     };
-    let kernel_layer = kernel_layer_status();
-    if args.allow_io_uring {
-        eprintln!(
-            "sockstrace: error: --allow-io-uring needs the kernel layer to gate io_uring's connects, and it is {kernel_layer}"
-        );
-        return EXIT_USAGE;
-    }
     let policy = Policy {
         proxies: if args.proxies.is_empty() { default_proxies() } else { args.proxies },
         allow: args.allow,
@@ -49,24 +42,16 @@ pub fn main(args: RunArgs) -> i32 {
             return EXIT_OWN_FAILURE;
         }
     };
-    let config = RunConfig { policy, on_leak, socks_auth, command: args.command, kernel_layer };
+    let config =
+        RunConfig { policy, on_leak, socks_auth, allow_io_uring: args.allow_io_uring, command: args.command };
     match supervisor::run(config, reporter) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sockstrace: error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                return EXIT_USAGE;
+            }
             e.downcast_ref::<SpawnError>().map_or(EXIT_OWN_FAILURE, SpawnError::exit_status)
         }
-    }
-}
-
-/// The kernel (eBPF) layer's state in words.
-fn kernel_layer_status() -> String {
-    let status = crate::kernel::probe();
-    match status.reason() {
-        _ if status.is_available() => {
-            "off (its programs load on this machine; run does not attach them yet)".into()
-        }
-        Some(why) => format!("off ({why})"),
-        None => "off".into(),
     }
 }

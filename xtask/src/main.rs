@@ -4,11 +4,16 @@
 //!   a bpf-linker built against nightly's own LLVM). Idempotent; one line per item.
 //! - `test [ARGS]...`: build the `sockstrace` binary, then `cargo test --workspace ARGS...` with
 //!   `SOCKSTRACE_BIN` pointing at it.
-//! - `bench`: reserved for the performance ratios of the brief (not implemented yet).
+//! - `demo`: set up, build, and show `sockstrace run` allowing a proxied curl and catching a
+//!   direct one (blocked, then logged as JSON), checking each claim.
+//! - `bench [--quick] [--rounds N] [--sockstrace PATH]`: the brief's performance ratios (native,
+//!   `sockstrace run`, `strace --seccomp-bpf`), a table and `target/bench/bench.json`.
 
 mod apt;
+mod bench;
 mod bpf_linker;
 mod cmd;
+mod demo;
 mod setup;
 mod test;
 mod toolchain;
@@ -23,7 +28,9 @@ usage: cargo xtask <task> [args]
 tasks:
   setup           install missing apt packages, nightly + rust-src, and bpf-linker
   test [ARGS]...  build sockstrace, then `cargo test --workspace ARGS...` with SOCKSTRACE_BIN set
-  bench           (reserved; not implemented yet)
+  demo            set up, build, and show sockstrace catching a direct connection (start here)
+  bench [--quick] [--rounds N] [--sockstrace PATH]
+                  measure native / sockstrace run / strace ratios; table + target/bench/bench.json
   help            show this text";
 
 fn main() -> ExitCode {
@@ -49,7 +56,8 @@ fn run(args: Vec<String>) -> Result<()> {
             setup::run()
         }
         "test" => test::run(rest),
-        "bench" => bail!("`cargo xtask bench` is not implemented yet"),
+        "demo" => demo::run(rest),
+        "bench" => bench::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::cmd;
 
 /// `target_directory` from `cargo metadata` (honours `CARGO_TARGET_DIR` and cargo config).
-fn target_dir() -> Result<PathBuf> {
+pub fn target_dir() -> Result<PathBuf> {
     let json = cmd::stdout(cmd::cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
     let metadata: serde_json::Value =
         serde_json::from_str(&json).context("parsing `cargo metadata` output")?;

@@ -85,6 +85,7 @@ impl KernelFacts {
     }
 
     /// The last TCP state, if the socket is TCP and one was seen.
+    #[cfg(test)]
     pub fn tcp_state(&self) -> Option<&'static str> {
         self.tcp_states.last().copied()
     }

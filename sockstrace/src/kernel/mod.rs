@@ -17,10 +17,7 @@
 
 mod backstop;
 mod cgroup;
-// Until the supervisor integrates the witness, only the tests use parts of these.
-#[cfg_attr(not(test), allow(dead_code))]
 mod events;
-#[cfg_attr(not(test), allow(dead_code))]
 mod facts;
 mod maps;
 mod mountinfo;
@@ -28,21 +25,15 @@ pub mod object;
 #[cfg(test)]
 mod query;
 mod status;
-#[cfg_attr(not(test), allow(dead_code))]
 mod witness;
 #[cfg(test)]
 mod witness_tests;
 
 use std::path::Path;
 
-// The witness's API; the supervisor is to use it (until then only the tests do).
-#[allow(unused_imports)]
 pub use events::KernelEvent;
-#[allow(unused_imports)]
-pub use facts::KernelFacts;
 pub use mountinfo::find_cgroup2_mount;
 pub use status::{LayerStatus, Unavailable};
-#[allow(unused_imports)]
 pub use witness::Witness;
 
 /// Where the kernel publishes its own BTF; aya needs it for CO-RE relocations.

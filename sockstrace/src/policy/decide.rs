@@ -122,7 +122,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    const fn allowed(reason: Reason) -> Self {
+    pub const fn allowed(reason: Reason) -> Self {
         Decision { verdict: Verdict::Allowed, reason }
     }
 

@@ -2,6 +2,16 @@
 
 use super::{Event, Summary};
 
+/// Writes one line to stderr in a single write, so it never interleaves
+/// with the traced program's own output.
+pub fn write_line(line: &str) {
+    use std::io::Write;
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+}
+
 pub fn leak_line(e: &Event) -> String {
     let action =
         serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -33,5 +43,8 @@ pub fn summary_lines(s: &Summary) -> Vec<String> {
         ));
     }
     lines.push(format!("sockstrace: layers: seccomp {}; kernel {}", s.layers.seccomp, s.layers.kernel));
+    if let Some(lost) = s.layers.kernel_dropped.filter(|&n| n > 0) {
+        lines.push(format!("sockstrace: the kernel dropped {lost} event(s): its ring buffer was full"));
+    }
     lines
 }

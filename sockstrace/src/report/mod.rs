@@ -72,7 +72,7 @@ impl Reporter {
     /// Emits one event: numbers it, tallies it, writes it.
     pub fn emit(&self, mut event: Event) {
         if event.is_leak() && !self.quiet {
-            eprintln!("{}", human::leak_line(&event));
+            human::write_line(&human::leak_line(&event));
         }
         let Ok(mut state) = self.state.lock() else { return };
         event.seq = state.next_seq;
@@ -84,6 +84,17 @@ impl Reporter {
             let _ = serde_json::to_writer(&mut *out, &event);
             let _ = out.write_all(b"\n");
             let _ = out.flush();
+        }
+    }
+
+    /// Counts allowed decisions that were not written as events.
+    pub fn count_allowed(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.summary.events += n;
+            state.summary.allowed += n;
         }
     }
 
@@ -108,7 +119,7 @@ impl Reporter {
         }
         if !self.quiet {
             for line in human::summary_lines(&summary) {
-                eprintln!("{line}");
+                human::write_line(&line);
             }
         }
         summary

@@ -11,6 +11,8 @@ use super::{Action, Event};
 pub struct Layers {
     pub seccomp: String,
     pub kernel: String,
+    /// Events the kernel's ring buffer had to drop (when the layer was on).
+    pub kernel_dropped: Option<u64>,
 }
 
 /// One row of the leak table.
@@ -86,6 +88,7 @@ impl Summary {
                 "invalid": self.invalid,
                 "exit_status": self.exit_status,
                 "layers": {"seccomp": self.layers.seccomp, "kernel": self.layers.kernel},
+                "kernel_lost_events": self.layers.kernel_dropped,
                 "leak_table": leaks,
             }
         })

@@ -16,8 +16,6 @@ const ATYP_V6: u8 = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Addr(SocketAddr),
-    /// A name the proxy resolves (no local DNS lookup).
-    Domain(String, u16),
 }
 
 /// RFC 1929 credentials; with Tor, distinct credentials give distinct circuits.
@@ -37,7 +35,7 @@ pub enum SocksError {
     AuthRejected,
     #[error("the proxy refused the connection (reply {0})")]
     Refused(u8),
-    #[error("a name or credential longer than 255 bytes")]
+    #[error("a credential longer than 255 bytes")]
     TooLong,
     #[error("malformed reply")]
     Malformed,
@@ -114,13 +112,6 @@ pub fn connect_request(target: &Target) -> Result<Vec<u8>, SocksError> {
             }
             addr.port()
         }
-        Target::Domain(name, port) => {
-            let len = u8::try_from(name.len()).map_err(|_| SocksError::TooLong)?;
-            out.push(ATYP_DOMAIN);
-            out.push(len);
-            out.extend_from_slice(name.as_bytes());
-            *port
-        }
     };
     out.extend_from_slice(&port.to_be_bytes());
     Ok(out)
@@ -159,9 +150,6 @@ mod tests {
         let v6 = connect_request(&Target::Addr("[::1]:80".parse().unwrap())).unwrap();
         assert_eq!(v6.len(), 4 + 16 + 2);
         assert_eq!(v6[3], 4);
-        let name = connect_request(&Target::Domain("example.com".into(), 80)).unwrap();
-        assert_eq!(&name[..5], &[5, 1, 0, 3, 11]);
-        assert_eq!(&name[16..], &[0, 80]);
     }
 
     #[test]
@@ -185,7 +173,5 @@ mod tests {
         assert_eq!(SocksError::Refused(5).errno(), libc::ECONNREFUSED);
         assert_eq!(SocksError::Refused(4).errno(), libc::EHOSTUNREACH);
         assert_eq!(SocksError::NotSocks5.errno(), libc::ECONNREFUSED);
-        let long = "x".repeat(256);
-        assert_eq!(connect_request(&Target::Domain(long, 1)), Err(SocksError::TooLong));
     }
 }

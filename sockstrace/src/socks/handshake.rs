@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn runs_the_exchange_with_credentials_on_a_nonblocking_socket() {
         let creds = Credentials { user: b"a".to_vec(), pass: b"b".to_vec() };
-        let target = Target::Domain("example.com".into(), 80);
+        let target = Target::Addr("[2001:db8::1]:443".parse().unwrap());
         let connect = codec::connect_request(&target).unwrap();
         let (addr, server) = proxy(vec![
             (vec![5, 2, 0, 2], vec![5, 2]),

@@ -6,6 +6,7 @@
 pub(crate) mod abi;
 mod filter;
 mod handlers;
+mod kernel_events;
 mod notif;
 mod reap;
 mod spawn;
@@ -25,6 +26,7 @@ pub use handlers::LeakAction;
 pub use handlers::SocksAuth;
 pub use spawn::SpawnError;
 
+use crate::kernel::Witness;
 use crate::policy::Policy;
 use crate::report::{Layers, Reporter};
 use notif::{Notifier, Pending};
@@ -35,9 +37,14 @@ pub struct RunConfig {
     pub policy: Policy,
     pub on_leak: LeakAction,
     pub socks_auth: SocksAuth,
+    pub allow_io_uring: bool,
     pub command: Vec<OsString>,
-    pub kernel_layer: String,
 }
+
+/// A refused combination of options (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
 
 /// Shared by every notification handler.
 pub struct Ctx {
@@ -45,8 +52,30 @@ pub struct Ctx {
     policy: Policy,
     on_leak: LeakAction,
     socks_auth: SocksAuth,
-    reporter: Reporter,
+    allow_io_uring: bool,
+    reporter: Arc<Reporter>,
     tree: Arc<Tree>,
+    witness: Option<Witness>,
+}
+
+/// Starts the kernel layer when we can (root); says why not otherwise.
+fn start_witness(policy: &Policy, on_leak: LeakAction) -> (Option<Witness>, String) {
+    if !nix::unistd::geteuid().is_root() {
+        return (None, "off (not root)".into());
+    }
+    // Under --on-leak log the supervisor lets leaks through: the kernel only observes.
+    let enforce = on_leak != LeakAction::Log;
+    match Witness::start(policy, enforce) {
+        Ok(w) => {
+            let mode = if enforce { "enforcing" } else { "observing" };
+            let layer = format!("on ({mode}, cgroup {} id {})", w.cgroup_path().display(), w.cgroup_id());
+            (Some(w), layer)
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            (None, format!("off ({})", why.lines().next().unwrap_or("failed to start")))
+        }
+    }
 }
 
 /// Runs the program under the supervisor; returns its exit status.
@@ -54,12 +83,20 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<i32> {
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let filter = filter::build().context("building the seccomp filter")?;
+    let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak);
+    if config.allow_io_uring && witness.is_none() {
+        return Err(UsageError(format!(
+            "--allow-io-uring needs the kernel layer to gate io_uring's connects, and it is {kernel_layer}"
+        ))
+        .into());
+    }
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("becoming a child subreaper");
     }
     let root = nix::unistd::geteuid().is_root();
-    let spawned = spawn::spawn(&path, &config.command, &filter, !root)?;
+    let procs = witness.as_ref().map(Witness::procs_fd);
+    let spawned = spawn::spawn(&path, &config.command, &filter, !root, procs)?;
     let notifier = Notifier::new(spawned.listener);
     let sync_wakeup = notifier.enable_sync_wakeup();
     let seccomp_layer = format!(
@@ -74,19 +111,44 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<i32> {
         .on_thread_start(block_signals_in_this_thread)
         .build()
         .context("starting the async runtime")?;
+    let reporter = Arc::new(reporter);
+    let kernel_task = match witness.as_mut() {
+        Some(w) => {
+            let _inside = runtime.enter();
+            let events = w.take_events().context("reading the kernel's events")?;
+            Some(runtime.spawn(kernel_events::report(events, reporter.clone())))
+        }
+        None => None,
+    };
     let ctx = Arc::new(Ctx {
         notifier: Arc::new(notifier),
         policy: config.policy,
         on_leak: config.on_leak,
         socks_auth: config.socks_auth,
-        reporter,
+        allow_io_uring: config.allow_io_uring,
+        reporter: reporter.clone(),
         tree: Arc::new(Tree::new(std::process::id() as i32)),
+        witness,
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     let ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("handlers still running at exit"))?;
-    let layers = Layers { seccomp: seccomp_layer, kernel: config.kernel_layer };
-    ctx.reporter.finish(layers, status);
+    let Ctx { witness, reporter: shared_reporter, .. } = ctx;
+    drop(shared_reporter);
+    let mut kernel_dropped = None;
+    if let Some(w) = witness {
+        kernel_dropped = Some(w.dropped());
+        if let Err(e) = w.stop() {
+            eprintln!("sockstrace: cleaning up the kernel layer: {e:#}");
+        }
+    }
+    if let Some(task) = kernel_task {
+        // The channel closes once the reader has drained the ring buffer.
+        let _ = runtime.block_on(task);
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    let reporter = Arc::try_unwrap(reporter).map_err(|_| anyhow::anyhow!("reporter still in use at exit"))?;
+    let layers = Layers { seccomp: seccomp_layer, kernel: kernel_layer, kernel_dropped };
+    reporter.finish(layers, status);
     Ok(status)
 }
 

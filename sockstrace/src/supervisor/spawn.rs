@@ -24,6 +24,7 @@ const MSG_NNP_FAILED: i32 = 2;
 const MSG_SECCOMP_FAILED: i32 = 3;
 const MSG_EXEC_FAILED: i32 = 4;
 const MSG_LISTENER_KILLABLE: i32 = 5;
+const MSG_CGROUP_FAILED: i32 = 6;
 
 /// Exit status of a child that failed before exec.
 const CHILD_SETUP_FAILED: i32 = 125;
@@ -40,6 +41,8 @@ pub enum SpawnError {
     Seccomp(std::io::Error),
     #[error("cannot set no_new_privs: {0}")]
     NoNewPrivs(std::io::Error),
+    #[error("cannot join the run's cgroup: {0}")]
+    Cgroup(std::io::Error),
     #[error("{what}: {err}")]
     Setup { what: &'static str, err: std::io::Error },
 }
@@ -110,6 +113,8 @@ struct ChildPlan<'a> {
     envp: Vec<CString>,
     filter: &'a FilterProgram,
     no_new_privs: bool,
+    /// `cgroup.procs` of the run's cgroup, to join before anything else.
+    cgroup_procs: Option<libc::c_int>,
 }
 
 /// Forks and execs `argv` under `filter`. Must be called while the process
@@ -119,6 +124,7 @@ pub fn spawn(
     argv: &[OsString],
     filter: &FilterProgram,
     no_new_privs: bool,
+    cgroup_procs: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> Result<Spawned, SpawnError> {
     let plan = ChildPlan {
         path: cstring(path.as_os_str())?,
@@ -133,6 +139,7 @@ pub fn spawn(
             .collect::<Result<_, _>>()?,
         filter,
         no_new_privs,
+        cgroup_procs: cgroup_procs.map(|fd| fd.as_raw_fd()),
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -187,6 +194,7 @@ fn parent_handshake(
         MSG_LISTENER_KILLABLE => true,
         MSG_LISTENER => false,
         MSG_NNP_FAILED => return fail(SpawnError::NoNewPrivs(std::io::Error::from_raw_os_error(value))),
+        MSG_CGROUP_FAILED => return fail(SpawnError::Cgroup(std::io::Error::from_raw_os_error(value))),
         _ => return fail(SpawnError::Seccomp(std::io::Error::from_raw_os_error(value))),
     };
     let listener = sys::pidfd_open_thread(pid as u32)
@@ -263,6 +271,14 @@ unsafe fn child_main(
 ) -> ! {
     // SAFETY (whole body): raw system calls on valid pointers and fds only.
     unsafe {
+        // Join the run's cgroup first, so every socket the program creates is
+        // seen by the kernel layer's hooks.
+        if let Some(procs) = plan.cgroup_procs {
+            if libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
+                child_send(ctl, MSG_CGROUP_FAILED, child_errno());
+                libc::_exit(CHILD_SETUP_FAILED);
+            }
+        }
         if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             child_send(ctl, MSG_NNP_FAILED, child_errno());
             libc::_exit(CHILD_SETUP_FAILED);

@@ -49,6 +49,8 @@ pub struct Call<'a> {
     multiplexed: bool,
     info: Option<ProcessInfo>,
     events: Vec<Event>,
+    /// Allowed decisions that needed no event (no JSON report): only counted.
+    allowed_unreported: u64,
 }
 
 /// What an event says about the socket.
@@ -132,6 +134,8 @@ impl<'a> Call<'a> {
                 event.errno = Some(BLOCKED_ERRNO);
             }
             self.events.push(event);
+        } else {
+            self.allowed_unreported += 1;
         }
         if action == Action::Killed {
             self.ctx.tree.kill_all(Some(self.tracee.pidfd()));
@@ -154,6 +158,7 @@ impl<'a> Call<'a> {
         }
         let decision = Decision::leak(Reason::SocketcallRace);
         self.events.retain(|e| e.is_leak());
+        self.allowed_unreported = 0;
         self.record(syscall, subject, Target::Remote(None), decision);
         self.force_denied();
         Reply::Errno(BLOCKED_ERRNO)
@@ -197,6 +202,7 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
         multiplexed: false,
         info: None,
         events: Vec::new(),
+        allowed_unreported: 0,
     };
     let mut name = "unknown";
     let reply = match dispatch(&mut call, &mut name).await {
@@ -208,6 +214,7 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
         Err(Failure::Gone) => Reply::Errno(BLOCKED_ERRNO),
         Err(Failure::Check(e)) => {
             call.events.clear();
+            call.allowed_unreported = 0;
             call.record(name, Subject::Nothing, Target::Remote(None), Decision::leak(Reason::CheckFailed));
             call.force_denied();
             eprintln!(
@@ -218,11 +225,19 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
             Reply::Errno(BLOCKED_ERRNO)
         }
     };
+    // Events go out before the reply, so that one thread's events keep the
+    // order of its calls.
+    for mut event in call.events {
+        // The kernel's view of the same socket, joined on its cookie; read
+        // after the call ran, so it includes what the call did.
+        if let (Some(witness), Some(cookie)) = (&ctx.witness, event.cookie) {
+            event.kernel = witness.socket_facts(cookie).and_then(|f| serde_json::to_value(f).ok());
+        }
+        ctx.reporter.emit(event);
+    }
+    ctx.reporter.count_allowed(call.allowed_unreported);
     if let Err(e) = ctx.notifier.respond(n.id, reply) {
         eprintln!("sockstrace: cannot answer a trapped call: {}", std::io::Error::from_raw_os_error(e));
-    }
-    for event in call.events {
-        ctx.reporter.emit(event);
     }
 }
 
@@ -269,9 +284,14 @@ fn foreign_abi(call: &mut Call<'_>) -> Reply {
     }
 }
 
-/// io_uring operations bypass seccomp entirely: refused unless logging.
+/// io_uring operations bypass seccomp entirely: refused unless logging, or
+/// unless the kernel layer gates their connects and sends (`--allow-io-uring`).
 fn io_uring(call: &mut Call<'_>) -> Reply {
-    let decision = Decision::leak(Reason::IoUring);
+    let decision = if call.ctx.allow_io_uring && call.ctx.witness.is_some() {
+        Decision::allowed(Reason::IoUring)
+    } else {
+        Decision::leak(Reason::IoUring)
+    };
     match call.record("io_uring_setup", Subject::Nothing, Target::Remote(None), decision) {
         Action::Logged | Action::Allowed => Reply::Continue,
         _ => Reply::Errno(BLOCKED_ERRNO),

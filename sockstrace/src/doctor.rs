@@ -1,0 +1,99 @@
+//! `sockstrace doctor`: which layers work on this machine, and why not.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+use crate::kernel::{self, LayerStatus};
+
+/// One line of the diagnosis.
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+pub fn main() -> i32 {
+    let checks = [
+        seccomp_user_notification(),
+        pidfd_getfd(),
+        kernel_at_least("killable notification wait (WAIT_KILLABLE_RECV)", (5, 19)),
+        kernel_at_least("synchronous wake-up (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)", (6, 6)),
+        kernel_layer(),
+    ];
+    for check in &checks {
+        println!("{} {:<58} {}", if check.ok { "ok  " } else { "off " }, check.name, check.detail);
+    }
+    // The supervisor needs the first two; the rest make it faster or add the kernel view.
+    if checks[0].ok && checks[1].ok {
+        0
+    } else {
+        1
+    }
+}
+
+fn seccomp_user_notification() -> Check {
+    let actions = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
+    let ok = actions.split_whitespace().any(|a| a == "user_notif");
+    let detail =
+        if ok { "supervisor available".into() } else { format!("kernel offers: {}", actions.trim()) };
+    Check { name: "seccomp user notification", ok, detail }
+}
+
+fn pidfd_getfd() -> Check {
+    let result = (|| -> std::io::Result<()> {
+        // SAFETY: pidfd_open on our own pid; returns a new fd or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id(), 0) };
+        if pidfd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the fd was just returned to us.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let stdin = std::io::stdin();
+        // SAFETY: integer arguments; a new fd or -1.
+        let dup =
+            unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), stdin.as_fd().as_raw_fd(), 0) };
+        if dup < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the fd was just returned to us; dropping it closes it.
+        drop(unsafe { OwnedFd::from_raw_fd(dup as i32) });
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            Check { name: "pidfd_getfd (acting on the program's sockets)", ok: true, detail: "works".into() }
+        }
+        Err(e) => {
+            Check { name: "pidfd_getfd (acting on the program's sockets)", ok: false, detail: e.to_string() }
+        }
+    }
+}
+
+fn kernel_release() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = release.trim().split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn kernel_at_least(name: &'static str, want: (u32, u32)) -> Check {
+    match kernel_release() {
+        Some(have) => Check {
+            name,
+            ok: have >= want,
+            detail: format!("kernel {}.{} (needs {}.{})", have.0, have.1, want.0, want.1),
+        },
+        None => Check { name, ok: false, detail: "kernel version unreadable".into() },
+    }
+}
+
+fn kernel_layer() -> Check {
+    let status = kernel::probe();
+    let ok = status.is_available();
+    let detail = match (&status, status.reason()) {
+        (LayerStatus::Available { cgroup2 }, _) => {
+            format!("programs verified; cgroup2 at {}", cgroup2.display())
+        }
+        (_, Some(why)) => why.to_string().lines().next().unwrap_or_default().to_owned(),
+        (_, None) => String::new(),
+    };
+    Check { name: "kernel layer (eBPF cgroup hooks, root)", ok, detail }
+}

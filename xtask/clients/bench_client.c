@@ -1,0 +1,278 @@
+/*
+ * bench_client: the workloads of `cargo xtask bench`, and the listener they talk to.
+ *
+ *   bench_client connect  HOST PORT COUNT THREADS  COUNT connect+close cycles, split over THREADS
+ *   bench_client udp      HOST PORT COUNT          COUNT sendto() calls with an address
+ *   bench_client bulk     HOST PORT MIB            one connection, MIB MiB written with write()
+ *   bench_client syscalls COUNT                    COUNT/2 getpid() and COUNT/2 stat("/")
+ *   bench_client sink     HOST close|drain THREADS listener on HOST:0; prints "port N", then serves
+ *                                                  forever with THREADS accepting threads; `close`
+ *                                                  closes each connection at once, `drain` reads
+ *                                                  it to EOF first. Dies with its parent.
+ *
+ * Workloads print "ops N" and "elapsed_ns N" (the timed loop only, CLOCK_MONOTONIC) on stdout and
+ * exit 0; any failed call prints the call and errno to stderr and exits 1.
+ *
+ * Built by `cargo xtask bench` with `gcc -O2 -pthread`. IPv4 only.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static void die(const char *what) {
+    fprintf(stderr, "bench_client: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench_client connect|udp|bulk|syscalls|sink ARGS... (see the source)\n");
+    exit(2);
+}
+
+static long parse_count(const char *text) {
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value <= 0) {
+        fprintf(stderr, "bench_client: not a positive number: %s\n", text);
+        exit(2);
+    }
+    return value;
+}
+
+static struct sockaddr_in parse_addr(const char *host, const char *port) {
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "bench_client: not an IPv4 address: %s\n", host);
+        exit(2);
+    }
+    addr.sin_port = htons((uint16_t)parse_count(port));
+    return addr;
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void print_result(long ops, uint64_t start) {
+    uint64_t elapsed = now_ns() - start;
+    printf("ops %ld\nelapsed_ns %llu\n", ops, (unsigned long long)elapsed);
+}
+
+/* ---- connect storm ---- */
+
+struct storm {
+    struct sockaddr_in addr;
+    long count;
+};
+
+static void *connect_loop(void *arg) {
+    const struct storm *storm = arg;
+    for (long i = 0; i < storm->count; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            die("socket");
+        if (connect(fd, (const struct sockaddr *)&storm->addr, sizeof storm->addr) != 0)
+            die("connect");
+        close(fd);
+    }
+    return NULL;
+}
+
+static int cmd_connect(int argc, char **argv) {
+    if (argc != 4)
+        usage();
+    struct sockaddr_in addr = parse_addr(argv[0], argv[1]);
+    long count = parse_count(argv[2]);
+    long threads = parse_count(argv[3]);
+    pthread_t *ids = calloc((size_t)threads, sizeof *ids);
+    struct storm *work = calloc((size_t)threads, sizeof *work);
+    if (ids == NULL || work == NULL)
+        die("calloc");
+    uint64_t start = now_ns();
+    for (long t = 0; t < threads; t++) {
+        work[t].addr = addr;
+        work[t].count = count / threads + (t < count % threads ? 1 : 0);
+        errno = pthread_create(&ids[t], NULL, connect_loop, &work[t]);
+        if (errno != 0)
+            die("pthread_create");
+    }
+    for (long t = 0; t < threads; t++)
+        pthread_join(ids[t], NULL);
+    print_result(count, start);
+    return 0;
+}
+
+/* ---- UDP sendto storm ---- */
+
+static int cmd_udp(int argc, char **argv) {
+    if (argc != 3)
+        usage();
+    struct sockaddr_in addr = parse_addr(argv[0], argv[1]);
+    long count = parse_count(argv[2]);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket");
+    char payload[32] = "sockstrace bench datagram";
+    uint64_t start = now_ns();
+    for (long i = 0; i < count; i++) {
+        if (sendto(fd, payload, sizeof payload, 0, (const struct sockaddr *)&addr, sizeof addr) < 0)
+            die("sendto");
+    }
+    print_result(count, start);
+    return 0;
+}
+
+/* ---- bulk transfer ---- */
+
+static int cmd_bulk(int argc, char **argv) {
+    if (argc != 3)
+        usage();
+    struct sockaddr_in addr = parse_addr(argv[0], argv[1]);
+    long mib = parse_count(argv[2]);
+    static char chunk[256 * 1024];
+    memset(chunk, 'x', sizeof chunk);
+    uint64_t start = now_ns();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket");
+    if (connect(fd, (const struct sockaddr *)&addr, sizeof addr) != 0)
+        die("connect");
+    long long left = (long long)mib * 1024 * 1024;
+    while (left > 0) {
+        size_t want = left < (long long)sizeof chunk ? (size_t)left : sizeof chunk;
+        ssize_t sent = write(fd, chunk, want);
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            die("write");
+        }
+        left -= sent;
+    }
+    if (shutdown(fd, SHUT_WR) != 0)
+        die("shutdown");
+    /* Wait for the sink's EOF so the time covers delivery, not just the send buffer. */
+    char byte;
+    if (read(fd, &byte, 1) < 0)
+        die("read");
+    close(fd);
+    print_result(mib, start);
+    return 0;
+}
+
+/* ---- non-network system calls ---- */
+
+static int cmd_syscalls(int argc, char **argv) {
+    if (argc != 1)
+        usage();
+    long count = parse_count(argv[0]);
+    struct stat st;
+    uint64_t start = now_ns();
+    for (long i = 0; i < count / 2; i++) {
+        if (syscall(SYS_getpid) < 0)
+            die("getpid");
+        if (stat("/", &st) != 0)
+            die("stat");
+    }
+    print_result(count / 2 * 2, start);
+    return 0;
+}
+
+/* ---- the listener ---- */
+
+static int sink_fd;
+static int sink_drain;
+
+static void *sink_loop(void *arg) {
+    (void)arg;
+    static __thread char buf[256 * 1024];
+    for (;;) {
+        int conn = accept4(sink_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            die("accept4");
+        }
+        if (sink_drain) {
+            while (read(conn, buf, sizeof buf) > 0) {
+            }
+        }
+        close(conn);
+    }
+    return NULL;
+}
+
+static int cmd_sink(int argc, char **argv) {
+    if (argc != 3)
+        usage();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        die("prctl");
+    if (getppid() == 1)
+        return 1;
+    struct sockaddr_in addr = parse_addr(argv[0], "1");
+    addr.sin_port = 0;
+    if (strcmp(argv[1], "drain") == 0)
+        sink_drain = 1;
+    else if (strcmp(argv[1], "close") != 0)
+        usage();
+    long threads = parse_count(argv[2]);
+    sink_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sink_fd < 0)
+        die("socket");
+    int one = 1;
+    setsockopt(sink_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(sink_fd, (const struct sockaddr *)&addr, sizeof addr) != 0)
+        die("bind");
+    if (listen(sink_fd, 4096) != 0)
+        die("listen");
+    socklen_t len = sizeof addr;
+    if (getsockname(sink_fd, (struct sockaddr *)&addr, &len) != 0)
+        die("getsockname");
+    printf("port %u\n", ntohs(addr.sin_port));
+    fflush(stdout);
+    for (long t = 1; t < threads; t++) {
+        pthread_t id;
+        errno = pthread_create(&id, NULL, sink_loop, NULL);
+        if (errno != 0)
+            die("pthread_create");
+    }
+    sink_loop(NULL);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        usage();
+    const char *mode = argv[1];
+    argc -= 2;
+    argv += 2;
+    if (strcmp(mode, "connect") == 0)
+        return cmd_connect(argc, argv);
+    if (strcmp(mode, "udp") == 0)
+        return cmd_udp(argc, argv);
+    if (strcmp(mode, "bulk") == 0)
+        return cmd_bulk(argc, argv);
+    if (strcmp(mode, "syscalls") == 0)
+        return cmd_syscalls(argc, argv);
+    if (strcmp(mode, "sink") == 0)
+        return cmd_sink(argc, argv);
+    usage();
+    return 2;
+}

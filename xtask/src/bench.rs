@@ -1,0 +1,233 @@
+//! `cargo xtask bench [--quick] [--rounds N]`: the brief's performance ratios, measured in one run.
+//!
+//! Each round runs every workload natively, under `sockstrace run` (release) and under
+//! `strace --seccomp-bpf` (the ptrace reference), rotating the tools' order from round to round;
+//! the table shows medians and ratios to native, marks the brief's targets, and the JSON goes to
+//! `target/bench/bench.json`. It reports, it does not judge: it fails only when a workload fails.
+
+pub mod fixture;
+mod measure;
+mod report;
+mod workload;
+
+use std::{
+    net::{Ipv4Addr, UdpSocket},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use self::{
+    fixture::{HttpServer, Microsocks, Sink},
+    report::{Results, Sample},
+    workload::{Endpoints, Sizes, Timing, Tool, Workload},
+};
+use crate::setup;
+
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--rounds N] [--sockstrace PATH]
+
+  --quick            a smoke run: a tenth of the work, 3 rounds unless --rounds says otherwise
+  --rounds N         interleaved rounds per workload and tool (default 5); the table shows medians
+  --sockstrace PATH  measure this binary instead of building target/release/sockstrace
+                     (to compare two builds of the supervisor)";
+
+struct Options {
+    quick: bool,
+    rounds: usize,
+    sockstrace: Option<PathBuf>,
+}
+
+/// The options, or `None` when help was asked for.
+fn parse(args: &[String]) -> Result<Option<Options>> {
+    let mut quick = false;
+    let mut rounds = None;
+    let mut sockstrace = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--rounds" => {
+                let value = args.next().context("--rounds needs a number")?;
+                let n: usize =
+                    value.parse().ok().filter(|n| *n > 0).with_context(|| {
+                        format!("--rounds: `{value}` is not a positive number\n\n{USAGE}")
+                    })?;
+                rounds = Some(n);
+            }
+            "--sockstrace" => {
+                let path = args.next().context("--sockstrace needs a path")?;
+                sockstrace = Some(PathBuf::from(path));
+            }
+            "-h" | "--help" => return Ok(None),
+            other => bail!("unknown bench option `{other}`\n\n{USAGE}"),
+        }
+    }
+    Ok(Some(Options { quick, rounds: rounds.unwrap_or(if quick { 3 } else { 5 }), sockstrace }))
+}
+
+/// Everything the workloads talk to, kept alive for the whole run.
+struct Fixtures {
+    _storm: Sink,
+    _bulk: Sink,
+    _udp: UdpSocket,
+    http: HttpServer,
+    _socks: Microsocks,
+    endpoints: Endpoints,
+}
+
+fn start_fixtures(client: &Path) -> Result<Fixtures> {
+    let storm = Sink::start(client, "close", 4)?;
+    let bulk = Sink::start(client, "drain", 1)?;
+    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a UDP socket on 127.0.0.1")?;
+    let http = HttpServer::start(Ipv4Addr::new(127, 0, 0, 2), "sockstrace bench page\n")?;
+    let socks = Microsocks::start()?;
+    let endpoints = Endpoints {
+        client: client.to_path_buf(),
+        storm_port: storm.port(),
+        bulk_port: bulk.port(),
+        udp_port: udp.local_addr()?.port(),
+        socks_port: socks.addr().port(),
+        http_port: http.addr().port(),
+    };
+    eprintln!(
+        "bench: storm listener 127.0.0.1:{}, bulk sink 127.0.0.1:{}, udp 127.0.0.1:{}, microsocks {}, web {}",
+        endpoints.storm_port,
+        endpoints.bulk_port,
+        endpoints.udp_port,
+        socks.addr(),
+        http.addr()
+    );
+    Ok(Fixtures { _storm: storm, _bulk: bulk, _udp: udp, http, _socks: socks, endpoints })
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let Some(options) = parse(args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    setup::run()?;
+    let sockstrace = match options.sockstrace {
+        Some(path) if path.is_file() => path,
+        Some(path) => bail!("--sockstrace: {} is not a file", path.display()),
+        None => fixture::build_sockstrace()?,
+    };
+    let client = fixture::build_client()?;
+    let fixtures = start_fixtures(&client)?;
+    let sizes = if options.quick { Sizes::QUICK } else { Sizes::FULL };
+    let workloads = fixtures.endpoints.workloads(sizes);
+    let mut results = Results::new(&workloads, sizes.rss_connects);
+    let load = load_average();
+    warn_if_busy(load);
+    for round in 0..options.rounds {
+        eprintln!("bench: round {}/{}", round + 1, options.rounds);
+        run_round(round, &sockstrace, &fixtures, &mut results);
+    }
+    eprintln!("bench: supervisor peak RSS during a 16-thread storm");
+    let storm = fixtures.endpoints.rss_storm(sizes);
+    results.peak_rss = Some(peak_rss(&sockstrace, &storm).map_err(|e| format!("{e:#}")));
+
+    println!();
+    print!("{}", results.table(options.rounds));
+    let path = fixture::bench_dir()?.join("bench.json");
+    let mut json = results.json(options.rounds, options.quick, &sockstrace.display().to_string());
+    json["load_average_before"] = load.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("json: {}", path.display());
+
+    let failures = results.failures();
+    if !failures.is_empty() {
+        for failure in &failures {
+            eprintln!("bench: FAILED: {failure}");
+        }
+        bail!("{} run(s) failed", failures.len());
+    }
+    Ok(())
+}
+
+/// The 1-minute load average.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Says so when the machine is already busy, since the numbers will then be noisy.
+fn warn_if_busy(load: Option<f64>) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(load) = load.filter(|load| *load > 0.5 * cpus as f64) {
+        eprintln!(
+            "bench: warning: load average {load:.2} on {cpus} CPUs before starting: expect noisy numbers"
+        );
+    }
+}
+
+/// One run of every workload under every measured tool, the tools' order rotated by `round`.
+fn run_round(round: usize, sockstrace: &Path, fixtures: &Fixtures, results: &mut Results) {
+    let mut tools = Tool::MEASURED;
+    tools.rotate_left(round % Tool::MEASURED.len());
+    for (i, workload) in results.workloads.iter().enumerate() {
+        for tool in tools {
+            let outcome = run_one(tool, sockstrace, workload, &fixtures.http);
+            if let Err(failure) = &outcome {
+                eprintln!("bench: {} under {} failed: {failure}", workload.label, tool.heading());
+            }
+            results.record(i, tool, outcome.map_err(|e| format!("{e:#}")));
+        }
+    }
+}
+
+/// Runs `workload` under `tool` once and checks it did its work.
+fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, http: &HttpServer) -> Result<Sample> {
+    let mut command = workload::command(tool, sockstrace, workload)
+        .with_context(|| format!("{} is not implemented", tool.heading()))?;
+    let before = http.connections();
+    let finished = measure::run(&mut command)?;
+    if tool == Tool::Run {
+        let stderr = String::from_utf8_lossy(&finished.output.stderr);
+        if let Some(leak) = stderr.lines().find(|line| line.contains("LEAK")) {
+            bail!("sockstrace reported a leak for a workload its policy allows: {leak}");
+        }
+    }
+    if let Some(expected) = workload.http_requests {
+        let seen = http.connections() - before;
+        if seen != expected {
+            bail!("the web server saw {seen} connections, not {expected}");
+        }
+    }
+    let measured = match workload.timing {
+        Timing::Client => measure::client_elapsed(&finished.output.stdout)?,
+        Timing::Wall => finished.wall,
+    };
+    Ok(Sample { measured, wall: finished.wall })
+}
+
+/// The supervisor's peak RSS in KiB while it serves `storm`.
+fn peak_rss(sockstrace: &Path, storm: &Workload) -> Result<u64> {
+    let mut command = workload::command(Tool::Run, sockstrace, storm).context("run is implemented")?;
+    measure::peak_rss_kib(&mut command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options() {
+        let o = parse(&args(&[])).unwrap().unwrap();
+        assert_eq!((o.quick, o.rounds), (false, 5));
+        let o = parse(&args(&["--quick"])).unwrap().unwrap();
+        assert_eq!((o.quick, o.rounds), (true, 3));
+        let o = parse(&args(&["--quick", "--rounds", "7"])).unwrap().unwrap();
+        assert_eq!((o.quick, o.rounds), (true, 7));
+        assert!(parse(&args(&["--help"])).unwrap().is_none());
+        let o = parse(&args(&["--sockstrace", "/x/sockstrace"])).unwrap().unwrap();
+        assert_eq!(o.sockstrace.as_deref(), Some(std::path::Path::new("/x/sockstrace")));
+        assert!(parse(&args(&["--rounds", "0"])).is_err());
+        assert!(parse(&args(&["--rounds"])).is_err());
+        assert!(parse(&args(&["--fast"])).is_err());
+    }
+}

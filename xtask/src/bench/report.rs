@@ -1,0 +1,282 @@
+//! The measurements of one `cargo xtask bench`: medians, ratios, the table and the JSON.
+
+use std::{collections::HashMap, fmt::Write as _, time::Duration};
+
+use serde_json::{json, Map, Value};
+
+use super::workload::{Timing, Tool, Workload};
+
+/// One tool's runs of one workload.
+#[derive(Default)]
+pub struct Series {
+    /// The measured time of each successful run (see `Timing`), in seconds.
+    pub seconds: Vec<f64>,
+    /// Spawn-to-exit time of each successful run, in seconds.
+    pub wall_seconds: Vec<f64>,
+    pub failures: Vec<String>,
+}
+
+impl Series {
+    pub fn median(&self) -> Option<f64> {
+        median(&self.seconds)
+    }
+}
+
+/// The median (mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// One measured run.
+pub struct Sample {
+    pub measured: Duration,
+    pub wall: Duration,
+}
+
+/// Every workload's series, by tool.
+pub struct Results<'w> {
+    pub workloads: &'w [Workload],
+    series: Vec<HashMap<Tool, Series>>,
+    /// Peak RSS of the supervisor during the 16-thread storm, in KiB, or why it is missing.
+    pub peak_rss: Option<Result<u64, String>>,
+    pub rss_connects: u64,
+}
+
+/// A tool's numbers for one workload, compared with native.
+struct Compared {
+    median: Option<f64>,
+    ratio: Option<f64>,
+    added_us: Option<f64>,
+    target_met: Option<bool>,
+}
+
+impl<'w> Results<'w> {
+    pub fn new(workloads: &'w [Workload], rss_connects: u64) -> Self {
+        let series = workloads.iter().map(|_| HashMap::new()).collect();
+        Self { workloads, series, peak_rss: None, rss_connects }
+    }
+
+    pub fn record(&mut self, workload: usize, tool: Tool, outcome: Result<Sample, String>) {
+        let series = self.series[workload].entry(tool).or_default();
+        match outcome {
+            Ok(sample) => {
+                series.seconds.push(sample.measured.as_secs_f64());
+                series.wall_seconds.push(sample.wall.as_secs_f64());
+            }
+            Err(failure) => series.failures.push(failure),
+        }
+    }
+
+    fn series(&self, workload: usize, tool: Tool) -> Option<&Series> {
+        self.series[workload].get(&tool)
+    }
+
+    fn compared(&self, workload: usize, tool: Tool) -> Compared {
+        let median = self.series(workload, tool).and_then(Series::median);
+        let native = self.series(workload, Tool::Native).and_then(Series::median);
+        let w = &self.workloads[workload];
+        let ratio = median.zip(native).map(|(m, n)| m / n);
+        let added_us = median.zip(native).zip(w.calls).map(|((m, n), calls)| (m - n) * 1e6 / calls as f64);
+        let target_met = match (tool, w.target, ratio) {
+            (Tool::Run, Some(target), Some(ratio)) => Some(ratio <= target.max_ratio),
+            _ => None,
+        };
+        Compared { median, ratio, added_us, target_met }
+    }
+
+    /// Every failure message, labelled.
+    pub fn failures(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for (w, by_tool) in self.workloads.iter().zip(&self.series) {
+            for tool in Tool::MEASURED {
+                for failure in by_tool.get(&tool).map(|s| s.failures.as_slice()).unwrap_or_default() {
+                    all.push(format!("{} under {}: {failure}", w.label, tool.heading()));
+                }
+            }
+        }
+        if let Some(Err(failure)) = &self.peak_rss {
+            all.push(format!("peak RSS storm: {failure}"));
+        }
+        all
+    }
+
+    /// The human table, with its notes.
+    pub fn table(&self, rounds: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>6}",
+            "workload",
+            "native",
+            "run",
+            "x nat",
+            "+us/call",
+            "target",
+            "strace",
+            "x nat",
+            "+us/call",
+            Tool::RunKernel.heading(),
+            Tool::Audit.heading()
+        );
+        let _ = writeln!(out, "{}", "-".repeat(136));
+        for (i, w) in self.workloads.iter().enumerate() {
+            let native = self.compared(i, Tool::Native);
+            let run = self.compared(i, Tool::Run);
+            let strace = self.compared(i, Tool::Strace);
+            let _ = writeln!(
+                out,
+                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>6}",
+                w.label,
+                self.time_cell(i, Tool::Native, native.median),
+                self.time_cell(i, Tool::Run, run.median),
+                ratio_cell(run.ratio),
+                us_cell(run.added_us),
+                target_cell(w, run.target_met),
+                self.time_cell(i, Tool::Strace, strace.median),
+                ratio_cell(strace.ratio),
+                us_cell(strace.added_us),
+                "n/i",
+                "n/i"
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "times: median of {rounds} interleaved rounds; the bench client's timed loop (no process or \
+             supervisor start), except `startup` and `curl` (whole command, spawn to exit)."
+        );
+        let _ = writeln!(
+            out,
+            "run = `sockstrace run` (release); strace = `strace -f --seccomp-bpf -e trace=network -o \
+             /dev/null` (ptrace reference)."
+        );
+        let _ = writeln!(
+            out,
+            "+us/call: (tool - native) / intercepted calls, storms only; with threads it is wall time per \
+             call across them."
+        );
+        let _ = writeln!(out, "target: the brief's limit for `run`, ratio to native.");
+        for tool in [Tool::RunKernel, Tool::Audit] {
+            let why = tool.not_implemented().unwrap_or_default();
+            let _ = writeln!(out, "{}: n/i = not implemented ({why}); column reserved.", tool.heading());
+        }
+        let _ = writeln!(out, "{}", self.rss_line());
+        out
+    }
+
+    fn time_cell(&self, workload: usize, tool: Tool, median: Option<f64>) -> String {
+        let failed = self.series(workload, tool).is_some_and(|s| !s.failures.is_empty());
+        match median {
+            _ if failed => "FAILED".into(),
+            Some(seconds) => format!("{:.1} ms", seconds * 1e3),
+            None => "-".into(),
+        }
+    }
+
+    fn rss_line(&self) -> String {
+        let what =
+            format!("supervisor peak RSS (VmHWM) during a 16-thread storm of {} connects", self.rss_connects);
+        match &self.peak_rss {
+            Some(Ok(kib)) => format!("{what}: {kib} KiB ({:.1} MiB)", *kib as f64 / 1024.0),
+            Some(Err(_)) => format!("{what}: FAILED"),
+            None => format!("{what}: not measured"),
+        }
+    }
+
+    /// The JSON document written to target/bench/bench.json.
+    pub fn json(&self, rounds: usize, quick: bool, sockstrace: &str) -> Value {
+        let workloads: Vec<Value> = (0..self.workloads.len()).map(|i| self.workload_json(i)).collect();
+        let peak = match &self.peak_rss {
+            Some(Ok(kib)) => json!({ "kib": kib, "connects": self.rss_connects, "threads": 16 }),
+            Some(Err(failure)) => json!({ "failed": failure }),
+            None => Value::Null,
+        };
+        json!({
+            "schema": 1,
+            "unix_time": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "rounds": rounds,
+            "quick": quick,
+            "sockstrace": sockstrace,
+            "workloads": workloads,
+            "supervisor_peak_rss": peak,
+            "failures": self.failures(),
+        })
+    }
+
+    fn workload_json(&self, i: usize) -> Value {
+        let w = &self.workloads[i];
+        let mut tools = Map::new();
+        for tool in Tool::ALL {
+            let value = match tool.not_implemented() {
+                Some(why) => json!({ "not_implemented": why }),
+                None => self.tool_json(i, tool),
+            };
+            tools.insert(tool.key().into(), value);
+        }
+        json!({
+            "key": w.key,
+            "label": w.label,
+            "timing": match w.timing { Timing::Client => "client_loop", Timing::Wall => "wall" },
+            "intercepted_calls": w.calls,
+            "target_max_ratio": w.target.map(|t| t.max_ratio),
+            "tools": tools,
+        })
+    }
+
+    fn tool_json(&self, i: usize, tool: Tool) -> Value {
+        let c = self.compared(i, tool);
+        let empty = Series::default();
+        let series = self.series(i, tool).unwrap_or(&empty);
+        json!({
+            "median_s": c.median,
+            "samples_s": series.seconds,
+            "wall_samples_s": series.wall_seconds,
+            "ratio_to_native": c.ratio,
+            "added_us_per_call": c.added_us,
+            "target_met": c.target_met,
+            "failures": series.failures,
+        })
+    }
+}
+
+fn ratio_cell(ratio: Option<f64>) -> String {
+    ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+}
+
+fn us_cell(us: Option<f64>) -> String {
+    us.map_or("-".into(), |us| format!("{us:.1}"))
+}
+
+fn target_cell(w: &Workload, met: Option<bool>) -> String {
+    let Some(target) = w.target else { return "-".into() };
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "?",
+    };
+    format!("<={:.2} {verdict}", target.max_ratio)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+}

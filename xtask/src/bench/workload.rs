@@ -1,0 +1,254 @@
+//! The workloads, the tools they run under, and the command line of each pair.
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// A way to run a workload. The last two are columns reserved for layers not built yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tool {
+    Native,
+    Run,
+    Strace,
+    RunKernel,
+    Audit,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 5] = [Tool::Native, Tool::Run, Tool::Strace, Tool::RunKernel, Tool::Audit];
+    /// The tools measured today, in their first-round order.
+    pub const MEASURED: [Tool; 3] = [Tool::Native, Tool::Run, Tool::Strace];
+
+    /// The JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Tool::Native => "native",
+            Tool::Run => "run",
+            Tool::Strace => "strace",
+            Tool::RunKernel => "run_kernel",
+            Tool::Audit => "audit",
+        }
+    }
+
+    /// The table heading.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Tool::Native => "native",
+            Tool::Run => "run",
+            Tool::Strace => "strace",
+            Tool::RunKernel => "run+kernel",
+            Tool::Audit => "audit",
+        }
+    }
+
+    /// Why the tool has no numbers, if it has none.
+    pub fn not_implemented(self) -> Option<&'static str> {
+        match self {
+            Tool::RunKernel => Some("`sockstrace run` does not attach its eBPF layer yet"),
+            Tool::Audit => Some("`sockstrace audit` does not exist yet"),
+            _ => None,
+        }
+    }
+}
+
+/// How a workload's time is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// The bench client's own timed loop (`elapsed_ns`): excludes process and supervisor start.
+    Client,
+    /// Spawn to exit of the whole command.
+    Wall,
+}
+
+/// A target ratio to native for `sockstrace run`, from the brief.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub max_ratio: f64,
+}
+
+/// One workload: a program, the policy that makes it legitimate under `sockstrace run`, and what
+/// the table says about it.
+pub struct Workload {
+    pub key: &'static str,
+    pub label: String,
+    pub program: Vec<OsString>,
+    /// `sockstrace run` options placed before `--`.
+    pub policy: Vec<String>,
+    /// Calls the supervisor intercepts per run (storms only): the table's µs/call.
+    pub calls: Option<u64>,
+    pub timing: Timing,
+    pub target: Option<Target>,
+    /// HTTP requests the run must deliver to the bench's web server.
+    pub http_requests: Option<u64>,
+}
+
+/// How much work each workload does.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub connects: u64,
+    pub datagrams: u64,
+    pub requests: u64,
+    pub bulk_mib: u64,
+    pub syscalls: u64,
+    pub rss_connects: u64,
+}
+
+impl Sizes {
+    pub const FULL: Sizes = Sizes {
+        connects: 20_000,
+        datagrams: 20_000,
+        requests: 200,
+        bulk_mib: 1024,
+        syscalls: 2_000_000,
+        rss_connects: 20_000,
+    };
+    pub const QUICK: Sizes = Sizes {
+        connects: 2_000,
+        datagrams: 2_000,
+        requests: 20,
+        bulk_mib: 128,
+        syscalls: 200_000,
+        rss_connects: 4_000,
+    };
+}
+
+/// The addresses the workloads talk to.
+pub struct Endpoints {
+    pub client: PathBuf,
+    /// `bench_client sink … close`, the "proxy" of the connect storms.
+    pub storm_port: u16,
+    /// `bench_client sink … drain`, the "proxy" of the bulk transfer.
+    pub bulk_port: u16,
+    /// A bound UDP socket nobody reads.
+    pub udp_port: u16,
+    /// microsocks.
+    pub socks_port: u16,
+    /// The bench's web server on 127.0.0.2.
+    pub http_port: u16,
+}
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+impl Endpoints {
+    fn client(&self, rest: &[&str]) -> Vec<OsString> {
+        let mut program = vec![self.client.clone().into_os_string()];
+        program.extend(args(rest));
+        program
+    }
+
+    fn connect_storm(&self, threads: u32, count: u64, max_ratio: f64) -> Workload {
+        let (port, count_text, threads_text) =
+            (self.storm_port.to_string(), count.to_string(), threads.to_string());
+        Workload {
+            key: if threads == 1 { "connect_storm_1t" } else { "connect_storm_4t" },
+            label: format!("connect storm {threads}t"),
+            program: self.client(&["connect", "127.0.0.1", &port, &count_text, &threads_text]),
+            policy: vec!["--proxy".into(), format!("127.0.0.1:{port}")],
+            calls: Some(count),
+            timing: Timing::Client,
+            target: Some(Target { max_ratio }),
+            http_requests: None,
+        }
+    }
+
+    /// Every workload, in table order.
+    pub fn workloads(&self, sizes: Sizes) -> Vec<Workload> {
+        let udp = self.udp_port.to_string();
+        let bulk = self.bulk_port.to_string();
+        let socks = format!("127.0.0.1:{}", self.socks_port);
+        let urls = format!("http://127.0.0.2:{}/[1-{}]", self.http_port, sizes.requests);
+        vec![
+            Workload {
+                key: "startup",
+                label: "startup (true)".into(),
+                program: args(&["true"]),
+                policy: Vec::new(),
+                calls: None,
+                timing: Timing::Wall,
+                target: None,
+                http_requests: None,
+            },
+            self.connect_storm(1, sizes.connects, 1.10),
+            self.connect_storm(4, sizes.connects, 1.25),
+            Workload {
+                key: "udp_sendto_storm",
+                label: "udp sendto storm".into(),
+                program: self.client(&["udp", "127.0.0.1", &udp, &sizes.datagrams.to_string()]),
+                policy: vec!["--allow".into(), format!("127.0.0.1:{udp}")],
+                calls: Some(sizes.datagrams),
+                timing: Timing::Client,
+                target: None,
+                http_requests: None,
+            },
+            Workload {
+                key: "http_via_microsocks",
+                label: format!("curl {} req via socks", sizes.requests),
+                program: args(&["curl", "-sSf", "--socks5-hostname", &socks, &urls]),
+                policy: vec!["--proxy".into(), socks.clone()],
+                calls: None,
+                timing: Timing::Wall,
+                target: None,
+                http_requests: Some(sizes.requests),
+            },
+            Workload {
+                key: "bulk_transfer",
+                label: format!("bulk {} MiB tcp", sizes.bulk_mib),
+                program: self.client(&["bulk", "127.0.0.1", &bulk, &sizes.bulk_mib.to_string()]),
+                policy: vec!["--proxy".into(), format!("127.0.0.1:{bulk}")],
+                calls: None,
+                timing: Timing::Client,
+                target: Some(Target { max_ratio: 1.02 }),
+                http_requests: None,
+            },
+            Workload {
+                key: "non_network_syscalls",
+                label: format!("{}k getpid+stat", sizes.syscalls / 1000),
+                program: self.client(&["syscalls", &sizes.syscalls.to_string()]),
+                policy: Vec::new(),
+                calls: None,
+                timing: Timing::Client,
+                target: Some(Target { max_ratio: 1.02 }),
+                http_requests: None,
+            },
+        ]
+    }
+
+    /// The 16-thread storm during which the supervisor's peak RSS is sampled.
+    pub fn rss_storm(&self, sizes: Sizes) -> Workload {
+        let mut storm = self.connect_storm(16, sizes.rss_connects, f64::INFINITY);
+        storm.key = "connect_storm_16t";
+        storm.target = None;
+        storm
+    }
+}
+
+/// The command line running `workload` under `tool` (`sockstrace` is the release binary); `None`
+/// for the tools not implemented yet.
+pub fn command(tool: Tool, sockstrace: &Path, workload: &Workload) -> Option<Command> {
+    let mut command = match tool {
+        Tool::Native => return Some(program(&workload.program)),
+        Tool::Run => {
+            let mut run = Command::new(sockstrace);
+            run.arg("run").args(&workload.policy).arg("--");
+            run
+        }
+        Tool::Strace => {
+            let mut strace = Command::new("strace");
+            strace.args(["-f", "--seccomp-bpf", "-e", "trace=network", "-o", "/dev/null"]);
+            strace
+        }
+        Tool::RunKernel | Tool::Audit => return None,
+    };
+    command.args(&workload.program);
+    Some(command)
+}
+
+fn program(argv: &[OsString]) -> Command {
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    command
+}
