@@ -59,3 +59,37 @@ pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
     ebpf.program_mut(name).with_context(|| format!("the eBPF object has no program {name}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// What each program costs the verifier: `cargo test -p sockstrace load_cost -- --ignored
+    /// --nocapture` as root.
+    #[test]
+    #[ignore = "a measurement, as root"]
+    fn load_cost() {
+        let mut ebpf = Ebpf::load(OBJECT).unwrap();
+        let whole = Instant::now();
+        for &name in programs::ALL {
+            let start = Instant::now();
+            let info = match program(&mut ebpf, name).unwrap() {
+                Program::CgroupSockAddr(p) => p.load().map(|()| p.info()),
+                Program::CgroupSock(p) => p.load().map(|()| p.info()),
+                Program::SockOps(p) => p.load().map(|()| p.info()),
+                _ => unreachable!(),
+            }
+            .unwrap()
+            .unwrap();
+            eprintln!(
+                "{name:12} {:8.1} ms  verified insns {:>7}  xlated bytes {:>6}",
+                start.elapsed().as_secs_f64() * 1e3,
+                info.verified_instruction_count().unwrap_or(0),
+                info.size_translated().unwrap_or(0),
+            );
+        }
+        eprintln!("all          {:8.1} ms", whole.elapsed().as_secs_f64() * 1e3);
+    }
+}

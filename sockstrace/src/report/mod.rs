@@ -105,11 +105,15 @@ impl Reporter {
         }
     }
 
-    /// Writes the summary (JSON last line and stderr), consuming the reporter.
-    pub fn finish(self, layers: Layers, exit_status: i32) -> Summary {
-        let Ok(State { sink, mut summary, .. }) = self.state.into_inner() else {
+    /// Writes the summary (JSON last line and stderr). Later events are not
+    /// written: the sink is closed here.
+    pub fn finish(&self, layers: Layers, exit_status: i32) -> Summary {
+        let Ok(mut state) = self.state.lock() else {
             return Summary::default();
         };
+        let sink = state.sink.take();
+        let mut summary = std::mem::take(&mut state.summary);
+        drop(state);
         summary.layers = layers;
         summary.exit_status = Some(exit_status);
         if let Some(mut out) = sink {

@@ -9,6 +9,7 @@ mod handlers;
 mod kernel_events;
 mod notif;
 mod reap;
+mod receivers;
 mod spawn;
 mod sys;
 mod tracee;
@@ -18,8 +19,6 @@ use std::ffi::OsString;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::sync::watch;
 
 pub use handlers::LeakAction;
@@ -29,7 +28,7 @@ pub use spawn::SpawnError;
 use crate::kernel::Witness;
 use crate::policy::Policy;
 use crate::report::{Layers, Reporter};
-use notif::{Notifier, Pending};
+use notif::Notifier;
 use tree::Tree;
 
 /// What `run` was asked to do.
@@ -55,7 +54,9 @@ pub struct Ctx {
     allow_io_uring: bool,
     reporter: Arc<Reporter>,
     tree: Arc<Tree>,
-    witness: Option<Witness>,
+    /// The kernel layer, when on; taken out at the end to stop it.
+    witness: std::sync::RwLock<Option<Witness>>,
+    receivers: receivers::Receivers,
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
@@ -128,12 +129,13 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<i32> {
         allow_io_uring: config.allow_io_uring,
         reporter: reporter.clone(),
         tree: Arc::new(Tree::new(std::process::id() as i32)),
-        witness,
+        witness: std::sync::RwLock::new(witness),
+        receivers: receivers::Receivers::default(),
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
-    let ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("handlers still running at exit"))?;
-    let Ctx { witness, reporter: shared_reporter, .. } = ctx;
-    drop(shared_reporter);
+    // Receiver threads still wait in the listener (nothing will come); they
+    // end with the process. The kernel layer is taken down now.
+    let witness = ctx.witness.write().ok().and_then(|mut w| w.take());
     let mut kernel_dropped = None;
     if let Some(w) = witness {
         kernel_dropped = Some(w.dropped());
@@ -146,7 +148,6 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<i32> {
         let _ = runtime.block_on(task);
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    let reporter = Arc::try_unwrap(reporter).map_err(|_| anyhow::anyhow!("reporter still in use at exit"))?;
     let layers = Layers { seccomp: seccomp_layer, kernel: kernel_layer, kernel_dropped };
     reporter.finish(layers, status);
     Ok(status)
@@ -154,7 +155,7 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<i32> {
 
 /// Worker threads never take signals: a signal must not interrupt a connect
 /// we perform for the tracee (the main thread takes them instead).
-fn block_signals_in_this_thread() {
+pub(crate) fn block_signals_in_this_thread() {
     // SAFETY: sigfillset/pthread_sigmask on a live local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -163,42 +164,27 @@ fn block_signals_in_this_thread() {
     }
 }
 
-/// Serves notifications until every traced process is gone, then returns the
-/// main program's exit status.
+/// How often, once the main program has exited, we check whether every
+/// traced process is gone.
+const HANGUP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long calls still in flight at the end may take to finish.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serves notifications (on receiver threads) until every traced process is
+/// gone, then returns the main program's exit status.
 async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
     let (exit_tx, mut exit_rx) = watch::channel(None);
     tokio::spawn(reap::reaper(main, exit_tx));
     tokio::spawn(reap::forward_signals(main));
-    // SAFETY: the Arc keeps the Notifier, and so its fd, open and unchanged for
-    // as long as the AsyncFd holds it.
-    let afd = unsafe { AsyncFd::register_with_interest(ctx.notifier.clone(), Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("registering the seccomp listener")?;
-    let mut handlers = tokio::task::JoinSet::new();
-    'serve: loop {
-        let mut guard = afd.readable().await.context("waiting on the seccomp listener")?;
-        loop {
-            match ctx.notifier.pending() {
-                Pending::Notification => match ctx.notifier.recv() {
-                    Ok(n) => {
-                        handlers.spawn(handlers::handle(ctx.clone(), n));
-                    }
-                    Err(libc::ENOENT) | Err(libc::EINTR) => {}
-                    Err(e) => {
-                        return Err(std::io::Error::from_raw_os_error(e)).context("receiving a notification");
-                    }
-                },
-                Pending::Nothing => {
-                    guard.clear_ready();
-                    break;
-                }
-                Pending::Hangup => break 'serve,
-            }
-            while handlers.try_join_next().is_some() {}
-        }
-    }
-    while handlers.join_next().await.is_some() {}
-    // The filter's last user is gone, so the main child was reaped already.
+    receivers::start(&ctx);
+    // The listener hangs up only once the main program has been reaped.
     let code = exit_rx.wait_for(Option::is_some).await.map(|c| c.unwrap_or(1)).unwrap_or(1);
+    while !ctx.notifier.hung_up() {
+        tokio::time::sleep(HANGUP_POLL).await;
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+    while ctx.receivers.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(HANGUP_POLL).await;
+    }
     Ok(code)
 }

@@ -85,15 +85,6 @@ pub enum Reply {
     Answered,
 }
 
-/// State of the listener without blocking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pending {
-    Notification,
-    Nothing,
-    /// Every process under the filter is gone.
-    Hangup,
-}
-
 pub struct Notifier {
     fd: OwnedFd,
 }
@@ -116,21 +107,12 @@ impl Notifier {
         unsafe { libc::ioctl(self.fd.as_raw_fd(), NOTIF_SET_FLAGS as _, flags) == 0 }
     }
 
-    /// Polls without blocking.
-    pub fn pending(&self) -> Pending {
-        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    /// Whether every process under the filter is gone (the listener hung up).
+    pub fn hung_up(&self) -> bool {
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: 0, revents: 0 };
         // SAFETY: one live pollfd, zero timeout.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if n <= 0 {
-            return Pending::Nothing;
-        }
-        if pfd.revents & libc::POLLIN != 0 {
-            Pending::Notification
-        } else if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-            Pending::Hangup
-        } else {
-            Pending::Nothing
-        }
+        n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
     }
 
     /// Receives one notification. `ENOENT` means it vanished (the caller was

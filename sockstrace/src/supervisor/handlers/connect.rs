@@ -12,7 +12,7 @@ use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
 use crate::supervisor::tracee::{Failure, Socket};
 
-pub async fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
+pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let sock = call.tracee.socket(args[0])?;
     let raw = read_addr(&call.tracee, args[1], args[2])?;
@@ -21,7 +21,7 @@ pub async fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Connect(addr.clone()) });
     if decision.is_leak() && call.ctx.on_leak == LeakAction::Socksify {
-        if let Some(reply) = socksify(call, &sock, &addr, decision).await? {
+        if let Some(reply) = socksify(call, &sock, &addr, decision)? {
             return Ok(reply);
         }
     }
@@ -34,14 +34,14 @@ pub async fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return Ok(call.continue_or_refuse("connect", Subject::Socket(&sock)));
     }
     let may_block = !sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
-    let result = run_call(may_block, move || sys::connect(sock.fd.as_fd(), &raw)).await?;
+    let result = run_call(call.ctx, may_block, move || sys::connect(sock.fd.as_fd(), &raw))?;
     Ok(reply_of(result.map(|()| 0)))
 }
 
 /// Sends a leaked TCP connect through the proxy; `None` when it cannot be
 /// socksified (not TCP, or no proxy of a family the socket can reach), so the
 /// caller blocks it instead.
-async fn socksify(
+fn socksify(
     call: &mut Call<'_>,
     sock: &Socket,
     addr: &SockAddr,
@@ -63,6 +63,6 @@ async fn socksify(
     let creds = call.ctx.socks_auth.credentials();
     let target = crate::socks::Target::Addr(*dst);
     let result =
-        run_call(true, move || socksify::connect_through(fd.as_fd(), proxy, &target, &creds)).await?;
+        run_call(call.ctx, true, move || socksify::connect_through(fd.as_fd(), proxy, &target, &creds))?;
     Ok(Some(reply_of(result.map(|()| 0))))
 }

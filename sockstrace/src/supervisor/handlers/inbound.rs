@@ -57,7 +57,7 @@ pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     Ok(to_reply(sys::listen(sock.as_fd(), args[1] as i32)))
 }
 
-pub async fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure> {
+pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure> {
     let args = call.args;
     let sock = call.tracee.socket(args[0])?;
     if !sock.facts.is_inet() {
@@ -68,7 +68,7 @@ pub async fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Fa
     let op = Operation::Accept { local, peer: None };
     let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
     if decision.reason == Reason::IncomingFiltered {
-        return accept_filtered(call, name, sock, local).await;
+        return accept_filtered(call, name, sock, local);
     }
     let shown = local.map(SockAddr::Inet);
     if is_blocked(call.record(name, Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
@@ -87,7 +87,7 @@ const ACCEPT_RECHECK_MS: i32 = 500;
 /// and hand an allowed one to the caller (installed in its fd table and
 /// returned as accept's result); a refused one is closed and, on a blocking
 /// listener, we wait for the next.
-async fn accept_filtered(
+fn accept_filtered(
     call: &mut Call<'_>,
     name: &'static str,
     sock: Socket,
@@ -99,15 +99,14 @@ async fn accept_filtered(
     let listener = std::sync::Arc::new(sock.fd.try_clone().map_err(|e| Failure::Check(errno_of(&e)))?);
     loop {
         let (listener, notifier, id) = (listener.clone(), call.ctx.notifier.clone(), call.n.id);
-        let taken = run_call(blocking, move || {
+        let taken = run_call(call.ctx, blocking, move || {
             while blocking && !sys::poll_one(listener.as_fd(), libc::POLLIN, ACCEPT_RECHECK_MS) {
                 if !notifier.id_valid(id) {
                     return Err(libc::ESRCH);
                 }
             }
             sys::accept4(listener.as_fd(), flags & libc::SOCK_NONBLOCK)
-        })
-        .await?;
+        })?;
         let (conn, raw_peer) = match taken {
             Ok(taken) => taken,
             Err(libc::ESRCH) => return Err(Failure::Gone),

@@ -38,7 +38,7 @@ pub const BLOCKED_ERRNO: Errno = libc::EPERM;
 
 /// One notification being handled.
 pub struct Call<'a> {
-    pub ctx: &'a Ctx,
+    pub ctx: &'a Arc<Ctx>,
     pub n: &'a Notification,
     pub tracee: Tracee,
     /// The call's arguments: the registers, or the words a `socketcall` points at.
@@ -177,7 +177,7 @@ impl<'a> Call<'a> {
 }
 
 /// Handles one notification to the end: exactly one reply is always sent.
-pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
+pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
     let tracee = match Tracee::open(n.tid) {
         Ok(t) => t,
         Err(f) => {
@@ -194,7 +194,7 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
         }
     };
     let mut call = Call {
-        ctx: &ctx,
+        ctx,
         n: &n,
         tracee,
         args: n.args,
@@ -205,7 +205,7 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
         allowed_unreported: 0,
     };
     let mut name = "unknown";
-    let reply = match dispatch(&mut call, &mut name).await {
+    let reply = match dispatch(&mut call, &mut name) {
         Ok(reply) => reply,
         Err(Failure::Caller(e)) => {
             ctx.reporter.count_invalid();
@@ -230,8 +230,9 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
     for mut event in call.events {
         // The kernel's view of the same socket, joined on its cookie; read
         // after the call ran, so it includes what the call did.
-        if let (Some(witness), Some(cookie)) = (&ctx.witness, event.cookie) {
-            event.kernel = witness.socket_facts(cookie).and_then(|f| serde_json::to_value(f).ok());
+        if let (Ok(witness), Some(cookie)) = (ctx.witness.read(), event.cookie) {
+            let facts = witness.as_ref().and_then(|w| w.socket_facts(cookie));
+            event.kernel = facts.and_then(|f| serde_json::to_value(f).ok());
         }
         ctx.reporter.emit(event);
     }
@@ -241,7 +242,7 @@ pub async fn handle(ctx: Arc<Ctx>, n: Notification) {
     }
 }
 
-async fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failure> {
+fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failure> {
     if call.ctx.tree.is_killing() {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
@@ -263,13 +264,13 @@ async fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply,
     *name = net_call.name();
     match net_call {
         NetCall::Socket => create::socket(call),
-        NetCall::Connect => connect::connect(call).await,
-        NetCall::Sendto => send::sendto(call).await,
-        NetCall::Sendmsg => send::sendmsg(call).await,
-        NetCall::Sendmmsg => send::sendmmsg(call).await,
+        NetCall::Connect => connect::connect(call),
+        NetCall::Sendto => send::sendto(call),
+        NetCall::Sendmsg => send::sendmsg(call),
+        NetCall::Sendmmsg => send::sendmmsg(call),
         NetCall::Bind => inbound::bind(call),
         NetCall::Listen => inbound::listen(call),
-        NetCall::Accept | NetCall::Accept4 => inbound::accept(call, net_call.name()).await,
+        NetCall::Accept | NetCall::Accept4 => inbound::accept(call, net_call.name()),
         NetCall::IoUringSetup => Ok(io_uring(call)),
     }
 }
@@ -287,7 +288,8 @@ fn foreign_abi(call: &mut Call<'_>) -> Reply {
 /// io_uring operations bypass seccomp entirely: refused unless logging, or
 /// unless the kernel layer gates their connects and sends (`--allow-io-uring`).
 fn io_uring(call: &mut Call<'_>) -> Reply {
-    let decision = if call.ctx.allow_io_uring && call.ctx.witness.is_some() {
+    let kernel_on = call.ctx.witness.read().is_ok_and(|w| w.is_some());
+    let decision = if call.ctx.allow_io_uring && kernel_on {
         Decision::allowed(Reason::IoUring)
     } else {
         Decision::leak(Reason::IoUring)
@@ -318,18 +320,17 @@ pub fn confirm(call: &Call<'_>) -> Result<(), Failure> {
     }
 }
 
-/// Runs an allowed call that we perform ourselves. A call that may block runs
-/// on a blocking thread, so it never stalls the handling of other calls.
-pub async fn run_call<T, F>(may_block: bool, call: F) -> Result<T, Failure>
+/// Runs an allowed call that we perform ourselves, on this receiver thread.
+/// Before a call that may block, another thread is made ready to receive, so
+/// a blocking call never stalls the handling of other calls.
+pub fn run_call<T, F>(ctx: &Arc<Ctx>, may_block: bool, call: F) -> Result<T, Failure>
 where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
+    F: FnOnce() -> T,
 {
     if may_block {
-        tokio::task::spawn_blocking(call).await.map_err(|_| Failure::Check(libc::EIO))
-    } else {
-        Ok(call())
+        super::receivers::ensure_spare(ctx);
     }
+    Ok(call())
 }
 
 /// The reply for the result of a call we performed.

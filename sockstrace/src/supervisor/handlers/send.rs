@@ -98,7 +98,7 @@ fn kernel_local(facts: &SocketFacts) -> bool {
     matches!(facts.family, libc::AF_UNIX | libc::AF_NETLINK | libc::AF_ALG)
 }
 
-pub async fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
+pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let flags = args[3] as i32;
     let sock = call.tracee.socket(args[0])?;
@@ -114,7 +114,7 @@ pub async fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let msg = Outgoing { name, data, control: Vec::new() };
     let may_block = may_block(&sock, flags)?;
     let fd = sock.fd;
-    let result = run_call(may_block, move || send_one(fd.as_fd(), &msg, flags)).await?;
+    let result = run_call(call.ctx, may_block, move || send_one(fd.as_fd(), &msg, flags))?;
     let reply = reply_of(result.map(|n| n as i64));
     raise_sigpipe(&call.tracee, &reply, flags);
     Ok(reply)
@@ -178,7 +178,7 @@ fn read_msghdr(tracee: &Tracee, layout: &Layout, addr: u64) -> Result<MsgHdr, Fa
         .map_err(|e| Failure::Caller(e.errno()))
 }
 
-pub async fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
+pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let layout = call.layout();
     let flags = args[2] as i32;
@@ -194,13 +194,13 @@ pub async fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     let may_block = may_block(&sock, flags)?;
     let fd = sock.fd;
-    let result = run_call(may_block, move || send_one(fd.as_fd(), &msg, flags)).await?;
+    let result = run_call(call.ctx, may_block, move || send_one(fd.as_fd(), &msg, flags))?;
     let reply = reply_of(result.map(|n| n as i64));
     raise_sigpipe(&call.tracee, &reply, flags);
     Ok(reply)
 }
 
-pub async fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
+pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let layout = call.layout();
     let (vec, flags) = (args[1], args[3] as i32);
@@ -237,7 +237,7 @@ pub async fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let any_blocked = allowed.len() < vlen;
     let may_block = may_block(&sock, flags)?;
     let fd = sock.fd;
-    let (sent, error) = run_call(may_block, move || {
+    let (sent, error) = run_call(call.ctx, may_block, move || {
         let mut sent = Vec::new();
         for msg in &allowed {
             match send_one(fd.as_fd(), msg, flags) {
@@ -246,8 +246,7 @@ pub async fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
             }
         }
         (sent, None)
-    })
-    .await?;
+    })?;
     for (i, n) in sent.iter().enumerate() {
         let at = vec + (i * layout.mmsghdr_size + layout.mmsg_len_offset) as u64;
         // As in the kernel, a failure to store msg_len does not undo the send.
