@@ -7,8 +7,7 @@ use std::time::Duration;
 use sockstrace_tests::net::free_port;
 use sockstrace_tests::util::{field, process_dead};
 use sockstrace_tests::{
-    direct, netprobe, netprobe_static, skip, DnsSink, HttpServer, Microsocks, TcpSink, UdpSink,
-    UnixSink,
+    direct, netprobe, netprobe_static, skip, DnsSink, HttpServer, Microsocks, TcpSink, UdpSink, UnixSink,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -75,14 +74,7 @@ fn udp_sink_counts_every_send_variant() {
         let out = np(&[cmd, &sink.host(), &sink.port()]);
         assert_eq!(out.code, 0, "{cmd}: {}", out.stdout);
     }
-    let out = np(&[
-        "udp-sendmmsg",
-        "4",
-        &sink.host(),
-        &sink.port(),
-        &other.host(),
-        &other.port(),
-    ]);
+    let out = np(&["udp-sendmmsg", "4", &sink.host(), &sink.port(), &other.host(), &other.port()]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(out.stdout.contains("sent=4 of 4"));
     assert!(sink.wait_datagrams(5, T), "got {}", sink.datagrams());
@@ -124,12 +116,8 @@ fn fork_thread_exec_variants_reach_the_sink() {
     assert_ne!(field(&out.stdout, "actor:", "tid"), main_pid);
     assert!(sink.wait_accepts(4, T));
     if let Some(st) = netprobe_static() {
-        let out = direct([
-            st.as_os_str(),
-            "exec-connect".as_ref(),
-            sink.host().as_ref(),
-            sink.port().as_ref(),
-        ]);
+        let out =
+            direct([st.as_os_str(), "exec-connect".as_ref(), sink.host().as_ref(), sink.port().as_ref()]);
         assert_eq!(out.code, 0, "{}", out.stdout);
         assert!(sink.wait_accepts(5, T));
     }
@@ -189,16 +177,7 @@ fn curl_through_microsocks_without_sockstrace() {
     assert_eq!(out.stdout, http.body());
     assert_eq!(http.requests(), 1);
     // And directly, without the proxy.
-    let out = direct([
-        "curl",
-        "-q",
-        "-sS",
-        "--max-time",
-        "20",
-        "--noproxy",
-        "*",
-        &http.url(),
-    ]);
+    let out = direct(["curl", "-q", "-sS", "--max-time", "20", "--noproxy", "*", &http.url()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, http.body());
     assert_eq!(http.requests(), 2);
@@ -207,11 +186,7 @@ fn curl_through_microsocks_without_sockstrace() {
 #[test]
 fn python_udp_reaches_the_sink() {
     let sink = UdpSink::bind("127.0.0.2");
-    let out = direct([
-        "/usr/bin/python3",
-        "-c",
-        &python_udp(&sink.host(), &sink.port()),
-    ]);
+    let out = direct(["/usr/bin/python3", "-c", &python_udp(&sink.host(), &sink.port())]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(sink.wait_datagrams(1, T));
 }

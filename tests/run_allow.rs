@@ -26,21 +26,11 @@ fn assert_allowed(out: &Outcome, syscalls: &[&str], dst: &str, reasons: &[&str])
 
 fn proxy_allowed(host: &str) {
     let px = TcpSink::bind(host);
-    let out = Trace::new()
-        .proxy(px.addr())
-        .netprobe(["tcp-connect", &px.host(), &px.port()])
-        .run();
+    let out = Trace::new().proxy(px.addr()).netprobe(["tcp-connect", &px.host(), &px.port()]).run();
     out.assert_code(0);
     assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
-    assert!(
-        px.wait_accepts(1, T),
-        "proxy saw no connection\n{}",
-        out.describe()
-    );
-    assert!(
-        px.wait_bytes("netprobe-tcp\n".len(), T),
-        "proxy got no data"
-    );
+    assert!(px.wait_accepts(1, T), "proxy saw no connection\n{}", out.describe());
+    assert!(px.wait_bytes("netprobe-tcp\n".len(), T), "proxy got no data");
     out.assert_report_well_formed();
     out.assert_no_leaks();
     assert_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
@@ -69,22 +59,16 @@ fn proxy_second_of_two_allowed() {
     out.assert_code(0);
     assert!(px2.wait_accepts(1, T));
     out.assert_no_leaks();
+    assert_allowed(&out, &["connect"], &px2.dst(), &["proxy"]);
 }
 
 #[test]
 fn proxy_nonblocking_connect_allowed() {
     let px = TcpSink::bind("127.0.0.1");
-    let out = Trace::new()
-        .proxy(px.addr())
-        .netprobe(["tcp-connect-nonblock", &px.host(), &px.port()])
-        .run();
+    let out = Trace::new().proxy(px.addr()).netprobe(["tcp-connect-nonblock", &px.host(), &px.port()]).run();
     out.assert_code(0);
     assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
-    assert!(
-        px.wait_accepts(1, T),
-        "proxy saw no connection\n{}",
-        out.describe()
-    );
+    assert!(px.wait_accepts(1, T), "proxy saw no connection\n{}", out.describe());
     out.assert_report_well_formed();
     out.assert_no_leaks();
     assert_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
@@ -95,34 +79,19 @@ fn unix_connect_allowed() {
     let px = TcpSink::bind("127.0.0.1");
     let unix = UnixSink::bind();
     let path = unix.path().to_string_lossy().into_owned();
-    let out = Trace::new()
-        .proxy(px.addr())
-        .netprobe(["unix-connect", &path])
-        .run();
+    let out = Trace::new().proxy(px.addr()).netprobe(["unix-connect", &path]).run();
     out.assert_code(0);
-    assert!(
-        unix.wait_bytes("netprobe-unix\n".len(), T),
-        "unix listener got no data\n{}",
-        out.describe()
-    );
+    assert!(unix.wait_bytes("netprobe-unix\n".len(), T), "unix listener got no data\n{}", out.describe());
     assert_eq!(unix.accepts(), 1);
     out.assert_report_well_formed();
     out.assert_no_leaks();
-    assert_allowed(
-        &out,
-        &["connect"],
-        &format!("unix:{path}"),
-        &["unix", "allow-rule"],
-    );
+    assert_allowed(&out, &["connect"], &format!("unix:{path}"), &["unix", "allow-rule"]);
 }
 
 #[test]
 fn sendto_on_connected_tcp_socket_allowed() {
     let px = TcpSink::bind("127.0.0.1");
-    let out = Trace::new()
-        .proxy(px.addr())
-        .netprobe(["tcp-sendto-connected", &px.host(), &px.port()])
-        .run();
+    let out = Trace::new().proxy(px.addr()).netprobe(["tcp-sendto-connected", &px.host(), &px.port()]).run();
     out.assert_code(0);
     assert!(out.stdout.contains("sendto-null: ok"), "{}", out.describe());
     assert!(out.stdout.contains("sendto-same: ok"), "{}", out.describe());
@@ -134,6 +103,7 @@ fn sendto_on_connected_tcp_socket_allowed() {
     );
     out.assert_report_well_formed();
     out.assert_no_leaks();
+    assert_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
 }
 
 #[test]
@@ -172,14 +142,12 @@ fn allow_rule_cidr_udp() {
 fn allow_rule_v6_with_port() {
     let px = TcpSink::bind("127.0.0.1");
     let sink = TcpSink::bind("::1");
-    let out = Trace::new()
-        .proxy(px.addr())
-        .allow(&sink.dst())
-        .netprobe(["tcp-connect", "::1", &sink.port()])
-        .run();
+    let out =
+        Trace::new().proxy(px.addr()).allow(&sink.dst()).netprobe(["tcp-connect", "::1", &sink.port()]).run();
     out.assert_code(0);
     assert!(sink.wait_accepts(1, T), "{}", out.describe());
     out.assert_no_leaks();
+    assert_allowed(&out, &["connect"], &sink.dst(), &["allow-rule"]);
 }
 
 #[test]
@@ -207,20 +175,10 @@ fn storm_3200_connects_to_proxy() {
     let out = Trace::new()
         .proxy(px.addr())
         .timeout(Duration::from_secs(300))
-        .netprobe([
-            "storm",
-            &px.host(),
-            &px.port(),
-            &THREADS.to_string(),
-            &EACH.to_string(),
-        ])
+        .netprobe(["storm", &px.host(), &px.port(), &THREADS.to_string(), &EACH.to_string()])
         .run();
     out.assert_code(0);
-    assert!(
-        out.stdout.contains(&format!("ok={total} failed=0")),
-        "{}",
-        out.describe()
-    );
+    assert!(out.stdout.contains(&format!("ok={total} failed=0")), "{}", out.describe());
     assert!(
         px.wait_accepts(total, Duration::from_secs(60)),
         "proxy stand-in accepted {} of {total}",
@@ -240,10 +198,5 @@ fn storm_3200_connects_to_proxy() {
                 && e.s("dst") == px.dst()
         })
         .count();
-    assert_eq!(
-        allowed,
-        total,
-        "one allowed event per connect expected (summary: {})",
-        out.summary_obj()
-    );
+    assert_eq!(allowed, total, "one allowed event per connect expected (summary: {})", out.summary_obj());
 }

@@ -3,15 +3,8 @@
 
 use sockstrace_tests::{skip, HttpServer, LeakSpec, Microsocks, TcpSink, Trace, UdpSink};
 
-const PROXY_ENV: [&str; 7] = [
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-];
+const PROXY_ENV: [&str; 7] =
+    ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
 
 fn no_proxy_env(mut t: Trace) -> Trace {
     for k in PROXY_ENV {
@@ -65,16 +58,7 @@ fn curl_direct_blocked() {
     let http = HttpServer::bind("127.0.0.2");
     let out = no_proxy_env(Trace::new())
         .proxy(ms.addr())
-        .program([
-            "curl",
-            "-q",
-            "-sS",
-            "--max-time",
-            "30",
-            "--noproxy",
-            "*",
-            &http.url(),
-        ])
+        .program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()])
         .run();
     assert_ne!(out.code(), 0, "curl must fail\n{}", out.describe());
     assert!(!out.stdout.contains(http.body()), "{}", out.describe());
@@ -102,10 +86,7 @@ fn python_udp_sendto_blocked() {
         sink.host(),
         sink.port()
     );
-    let out = Trace::new()
-        .proxy(px.addr())
-        .program(["/usr/bin/python3", "-c", &code])
-        .run();
+    let out = Trace::new().proxy(px.addr()).program(["/usr/bin/python3", "-c", &code]).run();
     assert_ne!(out.code(), 0, "python must fail\n{}", out.describe());
     assert!(
         out.stderr.contains("PermissionError") || out.stderr.contains("Operation not permitted"),

@@ -26,19 +26,13 @@ fn assert_client_eperm(out: &Outcome, op: &str) {
 }
 
 fn actor_pid_tid(out: &Outcome) -> (Option<i64>, Option<i64>) {
-    (
-        Some(field(&out.stdout, "actor:", "pid")),
-        Some(field(&out.stdout, "actor:", "tid")),
-    )
+    (Some(field(&out.stdout, "actor:", "pid")), Some(field(&out.stdout, "actor:", "tid")))
 }
 
 fn tcp_blocked(client: &Path, host: &str, sink_host: &str, family: &str) {
     let sink = TcpSink::bind(sink_host);
     let px = proxy();
-    let out = Trace::new()
-        .proxy(px.addr())
-        .netprobe_at(client, ["tcp-connect", host, &sink.port()])
-        .run();
+    let out = Trace::new().proxy(px.addr()).netprobe_at(client, ["tcp-connect", host, &sink.port()]).run();
     assert_client_eperm(&out, "connect");
     sink.assert_nothing_arrived("blocked TCP connect");
     px.assert_nothing_arrived("the program never used the proxy");
@@ -55,18 +49,9 @@ fn tcp_blocked(client: &Path, host: &str, sink_host: &str, family: &str) {
         tid,
         comm: "netprobe",
     });
-    assert_eq!(
-        Path::new(ev.s("exe")),
-        client.canonicalize().unwrap(),
-        "exe in {ev}\n{}",
-        out.describe()
-    );
+    assert_eq!(Path::new(ev.s("exe")), client.canonicalize().unwrap(), "exe in {ev}\n{}", out.describe());
     if let Some(argv) = ev.get("argv").and_then(|a| a.as_array()) {
-        assert!(
-            argv.iter().any(|a| a == "tcp-connect"),
-            "argv in {ev}\n{}",
-            out.describe()
-        );
+        assert!(argv.iter().any(|a| a == "tcp-connect"), "argv in {ev}\n{}", out.describe());
     }
 }
 
@@ -143,16 +128,9 @@ fn tcp_allow_rule_for_another_port_does_not_cover() {
 fn udp_blocked(cmd: &str, op: &str, syscalls: &[&str], sink_host: &str, family: &str) {
     let sink = UdpSink::bind(sink_host);
     let px = proxy();
-    let out = Trace::new()
-        .proxy(px.addr())
-        .netprobe([cmd, &sink.host(), &sink.port()])
-        .run();
+    let out = Trace::new().proxy(px.addr()).netprobe([cmd, &sink.host(), &sink.port()]).run();
     out.assert_code(1);
-    assert!(
-        out.stdout.contains(&format!("{op}: errno=1 (")),
-        "client did not see EPERM\n{}",
-        out.describe()
-    );
+    assert!(out.stdout.contains(&format!("{op}: errno=1 (")), "client did not see EPERM\n{}", out.describe());
     sink.assert_nothing_arrived(cmd);
     out.assert_report_well_formed();
     let (pid, tid) = actor_pid_tid(&out);
@@ -184,10 +162,8 @@ fn udp_connect_send_blocked() {
     // Either the connect of the UDP socket or the send on it may be refused;
     // both name the same destination.
     let sink = UdpSink::bind("127.0.0.2");
-    let out = Trace::new()
-        .proxy(proxy().addr())
-        .netprobe(["udp-connect-send", &sink.host(), &sink.port()])
-        .run();
+    let out =
+        Trace::new().proxy(proxy().addr()).netprobe(["udp-connect-send", &sink.host(), &sink.port()]).run();
     out.assert_code(1);
     assert!(
         out.stdout.contains("connect: errno=1 (") || out.stdout.contains("send: errno=1 ("),
@@ -222,14 +198,7 @@ fn udp_sendmmsg_blocked() {
     let b = UdpSink::bind("127.0.0.3");
     let out = Trace::new()
         .proxy(proxy().addr())
-        .netprobe([
-            "udp-sendmmsg",
-            "4",
-            &a.host(),
-            &a.port(),
-            &b.host(),
-            &b.port(),
-        ])
+        .netprobe(["udp-sendmmsg", "4", &a.host(), &a.port(), &b.host(), &b.port()])
         .run();
     assert_client_eperm(&out, "sendmmsg");
     a.assert_nothing_arrived("sendmmsg message 0/2");
@@ -256,23 +225,12 @@ fn udp_sendmmsg_checks_every_message() {
     let out = Trace::new()
         .proxy(proxy().addr())
         .allow(&allowed.dst())
-        .netprobe([
-            "udp-sendmmsg",
-            "4",
-            &allowed.host(),
-            &allowed.port(),
-            &leak.host(),
-            &leak.port(),
-        ])
+        .netprobe(["udp-sendmmsg", "4", &allowed.host(), &allowed.port(), &leak.host(), &leak.port()])
         .run();
     // Either the call fails with EPERM, or it stops short of the leak
     // (partial count); it must not send all four.
     out.assert_code(1);
-    assert!(
-        !out.stdout.contains("sent=4 of 4"),
-        "all messages sent\n{}",
-        out.describe()
-    );
+    assert!(!out.stdout.contains("sent=4 of 4"), "all messages sent\n{}", out.describe());
     leak.assert_nothing_arrived("sendmmsg messages 1 and 3");
     out.assert_report_well_formed();
     out.assert_leak(&LeakSpec {
@@ -292,11 +250,7 @@ fn dns_blocked(cmd: &str, op: &str, syscall: &str, reason: &str, protocol: &str,
         Ok(d) => d,
         Err(e) => skip!("DNS sink: {e}"),
     };
-    let out = Trace::new()
-        .proxy(proxy().addr())
-        .opts(extra)
-        .netprobe([cmd, &dns.host()])
-        .run();
+    let out = Trace::new().proxy(proxy().addr()).opts(extra).netprobe([cmd, &dns.host()]).run();
     assert_client_eperm(&out, op);
     dns.assert_nothing_arrived(cmd);
     out.assert_report_well_formed();
@@ -327,35 +281,18 @@ fn dns_tcp_blocked() {
 #[test]
 fn dns_udp_blocked_despite_allow_loopback() {
     // --allow-loopback never covers port 53.
-    dns_blocked(
-        "dns-udp",
-        "sendto",
-        "sendto",
-        "dns-udp",
-        "udp",
-        &["--allow-loopback"],
-    );
+    dns_blocked("dns-udp", "sendto", "sendto", "dns-udp", "udp", &["--allow-loopback"]);
 }
 
 #[test]
 fn dns_tcp_blocked_despite_allow_loopback() {
-    dns_blocked(
-        "dns-tcp",
-        "connect",
-        "connect",
-        "dns-tcp",
-        "tcp",
-        &["--allow-loopback"],
-    );
+    dns_blocked("dns-tcp", "connect", "connect", "dns-tcp", "tcp", &["--allow-loopback"]);
 }
 
 #[test]
 fn forked_child_blocked() {
     let sink = TcpSink::bind("127.0.0.2");
-    let out = Trace::new()
-        .proxy(proxy().addr())
-        .netprobe(["fork-connect", &sink.host(), &sink.port()])
-        .run();
+    let out = Trace::new().proxy(proxy().addr()).netprobe(["fork-connect", &sink.host(), &sink.port()]).run();
     assert_client_eperm(&out, "connect");
     assert!(out.stdout.contains("child: exit=1"), "{}", out.describe());
     sink.assert_nothing_arrived("connect from a forked child");
@@ -377,10 +314,8 @@ fn forked_child_blocked() {
 #[test]
 fn thread_blocked() {
     let sink = TcpSink::bind("127.0.0.2");
-    let out = Trace::new()
-        .proxy(proxy().addr())
-        .netprobe(["thread-connect", &sink.host(), &sink.port()])
-        .run();
+    let out =
+        Trace::new().proxy(proxy().addr()).netprobe(["thread-connect", &sink.host(), &sink.port()]).run();
     assert_client_eperm(&out, "connect");
     sink.assert_nothing_arrived("connect from a thread");
     out.assert_report_well_formed();
@@ -405,10 +340,7 @@ fn thread_blocked() {
 #[test]
 fn after_exec_blocked() {
     let sink = TcpSink::bind("127.0.0.2");
-    let out = Trace::new()
-        .proxy(proxy().addr())
-        .netprobe(["exec-connect", &sink.host(), &sink.port()])
-        .run();
+    let out = Trace::new().proxy(proxy().addr()).netprobe(["exec-connect", &sink.host(), &sink.port()]).run();
     assert_client_eperm(&out, "connect");
     sink.assert_nothing_arrived("connect after exec");
     out.assert_report_well_formed();

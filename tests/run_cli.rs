@@ -13,11 +13,7 @@ fn raw(args: &[&str]) -> Outcome {
 
 fn assert_usage_error(out: &Outcome, names: &str) {
     out.assert_code(2);
-    assert!(
-        out.stderr.contains(names),
-        "stderr should name {names:?}\n{}",
-        out.describe()
-    );
+    assert!(out.stderr.contains(names), "stderr should name {names:?}\n{}", out.describe());
 }
 
 #[test]
@@ -28,13 +24,7 @@ fn unknown_flag() {
 
 #[test]
 fn unparseable_allow_values() {
-    for bad in [
-        "300.1.2.3",
-        "10.0.0.0/33",
-        "127.0.0.1:99999",
-        "not-an-address",
-        "::1/129",
-    ] {
+    for bad in ["300.1.2.3", "10.0.0.0/33", "127.0.0.1:99999", "not-an-address", "::1/129"] {
         let out = raw(&["run", "--allow", bad, "--", "/bin/true"]);
         assert_usage_error(&out, bad);
     }
@@ -55,10 +45,13 @@ fn bad_on_leak_value() {
 }
 
 #[test]
-fn on_leak_socksify_rejected_for_now() {
+fn on_leak_socksify_rejected_cleanly_or_supported() {
+    // The first contract rejected socksify "for now" with a clear error; once
+    // it is implemented (see run_modes.rs), it must simply work.
     let out = raw(&["run", "--on-leak", "socksify", "--", "/bin/true"]);
-    assert_ne!(out.code(), 0, "{}", out.describe());
-    assert!(out.stderr.contains("socksify"), "{}", out.describe());
+    if out.code() != 0 {
+        assert!(out.stderr.contains("socksify"), "{}", out.describe());
+    }
 }
 
 #[test]
@@ -73,15 +66,9 @@ fn missing_program() {
 
 #[test]
 fn program_not_found_exits_127() {
-    let out = Trace::new()
-        .program(["/nonexistent/sockstrace-test-program"])
-        .run();
+    let out = Trace::new().program(["/nonexistent/sockstrace-test-program"]).run();
     out.assert_code(127);
-    assert!(
-        out.stderr.contains("/nonexistent/sockstrace-test-program"),
-        "{}",
-        out.describe()
-    );
+    assert!(out.stderr.contains("/nonexistent/sockstrace-test-program"), "{}", out.describe());
 }
 
 #[test]
@@ -99,11 +86,7 @@ fn program_not_executable_exits_126() {
 fn unwritable_report_path_exits_125() {
     let out = raw(&["run", "--report", "/proc/nonexistent/x", "--", "/bin/true"]);
     out.assert_code(125);
-    assert!(
-        out.stderr.contains("/proc/nonexistent/x"),
-        "{}",
-        out.describe()
-    );
+    assert!(out.stderr.contains("/proc/nonexistent/x"), "{}", out.describe());
 }
 
 #[test]
@@ -112,9 +95,7 @@ fn exit_status_is_the_programs() {
     out.assert_code(7);
     out.assert_report_well_formed();
     out.assert_no_leaks();
-    let out = Trace::new()
-        .program(["/bin/sh", "-c", "kill -TERM $$"])
-        .run();
+    let out = Trace::new().program(["/bin/sh", "-c", "kill -TERM $$"]).run();
     out.assert_code(128 + 15);
 }
 
@@ -122,11 +103,7 @@ fn exit_status_is_the_programs() {
 fn report_to_stdout_ends_with_summary() {
     let out = Trace::new().report_stdout().program(["/bin/true"]).run();
     out.assert_code(0);
-    assert!(
-        out.summary.is_some(),
-        "no summary on stdout\n{}",
-        out.describe()
-    );
+    assert!(out.summary.is_some(), "no summary on stdout\n{}", out.describe());
     out.assert_report_well_formed();
     out.assert_no_leaks();
 }

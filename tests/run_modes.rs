@@ -1,10 +1,11 @@
 //! `--on-leak log` (the leak goes through and is reported) and
-//! `--on-leak kill` (the traced tree dies, sockstrace exits 137).
+//! `--on-leak kill` (the traced tree dies, sockstrace exits 137) and, once
+//! supported, `--on-leak socksify` (TCP goes through the proxy instead).
 
 use std::time::Duration;
 
 use sockstrace_tests::util::{field, process_dead, wait_until};
-use sockstrace_tests::{LeakSpec, TcpSink, Trace, UdpSink};
+use sockstrace_tests::{HttpServer, LeakSpec, Microsocks, TcpSink, Trace, UdpSink};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -63,16 +64,20 @@ fn log_udp_leak_goes_through_and_is_reported() {
 fn kill_ends_the_whole_tree() {
     let px = TcpSink::bind("127.0.0.1");
     let sink = TcpSink::bind("127.0.0.2");
-    // The client forks a child that sleeps 30 s, then connects. Killing only
-    // the connecting process, or waiting for the sleeper, would exceed the
-    // 25 s limit.
+    // The client forks a child that sleeps 30 s (and then prints "sleeper:
+    // woke up"), then connects. The whole tree must die at the leak: the
+    // sleeper must be dead when sockstrace has exited, and must never wake up.
     let out = Trace::new()
         .proxy(px.addr())
         .on_leak("kill")
-        .timeout(Duration::from_secs(25))
         .netprobe(["fork-sleep-then-connect", &sink.host(), &sink.port()])
         .run();
     out.assert_code(137);
+    assert!(
+        !out.stdout.contains("sleeper: woke up"),
+        "the sleeping child outlived the kill\n{}",
+        out.describe()
+    );
     let sleeper = field(&out.stdout, "sleeper:", "pid") as i32;
     assert!(
         wait_until(Duration::from_secs(10), || process_dead(sleeper)),
@@ -89,6 +94,109 @@ fn kill_ends_the_whole_tree() {
         protocol: "tcp",
         family: "inet",
         pid: Some(field(&out.stdout, "actor:", "pid")),
+        comm: "netprobe",
+        ..Default::default()
+    });
+}
+
+/// Whether this sockstrace accepts `--on-leak socksify` (the first contract
+/// rejected it for now; run_cli.rs checks that a rejection is clean).
+fn socksify_supported() -> bool {
+    let out = Trace::raw(["run", "--on-leak", "socksify", "--", "/bin/true"]).run();
+    out.code() == 0
+}
+
+#[test]
+fn socksify_tcp_connect_goes_through_the_proxy() {
+    if !socksify_supported() {
+        sockstrace_tests::skip!("--on-leak socksify is rejected by this sockstrace");
+    }
+    let ms = match Microsocks::start() {
+        Ok(m) => m,
+        Err(e) => sockstrace_tests::skip!("microsocks: {e}"),
+    };
+    let sink = TcpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(ms.addr())
+        .on_leak("socksify")
+        .netprobe(["tcp-connect", &sink.host(), &sink.port()])
+        .run();
+    out.assert_code(0);
+    assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
+    assert!(sink.wait_accepts(1, T), "{}", out.describe());
+    assert!(
+        sink.wait_bytes("netprobe-tcp\n".len(), T),
+        "the payload did not arrive through the proxy\n{}",
+        out.describe()
+    );
+    out.assert_report_well_formed();
+    out.assert_leak(&LeakSpec {
+        syscalls: &["connect"],
+        dst: &sink.dst(),
+        reasons: &["direct-tcp"],
+        action: "socksified",
+        protocol: "tcp",
+        family: "inet",
+        pid: Some(field(&out.stdout, "actor:", "pid")),
+        tid: Some(field(&out.stdout, "actor:", "tid")),
+        comm: "netprobe",
+    });
+}
+
+#[test]
+fn socksify_curl_direct_gets_the_page() {
+    if !socksify_supported() {
+        sockstrace_tests::skip!("--on-leak socksify is rejected by this sockstrace");
+    }
+    let ms = match Microsocks::start() {
+        Ok(m) => m,
+        Err(e) => sockstrace_tests::skip!("microsocks: {e}"),
+    };
+    let http = HttpServer::bind("127.0.0.2");
+    let mut t = Trace::new().proxy(ms.addr()).on_leak("socksify");
+    for k in ["http_proxy", "all_proxy", "HTTP_PROXY", "ALL_PROXY", "no_proxy"] {
+        t = t.env_remove(k);
+    }
+    let out = t.program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()]).run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, http.body(), "{}", out.describe());
+    assert_eq!(http.requests(), 1);
+    out.assert_report_well_formed();
+    out.assert_leak(&LeakSpec {
+        syscalls: &["connect"],
+        dst: &http.dst(),
+        reasons: &["direct-tcp"],
+        action: "socksified",
+        protocol: "tcp",
+        family: "inet",
+        comm: "curl",
+        ..Default::default()
+    });
+}
+
+#[test]
+fn socksify_cannot_carry_udp_so_it_is_blocked() {
+    if !socksify_supported() {
+        sockstrace_tests::skip!("--on-leak socksify is rejected by this sockstrace");
+    }
+    let px = TcpSink::bind("127.0.0.1");
+    let sink = UdpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(px.addr())
+        .on_leak("socksify")
+        .netprobe(["udp-sendto", &sink.host(), &sink.port()])
+        .run();
+    out.assert_code(1);
+    assert!(out.stdout.contains("sendto: errno=1 ("), "{}", out.describe());
+    sink.assert_nothing_arrived("UDP under socksify");
+    out.assert_report_well_formed();
+    out.assert_leak(&LeakSpec {
+        syscalls: &["sendto"],
+        dst: &sink.dst(),
+        reasons: &["direct-udp"],
+        action: "blocked",
+        protocol: "udp",
+        family: "inet",
         comm: "netprobe",
         ..Default::default()
     });

@@ -6,9 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sockstrace_tests::util::field;
-use sockstrace_tests::{
-    is_root, netprobe, skip, sockstrace_bin, LeakSpec, Outcome, TcpSink, Trace,
-};
+use sockstrace_tests::{is_root, netprobe, skip, sockstrace_bin, LeakSpec, Outcome, TcpSink, Trace};
 
 const NOBODY: &str = "65534";
 
@@ -21,10 +19,7 @@ struct Copies {
 }
 
 fn copies() -> Copies {
-    let dir = tempfile::Builder::new()
-        .prefix("sockstrace-unpriv")
-        .tempdir()
-        .expect("tempdir");
+    let dir = tempfile::Builder::new().prefix("sockstrace-unpriv").tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = |src: &Path, name: &str| {
         let dst = dir.path().join(name);
@@ -34,23 +29,16 @@ fn copies() -> Copies {
     };
     let sockstrace = copy(sockstrace_bin(), "sockstrace");
     let netprobe = copy(netprobe(), "netprobe");
-    Copies {
-        _dir: dir,
-        sockstrace,
-        netprobe,
-    }
+    Copies { _dir: dir, sockstrace, netprobe }
 }
 
 fn as_nobody(c: &Copies) -> Trace {
-    Trace::new()
-        .bin(&c.sockstrace)
-        .world_writable_dir()
-        .wrapper([
-            "setpriv",
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-        ])
+    Trace::new().bin(&c.sockstrace).world_writable_dir().wrapper([
+        "setpriv",
+        &format!("--reuid={NOBODY}"),
+        &format!("--regid={NOBODY}"),
+        "--clear-groups",
+    ])
 }
 
 fn assert_kernel_layer_off(out: &Outcome) {
@@ -76,11 +64,7 @@ fn unprivileged_tcp_v4_blocked() {
         .netprobe_at(&c.netprobe, ["tcp-connect", &sink.host(), &sink.port()])
         .run();
     out.assert_code(1);
-    assert!(
-        out.stdout.contains("connect: errno=1 ("),
-        "{}",
-        out.describe()
-    );
+    assert!(out.stdout.contains("connect: errno=1 ("), "{}", out.describe());
     sink.assert_nothing_arrived("unprivileged blocked connect");
     out.assert_report_well_formed();
     out.assert_leak(&LeakSpec {
@@ -109,12 +93,16 @@ fn unprivileged_proxy_allowed() {
         .netprobe_at(&c.netprobe, ["tcp-connect", &px.host(), &px.port()])
         .run();
     out.assert_code(0);
-    assert!(
-        px.wait_accepts(1, std::time::Duration::from_secs(30)),
-        "{}",
-        out.describe()
-    );
+    assert!(px.wait_accepts(1, std::time::Duration::from_secs(30)), "{}", out.describe());
     out.assert_report_well_formed();
     out.assert_no_leaks();
+    assert!(
+        out.events.iter().any(|e| e.is_allowed()
+            && e.s("syscall") == "connect"
+            && e.s("dst") == px.dst()
+            && e.s("reason") == "proxy"),
+        "no allowed proxy connect event\n{}",
+        out.describe()
+    );
     assert_kernel_layer_off(&out);
 }

@@ -542,6 +542,9 @@ static int cmd_fork_sleep_then_connect(const char *host, const char *port) {
     }
     if (child == 0) {
         sleep(30);
+        /* Evidence for the tests: the sleeper outlived the kill. */
+        printf("sleeper: woke up\n");
+        fflush(stdout);
         _exit(0);
     }
     printf("sleeper: pid=%d\n", (int)child);

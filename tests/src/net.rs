@@ -30,11 +30,7 @@ fn ip(host: &str) -> IpAddr {
 
 /// Waits until `fd` is readable, or 50 ms pass. Returns whether it is.
 fn readable(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd.
     let r = unsafe { libc::poll(&mut pfd, 1, 50) };
     r > 0
@@ -92,11 +88,7 @@ impl Acceptor {
                 })
                 .expect("spawn acceptor")
         };
-        Acceptor {
-            counts,
-            stop,
-            thread: Some(thread),
-        }
+        Acceptor { counts, stop, thread: Some(thread) }
     }
 }
 
@@ -161,11 +153,7 @@ impl TcpSink {
                 drain(s, c)
             },
         );
-        TcpSink {
-            addr,
-            acceptor,
-            _listener: l,
-        }
+        TcpSink { addr, acceptor, _listener: l }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -226,8 +214,7 @@ impl UdpSink {
 
     fn from_socket(s: UdpSocket) -> Self {
         let addr = s.local_addr().expect("local_addr");
-        s.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("set_read_timeout");
+        s.set_read_timeout(Some(Duration::from_millis(50))).expect("set_read_timeout");
         let counts = Arc::new(Counts::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -247,12 +234,7 @@ impl UdpSink {
                 })
                 .expect("spawn udp sink")
         };
-        UdpSink {
-            addr,
-            counts,
-            stop,
-            thread: Some(thread),
-        }
+        UdpSink { addr, counts, stop, thread: Some(thread) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -284,10 +266,7 @@ impl UdpSink {
             0,
             "UDP sink {} received datagrams {:?} but must not have: {context}",
             self.addr,
-            self.payloads()
-                .iter()
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect::<Vec<_>>()
+            self.payloads().iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>()
         );
     }
 }
@@ -338,11 +317,7 @@ impl DnsSink {
                     continue;
                 }
             };
-            return Ok(DnsSink {
-                udp: UdpSink::from_socket(udp),
-                tcp: TcpSink::from_listener(tcp),
-                ip,
-            });
+            return Ok(DnsSink { udp: UdpSink::from_socket(udp), tcp: TcpSink::from_listener(tcp), ip });
         }
         Err(format!("no free 127.0.0.x:53: {last_err}"))
     }
@@ -372,10 +347,7 @@ pub struct UnixSink {
 
 impl UnixSink {
     pub fn bind() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("sockstrace-unix")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("sockstrace-unix").tempdir().expect("tempdir");
         let path = dir.path().join("sink.sock");
         let l = UnixListener::bind(&path).expect("bind unix sink");
         l.set_nonblocking(true).expect("nonblocking");
@@ -390,12 +362,7 @@ impl UnixSink {
                 drain(s, c)
             },
         );
-        UnixSink {
-            path,
-            acceptor,
-            _listener: l,
-            _dir: dir,
-        }
+        UnixSink { path, acceptor, _listener: l, _dir: dir }
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -425,11 +392,7 @@ impl HttpServer {
         let l = tcp_listener(SocketAddr::new(ip(host), 0))
             .unwrap_or_else(|e| panic!("bind HTTP server on {host}: {e}"));
         let addr = l.local_addr().expect("local_addr");
-        let body = format!(
-            "sockstrace-test-body port={} pid={}\n",
-            addr.port(),
-            std::process::id()
-        );
+        let body = format!("sockstrace-test-body port={} pid={}\n", addr.port(), std::process::id());
         let response = format!(
             "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
             body.len(),
@@ -456,12 +419,7 @@ impl HttpServer {
                 let _ = s.write_all(response.as_bytes());
             },
         );
-        HttpServer {
-            addr,
-            body,
-            acceptor,
-            _listener: l,
-        }
+        HttpServer { addr, body, acceptor, _listener: l }
     }
     /// "http://127.0.0.2:PORT/".
     pub fn url(&self) -> String {
@@ -504,15 +462,12 @@ impl Microsocks {
         if !Path::new(Self::PATH).exists() {
             return Err(format!("{} is not installed", Self::PATH));
         }
-        let dir = tempfile::Builder::new()
-            .prefix("sockstrace-microsocks")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let dir =
+            tempfile::Builder::new().prefix("sockstrace-microsocks").tempdir().map_err(|e| e.to_string())?;
         let resolv = dir.path().join("resolv.conf");
         let hosts = dir.path().join("hosts");
         std::fs::write(&resolv, "nameserver 127.0.0.1\n").map_err(|e| e.to_string())?;
-        std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n")
-            .map_err(|e| e.to_string())?;
+        std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").map_err(|e| e.to_string())?;
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -545,11 +500,7 @@ impl Microsocks {
                     break;
                 }
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Ok(Microsocks {
-                        child,
-                        addr,
-                        _dir: dir,
-                    });
+                    return Ok(Microsocks { child, addr, _dir: dir });
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
@@ -578,8 +529,5 @@ impl Drop for Microsocks {
 
 /// A TCP port that was free on 127.0.0.1 a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
 }

@@ -6,10 +6,7 @@ use std::sync::OnceLock;
 
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 fn cargo() -> String {
@@ -22,56 +19,55 @@ pub fn target_dir() -> &'static Path {
     DIR.get_or_init(|| {
         if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
             let dir = PathBuf::from(dir);
-            return if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            };
+            return if dir.is_absolute() { dir } else { workspace_root().join(dir) };
         }
         let out = Command::new(cargo())
             .args(["metadata", "--format-version", "1", "--no-deps"])
             .current_dir(workspace_root())
             .output()
             .expect("run cargo metadata");
-        assert!(
-            out.status.success(),
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
         let meta: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
-        PathBuf::from(
-            meta["target_directory"]
-                .as_str()
-                .expect("cargo metadata has target_directory"),
-        )
+        PathBuf::from(meta["target_directory"].as_str().expect("cargo metadata has target_directory"))
     })
 }
 
 /// The sockstrace binary: `SOCKSTRACE_BIN` when set (by `cargo xtask test`),
 /// otherwise built once per test process with `cargo build -p sockstrace`.
 pub fn sockstrace_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
+    // The result (not a panic) is kept, so that a failed build is reported
+    // once and not retried by every test.
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let bin = BIN.get_or_init(|| {
         if let Some(bin) = std::env::var_os("SOCKSTRACE_BIN") {
             let bin = PathBuf::from(bin);
-            assert!(
-                bin.is_file(),
-                "SOCKSTRACE_BIN={} is not a file",
-                bin.display()
-            );
-            return bin;
+            if !bin.is_file() {
+                return Err(format!("SOCKSTRACE_BIN={} is not a file", bin.display()));
+            }
+            return Ok(bin);
         }
-        let status = Command::new(cargo())
+        let out = Command::new(cargo())
             .args(["build", "-p", "sockstrace"])
             .current_dir(workspace_root())
-            .status()
-            .expect("run cargo build -p sockstrace");
-        assert!(status.success(), "cargo build -p sockstrace failed");
+            .output()
+            .map_err(|e| format!("cannot run cargo build -p sockstrace: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo build -p sockstrace failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         let bin = target_dir().join("debug").join("sockstrace");
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
-    })
+        if !bin.is_file() {
+            return Err(format!("{} missing after the build", bin.display()));
+        }
+        Ok(bin)
+    });
+    match bin {
+        Ok(bin) => bin,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// The directory the test helpers are compiled into.
@@ -82,9 +78,7 @@ pub fn helpers_dir() -> PathBuf {
 }
 
 fn netprobe_source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("clients")
-        .join("netprobe.c")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients").join("netprobe.c")
 }
 
 /// Compiles netprobe.c with gcc into `out` (via a temporary name and an atomic
@@ -101,11 +95,7 @@ fn compile(out: &Path, extra: &[&str]) -> Result<(), String> {
         .map_err(|e| format!("cannot run gcc: {e}"))?;
     if !output.status.success() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(format!(
-            "gcc {:?} failed: {}",
-            extra,
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(format!("gcc {:?} failed: {}", extra, String::from_utf8_lossy(&output.stderr)));
     }
     std::fs::rename(&tmp, out).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
     Ok(())

@@ -91,21 +91,14 @@ impl Outcome {
     /// agree with the events.
     pub fn assert_report_well_formed(&self) {
         let d = || self.describe();
-        let summary = self
-            .summary
-            .as_ref()
-            .unwrap_or_else(|| panic!("report has no summary line\n{}", d()));
+        let summary = self.summary.as_ref().unwrap_or_else(|| panic!("report has no summary line\n{}", d()));
         assert!(summary.get("seq").is_none(), "summary has a seq\n{}", d());
         let s = &summary["summary"];
         assert!(s.is_object(), "summary is not an object\n{}", d());
         assert!(s.get("layers").is_some(), "summary has no layers\n{}", d());
         for (i, line) in self.lines.iter().enumerate() {
             if i + 1 < self.lines.len() {
-                assert!(
-                    line.get("summary").is_none(),
-                    "a summary line that is not the last\n{}",
-                    d()
-                );
+                assert!(line.get("summary").is_none(), "a summary line that is not the last\n{}", d());
             }
         }
         let mut last_seq = None;
@@ -120,18 +113,10 @@ impl Outcome {
             }
             last_seq = Some(seq);
             assert!(e.s("ts").contains('T'), "ts not RFC 3339 in {e}\n{}", d());
-            assert!(
-                ["seccomp", "kernel"].contains(&e.s("source")),
-                "bad source in {e}\n{}",
-                d()
-            );
+            assert!(["seccomp", "kernel"].contains(&e.s("source")), "bad source in {e}\n{}", d());
             assert!(!e.s("syscall").is_empty(), "no syscall in {e}\n{}", d());
             assert!(e.i("pid").unwrap_or(0) > 0, "no pid in {e}\n{}", d());
-            assert!(
-                ["allowed", "leak"].contains(&e.s("verdict")),
-                "bad verdict in {e}\n{}",
-                d()
-            );
+            assert!(["allowed", "leak"].contains(&e.s("verdict")), "bad verdict in {e}\n{}", d());
             assert!(!e.s("reason").is_empty(), "no reason in {e}\n{}", d());
             assert!(
                 ["allowed", "logged", "blocked", "socksified", "killed"].contains(&e.s("action")),
@@ -139,20 +124,11 @@ impl Outcome {
                 d()
             );
             if e.s("action") == "blocked" {
-                assert!(
-                    e.i("errno").is_some(),
-                    "blocked without errno: {e}\n{}",
-                    d()
-                );
+                assert!(e.i("errno").is_some(), "blocked without errno: {e}\n{}", d());
             }
         }
         let leaks = self.leaks().len() as i64;
-        assert_eq!(
-            self.summary_count("leaks"),
-            leaks,
-            "summary leaks != leak events\n{}",
-            d()
-        );
+        assert_eq!(self.summary_count("leaks"), leaks, "summary leaks != leak events\n{}", d());
         assert!(
             self.summary_count("events") >= self.events.len() as i64,
             "summary events < event lines\n{}",
@@ -169,17 +145,8 @@ impl Outcome {
             leaks.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
             self.describe()
         );
-        assert_eq!(
-            self.summary_count("leaks"),
-            0,
-            "summary counts leaks\n{}",
-            self.describe()
-        );
-        assert!(
-            !self.stderr.contains("LEAK"),
-            "stderr reports a LEAK\n{}",
-            self.describe()
-        );
+        assert_eq!(self.summary_count("leaks"), 0, "summary counts leaks\n{}", self.describe());
+        assert!(!self.stderr.contains("LEAK"), "stderr reports a LEAK\n{}", self.describe());
     }
 
     /// Finds the seccomp leak event matching `spec` (syscall and dst), checks
@@ -221,11 +188,7 @@ impl Outcome {
         }
         if !spec.protocol.is_empty() {
             assert_eq!(ev.s("protocol"), spec.protocol, "protocol in {ev}\n{}", d());
-            let ty = if spec.protocol == "tcp" {
-                "stream"
-            } else {
-                "dgram"
-            };
+            let ty = if spec.protocol == "tcp" { "stream" } else { "dgram" };
             assert_eq!(ev.s("type"), ty, "type in {ev}\n{}", d());
         }
         if !spec.family.is_empty() {
@@ -245,17 +208,9 @@ impl Outcome {
             assert_eq!(ev.s("comm"), spec.comm, "comm in {ev}\n{}", d());
         }
         assert!(ev.i("fd").is_some_and(|fd| fd >= 0), "fd in {ev}\n{}", d());
-        assert!(
-            ev.get("cookie").and_then(Value::as_u64).is_some(),
-            "cookie in {ev}\n{}",
-            d()
-        );
+        assert!(ev.get("cookie").and_then(Value::as_u64).is_some(), "cookie in {ev}\n{}", d());
         assert!(!ev.s("exe").is_empty(), "exe in {ev}\n{}", d());
-        assert!(
-            self.summary_count("leaks") >= 1,
-            "summary counts no leak\n{}",
-            d()
-        );
+        assert!(self.summary_count("leaks") >= 1, "summary counts no leak\n{}", d());
         self.assert_leak_line(ev);
         ev
     }
@@ -314,13 +269,11 @@ impl Outcome {
             }
         }
         match layers {
-            Value::Object(o) => ["kernel", "ebpf", "bpf"]
-                .iter()
-                .find_map(|k| o.get(*k))
-                .map_or(Some(false), truthy),
+            Value::Object(o) => {
+                ["kernel", "ebpf", "bpf"].iter().find_map(|k| o.get(*k)).map_or(Some(false), truthy)
+            }
             Value::Array(a) => Some(a.iter().any(|v| {
-                v.as_str()
-                    .is_some_and(|s| ["kernel", "ebpf", "bpf"].contains(&s))
+                v.as_str().is_some_and(|s| ["kernel", "ebpf", "bpf"].contains(&s))
                     || v.get("name")
                         .and_then(Value::as_str)
                         .is_some_and(|s| ["kernel", "ebpf", "bpf"].contains(&s))

@@ -47,10 +47,7 @@ impl Default for Trace {
 impl Trace {
     /// `sockstrace run --report DIR/report.jsonl [opts] -- PROGRAM...`.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("sockstrace-run")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("sockstrace-run").tempdir().expect("tempdir");
         Trace {
             wrapper: Vec::new(),
             bin: sockstrace_bin().to_path_buf(),
@@ -83,8 +80,7 @@ impl Trace {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.opts
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.opts.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -223,11 +219,7 @@ impl Trace {
     /// fails), asserts that it did not panic, and parses the report.
     pub fn run(self) -> Outcome {
         let argv = self.argv();
-        let cmdline = argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let cmdline = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
         let out_path = self.dir.path().join("stdout");
         let err_path = self.dir.path().join("stderr");
         // Files rather than pipes: a leftover grandchild holding a pipe open
@@ -235,11 +227,7 @@ impl Trace {
         let stdout = std::fs::File::create(&out_path).expect("create stdout file");
         let stderr = std::fs::File::create(&err_path).expect("create stderr file");
         let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0);
+        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(stdout).stderr(stderr).process_group(0);
         for (k, v) in &self.envs {
             match v {
                 Some(v) => cmd.env(k, v),
@@ -247,9 +235,7 @@ impl Trace {
             };
         }
         let start = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
         let pgid = child.id() as i32;
         let status = loop {
             if let Some(st) = child.try_wait().expect("try_wait") {
@@ -270,18 +256,12 @@ impl Trace {
             std::thread::sleep(Duration::from_millis(10));
         };
         let elapsed = start.elapsed();
-        let stdout =
-            String::from_utf8_lossy(&std::fs::read(&out_path).unwrap_or_default()).into_owned();
-        let stderr =
-            String::from_utf8_lossy(&std::fs::read(&err_path).unwrap_or_default()).into_owned();
+        let stdout = String::from_utf8_lossy(&std::fs::read(&out_path).unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&std::fs::read(&err_path).unwrap_or_default()).into_owned();
         let report_text = match self.report {
             Report::File => std::fs::read_to_string(self.report_path()).ok(),
             Report::Stdout => Some(
-                stdout
-                    .lines()
-                    .filter(|l| l.trim_start().starts_with('{'))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                stdout.lines().filter(|l| l.trim_start().starts_with('{')).collect::<Vec<_>>().join("\n"),
             ),
             Report::None => None,
         };
@@ -297,22 +277,14 @@ impl Trace {
             elapsed,
             _dir: self.dir,
         };
-        assert!(
-            !outcome.stderr.contains("panicked"),
-            "sockstrace panicked\n{}",
-            outcome.describe()
-        );
+        assert!(!outcome.stderr.contains("panicked"), "sockstrace panicked\n{}", outcome.describe());
         if let Some(text) = report_text {
             for (i, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
                     continue;
                 }
                 let v: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-                    panic!(
-                        "report line {} is not JSON ({e}): {line}\n{}",
-                        i + 1,
-                        outcome.describe()
-                    )
+                    panic!("report line {} is not JSON ({e}): {line}\n{}", i + 1, outcome.describe())
                 });
                 outcome.lines.push(v);
             }
@@ -373,12 +345,7 @@ impl Outcome {
 
     /// Asserts the exit code.
     pub fn assert_code(&self, code: i32) {
-        assert_eq!(
-            self.code(),
-            code,
-            "unexpected exit code\n{}",
-            self.describe()
-        );
+        assert_eq!(self.code(), code, "unexpected exit code\n{}", self.describe());
     }
 }
 
@@ -428,9 +395,7 @@ where
         std::thread::sleep(Duration::from_millis(10));
     };
     Direct {
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
         stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
     }

@@ -49,10 +49,7 @@ pub fn process_dead(pid: i32) -> bool {
         Err(_) => true,
         Ok(stat) => {
             // Format: "pid (comm) S ..."; comm may contain spaces and parens.
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("?");
+            let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).unwrap_or("?");
             state == "Z" || state == "X"
         }
     }
@@ -77,10 +74,6 @@ pub fn fields(output: &str, prefix: &str, key: &str) -> Vec<i64> {
 /// Like [`fields`] but exactly one match is expected.
 pub fn field(output: &str, prefix: &str, key: &str) -> i64 {
     let all = fields(output, prefix, key);
-    assert_eq!(
-        all.len(),
-        1,
-        "expected one `{prefix} ... {key}=N` line in client output:\n{output}"
-    );
+    assert_eq!(all.len(), 1, "expected one `{prefix} ... {key}=N` line in client output:\n{output}");
     all[0]
 }
