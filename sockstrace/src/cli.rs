@@ -22,6 +22,12 @@ pub enum Command {
     Run(RunArgs),
     /// Tell which layers work on this machine, and why not.
     Doctor,
+    /// Print shell completions for sockstrace.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,68 +53,88 @@ pub enum IncomingArg {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// SOCKS proxy the program may use (repeatable) [default: 127.0.0.1:9050, [::1]:9050]
-    #[arg(long = "proxy", value_name = "ADDR", value_parser = parse_proxy_arg)]
+    #[arg(long = "proxy", value_name = "ADDR", value_parser = parse_proxy_arg, env = "SOCKSTRACE_PROXY", value_delimiter = ',')]
     pub proxies: Vec<SocketAddr>,
 
     /// Also allow this destination: ADDR, CIDR, either with :PORT ([IPv6]:PORT), or unix:PATH (repeatable)
-    #[arg(long = "allow", value_name = "ADDR|CIDR[:PORT]|unix:PATH", value_parser = parse_allow_arg)]
+    #[arg(
+        long = "allow",
+        value_name = "ADDR|CIDR[:PORT]|unix:PATH",
+        value_parser = parse_allow_arg,
+        env = "SOCKSTRACE_ALLOW",
+        value_delimiter = ','
+    )]
     pub allow: Vec<AllowRule>,
 
     /// Allow loopback destinations (127.0.0.0/8, ::1), except DNS on port 53
-    #[arg(long)]
+    #[arg(long, env = "SOCKSTRACE_ALLOW_LOOPBACK")]
     pub allow_loopback: bool,
 
     /// Whether the program may receive connections on non-loopback addresses
-    #[arg(long, value_enum, default_value = "block", value_name = "POLICY")]
+    #[arg(long, value_enum, default_value = "block", value_name = "POLICY", env = "SOCKSTRACE_INCOMING")]
     pub incoming: IncomingArg,
 
     /// Accept inbound TCP connections from this address or CIDR network anyway (repeatable)
-    #[arg(long = "allow-incoming-from", value_name = "ADDR|CIDR", value_parser = parse_network_arg)]
+    #[arg(
+        long = "allow-incoming-from",
+        value_name = "ADDR|CIDR",
+        value_parser = parse_network_arg,
+        env = "SOCKSTRACE_ALLOW_INCOMING_FROM",
+        value_delimiter = ','
+    )]
     pub allow_incoming_from: Vec<ipnet::IpNet>,
 
     /// What to do with a leak
-    #[arg(long, value_enum, default_value = "block", value_name = "ACTION")]
+    #[arg(long, value_enum, default_value = "block", value_name = "ACTION", env = "SOCKSTRACE_ON_LEAK")]
     pub on_leak: OnLeak,
 
     /// SOCKS5 username for socksified connections (with --proxy-pass)
-    #[arg(long, value_name = "USER", requires = "proxy_pass")]
+    #[arg(long, value_name = "USER", env = "SOCKSTRACE_PROXY_USER")]
     pub proxy_user: Option<String>,
 
     /// SOCKS5 password for socksified connections (with --proxy-user)
-    #[arg(long, value_name = "PASS", requires = "proxy_user")]
+    #[arg(long, value_name = "PASS", env = "SOCKSTRACE_PROXY_PASS")]
     pub proxy_pass: Option<String>,
 
     /// Use one pair of random SOCKS credentials for every socksified connection (one Tor circuit),
     /// instead of a fresh pair per connection (Tor stream isolation)
-    #[arg(long, conflicts_with = "proxy_user")]
+    #[arg(long, env = "SOCKSTRACE_ONE_CIRCUIT")]
     pub one_circuit: bool,
 
     /// Write one JSON object per decision to FILE ('-' for stdout), and a summary as the last line
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SOCKSTRACE_REPORT")]
     pub report: Option<PathBuf>,
 
     /// Let the program use io_uring (needs the kernel layer, which still gates its connects)
-    #[arg(long)]
+    #[arg(long, env = "SOCKSTRACE_ALLOW_IO_URING")]
     pub allow_io_uring: bool,
 
     /// No human lines on stderr (the JSON report is unaffected)
-    #[arg(long, short)]
+    #[arg(long, short, env = "SOCKSTRACE_QUIET")]
     pub quiet: bool,
+
+    /// Exit with status 3 if any leak was seen (whatever the program's own status)
+    #[arg(long, env = "SOCKSTRACE_FAIL_ON_LEAK")]
+    pub fail_on_leak: bool,
+
+    /// Read options from this TOML file (flags and SOCKSTRACE_* variables win over it)
+    #[arg(long, value_name = "FILE", env = "SOCKSTRACE_CONFIG")]
+    pub config: Option<PathBuf>,
 
     /// The program to run, and its arguments
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM [ARGS]...")]
     pub command: Vec<OsString>,
 }
 
-fn parse_proxy_arg(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_proxy_arg(text: &str) -> Result<SocketAddr, String> {
     parse_proxy(text).map_err(|e| e.to_string())
 }
 
-fn parse_network_arg(text: &str) -> Result<ipnet::IpNet, String> {
+pub(crate) fn parse_network_arg(text: &str) -> Result<ipnet::IpNet, String> {
     crate::policy::parse_network(text).map_err(|e| e.to_string())
 }
 
-fn parse_allow_arg(text: &str) -> Result<AllowRule, String> {
+pub(crate) fn parse_allow_arg(text: &str) -> Result<AllowRule, String> {
     text.parse().map_err(|e: crate::policy::RuleError| e.to_string())
 }
 

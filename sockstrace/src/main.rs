@@ -1,6 +1,7 @@
 //! sockstrace: proves that a program sends nothing around its SOCKS proxy.
 
 mod cli;
+mod config;
 mod doctor;
 mod kernel;
 mod net;
@@ -12,12 +13,29 @@ mod run;
 mod socks;
 mod supervisor;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
-        cli::Command::Run(args) => run::main(args),
+        cli::Command::Run(args) => {
+            let run_matches = matches.subcommand_matches("run").cloned().unwrap_or_default();
+            run::main(args, &run_matches)
+        }
+        cli::Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut cli::Cli::command(), "sockstrace", &mut std::io::stdout());
+            0
+        }
+        cli::Command::Man => {
+            match clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("sockstrace: error: {e}");
+                    run::EXIT_OWN_FAILURE
+                }
+            }
+        }
         cli::Command::Doctor => doctor::main(),
     };
     std::process::exit(code);

@@ -11,7 +11,27 @@ pub const EXIT_OWN_FAILURE: i32 = 125;
 /// Exit status for a refused combination of options.
 pub const EXIT_USAGE: i32 = 2;
 
-pub fn main(args: RunArgs) -> i32 {
+/// Exit status under `--fail-on-leak` when any leak was seen.
+pub const EXIT_LEAKED: i32 = 3;
+
+pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
+    if let Some(path) = args.config.clone() {
+        if let Err(e) =
+            crate::config::load(&path).and_then(|file| crate::config::apply(&mut args, matches, file))
+        {
+            eprintln!("sockstrace: error: configuration: {e:#}");
+            return EXIT_USAGE;
+        }
+    } else if args.proxy_user.is_some() != args.proxy_pass.is_some() {
+        eprintln!("sockstrace: error: --proxy-user and --proxy-pass go together");
+        return EXIT_USAGE;
+    }
+    if args.one_circuit && args.proxy_user.is_some() {
+        eprintln!(
+            "sockstrace: error: --one-circuit picks random credentials; it cannot go with --proxy-user"
+        );
+        return EXIT_USAGE;
+    }
     let on_leak = match args.on_leak {
         OnLeak::Block => LeakAction::Block,
         OnLeak::Log => LeakAction::Log,
@@ -42,10 +62,18 @@ pub fn main(args: RunArgs) -> i32 {
             return EXIT_OWN_FAILURE;
         }
     };
+    let fail_on_leak = args.fail_on_leak;
     let config =
         RunConfig { policy, on_leak, socks_auth, allow_io_uring: args.allow_io_uring, command: args.command };
     match supervisor::run(config, reporter) {
-        Ok(code) => code,
+        Ok(outcome) if fail_on_leak && outcome.leaks > 0 => {
+            eprintln!(
+                "sockstrace: {} leak(s) seen: exiting with {EXIT_LEAKED} (--fail-on-leak); the program's status was {}",
+                outcome.leaks, outcome.status
+            );
+            EXIT_LEAKED
+        }
+        Ok(outcome) => outcome.status,
         Err(e) => {
             eprintln!("sockstrace: error: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {

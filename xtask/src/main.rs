@@ -6,6 +6,7 @@
 //!   `SOCKSTRACE_BIN` pointing at it.
 //! - `demo`: set up, build, and show `sockstrace run` allowing a proxied curl and catching a
 //!   direct one (blocked, then logged as JSON), checking each claim.
+//! - `docs`: the man page and bash/zsh/fish completions, from the clap definitions.
 //! - `bench [--quick] [--rounds N] [--sockstrace PATH]`: the brief's performance ratios (native,
 //!   `sockstrace run`, `strace --seccomp-bpf`), a table and `target/bench/bench.json`.
 
@@ -14,6 +15,7 @@ mod bench;
 mod bpf_linker;
 mod cmd;
 mod demo;
+mod docs;
 mod setup;
 mod test;
 mod toolchain;
@@ -31,6 +33,7 @@ tasks:
   demo            set up, build, and show sockstrace catching a direct connection (start here)
   bench [--quick] [--rounds N] [--sockstrace PATH]
                   measure native / sockstrace run / strace ratios; table + target/bench/bench.json
+  docs            write the man page and shell completions to target/dist/
   help            show this text";
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "test" => test::run(rest),
         "demo" => demo::run(rest),
         "bench" => bench::run(rest),
+        "docs" => docs::run(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -79,8 +79,8 @@ fn start_witness(policy: &Policy, on_leak: LeakAction) -> (Option<Witness>, Stri
     }
 }
 
-/// Runs the program under the supervisor; returns its exit status.
-pub fn run(config: RunConfig, reporter: Reporter) -> Result<i32> {
+/// Runs the program under the supervisor; returns how it ended.
+pub fn run(config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let filter = filter::build().context("building the seccomp filter")?;
@@ -149,8 +149,16 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<i32> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     let layers = Layers { seccomp: seccomp_layer, kernel: kernel_layer, kernel_dropped };
-    reporter.finish(layers, status);
-    Ok(status)
+    let summary = reporter.finish(layers, status);
+    Ok(Outcome { status, leaks: summary.leaks })
+}
+
+/// How a run ended.
+pub struct Outcome {
+    /// The program's exit status (128+N when signal N ended it).
+    pub status: i32,
+    /// Leaks seen, whatever was done about them.
+    pub leaks: u64,
 }
 
 /// Worker threads never take signals: a signal must not interrupt a connect

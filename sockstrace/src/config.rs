@@ -1,0 +1,159 @@
+//! The configuration file (TOML; `--config FILE` or `SOCKSTRACE_CONFIG`) and
+//! its place in the precedence: command-line flags, then `SOCKSTRACE_*`
+//! environment variables, then the file, then the defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, ValueEnum};
+use serde::Deserialize;
+
+use crate::cli::{IncomingArg, OnLeak, RunArgs};
+
+/// Every `run` option, by its long name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub proxy: Option<Vec<String>>,
+    pub allow: Option<Vec<String>>,
+    pub allow_loopback: Option<bool>,
+    pub incoming: Option<String>,
+    pub allow_incoming_from: Option<Vec<String>>,
+    pub on_leak: Option<String>,
+    pub proxy_user: Option<String>,
+    pub proxy_pass: Option<String>,
+    pub one_circuit: Option<bool>,
+    pub report: Option<PathBuf>,
+    pub allow_io_uring: Option<bool>,
+    pub quiet: Option<bool>,
+    pub fail_on_leak: Option<bool>,
+}
+
+pub fn load(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+pub fn parse(text: &str) -> Result<FileConfig> {
+    toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+}
+
+/// Whether the user set this option on the command line or in the environment.
+fn set_by_user(matches: &ArgMatches, id: &str) -> bool {
+    matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+}
+
+fn each<T>(values: &[String], parse: impl Fn(&str) -> Result<T, String>, key: &str) -> Result<Vec<T>> {
+    values.iter().map(|v| parse(v).map_err(|e| anyhow::anyhow!("{key}: {e}"))).collect()
+}
+
+fn enum_value<T: ValueEnum>(value: &str, key: &str) -> Result<T> {
+    T::from_str(value, true).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+}
+
+/// Fills every option the user did not set from the file.
+pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Result<()> {
+    let user = |id: &str| set_by_user(matches, id);
+    if let (Some(v), false) = (file.proxy, user("proxies")) {
+        args.proxies = each(&v, crate::cli::parse_proxy_arg, "proxy")?;
+    }
+    if let (Some(v), false) = (file.allow, user("allow")) {
+        args.allow = each(&v, crate::cli::parse_allow_arg, "allow")?;
+    }
+    if let (Some(v), false) = (file.allow_incoming_from, user("allow_incoming_from")) {
+        args.allow_incoming_from = each(&v, crate::cli::parse_network_arg, "allow-incoming-from")?;
+    }
+    if let (Some(v), false) = (file.incoming, user("incoming")) {
+        args.incoming = enum_value::<IncomingArg>(&v, "incoming")?;
+    }
+    if let (Some(v), false) = (file.on_leak, user("on_leak")) {
+        args.on_leak = enum_value::<OnLeak>(&v, "on-leak")?;
+    }
+    if let (Some(v), false) = (file.proxy_user, user("proxy_user")) {
+        args.proxy_user = Some(v);
+    }
+    if let (Some(v), false) = (file.proxy_pass, user("proxy_pass")) {
+        args.proxy_pass = Some(v);
+    }
+    if let (Some(v), false) = (file.report, user("report")) {
+        args.report = Some(v);
+    }
+    let flags: [(&str, Option<bool>, &mut bool); 5] = [
+        ("allow_loopback", file.allow_loopback, &mut args.allow_loopback),
+        ("one_circuit", file.one_circuit, &mut args.one_circuit),
+        ("allow_io_uring", file.allow_io_uring, &mut args.allow_io_uring),
+        ("quiet", file.quiet, &mut args.quiet),
+        ("fail_on_leak", file.fail_on_leak, &mut args.fail_on_leak),
+    ];
+    for (id, value, slot) in flags {
+        if let (Some(v), false) = (value, user(id)) {
+            *slot = v;
+        }
+    }
+    if args.proxy_user.is_some() != args.proxy_pass.is_some() {
+        anyhow::bail!("proxy-user and proxy-pass go together");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_args(argv: &[&str], file: &str) -> Result<RunArgs> {
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        let Command::Run(mut args) = cli.command else { panic!("not run") };
+        apply(&mut args, matches.subcommand_matches("run").unwrap(), parse(file)?)?;
+        Ok(args)
+    }
+
+    const FILE: &str = r#"
+proxy = ["127.0.0.1:1080"]
+allow = ["10.0.0.0/8:443"]
+allow-loopback = true
+on-leak = "log"
+quiet = true
+"#;
+
+    #[test]
+    fn the_file_fills_what_the_flags_leave_unset() {
+        let args = run_args(&["sockstrace", "run", "--", "true"], FILE).unwrap();
+        assert_eq!(args.proxies, vec!["127.0.0.1:1080".parse::<std::net::SocketAddr>().unwrap()]);
+        assert_eq!(args.allow.len(), 1);
+        assert!(args.allow_loopback && args.quiet);
+        assert_eq!(args.on_leak, OnLeak::Log);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let argv = ["sockstrace", "run", "--proxy", "127.0.0.1:9999", "--on-leak", "kill", "--", "true"];
+        let args = run_args(&argv, FILE).unwrap();
+        assert_eq!(args.proxies, vec!["127.0.0.1:9999".parse::<std::net::SocketAddr>().unwrap()]);
+        assert_eq!(args.on_leak, OnLeak::Kill);
+        assert_eq!(args.allow.len(), 1, "options the flags leave unset still come from the file");
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let example = include_str!("../../docs/sockstrace.example.toml");
+        let args = run_args(&["sockstrace", "run", "--", "true"], example).unwrap();
+        assert_eq!(args.proxies.len(), 2);
+        assert_eq!(args.allow.len(), 2);
+        assert_eq!(args.allow_incoming_from.len(), 1);
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let unknown = run_args(&["sockstrace", "run", "--", "true"], "prxy = []").unwrap_err();
+        assert!(format!("{unknown:#}").contains("prxy"), "{unknown:#}");
+        let bad_value = run_args(&["sockstrace", "run", "--", "true"], "proxy = [\"nope\"]").unwrap_err();
+        assert!(format!("{bad_value:#}").contains("nope"), "{bad_value:#}");
+        let bad_enum = run_args(&["sockstrace", "run", "--", "true"], "on-leak = \"maybe\"").unwrap_err();
+        assert!(format!("{bad_enum:#}").contains("on-leak"), "{bad_enum:#}");
+    }
+}
