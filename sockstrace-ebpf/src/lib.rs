@@ -476,6 +476,7 @@ const _: () = {
     assert!(offset_of!(SockFacts, src_port) == 136);
     assert!(offset_of!(SockFacts, tcp_state) == 138);
     assert!(offset_of!(SockFacts, tcp_states) == 140);
+    assert!(size_of::<RuleQuery>() == 24);
     assert!(size_of::<SockEvent>() == 88);
     assert!(align_of::<SockEvent>() == 8);
     assert!(offset_of!(SockEvent, cookie) == 8);
@@ -603,6 +604,57 @@ pub const fn rule_matches(rule: &Rule, addr: Ip6, mapped: bool, port: u16, trans
         && (rule.flags & rule_flags::NOT_V4_MAPPED == 0 || !mapped)
 }
 
+/// One connect or send as the rules see it: what [`RuleQuery::matches`] compares every rule
+/// with. `repr(C)`: the kernel keeps it on the stack and hands `bpf_loop`'s callback a pointer
+/// to it.
+///
+/// It holds the socket's raw type and protocol, not its transport, and works out what it needs
+/// where it needs it: in the kernel, a value computed before the walk would be a known constant
+/// on each of the verifier's paths, and every one of them would be checked separately.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleQuery {
+    pub addr: Ip6,
+    /// Port in host byte order.
+    pub port: u16,
+    pub sock_type: u16,
+    /// The socket's (resolved) protocol.
+    pub protocol: u16,
+    /// Set to 1 by whoever finds a matching rule.
+    pub matched: u8,
+    /// Explicit padding; always zero.
+    pub _pad: u8,
+}
+
+impl RuleQuery {
+    #[inline(always)]
+    pub const fn new(addr: Ip6, port: u16, sock_type: u16, protocol: u16) -> Self {
+        Self { addr, port, sock_type, protocol, matched: 0, _pad: 0 }
+    }
+
+    /// The policy's transport for the socket.
+    #[inline(always)]
+    pub const fn transport(&self) -> u8 {
+        transport_of(self.sock_type, self.protocol)
+    }
+
+    /// Whether `rule` lets this traffic through.
+    #[inline(always)]
+    pub const fn matches(&self, rule: &Rule) -> bool {
+        rule_matches(rule, self.addr, self.addr.is_v4_mapped(), self.port, self.transport())
+    }
+}
+
+/// How many entries of `RULES` are in force: `config.rule_count`, at most [`MAX_RULES`].
+#[inline(always)]
+pub const fn rules_in_force(config: &Config) -> u32 {
+    if config.rule_count < MAX_RULES {
+        config.rule_count
+    } else {
+        MAX_RULES
+    }
+}
+
 /// The leak reason for traffic to `port` over `transport` that nothing allowed.
 #[inline(always)]
 pub const fn remote_leak_reason(transport: u8, port: u16) -> u8 {
@@ -617,33 +669,52 @@ pub const fn remote_leak_reason(transport: u8, port: u16) -> u8 {
     }
 }
 
-/// A connect or a send with an address to `addr`:`port`: allowed by a rule (proxies are
-/// TCP-only rules), by `allow_loopback` (never DNS), or a leak. `rule_at(i)` yields `RULES[i]`.
-#[inline(always)]
+/// A connect or a send with an address to `addr`:`port` on a socket of `sock_type` and
+/// (resolved) `protocol`: allowed by a rule (proxies are TCP-only rules), by `allow_loopback`
+/// (never DNS), or a leak. `rule_at(i)` yields `RULES[i]`.
+///
+/// The kernel runs the same steps, with the walk over the rules done by `bpf_loop` (so the
+/// verifier checks one step, not [`MAX_RULES`] of them): [`RuleQuery::matches`] on each of the
+/// first [`rules_in_force`] rules until one matches, then [`remote_allowed`] and, for a leak,
+/// [`judge_remote_matched`].
 pub fn judge_remote<F: FnMut(u32) -> Option<Rule>>(
     config: &Config,
     mut rule_at: F,
     addr: Ip6,
     port: u16,
-    transport: u8,
+    sock_type: u16,
+    protocol: u16,
 ) -> u8 {
-    let mapped = addr.is_v4_mapped();
-    let mut i = 0;
-    while i < MAX_RULES {
-        if i >= config.rule_count {
+    let mut query = RuleQuery::new(addr, port, sock_type, protocol);
+    for i in 0..rules_in_force(config) {
+        if rule_at(i).is_some_and(|rule| query.matches(&rule)) {
+            query.matched = 1;
             break;
         }
-        if let Some(rule) = rule_at(i) {
-            if rule_matches(&rule, addr, mapped, port, transport) {
-                return reason::NONE;
-            }
-        }
-        i += 1;
     }
-    if config.allow_loopback != 0 && (addr.is_loopback() || addr.is_unspecified()) && port != abi::DNS_PORT {
-        return reason::NONE;
+    judge_remote_matched(config, &query)
+}
+
+/// Whether `query` is allowed once the rules have been searched (`query.matched` set if one
+/// matched): by a rule, or by `allow_loopback` (never DNS).
+#[inline(always)]
+pub const fn remote_allowed(config: &Config, query: &RuleQuery) -> bool {
+    let (addr, port) = (query.addr, query.port);
+    query.matched != 0
+        || (config.allow_loopback != 0
+            && (addr.is_loopback() || addr.is_unspecified())
+            && port != abi::DNS_PORT)
+}
+
+/// The verdict on `query` once the rules have been searched: [`reason::NONE`] if
+/// [`remote_allowed`], else the leak's reason.
+#[inline(always)]
+pub const fn judge_remote_matched(config: &Config, query: &RuleQuery) -> u8 {
+    if remote_allowed(config, query) {
+        reason::NONE
+    } else {
+        remote_leak_reason(query.transport(), query.port)
     }
-    remote_leak_reason(transport, port)
 }
 
 /// A bind to `addr`:`port`: stream sockets, port 0 and loopback are fine; a datagram socket on
@@ -808,7 +879,15 @@ mod tests {
         let rules = [Rule::new(v4_mapped([127, 0, 0, 1]), 128, 9050, rule_flags::TCP_ONLY)];
         let rule_at = |i: u32| rules.get(i as usize).copied();
         let mut config = Config { rule_count: 1, ..Config::default() };
-        let judge = |c: &Config, a: Ip6, p, t| judge_remote(c, rule_at, a, p, t);
+        // A socket of each transport.
+        let judge = |c: &Config, a: Ip6, p, t| {
+            let (sock_type, protocol) = match t {
+                transport::TCP => (abi::SOCK_STREAM, 0),
+                transport::UDP => (abi::SOCK_DGRAM, abi::IPPROTO_UDP),
+                _ => (abi::SOCK_RAW, 1),
+            };
+            judge_remote(c, rule_at, a, p, sock_type, protocol)
+        };
         assert_eq!(judge(&config, v4(127, 0, 0, 1), 9050, transport::TCP), reason::NONE);
         assert_eq!(judge(&config, v4(127, 0, 0, 2), 80, transport::TCP), reason::DIRECT_TCP);
         assert_eq!(judge(&config, v4(127, 0, 0, 1), 9050, transport::UDP), reason::DIRECT_UDP);

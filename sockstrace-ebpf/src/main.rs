@@ -12,6 +12,13 @@
 //!
 //! The cgroup hooks run against the *socket's* cgroup, whoever makes the call: a call the
 //! supervisor performs on its `pidfd_getfd` duplicate of a traced socket passes through them too.
+//!
+//! Every `sockstrace run` as root loads these programs, so the verifier's time is start-up time
+//! (about 1 us per instruction it walks; `kernel::tests::verifier_accepts_every_program` holds
+//! each program to a budget). What keeps it small: the rules are walked by `bpf_loop`, not an
+//! inline loop (see `judge_remote`); what steers the code after a judge is a bool, the reason
+//! being worked out only where the event takes it; memory is zeroed and addresses stored with
+//! 8-byte stores (see `zero`), never through the byte-by-byte builtin `memset`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -27,6 +34,7 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_netns_cookie, bpf_get_socket_cookie,
+            bpf_loop,
         },
     },
     macros::{cgroup_sock, cgroup_sock_addr, map, sock_ops},
@@ -35,8 +43,9 @@ use aya_ebpf::{
     EbpfContext as _,
 };
 use sockstrace_ebpf::{
-    abi, judge_bind, judge_create, judge_listen, judge_remote, kind, reason, transport_of, verdict, Config,
-    Ip6, Rule, SockEvent, SockFacts, EVENTS_BYTE_SIZE, MAX_RULES, SOCKETS_MAX_ENTRIES,
+    abi, judge_bind, judge_create, judge_listen, judge_remote_matched, kind, reason, remote_allowed,
+    rules_in_force, verdict, Config, Ip6, Rule, RuleQuery, SockEvent, SockFacts, EVENTS_BYTE_SIZE, MAX_RULES,
+    SOCKETS_MAX_ENTRIES,
 };
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
@@ -150,13 +159,15 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, addr: Ip6, port: u16) -> i32 {
         unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
     let config = config();
     let is_bind = kind == kind::BIND4 || kind == kind::BIND6;
+    // Only whether it is a leak steers what follows; its reason is worked out where the event
+    // takes it (see `judge_remote`).
+    let mut query = RuleQuery::new(addr, port, sock_type, protocol);
     let leak = if is_bind {
-        judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0)
+        judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0) != reason::NONE
     } else {
-        let transport = transport_of(sock_type, protocol);
-        judge_remote(&config, |i| RULES.get(i).copied(), addr, port, transport)
+        !judge_remote(&config, &mut query)
     };
-    let refuse = leak != reason::NONE && config.enforce != 0;
+    let refuse = leak && config.enforce != 0;
 
     let mut cgroup_id = 0;
     if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
@@ -166,10 +177,10 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, addr: Ip6, port: u16) -> i32 {
         unsafe {
             cgroup_id = (*facts).cgroup_id;
             if is_bind {
-                (*facts).src_addr = addr.to_bytes();
+                store_addr(&raw mut (*facts).src_addr, addr);
                 (*facts).src_port = port;
             } else {
-                (*facts).dst_addr = addr.to_bytes();
+                store_addr(&raw mut (*facts).dst_addr, addr);
                 (*facts).dst_port = port;
                 let counter = if kind == kind::CONNECT4 || kind == kind::CONNECT6 {
                     &raw mut (*facts).connects
@@ -178,7 +189,7 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, addr: Ip6, port: u16) -> i32 {
                 };
                 bump(counter);
             }
-            if leak != reason::NONE {
+            if leak {
                 bump(&raw mut (*facts).leaks);
                 if refuse {
                     bump(&raw mut (*facts).denied);
@@ -189,17 +200,18 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, addr: Ip6, port: u16) -> i32 {
             let src_port = (*sk).src_port as u16;
             if !is_bind && src_port != 0 {
                 (*facts).src_port = src_port;
-                (*facts).src_addr = if family == abi::AF_INET6 {
-                    Ip6::from_words(words4!(sk, src_ip6)).to_bytes()
+                let src = if family == abi::AF_INET6 {
+                    Ip6::from_words(words4!(sk, src_ip6))
                 } else {
-                    Ip6::from_v4_word((*sk).src_ip4).to_bytes()
+                    Ip6::from_v4_word((*sk).src_ip4)
                 };
+                store_addr(&raw mut (*facts).src_addr, src);
             }
         }
     }
 
-    if leak != reason::NONE {
-        emit(|event| {
+    if leak {
+        emit(move |event| {
             event.kind = kind;
             event.family = family;
             event.sock_type = sock_type;
@@ -208,10 +220,15 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, addr: Ip6, port: u16) -> i32 {
             event.netns_cookie = netns_cookie;
             // SAFETY: takes no argument.
             event.cgroup_id = if cgroup_id != 0 { cgroup_id } else { unsafe { bpf_get_current_cgroup_id() } };
-            event.addr = addr.to_bytes();
+            // SAFETY: `event` is a valid, 8-byte aligned event; `addr` is at offset 48.
+            unsafe { store_addr(&raw mut event.addr, addr) };
             event.port = port;
             event.verdict = if refuse { verdict::DENY } else { verdict::PASS };
-            event.reason = leak;
+            event.reason = if is_bind {
+                judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0)
+            } else {
+                judge_remote_matched(&config, &query)
+            };
             fill_task(&mut event.pid_tgid, &mut event.uid_gid, &mut event.comm);
         });
     }
@@ -249,7 +266,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
                 }
             }
         }
-        emit(|event| {
+        emit(move |event| {
             event.kind = kind::SOCK_CREATE;
             event.family = family;
             event.sock_type = sock_type;
@@ -297,7 +314,7 @@ fn on_post_bind(ctx: &SockContext, addr: Ip6, port: u16) -> i32 {
     if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
         // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
         unsafe {
-            (*facts).src_addr = addr.to_bytes();
+            store_addr(&raw mut (*facts).src_addr, addr);
             (*facts).src_port = port;
         }
     }
@@ -359,12 +376,12 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
     unsafe {
         (*facts).push_tcp_state(state);
         if local_port != 0 {
-            (*facts).src_addr = local.to_bytes();
+            store_addr(&raw mut (*facts).src_addr, local);
             (*facts).src_port = local_port;
         }
         if remote_port != 0 && (*facts).dst_port == 0 {
             // An accepted socket: its peer.
-            (*facts).dst_addr = remote.to_bytes();
+            store_addr(&raw mut (*facts).dst_addr, remote);
             (*facts).dst_port = remote_port;
         }
         if bytes_received != 0 || bytes_acked != 0 {
@@ -376,12 +393,13 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
         }
     }
     if leak != reason::NONE {
-        emit(|event| {
+        emit(move |event| {
             event.kind = kind::LISTEN;
             event.family = family;
             event.cookie = cookie;
             event.netns_cookie = netns_cookie;
-            event.addr = local.to_bytes();
+            // SAFETY: `event` is a valid, 8-byte aligned event; `addr` is at offset 48.
+            unsafe { store_addr(&raw mut event.addr, local) };
             event.port = local_port;
             event.verdict = verdict::PASS;
             event.reason = leak;
@@ -403,6 +421,50 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
+
+/// Whether the backstop allows a connect or send (`query`): `sockstrace_ebpf::judge_remote`,
+/// with the kernel walking the rules; `judge_remote_matched` on the same query then names a
+/// leak's reason.
+///
+/// The walk is `bpf_loop` (5.17+) over [`rule_step`]: the verifier checks that callback once,
+/// with an unknown index, instead of walking an inline loop once per possible rule (up to 64
+/// times, and all the code after the loop once per way out of it: seconds of verifier time).
+/// If `bpf_loop` fails, nothing is marked matched: the operation is judged a leak.
+///
+/// It answers a bool, not a reason: each distinct constant the verifier sees steering the rest
+/// of the program is one more path it checks to the end.
+#[inline(always)]
+fn judge_remote(config: &Config, query: &mut RuleQuery) -> bool {
+    // SAFETY: `rule_step` has the callback signature `bpf_loop` expects, and `query` outlives
+    // the call; the callback gets it back as its context.
+    unsafe {
+        bpf_loop(
+            rules_in_force(config),
+            rule_step as *mut c_void,
+            core::ptr::from_mut(query).cast::<c_void>(),
+            0,
+        );
+    }
+    remote_allowed(config, query)
+}
+
+/// One step of [`judge_remote`]'s walk: does `RULES[index]` let `ctx` (a [`RuleQuery`])
+/// through? Returns 1 (stop) once one does, 0 (go on) otherwise.
+#[inline(never)]
+extern "C" fn rule_step(index: u64, ctx: *mut c_void) -> i64 {
+    let query = ctx.cast::<RuleQuery>();
+    let Some(rule) = RULES.get(index as u32) else {
+        return 0;
+    };
+    // SAFETY: `ctx` is the `RuleQuery` on `judge_remote`'s stack, alive for the whole loop.
+    unsafe {
+        if (*query).matches(rule) {
+            (*query).matched = 1;
+            return 1;
+        }
+    }
+    0
+}
 
 /// The backstop's settings; all zero (observe only, no rules) if userspace wrote none.
 #[inline(always)]
@@ -436,7 +498,7 @@ fn facts_of(
     // SAFETY: `fresh` points at this CPU's live `SCRATCH` value; programs do not migrate
     // between CPUs, and the value is consumed (copied by the insert) before we return.
     unsafe {
-        core::ptr::write_bytes(fresh, 0, 1);
+        zero(fresh);
         (*fresh).netns_cookie = netns_cookie;
         (*fresh).family = family;
         (*fresh).sock_type = sock_type;
@@ -483,8 +545,50 @@ unsafe fn bump(counter: *mut u64) {
     unsafe { *counter = (*counter).wrapping_add(1) };
 }
 
+/// Zeroes `*value` (8-byte aligned, a multiple of 8 bytes) with one 8-byte store per word.
+///
+/// `write_bytes` would become a call to the builtin `memset`, a byte-by-byte loop the verifier
+/// walks once per byte (152 turns for a `SockFacts`) at every call site. Volatile stores are
+/// never merged back into a `memset`.
+///
+/// # Safety
+/// `value` must be valid for writes of a `T`, and any bit pattern must be a valid `T`.
+#[inline(always)]
+unsafe fn zero<T>(value: *mut T) {
+    const {
+        assert!(core::mem::size_of::<T>().is_multiple_of(8) && core::mem::align_of::<T>() >= 8);
+    }
+    let words = value.cast::<u64>();
+    let mut i = 0;
+    while i < core::mem::size_of::<T>() / 8 {
+        // SAFETY: per the contract, word `i` lies within `*value` and is aligned.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+}
+
+/// Writes `addr` as its 16 bytes (network order) with two 8-byte stores: a plain copy of
+/// `to_bytes()` becomes a byte-by-byte `memset` call for the zero bytes of a v4-mapped address.
+///
+/// # Safety
+/// `dst` must be valid for writes and 8-byte aligned (every address field of our map values and
+/// events is).
+#[inline(always)]
+unsafe fn store_addr(dst: *mut [u8; 16], addr: Ip6) {
+    let words = dst.cast::<u64>();
+    // SAFETY: per the contract; the two words are the array's two halves.
+    unsafe {
+        core::ptr::write_volatile(words, addr.hi.to_be());
+        core::ptr::write_volatile(words.add(1), addr.lo.to_be());
+    }
+}
+
 /// Reserves a zeroed event in the ring buffer, lets `fill` describe it there (no stack copy) and
 /// submits it; counts it as dropped when the buffer is full.
+///
+/// Callers pass `move` closures: a value captured by reference lives in stack memory, and a
+/// `bool` stored there as one byte reads back as 0..=255 to the verifier (a hook's return value
+/// derived from it is then refused for not being 0 or 1).
 #[inline(always)]
 fn emit(fill: impl FnOnce(&mut SockEvent)) {
     match EVENTS.reserve::<SockEvent>(0) {
@@ -493,7 +597,7 @@ fn emit(fill: impl FnOnce(&mut SockEvent)) {
             // SAFETY: `event` points at `size_of::<SockEvent>()` reserved, 8-byte aligned ring
             // buffer bytes that only we touch until submit; zeroing makes them a valid event.
             unsafe {
-                core::ptr::write_bytes(event, 0, 1);
+                zero(event);
                 fill(&mut *event);
             }
             entry.submit(0);

@@ -133,8 +133,14 @@ mod tests {
     fn kernel_remote(backstop: &Backstop, dst: SocketAddr, sock_type: i32, protocol: i32) -> &'static str {
         let addr = Ip6::from_bytes(host_bytes(dst.ip()));
         let rule_at = |i: u32| backstop.rules.get(i as usize).copied();
-        let transport = transport_of(sock_type as u16, protocol as u16);
-        verdict_name(judge_remote(&backstop.config, rule_at, addr, dst.port(), transport))
+        verdict_name(judge_remote(
+            &backstop.config,
+            rule_at,
+            addr,
+            dst.port(),
+            sock_type as u16,
+            protocol as u16,
+        ))
     }
 
     /// `decide`'s verdict on a connect to `dst`.

@@ -545,3 +545,69 @@ fn dropping_a_witness_removes_its_cgroup() {
     drop(witness);
     assert!(!path.exists(), "{} left behind", path.display());
 }
+
+/// The kernel's walk over a full rule table (`bpf_loop`, up to [`MAX_RULES`]) gives the host
+/// judge's verdict and reason on every operation; the rules that matter sit at both ends of the
+/// table. Loopback destinations only (and `allow_loopback` off, so the rules decide).
+#[test]
+fn kernel_walks_a_full_rule_table_like_the_host_judge() {
+    use sockstrace_ebpf::{judge_remote, reason, Ip6, MAX_RULES};
+
+    use super::backstop::{compile, host_bytes};
+
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let real = ["127.0.0.5:5000", "127.0.0.6", "[::1]:5001"];
+    let fillers = MAX_RULES as usize - 2 - real.len();
+    let allow: Vec<String> =
+        (0..fillers).map(|i| format!("10.{i}.0.0/16")).chain(real.iter().map(|r| r.to_string())).collect();
+    let policy = Policy {
+        proxies: vec!["127.0.0.4:4000".parse().unwrap(), "[::1]:4001".parse().unwrap()],
+        allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
+        ..Policy::default()
+    };
+    let backstop = compile(&policy, true).unwrap();
+    assert_eq!(backstop.config.rule_count, MAX_RULES, "a full table");
+    let plan = "tcp=127.0.0.4:4000 udp=127.0.0.4:4000 tcp=127.0.0.4:4002 tcp6=127.0.0.4:4000 \
+                tcp=127.0.0.5:5000 udp=127.0.0.5:5000 tcp=127.0.0.5:5002 udp=127.0.0.5:53 \
+                tcp=127.0.0.6:6000 udp=127.0.0.6:53 tcp6=127.0.0.6:6001 tcp=127.0.0.7:80 udp=127.0.0.7:53 \
+                tcp=[::1]:4001 udp=[::1]:4001 udp=[::1]:5001 tcp=[::1]:5002 tcp6=127.0.0.1:4001";
+    // What the host judge says of each step: the reason code (NONE: allowed).
+    let host: Vec<u8> = plan
+        .split_whitespace()
+        .map(|step| {
+            let (op, addr) = step.split_once('=').unwrap();
+            let addr: SocketAddr = addr.parse().unwrap();
+            let sock_type = if op == "udp" { libc::SOCK_DGRAM } else { libc::SOCK_STREAM };
+            let rule_at = |i: u32| backstop.rules.get(i as usize).copied();
+            let ip = Ip6::from_bytes(host_bytes(addr.ip()));
+            judge_remote(&backstop.config, rule_at, ip, addr.port(), sock_type as u16, 0)
+        })
+        .collect();
+    assert!(host.contains(&reason::NONE) && host.iter().any(|&r| r != reason::NONE), "{host:?}");
+    runtime().block_on(async {
+        let mut witness = witness(&policy, true);
+        let mut events = witness.take_events().unwrap();
+        let (_, out) = run_child(witness.procs_fd(), plan);
+        let leaks: Vec<u64> =
+            out.iter().zip(&host).filter(|(_, &r)| r != reason::NONE).map(|(o, _)| o.cookie).collect();
+        let got = collect(&mut events, |got| leaks.iter().all(|&c| by_cookie(got, c).is_some())).await;
+        for ((outcome, &expected), step) in out.iter().zip(&host).zip(plan.split_whitespace()) {
+            if expected == reason::NONE {
+                assert_ne!(outcome.errno, libc::EPERM, "{step} is allowed: {outcome:?}");
+                assert!(by_cookie(&got, outcome.cookie).is_none(), "{step} is no leak: {got:#?}");
+            } else {
+                assert_eq!(outcome.errno, libc::EPERM, "{step} is refused: {outcome:?}");
+                let event = by_cookie(&got, outcome.cookie).unwrap_or_else(|| panic!("{step}: {got:#?}"));
+                assert_eq!(
+                    (event.reason, event.denied),
+                    (reason::name(expected), true),
+                    "{step}: {event:#?}"
+                );
+            }
+        }
+        witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
+    });
+}
