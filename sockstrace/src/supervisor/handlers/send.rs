@@ -111,10 +111,13 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if blocked(judge(call, "sendto", &sock, &name, flags)?) {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
-    let msg = Outgoing { name, data, control: Vec::new() };
+    send_judged(call, sock, Outgoing { name, data, control: Vec::new() }, flags)
+}
+
+/// Sends one allowed message on our duplicate and answers as the kernel would.
+fn send_judged(call: &Call<'_>, sock: Socket, msg: Outgoing, flags: i32) -> Result<Reply, Failure> {
     let may_block = may_block(&sock, flags)?;
-    let fd = sock.fd;
-    let result = run_call(call.ctx, may_block, move || send_one(fd.as_fd(), &msg, flags))?;
+    let result = run_call(call.ctx, may_block, || send_one(sock.fd.as_fd(), &msg, flags))?;
     let reply = reply_of(result.map(|n| n as i64));
     raise_sigpipe(&call.tracee, &reply, flags);
     Ok(reply)
@@ -192,12 +195,7 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if blocked(judge(call, "sendmsg", &sock, &msg.name, flags)?) {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
-    let may_block = may_block(&sock, flags)?;
-    let fd = sock.fd;
-    let result = run_call(call.ctx, may_block, move || send_one(fd.as_fd(), &msg, flags))?;
-    let reply = reply_of(result.map(|n| n as i64));
-    raise_sigpipe(&call.tracee, &reply, flags);
-    Ok(reply)
+    send_judged(call, sock, msg, flags)
 }
 
 pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
