@@ -43,6 +43,16 @@ pub enum OnLeak {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelLayer {
+    /// On when possible (root), off otherwise; the summary says which and why
+    Auto,
+    /// Never: the seccomp supervisor alone
+    Off,
+    /// Fail unless the kernel layer starts
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IncomingArg {
     /// Refuse listeners on non-loopback addresses (and peers not in --allow-incoming-from)
     Block,
@@ -104,6 +114,10 @@ pub struct RunArgs {
     /// Write one JSON object per decision to FILE ('-' for stdout), and a summary as the last line
     #[arg(long, value_name = "FILE", env = "SOCKSTRACE_REPORT")]
     pub report: Option<PathBuf>,
+
+    /// The eBPF kernel layer (root only): a second, race-free gate and the kernel's view of each socket
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE", env = "SOCKSTRACE_KERNEL")]
+    pub kernel: KernelLayer,
 
     /// Let the program use io_uring (needs the kernel layer, which still gates its connects)
     #[arg(long, env = "SOCKSTRACE_ALLOW_IO_URING")]

@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, ValueEnum};
 use serde::Deserialize;
 
-use crate::cli::{IncomingArg, OnLeak, RunArgs};
+use crate::cli::{IncomingArg, KernelLayer, OnLeak, RunArgs};
 
 /// Every `run` option, by its long name.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +26,7 @@ pub struct FileConfig {
     pub one_circuit: Option<bool>,
     pub report: Option<PathBuf>,
     pub allow_io_uring: Option<bool>,
+    pub kernel: Option<String>,
     pub quiet: Option<bool>,
     pub fail_on_leak: Option<bool>,
 }
@@ -66,6 +67,9 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
     }
     if let (Some(v), false) = (file.incoming, user("incoming")) {
         args.incoming = enum_value::<IncomingArg>(&v, "incoming")?;
+    }
+    if let (Some(v), false) = (file.kernel, user("kernel")) {
+        args.kernel = enum_value::<KernelLayer>(&v, "kernel")?;
     }
     if let (Some(v), false) = (file.on_leak, user("on_leak")) {
         args.on_leak = enum_value::<OnLeak>(&v, "on-leak")?;

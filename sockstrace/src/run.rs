@@ -1,6 +1,6 @@
 //! `sockstrace run`: from parsed arguments to the program's exit status.
 
-use crate::cli::{default_proxies, IncomingArg, OnLeak, RunArgs};
+use crate::cli::{default_proxies, IncomingArg, KernelLayer, OnLeak, RunArgs};
 use crate::policy::{Incoming, Policy};
 use crate::report::{ReportTarget, Reporter};
 use crate::socks::Credentials;
@@ -63,8 +63,19 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         }
     };
     let fail_on_leak = args.fail_on_leak;
-    let config =
-        RunConfig { policy, on_leak, socks_auth, allow_io_uring: args.allow_io_uring, command: args.command };
+    let kernel = match args.kernel {
+        KernelLayer::Auto => supervisor::KernelMode::Auto,
+        KernelLayer::Off => supervisor::KernelMode::Off,
+        KernelLayer::Required => supervisor::KernelMode::Required,
+    };
+    let config = RunConfig {
+        policy,
+        on_leak,
+        socks_auth,
+        kernel,
+        allow_io_uring: args.allow_io_uring,
+        command: args.command,
+    };
     match supervisor::run(config, reporter) {
         Ok(outcome) if fail_on_leak && outcome.leaks > 0 => {
             eprintln!(

@@ -36,8 +36,17 @@ pub struct RunConfig {
     pub policy: Policy,
     pub on_leak: LeakAction,
     pub socks_auth: SocksAuth,
+    pub kernel: KernelMode,
     pub allow_io_uring: bool,
     pub command: Vec<OsString>,
+}
+
+/// Whether to start the kernel layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelMode {
+    Auto,
+    Off,
+    Required,
 }
 
 /// A refused combination of options (exit status 2).
@@ -60,7 +69,10 @@ pub struct Ctx {
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
-fn start_witness(policy: &Policy, on_leak: LeakAction) -> (Option<Witness>, String) {
+fn start_witness(policy: &Policy, on_leak: LeakAction, mode: KernelMode) -> (Option<Witness>, String) {
+    if mode == KernelMode::Off {
+        return (None, "off (--kernel off)".into());
+    }
     if !nix::unistd::geteuid().is_root() {
         return (None, "off (not root)".into());
     }
@@ -84,7 +96,10 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let filter = filter::build().context("building the seccomp filter")?;
-    let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak);
+    let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak, config.kernel);
+    if config.kernel == KernelMode::Required && witness.is_none() {
+        anyhow::bail!("--kernel required, but the kernel layer is {kernel_layer}");
+    }
     if config.allow_io_uring && witness.is_none() {
         return Err(UsageError(format!(
             "--allow-io-uring needs the kernel layer to gate io_uring's connects, and it is {kernel_layer}"

@@ -154,7 +154,7 @@ impl<'w> Results<'w> {
         );
         let _ = writeln!(
             out,
-            "run = `sockstrace run` (release); strace = `strace -f --seccomp-bpf -e trace=network -o \
+            "run = `sockstrace run --kernel off` (release, the supervisor alone); strace = `strace -f --seccomp-bpf -e trace=network -o \
              /dev/null` (ptrace reference)."
         );
         let _ = writeln!(
