@@ -20,8 +20,13 @@ pub struct Cli {
 pub enum Command {
     /// Run PROGRAM so that every network call is checked against the proxy policy.
     Run(RunArgs),
+    /// Watch a cgroup (or the whole machine) as root and report every process that reaches the
+    /// network around the proxy; with --enforce, refuse it in the kernel.
+    Audit(crate::audit::AuditArgs),
     /// Tell which layers work on this machine, and why not.
     Doctor,
+    /// Summarize a --report file: tables by destination and by process, or an HTML page.
+    Report(crate::summarize::ReportArgs),
     /// Print shell completions for sockstrace.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },

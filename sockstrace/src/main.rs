@@ -1,5 +1,6 @@
 //! sockstrace: proves that a program sends nothing around its SOCKS proxy.
 
+mod audit;
 mod cli;
 mod config;
 mod doctor;
@@ -11,6 +12,7 @@ mod properties;
 mod report;
 mod run;
 mod socks;
+mod summarize;
 mod supervisor;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -23,6 +25,7 @@ fn main() {
             let run_matches = matches.subcommand_matches("run").cloned().unwrap_or_default();
             run::main(args, &run_matches)
         }
+        cli::Command::Audit(args) => audit::main(args),
         cli::Command::Completions { shell } => {
             clap_complete::generate(shell, &mut cli::Cli::command(), "sockstrace", &mut std::io::stdout());
             0
@@ -37,6 +40,7 @@ fn main() {
             }
         }
         cli::Command::Doctor => doctor::main(),
+        cli::Command::Report(args) => summarize::main(args),
     };
     std::process::exit(code);
 }
