@@ -130,6 +130,7 @@ impl<'w> Results<'w> {
             let native = self.compared(i, Tool::Native);
             let run = self.compared(i, Tool::Run);
             let strace = self.compared(i, Tool::Strace);
+            let kernel = self.compared(i, Tool::RunKernel);
             let _ = writeln!(
                 out,
                 "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>6}",
@@ -142,7 +143,7 @@ impl<'w> Results<'w> {
                 self.time_cell(i, Tool::Strace, strace.median),
                 ratio_cell(strace.ratio),
                 us_cell(strace.added_us),
-                "n/i",
+                ratio_cell(kernel.ratio),
                 "n/i"
             );
         }
@@ -163,10 +164,13 @@ impl<'w> Results<'w> {
              call across them."
         );
         let _ = writeln!(out, "target: the brief's limit for `run`, ratio to native.");
-        for tool in [Tool::RunKernel, Tool::Audit] {
-            let why = tool.not_implemented().unwrap_or_default();
-            let _ = writeln!(out, "{}: n/i = not implemented ({why}); column reserved.", tool.heading());
-        }
+        let _ = writeln!(
+            out,
+            "{}: `sockstrace run --kernel required`, the supervisor with its eBPF layer; ratio to native.",
+            Tool::RunKernel.heading()
+        );
+        let why = Tool::Audit.not_implemented().unwrap_or_default();
+        let _ = writeln!(out, "{}: n/i = not implemented ({why}); column reserved.", Tool::Audit.heading());
         let _ = writeln!(out, "{}", self.rss_line());
         out
     }
