@@ -48,6 +48,39 @@ pub enum OnLeak {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DnsArg {
+    /// DNS to anything but an allowed destination is a leak, handled by --on-leak
+    Block,
+    /// DNS goes through, and is reported
+    Log,
+    /// The program gets its own resolv.conf naming a resolver inside sockstrace that resolves
+    /// through the proxy (root only); leaked TCP connects to its answers go through the proxy by name
+    Proxy,
+}
+
+/// `--dns-upstream`: how the resolver inside sockstrace answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsUpstreamArg {
+    /// Private addresses standing for names; the proxy resolves the name at connect time
+    Fake,
+    /// Tor's SOCKS RESOLVE extension, through the first proxy
+    Tor,
+    /// DNS over TCP to this resolver, through the first proxy (SOCKS5 CONNECT)
+    Resolver(SocketAddr),
+}
+
+pub(crate) fn parse_dns_upstream_arg(text: &str) -> Result<DnsUpstreamArg, String> {
+    match text {
+        "fake" => Ok(DnsUpstreamArg::Fake),
+        "tor" => Ok(DnsUpstreamArg::Tor),
+        other => other
+            .parse()
+            .map(DnsUpstreamArg::Resolver)
+            .map_err(|_| format!("'{other}' is not fake, tor, or a resolver address IP:PORT")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KernelLayer {
     /// On when possible (root), off otherwise; the summary says which and why
     Auto,
@@ -119,6 +152,20 @@ pub struct RunArgs {
     /// Write one JSON object per decision to FILE ('-' for stdout), and a summary as the last line
     #[arg(long, value_name = "FILE", env = "SOCKSTRACE_REPORT")]
     pub report: Option<PathBuf>,
+
+    /// DNS: a leak (block), reported but let through (log), or answered through the proxy (proxy)
+    #[arg(long, value_enum, default_value = "block", value_name = "MODE", env = "SOCKSTRACE_DNS")]
+    pub dns: DnsArg,
+
+    /// With --dns proxy: fake (default), tor, or IP:PORT of a resolver reached over the proxy
+    #[arg(
+        long,
+        value_name = "fake|tor|IP:PORT",
+        default_value = "fake",
+        value_parser = parse_dns_upstream_arg,
+        env = "SOCKSTRACE_DNS_UPSTREAM"
+    )]
+    pub dns_upstream: DnsUpstreamArg,
 
     /// The eBPF kernel layer (root only): a second, race-free gate and the kernel's view of each socket
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE", env = "SOCKSTRACE_KERNEL")]

@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, ValueEnum};
 use serde::Deserialize;
 
-use crate::cli::{IncomingArg, KernelLayer, OnLeak, RunArgs};
+use crate::cli::{DnsArg, IncomingArg, KernelLayer, OnLeak, RunArgs};
 
 /// Every `run` option, by its long name.
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub report: Option<PathBuf>,
     pub allow_io_uring: Option<bool>,
     pub kernel: Option<String>,
+    pub dns: Option<String>,
+    pub dns_upstream: Option<String>,
     pub quiet: Option<bool>,
     pub fail_on_leak: Option<bool>,
 }
@@ -67,6 +69,13 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
     }
     if let (Some(v), false) = (file.incoming, user("incoming")) {
         args.incoming = enum_value::<IncomingArg>(&v, "incoming")?;
+    }
+    if let (Some(v), false) = (file.dns, user("dns")) {
+        args.dns = enum_value::<DnsArg>(&v, "dns")?;
+    }
+    if let (Some(v), false) = (file.dns_upstream, user("dns_upstream")) {
+        args.dns_upstream =
+            crate::cli::parse_dns_upstream_arg(&v).map_err(|e| anyhow::anyhow!("dns-upstream: {e}"))?;
     }
     if let (Some(v), false) = (file.kernel, user("kernel")) {
         args.kernel = enum_value::<KernelLayer>(&v, "kernel")?;

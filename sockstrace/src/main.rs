@@ -3,6 +3,7 @@
 mod audit;
 mod cli;
 mod config;
+mod dns;
 mod doctor;
 mod kernel;
 mod net;

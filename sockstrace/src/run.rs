@@ -1,10 +1,11 @@
 //! `sockstrace run`: from parsed arguments to the program's exit status.
 
-use crate::cli::{default_proxies, IncomingArg, KernelLayer, OnLeak, RunArgs};
+use crate::cli::{default_proxies, DnsArg, DnsUpstreamArg, IncomingArg, KernelLayer, OnLeak, RunArgs};
+use crate::dns::Upstream;
 use crate::policy::{Incoming, Policy};
 use crate::report::{ReportTarget, Reporter};
 use crate::socks::Credentials;
-use crate::supervisor::{self, LeakAction, RunConfig, SocksAuth, SpawnError, UsageError};
+use crate::supervisor::{self, DnsMode, LeakAction, RunConfig, SocksAuth, SpawnError, UsageError};
 
 /// Exit status for sockstrace's own failures (as `env`/`timeout` use 125).
 pub const EXIT_OWN_FAILURE: i32 = 125;
@@ -68,10 +69,26 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         KernelLayer::Off => supervisor::KernelMode::Off,
         KernelLayer::Required => supervisor::KernelMode::Required,
     };
+    let dns = match args.dns {
+        DnsArg::Block => DnsMode::Block,
+        DnsArg::Log => DnsMode::Log,
+        DnsArg::Proxy => {
+            let Some(&proxy) = policy.proxies.first() else {
+                eprintln!("sockstrace: error: --dns proxy needs a --proxy");
+                return EXIT_USAGE;
+            };
+            DnsMode::Proxy(match args.dns_upstream {
+                DnsUpstreamArg::Fake => Upstream::FakeIp,
+                DnsUpstreamArg::Tor => Upstream::TorResolve { proxy },
+                DnsUpstreamArg::Resolver(resolver) => Upstream::TcpViaSocks { proxy, resolver },
+            })
+        }
+    };
     let config = RunConfig {
         policy,
         on_leak,
         socks_auth,
+        dns,
         kernel,
         allow_io_uring: args.allow_io_uring,
         command: args.command,

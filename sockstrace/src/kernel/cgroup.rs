@@ -1,5 +1,6 @@
-//! The run's own cgroup v2: found (or mounted) hierarchy, a fresh directory in it, its
-//! `cgroup.procs` for the child to join, its id, and its removal.
+//! cgroup v2 for the witness: the hierarchy found (or mounted); either a fresh directory of the
+//! run's own (its `cgroup.procs` for the child to join, its removal at the end), or an existing
+//! cgroup that `audit` watches and leaves as it found it.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -8,7 +9,7 @@ use std::{
         fd::{AsFd, BorrowedFd},
         unix::fs::{MetadataExt as _, OpenOptionsExt as _},
     },
-    path::{Path, PathBuf},
+    path::{Component, Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
@@ -56,18 +57,22 @@ pub fn mount_cgroup2(dir: &Path) -> Result<()> {
     .with_context(|| format!("mounting cgroup2 at {}", dir.display()))
 }
 
-/// A cgroup we created, with the descriptors attaching and joining need.
+/// A cgroup the witness attaches to, with the descriptors attaching and joining need: one we
+/// created ([`Cgroup::create`], removed at the end), or an existing one ([`Cgroup::existing`],
+/// left alone).
 #[derive(Debug)]
-pub struct RunCgroup {
+pub struct Cgroup {
     path: PathBuf,
     id: u64,
     /// The directory, `O_RDONLY | O_DIRECTORY`: what programs attach to.
     dir: File,
-    /// `cgroup.procs`, `O_WRONLY | O_CLOEXEC`.
-    procs: File,
+    /// `cgroup.procs`, `O_WRONLY | O_CLOEXEC`; only for a cgroup we created.
+    procs: Option<File>,
+    /// Whether we created it (and so remove it).
+    owned: bool,
 }
 
-impl RunCgroup {
+impl Cgroup {
     /// Creates `<root>/sockstrace/run-<our pid>-<n>`.
     pub fn create(root: &Path) -> Result<Self> {
         let parent = root.join(PARENT);
@@ -86,26 +91,31 @@ impl RunCgroup {
                 Err(err) => return Err(err).with_context(|| format!("creating cgroup {}", path.display())),
             }
         };
-        Self::open(path.clone()).inspect_err(|_| {
+        Self::open_created(path.clone()).inspect_err(|_| {
             let _ = fs::remove_dir(&path);
         })
     }
 
-    fn open(path: PathBuf) -> Result<Self> {
-        let dir = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&path)
-            .with_context(|| format!("opening cgroup {}", path.display()))?;
-        // On 64-bit kernels a cgroup's id is its directory's inode number.
-        let id = dir.metadata().with_context(|| format!("stat {}", path.display()))?.ino();
+    fn open_created(path: PathBuf) -> Result<Self> {
+        let (dir, id) = open_dir(&path)?;
         let procs_path = path.join("cgroup.procs");
         let procs = OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&procs_path)
             .with_context(|| format!("opening {}", procs_path.display()))?;
-        Ok(Self { path, id, dir, procs })
+        Ok(Self { path, id, dir, procs: Some(procs), owned: true })
+    }
+
+    /// An existing cgroup v2 directory (see [`resolve`]), opened read-only: nothing is created
+    /// in it, nothing joins it, and [`Cgroup::remove`] leaves it. A read-only mount of the
+    /// hierarchy is enough.
+    pub fn existing(path: &Path) -> Result<Self> {
+        let (dir, id) = open_dir(path)?;
+        if !is_cgroup2(&dir) {
+            bail!("{} is not a directory of a cgroup v2 file system", path.display());
+        }
+        Ok(Self { path: path.to_path_buf(), id, dir, procs: None, owned: false })
     }
 
     pub fn path(&self) -> &Path {
@@ -120,15 +130,83 @@ impl RunCgroup {
         self.dir.as_fd()
     }
 
-    pub fn procs_fd(&self) -> BorrowedFd<'_> {
-        self.procs.as_fd()
+    /// `cgroup.procs` of a cgroup we created; `None` for an existing one.
+    pub fn procs_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.procs.as_ref().map(AsFd::as_fd)
     }
 
-    /// Removes the cgroup, child cgroups first, retrying while tasks are still leaving it.
-    /// (Our open descriptors do not keep a cgroup from being removed.)
+    /// Removes a cgroup we created, child cgroups first, retrying while tasks are still leaving
+    /// it. (Our open descriptors do not keep a cgroup from being removed.) An existing cgroup
+    /// is left as it is.
     pub fn remove(&self) -> Result<()> {
+        if !self.owned {
+            return Ok(());
+        }
         remove_tree(&self.path, Instant::now() + REMOVE_PATIENCE)
     }
+}
+
+/// Opens a cgroup directory `O_RDONLY | O_DIRECTORY` and reads its id.
+fn open_dir(path: &Path) -> Result<(File, u64)> {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("opening cgroup {}", path.display()))?;
+    // On 64-bit kernels a cgroup's id is its directory's inode number.
+    let id = dir.metadata().with_context(|| format!("stat {}", path.display()))?.ino();
+    Ok((dir, id))
+}
+
+/// Whether `dir` is on a cgroup2 file system.
+fn is_cgroup2(dir: &File) -> bool {
+    use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC};
+    fstatfs(dir).is_ok_and(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
+}
+
+/// Whether `path` is a directory of a cgroup2 file system.
+fn is_cgroup2_dir(path: &Path) -> bool {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .is_ok_and(|dir| is_cgroup2(&dir))
+}
+
+/// The cgroup `--cgroup` names, given the hierarchy's mount point `root`:
+///
+/// - none: `root` itself (the whole machine, or the whole of this cgroup namespace);
+/// - an absolute path on a cgroup2 file system: that directory
+///   (`/sys/fs/cgroup/system.slice/nginx.service`);
+/// - anything else: relative to `root`, a leading `/` ignored, so that both
+///   `system.slice/nginx.service` and the `/system.slice/nginx.service` of
+///   `/proc/PID/cgroup` work.
+///
+/// `..` components are refused in the relative form; the result must be a cgroup2 directory.
+pub fn resolve(root: &Path, arg: Option<&Path>) -> Result<PathBuf> {
+    let Some(arg) = arg else {
+        return Ok(root.to_path_buf());
+    };
+    if arg.is_absolute() && is_cgroup2_dir(arg) {
+        return Ok(arg.to_path_buf());
+    }
+    let relative: PathBuf = arg.components().filter(|c| !matches!(c, Component::RootDir)).collect();
+    if relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        bail!("cgroup {}: only plain names may follow the cgroup2 mount (no '..')", arg.display());
+    }
+    let candidate = root.join(&relative);
+    if is_cgroup2_dir(&candidate) {
+        return Ok(candidate);
+    }
+    if arg.is_absolute() {
+        bail!("no cgroup {}: neither it nor {} is a cgroup v2 directory", arg.display(), candidate.display());
+    }
+    bail!(
+        "no cgroup {} under the cgroup2 mount {} ({} does not exist)",
+        arg.display(),
+        root.display(),
+        candidate.display()
+    )
 }
 
 /// `rmdir` of a cgroup and the cgroups below it (in cgroupfs the only directories are child
@@ -181,7 +259,7 @@ mod tests {
             return;
         }
         let root = cgroup2_root().unwrap_or_else(|err| panic!("{err:#}"));
-        let cgroup = RunCgroup::create(&root).unwrap_or_else(|err| panic!("{err:#}"));
+        let cgroup = Cgroup::create(&root).unwrap_or_else(|err| panic!("{err:#}"));
         let path = cgroup.path().to_path_buf();
         assert!(path.starts_with(root.join(PARENT)), "{}", path.display());
         assert_ne!(cgroup.id(), 0);

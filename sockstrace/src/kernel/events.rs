@@ -15,7 +15,8 @@ use tokio::{
 
 use super::facts::socket_addr;
 use crate::net::socket::SocketFacts;
-use crate::policy::Reason;
+use crate::policy::{Decision, Reason};
+use crate::report::{Action, Event, ProcessInfo};
 
 /// One leak a kernel hook saw, refused (`denied`) or let through (observe-only mode, or a hook
 /// that cannot refuse, like listen).
@@ -93,6 +94,37 @@ impl KernelEvent {
             "listen" => "listen",
             _ => "unknown",
         }
+    }
+
+    /// The report event for this leak (`source: "kernel"`), with what is known of the process
+    /// from /proc (`info`; its pid must be this event's, or it is ignored). The kernel's own
+    /// pid, tid, comm and uid always win: the process may be gone, or have changed since.
+    /// `run` and `audit` both report kernel events through this.
+    pub fn to_report_event(&self, info: ProcessInfo) -> Event {
+        let decision = Decision::leak(self.policy_reason().unwrap_or(Reason::DirectOther));
+        let action = if self.denied { Action::Blocked } else { Action::Logged };
+        let info = if info.pid == Some(self.pid) { info } else { ProcessInfo::default() };
+        let mut event = Event::new(self.syscall(), self.tid, decision, action).with_process(info);
+        event.source = "kernel";
+        event.pid = Some(self.pid);
+        event.comm = Some(self.comm.clone());
+        event.cookie = Some(self.cookie);
+        event.family = Some(self.socket.family_name());
+        event.sock_type = Some(self.socket.type_name());
+        event.protocol = Some(self.socket.protocol_name());
+        event.dst = self.dst.map(|a| a.to_string());
+        event.local = self.local.map(|a| a.to_string());
+        if self.denied {
+            event.errno = Some(libc::EPERM);
+        }
+        event.kernel = Some(serde_json::json!({
+            "hook": self.hook,
+            "cgroup_id": self.cgroup_id,
+            "netns_cookie": self.netns_cookie,
+            "uid": self.uid,
+            "gid": self.gid,
+        }));
+        event
     }
 
     /// The policy's reason for this leak.

@@ -1,18 +1,20 @@
 //! The kernel layer: sockstrace's eBPF programs, as root, in cgroup v2 hooks.
 //!
 //! [`probe`] says whether the layer can be on on this machine (and why not);
-//! [`Witness`] attaches the programs to a cgroup of the run's own, enforces the backstop
-//! policy there, and reports what the kernel sees ([`KernelEvent`], [`KernelFacts`]).
+//! [`Witness`] attaches the programs to a cgroup of the run's own (`run`) or to an existing one
+//! (`audit`), enforces the backstop policy there, and reports what the kernel sees
+//! ([`KernelEvent`], [`KernelFacts`]).
 //!
 //! | module | concern |
 //! | --- | --- |
 //! | `backstop` | `Policy` -> `CONFIG`/`RULES` map entries (pure) |
-//! | `cgroup` | cgroup2 found or mounted; the run's cgroup: create, join fd, id, remove |
+//! | `cgroup` | cgroup2 found or mounted; a run's cgroup (create, join, remove) or an existing one |
 //! | `events` | `KernelEvent`; the ring buffer reader task |
 //! | `facts` | `KernelFacts` (the report's `kernel` object) |
 //! | `maps` | typed map access |
 //! | `mountinfo` | finding cgroup2 in `/proc/self/mountinfo` |
 //! | `object` | the embedded object: load and attach every program |
+//! | `query` | `BPF_PROG_QUERY`: which programs a cgroup has attached |
 //! | `witness` | `Witness`: all of the above for one run |
 
 mod backstop;
@@ -22,7 +24,6 @@ mod facts;
 mod maps;
 mod mountinfo;
 pub mod object;
-#[cfg(test)]
 mod query;
 mod status;
 mod witness;
@@ -31,6 +32,7 @@ mod witness_tests;
 
 use std::path::Path;
 
+pub use cgroup::{cgroup2_root, resolve as resolve_cgroup};
 pub use events::KernelEvent;
 pub use mountinfo::find_cgroup2_mount;
 pub use status::{LayerStatus, Unavailable};

@@ -103,6 +103,19 @@ pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The kernel's ids of every program of [`programs::ALL`] (loaded).
+pub fn program_ids(ebpf: &Ebpf) -> Result<Vec<u32>> {
+    programs::ALL
+        .iter()
+        .map(|&name| {
+            let program =
+                ebpf.program(name).with_context(|| format!("the eBPF object has no program {name}"))?;
+            let info = program.info().with_context(|| format!("reading the info of program {name}"))?;
+            Ok(info.id())
+        })
+        .collect()
+}
+
 /// How many instructions the verifier walked to accept a loaded `program` (0 when the kernel
 /// does not say).
 #[cfg(test)]

@@ -1,8 +1,13 @@
-//! The kernel witness of one run: our eBPF programs attached to a cgroup of the run's own.
+//! The kernel witness: our eBPF programs attached to a cgroup of the run's own (`run`), or to an
+//! existing cgroup and everything below it (`audit`).
 
-use std::{os::fd::BorrowedFd, path::Path};
+use std::{
+    os::fd::BorrowedFd,
+    path::Path,
+    time::{Duration, Instant},
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     Ebpf,
@@ -12,15 +17,74 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     backstop,
-    cgroup::{cgroup2_root, RunCgroup},
+    backstop::Backstop,
+    cgroup::{cgroup2_root, Cgroup},
     events::{spawn_reader, KernelEvent},
     facts::KernelFacts,
     maps::{self, SocketsMap},
-    object,
+    object, query,
 };
 use crate::policy::Policy;
 
-/// Our programs, attached to a fresh cgroup that the traced program joins.
+/// How long [`Witness::detach_verified`] waits for the kernel to let go of our programs.
+const DETACH_PATIENCE: Duration = Duration::from_secs(2);
+
+/// The object, loaded and verified, with the maps userspace keeps, not attached yet.
+struct Loaded {
+    ebpf: Ebpf,
+    backstop: Backstop,
+    sockets: SocketsMap,
+    dropped: PerCpuArray<MapData, u64>,
+    ring: RingBuf<MapData>,
+}
+
+impl Loaded {
+    /// Compiles the policy and loads the object (before any cgroup is made or touched).
+    fn new(policy: &Policy, enforce: bool) -> Result<Self> {
+        let backstop = backstop::compile(policy, enforce).context("compiling the policy for the kernel")?;
+        let mut ebpf = object::load()?;
+        let sockets = maps::take_sockets(&mut ebpf)?;
+        let dropped = maps::take_dropped(&mut ebpf)?;
+        let ring =
+            ebpf.take_map(EVENTS_MAP).with_context(|| format!("the eBPF object has no map {EVENTS_MAP}"))?;
+        let ring =
+            RingBuf::try_from(ring).with_context(|| format!("map {EVENTS_MAP} has an unexpected type"))?;
+        Ok(Self { ebpf, backstop, sockets, dropped, ring })
+    }
+
+    /// Writes the policy for `cgroup`, then attaches every program to it. On failure, whatever
+    /// was attached is detached again and a cgroup we created is removed.
+    fn attach(self, cgroup: Cgroup) -> Result<Witness> {
+        let Self { mut ebpf, backstop, sockets, dropped, ring } = self;
+        // The policy goes in before any program is attached: no hook ever runs without it.
+        let attached = maps::write_backstop(&mut ebpf, &backstop.for_cgroup(cgroup.id()))
+            .and_then(|()| object::attach_all(&mut ebpf, cgroup.dir_fd()))
+            .and_then(|()| object::program_ids(&ebpf));
+        let program_ids = match attached {
+            Ok(ids) => ids,
+            Err(err) => {
+                drop(ebpf);
+                if let Err(cleanup) = cgroup.remove() {
+                    return Err(err.context(format!("(and cleaning up failed: {cleanup:#})")));
+                }
+                return Err(err);
+            }
+        };
+        Ok(Witness {
+            ebpf: Some(ebpf),
+            cgroup,
+            program_ids,
+            sockets,
+            dropped,
+            ring: Some(ring),
+            reader_stop: None,
+            stopped: false,
+        })
+    }
+}
+
+/// Our programs, attached to a fresh cgroup that the traced program joins ([`Witness::start`]),
+/// or to an existing cgroup ([`Witness::attach`]).
 ///
 /// Every inet socket created in the cgroup is recorded ([`Witness::socket_facts`]); every
 /// leak its hooks see is reported ([`Witness::take_events`]) and, with `enforce`, refused with
@@ -29,7 +93,9 @@ use crate::policy::Policy;
 pub struct Witness {
     /// The programs and their cgroup links; `None` once detached.
     ebpf: Option<Ebpf>,
-    cgroup: RunCgroup,
+    cgroup: Cgroup,
+    /// The kernel's ids of our programs, to tell them apart from others on the same cgroup.
+    program_ids: Vec<u32>,
     sockets: SocketsMap,
     dropped: PerCpuArray<MapData, u64>,
     /// The event ring buffer until [`Witness::take_events`] hands it to its reader task.
@@ -43,43 +109,28 @@ pub struct Witness {
 impl Witness {
     /// Finds or mounts cgroup2, creates a fresh cgroup (`<cgroup2>/sockstrace/run-<our
     /// pid>-<n>`), loads the object, fills the policy maps and attaches every program to that
-    /// cgroup. Needs root.
+    /// cgroup. Needs root. [`Witness::stop`] removes the cgroup again.
     pub fn start(policy: &Policy, enforce: bool) -> Result<Witness> {
-        let backstop = backstop::compile(policy, enforce).context("compiling the policy for the kernel")?;
+        let loaded = Loaded::new(policy, enforce)?;
         let root = cgroup2_root().context("finding or mounting cgroup2")?;
-        let mut ebpf = object::load()?;
-        let sockets = maps::take_sockets(&mut ebpf)?;
-        let dropped = maps::take_dropped(&mut ebpf)?;
-        let ring =
-            ebpf.take_map(EVENTS_MAP).with_context(|| format!("the eBPF object has no map {EVENTS_MAP}"))?;
-        let ring =
-            RingBuf::try_from(ring).with_context(|| format!("map {EVENTS_MAP} has an unexpected type"))?;
-        let cgroup = RunCgroup::create(&root)?;
-        // The policy goes in before any program is attached: no hook ever runs without it.
-        let attached = maps::write_backstop(&mut ebpf, &backstop.for_cgroup(cgroup.id()))
-            .and_then(|()| object::attach_all(&mut ebpf, cgroup.dir_fd()));
-        if let Err(err) = attached {
-            drop(ebpf);
-            if let Err(cleanup) = cgroup.remove() {
-                return Err(err.context(format!("(and cleaning up failed: {cleanup:#})")));
-            }
-            return Err(err);
-        }
-        Ok(Witness {
-            ebpf: Some(ebpf),
-            cgroup,
-            sockets,
-            dropped,
-            ring: Some(ring),
-            reader_stop: None,
-            stopped: false,
-        })
+        loaded.attach(Cgroup::create(&root)?)
     }
 
-    /// `<cgroup>/cgroup.procs`, opened `O_WRONLY | O_CLOEXEC`. The traced child writes `"0"`
+    /// Loads the object, fills the policy maps and attaches every program to the existing
+    /// cgroup v2 directory `cgroup_dir` (see [`super::resolve_cgroup`]): the hooks then run for
+    /// every socket of that cgroup and of every cgroup below it, whenever it joined (cgroup
+    /// links are always inherited by descendants). Needs root. The cgroup is neither joined,
+    /// changed nor removed: [`Witness::stop`] only detaches.
+    pub fn attach(policy: &Policy, enforce: bool, cgroup_dir: &Path) -> Result<Witness> {
+        let loaded = Loaded::new(policy, enforce)?;
+        loaded.attach(Cgroup::existing(cgroup_dir)?)
+    }
+
+    /// `<cgroup>/cgroup.procs`, opened `O_WRONLY | O_CLOEXEC`, for a cgroup of our own
+    /// ([`Witness::start`]; `None` after [`Witness::attach`]). The traced child writes `"0"`
     /// into it (one `write(2)`, async-signal-safe) between fork and exec to join the cgroup;
     /// close-on-exec keeps it out of the program.
-    pub fn procs_fd(&self) -> BorrowedFd<'_> {
+    pub fn procs_fd(&self) -> Option<BorrowedFd<'_>> {
         self.cgroup.procs_fd()
     }
 
@@ -124,8 +175,47 @@ impl Witness {
         drop(self.ebpf.take());
     }
 
-    /// Detaches every program, lets the event reader drain and end, and removes the cgroup
-    /// (waiting briefly while exiting tasks leave it). Fails if tasks are still in it.
+    /// The hooks of the cgroup (attach type names, see `query::ATTACH_TYPES`) where one of our
+    /// programs is still attached, asking the kernel (`BPF_PROG_QUERY`). Empty once
+    /// [`Witness::detach`] has done its work; every hook while attached.
+    pub fn attached_hooks(&self) -> Result<Vec<&'static str>> {
+        let mut hooks = Vec::new();
+        for &(name, attach_type) in query::ATTACH_TYPES {
+            let ids = query::attached_ids(self.cgroup.dir_fd(), attach_type).with_context(|| {
+                format!("asking which programs are attached to {}", self.cgroup.path().display())
+            })?;
+            if ids.iter().any(|id| self.program_ids.contains(id)) {
+                hooks.push(name);
+            }
+        }
+        Ok(hooks)
+    }
+
+    /// Detaches every program and makes sure the kernel agrees: polls `BPF_PROG_QUERY` on the
+    /// cgroup until none of our programs is attached to any hook (the kernel releases a link
+    /// when its last descriptor closes), or fails naming the hooks that kept one.
+    pub fn detach_verified(&mut self) -> Result<()> {
+        self.detach();
+        let deadline = Instant::now() + DETACH_PATIENCE;
+        loop {
+            let left = self.attached_hooks()?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "programs of ours are still attached to {} after detaching: {}",
+                    self.cgroup.path().display(),
+                    left.join(", ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Detaches every program, lets the event reader drain and end, and removes the cgroup if
+    /// we created it (waiting briefly while exiting tasks leave it). Fails if tasks are still
+    /// in it.
     pub fn stop(mut self) -> Result<()> {
         self.teardown()
     }

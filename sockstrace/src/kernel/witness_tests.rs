@@ -387,7 +387,7 @@ fn enforcing_witness_refuses_leaks_reports_them_and_leaves_no_trace() {
             sink_tcp = sinks.tcp_addr(),
             sink_udp = sinks.udp_addr(),
         );
-        let (pid, out) = run_child(witness.procs_fd(), &plan);
+        let (pid, out) = run_child(witness.procs_fd().expect("a cgroup of its own"), &plan);
         let [sink4, sink6, udp, via_proxy, listen, raw, tfo] = &out[..] else { unreachable!() };
         // TCP Fast Open's implicit connect passes the connect hook, when the client side is on.
         let tfo_client = fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen")
@@ -449,8 +449,10 @@ fn enforcing_witness_refuses_leaks_reports_them_and_leaves_no_trace() {
         assert!(witness.socket_facts(u64::MAX).is_none());
         assert_eq!(witness.dropped(), 0);
 
-        // Detached: nothing left on the cgroup.
-        witness.detach();
+        // Detached: nothing left on the cgroup. (The kernel detaches a link when its last
+        // descriptor closes; a concurrent test's child may hold copies between fork and exec,
+        // so this waits for the kernel to agree.)
+        witness.detach_verified().unwrap_or_else(|err| panic!("{err:#}"));
         for (hook, count) in attached_counts(std::os::fd::AsFd::as_fd(&dir)) {
             assert_eq!(count, 0, "{hook} still attached");
         }
@@ -482,7 +484,7 @@ fn observing_witness_lets_leaks_through_and_reports_them() {
         let mut witness = witness(&policy, false);
         let mut events = witness.take_events().unwrap();
         let plan = format!("tcp={} udp={} loop=127.0.0.1:0", sinks.tcp_addr(), sinks.udp_addr());
-        let (pid, out) = run_child(witness.procs_fd(), &plan);
+        let (pid, out) = run_child(witness.procs_fd().expect("a cgroup of its own"), &plan);
         assert_eq!((out[0].errno, out[1].errno, out[2].errno), (0, 0, 0), "{out:?}");
         assert_eq!(sinks.received(Duration::from_millis(300)), (1, vec![b"leak".to_vec()]));
         let got =
@@ -516,7 +518,10 @@ fn a_full_ring_buffer_counts_what_it_drops() {
     runtime().block_on(async {
         let mut witness = witness(&Policy::default(), true);
         // Nobody reads the ring buffer while the child floods it.
-        let (_, out) = run_child(witness.procs_fd(), &format!("flood={}", sinks.udp_addr()));
+        let (_, out) = run_child(
+            witness.procs_fd().expect("a cgroup of its own"),
+            &format!("flood={}", sinks.udp_addr()),
+        );
         assert_eq!(out[0].errno, libc::EPERM);
         let dropped = witness.dropped();
         assert!(dropped > 0, "{FLOOD} events cannot all fit");
@@ -590,7 +595,7 @@ fn kernel_walks_a_full_rule_table_like_the_host_judge() {
     runtime().block_on(async {
         let mut witness = witness(&policy, true);
         let mut events = witness.take_events().unwrap();
-        let (_, out) = run_child(witness.procs_fd(), plan);
+        let (_, out) = run_child(witness.procs_fd().expect("a cgroup of its own"), plan);
         let leaks: Vec<u64> =
             out.iter().zip(&host).filter(|(_, &r)| r != reason::NONE).map(|(o, _)| o.cookie).collect();
         let got = collect(&mut events, |got| leaks.iter().all(|&c| by_cookie(got, c).is_some())).await;
@@ -610,4 +615,67 @@ fn kernel_walks_a_full_rule_table_like_the_host_judge() {
         }
         witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
     });
+}
+
+#[test]
+fn attached_witness_covers_sub_cgroups_and_leaves_its_cgroup_alone() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let root = super::cgroup2_root().unwrap_or_else(|err| panic!("{err:#}"));
+    let parent = root.join(format!("sockstrace-witness-attach-{}", std::process::id()));
+    let below = parent.join("below");
+    fs::create_dir_all(&below).unwrap();
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sinks = Sinks::new();
+    let policy = Policy { proxies: vec![proxy.local_addr().unwrap()], ..Policy::default() };
+    // Relative to the mount, as `--cgroup` takes it.
+    let relative = parent.strip_prefix(&root).unwrap();
+    let resolved = super::resolve_cgroup(&root, Some(relative)).unwrap_or_else(|err| panic!("{err:#}"));
+    assert_eq!(resolved, parent);
+    runtime().block_on(async {
+        let mut witness = Witness::attach(&policy, true, &resolved).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(witness.procs_fd().is_none(), "an existing cgroup is not for joining");
+        let mut events = witness.take_events().unwrap();
+        let all: Vec<&str> = query::ATTACH_TYPES.iter().map(|&(name, _)| name).collect();
+        assert_eq!(witness.attached_hooks().unwrap(), all);
+
+        // A process in a cgroup below: the parent's programs run for it.
+        let procs = fs::File::options().write(true).open(below.join("cgroup.procs")).unwrap();
+        let plan = format!("tcp={} udp={}", sinks.tcp_addr(), sinks.udp_addr());
+        let (pid, out) = run_child(std::os::fd::AsFd::as_fd(&procs), &plan);
+        assert_eq!((out[0].errno, out[1].errno), (libc::EPERM, libc::EPERM), "{out:?}");
+        assert_eq!(sinks.received(Duration::from_millis(200)), (0, vec![]), "nothing reaches the sinks");
+        let got = collect(&mut events, |got| out.iter().all(|o| by_cookie(got, o.cookie).is_some())).await;
+        let below_id = fs::metadata(&below).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+        for o in &out {
+            let event = by_cookie(&got, o.cookie).unwrap_or_else(|| panic!("no event for {o:?}: {got:#?}"));
+            assert_eq!((event.pid, event.denied, event.cgroup_id), (pid, true, below_id), "{event:#?}");
+        }
+
+        witness.detach_verified().unwrap_or_else(|err| panic!("{err:#}"));
+        assert!(witness.attached_hooks().unwrap().is_empty());
+        witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
+        assert!(below.exists(), "the watched cgroup is left in place");
+    });
+    fs::remove_dir(&below).unwrap();
+    fs::remove_dir(&parent).unwrap();
+}
+
+#[test]
+fn resolves_cgroup_arguments() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let root = super::cgroup2_root().unwrap_or_else(|err| panic!("{err:#}"));
+    let resolve = |arg: &str| super::resolve_cgroup(&root, Some(std::path::Path::new(arg)));
+    assert_eq!(super::resolve_cgroup(&root, None).unwrap(), root);
+    assert_eq!(resolve(root.to_str().unwrap()).unwrap(), root);
+    assert_eq!(resolve("/").unwrap(), root, "the /proc/PID/cgroup form of the root");
+    let err = resolve("no-such-cgroup-here").unwrap_err().to_string();
+    assert!(err.contains("no cgroup no-such-cgroup-here"), "{err}");
+    assert!(resolve("../x").unwrap_err().to_string().contains("'..'"));
+    assert!(resolve("/etc").is_err(), "/etc is no cgroup");
 }

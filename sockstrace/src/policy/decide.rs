@@ -78,6 +78,10 @@ pub enum Reason {
     /// thread could change after our check.
     SocketcallRace,
     SocketCreate,
+    /// Set by the supervisor: a datagram connect to one of the `--dns proxy`
+    /// resolver's fake addresses (resolvers do this to sort addresses; it
+    /// sends nothing, and there is nowhere to send to).
+    FakeAddress,
 }
 
 impl Reason {
@@ -111,6 +115,7 @@ impl Reason {
             Reason::CheckFailed => "check-failed",
             Reason::SocketcallRace => "socketcall-race",
             Reason::SocketCreate => "socket-create",
+            Reason::FakeAddress => "fake-address",
         }
     }
 }

@@ -50,6 +50,13 @@ pub struct Event {
     pub exe: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
+    /// The process's cgroup v2 path (`/proc/PID/cgroup`), for audit events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Process fields that could not be read (`exe`, `argv`, `cgroup`): the process was gone,
+    /// had exec'd another program, or did not answer in time. Audit events only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +94,8 @@ impl Event {
             comm: None,
             exe: None,
             argv: None,
+            cgroup: None,
+            missing: Vec::new(),
             fd: None,
             cookie: None,
             family: None,
@@ -143,6 +152,7 @@ mod tests {
         assert_eq!(v["type"], "stream");
         assert_eq!(v["errno"], 1);
         assert!(v.get("kernel").is_none());
+        assert!(v.get("cgroup").is_none() && v.get("missing").is_none());
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
     }
 }

@@ -43,6 +43,14 @@ pub fn summary_lines(s: &Summary) -> Vec<String> {
         ));
     }
     lines.push(format!("sockstrace: layers: seccomp {}; kernel {}", s.layers.seccomp, s.layers.kernel));
+    if let Some(dns) = &s.layers.dns {
+        let count = |key: &str| dns.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+        lines.push(format!(
+            "sockstrace: dns: {} queries answered by sockstrace's resolver ({} failed), none sent around the proxy",
+            count("queries"),
+            count("failures")
+        ));
+    }
     if let Some(lost) = s.layers.kernel_dropped.filter(|&n| n > 0) {
         lines.push(format!("sockstrace: the kernel dropped {lost} event(s): its ring buffer was full"));
     }

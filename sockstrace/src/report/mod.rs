@@ -2,7 +2,7 @@
 //! on stderr, and a summary at exit.
 
 mod event;
-mod human;
+pub(crate) mod human;
 mod summary;
 
 pub use event::{Action, Event, ProcessInfo};
@@ -50,12 +50,26 @@ impl Reporter {
     /// Opens the report target; an unwritable path is an error here, before
     /// the program starts.
     pub fn open(target: &ReportTarget, quiet: bool) -> Result<Self> {
+        Self::open_with(target, quiet, false)
+    }
+
+    /// [`Reporter::open`], appending to an existing report file instead of replacing it
+    /// (`audit` as a service: a restart keeps what was reported before).
+    pub fn open_appending(target: &ReportTarget, quiet: bool) -> Result<Self> {
+        Self::open_with(target, quiet, true)
+    }
+
+    fn open_with(target: &ReportTarget, quiet: bool, append: bool) -> Result<Self> {
         let sink: Option<Box<dyn Write + Send>> = match target {
             ReportTarget::None => None,
             ReportTarget::Stdout => Some(Box::new(io::stdout())),
             ReportTarget::File(path) => {
-                let file = File::create(path)
-                    .with_context(|| format!("cannot write the report to {}", path.display()))?;
+                let file = if append {
+                    File::options().create(true).append(true).open(path)
+                } else {
+                    File::create(path)
+                }
+                .with_context(|| format!("cannot write the report to {}", path.display()))?;
                 Some(Box::new(BufWriter::new(file)))
             }
         };
@@ -108,6 +122,17 @@ impl Reporter {
     /// Writes the summary (JSON last line and stderr). Later events are not
     /// written: the sink is closed here.
     pub fn finish(&self, layers: Layers, exit_status: i32) -> Summary {
+        self.finish_with(layers, exit_status, serde_json::Map::new())
+    }
+
+    /// [`Reporter::finish`], with `extra` keys added to the JSON summary object (`audit` adds
+    /// its table by process).
+    pub fn finish_with(
+        &self,
+        layers: Layers,
+        exit_status: i32,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Summary {
         let Ok(mut state) = self.state.lock() else {
             return Summary::default();
         };
@@ -117,7 +142,11 @@ impl Reporter {
         summary.layers = layers;
         summary.exit_status = Some(exit_status);
         if let Some(mut out) = sink {
-            let _ = serde_json::to_writer(&mut *out, &summary.to_json());
+            let mut json = summary.to_json();
+            if let Some(object) = json.get_mut("summary").and_then(serde_json::Value::as_object_mut) {
+                object.extend(extra);
+            }
+            let _ = serde_json::to_writer(&mut *out, &json);
             let _ = out.write_all(b"\n");
             let _ = out.flush();
         }

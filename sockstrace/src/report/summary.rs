@@ -13,6 +13,8 @@ pub struct Layers {
     pub kernel: String,
     /// Events the kernel's ring buffer had to drop (when the layer was on).
     pub kernel_dropped: Option<u64>,
+    /// What the `--dns proxy` resolver answered.
+    pub dns: Option<serde_json::Value>,
 }
 
 /// One row of the leak table.
@@ -89,6 +91,7 @@ impl Summary {
                 "exit_status": self.exit_status,
                 "layers": {"seccomp": self.layers.seccomp, "kernel": self.layers.kernel},
                 "kernel_lost_events": self.layers.kernel_dropped,
+                "dns": self.layers.dns,
                 "leak_table": leaks,
             }
         })

@@ -16,6 +16,8 @@ const ATYP_V6: u8 = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Addr(SocketAddr),
+    /// A name the proxy resolves (no local DNS lookup).
+    Domain(String, u16),
 }
 
 /// RFC 1929 credentials; with Tor, distinct credentials give distinct circuits.
@@ -35,7 +37,7 @@ pub enum SocksError {
     AuthRejected,
     #[error("the proxy refused the connection (reply {0})")]
     Refused(u8),
-    #[error("a credential longer than 255 bytes")]
+    #[error("a name or credential longer than 255 bytes")]
     TooLong,
     #[error("malformed reply")]
     Malformed,
@@ -99,6 +101,13 @@ pub fn parse_auth_reply(reply: [u8; 2]) -> Result<(), SocksError> {
 pub fn connect_request(target: &Target) -> Result<Vec<u8>, SocksError> {
     let mut out = vec![VERSION, CMD_CONNECT, 0];
     let port = match target {
+        Target::Domain(name, port) => {
+            let len = u8::try_from(name.len()).map_err(|_| SocksError::TooLong)?;
+            out.push(ATYP_DOMAIN);
+            out.push(len);
+            out.extend_from_slice(name.as_bytes());
+            *port
+        }
         Target::Addr(addr) => {
             match addr.ip() {
                 IpAddr::V4(v4) => {
@@ -147,6 +156,10 @@ mod tests {
         assert_eq!(auth_request(&creds).unwrap(), [1, 1, b'u', 2, b'p', b'w']);
         let v4 = connect_request(&Target::Addr("1.2.3.4:443".parse().unwrap())).unwrap();
         assert_eq!(v4, [5, 1, 0, 1, 1, 2, 3, 4, 1, 187]);
+        let name = connect_request(&Target::Domain("example.com".into(), 80)).unwrap();
+        assert_eq!(&name[..5], &[5, 1, 0, 3, 11]);
+        assert_eq!(&name[16..], &[0, 80]);
+        assert_eq!(connect_request(&Target::Domain("x".repeat(256), 1)), Err(SocksError::TooLong));
         let v6 = connect_request(&Target::Addr("[::1]:80".parse().unwrap())).unwrap();
         assert_eq!(v6.len(), 4 + 16 + 2);
         assert_eq!(v6[3], 4);

@@ -4,6 +4,7 @@
 //! concurrently on tokio -> reap -> summary.
 
 pub(crate) mod abi;
+mod dns_setup;
 mod filter;
 mod handlers;
 mod kernel_events;
@@ -36,9 +37,18 @@ pub struct RunConfig {
     pub policy: Policy,
     pub on_leak: LeakAction,
     pub socks_auth: SocksAuth,
+    pub dns: DnsMode,
     pub kernel: KernelMode,
     pub allow_io_uring: bool,
     pub command: Vec<OsString>,
+}
+
+/// `--dns`.
+#[derive(Debug, Clone)]
+pub enum DnsMode {
+    Block,
+    Log,
+    Proxy(crate::dns::Upstream),
 }
 
 /// Whether to start the kernel layer.
@@ -60,6 +70,10 @@ pub struct Ctx {
     policy: Policy,
     on_leak: LeakAction,
     socks_auth: SocksAuth,
+    /// `--dns log`: DNS leaks go through, reported.
+    dns_log: bool,
+    /// `--dns proxy`: the resolver, whose fake addresses socksify maps back to names.
+    resolver: Option<crate::dns::Names>,
     allow_io_uring: bool,
     reporter: Arc<Reporter>,
     tree: Arc<Tree>,
@@ -92,10 +106,24 @@ fn start_witness(policy: &Policy, on_leak: LeakAction, mode: KernelMode) -> (Opt
 }
 
 /// Runs the program under the supervisor; returns how it ended.
-pub fn run(config: RunConfig, reporter: Reporter) -> Result<Outcome> {
+pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let filter = filter::build().context("building the seccomp filter")?;
+    // The child makes raw system calls only, so the runtime's threads may exist at fork.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .on_thread_start(block_signals_in_this_thread)
+        .build()
+        .context("starting the async runtime")?;
+    let dns_proxy = match &config.dns {
+        DnsMode::Proxy(upstream) => Some(dns_setup::DnsProxy::start(&runtime, *upstream)?),
+        DnsMode::Block | DnsMode::Log => None,
+    };
+    if let Some(proxy) = &dns_proxy {
+        proxy.allow_in(&mut config.policy);
+    }
     let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak, config.kernel);
     if config.kernel == KernelMode::Required && witness.is_none() {
         anyhow::bail!("--kernel required, but the kernel layer is {kernel_layer}");
@@ -111,8 +139,11 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         return Err(std::io::Error::last_os_error()).context("becoming a child subreaper");
     }
     let root = nix::unistd::geteuid().is_root();
-    let procs = witness.as_ref().map(Witness::procs_fd);
-    let spawned = spawn::spawn(&path, &config.command, &filter, !root, procs)?;
+    let procs = witness.as_ref().and_then(Witness::procs_fd);
+    let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
+    let setup =
+        spawn::ChildSetup { no_new_privs: !root, cgroup_procs: procs, resolv_conf: resolv_conf.as_deref() };
+    let spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
     let notifier = Notifier::new(spawned.listener);
     let sync_wakeup = notifier.enable_sync_wakeup();
     let seccomp_layer = format!(
@@ -121,12 +152,6 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         if sync_wakeup { ", sync wake-up" } else { "" }
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .on_thread_start(block_signals_in_this_thread)
-        .build()
-        .context("starting the async runtime")?;
     let reporter = Arc::new(reporter);
     let kernel_task = match witness.as_mut() {
         Some(w) => {
@@ -141,6 +166,8 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         policy: config.policy,
         on_leak: config.on_leak,
         socks_auth: config.socks_auth,
+        dns_log: matches!(config.dns, DnsMode::Log),
+        resolver: dns_proxy.as_ref().map(dns_setup::DnsProxy::names),
         allow_io_uring: config.allow_io_uring,
         reporter: reporter.clone(),
         tree: Arc::new(Tree::new(std::process::id() as i32)),
@@ -163,7 +190,8 @@ pub fn run(config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         let _ = runtime.block_on(task);
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    let layers = Layers { seccomp: seccomp_layer, kernel: kernel_layer, kernel_dropped };
+    let dns = dns_proxy.as_ref().map(|p| serde_json::to_value(p.stats()).unwrap_or_default());
+    let layers = Layers { seccomp: seccomp_layer, kernel: kernel_layer, kernel_dropped, dns };
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
 }

@@ -25,6 +25,7 @@ const MSG_SECCOMP_FAILED: i32 = 3;
 const MSG_EXEC_FAILED: i32 = 4;
 const MSG_LISTENER_KILLABLE: i32 = 5;
 const MSG_CGROUP_FAILED: i32 = 6;
+const MSG_RESOLV_CONF_FAILED: i32 = 7;
 
 /// Exit status of a child that failed before exec.
 const CHILD_SETUP_FAILED: i32 = 125;
@@ -43,6 +44,8 @@ pub enum SpawnError {
     NoNewPrivs(std::io::Error),
     #[error("cannot join the run's cgroup: {0}")]
     Cgroup(std::io::Error),
+    #[error("cannot give the program its own /etc/resolv.conf: {0}")]
+    ResolvConf(std::io::Error),
     #[error("{what}: {err}")]
     Setup { what: &'static str, err: std::io::Error },
 }
@@ -115,16 +118,26 @@ struct ChildPlan<'a> {
     no_new_privs: bool,
     /// `cgroup.procs` of the run's cgroup, to join before anything else.
     cgroup_procs: Option<libc::c_int>,
+    /// A file to bind over /etc/resolv.conf in a private mount namespace.
+    resolv_conf: Option<CString>,
 }
 
-/// Forks and execs `argv` under `filter`. Must be called while the process
-/// has a single thread (before the async runtime starts).
+/// What the child does besides installing the filter.
+#[derive(Default)]
+pub struct ChildSetup<'a> {
+    pub no_new_privs: bool,
+    pub cgroup_procs: Option<std::os::fd::BorrowedFd<'a>>,
+    pub resolv_conf: Option<&'a Path>,
+}
+
+/// Forks and execs `argv` under `filter`. The child makes only raw,
+/// async-signal-safe system calls on data prepared here, so other threads of
+/// ours (the async runtime) cannot deadlock it.
 pub fn spawn(
     path: &Path,
     argv: &[OsString],
     filter: &FilterProgram,
-    no_new_privs: bool,
-    cgroup_procs: Option<std::os::fd::BorrowedFd<'_>>,
+    child: ChildSetup<'_>,
 ) -> Result<Spawned, SpawnError> {
     let plan = ChildPlan {
         path: cstring(path.as_os_str())?,
@@ -138,8 +151,9 @@ pub fn spawn(
             })
             .collect::<Result<_, _>>()?,
         filter,
-        no_new_privs,
-        cgroup_procs: cgroup_procs.map(|fd| fd.as_raw_fd()),
+        no_new_privs: child.no_new_privs,
+        cgroup_procs: child.cgroup_procs.map(|fd| fd.as_raw_fd()),
+        resolv_conf: child.resolv_conf.map(|p| cstring(p.as_os_str())).transpose()?,
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -195,6 +209,9 @@ fn parent_handshake(
         MSG_LISTENER => false,
         MSG_NNP_FAILED => return fail(SpawnError::NoNewPrivs(std::io::Error::from_raw_os_error(value))),
         MSG_CGROUP_FAILED => return fail(SpawnError::Cgroup(std::io::Error::from_raw_os_error(value))),
+        MSG_RESOLV_CONF_FAILED => {
+            return fail(SpawnError::ResolvConf(std::io::Error::from_raw_os_error(value)));
+        }
         _ => return fail(SpawnError::Seccomp(std::io::Error::from_raw_os_error(value))),
     };
     let listener = sys::pidfd_open_thread(pid as u32)
@@ -276,6 +293,28 @@ unsafe fn child_main(
         if let Some(procs) = plan.cgroup_procs {
             if libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
                 child_send(ctl, MSG_CGROUP_FAILED, child_errno());
+                libc::_exit(CHILD_SETUP_FAILED);
+            }
+        }
+        // A private mount namespace whose /etc/resolv.conf names our resolver.
+        if let Some(resolv_conf) = &plan.resolv_conf {
+            let private = libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(
+                    resolv_conf.as_ptr(),
+                    c"/etc/resolv.conf".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) == 0;
+            if !private {
+                child_send(ctl, MSG_RESOLV_CONF_FAILED, child_errno());
                 libc::_exit(CHILD_SETUP_FAILED);
             }
         }

@@ -6,7 +6,7 @@ use super::socksify;
 use super::{confirm, read_addr, reply_of, run_call, Call, LeakAction, Subject, Target, BLOCKED_ERRNO};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
-use crate::policy::{decide, Operation, Request};
+use crate::policy::{decide, Decision, Operation, Reason, Request};
 use crate::report::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
@@ -20,7 +20,25 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Connect(addr.clone()) });
-    if decision.is_leak() && call.ctx.on_leak == LeakAction::Socksify {
+    // A connect to one of our resolver's fake addresses can only mean its name.
+    let names_a_fake_address = match &addr {
+        SockAddr::Inet(dst) => call.ctx.resolver.as_ref().and_then(|r| r.name_for(dst.ip())).is_some(),
+        _ => false,
+    };
+    if names_a_fake_address && sock.facts.transport() != Transport::Tcp {
+        // Unreachable except through the proxy, which carries TCP only.
+        let refused = Decision::allowed(Reason::FakeAddress);
+        call.record_action(
+            "connect",
+            Subject::Socket(&sock),
+            Target::Remote(Some(&addr)),
+            refused,
+            Action::Blocked,
+        );
+        call.set_last_errno(libc::ENETUNREACH);
+        return Ok(Reply::Errno(libc::ENETUNREACH));
+    }
+    if decision.is_leak() && (call.ctx.on_leak == LeakAction::Socksify || names_a_fake_address) {
         if let Some(reply) = socksify(call, &sock, &addr, decision)? {
             return Ok(reply);
         }
@@ -45,7 +63,7 @@ fn socksify(
     call: &mut Call<'_>,
     sock: &Socket,
     addr: &SockAddr,
-    decision: crate::policy::Decision,
+    decision: Decision,
 ) -> Result<Option<Reply>, Failure> {
     let SockAddr::Inet(dst) = addr else { return Ok(None) };
     if sock.facts.transport() != Transport::Tcp {
@@ -61,7 +79,11 @@ fn socksify(
     );
     let fd = sock.fd.try_clone().map_err(|e| Failure::Check(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let creds = call.ctx.socks_auth.credentials();
-    let target = crate::socks::Target::Addr(*dst);
+    // The proxy resolves names our resolver handed out (socks5h semantics).
+    let target = match call.ctx.resolver.as_ref().and_then(|r| r.name_for(dst.ip())) {
+        Some(name) => crate::socks::Target::Domain(name, dst.port()),
+        None => crate::socks::Target::Addr(*dst),
+    };
     let result =
         run_call(call.ctx, true, move || socksify::connect_through(fd.as_fd(), proxy, &target, &creds))?;
     Ok(Some(reply_of(result.map(|()| 0))))

@@ -73,6 +73,9 @@ impl<'a> Call<'a> {
         if !decision.is_leak() {
             return Action::Allowed;
         }
+        if self.ctx.dns_log && matches!(decision.reason, Reason::DnsUdp | Reason::DnsTcp) {
+            return Action::Logged;
+        }
         match self.ctx.on_leak {
             LeakAction::Block | LeakAction::Socksify => Action::Blocked,
             LeakAction::Log => Action::Logged,
@@ -96,8 +99,30 @@ impl<'a> Call<'a> {
         target: Target,
         decision: Decision,
     ) -> Action {
-        let action = self.action(decision);
+        let mut action = self.action(decision);
+        // Our resolver's fake addresses lead nowhere but through the proxy:
+        // nothing is ever sent to one directly, whatever --on-leak says.
+        if action == Action::Logged && self.is_fake_address(&target) {
+            action = Action::Blocked;
+        }
         self.record_action(syscall, subject, target, decision, action)
+    }
+
+    /// Overrides the errno of the last recorded event.
+    pub fn set_last_errno(&mut self, errno: Errno) {
+        if let Some(last) = self.events.last_mut() {
+            last.errno = Some(errno);
+        }
+    }
+
+    /// Whether the target is one of the `--dns proxy` resolver's fake addresses.
+    fn is_fake_address(&self, target: &Target) -> bool {
+        match target {
+            Target::Remote(Some(SockAddr::Inet(addr))) => {
+                self.ctx.resolver.is_some() && crate::dns::in_pool(addr.ip())
+            }
+            _ => false,
+        }
     }
 
     /// As `record`, with the action already chosen.

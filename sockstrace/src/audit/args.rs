@@ -1,0 +1,166 @@
+//! `sockstrace audit` options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::cli::{default_proxies, parse_allow_arg, parse_proxy_arg};
+use crate::policy::{AllowRule, Incoming, Policy};
+
+/// `--incoming` for audit: the kernel hooks can refuse a bind but not a listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditIncoming {
+    /// A listener on a non-loopback address, or a UDP socket bound to a fixed port there, is a
+    /// leak: reported; with --enforce the UDP bind is refused (a listen cannot be)
+    Block,
+    /// Servers may receive on any address: only what goes out counts
+    Allow,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Watch this cgroup and every cgroup below it: a path in the cgroup2 hierarchy, absolute
+    /// or relative to its mount (e.g. system.slice/nginx.service) [default: the root cgroup,
+    /// the whole machine]
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
+    /// SOCKS proxy the processes may use (repeatable) [default: 127.0.0.1:9050, [::1]:9050]
+    #[arg(long = "proxy", value_name = "ADDR", value_parser = parse_proxy_arg, env = "SOCKSTRACE_PROXY", value_delimiter = ',')]
+    pub proxies: Vec<SocketAddr>,
+
+    /// Also allow this destination: ADDR or CIDR, either with :PORT ([IPv6]:PORT) (repeatable;
+    /// unix: rules are accepted and have no effect: the kernel hooks see inet sockets only)
+    #[arg(
+        long = "allow",
+        value_name = "ADDR|CIDR[:PORT]",
+        value_parser = parse_allow_arg,
+        env = "SOCKSTRACE_ALLOW",
+        value_delimiter = ','
+    )]
+    pub allow: Vec<AllowRule>,
+
+    /// Allow loopback destinations (127.0.0.0/8, ::1), except DNS on port 53
+    #[arg(long, env = "SOCKSTRACE_ALLOW_LOOPBACK")]
+    pub allow_loopback: bool,
+
+    /// Whether receiving on non-loopback addresses is a leak
+    #[arg(long, value_enum, default_value = "block", value_name = "POLICY", env = "SOCKSTRACE_INCOMING")]
+    pub incoming: AuditIncoming,
+
+    /// Refuse leaks in the kernel (the process gets EPERM) and report them as blocked; without
+    /// it leaks are only reported (action "logged")
+    #[arg(long)]
+    pub enforce: bool,
+
+    /// Append one JSON object per leak to FILE ('-' for stdout), and a summary line at the end
+    #[arg(long, value_name = "FILE", env = "SOCKSTRACE_REPORT")]
+    pub report: Option<PathBuf>,
+
+    /// Stop after SECS seconds (fractions allowed) [default: run until SIGINT or SIGTERM]
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
+    /// No human lines on stderr but errors and lost events (the JSON report is unaffected)
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl AuditArgs {
+    /// The policy the kernel judges with.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            proxies: if self.proxies.is_empty() { default_proxies() } else { self.proxies.clone() },
+            allow: self.allow.clone(),
+            allow_loopback: self.allow_loopback,
+            incoming: match self.incoming {
+                AuditIncoming::Block => Incoming::Block,
+                AuditIncoming::Allow => Incoming::Allow,
+            },
+            incoming_from: Vec::new(),
+        }
+    }
+}
+
+/// A positive, finite number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{text:?}: the duration must be a positive number of seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<AuditArgs, clap::Error> {
+        let argv = ["sockstrace", "audit"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Audit(args) => Ok(args),
+            other => panic!("not an audit command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_watch_the_whole_machine_observing_tor_ports() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.cgroup, None);
+        assert!(!args.enforce);
+        assert_eq!(args.duration, None);
+        let policy = args.policy();
+        assert_eq!(policy.proxies, default_proxies());
+        assert_eq!(policy.incoming, Incoming::Block);
+    }
+
+    #[test]
+    fn parses_a_full_line() {
+        let args = parse(&[
+            "--cgroup",
+            "system.slice/nginx.service",
+            "--proxy",
+            "127.0.0.1:1080",
+            "--allow",
+            "10.0.0.0/8:443",
+            "--allow-loopback",
+            "--enforce",
+            "--report",
+            "-",
+            "--duration",
+            "2.5",
+            "--metrics",
+            "127.0.0.1:9101",
+            "--incoming",
+            "allow",
+        ])
+        .unwrap();
+        assert_eq!(args.cgroup.as_deref(), Some(std::path::Path::new("system.slice/nginx.service")));
+        assert!(args.enforce && args.allow_loopback);
+        assert_eq!(args.duration, Some(Duration::from_millis(2500)));
+        assert_eq!(args.metrics, Some("127.0.0.1:9101".parse().unwrap()));
+        let policy = args.policy();
+        assert_eq!(policy.proxies, vec!["127.0.0.1:1080".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(policy.allow.len(), 1);
+        assert_eq!(policy.incoming, Incoming::Allow);
+    }
+
+    #[test]
+    fn refuses_bad_durations_and_addresses() {
+        for bad in ["0", "-1", "soon", "inf", "NaN"] {
+            let err = parse(&["--duration", bad]).unwrap_err();
+            assert!(err.to_string().contains(bad), "{bad}: {err}");
+        }
+        assert!(parse(&["--metrics", "localhost"]).is_err());
+        assert!(parse(&["--proxy", "1.2.3.4"]).is_err());
+    }
+}
