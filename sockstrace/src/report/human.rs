@@ -12,6 +12,22 @@ pub fn write_line(line: &str) {
     let _ = std::io::stderr().lock().write_all(buf.as_bytes());
 }
 
+/// Whether stderr gets colour: only a terminal, and only without `NO_COLOR`.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    static COLOUR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *COLOUR.get_or_init(|| std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+}
+
+/// A leak line, in bold red on a terminal.
+pub fn highlight(line: &str) -> String {
+    if colour() {
+        format!("\x1b[1;31m{line}\x1b[0m")
+    } else {
+        line.to_owned()
+    }
+}
+
 pub fn leak_line(e: &Event) -> String {
     let action =
         serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();

@@ -86,7 +86,7 @@ impl Reporter {
     /// Emits one event: numbers it, tallies it, writes it.
     pub fn emit(&self, mut event: Event) {
         if event.is_leak() && !self.quiet {
-            human::write_line(&human::leak_line(&event));
+            human::write_line(&human::highlight(&human::leak_line(&event)));
         }
         let Ok(mut state) = self.state.lock() else { return };
         event.seq = state.next_seq;
