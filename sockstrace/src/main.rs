@@ -6,6 +6,7 @@ mod config;
 mod dns;
 mod doctor;
 mod kernel;
+mod logging;
 mod net;
 mod policy;
 #[cfg(test)]
@@ -19,6 +20,7 @@ mod supervisor;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
+    logging::init();
     let matches = cli::Cli::command().get_matches();
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match cli.command {

@@ -14,7 +14,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <netpacket/packet.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,7 +33,22 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__i386__)
+#include <linux/net.h>
+#endif
 
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+#ifndef MSG_FASTOPEN
+#define MSG_FASTOPEN 0x20000000
+#endif
+#ifndef ETH_P_ALL
+#define ETH_P_ALL 0x0003
+#endif
+#ifndef ETH_P_IP
+#define ETH_P_IP 0x0800
+#endif
 
 struct dest {
     struct sockaddr_storage ss;
@@ -52,7 +73,22 @@ static void usage(void) {
             "  exec-connect HOST PORT\n"
             "  unix-connect PATH\n"
             "  storm HOST PORT THREADS COUNT\n"
-            "  fork-sleep-then-connect HOST PORT\n");
+            "  fork-sleep-then-connect HOST PORT\n"
+            "  tfo-sendto HOST PORT | tfo-sendmsg HOST PORT\n"
+            "  raw-socket 4|6 | raw-udp HOST PORT\n"
+            "  packet-socket | packet-udp HOST PORT\n"
+            "  vfork-connect HOST PORT | clone-vm-connect HOST PORT\n"
+            "  clone3-thread-connect HOST PORT (x86_64)\n"
+            "  bad-pointers PROXYHOST PROXYPORT\n"
+            "  race PROXYHOST PROXYPORT SINKHOST SINKPORT COUNT\n"
+            "  race-sendto ALLOWEDHOST ALLOWEDPORT SINKHOST SINKPORT COUNT\n"
+            "  uring-setup-raw | udp-bind HOST PORT\n"
+            "  connect-wait-connect PROXYHOST PROXYPORT SINKHOST SINKPORT FIFO\n"
+            "  tcp-connect-info HOST PORT\n"
+            "  serve HOST PORT N\n"
+            "  tcp-exchange HOST PORT\n"
+            "  (i386 only) sc-connect HOST PORT | sc-sendto HOST PORT |\n"
+            "  i386-connect HOST PORT | sc-unix-connect PATH THREADS\n");
     exit(2);
 }
 
@@ -557,6 +593,832 @@ static int cmd_fork_sleep_then_connect(const char *host, const char *port) {
     return rc;
 }
 
+/* ---------------------------------------------------------------------------
+ * Bypass vectors.
+ * ------------------------------------------------------------------------- */
+
+/* A system call without libc's errno: returns -errno on failure. Used where
+ * the caller runs without a TLS area of its own (vfork/clone children). */
+#if defined(__x86_64__)
+static long rsys(long nr, long a, long b, long c) {
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(nr), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+    return ret;
+}
+#else
+static long rsys(long nr, long a, long b, long c) {
+    long r = syscall(nr, a, b, c);
+    return r < 0 ? -errno : r;
+}
+#endif
+
+/* tfo-sendto / tfo-sendmsg: a TCP Fast Open connect (the data rides on the
+ * SYN, or right after the handshake when no cookie is cached yet). */
+static int cmd_tfo(const char *host, const char *port, int use_sendmsg) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    actor();
+    int fd = open_socket(&d, SOCK_STREAM);
+    static char msg[] = "netprobe-tfo\n";
+    ssize_t r;
+    const char *op = use_sendmsg ? "sendmsg" : "sendto";
+    if (use_sendmsg) {
+        struct iovec iov = {msg, sizeof(msg) - 1};
+        struct msghdr mh;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_name = &d.ss;
+        mh.msg_namelen = d.len;
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        r = sendmsg(fd, &mh, MSG_FASTOPEN | MSG_NOSIGNAL);
+    } else {
+        r = sendto(fd, msg, sizeof(msg) - 1, MSG_FASTOPEN | MSG_NOSIGNAL, (const struct sockaddr *)&d.ss, d.len);
+    }
+    if (r < 0) {
+        say_err(op, errno);
+        close(fd);
+        return 1;
+    }
+    printf("%s: ok sent=%ld\n", op, (long)r);
+    fflush(stdout);
+    /* Give the handshake time to complete before close. */
+    shutdown(fd, SHUT_WR);
+    char buf[64];
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    close(fd);
+    return 0;
+}
+
+static int cmd_raw_socket(const char *fam) {
+    int family = strcmp(fam, "6") == 0 ? AF_INET6 : AF_INET;
+    int proto = family == AF_INET6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
+    actor();
+    int fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, proto);
+    if (fd < 0) {
+        say_err("socket", errno);
+        return 1;
+    }
+    say_ok("socket");
+    close(fd);
+    return 0;
+}
+
+static uint16_t ip_checksum(const void *data, size_t len) {
+    const uint8_t *p = data;
+    uint32_t sum = 0;
+    for (size_t i = 0; i + 1 < len; i += 2)
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (len & 1)
+        sum += (uint32_t)(p[len - 1] << 8);
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+/* Writes a UDP header (checksum 0: none, allowed over IPv4) and payload. */
+static size_t build_udp(uint8_t *buf, uint16_t dport, const char *payload) {
+    size_t plen = strlen(payload);
+    uint16_t sport = htons(40000), dp = htons(dport), ulen = htons((uint16_t)(8 + plen));
+    memcpy(buf, &sport, 2);
+    memcpy(buf + 2, &dp, 2);
+    memcpy(buf + 4, &ulen, 2);
+    memset(buf + 6, 0, 2);
+    memcpy(buf + 8, payload, plen);
+    return 8 + plen;
+}
+
+/* raw-udp HOST PORT: a UDP datagram written by hand on a raw IPv4 socket. */
+static int cmd_raw_udp(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    if (d.family != AF_INET)
+        usage();
+    actor();
+    int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+    if (fd < 0) {
+        say_err("socket", errno);
+        return 1;
+    }
+    say_ok("socket");
+    uint8_t pkt[128];
+    size_t n = build_udp(pkt, (uint16_t)atoi(port), "netprobe-raw-udp");
+    struct sockaddr_in to = *(struct sockaddr_in *)&d.ss;
+    to.sin_port = 0;
+    if (sendto(fd, pkt, n, 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+        say_err("sendto", errno);
+        return 1;
+    }
+    say_ok("sendto");
+    close(fd);
+    return 0;
+}
+
+static int cmd_packet_socket(void) {
+    actor();
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (fd < 0) {
+        say_err("socket", errno);
+        return 1;
+    }
+    say_ok("socket");
+    close(fd);
+    return 0;
+}
+
+/* packet-udp HOST PORT: an IPv4/UDP packet built by hand and written to the
+ * loopback device through an AF_PACKET socket. */
+static int cmd_packet_udp(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    if (d.family != AF_INET)
+        usage();
+    actor();
+    int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_IP));
+    if (fd < 0) {
+        say_err("socket", errno);
+        return 1;
+    }
+    say_ok("socket");
+    uint8_t pkt[128];
+    memset(pkt, 0, sizeof(pkt));
+    size_t ulen = build_udp(pkt + 20, (uint16_t)atoi(port), "netprobe-packet-udp");
+    uint16_t total = htons((uint16_t)(20 + ulen));
+    pkt[0] = 0x45;
+    memcpy(pkt + 2, &total, 2);
+    pkt[8] = 64;
+    pkt[9] = IPPROTO_UDP;
+    struct in_addr src;
+    inet_pton(AF_INET, "127.0.0.1", &src);
+    memcpy(pkt + 12, &src, 4);
+    memcpy(pkt + 16, &((struct sockaddr_in *)&d.ss)->sin_addr, 4);
+    uint16_t csum = htons(ip_checksum(pkt, 20));
+    memcpy(pkt + 10, &csum, 2);
+    struct sockaddr_ll ll;
+    memset(&ll, 0, sizeof(ll));
+    ll.sll_family = AF_PACKET;
+    ll.sll_protocol = htons(ETH_P_IP);
+    ll.sll_ifindex = (int)if_nametoindex("lo");
+    ll.sll_halen = 6;
+    if (sendto(fd, pkt, 20 + ulen, 0, (struct sockaddr *)&ll, sizeof(ll)) < 0) {
+        say_err("sendto", errno);
+        return 1;
+    }
+    say_ok("sendto");
+    close(fd);
+    return 0;
+}
+
+/* State shared with children that run in our memory (vfork, clone). */
+static struct {
+    struct dest d;
+    volatile long pid, tid, sock_ret, conn_ret;
+    volatile int done;
+} shared;
+
+/* Runs in a child sharing our memory: raw system calls only. */
+static int shared_connect(void *unused) {
+    (void)unused;
+    static const char msg[] = "netprobe-shared\n";
+    shared.pid = rsys(SYS_getpid, 0, 0, 0);
+    shared.tid = rsys(SYS_gettid, 0, 0, 0);
+    long fd = rsys(SYS_socket, shared.d.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    shared.sock_ret = fd;
+    if (fd >= 0) {
+        shared.conn_ret = rsys(SYS_connect, fd, (long)&shared.d.ss, (long)shared.d.len);
+        if (shared.conn_ret == 0)
+            rsys(SYS_write, fd, (long)msg, (long)sizeof(msg) - 1);
+        rsys(SYS_close, fd, 0, 0);
+    }
+    __atomic_store_n(&shared.done, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+/* Prints what a shared-memory child did, in the usual format. */
+static int report_shared(void) {
+    printf("actor: pid=%ld tid=%ld\n", shared.pid, shared.tid);
+    if (shared.sock_ret < 0) {
+        say_err("socket", (int)-shared.sock_ret);
+        return 1;
+    }
+    if (shared.conn_ret != 0) {
+        say_err("connect", (int)-shared.conn_ret);
+        return 1;
+    }
+    say_ok("connect");
+    return 0;
+}
+
+static int cmd_vfork_connect(const char *host, const char *port) {
+    parse_dest(host, port, &shared.d);
+    printf("main: pid=%d\n", (int)getpid());
+    fflush(stdout);
+    pid_t child = vfork();
+    if (child < 0) {
+        say_err("vfork", errno);
+        return 1;
+    }
+    if (child == 0) {
+        shared_connect(NULL);
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+    return report_shared();
+}
+
+/* clone-vm-connect: clone(CLONE_VM) without CLONE_THREAD or CLONE_VFORK: a
+ * separate process that shares our memory and runs concurrently. */
+static int cmd_clone_vm_connect(const char *host, const char *port) {
+    parse_dest(host, port, &shared.d);
+    printf("main: pid=%d\n", (int)getpid());
+    fflush(stdout);
+    size_t size = 256 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        say_err("mmap", errno);
+        return 1;
+    }
+    pid_t child = clone(shared_connect, stack + size, CLONE_VM | SIGCHLD, NULL);
+    if (child < 0) {
+        say_err("clone", errno);
+        return 1;
+    }
+    int st = 0;
+    waitpid(child, &st, 0);
+    return report_shared();
+}
+
+#if defined(__x86_64__)
+struct clone3_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
+/* clone3 with a new stack: the child calls fn(NULL) there and exits the
+ * thread with its result; the parent gets the child's tid (or -errno). */
+static long clone3_run(struct clone3_args *ca, int (*fn)(void *)) {
+    long ret;
+    register int (*r12)(void *) __asm__("r12") = fn;
+    __asm__ volatile("syscall\n\t"
+                     "test %%rax, %%rax\n\t"
+                     "jnz 1f\n\t"
+                     "xor %%ebp, %%ebp\n\t"
+                     "xor %%edi, %%edi\n\t"
+                     "call *%%r12\n\t"
+                     "mov %%eax, %%edi\n\t"
+                     "mov $60, %%eax\n\t"
+                     "syscall\n\t"
+                     "hlt\n\t"
+                     "1:\n\t"
+                     : "=a"(ret)
+                     : "a"(435L), "D"(ca), "S"(sizeof(*ca)), "r"(r12)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
+/* clone3-thread-connect: a thread made with a raw clone3 (no glibc). */
+static int cmd_clone3_thread_connect(const char *host, const char *port) {
+    parse_dest(host, port, &shared.d);
+    printf("main: pid=%d tid=%ld\n", (int)getpid(), (long)syscall(SYS_gettid));
+    fflush(stdout);
+    size_t size = 256 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        say_err("mmap", errno);
+        return 1;
+    }
+    struct clone3_args ca;
+    memset(&ca, 0, sizeof(ca));
+    ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    ca.stack = (uint64_t)(uintptr_t)stack;
+    ca.stack_size = size;
+    long tid = clone3_run(&ca, shared_connect);
+    if (tid < 0) {
+        say_err("clone3", (int)-tid);
+        return 1;
+    }
+    printf("clone3: tid=%ld\n", tid);
+    fflush(stdout);
+    while (!__atomic_load_n(&shared.done, __ATOMIC_SEQ_CST))
+        sched_yield();
+    return report_shared();
+}
+#endif
+
+/* bad-pointers PROXYHOST PROXYPORT: network calls with addresses the kernel
+ * cannot read must fail with EFAULT; then a proxy connect must still work. */
+static int cmd_bad_pointers(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    actor();
+    int rc = 0;
+    void *bad = (void *)(uintptr_t)16;
+    /* A sockaddr that starts on a mapped page and runs into an unmapped one. */
+    long pg = sysconf(_SC_PAGESIZE);
+    char *two = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (two == MAP_FAILED) {
+        say_err("mmap", errno);
+        return 1;
+    }
+    munmap(two + pg, (size_t)pg);
+    char *straddle = two + pg - 4;
+    memcpy(straddle, &d.ss, 4);
+
+    int tcp = open_socket(&d, SOCK_STREAM);
+    if (connect(tcp, bad, d.len) == 0) {
+        say_ok("connect-bad");
+        rc = 1;
+    } else {
+        say_err("connect-bad", errno);
+    }
+    if (connect(tcp, (struct sockaddr *)straddle, d.len) == 0) {
+        say_ok("connect-straddle");
+        rc = 1;
+    } else {
+        say_err("connect-straddle", errno);
+    }
+    close(tcp);
+    int udp = open_socket(&d, SOCK_DGRAM);
+    static char msg[] = "netprobe-bad";
+    if (sendto(udp, msg, sizeof(msg) - 1, 0, bad, d.len) >= 0) {
+        say_ok("sendto-bad");
+        rc = 1;
+    } else {
+        say_err("sendto-bad", errno);
+    }
+    if (sendto(udp, bad, 64, 0, (struct sockaddr *)&d.ss, d.len) >= 0) {
+        say_ok("sendto-baddata");
+        rc = 1;
+    } else {
+        say_err("sendto-baddata", errno);
+    }
+    struct iovec iov = {msg, sizeof(msg) - 1};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_name = bad;
+    mh.msg_namelen = d.len;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (sendmsg(udp, &mh, 0) >= 0) {
+        say_ok("sendmsg-bad");
+        rc = 1;
+    } else {
+        say_err("sendmsg-bad", errno);
+    }
+    if (sendmsg(udp, bad, 0) >= 0) {
+        say_ok("sendmsg-badhdr");
+        rc = 1;
+    } else {
+        say_err("sendmsg-badhdr", errno);
+    }
+    close(udp);
+    if (tcp_connect_once(&d, 0) != 0)
+        rc = 1;
+    return rc;
+}
+
+/* race: one thread flips a shared sockaddr between two destinations as fast
+ * as it can while this one connects COUNT times with it. */
+static struct {
+    uint64_t a, b; /* the first 8 bytes of each sockaddr_in */
+    union {
+        struct sockaddr_in sin;
+        uint64_t head;
+    } cur;
+    volatile int stop;
+    volatile long flips;
+} race;
+
+static void *race_flipper(void *unused) {
+    (void)unused;
+    long flips = 0;
+    while (!race.stop) {
+        __atomic_store_n(&race.cur.head, race.a, __ATOMIC_RELAXED);
+        __atomic_store_n(&race.cur.head, race.b, __ATOMIC_RELAXED);
+        flips += 2;
+    }
+    race.flips = flips;
+    return NULL;
+}
+
+static int cmd_race(char **a) {
+    struct dest p, s;
+    parse_dest(a[0], a[1], &p);
+    parse_dest(a[2], a[3], &s);
+    int count = atoi(a[4]);
+    if (p.family != AF_INET || s.family != AF_INET || count <= 0)
+        usage();
+    memcpy(&race.a, &p.ss, 8);
+    memcpy(&race.b, &s.ss, 8);
+    memcpy(&race.cur.sin, &p.ss, sizeof(race.cur.sin));
+    actor();
+    pthread_t t;
+    int e = pthread_create(&t, NULL, race_flipper, NULL);
+    if (e != 0) {
+        say_err("pthread_create", e);
+        return 1;
+    }
+    int ok = 0, eperm = 0, other = 0, first_other = 0;
+    for (int i = 0; i < count; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            other++;
+            if (!first_other)
+                first_other = errno;
+            continue;
+        }
+        if (connect(fd, (struct sockaddr *)&race.cur.sin, sizeof(race.cur.sin)) == 0) {
+            ok++;
+        } else if (errno == EPERM) {
+            eperm++;
+        } else {
+            other++;
+            if (!first_other)
+                first_other = errno;
+        }
+        close(fd);
+    }
+    race.stop = 1;
+    pthread_join(t, NULL);
+    printf("race: ok=%d eperm=%d other=%d flips=%ld", ok, eperm, other, race.flips);
+    if (first_other)
+        printf(" first_other=%d (%s)", first_other, strerror(first_other));
+    printf("\n");
+    fflush(stdout);
+    return other == 0 ? 0 : 1;
+}
+
+/* race-sendto: as race, with UDP sendto calls on one socket. */
+static int cmd_race_sendto(char **a) {
+    struct dest p, s;
+    parse_dest(a[0], a[1], &p);
+    parse_dest(a[2], a[3], &s);
+    int count = atoi(a[4]);
+    if (p.family != AF_INET || s.family != AF_INET || count <= 0)
+        usage();
+    memcpy(&race.a, &p.ss, 8);
+    memcpy(&race.b, &s.ss, 8);
+    memcpy(&race.cur.sin, &p.ss, sizeof(race.cur.sin));
+    actor();
+    int fd = open_socket(&p, SOCK_DGRAM);
+    pthread_t t;
+    int e = pthread_create(&t, NULL, race_flipper, NULL);
+    if (e != 0) {
+        say_err("pthread_create", e);
+        return 1;
+    }
+    static const char msg[] = "netprobe-race";
+    int ok = 0, eperm = 0, other = 0, first_other = 0;
+    for (int i = 0; i < count; i++) {
+        if (sendto(fd, msg, sizeof(msg) - 1, 0, (struct sockaddr *)&race.cur.sin, sizeof(race.cur.sin)) >= 0) {
+            ok++;
+        } else if (errno == EPERM) {
+            eperm++;
+        } else {
+            other++;
+            if (!first_other)
+                first_other = errno;
+        }
+    }
+    race.stop = 1;
+    pthread_join(t, NULL);
+    close(fd);
+    printf("race: ok=%d eperm=%d other=%d flips=%ld", ok, eperm, other, race.flips);
+    if (first_other)
+        printf(" first_other=%d (%s)", first_other, strerror(first_other));
+    printf("\n");
+    fflush(stdout);
+    return other == 0 ? 0 : 1;
+}
+
+/* uring-setup-raw: io_uring_setup as a raw system call (no liburing), in
+ * whatever ABI this binary was built for (425 on both x86_64 and i386). */
+static int cmd_uring_setup_raw(void) {
+    actor();
+    unsigned char params[120];
+    memset(params, 0, sizeof(params));
+    long fd = syscall(425, 8, params);
+    if (fd < 0) {
+        say_err("setup", errno);
+        return 1;
+    }
+    say_ok("setup");
+    close((int)fd);
+    return 0;
+}
+
+/* udp-bind HOST PORT: bind a datagram socket (to receive on it). */
+static int cmd_udp_bind(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    actor();
+    int fd = open_socket(&d, SOCK_DGRAM);
+    if (bind(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
+        say_err("bind", errno);
+        return 1;
+    }
+    say_ok("bind");
+    close(fd);
+    return 0;
+}
+
+/* connect-wait-connect: proxy connect, then wait for a line on FIFO (the
+ * test kills the supervisor meanwhile), then connect to the sink and to the
+ * proxy again. */
+static int cmd_connect_wait_connect(char **a) {
+    struct dest p, s;
+    parse_dest(a[0], a[1], &p);
+    parse_dest(a[2], a[3], &s);
+    actor();
+    int e = tcp_connect_once(&p, 1);
+    if (e != 0)
+        say_err("first", e);
+    else
+        say_ok("first");
+    int fifo = open(a[4], O_RDONLY | O_CLOEXEC);
+    if (fifo < 0) {
+        say_err("open-fifo", errno);
+        return 1;
+    }
+    char buf[64];
+    ssize_t n = read(fifo, buf, sizeof(buf));
+    close(fifo);
+    printf("waited: %zd\n", n);
+    fflush(stdout);
+    e = tcp_connect_once(&s, 1);
+    if (e != 0)
+        say_err("second-sink", e);
+    else
+        say_ok("second-sink");
+    e = tcp_connect_once(&p, 1);
+    if (e != 0)
+        say_err("second-proxy", e);
+    else
+        say_ok("second-proxy");
+    return 0;
+}
+
+/* tcp-connect-info: connect, then print the socket cookie and local port. */
+static int cmd_tcp_connect_info(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    actor();
+    int fd = open_socket(&d, SOCK_STREAM);
+    if (connect(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
+        say_err("connect", errno);
+        return 1;
+    }
+    say_ok("connect");
+    uint64_t cookie = 0;
+    socklen_t cl = sizeof(cookie);
+    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl) != 0) {
+        say_err("getsockopt-cookie", errno);
+        return 1;
+    }
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &ll) != 0) {
+        say_err("getsockname", errno);
+        return 1;
+    }
+    int lport = local.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&local)->sin_port)
+                                           : ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
+    printf("info: fd=%d cookie=%" PRIu64 " local_port=%d\n", fd, cookie, lport);
+    fflush(stdout);
+    static const char msg[] = "netprobe-info\n";
+    send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
+    close(fd);
+    return 0;
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *out, size_t len) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+        snprintf(out, len, "%s:%d", ip, port);
+    } else {
+        const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in->sin6_port);
+        snprintf(out, len, "[%s]:%d", ip, port);
+    }
+}
+
+/* serve HOST PORT N: listen, then accept N connections; each gets a greeting
+ * and is closed. */
+static int cmd_serve(const char *host, const char *port, const char *n_s) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    int n = atoi(n_s);
+    actor();
+    int fd = open_socket(&d, SOCK_STREAM);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
+        say_err("bind", errno);
+        return 1;
+    }
+    if (listen(fd, 16) != 0) {
+        say_err("listen", errno);
+        return 1;
+    }
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof(local);
+    getsockname(fd, (struct sockaddr *)&local, &ll);
+    char shown[80];
+    format_addr(&local, shown, sizeof(shown));
+    printf("listen: ok local=%s port=%d\n", shown,
+           local.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&local)->sin_port)
+                                      : ntohs(((struct sockaddr_in6 *)&local)->sin6_port));
+    fflush(stdout);
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof(peer);
+        memset(&peer, 0, sizeof(peer));
+        int c = accept(fd, (struct sockaddr *)&peer, &pl);
+        if (c < 0) {
+            say_err("accept", errno);
+            return 1;
+        }
+        format_addr(&peer, shown, sizeof(shown));
+        printf("accept: ok peer=%s\n", shown);
+        fflush(stdout);
+        static const char greeting[] = "hello-from-server\n";
+        if (send(c, greeting, sizeof(greeting) - 1, MSG_NOSIGNAL) < 0)
+            say_err("send", errno);
+        close(c);
+    }
+    close(fd);
+    return 0;
+}
+
+/* tcp-exchange HOST PORT: connect and read until the server closes. */
+static int cmd_tcp_exchange(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    actor();
+    int fd = open_socket(&d, SOCK_STREAM);
+    if (connect(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
+        say_err("connect", errno);
+        return 1;
+    }
+    say_ok("connect");
+    struct timeval tv = {30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[256];
+    size_t total = 0;
+    int err = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + total, sizeof(buf) - 1 - total);
+        if (r < 0) {
+            err = errno;
+            break;
+        }
+        if (r == 0)
+            break;
+        total += (size_t)r;
+        if (total >= sizeof(buf) - 1)
+            break;
+    }
+    buf[total] = '\0';
+    for (size_t i = 0; i < total; i++)
+        if (buf[i] == '\n')
+            buf[i] = '|';
+    if (err)
+        printf("recv: bytes=%zu errno=%d (%s) data=%s\n", total, err, strerror(err), buf);
+    else
+        printf("recv: bytes=%zu eof data=%s\n", total, buf);
+    fflush(stdout);
+    close(fd);
+    return 0;
+}
+
+#if defined(__i386__)
+/* The i386 ABI by hand: socketcall(2) multiplexing and the direct calls. */
+static int cmd_sc_connect(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    actor();
+    int fd = open_socket(&d, SOCK_STREAM);
+    unsigned long args[3] = {(unsigned long)fd, (unsigned long)&d.ss, d.len};
+    if (syscall(SYS_socketcall, SYS_CONNECT, args) != 0) {
+        say_err("connect", errno);
+        return 1;
+    }
+    say_ok("connect");
+    static const char msg[] = "netprobe-socketcall\n";
+    unsigned long sargs[6] = {(unsigned long)fd, (unsigned long)msg, sizeof(msg) - 1, MSG_NOSIGNAL, 0, 0};
+    if (syscall(SYS_socketcall, SYS_SENDTO, sargs) < 0)
+        say_err("send", errno);
+    else
+        say_ok("send");
+    close(fd);
+    return 0;
+}
+
+static int cmd_sc_sendto(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    actor();
+    int fd = open_socket(&d, SOCK_DGRAM);
+    static const char msg[] = "netprobe-socketcall-sendto";
+    unsigned long args[6] = {(unsigned long)fd, (unsigned long)msg, sizeof(msg) - 1, 0,
+                             (unsigned long)&d.ss, d.len};
+    if (syscall(SYS_socketcall, SYS_SENDTO, args) < 0) {
+        say_err("sendto", errno);
+        return 1;
+    }
+    say_ok("sendto");
+    close(fd);
+    return 0;
+}
+
+/* i386-connect: the direct i386 connect system call (362), not socketcall. */
+static int cmd_i386_connect(const char *host, const char *port) {
+    struct dest d;
+    parse_dest(host, port, &d);
+    actor();
+    int fd = (int)syscall(359, d.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        say_err("socket", errno);
+        return 1;
+    }
+    if (syscall(362, fd, &d.ss, d.len) != 0) {
+        say_err("connect", errno);
+        return 1;
+    }
+    say_ok("connect");
+    close(fd);
+    return 0;
+}
+
+static int hold_pipe[2];
+
+static void *sc_holder(void *unused) {
+    (void)unused;
+    char c;
+    while (read(hold_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    return NULL;
+}
+
+/* sc-unix-connect PATH THREADS: a unix connect through socketcall while
+ * THREADS other threads exist (0: single-threaded). */
+static int cmd_sc_unix_connect(const char *path, const char *threads_s) {
+    int threads = atoi(threads_s);
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun.sun_path))
+        usage();
+    strcpy(sun.sun_path, path);
+    /* Created before any thread exists. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        say_err("socket", errno);
+        return 1;
+    }
+    if (pipe(hold_pipe) != 0) {
+        say_err("pipe", errno);
+        return 1;
+    }
+    pthread_t *ts = calloc((size_t)threads + 1, sizeof(*ts));
+    for (int i = 0; i < threads; i++) {
+        int e = pthread_create(&ts[i], NULL, sc_holder, NULL);
+        if (e != 0) {
+            say_err("pthread_create", e);
+            return 1;
+        }
+    }
+    actor();
+    printf("threads: extra=%d\n", threads);
+    fflush(stdout);
+    unsigned long args[3] = {(unsigned long)fd, (unsigned long)&sun, sizeof(sun)};
+    int rc = 0;
+    if (syscall(SYS_socketcall, SYS_CONNECT, args) != 0) {
+        say_err("connect", errno);
+        rc = 1;
+    } else {
+        say_ok("connect");
+        static const char msg[] = "netprobe-sc-unix\n";
+        if (write(fd, msg, sizeof(msg) - 1) < 0)
+            say_err("send", errno);
+        else
+            say_ok("send");
+    }
+    close(hold_pipe[1]);
+    for (int i = 0; i < threads; i++)
+        pthread_join(ts[i], NULL);
+    close(fd);
+    return rc;
+}
+#endif
+
 int main(int argc, char **argv) {
     if (argc < 2)
         usage();
@@ -593,6 +1455,54 @@ int main(int argc, char **argv) {
         return cmd_storm(a[0], a[1], a[2], a[3]);
     if (!strcmp(cmd, "fork-sleep-then-connect") && n == 2)
         return cmd_fork_sleep_then_connect(a[0], a[1]);
+    if (!strcmp(cmd, "tfo-sendto") && n == 2)
+        return cmd_tfo(a[0], a[1], 0);
+    if (!strcmp(cmd, "tfo-sendmsg") && n == 2)
+        return cmd_tfo(a[0], a[1], 1);
+    if (!strcmp(cmd, "raw-socket") && n == 1)
+        return cmd_raw_socket(a[0]);
+    if (!strcmp(cmd, "raw-udp") && n == 2)
+        return cmd_raw_udp(a[0], a[1]);
+    if (!strcmp(cmd, "packet-socket") && n == 0)
+        return cmd_packet_socket();
+    if (!strcmp(cmd, "packet-udp") && n == 2)
+        return cmd_packet_udp(a[0], a[1]);
+    if (!strcmp(cmd, "vfork-connect") && n == 2)
+        return cmd_vfork_connect(a[0], a[1]);
+    if (!strcmp(cmd, "clone-vm-connect") && n == 2)
+        return cmd_clone_vm_connect(a[0], a[1]);
+#if defined(__x86_64__)
+    if (!strcmp(cmd, "clone3-thread-connect") && n == 2)
+        return cmd_clone3_thread_connect(a[0], a[1]);
+#endif
+    if (!strcmp(cmd, "bad-pointers") && n == 2)
+        return cmd_bad_pointers(a[0], a[1]);
+    if (!strcmp(cmd, "race") && n == 5)
+        return cmd_race(a);
+    if (!strcmp(cmd, "race-sendto") && n == 5)
+        return cmd_race_sendto(a);
+    if (!strcmp(cmd, "uring-setup-raw") && n == 0)
+        return cmd_uring_setup_raw();
+    if (!strcmp(cmd, "udp-bind") && n == 2)
+        return cmd_udp_bind(a[0], a[1]);
+    if (!strcmp(cmd, "connect-wait-connect") && n == 5)
+        return cmd_connect_wait_connect(a);
+    if (!strcmp(cmd, "tcp-connect-info") && n == 2)
+        return cmd_tcp_connect_info(a[0], a[1]);
+    if (!strcmp(cmd, "serve") && n == 3)
+        return cmd_serve(a[0], a[1], a[2]);
+    if (!strcmp(cmd, "tcp-exchange") && n == 2)
+        return cmd_tcp_exchange(a[0], a[1]);
+#if defined(__i386__)
+    if (!strcmp(cmd, "sc-connect") && n == 2)
+        return cmd_sc_connect(a[0], a[1]);
+    if (!strcmp(cmd, "sc-sendto") && n == 2)
+        return cmd_sc_sendto(a[0], a[1]);
+    if (!strcmp(cmd, "i386-connect") && n == 2)
+        return cmd_i386_connect(a[0], a[1]);
+    if (!strcmp(cmd, "sc-unix-connect") && n == 2)
+        return cmd_sc_unix_connect(a[0], a[1]);
+#endif
     usage();
     return 2;
 }

@@ -212,7 +212,9 @@ impl UdpSink {
         Self::from_socket(s)
     }
 
-    fn from_socket(s: UdpSocket) -> Self {
+    /// A sink on an already bound socket (e.g. one made in another network
+    /// namespace).
+    pub fn from_socket(s: UdpSocket) -> Self {
         let addr = s.local_addr().expect("local_addr");
         s.set_read_timeout(Some(Duration::from_millis(50))).expect("set_read_timeout");
         let counts = Arc::new(Counts::default());

@@ -77,20 +77,27 @@ pub fn helpers_dir() -> PathBuf {
     dir
 }
 
-fn netprobe_source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients").join("netprobe.c")
+fn client_source(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients").join(file)
 }
 
 /// Compiles netprobe.c with gcc into `out` (via a temporary name and an atomic
 /// rename, so that concurrent test processes never see a half-written file).
 fn compile(out: &Path, extra: &[&str]) -> Result<(), String> {
+    compile_client("netprobe.c", out, extra, &[])
+}
+
+/// Compiles `tests/clients/FILE` with gcc into `out`; `libs` go after the
+/// source (e.g. "-luring").
+fn compile_client(file: &str, out: &Path, extra: &[&str], libs: &[&str]) -> Result<(), String> {
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     let output = Command::new("gcc")
         .args(["-O1", "-g", "-pthread", "-Wall", "-Wextra", "-Werror"])
         .args(extra)
         .arg("-o")
         .arg(&tmp)
-        .arg(netprobe_source())
+        .arg(client_source(file))
+        .args(libs)
         .output()
         .map_err(|e| format!("cannot run gcc: {e}"))?;
     if !output.status.success() {
@@ -132,4 +139,44 @@ pub fn netprobe_static() -> Option<&'static Path> {
         }
     })
     .as_deref()
+}
+
+/// Builds `FILE` once per test process into `target/sockstrace-tests/SUBDIR/NAME`,
+/// or says why it cannot be built.
+fn build_once(
+    cell: &'static OnceLock<Result<PathBuf, String>>,
+    file: &str,
+    subdir: &str,
+    name: &str,
+    extra: &[&str],
+    libs: &[&str],
+) -> Result<&'static Path, String> {
+    cell.get_or_init(|| {
+        let dir = helpers_dir().join(subdir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let out = dir.join(name);
+        compile_client(file, &out, extra, libs)?;
+        Ok(out)
+    })
+    .as_deref()
+    .map_err(Clone::clone)
+}
+
+/// netprobe for the i386 ABI (`gcc -m32`), dynamically linked; named
+/// "netprobe" so its comm matches. `Err` (the reason) when -m32 cannot link.
+pub fn netprobe32() -> Result<&'static Path, String> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    build_once(&BIN, "netprobe.c", "m32", "netprobe", &["-m32"], &[])
+}
+
+/// netprobe for the i386 ABI, statically linked (`gcc -m32 -static`).
+pub fn netprobe32_static() -> Result<&'static Path, String> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    build_once(&BIN, "netprobe.c", "m32-static", "netprobe", &["-m32", "-static"], &[])
+}
+
+/// The io_uring client (liburing), or why it cannot be built.
+pub fn uringprobe() -> Result<&'static Path, String> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    build_once(&BIN, "uringprobe.c", "uring", "uringprobe", &[], &["-luring"])
 }

@@ -82,6 +82,46 @@ impl Outcome {
             .unwrap_or_else(|| panic!("summary has no integer {key:?}\n{}", self.describe()))
     }
 
+    /// The events for which `pred` holds.
+    pub fn events_where(&self, pred: impl Fn(&Event) -> bool) -> Vec<&Event> {
+        self.events.iter().filter(|e| pred(e)).collect()
+    }
+
+    /// The one event for which `pred` holds (`what` describes it in the
+    /// failure message); fails when there is none or more than one.
+    pub fn the_event(&self, what: &str, pred: impl Fn(&Event) -> bool) -> &Event {
+        let found = self.events_where(pred);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one event: {what}; found {}\n{}",
+            found.len(),
+            self.describe()
+        );
+        found[0]
+    }
+
+    /// The summary's `layers.kernel` text ("on (enforcing, cgroup PATH id N)",
+    /// "off (not root)", ...).
+    pub fn kernel_layer(&self) -> String {
+        self.summary_obj()
+            .get("layers")
+            .and_then(|l| l.get("kernel"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("summary has no layers.kernel string\n{}", self.describe()))
+            .to_string()
+    }
+
+    /// The run's cgroup path and id, parsed from `layers.kernel`
+    /// ("... cgroup PATH id N)"), when the kernel layer was on.
+    pub fn kernel_cgroup(&self) -> Option<(std::path::PathBuf, u64)> {
+        let layer = self.kernel_layer();
+        let rest = layer.split_once("cgroup ")?.1;
+        let (path, rest) = rest.split_once(" id ")?;
+        let id = rest.trim_end_matches(')').trim().parse().ok()?;
+        Some((std::path::PathBuf::from(path), id))
+    }
+
     pub fn leaks(&self) -> Vec<&Event> {
         self.events.iter().filter(|e| e.is_leak()).collect()
     }

@@ -4,7 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -218,6 +218,13 @@ impl Trace {
     /// Runs sockstrace to completion (or kills it after the timeout and
     /// fails), asserts that it did not panic, and parses the report.
     pub fn run(self) -> Outcome {
+        self.spawn().wait()
+    }
+
+    /// Starts sockstrace in the background (in a process group of its own);
+    /// [`Running::wait`] collects the outcome. Dropping a `Running` kills the
+    /// whole group.
+    pub fn spawn(self) -> Running {
         let argv = self.argv();
         let cmdline = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
         let out_path = self.dir.path().join("stdout");
@@ -235,38 +242,98 @@ impl Trace {
             };
         }
         let start = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
+        Running { child: Some(child), cmdline, start, out_path, err_path, trace: Some(self) }
+    }
+}
+
+/// A sockstrace run in progress (see [`Trace::spawn`]).
+pub struct Running {
+    child: Option<Child>,
+    cmdline: String,
+    start: Instant,
+    out_path: PathBuf,
+    err_path: PathBuf,
+    trace: Option<Trace>,
+}
+
+impl Running {
+    /// The pid of the spawned command (sockstrace itself unless a wrapper
+    /// was given); also the id of its process group.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(-1, |c| c.id() as i32)
+    }
+
+    /// What the run has written to stdout so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.out_path).unwrap_or_default()).into_owned()
+    }
+
+    /// What the run has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.err_path).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits (up to `timeout`) until stdout contains `needle`; returns
+    /// whether it did.
+    pub fn wait_stdout(&self, needle: &str, timeout: Duration) -> bool {
+        crate::util::wait_until(timeout, || self.stdout().contains(needle))
+    }
+
+    /// Sends `sig` to the spawned command only (not its group).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our
+        // own child, not yet reaped.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Everything so far, for assertion messages while the run goes on.
+    pub fn describe(&self) -> String {
+        format!(
+            "command: {}\n--- stdout so far ---\n{}\n--- stderr so far ---\n{}",
+            self.cmdline,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// Waits for the run to end (killing its group and failing after the
+    /// trace's timeout), asserts that sockstrace did not panic, and parses
+    /// the report.
+    pub fn wait(mut self) -> Outcome {
+        let mut child = self.child.take().expect("child");
+        let trace = self.trace.take().expect("trace");
         let pgid = child.id() as i32;
         let status = loop {
             if let Some(st) = child.try_wait().expect("try_wait") {
                 break st;
             }
-            if start.elapsed() > self.timeout {
+            if self.start.elapsed() > trace.timeout {
                 // SAFETY: kill has no memory-safety preconditions; -pgid is
                 // the process group created for this run only.
                 unsafe { libc::kill(-pgid, libc::SIGKILL) };
                 let _ = child.wait();
-                let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-                let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+                let out = std::fs::read_to_string(&self.out_path).unwrap_or_default();
+                let err = std::fs::read_to_string(&self.err_path).unwrap_or_default();
                 panic!(
-                    "`{cmdline}` did not finish within {:?}; killed.\n--- stdout ---\n{out}\n--- stderr ---\n{err}",
-                    self.timeout
+                    "`{}` did not finish within {:?}; killed.\n--- stdout ---\n{out}\n--- stderr ---\n{err}",
+                    self.cmdline, trace.timeout
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let elapsed = start.elapsed();
-        let stdout = String::from_utf8_lossy(&std::fs::read(&out_path).unwrap_or_default()).into_owned();
-        let stderr = String::from_utf8_lossy(&std::fs::read(&err_path).unwrap_or_default()).into_owned();
-        let report_text = match self.report {
-            Report::File => std::fs::read_to_string(self.report_path()).ok(),
+        let elapsed = self.start.elapsed();
+        let stdout = self.stdout();
+        let stderr = self.stderr();
+        let report_text = match trace.report {
+            Report::File => std::fs::read_to_string(trace.report_path()).ok(),
             Report::Stdout => Some(
                 stdout.lines().filter(|l| l.trim_start().starts_with('{')).collect::<Vec<_>>().join("\n"),
             ),
             Report::None => None,
         };
         let mut outcome = Outcome {
-            cmdline,
+            cmdline: std::mem::take(&mut self.cmdline),
             status,
             stdout,
             stderr,
@@ -275,7 +342,7 @@ impl Trace {
             events: Vec::new(),
             summary: None,
             elapsed,
-            _dir: self.dir,
+            _dir: trace.dir,
         };
         assert!(!outcome.stderr.contains("panicked"), "sockstrace panicked\n{}", outcome.describe());
         if let Some(text) = report_text {
@@ -297,6 +364,16 @@ impl Trace {
             outcome.events = outcome.lines[..n].iter().cloned().map(Event).collect();
         }
         outcome
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kills only the process group made for this run.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+        }
     }
 }
 

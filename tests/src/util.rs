@@ -77,3 +77,52 @@ pub fn field(output: &str, prefix: &str, key: &str) -> i64 {
     assert_eq!(all.len(), 1, "expected one `{prefix} ... {key}=N` line in client output:\n{output}");
     all[0]
 }
+
+/// A sysctl value set for a test and restored on drop (also on failure).
+pub struct Sysctl {
+    path: std::path::PathBuf,
+    old: Option<String>,
+}
+
+impl Sysctl {
+    /// The current value of `/proc/sys/NAME` ("net/ipv4/tcp_fastopen").
+    pub fn read(name: &str) -> Option<String> {
+        std::fs::read_to_string(std::path::Path::new("/proc/sys").join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Sets `/proc/sys/NAME` to `value` when it differs; the old value comes
+    /// back on drop.
+    pub fn set(name: &str, value: &str) -> Result<Sysctl, String> {
+        let path = std::path::Path::new("/proc/sys").join(name);
+        let old = std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let old = old.trim().to_string();
+        if old == value {
+            return Ok(Sysctl { path, old: None });
+        }
+        std::fs::write(&path, value).map_err(|e| format!("write {}: {e}", path.display()))?;
+        Ok(Sysctl { path, old: Some(old) })
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            if let Err(e) = std::fs::write(&self.path, old) {
+                eprintln!("warning: restoring {} to {old}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Where cgroup v2 is mounted (from /proc/self/mountinfo), if anywhere.
+pub fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let fstype = right.split_whitespace().next()?;
+        let mount_point = left.split_whitespace().nth(4)?;
+        (fstype == "cgroup2").then(|| std::path::PathBuf::from(mount_point))
+    })
+}

@@ -191,6 +191,7 @@ async fn read(
 fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::UnboundedSender<KernelEvent>) -> bool {
     while let Some(item) = ring.next() {
         let Some(raw) = SockEvent::from_bytes(&item) else {
+            log::warn!("a kernel event of {} bytes (an event is {}): skipped", item.len(), SockEvent::SIZE);
             continue;
         };
         if tx.send(KernelEvent::from_raw(&raw)).is_err() {

@@ -11,6 +11,7 @@
 //! | `cgroup` | cgroup2 found or mounted; a run's cgroup (create, join, remove) or an existing one |
 //! | `events` | `KernelEvent`; the ring buffer reader task |
 //! | `facts` | `KernelFacts` (the report's `kernel` object) |
+//! | `logs` | the programs' own diagnostics (aya-log) forwarded to the `log` crate |
 //! | `maps` | typed map access |
 //! | `mountinfo` | finding cgroup2 in `/proc/self/mountinfo` |
 //! | `object` | the embedded object: load and attach every program |
@@ -21,6 +22,7 @@ mod backstop;
 mod cgroup;
 mod events;
 mod facts;
+mod logs;
 mod maps;
 mod mountinfo;
 pub mod object;

@@ -25,13 +25,31 @@ pub fn is_embedded() -> bool {
 /// kernel's BTF (`EbpfLoader::new` does it whatever we ask; `Ebpf::load` would parse it a second
 /// time, so we do not use it), the rest for the maps and the verifier. `cargo test -p sockstrace
 /// load_cost -- --ignored --nocapture` shows the details.
+///
+/// The programs log (aya-log) at the `log` crate's level ([`log::max_level`], set by
+/// `logging::init`): the level is a read-only global of the object, so the verifier drops
+/// every message below it as dead code and the kernel never produces one.
 pub fn load() -> Result<Ebpf> {
+    load_at(log::max_level())
+}
+
+/// [`load`], with the programs logging at `level`.
+pub fn load_at(level: log::LevelFilter) -> Result<Ebpf> {
     if !is_embedded() {
         bail!("this sockstrace was built without its eBPF object (AYA_BUILD_SKIP)");
     }
-    let mut ebpf = EbpfLoader::new().load(OBJECT).context("loading the embedded eBPF object")?;
+    let mut ebpf = loader(level).load(OBJECT).context("loading the embedded eBPF object")?;
     load_programs(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// A loader setting aya-log-ebpf's level global (`AYA_LOG_LEVEL`: 0 off, 1 error ... 5
+/// trace, as `log::LevelFilter` counts) when the object has one.
+fn loader(level: log::LevelFilter) -> EbpfLoader<'static> {
+    static LEVELS: [u8; 6] = [0, 1, 2, 3, 4, 5];
+    let mut loader = EbpfLoader::new();
+    loader.override_global(aya_log::LEVEL, &LEVELS[level as usize], false);
+    loader
 }
 
 /// Loads every program of [`programs::ALL`] on [`LOADERS`] threads: privileged
@@ -152,20 +170,23 @@ mod tests {
         let start = Instant::now();
         drop(aya::Btf::from_sys_fs().unwrap());
         eprintln!("kernel BTF parse   {:7.1} ms", ms(start));
-        let start = Instant::now();
-        let mut ebpf = EbpfLoader::new().load(OBJECT).unwrap();
-        eprintln!("object and maps    {:7.1} ms", ms(start));
-        let whole = Instant::now();
-        for &name in programs::ALL {
+        // The default level (warn), then debug: every message the programs have is live.
+        for level in [log::LevelFilter::Warn, log::LevelFilter::Debug] {
             let start = Instant::now();
-            let program = program(&mut ebpf, name).unwrap();
-            load_one(name, program).unwrap();
-            let elapsed = ms(start);
-            let verified = verified_instructions(program).unwrap();
-            eprintln!("{name:12} {elapsed:11.1} ms  verified instructions {verified:>6}");
+            let mut ebpf = loader(level).load(OBJECT).unwrap();
+            eprintln!("object and maps    {:7.1} ms   (programs logging at {level})", ms(start));
+            let whole = Instant::now();
+            for &name in programs::ALL {
+                let start = Instant::now();
+                let program = program(&mut ebpf, name).unwrap();
+                load_one(name, program).unwrap();
+                let elapsed = ms(start);
+                let verified = verified_instructions(program).unwrap();
+                eprintln!("{name:12} {elapsed:11.1} ms  verified instructions {verified:>6}");
+            }
+            eprintln!("programs, serially {:7.1} ms", ms(whole));
         }
-        eprintln!("programs, serially {:7.1} ms", ms(whole));
-        let mut ebpf = EbpfLoader::new().load(OBJECT).unwrap();
+        let mut ebpf = loader(log::max_level()).load(OBJECT).unwrap();
         let start = Instant::now();
         load_programs(&mut ebpf).unwrap();
         eprintln!("programs, threaded {:7.1} ms", ms(start));

@@ -21,6 +21,7 @@ use super::{
     cgroup::{cgroup2_root, Cgroup},
     events::{spawn_reader, KernelEvent},
     facts::KernelFacts,
+    logs::KernelLogger,
     maps::{self, SocketsMap},
     object, query,
 };
@@ -36,6 +37,7 @@ struct Loaded {
     sockets: SocketsMap,
     dropped: PerCpuArray<MapData, u64>,
     ring: RingBuf<MapData>,
+    logger: Option<KernelLogger>,
 }
 
 impl Loaded {
@@ -49,13 +51,15 @@ impl Loaded {
             ebpf.take_map(EVENTS_MAP).with_context(|| format!("the eBPF object has no map {EVENTS_MAP}"))?;
         let ring =
             RingBuf::try_from(ring).with_context(|| format!("map {EVENTS_MAP} has an unexpected type"))?;
-        Ok(Self { ebpf, backstop, sockets, dropped, ring })
+        // The programs' own diagnostics; we carry on without them if there is no log map.
+        let logger = KernelLogger::init(&mut ebpf);
+        Ok(Self { ebpf, backstop, sockets, dropped, ring, logger })
     }
 
     /// Writes the policy for `cgroup`, then attaches every program to it. On failure, whatever
     /// was attached is detached again and a cgroup we created is removed.
     fn attach(self, cgroup: Cgroup) -> Result<Witness> {
-        let Self { mut ebpf, backstop, sockets, dropped, ring } = self;
+        let Self { mut ebpf, backstop, sockets, dropped, ring, logger } = self;
         // The policy goes in before any program is attached: no hook ever runs without it.
         let attached = maps::write_backstop(&mut ebpf, &backstop.for_cgroup(cgroup.id()))
             .and_then(|()| object::attach_all(&mut ebpf, cgroup.dir_fd()))
@@ -77,7 +81,9 @@ impl Loaded {
             sockets,
             dropped,
             ring: Some(ring),
+            logger,
             reader_stop: None,
+            logger_stop: None,
             stopped: false,
         })
     }
@@ -100,8 +106,12 @@ pub struct Witness {
     dropped: PerCpuArray<MapData, u64>,
     /// The event ring buffer until [`Witness::take_events`] hands it to its reader task.
     ring: Option<RingBuf<MapData>>,
+    /// The programs' log (aya-log) until [`Witness::take_events`] starts its task.
+    logger: Option<KernelLogger>,
     /// Tells the reader task to drain and end.
     reader_stop: Option<oneshot::Sender<()>>,
+    /// Tells the logger task to forward what is left and end.
+    logger_stop: Option<oneshot::Sender<()>>,
     /// Set once `stop` has torn everything down, so `Drop` has nothing left to do.
     stopped: bool,
 }
@@ -152,6 +162,9 @@ impl Witness {
     /// Starts reading the event ring buffer on the current tokio runtime; every leak the
     /// kernel sees arrives on the returned channel. Once only. After [`Witness::stop`] the
     /// reader drains what is queued and the channel closes.
+    ///
+    /// Also starts forwarding the programs' own log messages to the `log` crate, on a task of
+    /// their own (see `kernel::logs`); if that cannot start, the events come all the same.
     pub fn take_events(&mut self) -> Result<mpsc::UnboundedReceiver<KernelEvent>> {
         tokio::runtime::Handle::try_current()
             .context("Witness::take_events must be called inside a tokio runtime")?;
@@ -160,6 +173,13 @@ impl Witness {
         let (stop_tx, stop_rx) = oneshot::channel();
         spawn_reader(ring, tx, stop_rx)?;
         self.reader_stop = Some(stop_tx);
+        if let Some(logger) = self.logger.take() {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            match logger.spawn(stop_rx) {
+                Ok(()) => self.logger_stop = Some(stop_tx),
+                Err(err) => log::debug!("the eBPF programs' log is not read: {err:#}"),
+            }
+        }
         Ok(rx)
     }
 
@@ -223,8 +243,8 @@ impl Witness {
     fn teardown(&mut self) -> Result<()> {
         self.stopped = true;
         self.detach();
-        if let Some(stop) = self.reader_stop.take() {
-            // Err: the reader has already ended (its receiver is gone); nothing to tell.
+        for stop in [self.reader_stop.take(), self.logger_stop.take()].into_iter().flatten() {
+            // Err: the task has already ended (its receiver is gone); nothing to tell.
             let _ = stop.send(());
         }
         self.cgroup.remove()

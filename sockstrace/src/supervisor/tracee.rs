@@ -114,11 +114,23 @@ impl Tracee {
     /// Whether the caller holds `CAP_NET_BIND_SERVICE` in its effective set.
     pub fn can_bind_privileged(&self) -> bool {
         const CAP_NET_BIND_SERVICE: u32 = 10;
+        self.has_capability(CAP_NET_BIND_SERVICE)
+    }
+
+    /// Whether the caller holds `CAP_NET_RAW` (raw and packet sockets).
+    pub fn can_open_raw_sockets(&self) -> bool {
+        const CAP_NET_RAW: u32 = 13;
+        self.has_capability(CAP_NET_RAW)
+    }
+
+    /// Whether the caller's effective set holds capability `cap`; unreadable
+    /// counts as held (the cautious answer for every caller of this).
+    fn has_capability(&self, cap: u32) -> bool {
         std::fs::read_to_string(format!("/proc/{}/status", self.tid))
             .ok()
             .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned())))
             .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
-            .is_some_and(|caps| caps & (1 << CAP_NET_BIND_SERVICE) != 0)
+            .is_none_or(|caps| caps & (1 << cap) != 0)
     }
 }
 

@@ -169,16 +169,26 @@ impl<'a> Call<'a> {
     }
 
     /// Whether answering CONTINUE is sound: the kernel then reads the
-    /// arguments again. For registers that is harmless; for `socketcall`'s
-    /// argument array it is only harmless when no other thread can change it.
-    fn continue_is_sound(&self) -> bool {
-        !self.multiplexed || self.tracee.thread_count() == Some(1)
+    /// arguments again. For registers that is harmless. For `socketcall`'s
+    /// argument array it is harmless when no other thread can change it, or
+    /// when what a changed array could do is gated anyway: by the kernel
+    /// layer's hooks (which see the kernel's own copy of every address and
+    /// socket), or, for `socket()`, by the caller lacking `CAP_NET_RAW` (a
+    /// changed array could only ask for a raw or packet socket).
+    fn continue_is_sound(&self, syscall: &str) -> bool {
+        if !self.multiplexed || self.tracee.thread_count() == Some(1) {
+            return true;
+        }
+        if self.ctx.witness.read().is_ok_and(|w| w.is_some()) {
+            return true;
+        }
+        syscall == "socket" && !self.tracee.can_open_raw_sockets()
     }
 
     /// Lets the kernel run an allowed call in the caller's context, or refuses
     /// it when the arguments could change under the kernel (see above).
     pub fn continue_or_refuse(&mut self, syscall: &'static str, subject: Subject) -> Reply {
-        if self.continue_is_sound() {
+        if self.continue_is_sound(syscall) {
             return Reply::Continue;
         }
         let decision = Decision::leak(Reason::SocketcallRace);

@@ -1,0 +1,370 @@
+//! The kernel witness (root): the eBPF layer is on, its facts are joined to
+//! the supervisor's events on the socket cookie, it gates io_uring's
+//! operations when `--allow-io-uring` lets io_uring in, and it leaves nothing
+//! behind (its cgroup is removed when the run ends). Without root,
+//! `--allow-io-uring` is refused.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use sockstrace_tests::unpriv::Copies;
+use sockstrace_tests::util::field;
+use sockstrace_tests::{
+    direct, is_root, netprobe, skip, uringprobe, Event, LeakSpec, Outcome, TcpSink, Trace, UdpSink,
+};
+
+const T: Duration = Duration::from_secs(30);
+
+/// Why the kernel layer cannot be on here (not root, or `sockstrace doctor`
+/// says the layer is off on this machine), or `Ok`.
+fn kernel_available() -> Result<(), String> {
+    if !is_root() {
+        return Err("the kernel layer needs root".into());
+    }
+    let out = Trace::raw(["doctor"]).run();
+    let line = out.stdout.lines().find(|l| l.contains("kernel layer")).unwrap_or("").to_string();
+    if line.starts_with("ok") {
+        Ok(())
+    } else {
+        Err(format!("sockstrace doctor says the kernel layer is off here: {line}"))
+    }
+}
+
+/// Asserts the summary says the kernel layer was on, and returns the run's
+/// cgroup id from it.
+fn assert_kernel_on(out: &Outcome) -> u64 {
+    let layer = out.kernel_layer();
+    assert!(layer.starts_with("on"), "summary layers.kernel is {layer:?}, not on\n{}", out.describe());
+    let (_, id) = out
+        .kernel_cgroup()
+        .unwrap_or_else(|| panic!("no cgroup path and id in layers.kernel {layer:?}\n{}", out.describe()));
+    assert!(id > 0, "{}", out.describe());
+    id
+}
+
+/// The event's `kernel` object; fails when there is none.
+fn kernel_obj<'a>(ev: &'a Event, out: &Outcome) -> &'a serde_json::Map<String, Value> {
+    ev.get("kernel")
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("event has no kernel object: {ev}\n{}", out.describe()))
+}
+
+fn actor(out: &Outcome) -> (i64, i64) {
+    (field(&out.stdout, "actor:", "pid"), field(&out.stdout, "actor:", "tid"))
+}
+
+#[test]
+fn proxy_connect_joined_on_the_socket_cookie() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let px = TcpSink::bind("127.0.0.1");
+    let out = Trace::new().proxy(px.addr()).netprobe(["tcp-connect-info", &px.host(), &px.port()]).run();
+    out.assert_code(0);
+    assert!(px.wait_bytes("netprobe-info\n".len(), T), "{}", out.describe());
+    out.assert_report_well_formed();
+    out.assert_no_leaks();
+    let cgroup_id = assert_kernel_on(&out);
+    let cookie = field(&out.stdout, "info:", "cookie") as u64;
+    let local_port = field(&out.stdout, "info:", "local_port");
+    let fd = field(&out.stdout, "info:", "fd");
+    assert!(cookie > 0, "{}", out.describe());
+    let ev = out.the_event("allowed proxy connect", |e| {
+        e.s("syscall") == "connect" && e.s("dst") == px.dst() && e.is_allowed()
+    });
+    assert_eq!(ev.s("source"), "seccomp", "{ev}");
+    assert_eq!(ev.i("fd"), Some(fd), "{ev}\n{}", out.describe());
+    // The supervisor's cookie (from its duplicate) is the program's own.
+    assert_eq!(
+        ev.get("cookie").and_then(Value::as_u64),
+        Some(cookie),
+        "event cookie != the client's getsockopt(SO_COOKIE)\n{ev}\n{}",
+        out.describe()
+    );
+    let k = kernel_obj(ev, &out);
+    assert_eq!(k.get("cgroup_id").and_then(Value::as_u64), Some(cgroup_id), "{ev}\n{}", out.describe());
+    assert_eq!(
+        k.get("local").and_then(Value::as_str),
+        Some(format!("127.0.0.1:{local_port}").as_str()),
+        "kernel.local is not the client's getsockname\n{ev}\n{}",
+        out.describe()
+    );
+    assert_eq!(k.get("dst").and_then(Value::as_str), Some(px.dst().as_str()), "{ev}\n{}", out.describe());
+    let (pid, _) = actor(&out);
+    assert_eq!(k.get("pid").and_then(Value::as_i64), Some(pid), "socket creator\n{ev}\n{}", out.describe());
+    assert!(
+        k.get("tcp_states").and_then(Value::as_array).is_some_and(|s| s.iter().any(|x| x == "ESTABLISHED")),
+        "the kernel saw the connection established\n{ev}\n{}",
+        out.describe()
+    );
+}
+
+fn leak_with_kernel_object(cmd: &str, syscall: &str, reason: &str, protocol: &str, tcp: bool) {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let tcp_sink = TcpSink::bind("127.0.0.2");
+    let udp_sink = UdpSink::bind("127.0.0.2");
+    let (host, port, dst) = if tcp {
+        (tcp_sink.host(), tcp_sink.port(), tcp_sink.dst())
+    } else {
+        (udp_sink.host(), udp_sink.port(), udp_sink.dst())
+    };
+    let out = Trace::new().proxy(TcpSink::bind("127.0.0.1").addr()).netprobe([cmd, &host, &port]).run();
+    out.assert_code(1);
+    tcp_sink.assert_nothing_arrived(cmd);
+    udp_sink.assert_nothing_arrived(cmd);
+    out.assert_report_well_formed();
+    let cgroup_id = assert_kernel_on(&out);
+    let (pid, tid) = actor(&out);
+    let ev = out.assert_leak(&LeakSpec {
+        syscalls: &[syscall],
+        dst: &dst,
+        reasons: &[reason],
+        action: "blocked",
+        protocol,
+        family: "inet",
+        pid: Some(pid),
+        tid: Some(tid),
+        comm: "netprobe",
+    });
+    let k = kernel_obj(ev, &out);
+    assert_eq!(k.get("cgroup_id").and_then(Value::as_u64), Some(cgroup_id), "{ev}\n{}", out.describe());
+    assert_eq!(k.get("pid").and_then(Value::as_i64), Some(pid), "{ev}\n{}", out.describe());
+    assert!(k.get("netns_cookie").and_then(Value::as_u64).is_some(), "{ev}\n{}", out.describe());
+}
+
+#[test]
+fn tcp_leak_event_carries_kernel_facts() {
+    leak_with_kernel_object("tcp-connect", "connect", "direct-tcp", "tcp", true);
+}
+
+#[test]
+fn udp_leak_event_carries_kernel_facts() {
+    leak_with_kernel_object("udp-sendto", "sendto", "direct-udp", "udp", false);
+}
+
+// ---------------------------------------------------------------------------
+// --allow-io-uring: the cgroup hooks gate io_uring's operations
+// ---------------------------------------------------------------------------
+
+fn uring_client() -> Result<&'static Path, String> {
+    let client = uringprobe().map_err(|e| format!("uringprobe cannot be built (liburing-dev?): {e}"))?;
+    let base = direct([client.as_os_str(), "setup".as_ref()]);
+    if base.code != 0 {
+        return Err(format!("io_uring does not work here without sockstrace: {}", base.stdout.trim()));
+    }
+    Ok(client)
+}
+
+/// The io_uring_setup event of an `--allow-io-uring` run: allowed.
+fn assert_setup_allowed(out: &Outcome) {
+    let ev = out.the_event("io_uring_setup", |e| e.s("syscall") == "io_uring_setup");
+    assert!(ev.is_allowed(), "{ev}\n{}", out.describe());
+    assert_eq!(ev.s("reason"), "io-uring", "{ev}\n{}", out.describe());
+    assert_eq!(ev.s("action"), "allowed", "{ev}\n{}", out.describe());
+}
+
+/// The kernel-source leak event for `dst`.
+fn kernel_leak<'a>(out: &'a Outcome, syscall: &str, dst: &str, reason: &str, protocol: &str) -> &'a Event {
+    let ev = out.the_event(&format!("kernel-source {syscall} leak to {dst}"), |e| {
+        e.s("source") == "kernel" && e.s("dst") == dst
+    });
+    let d = || out.describe();
+    assert!(ev.is_leak(), "{ev}\n{}", d());
+    assert_eq!(ev.s("syscall"), syscall, "{ev}\n{}", d());
+    assert_eq!(ev.s("reason"), reason, "{ev}\n{}", d());
+    assert_eq!(ev.s("action"), "blocked", "{ev}\n{}", d());
+    assert_eq!(ev.i("errno"), Some(1), "{ev}\n{}", d());
+    assert_eq!(ev.s("protocol"), protocol, "{ev}\n{}", d());
+    let (pid, _) = actor(out);
+    assert_eq!(ev.i("pid"), Some(pid), "{ev}\n{}", d());
+    let cgroup_id = out.kernel_cgroup().map(|(_, id)| id);
+    assert_eq!(
+        ev.get("kernel").and_then(|k| k.get("cgroup_id")).and_then(Value::as_u64),
+        cgroup_id,
+        "{ev}\n{}",
+        d()
+    );
+    ev
+}
+
+#[test]
+fn allow_io_uring_connect_gated_by_the_kernel() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let client = match uring_client() {
+        Ok(c) => c,
+        Err(e) => skip!("{e}"),
+    };
+    // Baseline: the client's io_uring connect reaches the sink.
+    let base = TcpSink::bind("127.0.0.2");
+    let out = direct([client.as_os_str(), "connect".as_ref(), base.host().as_ref(), base.port().as_ref()]);
+    assert_eq!(out.code, 0, "baseline io_uring connect failed: {}", out.stdout);
+    assert!(base.wait_accepts(1, T), "baseline: {}", out.stdout);
+
+    let sink = TcpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(TcpSink::bind("127.0.0.1").addr())
+        .opts(["--allow-io-uring"])
+        .netprobe_at(client, ["connect", &sink.host(), &sink.port()])
+        .run();
+    assert!(out.stdout.contains("setup: ok"), "io_uring must be let in\n{}", out.describe());
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("uring-connect: errno=1 ("),
+        "io_uring connect must get EPERM\n{}",
+        out.describe()
+    );
+    sink.assert_nothing_arrived("io_uring connect under --allow-io-uring");
+    out.assert_report_well_formed();
+    assert_kernel_on(&out);
+    assert_setup_allowed(&out);
+    kernel_leak(&out, "connect", &sink.dst(), "direct-tcp", "tcp");
+}
+
+#[test]
+fn allow_io_uring_connect_to_proxy_works() {
+    // Not everything is refused: an io_uring connect to the proxy passes the
+    // kernel's gate, data included.
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let client = match uring_client() {
+        Ok(c) => c,
+        Err(e) => skip!("{e}"),
+    };
+    let px = TcpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .proxy(px.addr())
+        .opts(["--allow-io-uring"])
+        .netprobe_at(client, ["connect", &px.host(), &px.port()])
+        .run();
+    out.assert_code(0);
+    assert!(px.wait_bytes("uringprobe-tcp\n".len(), T), "{}", out.describe());
+    out.assert_report_well_formed();
+    out.assert_no_leaks();
+    assert_setup_allowed(&out);
+}
+
+#[test]
+fn allow_io_uring_udp_sendmsg_gated_by_the_kernel() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let client = match uring_client() {
+        Ok(c) => c,
+        Err(e) => skip!("{e}"),
+    };
+    let base = UdpSink::bind("127.0.0.2");
+    let out = direct([client.as_os_str(), "sendmsg".as_ref(), base.host().as_ref(), base.port().as_ref()]);
+    assert_eq!(out.code, 0, "baseline io_uring sendmsg failed: {}", out.stdout);
+    assert!(base.wait_datagrams(1, T), "baseline: {}", out.stdout);
+
+    let sink = UdpSink::bind("127.0.0.2");
+    let out = Trace::new()
+        .proxy(TcpSink::bind("127.0.0.1").addr())
+        .opts(["--allow-io-uring"])
+        .netprobe_at(client, ["sendmsg", &sink.host(), &sink.port()])
+        .run();
+    assert!(out.stdout.contains("setup: ok"), "{}", out.describe());
+    out.assert_code(1);
+    assert!(out.stdout.contains("uring-sendmsg: errno=1 ("), "{}", out.describe());
+    sink.assert_nothing_arrived("io_uring sendmsg under --allow-io-uring");
+    out.assert_report_well_formed();
+    assert_kernel_on(&out);
+    assert_setup_allowed(&out);
+    kernel_leak(&out, "sendmsg", &sink.dst(), "direct-udp", "udp");
+}
+
+// ---------------------------------------------------------------------------
+// Cleanup
+// ---------------------------------------------------------------------------
+
+#[test]
+fn programs_attached_during_the_run_and_cgroup_removed_at_exit() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let mount =
+        sockstrace_tests::util::cgroup2_mount().expect("cgroup2 is mounted (doctor says the layer works)");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("go");
+    let cpath = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) }, 0, "mkfifo");
+    let script = format!("cat /proc/self/cgroup; echo cgroup-printed; read line < '{}'", fifo.display());
+    let run = Trace::new().program(["sh", "-c", &script]).spawn();
+    assert!(run.wait_stdout("cgroup-printed", T), "{}", run.describe());
+    let rel = run
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::/").map(str::to_string))
+        .unwrap_or_else(|| panic!("no cgroup v2 line\n{}", run.describe()));
+    assert!(
+        rel.starts_with("sockstrace/run-"),
+        "the program is not in a run cgroup: {rel}\n{}",
+        run.describe()
+    );
+    let path = mount.join(&rel);
+    // While the program runs, every hook is attached to its cgroup...
+    let during = sockstrace_tests::bpf::attached(&path).expect("BPF_PROG_QUERY on the run's cgroup");
+    for hook in ["connect4", "connect6", "sendmsg4", "sendmsg6", "sock_create"] {
+        assert!(
+            during.iter().any(|(name, _)| *name == hook),
+            "{hook} not attached to {} during the run: {during:?}\n{}",
+            path.display(),
+            run.describe()
+        );
+    }
+    std::fs::write(&fifo, "go\n").expect("write fifo");
+    let out = run.wait();
+    out.assert_code(0);
+    out.assert_report_well_formed();
+    assert_kernel_on(&out);
+    let (reported, _) = out.kernel_cgroup().unwrap();
+    assert_eq!(reported, path, "the summary names another cgroup\n{}", out.describe());
+    // ...and at exit the cgroup is gone (which detaches its programs), no
+    // other cgroup of this sockstrace process remains, and nothing is left
+    // attached above it.
+    assert!(!path.exists(), "{} remains after the run\n{}", path.display(), out.describe());
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let run_prefix = name.rsplit_once('-').map(|(p, _)| format!("{p}-")).unwrap();
+    let parent = path.parent().unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(parent)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&run_prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "cgroups of this run remain in {}: {leftovers:?}", parent.display());
+    let above = sockstrace_tests::bpf::attached(parent).expect("BPF_PROG_QUERY on the parent cgroup");
+    assert!(above.is_empty(), "programs attached to {}: {above:?}", parent.display());
+}
+
+#[test]
+fn allow_io_uring_refused_without_root() {
+    if !is_root() {
+        skip!("needs root to switch to nobody with setpriv");
+    }
+    let mut copies = Copies::new();
+    let client = copies.add(netprobe(), "netprobe");
+    let sink = TcpSink::bind("127.0.0.2");
+    let out = copies
+        .as_nobody()
+        .opts(["--allow-io-uring"])
+        .netprobe_at(&client, ["tcp-connect", &sink.host(), &sink.port()])
+        .run();
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("kernel layer"),
+        "the refusal should name the kernel layer\n{}",
+        out.describe()
+    );
+    assert!(!out.stdout.contains("actor:"), "the program must not have run\n{}", out.describe());
+    sink.assert_nothing_arrived("refused run");
+}
