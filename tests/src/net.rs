@@ -461,6 +461,12 @@ impl Microsocks {
     pub const PATH: &'static str = "/usr/bin/microsocks";
 
     pub fn start() -> Result<Self, String> {
+        Self::start_with_hosts("")
+    }
+
+    /// As `start`, with extra lines for the proxy's own /etc/hosts (as root),
+    /// so that it can resolve test names to loopback addresses.
+    pub fn start_with_hosts(extra_hosts: &str) -> Result<Self, String> {
         if !Path::new(Self::PATH).exists() {
             return Err(format!("{} is not installed", Self::PATH));
         }
@@ -469,7 +475,8 @@ impl Microsocks {
         let resolv = dir.path().join("resolv.conf");
         let hosts = dir.path().join("hosts");
         std::fs::write(&resolv, "nameserver 127.0.0.1\n").map_err(|e| e.to_string())?;
-        std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").map_err(|e| e.to_string())?;
+        std::fs::write(&hosts, format!("127.0.0.1 localhost\n::1 localhost\n{extra_hosts}"))
+            .map_err(|e| e.to_string())?;
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
