@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sockstrace_tests::util::{field, process_dead, wait_until};
-use sockstrace_tests::{HttpServer, LeakSpec, Microsocks, TcpSink, Trace, UdpSink};
+use sockstrace_tests::{HttpConnectProxy, HttpServer, LeakSpec, Microsocks, TcpSink, Trace, UdpSink};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -172,6 +172,32 @@ fn socksify_curl_direct_gets_the_page() {
         comm: "curl",
         ..Default::default()
     });
+}
+
+#[test]
+fn socksify_through_an_http_connect_proxy() {
+    let proxy = match HttpConnectProxy::start() {
+        Ok(p) => p,
+        Err(e) => sockstrace_tests::skip!("{e}"),
+    };
+    let http = HttpServer::bind("127.0.0.2");
+    let mut t = Trace::new().opts(["--http-proxy", &proxy.addr().to_string()]).on_leak("socksify");
+    for k in ["http_proxy", "all_proxy", "HTTP_PROXY", "ALL_PROXY", "no_proxy"] {
+        t = t.env_remove(k);
+    }
+    let out = t.program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()]).run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, http.body(), "{}", out.describe());
+    assert_eq!(http.requests(), 1);
+    assert!(
+        proxy.log().contains(&format!("CONNECT {} HTTP/1.1", http.dst())),
+        "the proxy got the CONNECT: {:?}\n{}",
+        proxy.log(),
+        out.describe()
+    );
+    out.assert_report_well_formed();
+    let ev = out.the_event("socksified connect", |e| e.s("action") == "socksified");
+    assert_eq!(ev.s("dst"), http.dst(), "{ev}\n{}", out.describe());
 }
 
 #[test]

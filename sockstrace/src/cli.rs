@@ -104,6 +104,16 @@ pub struct RunArgs {
     #[arg(long = "proxy", value_name = "ADDR", value_parser = parse_proxy_arg, env = "SOCKSTRACE_PROXY", value_delimiter = ',')]
     pub proxies: Vec<SocketAddr>,
 
+    /// An HTTP proxy (CONNECT) the program may use, and socksify through when no SOCKS proxy fits (repeatable)
+    #[arg(
+        long = "http-proxy",
+        value_name = "ADDR",
+        value_parser = parse_proxy_arg,
+        env = "SOCKSTRACE_HTTP_PROXY",
+        value_delimiter = ','
+    )]
+    pub http_proxies: Vec<SocketAddr>,
+
     /// Also allow this destination: ADDR, CIDR, either with :PORT ([IPv6]:PORT), or unix:PATH (repeatable)
     #[arg(
         long = "allow",

@@ -16,6 +16,7 @@ use crate::cli::{DnsArg, IncomingArg, KernelLayer, OnLeak, RunArgs};
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
     pub proxy: Option<Vec<String>>,
+    pub http_proxy: Option<Vec<String>>,
     pub allow: Option<Vec<String>>,
     pub allow_loopback: Option<bool>,
     pub incoming: Option<String>,
@@ -60,6 +61,9 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
     let user = |id: &str| set_by_user(matches, id);
     if let (Some(v), false) = (file.proxy, user("proxies")) {
         args.proxies = each(&v, crate::cli::parse_proxy_arg, "proxy")?;
+    }
+    if let (Some(v), false) = (file.http_proxy, user("http_proxies")) {
+        args.http_proxies = each(&v, crate::cli::parse_proxy_arg, "http-proxy")?;
     }
     if let (Some(v), false) = (file.allow, user("allow")) {
         args.allow = each(&v, crate::cli::parse_allow_arg, "allow")?;

@@ -47,7 +47,12 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         _ => SocksAuth::PerConnection,
     };
     let policy = Policy {
-        proxies: if args.proxies.is_empty() { default_proxies() } else { args.proxies },
+        // Only HTTP proxies given: Tor's defaults are not implied.
+        proxies: match (args.proxies.is_empty(), args.http_proxies.is_empty()) {
+            (true, true) => default_proxies(),
+            _ => args.proxies.iter().chain(&args.http_proxies).copied().collect(),
+        },
+        http_proxies: args.http_proxies,
         allow: args.allow,
         allow_loopback: args.allow_loopback,
         incoming: match args.incoming {

@@ -26,7 +26,7 @@ pub mod run;
 pub mod unpriv;
 pub mod util;
 
-pub use net::{DnsSink, HttpServer, Microsocks, TcpSink, UdpSink, UnixSink};
+pub use net::{DnsSink, HttpConnectProxy, HttpServer, Microsocks, TcpSink, UdpSink, UnixSink};
 pub use paths::{netprobe, netprobe32, netprobe32_static, netprobe_static, sockstrace_bin, uringprobe};
 pub use report::Event;
 pub use report::LeakSpec;

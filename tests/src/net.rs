@@ -540,3 +540,93 @@ impl Drop for Microsocks {
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
 }
+
+/// A small HTTP CONNECT proxy (python3) on a free 127.0.0.1 port, killed on
+/// drop; it appends each request line it accepts to `log()`.
+pub struct HttpConnectProxy {
+    child: Child,
+    addr: SocketAddr,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const HTTP_CONNECT_PROXY: &str = r#"
+import socket, sys, threading
+port, log = int(sys.argv[1]), sys.argv[2]
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port)); srv.listen(64)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            b.sendall(d)
+    except OSError: pass
+    for s in (a, b):
+        try: s.shutdown(socket.SHUT_WR)
+        except OSError: pass
+def serve(c):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(1)
+        if not d: return c.close()
+        head += d
+    line = head.split(b"\r\n")[0].decode()
+    open(log, "a").write(line + "\n")
+    method, target, _ = line.split(" ", 2)
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if method != "CONNECT" or not (host.startswith("127.") or host == "::1"):
+        c.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n"); return c.close()
+    try: up = socket.create_connection((host, int(port)), timeout=10)
+    except OSError:
+        c.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n"); return c.close()
+    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    threading.Thread(target=pipe, args=(c, up), daemon=True).start()
+    pipe(up, c)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+impl HttpConnectProxy {
+    pub fn start() -> Result<Self, String> {
+        let dir =
+            tempfile::Builder::new().prefix("sockstrace-httpproxy").tempdir().map_err(|e| e.to_string())?;
+        let log = dir.path().join("requests.log");
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-c", HTTP_CONNECT_PROXY, &port.to_string()])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn python3: {e}"))?;
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                return Err("the HTTP CONNECT proxy did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(HttpConnectProxy { child, addr, log, _dir: dir })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The request lines the proxy received.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for HttpConnectProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -84,6 +84,7 @@ impl AuditArgs {
                 AuditIncoming::Allow => Incoming::Allow,
             },
             incoming_from: Vec::new(),
+            ..Policy::default()
         }
     }
 }

@@ -13,8 +13,10 @@ use ipnet::IpNet;
 /// What the user allows. Built once from the command line; never changes.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// SOCKS proxies the program may reach over TCP.
+    /// Proxies the program may reach over TCP (SOCKS5 and HTTP alike).
     pub proxies: Vec<SocketAddr>,
+    /// Which of `proxies` speak HTTP CONNECT rather than SOCKS5 (for socksify).
+    pub http_proxies: Vec<SocketAddr>,
     pub allow: Vec<AllowRule>,
     /// Allows 127.0.0.0/8, ::1 and the unspecified addresses, except DNS.
     pub allow_loopback: bool,

@@ -19,7 +19,7 @@ pub fn handshake(
     timeout: Duration,
 ) -> Result<(), Errno> {
     let deadline = Instant::now() + timeout;
-    let io = Io { fd, deadline };
+    let io = Io::new(fd, deadline);
     let socks = |e: SocksError| e.errno();
     io.write_all(&codec::greeting(creds))?;
     let needs_auth = codec::parse_method(io.read_array()?, creds.is_some()).map_err(socks)?;
@@ -33,12 +33,17 @@ pub fn handshake(
     io.read_exact(&mut vec![0u8; rest])
 }
 
-struct Io<'a> {
+/// Blocking-style I/O with one deadline on a socket that may be non-blocking.
+pub(super) struct Io<'a> {
     fd: BorrowedFd<'a>,
     deadline: Instant,
 }
 
-impl Io<'_> {
+impl<'a> Io<'a> {
+    pub(super) fn new(fd: BorrowedFd<'a>, deadline: Instant) -> Self {
+        Io { fd, deadline }
+    }
+
     /// Waits until the socket is ready for `events`, or the deadline.
     fn wait(&self, events: libc::c_short) -> Result<(), Errno> {
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -56,7 +61,7 @@ impl Io<'_> {
         }
     }
 
-    fn write_all(&self, mut buf: &[u8]) -> Result<(), Errno> {
+    pub(super) fn write_all(&self, mut buf: &[u8]) -> Result<(), Errno> {
         while !buf.is_empty() {
             // SAFETY: buf is live for buf.len() bytes; MSG_NOSIGNAL keeps SIGPIPE away from us.
             let n = unsafe {
@@ -92,7 +97,7 @@ impl Io<'_> {
         Ok(())
     }
 
-    fn read_array<const N: usize>(&self) -> Result<[u8; N], Errno> {
+    pub(super) fn read_array<const N: usize>(&self) -> Result<[u8; N], Errno> {
         let mut out = [0u8; N];
         self.read_exact(&mut out)?;
         Ok(out)

@@ -4,6 +4,7 @@
 
 pub mod codec;
 mod handshake;
+pub mod http;
 
 pub use codec::{Credentials, Target};
 pub use handshake::handshake;

@@ -69,7 +69,10 @@ fn socksify(
     if sock.facts.transport() != Transport::Tcp {
         return Ok(None);
     }
-    let Some(proxy) = socksify::proxy_for(&call.ctx.policy.proxies, &sock.facts) else { return Ok(None) };
+    let policy = &call.ctx.policy;
+    let Some(proxy) = socksify::proxy_for(&policy.proxies, &policy.http_proxies, &sock.facts) else {
+        return Ok(None);
+    };
     call.record_action(
         "connect",
         Subject::Socket(sock),
@@ -79,12 +82,14 @@ fn socksify(
     );
     let fd = sock.fd.try_clone().map_err(|e| Failure::Check(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let creds = call.ctx.socks_auth.credentials();
+    let http_creds = call.ctx.socks_auth.fixed().cloned();
     // The proxy resolves names our resolver handed out (socks5h semantics).
     let target = match call.ctx.resolver.as_ref().and_then(|r| r.name_for(dst.ip())) {
         Some(name) => crate::socks::Target::Domain(name, dst.port()),
         None => crate::socks::Target::Addr(*dst),
     };
-    let result =
-        run_call(call.ctx, true, move || socksify::connect_through(fd.as_fd(), proxy, &target, &creds))?;
+    let result = run_call(call.ctx, true, move || {
+        socksify::connect_through(fd.as_fd(), proxy, &target, &creds, http_creds.as_ref())
+    })?;
     Ok(Some(reply_of(result.map(|()| 0))))
 }

@@ -30,6 +30,14 @@ impl SocksAuth {
         Credentials { user: random_hex().into_bytes(), pass: random_hex().into_bytes() }
     }
 
+    /// Credentials the user gave (HTTP proxies get only these).
+    pub fn fixed(&self) -> Option<&Credentials> {
+        match self {
+            SocksAuth::PerConnection => None,
+            SocksAuth::Fixed(creds) => Some(creds),
+        }
+    }
+
     pub fn credentials(&self) -> Credentials {
         match self {
             SocksAuth::PerConnection => Self::random_credentials(),
@@ -51,16 +59,36 @@ fn random_hex() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The protocol a proxy speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    Socks5,
+    /// HTTP CONNECT (`--http-proxy`).
+    HttpConnect,
+}
+
+/// A proxy to reach from a given socket: where to connect, and how to talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub connect_to: SocketAddr,
+    pub kind: ProxyKind,
+}
+
 /// The proxy a socket of this family can reach: IPv4 sockets need an IPv4
 /// proxy; IPv6 sockets take an IPv6 proxy, else an IPv4 one in mapped form.
-pub fn proxy_for(proxies: &[SocketAddr], facts: &SocketFacts) -> Option<SocketAddr> {
+/// SOCKS proxies come before HTTP ones.
+pub fn proxy_for(proxies: &[SocketAddr], http: &[SocketAddr], facts: &SocketFacts) -> Option<Route> {
+    let kind = |p: &SocketAddr| if http.contains(p) { ProxyKind::HttpConnect } else { ProxyKind::Socks5 };
+    let mut ordered: Vec<&SocketAddr> = proxies.iter().filter(|p| !http.contains(p)).collect();
+    ordered.extend(proxies.iter().filter(|p| http.contains(p)));
+    let route = |p: &SocketAddr, connect_to| Route { connect_to, kind: kind(p) };
     if facts.family == libc::AF_INET {
-        return proxies.iter().find(|p| p.is_ipv4()).copied();
+        return ordered.into_iter().find(|p| p.is_ipv4()).map(|p| route(p, *p));
     }
-    proxies.iter().find(|p| p.is_ipv6()).copied().or_else(|| {
-        proxies.iter().find(|p| p.is_ipv4()).map(|p| match p.ip() {
-            IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), p.port()),
-            IpAddr::V6(_) => *p,
+    ordered.iter().find(|p| p.is_ipv6()).map(|p| route(p, **p)).or_else(|| {
+        ordered.iter().find(|p| p.is_ipv4()).map(|p| match p.ip() {
+            IpAddr::V4(v4) => route(p, SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), p.port())),
+            IpAddr::V6(_) => route(p, **p),
         })
     })
 }
@@ -70,16 +98,20 @@ pub fn proxy_for(proxies: &[SocketAddr], facts: &SocketFacts) -> Option<SocketAd
 /// program finds its socket ready once its connect returns.
 pub fn connect_through(
     fd: BorrowedFd<'_>,
-    proxy: SocketAddr,
+    proxy: Route,
     target: &Target,
     creds: &Credentials,
+    http_creds: Option<&Credentials>,
 ) -> Result<(), Errno> {
-    match sys::connect(fd, &encode_inet(proxy)) {
+    match sys::connect(fd, &encode_inet(proxy.connect_to)) {
         Ok(()) => {}
         Err(libc::EINPROGRESS) | Err(libc::EINTR) => wait_connected(fd)?,
         Err(e) => return Err(e),
     }
-    socks::handshake(fd, target, Some(creds), PROXY_TIMEOUT)
+    match proxy.kind {
+        ProxyKind::Socks5 => socks::handshake(fd, target, Some(creds), PROXY_TIMEOUT),
+        ProxyKind::HttpConnect => socks::http::handshake(fd, target, http_creds, PROXY_TIMEOUT),
+    }
 }
 
 fn wait_connected(fd: BorrowedFd<'_>) -> Result<(), Errno> {
@@ -108,13 +140,28 @@ mod tests {
     fn picks_a_proxy_the_socket_can_reach() {
         let v4: SocketAddr = "127.0.0.1:9050".parse().unwrap();
         let v6: SocketAddr = "[::1]:9050".parse().unwrap();
-        assert_eq!(proxy_for(&[v6, v4], &facts(libc::AF_INET)), Some(v4));
-        assert_eq!(proxy_for(&[v4, v6], &facts(libc::AF_INET6)), Some(v6));
+        let socks = |connect_to| Some(Route { connect_to, kind: ProxyKind::Socks5 });
+        assert_eq!(proxy_for(&[v6, v4], &[], &facts(libc::AF_INET)), socks(v4));
+        assert_eq!(proxy_for(&[v4, v6], &[], &facts(libc::AF_INET6)), socks(v6));
         assert_eq!(
-            proxy_for(&[v4], &facts(libc::AF_INET6)),
-            Some("[::ffff:127.0.0.1]:9050".parse().unwrap())
+            proxy_for(&[v4], &[], &facts(libc::AF_INET6)),
+            socks("[::ffff:127.0.0.1]:9050".parse().unwrap())
         );
-        assert_eq!(proxy_for(&[v6], &facts(libc::AF_INET)), None);
+        assert_eq!(proxy_for(&[v6], &[], &facts(libc::AF_INET)), None);
+    }
+
+    #[test]
+    fn prefers_socks_and_knows_http_proxies() {
+        let http: SocketAddr = "127.0.0.1:3128".parse().unwrap();
+        let socks: SocketAddr = "127.0.0.1:1080".parse().unwrap();
+        let v4 = facts(libc::AF_INET);
+        assert_eq!(
+            proxy_for(&[http, socks], &[http], &v4),
+            Some(Route { connect_to: socks, kind: ProxyKind::Socks5 })
+        );
+        let only_http = proxy_for(&[http], &[http], &facts(libc::AF_INET6));
+        let mapped = "[::ffff:127.0.0.1]:3128".parse().unwrap();
+        assert_eq!(only_http, Some(Route { connect_to: mapped, kind: ProxyKind::HttpConnect }));
     }
 
     #[test]
