@@ -42,6 +42,7 @@ use aya_ebpf::{
     programs::{SockAddrContext, SockContext, SockOpsContext},
     EbpfContext as _,
 };
+use aya_log_ebpf::{debug, warn};
 use sockstrace_ebpf::{
     abi, judge_bind, judge_create, judge_listen, judge_remote_matched, kind, reason, remote_allowed,
     rules_in_force, verdict, Config, Ip6, Rule, RuleQuery, SockEvent, SockFacts, EVENTS_BYTE_SIZE, MAX_RULES,
@@ -94,37 +95,37 @@ static SCRATCH: PerCpuArray<SockFacts> = PerCpuArray::with_max_entries(1, 0);
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
     let (addr, port) = user_addr4(&ctx);
-    on_sock_addr(&ctx, kind::CONNECT4, addr, port)
+    on_sock_addr(&ctx, kind::CONNECT4, abi::AF_INET, addr, port)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
     let (addr, port) = user_addr6(&ctx);
-    on_sock_addr(&ctx, kind::CONNECT6, addr, port)
+    on_sock_addr(&ctx, kind::CONNECT6, abi::AF_INET6, addr, port)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
     let (addr, port) = user_addr4(&ctx);
-    on_sock_addr(&ctx, kind::SENDMSG4, addr, port)
+    on_sock_addr(&ctx, kind::SENDMSG4, abi::AF_INET, addr, port)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
     let (addr, port) = user_addr6(&ctx);
-    on_sock_addr(&ctx, kind::SENDMSG6, addr, port)
+    on_sock_addr(&ctx, kind::SENDMSG6, abi::AF_INET6, addr, port)
 }
 
 #[cgroup_sock_addr(bind4)]
 pub fn bind4(ctx: SockAddrContext) -> i32 {
     let (addr, port) = user_addr4(&ctx);
-    on_sock_addr(&ctx, kind::BIND4, addr, port)
+    on_sock_addr(&ctx, kind::BIND4, abi::AF_INET, addr, port)
 }
 
 #[cgroup_sock_addr(bind6)]
 pub fn bind6(ctx: SockAddrContext) -> i32 {
     let (addr, port) = user_addr6(&ctx);
-    on_sock_addr(&ctx, kind::BIND6, addr, port)
+    on_sock_addr(&ctx, kind::BIND6, abi::AF_INET6, addr, port)
 }
 
 /// The IPv4 address and port of the caller's sockaddr (the kernel's own copy).
@@ -147,13 +148,18 @@ fn user_addr6(ctx: &SockAddrContext) -> (Ip6, u16) {
     (Ip6::from_words(ip), u16::from_be(port as u16))
 }
 
-/// Records, judges and reports one connect, send or bind to `addr`:`port`.
+/// Records, judges and reports one connect, send or bind to `addr`:`port`; `user_family` is the
+/// sockaddr family the hook is for (`AF_INET` for the *4 hooks).
 #[inline(always)]
-fn on_sock_addr(ctx: &SockAddrContext, kind: u32, addr: Ip6, port: u16) -> i32 {
+fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, port: u16) -> i32 {
     let sa = ctx.sock_addr;
-    // SAFETY: plain 4-byte context reads (the socket's family, type and resolved protocol).
-    let (family, sock_type, protocol) =
-        unsafe { ((*sa).family as u16, (*sa).type_ as u16, (*sa).protocol as u16) };
+    // SAFETY: plain 4-byte context reads (the sockaddr's family, the socket's family, type and
+    // resolved protocol).
+    let (given_family, family, sock_type, protocol) =
+        unsafe { ((*sa).user_family as u16, (*sa).family as u16, (*sa).type_ as u16, (*sa).protocol as u16) };
+    if given_family != user_family {
+        log_sockaddr_family(u32::from(given_family), u32::from(family));
+    }
     // SAFETY: the helpers take the program's own, valid context pointer.
     let (cookie, netns_cookie) =
         unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
@@ -211,7 +217,7 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, addr: Ip6, port: u16) -> i32 {
     }
 
     if leak {
-        emit(move |event| {
+        emit(cookie, move |event| {
             event.kind = kind;
             event.family = family;
             event.sock_type = sock_type;
@@ -266,7 +272,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
                 }
             }
         }
-        emit(move |event| {
+        emit(cookie, move |event| {
             event.kind = kind::SOCK_CREATE;
             event.family = family;
             event.sock_type = sock_type;
@@ -393,7 +399,7 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
         }
     }
     if leak != reason::NONE {
-        emit(move |event| {
+        emit(cookie, move |event| {
             event.kind = kind::LISTEN;
             event.family = family;
             event.cookie = cookie;
@@ -429,7 +435,8 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
 /// The walk is `bpf_loop` (5.17+) over [`rule_step`]: the verifier checks that callback once,
 /// with an unknown index, instead of walking an inline loop once per possible rule (up to 64
 /// times, and all the code after the loop once per way out of it: seconds of verifier time).
-/// If `bpf_loop` fails, nothing is marked matched: the operation is judged a leak.
+/// If `bpf_loop` fails, nothing is marked matched: the operation is judged a leak (and a
+/// warning says so).
 ///
 /// It answers a bool, not a reason: each distinct constant the verifier sees steering the rest
 /// of the program is one more path it checks to the end.
@@ -437,13 +444,16 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
 fn judge_remote(config: &Config, query: &mut RuleQuery) -> bool {
     // SAFETY: `rule_step` has the callback signature `bpf_loop` expects, and `query` outlives
     // the call; the callback gets it back as its context.
-    unsafe {
+    let walked = unsafe {
         bpf_loop(
             rules_in_force(config),
             rule_step as *mut c_void,
             core::ptr::from_mut(query).cast::<c_void>(),
             0,
-        );
+        )
+    };
+    if walked < 0 {
+        log_rule_walk_failed(walked);
     }
     remote_allowed(config, query)
 }
@@ -584,13 +594,15 @@ unsafe fn store_addr(dst: *mut [u8; 16], addr: Ip6) {
 }
 
 /// Reserves a zeroed event in the ring buffer, lets `fill` describe it there (no stack copy) and
-/// submits it; counts it as dropped when the buffer is full.
+/// submits it; counts it as dropped when the buffer is full, with a warning for this CPU's 1st,
+/// 2nd, 4th, 8th, ... drop (a flood costs a few lines, not one per event) naming the socket
+/// (`cookie`) of the lost event.
 ///
 /// Callers pass `move` closures: a value captured by reference lives in stack memory, and a
 /// `bool` stored there as one byte reads back as 0..=255 to the verifier (a hook's return value
 /// derived from it is then refused for not being 0 or 1).
 #[inline(always)]
-fn emit(fill: impl FnOnce(&mut SockEvent)) {
+fn emit(cookie: u64, fill: impl FnOnce(&mut SockEvent)) {
     match EVENTS.reserve::<SockEvent>(0) {
         Some(mut entry) => {
             let event = entry.as_mut_ptr();
@@ -602,16 +614,68 @@ fn emit(fill: impl FnOnce(&mut SockEvent)) {
             }
             entry.submit(0);
         }
-        None => count_dropped(),
+        None => {
+            let lost = count_dropped();
+            if lost != 0 && lost & (lost - 1) == 0 {
+                log_ring_full(cookie, lost);
+            }
+        }
     }
 }
 
+/// Counts one lost event; returns this CPU's count so far (0 if the counter cannot be had).
 #[inline(always)]
-fn count_dropped() {
-    if let Some(slot) = DROPPED.get_ptr_mut(0) {
+fn count_dropped() -> u64 {
+    match DROPPED.get_ptr_mut(0) {
         // SAFETY: `slot` points at this CPU's live, aligned u64 in `DROPPED`.
-        unsafe { bump(slot) };
+        Some(slot) => unsafe {
+            bump(slot);
+            *slot
+        },
+        None => 0,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics (aya-log): rare events worth a line on sockstrace's stderr
+// ---------------------------------------------------------------------------------------------
+//
+// Each message is a global function (`no_mangle`, external linkage): the verifier checks it once
+// per program, on its own, however many paths of the program call it. An aya-log statement is
+// costly to verify: its copy code is walked once for each record size class it might reserve
+// (64, 128, ... 8192 bytes), 2,000 to 3,000 instructions in all, so inline it would cost that
+// on every path reaching it (the sock_addr programs went from 4,000 to 240,000). Hence also few
+// messages per program, short texts and numbers only. A message below the level userspace loads
+// the object with (`AYA_LOG_LEVEL`, read-only) is dead code to the verifier.
+// The context argument of the macros is unused by aya-log 0.2 (records go to its ring buffer),
+// so the functions take none, which keeps their arguments plain scalars as global functions need.
+
+/// The event ring buffer was full: an event of socket `cookie` is lost, the `lost`th on this CPU.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn log_ring_full(cookie: u64, lost: u64) -> i32 {
+    warn!(&(), "ring buffer full: event of socket {} lost ({} on this CPU)", cookie, lost);
+    0
+}
+
+/// `bpf_loop` over the rules failed with `err`: nothing matched, so the operation was judged
+/// a leak (failing closed).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn log_rule_walk_failed(err: i64) -> i32 {
+    warn!(&(), "bpf_loop failed ({}): judged a leak", err);
+    0
+}
+
+/// A sock_addr hook got a sockaddr of another family than its own: the caller's doing, so only
+/// at debug level. `AF_UNSPEC` (bind4 takes it for INADDR_ANY, sendmsg4 for "no address"), or
+/// another family on an IPv6 socket, which reaches the *6 hooks before the kernel refuses it
+/// (EAFNOSUPPORT); the address words then hold whatever the caller's bytes were.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn log_sockaddr_family(given: u32, socket: u32) -> i32 {
+    debug!(&(), "sockaddr family {} on socket family {}", given, socket);
+    0
 }
 
 /// GPL-compatible so every helper is available to the verifier; the crate itself is MIT/Apache.

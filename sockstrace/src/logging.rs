@@ -4,7 +4,9 @@
 //!
 //! Warnings and errors by default; `SOCKSTRACE_LOG=debug` (or `error`, `info`, `trace`, `off`)
 //! changes the level. The level is also what the eBPF programs are loaded with (see
-//! `kernel::object::load`): a message below it is never even produced in the kernel.
+//! `kernel::object::load`): a message below it is never even produced in the kernel. Libraries
+//! (aya's loader, ...) say no more than warnings whatever the level: their debug output is about
+//! themselves, pages of it.
 
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -31,7 +33,7 @@ struct StderrLogger;
 
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+        enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -41,6 +43,16 @@ impl Log for StderrLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// Ours (and the eBPF programs') up to the `log` crate's level, others' up to warnings.
+fn enabled(metadata: &Metadata<'_>) -> bool {
+    enabled_at(metadata, log::max_level())
+}
+
+fn enabled_at(metadata: &Metadata<'_>, level: LevelFilter) -> bool {
+    let ours = metadata.target().starts_with("sockstrace");
+    metadata.level() <= if ours { level } else { level.min(LevelFilter::Warn) }
 }
 
 /// The eBPF programs' crate: aya-log gives their records its module path as target.
@@ -71,7 +83,7 @@ pub mod capture {
 
     impl Log for Capture {
         fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-            metadata.level() <= log::max_level()
+            super::enabled(metadata)
         }
 
         fn log(&self, record: &Record<'_>) {
@@ -126,6 +138,15 @@ mod tests {
             "sockstrace: kernel: warn: ring buffer full"
         );
         assert_eq!(format("sockstrace::kernel::events", Level::Debug, "x"), "sockstrace: debug: x");
+    }
+
+    #[test]
+    fn libraries_say_warnings_only() {
+        let at = |target: &str, level: Level| {
+            enabled_at(&Metadata::builder().target(target).level(level).build(), LevelFilter::Debug)
+        };
+        assert!(at("sockstrace_ebpf", Level::Debug) && at("sockstrace::kernel::logs", Level::Debug));
+        assert!(!at("aya::bpf", Level::Debug) && !at("aya::bpf", Level::Info) && at("aya::bpf", Level::Warn));
     }
 
     #[test]

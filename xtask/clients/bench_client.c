@@ -2,7 +2,8 @@
  * bench_client: the workloads of `cargo xtask bench`, and the listener they talk to.
  *
  *   bench_client connect  HOST PORT COUNT THREADS  COUNT connect+close cycles, split over THREADS
- *   bench_client udp      HOST PORT COUNT          COUNT sendto() calls with an address
+ *   bench_client udp      HOST PORT COUNT [RATE]   COUNT sendto() calls with an address; with
+ *                                                  RATE, paced at RATE calls a second
  *   bench_client bulk     HOST PORT MIB            one connection, MIB MiB written with write()
  *   bench_client syscalls COUNT                    COUNT/2 getpid() and COUNT/2 stat("/")
  *   bench_client sink     HOST close|drain THREADS listener on HOST:0; prints "port N", then serves
@@ -122,17 +123,29 @@ static int cmd_connect(int argc, char **argv) {
 
 /* ---- UDP sendto storm ---- */
 
+/* Paced sends are checked against the schedule every PACE_BATCH calls. */
+#define PACE_BATCH 100
+
+static void sleep_until_ns(uint64_t when) {
+    struct timespec ts = {.tv_sec = (time_t)(when / 1000000000u), .tv_nsec = (long)(when % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
 static int cmd_udp(int argc, char **argv) {
-    if (argc != 3)
+    if (argc != 3 && argc != 4)
         usage();
     struct sockaddr_in addr = parse_addr(argv[0], argv[1]);
     long count = parse_count(argv[2]);
+    long rate = argc == 4 ? parse_count(argv[3]) : 0;
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         die("socket");
     char payload[32] = "sockstrace bench datagram";
     uint64_t start = now_ns();
     for (long i = 0; i < count; i++) {
+        if (rate > 0 && i % PACE_BATCH == 0)
+            sleep_until_ns(start + (uint64_t)((double)i * 1e9 / (double)rate));
         if (sendto(fd, payload, sizeof payload, 0, (const struct sockaddr *)&addr, sizeof addr) < 0)
             die("sendto");
     }

@@ -1,10 +1,13 @@
 //! `cargo xtask bench [--quick] [--rounds N]`: the brief's performance ratios, measured in one run.
 //!
-//! Each round runs every workload natively, under `sockstrace run` (release) and under
-//! `strace --seccomp-bpf` (the ptrace reference), rotating the tools' order from round to round;
-//! the table shows medians and ratios to native, marks the brief's targets, and the JSON goes to
-//! `target/bench/bench.json`. It reports, it does not judge: it fails only when a workload fails.
+//! Each round runs every workload natively, under `sockstrace run` (release, with and without its
+//! kernel layer), under `strace --seccomp-bpf` (the ptrace reference) and in a cgroup watched by
+//! `sockstrace audit`, rotating the tools' order from round to round; the table shows medians and
+//! ratios to native, marks the brief's targets, and the JSON goes to `target/bench/bench.json`.
+//! Then audit's leak flood counts the events audit reports and loses at 100k leaks a second. It
+//! reports, it does not judge: it fails only when a workload fails.
 
+mod audit;
 pub mod fixture;
 mod measure;
 mod report;
@@ -18,9 +21,10 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use self::{
+    audit::{Audit, BenchCgroup},
     fixture::{HttpServer, Microsocks, Sink},
     report::{Results, Sample},
-    workload::{Endpoints, Sizes, Timing, Tool, Workload},
+    workload::{Endpoints, Sizes, Timing, Tool, Workload, FLOOD_RATE},
 };
 use crate::setup;
 
@@ -73,6 +77,9 @@ struct Fixtures {
     http: HttpServer,
     _socks: Microsocks,
     endpoints: Endpoints,
+    /// The cgroup `sockstrace audit` watches, or why there is none (the audit column is then
+    /// not measured).
+    cgroup: Result<BenchCgroup, String>,
 }
 
 fn start_fixtures(client: &Path) -> Result<Fixtures> {
@@ -97,7 +104,12 @@ fn start_fixtures(client: &Path) -> Result<Fixtures> {
         socks.addr(),
         http.addr()
     );
-    Ok(Fixtures { _storm: storm, _bulk: bulk, _udp: udp, http, _socks: socks, endpoints })
+    let cgroup = BenchCgroup::create().map_err(|e| format!("{e:#}"));
+    match &cgroup {
+        Ok(cgroup) => eprintln!("bench: audit watches cgroup {}", cgroup.path().display()),
+        Err(why) => eprintln!("bench: warning: the audit column is not measured: {why}"),
+    }
+    Ok(Fixtures { _storm: storm, _bulk: bulk, _udp: udp, http, _socks: socks, endpoints, cgroup })
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -116,6 +128,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let sizes = if options.quick { Sizes::QUICK } else { Sizes::FULL };
     let workloads = fixtures.endpoints.workloads(sizes);
     let mut results = Results::new(&workloads, sizes.rss_connects);
+    results.audit_unavailable = fixtures.cgroup.as_ref().err().cloned();
     let load = load_average();
     warn_if_busy(load);
     for round in 0..options.rounds {
@@ -125,6 +138,12 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("bench: supervisor peak RSS during a 16-thread storm");
     let storm = fixtures.endpoints.rss_storm(sizes);
     results.peak_rss = Some(peak_rss(&sockstrace, &storm).map_err(|e| format!("{e:#}")));
+    if let Ok(cgroup) = &fixtures.cgroup {
+        eprintln!("bench: audit leak flood, {} UDP leaks at {FLOOD_RATE}/s", sizes.flood);
+        let port = fixtures.endpoints.udp_port;
+        let flood = audit::leak_flood(&sockstrace, cgroup, &client, port, sizes.flood, FLOOD_RATE);
+        results.flood = Some(flood.map_err(|e| format!("{e:#}")));
+    }
 
     println!();
     print!("{}", results.table(options.rounds));
@@ -163,11 +182,13 @@ fn warn_if_busy(load: Option<f64>) {
 
 /// One run of every workload under every measured tool, the tools' order rotated by `round`.
 fn run_round(round: usize, sockstrace: &Path, fixtures: &Fixtures, results: &mut Results) {
-    let mut tools = Tool::MEASURED;
-    tools.rotate_left(round % Tool::MEASURED.len());
+    let mut tools: Vec<Tool> =
+        Tool::ALL.into_iter().filter(|&tool| tool != Tool::Audit || fixtures.cgroup.is_ok()).collect();
+    let len = tools.len();
+    tools.rotate_left(round % len);
     for (i, workload) in results.workloads.iter().enumerate() {
-        for tool in tools {
-            let outcome = run_one(tool, sockstrace, workload, &fixtures.http);
+        for &tool in &tools {
+            let outcome = run_one(tool, sockstrace, workload, fixtures);
             if let Err(failure) = &outcome {
                 eprintln!("bench: {} under {} failed: {failure}", workload.label, tool.heading());
             }
@@ -176,16 +197,36 @@ fn run_round(round: usize, sockstrace: &Path, fixtures: &Fixtures, results: &mut
     }
 }
 
-/// Runs `workload` under `tool` once and checks it did its work.
-fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, http: &HttpServer) -> Result<Sample> {
-    let mut command = workload::command(tool, sockstrace, workload)
-        .with_context(|| format!("{} is not implemented", tool.heading()))?;
+/// Runs `workload` under `tool` once and checks it did its work. Under `audit`, a `sockstrace
+/// audit` with the workload's policy watches the bench's cgroup from before the program starts
+/// (in that cgroup) until after it ended.
+fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, fixtures: &Fixtures) -> Result<Sample> {
+    let http = &fixtures.http;
+    let mut command = workload::command(tool, sockstrace, workload);
+    let audit = match (tool, &fixtures.cgroup) {
+        (Tool::Audit, Ok(cgroup)) => Some((Audit::start(sockstrace, cgroup, &workload.policy)?, cgroup)),
+        (Tool::Audit, Err(why)) => bail!("no cgroup to audit: {why}"),
+        _ => None,
+    };
     let before = http.connections();
-    let finished = measure::run(&mut command)?;
+    let finished = match &audit {
+        Some((_, cgroup)) => measure::run_in_cgroup(&command, cgroup.dir())?,
+        None => measure::run(&mut command)?,
+    };
     if tool == Tool::Run {
         let stderr = String::from_utf8_lossy(&finished.output.stderr);
         if let Some(leak) = stderr.lines().find(|line| line.contains("LEAK")) {
             bail!("sockstrace reported a leak for a workload its policy allows: {leak}");
+        }
+    }
+    if let Some((audit, _)) = audit {
+        let outcome = audit.stop()?;
+        if outcome.leaks > 0 || outcome.events > 0 {
+            bail!(
+                "sockstrace audit reported {} leak(s) for a workload its policy allows: {}",
+                outcome.leaks.max(outcome.events),
+                outcome.first_event.unwrap_or_default()
+            );
         }
     }
     if let Some(expected) = workload.http_requests {
@@ -203,7 +244,7 @@ fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, http: &HttpServer
 
 /// The supervisor's peak RSS in KiB while it serves `storm`.
 fn peak_rss(sockstrace: &Path, storm: &Workload) -> Result<u64> {
-    let mut command = workload::command(Tool::Run, sockstrace, storm).context("run is implemented")?;
+    let mut command = workload::command(Tool::Run, sockstrace, storm);
     measure::peak_rss_kib(&mut command)
 }
 

@@ -40,7 +40,10 @@ impl KernelLogger {
         let runtime = tokio::runtime::Handle::try_current()
             .context("the kernel logger must be started inside a tokio runtime")?;
         let _guard = runtime.enter();
-        let logs = AsyncFd::with_interest(self.0, Interest::READABLE)
+        // SAFETY: the logger owns its ring buffer, whose map descriptor stays open, and is the
+        // one `as_raw_fd` returns, for as long as the `AsyncFd` owns the logger.
+        let logs = unsafe { AsyncFd::register_with_interest(self.0, Interest::READABLE) }
+            .map_err(std::io::Error::from)
             .context("registering the eBPF log ring buffer with tokio")?;
         runtime.spawn(forward(logs, stop));
         Ok(())

@@ -68,11 +68,13 @@ const FLOOD: usize = 15_000;
 /// - `raw`: create an ICMP raw socket;
 /// - `flood`: [`FLOOD`] UDP sends to `addr` (reports the last errno);
 /// - `loop`: listen on `addr`, connect to it and accept: reports the *accepted* socket's
-///   cookie and the connecting socket's local port (the accepted socket's peer).
+///   cookie and the connecting socket's local port (the accepted socket's peer);
+/// - `unspec`: bind an IPv4 socket to `addr` given as an `AF_UNSPEC` sockaddr (the kernel takes
+///   it for INADDR_ANY).
 fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     let (family, sock_type, protocol, target) = match op {
-        "tcp" | "tfo" | "listen" | "loop" => (family, libc::SOCK_STREAM, 0, addr),
+        "tcp" | "tfo" | "listen" | "loop" | "unspec" => (family, libc::SOCK_STREAM, 0, addr),
         "udp" | "flood" => (family, libc::SOCK_DGRAM, 0, addr),
         "tcp6" => (libc::AF_INET6, libc::SOCK_STREAM, 0, v4_mapped(addr)),
         "raw" => (libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP, addr),
@@ -84,7 +86,10 @@ fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
     };
     let fd_raw = fd.as_raw_fd();
     let cookie = so_cookie(fd_raw);
-    let (storage, len) = sockaddr(target);
+    let (mut storage, len) = sockaddr(target);
+    if op == "unspec" {
+        storage.ss_family = libc::AF_UNSPEC as libc::sa_family_t;
+    }
     let sa = (&raw const storage).cast::<libc::sockaddr>();
     let payload = b"leak";
     if op == "loop" {
@@ -105,6 +110,8 @@ fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
             0 => unsafe { libc::listen(fd_raw, 1) },
             err => err,
         },
+        // SAFETY: as for `send`.
+        "unspec" => unsafe { libc::bind(fd_raw, sa, len) },
         "raw" => 0,
         // SAFETY: as for `send`.
         _ => unsafe { libc::connect(fd_raw, sa, len) },
@@ -508,12 +515,27 @@ fn observing_witness_lets_leaks_through_and_reports_them() {
     });
 }
 
+/// Lines the kernel logged (through `crate::logging::capture`) containing `needle`, once there
+/// are any, or none after 5 s.
+async fn kernel_lines_with(needle: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = crate::logging::capture::lines_with(needle);
+        if !lines.is_empty() || Instant::now() >= deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[test]
 fn a_full_ring_buffer_counts_what_it_drops() {
     if let Some(why) = skip_reason() {
         eprintln!("skipped: {why}");
         return;
     }
+    // Before the object is loaded: the programs log at the logger's level (debug).
+    crate::logging::capture::install();
     let sinks = Sinks::new();
     runtime().block_on(async {
         let mut witness = witness(&Policy::default(), true);
@@ -535,6 +557,41 @@ fn a_full_ring_buffer_counts_what_it_drops() {
         }
         assert_eq!(received + dropped, FLOOD as u64, "every event is either delivered or counted");
         assert!(!path.exists());
+
+        // The programs said so through aya-log, at this CPU's 1st, 2nd, 4th, ... lost event:
+        // a few lines, not one per event.
+        let said = kernel_lines_with(&format!("event of socket {} lost", out[0].cookie)).await;
+        eprintln!("{}", said.join("\n"));
+        assert!(!said.is_empty(), "no ring buffer warning from the kernel");
+        assert!(
+            said.iter().all(|line| line.starts_with("sockstrace: kernel: warn: ring buffer full: ")),
+            "{said:#?}"
+        );
+        // At most log2(n) + 1 lines for the n lost on one CPU.
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+        assert!(said.len() as u64 <= cpus * (u64::from(dropped.ilog2()) + 1), "{said:#?}");
+    });
+}
+
+#[test]
+fn hooks_log_what_they_do_not_expect() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    crate::logging::capture::install();
+    runtime().block_on(async {
+        let mut witness = witness(&Policy::default(), false);
+        let _events = witness.take_events().unwrap();
+        // bind4 sees the AF_UNSPEC sockaddr (the kernel then binds INADDR_ANY): a debug line.
+        let (_, out) = run_child(witness.procs_fd().expect("a cgroup of its own"), "unspec=0.0.0.0:0");
+        assert_eq!(out[0].errno, 0, "{out:?}");
+        let said = kernel_lines_with("sockaddr family 0 on socket family 2").await;
+        assert_eq!(
+            said.first().map(String::as_str),
+            Some("sockstrace: kernel: debug: sockaddr family 0 on socket family 2")
+        );
+        witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
     });
 }
 

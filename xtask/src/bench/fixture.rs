@@ -47,7 +47,7 @@ pub fn bench_dir() -> Result<PathBuf> {
 }
 
 /// Makes the child get SIGKILL when we die, so nothing outlives an interrupted task.
-fn die_with_parent(command: &mut Command) -> &mut Command {
+pub fn die_with_parent(command: &mut Command) -> &mut Command {
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {

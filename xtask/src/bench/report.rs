@@ -4,7 +4,13 @@ use std::{collections::HashMap, fmt::Write as _, time::Duration};
 
 use serde_json::{json, Map, Value};
 
-use super::workload::{Timing, Tool, Workload};
+use super::{
+    audit::Flood,
+    workload::{Timing, Tool, Workload, FLOOD_RATE},
+};
+
+/// The brief's target for `sockstrace audit` (on the connect storm), ratio to native.
+const AUDIT_TARGET: f64 = 1.03;
 
 /// One tool's runs of one workload.
 #[derive(Default)]
@@ -47,6 +53,10 @@ pub struct Results<'w> {
     /// Peak RSS of the supervisor during the 16-thread storm, in KiB, or why it is missing.
     pub peak_rss: Option<Result<u64, String>>,
     pub rss_connects: u64,
+    /// Why the audit column was not measured, if it was not.
+    pub audit_unavailable: Option<String>,
+    /// The audit leak flood, or why it failed; `None` when not run.
+    pub flood: Option<Result<Flood, String>>,
 }
 
 /// A tool's numbers for one workload, compared with native.
@@ -60,7 +70,7 @@ struct Compared {
 impl<'w> Results<'w> {
     pub fn new(workloads: &'w [Workload], rss_connects: u64) -> Self {
         let series = workloads.iter().map(|_| HashMap::new()).collect();
-        Self { workloads, series, peak_rss: None, rss_connects }
+        Self { workloads, series, peak_rss: None, rss_connects, audit_unavailable: None, flood: None }
     }
 
     pub fn record(&mut self, workload: usize, tool: Tool, outcome: Result<Sample, String>) {
@@ -95,7 +105,7 @@ impl<'w> Results<'w> {
     pub fn failures(&self) -> Vec<String> {
         let mut all = Vec::new();
         for (w, by_tool) in self.workloads.iter().zip(&self.series) {
-            for tool in Tool::MEASURED {
+            for tool in Tool::ALL {
                 for failure in by_tool.get(&tool).map(|s| s.failures.as_slice()).unwrap_or_default() {
                     all.push(format!("{} under {}: {failure}", w.label, tool.heading()));
                 }
@@ -103,6 +113,9 @@ impl<'w> Results<'w> {
         }
         if let Some(Err(failure)) = &self.peak_rss {
             all.push(format!("peak RSS storm: {failure}"));
+        }
+        if let Some(Err(failure)) = &self.flood {
+            all.push(format!("audit leak flood: {failure}"));
         }
         all
     }
@@ -112,7 +125,7 @@ impl<'w> Results<'w> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>6}",
+            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7}",
             "workload",
             "native",
             "run",
@@ -125,15 +138,16 @@ impl<'w> Results<'w> {
             Tool::RunKernel.heading(),
             Tool::Audit.heading()
         );
-        let _ = writeln!(out, "{}", "-".repeat(136));
+        let _ = writeln!(out, "{}", "-".repeat(137));
         for (i, w) in self.workloads.iter().enumerate() {
             let native = self.compared(i, Tool::Native);
             let run = self.compared(i, Tool::Run);
             let strace = self.compared(i, Tool::Strace);
             let kernel = self.compared(i, Tool::RunKernel);
+            let audit = self.compared(i, Tool::Audit);
             let _ = writeln!(
                 out,
-                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>6}",
+                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7}",
                 w.label,
                 self.time_cell(i, Tool::Native, native.median),
                 self.time_cell(i, Tool::Run, run.median),
@@ -143,8 +157,8 @@ impl<'w> Results<'w> {
                 self.time_cell(i, Tool::Strace, strace.median),
                 ratio_cell(strace.ratio),
                 us_cell(strace.added_us),
-                ratio_cell(kernel.ratio),
-                "n/i"
+                self.ratio_or_failed(i, Tool::RunKernel, kernel.ratio),
+                self.ratio_or_failed(i, Tool::Audit, audit.ratio)
             );
         }
         let _ = writeln!(out);
@@ -169,10 +183,58 @@ impl<'w> Results<'w> {
             "{}: `sockstrace run --kernel required`, the supervisor with its eBPF layer; ratio to native.",
             Tool::RunKernel.heading()
         );
-        let why = Tool::Audit.not_implemented().unwrap_or_default();
-        let _ = writeln!(out, "{}: n/i = not implemented ({why}); column reserved.", Tool::Audit.heading());
+        match &self.audit_unavailable {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "audit: the program in a cgroup of the bench's own, watched by `sockstrace audit --cgroup \
+                     CG` with the run column's policy (started before, SIGINT after each run); ratio to \
+                     native. Target <= {AUDIT_TARGET:.2}x (the brief: audit on the connect storm)."
+                );
+            }
+            Some(why) => {
+                let _ = writeln!(out, "audit: not measured ({why}).");
+            }
+        }
         let _ = writeln!(out, "{}", self.rss_line());
+        if let Some(line) = self.flood_line() {
+            let _ = writeln!(out, "{line}");
+        }
         out
+    }
+
+    /// A ratio column: the ratio, `FAILED` if a run failed, `-` if not measured.
+    fn ratio_or_failed(&self, workload: usize, tool: Tool, ratio: Option<f64>) -> String {
+        match self.series(workload, tool) {
+            Some(series) if !series.failures.is_empty() => "FAILED".into(),
+            _ => ratio_cell(ratio),
+        }
+    }
+
+    fn flood_line(&self) -> Option<String> {
+        let line = match self.flood.as_ref()? {
+            Ok(f) => {
+                let mut line = format!(
+                    "audit leak flood: {} sent, {} reported, {} lost ({:.0}k leaks/s over {:.1} s, one UDP \
+                     socket; target: none lost at {}k/s)",
+                    f.sent,
+                    f.reported,
+                    f.lost,
+                    f.sent as f64 / f.seconds / 1e3,
+                    f.seconds,
+                    FLOOD_RATE / 1000
+                );
+                if f.events != f.reported {
+                    let _ = write!(line, "; {} event lines in the report", f.events);
+                }
+                if !f.kernel_lines.is_empty() {
+                    let _ = write!(line, "; the kernel logged {} line(s)", f.kernel_lines.len());
+                }
+                line
+            }
+            Err(_) => "audit leak flood: FAILED".into(),
+        };
+        Some(line)
     }
 
     fn time_cell(&self, workload: usize, tool: Tool, median: Option<f64>) -> String {
@@ -215,17 +277,35 @@ impl<'w> Results<'w> {
             "sockstrace": sockstrace,
             "workloads": workloads,
             "supervisor_peak_rss": peak,
+            "audit_target_max_ratio": AUDIT_TARGET,
+            "audit_leak_flood": self.flood_json(),
             "failures": self.failures(),
         })
+    }
+
+    fn flood_json(&self) -> Value {
+        match &self.flood {
+            Some(Ok(f)) => json!({
+                "sent": f.sent,
+                "reported": f.reported,
+                "lost": f.lost,
+                "report_event_lines": f.events,
+                "seconds": f.seconds,
+                "target_rate_per_s": FLOOD_RATE,
+                "kernel_log": f.kernel_lines,
+            }),
+            Some(Err(failure)) => json!({ "failed": failure }),
+            None => Value::Null,
+        }
     }
 
     fn workload_json(&self, i: usize) -> Value {
         let w = &self.workloads[i];
         let mut tools = Map::new();
         for tool in Tool::ALL {
-            let value = match tool.not_implemented() {
-                Some(why) => json!({ "not_implemented": why }),
-                None => self.tool_json(i, tool),
+            let value = match (tool, &self.audit_unavailable) {
+                (Tool::Audit, Some(why)) => json!({ "not_measured": why }),
+                _ => self.tool_json(i, tool),
             };
             tools.insert(tool.key().into(), value);
         }

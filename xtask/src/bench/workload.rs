@@ -6,7 +6,7 @@ use std::{
     process::Command,
 };
 
-/// A way to run a workload. The last two are columns reserved for layers not built yet.
+/// A way to run a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tool {
     Native,
@@ -17,9 +17,8 @@ pub enum Tool {
 }
 
 impl Tool {
+    /// Every tool, in their first-round order.
     pub const ALL: [Tool; 5] = [Tool::Native, Tool::Run, Tool::Strace, Tool::RunKernel, Tool::Audit];
-    /// The tools measured today, in their first-round order.
-    pub const MEASURED: [Tool; 4] = [Tool::Native, Tool::Run, Tool::Strace, Tool::RunKernel];
 
     /// The JSON key.
     pub fn key(self) -> &'static str {
@@ -40,14 +39,6 @@ impl Tool {
             Tool::Strace => "strace",
             Tool::RunKernel => "run+kernel",
             Tool::Audit => "audit",
-        }
-    }
-
-    /// Why the tool has no numbers, if it has none.
-    pub fn not_implemented(self) -> Option<&'static str> {
-        match self {
-            Tool::Audit => Some("`sockstrace audit` does not exist yet"),
-            _ => None,
         }
     }
 }
@@ -92,7 +83,12 @@ pub struct Sizes {
     pub bulk_mib: u64,
     pub syscalls: u64,
     pub rss_connects: u64,
+    /// Datagrams of the audit leak flood, sent at [`FLOOD_RATE`] a second.
+    pub flood: u64,
 }
+
+/// The audit leak flood's pace: the brief's "no event lost at 100k events/s".
+pub const FLOOD_RATE: u64 = 100_000;
 
 impl Sizes {
     pub const FULL: Sizes = Sizes {
@@ -102,6 +98,7 @@ impl Sizes {
         bulk_mib: 1024,
         syscalls: 2_000_000,
         rss_connects: 20_000,
+        flood: 300_000,
     };
     pub const QUICK: Sizes = Sizes {
         connects: 2_000,
@@ -110,6 +107,7 @@ impl Sizes {
         bulk_mib: 128,
         syscalls: 200_000,
         rss_connects: 4_000,
+        flood: 100_000,
     };
 }
 
@@ -225,11 +223,12 @@ impl Endpoints {
     }
 }
 
-/// The command line running `workload` under `tool` (`sockstrace` is the release binary); `None`
-/// for the tools not implemented yet.
-pub fn command(tool: Tool, sockstrace: &Path, workload: &Workload) -> Option<Command> {
+/// The command line running `workload` under `tool` (`sockstrace` is the release binary). Under
+/// `audit` it is the program alone: the bench places it in the audited cgroup and runs
+/// `sockstrace audit` around it (see `bench::audit`).
+pub fn command(tool: Tool, sockstrace: &Path, workload: &Workload) -> Command {
     let mut command = match tool {
-        Tool::Native => return Some(program(&workload.program)),
+        Tool::Native | Tool::Audit => return program(&workload.program),
         Tool::Run => {
             // The supervisor alone: the kernel layer has its own column.
             let mut run = Command::new(sockstrace);
@@ -247,10 +246,9 @@ pub fn command(tool: Tool, sockstrace: &Path, workload: &Workload) -> Option<Com
             run.args(["run", "--kernel", "required"]).args(&workload.policy).arg("--");
             run
         }
-        Tool::Audit => return None,
     };
     command.args(&workload.program);
-    Some(command)
+    command
 }
 
 fn program(argv: &[OsString]) -> Command {
