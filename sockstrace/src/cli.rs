@@ -98,23 +98,15 @@ pub enum IncomingArg {
     Allow,
 }
 
+/// The policy options `run` and `audit` share.
 #[derive(Debug, Args)]
-pub struct RunArgs {
-    /// SOCKS proxy the program may use (repeatable) [default: 127.0.0.1:9050, [::1]:9050]
+pub struct PolicyArgs {
+    /// SOCKS proxy the traced programs may use (repeatable) [default: 127.0.0.1:9050, [::1]:9050]
     #[arg(long = "proxy", value_name = "ADDR", value_parser = parse_proxy_arg, env = "SOCKSTRACE_PROXY", value_delimiter = ',')]
     pub proxies: Vec<SocketAddr>,
 
-    /// An HTTP proxy (CONNECT) the program may use, and socksify through when no SOCKS proxy fits (repeatable)
-    #[arg(
-        long = "http-proxy",
-        value_name = "ADDR",
-        value_parser = parse_proxy_arg,
-        env = "SOCKSTRACE_HTTP_PROXY",
-        value_delimiter = ','
-    )]
-    pub http_proxies: Vec<SocketAddr>,
-
-    /// Also allow this destination: ADDR, CIDR, either with :PORT ([IPv6]:PORT), or unix:PATH (repeatable)
+    /// Also allow this destination: ADDR, CIDR, either with :PORT ([IPv6]:PORT), or unix:PATH (repeatable;
+    /// unix: rules matter to run only: the kernel hooks see inet sockets)
     #[arg(
         long = "allow",
         value_name = "ADDR|CIDR[:PORT]|unix:PATH",
@@ -128,9 +120,44 @@ pub struct RunArgs {
     #[arg(long, env = "SOCKSTRACE_ALLOW_LOOPBACK")]
     pub allow_loopback: bool,
 
-    /// Whether the program may receive connections on non-loopback addresses
+    /// Whether receiving on non-loopback addresses is allowed (audit can refuse a UDP bind in the
+    /// kernel, not a listen)
     #[arg(long, value_enum, default_value = "block", value_name = "POLICY", env = "SOCKSTRACE_INCOMING")]
     pub incoming: IncomingArg,
+}
+
+impl PolicyArgs {
+    /// The proxies asked for, or Tor's when none was.
+    pub fn proxies_or_default(&self) -> Vec<SocketAddr> {
+        if self.proxies.is_empty() {
+            default_proxies()
+        } else {
+            self.proxies.clone()
+        }
+    }
+
+    pub fn incoming(&self) -> crate::policy::Incoming {
+        match self.incoming {
+            IncomingArg::Block => crate::policy::Incoming::Block,
+            IncomingArg::Allow => crate::policy::Incoming::Allow,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// An HTTP proxy (CONNECT) the program may use, and socksify through when no SOCKS proxy fits (repeatable)
+    #[arg(
+        long = "http-proxy",
+        value_name = "ADDR",
+        value_parser = parse_proxy_arg,
+        env = "SOCKSTRACE_HTTP_PROXY",
+        value_delimiter = ','
+    )]
+    pub http_proxies: Vec<SocketAddr>,
 
     /// Accept inbound TCP connections from this address or CIDR network anyway (repeatable)
     #[arg(
@@ -250,7 +277,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Run(args) = cli.command else { panic!("not a run command") };
-        assert_eq!(args.proxies, vec!["127.0.0.1:1080".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(args.policy.proxies, vec!["127.0.0.1:1080".parse::<SocketAddr>().unwrap()]);
         assert_eq!(args.on_leak, OnLeak::Log);
         assert_eq!(args.command, vec![OsString::from("curl"), "-v".into(), "http://x/".into()]);
     }

@@ -60,19 +60,19 @@ fn enum_value<T: ValueEnum>(value: &str, key: &str) -> Result<T> {
 pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Result<()> {
     let user = |id: &str| set_by_user(matches, id);
     if let (Some(v), false) = (file.proxy, user("proxies")) {
-        args.proxies = each(&v, crate::cli::parse_proxy_arg, "proxy")?;
+        args.policy.proxies = each(&v, crate::cli::parse_proxy_arg, "proxy")?;
     }
     if let (Some(v), false) = (file.http_proxy, user("http_proxies")) {
         args.http_proxies = each(&v, crate::cli::parse_proxy_arg, "http-proxy")?;
     }
     if let (Some(v), false) = (file.allow, user("allow")) {
-        args.allow = each(&v, crate::cli::parse_allow_arg, "allow")?;
+        args.policy.allow = each(&v, crate::cli::parse_allow_arg, "allow")?;
     }
     if let (Some(v), false) = (file.allow_incoming_from, user("allow_incoming_from")) {
         args.allow_incoming_from = each(&v, crate::cli::parse_network_arg, "allow-incoming-from")?;
     }
     if let (Some(v), false) = (file.incoming, user("incoming")) {
-        args.incoming = enum_value::<IncomingArg>(&v, "incoming")?;
+        args.policy.incoming = enum_value::<IncomingArg>(&v, "incoming")?;
     }
     if let (Some(v), false) = (file.dns, user("dns")) {
         args.dns = enum_value::<DnsArg>(&v, "dns")?;
@@ -97,7 +97,7 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
         args.report = Some(v);
     }
     let flags: [(&str, Option<bool>, &mut bool); 5] = [
-        ("allow_loopback", file.allow_loopback, &mut args.allow_loopback),
+        ("allow_loopback", file.allow_loopback, &mut args.policy.allow_loopback),
         ("one_circuit", file.one_circuit, &mut args.one_circuit),
         ("allow_io_uring", file.allow_io_uring, &mut args.allow_io_uring),
         ("quiet", file.quiet, &mut args.quiet),
@@ -140,9 +140,9 @@ quiet = true
     #[test]
     fn the_file_fills_what_the_flags_leave_unset() {
         let args = run_args(&["sockstrace", "run", "--", "true"], FILE).unwrap();
-        assert_eq!(args.proxies, vec!["127.0.0.1:1080".parse::<std::net::SocketAddr>().unwrap()]);
-        assert_eq!(args.allow.len(), 1);
-        assert!(args.allow_loopback && args.quiet);
+        assert_eq!(args.policy.proxies, vec!["127.0.0.1:1080".parse::<std::net::SocketAddr>().unwrap()]);
+        assert_eq!(args.policy.allow.len(), 1);
+        assert!(args.policy.allow_loopback && args.quiet);
         assert_eq!(args.on_leak, OnLeak::Log);
     }
 
@@ -150,17 +150,17 @@ quiet = true
     fn flags_win_over_the_file() {
         let argv = ["sockstrace", "run", "--proxy", "127.0.0.1:9999", "--on-leak", "kill", "--", "true"];
         let args = run_args(&argv, FILE).unwrap();
-        assert_eq!(args.proxies, vec!["127.0.0.1:9999".parse::<std::net::SocketAddr>().unwrap()]);
+        assert_eq!(args.policy.proxies, vec!["127.0.0.1:9999".parse::<std::net::SocketAddr>().unwrap()]);
         assert_eq!(args.on_leak, OnLeak::Kill);
-        assert_eq!(args.allow.len(), 1, "options the flags leave unset still come from the file");
+        assert_eq!(args.policy.allow.len(), 1, "options the flags leave unset still come from the file");
     }
 
     #[test]
     fn the_documented_example_is_valid() {
         let example = include_str!("../../docs/sockstrace.example.toml");
         let args = run_args(&["sockstrace", "run", "--", "true"], example).unwrap();
-        assert_eq!(args.proxies.len(), 2);
-        assert_eq!(args.allow.len(), 2);
+        assert_eq!(args.policy.proxies.len(), 2);
+        assert_eq!(args.policy.allow.len(), 2);
         assert_eq!(args.allow_incoming_from.len(), 1);
     }
 

@@ -1,8 +1,8 @@
 //! `sockstrace run`: from parsed arguments to the program's exit status.
 
-use crate::cli::{default_proxies, DnsArg, DnsUpstreamArg, IncomingArg, KernelLayer, OnLeak, RunArgs};
+use crate::cli::{default_proxies, DnsArg, DnsUpstreamArg, KernelLayer, OnLeak, RunArgs};
 use crate::dns::Upstream;
-use crate::policy::{Incoming, Policy};
+use crate::policy::Policy;
 use crate::report::{ReportTarget, Reporter};
 use crate::socks::Credentials;
 use crate::supervisor::{self, DnsMode, LeakAction, RunConfig, SocksAuth, SpawnError, UsageError};
@@ -48,17 +48,14 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
     };
     let policy = Policy {
         // Only HTTP proxies given: Tor's defaults are not implied.
-        proxies: match (args.proxies.is_empty(), args.http_proxies.is_empty()) {
+        proxies: match (args.policy.proxies.is_empty(), args.http_proxies.is_empty()) {
             (true, true) => default_proxies(),
-            _ => args.proxies.iter().chain(&args.http_proxies).copied().collect(),
+            _ => args.policy.proxies.iter().chain(&args.http_proxies).copied().collect(),
         },
         http_proxies: args.http_proxies,
-        allow: args.allow,
-        allow_loopback: args.allow_loopback,
-        incoming: match args.incoming {
-            IncomingArg::Block => Incoming::Block,
-            IncomingArg::Allow => Incoming::Allow,
-        },
+        allow: std::mem::take(&mut args.policy.allow),
+        allow_loopback: args.policy.allow_loopback,
+        incoming: args.policy.incoming(),
         incoming_from: args.allow_incoming_from,
     };
     let reporter = match Reporter::open(&ReportTarget::from_arg(args.report.as_deref()), args.quiet) {

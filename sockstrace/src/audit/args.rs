@@ -4,20 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use crate::cli::{default_proxies, parse_allow_arg, parse_proxy_arg};
-use crate::policy::{AllowRule, Incoming, Policy};
-
-/// `--incoming` for audit: the kernel hooks can refuse a bind but not a listen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AuditIncoming {
-    /// A listener on a non-loopback address, or a UDP socket bound to a fixed port there, is a
-    /// leak: reported; with --enforce the UDP bind is refused (a listen cannot be)
-    Block,
-    /// Servers may receive on any address: only what goes out counts
-    Allow,
-}
+use crate::cli::PolicyArgs;
+use crate::policy::Policy;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -27,28 +17,8 @@ pub struct AuditArgs {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
-    /// SOCKS proxy the processes may use (repeatable) [default: 127.0.0.1:9050, [::1]:9050]
-    #[arg(long = "proxy", value_name = "ADDR", value_parser = parse_proxy_arg, env = "SOCKSTRACE_PROXY", value_delimiter = ',')]
-    pub proxies: Vec<SocketAddr>,
-
-    /// Also allow this destination: ADDR or CIDR, either with :PORT ([IPv6]:PORT) (repeatable;
-    /// unix: rules are accepted and have no effect: the kernel hooks see inet sockets only)
-    #[arg(
-        long = "allow",
-        value_name = "ADDR|CIDR[:PORT]",
-        value_parser = parse_allow_arg,
-        env = "SOCKSTRACE_ALLOW",
-        value_delimiter = ','
-    )]
-    pub allow: Vec<AllowRule>,
-
-    /// Allow loopback destinations (127.0.0.0/8, ::1), except DNS on port 53
-    #[arg(long, env = "SOCKSTRACE_ALLOW_LOOPBACK")]
-    pub allow_loopback: bool,
-
-    /// Whether receiving on non-loopback addresses is a leak
-    #[arg(long, value_enum, default_value = "block", value_name = "POLICY", env = "SOCKSTRACE_INCOMING")]
-    pub incoming: AuditIncoming,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// Refuse leaks in the kernel (the process gets EPERM) and report them as blocked; without
     /// it leaks are only reported (action "logged")
@@ -76,14 +46,10 @@ impl AuditArgs {
     /// The policy the kernel judges with.
     pub fn policy(&self) -> Policy {
         Policy {
-            proxies: if self.proxies.is_empty() { default_proxies() } else { self.proxies.clone() },
-            allow: self.allow.clone(),
-            allow_loopback: self.allow_loopback,
-            incoming: match self.incoming {
-                AuditIncoming::Block => Incoming::Block,
-                AuditIncoming::Allow => Incoming::Allow,
-            },
-            incoming_from: Vec::new(),
+            proxies: self.policy.proxies_or_default(),
+            allow: self.policy.allow.clone(),
+            allow_loopback: self.policy.allow_loopback,
+            incoming: self.policy.incoming(),
             ..Policy::default()
         }
     }
@@ -103,7 +69,8 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::cli::{default_proxies, Cli, Command};
+    use crate::policy::Incoming;
 
     fn parse(args: &[&str]) -> Result<AuditArgs, clap::Error> {
         let argv = ["sockstrace", "audit"].iter().chain(args);
@@ -146,7 +113,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.cgroup.as_deref(), Some(std::path::Path::new("system.slice/nginx.service")));
-        assert!(args.enforce && args.allow_loopback);
+        assert!(args.enforce && args.policy.allow_loopback);
         assert_eq!(args.duration, Some(Duration::from_millis(2500)));
         assert_eq!(args.metrics, Some("127.0.0.1:9101".parse().unwrap()));
         let policy = args.policy();
