@@ -9,6 +9,7 @@ mod kernel;
 mod logging;
 mod net;
 mod policy;
+mod procfs;
 #[cfg(test)]
 mod properties;
 mod report;

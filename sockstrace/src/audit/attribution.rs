@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::procfs::{cgroup2, cmdline, status_field};
 use crate::report::{Event, ProcessInfo};
 
 /// What /proc told about one process; `None` for what it could not tell.
@@ -39,16 +40,16 @@ impl Attribution {
         let Some(before) = status() else {
             return Self::default();
         };
-        if parse_status(&before, "Tgid:").and_then(|v| v.parse().ok()) != Some(pid) {
+        if status_field(&before, "Tgid:").and_then(|v| v.parse().ok()) != Some(pid) {
             return Self::default();
         }
-        let cgroup = std::fs::read_to_string(format!("{base}/cgroup")).ok().and_then(|c| parse_cgroup2(&c));
-        let same_image = |status: &str| parse_status(status, "Name:") == Some(comm);
+        let cgroup = std::fs::read_to_string(format!("{base}/cgroup")).ok().and_then(|c| cgroup2(&c));
+        let same_image = |status: &str| status_field(status, "Name:") == Some(comm);
         if !same_image(&before) {
             return Self { cgroup, ..Self::default() };
         }
         let exe = std::fs::read_link(format!("{base}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
-        let argv = std::fs::read(format!("{base}/cmdline")).ok().and_then(|c| parse_cmdline(&c));
+        let argv = std::fs::read(format!("{base}/cmdline")).ok().and_then(|c| cmdline(&c));
         // An exec between the two looks would have changed the name.
         if !status().is_some_and(|after| same_image(&after)) {
             return Self { cgroup, ..Self::default() };
@@ -76,25 +77,6 @@ impl Attribution {
                 .filter_map(|(name, missing)| missing.then_some(name))
                 .collect();
     }
-}
-
-/// A field of `/proc/TID/status` (`Tgid:`, `Name:`), without the tab.
-fn parse_status<'a>(status: &'a str, field: &str) -> Option<&'a str> {
-    status.lines().find_map(|l| l.strip_prefix(field)).map(|v| v.trim_start_matches(['\t', ' ']))
-}
-
-/// `/proc/PID/cmdline`: NUL-separated arguments; `None` when empty (a zombie, a kernel thread).
-fn parse_cmdline(raw: &[u8]) -> Option<Vec<String>> {
-    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
-    if raw.is_empty() {
-        return None;
-    }
-    Some(raw.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
-}
-
-/// The cgroup v2 line (`0::PATH`) of `/proc/PID/cgroup`; hybrid systems list v1 hierarchies too.
-fn parse_cgroup2(text: &str) -> Option<String> {
-    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_owned)
 }
 
 /// One process's attribution, filled once by whoever looks it up.
@@ -232,16 +214,13 @@ mod tests {
     #[test]
     fn parses_proc_files() {
         let status = "Name:\tmy prog\nTgid:\t42\nPid:\t43\n";
-        assert_eq!(parse_status(status, "Tgid:"), Some("42"));
-        assert_eq!(parse_status(status, "Name:"), Some("my prog"));
-        assert_eq!(
-            parse_cmdline(b"nc\0-u\0localhost\0"),
-            Some(vec!["nc".into(), "-u".into(), "localhost".into()])
-        );
-        assert_eq!(parse_cmdline(b""), None);
+        assert_eq!(status_field(status, "Tgid:"), Some("42"));
+        assert_eq!(status_field(status, "Name:"), Some("my prog"));
+        assert_eq!(cmdline(b"nc\0-u\0localhost\0"), Some(vec!["nc".into(), "-u".into(), "localhost".into()]));
+        assert_eq!(cmdline(b""), None);
         let hybrid = "12:pids:/system.slice/x.service\n1:name=systemd:/system.slice/x.service\n0::/system.slice/x.service\n";
-        assert_eq!(parse_cgroup2(hybrid).as_deref(), Some("/system.slice/x.service"));
-        assert_eq!(parse_cgroup2("1:cpu:/\n"), None);
+        assert_eq!(cgroup2(hybrid).as_deref(), Some("/system.slice/x.service"));
+        assert_eq!(cgroup2("1:cpu:/\n"), None);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::tracee::process_info;
 use crate::kernel::KernelEvent;
+use crate::procfs::process_info;
 use crate::report::Reporter;
 
 /// Reports kernel events until the channel closes (after the witness stops).

@@ -99,16 +99,13 @@ impl Tracee {
 
     /// Who the caller is. Best effort: missing pieces stay `None`.
     pub fn process_info(&self) -> ProcessInfo {
-        process_info(self.tid)
+        crate::procfs::process_info(self.tid)
     }
 
     /// How many threads the caller's process has (`None` if unreadable).
     pub fn thread_count(&self) -> Option<u32> {
-        std::fs::read_to_string(format!("/proc/{}/status", self.tid))
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|v| v.trim().parse().ok())
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.tid)).ok()?;
+        crate::procfs::status_field(&status, "Threads:")?.trim().parse().ok()
     }
 
     /// Whether the caller holds `CAP_NET_BIND_SERVICE` in its effective set.
@@ -128,32 +125,8 @@ impl Tracee {
     fn has_capability(&self, cap: u32) -> bool {
         std::fs::read_to_string(format!("/proc/{}/status", self.tid))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned())))
+            .and_then(|s| crate::procfs::status_field(&s, "CapEff:").map(|v| v.trim().to_owned()))
             .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
             .is_none_or(|caps| caps & (1 << cap) != 0)
-    }
-}
-
-/// Who thread `tid` is, from /proc. Best effort: missing pieces stay `None`
-/// (the process may already be gone).
-pub fn process_info(tid: u32) -> ProcessInfo {
-    let base = format!("/proc/{tid}");
-    let status = std::fs::read_to_string(format!("{base}/status")).ok();
-    let field = |name: &str| {
-        status
-            .as_deref()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())))
-    };
-    let argv = std::fs::read(format!("{base}/cmdline")).ok().filter(|c| !c.is_empty()).map(|c| {
-        c.split(|&b| b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect()
-    });
-    ProcessInfo {
-        pid: field("Tgid:").and_then(|v| v.parse().ok()),
-        comm: field("Name:"),
-        exe: std::fs::read_link(format!("{base}/exe")).ok().map(|p| p.to_string_lossy().into_owned()),
-        argv,
     }
 }
