@@ -1,6 +1,8 @@
 //! Access to the calling thread: its memory, its file descriptors, who it is.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
 use super::sys::{self, Errno};
 use crate::net::socket::SocketFacts;
@@ -30,7 +32,43 @@ fn memory_failure(e: Errno) -> Failure {
 /// The thread whose call we are deciding.
 pub struct Tracee {
     pub tid: u32,
-    pidfd: OwnedFd,
+    pidfd: Arc<OwnedFd>,
+    /// Whether `pidfd` came from the cache (and may belong to an exited thread).
+    cached: bool,
+    cache: Arc<PidfdCache>,
+}
+
+/// Thread pidfds kept between calls: opening one for every call costs two
+/// system calls (open, close). A cached pidfd of a thread that has exited
+/// fails with `ESRCH`, even if a new thread has its tid now; then a fresh
+/// one is opened.
+#[derive(Default)]
+pub struct PidfdCache {
+    map: Mutex<HashMap<u32, Arc<OwnedFd>>>,
+}
+
+/// Entries kept before the cache starts over (exited threads leave theirs).
+const PIDFD_CACHE_MAX: usize = 4096;
+
+impl PidfdCache {
+    fn cached(&self, tid: u32) -> Option<Arc<OwnedFd>> {
+        self.map.lock().ok()?.get(&tid).cloned()
+    }
+
+    fn open(&self, tid: u32) -> Result<Arc<OwnedFd>, Failure> {
+        let pidfd = match sys::pidfd_open_thread(tid) {
+            Ok(pidfd) => Arc::new(pidfd),
+            Err(libc::ESRCH) => return Err(Failure::Gone),
+            Err(e) => return Err(Failure::Check(e)),
+        };
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= PIDFD_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(tid, pidfd.clone());
+        }
+        Ok(pidfd)
+    }
 }
 
 /// A duplicate of the caller's socket and what the kernel says it is.
@@ -50,12 +88,12 @@ impl Socket {
 }
 
 impl Tracee {
-    pub fn open(tid: u32) -> Result<Self, Failure> {
-        match sys::pidfd_open_thread(tid) {
-            Ok(pidfd) => Ok(Tracee { tid, pidfd }),
-            Err(libc::ESRCH) => Err(Failure::Gone),
-            Err(e) => Err(Failure::Check(e)),
-        }
+    pub fn open(tid: u32, cache: &Arc<PidfdCache>) -> Result<Self, Failure> {
+        let (pidfd, cached) = match cache.cached(tid) {
+            Some(pidfd) => (pidfd, true),
+            None => (cache.open(tid)?, false),
+        };
+        Ok(Tracee { tid, pidfd, cached, cache: cache.clone() })
     }
 
     pub fn pidfd(&self) -> BorrowedFd<'_> {
@@ -73,12 +111,19 @@ impl Tracee {
 
     /// Duplicates the caller's fd `raw` (an argument register) and reads the
     /// socket's family, type and protocol from our duplicate.
-    pub fn socket(&self, raw: u64) -> Result<Socket, Failure> {
+    pub fn socket(&mut self, raw: u64) -> Result<Socket, Failure> {
         let fd_num = i32::try_from(raw as i64).map_err(|_| Failure::Caller(libc::EBADF))?;
         if fd_num < 0 {
             return Err(Failure::Caller(libc::EBADF));
         }
-        let fd = sys::pidfd_getfd(self.pidfd.as_fd(), fd_num).map_err(|e| match e {
+        let mut got = sys::pidfd_getfd(self.pidfd.as_fd(), fd_num);
+        if matches!(got, Err(libc::ESRCH)) && self.cached {
+            // The cached pidfd was of an earlier thread with this tid.
+            self.pidfd = self.cache.open(self.tid)?;
+            self.cached = false;
+            got = sys::pidfd_getfd(self.pidfd.as_fd(), fd_num);
+        }
+        let fd = got.map_err(|e| match e {
             libc::EBADF => Failure::Caller(libc::EBADF),
             libc::ESRCH => Failure::Gone,
             e => Failure::Check(e),
