@@ -164,9 +164,9 @@ pub fn spawn(
     let (ctl_read, ctl_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
     let (go_read, go_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
 
-    // SAFETY: the process is single-threaded here (see the doc comment), and
-    // the child branch below only makes async-signal-safe raw system calls on
-    // data prepared before fork.
+    // SAFETY: other threads of ours may exist (the async runtime), but the
+    // child branch below only makes async-signal-safe raw system calls on data
+    // prepared before fork, so it never needs a lock another thread held.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(setup("fork")(sys::last_errno()));
@@ -276,7 +276,7 @@ unsafe fn child_errno() -> i32 {
 /// The child between fork and exec.
 ///
 /// # Safety
-/// Only called in a freshly forked child of a single-threaded process; all
+/// Only called in a freshly forked child; all
 /// pointers refer to memory prepared before fork. Never returns.
 unsafe fn child_main(
     plan: &ChildPlan<'_>,
