@@ -204,6 +204,19 @@ pub struct RunArgs {
     )]
     pub dns_upstream: DnsUpstreamArg,
 
+    /// Relay the program's proxy connections through sockstrace and flag what its SOCKS handshake
+    /// leaks: SOCKS4 without a host name, a SOCKS5 CONNECT by address right after a local lookup
+    #[arg(long, env = "SOCKSTRACE_INSPECT_SOCKS")]
+    pub inspect_socks: bool,
+
+    /// With the SOCKS inspector: a handshake without username/password is a leak
+    #[arg(long, env = "SOCKSTRACE_REQUIRE_SOCKS_AUTH")]
+    pub require_socks_auth: bool,
+
+    /// With the SOCKS inspector: SOCKS user names must match this regular expression (stream isolation)
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex_arg, env = "SOCKSTRACE_ISOLATION_REGEX")]
+    pub isolation_regex: Option<regex::Regex>,
+
     /// The eBPF kernel layer (root only): a second, race-free gate and the kernel's view of each socket
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE", env = "SOCKSTRACE_KERNEL")]
     pub kernel: KernelLayer,
@@ -231,6 +244,10 @@ pub struct RunArgs {
 
 pub(crate) fn parse_proxy_arg(text: &str) -> Result<SocketAddr, String> {
     parse_proxy(text).map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_regex_arg(text: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(text).map_err(|e| format!("'{text}' is not a regular expression: {e}"))
 }
 
 pub(crate) fn parse_network_arg(text: &str) -> Result<ipnet::IpNet, String> {

@@ -28,6 +28,9 @@ pub struct FileConfig {
     pub report: Option<PathBuf>,
     pub allow_io_uring: Option<bool>,
     pub kernel: Option<String>,
+    pub inspect_socks: Option<bool>,
+    pub require_socks_auth: Option<bool>,
+    pub isolation_regex: Option<String>,
     pub dns: Option<String>,
     pub dns_upstream: Option<String>,
     pub quiet: Option<bool>,
@@ -81,6 +84,10 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
         args.dns_upstream =
             crate::cli::parse_dns_upstream_arg(&v).map_err(|e| anyhow::anyhow!("dns-upstream: {e}"))?;
     }
+    if let (Some(v), false) = (file.isolation_regex, user("isolation_regex")) {
+        args.isolation_regex =
+            Some(crate::cli::parse_regex_arg(&v).map_err(|e| anyhow::anyhow!("isolation-regex: {e}"))?);
+    }
     if let (Some(v), false) = (file.kernel, user("kernel")) {
         args.kernel = enum_value::<KernelLayer>(&v, "kernel")?;
     }
@@ -96,7 +103,9 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
     if let (Some(v), false) = (file.report, user("report")) {
         args.report = Some(v);
     }
-    let flags: [(&str, Option<bool>, &mut bool); 5] = [
+    let flags: [(&str, Option<bool>, &mut bool); 7] = [
+        ("inspect_socks", file.inspect_socks, &mut args.inspect_socks),
+        ("require_socks_auth", file.require_socks_auth, &mut args.require_socks_auth),
         ("allow_loopback", file.allow_loopback, &mut args.policy.allow_loopback),
         ("one_circuit", file.one_circuit, &mut args.one_circuit),
         ("allow_io_uring", file.allow_io_uring, &mut args.allow_io_uring),

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod dns;
 mod doctor;
+mod inspect;
 mod kernel;
 mod logging;
 mod net;

@@ -86,11 +86,20 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
             })
         }
     };
+    // Asking for a SOCKS rule turns the inspector on.
+    let inspect =
+        (args.inspect_socks || args.require_socks_auth || args.isolation_regex.is_some()).then(|| {
+            crate::inspect::Rules {
+                require_auth: args.require_socks_auth,
+                isolation: args.isolation_regex.clone(),
+            }
+        });
     let config = RunConfig {
         policy,
         on_leak,
         socks_auth,
         dns,
+        inspect,
         kernel,
         allow_io_uring: args.allow_io_uring,
         command: args.command,

@@ -467,6 +467,12 @@ impl Microsocks {
     /// As `start`, with extra lines for the proxy's own /etc/hosts (as root),
     /// so that it can resolve test names to loopback addresses.
     pub fn start_with_hosts(extra_hosts: &str) -> Result<Self, String> {
+        Self::start_with(extra_hosts, None)
+    }
+
+    /// As `start_with_hosts`, requiring this username and password (RFC 1929).
+    pub fn start_with(extra_hosts: &str, auth: Option<(&str, &str)>) -> Result<Self, String> {
+        let auth_args = auth.map(|(u, p)| format!(" -u '{u}' -P '{p}'")).unwrap_or_default();
         if !Path::new(Self::PATH).exists() {
             return Err(format!("{} is not installed", Self::PATH));
         }
@@ -484,7 +490,7 @@ impl Microsocks {
                 let mut c = Command::new("unshare");
                 c.args(["--mount", "--propagation", "private", "sh", "-c"])
                     .arg(format!(
-                        "mount --bind '{}' /etc/resolv.conf && mount --bind '{}' /etc/hosts && exec {} -i 127.0.0.1 -p {port}",
+                        "mount --bind '{}' /etc/resolv.conf && mount --bind '{}' /etc/hosts && exec {} -i 127.0.0.1 -p {port}{auth_args}",
                         resolv.display(),
                         hosts.display(),
                         Self::PATH
@@ -493,6 +499,9 @@ impl Microsocks {
             } else {
                 let mut c = Command::new(Self::PATH);
                 c.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
+                if let Some((u, p)) = auth {
+                    c.args(["-u", u, "-P", p]);
+                }
                 c
             };
             let mut child = cmd

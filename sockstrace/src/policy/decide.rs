@@ -82,6 +82,13 @@ pub enum Reason {
     /// resolver's fake addresses (resolvers do this to sort addresses; it
     /// sends nothing, and there is nowhere to send to).
     FakeAddress,
+    /// Set by the SOCKS inspector: the program asked its proxy for an address
+    /// it resolved itself (SOCKS4 without a name, or socks5 after a lookup).
+    SocksByAddress,
+    /// Set by the SOCKS inspector: no authentication (`--require-socks-auth`).
+    SocksNoAuth,
+    /// Set by the SOCKS inspector: credentials outside `--isolation-regex`.
+    SocksIsolation,
 }
 
 impl Reason {
@@ -116,6 +123,9 @@ impl Reason {
             Reason::SocketcallRace => "socketcall-race",
             Reason::SocketCreate => "socket-create",
             Reason::FakeAddress => "fake-address",
+            Reason::SocksByAddress => "socks-by-address",
+            Reason::SocksNoAuth => "socks-no-auth",
+            Reason::SocksIsolation => "socks-isolation",
         }
     }
 }

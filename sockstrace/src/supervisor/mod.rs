@@ -38,6 +38,8 @@ pub struct RunConfig {
     pub on_leak: LeakAction,
     pub socks_auth: SocksAuth,
     pub dns: DnsMode,
+    /// `--inspect-socks` and its rules.
+    pub inspect: Option<crate::inspect::Rules>,
     pub kernel: KernelMode,
     pub allow_io_uring: bool,
     pub command: Vec<OsString>,
@@ -74,6 +76,10 @@ pub struct Ctx {
     dns_log: bool,
     /// `--dns proxy`: the resolver, whose fake addresses socksify maps back to names.
     resolver: Option<crate::dns::Names>,
+    /// `--inspect-socks`: the relay proxy connections go through.
+    inspector: Option<crate::inspect::Inspector>,
+    /// When each process last made a DNS query (for the inspector).
+    dns_seen: crate::inspect::DnsSeen,
     allow_io_uring: bool,
     reporter: Arc<Reporter>,
     tree: Arc<Tree>,
@@ -125,6 +131,21 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     if let Some(proxy) = &dns_proxy {
         proxy.allow_in(&mut config.policy);
     }
+    let reporter = Arc::new(reporter);
+    let inspector = match config.inspect.take() {
+        Some(rules) => {
+            let refuse = config.on_leak != LeakAction::Log;
+            let inspector = runtime
+                .block_on(crate::inspect::Inspector::start(rules, refuse, reporter.clone()))
+                .context("starting the SOCKS inspector")?;
+            for addr in inspector.addrs() {
+                let net = ipnet::IpNet::from(addr.ip());
+                config.policy.allow.push(crate::policy::AllowRule::Net { net, port: Some(addr.port()) });
+            }
+            Some(inspector)
+        }
+        None => None,
+    };
     let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak, config.kernel);
     if config.kernel == KernelMode::Required && witness.is_none() {
         anyhow::bail!("--kernel required, but the kernel layer is {kernel_layer}");
@@ -153,7 +174,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         if sync_wakeup { ", sync wake-up" } else { "" }
     );
 
-    let reporter = Arc::new(reporter);
     let kernel_task = match witness.as_mut() {
         Some(w) => {
             let _inside = runtime.enter();
@@ -169,6 +189,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         socks_auth: config.socks_auth,
         dns_log: matches!(config.dns, DnsMode::Log),
         resolver: dns_proxy.as_ref().map(dns_setup::DnsProxy::names),
+        inspector,
+        dns_seen: Arc::default(),
         allow_io_uring: config.allow_io_uring,
         reporter: reporter.clone(),
         tree: Arc::new(Tree::new(std::process::id() as i32)),

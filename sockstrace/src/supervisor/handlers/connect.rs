@@ -46,6 +46,11 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if !call.record("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision).lets_through() {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
+    if decision.reason == Reason::Proxy && sock.facts.transport() == Transport::Tcp {
+        if let (Some(inspector), SockAddr::Inet(proxy)) = (&call.ctx.inspector, &addr) {
+            return through_inspector(call, sock, inspector, *proxy);
+        }
+    }
     if !sock.facts.is_inet() {
         // Unix and other local families: the kernel must run the call in the
         // caller's context (path lookup, credentials passed to the peer).
@@ -92,4 +97,38 @@ fn socksify(
         socksify::connect_through(fd.as_fd(), proxy, &target, &creds, http_creds.as_ref())
     })?;
     Ok(Some(reply_of(result.map(|()| 0))))
+}
+
+/// `--inspect-socks`: the program's connection to its proxy goes to the
+/// inspector's relay instead, registered under the socket's local address so
+/// that the relay knows who it is and which proxy to continue to.
+fn through_inspector(
+    call: &mut Call<'_>,
+    sock: Socket,
+    inspector: &crate::inspect::Inspector,
+    proxy: std::net::SocketAddr,
+) -> Result<Reply, Failure> {
+    let relay = crate::net::sockaddr::encode_inet(inspector.listen_addr(sock.facts.family));
+    let pid = call.pid();
+    let origin = crate::inspect::Origin {
+        proxy,
+        tid: call.tracee.tid,
+        info: call.tracee.process_info(),
+        cookie: sock.cookie(),
+        fd: call.args[0] as i32,
+        pid,
+        dns_seen: call.ctx.dns_seen.clone(),
+    };
+    let may_block = !sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
+    let fd = sock.fd;
+    let result = run_call(call.ctx, may_block, || sys::connect(fd.as_fd(), &relay))?;
+    // Registered whatever the outcome (EINPROGRESS is the usual non-blocking
+    // one): the relay waits a moment for it.
+    if let Ok(SockAddr::Inet(local)) = sys::getsockname(fd.as_fd())
+        .map(|raw| sockaddr::parse(&raw))
+        .unwrap_or(Err(sockaddr::AddrError::TooShort))
+    {
+        inspector.register(local, origin);
+    }
+    Ok(reply_of(result.map(|()| 0)))
 }

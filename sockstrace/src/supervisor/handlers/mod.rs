@@ -105,7 +105,30 @@ impl<'a> Call<'a> {
         if action == Action::Logged && self.is_fake_address(&target) {
             action = Action::Blocked;
         }
+        if self.ctx.inspector.is_some() {
+            self.note_dns(&target);
+        }
         self.record_action(syscall, subject, target, decision, action)
+    }
+
+    /// The caller's process id (thread group), read once per call.
+    pub fn pid(&mut self) -> u32 {
+        self.info.get_or_insert_with(|| self.tracee.process_info()).pid.unwrap_or(self.tracee.tid)
+    }
+
+    /// Remembers that this process talked to a DNS port (for the SOCKS inspector).
+    fn note_dns(&mut self, target: &Target) {
+        if let Target::Remote(Some(SockAddr::Inet(addr))) = target {
+            if addr.port() == 53 {
+                let pid = self.pid();
+                if let Ok(mut seen) = self.ctx.dns_seen.lock() {
+                    if seen.len() > 65_536 {
+                        seen.clear();
+                    }
+                    seen.insert(pid, std::time::Instant::now());
+                }
+            }
+        }
     }
 
     /// Overrides the errno of the last recorded event.

@@ -1,0 +1,286 @@
+//! The relay: accepts the program's proxy connections (which the supervisor
+//! connected here instead of to the proxy, after registering who made them),
+//! reads the handshake message by message, passes each on or refuses it, then
+//! copies both ways.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::findings::{self, Rules};
+use super::parse::{self, Asked, Parsed};
+use crate::policy::{Decision, Reason};
+use crate::report::{Action, Event, ProcessInfo, Reporter};
+
+/// How long the relay waits for the supervisor to register a connection.
+const REGISTER_WAIT: Duration = Duration::from_secs(2);
+/// How long a handshake message may take to arrive.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A process's own DNS query this recent makes a CONNECT by address suspect.
+pub const RESOLVED_RECENTLY: Duration = Duration::from_secs(10);
+
+/// Who made a proxy connection, recorded when the supervisor connected it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub proxy: SocketAddr,
+    pub tid: u32,
+    pub info: ProcessInfo,
+    pub cookie: Option<u64>,
+    pub fd: i32,
+    /// The process (thread group) id, and when each process last made a DNS
+    /// query: looked up when the CONNECT comes (a program may resolve a name
+    /// after connecting to its proxy, before asking it).
+    pub pid: u32,
+    pub dns_seen: DnsSeen,
+}
+
+/// When each process last made a DNS query.
+pub type DnsSeen = Arc<Mutex<HashMap<u32, Instant>>>;
+
+type Pending = Arc<Mutex<HashMap<SocketAddr, Origin>>>;
+
+/// The relay's listeners and the connections waiting to be claimed.
+pub struct Inspector {
+    v4: SocketAddr,
+    v6: Option<SocketAddr>,
+    pending: Pending,
+}
+
+impl Inspector {
+    /// Listens on 127.0.0.1 and ::1 (free ports) on the current runtime.
+    pub async fn start(rules: Rules, refuse: bool, reporter: Arc<Reporter>) -> Result<Inspector> {
+        let v4 = TcpListener::bind("127.0.0.1:0").await.context("binding the SOCKS inspector")?;
+        let v6 = TcpListener::bind("[::1]:0").await.ok();
+        let pending: Pending = Arc::default();
+        let shared = Arc::new(Shared { rules, refuse, reporter, pending: pending.clone() });
+        let addrs = (v4.local_addr()?, v6.as_ref().and_then(|l| l.local_addr().ok()));
+        tokio::spawn(serve(v4, shared.clone()));
+        if let Some(v6) = v6 {
+            tokio::spawn(serve(v6, shared));
+        }
+        Ok(Inspector { v4: addrs.0, v6: addrs.1, pending })
+    }
+
+    /// Where a socket of this family connects instead of to the proxy.
+    pub fn listen_addr(&self, family: i32) -> SocketAddr {
+        match (family, self.v6) {
+            (libc::AF_INET6, Some(v6)) => v6,
+            (libc::AF_INET6, None) => self.v4.map_v6(),
+            _ => self.v4,
+        }
+    }
+
+    /// The addresses to allow (the kernel layer must let the program reach them).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.v4).chain(self.v6).collect()
+    }
+
+    /// Records who is behind the connection from `local`.
+    pub fn register(&self, local: SocketAddr, origin: Origin) {
+        if let Ok(mut pending) = self.pending.lock() {
+            if pending.len() > 4096 {
+                // Connections the relay never claimed (the program gave up).
+                pending.clear();
+            }
+            pending.insert(crate::net::sockaddr::normalize(local), origin);
+        }
+    }
+}
+
+trait MapV6 {
+    fn map_v6(self) -> SocketAddr;
+}
+
+impl MapV6 for SocketAddr {
+    /// An IPv4 address in v4-mapped IPv6 form, for an IPv6 socket.
+    fn map_v6(self) -> SocketAddr {
+        match self {
+            SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+            v6 => v6,
+        }
+    }
+}
+
+struct Shared {
+    rules: Rules,
+    refuse: bool,
+    reporter: Arc<Reporter>,
+    pending: Pending,
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((client, peer)) = listener.accept().await else { continue };
+        tokio::spawn(relay(client, peer, shared.clone()));
+    }
+}
+
+async fn claim(shared: &Shared, peer: SocketAddr) -> Option<Origin> {
+    let peer = crate::net::sockaddr::normalize(peer);
+    let deadline = Instant::now() + REGISTER_WAIT;
+    loop {
+        if let Some(origin) = shared.pending.lock().ok()?.remove(&peer) {
+            return Some(origin);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// One proxied connection: handshake inspected, then bytes copied both ways.
+async fn relay(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // Only connections the supervisor registered are relayed.
+    let Some(origin) = claim(&shared, peer).await else { return };
+    let Ok(mut upstream) = TcpStream::connect(origin.proxy).await else { return };
+    let mut session =
+        Session { client: &mut client, upstream: &mut upstream, buf: Vec::new(), shared: &shared, origin };
+    let go_on = tokio::time::timeout(HANDSHAKE_TIMEOUT, session.handshake()).await.unwrap_or(Ok(false));
+    let leftover = std::mem::take(&mut session.buf);
+    if !matches!(go_on, Ok(true)) {
+        return;
+    }
+    if !leftover.is_empty() && upstream.write_all(&leftover).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+struct Session<'a> {
+    client: &'a mut TcpStream,
+    upstream: &'a mut TcpStream,
+    /// Bytes read from the program and not yet passed on.
+    buf: Vec<u8>,
+    shared: &'a Shared,
+    origin: Origin,
+}
+
+/// What the relay does after the handshake: go on copying, or stop.
+type GoOn = std::io::Result<bool>;
+
+impl Session<'_> {
+    /// Reads from the program until `parse` has a whole message; returns it
+    /// with its bytes (taken out of the buffer). `None`: not this protocol.
+    async fn next<T>(&mut self, parse: impl Fn(&[u8]) -> Parsed<T>) -> std::io::Result<Option<(T, Vec<u8>)>> {
+        loop {
+            match parse(&self.buf) {
+                Parsed::Done(value, used) => return Ok(Some((value, self.buf.drain(..used).collect()))),
+                Parsed::Invalid => return Ok(None),
+                Parsed::Incomplete => self.fill().await?,
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 1024];
+        let n = self.client.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Passes a reply of `len` bytes from the proxy to the program.
+    async fn reply(&mut self, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut reply = vec![0u8; len];
+        self.upstream.read_exact(&mut reply).await?;
+        self.client.write_all(&reply).await?;
+        Ok(reply)
+    }
+
+    async fn handshake(&mut self) -> GoOn {
+        while self.buf.is_empty() {
+            self.fill().await?;
+        }
+        match self.buf[0] {
+            4 => self.socks4().await,
+            5 => self.socks5().await,
+            // Not SOCKS: passed on untouched.
+            _ => Ok(true),
+        }
+    }
+
+    async fn socks4(&mut self) -> GoOn {
+        let Some((request, bytes)) = self.next(parse::socks4).await? else { return Ok(true) };
+        let finding =
+            findings::socks4(&request.asked).or(findings::credentials(&self.shared.rules, &request.user));
+        if let Some(reason) = finding {
+            if self.flag(reason, Some(&request.asked), "socks4") {
+                // SOCKS4 "request rejected or failed".
+                self.client.write_all(&[0, 91, 0, 0, 0, 0, 0, 0]).await?;
+                return Ok(false);
+            }
+        }
+        self.upstream.write_all(&bytes).await?;
+        Ok(true)
+    }
+
+    async fn socks5(&mut self) -> GoOn {
+        let Some((methods, bytes)) = self.next(parse::socks5_greeting).await? else { return Ok(true) };
+        if let Some(reason) = findings::greeting(&self.shared.rules, &methods) {
+            if self.flag(reason, None, "socks5") {
+                self.client.write_all(&[5, 0xff]).await?;
+                return Ok(false);
+            }
+        }
+        self.upstream.write_all(&bytes).await?;
+        let chosen = self.reply(2).await?[1];
+        if chosen == 2 {
+            let Some((user, bytes)) = self.next(parse::socks5_auth).await? else { return Ok(true) };
+            if let Some(reason) = findings::credentials(&self.shared.rules, &user) {
+                if self.flag(reason, None, "socks5") {
+                    self.client.write_all(&[1, 1]).await?;
+                    return Ok(false);
+                }
+            }
+            self.upstream.write_all(&bytes).await?;
+            if self.reply(2).await?[1] != 0 {
+                return Ok(true);
+            }
+        } else if chosen != 0 {
+            return Ok(true);
+        }
+        let Some((asked, bytes)) = self.next(parse::socks5_request).await? else { return Ok(true) };
+        let last_dns = self.origin.dns_seen.lock().ok().and_then(|seen| seen.get(&self.origin.pid).copied());
+        let resolved_recently = last_dns.is_some_and(|t| t.elapsed() < RESOLVED_RECENTLY);
+        if let Some(reason) = findings::request(&asked, resolved_recently) {
+            if self.flag(reason, Some(&asked), "socks5") {
+                // "connection not allowed by ruleset".
+                self.client.write_all(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+                return Ok(false);
+            }
+        }
+        self.upstream.write_all(&bytes).await?;
+        Ok(true)
+    }
+
+    /// Reports a finding; whether to refuse the handshake.
+    fn flag(&self, reason: Reason, asked: Option<&Asked>, protocol: &str) -> bool {
+        let refuse = self.shared.refuse;
+        let action = if refuse { Action::Blocked } else { Action::Logged };
+        let origin = &self.origin;
+        let mut event =
+            Event::new("socks", origin.tid, Decision::leak(reason), action).with_process(origin.info.clone());
+        event.fd = Some(origin.fd);
+        event.cookie = origin.cookie;
+        event.protocol = Some(protocol.to_owned());
+        event.dst = Some(match asked {
+            Some(Asked::Address(addr)) => addr.to_string(),
+            Some(Asked::Name(name, port)) => format!("{name}:{port}"),
+            None => origin.proxy.to_string(),
+        });
+        if refuse {
+            // The program's SOCKS client sees the proxy refuse.
+            event.errno = Some(libc::ECONNREFUSED);
+        }
+        self.shared.reporter.emit(event);
+        refuse
+    }
+}
