@@ -260,7 +260,11 @@ pub(crate) fn parse_allow_arg(text: &str) -> Result<AllowRule, String> {
 
 /// Tor's SOCKS ports, the default proxies.
 pub fn default_proxies() -> Vec<SocketAddr> {
-    vec!["127.0.0.1:9050".parse().expect("literal"), "[::1]:9050".parse().expect("literal")]
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    vec![
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9050),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 9050),
+    ]
 }
 
 #[cfg(test)]
