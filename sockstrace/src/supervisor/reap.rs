@@ -59,14 +59,27 @@ pub async fn reaper(main: libc::pid_t, exited: watch::Sender<Option<i32>>) {
     }
 }
 
-/// Passes SIGTERM, SIGHUP and SIGQUIT on to the program. SIGINT is ignored
-/// here: a terminal delivers it to the program's process group directly.
+/// Whether we run in the terminal's foreground process group: then the
+/// terminal delivers SIGINT and SIGQUIT to the program (which shares our
+/// group) itself, and passing them on would deliver them twice.
+fn terminal_delivers_to_the_program() -> bool {
+    // SAFETY: tcgetpgrp and getpgrp take and return integers only.
+    unsafe {
+        let foreground = libc::tcgetpgrp(libc::STDIN_FILENO);
+        foreground >= 0 && foreground == libc::getpgrp()
+    }
+}
+
+/// Passes SIGTERM and SIGHUP on to the program, and SIGINT and SIGQUIT when
+/// they cannot have come from a terminal that already gave them to it. The
+/// supervisor itself never stops for them: it stops when the program does.
 pub async fn forward_signals(main: libc::pid_t) {
+    let from_terminal = |signal| if terminal_delivers_to_the_program() { 0 } else { signal };
     let kinds = [
         (SignalKind::terminate(), libc::SIGTERM),
         (SignalKind::hangup(), libc::SIGHUP),
-        (SignalKind::quit(), libc::SIGQUIT),
-        (SignalKind::interrupt(), 0),
+        (SignalKind::quit(), from_terminal(libc::SIGQUIT)),
+        (SignalKind::interrupt(), from_terminal(libc::SIGINT)),
     ];
     let mut streams = Vec::new();
     for (kind, number) in kinds {
