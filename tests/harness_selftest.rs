@@ -7,15 +7,15 @@ use std::time::Duration;
 use sockstrace_tests::net::free_port;
 use sockstrace_tests::util::{field, process_dead};
 use sockstrace_tests::{
-    direct, netprobe, netprobe_static, skip, DnsSink, HttpServer, Microsocks, TcpSink, UdpSink, UnixSink,
+    direct, direct_client, netprobe, netprobe_static, skip, Direct, DnsSink, HttpServer, Microsocks, TcpSink,
+    UdpSink, UnixSink,
 };
 
 const T: Duration = Duration::from_secs(20);
 
-fn np(args: &[&str]) -> sockstrace_tests::Direct {
-    let mut argv = vec![netprobe().to_string_lossy().into_owned()];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    direct(argv)
+/// netprobe with `args`.
+fn np(args: &[&str]) -> Direct {
+    direct_client(netprobe(), args)
 }
 
 #[test]
@@ -23,7 +23,7 @@ fn netprobe_builds_dynamic_and_static() {
     assert!(netprobe().is_file());
     match netprobe_static() {
         Some(p) => {
-            let out = direct([p.as_os_str(), "tcp-connect".as_ref()]);
+            let out = direct_client(p, &["tcp-connect"]);
             assert_eq!(out.code, 2, "usage error expected: {}", out.stderr);
         }
         None => eprintln!("static netprobe unavailable (see SKIP above)"),
@@ -116,8 +116,7 @@ fn fork_thread_exec_variants_reach_the_sink() {
     assert_ne!(field(&out.stdout, "actor:", "tid"), main_pid);
     assert!(sink.wait_accepts(4, T));
     if let Some(st) = netprobe_static() {
-        let out =
-            direct([st.as_os_str(), "exec-connect".as_ref(), sink.host().as_ref(), sink.port().as_ref()]);
+        let out = direct_client(st, &["exec-connect", &sink.host(), &sink.port()]);
         assert_eq!(out.code, 0, "{}", out.stdout);
         assert!(sink.wait_accepts(5, T));
     }

@@ -24,6 +24,14 @@ fn assert_allowed(out: &Outcome, syscalls: &[&str], dst: &str, reasons: &[&str])
     );
 }
 
+/// A clean run's report: well formed, no leak, and the allowed event
+/// ([`assert_allowed`]).
+fn assert_clean_and_allowed(out: &Outcome, syscalls: &[&str], dst: &str, reasons: &[&str]) {
+    out.assert_report_well_formed();
+    out.assert_no_leaks();
+    assert_allowed(out, syscalls, dst, reasons);
+}
+
 fn proxy_allowed(host: &str) {
     let px = TcpSink::bind(host);
     let out = Trace::new().proxy(px.addr()).netprobe(["tcp-connect", &px.host(), &px.port()]).run();
@@ -31,9 +39,7 @@ fn proxy_allowed(host: &str) {
     assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
     assert!(px.wait_accepts(1, T), "proxy saw no connection\n{}", out.describe());
     assert!(px.wait_bytes("netprobe-tcp\n".len(), T), "proxy got no data");
-    out.assert_report_well_formed();
-    out.assert_no_leaks();
-    assert_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
+    assert_clean_and_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
 }
 
 #[test]
@@ -69,9 +75,7 @@ fn proxy_nonblocking_connect_allowed() {
     out.assert_code(0);
     assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
     assert!(px.wait_accepts(1, T), "proxy saw no connection\n{}", out.describe());
-    out.assert_report_well_formed();
-    out.assert_no_leaks();
-    assert_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
+    assert_clean_and_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
 }
 
 #[test]
@@ -83,9 +87,7 @@ fn unix_connect_allowed() {
     out.assert_code(0);
     assert!(unix.wait_bytes("netprobe-unix\n".len(), T), "unix listener got no data\n{}", out.describe());
     assert_eq!(unix.accepts(), 1);
-    out.assert_report_well_formed();
-    out.assert_no_leaks();
-    assert_allowed(&out, &["connect"], &format!("unix:{path}"), &["unix", "allow-rule"]);
+    assert_clean_and_allowed(&out, &["connect"], &format!("unix:{path}"), &["unix", "allow-rule"]);
 }
 
 #[test]
@@ -101,9 +103,7 @@ fn sendto_on_connected_tcp_socket_allowed() {
         px.bytes(),
         out.describe()
     );
-    out.assert_report_well_formed();
-    out.assert_no_leaks();
-    assert_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
+    assert_clean_and_allowed(&out, &["connect"], &px.dst(), &["proxy"]);
 }
 
 #[test]
@@ -117,9 +117,7 @@ fn allow_rule_address_and_port() {
         .run();
     out.assert_code(0);
     assert!(sink.wait_accepts(1, T), "{}", out.describe());
-    out.assert_report_well_formed();
-    out.assert_no_leaks();
-    assert_allowed(&out, &["connect"], &sink.dst(), &["allow-rule"]);
+    assert_clean_and_allowed(&out, &["connect"], &sink.dst(), &["allow-rule"]);
 }
 
 #[test]
@@ -133,9 +131,7 @@ fn allow_rule_cidr_udp() {
         .run();
     out.assert_code(0);
     assert!(sink.wait_datagrams(1, T), "{}", out.describe());
-    out.assert_report_well_formed();
-    out.assert_no_leaks();
-    assert_allowed(&out, &["sendto"], &sink.dst(), &["allow-rule"]);
+    assert_clean_and_allowed(&out, &["sendto"], &sink.dst(), &["allow-rule"]);
 }
 
 #[test]
@@ -161,9 +157,7 @@ fn allow_loopback_tcp() {
         .run();
     out.assert_code(0);
     assert!(sink.wait_accepts(1, T), "{}", out.describe());
-    out.assert_report_well_formed();
-    out.assert_no_leaks();
-    assert_allowed(&out, &["connect"], &sink.dst(), &["loopback"]);
+    assert_clean_and_allowed(&out, &["connect"], &sink.dst(), &["loopback"]);
 }
 
 #[test]

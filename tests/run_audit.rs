@@ -15,7 +15,7 @@ use serde_json::Value;
 use sockstrace_tests::bpf;
 use sockstrace_tests::net::free_port;
 use sockstrace_tests::run::{Outcome, Running};
-use sockstrace_tests::util::{cgroup2_mount, field, wait_until};
+use sockstrace_tests::util::{cgroup2_mount, wait_until};
 use sockstrace_tests::{direct, is_root, netprobe, skip, Direct, DnsSink, Event, TcpSink, Trace, UdpSink};
 
 /// How long sockstrace may take to load and attach its programs.
@@ -108,11 +108,6 @@ fn netprobe_in(cgroup: &Path, args: &[&str]) -> Direct {
     let mut argv = vec![netprobe().to_str().expect("utf-8 path")];
     argv.extend(args);
     client_in(cgroup, &argv)
-}
-
-/// The pid and tid the client printed.
-fn actor(client: &Direct) -> (i64, i64) {
-    (field(&client.stdout, "actor:", "pid"), field(&client.stdout, "actor:", "tid"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,11 +225,37 @@ struct KernelLeak<'a> {
     action: &'a str,
 }
 
+impl<'a> KernelLeak<'a> {
+    /// netprobe's leak as `client`, handled as `action` ("logged" or "blocked").
+    fn netprobe(
+        action: &'a str,
+        client: &'a Direct,
+        syscalls: &'a [&'a str],
+        dst: String,
+        reason: &'a str,
+        protocol: &'a str,
+        family: &'a str,
+    ) -> Self {
+        KernelLeak { client, syscalls, dst, reason, protocol, family, comm: "netprobe", action }
+    }
+}
+
+/// Asserts that no event of `client` (by pid) is in the report: proxy
+/// traffic is no leak, and not reported at all.
+fn assert_proxy_traffic_unreported(out: &Outcome, client: &Direct) {
+    let proxy_pid = client.actor().0;
+    assert!(
+        out.events_where(|e| e.i("pid") == Some(proxy_pid)).is_empty(),
+        "proxy traffic reported\n{}",
+        out.describe()
+    );
+}
+
 /// Finds the leak event of `spec.client` (by pid) to `spec.dst`, checks its fields and the
 /// stderr line for it, and returns it.
 fn assert_kernel_leak<'o>(out: &'o Outcome, spec: &KernelLeak) -> &'o Event {
     let d = || format!("client output:\n{}\n{}", spec.client.stdout, out.describe());
-    let (pid, tid) = actor(spec.client);
+    let (pid, tid) = spec.client.actor();
     let ev = out.the_event(&format!("leak by pid {pid} to {}", spec.dst), |e| {
         e.is_leak() && e.i("pid") == Some(pid) && e.s("dst") == spec.dst
     });
@@ -333,15 +354,8 @@ fn observes_leaks_of_processes_it_did_not_start() {
 
     let out = audit.stop(libc::SIGINT);
     assert_clean_exit(&out);
-    let logged = |client, syscalls, dst: String, reason, protocol, family| KernelLeak {
-        client,
-        syscalls,
-        dst,
-        reason,
-        protocol,
-        family,
-        comm: "netprobe",
-        action: "logged",
+    let logged = |client, syscalls, dst, reason, protocol, family| {
+        KernelLeak::netprobe("logged", client, syscalls, dst, reason, protocol, family)
     };
     assert_kernel_leak(&out, &logged(&tcp4, &["connect"], sink4.dst(), "direct-tcp", "tcp", "inet"));
     assert_kernel_leak(&out, &logged(&tcp6, &["connect"], sink6.dst(), "direct-tcp", "tcp", "inet6"));
@@ -352,20 +366,14 @@ fn observes_leaks_of_processes_it_did_not_start() {
         }
         _ => eprintln!("SKIP part of {}: no DNS sink (port 53)", module_path!()),
     }
-    // Proxy traffic is no leak, and not reported at all.
-    let proxy_pid = actor(&via_proxy).0;
-    assert!(
-        out.events_where(|e| e.i("pid") == Some(proxy_pid)).is_empty(),
-        "proxy traffic reported\n{}",
-        out.describe()
-    );
+    assert_proxy_traffic_unreported(&out, &via_proxy);
     assert!(
         out.events_where(|e| e.s("dst") == proxy.dst()).is_empty(),
         "proxy traffic reported\n{}",
         out.describe()
     );
     // The summary by process.
-    let row = process_row(&out, actor(&tcp4).0);
+    let row = process_row(&out, tcp4.actor().0);
     assert_eq!((row["comm"].as_str(), row["leaks"].as_i64()), (Some("netprobe"), Some(1)), "{row}");
     assert_eq!(row["destinations"][0]["dst"], sink4.dst(), "{row}");
     assert_eq!(row["destinations"][0]["action"], "logged", "{row}");
@@ -411,15 +419,8 @@ fn enforce_refuses_leaks_in_the_kernel() {
 
     let out = audit.stop(libc::SIGINT);
     assert_clean_exit(&out);
-    let blocked = |client, syscalls, dst: String, reason, protocol, family| KernelLeak {
-        client,
-        syscalls,
-        dst,
-        reason,
-        protocol,
-        family,
-        comm: "netprobe",
-        action: "blocked",
+    let blocked = |client, syscalls, dst, reason, protocol, family| {
+        KernelLeak::netprobe("blocked", client, syscalls, dst, reason, protocol, family)
     };
     assert_kernel_leak(&out, &blocked(&tcp4, &["connect"], sink4.dst(), "direct-tcp", "tcp", "inet"));
     assert_kernel_leak(&out, &blocked(&tcp6, &["connect"], sink6.dst(), "direct-tcp", "tcp", "inet6"));
@@ -428,12 +429,7 @@ fn enforce_refuses_leaks_in_the_kernel() {
         assert_kernel_leak(&out, &blocked(dns_udp, &["sendmsg"], dns.dst(), "dns-udp", "udp", "inet"));
         assert_kernel_leak(&out, &blocked(dns_tcp, &["connect"], dns.dst(), "dns-tcp", "tcp", "inet"));
     }
-    let proxy_pid = actor(&via_proxy).0;
-    assert!(
-        out.events_where(|e| e.i("pid") == Some(proxy_pid)).is_empty(),
-        "proxy traffic reported\n{}",
-        out.describe()
-    );
+    assert_proxy_traffic_unreported(&out, &via_proxy);
     assert_eq!(out.summary_count("blocked"), out.summary_count("leaks"), "{}", out.describe());
     assert_eq!(out.summary_obj()["audit"]["enforce"], true, "{}", out.describe());
 }
@@ -455,21 +451,12 @@ fn watches_sub_cgroups_but_not_other_cgroups() {
     assert_clean_exit(&out);
     let ev = assert_kernel_leak(
         &out,
-        &KernelLeak {
-            client: &inside,
-            syscalls: &["connect"],
-            dst: sink.dst(),
-            reason: "direct-tcp",
-            protocol: "tcp",
-            family: "inet",
-            comm: "netprobe",
-            action: "logged",
-        },
+        &KernelLeak::netprobe("logged", &inside, &["connect"], sink.dst(), "direct-tcp", "tcp", "inet"),
     );
     // The hooks ran for the sub-cgroup: the socket's cgroup is the child's.
     let below_id = std::fs::metadata(&below).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
     assert_eq!(ev["kernel"]["cgroup_id"].as_u64(), Some(below_id), "cgroup_id in {ev}\n{}", out.describe());
-    let outside_pid = actor(&outside).0;
+    let outside_pid = outside.actor().0;
     assert!(
         out.events_where(|e| e.i("pid") == Some(outside_pid)).is_empty(),
         "a client in another cgroup was reported\n{}",
@@ -502,7 +489,7 @@ fn attributes_live_processes_from_proc() {
     let execs = client_in(cg.path(), &["/bin/bash", "-c", &exec_script]);
     assert_eq!(execs.code, 0, "{}\n{}", execs.stdout, execs.stderr);
     let out = audit.stop(libc::SIGINT);
-    let exec_pid = actor(&execs).0;
+    let exec_pid = execs.actor().0;
     let exec_ev = out.the_event("the exec'ing bash leak", |e| e.is_leak() && e.i("pid") == Some(exec_pid));
     assert_eq!(exec_ev.s("comm"), "bash", "{exec_ev}");
     assert!(
@@ -514,7 +501,7 @@ fn attributes_live_processes_from_proc() {
         assert!(missing.contains(&Value::from("exe")) && missing.contains(&Value::from("argv")), "{exec_ev}");
     }
     assert_clean_exit(&out);
-    let pid = actor(&client).0;
+    let pid = client.actor().0;
     let ev = out.the_event("the bash leak", |e| e.is_leak() && e.i("pid") == Some(pid));
     assert_eq!(ev.s("comm"), "bash", "{ev}");
     assert_eq!(ev.s("dst"), sink.dst(), "{ev}");

@@ -5,50 +5,20 @@
 use std::path::Path;
 
 use sockstrace_tests::util::field;
-use sockstrace_tests::{
-    netprobe, netprobe_static, skip, DnsSink, LeakSpec, Outcome, TcpSink, Trace, UdpSink,
-};
+use sockstrace_tests::{netprobe, netprobe_static, skip, DnsSink, LeakSpec, TcpSink, Trace, UdpSink};
 
 /// A proxy stand-in that must stay untouched in these tests.
 fn proxy() -> TcpSink {
     TcpSink::bind("127.0.0.1")
 }
 
-/// The client made the operation fail with EPERM and exited 1; sockstrace
-/// passed that status on.
-fn assert_client_eperm(out: &Outcome, op: &str) {
-    out.assert_code(1);
-    assert!(
-        out.stdout.contains(&format!("{op}: errno=1 (")),
-        "client did not see EPERM on {op}\n{}",
-        out.describe()
-    );
-}
-
-fn actor_pid_tid(out: &Outcome) -> (Option<i64>, Option<i64>) {
-    (Some(field(&out.stdout, "actor:", "pid")), Some(field(&out.stdout, "actor:", "tid")))
-}
-
 fn tcp_blocked(client: &Path, host: &str, sink_host: &str, family: &str) {
     let sink = TcpSink::bind(sink_host);
     let px = proxy();
     let out = Trace::new().proxy(px.addr()).netprobe_at(client, ["tcp-connect", host, &sink.port()]).run();
-    assert_client_eperm(&out, "connect");
+    let ev = out.assert_refused_leak("connect", LeakSpec { family, ..LeakSpec::tcp(&sink.dst()) });
     sink.assert_nothing_arrived("blocked TCP connect");
     px.assert_nothing_arrived("the program never used the proxy");
-    out.assert_report_well_formed();
-    let (pid, tid) = actor_pid_tid(&out);
-    let ev = out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family,
-        pid,
-        tid,
-        comm: "netprobe",
-    });
     assert_eq!(Path::new(ev.s("exe")), client.canonicalize().unwrap(), "exe in {ev}\n{}", out.describe());
     if let Some(argv) = ev.get("argv").and_then(|a| a.as_array()) {
         assert!(argv.iter().any(|a| a == "tcp-connect"), "argv in {ev}\n{}", out.describe());
@@ -87,18 +57,9 @@ fn tcp_explicit_on_leak_block() {
         .on_leak("block")
         .netprobe(["tcp-connect", &sink.host(), &sink.port()])
         .run();
-    assert_client_eperm(&out, "connect");
+    out.assert_client_eperm("connect");
     sink.assert_nothing_arrived("blocked TCP connect");
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family: "inet",
-        comm: "netprobe",
-        ..Default::default()
-    });
+    out.assert_leak(&LeakSpec::tcp(&sink.dst()));
 }
 
 #[test]
@@ -110,41 +71,18 @@ fn tcp_allow_rule_for_another_port_does_not_cover() {
         .allow(&other.dst())
         .netprobe(["tcp-connect", &sink.host(), &sink.port()])
         .run();
-    assert_client_eperm(&out, "connect");
+    out.assert_client_eperm("connect");
     sink.assert_nothing_arrived("allow rule names another port");
     out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family: "inet",
-        comm: "netprobe",
-        ..Default::default()
-    });
+    out.assert_leak(&LeakSpec::tcp(&sink.dst()));
 }
 
 fn udp_blocked(cmd: &str, op: &str, syscalls: &[&str], sink_host: &str, family: &str) {
     let sink = UdpSink::bind(sink_host);
     let px = proxy();
     let out = Trace::new().proxy(px.addr()).netprobe([cmd, &sink.host(), &sink.port()]).run();
-    out.assert_code(1);
-    assert!(out.stdout.contains(&format!("{op}: errno=1 (")), "client did not see EPERM\n{}", out.describe());
+    out.assert_refused_leak(op, LeakSpec { family, ..LeakSpec::udp(syscalls, &sink.dst()) });
     sink.assert_nothing_arrived(cmd);
-    out.assert_report_well_formed();
-    let (pid, tid) = actor_pid_tid(&out);
-    out.assert_leak(&LeakSpec {
-        syscalls,
-        dst: &sink.dst(),
-        reasons: &["direct-udp"],
-        action: "blocked",
-        protocol: "udp",
-        family,
-        pid,
-        tid,
-        comm: "netprobe",
-    });
 }
 
 #[test]
@@ -172,18 +110,7 @@ fn udp_connect_send_blocked() {
     );
     sink.assert_nothing_arrived("connected UDP");
     out.assert_report_well_formed();
-    let (pid, tid) = actor_pid_tid(&out);
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect", "sendto", "sendmsg"],
-        dst: &sink.dst(),
-        reasons: &["direct-udp"],
-        action: "blocked",
-        protocol: "udp",
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
+    out.assert_leak(&LeakSpec::udp(&["connect", "sendto", "sendmsg"], &sink.dst()).by(out.actor()));
 }
 
 #[test]
@@ -200,20 +127,11 @@ fn udp_sendmmsg_blocked() {
         .proxy(proxy().addr())
         .netprobe(["udp-sendmmsg", "4", &a.host(), &a.port(), &b.host(), &b.port()])
         .run();
-    assert_client_eperm(&out, "sendmmsg");
+    out.assert_client_eperm("sendmmsg");
     a.assert_nothing_arrived("sendmmsg message 0/2");
     b.assert_nothing_arrived("sendmmsg message 1/3");
     out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["sendmmsg"],
-        dst: &a.dst(),
-        reasons: &["direct-udp"],
-        action: "blocked",
-        protocol: "udp",
-        family: "inet",
-        comm: "netprobe",
-        ..Default::default()
-    });
+    out.assert_leak(&LeakSpec::udp(&["sendmmsg"], &a.dst()));
 }
 
 #[test]
@@ -233,16 +151,7 @@ fn udp_sendmmsg_checks_every_message() {
     assert!(!out.stdout.contains("sent=4 of 4"), "all messages sent\n{}", out.describe());
     leak.assert_nothing_arrived("sendmmsg messages 1 and 3");
     out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["sendmmsg"],
-        dst: &leak.dst(),
-        reasons: &["direct-udp"],
-        action: "blocked",
-        protocol: "udp",
-        family: "inet",
-        comm: "netprobe",
-        ..Default::default()
-    });
+    out.assert_leak(&LeakSpec::udp(&["sendmmsg"], &leak.dst()));
 }
 
 fn dns_blocked(cmd: &str, op: &str, syscall: &str, reason: &str, protocol: &str, extra: &[&str]) {
@@ -251,21 +160,11 @@ fn dns_blocked(cmd: &str, op: &str, syscall: &str, reason: &str, protocol: &str,
         Err(e) => skip!("DNS sink: {e}"),
     };
     let out = Trace::new().proxy(proxy().addr()).opts(extra).netprobe([cmd, &dns.host()]).run();
-    assert_client_eperm(&out, op);
+    out.assert_refused_leak(
+        op,
+        LeakSpec { syscalls: &[syscall], reasons: &[reason], protocol, ..LeakSpec::tcp(&dns.dst()) },
+    );
     dns.assert_nothing_arrived(cmd);
-    out.assert_report_well_formed();
-    let (pid, tid) = actor_pid_tid(&out);
-    out.assert_leak(&LeakSpec {
-        syscalls: &[syscall],
-        dst: &dns.dst(),
-        reasons: &[reason],
-        action: "blocked",
-        protocol,
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
 }
 
 #[test]
@@ -293,22 +192,9 @@ fn dns_tcp_blocked_despite_allow_loopback() {
 fn forked_child_blocked() {
     let sink = TcpSink::bind("127.0.0.2");
     let out = Trace::new().proxy(proxy().addr()).netprobe(["fork-connect", &sink.host(), &sink.port()]).run();
-    assert_client_eperm(&out, "connect");
+    out.assert_refused_leak("connect", LeakSpec::tcp(&sink.dst()));
     assert!(out.stdout.contains("child: exit=1"), "{}", out.describe());
     sink.assert_nothing_arrived("connect from a forked child");
-    out.assert_report_well_formed();
-    let (pid, tid) = actor_pid_tid(&out);
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
 }
 
 #[test]
@@ -316,48 +202,22 @@ fn thread_blocked() {
     let sink = TcpSink::bind("127.0.0.2");
     let out =
         Trace::new().proxy(proxy().addr()).netprobe(["thread-connect", &sink.host(), &sink.port()]).run();
-    assert_client_eperm(&out, "connect");
-    sink.assert_nothing_arrived("connect from a thread");
-    out.assert_report_well_formed();
     let main_pid = field(&out.stdout, "main:", "pid");
-    let (pid, tid) = actor_pid_tid(&out);
-    assert_eq!(pid, Some(main_pid));
-    assert_ne!(tid, Some(main_pid), "the thread has its own tid");
+    let (pid, tid) = out.actor();
+    assert_eq!(pid, main_pid);
+    assert_ne!(tid, main_pid, "the thread has its own tid");
     // pid is the thread group id, tid the thread's own id.
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
+    out.assert_refused_leak("connect", LeakSpec::tcp(&sink.dst()));
+    sink.assert_nothing_arrived("connect from a thread");
 }
 
 #[test]
 fn after_exec_blocked() {
     let sink = TcpSink::bind("127.0.0.2");
     let out = Trace::new().proxy(proxy().addr()).netprobe(["exec-connect", &sink.host(), &sink.port()]).run();
-    assert_client_eperm(&out, "connect");
+    let ev = out.assert_refused_leak("connect", LeakSpec::tcp(&sink.dst()));
     sink.assert_nothing_arrived("connect after exec");
-    out.assert_report_well_formed();
-    let exec_pid = field(&out.stdout, "exec:", "pid");
-    let (pid, tid) = actor_pid_tid(&out);
-    assert_eq!(pid, Some(exec_pid), "exec keeps the pid");
-    let ev = out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
+    assert_eq!(out.actor().0, field(&out.stdout, "exec:", "pid"), "exec keeps the pid");
     // The event describes the program after exec.
     if let Some(argv) = ev.get("argv").and_then(|a| a.as_array()) {
         assert!(

@@ -15,28 +15,15 @@ use sockstrace_tests::netns::NetNs;
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::util::{field, process_dead, wait_until, Sysctl};
 use sockstrace_tests::{
-    direct, is_root, netprobe, skip, uringprobe, LeakSpec, Outcome, TcpSink, Trace, UdpSink,
+    direct_client, is_root, netprobe, skip, uringprobe_working, Direct, LeakSpec, Outcome, TcpSink, Trace,
+    UdpSink,
 };
 
 const T: Duration = Duration::from_secs(30);
 
-fn np(args: &[&str]) -> sockstrace_tests::Direct {
-    let mut argv = vec![netprobe().to_string_lossy().into_owned()];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    direct(argv)
-}
-
-fn actor(out: &Outcome) -> (Option<i64>, Option<i64>) {
-    (Some(field(&out.stdout, "actor:", "pid")), Some(field(&out.stdout, "actor:", "tid")))
-}
-
-fn assert_eperm(out: &Outcome, op: &str) {
-    out.assert_code(1);
-    assert!(
-        out.stdout.contains(&format!("{op}: errno=1 (")),
-        "client did not see EPERM on {op}\n{}",
-        out.describe()
-    );
+/// netprobe with `args`, without sockstrace.
+fn np(args: &[&str]) -> Direct {
+    direct_client(netprobe(), args)
 }
 
 // ---------------------------------------------------------------------------
@@ -75,22 +62,9 @@ fn tfo_blocked(cmd: &str, op: &str) {
     let sink = TcpSink::bind("127.0.0.2");
     let px = TcpSink::bind("127.0.0.1");
     let out = Trace::new().proxy(px.addr()).netprobe([cmd, &sink.host(), &sink.port()]).run();
-    assert_eperm(&out, op);
+    out.assert_refused_leak(op, LeakSpec { syscalls: &[op], ..LeakSpec::tcp(&sink.dst()) });
     sink.assert_nothing_arrived("TCP Fast Open send to a sink");
     px.assert_nothing_arrived("the program never named the proxy");
-    out.assert_report_well_formed();
-    let (pid, tid) = actor(&out);
-    out.assert_leak(&LeakSpec {
-        syscalls: &[op],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
 }
 
 #[test]
@@ -131,7 +105,7 @@ fn tfo_sendto_to_proxy_allowed() {
 /// The refused socket() event.
 fn assert_socket_refused(out: &Outcome, reason: &str, family: &str) {
     out.assert_report_well_formed();
-    let (pid, tid) = actor(out);
+    let (pid, tid) = out.actor();
     let ev = out.the_event(&format!("socket leak with reason {reason}"), |e| {
         e.is_leak() && e.s("syscall") == "socket" && e.s("reason") == reason
     });
@@ -139,7 +113,7 @@ fn assert_socket_refused(out: &Outcome, reason: &str, family: &str) {
     assert_eq!(ev.s("action"), "blocked", "{ev}\n{}", out.describe());
     assert_eq!(ev.i("errno"), Some(1), "{ev}\n{}", out.describe());
     assert_eq!(ev.s("family"), family, "{ev}\n{}", out.describe());
-    assert_eq!((ev.i("pid"), ev.i("tid")), (pid, tid), "{ev}\n{}", out.describe());
+    assert_eq!((ev.i("pid"), ev.i("tid")), (Some(pid), Some(tid)), "{ev}\n{}", out.describe());
     assert_eq!(ev.s("comm"), "netprobe", "{ev}\n{}", out.describe());
     assert!(out.summary_count("leaks") >= 1, "{}", out.describe());
     assert!(out.summary_count("blocked") >= 1, "{}", out.describe());
@@ -154,7 +128,7 @@ fn raw_icmp_socket_refused() {
     let base = np(&["raw-socket", "4"]);
     assert_eq!(base.code, 0, "baseline raw socket failed: {}", base.stdout);
     let out = Trace::new().netprobe(["raw-socket", "4"]).run();
-    assert_eperm(&out, "socket");
+    out.assert_client_eperm("socket");
     assert_socket_refused(&out, "raw-socket", "inet");
     let ev = out.events_where(|e| e.s("syscall") == "socket")[0];
     assert_eq!(ev.s("type"), "raw", "{ev}\n{}", out.describe());
@@ -168,7 +142,7 @@ fn raw_icmpv6_socket_refused() {
     let base = np(&["raw-socket", "6"]);
     assert_eq!(base.code, 0, "baseline raw socket failed: {}", base.stdout);
     let out = Trace::new().netprobe(["raw-socket", "6"]).run();
-    assert_eperm(&out, "socket");
+    out.assert_client_eperm("socket");
     assert_socket_refused(&out, "raw-socket", "inet6");
 }
 
@@ -186,7 +160,7 @@ fn raw_udp_datagram_never_arrives() {
 
     let sink = UdpSink::bind("127.0.0.2");
     let out = Trace::new().netprobe(["raw-udp", &sink.host(), &sink.port()]).run();
-    assert_eperm(&out, "socket");
+    out.assert_client_eperm("socket");
     sink.assert_nothing_arrived("raw socket datagram");
     assert_socket_refused(&out, "raw-socket", "inet");
 }
@@ -199,7 +173,7 @@ fn packet_socket_refused() {
     let base = np(&["packet-socket"]);
     assert_eq!(base.code, 0, "baseline packet socket failed: {}", base.stdout);
     let out = Trace::new().netprobe(["packet-socket"]).run();
-    assert_eperm(&out, "socket");
+    out.assert_client_eperm("socket");
     assert_socket_refused(&out, "packet-socket", "packet");
 }
 
@@ -233,7 +207,7 @@ fn packet_udp_frame_never_arrives() {
         .wrapper(["ip", "netns", "exec", ns.name()])
         .netprobe(["packet-udp", &sink.host(), &sink.port()])
         .run();
-    assert_eperm(&out, "socket");
+    out.assert_client_eperm("socket");
     sink.assert_nothing_arrived("packet socket frame");
     assert_socket_refused(&out, "packet-socket", "packet");
 }
@@ -242,50 +216,41 @@ fn packet_udp_frame_never_arrives() {
 // io_uring
 // ---------------------------------------------------------------------------
 
-fn uring_client() -> Result<&'static std::path::Path, String> {
-    let client = uringprobe().map_err(|e| format!("uringprobe cannot be built (liburing-dev?): {e}"))?;
-    let base = direct([client.as_os_str(), "setup".as_ref()]);
-    if base.code != 0 {
-        return Err(format!("io_uring does not work here without sockstrace: {}", base.stdout.trim()));
-    }
-    Ok(client)
-}
-
 #[test]
 fn io_uring_setup_refused() {
-    let client = match uring_client() {
+    let client = match uringprobe_working() {
         Ok(c) => c,
         Err(e) => skip!("{e}"),
     };
     let out = Trace::new().netprobe_at(client, ["setup"]).run();
-    assert_eperm(&out, "setup");
+    out.assert_client_eperm("setup");
     out.assert_report_well_formed();
-    let (pid, tid) = actor(&out);
+    let (pid, tid) = out.actor();
     let ev = out.the_event("io_uring_setup leak", |e| e.s("syscall") == "io_uring_setup");
     assert!(ev.is_leak(), "{ev}\n{}", out.describe());
     assert_eq!(ev.s("reason"), "io-uring", "{ev}\n{}", out.describe());
     assert_eq!(ev.s("action"), "blocked", "{ev}\n{}", out.describe());
     assert_eq!(ev.i("errno"), Some(1), "{ev}\n{}", out.describe());
-    assert_eq!((ev.i("pid"), ev.i("tid")), (pid, tid), "{ev}\n{}", out.describe());
+    assert_eq!((ev.i("pid"), ev.i("tid")), (Some(pid), Some(tid)), "{ev}\n{}", out.describe());
     assert_eq!(ev.s("comm"), "uringprobe", "{ev}\n{}", out.describe());
     assert_eq!(out.summary_count("leaks"), 1, "{}", out.describe());
 }
 
 #[test]
 fn io_uring_connect_never_reaches_sink() {
-    let client = match uring_client() {
+    let client = match uringprobe_working() {
         Ok(c) => c,
         Err(e) => skip!("{e}"),
     };
     // Baseline: the client's io_uring connect reaches the sink.
     let base = TcpSink::bind("127.0.0.2");
-    let out = direct([client.as_os_str(), "connect".as_ref(), base.host().as_ref(), base.port().as_ref()]);
+    let out = direct_client(client, &["connect", &base.host(), &base.port()]);
     assert_eq!(out.code, 0, "baseline io_uring connect failed: {}", out.stdout);
     assert!(base.wait_bytes("uringprobe-tcp\n".len(), T), "baseline: {}", out.stdout);
 
     let sink = TcpSink::bind("127.0.0.2");
     let out = Trace::new().netprobe_at(client, ["connect", &sink.host(), &sink.port()]).run();
-    assert_eperm(&out, "setup");
+    out.assert_client_eperm("setup");
     assert!(!out.stdout.contains("uring-connect"), "{}", out.describe());
     sink.assert_nothing_arrived("io_uring connect");
     out.assert_report_well_formed();
@@ -305,7 +270,7 @@ fn io_uring_setup_raw_syscall_refused() {
         skip!("io_uring_setup does not work here without sockstrace: {}", base.stdout.trim());
     }
     let out = Trace::new().netprobe(["uring-setup-raw"]).run();
-    assert_eperm(&out, "setup");
+    out.assert_client_eperm("setup");
     out.assert_report_well_formed();
     let ev = out.the_event("io_uring_setup leak", |e| e.s("syscall") == "io_uring_setup");
     assert!(
@@ -323,28 +288,16 @@ fn shared_memory_child_blocked(cmd: &str, same_process: bool) {
     let sink = TcpSink::bind("127.0.0.2");
     let px = TcpSink::bind("127.0.0.1");
     let out = Trace::new().proxy(px.addr()).netprobe([cmd, &sink.host(), &sink.port()]).run();
-    assert_eperm(&out, "connect");
+    out.assert_refused_leak("connect", LeakSpec::tcp(&sink.dst()));
     sink.assert_nothing_arrived(cmd);
-    out.assert_report_well_formed();
     let main = field(&out.stdout, "main:", "pid");
-    let (pid, tid) = actor(&out);
+    let (pid, tid) = out.actor();
     if same_process {
-        assert_eq!(pid, Some(main), "a thread shares the pid\n{}", out.describe());
-        assert_ne!(tid, Some(main), "the thread has its own tid\n{}", out.describe());
+        assert_eq!(pid, main, "a thread shares the pid\n{}", out.describe());
+        assert_ne!(tid, main, "the thread has its own tid\n{}", out.describe());
     } else {
-        assert_ne!(pid, Some(main), "the child is a process of its own\n{}", out.describe());
+        assert_ne!(pid, main, "the child is a process of its own\n{}", out.describe());
     }
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
 }
 
 #[test]

@@ -9,16 +9,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sockstrace_tests::util::{field, is_root};
+use sockstrace_tests::util::is_root;
 use sockstrace_tests::{
-    direct, netprobe32, netprobe32_static, skip, LeakSpec, Outcome, TcpSink, Trace, UdpSink, UnixSink,
+    direct, direct_client, netprobe32, netprobe32_static, skip, LeakSpec, TcpSink, Trace, UdpSink, UnixSink,
 };
 
 const T: Duration = Duration::from_secs(30);
 
-/// The 32-bit clients that could be built: dynamic and static. Empty (with
-/// visible messages) when -m32 cannot link here.
-fn clients() -> Vec<(&'static str, &'static Path)> {
+/// The 32-bit clients that could be built: dynamic and static (with visible
+/// messages for those that could not). `None` when -m32 cannot link here.
+fn clients() -> Option<Vec<(&'static str, &'static Path)>> {
     let mut v = Vec::new();
     match netprobe32() {
         Ok(p) => v.push(("m32", p)),
@@ -28,25 +28,12 @@ fn clients() -> Vec<(&'static str, &'static Path)> {
         Ok(p) => v.push(("m32-static", p)),
         Err(e) => eprintln!("SKIP 32-bit static netprobe: gcc -m32 -static failed: {e}"),
     }
-    v
+    (!v.is_empty()).then_some(v)
 }
 
 /// The dynamic 32-bit client, for the hand-made socketcall tests.
 fn client() -> Result<&'static Path, String> {
     netprobe32().map_err(|e| format!("gcc -m32 cannot build netprobe: {e}"))
-}
-
-fn actor(out: &Outcome) -> (Option<i64>, Option<i64>) {
-    (Some(field(&out.stdout, "actor:", "pid")), Some(field(&out.stdout, "actor:", "tid")))
-}
-
-fn assert_eperm(out: &Outcome, op: &str) {
-    out.assert_code(1);
-    assert!(
-        out.stdout.contains(&format!("{op}: errno=1 (")),
-        "client did not see EPERM on {op}\n{}",
-        out.describe()
-    );
 }
 
 /// The client really is an i386 ELF (so the test cannot pass on a native
@@ -63,22 +50,9 @@ fn tcp_blocked(client: &Path, label: &str, cmd: &str) {
     let sink = TcpSink::bind("127.0.0.2");
     let px = TcpSink::bind("127.0.0.1");
     let out = Trace::new().proxy(px.addr()).netprobe_at(client, [cmd, &sink.host(), &sink.port()]).run();
-    assert_eperm(&out, "connect");
+    out.assert_refused_leak("connect", LeakSpec::tcp(&sink.dst()));
     sink.assert_nothing_arrived(&format!("{label} {cmd}"));
     px.assert_nothing_arrived("the program never used the proxy");
-    out.assert_report_well_formed();
-    let (pid, tid) = actor(&out);
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "blocked",
-        protocol: "tcp",
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
 }
 
 fn udp_blocked(client: &Path, label: &str, cmd: &str, op: &str) {
@@ -86,29 +60,15 @@ fn udp_blocked(client: &Path, label: &str, cmd: &str, op: &str) {
     let sink = UdpSink::bind("127.0.0.2");
     let px = TcpSink::bind("127.0.0.1");
     let out = Trace::new().proxy(px.addr()).netprobe_at(client, [cmd, &sink.host(), &sink.port()]).run();
-    assert_eperm(&out, op);
+    out.assert_refused_leak(op, LeakSpec::udp(&[op], &sink.dst()));
     sink.assert_nothing_arrived(&format!("{label} {cmd}"));
-    out.assert_report_well_formed();
-    let (pid, tid) = actor(&out);
-    out.assert_leak(&LeakSpec {
-        syscalls: &[op],
-        dst: &sink.dst(),
-        reasons: &["direct-udp"],
-        action: "blocked",
-        protocol: "udp",
-        family: "inet",
-        pid,
-        tid,
-        comm: "netprobe",
-    });
 }
 
 #[test]
 fn i386_tcp_connect_blocked() {
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
         tcp_blocked(c, label, "tcp-connect");
     }
@@ -116,37 +76,26 @@ fn i386_tcp_connect_blocked() {
 
 #[test]
 fn i386_tcp_connect_v6_blocked() {
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
         let sink = TcpSink::bind("::1");
         let out = Trace::new()
             .proxy(TcpSink::bind("127.0.0.1").addr())
             .netprobe_at(c, ["tcp-connect", "::1", &sink.port()])
             .run();
-        assert_eperm(&out, "connect");
+        out.assert_client_eperm("connect");
         sink.assert_nothing_arrived(label);
-        out.assert_leak(&LeakSpec {
-            syscalls: &["connect"],
-            dst: &sink.dst(),
-            reasons: &["direct-tcp"],
-            action: "blocked",
-            protocol: "tcp",
-            family: "inet6",
-            comm: "netprobe",
-            ..Default::default()
-        });
+        out.assert_leak(&LeakSpec { family: "inet6", ..LeakSpec::tcp(&sink.dst()) });
     }
 }
 
 #[test]
 fn i386_udp_sendto_blocked() {
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
         udp_blocked(c, label, "udp-sendto", "sendto");
     }
@@ -155,10 +104,9 @@ fn i386_udp_sendto_blocked() {
 #[test]
 fn i386_udp_sendmsg_blocked() {
     // The compat msghdr layout (32-bit pointers) must be parsed right.
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
         udp_blocked(c, label, "udp-sendmsg", "sendmsg");
     }
@@ -166,10 +114,9 @@ fn i386_udp_sendmsg_blocked() {
 
 #[test]
 fn i386_udp_sendmmsg_blocked() {
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
         let a = UdpSink::bind("127.0.0.2");
         let b = UdpSink::bind("127.0.0.3");
@@ -177,28 +124,18 @@ fn i386_udp_sendmmsg_blocked() {
             .proxy(TcpSink::bind("127.0.0.1").addr())
             .netprobe_at(c, ["udp-sendmmsg", "4", &a.host(), &a.port(), &b.host(), &b.port()])
             .run();
-        assert_eperm(&out, "sendmmsg");
+        out.assert_client_eperm("sendmmsg");
         a.assert_nothing_arrived(label);
         b.assert_nothing_arrived(label);
-        out.assert_leak(&LeakSpec {
-            syscalls: &["sendmmsg"],
-            dst: &a.dst(),
-            reasons: &["direct-udp"],
-            action: "blocked",
-            protocol: "udp",
-            family: "inet",
-            comm: "netprobe",
-            ..Default::default()
-        });
+        out.assert_leak(&LeakSpec::udp(&["sendmmsg"], &a.dst()));
     }
 }
 
 #[test]
 fn i386_proxy_connect_allowed() {
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
         let px = TcpSink::bind("127.0.0.1");
         let out = Trace::new().proxy(px.addr()).netprobe_at(c, ["tcp-connect", &px.host(), &px.port()]).run();
@@ -224,10 +161,9 @@ fn i386_proxy_connect_allowed() {
 fn i386_allowed_udp_sendmsg_arrives_intact() {
     // An allowed compat sendmsg is performed with the payload gathered from
     // the compat iovecs: the datagram must arrive byte for byte.
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
         let sink = UdpSink::bind("127.0.0.2");
         let out = Trace::new()
@@ -246,14 +182,12 @@ fn i386_allowed_udp_sendmsg_arrives_intact() {
 fn i386_multi_threaded_program_reaches_the_proxy() {
     // A 32-bit program that makes its connection from a second thread (as
     // every real multi-threaded client does) must still reach the proxy.
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
         let base = TcpSink::bind("127.0.0.1");
-        let out =
-            direct([c.as_os_str(), "thread-connect".as_ref(), base.host().as_ref(), base.port().as_ref()]);
+        let out = direct_client(c, &["thread-connect", &base.host(), &base.port()]);
         assert_eq!(out.code, 0, "baseline {label}: {}", out.stdout);
 
         let px = TcpSink::bind("127.0.0.1");
@@ -272,17 +206,16 @@ fn i386_multi_threaded_program_reaches_the_proxy() {
 
 #[test]
 fn i386_io_uring_setup_refused() {
-    let cs = clients();
-    if cs.is_empty() {
+    let Some(cs) = clients() else {
         skip!("no 32-bit client (gcc -m32 cannot link)");
-    }
+    };
     for (label, c) in cs {
-        let base = direct([c.as_os_str(), "uring-setup-raw".as_ref()]);
+        let base = direct_client(c, &["uring-setup-raw"]);
         if base.code != 0 {
             skip!("io_uring_setup does not work here without sockstrace: {}", base.stdout.trim());
         }
         let out = Trace::new().netprobe_at(c, ["uring-setup-raw"]).run();
-        assert_eperm(&out, "setup");
+        out.assert_client_eperm("setup");
         let ev = out.the_event("io_uring_setup leak", |e| e.s("syscall") == "io_uring_setup");
         assert!(
             ev.is_leak() && ev.s("reason") == "io-uring" && ev.s("action") == "blocked",
@@ -313,7 +246,7 @@ fn i386_socketcall_connect_to_proxy_allowed() {
     };
     // Baseline without sockstrace: the hand-made socketcall works.
     let base = TcpSink::bind("127.0.0.2");
-    let out = direct([c.as_os_str(), "sc-connect".as_ref(), base.host().as_ref(), base.port().as_ref()]);
+    let out = direct_client(c, &["sc-connect", &base.host(), &base.port()]);
     assert_eq!(out.code, 0, "baseline: {}", out.stdout);
     assert!(base.wait_bytes("netprobe-socketcall\n".len(), T), "baseline: {}", out.stdout);
 
@@ -333,7 +266,7 @@ fn i386_socketcall_sendto_blocked() {
     };
     // Baseline without sockstrace: the datagram arrives.
     let base = UdpSink::bind("127.0.0.2");
-    let out = direct([c.as_os_str(), "sc-sendto".as_ref(), base.host().as_ref(), base.port().as_ref()]);
+    let out = direct_client(c, &["sc-sendto", &base.host(), &base.port()]);
     assert_eq!(out.code, 0, "baseline: {}", out.stdout);
     assert!(base.wait_datagrams(1, T), "baseline: {}", out.stdout);
 
@@ -382,17 +315,17 @@ fn i386_socketcall_unix_connect_multi_threaded_refused() {
     let unix = UnixSink::bind();
     let path = unix.path().to_str().unwrap().to_string();
     let out = Trace::new().opts(["--kernel", "off"]).netprobe_at(c, ["sc-unix-connect", &path, "2"]).run();
-    assert_eperm(&out, "connect");
+    out.assert_client_eperm("connect");
     sockstrace_tests::settle();
     assert_eq!((unix.accepts(), unix.bytes()), (0, 0), "the unix peer was reached\n{}", out.describe());
     out.assert_report_well_formed();
-    let (pid, tid) = actor(&out);
+    let (pid, tid) = out.actor();
     let ev = out.the_event("socketcall-race leak", |e| e.is_leak() && e.s("reason") == "socketcall-race");
     assert_eq!(ev.s("syscall"), "connect", "{ev}\n{}", out.describe());
     assert_eq!(ev.s("action"), "blocked", "{ev}\n{}", out.describe());
     assert_eq!(ev.i("errno"), Some(1), "{ev}\n{}", out.describe());
     assert_eq!(ev.s("family"), "unix", "{ev}\n{}", out.describe());
-    assert_eq!((ev.i("pid"), ev.i("tid")), (pid, tid), "{ev}\n{}", out.describe());
+    assert_eq!((ev.i("pid"), ev.i("tid")), (Some(pid), Some(tid)), "{ev}\n{}", out.describe());
 }
 
 /// With the kernel layer on (root), its hooks gate whatever a rewritten

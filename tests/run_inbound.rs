@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sockstrace_tests::netns::NetNs;
 use sockstrace_tests::util::field;
-use sockstrace_tests::{netprobe, skip, Outcome, Running, TcpSink, Trace};
+use sockstrace_tests::{netprobe, skip, Event, Outcome, Running, TcpSink, Trace};
 
 const T: Duration = Duration::from_secs(30);
 const GREETING: &str = "hello-from-server\n";
@@ -24,6 +24,14 @@ fn listening_port(run: &Running) -> u16 {
     field(&out, "listen:", "port") as u16
 }
 
+/// `netprobe serve HOST 0 1` (one connection) traced with `opts`, once it
+/// listens: the run and its port.
+fn serve(opts: &[&str], host: &str) -> (Running, u16) {
+    let run = Trace::new().opts(opts).netprobe(["serve", host, "0", "1"]).spawn();
+    let port = listening_port(&run);
+    (run, port)
+}
+
 /// Connects from the test to 127.0.0.1:PORT and reads the greeting.
 fn greet_over_loopback(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the traced server");
@@ -33,17 +41,25 @@ fn greet_over_loopback(port: u16) -> String {
     got
 }
 
-fn listen_event<'a>(out: &'a Outcome, local_prefix: &str) -> &'a sockstrace_tests::Event {
+fn listen_event<'a>(out: &'a Outcome, local_prefix: &str) -> &'a Event {
     out.the_event(&format!("listen on {local_prefix}*"), |e| {
         e.s("syscall") == "listen" && e.s("local").starts_with(local_prefix)
+    })
+}
+
+/// The one accept event for the peer at `peer` (an address; `what`, e.g.
+/// "refused", describes it in the failure message).
+fn accept_event<'a>(out: &'a Outcome, what: &str, peer: &str) -> &'a Event {
+    let prefix = format!("{peer}:");
+    out.the_event(&format!("accept {what} for {peer}"), |e| {
+        e.s("syscall").starts_with("accept") && e.s("dst").starts_with(&prefix)
     })
 }
 
 fn serve_refused_on_any(extra: &[&str]) {
     let px = TcpSink::bind("127.0.0.1");
     let out = Trace::new().proxy(px.addr()).opts(extra).netprobe(["serve", "0.0.0.0", "0", "1"]).run();
-    out.assert_code(1);
-    assert!(out.stdout.contains("listen: errno=1 ("), "listen on 0.0.0.0 must get EPERM\n{}", out.describe());
+    out.assert_client_eperm("listen");
     out.assert_report_well_formed();
     let ev = listen_event(&out, "0.0.0.0:");
     let d = || out.describe();
@@ -52,7 +68,7 @@ fn serve_refused_on_any(extra: &[&str]) {
     assert_eq!(ev.s("action"), "blocked", "{ev}\n{}", d());
     assert_eq!(ev.i("errno"), Some(1), "{ev}\n{}", d());
     assert_eq!(ev.s("protocol"), "tcp", "{ev}\n{}", d());
-    assert_eq!(ev.i("pid"), Some(field(&out.stdout, "actor:", "pid")), "{ev}\n{}", d());
+    assert_eq!(ev.i("pid"), Some(out.actor().0), "{ev}\n{}", d());
     assert_eq!(out.summary_count("leaks"), 1, "{}", d());
 }
 
@@ -69,16 +85,14 @@ fn listen_on_any_address_refused_with_incoming_block() {
 #[test]
 fn listen_on_any_v6_address_refused_by_default() {
     let out = Trace::new().netprobe(["serve", "::", "0", "1"]).run();
-    out.assert_code(1);
-    assert!(out.stdout.contains("listen: errno=1 ("), "{}", out.describe());
+    out.assert_client_eperm("listen");
     let ev = listen_event(&out, "[::]:");
     assert_eq!(ev.s("reason"), "inbound-listen", "{ev}\n{}", out.describe());
 }
 
 #[test]
 fn listen_on_loopback_allowed() {
-    let run = Trace::new().netprobe(["serve", "127.0.0.1", "0", "1"]).spawn();
-    let port = listening_port(&run);
+    let (run, port) = serve(&[], "127.0.0.1");
     assert_eq!(greet_over_loopback(port), GREETING, "{}", run.describe());
     let out = run.wait();
     out.assert_code(0);
@@ -91,8 +105,7 @@ fn listen_on_loopback_allowed() {
 
 #[test]
 fn incoming_allow_permits_any_address() {
-    let run = Trace::new().opts(["--incoming", "allow"]).netprobe(["serve", "0.0.0.0", "0", "1"]).spawn();
-    let port = listening_port(&run);
+    let (run, port) = serve(&["--incoming", "allow"], "0.0.0.0");
     assert_eq!(greet_over_loopback(port), GREETING, "{}", run.describe());
     let out = run.wait();
     out.assert_code(0);
@@ -131,11 +144,7 @@ fn allow_incoming_from_filters_peers_by_network() {
         Ok(ns) => ns,
         Err(e) => skip!("network namespace with a veth pair: {e}"),
     };
-    let run = Trace::new()
-        .opts(["--allow-incoming-from", "10.231.0.0/24"])
-        .netprobe(["serve", "0.0.0.0", "0", "1"])
-        .spawn();
-    let port = listening_port(&run);
+    let (run, port) = serve(&["--allow-incoming-from", "10.231.0.0/24"], "0.0.0.0");
 
     // The refused peer (10.232.0.2) first: its connection is taken and
     // closed by the supervisor, without a byte.
@@ -161,15 +170,11 @@ fn allow_incoming_from_filters_peers_by_network() {
     let d = || out.describe();
     let listen = listen_event(&out, "0.0.0.0:");
     assert!(listen.is_allowed(), "{listen}\n{}", d());
-    let bad = out.the_event("accept refused for 10.232.0.2", |e| {
-        e.s("syscall").starts_with("accept") && e.s("dst").starts_with("10.232.0.2:")
-    });
+    let bad = accept_event(&out, "refused", "10.232.0.2");
     assert!(bad.is_leak(), "{bad}\n{}", d());
     assert_eq!(bad.s("reason"), "inbound-accept", "{bad}\n{}", d());
     assert_eq!(bad.s("action"), "blocked", "{bad}\n{}", d());
-    let good = out.the_event("accept allowed for 10.231.0.2", |e| {
-        e.s("syscall").starts_with("accept") && e.s("dst").starts_with("10.231.0.2:")
-    });
+    let good = accept_event(&out, "allowed", "10.231.0.2");
     assert!(good.is_allowed(), "{good}\n{}", d());
     assert_eq!(good.s("reason"), "incoming-peer", "{good}\n{}", d());
     assert_eq!(out.summary_count("leaks"), 1, "{}", d());
@@ -181,8 +186,7 @@ fn incoming_allow_serves_a_non_loopback_peer() {
         Ok(ns) => ns,
         Err(e) => skip!("network namespace with a veth pair: {e}"),
     };
-    let run = Trace::new().opts(["--incoming", "allow"]).netprobe(["serve", "0.0.0.0", "0", "1"]).spawn();
-    let port = listening_port(&run);
+    let (run, port) = serve(&["--incoming", "allow"], "0.0.0.0");
     let got = peer_exchange(&ns, "10.234.0.1", port);
     assert!(got.contains("data=hello-from-server|"), "{got}\n{}", run.describe());
     let out = run.wait();
@@ -200,11 +204,7 @@ fn allow_incoming_from_on_a_dual_stack_listener() {
         Ok(ns) => ns,
         Err(e) => skip!("network namespace with a veth pair: {e}"),
     };
-    let run = Trace::new()
-        .opts(["--allow-incoming-from", "10.235.0.0/24"])
-        .netprobe(["serve", "::", "0", "1"])
-        .spawn();
-    let port = listening_port(&run);
+    let (run, port) = serve(&["--allow-incoming-from", "10.235.0.0/24"], "::");
     let refused = peer_exchange(&ns, "10.236.0.1", port);
     assert!(refused.contains("recv: bytes=0 "), "the refused peer got data: {refused}\n{}", run.describe());
     let allowed = peer_exchange(&ns, "10.235.0.1", port);
@@ -212,13 +212,9 @@ fn allow_incoming_from_on_a_dual_stack_listener() {
     let out = run.wait();
     out.assert_code(0);
     out.assert_report_well_formed();
-    let bad = out.the_event("accept refused for 10.236.0.2", |e| {
-        e.s("syscall").starts_with("accept") && e.s("dst").starts_with("10.236.0.2:")
-    });
+    let bad = accept_event(&out, "refused", "10.236.0.2");
     assert_eq!(bad.s("reason"), "inbound-accept", "{bad}\n{}", out.describe());
-    let good = out.the_event("accept allowed for 10.235.0.2", |e| {
-        e.s("syscall").starts_with("accept") && e.s("dst").starts_with("10.235.0.2:")
-    });
+    let good = accept_event(&out, "allowed", "10.235.0.2");
     assert_eq!(good.s("reason"), "incoming-peer", "{good}\n{}", out.describe());
 }
 
@@ -226,8 +222,7 @@ fn allow_incoming_from_on_a_dual_stack_listener() {
 fn udp_bind_to_a_fixed_port_on_any_address_refused_by_default() {
     let port = sockstrace_tests::net::free_port().to_string();
     let out = Trace::new().netprobe(["udp-bind", "0.0.0.0", &port]).run();
-    out.assert_code(1);
-    assert!(out.stdout.contains("bind: errno=1 ("), "{}", out.describe());
+    out.assert_client_eperm("bind");
     out.assert_report_well_formed();
     let ev = out.the_event("inbound bind", |e| e.s("syscall") == "bind" && e.is_leak());
     assert_eq!(ev.s("reason"), "inbound-bind", "{ev}\n{}", out.describe());

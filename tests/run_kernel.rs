@@ -4,14 +4,14 @@
 //! behind (its cgroup is removed when the run ends). Without root,
 //! `--allow-io-uring` is refused.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::util::field;
 use sockstrace_tests::{
-    direct, is_root, netprobe, skip, uringprobe, Event, LeakSpec, Outcome, TcpSink, Trace, UdpSink,
+    direct_client, is_root, netprobe, skip, uringprobe_working, Event, LeakSpec, Outcome, TcpSink, Trace,
+    UdpSink,
 };
 
 const T: Duration = Duration::from_secs(30);
@@ -48,10 +48,6 @@ fn kernel_obj<'a>(ev: &'a Event, out: &Outcome) -> &'a serde_json::Map<String, V
     ev.get("kernel")
         .and_then(Value::as_object)
         .unwrap_or_else(|| panic!("event has no kernel object: {ev}\n{}", out.describe()))
-}
-
-fn actor(out: &Outcome) -> (i64, i64) {
-    (field(&out.stdout, "actor:", "pid"), field(&out.stdout, "actor:", "tid"))
 }
 
 #[test]
@@ -91,7 +87,7 @@ fn proxy_connect_joined_on_the_socket_cookie() {
         out.describe()
     );
     assert_eq!(k.get("dst").and_then(Value::as_str), Some(px.dst().as_str()), "{ev}\n{}", out.describe());
-    let (pid, _) = actor(&out);
+    let (pid, _) = out.actor();
     assert_eq!(k.get("pid").and_then(Value::as_i64), Some(pid), "socket creator\n{ev}\n{}", out.describe());
     assert!(
         k.get("tcp_states").and_then(Value::as_array).is_some_and(|s| s.iter().any(|x| x == "ESTABLISHED")),
@@ -117,18 +113,11 @@ fn leak_with_kernel_object(cmd: &str, syscall: &str, reason: &str, protocol: &st
     udp_sink.assert_nothing_arrived(cmd);
     out.assert_report_well_formed();
     let cgroup_id = assert_kernel_on(&out);
-    let (pid, tid) = actor(&out);
-    let ev = out.assert_leak(&LeakSpec {
-        syscalls: &[syscall],
-        dst: &dst,
-        reasons: &[reason],
-        action: "blocked",
-        protocol,
-        family: "inet",
-        pid: Some(pid),
-        tid: Some(tid),
-        comm: "netprobe",
-    });
+    let (pid, tid) = out.actor();
+    let ev = out.assert_leak(
+        &LeakSpec { syscalls: &[syscall], reasons: &[reason], protocol, ..LeakSpec::tcp(&dst) }
+            .by((pid, tid)),
+    );
     let k = kernel_obj(ev, &out);
     assert_eq!(k.get("cgroup_id").and_then(Value::as_u64), Some(cgroup_id), "{ev}\n{}", out.describe());
     assert_eq!(k.get("pid").and_then(Value::as_i64), Some(pid), "{ev}\n{}", out.describe());
@@ -148,15 +137,6 @@ fn udp_leak_event_carries_kernel_facts() {
 // ---------------------------------------------------------------------------
 // --allow-io-uring: the cgroup hooks gate io_uring's operations
 // ---------------------------------------------------------------------------
-
-fn uring_client() -> Result<&'static Path, String> {
-    let client = uringprobe().map_err(|e| format!("uringprobe cannot be built (liburing-dev?): {e}"))?;
-    let base = direct([client.as_os_str(), "setup".as_ref()]);
-    if base.code != 0 {
-        return Err(format!("io_uring does not work here without sockstrace: {}", base.stdout.trim()));
-    }
-    Ok(client)
-}
 
 /// The io_uring_setup event of an `--allow-io-uring` run: allowed.
 fn assert_setup_allowed(out: &Outcome) {
@@ -178,7 +158,7 @@ fn kernel_leak<'a>(out: &'a Outcome, syscall: &str, dst: &str, reason: &str, pro
     assert_eq!(ev.s("action"), "blocked", "{ev}\n{}", d());
     assert_eq!(ev.i("errno"), Some(1), "{ev}\n{}", d());
     assert_eq!(ev.s("protocol"), protocol, "{ev}\n{}", d());
-    let (pid, _) = actor(out);
+    let (pid, _) = out.actor();
     assert_eq!(ev.i("pid"), Some(pid), "{ev}\n{}", d());
     let cgroup_id = out.kernel_cgroup().map(|(_, id)| id);
     assert_eq!(
@@ -195,13 +175,13 @@ fn allow_io_uring_connect_gated_by_the_kernel() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
     }
-    let client = match uring_client() {
+    let client = match uringprobe_working() {
         Ok(c) => c,
         Err(e) => skip!("{e}"),
     };
     // Baseline: the client's io_uring connect reaches the sink.
     let base = TcpSink::bind("127.0.0.2");
-    let out = direct([client.as_os_str(), "connect".as_ref(), base.host().as_ref(), base.port().as_ref()]);
+    let out = direct_client(client, &["connect", &base.host(), &base.port()]);
     assert_eq!(out.code, 0, "baseline io_uring connect failed: {}", out.stdout);
     assert!(base.wait_accepts(1, T), "baseline: {}", out.stdout);
 
@@ -232,7 +212,7 @@ fn allow_io_uring_connect_to_proxy_works() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
     }
-    let client = match uring_client() {
+    let client = match uringprobe_working() {
         Ok(c) => c,
         Err(e) => skip!("{e}"),
     };
@@ -254,12 +234,12 @@ fn allow_io_uring_udp_sendmsg_gated_by_the_kernel() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
     }
-    let client = match uring_client() {
+    let client = match uringprobe_working() {
         Ok(c) => c,
         Err(e) => skip!("{e}"),
     };
     let base = UdpSink::bind("127.0.0.2");
-    let out = direct([client.as_os_str(), "sendmsg".as_ref(), base.host().as_ref(), base.port().as_ref()]);
+    let out = direct_client(client, &["sendmsg", &base.host(), &base.port()]);
     assert_eq!(out.code, 0, "baseline io_uring sendmsg failed: {}", out.stdout);
     assert!(base.wait_datagrams(1, T), "baseline: {}", out.stdout);
 

@@ -2,38 +2,47 @@
 //! `--on-leak kill` (the traced tree dies, sockstrace exits 137) and, once
 //! supported, `--on-leak socksify` (TCP goes through the proxy instead).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sockstrace_tests::util::{field, process_dead, wait_until};
-use sockstrace_tests::{HttpConnectProxy, HttpServer, LeakSpec, Microsocks, TcpSink, Trace, UdpSink};
+use sockstrace_tests::{
+    HttpConnectProxy, HttpServer, LeakSpec, Microsocks, Outcome, TcpSink, Trace, UdpSink,
+};
 
 const T: Duration = Duration::from_secs(30);
+
+/// netprobe's tcp-connect to a sink under `--on-leak MODE` (with `proxy`):
+/// the connection and its payload arrive, and the leak is reported with
+/// `action`, made by the client's actor.
+fn tcp_leak_arrives(proxy: SocketAddr, mode: &str, action: &str) {
+    let sink = TcpSink::bind("127.0.0.2");
+    let out =
+        Trace::new().proxy(proxy).on_leak(mode).netprobe(["tcp-connect", &sink.host(), &sink.port()]).run();
+    out.assert_code(0);
+    assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
+    assert!(sink.wait_accepts(1, T), "{}", out.describe());
+    assert!(
+        sink.wait_bytes("netprobe-tcp\n".len(), T),
+        "the payload did not arrive (--on-leak {mode})\n{}",
+        out.describe()
+    );
+    out.assert_report_well_formed();
+    out.assert_leak(&LeakSpec { action, ..LeakSpec::tcp(&sink.dst()).by(out.actor()) });
+}
+
+/// curl straight at `url` (`--noproxy '*'`, no proxy variables) under `t`.
+fn curl_direct(mut t: Trace, url: &str) -> Outcome {
+    for k in ["http_proxy", "all_proxy", "HTTP_PROXY", "ALL_PROXY", "no_proxy"] {
+        t = t.env_remove(k);
+    }
+    t.program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", url]).run()
+}
 
 #[test]
 fn log_tcp_leak_goes_through_and_is_reported() {
     let px = TcpSink::bind("127.0.0.1");
-    let sink = TcpSink::bind("127.0.0.2");
-    let out = Trace::new()
-        .proxy(px.addr())
-        .on_leak("log")
-        .netprobe(["tcp-connect", &sink.host(), &sink.port()])
-        .run();
-    out.assert_code(0);
-    assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
-    assert!(sink.wait_accepts(1, T), "{}", out.describe());
-    assert!(sink.wait_bytes("netprobe-tcp\n".len(), T));
-    out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "logged",
-        protocol: "tcp",
-        family: "inet",
-        pid: Some(field(&out.stdout, "actor:", "pid")),
-        tid: Some(field(&out.stdout, "actor:", "tid")),
-        comm: "netprobe",
-    });
+    tcp_leak_arrives(px.addr(), "log", "logged");
 }
 
 #[test]
@@ -48,16 +57,7 @@ fn log_udp_leak_goes_through_and_is_reported() {
     out.assert_code(0);
     assert!(sink.wait_datagrams(1, T), "{}", out.describe());
     out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["sendto"],
-        dst: &sink.dst(),
-        reasons: &["direct-udp"],
-        action: "logged",
-        protocol: "udp",
-        family: "inet",
-        comm: "netprobe",
-        ..Default::default()
-    });
+    out.assert_leak(&LeakSpec { action: "logged", ..LeakSpec::udp(&["sendto"], &sink.dst()) });
 }
 
 #[test]
@@ -86,17 +86,8 @@ fn kill_ends_the_whole_tree() {
     );
     sink.assert_nothing_arrived("the leaking process is killed before connecting");
     out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "killed",
-        protocol: "tcp",
-        family: "inet",
-        pid: Some(field(&out.stdout, "actor:", "pid")),
-        comm: "netprobe",
-        ..Default::default()
-    });
+    let pid = Some(field(&out.stdout, "actor:", "pid"));
+    out.assert_leak(&LeakSpec { action: "killed", pid, ..LeakSpec::tcp(&sink.dst()) });
 }
 
 /// Whether this sockstrace accepts `--on-leak socksify` (the first contract
@@ -115,32 +106,7 @@ fn socksify_tcp_connect_goes_through_the_proxy() {
         Ok(m) => m,
         Err(e) => sockstrace_tests::skip!("microsocks: {e}"),
     };
-    let sink = TcpSink::bind("127.0.0.2");
-    let out = Trace::new()
-        .proxy(ms.addr())
-        .on_leak("socksify")
-        .netprobe(["tcp-connect", &sink.host(), &sink.port()])
-        .run();
-    out.assert_code(0);
-    assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
-    assert!(sink.wait_accepts(1, T), "{}", out.describe());
-    assert!(
-        sink.wait_bytes("netprobe-tcp\n".len(), T),
-        "the payload did not arrive through the proxy\n{}",
-        out.describe()
-    );
-    out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &sink.dst(),
-        reasons: &["direct-tcp"],
-        action: "socksified",
-        protocol: "tcp",
-        family: "inet",
-        pid: Some(field(&out.stdout, "actor:", "pid")),
-        tid: Some(field(&out.stdout, "actor:", "tid")),
-        comm: "netprobe",
-    });
+    tcp_leak_arrives(ms.addr(), "socksify", "socksified");
 }
 
 #[test]
@@ -153,25 +119,12 @@ fn socksify_curl_direct_gets_the_page() {
         Err(e) => sockstrace_tests::skip!("microsocks: {e}"),
     };
     let http = HttpServer::bind("127.0.0.2");
-    let mut t = Trace::new().proxy(ms.addr()).on_leak("socksify");
-    for k in ["http_proxy", "all_proxy", "HTTP_PROXY", "ALL_PROXY", "no_proxy"] {
-        t = t.env_remove(k);
-    }
-    let out = t.program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()]).run();
+    let out = curl_direct(Trace::new().proxy(ms.addr()).on_leak("socksify"), &http.url());
     out.assert_code(0);
     assert_eq!(out.stdout, http.body(), "{}", out.describe());
     assert_eq!(http.requests(), 1);
     out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["connect"],
-        dst: &http.dst(),
-        reasons: &["direct-tcp"],
-        action: "socksified",
-        protocol: "tcp",
-        family: "inet",
-        comm: "curl",
-        ..Default::default()
-    });
+    out.assert_leak(&LeakSpec { action: "socksified", comm: "curl", ..LeakSpec::tcp(&http.dst()) });
 }
 
 #[test]
@@ -181,11 +134,8 @@ fn socksify_through_an_http_connect_proxy() {
         Err(e) => sockstrace_tests::skip!("{e}"),
     };
     let http = HttpServer::bind("127.0.0.2");
-    let mut t = Trace::new().opts(["--http-proxy", &proxy.addr().to_string()]).on_leak("socksify");
-    for k in ["http_proxy", "all_proxy", "HTTP_PROXY", "ALL_PROXY", "no_proxy"] {
-        t = t.env_remove(k);
-    }
-    let out = t.program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()]).run();
+    let trace = Trace::new().opts(["--http-proxy", &proxy.addr().to_string()]).on_leak("socksify");
+    let out = curl_direct(trace, &http.url());
     out.assert_code(0);
     assert_eq!(out.stdout, http.body(), "{}", out.describe());
     assert_eq!(http.requests(), 1);
@@ -212,18 +162,8 @@ fn socksify_cannot_carry_udp_so_it_is_blocked() {
         .on_leak("socksify")
         .netprobe(["udp-sendto", &sink.host(), &sink.port()])
         .run();
-    out.assert_code(1);
-    assert!(out.stdout.contains("sendto: errno=1 ("), "{}", out.describe());
+    out.assert_client_eperm("sendto");
     sink.assert_nothing_arrived("UDP under socksify");
     out.assert_report_well_formed();
-    out.assert_leak(&LeakSpec {
-        syscalls: &["sendto"],
-        dst: &sink.dst(),
-        reasons: &["direct-udp"],
-        action: "blocked",
-        protocol: "udp",
-        family: "inet",
-        comm: "netprobe",
-        ..Default::default()
-    });
+    out.assert_leak(&LeakSpec::udp(&["sendto"], &sink.dst()));
 }

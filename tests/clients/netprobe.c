@@ -102,8 +102,38 @@ static void say_err(const char *op, int err) {
     fflush(stdout);
 }
 
+/* One step's result: "OP: ok" when r >= 0, else "OP: errno=N (...)" for
+ * errno. Returns 0 or 1. */
+static int say_result(const char *op, long r) {
+    if (r < 0) {
+        say_err(op, errno);
+        return 1;
+    }
+    say_ok(op);
+    return 0;
+}
+
+/* The last step of a subcommand: prints its result (as say_result) and, when
+ * it succeeded, closes fd. Returns the exit status, 0 or 1. */
+static int finish(const char *op, long r, int fd) {
+    if (say_result(op, r) != 0)
+        return 1;
+    close(fd);
+    return 0;
+}
+
 static void actor(void) {
     printf("actor: pid=%d tid=%ld\n", (int)getpid(), (long)syscall(SYS_gettid));
+    fflush(stdout);
+}
+
+/* "main: pid=P" (and " tid=T" when with_tid), for subcommands whose network
+ * call is made by another thread or process. */
+static void say_main(int with_tid) {
+    if (with_tid)
+        printf("main: pid=%d tid=%ld\n", (int)getpid(), (long)syscall(SYS_gettid));
+    else
+        printf("main: pid=%d\n", (int)getpid());
     fflush(stdout);
 }
 
@@ -133,12 +163,44 @@ static void parse_dest(const char *host, const char *port, struct dest *d) {
     }
 }
 
+/* parse_dest, then the actor line: how most subcommands start. */
+static void start_dest(const char *host, const char *port, struct dest *d) {
+    parse_dest(host, port, d);
+    actor();
+}
+
+/* A msghdr sending iov[0..n) to name (namelen bytes). */
+static struct msghdr make_msghdr(void *name, socklen_t namelen, struct iovec *iov, size_t n) {
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_name = name;
+    mh.msg_namelen = namelen;
+    mh.msg_iov = iov;
+    mh.msg_iovlen = n;
+    return mh;
+}
+
 static int open_socket(const struct dest *d, int type) {
     int fd = socket(d->family, type | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         say_err("socket", errno);
         exit(1);
     }
+    return fd;
+}
+
+/* connect(2) to d as step "connect"; returns 0 or 1. */
+static int connect_step(int fd, const struct dest *d) {
+    return say_result("connect", connect(fd, (const struct sockaddr *)&d->ss, d->len));
+}
+
+/* start_dest, a socket of `type`, and connect_step: the connected socket, or
+ * -1 when the connect failed (printed). */
+static int connect_dest(const char *host, const char *port, int type, struct dest *d) {
+    start_dest(host, port, d);
+    int fd = open_socket(d, type);
+    if (connect_step(fd, d) != 0)
+        return -1;
     return fd;
 }
 
@@ -161,10 +223,7 @@ static int tcp_connect_once(const struct dest *d, int quiet) {
     if (!quiet) {
         say_ok("connect");
         static const char msg[] = "netprobe-tcp\n";
-        if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) < 0)
-            say_err("send", errno);
-        else
-            say_ok("send");
+        say_result("send", send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL));
     }
     close(fd);
     return 0;
@@ -172,15 +231,13 @@ static int tcp_connect_once(const struct dest *d, int quiet) {
 
 static int cmd_tcp_connect(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     return tcp_connect_once(&d, 0) == 0 ? 0 : 1;
 }
 
 static int cmd_tcp_connect_nonblock(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int fd = socket(d.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         say_err("socket", errno);
@@ -227,89 +284,45 @@ static int cmd_tcp_connect_nonblock(const char *host, const char *port) {
 
 static int cmd_tcp_sendto_connected(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
-    int fd = open_socket(&d, SOCK_STREAM);
-    if (connect(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
-        say_err("connect", errno);
+    int fd = connect_dest(host, port, SOCK_STREAM, &d);
+    if (fd < 0)
         return 1;
-    }
-    say_ok("connect");
     int rc = 0;
     static const char m1[] = "sendto-null\n";
-    if (sendto(fd, m1, sizeof(m1) - 1, MSG_NOSIGNAL, NULL, 0) < 0) {
-        say_err("sendto-null", errno);
-        rc = 1;
-    } else {
-        say_ok("sendto-null");
-    }
+    rc |= say_result("sendto-null", sendto(fd, m1, sizeof(m1) - 1, MSG_NOSIGNAL, NULL, 0));
     static const char m2[] = "sendto-same\n";
-    if (sendto(fd, m2, sizeof(m2) - 1, MSG_NOSIGNAL, (const struct sockaddr *)&d.ss, d.len) < 0) {
-        say_err("sendto-same", errno);
-        rc = 1;
-    } else {
-        say_ok("sendto-same");
-    }
+    rc |= say_result("sendto-same",
+                     sendto(fd, m2, sizeof(m2) - 1, MSG_NOSIGNAL, (const struct sockaddr *)&d.ss, d.len));
     close(fd);
     return rc;
 }
 
 static int cmd_udp_sendto(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int fd = open_socket(&d, SOCK_DGRAM);
     static const char msg[] = "netprobe-udp-sendto";
-    if (sendto(fd, msg, sizeof(msg) - 1, 0, (const struct sockaddr *)&d.ss, d.len) < 0) {
-        say_err("sendto", errno);
-        return 1;
-    }
-    say_ok("sendto");
-    close(fd);
-    return 0;
+    return finish("sendto", sendto(fd, msg, sizeof(msg) - 1, 0, (const struct sockaddr *)&d.ss, d.len), fd);
 }
 
 static int cmd_udp_connect_send(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
-    int fd = open_socket(&d, SOCK_DGRAM);
-    if (connect(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
-        say_err("connect", errno);
+    int fd = connect_dest(host, port, SOCK_DGRAM, &d);
+    if (fd < 0)
         return 1;
-    }
-    say_ok("connect");
     static const char msg[] = "netprobe-udp-send";
-    if (send(fd, msg, sizeof(msg) - 1, 0) < 0) {
-        say_err("send", errno);
-        return 1;
-    }
-    say_ok("send");
-    close(fd);
-    return 0;
+    return finish("send", send(fd, msg, sizeof(msg) - 1, 0), fd);
 }
 
 static int cmd_udp_sendmsg(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int fd = open_socket(&d, SOCK_DGRAM);
     static char part1[] = "netprobe-";
     static char part2[] = "udp-sendmsg";
     struct iovec iov[2] = {{part1, sizeof(part1) - 1}, {part2, sizeof(part2) - 1}};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_name = &d.ss;
-    mh.msg_namelen = d.len;
-    mh.msg_iov = iov;
-    mh.msg_iovlen = 2;
-    if (sendmsg(fd, &mh, 0) < 0) {
-        say_err("sendmsg", errno);
-        return 1;
-    }
-    say_ok("sendmsg");
-    close(fd);
-    return 0;
+    struct msghdr mh = make_msghdr(&d.ss, d.len, iov, 2);
+    return finish("sendmsg", sendmsg(fd, &mh, 0), fd);
 }
 
 /* udp-sendmmsg N HOST PORT [HOST PORT]...: N messages in one sendmmsg call,
@@ -374,41 +387,23 @@ static size_t build_dns_query(unsigned char *buf) {
 
 static int cmd_dns_udp(const char *server) {
     struct dest d;
-    parse_dest(server, "53", &d);
-    actor();
+    start_dest(server, "53", &d);
     int fd = open_socket(&d, SOCK_DGRAM);
     unsigned char q[512];
     size_t n = build_dns_query(q);
-    if (sendto(fd, q, n, 0, (const struct sockaddr *)&d.ss, d.len) < 0) {
-        say_err("sendto", errno);
-        return 1;
-    }
-    say_ok("sendto");
-    close(fd);
-    return 0;
+    return finish("sendto", sendto(fd, q, n, 0, (const struct sockaddr *)&d.ss, d.len), fd);
 }
 
 static int cmd_dns_tcp(const char *server) {
     struct dest d;
-    parse_dest(server, "53", &d);
-    actor();
-    int fd = open_socket(&d, SOCK_STREAM);
-    if (connect(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
-        say_err("connect", errno);
+    int fd = connect_dest(server, "53", SOCK_STREAM, &d);
+    if (fd < 0)
         return 1;
-    }
-    say_ok("connect");
     unsigned char q[514];
     size_t n = build_dns_query(q + 2);
     q[0] = (unsigned char)(n >> 8);
     q[1] = (unsigned char)(n & 0xff);
-    if (send(fd, q, n + 2, MSG_NOSIGNAL) < 0) {
-        say_err("send", errno);
-        return 1;
-    }
-    say_ok("send");
-    close(fd);
-    return 0;
+    return finish("send", send(fd, q, n + 2, MSG_NOSIGNAL), fd);
 }
 
 static int cmd_fork_connect(const char *host, const char *port) {
@@ -448,8 +443,7 @@ static void *thread_connect_main(void *arg) {
 static int cmd_thread_connect(const char *host, const char *port) {
     struct dest d;
     parse_dest(host, port, &d);
-    printf("main: pid=%d tid=%ld\n", (int)getpid(), (long)syscall(SYS_gettid));
-    fflush(stdout);
+    say_main(1);
     pthread_t t;
     int e = pthread_create(&t, NULL, thread_connect_main, &d);
     if (e != 0) {
@@ -493,19 +487,10 @@ static int cmd_unix_connect(const char *path) {
         say_err("socket", errno);
         return 1;
     }
-    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-        say_err("connect", errno);
+    if (say_result("connect", connect(fd, (struct sockaddr *)&sun, sizeof(sun))) != 0)
         return 1;
-    }
-    say_ok("connect");
     static const char msg[] = "netprobe-unix\n";
-    if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) < 0) {
-        say_err("send", errno);
-        return 1;
-    }
-    say_ok("send");
-    close(fd);
-    return 0;
+    return finish("send", send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL), fd);
 }
 
 struct storm_arg {
@@ -616,20 +601,14 @@ static long rsys(long nr, long a, long b, long c) {
  * SYN, or right after the handshake when no cookie is cached yet). */
 static int cmd_tfo(const char *host, const char *port, int use_sendmsg) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int fd = open_socket(&d, SOCK_STREAM);
     static char msg[] = "netprobe-tfo\n";
     ssize_t r;
     const char *op = use_sendmsg ? "sendmsg" : "sendto";
     if (use_sendmsg) {
         struct iovec iov = {msg, sizeof(msg) - 1};
-        struct msghdr mh;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_name = &d.ss;
-        mh.msg_namelen = d.len;
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
+        struct msghdr mh = make_msghdr(&d.ss, d.len, &iov, 1);
         r = sendmsg(fd, &mh, MSG_FASTOPEN | MSG_NOSIGNAL);
     } else {
         r = sendto(fd, msg, sizeof(msg) - 1, MSG_FASTOPEN | MSG_NOSIGNAL, (const struct sockaddr *)&d.ss, d.len);
@@ -657,13 +636,7 @@ static int cmd_raw_socket(const char *fam) {
     int proto = family == AF_INET6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
     actor();
     int fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, proto);
-    if (fd < 0) {
-        say_err("socket", errno);
-        return 1;
-    }
-    say_ok("socket");
-    close(fd);
-    return 0;
+    return finish("socket", fd, fd);
 }
 
 static uint16_t ip_checksum(const void *data, size_t len) {
@@ -698,34 +671,19 @@ static int cmd_raw_udp(const char *host, const char *port) {
         usage();
     actor();
     int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
-    if (fd < 0) {
-        say_err("socket", errno);
+    if (say_result("socket", fd) != 0)
         return 1;
-    }
-    say_ok("socket");
     uint8_t pkt[128];
     size_t n = build_udp(pkt, (uint16_t)atoi(port), "netprobe-raw-udp");
     struct sockaddr_in to = *(struct sockaddr_in *)&d.ss;
     to.sin_port = 0;
-    if (sendto(fd, pkt, n, 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
-        say_err("sendto", errno);
-        return 1;
-    }
-    say_ok("sendto");
-    close(fd);
-    return 0;
+    return finish("sendto", sendto(fd, pkt, n, 0, (struct sockaddr *)&to, sizeof(to)), fd);
 }
 
 static int cmd_packet_socket(void) {
     actor();
     int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
-    if (fd < 0) {
-        say_err("socket", errno);
-        return 1;
-    }
-    say_ok("socket");
-    close(fd);
-    return 0;
+    return finish("socket", fd, fd);
 }
 
 /* packet-udp HOST PORT: an IPv4/UDP packet built by hand and written to the
@@ -737,11 +695,8 @@ static int cmd_packet_udp(const char *host, const char *port) {
         usage();
     actor();
     int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_IP));
-    if (fd < 0) {
-        say_err("socket", errno);
+    if (say_result("socket", fd) != 0)
         return 1;
-    }
-    say_ok("socket");
     uint8_t pkt[128];
     memset(pkt, 0, sizeof(pkt));
     size_t ulen = build_udp(pkt + 20, (uint16_t)atoi(port), "netprobe-packet-udp");
@@ -762,13 +717,7 @@ static int cmd_packet_udp(const char *host, const char *port) {
     ll.sll_protocol = htons(ETH_P_IP);
     ll.sll_ifindex = (int)if_nametoindex("lo");
     ll.sll_halen = 6;
-    if (sendto(fd, pkt, 20 + ulen, 0, (struct sockaddr *)&ll, sizeof(ll)) < 0) {
-        say_err("sendto", errno);
-        return 1;
-    }
-    say_ok("sendto");
-    close(fd);
-    return 0;
+    return finish("sendto", sendto(fd, pkt, 20 + ulen, 0, (struct sockaddr *)&ll, sizeof(ll)), fd);
 }
 
 /* State shared with children that run in our memory (vfork, clone). */
@@ -796,6 +745,19 @@ static int shared_connect(void *unused) {
     return 0;
 }
 
+/* A stack for a child sharing our memory; NULL (after printing why) when
+ * none could be mapped. */
+#define CHILD_STACK_SIZE (256 * 1024)
+static char *child_stack(void) {
+    char *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                       -1, 0);
+    if (stack == MAP_FAILED) {
+        say_err("mmap", errno);
+        return NULL;
+    }
+    return stack;
+}
+
 /* Prints what a shared-memory child did, in the usual format. */
 static int report_shared(void) {
     printf("actor: pid=%ld tid=%ld\n", shared.pid, shared.tid);
@@ -813,8 +775,7 @@ static int report_shared(void) {
 
 static int cmd_vfork_connect(const char *host, const char *port) {
     parse_dest(host, port, &shared.d);
-    printf("main: pid=%d\n", (int)getpid());
-    fflush(stdout);
+    say_main(0);
     pid_t child = vfork();
     if (child < 0) {
         say_err("vfork", errno);
@@ -832,15 +793,11 @@ static int cmd_vfork_connect(const char *host, const char *port) {
  * separate process that shares our memory and runs concurrently. */
 static int cmd_clone_vm_connect(const char *host, const char *port) {
     parse_dest(host, port, &shared.d);
-    printf("main: pid=%d\n", (int)getpid());
-    fflush(stdout);
-    size_t size = 256 * 1024;
-    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        say_err("mmap", errno);
+    say_main(0);
+    char *stack = child_stack();
+    if (!stack)
         return 1;
-    }
-    pid_t child = clone(shared_connect, stack + size, CLONE_VM | SIGCHLD, NULL);
+    pid_t child = clone(shared_connect, stack + CHILD_STACK_SIZE, CLONE_VM | SIGCHLD, NULL);
     if (child < 0) {
         say_err("clone", errno);
         return 1;
@@ -881,19 +838,15 @@ static long clone3_run(struct clone3_args *ca, int (*fn)(void *)) {
 /* clone3-thread-connect: a thread made with a raw clone3 (no glibc). */
 static int cmd_clone3_thread_connect(const char *host, const char *port) {
     parse_dest(host, port, &shared.d);
-    printf("main: pid=%d tid=%ld\n", (int)getpid(), (long)syscall(SYS_gettid));
-    fflush(stdout);
-    size_t size = 256 * 1024;
-    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        say_err("mmap", errno);
+    say_main(1);
+    char *stack = child_stack();
+    if (!stack)
         return 1;
-    }
     struct clone3_args ca;
     memset(&ca, 0, sizeof(ca));
     ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
     ca.stack = (uint64_t)(uintptr_t)stack;
-    ca.stack_size = size;
+    ca.stack_size = CHILD_STACK_SIZE;
     long tid = clone3_run(&ca, shared_connect);
     if (tid < 0) {
         say_err("clone3", (int)-tid);
@@ -907,12 +860,17 @@ static int cmd_clone3_thread_connect(const char *host, const char *port) {
 }
 #endif
 
+/* A call that must fail (bad pointers): prints its result as say_result;
+ * returns 1 when it succeeded after all. */
+static int must_fail(const char *op, long r) {
+    return say_result(op, r) == 0;
+}
+
 /* bad-pointers PROXYHOST PROXYPORT: network calls with addresses the kernel
  * cannot read must fail with EFAULT; then a proxy connect must still work. */
 static int cmd_bad_pointers(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int rc = 0;
     void *bad = (void *)(uintptr_t)16;
     /* A sockaddr that starts on a mapped page and runs into an unmapped one. */
@@ -927,52 +885,17 @@ static int cmd_bad_pointers(const char *host, const char *port) {
     memcpy(straddle, &d.ss, 4);
 
     int tcp = open_socket(&d, SOCK_STREAM);
-    if (connect(tcp, bad, d.len) == 0) {
-        say_ok("connect-bad");
-        rc = 1;
-    } else {
-        say_err("connect-bad", errno);
-    }
-    if (connect(tcp, (struct sockaddr *)straddle, d.len) == 0) {
-        say_ok("connect-straddle");
-        rc = 1;
-    } else {
-        say_err("connect-straddle", errno);
-    }
+    rc |= must_fail("connect-bad", connect(tcp, bad, d.len));
+    rc |= must_fail("connect-straddle", connect(tcp, (struct sockaddr *)straddle, d.len));
     close(tcp);
     int udp = open_socket(&d, SOCK_DGRAM);
     static char msg[] = "netprobe-bad";
-    if (sendto(udp, msg, sizeof(msg) - 1, 0, bad, d.len) >= 0) {
-        say_ok("sendto-bad");
-        rc = 1;
-    } else {
-        say_err("sendto-bad", errno);
-    }
-    if (sendto(udp, bad, 64, 0, (struct sockaddr *)&d.ss, d.len) >= 0) {
-        say_ok("sendto-baddata");
-        rc = 1;
-    } else {
-        say_err("sendto-baddata", errno);
-    }
+    rc |= must_fail("sendto-bad", sendto(udp, msg, sizeof(msg) - 1, 0, bad, d.len));
+    rc |= must_fail("sendto-baddata", sendto(udp, bad, 64, 0, (struct sockaddr *)&d.ss, d.len));
     struct iovec iov = {msg, sizeof(msg) - 1};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_name = bad;
-    mh.msg_namelen = d.len;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (sendmsg(udp, &mh, 0) >= 0) {
-        say_ok("sendmsg-bad");
-        rc = 1;
-    } else {
-        say_err("sendmsg-bad", errno);
-    }
-    if (sendmsg(udp, bad, 0) >= 0) {
-        say_ok("sendmsg-badhdr");
-        rc = 1;
-    } else {
-        say_err("sendmsg-badhdr", errno);
-    }
+    struct msghdr mh = make_msghdr(bad, d.len, &iov, 1);
+    rc |= must_fail("sendmsg-bad", sendmsg(udp, &mh, 0));
+    rc |= must_fail("sendmsg-badhdr", sendmsg(udp, bad, 0));
     close(udp);
     if (tcp_connect_once(&d, 0) != 0)
         rc = 1;
@@ -1003,94 +926,101 @@ static void *race_flipper(void *unused) {
     return NULL;
 }
 
-static int cmd_race(char **a) {
-    struct dest p, s;
-    parse_dest(a[0], a[1], &p);
+/* Parses "HOST PORT HOST PORT COUNT" (both IPv4) for the race between the
+ * two addresses (the first one is where race.cur starts), prints the actor
+ * line, and returns COUNT; the first destination goes to *first. */
+static int race_setup(char **a, struct dest *first) {
+    struct dest s;
+    parse_dest(a[0], a[1], first);
     parse_dest(a[2], a[3], &s);
     int count = atoi(a[4]);
-    if (p.family != AF_INET || s.family != AF_INET || count <= 0)
+    if (first->family != AF_INET || s.family != AF_INET || count <= 0)
         usage();
-    memcpy(&race.a, &p.ss, 8);
+    memcpy(&race.a, &first->ss, 8);
     memcpy(&race.b, &s.ss, 8);
-    memcpy(&race.cur.sin, &p.ss, sizeof(race.cur.sin));
+    memcpy(&race.cur.sin, &first->ss, sizeof(race.cur.sin));
     actor();
-    pthread_t t;
-    int e = pthread_create(&t, NULL, race_flipper, NULL);
+    return count;
+}
+
+/* Starts the flipper thread; 0, or 1 after printing why it could not. */
+static int race_start(pthread_t *t) {
+    int e = pthread_create(t, NULL, race_flipper, NULL);
     if (e != 0) {
         say_err("pthread_create", e);
         return 1;
     }
-    int ok = 0, eperm = 0, other = 0, first_other = 0;
+    return 0;
+}
+
+/* How the raced calls went. */
+struct race_tally {
+    int ok, eperm, other, first_other;
+};
+
+static void tally_other(struct race_tally *n, int err) {
+    n->other++;
+    if (!n->first_other)
+        n->first_other = err;
+}
+
+/* Counts one raced call by its result r (>= 0: ok) and errno. */
+static void tally(struct race_tally *n, long r) {
+    if (r >= 0)
+        n->ok++;
+    else if (errno == EPERM)
+        n->eperm++;
+    else
+        tally_other(n, errno);
+}
+
+/* Stops the flipper and prints the "race:" line; the exit status is 0 unless
+ * a call failed otherwise than with EPERM. */
+static int race_end(pthread_t t, const struct race_tally *n) {
+    race.stop = 1;
+    pthread_join(t, NULL);
+    printf("race: ok=%d eperm=%d other=%d flips=%ld", n->ok, n->eperm, n->other, race.flips);
+    if (n->first_other)
+        printf(" first_other=%d (%s)", n->first_other, strerror(n->first_other));
+    printf("\n");
+    fflush(stdout);
+    return n->other == 0 ? 0 : 1;
+}
+
+static int cmd_race(char **a) {
+    struct dest p;
+    int count = race_setup(a, &p);
+    pthread_t t;
+    if (race_start(&t) != 0)
+        return 1;
+    struct race_tally n = {0, 0, 0, 0};
     for (int i = 0; i < count; i++) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) {
-            other++;
-            if (!first_other)
-                first_other = errno;
+            tally_other(&n, errno);
             continue;
         }
-        if (connect(fd, (struct sockaddr *)&race.cur.sin, sizeof(race.cur.sin)) == 0) {
-            ok++;
-        } else if (errno == EPERM) {
-            eperm++;
-        } else {
-            other++;
-            if (!first_other)
-                first_other = errno;
-        }
+        tally(&n, connect(fd, (struct sockaddr *)&race.cur.sin, sizeof(race.cur.sin)));
         close(fd);
     }
-    race.stop = 1;
-    pthread_join(t, NULL);
-    printf("race: ok=%d eperm=%d other=%d flips=%ld", ok, eperm, other, race.flips);
-    if (first_other)
-        printf(" first_other=%d (%s)", first_other, strerror(first_other));
-    printf("\n");
-    fflush(stdout);
-    return other == 0 ? 0 : 1;
+    return race_end(t, &n);
 }
 
 /* race-sendto: as race, with UDP sendto calls on one socket. */
 static int cmd_race_sendto(char **a) {
-    struct dest p, s;
-    parse_dest(a[0], a[1], &p);
-    parse_dest(a[2], a[3], &s);
-    int count = atoi(a[4]);
-    if (p.family != AF_INET || s.family != AF_INET || count <= 0)
-        usage();
-    memcpy(&race.a, &p.ss, 8);
-    memcpy(&race.b, &s.ss, 8);
-    memcpy(&race.cur.sin, &p.ss, sizeof(race.cur.sin));
-    actor();
+    struct dest p;
+    int count = race_setup(a, &p);
     int fd = open_socket(&p, SOCK_DGRAM);
     pthread_t t;
-    int e = pthread_create(&t, NULL, race_flipper, NULL);
-    if (e != 0) {
-        say_err("pthread_create", e);
+    if (race_start(&t) != 0)
         return 1;
-    }
     static const char msg[] = "netprobe-race";
-    int ok = 0, eperm = 0, other = 0, first_other = 0;
-    for (int i = 0; i < count; i++) {
-        if (sendto(fd, msg, sizeof(msg) - 1, 0, (struct sockaddr *)&race.cur.sin, sizeof(race.cur.sin)) >= 0) {
-            ok++;
-        } else if (errno == EPERM) {
-            eperm++;
-        } else {
-            other++;
-            if (!first_other)
-                first_other = errno;
-        }
-    }
-    race.stop = 1;
-    pthread_join(t, NULL);
+    struct race_tally n = {0, 0, 0, 0};
+    for (int i = 0; i < count; i++)
+        tally(&n, sendto(fd, msg, sizeof(msg) - 1, 0, (struct sockaddr *)&race.cur.sin, sizeof(race.cur.sin)));
+    int rc = race_end(t, &n);
     close(fd);
-    printf("race: ok=%d eperm=%d other=%d flips=%ld", ok, eperm, other, race.flips);
-    if (first_other)
-        printf(" first_other=%d (%s)", first_other, strerror(first_other));
-    printf("\n");
-    fflush(stdout);
-    return other == 0 ? 0 : 1;
+    return rc;
 }
 
 /* uring-setup-raw: io_uring_setup as a raw system call (no liburing), in
@@ -1100,28 +1030,23 @@ static int cmd_uring_setup_raw(void) {
     unsigned char params[120];
     memset(params, 0, sizeof(params));
     long fd = syscall(425, 8, params);
-    if (fd < 0) {
-        say_err("setup", errno);
-        return 1;
-    }
-    say_ok("setup");
-    close((int)fd);
-    return 0;
+    return finish("setup", fd, (int)fd);
 }
 
 /* udp-bind HOST PORT: bind a datagram socket (to receive on it). */
 static int cmd_udp_bind(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int fd = open_socket(&d, SOCK_DGRAM);
-    if (bind(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
-        say_err("bind", errno);
-        return 1;
-    }
-    say_ok("bind");
-    close(fd);
-    return 0;
+    return finish("bind", bind(fd, (const struct sockaddr *)&d.ss, d.len), fd);
+}
+
+/* "OP: ok" when err is 0, else "OP: errno=ERR (...)". */
+static void say_errno(const char *op, int err) {
+    if (err != 0)
+        say_err(op, err);
+    else
+        say_ok(op);
 }
 
 /* connect-wait-connect: proxy connect, then wait for a line on FIFO (the
@@ -1132,11 +1057,7 @@ static int cmd_connect_wait_connect(char **a) {
     parse_dest(a[0], a[1], &p);
     parse_dest(a[2], a[3], &s);
     actor();
-    int e = tcp_connect_once(&p, 1);
-    if (e != 0)
-        say_err("first", e);
-    else
-        say_ok("first");
+    say_errno("first", tcp_connect_once(&p, 1));
     int fifo = open(a[4], O_RDONLY | O_CLOEXEC);
     if (fifo < 0) {
         say_err("open-fifo", errno);
@@ -1147,30 +1068,17 @@ static int cmd_connect_wait_connect(char **a) {
     close(fifo);
     printf("waited: %zd\n", n);
     fflush(stdout);
-    e = tcp_connect_once(&s, 1);
-    if (e != 0)
-        say_err("second-sink", e);
-    else
-        say_ok("second-sink");
-    e = tcp_connect_once(&p, 1);
-    if (e != 0)
-        say_err("second-proxy", e);
-    else
-        say_ok("second-proxy");
+    say_errno("second-sink", tcp_connect_once(&s, 1));
+    say_errno("second-proxy", tcp_connect_once(&p, 1));
     return 0;
 }
 
 /* tcp-connect-info: connect, then print the socket cookie and local port. */
 static int cmd_tcp_connect_info(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
-    int fd = open_socket(&d, SOCK_STREAM);
-    if (connect(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
-        say_err("connect", errno);
+    int fd = connect_dest(host, port, SOCK_STREAM, &d);
+    if (fd < 0)
         return 1;
-    }
-    say_ok("connect");
     uint64_t cookie = 0;
     socklen_t cl = sizeof(cookie);
     if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl) != 0) {
@@ -1213,9 +1121,8 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t len
  * and is closed. */
 static int cmd_serve(const char *host, const char *port, const char *n_s) {
     struct dest d;
-    parse_dest(host, port, &d);
+    start_dest(host, port, &d);
     int n = atoi(n_s);
-    actor();
     int fd = open_socket(&d, SOCK_STREAM);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -1260,14 +1167,9 @@ static int cmd_serve(const char *host, const char *port, const char *n_s) {
 /* tcp-exchange HOST PORT: connect and read until the server closes. */
 static int cmd_tcp_exchange(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
-    int fd = open_socket(&d, SOCK_STREAM);
-    if (connect(fd, (const struct sockaddr *)&d.ss, d.len) != 0) {
-        say_err("connect", errno);
+    int fd = connect_dest(host, port, SOCK_STREAM, &d);
+    if (fd < 0)
         return 1;
-    }
-    say_ok("connect");
     struct timeval tv = {30, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     char buf[256];
@@ -1302,59 +1204,38 @@ static int cmd_tcp_exchange(const char *host, const char *port) {
 /* The i386 ABI by hand: socketcall(2) multiplexing and the direct calls. */
 static int cmd_sc_connect(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int fd = open_socket(&d, SOCK_STREAM);
     unsigned long args[3] = {(unsigned long)fd, (unsigned long)&d.ss, d.len};
-    if (syscall(SYS_socketcall, SYS_CONNECT, args) != 0) {
-        say_err("connect", errno);
+    if (say_result("connect", syscall(SYS_socketcall, SYS_CONNECT, args)) != 0)
         return 1;
-    }
-    say_ok("connect");
     static const char msg[] = "netprobe-socketcall\n";
     unsigned long sargs[6] = {(unsigned long)fd, (unsigned long)msg, sizeof(msg) - 1, MSG_NOSIGNAL, 0, 0};
-    if (syscall(SYS_socketcall, SYS_SENDTO, sargs) < 0)
-        say_err("send", errno);
-    else
-        say_ok("send");
+    say_result("send", syscall(SYS_socketcall, SYS_SENDTO, sargs));
     close(fd);
     return 0;
 }
 
 static int cmd_sc_sendto(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int fd = open_socket(&d, SOCK_DGRAM);
     static const char msg[] = "netprobe-socketcall-sendto";
     unsigned long args[6] = {(unsigned long)fd, (unsigned long)msg, sizeof(msg) - 1, 0,
                              (unsigned long)&d.ss, d.len};
-    if (syscall(SYS_socketcall, SYS_SENDTO, args) < 0) {
-        say_err("sendto", errno);
-        return 1;
-    }
-    say_ok("sendto");
-    close(fd);
-    return 0;
+    return finish("sendto", syscall(SYS_socketcall, SYS_SENDTO, args), fd);
 }
 
 /* i386-connect: the direct i386 connect system call (362), not socketcall. */
 static int cmd_i386_connect(const char *host, const char *port) {
     struct dest d;
-    parse_dest(host, port, &d);
-    actor();
+    start_dest(host, port, &d);
     int fd = (int)syscall(359, d.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         say_err("socket", errno);
         return 1;
     }
-    if (syscall(362, fd, &d.ss, d.len) != 0) {
-        say_err("connect", errno);
-        return 1;
-    }
-    say_ok("connect");
-    close(fd);
-    return 0;
+    return finish("connect", syscall(362, fd, &d.ss, d.len), fd);
 }
 
 static int hold_pipe[2];
@@ -1406,10 +1287,7 @@ static int cmd_sc_unix_connect(const char *path, const char *threads_s) {
     } else {
         say_ok("connect");
         static const char msg[] = "netprobe-sc-unix\n";
-        if (write(fd, msg, sizeof(msg) - 1) < 0)
-            say_err("send", errno);
-        else
-            say_ok("send");
+        say_result("send", write(fd, msg, sizeof(msg) - 1));
     }
     close(hold_pipe[1]);
     for (int i = 0; i < threads; i++)

@@ -27,8 +27,10 @@ pub mod unpriv;
 pub mod util;
 
 pub use net::{DnsSink, HttpConnectProxy, HttpServer, Microsocks, TcpSink, UdpSink, UnixSink};
-pub use paths::{netprobe, netprobe32, netprobe32_static, netprobe_static, sockstrace_bin, uringprobe};
+pub use paths::{
+    netprobe, netprobe32, netprobe32_static, netprobe_static, sockstrace_bin, uringprobe, uringprobe_working,
+};
 pub use report::Event;
 pub use report::LeakSpec;
-pub use run::{direct, Direct, Outcome, Running, Trace};
+pub use run::{direct, direct_client, Direct, Outcome, Running, Trace};
 pub use util::{is_root, settle};

@@ -180,3 +180,14 @@ pub fn uringprobe() -> Result<&'static Path, String> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     build_once(&BIN, "uringprobe.c", "uring", "uringprobe", &[], &["-luring"])
 }
+
+/// The io_uring client, once a run without sockstrace showed that io_uring
+/// works here; `Err` says why a test must skip.
+pub fn uringprobe_working() -> Result<&'static Path, String> {
+    let client = uringprobe().map_err(|e| format!("uringprobe cannot be built (liburing-dev?): {e}"))?;
+    let base = crate::run::direct_client(client, &["setup"]);
+    if base.code != 0 {
+        return Err(format!("io_uring does not work here without sockstrace: {}", base.stdout.trim()));
+    }
+    Ok(client)
+}

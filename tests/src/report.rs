@@ -63,7 +63,45 @@ pub struct LeakSpec<'a> {
     pub comm: &'a str,
 }
 
+impl<'a> LeakSpec<'a> {
+    /// netprobe's TCP connect to `dst` over IPv4, blocked (reason
+    /// direct-tcp); pid and tid unchecked until [`LeakSpec::by`].
+    pub fn tcp(dst: &'a str) -> Self {
+        LeakSpec {
+            syscalls: &["connect"],
+            dst,
+            reasons: &["direct-tcp"],
+            action: "blocked",
+            protocol: "tcp",
+            family: "inet",
+            comm: "netprobe",
+            ..Default::default()
+        }
+    }
+
+    /// netprobe's UDP send (one of `syscalls`) to `dst` over IPv4, blocked
+    /// (reason direct-udp); pid and tid unchecked until [`LeakSpec::by`].
+    pub fn udp(syscalls: &'a [&'a str], dst: &'a str) -> Self {
+        LeakSpec { syscalls, reasons: &["direct-udp"], protocol: "udp", ..Self::tcp(dst) }
+    }
+
+    /// The same, made by this (pid, tid), e.g. [`Outcome::actor`].
+    pub fn by(self, (pid, tid): (i64, i64)) -> Self {
+        LeakSpec { pid: Some(pid), tid: Some(tid), ..self }
+    }
+}
+
 impl Outcome {
+    /// The usual refused leak: the client saw EPERM on `op` and exited 1
+    /// ([`Outcome::assert_client_eperm`]), the report is well formed, and it
+    /// has the leak `spec` ([`Outcome::assert_leak`]) made by the thread on
+    /// the client's "actor:" line. Returns the event.
+    pub fn assert_refused_leak(&self, op: &str, spec: LeakSpec) -> &Event {
+        self.assert_client_eperm(op);
+        self.assert_report_well_formed();
+        self.assert_leak(&spec.by(self.actor()))
+    }
+
     /// The summary object (the `summary` key of the last line); fails when
     /// the report has none.
     pub fn summary_obj(&self) -> &Value {

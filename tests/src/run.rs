@@ -424,6 +424,22 @@ impl Outcome {
     pub fn assert_code(&self, code: i32) {
         assert_eq!(self.code(), code, "unexpected exit code\n{}", self.describe());
     }
+
+    /// The pid and tid the client printed ([`crate::util::actor`]).
+    pub fn actor(&self) -> (i64, i64) {
+        crate::util::actor(&self.stdout)
+    }
+
+    /// The client's `op` failed with EPERM ("OP: errno=1 (...)") and it
+    /// exited 1; sockstrace passed that status on.
+    pub fn assert_client_eperm(&self, op: &str) {
+        self.assert_code(1);
+        assert!(
+            self.stdout.contains(&format!("{op}: errno=1 (")),
+            "client did not see EPERM on {op}\n{}",
+            self.describe()
+        );
+    }
 }
 
 /// Output of a program run directly (without sockstrace), for harness
@@ -432,6 +448,20 @@ pub struct Direct {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Direct {
+    /// The pid and tid the client printed ([`crate::util::actor`]).
+    pub fn actor(&self) -> (i64, i64) {
+        crate::util::actor(&self.stdout)
+    }
+}
+
+/// Runs the client at `path` with `args` directly (see [`direct`]).
+pub fn direct_client(path: &Path, args: &[&str]) -> Direct {
+    let mut argv = vec![path.as_os_str().to_owned()];
+    argv.extend(args.iter().map(OsString::from));
+    direct(argv)
 }
 
 /// Runs `argv` directly with a 60 s limit (killed and failed past it).

@@ -78,6 +78,12 @@ pub fn field(output: &str, prefix: &str, key: &str) -> i64 {
     all[0]
 }
 
+/// The pid and tid on the client's one "actor: pid=P tid=T" line (the
+/// process and thread that made the network call).
+pub fn actor(output: &str) -> (i64, i64) {
+    (field(output, "actor:", "pid"), field(output, "actor:", "tid"))
+}
+
 /// A sysctl value set for a test and restored on drop (also on failure).
 pub struct Sysctl {
     path: std::path::PathBuf,
