@@ -343,20 +343,20 @@ fn processes(out: &mut String, tables: &Tables, leaks_only: bool) {
             text(&command_line(r)),
         );
     }
-    let sum = |f: fn(&super::table::ProcRow) -> u64| tables.by_process.iter().map(f).sum::<u64>();
+    let sums = tables.process_sums();
     let _ = writeln!(
         out,
         "</tbody>\n<tfoot><tr><td>total: {} process{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
          <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td colspan=\"4\"></td></tr></tfoot>\n</table>\n</section>",
         tables.by_process.len(),
         if tables.by_process.len() == 1 { "" } else { "es" },
-        sum(|r| r.events),
-        sum(|r| r.allowed),
-        sum(|r| r.leaks),
-        sum(|r| r.blocked),
-        sum(|r| r.logged),
-        sum(|r| r.socksified),
-        sum(|r| r.killed),
+        sums.events,
+        sums.allowed,
+        sums.leaks,
+        sums.blocked,
+        sums.logged,
+        sums.socksified,
+        sums.killed,
     );
 }
 

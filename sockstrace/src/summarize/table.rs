@@ -70,6 +70,38 @@ pub struct Tables {
     pub totals: Totals,
 }
 
+/// The process rows added up: the tables' total line, in text and HTML alike.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcSums {
+    pub events: u64,
+    pub allowed: u64,
+    pub leaks: u64,
+    pub blocked: u64,
+    pub logged: u64,
+    pub socksified: u64,
+    pub killed: u64,
+    pub first_ns: Option<i128>,
+    pub last_ns: Option<i128>,
+}
+
+impl Tables {
+    pub fn process_sums(&self) -> ProcSums {
+        let rows = &self.by_process;
+        let sum = |f: fn(&ProcRow) -> u64| rows.iter().map(f).sum::<u64>();
+        ProcSums {
+            events: sum(|r| r.events),
+            allowed: sum(|r| r.allowed),
+            leaks: sum(|r| r.leaks),
+            blocked: sum(|r| r.blocked),
+            logged: sum(|r| r.logged),
+            socksified: sum(|r| r.socksified),
+            killed: sum(|r| r.killed),
+            first_ns: rows.iter().map(|r| r.first_ns).min(),
+            last_ns: rows.iter().map(|r| r.last_ns).max(),
+        }
+    }
+}
+
 /// Aggregates events; with `leaks_only` the rows hold leaks only, the totals still count everything.
 pub fn build(events: &[Record], leaks_only: bool) -> Tables {
     let mut totals = Totals::default();
@@ -247,19 +279,19 @@ pub fn render_processes(tables: &Tables) -> String {
             ]
         })
         .collect();
-    let sum = |f: fn(&ProcRow) -> u64| tables.by_process.iter().map(f).sum::<u64>().to_string();
+    let sums = tables.process_sums();
     rows.push(vec![
         "total".to_owned(),
-        sum(|r| r.events),
-        sum(|r| r.allowed),
-        sum(|r| r.leaks),
-        sum(|r| r.blocked),
-        sum(|r| r.logged),
-        sum(|r| r.socksified),
-        sum(|r| r.killed),
+        sums.events.to_string(),
+        sums.allowed.to_string(),
+        sums.leaks.to_string(),
+        sums.blocked.to_string(),
+        sums.logged.to_string(),
+        sums.socksified.to_string(),
+        sums.killed.to_string(),
         distinct_destinations(tables).to_string(),
-        tables.by_process.iter().map(|r| r.first_ns).min().map(format_time_of_day).unwrap_or_default(),
-        tables.by_process.iter().map(|r| r.last_ns).max().map(format_time_of_day).unwrap_or_default(),
+        sums.first_ns.map(format_time_of_day).unwrap_or_default(),
+        sums.last_ns.map(format_time_of_day).unwrap_or_default(),
         format!("{} process(es)", tables.by_process.len()),
     ]);
     columns(
