@@ -1,6 +1,7 @@
 //! Traffic that `sockstrace run` must let through, working, with no false
 //! leak: the proxy (v4, v6, non-blocking), unix sockets, sendto on a connected
-//! TCP socket, explicit allow rules, and a 3,200-connect storm.
+//! TCP socket, explicit allow rules, a 3,200-connect storm, and calls that go
+//! through while another thread's call waits.
 
 use std::time::Duration;
 
@@ -193,4 +194,30 @@ fn storm_3200_connects_to_proxy() {
         })
         .count();
     assert_eq!(allowed, total, "one allowed event per connect expected (summary: {})", out.summary_obj());
+}
+
+/// One thread's call that waits holds up no other thread's call: the proxy
+/// connect made meanwhile completes while the other call still waits. The
+/// stalled connect goes to a loopback listener whose accept queue is full (the
+/// supervisor performs it, and its watcher hands the receiving role on); the
+/// blocking accept waits for a peer that never comes (handed on at once).
+#[test]
+fn stalled_call_does_not_hold_up_other_threads() {
+    for mode in ["connect", "accept"] {
+        let px = TcpSink::bind("127.0.0.1");
+        let out = Trace::new()
+            .proxy(px.addr())
+            .allow("127.0.0.1")
+            .netprobe(["stall-then-connect", mode, &px.host(), &px.port()])
+            .run();
+        out.assert_code(0);
+        assert!(out.stdout.contains("proxy: ok"), "{mode}: proxy connect failed\n{}", out.describe());
+        assert!(
+            !out.stdout.contains(&format!("stalled-{mode}")),
+            "{mode}: the stalled call ended before the proxy connect was let through\n{}",
+            out.describe()
+        );
+        assert!(px.wait_accepts(1, T), "{mode}: proxy saw no connection\n{}", out.describe());
+        out.assert_no_leaks();
+    }
 }

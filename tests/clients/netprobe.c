@@ -85,6 +85,7 @@ static void usage(void) {
             "  uring-setup-raw | udp-bind HOST PORT\n"
             "  connect-wait-connect PROXYHOST PROXYPORT SINKHOST SINKPORT FIFO\n"
             "  tcp-connect-info HOST PORT\n"
+            "  stall-then-connect connect|accept PROXYHOST PROXYPORT\n"
             "  serve HOST PORT N\n"
             "  tcp-exchange HOST PORT\n"
             "  (i386 only) sc-connect HOST PORT | sc-sendto HOST PORT |\n"
@@ -1073,6 +1074,57 @@ static int cmd_connect_wait_connect(char **a) {
     return 0;
 }
 
+/* stall-then-connect connect|accept PROXYHOST PROXYPORT: a second thread
+ * starts a call that waits and never ends by itself (a blocking connect to a
+ * loopback listener whose accept queue is full, or a blocking accept nobody
+ * answers); a moment later the main thread connects to the proxy, reports,
+ * and exits without waiting for the stalled thread. */
+static int stall_listener = -1;
+static int stall_port;
+
+static void *stall_thread(void *arg) {
+    const char *mode = arg;
+    if (!strcmp(mode, "accept")) {
+        int c = accept(stall_listener, NULL, NULL);
+        say_result("stalled-accept", c);
+        return NULL;
+    }
+    struct dest d;
+    char port[16];
+    snprintf(port, sizeof port, "%d", stall_port);
+    parse_dest("127.0.0.1", port, &d);
+    /* The first fills the accept queue (backlog 0); the second waits for room. */
+    say_errno("fill", tcp_connect_once(&d, 1));
+    say_errno("stalled-connect", tcp_connect_once(&d, 1));
+    return NULL;
+}
+
+static int cmd_stall_then_connect(char **a) {
+    if (strcmp(a[0], "connect") && strcmp(a[0], "accept"))
+        usage();
+    struct dest p;
+    parse_dest(a[1], a[2], &p);
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof local;
+    stall_listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (stall_listener < 0 || bind(stall_listener, (struct sockaddr *)&local, sizeof local) != 0 ||
+        listen(stall_listener, 0) != 0 || getsockname(stall_listener, (struct sockaddr *)&local, &len) != 0) {
+        say_err("listener", errno);
+        return 1;
+    }
+    stall_port = ntohs(local.sin_port);
+    pthread_t t;
+    if ((errno = pthread_create(&t, NULL, stall_thread, a[0])) != 0) {
+        say_err("pthread_create", errno);
+        return 1;
+    }
+    usleep(300 * 1000);
+    actor();
+    int err = tcp_connect_once(&p, 1);
+    say_errno("proxy", err);
+    _exit(err == 0 ? 0 : 1);
+}
+
 /* tcp-connect-info: connect, then print the socket cookie and local port. */
 static int cmd_tcp_connect_info(const char *host, const char *port) {
     struct dest d;
@@ -1365,6 +1417,8 @@ int main(int argc, char **argv) {
         return cmd_udp_bind(a[0], a[1]);
     if (!strcmp(cmd, "connect-wait-connect") && n == 5)
         return cmd_connect_wait_connect(a);
+    if (!strcmp(cmd, "stall-then-connect") && n == 3)
+        return cmd_stall_then_connect(a);
     if (!strcmp(cmd, "tcp-connect-info") && n == 2)
         return cmd_tcp_connect_info(a[0], a[1]);
     if (!strcmp(cmd, "serve") && n == 3)

@@ -6,6 +6,8 @@
  *                                                  RATE, paced at RATE calls a second
  *   bench_client bulk     HOST PORT MIB            one connection, MIB MiB written with write()
  *   bench_client syscalls COUNT                    COUNT/2 getpid() and COUNT/2 stat("/")
+ *   bench_client seccomp-allow PROGRAM ARGS...     runs PROGRAM under a one-instruction seccomp filter
+ *                                                  that allows every call: the cost of any filter
  *   bench_client sink     HOST close|drain THREADS listener on HOST:0; prints "port N", then serves
  *                                                  forever with THREADS accepting threads; `close`
  *                                                  closes each connection at once, `drain` reads
@@ -19,6 +21,8 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,7 +43,7 @@ static void die(const char *what) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench_client connect|udp|bulk|syscalls|sink ARGS... (see the source)\n");
+    fprintf(stderr, "usage: bench_client connect|udp|bulk|syscalls|sink|seccomp-allow ARGS... (see the source)\n");
     exit(2);
 }
 
@@ -208,6 +212,22 @@ static int cmd_syscalls(int argc, char **argv) {
     return 0;
 }
 
+/* ---- the seccomp floor ---- */
+
+static int cmd_seccomp_allow(int argc, char **argv) {
+    if (argc < 1)
+        usage();
+    struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog prog = {.len = 1, .filter = allow};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        die("prctl");
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+        die("seccomp");
+    execvp(argv[0], argv);
+    die("execvp");
+    return 1;
+}
+
 /* ---- the listener ---- */
 
 static int sink_fd;
@@ -286,6 +306,8 @@ int main(int argc, char **argv) {
         return cmd_syscalls(argc, argv);
     if (strcmp(mode, "sink") == 0)
         return cmd_sink(argc, argv);
+    if (strcmp(mode, "seccomp-allow") == 0)
+        return cmd_seccomp_allow(argc, argv);
     usage();
     return 2;
 }

@@ -137,7 +137,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     eprintln!("bench: supervisor peak RSS during a 16-thread storm");
     let storm = fixtures.endpoints.rss_storm(sizes);
-    results.peak_rss = Some(peak_rss(&sockstrace, &storm).map_err(|e| format!("{e:#}")));
+    results.peak_rss =
+        Some(peak_rss(&sockstrace, &fixtures.endpoints.client, &storm).map_err(|e| format!("{e:#}")));
     if let Ok(cgroup) = &fixtures.cgroup {
         eprintln!("bench: audit leak flood, {} UDP leaks at {FLOOD_RATE}/s", sizes.flood);
         let port = fixtures.endpoints.udp_port;
@@ -202,7 +203,7 @@ fn run_round(round: usize, sockstrace: &Path, fixtures: &Fixtures, results: &mut
 /// (in that cgroup) until after it ended.
 fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, fixtures: &Fixtures) -> Result<Sample> {
     let http = &fixtures.http;
-    let mut command = workload::command(tool, sockstrace, workload);
+    let mut command = workload::command(tool, sockstrace, &fixtures.endpoints.client, workload);
     let audit = match (tool, &fixtures.cgroup) {
         (Tool::Audit, Ok(cgroup)) => Some((Audit::start(sockstrace, cgroup, &workload.policy)?, cgroup)),
         (Tool::Audit, Err(why)) => bail!("no cgroup to audit: {why}"),
@@ -243,8 +244,8 @@ fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, fixtures: &Fixtur
 }
 
 /// The supervisor's peak RSS in KiB while it serves `storm`.
-fn peak_rss(sockstrace: &Path, storm: &Workload) -> Result<u64> {
-    let mut command = workload::command(Tool::Run, sockstrace, storm);
+fn peak_rss(sockstrace: &Path, client: &Path, storm: &Workload) -> Result<u64> {
+    let mut command = workload::command(Tool::Run, sockstrace, client, storm);
     measure::peak_rss_kib(&mut command)
 }
 

@@ -109,10 +109,24 @@ impl Notifier {
 
     /// Whether every process under the filter is gone (the listener hung up).
     pub fn hung_up(&self) -> bool {
-        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: 0, revents: 0 };
+        self.poll_now(0) & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+
+    /// Whether a trapped call waits to be received.
+    pub fn pending(&self) -> bool {
+        self.poll_now(libc::POLLIN) & libc::POLLIN != 0
+    }
+
+    /// The listener's poll events now (0 when poll fails).
+    fn poll_now(&self, events: libc::c_short) -> libc::c_short {
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events, revents: 0 };
         // SAFETY: one live pollfd, zero timeout.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+        if n > 0 {
+            pfd.revents
+        } else {
+            0
+        }
     }
 
     /// Receives one notification. `ENOENT` means it vanished (the caller was

@@ -1,27 +1,58 @@
-//! Receiver threads: each waits in `SECCOMP_IOCTL_NOTIF_RECV` and handles the
-//! call it receives to the end, on the same thread (no hand-off between
-//! threads: with `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` the caller and the
-//! receiver take turns on one CPU). A handler about to make a call that may
-//! block first makes sure another receiver is waiting, so one slow connect
-//! never holds up the others; idle receivers beyond a few leave again.
+//! Receiver threads. One thread at a time waits in `SECCOMP_IOCTL_NOTIF_RECV`
+//! and handles the call it receives to the end, on its own thread (with
+//! `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` the caller and the receiver take turns
+//! on one CPU), then waits again.
+//!
+//! Only one waits because the kernel's wait in `NOTIF_RECV` is not exclusive:
+//! every waiting thread is woken by every trapped call, and all but one go
+//! back to sleep. `cargo xtask bench` measured that herd at one extra wake-up,
+//! one context switch and often a migration per call: about 8 µs of the 20 µs a
+//! connect cost with two waiting threads.
+//!
+//! A call that waits long must not hold up the others. A handler about to wait
+//! on the network hands the receiving role on at once ([`hand_off`]). For the
+//! rest (a blocking connect to loopback that stalls, a tracee whose memory
+//! faults slowly) a watcher thread looks every millisecond while calls are in
+//! flight: when a call waits in the listener and no thread is receiving, it
+//! wakes a spare thread or starts one. Spares that are not needed leave after
+//! a while; the watcher sleeps while no call is in flight.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
+use std::time::Duration;
 
 use super::{handlers, Ctx};
 
-/// Receivers started with the program.
-pub const INITIAL: usize = 2;
-/// A receiver leaves after a call when at least this many others are idle.
-const KEEP_IDLE: usize = 2;
 /// Upper bound on receiver threads (each blocked call holds one).
 const MAX_THREADS: usize = 1024;
+/// How often the watcher looks for calls that nobody receives.
+const WATCH_TICK: Duration = Duration::from_millis(1);
+/// Ticks without a call in flight before the watcher sleeps.
+const QUIET_TICKS: u32 = 100;
+/// How long a spare thread waits to be needed before it leaves.
+const SPARE_LINGER: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct Receivers {
-    idle: AtomicUsize,
-    total: AtomicUsize,
+    /// Threads waiting in (or about to enter) `NOTIF_RECV`: 0 or 1.
+    receiving: AtomicUsize,
+    /// Calls received and not yet answered.
     in_flight: AtomicUsize,
+    /// Receiver threads alive (receiving, handling or spare).
+    total: AtomicUsize,
+    spares: Mutex<Spares>,
+    spare_wanted: Condvar,
+    watcher: OnceLock<Thread>,
+    watcher_asleep: AtomicBool,
+}
+
+#[derive(Default)]
+struct Spares {
+    /// Threads waiting on `spare_wanted`.
+    parked: usize,
+    /// Parked threads asked to take the receiving role.
+    wanted: usize,
 }
 
 impl Receivers {
@@ -29,19 +60,87 @@ impl Receivers {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
+
+    fn spares(&self) -> MutexGuard<'_, Spares> {
+        self.spares.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims the receiving role; false when another thread holds it.
+    fn claim(&self) -> bool {
+        if self.receiving.fetch_add(1, Ordering::AcqRel) == 0 {
+            return true;
+        }
+        self.receiving.fetch_sub(1, Ordering::AcqRel);
+        false
+    }
+
+    /// Parks this thread until it is wanted as a receiver (true) or has
+    /// lingered long enough to leave (false).
+    fn wait_as_spare(&self) -> bool {
+        let mut spares = self.spares();
+        spares.parked += 1;
+        loop {
+            if spares.wanted > 0 {
+                spares.wanted -= 1;
+                spares.parked -= 1;
+                return true;
+            }
+            let (guard, wait) =
+                self.spare_wanted.wait_timeout(spares, SPARE_LINGER).unwrap_or_else(PoisonError::into_inner);
+            spares = guard;
+            if wait.timed_out() && spares.wanted == 0 {
+                spares.parked -= 1;
+                return false;
+            }
+        }
+    }
+
+    fn call_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.watcher_asleep.load(Ordering::SeqCst) {
+            if let Some(watcher) = self.watcher.get() {
+                watcher.unpark();
+            }
+        }
+    }
+
+    fn call_ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
+/// Starts the first receiver and the watcher.
 pub fn start(ctx: &Arc<Ctx>) {
-    for _ in 0..INITIAL {
-        spawn(ctx);
+    spawn(ctx);
+    let owned = ctx.clone();
+    match std::thread::Builder::new().name("sockstrace-watch".into()).spawn(move || watch(owned)) {
+        Ok(handle) => {
+            let _ = ctx.receivers.watcher.set(handle.thread().clone());
+        }
+        // Calls are still served; only a call stalled in a handler holds up the next ones.
+        Err(e) => eprintln!("sockstrace: cannot start the receivers' watcher: {e}"),
     }
 }
 
-/// Makes sure some receiver is waiting for the next call.
-pub fn ensure_spare(ctx: &Arc<Ctx>) {
-    if ctx.receivers.idle.load(Ordering::Acquire) == 0 {
-        spawn(ctx);
+/// Before a call that waits on the network: makes sure another thread takes
+/// the receiving role, so the wait holds up no other call.
+pub fn hand_off(ctx: &Arc<Ctx>) {
+    if ctx.receivers.receiving.load(Ordering::Acquire) == 0 {
+        add_receiver(ctx);
     }
+}
+
+/// Wakes a spare thread to receive, or starts one.
+fn add_receiver(ctx: &Arc<Ctx>) {
+    let receivers = &ctx.receivers;
+    let mut spares = receivers.spares();
+    if spares.parked > spares.wanted {
+        spares.wanted += 1;
+        receivers.spare_wanted.notify_one();
+        return;
+    }
+    drop(spares);
+    spawn(ctx);
 }
 
 fn spawn(ctx: &Arc<Ctx>) {
@@ -62,15 +161,22 @@ fn receive(ctx: Arc<Ctx>) {
     super::block_signals_in_this_thread();
     let receivers = &ctx.receivers;
     loop {
-        receivers.idle.fetch_add(1, Ordering::AcqRel);
+        if !receivers.claim() {
+            if receivers.wait_as_spare() {
+                continue;
+            }
+            break;
+        }
         let received = ctx.notifier.recv();
-        receivers.idle.fetch_sub(1, Ordering::AcqRel);
+        receivers.receiving.fetch_sub(1, Ordering::AcqRel);
         match received {
             Ok(n) => {
-                receivers.in_flight.fetch_add(1, Ordering::AcqRel);
+                receivers.call_started();
                 handlers::handle(&ctx, n);
-                receivers.in_flight.fetch_sub(1, Ordering::AcqRel);
+                receivers.call_ended();
             }
+            // Every traced process is gone: nothing will come again.
+            Err(libc::ENOENT) if ctx.notifier.hung_up() => break,
             // The caller died before we took its call, or a signal: wait again.
             Err(libc::ENOENT) | Err(libc::EINTR) => {}
             Err(e) => {
@@ -81,9 +187,38 @@ fn receive(ctx: Arc<Ctx>) {
                 break;
             }
         }
-        if receivers.idle.load(Ordering::Acquire) >= KEEP_IDLE {
-            break;
-        }
     }
     receivers.total.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The watcher: adds a receiver when a call waits and nobody receives it.
+fn watch(ctx: Arc<Ctx>) {
+    super::block_signals_in_this_thread();
+    let receivers = &ctx.receivers;
+    let mut quiet = 0;
+    loop {
+        std::thread::sleep(WATCH_TICK);
+        if receivers.receiving.load(Ordering::Acquire) == 0 && ctx.notifier.pending() {
+            add_receiver(&ctx);
+        }
+        if receivers.in_flight.load(Ordering::Acquire) > 0 {
+            quiet = 0;
+            continue;
+        }
+        quiet += 1;
+        if quiet < QUIET_TICKS {
+            continue;
+        }
+        if ctx.notifier.hung_up() {
+            return;
+        }
+        // Asleep until a call starts (call_started unparks): the flag is set
+        // before in_flight is read again, so no start is missed.
+        receivers.watcher_asleep.store(true, Ordering::SeqCst);
+        if receivers.in_flight.load(Ordering::SeqCst) == 0 {
+            std::thread::park();
+        }
+        receivers.watcher_asleep.store(false, Ordering::SeqCst);
+        quiet = 0;
+    }
 }

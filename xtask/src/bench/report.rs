@@ -125,7 +125,7 @@ impl<'w> Results<'w> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7}",
+            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7} {:>7}",
             "workload",
             "native",
             "run",
@@ -136,18 +136,20 @@ impl<'w> Results<'w> {
             "x nat",
             "+us/call",
             Tool::RunKernel.heading(),
-            Tool::Audit.heading()
+            Tool::Audit.heading(),
+            Tool::Floor.heading()
         );
-        let _ = writeln!(out, "{}", "-".repeat(137));
+        let _ = writeln!(out, "{}", "-".repeat(145));
         for (i, w) in self.workloads.iter().enumerate() {
             let native = self.compared(i, Tool::Native);
             let run = self.compared(i, Tool::Run);
             let strace = self.compared(i, Tool::Strace);
             let kernel = self.compared(i, Tool::RunKernel);
             let audit = self.compared(i, Tool::Audit);
+            let floor = self.compared(i, Tool::Floor);
             let _ = writeln!(
                 out,
-                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7}",
+                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7} {:>7}",
                 w.label,
                 self.time_cell(i, Tool::Native, native.median),
                 self.time_cell(i, Tool::Run, run.median),
@@ -158,7 +160,8 @@ impl<'w> Results<'w> {
                 ratio_cell(strace.ratio),
                 us_cell(strace.added_us),
                 self.ratio_or_failed(i, Tool::RunKernel, kernel.ratio),
-                self.ratio_or_failed(i, Tool::Audit, audit.ratio)
+                self.ratio_or_failed(i, Tool::Audit, audit.ratio),
+                self.ratio_or_failed(i, Tool::Floor, floor.ratio)
             );
         }
         let _ = writeln!(out);
@@ -196,11 +199,39 @@ impl<'w> Results<'w> {
                 let _ = writeln!(out, "audit: not measured ({why}).");
             }
         }
+        let _ = writeln!(
+            out,
+            "floor: the program under a one-instruction seccomp filter that allows every call \
+             (`bench_client seccomp-allow`): what any seccomp filter costs on this kernel; ratio to native."
+        );
+        for line in self.gap_lines() {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = writeln!(out, "{}", self.rss_line());
         if let Some(line) = self.flood_line() {
             let _ = writeln!(out, "{line}");
         }
         out
+    }
+
+    /// For each target `run` misses: how much of the gap any seccomp filter already costs.
+    fn gap_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (i, w) in self.workloads.iter().enumerate() {
+            let run = self.compared(i, Tool::Run);
+            if run.target_met != Some(false) {
+                continue;
+            }
+            let floor = self.compared(i, Tool::Floor);
+            if let (Some(run_s), Some(floor_s), Some(floor_ratio)) = (run.median, floor.median, floor.ratio) {
+                lines.push(format!(
+                    "gap: {}: run is {:.2}x the floor, which is itself {floor_ratio:.2}x native",
+                    w.label,
+                    run_s / floor_s
+                ));
+            }
+        }
+        lines
     }
 
     /// A ratio column: the ratio, `FAILED` if a run failed, `-` if not measured.

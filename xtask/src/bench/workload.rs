@@ -14,11 +14,14 @@ pub enum Tool {
     Strace,
     RunKernel,
     Audit,
+    /// A one-instruction seccomp filter that allows everything: what any filter costs.
+    Floor,
 }
 
 impl Tool {
     /// Every tool, in their first-round order.
-    pub const ALL: [Tool; 5] = [Tool::Native, Tool::Run, Tool::Strace, Tool::RunKernel, Tool::Audit];
+    pub const ALL: [Tool; 6] =
+        [Tool::Native, Tool::Run, Tool::Strace, Tool::RunKernel, Tool::Audit, Tool::Floor];
 
     /// The JSON key.
     pub fn key(self) -> &'static str {
@@ -28,6 +31,7 @@ impl Tool {
             Tool::Strace => "strace",
             Tool::RunKernel => "run_kernel",
             Tool::Audit => "audit",
+            Tool::Floor => "seccomp_floor",
         }
     }
 
@@ -39,6 +43,7 @@ impl Tool {
             Tool::Strace => "strace",
             Tool::RunKernel => "run+kernel",
             Tool::Audit => "audit",
+            Tool::Floor => "floor",
         }
     }
 }
@@ -223,10 +228,10 @@ impl Endpoints {
     }
 }
 
-/// The command line running `workload` under `tool` (`sockstrace` is the release binary). Under
-/// `audit` it is the program alone: the bench places it in the audited cgroup and runs
-/// `sockstrace audit` around it (see `bench::audit`).
-pub fn command(tool: Tool, sockstrace: &Path, workload: &Workload) -> Command {
+/// The command line running `workload` under `tool` (`sockstrace` is the release binary, `client`
+/// the bench client). Under `audit` it is the program alone: the bench places it in the audited
+/// cgroup and runs `sockstrace audit` around it (see `bench::audit`).
+pub fn command(tool: Tool, sockstrace: &Path, client: &Path, workload: &Workload) -> Command {
     let mut command = match tool {
         Tool::Native | Tool::Audit => return program(&workload.program),
         Tool::Run => {
@@ -239,6 +244,11 @@ pub fn command(tool: Tool, sockstrace: &Path, workload: &Workload) -> Command {
             let mut strace = Command::new("strace");
             strace.args(["-f", "--seccomp-bpf", "-e", "trace=network", "-o", "/dev/null"]);
             strace
+        }
+        Tool::Floor => {
+            let mut floor = Command::new(client);
+            floor.arg("seccomp-allow");
+            floor
         }
         Tool::RunKernel => {
             // Supervisor and eBPF layer together (the bench runs as root).

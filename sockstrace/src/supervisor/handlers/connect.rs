@@ -3,7 +3,10 @@
 use std::os::fd::AsFd;
 
 use super::socksify;
-use super::{confirm, read_addr, reply_of, run_call, Call, LeakAction, Subject, Target, BLOCKED_ERRNO};
+use super::{
+    confirm, read_addr, reply_of, run_call, waits_on_network, Call, LeakAction, Subject, Target,
+    BLOCKED_ERRNO,
+};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
 use crate::policy::{decide, Decision, Operation, Reason, Request};
@@ -56,8 +59,8 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         // caller's context (path lookup, credentials passed to the peer).
         return Ok(call.continue_or_refuse("connect", Subject::Socket(&sock)));
     }
-    let may_block = !sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
-    let result = run_call(call.ctx, may_block, move || sys::connect(sock.fd.as_fd(), &raw))?;
+    let waits = waits_on_network(&sock, &raw, 0)?;
+    let result = run_call(call.ctx, waits, move || sys::connect(sock.fd.as_fd(), &raw))?;
     Ok(reply_of(result.map(|()| 0)))
 }
 
@@ -119,9 +122,9 @@ fn through_inspector(
         pid,
         dns_seen: call.ctx.dns_seen.clone(),
     };
-    let may_block = !sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
     let fd = sock.fd;
-    let result = run_call(call.ctx, may_block, || sys::connect(fd.as_fd(), &relay))?;
+    // The relay listens on loopback: the connect completes within the call.
+    let result = run_call(call.ctx, false, || sys::connect(fd.as_fd(), &relay))?;
     // Registered whatever the outcome (EINPROGRESS is the usual non-blocking
     // one): the relay waits a moment for it.
     if let Ok(SockAddr::Inet(local)) = sys::getsockname(fd.as_fd())

@@ -379,16 +379,32 @@ pub fn confirm(call: &Call<'_>) -> Result<(), Failure> {
 }
 
 /// Runs an allowed call that we perform ourselves, on this receiver thread.
-/// Before a call that may block, another thread is made ready to receive, so
-/// a blocking call never stalls the handling of other calls.
-pub fn run_call<T, F>(ctx: &Arc<Ctx>, may_block: bool, call: F) -> Result<T, Failure>
+/// Before a call that waits on the network, another thread takes the
+/// receiving role, so the wait holds up no other call (a call that stalls
+/// unexpectedly is noticed by the receivers' watcher instead).
+pub fn run_call<T, F>(ctx: &Arc<Ctx>, waits_on_network: bool, call: F) -> Result<T, Failure>
 where
     F: FnOnce() -> T,
 {
-    if may_block {
-        super::receivers::ensure_spare(ctx);
+    if waits_on_network {
+        super::receivers::hand_off(ctx);
     }
     Ok(call())
+}
+
+/// Whether performing a call on `sock` toward `dest` (a raw sockaddr) may wait
+/// on another machine: the destination is not loopback (loopback handshakes and
+/// sends complete within the call), `flags` lack `MSG_DONTWAIT` and the socket
+/// blocks.
+pub fn waits_on_network(sock: &Socket, dest: &[u8], flags: i32) -> Result<bool, Failure> {
+    match sockaddr::parse(dest) {
+        Ok(SockAddr::Inet(addr)) if !addr.ip().to_canonical().is_loopback() => {}
+        _ => return Ok(false),
+    }
+    if flags & libc::MSG_DONTWAIT != 0 {
+        return Ok(false);
+    }
+    Ok(!super::sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?)
 }
 
 /// The reply for the result of a call we performed.

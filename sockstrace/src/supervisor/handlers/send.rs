@@ -4,7 +4,7 @@
 
 use std::os::fd::AsFd;
 
-use super::{confirm, read_addr, reply_of, run_call, Call, Subject, Target, BLOCKED_ERRNO};
+use super::{confirm, read_addr, reply_of, run_call, waits_on_network, Call, Subject, Target, BLOCKED_ERRNO};
 use crate::net::msghdr::{self, Layout, MsgHdr, UIO_MAXIOV};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
@@ -74,12 +74,6 @@ fn blocked(action: Action) -> bool {
     !action.lets_through()
 }
 
-/// Whether our own send may block: a blocking socket without MSG_DONTWAIT.
-fn may_block(sock: &Socket, flags: i32) -> Result<bool, Failure> {
-    let nonblocking = sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
-    Ok(!nonblocking && flags & libc::MSG_DONTWAIT == 0)
-}
-
 /// Sends on our duplicate. SIGPIPE would hit us, not the caller: we always
 /// pass MSG_NOSIGNAL and raise SIGPIPE in the caller when it asked for it.
 fn send_one(fd: std::os::fd::BorrowedFd<'_>, msg: &Outgoing, flags: i32) -> Result<usize, Errno> {
@@ -116,8 +110,8 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
 
 /// Sends one allowed message on our duplicate and answers as the kernel would.
 fn send_judged(call: &Call<'_>, sock: Socket, msg: Outgoing, flags: i32) -> Result<Reply, Failure> {
-    let may_block = may_block(&sock, flags)?;
-    let result = run_call(call.ctx, may_block, || send_one(sock.fd.as_fd(), &msg, flags))?;
+    let waits = waits_on_network(&sock, &msg.name, flags)?;
+    let result = run_call(call.ctx, waits, || send_one(sock.fd.as_fd(), &msg, flags))?;
     let reply = reply_of(result.map(|n| n as i64));
     raise_sigpipe(&call.tracee, &reply, flags);
     Ok(reply)
@@ -233,9 +227,15 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
     let any_blocked = allowed.len() < vlen;
-    let may_block = may_block(&sock, flags)?;
+    let mut waits = false;
+    for msg in &allowed {
+        if waits_on_network(&sock, &msg.name, flags)? {
+            waits = true;
+            break;
+        }
+    }
     let fd = sock.fd;
-    let (sent, error) = run_call(call.ctx, may_block, move || {
+    let (sent, error) = run_call(call.ctx, waits, move || {
         let mut sent = Vec::new();
         for msg in &allowed {
             match send_one(fd.as_fd(), msg, flags) {
