@@ -2,12 +2,18 @@
  * bench_client: the workloads of `cargo xtask bench`, and the listener they talk to.
  *
  *   bench_client connect  HOST PORT COUNT THREADS  COUNT connect+close cycles, split over THREADS
+ *                                                  (closed with a reset: no TIME_WAIT pile-up)
  *   bench_client udp      HOST PORT COUNT [RATE]   COUNT sendto() calls with an address; with
  *                                                  RATE, paced at RATE calls a second
  *   bench_client bulk     HOST PORT MIB            one connection, MIB MiB written with write()
  *   bench_client syscalls COUNT                    COUNT/2 getpid() and COUNT/2 stat("/")
  *   bench_client seccomp-allow PROGRAM ARGS...     runs PROGRAM under a one-instruction seccomp filter
  *                                                  that allows every call: the cost of any filter
+ *   bench_client notify-floor COUNT                COUNT getppid() calls trapped by SECCOMP_RET_USER_NOTIF
+ *                                                  and answered CONTINUE by the parent at once (with
+ *                                                  SYNC_WAKE_UP when the kernel has it): the bare cost
+ *                                                  of a user-notification round trip; also prints
+ *                                                  "sync_wake_up 0|1"
  *   bench_client sink     HOST close|drain THREADS listener on HOST:0; prints "port N", then serves
  *                                                  forever with THREADS accepting threads; `close`
  *                                                  closes each connection at once, `drain` reads
@@ -26,14 +32,17 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +52,7 @@ static void die(const char *what) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench_client connect|udp|bulk|syscalls|sink|seccomp-allow ARGS... (see the source)\n");
+    fprintf(stderr, "usage: bench_client connect|udp|bulk|syscalls|sink|seccomp-allow|notify-floor ARGS... (see the source)\n");
     exit(2);
 }
 
@@ -96,6 +105,11 @@ static void *connect_loop(void *arg) {
             die("socket");
         if (connect(fd, (const struct sockaddr *)&storm->addr, sizeof storm->addr) != 0)
             die("connect");
+        /* Closed with a reset: no TIME_WAIT, so thousands of cycles do not fill the port range
+         * and slow every later connect's port search (which would measure the kernel, not us). */
+        struct linger reset = {.l_onoff = 1, .l_linger = 0};
+        if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) != 0)
+            die("setsockopt");
         close(fd);
     }
     return NULL;
@@ -228,6 +242,117 @@ static int cmd_seccomp_allow(int argc, char **argv) {
     return 1;
 }
 
+/* ---- the user-notification floor ---- */
+
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP 1
+#endif
+
+static void send_fd(int sock, int fd) {
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof control);
+    char byte = 'f';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    if (sendmsg(sock, &msg, 0) != 1)
+        die("sendmsg");
+}
+
+static int recv_fd(int sock) {
+    char control[CMSG_SPACE(sizeof(int))];
+    char byte;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    if (recvmsg(sock, &msg, 0) != 1)
+        die("recvmsg");
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    if (cmsg == NULL || cmsg->cmsg_type != SCM_RIGHTS) {
+        fprintf(stderr, "bench_client: no listener fd received\n");
+        exit(1);
+    }
+    int fd;
+    memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+    return fd;
+}
+
+/* The child: installs a filter that sends getppid to a listener, hands the listener to the
+ * parent, waits for its go, then times COUNT trapped calls and writes the result to the pipe. */
+static void notify_floor_child(int sock, long count) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = 4, .filter = filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        die("prctl");
+    int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (listener < 0)
+        die("seccomp");
+    send_fd(sock, listener);
+    close(listener);
+    char go;
+    if (read(sock, &go, 1) != 1)
+        die("read");
+    uint64_t start = now_ns();
+    for (long i = 0; i < count; i++)
+        syscall(SYS_getppid);
+    uint64_t elapsed = now_ns() - start;
+    if (write(sock, &elapsed, sizeof elapsed) != sizeof elapsed)
+        die("write");
+    _exit(0);
+}
+
+static int cmd_notify_floor(int argc, char **argv) {
+    if (argc != 1)
+        usage();
+    long count = parse_count(argv[0]);
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        die("socketpair");
+    pid_t child = fork();
+    if (child < 0)
+        die("fork");
+    if (child == 0) {
+        close(pair[0]);
+        notify_floor_child(pair[1], count);
+    }
+    close(pair[1]);
+    int listener = recv_fd(pair[0]);
+    __u64 flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
+    int sync = ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) == 0;
+    if (write(pair[0], "g", 1) != 1)
+        die("write");
+    for (long i = 0; i < count; i++) {
+        struct seccomp_notif req;
+        memset(&req, 0, sizeof req);
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
+            die("SECCOMP_IOCTL_NOTIF_RECV");
+        struct seccomp_notif_resp resp = {.id = req.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0)
+            die("SECCOMP_IOCTL_NOTIF_SEND");
+    }
+    uint64_t elapsed;
+    if (read(pair[0], &elapsed, sizeof elapsed) != sizeof elapsed)
+        die("read");
+    int status;
+    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench_client: the notify-floor child failed\n");
+        return 1;
+    }
+    printf("ops %ld\nelapsed_ns %llu\nsync_wake_up %d\n", count, (unsigned long long)elapsed, sync);
+    return 0;
+}
+
 /* ---- the listener ---- */
 
 static int sink_fd;
@@ -308,6 +433,8 @@ int main(int argc, char **argv) {
         return cmd_sink(argc, argv);
     if (strcmp(mode, "seccomp-allow") == 0)
         return cmd_seccomp_allow(argc, argv);
+    if (strcmp(mode, "notify-floor") == 0)
+        return cmd_notify_floor(argc, argv);
     usage();
     return 2;
 }

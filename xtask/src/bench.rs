@@ -2,10 +2,13 @@
 //!
 //! Each round runs every workload natively, under `sockstrace run` (release, with and without its
 //! kernel layer), under `strace --seccomp-bpf` (the ptrace reference) and in a cgroup watched by
-//! `sockstrace audit`, rotating the tools' order from round to round; the table shows medians and
-//! ratios to native, marks the brief's targets, and the JSON goes to `target/bench/bench.json`.
-//! Then audit's leak flood counts the events audit reports and loses at 100k leaks a second. It
-//! reports, it does not judge: it fails only when a workload fails.
+//! `sockstrace audit`, and under a one-instruction allow-all seccomp filter (the floor any filter
+//! costs), rotating the tools' order from round to round; the table shows medians and ratios to
+//! native, marks the brief's targets, and the JSON goes to `target/bench/bench.json`. Then it
+//! times a bare user-notification round trip (the floor under every trapped call), samples the
+//! supervisor's memory during a 16-thread storm, and audit's leak flood counts the events audit
+//! reports and loses at 100k leaks a second. It reports, it does not judge: it fails only when a
+//! workload fails.
 
 mod audit;
 pub mod fixture;
@@ -16,6 +19,7 @@ mod workload;
 use std::{
     net::{Ipv4Addr, UdpSocket},
     path::{Path, PathBuf},
+    process::Command,
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -23,6 +27,7 @@ use anyhow::{bail, Context as _, Result};
 use self::{
     audit::{Audit, BenchCgroup},
     fixture::{HttpServer, Microsocks, Sink},
+    measure::NotifyFloor,
     report::{Results, Sample},
     workload::{Endpoints, Sizes, Timing, Tool, Workload, FLOOD_RATE},
 };
@@ -135,6 +140,8 @@ pub fn run(args: &[String]) -> Result<()> {
         eprintln!("bench: round {}/{}", round + 1, options.rounds);
         run_round(round, &sockstrace, &fixtures, &mut results);
     }
+    eprintln!("bench: bare user-notification round trips");
+    results.notify_floor = Some(notify_floor(&client, sizes.notify_calls, options.rounds));
     eprintln!("bench: supervisor peak RSS during a 16-thread storm");
     let storm = fixtures.endpoints.rss_storm(sizes);
     results.peak_rss =
@@ -241,6 +248,19 @@ fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, fixtures: &Fixtur
         Timing::Wall => finished.wall,
     };
     Ok(Sample { measured, wall: finished.wall })
+}
+
+/// The median of `rounds` runs of `bench_client notify-floor`, or why it failed.
+fn notify_floor(client: &Path, calls: u64, rounds: usize) -> Result<NotifyFloor, String> {
+    let mut runs = Vec::new();
+    for _ in 0..rounds {
+        let mut command = Command::new(client);
+        command.arg("notify-floor").arg(calls.to_string());
+        let finished = measure::run(&mut command).map_err(|e| format!("{e:#}"))?;
+        runs.push(measure::notify_floor(&finished.output.stdout).map_err(|e| format!("{e:#}"))?);
+    }
+    let median = report::median(&runs.iter().map(|r| r.us_per_call).collect::<Vec<_>>()).unwrap_or(f64::NAN);
+    Ok(NotifyFloor { us_per_call: median, sync_wake_up: runs.iter().all(|r| r.sync_wake_up) })
 }
 
 /// The supervisor's peak RSS in KiB while it serves `storm`.

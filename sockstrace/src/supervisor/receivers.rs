@@ -9,6 +9,10 @@
 //! one context switch and often a migration per call: about 8 µs of the 20 µs a
 //! connect cost with two waiting threads.
 //!
+//! Calls from several threads at once are handled in parallel: a receiver
+//! whose `NOTIF_RECV` returned at once (a call was queued) checks whether more
+//! wait, and if so wakes a spare to receive them meanwhile.
+//!
 //! A call that waits long must not hold up the others. A handler about to wait
 //! on the network hands the receiving role on at once ([`hand_off`]). For the
 //! rest (a blocking connect to loopback that stalls, a tracee whose memory
@@ -20,7 +24,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{handlers, Ctx};
 
@@ -30,6 +34,8 @@ const MAX_THREADS: usize = 1024;
 const WATCH_TICK: Duration = Duration::from_millis(1);
 /// Ticks without a call in flight before the watcher sleeps.
 const QUIET_TICKS: u32 = 100;
+/// A `NOTIF_RECV` that returns sooner than this found a call already queued.
+const BACKLOG_HINT: Duration = Duration::from_micros(5);
 /// How long a spare thread waits to be needed before it leaves.
 const SPARE_LINGER: Duration = Duration::from_secs(10);
 
@@ -160,17 +166,30 @@ fn spawn(ctx: &Arc<Ctx>) {
 fn receive(ctx: Arc<Ctx>) {
     super::block_signals_in_this_thread();
     let receivers = &ctx.receivers;
+    // A spare woken to help receives even while another thread holds the role.
+    let mut helping = false;
     loop {
-        if !receivers.claim() {
+        if helping {
+            receivers.receiving.fetch_add(1, Ordering::AcqRel);
+            helping = false;
+        } else if !receivers.claim() {
             if receivers.wait_as_spare() {
+                helping = true;
                 continue;
             }
             break;
         }
+        let asked = Instant::now();
         let received = ctx.notifier.recv();
+        let waited = asked.elapsed();
         receivers.receiving.fetch_sub(1, Ordering::AcqRel);
         match received {
             Ok(n) => {
+                // A call that was already queued hints at calls from several threads at once:
+                // if more wait, another thread receives them while we handle this one.
+                if waited < BACKLOG_HINT && ctx.notifier.pending() {
+                    add_receiver(&ctx);
+                }
                 receivers.call_started();
                 handlers::handle(&ctx, n);
                 receivers.call_ended();

@@ -263,6 +263,34 @@ pub fn client_elapsed(stdout: &[u8]) -> Result<Duration> {
     Ok(Duration::from_nanos(ns))
 }
 
+/// The bare user-notification round trip, from `bench_client notify-floor`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NotifyFloor {
+    /// Microseconds per trapped call answered at once.
+    pub us_per_call: f64,
+    /// Whether the kernel took `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`.
+    pub sync_wake_up: bool,
+}
+
+/// Parses `bench_client notify-floor` output (`ops`, `elapsed_ns`, `sync_wake_up` lines).
+pub fn notify_floor(stdout: &[u8]) -> Result<NotifyFloor> {
+    let text = String::from_utf8_lossy(stdout);
+    let field = |name: &str| -> Result<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|n| n.trim().parse().ok())
+            .with_context(|| format!("the bench client printed no `{name} N` line: {text:?}"))
+    };
+    let ops = field("ops")?;
+    if ops == 0 {
+        bail!("the bench client counted no calls: {text:?}");
+    }
+    Ok(NotifyFloor {
+        us_per_call: field("elapsed_ns")? as f64 / 1e3 / ops as f64,
+        sync_wake_up: field("sync_wake_up")? == 1,
+    })
+}
+
 /// Runs `command` (a `sockstrace run`) while sampling its `VmHWM` every few milliseconds; returns
 /// the last value seen (the high-water mark only grows), in KiB.
 pub fn peak_rss_kib(command: &mut Command) -> Result<u64> {
@@ -310,6 +338,15 @@ mod tests {
         let out = b"ops 20000\nelapsed_ns 1178952053\n";
         assert_eq!(client_elapsed(out).unwrap(), Duration::from_nanos(1_178_952_053));
         assert!(client_elapsed(b"ops 3\n").is_err());
+    }
+
+    #[test]
+    fn reads_the_notify_floor() {
+        let floor = notify_floor(b"ops 20000\nelapsed_ns 86000000\nsync_wake_up 1\n").unwrap();
+        assert_eq!(floor, NotifyFloor { us_per_call: 4.3, sync_wake_up: true });
+        assert!(!notify_floor(b"ops 2\nelapsed_ns 10\nsync_wake_up 0\n").unwrap().sync_wake_up);
+        assert!(notify_floor(b"ops 0\nelapsed_ns 10\nsync_wake_up 1\n").is_err());
+        assert!(notify_floor(b"ops 20000\nelapsed_ns 86000000\n").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     audit::Flood,
+    measure::NotifyFloor,
     workload::{Timing, Tool, Workload, FLOOD_RATE},
 };
 
@@ -57,6 +58,8 @@ pub struct Results<'w> {
     pub audit_unavailable: Option<String>,
     /// The audit leak flood, or why it failed; `None` when not run.
     pub flood: Option<Result<Flood, String>>,
+    /// The bare user-notification round trip, or why it failed; `None` when not run.
+    pub notify_floor: Option<Result<NotifyFloor, String>>,
 }
 
 /// A tool's numbers for one workload, compared with native.
@@ -70,7 +73,15 @@ struct Compared {
 impl<'w> Results<'w> {
     pub fn new(workloads: &'w [Workload], rss_connects: u64) -> Self {
         let series = workloads.iter().map(|_| HashMap::new()).collect();
-        Self { workloads, series, peak_rss: None, rss_connects, audit_unavailable: None, flood: None }
+        Self {
+            workloads,
+            series,
+            peak_rss: None,
+            rss_connects,
+            audit_unavailable: None,
+            flood: None,
+            notify_floor: None,
+        }
     }
 
     pub fn record(&mut self, workload: usize, tool: Tool, outcome: Result<Sample, String>) {
@@ -116,6 +127,9 @@ impl<'w> Results<'w> {
         }
         if let Some(Err(failure)) = &self.flood {
             all.push(format!("audit leak flood: {failure}"));
+        }
+        if let Some(Err(failure)) = &self.notify_floor {
+            all.push(format!("notify floor: {failure}"));
         }
         all
     }
@@ -214,12 +228,44 @@ impl<'w> Results<'w> {
         out
     }
 
-    /// For each target `run` misses: how much of the gap any seccomp filter already costs.
+    /// The bare round trip, then for each target `run` misses: how much of the gap any seccomp
+    /// filter already costs, and for storms what the target leaves per call against that round trip.
     fn gap_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        let floor_us = match &self.notify_floor {
+            Some(Ok(floor)) => {
+                lines.push(format!(
+                    "notify floor: a bare user-notification round trip (a trapped getppid answered CONTINUE \
+                     at once{}) costs {:.1} us here (`bench_client notify-floor`)",
+                    if floor.sync_wake_up { ", sync wake-up" } else { ", no sync wake-up on this kernel" },
+                    floor.us_per_call
+                ));
+                Some(floor.us_per_call)
+            }
+            Some(Err(_)) => {
+                lines.push("notify floor: FAILED".into());
+                None
+            }
+            None => None,
+        };
         for (i, w) in self.workloads.iter().enumerate() {
             let run = self.compared(i, Tool::Run);
             if run.target_met != Some(false) {
+                continue;
+            }
+            let native = self.compared(i, Tool::Native).median;
+            if let (Some(native_s), Some(calls), Some(target), Some(floor_us)) =
+                (native, w.calls, w.target, floor_us)
+            {
+                let budget_us = native_s * (target.max_ratio - 1.0) * 1e6 / calls as f64;
+                lines.push(format!(
+                    "gap: {}: the {:.2}x target leaves {budget_us:.1} us per call on a {:.1} us native cycle; \
+                     run adds {:.1} us, the bare round trip alone {floor_us:.1} us",
+                    w.label,
+                    target.max_ratio,
+                    native_s * 1e6 / calls as f64,
+                    run.added_us.unwrap_or(f64::NAN)
+                ));
                 continue;
             }
             let floor = self.compared(i, Tool::Floor);
@@ -308,6 +354,11 @@ impl<'w> Results<'w> {
             "sockstrace": sockstrace,
             "workloads": workloads,
             "supervisor_peak_rss": peak,
+            "notify_floor": match &self.notify_floor {
+                Some(Ok(f)) => json!({ "us_per_call": f.us_per_call, "sync_wake_up": f.sync_wake_up }),
+                Some(Err(failure)) => json!({ "failed": failure }),
+                None => Value::Null,
+            },
             "audit_target_max_ratio": AUDIT_TARGET,
             "audit_leak_flood": self.flood_json(),
             "failures": self.failures(),

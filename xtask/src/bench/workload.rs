@@ -88,6 +88,8 @@ pub struct Sizes {
     pub bulk_mib: u64,
     pub syscalls: u64,
     pub rss_connects: u64,
+    /// Trapped calls of each `bench_client notify-floor` run.
+    pub notify_calls: u64,
     /// Datagrams of the audit leak flood, sent at [`FLOOD_RATE`] a second.
     pub flood: u64,
 }
@@ -103,6 +105,7 @@ impl Sizes {
         bulk_mib: 1024,
         syscalls: 2_000_000,
         rss_connects: 20_000,
+        notify_calls: 20_000,
         flood: 300_000,
     };
     pub const QUICK: Sizes = Sizes {
@@ -112,6 +115,7 @@ impl Sizes {
         bulk_mib: 128,
         syscalls: 200_000,
         rss_connects: 4_000,
+        notify_calls: 5_000,
         flood: 100_000,
     };
 }
