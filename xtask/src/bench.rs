@@ -12,6 +12,7 @@
 
 mod audit;
 pub mod fixture;
+mod hooks;
 mod measure;
 mod report;
 mod workload;
@@ -27,6 +28,7 @@ use anyhow::{bail, Context as _, Result};
 use self::{
     audit::{Audit, BenchCgroup},
     fixture::{HttpServer, Microsocks, Sink},
+    hooks::HookCost,
     measure::NotifyFloor,
     report::{Results, Sample},
     workload::{Endpoints, Sizes, Timing, Tool, Workload, FLOOD_RATE},
@@ -151,6 +153,9 @@ pub fn run(args: &[String]) -> Result<()> {
         let port = fixtures.endpoints.udp_port;
         let flood = audit::leak_flood(&sockstrace, cgroup, &client, port, sizes.flood, FLOOD_RATE);
         results.flood = Some(flood.map_err(|e| format!("{e:#}")));
+        eprintln!("bench: audit's eBPF run time on a 1-thread storm (kernel.bpf_stats_enabled)");
+        let storm = workloads.iter().find(|w| w.key == "connect_storm_1t").context("no 1-thread storm")?;
+        results.hooks = Some(hook_cost(&sockstrace, cgroup, &client, storm).map_err(|e| format!("{e:#}")));
     }
 
     println!();
@@ -261,6 +266,17 @@ fn notify_floor(client: &Path, calls: u64, rounds: usize) -> Result<NotifyFloor,
     }
     let median = report::median(&runs.iter().map(|r| r.us_per_call).collect::<Vec<_>>()).unwrap_or(f64::NAN);
     Ok(NotifyFloor { us_per_call: median, sync_wake_up: runs.iter().all(|r| r.sync_wake_up) })
+}
+
+/// Audit's eBPF run time while `storm` runs in the audited cgroup.
+fn hook_cost(sockstrace: &Path, cgroup: &BenchCgroup, client: &Path, storm: &Workload) -> Result<HookCost> {
+    let _stats = hooks::StatsOn::enable()?;
+    let audit = Audit::start(sockstrace, cgroup, &storm.policy)?;
+    let command = workload::command(Tool::Audit, sockstrace, client, storm);
+    measure::run_in_cgroup(&command, cgroup.dir())?;
+    let by_type = hooks::read(audit.pid())?;
+    audit.stop()?;
+    Ok(HookCost { cycles: storm.calls.unwrap_or(1), by_type })
 }
 
 /// The supervisor's peak RSS in KiB while it serves `storm`.

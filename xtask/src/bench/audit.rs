@@ -179,6 +179,11 @@ impl Audit {
     }
 
     /// Stops audit with SIGINT and returns what it reported; fails if it does not exit cleanly.
+    /// The audit process's pid (alive until `stop`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(mut self) -> Result<AuditOutcome> {
         let seconds = self.started.elapsed().as_secs_f64();
         // SAFETY: kill with our own child's pid (not reaped yet, so not reused) and a signal.

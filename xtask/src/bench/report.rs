@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     audit::Flood,
+    hooks::HookCost,
     measure::NotifyFloor,
     workload::{Timing, Tool, Workload, FLOOD_RATE},
 };
@@ -60,6 +61,8 @@ pub struct Results<'w> {
     pub flood: Option<Result<Flood, String>>,
     /// The bare user-notification round trip, or why it failed; `None` when not run.
     pub notify_floor: Option<Result<NotifyFloor, String>>,
+    /// Audit's eBPF run time on a storm, or why it failed; `None` when not run.
+    pub hooks: Option<Result<HookCost, String>>,
 }
 
 /// A tool's numbers for one workload, compared with native.
@@ -81,6 +84,7 @@ impl<'w> Results<'w> {
             audit_unavailable: None,
             flood: None,
             notify_floor: None,
+            hooks: None,
         }
     }
 
@@ -130,6 +134,9 @@ impl<'w> Results<'w> {
         }
         if let Some(Err(failure)) = &self.notify_floor {
             all.push(format!("notify floor: {failure}"));
+        }
+        if let Some(Err(failure)) = &self.hooks {
+            all.push(format!("audit hooks: {failure}"));
         }
         all
     }
@@ -225,6 +232,9 @@ impl<'w> Results<'w> {
         if let Some(line) = self.flood_line() {
             let _ = writeln!(out, "{line}");
         }
+        if let Some(line) = self.hooks_line() {
+            let _ = writeln!(out, "{line}");
+        }
         out
     }
 
@@ -314,6 +324,47 @@ impl<'w> Results<'w> {
         Some(line)
     }
 
+    fn hooks_line(&self) -> Option<String> {
+        let line = match self.hooks.as_ref()? {
+            Ok(cost) => {
+                let native_us =
+                    self.workloads.iter().position(|w| w.key == "connect_storm_1t").and_then(|i| {
+                        let native = self.compared(i, Tool::Native).median?;
+                        Some(native * 1e6 / self.workloads[i].calls? as f64)
+                    });
+                let parts: Vec<String> = cost
+                    .by_type
+                    .iter()
+                    .filter(|(_, r)| r.runs > 0)
+                    .map(|(name, r)| {
+                        format!(
+                            "{name} {:.2} us in {:.1} runs",
+                            r.nanos as f64 / 1e3 / cost.cycles as f64,
+                            r.runs as f64 / cost.cycles as f64
+                        )
+                    })
+                    .collect();
+                let mut line = format!(
+                    "audit hooks: {:.2} us of eBPF per connect cycle ({}; kernel.bpf_stats_enabled, a 1-thread \
+                     storm of {})",
+                    cost.us_per_cycle(),
+                    parts.join(", "),
+                    cost.cycles
+                );
+                if let Some(native_us) = native_us {
+                    let _ = write!(
+                        line,
+                        ": {:.1}% of the {native_us:.1} us native cycle",
+                        cost.us_per_cycle() / native_us * 100.0
+                    );
+                }
+                line
+            }
+            Err(_) => "audit hooks: FAILED".into(),
+        };
+        Some(line)
+    }
+
     fn time_cell(&self, workload: usize, tool: Tool, median: Option<f64>) -> String {
         let failed = self.series(workload, tool).is_some_and(|s| !s.failures.is_empty());
         match median {
@@ -354,6 +405,17 @@ impl<'w> Results<'w> {
             "sockstrace": sockstrace,
             "workloads": workloads,
             "supervisor_peak_rss": peak,
+            "audit_hooks": match &self.hooks {
+                Some(Ok(cost)) => json!({
+                    "connect_cycles": cost.cycles,
+                    "us_per_cycle": cost.us_per_cycle(),
+                    "by_program_type": cost.by_type.iter().map(|(name, r)| {
+                        (name.clone(), json!({ "runs": r.runs, "run_time_ns": r.nanos }))
+                    }).collect::<Map<String, Value>>(),
+                }),
+                Some(Err(failure)) => json!({ "failed": failure }),
+                None => Value::Null,
+            },
             "notify_floor": match &self.notify_floor {
                 Some(Ok(f)) => json!({ "us_per_call": f.us_per_call, "sync_wake_up": f.sync_wake_up }),
                 Some(Err(failure)) => json!({ "failed": failure }),
