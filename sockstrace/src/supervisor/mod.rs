@@ -86,7 +86,7 @@ pub struct Ctx {
     /// The kernel layer, when on; taken out at the end to stop it.
     witness: std::sync::RwLock<Option<Witness>>,
     receivers: receivers::Receivers,
-    pidfds: Arc<tracee::PidfdCache>,
+    tracee_cache: Arc<tracee::TraceeCache>,
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
@@ -196,7 +196,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         tree: Arc::new(Tree::new(std::process::id() as i32)),
         witness: std::sync::RwLock::new(witness),
         receivers: receivers::Receivers::default(),
-        pidfds: Arc::default(),
+        tracee_cache: Arc::default(),
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they

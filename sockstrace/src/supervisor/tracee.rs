@@ -35,24 +35,40 @@ pub struct Tracee {
     pidfd: Arc<OwnedFd>,
     /// Whether `pidfd` came from the cache (and may belong to an exited thread).
     cached: bool,
-    cache: Arc<PidfdCache>,
+    cache: Arc<TraceeCache>,
 }
 
-/// Thread pidfds kept between calls: opening one for every call costs two
-/// system calls (open, close). A cached pidfd of a thread that has exited
-/// fails with `ESRCH`, even if a new thread has its tid now; then a fresh
-/// one is opened.
+/// What is kept between calls, to spare system calls on every one:
+/// - thread pidfds: opening one costs two calls (open, close). A cached pidfd
+///   of a thread that has exited fails with `ESRCH`, even if a new thread has
+///   its tid now; then a fresh one is opened;
+/// - each socket's family, type and protocol, by socket cookie: they do not
+///   change (but for `IPV6_ADDRFORM`, so IPv6 sockets are not kept), and a
+///   cookie is never reused, so one `SO_COOKIE` read replaces three
+///   `getsockopt` calls for a socket seen before.
 #[derive(Default)]
-pub struct PidfdCache {
-    map: Mutex<HashMap<u32, Arc<OwnedFd>>>,
+pub struct TraceeCache {
+    pidfds: Mutex<HashMap<u32, Arc<OwnedFd>>>,
+    sockets: Mutex<HashMap<u64, SocketFacts>>,
 }
 
-/// Entries kept before the cache starts over (exited threads leave theirs).
-const PIDFD_CACHE_MAX: usize = 4096;
+/// Entries kept in each map before it starts over (exited threads and closed
+/// sockets leave theirs).
+const CACHE_MAX: usize = 4096;
 
-impl PidfdCache {
+/// Inserts into a bounded cache map, emptying it first when full.
+fn insert_bounded<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    if let Ok(mut map) = map.lock() {
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
+}
+
+impl TraceeCache {
     fn cached(&self, tid: u32) -> Option<Arc<OwnedFd>> {
-        self.map.lock().ok()?.get(&tid).cloned()
+        self.pidfds.lock().ok()?.get(&tid).cloned()
     }
 
     fn open(&self, tid: u32) -> Result<Arc<OwnedFd>, Failure> {
@@ -61,13 +77,40 @@ impl PidfdCache {
             Err(libc::ESRCH) => return Err(Failure::Gone),
             Err(e) => return Err(Failure::Check(e)),
         };
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= PIDFD_CACHE_MAX {
-                map.clear();
-            }
-            map.insert(tid, pidfd.clone());
-        }
+        insert_bounded(&self.pidfds, tid, pidfd.clone());
         Ok(pidfd)
+    }
+
+    /// The family, type and protocol of socket `fd` (cookie `cookie`).
+    fn socket_facts(&self, cookie: u64, fd: BorrowedFd<'_>) -> Result<SocketFacts, Errno> {
+        if let Some(facts) = self.sockets.lock().ok().and_then(|map| map.get(&cookie).copied()) {
+            return Ok(facts);
+        }
+        let facts = read_socket_facts(fd)?;
+        // IPV6_ADDRFORM can turn an AF_INET6 socket into an AF_INET one: those
+        // are asked every time.
+        if facts.family != libc::AF_INET6 {
+            insert_bounded(&self.sockets, cookie, facts);
+        }
+        Ok(facts)
+    }
+}
+
+/// Asks the kernel for a socket's family, type and protocol.
+fn read_socket_facts(fd: BorrowedFd<'_>) -> Result<SocketFacts, Errno> {
+    let opt = |name| sys::getsockopt_int(fd, libc::SOL_SOCKET, name);
+    Ok(SocketFacts {
+        family: opt(libc::SO_DOMAIN)?,
+        sock_type: opt(libc::SO_TYPE)?,
+        protocol: opt(libc::SO_PROTOCOL)?,
+    })
+}
+
+/// A socket errno from our duplicate: `ENOTSOCK` is the caller's mistake.
+fn socket_failure(e: Errno) -> Failure {
+    match e {
+        libc::ENOTSOCK => Failure::Caller(libc::ENOTSOCK),
+        e => Failure::Check(e),
     }
 }
 
@@ -75,6 +118,9 @@ impl PidfdCache {
 pub struct Socket {
     pub fd: OwnedFd,
     pub facts: SocketFacts,
+    /// `SO_COOKIE` (the socket's identity, which the eBPF programs see too),
+    /// when already read.
+    cookie: Option<u64>,
 }
 
 impl Socket {
@@ -83,12 +129,12 @@ impl Socket {
     }
 
     pub fn cookie(&self) -> Option<u64> {
-        sys::socket_cookie(self.fd.as_fd()).ok()
+        self.cookie.or_else(|| sys::socket_cookie(self.fd.as_fd()).ok())
     }
 }
 
 impl Tracee {
-    pub fn open(tid: u32, cache: &Arc<PidfdCache>) -> Result<Self, Failure> {
+    pub fn open(tid: u32, cache: &Arc<TraceeCache>) -> Result<Self, Failure> {
         let (pidfd, cached) = match cache.cached(tid) {
             Some(pidfd) => (pidfd, true),
             None => (cache.open(tid)?, false),
@@ -112,6 +158,23 @@ impl Tracee {
     /// Duplicates the caller's fd `raw` (an argument register) and reads the
     /// socket's family, type and protocol from our duplicate.
     pub fn socket(&mut self, raw: u64) -> Result<Socket, Failure> {
+        let fd = self.duplicate(raw)?;
+        let facts = read_socket_facts(fd.as_fd()).map_err(socket_failure)?;
+        Ok(Socket { fd, facts, cookie: None })
+    }
+
+    /// As [`Tracee::socket`], for calls that repeat on one socket (a UDP or
+    /// QUIC flow sends thousands of datagrams): the facts come from the cache,
+    /// by cookie, after the socket's first call.
+    pub fn socket_seen_before(&mut self, raw: u64) -> Result<Socket, Failure> {
+        let fd = self.duplicate(raw)?;
+        let cookie = sys::socket_cookie(fd.as_fd()).map_err(socket_failure)?;
+        let facts = self.cache.socket_facts(cookie, fd.as_fd()).map_err(socket_failure)?;
+        Ok(Socket { fd, facts, cookie: Some(cookie) })
+    }
+
+    /// Our duplicate of the caller's fd `raw`.
+    fn duplicate(&mut self, raw: u64) -> Result<OwnedFd, Failure> {
         let fd_num = i32::try_from(raw as i64).map_err(|_| Failure::Caller(libc::EBADF))?;
         if fd_num < 0 {
             return Err(Failure::Caller(libc::EBADF));
@@ -123,23 +186,11 @@ impl Tracee {
             self.cached = false;
             got = sys::pidfd_getfd(self.pidfd.as_fd(), fd_num);
         }
-        let fd = got.map_err(|e| match e {
+        got.map_err(|e| match e {
             libc::EBADF => Failure::Caller(libc::EBADF),
             libc::ESRCH => Failure::Gone,
             e => Failure::Check(e),
-        })?;
-        let opt = |name| {
-            sys::getsockopt_int(fd.as_fd(), libc::SOL_SOCKET, name).map_err(|e| match e {
-                libc::ENOTSOCK => Failure::Caller(libc::ENOTSOCK),
-                e => Failure::Check(e),
-            })
-        };
-        let facts = SocketFacts {
-            family: opt(libc::SO_DOMAIN)?,
-            sock_type: opt(libc::SO_TYPE)?,
-            protocol: opt(libc::SO_PROTOCOL)?,
-        };
-        Ok(Socket { fd, facts })
+        })
     }
 
     /// Who the caller is. Best effort: missing pieces stay `None`.
@@ -173,5 +224,29 @@ impl Tracee {
             .and_then(|s| crate::procfs::status_field(&s, "CapEff:").map(|v| v.trim().to_owned()))
             .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
             .is_none_or(|caps| caps & (1 << cap) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::os::fd::AsFd;
+
+    use super::{sys, TraceeCache};
+
+    #[test]
+    fn socket_facts_are_kept_by_cookie_except_for_ipv6() {
+        let cache = TraceeCache::default();
+        let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let cookie = sys::socket_cookie(v4.as_fd()).unwrap();
+        let facts = cache.socket_facts(cookie, v4.as_fd()).unwrap();
+        assert_eq!((facts.family, facts.sock_type, facts.protocol), (libc::AF_INET, libc::SOCK_DGRAM, 17));
+        assert_eq!(cache.sockets.lock().unwrap().get(&cookie), Some(&facts));
+
+        let v6 = UdpSocket::bind("[::1]:0").unwrap();
+        let cookie6 = sys::socket_cookie(v6.as_fd()).unwrap();
+        assert_ne!(cookie6, cookie);
+        assert_eq!(cache.socket_facts(cookie6, v6.as_fd()).unwrap().family, libc::AF_INET6);
+        assert!(!cache.sockets.lock().unwrap().contains_key(&cookie6), "IPv6 facts may change (IPV6_ADDRFORM)");
     }
 }

@@ -236,7 +236,7 @@ impl<'a> Call<'a> {
 
 /// Handles one notification to the end: exactly one reply is always sent.
 pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
-    let tracee = match Tracee::open(n.tid, &ctx.pidfds) {
+    let tracee = match Tracee::open(n.tid, &ctx.tracee_cache) {
         Ok(t) => t,
         Err(f) => {
             // The caller vanished (or we cannot reach it): answer anyway, closed.

@@ -95,7 +95,7 @@ fn kernel_local(facts: &SocketFacts) -> bool {
 pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let flags = args[3] as i32;
-    let sock = call.tracee.socket(args[0])?;
+    let sock = call.tracee.socket_seen_before(args[0])?;
     if kernel_local(&sock.facts) {
         return local_send(call, "sendto", &sock, args[4], args[5]);
     }
@@ -179,7 +179,7 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let layout = call.layout();
     let flags = args[2] as i32;
-    let sock = call.tracee.socket(args[0])?;
+    let sock = call.tracee.socket_seen_before(args[0])?;
     let hdr = read_msghdr(&call.tracee, &layout, args[1])?;
     if kernel_local(&sock.facts) {
         return local_send(call, "sendmsg", &sock, hdr.name, hdr.namelen as u64);
@@ -197,7 +197,7 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let layout = call.layout();
     let (vec, flags) = (args[1], args[3] as i32);
     let vlen = (args[2] as u32 as usize).min(UIO_MAXIOV);
-    let sock = call.tracee.socket(args[0])?;
+    let sock = call.tracee.socket_seen_before(args[0])?;
     if vlen == 0 {
         return Ok(Reply::Value(0));
     }
