@@ -11,7 +11,8 @@
 //!
 //! Calls from several threads at once are handled in parallel: a receiver
 //! whose `NOTIF_RECV` returned at once (a call was queued) checks whether more
-//! wait, and if so wakes a spare to receive them meanwhile.
+//! wait, and if so wakes a spare to receive them meanwhile; a helper keeps
+//! receiving while calls still queue, and parks once they stop.
 //!
 //! A call that waits long must not hold up the others. A handler about to wait
 //! on the network hands the receiving role on at once ([`hand_off`]). For the
@@ -173,6 +174,11 @@ fn receive(ctx: Arc<Ctx>) {
             receivers.receiving.fetch_add(1, Ordering::AcqRel);
             helping = false;
         } else if !receivers.claim() {
+            // Another thread receives; while calls still queue, keep helping.
+            if ctx.notifier.pending() {
+                helping = true;
+                continue;
+            }
             if receivers.wait_as_spare() {
                 helping = true;
                 continue;

@@ -247,6 +247,9 @@ mod tests {
         let cookie6 = sys::socket_cookie(v6.as_fd()).unwrap();
         assert_ne!(cookie6, cookie);
         assert_eq!(cache.socket_facts(cookie6, v6.as_fd()).unwrap().family, libc::AF_INET6);
-        assert!(!cache.sockets.lock().unwrap().contains_key(&cookie6), "IPv6 facts may change (IPV6_ADDRFORM)");
+        assert!(
+            !cache.sockets.lock().unwrap().contains_key(&cookie6),
+            "IPv6 facts may change (IPV6_ADDRFORM)"
+        );
     }
 }
