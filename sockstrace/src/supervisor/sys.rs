@@ -191,36 +191,45 @@ pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), Errno> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// The most iovecs one `process_vm_readv` takes (`UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
 /// Copies several regions of process `tid` into one buffer, in order, with a
-/// single system call. A short read is `EFAULT`.
+/// single system call (one per 1,024 regions). A short read is `EFAULT`.
 pub fn read_process_memory_vectored(tid: u32, regions: &[(u64, usize)]) -> Result<Vec<u8>, Errno> {
     let total: usize = regions.iter().map(|&(_, len)| len).sum();
     let mut buf = vec![0u8; total];
-    if total == 0 {
-        return Ok(buf);
+    let mut at = 0;
+    // process_vm_readv takes at most IOV_MAX remote iovecs: longer lists go in chunks.
+    for chunk in regions.chunks(IOV_MAX) {
+        let len: usize = chunk.iter().map(|&(_, len)| len).sum();
+        if len == 0 {
+            continue;
+        }
+        let remote: Vec<libc::iovec> = chunk
+            .iter()
+            .map(|&(addr, len)| libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len })
+            .collect();
+        let local = libc::iovec { iov_base: buf[at..].as_mut_ptr().cast(), iov_len: len };
+        // SAFETY: `local` covers `len` bytes of our buffer from `at` (the chunks' lengths sum to
+        // the buffer's); the remote iovecs are only interpreted in the tracee's address space.
+        let n = unsafe {
+            libc::process_vm_readv(
+                tid as libc::pid_t,
+                &local,
+                1,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
+        };
+        match n {
+            n if n < 0 => return Err(last_errno()),
+            n if n as usize != len => return Err(libc::EFAULT),
+            _ => at += len,
+        }
     }
-    let remote: Vec<libc::iovec> = regions
-        .iter()
-        .map(|&(addr, len)| libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len })
-        .collect();
-    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: total };
-    // SAFETY: `local` covers exactly our buffer of `total` bytes; the remote
-    // iovecs are only interpreted in the tracee's address space.
-    let n = unsafe {
-        libc::process_vm_readv(
-            tid as libc::pid_t,
-            &local,
-            1,
-            remote.as_ptr(),
-            remote.len() as libc::c_ulong,
-            0,
-        )
-    };
-    match n {
-        n if n < 0 => Err(last_errno()),
-        n if n as usize != total => Err(libc::EFAULT),
-        _ => Ok(buf),
-    }
+    Ok(buf)
 }
 
 /// `accept4` on our duplicate of a listener: the new connection (ours, close-on-exec)
@@ -243,4 +252,24 @@ pub fn poll_one(fd: BorrowedFd<'_>, events: libc::c_short, ms: i32) -> bool {
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
     // SAFETY: one live pollfd.
     unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_process_memory_vectored;
+
+    #[test]
+    fn vectored_reads_keep_order_past_iov_max_and_fail_on_a_bad_region() {
+        let source: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let base = source.as_ptr() as u64;
+        // 3,000 one-byte regions, last byte first: three chunks of at most 1,024.
+        let regions: Vec<(u64, usize)> = (0..source.len()).rev().map(|i| (base + i as u64, 1)).collect();
+        let me = std::process::id();
+        let got = read_process_memory_vectored(me, &regions).unwrap();
+        let mut expected = source.clone();
+        expected.reverse();
+        assert_eq!(got, expected);
+        assert_eq!(read_process_memory_vectored(me, &[(base, 0), (0, 0)]).unwrap(), Vec::<u8>::new());
+        assert_eq!(read_process_memory_vectored(me, &[(base, 4), (8, 4)]), Err(libc::EFAULT));
+    }
 }

@@ -151,6 +151,12 @@ impl Tracee {
         sys::read_process_memory(self.tid, addr, len).map_err(memory_failure)
     }
 
+    /// Copies several regions of the caller's memory with one system call,
+    /// one after the other into one buffer.
+    pub fn read_regions(&self, regions: &[(u64, usize)]) -> Result<Vec<u8>, Failure> {
+        sys::read_process_memory_vectored(self.tid, regions).map_err(memory_failure)
+    }
+
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Failure> {
         sys::write_process_memory(self.tid, addr, data).map_err(memory_failure)
     }

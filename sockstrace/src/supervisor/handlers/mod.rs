@@ -361,11 +361,16 @@ fn io_uring(call: &mut Call<'_>) -> Reply {
 /// Reads a `(pointer, socklen_t)` address argument pair, with the kernel's
 /// length rules (negative or over 128 is `EINVAL`).
 pub fn read_addr(tracee: &Tracee, ptr: u64, len: u64) -> Result<Vec<u8>, Failure> {
+    tracee.read(ptr, addr_len(len)?)
+}
+
+/// A `socklen_t` address length argument, checked as the kernel does.
+pub fn addr_len(len: u64) -> Result<usize, Failure> {
     let len = len as u32 as i32;
     if len < 0 || len as usize > sockaddr::SOCKADDR_MAX {
         return Err(Failure::Caller(libc::EINVAL));
     }
-    tracee.read(ptr, len as usize)
+    Ok(len as usize)
 }
 
 /// Confirms the caller is still the same waiting thread after we read its

@@ -4,7 +4,9 @@
 
 use std::os::fd::AsFd;
 
-use super::{confirm, read_addr, reply_of, run_call, waits_on_network, Call, Subject, Target, BLOCKED_ERRNO};
+use super::{
+    addr_len, confirm, read_addr, reply_of, run_call, waits_on_network, Call, Subject, Target, BLOCKED_ERRNO,
+};
 use crate::net::msghdr::{self, Layout, MsgHdr, UIO_MAXIOV};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
@@ -99,8 +101,11 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if kernel_local(&sock.facts) {
         return local_send(call, "sendto", &sock, args[4], args[5]);
     }
-    let name = read_addr(&call.tracee, args[4], args[5])?;
-    let data = call.tracee.read(args[1], copy_len(&sock.facts, args[2])?)?;
+    let name_len = addr_len(args[5])?;
+    let data_len = copy_len(&sock.facts, args[2])?;
+    // Payload and address in one copy.
+    let mut data = call.tracee.read_regions(&[(args[1], data_len), (args[4], name_len)])?;
+    let name = data.split_off(data_len);
     confirm(call)?;
     if blocked(judge(call, "sendto", &sock, &name, flags)?) {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
@@ -143,7 +148,6 @@ fn materialize(
     facts: &SocketFacts,
     hdr: &MsgHdr,
 ) -> Result<Outgoing, Failure> {
-    let name = tracee.read(hdr.name, hdr.namelen)?;
     let count = hdr.iovlen as usize;
     let iovs = msghdr::parse_iovecs(layout, &tracee.read(hdr.iov, count * layout.iovec_size)?, count)
         .map_err(|e| Failure::Caller(e.errno()))?;
@@ -157,16 +161,17 @@ fn materialize(
         }
         budget -= take;
     }
-    let data = sys::read_process_memory_vectored(tracee.tid, &regions).map_err(|e| match e {
-        libc::EFAULT => Failure::Caller(libc::EFAULT),
-        libc::ESRCH => Failure::Gone,
-        e => Failure::Check(e),
-    })?;
     if hdr.controllen as usize > MAX_CONTROL {
         return Err(Failure::Caller(libc::ENOBUFS));
     }
-    let control =
-        if hdr.control == 0 { Vec::new() } else { tracee.read(hdr.control, hdr.controllen as usize)? };
+    let data_len: usize = regions.iter().map(|&(_, len)| len).sum();
+    let control_len = if hdr.control == 0 { 0 } else { hdr.controllen as usize };
+    // Payload, address and control data in one copy.
+    regions.push((hdr.name, hdr.namelen));
+    regions.push((hdr.control, control_len));
+    let mut data = tracee.read_regions(&regions)?;
+    let control = data.split_off(data_len + hdr.namelen);
+    let name = data.split_off(data_len);
     Ok(Outgoing { name, data, control })
 }
 
