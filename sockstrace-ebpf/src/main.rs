@@ -161,8 +161,10 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
         log_sockaddr_family(u32::from(given_family), u32::from(family));
     }
     // SAFETY: the helpers take the program's own, valid context pointer.
-    let (cookie, netns_cookie) =
-        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // Asked only when needed: a new `SOCKETS` entry, or an event.
+    // SAFETY: as above.
+    let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     let config = config();
     let is_bind = kind == kind::BIND4 || kind == kind::BIND6;
     // Only whether it is a leak steers what follows; its reason is worked out where the event
@@ -223,7 +225,7 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
             event.sock_type = sock_type;
             event.protocol = protocol;
             event.cookie = cookie;
-            event.netns_cookie = netns_cookie;
+            event.netns_cookie = netns_cookie();
             // SAFETY: takes no argument.
             event.cgroup_id = if cgroup_id != 0 { cgroup_id } else { unsafe { bpf_get_current_cgroup_id() } };
             // SAFETY: `event` is a valid, 8-byte aligned event; `addr` is at offset 48.
@@ -257,8 +259,10 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     let (family, sock_type, protocol) =
         unsafe { ((*sk).family as u16, (*sk).type_ as u16, (*sk).protocol as u16) };
     // SAFETY: the helpers take the program's own, valid context pointer.
-    let (cookie, netns_cookie) =
-        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // Asked only when needed: a new `SOCKETS` entry, or an event.
+    // SAFETY: as above.
+    let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     let leak = judge_create(family, sock_type, protocol);
     let refuse = leak != reason::NONE && config().enforce != 0;
     let facts = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current);
@@ -278,7 +282,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
             event.sock_type = sock_type;
             event.protocol = protocol;
             event.cookie = cookie;
-            event.netns_cookie = netns_cookie;
+            event.netns_cookie = netns_cookie();
             // SAFETY: takes no argument; at creation the caller's cgroup is the socket's.
             event.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
             event.verdict = if refuse { verdict::DENY } else { verdict::PASS };
@@ -315,8 +319,10 @@ fn on_post_bind(ctx: &SockContext, addr: Ip6, port: u16) -> i32 {
     let (family, sock_type, protocol) =
         unsafe { ((*sk).family as u16, (*sk).type_ as u16, (*sk).protocol as u16) };
     // SAFETY: the helpers take the program's own, valid context pointer.
-    let (cookie, netns_cookie) =
-        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // Asked only when needed: a new `SOCKETS` entry, or an event.
+    // SAFETY: as above.
+    let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
         // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
         unsafe {
@@ -337,6 +343,10 @@ const SOCK_OPS_OK: u32 = 1;
 #[sock_ops]
 pub fn sock_ops(ctx: SockOpsContext) -> u32 {
     let op = ctx.op();
+    if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && ctx.cb_flags() & BPF_SOCK_OPS_STATE_CB_FLAG != 0 {
+        // The state callback has just recorded ESTABLISHED (set at TCP_CONNECT_CB, it runs first).
+        return SOCK_OPS_OK;
+    }
     let state = match op {
         BPF_SOCK_OPS_TCP_CONNECT_CB => BPF_TCP_SYN_SENT,
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB | BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB => BPF_TCP_ESTABLISHED,
@@ -365,8 +375,10 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
     // kernel turns into 0 for sockets that are not full ones.
     let (bytes_received, bytes_acked) = unsafe { ((*ctx.ops).bytes_received, (*ctx.ops).bytes_acked) };
     // SAFETY: the helpers take the program's own, valid context pointer.
-    let (cookie, netns_cookie) =
-        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // Asked only when needed: a new `SOCKETS` entry, or an event.
+    // SAFETY: as above.
+    let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     // Runs in softirq context for most callbacks: no task to speak of.
     let creator = Creator::Unknown { cgroup_id: config().cgroup_id };
     let Some(facts) = facts_of(cookie, netns_cookie, family, abi::SOCK_STREAM, abi::IPPROTO_TCP, creator)
@@ -403,7 +415,8 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
             event.kind = kind::LISTEN;
             event.family = family;
             event.cookie = cookie;
-            event.netns_cookie = netns_cookie;
+            // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
+            event.netns_cookie = unsafe { (*facts).netns_cookie };
             // SAFETY: `event` is a valid, 8-byte aligned event; `addr` is at offset 48.
             unsafe { store_addr(&raw mut event.addr, local) };
             event.port = local_port;
@@ -495,7 +508,7 @@ enum Creator {
 #[inline(always)]
 fn facts_of(
     cookie: u64,
-    netns_cookie: u64,
+    netns_cookie: impl FnOnce() -> u64,
     family: u16,
     sock_type: u16,
     protocol: u16,
@@ -509,7 +522,7 @@ fn facts_of(
     // between CPUs, and the value is consumed (copied by the insert) before we return.
     unsafe {
         zero(fresh);
-        (*fresh).netns_cookie = netns_cookie;
+        (*fresh).netns_cookie = netns_cookie();
         (*fresh).family = family;
         (*fresh).sock_type = sock_type;
         (*fresh).protocol = protocol;
