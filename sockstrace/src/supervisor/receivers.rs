@@ -42,7 +42,8 @@ const SPARE_LINGER: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct Receivers {
-    /// Threads waiting in (or about to enter) `NOTIF_RECV`: 0 or 1.
+    /// Threads waiting in (or about to enter) `NOTIF_RECV`: 0 or 1, more only
+    /// while helpers take calls that queue.
     receiving: AtomicUsize,
     /// Calls received and not yet answered.
     in_flight: AtomicUsize,
