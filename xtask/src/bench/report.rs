@@ -263,17 +263,15 @@ impl<'w> Results<'w> {
             if run.target_met != Some(false) {
                 continue;
             }
-            let native = self.compared(i, Tool::Native).median;
-            if let (Some(native_s), Some(calls), Some(target), Some(floor_us)) =
-                (native, w.calls, w.target, floor_us)
+            if let (Some(native_us), Some(target), Some(floor_us)) =
+                (self.native_us_per_call(i), w.target, floor_us)
             {
-                let budget_us = native_s * (target.max_ratio - 1.0) * 1e6 / calls as f64;
                 lines.push(format!(
-                    "gap: {}: the {:.2}x target leaves {budget_us:.1} us per call on a {:.1} us native cycle; \
+                    "gap: {}: the {:.2}x target leaves {:.1} us per call on a {native_us:.1} us native cycle; \
                      run adds {:.1} us, the bare round trip alone {floor_us:.1} us",
                     w.label,
                     target.max_ratio,
-                    native_s * 1e6 / calls as f64,
+                    native_us * (target.max_ratio - 1.0),
                     run.added_us.unwrap_or(f64::NAN)
                 ));
                 continue;
@@ -324,14 +322,20 @@ impl<'w> Results<'w> {
         Some(line)
     }
 
+    /// A storm's native time per intercepted call, in microseconds.
+    fn native_us_per_call(&self, workload: usize) -> Option<f64> {
+        let native = self.compared(workload, Tool::Native).median?;
+        Some(native * 1e6 / self.workloads[workload].calls? as f64)
+    }
+
     fn hooks_line(&self) -> Option<String> {
         let line = match self.hooks.as_ref()? {
             Ok(cost) => {
-                let native_us =
-                    self.workloads.iter().position(|w| w.key == "connect_storm_1t").and_then(|i| {
-                        let native = self.compared(i, Tool::Native).median?;
-                        Some(native * 1e6 / self.workloads[i].calls? as f64)
-                    });
+                let native_us = self
+                    .workloads
+                    .iter()
+                    .position(|w| w.key == "connect_storm_1t")
+                    .and_then(|i| self.native_us_per_call(i));
                 let parts: Vec<String> = cost
                     .by_type
                     .iter()
@@ -500,6 +504,50 @@ fn target_cell(w: &Workload, met: Option<bool>) -> String {
 #[cfg(test)]
 mod tests {
     use super::median;
+
+    #[test]
+    fn gap_lines_weigh_a_missed_target_against_the_round_trip_and_the_floor() {
+        use std::time::Duration;
+
+        use super::super::{
+            measure::NotifyFloor,
+            workload::{Target, Timing, Tool, Workload},
+        };
+        use super::{Results, Sample};
+
+        let workload = |key: &'static str, calls: Option<u64>| Workload {
+            key,
+            label: key.into(),
+            program: Vec::new(),
+            policy: Vec::new(),
+            calls,
+            timing: Timing::Client,
+            target: Some(Target { max_ratio: 1.10 }),
+            http_requests: None,
+        };
+        let workloads = [workload("storm", Some(1000)), workload("plain", None), workload("fast", Some(10))];
+        let mut results = Results::new(&workloads, 0);
+        let sample =
+            |ms: u64| Ok(Sample { measured: Duration::from_millis(ms), wall: Duration::from_millis(ms) });
+        // storm: 30 ms native, 40 ms run over 1,000 calls: 30 us a cycle, 10 us added, 3 us budget.
+        // plain: 100 ms native, 112 under the floor, 111 under run. fast: within its target.
+        for (i, native, run, floor) in [(0, 30, 40, 31), (1, 100, 111, 112), (2, 100, 105, 100)] {
+            results.record(i, Tool::Native, sample(native));
+            results.record(i, Tool::Run, sample(run));
+            results.record(i, Tool::Floor, sample(floor));
+        }
+        results.notify_floor = Some(Ok(NotifyFloor { us_per_call: 3.8, sync_wake_up: true }));
+        assert_eq!(
+            results.gap_lines(),
+            [
+                "notify floor: a bare user-notification round trip (a trapped getppid answered CONTINUE at \
+                 once, sync wake-up) costs 3.8 us here (`bench_client notify-floor`)",
+                "gap: storm: the 1.10x target leaves 3.0 us per call on a 30.0 us native cycle; run adds \
+                 10.0 us, the bare round trip alone 3.8 us",
+                "gap: plain: run is 0.99x the floor, which is itself 1.12x native",
+            ]
+        );
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {
