@@ -28,7 +28,8 @@ pub mod util;
 
 pub use net::{DnsSink, HttpConnectProxy, HttpServer, Microsocks, TcpSink, UdpSink, UnixSink};
 pub use paths::{
-    netprobe, netprobe32, netprobe32_static, netprobe_static, sockstrace_bin, uringprobe, uringprobe_working,
+    client, client_build, netprobe, netprobe32, netprobe32_static, netprobe_static, sockstrace_bin,
+    uringprobe, uringprobe_working,
 };
 pub use report::Event;
 pub use report::LeakSpec;

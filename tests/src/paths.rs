@@ -191,3 +191,48 @@ pub fn uringprobe_working() -> Result<&'static Path, String> {
     }
     Ok(client)
 }
+
+/// Any C client in `tests/clients/NAME.c`, compiled once per test process
+/// into `target/sockstrace-tests/clients/NAME` (`m32`: for the i386 ABI, into
+/// `clients-m32/NAME`; `static_link`: with `-static`). The attack programs of
+/// the red-team tests use this. `Err` says why it cannot be built.
+pub fn client_build(name: &str, m32: bool, static_link: bool) -> Result<PathBuf, String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Built = HashMap<(String, bool, bool), Result<PathBuf, String>>;
+    static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (name.to_string(), m32, static_link);
+    if let Some(done) = built.get(&key) {
+        return done.clone();
+    }
+    let subdir = match (m32, static_link) {
+        (false, false) => "clients",
+        (false, true) => "clients-static",
+        (true, false) => "clients-m32",
+        (true, true) => "clients-m32-static",
+    };
+    let mut extra = Vec::new();
+    if m32 {
+        extra.push("-m32");
+    }
+    if static_link {
+        extra.push("-static");
+    }
+    let result = (|| {
+        let dir = helpers_dir().join(subdir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let out = dir.join(name);
+        compile_client(&format!("{name}.c"), &out, &extra, &[])?;
+        Ok(out)
+    })();
+    built.insert(key, result.clone());
+    result
+}
+
+/// The native, dynamically linked build of `tests/clients/NAME.c`; panics
+/// when gcc fails (the clients are part of the test suite).
+pub fn client(name: &str) -> PathBuf {
+    client_build(name, false, false).unwrap_or_else(|e| panic!("building test client {name}: {e}"))
+}

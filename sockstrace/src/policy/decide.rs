@@ -89,6 +89,25 @@ pub enum Reason {
     SocksNoAuth,
     /// Set by the SOCKS inspector: credentials outside `--isolation-regex`.
     SocksIsolation,
+    /// A socket option or control message that moves the first hop away from
+    /// the judged address (routing headers, source routes, binding to a
+    /// device, a chosen outgoing interface or next hop, IPsec policies).
+    #[allow(dead_code)]
+    RoutingOption,
+    /// An address whose family is not the socket's (a unix socket given an
+    /// inet address): the kernel would refuse it, unless the fd number names
+    /// another socket by the time it runs the call.
+    #[allow(dead_code)]
+    FamilyMismatch,
+    /// A protocol whose kernel makes connections the program never asked for
+    /// with `connect` (MPTCP subflows, SCTP multi-homing): refused at creation.
+    #[allow(dead_code)]
+    UnsupportedProtocol,
+    /// The packet itself, judged by the kernel layer's egress gate: a
+    /// destination, IP option, routing header or device the syscall layer did
+    /// not allow.
+    #[allow(dead_code)]
+    EgressPacket,
 }
 
 impl Reason {
@@ -126,6 +145,10 @@ impl Reason {
             Reason::SocksByAddress => "socks-by-address",
             Reason::SocksNoAuth => "socks-no-auth",
             Reason::SocksIsolation => "socks-isolation",
+            Reason::RoutingOption => "routing-option",
+            Reason::FamilyMismatch => "family-mismatch",
+            Reason::UnsupportedProtocol => "unsupported-protocol",
+            Reason::EgressPacket => "egress-packet",
         }
     }
 }

@@ -1,0 +1,45 @@
+//! Test-only switches, honoured only in debug builds (the ones the test suite
+//! and the leak fuzzer drive); a release build ignores them.
+//!
+//! `SOCKSTRACE_TEST_DISABLE` is a comma-separated list of syscall-layer fences
+//! to switch off, so that a test can prove that the layer behind them still
+//! holds (the kernel layer's egress gate, network isolation):
+//! - `options`: setsockopt options that move the first hop are not refused;
+//! - `cmsg`: control messages that do the same are not refused;
+//! - `family-check`: an address of another family than its socket is not refused;
+//! - `landlock`: the program is not put in a Landlock domain;
+//! - `plant-bug`: a deliberate hole in the decision (UDP to port 9 is allowed),
+//!   for the fuzzer's self-check that it finds a planted bug.
+
+use std::sync::OnceLock;
+
+/// The environment variable that lists disabled fences.
+pub const DISABLE_VAR: &str = "SOCKSTRACE_TEST_DISABLE";
+
+fn disabled_list() -> &'static [String] {
+    static LIST: OnceLock<Vec<String>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        if !cfg!(debug_assertions) {
+            return Vec::new();
+        }
+        std::env::var(DISABLE_VAR)
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether the fence `name` is switched off for a test (debug builds only).
+pub fn disabled(name: &str) -> bool {
+    disabled_list().iter().any(|d| d == name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nothing_is_disabled_without_the_variable() {
+        // The test process does not set it.
+        if std::env::var_os(super::DISABLE_VAR).is_none() {
+            assert!(!super::disabled("options"));
+        }
+    }
+}
