@@ -4,6 +4,7 @@
 //! concurrently on tokio -> reap -> summary.
 
 pub(crate) mod abi;
+mod copy_budget;
 mod dns_setup;
 mod filter;
 mod handlers;
@@ -87,6 +88,8 @@ pub struct Ctx {
     witness: std::sync::RwLock<Option<Witness>>,
     receivers: receivers::Receivers,
     tracee_cache: Arc<tracee::TraceeCache>,
+    /// What all calls in flight may copy out of the program together.
+    copy_budget: copy_budget::CopyBudget,
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
@@ -197,6 +200,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         witness: std::sync::RwLock::new(witness),
         receivers: receivers::Receivers::default(),
         tracee_cache: Arc::default(),
+        copy_budget: copy_budget::CopyBudget::default(),
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they

@@ -12,16 +12,11 @@ use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
 use crate::policy::{decide, Decision, Operation, Request};
 use crate::report::Action;
+use crate::supervisor::copy_budget::{self, Grant};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::{self, Errno};
 use crate::supervisor::tracee::{Failure, Socket, Tracee};
-
-/// The most payload we copy for one call; a stream send beyond it is a
-/// partial send (which stream semantics allow), a datagram beyond it cannot
-/// be sent anyway.
-const MAX_COPY: usize = 16 << 20;
-/// The most control data we copy (the kernel's optmem limit is far lower).
-const MAX_CONTROL: usize = 1 << 20;
+use crate::supervisor::Ctx;
 
 /// One message, copied out of the caller.
 struct Outgoing {
@@ -34,13 +29,15 @@ fn fastopen(flags: i32) -> bool {
     flags & libc::MSG_FASTOPEN != 0
 }
 
-/// How much payload to copy for a send of `len` bytes.
+/// How much payload to copy for a send of `len` bytes (see `copy_budget`).
 fn copy_len(facts: &SocketFacts, len: u64) -> Result<usize, Failure> {
-    match usize::try_from(len) {
-        Ok(len) if len <= MAX_COPY => Ok(len),
-        _ if facts.is_stream() => Ok(MAX_COPY),
-        _ => Err(Failure::Caller(libc::EMSGSIZE)),
-    }
+    copy_budget::payload_len(facts.is_stream(), len).ok_or(Failure::Caller(libc::EMSGSIZE))
+}
+
+/// Reserves `bytes` of the supervisor's copy budget for this call, waiting
+/// while other calls hold it; the caller leaving the call ends the wait.
+fn reserve<'c>(ctx: &'c Ctx, id: u64, bytes: usize) -> Result<Grant<'c>, Failure> {
+    ctx.copy_budget.reserve(bytes, || ctx.notifier.id_valid(id)).ok_or(Failure::Gone)
 }
 
 /// The destination a send names, as the kernel will read it from `name`.
@@ -112,6 +109,7 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     let name_len = addr_len(args[5])?;
     let data_len = copy_len(&sock.facts, args[2])?;
+    let _grant = reserve(call.ctx, call.n.id, data_len + name_len)?;
     // Payload and address in one copy.
     let mut data = call.tracee.read_regions(&[(args[1], data_len), (args[4], name_len)])?;
     let name = data.split_off(data_len);
@@ -150,19 +148,34 @@ fn local_send(
     Ok(call.continue_or_refuse(syscall, Subject::Socket(sock)))
 }
 
-/// Copies one msghdr's name, payload and control data.
-fn materialize(
+/// What to copy for one msghdr: its payload regions (cut to the copy
+/// limits), name and control data.
+struct CopyPlan {
+    regions: Vec<(u64, usize)>,
+    data_len: usize,
+    name_len: usize,
+}
+
+impl CopyPlan {
+    fn bytes(&self) -> usize {
+        self.regions.iter().map(|&(_, len)| len).sum()
+    }
+}
+
+/// Reads one msghdr's iovec array and plans the copy of its payload, name
+/// and control data, within the limits of `copy_budget`.
+fn plan_copy(
     tracee: &Tracee,
     layout: &Layout,
     facts: &SocketFacts,
     hdr: &MsgHdr,
-) -> Result<Outgoing, Failure> {
+) -> Result<CopyPlan, Failure> {
     let count = hdr.iovlen as usize;
     let iovs = msghdr::parse_iovecs(layout, &tracee.read(hdr.iov, count * layout.iovec_size)?, count)
         .map_err(|e| Failure::Caller(e.errno()))?;
     let total: u64 = iovs.iter().fold(0u64, |acc, v| acc.saturating_add(v.len));
     let mut budget = copy_len(facts, total)?;
-    let mut regions = Vec::with_capacity(iovs.len());
+    let mut regions = Vec::with_capacity(iovs.len() + 2);
     for iov in iovs {
         let take = (iov.len as usize).min(budget);
         if take > 0 {
@@ -170,17 +183,23 @@ fn materialize(
         }
         budget -= take;
     }
-    if hdr.controllen as usize > MAX_CONTROL {
+    let control_len =
+        if hdr.control == 0 { 0 } else { usize::try_from(hdr.controllen).unwrap_or(usize::MAX) };
+    if control_len > copy_budget::control_max() {
+        // The kernel's own limit on control data (sock_kmalloc under optmem_max).
         return Err(Failure::Caller(libc::ENOBUFS));
     }
     let data_len: usize = regions.iter().map(|&(_, len)| len).sum();
-    let control_len = if hdr.control == 0 { 0 } else { hdr.controllen as usize };
-    // Payload, address and control data in one copy.
     regions.push((hdr.name, hdr.namelen));
     regions.push((hdr.control, control_len));
-    let mut data = tracee.read_regions(&regions)?;
-    let control = data.split_off(data_len + hdr.namelen);
-    let name = data.split_off(data_len);
+    Ok(CopyPlan { regions, data_len, name_len: hdr.namelen })
+}
+
+/// Copies a planned message's payload, address and control data, in one read.
+fn materialize(tracee: &Tracee, plan: &CopyPlan) -> Result<Outgoing, Failure> {
+    let mut data = tracee.read_regions(&plan.regions)?;
+    let control = data.split_off(plan.data_len + plan.name_len);
+    let name = data.split_off(plan.data_len);
     Ok(Outgoing { name, data, control })
 }
 
@@ -198,7 +217,9 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if kernel_local(&sock.facts) {
         return local_send(call, "sendmsg", &sock, hdr.name, hdr.namelen as u64);
     }
-    let msg = materialize(&call.tracee, &layout, &sock.facts, &hdr)?;
+    let plan = plan_copy(&call.tracee, &layout, &sock.facts, &hdr)?;
+    let _grant = reserve(call.ctx, call.n.id, plan.bytes())?;
+    let msg = materialize(&call.tracee, &plan)?;
     confirm(call)?;
     if blocked(judge(call, "sendmsg", &sock, &msg.name, flags)?) {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
@@ -223,10 +244,21 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if kernel_local(&sock.facts) {
         return local_send(call, "sendmmsg", &sock, hdrs[0].name, hdrs[0].namelen as u64);
     }
-    let msgs = hdrs
-        .iter()
-        .map(|h| materialize(&call.tracee, &layout, &sock.facts, h))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Messages past the call's copy limit are left unsent: sendmmsg may send
+    // fewer than asked (the first one is always taken).
+    let mut plans = Vec::with_capacity(hdrs.len());
+    let mut planned = 0usize;
+    for hdr in &hdrs {
+        let plan = plan_copy(&call.tracee, &layout, &sock.facts, hdr)?;
+        if !plans.is_empty() && planned + plan.bytes() > copy_budget::CALL_MAX {
+            break;
+        }
+        planned += plan.bytes();
+        plans.push(plan);
+    }
+    let vlen = plans.len();
+    let _grant = reserve(call.ctx, call.n.id, planned)?;
+    let msgs = plans.iter().map(|plan| materialize(&call.tracee, plan)).collect::<Result<Vec<_>, _>>()?;
     confirm(call)?;
     // Every message is judged; sending stops at the first blocked one, as the
     // kernel stops at the first failing one.
