@@ -83,6 +83,14 @@ impl Env {
         };
         ip(&["netns", "add", &far])?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        // No multicast memberships: the kernel's IGMP reports for a group a past run joined
+        // would keep coming, long after that run, and be blamed on later ones.
+        let sysctl = Command::new("ip")
+            .args(["netns", "exec", &ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/igmp_max_memberships"])
+            .status()?;
+        if !sysctl.success() {
+            bail!("setting igmp_max_memberships in {ns}");
+        }
         ip(&["-n", &ns, "link", "add", VETH_NEAR, "type", "veth", "peer", "name", VETH_FAR, "netns", &far])?;
         let v4 = |a: [u8; 4]| format!("{}.{}.{}.{}/24", a[0], a[1], a[2], a[3]);
         let v6 = |a: [u8; 16]| format!("{}/64", std::net::Ipv6Addr::from(a));
@@ -113,7 +121,13 @@ impl Env {
         Ok(env)
     }
 
-    fn start_sniffer(&mut self, ns: &str, dev: &'static str, label: &'static str, policy: &Policy) -> Result<()> {
+    fn start_sniffer(
+        &mut self,
+        ns: &str,
+        dev: &'static str,
+        label: &'static str,
+        policy: &Policy,
+    ) -> Result<()> {
         let fd = inside(ns, move || {
             let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
             // SAFETY: plain socket call; the fd is owned right after.
@@ -133,7 +147,12 @@ impl Env {
             let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
             // SAFETY: valid pointers and lengths for bind and setsockopt.
             unsafe {
-                if libc::bind(fd.as_raw_fd(), (&sll as *const libc::sockaddr_ll).cast(), size_of_val(&sll) as u32) != 0 {
+                if libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    size_of_val(&sll) as u32,
+                ) != 0
+                {
                     bail!("bind AF_PACKET to {dev}: {}", std::io::Error::last_os_error());
                 }
                 libc::setsockopt(
@@ -168,7 +187,9 @@ impl Env {
                     continue;
                 }
                 let ethertype = u16::from_be(sll.sll_protocol);
-                if let Some(leak) = oracle::judge(&policy, label, ethertype, sll.sll_pkttype, &buf[..n as usize]) {
+                if let Some(leak) =
+                    oracle::judge(&policy, label, ethertype, sll.sll_pkttype, &buf[..n as usize])
+                {
                     if let Ok(mut o) = observed.lock() {
                         o.push(leak);
                     }
@@ -181,8 +202,10 @@ impl Env {
     fn start_sinks(&mut self, _policy: &Policy) -> Result<()> {
         let mut v4: Vec<IpAddr> = addrs::SINKS4.iter().map(|a| IpAddr::from(*a)).collect();
         v4.push("::1".parse()?);
-        let proxies: Vec<SocketAddr> =
-            vec![SocketAddr::new("127.0.0.1".parse()?, addrs::PROXY_PORT), SocketAddr::new("::1".parse()?, addrs::PROXY_PORT)];
+        let proxies: Vec<SocketAddr> = vec![
+            SocketAddr::new("127.0.0.1".parse()?, addrs::PROXY_PORT),
+            SocketAddr::new("::1".parse()?, addrs::PROXY_PORT),
+        ];
         let (udp, tcp, fake) = inside(&self.ns, move || {
             let mut udp = Vec::new();
             let mut tcp = Vec::new();
@@ -215,7 +238,9 @@ impl Env {
                 }
             }));
         }
-        for (listener, is_sink) in tcp.into_iter().map(|l| (l, true)).chain(fake.into_iter().map(|l| (l, false))) {
+        for (listener, is_sink) in
+            tcp.into_iter().map(|l| (l, true)).chain(fake.into_iter().map(|l| (l, false)))
+        {
             listener.set_nonblocking(true)?;
             let (stop, observed) = (self.stop.clone(), self.observed.clone());
             let local = listener.local_addr()?;

@@ -544,7 +544,11 @@ impl<'a> Gen<'a> {
                 } else {
                     let f = self.flags();
                     let cov = vec![self.sys("send")];
-                    self.push(format!("send {s} {f} {}", hex(&p)), format!("send(fd[{s}], flags {f:#x})"), cov);
+                    self.push(
+                        format!("send {s} {f} {}", hex(&p)),
+                        format!("send(fd[{s}], flags {f:#x})"),
+                        cov,
+                    );
                 }
             }
             2 | 3 => {
@@ -656,9 +660,14 @@ impl<'a> Gen<'a> {
                 continue;
             }
             let v = sockopt_value(&mut self.rng, self.cfg, level, opt);
-            let name = self.table.name(level, opt).map(str::to_string).unwrap_or_else(|| format!("{level}/{opt}"));
+            let name =
+                self.table.name(level, opt).map(str::to_string).unwrap_or_else(|| format!("{level}/{opt}"));
             let cov = vec![Cov::Sockopt(level, opt), self.sys("setsockopt")];
-            self.push(format!("setsockopt {s} {level} {opt} {}", hex(&v)), format!("setsockopt(fd[{s}], {name})"), cov);
+            self.push(
+                format!("setsockopt {s} {level} {opt} {}", hex(&v)),
+                format!("setsockopt(fd[{s}], {name})"),
+                cov,
+            );
             return;
         }
     }
@@ -706,7 +715,11 @@ impl<'a> Gen<'a> {
                 self.socket(other);
                 let d = proxy_addr(&mut self.rng, self.fam[other as usize]);
                 let cov = vec![self.sys("connect")];
-                self.push(format!("connect {other} {}", hex(&d)), format!("connect(fd[{other}], the proxy)"), cov);
+                self.push(
+                    format!("connect {other} {}", hex(&d)),
+                    format!("connect(fd[{other}], the proxy)"),
+                    cov,
+                );
                 let n = 200 + self.rng.below(2000);
                 let cov = vec![Cov::Syscall("dup2-race", ABIS[0])];
                 let gloss = format!("a thread swaps fd[{other}] onto fd[{s}]'s number {n} times");
@@ -715,7 +728,11 @@ impl<'a> Gen<'a> {
                     let d = dest(&mut self.rng, self.cfg, self.fam[s as usize]);
                     let p = self.payload();
                     let cov = vec![self.sys("sendto")];
-                    self.push(format!("sendto {s} 0 {} {}", hex(&d), hex(&p)), format!("sendto(fd[{s}], {})", show(&d)), cov);
+                    self.push(
+                        format!("sendto {s} 0 {} {}", hex(&d), hex(&p)),
+                        format!("sendto(fd[{s}], {})", show(&d)),
+                        cov,
+                    );
                 }
                 self.push("join".into(), "join the racing thread".into(), vec![]);
             }
@@ -825,7 +842,11 @@ mod tests {
         let c = Config { skip: ["rthdr".to_string()].into(), ..cfg() };
         for seed in 0..40 {
             for op in Gen::new(seed, 0, &c, &table).sequence(8) {
-                assert!(!op.line.starts_with("setsockopt 0 41 57 ") && !op.line.contains(" 41 57 "), "{}", op.line);
+                assert!(
+                    !op.line.starts_with("setsockopt 0 41 57 ") && !op.line.contains(" 41 57 "),
+                    "{}",
+                    op.line
+                );
                 assert!(!op.cov.contains(&Cov::Sockopt(41, 57)) && !op.cov.contains(&Cov::Cmsg(41, 57)));
             }
         }

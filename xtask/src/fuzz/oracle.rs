@@ -321,9 +321,7 @@ mod tests {
     #[test]
     fn report_matching() {
         let l = sink_leak("udp4", "127.0.0.2".parse().unwrap(), 9, b"");
-        let ev = |dst: &str, verdict: &str, action: &str| {
-            serde_json::json!({"dst": dst, "verdict": verdict, "action": action})
-        };
+        let ev = |dst: &str, verdict: &str, action: &str| serde_json::json!({"dst": dst, "verdict": verdict, "action": action});
         assert_eq!(reported(&l, &[]), Reported::Missing);
         assert_eq!(reported(&l, &[ev("127.0.0.2:9", "leak", "logged")]), Reported::LetThrough);
         assert_eq!(reported(&l, &[ev("127.0.0.2:9", "leak", "blocked")]), Reported::ClaimedBlocked);

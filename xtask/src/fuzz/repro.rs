@@ -29,7 +29,11 @@ mod tests {
 
     #[test]
     fn reproducer_embeds_the_program_and_the_interpreter() {
-        let ops = vec![Op { line: "socket 0 2 2 0".into(), gloss: "fd[0] = socket(AF_INET, SOCK_DGRAM, 0)".into(), cov: vec![] }];
+        let ops = vec![Op {
+            line: "socket 0 2 2 0".into(),
+            gloss: "fd[0] = socket(AF_INET, SOCK_DGRAM, 0)".into(),
+            cov: vec![],
+        }];
         let c = c_source(&ops, &["seed 1".into()], "sockstrace run -- ./repro");
         assert!(c.contains("\"socket 0 2 2 0\","));
         assert!(c.contains("#define FUZZ_REPRO 1"));

@@ -24,6 +24,8 @@ pub struct Mode {
     pub plant_bug: bool,
     /// Run the program (and sockstrace) as this user.
     pub as_user: Option<String>,
+    /// `--allow-io-uring` (only with the kernel layer, which still gates io_uring's connects).
+    pub allow_io_uring: bool,
 }
 
 pub struct Runner {
@@ -76,16 +78,22 @@ impl Runner {
             s.push_str(&format!("setpriv --reuid={u} --regid={u} --clear-groups "));
         }
         s.push_str(&format!(
-            "sockstrace run --proxy 127.0.0.1:{p} --proxy [::1]:{p} --on-leak {} --kernel {} --report - -- ./repro",
+            "sockstrace run --proxy 127.0.0.1:{p} --proxy [::1]:{p} --on-leak {} --kernel {}{} --report - -- ./repro",
             mode.on_leak,
             mode.kernel,
+            if mode.allow_io_uring { " --allow-io-uring" } else { "" },
             p = addrs::PROXY_PORT
         ));
         s
     }
 
-    pub fn run(&mut self, env: &Env, mode: &Mode, ops: &[Op], interrupted: &dyn Fn() -> bool) -> Result<Outcome> {
-        let n = self.runs;
+    pub fn run(
+        &mut self,
+        env: &Env,
+        mode: &Mode,
+        ops: &[Op],
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Outcome> {
         self.runs += 1;
         let prog = self.work.join("program.txt");
         let report = self.work.join("report.jsonl");
@@ -102,7 +110,7 @@ impl Runner {
             cmd.args(["--proxy", &p]);
         }
         cmd.args(["--on-leak", &mode.on_leak, "--kernel", &mode.kernel, "-q", "--report"]).arg(&report);
-        if mode.kernel != "off" && mode.as_user.is_none() && n % 2 == 1 {
+        if mode.allow_io_uring {
             cmd.arg("--allow-io-uring");
         }
         cmd.arg("--").arg(&self.client).arg(&prog);
