@@ -9,6 +9,9 @@
 //! - `docs`: the man page and bash/zsh/fish completions, from the clap definitions.
 //! - `bench [--quick] [--rounds N] [--sockstrace PATH]`: the brief's performance ratios (native,
 //!   `sockstrace run`, `strace --seccomp-bpf`), a table and `target/bench/bench.json`.
+//! - `fuzz [--seconds N] [--seed S] [--as-user U] [--self-check] ...`: the leak fuzzer (root):
+//!   generated socket programs under `sockstrace run` in a network namespace, judged by the
+//!   packets a sniffer sees; findings shrunk to C reproducers under `target/fuzz/`.
 
 mod apt;
 mod bench;
@@ -16,6 +19,7 @@ mod bpf_linker;
 mod cmd;
 mod demo;
 mod docs;
+mod fuzz;
 mod setup;
 mod test;
 mod toolchain;
@@ -33,6 +37,9 @@ tasks:
   demo            set up, build, and show sockstrace catching a direct connection (start here)
   bench [--quick] [--rounds N] [--sockstrace PATH]
                   measure native / sockstrace run / strace ratios; table + target/bench/bench.json
+  fuzz [--seconds N] [--seed S] [--as-user U] [--self-check] [--kernel MODE]
+       [--known-open CLASS,...] [--allowed-only]
+                  leak fuzzer (root): packet-level oracle, shrunk C reproducers in target/fuzz/
   docs            write the man page and shell completions to target/dist/
   help            show this text";
 
@@ -62,6 +69,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "demo" => demo::run(rest),
         "bench" => bench::run(rest),
         "docs" => docs::run(),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -1,0 +1,333 @@
+//! The oracle, pure: which captured packets are leaks, and which of those the report lists.
+//!
+//! A packet is a leak when the program (or the kernel on its behalf) starts traffic to a
+//! destination the policy does not allow: a TCP SYN, a UDP datagram, an ICMP request or any
+//! other IP protocol to anything but the proxy, any IP frame on the veth (nothing legitimate
+//! ever crosses it: the proxy is on loopback). Replies (RST, ACKs, ICMP errors, data from the
+//! proxy) and neighbour discovery / MLD are not leaks.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+/// One leak the oracle saw.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Leak {
+    /// "tcp4", "udp6", "icmp4", "igmp4", "ip4-proto-47", "frame-0x1234", ...
+    pub kind: String,
+    pub dst: Option<IpAddr>,
+    pub port: Option<u16>,
+    /// Where it was seen: "veth", "lo", "sink".
+    pub seen_on: String,
+    /// The "FZseq:op;" marker of its payload, when present.
+    pub marker: Option<(u64, usize)>,
+}
+
+impl Leak {
+    /// The destination as the report writes it.
+    pub fn dst_text(&self) -> String {
+        match (self.dst, self.port) {
+            (Some(IpAddr::V4(a)), Some(p)) => format!("{a}:{p}"),
+            (Some(IpAddr::V6(a)), Some(p)) => format!("[{a}]:{p}"),
+            (Some(a), None) => a.to_string(),
+            (None, _) => "-".into(),
+        }
+    }
+    /// What identifies the same finding across runs (shrinking, dedup).
+    pub fn key(&self) -> String {
+        format!("{} {}", self.kind, self.dst_text())
+    }
+    /// The protocol family of the kind: "tcp", "udp", "icmp", ...
+    pub fn proto(&self) -> &str {
+        self.kind.trim_end_matches(['4', '6'])
+    }
+}
+
+/// The policy the run used: the proxies (TCP) are the only allowed destinations.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub proxies: Vec<(IpAddr, u16)>,
+}
+
+impl Policy {
+    fn allowed(&self, ip: IpAddr, port: u16) -> bool {
+        let ip = canonical(ip);
+        self.proxies.iter().any(|(a, p)| canonical(*a) == ip && *p == port)
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+pub const PACKET_OUTGOING: u8 = 4;
+
+/// Judges one captured packet (`AF_PACKET`, `SOCK_DGRAM`: the network header first).
+pub fn judge(policy: &Policy, seen_on: &str, ethertype: u16, pkttype: u8, data: &[u8]) -> Option<Leak> {
+    if pkttype == PACKET_OUTGOING {
+        return None;
+    }
+    let leak = |kind: String, dst, port, payload: &[u8]| Leak {
+        kind,
+        dst,
+        port,
+        seen_on: seen_on.to_string(),
+        marker: marker(payload),
+    };
+    let (v, proto, src, dst, l4) = match ethertype {
+        0x0800 => {
+            let ihl = (*data.first()? as usize & 0xf) * 4;
+            if data.len() < 20 || ihl < 20 {
+                return None;
+            }
+            let src = IpAddr::from(<[u8; 4]>::try_from(&data[12..16]).ok()?);
+            let dst = IpAddr::from(<[u8; 4]>::try_from(&data[16..20]).ok()?);
+            (4, data[9], src, dst, data.get(ihl..).unwrap_or(&[]))
+        }
+        0x86dd => {
+            if data.len() < 40 {
+                return None;
+            }
+            let src = IpAddr::from(<[u8; 16]>::try_from(&data[8..24]).ok()?);
+            let dst = IpAddr::from(<[u8; 16]>::try_from(&data[24..40]).ok()?);
+            let (mut next, mut off) = (data[6], 40usize);
+            // Extension headers: hop-by-hop, routing, destination options, fragment.
+            while matches!(next, 0 | 43 | 60 | 44) && off + 8 <= data.len() {
+                let len = if next == 44 { 8 } else { (data[off + 1] as usize + 1) * 8 };
+                next = data[off];
+                off += len;
+            }
+            (6, next, src, dst, data.get(off..).unwrap_or(&[]))
+        }
+        0x0806 => return None,
+        other => return Some(leak(format!("frame-{other:#06x}"), None, None, data)),
+    };
+    let port = |b: &[u8], at: usize| b.get(at..at + 2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    match proto {
+        6 => {
+            let (sport, dport) = (port(l4, 0)?, port(l4, 2)?);
+            let off = (*l4.get(12)? as usize >> 4) * 4;
+            let flags = *l4.get(13)?;
+            let (syn, ack, rst) = (flags & 2 != 0, flags & 16 != 0, flags & 4 != 0);
+            let payload = l4.get(off..).unwrap_or(&[]);
+            if policy.allowed(dst, dport) || policy.allowed(src, sport) || rst {
+                return None;
+            }
+            if (syn && !ack) || !payload.is_empty() {
+                return Some(leak(format!("tcp{v}"), Some(canonical(dst)), Some(dport), payload));
+            }
+            None
+        }
+        17 | 136 => {
+            let dport = port(l4, 2)?;
+            if policy.allowed(dst, dport) {
+                return None;
+            }
+            let name = if proto == 17 { "udp" } else { "udplite" };
+            Some(leak(format!("{name}{v}"), Some(canonical(dst)), Some(dport), l4.get(8..).unwrap_or(&[])))
+        }
+        1 => {
+            // Errors (unreachable, time exceeded, parameter problem) are replies.
+            if matches!(l4.first(), Some(3 | 11 | 12) | None) {
+                return None;
+            }
+            Some(leak("icmp4".into(), Some(dst), None, l4.get(8..).unwrap_or(&[])))
+        }
+        58 => {
+            // Errors (< 128), MLD and neighbour discovery (130..=143) are the kernel's own.
+            match l4.first() {
+                Some(t) if *t < 128 || (130..=143).contains(t) => None,
+                None => None,
+                _ => Some(leak("icmp6".into(), Some(dst), None, l4.get(8..).unwrap_or(&[]))),
+            }
+        }
+        2 => Some(leak("igmp4".into(), Some(dst), None, &[])),
+        p => Some(leak(format!("ip{v}-proto-{p}"), Some(canonical(dst)), None, l4)),
+    }
+}
+
+/// A leak a sink saw: bytes or a connection reaching a non-allowed listener.
+pub fn sink_leak(kind: &str, dst: IpAddr, port: u16, payload: &[u8]) -> Leak {
+    Leak {
+        kind: kind.into(),
+        dst: Some(canonical(dst)),
+        port: Some(port),
+        seen_on: "sink".into(),
+        marker: marker(payload),
+    }
+}
+
+/// "FZ<seq>:<op>;" at the start of a payload.
+pub fn marker(payload: &[u8]) -> Option<(u64, usize)> {
+    let start = payload.windows(2).position(|w| w == b"FZ")?;
+    let text = std::str::from_utf8(payload.get(start + 2..)?.split(|b| *b == b';').next()?).ok()?;
+    let (seq, op) = text.split_once(':')?;
+    Some((seq.parse().ok()?, op.parse().ok()?))
+}
+
+/// What the report says of a leak the oracle saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reported {
+    /// Listed as a leak that was let through (`--on-leak log`): expected.
+    LetThrough,
+    /// Listed as a leak, but as blocked or killed: yet the packet went out.
+    ClaimedBlocked,
+    /// Listed with the verdict `allowed`.
+    CalledAllowed,
+    /// Not in the report at all.
+    Missing,
+}
+
+impl Reported {
+    pub fn is_finding(self) -> bool {
+        self != Reported::LetThrough
+    }
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reported::LetThrough => "reported as a leak and let through (--on-leak log)",
+            Reported::ClaimedBlocked => "the report says blocked, yet the packet went out",
+            Reported::CalledAllowed => "the report calls it allowed",
+            Reported::Missing => "the report does not list it",
+        }
+    }
+}
+
+/// Finds the leak in the report's events (JSON lines).
+pub fn reported(leak: &Leak, events: &[Value]) -> Reported {
+    let want = leak.dst_text();
+    let want_ip = leak.dst.map(|d| d.to_string());
+    let matches = |e: &Value| {
+        let dst = e.get("dst").and_then(Value::as_str).unwrap_or("");
+        dst == want || (leak.port.is_none() && want_ip.as_deref().is_some_and(|ip| dst.contains(ip)))
+    };
+    let mut best = Reported::Missing;
+    for e in events.iter().filter(|e| matches(e)) {
+        let verdict = e.get("verdict").and_then(Value::as_str).unwrap_or("");
+        let action = e.get("action").and_then(Value::as_str).unwrap_or("");
+        let this = match (verdict, action) {
+            ("leak", "logged" | "socksified") => Reported::LetThrough,
+            ("leak", _) => Reported::ClaimedBlocked,
+            ("allowed", _) => Reported::CalledAllowed,
+            _ => continue,
+        };
+        if this == Reported::LetThrough {
+            return this;
+        }
+        if best == Reported::Missing || this == Reported::CalledAllowed {
+            best = this;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy { proxies: vec![("127.0.0.1".parse().unwrap(), 19050), ("::1".parse().unwrap(), 19050)] }
+    }
+
+    fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+        v.extend(src);
+        v.extend(dst);
+        v.extend(l4);
+        v
+    }
+
+    fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = sport.to_be_bytes().to_vec();
+        v.extend(dport.to_be_bytes());
+        v.extend([0; 8]);
+        v.extend([0x50, flags, 0, 0, 0, 0, 0, 0]);
+        v.extend(payload);
+        v
+    }
+
+    fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = 5555u16.to_be_bytes().to_vec();
+        v.extend(dport.to_be_bytes());
+        v.extend([0; 4]);
+        v.extend(payload);
+        v
+    }
+
+    #[test]
+    fn udp_to_a_sink_is_a_leak_with_its_marker() {
+        let p = ipv4(17, [127, 0, 0, 1], [127, 0, 0, 2], &udp(9, b"FZ3:7;xx"));
+        let l = judge(&policy(), "lo", 0x0800, 0, &p).expect("leak");
+        assert_eq!(l.kind, "udp4");
+        assert_eq!(l.dst_text(), "127.0.0.2:9");
+        assert_eq!(l.marker, Some((3, 7)));
+        assert_eq!(l.proto(), "udp");
+    }
+
+    #[test]
+    fn proxy_traffic_and_replies_are_not_leaks() {
+        let pol = policy();
+        let to_proxy = ipv4(6, [127, 0, 0, 1], [127, 0, 0, 1], &tcp(40000, 19050, 2, b""));
+        assert_eq!(judge(&pol, "lo", 0x0800, 0, &to_proxy), None);
+        let from_proxy = ipv4(6, [127, 0, 0, 1], [127, 0, 0, 1], &tcp(19050, 40000, 0x18, b"data"));
+        assert_eq!(judge(&pol, "lo", 0x0800, 0, &from_proxy), None);
+        let rst = ipv4(6, [127, 0, 0, 2], [127, 0, 0, 1], &tcp(81, 40000, 0x14, b""));
+        assert_eq!(judge(&pol, "lo", 0x0800, 0, &rst), None);
+        let unreachable = ipv4(1, [127, 0, 0, 1], [127, 0, 0, 1], &[3, 3, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(judge(&pol, "lo", 0x0800, 0, &unreachable), None);
+        let outgoing = ipv4(17, [127, 0, 0, 1], [127, 0, 0, 2], &udp(9, b""));
+        assert_eq!(judge(&pol, "lo", 0x0800, PACKET_OUTGOING, &outgoing), None);
+        assert_eq!(judge(&pol, "veth", 0x0806, 0, &[0; 28]), None);
+    }
+
+    #[test]
+    fn syn_to_elsewhere_and_data_are_leaks() {
+        let syn = ipv4(6, [10, 77, 0, 1], [10, 77, 0, 2], &tcp(40000, 80, 2, b""));
+        let l = judge(&policy(), "veth", 0x0800, 0, &syn).expect("leak");
+        assert_eq!(l.key(), "tcp4 10.77.0.2:80");
+        let data = ipv4(6, [127, 0, 0, 1], [127, 0, 0, 2], &tcp(40000, 80, 0x18, b"FZ1:2;"));
+        assert_eq!(judge(&policy(), "lo", 0x0800, 0, &data).unwrap().marker, Some((1, 2)));
+    }
+
+    #[test]
+    fn ipv6_through_a_routing_header_is_seen_at_its_first_hop() {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 43, 64];
+        p.extend([0u8; 15]);
+        p.push(1); // src ::1
+        p.extend([0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]); // dst fd77::2
+        p.extend([17, 2, 4, 0, 0, 0, 0, 0]); // SRH, one segment
+        p.extend([0u8; 15]);
+        p.push(1);
+        p.extend(udp(19050, b"FZ0:1;"));
+        let l = judge(&policy(), "veth", 0x86dd, 0, &p).expect("leak");
+        assert_eq!(l.key(), "udp6 [fd77::2]:19050");
+        let mld = {
+            let mut m = p[..40].to_vec();
+            m[6] = 58;
+            m.extend([143, 0, 0, 0]);
+            m
+        };
+        assert_eq!(judge(&policy(), "veth", 0x86dd, 0, &mld), None);
+    }
+
+    #[test]
+    fn v4_mapped_is_written_in_v4_form() {
+        let l = sink_leak("udp6", "::ffff:127.0.0.2".parse().unwrap(), 9, b"");
+        assert_eq!(l.dst_text(), "127.0.0.2:9");
+    }
+
+    #[test]
+    fn report_matching() {
+        let l = sink_leak("udp4", "127.0.0.2".parse().unwrap(), 9, b"");
+        let ev = |dst: &str, verdict: &str, action: &str| serde_json::json!({"dst": dst, "verdict": verdict, "action": action});
+        assert_eq!(reported(&l, &[]), Reported::Missing);
+        assert_eq!(reported(&l, &[ev("127.0.0.2:9", "leak", "logged")]), Reported::LetThrough);
+        assert_eq!(reported(&l, &[ev("127.0.0.2:9", "leak", "blocked")]), Reported::ClaimedBlocked);
+        assert_eq!(reported(&l, &[ev("127.0.0.2:9", "allowed", "allowed")]), Reported::CalledAllowed);
+        assert_eq!(reported(&l, &[ev("127.0.0.2:90", "leak", "logged")]), Reported::Missing);
+        assert!(!Reported::LetThrough.is_finding());
+        assert!(Reported::Missing.is_finding());
+    }
+}
