@@ -14,6 +14,8 @@ pub const PACKAGES: &[&str] = &[
     "python3",
     "gcc",
     "libc6-dev",
+    // gcc -m32 for the i386 test clients (netprobe32, the fuzzer's i386 client).
+    "gcc-multilib",
     "iproute2",
     "util-linux",
     "liburing-dev",
