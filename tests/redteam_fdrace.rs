@@ -333,3 +333,31 @@ fn privileged_bind_through_a_user_namespace_is_refused() {
         out.describe()
     );
 }
+
+/// `accept` is now performed by sockstrace for every family (and the new fd
+/// installed in the program): what the program sees stays the kernel's
+/// semantics (`EAGAIN` on an empty non-blocking listener, `SOCK_CLOEXEC` and
+/// `SOCK_NONBLOCK`, the peer's address written back, a blocking accept
+/// interrupted by a signal with `EINTR`, unix listeners).
+#[test]
+fn accept_performed_for_the_program_keeps_its_semantics() {
+    let out = Trace::new()
+        .opts(["--kernel", "off", "--allow-loopback"])
+        .program([attacker().as_os_str(), "accept-check".as_ref()])
+        .run();
+    out.assert_code(0);
+    for line in [
+        "nonblocking-empty: EAGAIN",
+        "accept4: ok",
+        "cloexec=1 nonblock=1",
+        "peer-matches=1 len=16",
+        "data=hi",
+        "blocking-interrupted: EINTR",
+        "unix-listen: ok",
+        "unix-connect: ok",
+        "unix-accept: ok",
+    ] {
+        assert!(out.stdout.contains(line), "missing {line:?}\n{}", out.describe());
+    }
+    out.assert_no_leaks();
+}

@@ -19,6 +19,8 @@
  *   vsock PORT                     AF_VSOCK bind+listen, connect to the host
  *   userns-bind PORT               bind 127.0.0.1:PORT inside a new user
  *                                  namespace mapped to root
+ *   accept-check                   accept as performed for the program: EAGAIN,
+ *                                  flags, peer address, EINTR, unix listeners
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -30,6 +32,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,6 +408,68 @@ static int cmd_userns_bind(const char *port) {
     return 0;
 }
 
+/* ---- accept, now performed by the supervisor: semantics kept ---- */
+
+static void on_alarm(int sig) {
+    (void)sig;
+}
+
+static int cmd_accept_check(void) {
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sin = inet_addr_of("127.0.0.1", "0");
+    socklen_t len = sizeof(sin);
+    if (bind(l, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(l, 4) != 0 ||
+        getsockname(l, (struct sockaddr *)&sin, &len) != 0) {
+        result("listener", -1);
+        return 1;
+    }
+    int r = accept4(l, NULL, NULL, 0);
+    printf("nonblocking-empty: %s\n", r < 0 && errno == EAGAIN ? "EAGAIN" : "other");
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    result("connect", connect(c, (struct sockaddr *)&sin, sizeof(sin)));
+    struct sockaddr_in mine, peer;
+    len = sizeof(mine);
+    getsockname(c, (struct sockaddr *)&mine, &len);
+    memset(&peer, 0, sizeof(peer));
+    len = sizeof(peer);
+    int a = accept4(l, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    result("accept4", a);
+    printf("cloexec=%d nonblock=%d\n", (fcntl(a, F_GETFD) & FD_CLOEXEC) != 0,
+           (fcntl(a, F_GETFL) & O_NONBLOCK) != 0);
+    printf("peer-matches=%d len=%u\n", peer.sin_family == AF_INET && peer.sin_port == mine.sin_port,
+           (unsigned)len);
+    write(c, "hi", 2);
+    char buf[4] = {0};
+    for (int i = 0; i < 100 && read(a, buf, 2) < 0; i++)
+        usleep(10000);
+    printf("data=%s\n", buf);
+    /* A blocking accept with nobody connecting, interrupted by a signal. */
+    int b = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin2 = inet_addr_of("127.0.0.1", "0");
+    bind(b, (struct sockaddr *)&sin2, sizeof(sin2));
+    listen(b, 1);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(1);
+    r = accept(b, NULL, NULL);
+    printf("blocking-interrupted: %s\n", r < 0 && errno == EINTR ? "EINTR" : "other");
+    /* A unix listener. */
+    int u = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path + 1, sizeof(sun.sun_path) - 1, "attack_race_acc_%d", (int)getpid());
+    socklen_t sunlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sun.sun_path + 1));
+    bind(u, (struct sockaddr *)&sun, sunlen);
+    result("unix-listen", listen(u, 1));
+    int uc = socket(AF_UNIX, SOCK_STREAM, 0);
+    result("unix-connect", connect(uc, (struct sockaddr *)&sun, sunlen));
+    result("unix-accept", accept(u, NULL, NULL));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2)
@@ -427,6 +492,8 @@ int main(int argc, char **argv) {
         return cmd_sc_race(argv[2], argv[3], argv[4], argv[5], atoi(argv[6]));
     if (strcmp(cmd, "vsock") == 0 && argc == 3)
         return cmd_vsock(argv[2]);
+    if (strcmp(cmd, "accept-check") == 0 && argc == 2)
+        return cmd_accept_check();
     if (strcmp(cmd, "userns-bind") == 0 && argc == 3)
         return cmd_userns_bind(argv[2]);
     usage();

@@ -220,6 +220,7 @@ impl<'a> Call<'a> {
     ///   netlink sockets, the only ones we CONTINUE), when the kernel layer is
     ///   on: its cgroup hooks see the kernel's own copy of any inet address and
     ///   socket a rewrite (fd and address) produces.
+    ///
     /// `listen` and `accept` are always performed by us, never CONTINUEd.
     fn continue_is_sound(&self, syscall: &str) -> bool {
         if !self.multiplexed {
