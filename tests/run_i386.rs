@@ -3,8 +3,8 @@
 //! compat structure layouts; explicit `socketcall(2)` multiplexing and the
 //! direct i386 socket calls are exercised by hand. Leaks must be blocked and
 //! reported like native ones, allowed traffic must still work, and a
-//! `socketcall` the kernel would read again (CONTINUE) must be refused when
-//! another thread could change its argument array.
+//! `socketcall` the kernel would read again (CONTINUE) must be refused unless
+//! the kernel layer gates whatever a rewritten argument array could ask for.
 
 use std::path::Path;
 use std::time::Duration;
@@ -282,15 +282,41 @@ fn i386_direct_connect_syscall_blocked() {
     tcp_blocked(c, "i386 connect (362)", "i386-connect");
 }
 
+/// A single thread proves nothing: another process can share the argument
+/// array's page (shared memory, `CLONE_VM` without threads; see
+/// redteam_fdrace.rs), so without the kernel layer a unix connect through
+/// `socketcall` is refused even from a single-threaded program.
 #[test]
-fn i386_socketcall_unix_connect_single_threaded_allowed() {
+fn i386_socketcall_unix_connect_single_threaded_refused_without_the_kernel_layer() {
     let c = match client() {
         Ok(c) => c,
         Err(e) => skip!("{e}"),
     };
     let unix = UnixSink::bind();
     let path = unix.path().to_str().unwrap().to_string();
-    let out = Trace::new().netprobe_at(c, ["sc-unix-connect", &path, "0"]).run();
+    let out = Trace::new().opts(["--kernel", "off"]).netprobe_at(c, ["sc-unix-connect", &path, "0"]).run();
+    out.assert_client_eperm("connect");
+    sockstrace_tests::settle();
+    assert_eq!((unix.accepts(), unix.bytes()), (0, 0), "the unix peer was reached\n{}", out.describe());
+    out.assert_report_well_formed();
+    let ev = out.the_event("socketcall-race leak", |e| e.is_leak() && e.s("reason") == "socketcall-race");
+    assert_eq!(ev.s("syscall"), "connect", "{ev}\n{}", out.describe());
+}
+
+/// With the kernel layer on (root), the same single-threaded connect is let through.
+#[test]
+fn i386_socketcall_unix_connect_single_threaded_allowed_with_the_kernel_layer() {
+    if !is_root() {
+        skip!("the kernel layer needs root");
+    }
+    let c = match client() {
+        Ok(c) => c,
+        Err(e) => skip!("{e}"),
+    };
+    let unix = UnixSink::bind();
+    let path = unix.path().to_str().unwrap().to_string();
+    let out =
+        Trace::new().opts(["--kernel", "required"]).netprobe_at(c, ["sc-unix-connect", &path, "0"]).run();
     out.assert_code(0);
     assert!(out.stdout.contains("connect: ok"), "{}", out.describe());
     assert!(unix.wait_bytes("netprobe-sc-unix\n".len(), T), "{}", out.describe());

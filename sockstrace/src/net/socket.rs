@@ -41,7 +41,10 @@ impl SocketFacts {
         }
     }
 
-    /// The transport protocol; `0` is resolved to the family's default.
+    /// The transport protocol; `0` is resolved to the family's default. The
+    /// type is read first: a `SOCK_RAW` socket writes whole IP packets
+    /// whatever protocol number it names (`SOCK_RAW` with `IPPROTO_UDP` is
+    /// no UDP socket), so it never gets a transport's name.
     pub fn protocol_name(&self) -> String {
         if !self.is_inet() {
             return match self.protocol {
@@ -49,25 +52,39 @@ impl SocketFacts {
                 other => format!("proto-{other}"),
             };
         }
-        match (self.protocol, self.sock_type) {
-            (libc::IPPROTO_TCP, _) | (0, libc::SOCK_STREAM) => "tcp".into(),
-            (libc::IPPROTO_UDP, _) | (0, libc::SOCK_DGRAM) => "udp".into(),
-            (libc::IPPROTO_UDPLITE, _) => "udplite".into(),
-            (libc::IPPROTO_MPTCP, _) => "mptcp".into(),
-            (libc::IPPROTO_SCTP, _) => "sctp".into(),
-            (libc::IPPROTO_ICMP, _) => "icmp".into(),
-            (libc::IPPROTO_ICMPV6, _) => "icmpv6".into(),
-            (libc::IPPROTO_RAW, _) => "raw".into(),
-            (other, _) => format!("proto-{other}"),
+        let named = match (self.sock_type, self.protocol) {
+            (libc::SOCK_RAW, libc::IPPROTO_ICMP) => "icmp",
+            (libc::SOCK_RAW, libc::IPPROTO_ICMPV6) => "icmpv6",
+            (libc::SOCK_RAW, libc::IPPROTO_RAW) => "raw",
+            (libc::SOCK_RAW, _) | (SOCK_PACKET, _) => "",
+            (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => "tcp",
+            (libc::SOCK_STREAM, libc::IPPROTO_MPTCP) => "mptcp",
+            (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => "udp",
+            (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE) => "udplite",
+            (libc::SOCK_DGRAM, libc::IPPROTO_ICMP) => "icmp",
+            (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6) => "icmpv6",
+            (_, libc::IPPROTO_SCTP) => "sctp",
+            _ => "",
+        };
+        if named.is_empty() {
+            format!("proto-{}", self.protocol)
+        } else {
+            named.into()
         }
     }
 
-    /// Transport as the policy sees it.
+    /// Transport as the policy sees it: the type decides first (a raw
+    /// socket is raw whatever its protocol number).
     pub fn transport(&self) -> Transport {
+        if self.sock_type == libc::SOCK_RAW {
+            return Transport::Raw;
+        }
+        if !self.is_inet() {
+            return Transport::Other;
+        }
         match self.protocol_name().as_str() {
             "tcp" | "mptcp" => Transport::Tcp,
             "udp" | "udplite" => Transport::Udp,
-            _ if self.sock_type == libc::SOCK_RAW => Transport::Raw,
             _ => Transport::Other,
         }
     }
@@ -118,5 +135,28 @@ mod tests {
         let f = facts(libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_TCP);
         assert_eq!((f.family_name().as_str(), f.type_name().as_str()), ("inet6", "stream"));
         assert_eq!(family_name(libc::AF_PACKET), "packet");
+    }
+
+    #[test]
+    fn raw_sockets_are_raw_whatever_their_protocol() {
+        for proto in [libc::IPPROTO_UDP, libc::IPPROTO_TCP, libc::IPPROTO_UDPLITE, libc::IPPROTO_MPTCP, 0] {
+            for family in [libc::AF_INET, libc::AF_INET6] {
+                let raw = facts(family, libc::SOCK_RAW, proto);
+                assert_eq!(raw.transport(), Transport::Raw, "raw with protocol {proto}");
+                assert!(
+                    !matches!(raw.protocol_name().as_str(), "udp" | "tcp" | "udplite" | "mptcp"),
+                    "raw with protocol {proto} named {}",
+                    raw.protocol_name()
+                );
+            }
+        }
+        assert_eq!(facts(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP).protocol_name(), "proto-17");
+        assert_eq!(facts(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP).protocol_name(), "icmp");
+        assert_eq!(facts(libc::AF_INET, SOCK_PACKET, libc::IPPROTO_UDP).transport(), Transport::Other);
+        assert_eq!(facts(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_UDP).transport(), Transport::Other);
+        assert_eq!(facts(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_TCP).transport(), Transport::Other);
+        assert_eq!(facts(libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_TCP).transport(), Transport::Tcp);
+        assert_eq!(facts(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE).transport(), Transport::Udp);
+        assert_eq!(facts(libc::AF_UNIX, libc::SOCK_DGRAM, 0).transport(), Transport::Other);
     }
 }

@@ -97,7 +97,6 @@ pub enum Reason {
     /// An address whose family is not the socket's (a unix socket given an
     /// inet address): the kernel would refuse it, unless the fd number names
     /// another socket by the time it runs the call.
-    #[allow(dead_code)]
     FamilyMismatch,
     /// A protocol whose kernel makes connections the program never asked for
     /// with `connect` (MPTCP subflows, SCTP multi-homing): refused at creation.
@@ -179,6 +178,9 @@ pub fn decide(policy: &Policy, req: &Request) -> Decision {
     if req.op == Operation::Create {
         return create_decision(socket);
     }
+    if family_mismatch(socket, &req.op) && !crate::testing::disabled("family-check") {
+        return Decision::leak(Reason::FamilyMismatch);
+    }
     match socket.family {
         libc::AF_UNIX => return unix_decision(policy, &req.op),
         libc::AF_NETLINK | libc::AF_ALG => return Decision::allowed(Reason::LocalFamily),
@@ -189,7 +191,7 @@ pub fn decide(policy: &Policy, req: &Request) -> Decision {
     match &req.op {
         Operation::Connect(SockAddr::Unspec) => Decision::allowed(Reason::Disconnect),
         Operation::Connect(SockAddr::Inet(dst)) => remote(policy, socket, *dst),
-        Operation::Connect(_) => Decision::leak(Reason::UnsupportedFamily),
+        Operation::Connect(_) => Decision::leak(Reason::FamilyMismatch),
         // A stream socket ignores the address unless the send is a Fast Open connect.
         Operation::Send { fastopen: false, .. } if socket.is_stream() => {
             Decision::allowed(Reason::ConnectedPeer)
@@ -199,14 +201,43 @@ pub fn decide(policy: &Policy, req: &Request) -> Decision {
             Decision::allowed(Reason::ConnectedPeer)
         }
         Operation::Send { dst: Some(SockAddr::Inet(dst)), .. } => remote(policy, socket, *dst),
-        Operation::Send { .. } => Decision::leak(Reason::UnsupportedFamily),
+        Operation::Send { .. } => Decision::leak(Reason::FamilyMismatch),
         Operation::Bind(SockAddr::Inet(local)) => bind_decision(policy, socket, *local),
         Operation::Bind(SockAddr::Unspec) => Decision::allowed(Reason::LocalBind),
-        Operation::Bind(_) => Decision::leak(Reason::UnsupportedFamily),
+        Operation::Bind(_) => Decision::leak(Reason::FamilyMismatch),
         Operation::Listen { local } => listen_decision(policy, *local),
         Operation::Accept { local, peer } => accept_decision(policy, *local, *peer),
         Operation::Create => create_decision(socket),
     }
+}
+
+/// Whether the address of a local-family socket's call is of another family
+/// than the socket. The kernel would refuse such a call (`EINVAL`), so it can
+/// only be a bug or an attack: a racing `dup2` that puts an inet socket under
+/// the fd number before the kernel runs a call we let through (CONTINUE)
+/// would have the inet socket use that address. `AF_UNSPEC` passes only for
+/// `connect` (which dissolves an association in every family); a send or a
+/// bind with it is refused, since an IPv4 socket reads an `AF_UNSPEC`
+/// address as `sockaddr_in`. (Inet sockets are performed on our duplicate;
+/// their mismatches are judged in `decide`'s inet arms.)
+fn family_mismatch(socket: &SocketFacts, op: &Operation) -> bool {
+    if !matches!(socket.family, libc::AF_UNIX | libc::AF_NETLINK | libc::AF_ALG) {
+        return false;
+    }
+    let (addr, unspec_ok) = match op {
+        Operation::Connect(addr) => (addr, true),
+        Operation::Send { dst: Some(addr), .. } => (addr, false),
+        Operation::Bind(addr) => (addr, false),
+        _ => return false,
+    };
+    let family = match addr {
+        SockAddr::Inet(SocketAddr::V4(_)) => libc::AF_INET,
+        SockAddr::Inet(SocketAddr::V6(_)) => libc::AF_INET6,
+        SockAddr::Unix(_) => libc::AF_UNIX,
+        SockAddr::Unspec => return !unspec_ok,
+        SockAddr::Other { family } => i32::from(*family),
+    };
+    family != socket.family
 }
 
 /// Raw and packet sockets write whatever packets they like: a leak unless
@@ -471,7 +502,51 @@ mod tests {
             Decision::allowed(Reason::Disconnect)
         );
         let unix_on_inet = Operation::Connect(SockAddr::Unix(UnixAddr::Unnamed));
-        assert_eq!(run(&p, tcp4(), unix_on_inet), Decision::leak(Reason::UnsupportedFamily));
+        assert_eq!(run(&p, tcp4(), unix_on_inet), Decision::leak(Reason::FamilyMismatch));
+    }
+
+    #[test]
+    fn an_address_of_another_family_is_refused() {
+        let mut p = policy();
+        p.allow_loopback = true;
+        p.allow.push("unix:/run/x".parse().unwrap());
+        let mismatch = Decision::leak(Reason::FamilyMismatch);
+        let unix_path = SockAddr::Unix(UnixAddr::Path("/run/x".into()));
+        let send = |dst: SockAddr| Operation::Send { dst: Some(dst), fastopen: false };
+        for sock_type in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
+            let unix = facts(libc::AF_UNIX, sock_type);
+            for addr in ["127.0.0.1:9", "[::1]:9", "10.0.0.1:80"] {
+                assert_eq!(run(&p, unix, Operation::Connect(inet(addr))), mismatch, "{addr}");
+                assert_eq!(run(&p, unix, send(inet(addr))), mismatch, "{addr}");
+                assert_eq!(run(&p, unix, Operation::Bind(inet(addr))), mismatch, "{addr}");
+            }
+            let vsock = SockAddr::Other { family: libc::AF_VSOCK as u16 };
+            assert_eq!(run(&p, unix, Operation::Connect(vsock)), mismatch);
+            // An IPv4 socket reads AF_UNSPEC as sockaddr_in: only a connect may name it.
+            assert_eq!(run(&p, unix, send(SockAddr::Unspec)), mismatch);
+            assert_eq!(run(&p, unix, Operation::Bind(SockAddr::Unspec)), mismatch);
+            assert_eq!(run(&p, unix, Operation::Connect(SockAddr::Unspec)), Decision::allowed(Reason::Unix));
+            assert_eq!(
+                run(&p, unix, Operation::Connect(unix_path.clone())),
+                Decision::allowed(Reason::AllowRule)
+            );
+            assert_eq!(run(&p, unix, send(unix_path.clone())), Decision::allowed(Reason::AllowRule));
+            assert_eq!(
+                run(&p, unix, Operation::Send { dst: None, fastopen: false }),
+                Decision::allowed(Reason::Unix)
+            );
+        }
+        let nl = facts(libc::AF_NETLINK, libc::SOCK_RAW);
+        let nl_addr = SockAddr::Other { family: libc::AF_NETLINK as u16 };
+        assert_eq!(run(&p, nl, send(inet("127.0.0.1:9"))), mismatch);
+        assert_eq!(run(&p, nl, Operation::Bind(unix_path.clone())), mismatch);
+        assert_eq!(run(&p, nl, send(nl_addr.clone())), Decision::allowed(Reason::LocalFamily));
+        assert_eq!(run(&p, nl, Operation::Bind(nl_addr)), Decision::allowed(Reason::LocalFamily));
+        // Inet sockets take each other's addresses (the kernel sorts them out
+        // on our duplicate), not a unix one.
+        assert_eq!(connect(&p, tcp6(), "127.0.0.1:80"), Decision::allowed(Reason::Loopback));
+        assert_eq!(run(&p, udp4(), send(unix_path.clone())), mismatch);
+        assert_eq!(run(&p, udp4(), Operation::Bind(unix_path)), mismatch);
     }
 
     #[test]

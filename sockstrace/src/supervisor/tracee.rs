@@ -204,16 +204,28 @@ impl Tracee {
         crate::procfs::process_info(self.tid)
     }
 
-    /// How many threads the caller's process has (`None` if unreadable).
-    pub fn thread_count(&self) -> Option<u32> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.tid)).ok()?;
-        crate::procfs::status_field(&status, "Threads:")?.trim().parse().ok()
-    }
-
-    /// Whether the caller holds `CAP_NET_BIND_SERVICE` in its effective set.
+    /// Whether the caller may bind a port below `ip_unprivileged_port_start`
+    /// when we bind for it with our own credentials: it holds
+    /// `CAP_NET_BIND_SERVICE` in its effective set *and* lives in our own user
+    /// namespace. `CapEff` is relative to the caller's user namespace: a
+    /// program that made its own (`unshare(CLONE_NEWUSER)`, mapped to root)
+    /// holds every capability there, but not over our network namespace,
+    /// where the kernel would refuse it `EACCES`. (A program in its own user
+    /// namespace then gets `EACCES` for a low port even in a network namespace
+    /// it owns: the cautious answer.)
     pub fn can_bind_privileged(&self) -> bool {
         const CAP_NET_BIND_SERVICE: u32 = 10;
-        self.has_capability(CAP_NET_BIND_SERVICE)
+        self.shares_our_user_namespace() && self.has_capability(CAP_NET_BIND_SERVICE)
+    }
+
+    /// Whether the caller's user namespace is ours (unreadable: no).
+    fn shares_our_user_namespace(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let id = |path: &str| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        match (id(&format!("/proc/{}/ns/user", self.tid)), id("/proc/self/ns/user")) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => false,
+        }
     }
 
     /// Whether the caller holds `CAP_NET_RAW` (raw and packet sockets).
@@ -233,12 +245,41 @@ impl Tracee {
     }
 }
 
+/// Whether thread `tid` has a signal pending that it does not block (its own
+/// or its process's), so that a call we hold it in should end with `EINTR`.
+pub fn signal_pending(tid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status")).is_ok_and(|s| pending_unblocked(&s))
+}
+
+/// [`signal_pending`] on the text of `/proc/TID/status`.
+fn pending_unblocked(status: &str) -> bool {
+    let mask = |field| {
+        crate::procfs::status_field(status, field).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    let pending = mask("SigPnd:").unwrap_or(0) | mask("ShdPnd:").unwrap_or(0);
+    pending & !mask("SigBlk:").unwrap_or(0) & !mask("SigIgn:").unwrap_or(0) != 0
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::UdpSocket;
     use std::os::fd::AsFd;
 
-    use super::{sys, TraceeCache};
+    use super::{pending_unblocked, sys, TraceeCache};
+
+    #[test]
+    fn a_pending_signal_counts_unless_blocked_or_ignored() {
+        let status = |pnd: &str, shd: &str, blk: &str, ign: &str| {
+            format!("Name:\tx\nSigPnd:\t{pnd}\nShdPnd:\t{shd}\nSigBlk:\t{blk}\nSigIgn:\t{ign}\n")
+        };
+        let zero = "0000000000000000";
+        assert!(!pending_unblocked(&status(zero, zero, zero, zero)));
+        assert!(pending_unblocked(&status("0000000000000002", zero, zero, zero)));
+        assert!(pending_unblocked(&status(zero, "0000000000004000", zero, zero)));
+        assert!(!pending_unblocked(&status(zero, "0000000000004000", "0000000000004000", zero)));
+        assert!(!pending_unblocked(&status("0000000000000002", zero, zero, "0000000000000002")));
+        assert!(!pending_unblocked("garbage"));
+    }
 
     #[test]
     fn socket_facts_are_kept_by_cookie_except_for_ipv6() {

@@ -3,10 +3,7 @@
 use std::os::fd::AsFd;
 
 use super::socksify;
-use super::{
-    confirm, read_addr, reply_of, run_call, waits_on_network, Call, LeakAction, Subject, Target,
-    BLOCKED_ERRNO,
-};
+use super::{confirm, read_addr, reply_of, run_call, waits_on_network, Call, LeakAction, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
 use crate::policy::{decide, Decision, Operation, Reason, Request};
@@ -47,7 +44,7 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         }
     }
     if !call.record("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision).lets_through() {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+        return Ok(call.refusal(&sock.facts, decision));
     }
     if decision.reason == Reason::Proxy && sock.facts.transport() == Transport::Tcp {
         if let (Some(inspector), SockAddr::Inet(proxy)) = (&call.ctx.inspector, &addr) {
@@ -56,7 +53,10 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     if !sock.facts.is_inet() {
         // Unix and other local families: the kernel must run the call in the
-        // caller's context (path lookup, credentials passed to the peer).
+        // caller's context (path lookup, credentials passed to the peer). The
+        // address was checked to be of the socket's own family (see
+        // `decide`), so an inet socket swapped under the fd number meanwhile
+        // gets an address the kernel refuses.
         return Ok(call.continue_or_refuse("connect", Subject::Socket(&sock)));
     }
     let waits = waits_on_network(&sock, &raw, 0)?;

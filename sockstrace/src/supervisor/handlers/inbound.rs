@@ -14,21 +14,29 @@ use crate::supervisor::tracee::{Failure, Socket};
 /// Ports below this need `CAP_NET_BIND_SERVICE` (the kernel's default).
 const DEFAULT_UNPRIVILEGED_PORT_START: u16 = 1024;
 
+/// Families whose calls only the kernel, in the caller's context, can run
+/// (unix paths resolve against the caller's cwd and credentials): CONTINUEd
+/// once their address is checked to be of the socket's own family.
+fn kernel_local(family: i32) -> bool {
+    matches!(family, libc::AF_UNIX | libc::AF_NETLINK | libc::AF_ALG)
+}
+
 pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let sock = call.tracee.socket(args[0])?;
-    if !sock.facts.is_inet() && sock.facts.family != libc::AF_PACKET {
-        // Unix paths resolve against the caller's cwd and credentials: only the
-        // kernel, in the caller's context, can bind them.
-        return Ok(call.continue_or_refuse("bind", Subject::Socket(&sock)));
-    }
     let raw = read_addr(&call.tracee, args[1], args[2])?;
     confirm(call)?;
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
+    // Every family is decided: an address of another family than a unix
+    // socket's is refused (a swapped fd number would bind it on an inet
+    // socket), and families that leave the machine are refused.
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Bind(addr.clone()) });
     if is_blocked(call.record("bind", Subject::Socket(&sock), Target::Local(Some(&addr)), decision)) {
-        return Ok(Reply::Errno(super::BLOCKED_ERRNO));
+        return Ok(call.refusal(&sock.facts, decision));
+    }
+    if kernel_local(sock.facts.family) {
+        return Ok(call.continue_or_refuse("bind", Subject::Socket(&sock)));
     }
     if let SockAddr::Inet(local) = addr {
         // We bind with our own privileges: keep the caller's limits.
@@ -40,12 +48,14 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     Ok(to_reply(sys::bind(sock.as_fd(), &raw)))
 }
 
+/// `listen`, performed on our duplicate for every family: the fd number can
+/// no longer name another socket by the time the call runs. (For a unix
+/// listener this means the credentials its clients read with `SO_PEERCRED`
+/// are taken from us, the supervisor, at listen time: our pid, and the same
+/// uid when sockstrace runs unprivileged.)
 pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let sock = call.tracee.socket(args[0])?;
-    if !sock.facts.is_inet() {
-        return Ok(call.continue_or_refuse("listen", Subject::Socket(&sock)));
-    }
     confirm(call)?;
     let local = local_addr(&sock);
     let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Listen { local } });
@@ -53,56 +63,67 @@ pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if is_blocked(call.record("listen", Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
         return Ok(Reply::Errno(super::BLOCKED_ERRNO));
     }
-    // On our duplicate: the fd number cannot be swapped under us.
     Ok(to_reply(sys::listen(sock.as_fd(), args[1] as i32)))
 }
 
+/// `accept`/`accept4`, performed by us for every family: we take the
+/// connection on our duplicate of the listener and install it in the caller's
+/// fd table (`SECCOMP_IOCTL_NOTIF_ADDFD`), so the fd number cannot name
+/// another listener by the time the call runs.
 pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure> {
     let args = call.args;
     let sock = call.tracee.socket(args[0])?;
-    if !sock.facts.is_inet() {
-        return Ok(call.continue_or_refuse(name, Subject::Socket(&sock)));
-    }
     confirm(call)?;
+    let flags = if name == "accept4" { args[3] as i32 } else { 0 };
+    if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
+        return Err(Failure::Caller(libc::EINVAL));
+    }
     let local = local_addr(&sock);
     let op = Operation::Accept { local, peer: None };
     let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
     if decision.reason == Reason::IncomingFiltered {
-        return accept_filtered(call, name, sock, local);
+        return take_connections(call, name, flags, sock, Some(local));
     }
     let shown = local.map(SockAddr::Inet);
     if is_blocked(call.record(name, Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
         return Ok(Reply::Errno(super::BLOCKED_ERRNO));
     }
-    // The new connection's fd must land in the caller's table: the kernel
-    // runs accept itself. Nothing it does depends on the caller's memory
-    // beyond where to write the peer's address.
-    Ok(call.continue_or_refuse(name, Subject::Socket(&sock)))
+    take_connections(call, name, flags, sock, None)
 }
 
-/// How often a blocking accept we perform checks that its caller still waits.
-const ACCEPT_RECHECK_MS: i32 = 500;
+/// How often a blocking accept we perform checks that its caller still waits
+/// and has no signal to handle.
+const ACCEPT_RECHECK_MS: i32 = 100;
 
-/// `--allow-incoming-from`: we take each connection ourselves, judge its peer,
-/// and hand an allowed one to the caller (installed in its fd table and
-/// returned as accept's result); a refused one is closed and, on a blocking
-/// listener, we wait for the next.
-fn accept_filtered(
+/// Takes a connection on our duplicate of the listener and hands it to the
+/// caller (installed in its fd table and returned as accept's result, its
+/// peer's address written back). `judge_peers` (`--allow-incoming-from`,
+/// with the listener's local address): each peer is judged first; a refused
+/// one is closed and, on a blocking listener, we wait for the next.
+///
+/// A blocking wait ends when the caller leaves the call (killed), or with
+/// `EINTR` when a signal it does not block is pending for it (the kernel holds
+/// it in the call until we answer, so we look).
+fn take_connections(
     call: &mut Call<'_>,
     name: &'static str,
+    flags: i32,
     sock: Socket,
-    local: Option<SocketAddr>,
+    judge_peers: Option<Option<SocketAddr>>,
 ) -> Result<Reply, Failure> {
     let args = call.args;
-    let flags = if name == "accept4" { args[3] as i32 } else { 0 };
     let blocking = !sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?;
     let listener = std::sync::Arc::new(sock.fd.try_clone().map_err(|e| Failure::Check(errno_of(&e)))?);
     loop {
-        let (listener, notifier, id) = (listener.clone(), call.ctx.notifier.clone(), call.n.id);
+        let (listener, notifier, id, tid) =
+            (listener.clone(), call.ctx.notifier.clone(), call.n.id, call.tracee.tid);
         let taken = run_call(call.ctx, blocking, move || {
             while blocking && !sys::poll_one(listener.as_fd(), libc::POLLIN, ACCEPT_RECHECK_MS) {
                 if !notifier.id_valid(id) {
                     return Err(libc::ESRCH);
+                }
+                if crate::supervisor::tracee::signal_pending(tid) {
+                    return Err(libc::EINTR);
                 }
             }
             sys::accept4(listener.as_fd(), flags & libc::SOCK_NONBLOCK)
@@ -112,14 +133,19 @@ fn accept_filtered(
             Err(libc::ESRCH) => return Err(Failure::Gone),
             Err(e) => return Ok(Reply::Errno(e)),
         };
-        let peer = match sockaddr::parse(&raw_peer) {
-            Ok(SockAddr::Inet(peer)) => Some(peer),
-            _ => None,
+        let action = match judge_peers {
+            Some(local) => {
+                let peer = match sockaddr::parse(&raw_peer) {
+                    Ok(SockAddr::Inet(peer)) => Some(peer),
+                    _ => None,
+                };
+                let op = Operation::Accept { local, peer };
+                let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+                let shown = peer.map(SockAddr::Inet);
+                call.record(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision)
+            }
+            None => Action::Allowed,
         };
-        let op = Operation::Accept { local, peer };
-        let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
-        let shown = peer.map(SockAddr::Inet);
-        let action = call.record(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision);
         if action.lets_through() {
             write_peer_address(call, args[1], args[2], &raw_peer)?;
             let cloexec = flags & libc::SOCK_CLOEXEC != 0;

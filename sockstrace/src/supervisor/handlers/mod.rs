@@ -105,6 +105,12 @@ impl<'a> Call<'a> {
         if action == Action::Logged && self.is_fake_address(&target) {
             action = Action::Blocked;
         }
+        // An address of another family than its socket: the kernel would
+        // refuse it, so it is refused whatever --on-leak says (it can only be
+        // a bug, or an fd number swapped under a call we would let through).
+        if action == Action::Logged && decision.reason == Reason::FamilyMismatch {
+            action = Action::Blocked;
+        }
         if self.ctx.inspector.is_some() {
             self.note_dns(&target);
         }
@@ -193,19 +199,50 @@ impl<'a> Call<'a> {
 
     /// Whether answering CONTINUE is sound: the kernel then reads the
     /// arguments again. For registers that is harmless. For `socketcall`'s
-    /// argument array it is harmless when no other thread can change it, or
-    /// when what a changed array could do is gated anyway: by the kernel
-    /// layer's hooks (which see the kernel's own copy of every address and
-    /// socket), or, for `socket()`, by the caller lacking `CAP_NET_RAW` (a
-    /// changed array could only ask for a raw or packet socket).
+    /// argument array it is not: another process can share the page (shared
+    /// memory, `CLONE_VM` without threads), so "one thread" proves nothing.
+    /// A multiplexed call is let through only where whatever a rewritten array
+    /// could turn it into is gated anyway:
+    /// - `socket()`, when the caller lacks `CAP_NET_RAW`. A rewritten array can
+    ///   then ask only for what the program could create natively (the filter
+    ///   traps native creation of raw and packet sockets only): raw inet,
+    ///   `AF_PACKET`, `SOCK_PACKET` and `AF_XDP` need `CAP_NET_RAW` and the
+    ///   kernel refuses them; every other family (`AF_VSOCK`, `AF_CAN`,
+    ///   Bluetooth, ICMP datagram sockets, ...) needs `connect`, `bind`,
+    ///   `sendto` with an address, `sendmsg`/`sendmmsg`, `listen` or `accept`
+    ///   to reach anything, and those are trapped and refused for every family
+    ///   but inet (judged) and unix/netlink (local). (The capability is read in
+    ///   the caller's own user namespace: holding it there, in a namespace that
+    ///   does not own the network namespace, only makes us refuse.) With the
+    ///   capability, even the kernel layer does not help: no cgroup hook sees
+    ///   a packet socket created.
+    /// - `connect`, `bind`, `sendto`, `sendmsg`, `sendmmsg` (on unix or
+    ///   netlink sockets, the only ones we CONTINUE), when the kernel layer is
+    ///   on: its cgroup hooks see the kernel's own copy of any inet address and
+    ///   socket a rewrite (fd and address) produces.
+    ///
+    /// `listen` and `accept` are always performed by us, never CONTINUEd.
     fn continue_is_sound(&self, syscall: &str) -> bool {
-        if !self.multiplexed || self.tracee.thread_count() == Some(1) {
+        if !self.multiplexed {
             return true;
         }
-        if self.ctx.witness.read().is_ok_and(|w| w.is_some()) {
-            return true;
+        if syscall == "socket" {
+            return !self.tracee.can_open_raw_sockets();
         }
-        syscall == "socket" && !self.tracee.can_open_raw_sockets()
+        self.ctx.witness.read().is_ok_and(|w| w.is_some())
+    }
+
+    /// The errno of a call its decision refused: `EPERM`, or for an address
+    /// of another family than the socket the errno the kernel itself gives
+    /// (`EINVAL` on local families, `EAFNOSUPPORT` on inet ones), also in the
+    /// report.
+    pub fn refusal(&mut self, facts: &SocketFacts, decision: Decision) -> Reply {
+        if decision.reason != Reason::FamilyMismatch {
+            return Reply::Errno(BLOCKED_ERRNO);
+        }
+        let errno = if facts.is_inet() { libc::EAFNOSUPPORT } else { libc::EINVAL };
+        self.set_last_errno(errno);
+        Reply::Errno(errno)
     }
 
     /// Lets the kernel run an allowed call in the caller's context, or refuses

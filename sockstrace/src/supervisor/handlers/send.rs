@@ -56,20 +56,22 @@ fn destination(facts: &SocketFacts, name: &[u8], flags: i32) -> Result<Option<So
     Ok(Some(parsed))
 }
 
+/// Judges one message and records the decision; `Some(reply)` when refused.
 fn judge(
     call: &mut Call<'_>,
     syscall: &'static str,
     sock: &Socket,
     name: &[u8],
     flags: i32,
-) -> Result<Action, Failure> {
+) -> Result<Option<Reply>, Failure> {
     let dst = destination(&sock.facts, name, flags)?;
     let op = Operation::Send { dst: dst.clone(), fastopen: fastopen(flags) };
     let mut decision: Decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
     if crate::testing::disabled("plant-bug") && planted_hole(&dst) {
         decision = Decision::allowed(crate::policy::Reason::AllowRule);
     }
-    Ok(call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision))
+    let action = call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
+    Ok(blocked(action).then(|| call.refusal(&sock.facts, decision)))
 }
 
 /// The fuzzer's self-check (debug builds, `SOCKSTRACE_TEST_DISABLE=plant-bug`):
@@ -105,7 +107,7 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let flags = args[3] as i32;
     let sock = call.tracee.socket_seen_before(args[0])?;
     if kernel_local(&sock.facts) {
-        return local_send(call, "sendto", &sock, args[4], args[5]);
+        return local_send(call, "sendto", &sock, &[(args[4], args[5])]);
     }
     let name_len = addr_len(args[5])?;
     let data_len = copy_len(&sock.facts, args[2])?;
@@ -114,8 +116,8 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let mut data = call.tracee.read_regions(&[(args[1], data_len), (args[4], name_len)])?;
     let name = data.split_off(data_len);
     confirm(call)?;
-    if blocked(judge(call, "sendto", &sock, &name, flags)?) {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    if let Some(refused) = judge(call, "sendto", &sock, &name, flags)? {
+        return Ok(refused);
     }
     send_judged(call, sock, Outgoing { name, data, control: Vec::new() }, flags)
 }
@@ -129,21 +131,37 @@ fn send_judged(call: &Call<'_>, sock: Socket, msg: Outgoing, flags: i32) -> Resu
     Ok(reply)
 }
 
-/// Unix, netlink, alg: the call runs in the kernel (Continue); the address is
-/// read only to name it in the report.
+/// Unix, netlink, alg: the call runs in the kernel (Continue). Every
+/// message's address (`names`: pointer and length) is read and judged: one of
+/// another family than the socket is refused, since an inet socket swapped
+/// under the fd number before the kernel runs the call would use it.
 fn local_send(
     call: &mut Call<'_>,
     syscall: &'static str,
     sock: &Socket,
-    ptr: u64,
-    len: u64,
+    names: &[(u64, u64)],
 ) -> Result<Reply, Failure> {
-    let name = if ptr == 0 { Vec::new() } else { read_addr(&call.tracee, ptr, len).unwrap_or_default() };
-    let dst = sockaddr::parse(&name).ok();
-    let op = Operation::Send { dst: dst.clone(), fastopen: false };
-    let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+    let mut judged: Option<(Option<SockAddr>, Decision)> = None;
+    for &(ptr, len) in names {
+        let dst = if ptr == 0 || len as u32 == 0 {
+            None
+        } else {
+            let raw = read_addr(&call.tracee, ptr, len)?;
+            Some(sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?)
+        };
+        let op = Operation::Send { dst: dst.clone(), fastopen: false };
+        let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+        let leak = decision.is_leak();
+        if judged.is_none() || leak {
+            judged = Some((dst, decision));
+        }
+        if leak {
+            break;
+        }
+    }
+    let Some((dst, decision)) = judged else { return Ok(Reply::Value(0)) };
     if blocked(call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision)) {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+        return Ok(call.refusal(&sock.facts, decision));
     }
     Ok(call.continue_or_refuse(syscall, Subject::Socket(sock)))
 }
@@ -215,14 +233,14 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let sock = call.tracee.socket_seen_before(args[0])?;
     let hdr = read_msghdr(&call.tracee, &layout, args[1])?;
     if kernel_local(&sock.facts) {
-        return local_send(call, "sendmsg", &sock, hdr.name, hdr.namelen as u64);
+        return local_send(call, "sendmsg", &sock, &[(hdr.name, hdr.namelen as u64)]);
     }
     let plan = plan_copy(&call.tracee, &layout, &sock.facts, &hdr)?;
     let _grant = reserve(call.ctx, call.n.id, plan.bytes())?;
     let msg = materialize(&call.tracee, &plan)?;
     confirm(call)?;
-    if blocked(judge(call, "sendmsg", &sock, &msg.name, flags)?) {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    if let Some(refused) = judge(call, "sendmsg", &sock, &msg.name, flags)? {
+        return Ok(refused);
     }
     send_judged(call, sock, msg, flags)
 }
@@ -242,7 +260,8 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         .map(|chunk| msghdr::parse_msghdr(&layout, chunk).map_err(|e| Failure::Caller(e.errno())))
         .collect::<Result<Vec<_>, _>>()?;
     if kernel_local(&sock.facts) {
-        return local_send(call, "sendmmsg", &sock, hdrs[0].name, hdrs[0].namelen as u64);
+        let names = hdrs.iter().map(|h| (h.name, h.namelen as u64)).collect::<Vec<_>>();
+        return local_send(call, "sendmmsg", &sock, &names);
     }
     // Messages past the call's copy limit are left unsent: sendmmsg may send
     // fewer than asked (the first one is always taken).
@@ -263,14 +282,16 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     // Every message is judged; sending stops at the first blocked one, as the
     // kernel stops at the first failing one.
     let mut allowed = Vec::with_capacity(msgs.len());
+    let mut first_refusal = None;
     for msg in msgs {
-        if blocked(judge(call, "sendmmsg", &sock, &msg.name, flags)?) {
+        if let Some(refused) = judge(call, "sendmmsg", &sock, &msg.name, flags)? {
+            first_refusal = Some(refused);
             break;
         }
         allowed.push(msg);
     }
     if allowed.is_empty() {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+        return Ok(first_refusal.unwrap_or(Reply::Errno(BLOCKED_ERRNO)));
     }
     let any_blocked = allowed.len() < vlen;
     let mut waits = false;
