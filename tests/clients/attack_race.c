@@ -291,6 +291,12 @@ static int cmd_sc_race(const char *how, const char *what, const char *host, cons
         sh->words = 3;
         call = SYS_CONNECT;
     } else if (strcmp(what, "socket") == 0) {
+        /* Packet sockets that might send: only in a network namespace of our
+         * own (loopback only), never on this machine's real interfaces. */
+        if (unshare(CLONE_NEWNET) != 0) {
+            perror("unshare(CLONE_NEWNET)");
+            return 1;
+        }
         long a0[3] = {AF_UNIX, SOCK_DGRAM, 0};
         long a1[3] = {AF_PACKET, SOCK_RAW, 0};
         memcpy(sh->alt[0], a0, sizeof(a0));
@@ -324,7 +330,7 @@ static int cmd_sc_race(const char *how, const char *what, const char *host, cons
         perror("clone");
         return 1;
     }
-    int ok = 0, packet = 0, race = 0, other = 0;
+    int ok = 0, packet = 0, packet_sent = 0, race = 0, other = 0;
     for (int i = 0; i < n; i++) {
         long r = socketcall_raw(call, sh->args);
         if (r < 0) {
@@ -339,8 +345,16 @@ static int cmd_sc_race(const char *how, const char *what, const char *host, cons
             int dom = 0;
             socklen_t len = sizeof(dom);
             getsockopt((int)r, SOL_SOCKET, SO_DOMAIN, &dom, &len);
-            if (dom == AF_PACKET)
+            if (dom == AF_PACKET) {
                 packet++;
+                /* What needs no trapped call: write and send without an
+                 * address. Both must fail (no device without bind). */
+                char frame[64] = {0};
+                if (write((int)r, frame, sizeof frame) >= 0)
+                    packet_sent++;
+                if (send((int)r, frame, sizeof frame, 0) >= 0)
+                    packet_sent++;
+            }
             close((int)r);
         } else if (call == SYS_CONNECT) {
             /* Whatever connected, start again with fresh sockets. */
@@ -349,7 +363,7 @@ static int cmd_sc_race(const char *how, const char *what, const char *host, cons
     }
     sh->stop = 1;
     waitpid(child, NULL, 0);
-    printf("socketcall: ok=%d packet=%d eperm=%d other=%d\n", ok, packet, race, other);
+    printf("socketcall: ok=%d packet=%d packet_sent=%d eperm=%d other=%d\n", ok, packet, packet_sent, race, other);
     fflush(stdout);
     return 0;
 }

@@ -228,12 +228,6 @@ impl Tracee {
         }
     }
 
-    /// Whether the caller holds `CAP_NET_RAW` (raw and packet sockets).
-    pub fn can_open_raw_sockets(&self) -> bool {
-        const CAP_NET_RAW: u32 = 13;
-        self.has_capability(CAP_NET_RAW)
-    }
-
     /// Whether the caller's effective set holds capability `cap`; unreadable
     /// counts as held (the cautious answer for every caller of this).
     fn has_capability(&self, cap: u32) -> bool {

@@ -203,19 +203,19 @@ impl<'a> Call<'a> {
     /// memory, `CLONE_VM` without threads), so "one thread" proves nothing.
     /// A multiplexed call is let through only where whatever a rewritten array
     /// could turn it into is gated anyway:
-    /// - `socket()`, when the caller lacks `CAP_NET_RAW`. A rewritten array can
-    ///   then ask only for what the program could create natively (the filter
-    ///   traps native creation of raw and packet sockets only): raw inet,
-    ///   `AF_PACKET`, `SOCK_PACKET` and `AF_XDP` need `CAP_NET_RAW` and the
-    ///   kernel refuses them; every other family (`AF_VSOCK`, `AF_CAN`,
-    ///   Bluetooth, ICMP datagram sockets, ...) needs `connect`, `bind`,
-    ///   `sendto` with an address, `sendmsg`/`sendmmsg`, `listen` or `accept`
-    ///   to reach anything, and those are trapped and refused for every family
-    ///   but inet (judged) and unix/netlink (local). (The capability is read in
-    ///   the caller's own user namespace: holding it there, in a namespace that
-    ///   does not own the network namespace, only makes us refuse.) With the
-    ///   capability, even the kernel layer does not help: no cgroup hook sees
-    ///   a packet socket created.
+    /// - `socket()`, always: a rewritten array can make any socket the caller
+    ///   may create, but no socket reaches anything by being created. Every
+    ///   way to send or receive from elsewhere is a call the filter traps:
+    ///   `connect`, `bind`, `sendto` with an address, `sendmsg`/`sendmmsg`,
+    ///   `listen`, `accept`. Those are judged (inet), kept local (unix,
+    ///   netlink) or refused (raw and packet sockets, every other family).
+    ///   What is left untrapped fails in the kernel for such sockets: `write`
+    ///   or `send` on an unbound packet socket is `ENXIO` (its device comes
+    ///   only from `bind` or an address), on an unconnected raw socket
+    ///   `EDESTADDRREQ`. A packet socket a rewrite made can still *receive*
+    ///   (sniff) as `CAP_NET_RAW` allows: that is the program's privilege,
+    ///   not a leak. (Refusing instead would leave 32-bit glibc, which
+    ///   creates every socket through `socketcall`, without sockets as root.)
     /// - `connect`, `bind`, `sendto`, `sendmsg`, `sendmmsg` (on unix or
     ///   netlink sockets, the only ones we CONTINUE), when the kernel layer is
     ///   on: its cgroup hooks see the kernel's own copy of any inet address and
@@ -227,7 +227,7 @@ impl<'a> Call<'a> {
             return true;
         }
         if syscall == "socket" {
-            return !self.tracee.can_open_raw_sockets();
+            return true;
         }
         self.ctx.witness.read().is_ok_and(|w| w.is_some())
     }
