@@ -11,6 +11,8 @@ use super::{Action, Event};
 pub struct Layers {
     pub seccomp: String,
     pub kernel: String,
+    /// What keeps the program from reaching its supervisor (empty in audit).
+    pub fence: String,
     /// Events the kernel's ring buffer had to drop (when the layer was on).
     pub kernel_dropped: Option<u64>,
     /// What the `--dns proxy` resolver answered.
@@ -68,6 +70,14 @@ impl Summary {
         *self.by_destination.entry(key).or_default() += 1;
     }
 
+    fn layers_json(&self) -> serde_json::Value {
+        let mut layers = json!({"seccomp": self.layers.seccomp, "kernel": self.layers.kernel});
+        if !self.layers.fence.is_empty() {
+            layers["fence"] = self.layers.fence.clone().into();
+        }
+        layers
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let leaks: Vec<_> = self
             .by_destination
@@ -89,7 +99,7 @@ impl Summary {
                 "socksified": self.socksified,
                 "invalid": self.invalid,
                 "exit_status": self.exit_status,
-                "layers": {"seccomp": self.layers.seccomp, "kernel": self.layers.kernel},
+                "layers": self.layers_json(),
                 "kernel_lost_events": self.layers.kernel_dropped,
                 "dns": self.layers.dns,
                 "leak_table": leaks,
