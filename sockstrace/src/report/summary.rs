@@ -107,3 +107,20 @@ impl Summary {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_name_the_fence_when_there_is_one() {
+        let mut s = Summary::default();
+        s.layers.seccomp = "on".into();
+        s.layers.kernel = "off".into();
+        assert!(s.to_json()["summary"]["layers"].get("fence").is_none(), "audit has no fence");
+        s.layers.fence = "on (supervisor non-dumpable; landlock ABI 7: ptrace fence)".into();
+        assert_eq!(s.to_json()["summary"]["layers"]["fence"], s.layers.fence.as_str());
+        let lines = super::super::human::summary_lines(&s);
+        assert!(lines.iter().any(|l| l.starts_with("sockstrace: layers: seccomp on; kernel off; fence on (")));
+    }
+}

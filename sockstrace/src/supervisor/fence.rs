@@ -258,13 +258,9 @@ pub fn probe() -> Result<String, String> {
     if pid == 0 {
         // SAFETY: raw system calls on integers in the forked child.
         unsafe {
-            let mut code = 0;
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                code = *libc::__errno_location();
-            } else if libc::syscall(SYS_LANDLOCK_RESTRICT_SELF, fd, 0u32) != 0 {
-                code = *libc::__errno_location();
-            }
-            libc::_exit(code);
+            let entered = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                && libc::syscall(SYS_LANDLOCK_RESTRICT_SELF, fd, 0u32) == 0;
+            libc::_exit(if entered { 0 } else { *libc::__errno_location() });
         }
     }
     let mut status = 0;
