@@ -121,6 +121,8 @@ mod tests {
         s.layers.fence = "on (supervisor non-dumpable; landlock ABI 7: ptrace fence)".into();
         assert_eq!(s.to_json()["summary"]["layers"]["fence"], s.layers.fence.as_str());
         let lines = super::super::human::summary_lines(&s);
-        assert!(lines.iter().any(|l| l.starts_with("sockstrace: layers: seccomp on; kernel off; fence on (")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("sockstrace: layers: seccomp on; kernel off; fence on (")));
     }
 }
