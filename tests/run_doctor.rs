@@ -6,8 +6,15 @@ use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::{is_root, skip, Outcome, Trace};
 
 /// The checks doctor must report, by a word of each line.
-const LAYERS: &[&str] =
-    &["seccomp user notification", "pidfd_getfd", "WAIT_KILLABLE_RECV", "SYNC_WAKE_UP", "kernel layer"];
+const LAYERS: &[&str] = &[
+    "seccomp user notification",
+    "pidfd_getfd",
+    "WAIT_KILLABLE_RECV",
+    "SYNC_WAKE_UP",
+    "kernel layer",
+    "non-dumpable",
+    "Landlock",
+];
 
 fn assert_lines(out: &Outcome) -> Vec<String> {
     let lines: Vec<String> =

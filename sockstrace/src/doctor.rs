@@ -18,11 +18,14 @@ pub fn main() -> i32 {
         kernel_at_least("killable notification wait (WAIT_KILLABLE_RECV)", (5, 19)),
         kernel_at_least("synchronous wake-up (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)", (6, 6)),
         kernel_layer(),
+        non_dumpable(),
+        landlock(),
     ];
     for check in &checks {
         println!("{} {:<58} {}", if check.ok { "ok  " } else { "off " }, check.name, check.detail);
     }
-    // The supervisor needs the first two; the rest make it faster or add the kernel view.
+    // The supervisor needs the first two; the rest make it faster, add the
+    // kernel view, or fence the program off from its supervisor.
     if checks[0].ok && checks[1].ok {
         0
     } else {
@@ -96,4 +99,21 @@ fn kernel_layer() -> Check {
         (_, None) => String::new(),
     };
     Check { name: "kernel layer (eBPF cgroup hooks, root)", ok, detail }
+}
+
+fn non_dumpable() -> Check {
+    let name = "supervisor non-dumpable (no ptrace by same-uid programs)";
+    let ok = crate::supervisor::fence::make_non_dumpable().is_ok()
+        // SAFETY: prctl with integer arguments.
+        && unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } == 0;
+    let detail = if ok { "works" } else { "prctl(PR_SET_DUMPABLE, 0) refused" };
+    Check { name, ok, detail: detail.into() }
+}
+
+fn landlock() -> Check {
+    let name = "Landlock domain (ptrace fence, signal scope, tcp)";
+    match crate::supervisor::fence::probe() {
+        Ok(what) => Check { name, ok: true, detail: what },
+        Err(why) => Check { name, ok: false, detail: why },
+    }
 }

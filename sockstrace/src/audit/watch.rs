@@ -149,6 +149,7 @@ async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Re
     let layers = Layers {
         seccomp: "off (audit: the kernel layer alone)".into(),
         kernel: kernel_layer,
+        fence: String::new(),
         kernel_dropped: Some(lost),
         dns: None,
     };

@@ -58,7 +58,11 @@ pub fn summary_lines(s: &Summary) -> Vec<String> {
             key.syscall, key.protocol, key.dst, key.reason, key.program
         ));
     }
-    lines.push(format!("sockstrace: layers: seccomp {}; kernel {}", s.layers.seccomp, s.layers.kernel));
+    let mut layers = format!("sockstrace: layers: seccomp {}; kernel {}", s.layers.seccomp, s.layers.kernel);
+    if !s.layers.fence.is_empty() {
+        layers.push_str(&format!("; fence {}", s.layers.fence));
+    }
+    lines.push(layers);
     if let Some(dns) = &s.layers.dns {
         let count = |key: &str| dns.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
         lines.push(format!(

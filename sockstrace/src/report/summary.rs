@@ -11,6 +11,8 @@ use super::{Action, Event};
 pub struct Layers {
     pub seccomp: String,
     pub kernel: String,
+    /// What keeps the program from reaching its supervisor (empty in audit).
+    pub fence: String,
     /// Events the kernel's ring buffer had to drop (when the layer was on).
     pub kernel_dropped: Option<u64>,
     /// What the `--dns proxy` resolver answered.
@@ -68,6 +70,14 @@ impl Summary {
         *self.by_destination.entry(key).or_default() += 1;
     }
 
+    fn layers_json(&self) -> serde_json::Value {
+        let mut layers = json!({"seccomp": self.layers.seccomp, "kernel": self.layers.kernel});
+        if !self.layers.fence.is_empty() {
+            layers["fence"] = self.layers.fence.clone().into();
+        }
+        layers
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let leaks: Vec<_> = self
             .by_destination
@@ -89,11 +99,30 @@ impl Summary {
                 "socksified": self.socksified,
                 "invalid": self.invalid,
                 "exit_status": self.exit_status,
-                "layers": {"seccomp": self.layers.seccomp, "kernel": self.layers.kernel},
+                "layers": self.layers_json(),
                 "kernel_lost_events": self.layers.kernel_dropped,
                 "dns": self.layers.dns,
                 "leak_table": leaks,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_name_the_fence_when_there_is_one() {
+        let mut s = Summary::default();
+        s.layers.seccomp = "on".into();
+        s.layers.kernel = "off".into();
+        assert!(s.to_json()["summary"]["layers"].get("fence").is_none(), "audit has no fence");
+        s.layers.fence = "on (supervisor non-dumpable; landlock ABI 7: ptrace fence)".into();
+        assert_eq!(s.to_json()["summary"]["layers"]["fence"], s.layers.fence.as_str());
+        let lines = super::super::human::summary_lines(&s);
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("sockstrace: layers: seccomp on; kernel off; fence on (")));
     }
 }

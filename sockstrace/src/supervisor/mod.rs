@@ -6,6 +6,7 @@
 pub(crate) mod abi;
 mod copy_budget;
 mod dns_setup;
+pub(crate) mod fence;
 mod filter;
 mod handlers;
 mod kernel_events;
@@ -117,6 +118,8 @@ fn start_witness(policy: &Policy, on_leak: LeakAction, mode: KernelMode) -> (Opt
 
 /// Runs the program under the supervisor; returns how it ended.
 pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
+    // First: from here on, same-uid programs cannot ptrace us or take our fds.
+    let non_dumpable = fence::make_non_dumpable();
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let filter = filter::build().context("building the seccomp filter")?;
@@ -166,9 +169,16 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let root = nix::unistd::geteuid().is_root();
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
-    let setup =
-        spawn::ChildSetup { no_new_privs: !root, cgroup_procs: procs, resolv_conf: resolv_conf.as_deref() };
+    let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
+    let setup = spawn::ChildSetup {
+        no_new_privs: !root,
+        cgroup_procs: procs,
+        resolv_conf: resolv_conf.as_deref(),
+        landlock: fence.ruleset_fd(),
+    };
     let spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
+    let fence_layer = fence.layer(spawned.landlock_failed);
+    drop(fence);
     let notifier = Notifier::new(spawned.listener);
     let sync_wakeup = notifier.enable_sync_wakeup();
     let seccomp_layer = format!(
@@ -219,7 +229,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     let dns = dns_proxy.as_ref().map(|p| serde_json::to_value(p.stats()).unwrap_or_default());
-    let layers = Layers { seccomp: seccomp_layer, kernel: kernel_layer, kernel_dropped, dns };
+    let layers =
+        Layers { seccomp: seccomp_layer, kernel: kernel_layer, fence: fence_layer, kernel_dropped, dns };
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
 }

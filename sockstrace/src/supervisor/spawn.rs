@@ -26,6 +26,8 @@ const MSG_EXEC_FAILED: i32 = 4;
 const MSG_LISTENER_KILLABLE: i32 = 5;
 const MSG_CGROUP_FAILED: i32 = 6;
 const MSG_RESOLV_CONF_FAILED: i32 = 7;
+/// `landlock_restrict_self` failed (the program still runs, unfenced).
+const MSG_LANDLOCK_FAILED: i32 = 8;
 
 /// Exit status of a child that failed before exec.
 const CHILD_SETUP_FAILED: i32 = 125;
@@ -72,6 +74,8 @@ pub struct Spawned {
     pub listener: OwnedFd,
     /// Whether the kernel took `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`.
     pub wait_killable: bool,
+    /// Why `landlock_restrict_self` failed, when it was asked and did.
+    pub landlock_failed: Option<Errno>,
 }
 
 /// Finds `program` as `execvp` would: a path if it has a slash, else in PATH.
@@ -120,6 +124,8 @@ struct ChildPlan<'a> {
     cgroup_procs: Option<libc::c_int>,
     /// A file to bind over /etc/resolv.conf in a private mount namespace.
     resolv_conf: Option<CString>,
+    /// The Landlock ruleset to restrict the program with.
+    landlock: Option<libc::c_int>,
 }
 
 /// What the child does besides installing the filter.
@@ -128,6 +134,8 @@ pub struct ChildSetup<'a> {
     pub no_new_privs: bool,
     pub cgroup_procs: Option<std::os::fd::BorrowedFd<'a>>,
     pub resolv_conf: Option<&'a Path>,
+    /// A Landlock ruleset (built before fork) the child enters before exec.
+    pub landlock: Option<std::os::fd::RawFd>,
 }
 
 /// Forks and execs `argv` under `filter`. The child makes only raw,
@@ -154,6 +162,7 @@ pub fn spawn(
         no_new_privs: child.no_new_privs,
         cgroup_procs: child.cgroup_procs.map(|fd| fd.as_raw_fd()),
         resolv_conf: child.resolv_conf.map(|p| cstring(p.as_os_str())).transpose()?,
+        landlock: child.landlock,
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -200,9 +209,13 @@ fn parent_handshake(
         reap(pid);
         Err(e)
     };
-    let (tag, value) = match read_message(&ctl) {
-        Some(m) => m,
-        None => return fail(setup("child exited during setup")(libc::ECHILD)),
+    let mut landlock_failed = None;
+    let (tag, value) = loop {
+        match read_message(&ctl) {
+            Some((MSG_LANDLOCK_FAILED, errno)) => landlock_failed = Some(errno),
+            Some(m) => break m,
+            None => return fail(setup("child exited during setup")(libc::ECHILD)),
+        }
     };
     let wait_killable = match tag {
         MSG_LISTENER_KILLABLE => true,
@@ -228,7 +241,7 @@ fn parent_handshake(
     }
     drop(go);
     match read_message(&ctl) {
-        None => Ok(Spawned { pid, listener, wait_killable }),
+        None => Ok(Spawned { pid, listener, wait_killable, landlock_failed }),
         Some((_, errno)) => fail(SpawnError::Exec { program, err: std::io::Error::from_raw_os_error(errno) }),
     }
 }
@@ -288,6 +301,10 @@ unsafe fn child_main(
 ) -> ! {
     // SAFETY (whole body): raw system calls on valid pointers and fds only.
     unsafe {
+        // The supervisor is non-dumpable and fork copied that: until exec
+        // resets it, the parent (without CAP_SYS_PTRACE) could not take the
+        // listener from us with pidfd_getfd.
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         // Join the run's cgroup first, so every socket the program creates is
         // seen by the kernel layer's hooks.
         if let Some(procs) = plan.cgroup_procs {
@@ -321,6 +338,14 @@ unsafe fn child_main(
         if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             child_send(ctl, MSG_NNP_FAILED, child_errno());
             libc::_exit(CHILD_SETUP_FAILED);
+        }
+        // The Landlock domain (after no_new_privs, which it needs without
+        // CAP_SYS_ADMIN; before the filter, so this call is not trapped). A
+        // refusal is reported and the program runs unfenced.
+        if let Some(ruleset) = plan.landlock {
+            if libc::syscall(super::fence::SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0u32) != 0 {
+                child_send(ctl, MSG_LANDLOCK_FAILED, child_errno());
+            }
         }
         let base = SECCOMP_FILTER_FLAG_NEW_LISTENER;
         let mut tag = MSG_LISTENER_KILLABLE;
