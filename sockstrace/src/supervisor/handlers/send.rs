@@ -198,9 +198,11 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if kernel_local(&sock.facts) {
         return local_send(call, "sendmsg", &sock, hdr.name, hdr.namelen as u64);
     }
-    let msg = materialize(&call.tracee, &layout, &sock.facts, &hdr)?;
+    let mut msg = materialize(&call.tracee, &layout, &sock.facts, &hdr)?;
     confirm(call)?;
-    if blocked(judge(call, "sendmsg", &sock, &msg.name, flags)?) {
+    if blocked(super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?)
+        || blocked(judge(call, "sendmsg", &sock, &msg.name, flags)?)
+    {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
     send_judged(call, sock, msg, flags)
@@ -231,8 +233,10 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     // Every message is judged; sending stops at the first blocked one, as the
     // kernel stops at the first failing one.
     let mut allowed = Vec::with_capacity(msgs.len());
-    for msg in msgs {
-        if blocked(judge(call, "sendmmsg", &sock, &msg.name, flags)?) {
+    for mut msg in msgs {
+        if blocked(super::options::vet_control(call, "sendmmsg", &sock, &mut msg.control)?)
+            || blocked(judge(call, "sendmmsg", &sock, &msg.name, flags)?)
+        {
             break;
         }
         allowed.push(msg);
