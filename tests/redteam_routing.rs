@@ -20,7 +20,9 @@ use std::time::Duration;
 use sockstrace_tests::netns::NetNs;
 use sockstrace_tests::unpriv::{Copies, NOBODY};
 use sockstrace_tests::util::{settle, wait_until};
-use sockstrace_tests::{client, client_build, direct, direct_client, is_root, skip, Outcome, TcpSink, Trace, UdpSink};
+use sockstrace_tests::{
+    client, client_build, direct, direct_client, is_root, skip, Outcome, TcpSink, Trace, UdpSink,
+};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -169,7 +171,17 @@ impl Lan {
         assert_eq!(out.code, 0, "{}", out.stderr);
         let mac = ns.exec(["cat", &format!("/sys/class/net/{ns_if}/address")]);
         assert_eq!(mac.code, 0, "{}", mac.stderr);
-        ip(&["neigh", "replace", "127.0.0.1", "lladdr", mac.stdout.trim(), "dev", &host_if, "nud", "permanent"]);
+        ip(&[
+            "neigh",
+            "replace",
+            "127.0.0.1",
+            "lladdr",
+            mac.stdout.trim(),
+            "dev",
+            &host_if,
+            "nud",
+            "permanent",
+        ]);
         let sniffer = Sniffer::start(&ns);
         Ok(Lan { sniffer, host_if, ns })
     }
@@ -229,7 +241,11 @@ macro_rules! lan_or_skip {
 /// Without sockstrace, `args` put a packet matching `what` on the LAN.
 fn baseline(lan: &Lan, path: &Path, args: &[&str], what: &str) {
     let out = run_direct(path, args);
-    assert!(lan.sniffer.wait_for(what), "baseline: {args:?} put no {what:?} on the LAN: {:?}\n{out}", lan.sniffer.seen());
+    assert!(
+        lan.sniffer.wait_for(what),
+        "baseline: {args:?} put no {what:?} on the LAN: {:?}\n{out}",
+        lan.sniffer.seen()
+    );
     lan.sniffer.clear();
 }
 
@@ -242,9 +258,10 @@ fn rthdr6_to_the_proxy_never_reaches_the_lan() {
     let lan = lan_or_skip!();
     let px = TcpSink::bind("::1");
     baseline(&lan, &attack(), &["rthdr6", &px.port(), FAR6], &format!("next header 43 -> {FAR6}"));
-    let out = Trace::new().proxy(px.addr()).program([attack().to_str().unwrap(), "rthdr6", &px.port(), FAR6]).run();
-    assert_routing_refused(&out, "setsockopt", "IPV6_RTHDR", "inet6");
+    let out =
+        Trace::new().proxy(px.addr()).program([attack().to_str().unwrap(), "rthdr6", &px.port(), FAR6]).run();
     lan.sniffer.assert_nothing("IPV6_RTHDR on a connect to the proxy");
+    assert_routing_refused(&out, "setsockopt", "IPV6_RTHDR", "inet6");
     assert_eq!(px.accepts(), 0, "the proxy saw a connection\n{}", out.describe());
 }
 
@@ -252,7 +269,9 @@ fn rthdr6_to_the_proxy_never_reaches_the_lan() {
 /// the proxy or a UDP send to an allowed loopback address.
 fn device_binding(cmd: &str, option: &str, proto: &str) {
     let lan = lan_or_skip!();
-    let to = |port: &str| vec![cmd.to_string(), lan.host_if.clone(), "127.0.0.1".into(), port.into(), proto.into()];
+    let to = |port: &str| {
+        vec![cmd.to_string(), lan.host_if.clone(), "127.0.0.1".into(), port.into(), proto.into()]
+    };
     let (px, sink) = (TcpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
     let port = if proto == "tcp" { px.port() } else { sink.port() };
     let args = to(&port);
@@ -261,8 +280,8 @@ fn device_binding(cmd: &str, option: &str, proto: &str) {
     let mut argv = vec![attack().to_str().unwrap().to_string()];
     argv.extend(args.iter().map(|s| s.to_string()));
     let out = Trace::new().proxy(px.addr()).allow(&sink.dst()).program(argv).run();
-    assert_routing_refused(&out, "setsockopt", option, "inet");
     lan.sniffer.assert_nothing(option);
+    assert_routing_refused(&out, "setsockopt", option, "inet");
     assert_eq!((px.accepts(), sink.datagrams()), (0, 0), "{}", out.describe());
 }
 
@@ -287,9 +306,12 @@ fn ip_source_route_on_an_allowed_send_never_reaches_the_lan() {
     let sink = UdpSink::bind("127.0.0.1");
     let args = ["lsrr", "127.0.0.1", &sink.port(), FAR4];
     baseline(&lan, &attack(), &args, &format!("-> {FAR4}"));
-    let out = Trace::new().allow(&sink.dst()).program(std::iter::once(attack().to_str().unwrap()).chain(args)).run();
-    assert_routing_refused(&out, "setsockopt", "IP_OPTIONS", "inet");
+    let out = Trace::new()
+        .allow(&sink.dst())
+        .program(std::iter::once(attack().to_str().unwrap()).chain(args))
+        .run();
     lan.sniffer.assert_nothing("IP_OPTIONS loose source route");
+    assert_routing_refused(&out, "setsockopt", "IP_OPTIONS", "inet");
     assert_eq!(sink.datagrams(), 0);
 }
 
@@ -303,9 +325,12 @@ fn ip_retopts_cmsg_on_an_allowed_send_never_reaches_the_lan() {
     let sink = UdpSink::bind("127.0.0.1");
     let args = ["cmsg-retopts", "127.0.0.1", &sink.port(), FAR4];
     baseline(&lan, &attack(), &args, &format!("-> {FAR4}"));
-    let out = Trace::new().allow(&sink.dst()).program(std::iter::once(attack().to_str().unwrap()).chain(args)).run();
-    assert_routing_refused(&out, "sendmsg", "IP_RETOPTS", "inet");
+    let out = Trace::new()
+        .allow(&sink.dst())
+        .program(std::iter::once(attack().to_str().unwrap()).chain(args))
+        .run();
     lan.sniffer.assert_nothing("IP_RETOPTS control message");
+    assert_routing_refused(&out, "sendmsg", "IP_RETOPTS", "inet");
     assert_eq!(sink.datagrams(), 0);
 }
 
@@ -315,9 +340,12 @@ fn ip_pktinfo_cmsg_with_an_interface_never_reaches_the_lan() {
     let sink = UdpSink::bind("127.0.0.1");
     let args = ["cmsg-pktinfo", "127.0.0.1", &sink.port(), &lan.host_if];
     baseline(&lan, &attack(), &args, "-> 127.0.0.1");
-    let out = Trace::new().allow(&sink.dst()).program(std::iter::once(attack().to_str().unwrap()).chain(args)).run();
-    assert_routing_refused(&out, "sendmsg", "IP_PKTINFO", "inet");
+    let out = Trace::new()
+        .allow(&sink.dst())
+        .program(std::iter::once(attack().to_str().unwrap()).chain(args))
+        .run();
     lan.sniffer.assert_nothing("IP_PKTINFO naming the veth");
+    assert_routing_refused(&out, "sendmsg", "IP_PKTINFO", "inet");
     assert_eq!(sink.datagrams(), 0);
 }
 
@@ -326,7 +354,8 @@ fn ip_pktinfo_cmsg_with_an_interface_never_reaches_the_lan() {
 #[test]
 fn ipv6_routing_cmsgs_are_refused() {
     let sink = UdpSink::bind("::1");
-    for (cmd, hop, option) in [("cmsg-rthdr6", "::1", "IPV6_RTHDR"), ("cmsg-pktinfo6", "lo", "IPV6_PKTINFO")] {
+    for (cmd, hop, option) in [("cmsg-rthdr6", "::1", "IPV6_RTHDR"), ("cmsg-pktinfo6", "lo", "IPV6_PKTINFO")]
+    {
         let out = Trace::new()
             .allow(&sink.dst())
             .program([attack().to_str().unwrap(), cmd, "::1", &sink.port(), hop])
@@ -365,8 +394,10 @@ fn assert_ordinary_options_work(out: &Outcome, px: &TcpSink) {
 #[test]
 fn ordinary_options_still_work() {
     let px = TcpSink::bind("127.0.0.1");
-    let out =
-        Trace::new().proxy(px.addr()).program([attack().to_str().unwrap(), "ordinary", &px.host(), &px.port()]).run();
+    let out = Trace::new()
+        .proxy(px.addr())
+        .program([attack().to_str().unwrap(), "ordinary", &px.host(), &px.port()])
+        .run();
     assert_ordinary_options_work(&out, &px);
 }
 
@@ -401,8 +432,8 @@ fn i386_setsockopt_direct_and_socketcall_never_reach_the_lan() {
             .env("ATTACK_SOCKETCALL", socketcall)
             .program(std::iter::once(a32.to_str().unwrap()).chain(args))
             .run();
-        assert_routing_refused(&out, "setsockopt", "SO_BINDTODEVICE", "inet");
         lan.sniffer.assert_nothing(&format!("i386 SO_BINDTODEVICE, socketcall={socketcall}"));
+        assert_routing_refused(&out, "setsockopt", "SO_BINDTODEVICE", "inet");
     }
     assert_eq!(px.accepts(), 0);
 }
@@ -455,14 +486,20 @@ fn packet_socket_with_high_bits_in_the_family_is_refused() {
     out.assert_client_eperm("socket");
     out.assert_report_well_formed();
     let ev = out.the_event("packet-socket leak", |e| e.is_leak() && e.s("syscall") == "socket");
-    assert_eq!((ev.s("reason"), ev.s("action"), ev.s("family")), ("packet-socket", "blocked", "packet"), "{ev}");
+    assert_eq!(
+        (ev.s("reason"), ev.s("action"), ev.s("family")),
+        ("packet-socket", "blocked", "packet"),
+        "{ev}"
+    );
 }
 
 #[test]
 fn mptcp_is_refused_and_the_program_falls_back_to_tcp() {
     let px = TcpSink::bind("127.0.0.1");
-    let out =
-        Trace::new().proxy(px.addr()).program([attack().to_str().unwrap(), "mptcp", &px.host(), &px.port()]).run();
+    let out = Trace::new()
+        .proxy(px.addr())
+        .program([attack().to_str().unwrap(), "mptcp", &px.host(), &px.port()])
+        .run();
     out.assert_code(0);
     assert!(out.stdout.contains("socket-mptcp: errno=93 ("), "{}", out.describe());
     assert!(px.wait_bytes(12, T), "the fallback TCP connection carried nothing\n{}", out.describe());
@@ -498,9 +535,14 @@ fn unprivileged_routing_options_are_refused() {
         "::1",
     ]);
     assert!(base.stdout.contains("setsockopt: ok"), "baseline as nobody: {}{}", base.stdout, base.stderr);
-    let out = c.as_nobody().proxy(px6.addr()).program([a.to_str().unwrap(), "rthdr6", &px6.port(), "::1"]).run();
+    let out =
+        c.as_nobody().proxy(px6.addr()).program([a.to_str().unwrap(), "rthdr6", &px6.port(), "::1"]).run();
     assert_routing_refused(&out, "setsockopt", "IPV6_RTHDR", "inet6");
-    for (cmd, option) in [("bind-dev", "SO_BINDTODEVICE"), ("bind-ifindex", "SO_BINDTOIFINDEX"), ("unicast-if", "IP_UNICAST_IF")] {
+    for (cmd, option) in [
+        ("bind-dev", "SO_BINDTODEVICE"),
+        ("bind-ifindex", "SO_BINDTOIFINDEX"),
+        ("unicast-if", "IP_UNICAST_IF"),
+    ] {
         let out = c
             .as_nobody()
             .allow(&sink.dst())
@@ -509,4 +551,32 @@ fn unprivileged_routing_options_are_refused() {
         assert_routing_refused(&out, "setsockopt", option, "inet");
     }
     sink.assert_nothing_arrived("unprivileged device binding");
+}
+
+// ---------------------------------------------------------------------------
+// Test-only switches (debug builds): the kernel layer's egress gate is tested
+// with these fences off
+// ---------------------------------------------------------------------------
+
+#[test]
+fn test_switches_turn_the_option_and_cmsg_fences_off() {
+    if sockstrace_tests::sockstrace_bin().components().any(|c| c.as_os_str() == "release") {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    let px = TcpSink::bind("::1");
+    let out = Trace::new()
+        .proxy(px.addr())
+        .env("SOCKSTRACE_TEST_DISABLE", "options")
+        .program([attack().to_str().unwrap(), "rthdr6", &px.port(), "::1"])
+        .run();
+    assert!(out.stdout.contains("setsockopt: ok"), "{}", out.describe());
+    assert!(out.events_where(|e| e.s("reason") == "routing-option").is_empty(), "{}", out.describe());
+    let sink = UdpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .allow(&sink.dst())
+        .env("SOCKSTRACE_TEST_DISABLE", "cmsg")
+        .program([attack().to_str().unwrap(), "cmsg-retopts", "127.0.0.1", &sink.port(), "127.0.0.1"])
+        .run();
+    assert!(out.stdout.contains("sendmsg: ok"), "{}", out.describe());
+    assert!(out.events_where(|e| e.s("reason") == "routing-option").is_empty(), "{}", out.describe());
 }

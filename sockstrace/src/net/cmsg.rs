@@ -202,7 +202,10 @@ mod tests {
         let bytes = native(libc::SOL_IP, libc::IP_TTL, &64i32.to_ne_bytes());
         assert_eq!(bytes.len(), space);
         assert_eq!(u64::from_ne_bytes(bytes[0..8].try_into().unwrap()) as usize, len);
-        assert_eq!(parse(&Layout::X86_64, &bytes).unwrap(), vec![c(libc::SOL_IP, libc::IP_TTL, &64i32.to_ne_bytes())]);
+        assert_eq!(
+            parse(&Layout::X86_64, &bytes).unwrap(),
+            vec![c(libc::SOL_IP, libc::IP_TTL, &64i32.to_ne_bytes())]
+        );
     }
 
     #[test]

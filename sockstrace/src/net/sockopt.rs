@@ -40,7 +40,10 @@ pub fn routing_option(level: i32, optname: i32) -> Option<String> {
     if level == SOL_SCTP {
         return Some(format!("SOL_SCTP/{optname}"));
     }
-    ROUTING_OPTIONS.iter().find(|&&(l, o, _)| l == level && o == optname).map(|&(_, _, name)| name.to_string())
+    ROUTING_OPTIONS
+        .iter()
+        .find(|&&(l, o, _)| l == level && o == optname)
+        .map(|&(_, _, name)| name.to_string())
 }
 
 /// `MCAST_*` group requests: `struct group_req` and friends hold a

@@ -59,7 +59,14 @@ fn refuse(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, option: Str
 
 /// An i386 `socketcall(SYS_SETSOCKOPT)` that may go ahead: done by us on our
 /// duplicate with the copied value.
-fn perform(call: &mut Call<'_>, level: i32, optname: i32, fd: u64, optval: u64, optlen: u64) -> Result<Reply, Failure> {
+fn perform(
+    call: &mut Call<'_>,
+    level: i32,
+    optname: i32,
+    fd: u64,
+    optval: u64,
+    optlen: u64,
+) -> Result<Reply, Failure> {
     let len = optlen as u32 as i32;
     if len < 0 || len as usize > MAX_OPTVAL {
         return Err(Failure::Caller(libc::EINVAL));
@@ -100,7 +107,13 @@ fn caller_holds_our_capabilities(tid: u32) -> bool {
 fn set(fd: BorrowedFd<'_>, level: i32, optname: i32, value: &[u8]) -> Result<(), Errno> {
     // SAFETY: value is a live buffer of value.len() bytes that the kernel only reads.
     let ret = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, optname, value.as_ptr().cast(), value.len() as libc::socklen_t)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            optname,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
+        )
     };
     if ret < 0 {
         Err(crate::supervisor::sys::last_errno())
