@@ -154,7 +154,8 @@ impl Drop for Sniffer {
 struct Lan {
     sniffer: Sniffer,
     host_if: String,
-    ns: NetNs,
+    /// Kept for its lifetime: dropping it removes the namespace and the veth pair.
+    _ns: NetNs,
 }
 
 fn ip(args: &[&str]) {
@@ -183,7 +184,7 @@ impl Lan {
             "permanent",
         ]);
         let sniffer = Sniffer::start(&ns);
-        Ok(Lan { sniffer, host_if, ns })
+        Ok(Lan { sniffer, host_if, _ns: ns })
     }
 }
 
