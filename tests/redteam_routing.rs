@@ -224,7 +224,10 @@ fn assert_routing_refused(out: &Outcome, op: &str, option: &str, family: &str) {
     assert!(ev.i("fd").is_some_and(|fd| fd >= 0), "no fd: {ev}\n{d}");
     assert!(ev.i("cookie").is_some(), "no cookie: {ev}\n{d}");
     assert_eq!((ev.i("pid"), ev.i("tid")), (Some(pid), Some(tid)), "{ev}\n{d}");
-    assert!(out.stderr.contains("LEAK"), "no human LEAK line\n{d}");
+    assert!(
+        out.stderr.lines().any(|l| l.contains("LEAK") && l.contains(option) && l.contains("routing-option")),
+        "no human LEAK line naming {option}\n{d}"
+    );
 }
 
 macro_rules! lan_or_skip {
