@@ -527,18 +527,21 @@ fn unprivileged_routing_options_are_refused() {
     let a = c.add(&attack(), "attack_route");
     let px6 = TcpSink::bind("::1");
     let sink = UdpSink::bind("127.0.0.1");
+    let base_sink = UdpSink::bind("127.0.0.1");
     // Baseline: nobody may set a routing header (no capability needed).
-    let base = direct([
-        "setpriv",
-        &format!("--reuid={NOBODY}"),
-        &format!("--regid={NOBODY}"),
-        "--clear-groups",
-        a.to_str().unwrap(),
-        "rthdr6",
-        &px6.port(),
-        "::1",
-    ]);
-    assert!(base.stdout.contains("setsockopt: ok"), "baseline as nobody: {}{}", base.stdout, base.stderr);
+    let as_nobody = |args: &[&str]| {
+        let (uid, gid) = (format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"));
+        let mut argv = vec!["setpriv", &uid, &gid, "--clear-groups", a.to_str().unwrap()];
+        argv.extend(args);
+        let base = direct(argv);
+        assert!(
+            base.stdout.contains("setsockopt: ok"),
+            "baseline as nobody {args:?}: {}{}",
+            base.stdout,
+            base.stderr
+        );
+    };
+    as_nobody(&["rthdr6", &px6.port(), "::1"]);
     let out =
         c.as_nobody().proxy(px6.addr()).program([a.to_str().unwrap(), "rthdr6", &px6.port(), "::1"]).run();
     assert_routing_refused(&out, "setsockopt", "IPV6_RTHDR", "inet6");
@@ -547,6 +550,8 @@ fn unprivileged_routing_options_are_refused() {
         ("bind-ifindex", "SO_BINDTOIFINDEX"),
         ("unicast-if", "IP_UNICAST_IF"),
     ] {
+        // Without sockstrace nobody may do this too (only rebinding needs CAP_NET_RAW).
+        as_nobody(&[cmd, "lo", "127.0.0.1", &base_sink.port(), "udp"]);
         let out = c
             .as_nobody()
             .allow(&sink.dst())
