@@ -419,6 +419,27 @@ fn log_mode_lets_a_routing_option_through_as_a_leak() {
     assert_eq!((ev.s("action"), ev.s("option"), ev.s("verdict")), ("logged", "IPV6_RTHDR", "leak"), "{ev}");
 }
 
+#[test]
+fn the_refusal_holds_under_socksify_and_kill() {
+    let px = TcpSink::bind("::1");
+    let out = Trace::new()
+        .proxy(px.addr())
+        .on_leak("socksify")
+        .program([attack().to_str().unwrap(), "rthdr6", &px.port(), "::1"])
+        .run();
+    assert_routing_refused(&out, "setsockopt", "IPV6_RTHDR", "inet6");
+    let out = Trace::new()
+        .proxy(px.addr())
+        .on_leak("kill")
+        .program([attack().to_str().unwrap(), "rthdr6", &px.port(), "::1"])
+        .run();
+    assert!(!out.stdout.contains("setsockopt: ok"), "{}", out.describe());
+    assert!(!out.stdout.contains("connect"), "{}", out.describe());
+    let ev = out.the_event("killed routing-option", |e| e.s("reason") == "routing-option");
+    assert_eq!((ev.s("action"), ev.s("option")), ("killed", "IPV6_RTHDR"), "{ev}");
+    assert_eq!(px.accepts(), 0, "{}", out.describe());
+}
+
 // ---------------------------------------------------------------------------
 // i386: direct setsockopt, socketcall(SYS_SETSOCKOPT), compat control messages
 // ---------------------------------------------------------------------------
