@@ -92,7 +92,6 @@ pub enum Reason {
     /// A socket option or control message that moves the first hop away from
     /// the judged address (routing headers, source routes, binding to a
     /// device, a chosen outgoing interface or next hop, IPsec policies).
-    #[allow(dead_code)]
     RoutingOption,
     /// An address whose family is not the socket's (a unix socket given an
     /// inet address): the kernel would refuse it, unless the fd number names
@@ -100,12 +99,10 @@ pub enum Reason {
     FamilyMismatch,
     /// A protocol whose kernel makes connections the program never asked for
     /// with `connect` (MPTCP subflows, SCTP multi-homing): refused at creation.
-    #[allow(dead_code)]
     UnsupportedProtocol,
     /// The packet itself, judged by the kernel layer's egress gate: a
     /// destination, IP option, routing header or device the syscall layer did
     /// not allow.
-    #[allow(dead_code)]
     EgressPacket,
 }
 

@@ -71,6 +71,10 @@ pub struct Event {
     pub dst: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
+    /// The socket option or control message refused (`IPV6_RTHDR`), for
+    /// reason `routing-option`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub option: Option<String>,
     pub verdict: &'static str,
     pub reason: &'static str,
     pub action: Action,
@@ -103,6 +107,7 @@ impl Event {
             protocol: None,
             dst: None,
             local: None,
+            option: None,
             verdict: match decision.verdict {
                 Verdict::Allowed => "allowed",
                 Verdict::Leak => "leak",

@@ -31,7 +31,7 @@ pub fn highlight(line: &str) -> String {
 pub fn leak_line(e: &Event) -> String {
     let action =
         serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let what = e.dst.as_deref().or(e.local.as_deref()).unwrap_or("?");
+    let what = e.dst.as_deref().or(e.local.as_deref()).or(e.option.as_deref()).unwrap_or("?");
     let proto = e.protocol.as_deref().unwrap_or("-");
     let pid = e.pid.unwrap_or(e.tid);
     let comm = e.comm.as_deref().unwrap_or("?");

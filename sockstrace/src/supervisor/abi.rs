@@ -26,6 +26,7 @@ pub enum NetCall {
     Sendmsg,
     Sendmmsg,
     IoUringSetup,
+    Setsockopt,
 }
 
 impl NetCall {
@@ -41,6 +42,7 @@ impl NetCall {
             NetCall::Sendmsg => "sendmsg",
             NetCall::Sendmmsg => "sendmmsg",
             NetCall::IoUringSetup => "io_uring_setup",
+            NetCall::Setsockopt => "setsockopt",
         }
     }
 }
@@ -85,6 +87,7 @@ fn native(nr: i32) -> Option<NetCall> {
         libc::SYS_sendmsg => NetCall::Sendmsg,
         libc::SYS_sendmmsg => NetCall::Sendmmsg,
         libc::SYS_io_uring_setup => NetCall::IoUringSetup,
+        libc::SYS_setsockopt => NetCall::Setsockopt,
         _ => return None,
     })
 }
@@ -99,6 +102,7 @@ fn i386(nr: i32) -> Option<NetCall> {
         362 => NetCall::Connect,
         363 => NetCall::Listen,
         364 => NetCall::Accept4,
+        366 => NetCall::Setsockopt,
         369 => NetCall::Sendto,
         370 => NetCall::Sendmsg,
         345 => NetCall::Sendmmsg,
@@ -116,6 +120,7 @@ fn socketcall(call: u64) -> Option<(NetCall, usize)> {
         4 => (NetCall::Listen, 2),
         5 => (NetCall::Accept, 3),
         11 => (NetCall::Sendto, 6),
+        14 => (NetCall::Setsockopt, 5),
         16 => (NetCall::Sendmsg, 3),
         18 => (NetCall::Accept4, 4),
         20 => (NetCall::Sendmmsg, 4),
@@ -162,6 +167,15 @@ mod tests {
         assert_eq!(classify(&sc), Classified::Socketcall { call: NetCall::Sendto, args: 0x8000, count: 6 });
         let recv = notif(AUDIT_ARCH_I386, I386_SOCKETCALL, [10, 0x8000, 0, 0, 0, 0]);
         assert_eq!(classify(&recv), Classified::Unsupported);
+        let setsockopt = notif(AUDIT_ARCH_I386, I386_SOCKETCALL, [14, 0x8000, 0, 0, 0, 0]);
+        assert_eq!(
+            classify(&setsockopt),
+            Classified::Socketcall { call: NetCall::Setsockopt, args: 0x8000, count: 5 }
+        );
+        assert_eq!(
+            classify(&notif(AUDIT_ARCH_I386, 366, [0; 6])),
+            Classified::Direct { abi: Abi::I386, call: NetCall::Setsockopt }
+        );
         assert_eq!(classify(&notif(0xdead, 1, [0; 6])), Classified::Unsupported);
     }
 

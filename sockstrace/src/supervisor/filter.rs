@@ -49,27 +49,53 @@ pub fn build() -> Result<FilterProgram> {
     native.add_rule_conditional(ScmpAction::Notify, sendto, &[has_addr]).context("rule for sendto")?;
 
     // socket(): only the kinds that write raw packets stop (raw, packet, the
-    // obsolete SOCK_PACKET type); everything else is created freely.
+    // obsolete SOCK_PACKET type), and the protocols whose kernel connects on
+    // its own (MPTCP subflows, SCTP, which SOCK_SEQPACKET means on inet);
+    // everything else is created freely. The kernel reads these arguments as
+    // `int`: the comparisons look at the low 32 bits only, so that high bits
+    // in the 64-bit register cannot slip a value past them.
     let socket = ScmpSyscall::from_name("socket").context("syscall socket")?;
     let type_mask = crate::net::socket::SOCK_TYPE_MASK as u64;
     for cond in [
-        ScmpArgCompare::new(0, ScmpCompareOp::Equal, libc::AF_PACKET as u64),
+        int_equals(0, libc::AF_PACKET),
         ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(type_mask), libc::SOCK_RAW as u64),
         ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(type_mask), crate::net::socket::SOCK_PACKET as u64),
+        ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(type_mask), libc::SOCK_SEQPACKET as u64),
+        int_equals(2, libc::IPPROTO_MPTCP),
+        int_equals(2, libc::IPPROTO_SCTP),
     ] {
         native.add_rule_conditional(ScmpAction::Notify, socket, &[cond]).context("rule for socket")?;
     }
+
+    // setsockopt(): the options that move the first hop, by exact (level, optname).
+    let setsockopt = ScmpSyscall::from_name("setsockopt").context("syscall setsockopt")?;
+    for &(level, optname, name) in crate::net::sockopt::ROUTING_OPTIONS {
+        let conds = [int_equals(1, level), int_equals(2, optname)];
+        native
+            .add_rule_conditional(ScmpAction::Notify, setsockopt, &conds)
+            .with_context(|| format!("rule for setsockopt {name}"))?;
+    }
+    native
+        .add_rule_conditional(ScmpAction::Notify, setsockopt, &[int_equals(1, crate::net::sockopt::SOL_SCTP)])
+        .context("rule for setsockopt SOL_SCTP")?;
 
     let mut compat = ScmpFilterContext::new(ScmpAction::Allow).context("compat filter context")?;
     compat.add_arch(ScmpArch::X86).context("x86 arch")?;
     compat.add_arch(ScmpArch::X32).context("x32 arch")?;
     compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
-    for name in NOTIFIED.iter().chain(&["sendto", "socket"]) {
+    // Every i386 setsockopt stops (its socketcall form carries the arguments
+    // in memory, where the filter cannot look): the supervisor decides.
+    for name in NOTIFIED.iter().chain(&["sendto", "socket", "setsockopt"]) {
         let syscall = ScmpSyscall::from_name(name).with_context(|| format!("syscall {name}"))?;
         compat.add_rule(ScmpAction::Notify, syscall).with_context(|| format!("compat rule for {name}"))?;
     }
     native.merge(compat).context("merge compat filter")?;
     export(&native)
+}
+
+/// Argument `arg` equals `value` as the kernel reads it: as a 32-bit `int`.
+fn int_equals(arg: u32, value: i32) -> ScmpArgCompare {
+    ScmpArgCompare::new(arg, ScmpCompareOp::MaskedEqual(0xffff_ffff), value as u32 as u64)
 }
 
 fn export(ctx: &ScmpFilterContext) -> Result<FilterProgram> {

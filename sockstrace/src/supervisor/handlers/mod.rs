@@ -5,6 +5,7 @@
 mod connect;
 mod create;
 mod inbound;
+mod options;
 mod send;
 mod socksify;
 
@@ -367,6 +368,7 @@ fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failu
         NetCall::Listen => inbound::listen(call),
         NetCall::Accept | NetCall::Accept4 => inbound::accept(call, net_call.name()),
         NetCall::IoUringSetup => Ok(io_uring(call)),
+        NetCall::Setsockopt => options::setsockopt(call),
     }
 }
 

@@ -237,8 +237,11 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     let plan = plan_copy(&call.tracee, &layout, &sock.facts, &hdr)?;
     let _grant = reserve(call.ctx, call.n.id, plan.bytes())?;
-    let msg = materialize(&call.tracee, &plan)?;
+    let mut msg = materialize(&call.tracee, &plan)?;
     confirm(call)?;
+    if blocked(super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?) {
+        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    }
     if let Some(refused) = judge(call, "sendmsg", &sock, &msg.name, flags)? {
         return Ok(refused);
     }
@@ -283,7 +286,11 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     // kernel stops at the first failing one.
     let mut allowed = Vec::with_capacity(msgs.len());
     let mut first_refusal = None;
-    for msg in msgs {
+    for mut msg in msgs {
+        if blocked(super::options::vet_control(call, "sendmmsg", &sock, &mut msg.control)?) {
+            first_refusal = Some(Reply::Errno(BLOCKED_ERRNO));
+            break;
+        }
         if let Some(refused) = judge(call, "sendmmsg", &sock, &msg.name, flags)? {
             first_refusal = Some(refused);
             break;

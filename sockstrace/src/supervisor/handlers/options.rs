@@ -1,0 +1,149 @@
+//! `setsockopt` options and send control messages that move the first hop
+//! (routing headers, source routes, binding to a device, an outgoing
+//! interface or next hop, policy marks, IPsec policies): refused, reason
+//! `routing-option`, so that what the decision judged is where packets go.
+//!
+//! Native calls reach us only for the refused options (the filter matches
+//! `(level, optname)` exactly, on registers). i386 calls all stop: a direct
+//! call is decided on its registers and continued when allowed; a
+//! `socketcall` is never continued (its arguments are in memory another
+//! thread could change): we perform the allowed option ourselves on our
+//! duplicate, with a private copy of the value.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
+
+use super::{confirm, reply_of, Call, Subject, Target, BLOCKED_ERRNO};
+use crate::net::cmsg;
+use crate::net::msghdr::Layout;
+use crate::net::sockopt::{self, CompatValue};
+use crate::policy::{Decision, Reason};
+use crate::report::Action;
+use crate::supervisor::notif::Reply;
+use crate::supervisor::sys::Errno;
+use crate::supervisor::tracee::{Failure, Socket};
+
+/// The longest option value we copy for a `socketcall` setsockopt (the
+/// largest ordinary values are a few hundred bytes).
+const MAX_OPTVAL: usize = 4096;
+
+pub fn setsockopt(call: &mut Call<'_>) -> Result<Reply, Failure> {
+    let args = call.args;
+    // The kernel reads level and optname as `int`.
+    let (level, optname) = (args[1] as u32 as i32, args[2] as u32 as i32);
+    if let Some(option) = sockopt::routing_option(level, optname) {
+        if !crate::testing::disabled("options") {
+            let sock = call.tracee.socket(args[0])?;
+            let action = refuse(call, "setsockopt", &sock, option);
+            if !action.lets_through() {
+                return Ok(Reply::Errno(BLOCKED_ERRNO));
+            }
+        }
+    }
+    if !call.multiplexed {
+        // Registers only: the kernel reads the same option we judged.
+        return Ok(Reply::Continue);
+    }
+    perform(call, level, optname, args[0], args[3], args[4])
+}
+
+/// Records a refused option or control message; returns the action taken.
+fn refuse(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, option: String) -> Action {
+    let decision = Decision::leak(Reason::RoutingOption);
+    let action = call.record(syscall, Subject::Socket(sock), Target::Remote(None), decision);
+    if let Some(last) = call.events.last_mut() {
+        last.option = Some(option);
+    }
+    action
+}
+
+/// An i386 `socketcall(SYS_SETSOCKOPT)` that may go ahead: done by us on our
+/// duplicate with the copied value.
+fn perform(
+    call: &mut Call<'_>,
+    level: i32,
+    optname: i32,
+    fd: u64,
+    optval: u64,
+    optlen: u64,
+) -> Result<Reply, Failure> {
+    let len = optlen as u32 as i32;
+    if len < 0 || len as usize > MAX_OPTVAL {
+        return Err(Failure::Caller(libc::EINVAL));
+    }
+    let sock = call.tracee.socket(fd)?;
+    let value = if len == 0 { Vec::new() } else { call.tracee.read(optval, len as usize)? };
+    confirm(call)?;
+    let value = match sockopt::compat_value(level, optname) {
+        CompatValue::Same => value,
+        CompatValue::Timeval => sockopt::timeval_from_compat(&value).ok_or(Failure::Caller(libc::EINVAL))?,
+        // A layout with pointers or other padding: not converted, so not done.
+        CompatValue::Unconverted => return Err(Failure::Check(libc::EOPNOTSUPP)),
+    };
+    // The kernel checks an option's privilege against the process that sets
+    // it: us. We must not lend the caller capabilities it lacks.
+    if !caller_holds_our_capabilities(call.tracee.tid) {
+        return Err(Failure::Check(libc::EPERM));
+    }
+    Ok(reply_of(set(sock.as_fd(), level, optname, &value).map(|()| 0)))
+}
+
+fn cap_eff(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    u64::from_str_radix(crate::procfs::status_field(&status, "CapEff:")?.trim(), 16).ok()
+}
+
+/// Whether the caller's effective capabilities include all of ours
+/// (unreadable: no).
+fn caller_holds_our_capabilities(tid: u32) -> bool {
+    static OURS: OnceLock<Option<u64>> = OnceLock::new();
+    match (*OURS.get_or_init(|| cap_eff("self")), cap_eff(&tid.to_string())) {
+        (Some(ours), Some(theirs)) => ours & !theirs == 0,
+        _ => false,
+    }
+}
+
+/// `setsockopt` on our duplicate with a private value.
+fn set(fd: BorrowedFd<'_>, level: i32, optname: i32, value: &[u8]) -> Result<(), Errno> {
+    // SAFETY: value is a live buffer of value.len() bytes that the kernel only reads.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            optname,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        Err(crate::supervisor::sys::last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// The control messages of a send we perform: parsed in the caller's layout
+/// (an i386 buffer is rewritten in the native one, as the kernel converts
+/// it), and refused when one of them could move the first hop. A malformed
+/// buffer is `EINVAL`, as from the kernel.
+pub fn vet_control(
+    call: &mut Call<'_>,
+    syscall: &'static str,
+    sock: &Socket,
+    control: &mut Vec<u8>,
+) -> Result<Action, Failure> {
+    if control.is_empty() {
+        return Ok(Action::Allowed);
+    }
+    let layout: Layout = call.layout();
+    let msgs = cmsg::parse(&layout, control).map_err(|_| Failure::Caller(libc::EINVAL))?;
+    // What the kernel gets is exactly what was judged.
+    *control = cmsg::encode_native(&msgs);
+    if crate::testing::disabled("cmsg") {
+        return Ok(Action::Allowed);
+    }
+    Ok(match cmsg::refused(&msgs) {
+        Some(name) => refuse(call, syscall, sock, name),
+        None => Action::Allowed,
+    })
+}
