@@ -5,7 +5,7 @@ use std::{cmp::Reverse, os::fd::BorrowedFd, sync::Mutex, thread};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
-    programs::{CgroupAttachMode, Program},
+    programs::{CgroupAttachMode, CgroupSkbAttachType, Program},
     Ebpf, EbpfLoader,
 };
 use sockstrace_ebpf::programs;
@@ -97,6 +97,7 @@ fn load_one(name: &str, program: &mut Program) -> Result<()> {
         Program::CgroupSockAddr(p) => p.load(),
         Program::CgroupSock(p) => p.load(),
         Program::SockOps(p) => p.load(),
+        Program::CgroupSkb(p) => p.load(),
         other => bail!("program {name} has unexpected type {:?}", other.prog_type()),
     };
     loaded.with_context(|| format!("loading program {name}"))
@@ -114,6 +115,8 @@ pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
             Program::CgroupSockAddr(p) => p.attach(dir, mode).map(drop),
             Program::CgroupSock(p) => p.attach(dir, mode).map(drop),
             Program::SockOps(p) => p.attach(dir, mode).map(drop),
+            // The egress gate (the only skb program).
+            Program::CgroupSkb(p) => p.attach(dir, CgroupSkbAttachType::Egress, mode).map(drop),
             other => bail!("program {name} has unexpected type {:?}", other.prog_type()),
         };
         attached.with_context(|| format!("attaching program {name} to the cgroup"))?;
@@ -142,6 +145,7 @@ pub fn verified_instructions(program: &Program) -> Result<u32> {
         Program::CgroupSockAddr(p) => p.info(),
         Program::CgroupSock(p) => p.info(),
         Program::SockOps(p) => p.info(),
+        Program::CgroupSkb(p) => p.info(),
         other => bail!("unexpected program type {:?}", other.prog_type()),
     }
     .context("reading the program's info")?;
