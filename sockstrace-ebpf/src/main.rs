@@ -488,7 +488,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 } else {
                     egress::NONE
                 };
-                (kind::EGRESS4, dst, detail, ((h[2] >> 8) & 0xff) as u8, 20)
+                (kind::EGRESS4, dst, detail, ((h[2] >> 8) & 0xff) as u8, (version_ihl & 0xf) * 4)
             }
             Err(_) => (kind::EGRESS4, Ip6::default(), egress::MALFORMED, 0, 0),
         }
@@ -551,7 +551,7 @@ fn walk_ipv6(ctx: &SkBuffContext, nexthdr: u8) -> (u8, u8, u32) {
 /// protocol, state and peer, its cookie) and hands the packet to [`egress_judge`].
 #[inline(always)]
 fn on_packet(ctx: &SkBuffContext, kind: u32, dst: Ip6, detail: u8, l4: u8, l4_offset: u32) -> i32 {
-    let port = if detail == egress::NONE && egress::has_ports(l4) {
+    let port = if egress::has_ports(l4) {
         match ctx.load::<u32>(l4_offset as usize) {
             Ok(ports) => u16::from_be((ports >> 16) as u16),
             Err(_) => 0,

@@ -16,6 +16,7 @@ use crate::util::is_root;
 pub struct NetNs {
     name: String,
     host_if: Option<String>,
+    ns_if: Option<String>,
     /// Held while a veth pair exists: the host ends of concurrent pairs
     /// (other test threads or processes) would otherwise route the same test
     /// subnets. Released after the pair is gone (fields drop after `drop`).
@@ -67,6 +68,7 @@ impl NetNs {
         let ns_if = format!("st{pid}p{n}");
         ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if])?;
         ns.host_if = Some(host_if.clone());
+        ns.ns_if = Some(ns_if.clone());
         ip(&["link", "set", &ns_if, "netns", &ns.name])?;
         for a in host_addrs {
             ip(&["addr", "add", a, "dev", &host_if])?;
@@ -93,7 +95,7 @@ impl NetNs {
         let name = format!("sockstrace-test-{}-{n}", std::process::id());
         ip(&["netns", "add", &name])?;
         // From here on, Drop cleans up whatever was made.
-        let ns = NetNs { name, host_if: None, _veth_lock: None };
+        let ns = NetNs { name, host_if: None, ns_if: None, _veth_lock: None };
         ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"])?;
         Ok((ns, n))
     }
@@ -136,6 +138,16 @@ impl NetNs {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The veth end in the host namespace, if there is a pair.
+    pub fn host_if(&self) -> Option<&str> {
+        self.host_if.as_deref()
+    }
+
+    /// The veth end inside the namespace, if there is a pair.
+    pub fn ns_if(&self) -> Option<&str> {
+        self.ns_if.as_deref()
     }
 
     /// Runs `argv` inside the namespace (`ip netns exec`), with the usual
