@@ -45,12 +45,18 @@ const ALLOWED_PORT: &str = "9999";
 /// header) arriving on one device: a packet socket in the host namespace.
 struct Sniffer {
     seen: Arc<AtomicUsize>,
+
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Sniffer {
     fn on(ifname: &str) -> Sniffer {
+        Self::matching(ifname, None)
+    }
+
+    /// Counts only frames that also hold `needle` (on a busy device like loopback).
+    fn matching(ifname: &str, needle: Option<&'static [u8]>) -> Sniffer {
         let name = std::ffi::CString::new(ifname).unwrap();
         // SAFETY: plain libc calls on values we own; the fd is checked.
         let fd = unsafe {
@@ -87,7 +93,9 @@ impl Sniffer {
             while !st.load(Ordering::SeqCst) {
                 // SAFETY: recv into our buffer of its own size.
                 let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n >= 14 && interesting(&buf[..n as usize]) {
+                let frame = &buf[..n.max(0) as usize];
+                let wanted = needle.is_none_or(|needle| frame.windows(needle.len()).any(|w| w == needle));
+                if n >= 14 && interesting(frame) && wanted {
                     s.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -331,5 +339,96 @@ fn curl_through_microsocks_still_flows() {
     out.assert_code(0);
     kernel_layer_on(&out);
     assert_eq!(out.stdout, http.body(), "{}", out.describe());
+    out.assert_no_leaks();
+}
+
+// ---------------------------------------------------------------------------------------------
+// io_uring: IORING_OP_SOCKET makes sockets seccomp never sees, and no cgroup hook sees a packet
+// socket made. `--allow-io-uring` lets io_uring in only where socket creation is gated (BPF LSM,
+// refused by some kernels, or a program that can never hold CAP_NET_RAW).
+// ---------------------------------------------------------------------------------------------
+
+/// The io_uring attack client (liburing), or why it cannot be built.
+fn attack_uring() -> Result<std::path::PathBuf, String> {
+    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join("attack_uring");
+    sockstrace_tests::paths::compile_client("attack_uring.c", &out, &[], &["-luring"])?;
+    Ok(out)
+}
+
+/// `setpriv` dropping CAP_NET_RAW from the bounding and inheritable sets: the program it
+/// runs (as root) never holds it.
+const WITHOUT_NET_RAW: [&str; 4] = ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw", "--"];
+
+fn uring_attack_or_skip() -> Option<std::path::PathBuf> {
+    if !is_root() {
+        eprintln!("SKIP {}: the kernel layer needs root", module_path!());
+        return None;
+    }
+    match attack_uring() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("SKIP {}: attack_uring cannot be built (liburing-dev?): {e}", module_path!());
+            None
+        }
+    }
+}
+
+#[test]
+fn io_uring_packet_socket_is_not_let_in_with_cap_net_raw() {
+    let Some(attacker) = uring_attack_or_skip() else { return };
+    // Ground truth: a packet socket on the loopback device sees the frame the attacker writes
+    // there (a frame on a real device would be on the wire).
+    let sniffer = Sniffer::matching("lo", Some(b"attack-uring"));
+    // Baseline: without sockstrace the frame goes out.
+    let out = sockstrace_tests::direct_client(&attacker, &["packet-udp", "127.0.0.2", "9"]);
+    if out.stdout.contains("setup: errno=") {
+        skip!("io_uring does not work here: {}", out.stdout.trim());
+    }
+    assert_eq!(out.code, 0, "baseline: {}", out.stdout);
+    assert!(wait_until(T, || sniffer.seen() > 0), "baseline: the frame should go out: {}", out.stdout);
+
+    let before = sniffer.seen();
+    let proxy = TcpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .proxy(proxy.addr())
+        .opts(["--allow-io-uring"])
+        .netprobe_at(&attacker, ["packet-udp", "127.0.0.2", "9"])
+        .run();
+    kernel_layer_on(&out);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sniffer.seen(), before, "a frame of a packet socket made by io_uring went out\n{}", out.describe());
+    assert!(out.stdout.contains("setup: errno=1 ("), "io_uring must be refused\n{}", out.describe());
+    out.the_event("refused io_uring_setup", |e| {
+        e.s("syscall") == "io_uring_setup" && e.s("reason") == "io-uring" && e.is_leak()
+    });
+}
+
+#[test]
+fn io_uring_let_in_without_cap_net_raw_cannot_make_packet_or_raw_sockets() {
+    let Some(attacker) = uring_attack_or_skip() else { return };
+    let proxy = TcpSink::bind("127.0.0.1");
+    for kind in ["packet-udp", "raw-udp"] {
+        let sink = sockstrace_tests::UdpSink::bind("127.0.0.2");
+        let mut argv: Vec<std::ffi::OsString> = WITHOUT_NET_RAW.iter().map(Into::into).collect();
+        argv.extend([attacker.clone().into_os_string(), kind.into(), sink.host().into(), sink.port().into()]);
+        // The kernel's own refusal (EPERM, no CAP_NET_RAW) is what the test wants to see.
+        let out = Trace::new().proxy(proxy.addr()).opts(["--allow-io-uring"]).program(argv).run();
+        kernel_layer_on(&out);
+        assert!(out.stdout.contains("setup: ok"), "io_uring is let in\n{}", out.describe());
+        assert!(out.stdout.contains("uring-socket: errno=1 ("), "{kind}: no socket\n{}", out.describe());
+        sink.assert_nothing_arrived(kind);
+    }
+    // What io_uring is let in for still works: a connect to the proxy, data included.
+    let client = match sockstrace_tests::uringprobe() {
+        Ok(c) => c,
+        Err(e) => skip!("uringprobe: {e}"),
+    };
+    let mut argv: Vec<std::ffi::OsString> = WITHOUT_NET_RAW.iter().map(Into::into).collect();
+    argv.extend([client.as_os_str().to_owned(), "connect".into(), proxy.host().into(), proxy.port().into()]);
+    let out = Trace::new().proxy(proxy.addr()).opts(["--allow-io-uring"]).program(argv).run();
+    out.assert_code(0);
+    assert!(proxy.wait_bytes("uringprobe-tcp\n".len(), T), "{}", out.describe());
     out.assert_no_leaks();
 }

@@ -51,7 +51,12 @@ pub mod programs {
     pub const SOCK_OPS: &str = "sock_ops";
     /// `cgroup_skb/egress`: the egress gate, judging each outgoing packet as it is.
     pub const EGRESS: &str = "egress";
-    /// Every program the object holds, for loading and attaching them all.
+    /// `lsm/socket_create` (BPF LSM): refuses raw and packet sockets, and families no hook
+    /// gates, to tasks of the cgroup, whatever creates them (io_uring too). Optional: loaded
+    /// and attached only where the kernel has BPF LSM; not in [`ALL`].
+    pub const SOCKET_CREATE_LSM: &str = "socket_create";
+    /// Every program the object holds but the optional [`SOCKET_CREATE_LSM`], for loading and
+    /// attaching them all.
     pub const ALL: &[&str] = &[
         CONNECT4,
         CONNECT6,
@@ -891,6 +896,20 @@ pub const fn egress_reply_allowed(config: &Config, listener: bool, to_peer: bool
     config.allow_inbound_listen != 0 && (listener || (to_peer && connects == 0))
 }
 
+/// The BPF LSM `socket_create` judge: whether a socket of `family` and `sock_type` (without
+/// its flags) is one the other hooks could not gate once it exists: raw sockets of any family,
+/// and families other than unix, inet, inet6 and netlink (packet sockets above all).
+#[inline(always)]
+pub const fn socket_family_refused(family: u32, sock_type: u32) -> bool {
+    const AF_UNIX: u32 = 1;
+    const AF_NETLINK: u32 = 16;
+    let local_or_gated = matches!(family, AF_UNIX | AF_NETLINK)
+        || family == abi::AF_INET as u32
+        || family == abi::AF_INET6 as u32;
+    let raw = sock_type == abi::SOCK_RAW as u32 && family != AF_NETLINK && family != AF_UNIX;
+    !local_or_gated || raw
+}
+
 /// `BPF_TCP_*` state names (as in `include/net/tcp_states.h`), or `"UNKNOWN"`.
 pub const fn tcp_state_name(state: u8) -> &'static str {
     match state {
@@ -1069,6 +1088,20 @@ mod tests {
         assert_eq!(transport_of(SOCK_DGRAM, 0), transport::UDP);
         assert_eq!(transport_of(5, IPPROTO_TCP), transport::OTHER);
         assert_eq!(judge_create(AF_INET, SOCK_RAW, IPPROTO_UDP), reason::RAW_SOCKET);
+    }
+
+    #[test]
+    fn socket_create_lsm_refuses_what_no_hook_gates() {
+        use abi::*;
+        assert!(!socket_family_refused(AF_INET.into(), SOCK_STREAM.into()));
+        assert!(!socket_family_refused(AF_INET6.into(), SOCK_DGRAM.into()));
+        assert!(!socket_family_refused(1, SOCK_STREAM.into()));
+        assert!(!socket_family_refused(16, SOCK_RAW.into()), "netlink is SOCK_RAW by convention");
+        assert!(socket_family_refused(AF_INET.into(), SOCK_RAW.into()));
+        assert!(socket_family_refused(AF_INET6.into(), SOCK_RAW.into()));
+        assert!(socket_family_refused(17, SOCK_RAW.into()), "AF_PACKET");
+        assert!(socket_family_refused(17, SOCK_DGRAM.into()), "AF_PACKET");
+        assert!(socket_family_refused(44, SOCK_RAW.into()), "AF_XDP");
     }
 
     #[test]

@@ -34,12 +34,12 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_netns_cookie, bpf_get_socket_cookie,
-            bpf_loop, bpf_sk_fullsock,
+            bpf_get_current_ancestor_cgroup_id, bpf_loop, bpf_sk_fullsock,
         },
     },
-    macros::{cgroup_sock, cgroup_sock_addr, cgroup_skb, map, sock_ops},
+    macros::{cgroup_sock, cgroup_sock_addr, cgroup_skb, lsm, map, sock_ops},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
-    programs::{SkBuffContext, SockAddrContext, SockContext, SockOpsContext},
+    programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext, SockOpsContext},
     EbpfContext as _,
 };
 use aya_log_ebpf::{debug, warn};
@@ -753,6 +753,59 @@ pub extern "C" fn egress_drop(cookie: u64, netns_cookie: u64, dst_hi: u64, dst_l
         });
     }
     i32::from(refuse)
+}
+
+// ---------------------------------------------------------------------------------------------
+// BPF LSM socket_create: socket creation by any path (io_uring's IORING_OP_SOCKET included)
+// ---------------------------------------------------------------------------------------------
+
+/// How many cgroup levels up [`in_our_cgroup`] looks for ours.
+const CGROUP_LEVELS: i32 = 16;
+
+/// The `socket_create` LSM hook: runs for every socket any task creates, whatever the path
+/// (`socket(2)`, `socketpair(2)`, io_uring's `IORING_OP_SOCKET`), before the socket exists,
+/// which no cgroup hook sees for families other than inet (`AF_PACKET` above all). For a task
+/// in our cgroup (or below it), with `CONFIG.enforce`, refuses with `EPERM` what
+/// `sockstrace_ebpf::judge_family` says no hook could gate afterwards: raw sockets and
+/// families other than unix, inet, inet6 and netlink. Kernel-internal sockets pass.
+///
+/// Optional: not in `programs::ALL`; userspace loads it where the kernel offers BPF LSM and
+/// lets io_uring in only then.
+#[lsm(hook = "socket_create")]
+pub fn socket_create(ctx: LsmContext) -> i32 {
+    // `socket_create(int family, int type, int protocol, int kern)` and, last, the return value
+    // of the LSM programs before us: plain integer arguments.
+    let (family, sock_type, kern, before) =
+        (ctx.arg::<i32>(0), ctx.arg::<i32>(1), ctx.arg::<i32>(3), ctx.arg::<i32>(4));
+    if before != 0 {
+        return before;
+    }
+    if kern != 0 || !sockstrace_ebpf::socket_family_refused(family as u32, (sock_type & 0xf) as u32) {
+        return 0;
+    }
+    let config = config();
+    if config.enforce == 0 || config.cgroup_id == 0 || !in_our_cgroup(config.cgroup_id) {
+        return 0;
+    }
+    -1 // -EPERM
+}
+
+/// Whether the current task's cgroup is `ours` or below it.
+#[inline(always)]
+fn in_our_cgroup(ours: u64) -> bool {
+    let mut level = 0;
+    while level < CGROUP_LEVELS {
+        // SAFETY: takes a level; answers 0 beyond the task's own level.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if id == ours {
+            return true;
+        }
+        if id == 0 {
+            return false;
+        }
+        level += 1;
+    }
+    false
 }
 
 // ---------------------------------------------------------------------------------------------

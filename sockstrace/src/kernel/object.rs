@@ -128,6 +128,26 @@ pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Loads and attaches the optional BPF LSM `socket_create` program (see
+/// [`programs::SOCKET_CREATE_LSM`]): it runs for every task of the machine and refuses, for tasks
+/// of the cgroup in `CONFIG`, sockets no other hook could gate. Fails where the kernel has no
+/// BPF LSM (not in the active LSM list, or trampolines refused). Costs a parse of the kernel's
+/// BTF (about 50 ms), so only runs that need it (io_uring allowed) pay. Returns the program's id.
+pub fn attach_socket_lsm(ebpf: &mut Ebpf) -> Result<u32> {
+    let name = programs::SOCKET_CREATE_LSM;
+    let lsms = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    if !lsms.trim().split(',').any(|lsm| lsm == "bpf") {
+        bail!("BPF LSM is not active (the kernel's LSM list is {:?})", lsms.trim());
+    }
+    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    let program: &mut aya::programs::Lsm = program(ebpf, name)?
+        .try_into()
+        .with_context(|| format!("program {name} is not an LSM program"))?;
+    program.load(name, &btf).with_context(|| format!("loading program {name}"))?;
+    program.attach().with_context(|| format!("attaching program {name}"))?;
+    Ok(program.info().with_context(|| format!("reading the info of program {name}"))?.id())
+}
+
 /// The kernel's ids of every program of [`programs::ALL`] (loaded).
 pub fn program_ids(ebpf: &Ebpf) -> Result<Vec<u32>> {
     programs::ALL
@@ -168,6 +188,18 @@ mod tests {
 
     fn ms(start: Instant) -> f64 {
         start.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Whether this kernel takes the BPF LSM program: `cargo test -p sockstrace socket_lsm_probe
+    /// -- --ignored --nocapture` as root.
+    #[test]
+    #[ignore = "a probe, as root"]
+    fn socket_lsm_probe() {
+        let mut ebpf = load().unwrap();
+        match attach_socket_lsm(&mut ebpf) {
+            Ok(id) => eprintln!("BPF LSM socket_create attached: program id {id}"),
+            Err(err) => eprintln!("BPF LSM socket_create refused: {err:#}"),
+        }
     }
 
     /// What loading costs, step by step and per program (with the verifier's instruction
