@@ -156,7 +156,19 @@ impl Lab {
         ip(&["-n", &n, "-6", "addr", "add", &format!("{NS6}/64"), "dev", &ns_if, "nodad"])?;
         let mac = std::fs::read_to_string(format!("/sys/class/net/{host_if}/address"))
             .map_err(|e| format!("MAC of {host_if}: {e}"))?;
-        ip(&["-n", &n, "neigh", "replace", ALLOWED_LOOPBACK, "lladdr", mac.trim(), "dev", &ns_if, "nud", "permanent"])?;
+        ip(&[
+            "-n",
+            &n,
+            "neigh",
+            "replace",
+            ALLOWED_LOOPBACK,
+            "lladdr",
+            mac.trim(),
+            "dev",
+            &ns_if,
+            "nud",
+            "permanent",
+        ])?;
         let sniffer = Sniffer::on(&host_if);
         Ok(Lab { ns, sniffer })
     }
@@ -175,9 +187,9 @@ impl Lab {
         let attacker = client("attack_egress");
         let run = |fences: &str| {
             let before = self.sniffer.seen();
-            let out = self.trace(fences).opts(opts).program(std::iter::once(attacker.as_os_str()).chain(
-                args.iter().map(|a| std::ffi::OsStr::new(*a)),
-            ));
+            let out = self.trace(fences).opts(opts).program(
+                std::iter::once(attacker.as_os_str()).chain(args.iter().map(|a| std::ffi::OsStr::new(*a))),
+            );
             let out = out.run();
             out.assert_code(0);
             // Let late frames (a retransmitted SYN) arrive.
@@ -192,7 +204,12 @@ impl Lab {
             without.describe()
         );
         let (arrived, with) = run(FENCES_OFF);
-        assert_eq!(arrived, 0, "with the egress gate, {arrived} frame(s) of {args:?} arrived\n{}", with.describe());
+        assert_eq!(
+            arrived,
+            0,
+            "with the egress gate, {arrived} frame(s) of {args:?} arrived\n{}",
+            with.describe()
+        );
         with
     }
 }
@@ -310,7 +327,8 @@ fn allowed_destination_beyond_the_device_still_flows() {
         let _ = conn.read_to_end(&mut got);
         got
     });
-    let out = lab.trace(FENCES_OFF).allow(&format!("{HOST4}:{port}")).netprobe(["tcp-connect", HOST4, &port]).run();
+    let out =
+        lab.trace(FENCES_OFF).allow(&format!("{HOST4}:{port}")).netprobe(["tcp-connect", HOST4, &port]).run();
     out.assert_code(0);
     kernel_layer_on(&out);
     assert_eq!(reader.join().unwrap(), b"netprobe-tcp\n", "{}", out.describe());
@@ -328,14 +346,14 @@ fn curl_through_microsocks_still_flows() {
     };
     let http = HttpServer::bind("127.0.0.2");
     let mut trace = Trace::new().env("SOCKSTRACE_TEST_DISABLE", FENCES_OFF).proxy(ms.addr());
-    for k in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "no_proxy"] {
+    for k in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "no_proxy"]
+    {
         trace = trace.env_remove(k);
     }
     let url = http.url();
     let proxy = ms.addr().to_string();
-    let out = trace
-        .program(["curl", "-q", "-sS", "--max-time", "30", "--socks5-hostname", &proxy, &url])
-        .run();
+    let out =
+        trace.program(["curl", "-q", "-sS", "--max-time", "30", "--socks5-hostname", &proxy, &url]).run();
     out.assert_code(0);
     kernel_layer_on(&out);
     assert_eq!(out.stdout, http.body(), "{}", out.describe());
@@ -398,7 +416,12 @@ fn io_uring_packet_socket_is_not_let_in_with_cap_net_raw() {
         .run();
     kernel_layer_on(&out);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(sniffer.seen(), before, "a frame of a packet socket made by io_uring went out\n{}", out.describe());
+    assert_eq!(
+        sniffer.seen(),
+        before,
+        "a frame of a packet socket made by io_uring went out\n{}",
+        out.describe()
+    );
     assert!(out.stdout.contains("setup: errno=1 ("), "io_uring must be refused\n{}", out.describe());
     out.the_event("refused io_uring_setup", |e| {
         e.s("syscall") == "io_uring_setup" && e.s("reason") == "io-uring" && e.is_leak()

@@ -33,11 +33,11 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_netns_cookie, bpf_get_socket_cookie,
-            bpf_get_current_ancestor_cgroup_id, bpf_loop, bpf_sk_fullsock,
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
+            bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_loop, bpf_sk_fullsock,
         },
     },
-    macros::{cgroup_sock, cgroup_sock_addr, cgroup_skb, lsm, map, sock_ops},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, lsm, map, sock_ops},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext, SockOpsContext},
     EbpfContext as _,
@@ -593,17 +593,11 @@ fn on_packet(ctx: &SkBuffContext, kind: u32, dst: Ip6, detail: u8, l4: u8, l4_of
         }
     };
     // SAFETY: the helpers take the program's own, valid context pointer.
-    let (cookie, netns_cookie) = unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
-    let packed = EgressPacket {
-        v6: kind == kind::EGRESS6,
-        detail,
-        port,
-        sock_type,
-        protocol,
-        listener,
-        to_peer,
-    }
-    .pack();
+    let (cookie, netns_cookie) =
+        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
+    let packed =
+        EgressPacket { v6: kind == kind::EGRESS6, detail, port, sock_type, protocol, listener, to_peer }
+            .pack();
     let verdict = egress_judge(cookie, netns_cookie, dst.hi, dst.lo, packed);
     // Opaque to LLVM: it knows the global function returns 0 or 1 and would compute our return
     // value arithmetically from it, where the verifier (which checks the function on its own)
@@ -664,34 +658,50 @@ impl EgressPacket {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn egress_judge(cookie: u64, netns_cookie: u64, dst_hi: u64, dst_lo: u64, packed: u64) -> i32 {
-    let packet = EgressPacket::unpack(packed);
-    let dst = Ip6 { hi: dst_hi, lo: dst_lo };
-    let config = config();
-    let mut detail = packet.detail;
+    let mut detail = EgressPacket::unpack(packed).detail;
     if detail == egress::NONE {
-        let mut query = RuleQuery::new(dst, packet.port, packet.sock_type, packet.protocol);
-        let allowed = judge_remote(&config, &mut query) || {
-            let connects = match SOCKETS.get_ptr(cookie) {
-                // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
-                Some(facts) => unsafe { (*facts).connects },
-                // A socket no hook of ours knows is no reply.
-                None => u64::MAX,
-            };
-            packet.sock_type == abi::SOCK_STREAM
-                && egress_reply_allowed(
-                    &config,
-                    packet.listener,
-                    packet.to_peer,
-                    if packet.listener { 0 } else { connects },
-                )
-        };
-        if allowed {
+        if egress_rules(dst_hi, dst_lo, packed) == 1 || egress_reply(cookie, packed) == 1 {
             return 0;
         }
         detail = egress::DESTINATION;
     }
     let packed = (packed & !0xff00) | u64::from(detail) << 8;
     egress_drop(cookie, netns_cookie, dst_hi, dst_lo, packed)
+}
+
+/// Whether the rules (or loopback) let a packet go to its destination and port (`judge_remote`
+/// on the socket's type and protocol): 1 if so, else 0. A global function of its own, so the
+/// verifier checks the rule walk once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn egress_rules(dst_hi: u64, dst_lo: u64, packed: u64) -> i32 {
+    let packet = EgressPacket::unpack(packed);
+    let mut query =
+        RuleQuery::new(Ip6 { hi: dst_hi, lo: dst_lo }, packet.port, packet.sock_type, packet.protocol);
+    i32::from(judge_remote(&config(), &mut query))
+}
+
+/// Whether a packet the rules do not allow is a reply on an inbound TCP connection the policy
+/// lets in (see `egress_reply_allowed`): 1 if so, else 0. A global function of its own, so the
+/// verifier checks it once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn egress_reply(cookie: u64, packed: u64) -> i32 {
+    let packet = EgressPacket::unpack(packed);
+    if packet.sock_type != abi::SOCK_STREAM {
+        return 0;
+    }
+    let connects = if packet.listener {
+        0
+    } else {
+        match SOCKETS.get_ptr(cookie) {
+            // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
+            Some(facts) => unsafe { (*facts).connects },
+            // A socket no hook of ours knows is no reply.
+            None => u64::MAX,
+        }
+    };
+    i32::from(egress_reply_allowed(&config(), packet.listener, packet.to_peer, connects))
 }
 
 /// Counts a packet the gate refused on its socket, reports the socket's first one, and says

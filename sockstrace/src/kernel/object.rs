@@ -53,8 +53,8 @@ fn loader(level: log::LevelFilter) -> EbpfLoader<'static> {
 }
 
 /// Loads every program of [`programs::ALL`] on [`LOADERS`] threads: privileged
-/// `BPF_PROG_LOAD`s run the verifier concurrently. The sock_addr programs, the costliest to
-/// verify, go first so the threads finish together. Reports the first failure in
+/// `BPF_PROG_LOAD`s run the verifier concurrently. The egress gate and the sock_addr programs,
+/// the costliest to verify, go first so the threads finish together. Reports the first failure in
 /// [`programs::ALL`] order.
 fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
     let mut queue: Vec<(usize, &str, &mut Program)> = ebpf
@@ -68,7 +68,14 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
         bail!("the eBPF object has no program {missing}");
     }
     // Taken from the back: the costliest first, then in `ALL` order.
-    queue.sort_by_key(|(index, _, program)| (matches!(program, Program::CgroupSockAddr(_)), Reverse(*index)));
+    queue.sort_by_key(|(index, _, program)| {
+        let cost = match program {
+            Program::CgroupSkb(_) => 2,
+            Program::CgroupSockAddr(_) => 1,
+            _ => 0,
+        };
+        (cost, Reverse(*index))
+    });
     let queue = Mutex::new(queue);
     let work = || {
         // A poisoned lock means the other loader panicked; the scope passes that panic on.
@@ -140,9 +147,8 @@ pub fn attach_socket_lsm(ebpf: &mut Ebpf) -> Result<u32> {
         bail!("BPF LSM is not active (the kernel's LSM list is {:?})", lsms.trim());
     }
     let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
-    let program: &mut aya::programs::Lsm = program(ebpf, name)?
-        .try_into()
-        .with_context(|| format!("program {name} is not an LSM program"))?;
+    let program: &mut aya::programs::Lsm =
+        program(ebpf, name)?.try_into().with_context(|| format!("program {name} is not an LSM program"))?;
     program.load(name, &btf).with_context(|| format!("loading program {name}"))?;
     program.attach().with_context(|| format!("attaching program {name}"))?;
     Ok(program.info().with_context(|| format!("reading the info of program {name}"))?.id())

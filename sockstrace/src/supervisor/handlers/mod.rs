@@ -353,7 +353,8 @@ fn foreign_abi(call: &mut Call<'_>) -> Reply {
 fn io_uring(call: &mut Call<'_>) -> Reply {
     let gated = call.ctx.allow_io_uring && {
         // Tried once (the first io_uring_setup), then remembered.
-        let lsm = call.ctx.witness.write().is_ok_and(|mut w| w.as_mut().is_some_and(Witness::gate_socket_creation));
+        let lsm =
+            call.ctx.witness.write().is_ok_and(|mut w| w.as_mut().is_some_and(Witness::gate_socket_creation));
         let kernel_on = call.ctx.witness.read().is_ok_and(|w| w.is_some());
         kernel_on && (lsm || (uring::lacks_net_raw(call.n.tid) && confirm(call).is_ok()))
     };

@@ -36,9 +36,8 @@ pub fn parse_status(status: &str) -> Option<RawCapability> {
     let field = |name: &str| {
         status.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':').map(str::trim))
     };
-    let has_raw = |name: &str| {
-        u64::from_str_radix(field(name)?, 16).ok().map(|mask| mask & (1 << CAP_NET_RAW) != 0)
-    };
+    let has_raw =
+        |name: &str| u64::from_str_radix(field(name)?, 16).ok().map(|mask| mask & (1 << CAP_NET_RAW) != 0);
     Some(RawCapability {
         permitted: has_raw("CapPrm")?,
         bounding: has_raw("CapBnd")?,
