@@ -206,6 +206,14 @@ pub struct Config {
     /// The cgroup the programs are attached to: recorded for a socket first seen where no task
     /// is current (an accepted connection, seen by sockops in softirq context).
     pub cgroup_id: u64,
+    /// 1: with `enforce`, the egress gate also drops packets to destinations the rules do not
+    /// allow (a run: its program's sockets were all judged by the socket-call hooks). 0: it
+    /// drops only what no policy allows (options, routing headers, loopback on a device) and
+    /// reports destinations (an audit: sockets made before it started, or accepted by
+    /// listeners it could not refuse, would be cut).
+    pub egress_destinations: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 7],
 }
 
 /// One allowed destination (`RULES[i]`): a proxy or an `--allow` network. Build it with
@@ -481,7 +489,8 @@ fn until_nul(bytes: &[u8; 16]) -> &[u8] {
 // The layout is the ABI: fail the build (for either side) if it changes by accident.
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<Config>() == 16);
+    assert!(size_of::<Config>() == 24);
+    assert!(offset_of!(Config, egress_destinations) == 16);
     assert!(offset_of!(Config, rule_count) == 4);
     assert!(offset_of!(Config, cgroup_id) == 8);
     assert!(size_of::<Ip6>() == 16);

@@ -714,7 +714,7 @@ pub extern "C" fn egress_drop(cookie: u64, netns_cookie: u64, dst_hi: u64, dst_l
     let dst = Ip6 { hi: dst_hi, lo: dst_lo };
     let detail = packet.detail;
     let config = config();
-    let refuse = config.enforce != 0;
+    let refuse = config.enforce != 0 && (detail != egress::DESTINATION || config.egress_destinations != 0);
     let (kind, family) =
         if packet.v6 { (kind::EGRESS6, abi::AF_INET6) } else { (kind::EGRESS4, abi::AF_INET) };
     let (sock_type, protocol, port) = (packet.sock_type, packet.protocol, packet.port);

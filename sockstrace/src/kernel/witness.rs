@@ -139,7 +139,8 @@ impl Witness {
     /// links are always inherited by descendants). Needs root. The cgroup is neither joined,
     /// changed nor removed: [`Witness::stop`] only detaches.
     pub fn attach(policy: &Policy, enforce: bool, cgroup_dir: &Path) -> Result<Witness> {
-        let loaded = Loaded::new(policy, enforce)?;
+        let mut loaded = Loaded::new(policy, enforce)?;
+        loaded.backstop = loaded.backstop.for_audit();
         loaded.attach(Cgroup::existing(cgroup_dir)?)
     }
 
