@@ -594,7 +594,10 @@ fn test_switches_turn_the_option_and_cmsg_fences_off() {
         skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
     }
     let px = TcpSink::bind("::1");
+    // The kernel layer's egress gate would drop these packets: the switches
+    // are proven on the syscall layer alone.
     let out = Trace::new()
+        .opts(["--kernel", "off"])
         .proxy(px.addr())
         .env("SOCKSTRACE_TEST_DISABLE", "options")
         .program([attack().to_str().unwrap(), "rthdr6", &px.port(), "::1"])
@@ -603,6 +606,7 @@ fn test_switches_turn_the_option_and_cmsg_fences_off() {
     assert!(out.events_where(|e| e.s("reason") == "routing-option").is_empty(), "{}", out.describe());
     let sink = UdpSink::bind("127.0.0.1");
     let out = Trace::new()
+        .opts(["--kernel", "off"])
         .allow(&sink.dst())
         .env("SOCKSTRACE_TEST_DISABLE", "cmsg")
         .program([attack().to_str().unwrap(), "cmsg-retopts", "127.0.0.1", &sink.port(), "127.0.0.1"])
