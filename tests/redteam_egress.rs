@@ -455,3 +455,27 @@ fn io_uring_let_in_without_cap_net_raw_cannot_make_packet_or_raw_sockets() {
     assert!(proxy.wait_bytes("uringprobe-tcp\n".len(), T), "{}", out.describe());
     out.assert_no_leaks();
 }
+
+/// UDP-Lite's `connect` runs no cgroup connect hook (the protocol has no
+/// pre_connect), and its connected sends no sendmsg hook: through io_uring,
+/// which seccomp never sees, a connected UDP-Lite datagram reached a loopback
+/// address the policy does not allow (found by `cargo xtask fuzz --seed 1`).
+/// The kernel layer refuses to create UDP-Lite sockets at all, so no route is
+/// left; a plain UDP socket is still created.
+#[test]
+fn udplite_sockets_are_refused_by_the_kernel_layer() {
+    if !is_root() {
+        skip!("the kernel layer needs root");
+    }
+    let script = "import socket\n\
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0).close()\n\
+        print('udp: ok', flush=True)\n\
+        try:\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)\n    print('udplite: ok')\n\
+        except OSError as e:\n    print('udplite: errno=%d' % e.errno)\n";
+    let out = Trace::new().opts(["--kernel", "required"]).program(["python3", "-c", script]).run();
+    out.assert_code(0);
+    assert!(out.stdout.contains("udp: ok"), "{}", out.describe());
+    assert!(out.stdout.contains("udplite: errno=1"), "UDP-Lite socket created\n{}", out.describe());
+    let refused = out.events_where(|e| e.s("source") == "kernel" && e.s("reason") == "direct-other");
+    assert!(!refused.is_empty(), "no kernel event for the refused socket\n{}", out.describe());
+}

@@ -791,6 +791,12 @@ pub const fn judge_create(family: u16, sock_type: u16, protocol: u16) -> u8 {
     if family != abi::AF_INET && family != abi::AF_INET6 {
         return reason::NONE;
     }
+    if protocol == abi::IPPROTO_UDPLITE {
+        // UDP-Lite's connect runs no cgroup connect hook (the protocol has no
+        // pre_connect), and its connected sends no sendmsg hook: a connect by
+        // io_uring, which seccomp never sees, would go unjudged.
+        return reason::DIRECT_OTHER;
+    }
     match transport_of(sock_type, protocol) {
         transport::TCP | transport::UDP => reason::NONE,
         transport::RAW => reason::RAW_SOCKET,
@@ -1082,6 +1088,7 @@ mod tests {
         assert_eq!(judge_create(AF_INET6, SOCK_DGRAM, 0), reason::NONE);
         assert_eq!(judge_create(AF_INET, SOCK_RAW, 1), reason::RAW_SOCKET);
         assert_eq!(judge_create(AF_INET, SOCK_DGRAM, 1), reason::DIRECT_OTHER);
+        assert_eq!(judge_create(AF_INET6, SOCK_DGRAM, IPPROTO_UDPLITE), reason::DIRECT_OTHER);
         assert_eq!(judge_create(1, SOCK_RAW, 0), reason::NONE);
     }
 
