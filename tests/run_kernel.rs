@@ -31,6 +31,17 @@ fn kernel_available() -> Result<(), String> {
     }
 }
 
+/// `PROGRAM ARGS` run through setpriv without CAP_NET_RAW (bounding and inheritable sets):
+/// `--allow-io-uring` lets io_uring in only for a program that can never make raw or packet
+/// sockets (where the kernel refuses BPF LSM, which would gate them otherwise).
+fn without_net_raw(program: &std::path::Path, args: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut argv: Vec<std::ffi::OsString> =
+        ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw", "--"].iter().map(Into::into).collect();
+    argv.push(program.into());
+    argv.extend(args.iter().map(Into::into));
+    argv
+}
+
 /// Asserts the summary says the kernel layer was on, and returns the run's
 /// cgroup id from it.
 fn assert_kernel_on(out: &Outcome) -> u64 {
@@ -189,7 +200,7 @@ fn allow_io_uring_connect_gated_by_the_kernel() {
     let out = Trace::new()
         .proxy(TcpSink::bind("127.0.0.1").addr())
         .opts(["--allow-io-uring"])
-        .netprobe_at(client, ["connect", &sink.host(), &sink.port()])
+        .program(without_net_raw(client, &["connect", &sink.host(), &sink.port()]))
         .run();
     assert!(out.stdout.contains("setup: ok"), "io_uring must be let in\n{}", out.describe());
     out.assert_code(1);
@@ -220,7 +231,7 @@ fn allow_io_uring_connect_to_proxy_works() {
     let out = Trace::new()
         .proxy(px.addr())
         .opts(["--allow-io-uring"])
-        .netprobe_at(client, ["connect", &px.host(), &px.port()])
+        .program(without_net_raw(client, &["connect", &px.host(), &px.port()]))
         .run();
     out.assert_code(0);
     assert!(px.wait_bytes("uringprobe-tcp\n".len(), T), "{}", out.describe());
@@ -247,7 +258,7 @@ fn allow_io_uring_udp_sendmsg_gated_by_the_kernel() {
     let out = Trace::new()
         .proxy(TcpSink::bind("127.0.0.1").addr())
         .opts(["--allow-io-uring"])
-        .netprobe_at(client, ["sendmsg", &sink.host(), &sink.port()])
+        .program(without_net_raw(client, &["sendmsg", &sink.host(), &sink.port()]))
         .run();
     assert!(out.stdout.contains("setup: ok"), "{}", out.describe());
     out.assert_code(1);

@@ -49,7 +49,14 @@ pub mod programs {
     pub const POST_BIND6: &str = "post_bind6";
     /// `sockops`: TCP state changes, local address, byte counts, listen.
     pub const SOCK_OPS: &str = "sock_ops";
-    /// Every program the object holds, for loading and attaching them all.
+    /// `cgroup_skb/egress`: the egress gate, judging each outgoing packet as it is.
+    pub const EGRESS: &str = "egress";
+    /// `lsm/socket_create` (BPF LSM): refuses raw and packet sockets, and families no hook
+    /// gates, to tasks of the cgroup, whatever creates them (io_uring too). Optional: loaded
+    /// and attached only where the kernel has BPF LSM; not in [`ALL`].
+    pub const SOCKET_CREATE_LSM: &str = "socket_create";
+    /// Every program the object holds but the optional [`SOCKET_CREATE_LSM`], for loading and
+    /// attaching them all.
     pub const ALL: &[&str] = &[
         CONNECT4,
         CONNECT6,
@@ -61,6 +68,7 @@ pub mod programs {
         POST_BIND4,
         POST_BIND6,
         SOCK_OPS,
+        EGRESS,
     ];
 }
 
@@ -82,6 +90,11 @@ pub mod kind {
     pub const SOCK_CREATE: u32 = 7;
     /// A TCP socket started listening (`sockops` `TCP_LISTEN_CB`); report only.
     pub const LISTEN: u32 = 8;
+    /// An outgoing IPv4 packet the egress gate judged (`cgroup_skb/egress`); see
+    /// [`SockEvent::detail`](crate::SockEvent::detail) for what was wrong with it.
+    pub const EGRESS4: u32 = 9;
+    /// An outgoing IPv6 packet the egress gate judged.
+    pub const EGRESS6: u32 = 10;
 
     /// A stable lowercase name for `kind` (the hook), or `"unknown"`.
     pub const fn name(kind: u32) -> &'static str {
@@ -94,6 +107,8 @@ pub mod kind {
             BIND6 => "bind6",
             SOCK_CREATE => "sock_create",
             LISTEN => "listen",
+            EGRESS4 => "egress4",
+            EGRESS6 => "egress6",
             _ => "unknown",
         }
     }
@@ -120,6 +135,8 @@ pub mod reason {
     pub const RAW_SOCKET: u8 = 6;
     pub const INBOUND_BIND: u8 = 7;
     pub const INBOUND_LISTEN: u8 = 8;
+    /// An outgoing packet the egress gate refused (see [`crate::egress`] for the detail).
+    pub const EGRESS_PACKET: u8 = 9;
 
     /// The report's name for `reason`, or `"unknown"`.
     pub const fn name(reason: u8) -> &'static str {
@@ -133,6 +150,7 @@ pub mod reason {
             RAW_SOCKET => "raw-socket",
             INBOUND_BIND => "inbound-bind",
             INBOUND_LISTEN => "inbound-listen",
+            EGRESS_PACKET => "egress-packet",
             _ => "unknown",
         }
     }
@@ -188,6 +206,14 @@ pub struct Config {
     /// The cgroup the programs are attached to: recorded for a socket first seen where no task
     /// is current (an accepted connection, seen by sockops in softirq context).
     pub cgroup_id: u64,
+    /// 1: with `enforce`, the egress gate also drops packets to destinations the rules do not
+    /// allow (a run: its program's sockets were all judged by the socket-call hooks). 0: it
+    /// drops only what no policy allows (options, routing headers, loopback on a device) and
+    /// reports destinations (an audit: sockets made before it started, or accepted by
+    /// listeners it could not refuse, would be cut).
+    pub egress_destinations: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 7],
 }
 
 /// One allowed destination (`RULES[i]`): a proxy or an `--allow` network. Build it with
@@ -282,8 +308,10 @@ pub struct SockFacts {
     pub tcp_state_count: u8,
     /// The first TCP states the socket went through, in order.
     pub tcp_states: [u8; 8],
+    /// 1 once the egress gate reported a packet of this socket (it reports one per socket).
+    pub egress_reported: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 4],
+    pub _pad: [u8; 3],
 }
 
 /// One leak seen by a kernel hook.
@@ -323,8 +351,10 @@ pub struct SockEvent {
     pub verdict: u8,
     /// One of the [`reason`] constants.
     pub reason: u8,
+    /// For [`kind::EGRESS4`]/[`kind::EGRESS6`]: one of the [`egress`] constants; else 0.
+    pub detail: u8,
     /// Explicit padding to the 8-byte alignment; always zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
 }
 
 impl SockFacts {
@@ -355,7 +385,8 @@ impl SockFacts {
             tcp_state: 0,
             tcp_state_count: 0,
             tcp_states: [0; 8],
-            _pad: [0; 4],
+            egress_reported: 0,
+            _pad: [0; 3],
         }
     }
 
@@ -408,7 +439,8 @@ impl SockEvent {
             port: 0,
             verdict: 0,
             reason: 0,
-            _pad: [0; 2],
+            detail: 0,
+            _pad: 0,
         }
     }
 
@@ -457,7 +489,8 @@ fn until_nul(bytes: &[u8; 16]) -> &[u8] {
 // The layout is the ABI: fail the build (for either side) if it changes by accident.
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<Config>() == 16);
+    assert!(size_of::<Config>() == 24);
+    assert!(offset_of!(Config, egress_destinations) == 16);
     assert!(offset_of!(Config, rule_count) == 4);
     assert!(offset_of!(Config, cgroup_id) == 8);
     assert!(size_of::<Ip6>() == 16);
@@ -486,6 +519,8 @@ const _: () = {
     assert!(offset_of!(SockEvent, port) == 82);
     assert!(offset_of!(SockEvent, verdict) == 84);
     assert!(offset_of!(SockEvent, reason) == 85);
+    assert!(offset_of!(SockEvent, detail) == 86);
+    assert!(offset_of!(SockFacts, egress_reported) == 148);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -580,15 +615,23 @@ pub const fn prefix_masks(prefix: u8) -> (u64, u64) {
 // ---------------------------------------------------------------------------------------------
 
 /// The policy's transport for a socket type and (resolved) protocol.
+///
+/// The type decides first: a `SOCK_RAW` socket is raw whatever protocol it names (raw
+/// `IPPROTO_UDP` writes whole IP packets, not UDP datagrams), and a protocol counts only on the
+/// type that carries it (TCP and MPTCP on streams, UDP and UDP-Lite on datagrams).
 #[inline(always)]
 pub const fn transport_of(sock_type: u16, protocol: u16) -> u8 {
     use abi::*;
-    match protocol {
-        IPPROTO_TCP | IPPROTO_MPTCP => transport::TCP,
-        IPPROTO_UDP | IPPROTO_UDPLITE => transport::UDP,
-        0 if sock_type == SOCK_STREAM => transport::TCP,
-        0 if sock_type == SOCK_DGRAM => transport::UDP,
-        _ if sock_type == SOCK_RAW => transport::RAW,
+    match sock_type {
+        SOCK_RAW => transport::RAW,
+        SOCK_STREAM => match protocol {
+            0 | IPPROTO_TCP | IPPROTO_MPTCP => transport::TCP,
+            _ => transport::OTHER,
+        },
+        SOCK_DGRAM => match protocol {
+            0 | IPPROTO_UDP | IPPROTO_UDPLITE => transport::UDP,
+            _ => transport::OTHER,
+        },
         _ => transport::OTHER,
     }
 }
@@ -755,6 +798,127 @@ pub const fn judge_create(family: u16, sock_type: u16, protocol: u16) -> u8 {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The egress gate: each outgoing packet as it leaves (cgroup_skb/egress)
+// ---------------------------------------------------------------------------------------------
+
+/// What the egress gate found wrong with a packet (a [`SockEvent`]'s `detail` field for
+/// [`kind::EGRESS4`] and [`kind::EGRESS6`]), and the facts it judges with.
+pub mod egress {
+    /// Nothing: the packet may leave.
+    pub const NONE: u8 = 0;
+    /// An IPv4 header with options (IHL > 5): source routes (LSRR, SSRR) and the like.
+    pub const IPV4_OPTIONS: u8 = 1;
+    /// An IPv6 routing header (type 0, 2 or 4): the first hop is not the judged destination.
+    pub const IPV6_ROUTING_HEADER: u8 = 2;
+    /// More IPv6 extension headers than the gate walks ([`MAX_EXTENSION_HEADERS`]).
+    pub const IPV6_HEADER_CHAIN: u8 = 3;
+    /// A loopback destination or source on a device that is not the loopback device
+    /// (`SO_BINDTODEVICE`, `IP_UNICAST_IF`, `IP_PKTINFO`, ...).
+    pub const LOOPBACK_ON_DEVICE: u8 = 4;
+    /// A destination the backstop policy does not allow.
+    pub const DESTINATION: u8 = 5;
+    /// A header the gate could not read (a packet shorter than its headers claim).
+    pub const MALFORMED: u8 = 6;
+
+    /// The loopback device's index: the same in every network namespace
+    /// (`LOOPBACK_IFINDEX` in the kernel's `include/net/flow.h`).
+    pub const LOOPBACK_IFINDEX: u32 = 1;
+    /// How many IPv6 extension headers the gate walks before giving up on the packet.
+    pub const MAX_EXTENSION_HEADERS: u32 = 4;
+
+    /// IPv6 next-header values the gate knows.
+    pub const NEXTHDR_HOP: u8 = 0;
+    pub const NEXTHDR_TCP: u8 = 6;
+    pub const NEXTHDR_UDP: u8 = 17;
+    pub const NEXTHDR_ROUTING: u8 = 43;
+    pub const NEXTHDR_FRAGMENT: u8 = 44;
+    pub const NEXTHDR_DEST: u8 = 60;
+    pub const NEXTHDR_UDPLITE: u8 = 136;
+
+    /// The report's name for `detail`, or `"unknown"`.
+    pub const fn name(detail: u8) -> &'static str {
+        match detail {
+            NONE => "none",
+            IPV4_OPTIONS => "ipv4-options",
+            IPV6_ROUTING_HEADER => "ipv6-routing-header",
+            IPV6_HEADER_CHAIN => "ipv6-header-chain",
+            LOOPBACK_ON_DEVICE => "loopback-on-device",
+            DESTINATION => "destination",
+            MALFORMED => "malformed",
+            _ => "unknown",
+        }
+    }
+
+    /// One step of the IPv6 extension header walk at a header of type `nexthdr`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Step {
+        /// An extension header the gate skips: `(hdrlen + 1) * 8` bytes (`fixed_len` false),
+        /// or 8 bytes (a fragment header, `fixed_len` true).
+        Skip { fixed_len: bool },
+        /// A routing header: the packet is refused.
+        Routing,
+        /// The upper-layer header (TCP, UDP, anything else): the walk ends here.
+        Upper,
+    }
+
+    /// What the walk does at a header of type `nexthdr`.
+    #[inline(always)]
+    pub const fn step(nexthdr: u8) -> Step {
+        match nexthdr {
+            NEXTHDR_HOP | NEXTHDR_DEST => Step::Skip { fixed_len: false },
+            NEXTHDR_FRAGMENT => Step::Skip { fixed_len: true },
+            NEXTHDR_ROUTING => Step::Routing,
+            _ => Step::Upper,
+        }
+    }
+
+    /// Whether an upper-layer protocol carries ports the policy judges (the first four bytes
+    /// of its header are source and destination port).
+    #[inline(always)]
+    pub const fn has_ports(protocol: u8) -> bool {
+        matches!(protocol, NEXTHDR_TCP | NEXTHDR_UDP | NEXTHDR_UDPLITE)
+    }
+}
+
+/// The loopback check of the egress gate: a packet from or to a loopback address (127/8,
+/// `::1`, `::ffff:127.x`) must leave on the loopback device (`ifindex`, the output device).
+#[inline(always)]
+pub const fn loopback_misrouted(src: Ip6, dst: Ip6, ifindex: u32) -> bool {
+    ifindex != egress::LOOPBACK_IFINDEX && (src.is_loopback() || dst.is_loopback())
+}
+
+/// The fast path of the egress gate: a packet without options or extension headers from a
+/// loopback socket to a loopback address on the loopback device passes at once (the connect and
+/// send hooks judged its destination already).
+#[inline(always)]
+pub const fn egress_fast_pass(dst: Ip6, ifindex: u32) -> bool {
+    ifindex == egress::LOOPBACK_IFINDEX && dst.is_loopback()
+}
+
+/// Whether a TCP packet to a peer the policy does not allow may still leave as a reply on an
+/// inbound connection: the policy lets TCP listen beyond loopback (`allow_inbound_listen`), and
+/// the packet is the listener's (a SYN-ACK: `listener`), or goes to the socket's own peer on a
+/// socket no connect hook ever judged (`connects == 0`, an accepted connection).
+#[inline(always)]
+pub const fn egress_reply_allowed(config: &Config, listener: bool, to_peer: bool, connects: u64) -> bool {
+    config.allow_inbound_listen != 0 && (listener || (to_peer && connects == 0))
+}
+
+/// The BPF LSM `socket_create` judge: whether a socket of `family` and `sock_type` (without
+/// its flags) is one the other hooks could not gate once it exists: raw sockets of any family,
+/// and families other than unix, inet, inet6 and netlink (packet sockets above all).
+#[inline(always)]
+pub const fn socket_family_refused(family: u32, sock_type: u32) -> bool {
+    const AF_UNIX: u32 = 1;
+    const AF_NETLINK: u32 = 16;
+    let local_or_gated = matches!(family, AF_UNIX | AF_NETLINK)
+        || family == abi::AF_INET as u32
+        || family == abi::AF_INET6 as u32;
+    let raw = sock_type == abi::SOCK_RAW as u32 && family != AF_NETLINK && family != AF_UNIX;
+    !local_or_gated || raw
+}
+
 /// `BPF_TCP_*` state names (as in `include/net/tcp_states.h`), or `"UNKNOWN"`.
 pub const fn tcp_state_name(state: u8) -> &'static str {
     match state {
@@ -919,6 +1083,69 @@ mod tests {
         assert_eq!(judge_create(AF_INET, SOCK_RAW, 1), reason::RAW_SOCKET);
         assert_eq!(judge_create(AF_INET, SOCK_DGRAM, 1), reason::DIRECT_OTHER);
         assert_eq!(judge_create(1, SOCK_RAW, 0), reason::NONE);
+    }
+
+    #[test]
+    fn transport_is_decided_by_the_type_first() {
+        use abi::*;
+        assert_eq!(transport_of(SOCK_RAW, IPPROTO_UDP), transport::RAW);
+        assert_eq!(transport_of(SOCK_RAW, IPPROTO_TCP), transport::RAW);
+        assert_eq!(transport_of(SOCK_STREAM, IPPROTO_UDP), transport::OTHER);
+        assert_eq!(transport_of(SOCK_DGRAM, IPPROTO_TCP), transport::OTHER);
+        assert_eq!(transport_of(SOCK_STREAM, IPPROTO_MPTCP), transport::TCP);
+        assert_eq!(transport_of(SOCK_DGRAM, IPPROTO_UDPLITE), transport::UDP);
+        assert_eq!(transport_of(SOCK_DGRAM, 0), transport::UDP);
+        assert_eq!(transport_of(5, IPPROTO_TCP), transport::OTHER);
+        assert_eq!(judge_create(AF_INET, SOCK_RAW, IPPROTO_UDP), reason::RAW_SOCKET);
+    }
+
+    #[test]
+    fn socket_create_lsm_refuses_what_no_hook_gates() {
+        use abi::*;
+        assert!(!socket_family_refused(AF_INET.into(), SOCK_STREAM.into()));
+        assert!(!socket_family_refused(AF_INET6.into(), SOCK_DGRAM.into()));
+        assert!(!socket_family_refused(1, SOCK_STREAM.into()));
+        assert!(!socket_family_refused(16, SOCK_RAW.into()), "netlink is SOCK_RAW by convention");
+        assert!(socket_family_refused(AF_INET.into(), SOCK_RAW.into()));
+        assert!(socket_family_refused(AF_INET6.into(), SOCK_RAW.into()));
+        assert!(socket_family_refused(17, SOCK_RAW.into()), "AF_PACKET");
+        assert!(socket_family_refused(17, SOCK_DGRAM.into()), "AF_PACKET");
+        assert!(socket_family_refused(44, SOCK_RAW.into()), "AF_XDP");
+    }
+
+    #[test]
+    fn egress_gate_checks() {
+        use egress::*;
+        // Loopback addresses must stay on the loopback device, either way round.
+        assert!(!loopback_misrouted(v4(127, 0, 0, 1), v4(127, 0, 0, 2), LOOPBACK_IFINDEX));
+        assert!(loopback_misrouted(v4(10, 0, 0, 1), v4(127, 0, 0, 2), 3));
+        assert!(loopback_misrouted(v4(127, 0, 0, 1), v4(10, 0, 0, 2), 3));
+        assert!(loopback_misrouted(v6("fd00::1"), v6("::1"), 3));
+        assert!(loopback_misrouted(v6("fd00::1"), v6("::ffff:127.0.0.1"), 3));
+        assert!(!loopback_misrouted(v6("fd00::1"), v6("fd00::2"), 3));
+        assert!(egress_fast_pass(v4(127, 0, 0, 1), LOOPBACK_IFINDEX));
+        assert!(egress_fast_pass(v6("::1"), LOOPBACK_IFINDEX));
+        assert!(!egress_fast_pass(v4(10, 0, 0, 1), LOOPBACK_IFINDEX));
+        assert!(!egress_fast_pass(v4(127, 0, 0, 1), 2));
+        // The extension header walk.
+        assert_eq!(step(NEXTHDR_HOP), Step::Skip { fixed_len: false });
+        assert_eq!(step(NEXTHDR_DEST), Step::Skip { fixed_len: false });
+        assert_eq!(step(NEXTHDR_FRAGMENT), Step::Skip { fixed_len: true });
+        assert_eq!(step(NEXTHDR_ROUTING), Step::Routing);
+        assert_eq!(step(NEXTHDR_TCP), Step::Upper);
+        assert_eq!(step(58), Step::Upper);
+        assert!(has_ports(NEXTHDR_UDP) && !has_ports(58));
+        assert_eq!(name(IPV6_ROUTING_HEADER), "ipv6-routing-header");
+        assert_eq!(name(LOOPBACK_ON_DEVICE), "loopback-on-device");
+        assert_eq!(reason::name(reason::EGRESS_PACKET), "egress-packet");
+        // Replies on inbound connections.
+        let mut config = Config::default();
+        assert!(!egress_reply_allowed(&config, true, false, 0));
+        config.allow_inbound_listen = 1;
+        assert!(egress_reply_allowed(&config, true, false, 0));
+        assert!(egress_reply_allowed(&config, false, true, 0));
+        assert!(!egress_reply_allowed(&config, false, true, 1));
+        assert!(!egress_reply_allowed(&config, false, false, 0));
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn kernel_layer() -> Check {
     let ok = status.is_available();
     let detail = match (&status, status.reason()) {
         (LayerStatus::Available { cgroup2 }, _) => {
-            format!("programs verified; cgroup2 at {}", cgroup2.display())
+            format!("programs verified (egress gate included); cgroup2 at {}", cgroup2.display())
         }
         (_, Some(why)) => why.to_string().lines().next().unwrap_or_default().to_owned(),
         (_, None) => String::new(),

@@ -8,6 +8,8 @@
 //! - `cmsg`: control messages that do the same are not refused;
 //! - `family-check`: an address of another family than its socket is not refused;
 //! - `landlock`: the program is not put in a Landlock domain;
+//! - `egress`: the kernel layer's egress gate (cgroup_skb/egress) is not attached, so a test
+//!   can show what reaches the network without it;
 //! - `plant-bug`: a deliberate hole in the decision (UDP to port 9 is allowed),
 //!   for the fuzzer's self-check that it finds a planted bug.
 

@@ -145,6 +145,16 @@ impl NetNs {
         &self.name
     }
 
+    /// The veth end in the host namespace, if there is a pair.
+    pub fn host_if(&self) -> Option<&str> {
+        self.host_if.as_deref()
+    }
+
+    /// The veth end inside the namespace, if there is a pair.
+    pub fn ns_if(&self) -> Option<&str> {
+        self.ns_if.as_deref()
+    }
+
     /// Runs `argv` inside the namespace (`ip netns exec`), with the usual
     /// 60 s limit.
     pub fn exec<I, S>(&self, argv: I) -> Direct

@@ -89,7 +89,7 @@ fn compile(out: &Path, extra: &[&str]) -> Result<(), String> {
 
 /// Compiles `tests/clients/FILE` with gcc into `out`; `libs` go after the
 /// source (e.g. "-luring").
-fn compile_client(file: &str, out: &Path, extra: &[&str], libs: &[&str]) -> Result<(), String> {
+pub fn compile_client(file: &str, out: &Path, extra: &[&str], libs: &[&str]) -> Result<(), String> {
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     let output = Command::new("gcc")
         .args(["-O1", "-g", "-pthread", "-Wall", "-Wextra", "-Werror"])

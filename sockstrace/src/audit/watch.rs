@@ -100,7 +100,8 @@ async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Re
     let mut witness = Witness::attach(&policy, args.enforce, &cgroup)
         .with_context(|| format!("attaching to cgroup {}", cgroup.display()))?;
     let mode = if args.enforce { "enforcing" } else { "observing" };
-    let kernel_layer = format!("on ({mode}, cgroup {} id {})", cgroup.display(), witness.cgroup_id());
+    let kernel_layer =
+        format!("on ({mode}{}, cgroup {} id {})", witness.gates(), cgroup.display(), witness.cgroup_id());
     if !args.quiet {
         let proxies: Vec<String> = policy.proxies.iter().map(ToString::to_string).collect();
         human::write_line(&format!(

@@ -28,6 +28,13 @@ pub enum BackstopError {
 }
 
 impl Backstop {
+    /// The same, for `audit`: the egress gate reports destinations the rules do not allow but
+    /// drops only what no policy allows (see `Config::egress_destinations`).
+    pub fn for_audit(mut self) -> Self {
+        self.config.egress_destinations = 0;
+        self
+    }
+
     /// The same, for programs attached to the cgroup `cgroup_id`.
     pub fn for_cgroup(mut self, cgroup_id: u64) -> Self {
         self.config.cgroup_id = cgroup_id;
@@ -67,6 +74,9 @@ pub fn compile(policy: &Policy, enforce: bool) -> Result<Backstop, BackstopError
         rule_count,
         // Known once the cgroup exists: see `Backstop::for_cgroup`.
         cgroup_id: 0,
+        // A run's; an audit turns it off (`Backstop::for_audit`).
+        egress_destinations: 1,
+        _pad: [0; 7],
     };
     Ok(Backstop { config, rules })
 }
@@ -162,10 +172,13 @@ mod tests {
                 allow_inbound_bind: 0,
                 allow_inbound_listen: 0,
                 rule_count: 2,
-                cgroup_id: 0
+                cgroup_id: 0,
+                egress_destinations: 1,
+                _pad: [0; 7],
             }
         );
         assert_eq!(backstop.clone().for_cgroup(7).config.cgroup_id, 7);
+        assert_eq!(backstop.clone().for_audit().config.egress_destinations, 0);
         assert_eq!(backstop.rules[0].net.to_bytes(), v4_mapped([127, 0, 0, 1]));
         assert_eq!(
             (backstop.rules[0].port, backstop.rules[0].prefix, backstop.rules[0].flags),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
-use sockstrace_ebpf::{kind, reason, verdict, SockEvent};
+use sockstrace_ebpf::{egress, kind, reason, verdict, SockEvent};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     sync::{mpsc, oneshot},
@@ -23,7 +23,7 @@ use crate::report::{Action, Event, ProcessInfo};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KernelEvent {
     /// The hook: `connect4`, `connect6`, `sendmsg4`, `sendmsg6`, `bind4`, `bind6`,
-    /// `sock_create`, `listen`.
+    /// `sock_create`, `listen`, `egress4`, `egress6` (the egress gate: a packet).
     pub hook: &'static str,
     /// Socket cookie; equals `getsockopt(SO_COOKIE)` on the socket (0 never occurs for a live
     /// socket, but a refused `socket(2)` leaves no fd to ask).
@@ -49,8 +49,12 @@ pub struct KernelEvent {
     pub local: Option<SocketAddr>,
     /// The policy's name for the leak (`direct-tcp`, `dns-udp`, `raw-socket`, ...).
     pub reason: &'static str,
-    /// The kernel refused the call (`EPERM`).
+    /// The kernel refused the call (`EPERM`), or dropped the packet.
     pub denied: bool,
+    /// The egress gate's finding (`ipv4-options`, `ipv6-routing-header`,
+    /// `loopback-on-device`, `destination`, ...); `None` for the other hooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'static str>,
 }
 
 impl KernelEvent {
@@ -58,7 +62,12 @@ impl KernelEvent {
     pub fn from_raw(raw: &SockEvent) -> Self {
         let addr = socket_addr(&raw.addr, raw.port);
         let (dst, local) = match raw.kind {
-            kind::CONNECT4 | kind::CONNECT6 | kind::SENDMSG4 | kind::SENDMSG6 => (Some(addr), None),
+            kind::CONNECT4
+            | kind::CONNECT6
+            | kind::SENDMSG4
+            | kind::SENDMSG6
+            | kind::EGRESS4
+            | kind::EGRESS6 => (Some(addr), None),
             kind::BIND4 | kind::BIND6 | kind::LISTEN => (None, Some(addr)),
             _ => (None, None),
         };
@@ -81,6 +90,7 @@ impl KernelEvent {
             local,
             reason: reason::name(raw.reason),
             denied: raw.verdict == verdict::DENY,
+            detail: matches!(raw.kind, kind::EGRESS4 | kind::EGRESS6).then(|| egress::name(raw.detail)),
         }
     }
 
@@ -92,6 +102,8 @@ impl KernelEvent {
             "bind4" | "bind6" => "bind",
             "sock_create" => "socket",
             "listen" => "listen",
+            // A packet, whatever call (or retransmission) sent it.
+            "egress4" | "egress6" => "egress",
             _ => "unknown",
         }
     }
@@ -117,13 +129,17 @@ impl KernelEvent {
         if self.denied {
             event.errno = Some(libc::EPERM);
         }
-        event.kernel = Some(serde_json::json!({
+        let mut kernel = serde_json::json!({
             "hook": self.hook,
             "cgroup_id": self.cgroup_id,
             "netns_cookie": self.netns_cookie,
             "uid": self.uid,
             "gid": self.gid,
-        }));
+        });
+        if let Some(detail) = self.detail {
+            kernel["detail"] = detail.into();
+        }
+        event.kernel = Some(kernel);
         event
     }
 
@@ -138,6 +154,7 @@ impl KernelEvent {
             Reason::RawSocket,
             Reason::InboundBind,
             Reason::InboundListen,
+            Reason::EgressPacket,
         ]
         .into_iter()
         .find(|r| r.as_str() == self.reason)
@@ -235,6 +252,32 @@ mod tests {
     }
 
     #[test]
+    fn translates_an_egress_drop_with_its_detail() {
+        let mut raw = SockEvent::zeroed();
+        raw.kind = kind::EGRESS6;
+        raw.family = libc::AF_INET6 as u16;
+        raw.sock_type = libc::SOCK_STREAM as u16;
+        raw.protocol = libc::IPPROTO_TCP as u16;
+        raw.cookie = 77;
+        raw.addr = "fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        raw.port = 9050;
+        raw.verdict = verdict::DENY;
+        raw.reason = reason::EGRESS_PACKET;
+        raw.detail = egress::IPV6_ROUTING_HEADER;
+        let event = KernelEvent::from_raw(&raw);
+        assert_eq!((event.hook, event.syscall()), ("egress6", "egress"));
+        assert_eq!(event.dst, Some("[fd00::2]:9050".parse().unwrap()));
+        assert_eq!(event.detail, Some("ipv6-routing-header"));
+        assert_eq!(event.policy_reason(), Some(Reason::EgressPacket));
+        let report = event.to_report_event(ProcessInfo::default());
+        assert_eq!((report.source, report.reason), ("kernel", "egress-packet"));
+        assert_eq!(report.kernel.unwrap()["detail"], "ipv6-routing-header");
+        // Other hooks carry no detail.
+        raw.kind = kind::CONNECT6;
+        assert_eq!(KernelEvent::from_raw(&raw).detail, None);
+    }
+
+    #[test]
     fn binds_and_listens_carry_the_local_address() {
         let mut raw = SockEvent::zeroed();
         raw.kind = kind::LISTEN;
@@ -249,7 +292,7 @@ mod tests {
 
     #[test]
     fn every_kernel_reason_is_a_policy_reason() {
-        for code in 1..=reason::INBOUND_LISTEN {
+        for code in 1..=reason::EGRESS_PACKET {
             let mut raw = SockEvent::zeroed();
             raw.reason = code;
             let event = KernelEvent::from_raw(&raw);

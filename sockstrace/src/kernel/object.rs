@@ -5,7 +5,7 @@ use std::{cmp::Reverse, os::fd::BorrowedFd, sync::Mutex, thread};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
-    programs::{CgroupAttachMode, Program},
+    programs::{CgroupAttachMode, CgroupSkbAttachType, Program},
     Ebpf, EbpfLoader,
 };
 use sockstrace_ebpf::programs;
@@ -53,8 +53,8 @@ fn loader(level: log::LevelFilter) -> EbpfLoader<'static> {
 }
 
 /// Loads every program of [`programs::ALL`] on [`LOADERS`] threads: privileged
-/// `BPF_PROG_LOAD`s run the verifier concurrently. The sock_addr programs, the costliest to
-/// verify, go first so the threads finish together. Reports the first failure in
+/// `BPF_PROG_LOAD`s run the verifier concurrently. The egress gate and the sock_addr programs,
+/// the costliest to verify, go first so the threads finish together. Reports the first failure in
 /// [`programs::ALL`] order.
 fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
     let mut queue: Vec<(usize, &str, &mut Program)> = ebpf
@@ -68,7 +68,14 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
         bail!("the eBPF object has no program {missing}");
     }
     // Taken from the back: the costliest first, then in `ALL` order.
-    queue.sort_by_key(|(index, _, program)| (matches!(program, Program::CgroupSockAddr(_)), Reverse(*index)));
+    queue.sort_by_key(|(index, _, program)| {
+        let cost = match program {
+            Program::CgroupSkb(_) => 2,
+            Program::CgroupSockAddr(_) => 1,
+            _ => 0,
+        };
+        (cost, Reverse(*index))
+    });
     let queue = Mutex::new(queue);
     let work = || {
         // A poisoned lock means the other loader panicked; the scope passes that panic on.
@@ -97,6 +104,7 @@ fn load_one(name: &str, program: &mut Program) -> Result<()> {
         Program::CgroupSockAddr(p) => p.load(),
         Program::CgroupSock(p) => p.load(),
         Program::SockOps(p) => p.load(),
+        Program::CgroupSkb(p) => p.load(),
         other => bail!("program {name} has unexpected type {:?}", other.prog_type()),
     };
     loaded.with_context(|| format!("loading program {name}"))
@@ -110,15 +118,40 @@ pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
     // ancestors keep running, and none can replace ours. (`AllowMultiple` makes it EINVAL.)
     let mode = CgroupAttachMode::Single;
     for &name in programs::ALL {
+        if name == programs::EGRESS && crate::testing::disabled("egress") {
+            // Test-only: prove that an attack the egress gate stops gets through without it.
+            continue;
+        }
         let attached = match program(ebpf, name)? {
             Program::CgroupSockAddr(p) => p.attach(dir, mode).map(drop),
             Program::CgroupSock(p) => p.attach(dir, mode).map(drop),
             Program::SockOps(p) => p.attach(dir, mode).map(drop),
+            // The egress gate (the only skb program).
+            Program::CgroupSkb(p) => p.attach(dir, CgroupSkbAttachType::Egress, mode).map(drop),
             other => bail!("program {name} has unexpected type {:?}", other.prog_type()),
         };
         attached.with_context(|| format!("attaching program {name} to the cgroup"))?;
     }
     Ok(())
+}
+
+/// Loads and attaches the optional BPF LSM `socket_create` program (see
+/// [`programs::SOCKET_CREATE_LSM`]): it runs for every task of the machine and refuses, for tasks
+/// of the cgroup in `CONFIG`, sockets no other hook could gate. Fails where the kernel has no
+/// BPF LSM (not in the active LSM list, or trampolines refused). Costs a parse of the kernel's
+/// BTF (about 50 ms), so only runs that need it (io_uring allowed) pay. Returns the program's id.
+pub fn attach_socket_lsm(ebpf: &mut Ebpf) -> Result<u32> {
+    let name = programs::SOCKET_CREATE_LSM;
+    let lsms = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    if !lsms.trim().split(',').any(|lsm| lsm == "bpf") {
+        bail!("BPF LSM is not active (the kernel's LSM list is {:?})", lsms.trim());
+    }
+    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    let program: &mut aya::programs::Lsm =
+        program(ebpf, name)?.try_into().with_context(|| format!("program {name} is not an LSM program"))?;
+    program.load(name, &btf).with_context(|| format!("loading program {name}"))?;
+    program.attach().with_context(|| format!("attaching program {name}"))?;
+    Ok(program.info().with_context(|| format!("reading the info of program {name}"))?.id())
 }
 
 /// The kernel's ids of every program of [`programs::ALL`] (loaded).
@@ -142,6 +175,7 @@ pub fn verified_instructions(program: &Program) -> Result<u32> {
         Program::CgroupSockAddr(p) => p.info(),
         Program::CgroupSock(p) => p.info(),
         Program::SockOps(p) => p.info(),
+        Program::CgroupSkb(p) => p.info(),
         other => bail!("unexpected program type {:?}", other.prog_type()),
     }
     .context("reading the program's info")?;
@@ -160,6 +194,18 @@ mod tests {
 
     fn ms(start: Instant) -> f64 {
         start.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Whether this kernel takes the BPF LSM program: `cargo test -p sockstrace socket_lsm_probe
+    /// -- --ignored --nocapture` as root.
+    #[test]
+    #[ignore = "a probe, as root"]
+    fn socket_lsm_probe() {
+        let mut ebpf = load().unwrap();
+        match attach_socket_lsm(&mut ebpf) {
+            Ok(id) => eprintln!("BPF LSM socket_create attached: program id {id}"),
+            Err(err) => eprintln!("BPF LSM socket_create refused: {err:#}"),
+        }
     }
 
     /// What loading costs, step by step and per program (with the verifier's instruction

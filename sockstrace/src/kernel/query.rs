@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 
 /// `enum bpf_attach_type` values (UAPI, stable) of every hook the object attaches.
 pub const ATTACH_TYPES: &[(&str, u32)] = &[
+    ("inet_egress", 1),
     ("inet_sock_create", 2),
     ("sock_ops", 3),
     ("inet4_bind", 8),

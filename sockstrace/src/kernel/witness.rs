@@ -85,6 +85,8 @@ impl Loaded {
             reader_stop: None,
             logger_stop: None,
             stopped: false,
+            socket_lsm: None,
+            egress_gate: !crate::testing::disabled("egress"),
         })
     }
 }
@@ -114,6 +116,11 @@ pub struct Witness {
     logger_stop: Option<oneshot::Sender<()>>,
     /// Set once `stop` has torn everything down, so `Drop` has nothing left to do.
     stopped: bool,
+    /// The BPF LSM `socket_create` program: `None` until [`Witness::gate_socket_creation`]
+    /// tried it, then whether it is attached.
+    socket_lsm: Option<bool>,
+    /// The egress gate is attached (see `object::attach_all`).
+    egress_gate: bool,
 }
 
 impl Witness {
@@ -132,7 +139,8 @@ impl Witness {
     /// links are always inherited by descendants). Needs root. The cgroup is neither joined,
     /// changed nor removed: [`Witness::stop`] only detaches.
     pub fn attach(policy: &Policy, enforce: bool, cgroup_dir: &Path) -> Result<Witness> {
-        let loaded = Loaded::new(policy, enforce)?;
+        let mut loaded = Loaded::new(policy, enforce)?;
+        loaded.backstop = loaded.backstop.for_audit();
         loaded.attach(Cgroup::existing(cgroup_dir)?)
     }
 
@@ -142,6 +150,16 @@ impl Witness {
     /// close-on-exec keeps it out of the program.
     pub fn procs_fd(&self) -> Option<BorrowedFd<'_>> {
         self.cgroup.procs_fd()
+    }
+
+    /// The gates beyond the socket-call hooks, for the layers line: `", egress gate"` when the
+    /// egress program is attached (always, but for the test-only switch `egress`).
+    pub fn gates(&self) -> &'static str {
+        if self.egress_gate {
+            ", egress gate"
+        } else {
+            ""
+        }
     }
 
     /// The cgroup's id (what `bpf_get_current_cgroup_id` returns inside it).
@@ -181,6 +199,28 @@ impl Witness {
             }
         }
         Ok(rx)
+    }
+
+    /// Gates socket creation by tasks of the cgroup with the BPF LSM `socket_create` program
+    /// (raw and packet sockets, families no hook sees: refused when enforcing), attaching it
+    /// on the first call; whether it is attached. False where the kernel refuses BPF LSM
+    /// programs (said once, at debug level), or once detached.
+    pub fn gate_socket_creation(&mut self) -> bool {
+        if let Some(on) = self.socket_lsm {
+            return on && self.ebpf.is_some();
+        }
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return false;
+        };
+        let on = match object::attach_socket_lsm(ebpf) {
+            Ok(_) => true,
+            Err(err) => {
+                log::debug!("socket creation is not gated by BPF LSM: {err:#}");
+                false
+            }
+        };
+        self.socket_lsm = Some(on);
+        on
     }
 
     /// Events the ring buffer had to drop because it was full (0 if the counter cannot be

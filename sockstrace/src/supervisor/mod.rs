@@ -106,7 +106,12 @@ fn start_witness(policy: &Policy, on_leak: LeakAction, mode: KernelMode) -> (Opt
     match Witness::start(policy, enforce) {
         Ok(w) => {
             let mode = if enforce { "enforcing" } else { "observing" };
-            let layer = format!("on ({mode}, cgroup {} id {})", w.cgroup_path().display(), w.cgroup_id());
+            let layer = format!(
+                "on ({mode}{}, cgroup {} id {})",
+                w.gates(),
+                w.cgroup_path().display(),
+                w.cgroup_id()
+            );
             (Some(w), layer)
         }
         Err(e) => {

@@ -8,6 +8,7 @@ mod inbound;
 mod options;
 mod send;
 mod socksify;
+mod uring;
 
 pub use socksify::SocksAuth;
 
@@ -18,6 +19,7 @@ use super::notif::{Notification, Reply};
 use super::sys::Errno;
 use super::tracee::{Failure, Socket, Tracee};
 use super::Ctx;
+use crate::kernel::Witness;
 use crate::net::msghdr::Layout;
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
@@ -383,14 +385,19 @@ fn foreign_abi(call: &mut Call<'_>) -> Reply {
 }
 
 /// io_uring operations bypass seccomp entirely: refused unless logging, or
-/// unless the kernel layer gates their connects and sends (`--allow-io-uring`).
+/// unless the kernel layer gates what they can do (`--allow-io-uring`): their
+/// connects and sends (the cgroup hooks), and socket creation (the BPF LSM
+/// program where the kernel takes it, else a caller that can never hold
+/// `CAP_NET_RAW`; see `uring`).
 fn io_uring(call: &mut Call<'_>) -> Reply {
-    let kernel_on = call.ctx.witness.read().is_ok_and(|w| w.is_some());
-    let decision = if call.ctx.allow_io_uring && kernel_on {
-        Decision::allowed(Reason::IoUring)
-    } else {
-        Decision::leak(Reason::IoUring)
+    let gated = call.ctx.allow_io_uring && {
+        // Tried once (the first io_uring_setup), then remembered.
+        let lsm =
+            call.ctx.witness.write().is_ok_and(|mut w| w.as_mut().is_some_and(Witness::gate_socket_creation));
+        let kernel_on = call.ctx.witness.read().is_ok_and(|w| w.is_some());
+        kernel_on && (lsm || (uring::lacks_net_raw(call.n.tid) && confirm(call).is_ok()))
     };
+    let decision = if gated { Decision::allowed(Reason::IoUring) } else { Decision::leak(Reason::IoUring) };
     match call.record("io_uring_setup", Subject::Nothing, Target::Remote(None), decision) {
         Action::Logged | Action::Allowed => Reply::Continue,
         _ => Reply::Errno(BLOCKED_ERRNO),
