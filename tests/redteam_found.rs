@@ -193,3 +193,50 @@ fn tunnel_device_does_not_carry_allowed_traffic_elsewhere() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The attacker built with liburing (`-DWITH_URING`), or why it cannot be.
+fn attacker_uring() -> Result<PathBuf, String> {
+    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring-found");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join("attack_found");
+    sockstrace_tests::paths::compile_client("attack_found.c", &out, &["-DWITH_URING"], &["-luring"])?;
+    Ok(out)
+}
+
+/// Root without `CAP_NET_RAW` (the case `--allow-io-uring` lets io_uring
+/// in): no race at all. A UDP-Lite socket (its `socket()` is not trapped) is
+/// connected by `IORING_OP_CONNECT` (seccomp never sees it; no cgroup
+/// `connect4` hook, UDP-Lite has no `pre_connect`), then `write()`. The egress
+/// gate lets UDP-Lite through. Seen: 3 datagrams at the sink, report
+/// "0 leak(s), 1 allowed".
+#[test]
+#[ignore = "open: io_uring connects a UDP-Lite socket; no cgroup hook nor the egress gate judges UDP-Lite"]
+fn io_uring_udplite_connect_sends_nothing() {
+    if !is_root() {
+        skip!("--allow-io-uring needs the kernel layer (root)");
+    }
+    let c = match attacker_uring() {
+        Ok(c) => c,
+        Err(e) => skip!("attack_found cannot be built with liburing: {e}"),
+    };
+    let sink = udplite_sink("127.0.0.2");
+    let out = Trace::new()
+        .opts(["--kernel", "required", "--allow-io-uring"])
+        .program([
+            "setpriv".as_ref(),
+            "--bounding-set=-net_raw".as_ref(),
+            "--inh-caps=-net_raw".as_ref(),
+            "--".as_ref(),
+            c.as_os_str(),
+            "uring-udplite".as_ref(),
+            sink.host().as_ref(),
+            sink.port().as_ref(),
+        ])
+        .run();
+    if out.stdout.contains("setup: errno=") {
+        skip!("io_uring is not let in here: {}", out.stdout.trim());
+    }
+    assert!(out.stdout.contains("uring-connect: "), "{}", out.describe());
+    assert_no_marker(&sink, "io_uring UDP-Lite connect", &out);
+    assert_reported(&out, "io_uring UDP-Lite connect");
+}

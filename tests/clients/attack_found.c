@@ -15,6 +15,9 @@
  *                                  a route sending the allowed address into
  *                                  it; then an allowed UDP send
  *   vxlan-outside ...              the same after leaving the run's cgroup
+ *   uring-udplite HOST PORT        (built with -DWITH_URING -luring) a UDP-Lite
+ *                                  socket connected by IORING_OP_CONNECT,
+ *                                  then write()
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,6 +36,9 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef WITH_URING
+#include <liburing.h>
+#endif
 
 #ifndef IPPROTO_UDPLITE
 #define IPPROTO_UDPLITE 136
@@ -265,6 +271,35 @@ static int cmd_vxlan(const char *ahost, const char *aport, const char *shost, co
     return 0;
 }
 
+#ifdef WITH_URING
+static int cmd_uring_udplite(const char *host, const char *port) {
+    struct sockaddr_in sin = inet_addr_of(host, port);
+    struct io_uring ring;
+    int r = io_uring_queue_init(4, &ring, 0);
+    if (r < 0) {
+        printf("setup: errno=%d (%s)\n", -r, strerror(-r));
+        return 0;
+    }
+    printf("setup: ok\n");
+    int s = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_connect(sqe, s, (struct sockaddr *)&sin, sizeof sin);
+    io_uring_submit(&ring);
+    struct io_uring_cqe *cqe;
+    io_uring_wait_cqe(&ring, &cqe);
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    int sent = 0;
+    if (res == 0)
+        for (int i = 0; i < 3; i++)
+            if (write(s, MARKER, sizeof MARKER - 1) > 0)
+                sent++;
+    printf("uring-connect: res=%d sent=%d\n", res, sent);
+    io_uring_queue_exit(&ring);
+    return 0;
+}
+#endif
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2)
@@ -285,6 +320,10 @@ int main(int argc, char **argv) {
         }
         return cmd_vxlan(argv[2], argv[3], argv[4], argv[5], argv[6]);
     }
+#ifdef WITH_URING
+    if (strcmp(cmd, "uring-udplite") == 0 && argc == 4)
+        return cmd_uring_udplite(argv[2], argv[3]);
+#endif
     usage();
     return 2;
 }
