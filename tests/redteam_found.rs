@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use sockstrace_tests::netns::NetNs;
 use sockstrace_tests::paths::client_build;
+use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::{client, is_root, settle, skip, Outcome, Trace, UdpSink};
 
 const MARKER: &[u8] = b"attack_found-leak";
@@ -239,4 +240,125 @@ fn io_uring_udplite_connect_sends_nothing() {
     assert!(out.stdout.contains("uring-connect: "), "{}", out.describe());
     assert_no_marker(&sink, "io_uring UDP-Lite connect", &out);
     assert_reported(&out, "io_uring UDP-Lite connect");
+}
+
+/// A packet socket on a host-side veth end, opened before the run: the
+/// frames seen there are what left the program's namespace.
+struct Sniffer {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Sniffer {
+    fn on(ifname: &str) -> Sniffer {
+        use std::os::fd::FromRawFd;
+        let name = std::ffi::CString::new(ifname).expect("interface name");
+        // SAFETY: a C string we own.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(ifindex > 0, "no interface {ifname}");
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2); checked below and owned by the OwnedFd.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, proto as i32) };
+        assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+        // SAFETY: fd is a fresh socket nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        use std::os::fd::AsRawFd;
+        // SAFETY: bind on our socket with a valid sockaddr_ll and its length.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "bind packet socket: {}", std::io::Error::last_os_error());
+        Sniffer { fd }
+    }
+
+    /// The frames queued so far that contain `needle`.
+    fn frames_with(&self, needle: &[u8]) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 4096];
+        let mut n = 0;
+        loop {
+            // SAFETY: recv into a buffer we own, with its length.
+            let r = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r <= 0 {
+                return n;
+            }
+            if buf[..r as usize].windows(needle.len()).any(|w| w == needle) {
+                n += 1;
+            }
+        }
+    }
+}
+
+/// Any user: joining a multicast group (`IP_ADD_MEMBERSHIP`,
+/// `IPV6_JOIN_GROUP`: no system call is trapped) makes the kernel send
+/// IGMPv3/MLDv2 membership reports out of the interface, to 224.0.0.22 /
+/// ff02::16, naming the group: 28 (IPv4) or 112 (IPv6) bits the program
+/// chose, per group, as often as it joins and leaves. The kernel sends them
+/// with no socket, so neither the syscall layer nor the cgroup hooks nor the
+/// egress gate see them. Seen (as root with the kernel layer, and as nobody):
+/// frames carrying 239.66.77.88 and ff1e::4d:5859 on the host end of the veth,
+/// report "0 leak(s), 0 allowed".
+#[test]
+#[ignore = "open: multicast joins make the kernel send IGMP/MLD reports naming program-chosen groups"]
+fn multicast_join_sends_no_membership_report() {
+    if !is_root() {
+        skip!("the namespace and the sniffer need root (the attack works as nobody too)");
+    }
+    const GROUP4: &str = "239.66.77.88";
+    const GROUP4_BYTES: [u8; 4] = [239, 66, 77, 88];
+    const GROUP6: &str = "ff1e::4d:5859";
+    const GROUP6_BYTES: [u8; 16] = [0xff, 0x1e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x4d, 0x58, 0x59];
+    let mut copies = Copies::new();
+    let attacker = copies.add(&client("attack_found"), "attack_found");
+    let mut failures = Vec::new();
+    for who in ["root", "nobody"] {
+        let ns = NetNs::create(&["10.78.0.1/24"], &["10.78.0.2/24"])
+            .unwrap_or_else(|e| panic!("network namespace: {e}"));
+        let (host_if, ns_if) = ns.veth().expect("veth pair");
+        let sniffer = Sniffer::on(host_if);
+        let mut wrapper = vec!["ip".to_string(), "netns".into(), "exec".into(), ns.name().into()];
+        if who == "nobody" {
+            wrapper.extend(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"].map(String::from));
+        }
+        let trace = || {
+            let t = if who == "root" {
+                Trace::new().opts(["--kernel", "required"])
+            } else {
+                Trace::new().bin(&copies.sockstrace).world_writable_dir()
+            };
+            t.wrapper(&wrapper)
+        };
+        for (args, needle) in
+            [(["igmp", GROUP4, "10.78.0.2"], &GROUP4_BYTES[..]), (["mld", GROUP6, ns_if], &GROUP6_BYTES[..])]
+        {
+            let out = trace()
+                .program([attacker.as_os_str(), args[0].as_ref(), args[1].as_ref(), args[2].as_ref()])
+                .run();
+            assert!(
+                out.stdout.contains(": join=0 "),
+                "{} as {who}: the join failed\n{}",
+                args[0],
+                out.describe()
+            );
+            settle();
+            let seen = sniffer.frames_with(needle);
+            if seen > 0 || out.leaks().is_empty() {
+                failures.push(format!(
+                    "{} as {who}: {seen} frame(s) naming the group left the namespace; leaks reported: {}\n{}",
+                    args[0],
+                    out.leaks().len(),
+                    out.describe()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

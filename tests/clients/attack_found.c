@@ -15,6 +15,10 @@
  *                                  a route sending the allowed address into
  *                                  it; then an allowed UDP send
  *   vxlan-outside ...              the same after leaving the run's cgroup
+ *   igmp GROUP4 IFADDR4            (any user) joins GROUP4 on the interface
+ *                                  of IFADDR4: the kernel itself sends IGMP
+ *                                  membership reports naming the group
+ *   mld GROUP6 IFNAME              (any user) the same in IPv6 (MLD reports)
  *   uring-udplite HOST PORT        (built with -DWITH_URING -luring) a UDP-Lite
  *                                  socket connected by IORING_OP_CONNECT,
  *                                  then write()
@@ -24,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/net.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdint.h>
@@ -271,6 +276,34 @@ static int cmd_vxlan(const char *ahost, const char *aport, const char *shost, co
     return 0;
 }
 
+/* ---- kernel-sent packets: multicast membership reports ---- */
+
+static int cmd_igmp(const char *group, const char *ifaddr) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct ip_mreq mreq;
+    memset(&mreq, 0, sizeof mreq);
+    if (inet_pton(AF_INET, group, &mreq.imr_multiaddr) != 1 || inet_pton(AF_INET, ifaddr, &mreq.imr_interface) != 1)
+        usage();
+    int r = setsockopt(s, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq);
+    printf("igmp: join=%d (%s)\n", r, r ? strerror(errno) : "ok");
+    /* Reports go out at once and again shortly after. */
+    usleep(1500000);
+    return 0;
+}
+
+static int cmd_mld(const char *group, const char *ifname) {
+    int s = socket(AF_INET6, SOCK_DGRAM, 0);
+    struct ipv6_mreq mreq;
+    memset(&mreq, 0, sizeof mreq);
+    if (inet_pton(AF_INET6, group, &mreq.ipv6mr_multiaddr) != 1)
+        usage();
+    mreq.ipv6mr_interface = if_nametoindex(ifname);
+    int r = setsockopt(s, IPPROTO_IPV6, IPV6_JOIN_GROUP, &mreq, sizeof mreq);
+    printf("mld: join=%d (%s)\n", r, r ? strerror(errno) : "ok");
+    usleep(1500000);
+    return 0;
+}
+
 #ifdef WITH_URING
 static int cmd_uring_udplite(const char *host, const char *port) {
     struct sockaddr_in sin = inet_addr_of(host, port);
@@ -320,6 +353,10 @@ int main(int argc, char **argv) {
         }
         return cmd_vxlan(argv[2], argv[3], argv[4], argv[5], argv[6]);
     }
+    if (strcmp(cmd, "igmp") == 0 && argc == 4)
+        return cmd_igmp(argv[2], argv[3]);
+    if (strcmp(cmd, "mld") == 0 && argc == 4)
+        return cmd_mld(argv[2], argv[3]);
 #ifdef WITH_URING
     if (strcmp(cmd, "uring-udplite") == 0 && argc == 4)
         return cmd_uring_udplite(argv[2], argv[3]);
