@@ -94,7 +94,6 @@ fn udplite_native_is_refused() {
 /// egress gate, some refused raced connects are reported but not the one that
 /// went through, nor its datagrams.
 #[test]
-#[ignore = "open: i386 socketcall race connects a UDP-Lite socket (no connect4 hook) to a loopback address the egress gate passes unjudged"]
 fn i386_socketcall_race_into_udplite_sends_nothing() {
     if !is_root() {
         skip!("the kernel layer (which makes this call CONTINUEd) needs root");
@@ -114,6 +113,13 @@ fn i386_socketcall_race_into_udplite_sends_nothing() {
             TRIES.as_ref(),
         ])
         .run();
+    // Closed at the root: the kernel layer refuses to create UDP-Lite sockets.
+    if out.stdout.contains("socket: Operation not permitted") {
+        assert_no_marker(&sink, "socketcall race into UDP-Lite", &out);
+        let refused = out.events_where(|e| e.s("source") == "kernel" && e.s("protocol") == "udplite");
+        assert!(!refused.is_empty(), "the refused UDP-Lite socket is not reported\n{}", out.describe());
+        return;
+    }
     out.assert_code(0);
     assert!(out.stdout.contains("socketcall: "), "{}", out.describe());
     assert_no_marker(&sink, "socketcall race into UDP-Lite", &out);
@@ -224,7 +230,6 @@ fn attacker_uring() -> Result<PathBuf, String> {
 /// drops it). Seen: 3 datagrams at the loopback sink, report "0 leak(s),
 /// 1 allowed".
 #[test]
-#[ignore = "open: io_uring connects a UDP-Lite socket (no connect4 hook) to a loopback address the egress gate passes unjudged"]
 fn io_uring_udplite_connect_sends_nothing() {
     if !is_root() {
         skip!("--allow-io-uring needs the kernel layer (root)");
@@ -320,7 +325,6 @@ impl Sniffer {
 /// frames carrying 239.66.77.88 and ff1e::4d:5859 on the host end of the veth,
 /// report "0 leak(s), 0 allowed".
 #[test]
-#[ignore = "open: multicast joins make the kernel send IGMP/MLD reports naming program-chosen groups"]
 fn multicast_join_sends_no_membership_report() {
     if !is_root() {
         skip!("the namespace and the sniffer need root (the attack works as nobody too)");
@@ -355,9 +359,11 @@ fn multicast_join_sends_no_membership_report() {
             let out = trace()
                 .program([attacker.as_os_str(), args[0].as_ref(), args[1].as_ref(), args[2].as_ref()])
                 .run();
+            // Refused (`routing-option`: the kernel would send reports of its
+            // own), or, were it let through, judged by what leaves.
             assert!(
-                out.stdout.contains(": join=0 "),
-                "{} as {who}: the join failed\n{}",
+                out.stdout.contains(": join="),
+                "{} as {who}: the attacker did not try\n{}",
                 args[0],
                 out.describe()
             );

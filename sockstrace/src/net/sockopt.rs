@@ -1,6 +1,8 @@
 //! Socket options that move a packet's first hop away from the address the
 //! program names (routing headers, source routes, binding to a device, an
-//! outgoing interface, a next hop, policy routing marks, IPsec policies), and
+//! outgoing interface, a next hop, policy routing marks, IPsec policies) or
+//! make the kernel send packets of its own for the program (multicast
+//! membership reports), and
 //! the option names the report uses. Pure tables: the seccomp filter traps
 //! exactly these `(level, optname)` pairs and the supervisor refuses them.
 
@@ -32,6 +34,18 @@ pub const ROUTING_OPTIONS: &[(i32, i32, &str)] = &[
     (SOL_IPV6, 76, "IPV6_UNICAST_IF"),
     (SOL_IPV6, 34, "IPV6_IPSEC_POLICY"),
     (SOL_IPV6, 35, "IPV6_XFRM_POLICY"),
+    // Joining a multicast group makes the kernel send membership reports
+    // (IGMP, MLD) of its own, naming groups the program chose: a channel onto
+    // the LAN that no socket of the program's carries. Blocking sources,
+    // filters and leaving need a membership first.
+    (SOL_IP, 35, "IP_ADD_MEMBERSHIP"),
+    (SOL_IP, 39, "IP_ADD_SOURCE_MEMBERSHIP"),
+    (SOL_IP, 42, "MCAST_JOIN_GROUP"),
+    (SOL_IP, 46, "MCAST_JOIN_SOURCE_GROUP"),
+    (SOL_IPV6, 20, "IPV6_ADD_MEMBERSHIP"),
+    (SOL_IPV6, 27, "IPV6_JOIN_ANYCAST"),
+    (SOL_IPV6, 42, "MCAST_JOIN_GROUP"),
+    (SOL_IPV6, 46, "MCAST_JOIN_SOURCE_GROUP"),
 ];
 
 /// The name of a refused option, or `None` when the option may be set.
