@@ -22,6 +22,37 @@ fn attacker() -> PathBuf {
     client("attack_race")
 }
 
+/// Who runs sockstrace and the attacker: root with `--kernel off` (the
+/// syscall layer alone), or nobody (no kernel layer, no privileges).
+struct Runner {
+    copies: Option<Copies>,
+}
+
+impl Runner {
+    fn new(nobody: bool) -> Option<Self> {
+        if nobody && !is_root() {
+            eprintln!("SKIP redteam_fdrace: needs root to switch to uid {NOBODY}");
+            return None;
+        }
+        Some(Runner { copies: nobody.then(Copies::new) })
+    }
+
+    /// A run of the attacker with `args`.
+    fn trace(&mut self, args: &[&str]) -> Trace {
+        match &mut self.copies {
+            None => Trace::new()
+                .opts(["--kernel", "off"])
+                .program(std::iter::once(attacker().into_os_string()).chain(args.iter().map(Into::into))),
+            Some(copies) => {
+                let bin = copies.add(&attacker(), "attack_race");
+                copies
+                    .as_nobody()
+                    .program(std::iter::once(bin.into_os_string()).chain(args.iter().map(Into::into)))
+            }
+        }
+    }
+}
+
 fn attacker32() -> Result<PathBuf, String> {
     client_build("attack_race", true, false)
 }
@@ -44,17 +75,18 @@ fn assert_reported_mismatch(out: &Outcome) {
 /// names by then.
 #[test]
 fn fd_swap_under_a_unix_sendto_sends_nothing() {
+    swap_sendto_sends_nothing(false);
+}
+
+#[test]
+fn fd_swap_under_a_unix_sendto_sends_nothing_as_nobody() {
+    swap_sendto_sends_nothing(true);
+}
+
+fn swap_sendto_sends_nothing(nobody: bool) {
+    let Some(mut runner) = Runner::new(nobody) else { return };
     let sink = UdpSink::bind("127.0.0.2");
-    let out = Trace::new()
-        .opts(["--kernel", "off"])
-        .program([
-            attacker().as_os_str(),
-            "fd-swap-sendto".as_ref(),
-            sink.host().as_ref(),
-            sink.port().as_ref(),
-            TRIES.as_ref(),
-        ])
-        .run();
+    let out = runner.trace(&["fd-swap-sendto", &sink.host(), &sink.port(), TRIES]).run();
     out.assert_code(0);
     assert!(out.stdout.contains("sendto: sent=0 "), "a racing sendto went through\n{}", out.describe());
     settle();
@@ -67,17 +99,18 @@ fn fd_swap_under_a_unix_sendto_sends_nothing() {
 /// The same with a unix stream fd swapped with TCP sockets under `connect`.
 #[test]
 fn fd_swap_under_a_unix_connect_connects_nothing() {
+    swap_connect_connects_nothing(false);
+}
+
+#[test]
+fn fd_swap_under_a_unix_connect_connects_nothing_as_nobody() {
+    swap_connect_connects_nothing(true);
+}
+
+fn swap_connect_connects_nothing(nobody: bool) {
+    let Some(mut runner) = Runner::new(nobody) else { return };
     let sink = TcpSink::bind("127.0.0.2");
-    let out = Trace::new()
-        .opts(["--kernel", "off"])
-        .program([
-            attacker().as_os_str(),
-            "fd-swap-connect".as_ref(),
-            sink.host().as_ref(),
-            sink.port().as_ref(),
-            TRIES.as_ref(),
-        ])
-        .run();
+    let out = runner.trace(&["fd-swap-connect", &sink.host(), &sink.port(), TRIES]).run();
     out.assert_code(0);
     assert!(
         out.stdout.contains("connect: connected=0 "),
@@ -93,11 +126,18 @@ fn fd_swap_under_a_unix_connect_connects_nothing() {
 /// inet socket must never end up listening (inbound listeners are refused).
 #[test]
 fn fd_swap_under_a_unix_listen_opens_no_inet_listener() {
+    swap_listen(false);
+}
+
+#[test]
+fn fd_swap_under_a_unix_listen_opens_no_inet_listener_as_nobody() {
+    swap_listen(true);
+}
+
+fn swap_listen(nobody: bool) {
+    let Some(mut runner) = Runner::new(nobody) else { return };
     let port = free_port().to_string();
-    let out = Trace::new()
-        .opts(["--kernel", "off"])
-        .program([attacker().as_os_str(), "fd-swap-listen".as_ref(), port.as_ref(), TRIES.as_ref()])
-        .run();
+    let out = runner.trace(&["fd-swap-listen", &port, TRIES]).run();
     out.assert_code(0);
     assert!(out.stdout.contains("bind-inet: ok"), "{}", out.describe());
     assert!(
