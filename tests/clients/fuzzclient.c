@@ -23,9 +23,20 @@
  *                              with CLONE_VM sharing this memory); waited for
  *   uring S ADDR DATA          io_uring_setup, then CONNECT and SEND on fd[S]
  *   sleep MS
+ *   reset                      end of one sequence: join the racing thread,
+ *                              close every slot, back to abi 0 (the fuzzer
+ *                              runs several sequences in one process)
+ *
+ * A payload starting "FZseq:op;" is sent padded to 64 bytes with "#PPID;"
+ * appended (PID of the sending process), so the oracle can match the
+ * packet to the report's pid.
+ *
+ * Built for x86_64 (abi 1/2 reach the i386 ABI from a 64-bit process) and
+ * for i386 (-m32: abi 0 and 1 are i386 calls, 2 is socketcall).
  *
  * Each op prints its result on stderr when FUZZ_VERBOSE is set (always in a
- * reproducer). Every blocking call is cut short by a 150 ms timer. */
+ * reproducer). Every blocking call is cut short by a timer: FUZZ_TIMER_MS
+ * (default 150 ms; the fuzzer uses a shorter one). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/io_uring.h>
@@ -77,9 +88,11 @@ static void *low_alloc(size_t n)
 
 static void on_alarm(int sig) { (void)sig; }
 
+static long timer_us = 150000;
+
 static void arm_timer(void)
 {
-    struct itimerval t = {{0, 0}, {0, 150000}};
+    struct itimerval t = {{0, 0}, {0, timer_us}};
     setitimer(ITIMER_REAL, &t, NULL);
 }
 
@@ -100,6 +113,24 @@ static unsigned char *hex(const char *s, size_t *len)
     }
     *len = n;
     return b;
+}
+
+/* A payload starting "FZseq:op;" is padded with 'x' to 64 bytes and gets
+ * "#PPID;" appended (PID of the sending process): the first 64 bytes stay
+ * what the program said (a raw socket reads its headers there), the pid
+ * lets the oracle match the packet to the report's line. */
+static unsigned char *stamp(unsigned char *data, size_t *len)
+{
+    if (*len < 3 || data[0] != 'F' || data[1] != 'Z' || !memchr(data, ';', *len))
+        return data;
+    size_t body = *len < 64 ? 64 : *len;
+    unsigned char *out = calloc(1, body + 32);
+    memcpy(out, data, *len);
+    memset(out + *len, 'x', body - *len);
+    int plen = snprintf((char *)out + body, 32, "#P%ld;", (long)getpid());
+    *len = body + (size_t)plen;
+    free(data);
+    return out;
 }
 
 static int slot(const char *s)
@@ -382,14 +413,14 @@ static int run_op(int i)
         r = call(N_DUP2, 2, fd_of(t[1]), fds[d], 0, 0, 0, 0);
     } else if (!strcmp(name, "send") || !strcmp(name, "write")) {
         int w = name[0] == 'w';
-        data = hex(t[w ? 2 : 3], &dlen);
+        data = stamp(hex(t[w ? 2 : 3], &dlen), &dlen);
         if (w)
             r = syscall(SYS_write, fd_of(t[1]), data, dlen);
         else
             r = call(N_SENDTO, 6, fd_of(t[1]), (long)place(data, dlen), (long)dlen, num(t[2]), 0, 0);
     } else if (!strcmp(name, "sendto")) {
         addr = hex(t[3], &alen);
-        data = hex(t[4], &dlen);
+        data = stamp(hex(t[4], &dlen), &dlen);
         r = call(N_SENDTO, 6, fd_of(t[1]), (long)place(data, dlen), (long)dlen, num(t[2]),
                  alen ? (long)place(addr, alen) : 0, (long)alen);
     } else if (!strcmp(name, "sendmsg")) {
@@ -398,7 +429,7 @@ static int run_op(int i)
         size_t clen;
         void *ctl = build_control(cms, n, &clen);
         addr = hex(t[3], &alen);
-        data = hex(t[5], &dlen);
+        data = stamp(hex(t[5], &dlen), &dlen);
         void *m = build_msghdr(addr, alen, data, dlen, ctl, clen);
         r = call(N_SENDMSG, 3, fd_of(t[1]), (long)m, num(t[2]), 0, 0, 0);
     } else if (!strcmp(name, "sendmmsg")) {
@@ -408,7 +439,7 @@ static int run_op(int i)
         void *ctl = build_control(cms, n, &clen);
         addr = hex(t[3], &alen);
         addr2 = hex(t[4], &a2len);
-        data = hex(t[6], &dlen);
+        data = stamp(hex(t[6], &dlen), &dlen);
         int compat = abi_mode != 0 && sizeof(long) == 8;
         size_t one = compat ? 32 : sizeof(struct mmsghdr);
         unsigned char *v = compat ? low_alloc(2 * one) : calloc(2, one);
@@ -468,8 +499,17 @@ static int run_op(int i)
         }
     } else if (!strcmp(name, "uring")) {
         addr = hex(t[2], &alen);
-        data = hex(t[3], &dlen);
+        data = stamp(hex(t[3], &dlen), &dlen);
         r = do_uring(fd_of(t[1]), addr, alen, data, dlen);
+    } else if (!strcmp(name, "reset")) {
+        join_race();
+        for (int k = 0; k < SLOTS; k++) {
+            if (fds[k] >= 0)
+                close(fds[k]);
+            close(60 + k);
+            fds[k] = -1;
+        }
+        abi_mode = 0;
     } else if (!strcmp(name, "sleep")) {
         usleep((useconds_t)num(t[1]) * 1000);
     }
@@ -516,6 +556,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < SLOTS; i++)
         fds[i] = -1;
     verbose = getenv("FUZZ_VERBOSE") != NULL;
+    if (getenv("FUZZ_TIMER_MS"))
+        timer_us = 1000 * num(getenv("FUZZ_TIMER_MS"));
+    if (timer_us <= 0)
+        timer_us = 150000;
 #ifdef FUZZ_REPRO
     (void)argc;
     (void)argv;

@@ -26,11 +26,24 @@ pub struct Mode {
     pub as_user: Option<String>,
     /// `--allow-io-uring` (only with the kernel layer, which still gates io_uring's connects).
     pub allow_io_uring: bool,
+    /// Run the i386 client (`gcc -m32 -static`) instead of the x86_64 one.
+    pub i386: bool,
 }
+
+impl Mode {
+    /// Who runs: "root" or the user's name.
+    pub fn user_label(&self) -> String {
+        self.as_user.clone().unwrap_or_else(|| "root".into())
+    }
+}
+
+/// The client's timer on blocking calls (the fuzzer's default; a reproducer uses 150 ms).
+pub const TIMER_MS: u32 = 40;
 
 pub struct Runner {
     pub sockstrace: PathBuf,
     pub client: PathBuf,
+    pub client_i386: Option<PathBuf>,
     pub work: PathBuf,
     pub runs: u64,
     pub ops_run: u64,
@@ -47,7 +60,7 @@ pub struct Outcome {
 
 impl Runner {
     /// Copies the binaries into a world-readable directory (for `--as-user`).
-    pub fn new(sockstrace: &Path, client: &Path) -> Result<Runner> {
+    pub fn new(sockstrace: &Path, client: &Path, client_i386: Option<&Path>) -> Result<Runner> {
         let work = std::env::temp_dir().join(format!("sfz-{}", std::process::id()));
         std::fs::create_dir_all(&work)?;
         std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o1777))?;
@@ -60,6 +73,7 @@ impl Runner {
         Ok(Runner {
             sockstrace: copy(sockstrace, "sockstrace")?,
             client: copy(client, "fuzzclient")?,
+            client_i386: client_i386.map(|c| copy(c, "fuzzclient-i386")).transpose()?,
             work,
             runs: 0,
             ops_run: 0,
@@ -113,8 +127,15 @@ impl Runner {
         if mode.allow_io_uring {
             cmd.arg("--allow-io-uring");
         }
-        cmd.arg("--").arg(&self.client).arg(&prog);
+        let client = match (&self.client_i386, mode.i386) {
+            (Some(c), true) => c,
+            (None, true) => bail!("the i386 client is not available"),
+            _ => &self.client,
+        };
+        cmd.arg("--").arg(client).arg(&prog);
         cmd.env_remove("SOCKSTRACE_TEST_DISABLE");
+        cmd.env_remove("FUZZ_VERBOSE");
+        cmd.env("FUZZ_TIMER_MS", TIMER_MS.to_string());
         if mode.plant_bug {
             cmd.env("SOCKSTRACE_TEST_DISABLE", "plant-bug");
         }
@@ -142,7 +163,7 @@ impl Runner {
         // Let the sniffers drain what is still in flight.
         std::thread::sleep(Duration::from_millis(40));
         self.busy += start.elapsed();
-        self.ops_run += ops.len() as u64;
+        self.ops_run += ops.iter().filter(|o| o.line != "reset").count() as u64;
         let stderr = std::fs::read_to_string(&errfile).unwrap_or_default();
         let events: Vec<Value> = std::fs::read_to_string(&report)
             .unwrap_or_default()
