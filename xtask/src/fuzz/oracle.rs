@@ -23,6 +23,10 @@ pub struct Leak {
     pub marker: Option<(u64, usize)>,
     /// The sending process's pid, from the same marker.
     pub pid: Option<u32>,
+    /// The program wrote this packet's IP or transport header itself (a raw or packet
+    /// socket): its header starts with the "FZ" marker, so its addresses and ports are
+    /// payload bytes, not what the call named.
+    pub crafted: bool,
 }
 
 impl Leak {
@@ -115,6 +119,26 @@ pub const PACKET_OUTGOING: u8 = 4;
 
 /// Judges one captured packet (`AF_PACKET`, `SOCK_DGRAM`: the network header first).
 pub fn judge(policy: &Policy, seen_on: &str, ethertype: u16, pkttype: u8, data: &[u8]) -> Option<Leak> {
+    let (mut leak, l4_at) = classify(policy, seen_on, ethertype, pkttype, data)?;
+    let l4 = data.get(l4_at..).unwrap_or(&[]);
+    leak.crafted = data.starts_with(b"FZ") || l4.starts_with(b"FZ");
+    if leak.crafted {
+        // The marker is in a header; the pid trailer further on.
+        let m = marker(data);
+        leak.marker = m.map(|(s, o, _)| (s, o));
+        leak.pid = m.and_then(|(_, _, p)| p);
+    }
+    Some(leak)
+}
+
+/// The leak a packet is, if any, and where its transport header starts.
+fn classify(
+    policy: &Policy,
+    seen_on: &str,
+    ethertype: u16,
+    pkttype: u8,
+    data: &[u8],
+) -> Option<(Leak, usize)> {
     if pkttype == PACKET_OUTGOING {
         return None;
     }
@@ -125,6 +149,7 @@ pub fn judge(policy: &Policy, seen_on: &str, ethertype: u16, pkttype: u8, data: 
         seen_on: seen_on.to_string(),
         marker: marker(payload).map(|(s, o, _)| (s, o)),
         pid: marker(payload).and_then(|(_, _, p)| p),
+        crafted: false,
     };
     let (v, proto, src, dst, l4) = match ethertype {
         0x0800 => {
@@ -152,10 +177,11 @@ pub fn judge(policy: &Policy, seen_on: &str, ethertype: u16, pkttype: u8, data: 
             (6, next, src, dst, data.get(off..).unwrap_or(&[]))
         }
         0x0806 => return None,
-        other => return Some(leak(format!("frame-{other:#06x}"), None, None, data)),
+        other => return Some((leak(format!("frame-{other:#06x}"), None, None, data), 0)),
     };
+    let l4_at = data.len() - l4.len();
     let port = |b: &[u8], at: usize| b.get(at..at + 2).map(|p| u16::from_be_bytes([p[0], p[1]]));
-    match proto {
+    let found = match proto {
         6 => {
             let (sport, dport) = (port(l4, 0)?, port(l4, 2)?);
             let off = (*l4.get(12)? as usize >> 4) * 4;
@@ -166,7 +192,7 @@ pub fn judge(policy: &Policy, seen_on: &str, ethertype: u16, pkttype: u8, data: 
                 return None;
             }
             if (syn && !ack) || !payload.is_empty() {
-                return Some(leak(format!("tcp{v}"), Some(canonical(dst)), Some(dport), payload));
+                return Some((leak(format!("tcp{v}"), Some(canonical(dst)), Some(dport), payload), l4_at));
             }
             None
         }
@@ -195,7 +221,8 @@ pub fn judge(policy: &Policy, seen_on: &str, ethertype: u16, pkttype: u8, data: 
         }
         2 => Some(leak("igmp4".into(), Some(dst), None, &[])),
         p => Some(leak(format!("ip{v}-proto-{p}"), Some(canonical(dst)), None, l4)),
-    }
+    };
+    found.map(|l| (l, l4_at))
 }
 
 /// A leak a sink saw: bytes or a connection reaching a non-allowed listener.
@@ -207,6 +234,7 @@ pub fn sink_leak(kind: &str, dst: IpAddr, port: u16, payload: &[u8]) -> Leak {
         seen_on: "sink".into(),
         marker: marker(payload).map(|(s, o, _)| (s, o)),
         pid: marker(payload).and_then(|(_, _, p)| p),
+        crafted: false,
     }
 }
 
@@ -253,12 +281,15 @@ impl Reported {
 
 /// Whether report line `e` is about `leak`: the same destination (for port-less kinds, the
 /// same address), the same class of traffic (tcp, udp, other; a raw or packet socket's line
-/// covers any) and, when both the packet's marker and the line name one, the same pid.
+/// covers any, by address) and, when both the packet's marker and the line name one, the
+/// same pid. A packet whose headers the program wrote (`crafted`) is covered by a raw or
+/// packet socket's line of the same pid whatever it names: its addresses are payload.
 pub fn event_matches(leak: &Leak, e: &Value) -> bool {
     let class = Class::of_event(e);
     let dst = e.get("dst").and_then(Value::as_str).unwrap_or("");
     // A raw socket's ports are in its payload: its line names the address.
-    let same_dst = dst == leak.dst_text()
+    let same_dst = (leak.crafted && class == Class::Any)
+        || dst == leak.dst_text()
         || ((leak.port.is_none() || class == Class::Any)
             && leak.dst.is_some_and(|ip| {
                 let ip = ip.to_string();
@@ -490,5 +521,31 @@ mod tests {
         // Data to the proxy from a v4-mapped socket.
         let mapped = sink_leak("tcp6", "::ffff:127.0.0.1".parse().unwrap(), 19050, b"");
         assert_eq!(mapped.dst_text(), "127.0.0.1:19050");
+    }
+
+    #[test]
+    fn crafted_headers_are_covered_by_the_raw_socket_line_of_the_same_pid() {
+        // An AF_PACKET or IPPROTO_RAW send: the payload is the IP header ("FZ" = version 4,
+        // IHL 6), the destination comes from payload bytes.
+        let mut p = stamped(6, 28, 321);
+        p[16..20].copy_from_slice(b"xxxx");
+        let l = judge(&policy(), "veth", 0x0800, 0, &p).expect("leak");
+        assert!(l.crafted);
+        assert_eq!((l.marker, l.pid), (Some((6, 28)), Some(321)));
+        assert_eq!(l.dst_text(), "120.120.120.120");
+        let line = |pid: u64| {
+            serde_json::json!({"family": "packet", "type": "dgram", "protocol": "proto-58", "pid": pid,
+                "verdict": "leak", "action": "logged"})
+        };
+        assert_eq!(reported(&l, &[line(321)]), Reported::LetThrough);
+        assert_eq!(reported(&l, &[line(999)]), Reported::Missing);
+        // An ordinary socket's line does not cover it.
+        assert_eq!(reported(&l, &[ev("127.0.0.2:9", "udp", 321, "leak", "logged")]), Reported::Missing);
+        // A packet the kernel built (a UDP socket's) is not crafted: a raw line elsewhere does
+        // not excuse it.
+        let normal = ipv4(17, [127, 0, 0, 1], [127, 0, 0, 2], &udp(9, &stamped(1, 1, 321)));
+        let l = judge(&policy(), "lo", 0x0800, 0, &normal).expect("leak");
+        assert!(!l.crafted);
+        assert_eq!(reported(&l, &[line(321)]), Reported::Missing);
     }
 }
