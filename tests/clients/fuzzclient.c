@@ -384,6 +384,8 @@ static int run_op(int i)
     int skip = 0;
     size_t alen = 0, dlen = 0, a2len = 0;
     unsigned char *addr = NULL, *data = NULL, *addr2 = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     errno = 0;
     arm_timer();
     if (!strcmp(name, "abi")) {
@@ -513,8 +515,12 @@ static int run_op(int i)
     } else if (!strcmp(name, "sleep")) {
         usleep((useconds_t)num(t[1]) * 1000);
     }
-    if (verbose)
-        fprintf(stderr, "fuzzclient: op %d %s -> %ld (%s)\n", i, name, r, r < 0 ? strerror(errno) : "ok");
+    if (verbose) {
+        int e = errno;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        fprintf(stderr, "fuzzclient: op %d %s -> %ld (%s) %ld us\n", i, name, r, r < 0 ? strerror(e) : "ok", us);
+    }
     free(addr);
     free(addr2);
     free(data);

@@ -117,6 +117,32 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 pub const PACKET_OUTGOING: u8 = 4;
 
+/// The port of the runner's sentinel datagrams (env.rs `flush`).
+pub const SENTINEL_PORT: u16 = 19999;
+const SENTINEL: &[u8] = b"FZSENTINEL";
+
+/// The sentinel datagram's payload for flush number `n`.
+pub fn sentinel_payload(n: u64) -> Vec<u8> {
+    let mut p = SENTINEL.to_vec();
+    p.extend(n.to_string().bytes());
+    p
+}
+
+/// The number a sentinel datagram carries (IPv4 UDP to `SENTINEL_PORT`), if `data` is one.
+/// A sniffer that sees it has judged everything captured before it.
+pub fn sentinel(ethertype: u16, data: &[u8]) -> Option<u64> {
+    if ethertype != 0x0800 || data.len() < 28 || data[9] != 17 {
+        return None;
+    }
+    let ihl = (data[0] as usize & 0xf) * 4;
+    let udp = data.get(ihl..)?;
+    if udp.get(2..4)? != SENTINEL_PORT.to_be_bytes() {
+        return None;
+    }
+    let payload = udp.get(8..)?.strip_prefix(SENTINEL)?;
+    std::str::from_utf8(payload).ok()?.parse().ok()
+}
+
 /// Judges one captured packet (`AF_PACKET`, `SOCK_DGRAM`: the network header first).
 pub fn judge(policy: &Policy, seen_on: &str, ethertype: u16, pkttype: u8, data: &[u8]) -> Option<Leak> {
     let (mut leak, l4_at) = classify(policy, seen_on, ethertype, pkttype, data)?;
@@ -547,5 +573,19 @@ mod tests {
         let l = judge(&policy(), "lo", 0x0800, 0, &normal).expect("leak");
         assert!(!l.crafted);
         assert_eq!(reported(&l, &[line(321)]), Reported::Missing);
+    }
+
+    #[test]
+    fn sentinels_are_recognised_and_nothing_else() {
+        let p = ipv4(17, [127, 0, 0, 1], [127, 0, 0, 1], &udp(SENTINEL_PORT, &sentinel_payload(42)));
+        assert_eq!(sentinel(0x0800, &p), Some(42));
+        let other_port = ipv4(17, [127, 0, 0, 1], [127, 0, 0, 1], &udp(9, &sentinel_payload(42)));
+        assert_eq!(sentinel(0x0800, &other_port), None);
+        let program = ipv4(17, [127, 0, 0, 1], [127, 0, 0, 1], &udp(SENTINEL_PORT, b"FZ1:2;"));
+        assert_eq!(sentinel(0x0800, &program), None);
+        assert!(
+            judge(&policy(), "lo", 0x0800, 0, &program).is_some(),
+            "a program's datagram to that port is a leak"
+        );
     }
 }

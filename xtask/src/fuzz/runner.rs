@@ -56,6 +56,9 @@ pub struct Outcome {
     pub leaks: Vec<(Leak, Reported)>,
     pub stderr: String,
     pub report_ok: bool,
+    /// The run did not finish in time and was killed: its report is cut short, so its leaks
+    /// are left out (`leaks` is empty).
+    pub timed_out: bool,
 }
 
 impl Runner {
@@ -147,12 +150,14 @@ impl Runner {
             .process_group(0);
         let start = Instant::now();
         let mut child = cmd.spawn().context("starting ip netns exec sockstrace")?;
-        let deadline = start + Duration::from_secs(15);
+        let deadline = start + run_timeout(ops.len());
+        let mut timed_out = false;
         loop {
             if child.try_wait()?.is_some() {
                 break;
             }
             if Instant::now() > deadline || interrupted() {
+                timed_out = true;
                 // SAFETY: kill on the process group we made for this child.
                 unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
@@ -160,8 +165,8 @@ impl Runner {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        // Let the sniffers drain what is still in flight.
-        std::thread::sleep(Duration::from_millis(40));
+        // Let the sniffers drain what is still in flight: a sentinel packet behind it.
+        env.flush();
         self.busy += start.elapsed();
         self.ops_run += ops.iter().filter(|o| o.line != "reset").count() as u64;
         let stderr = std::fs::read_to_string(&errfile).unwrap_or_default();
@@ -176,8 +181,17 @@ impl Runner {
             let rep = oracle::reported(&leak, &events);
             by_key.entry(leak.key()).or_insert((leak, rep));
         }
-        Ok(Outcome { leaks: by_key.into_values().collect(), stderr, report_ok })
+        if timed_out {
+            by_key.clear();
+        }
+        Ok(Outcome { leaks: by_key.into_values().collect(), stderr, report_ok, timed_out })
     }
+}
+
+/// How long a run of `ops` ops may take (a normal one takes 5-10 ms per sequence of ~25 ops
+/// plus sockstrace's start-up) before it counts as a hang and is killed.
+pub fn run_timeout(ops: usize) -> Duration {
+    Duration::from_millis(1500 + 3 * ops as u64)
 }
 
 impl Drop for Runner {
