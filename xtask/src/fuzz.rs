@@ -216,6 +216,9 @@ pub fn run(args: &[String]) -> Result<()> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
+    for u in args.as_user.iter().chain(args.ci.then_some(&"nobody".to_string())) {
+        runner::user_ids(u).with_context(|| format!("--as-user {u}"))?;
+    }
     let root = cmd::workspace_root();
     let out = root.join("target/fuzz");
     std::fs::create_dir_all(&out)?;
@@ -390,8 +393,12 @@ fn campaign(ctx: &mut Ctx, plan: &Plan, done: &dyn Fn(&Campaign) -> bool) -> Res
             );
         }
         if outcome.timed_out {
-            let path =
-                ctx.out.join(format!("hang-{}-{first}{}.txt", plan.seed, if m.i386 { "-i386" } else { "" }));
+            let path = ctx.out.join(format!(
+                "hang-{}-{first}-{}{}.txt",
+                plan.seed,
+                m.user_label(),
+                if m.i386 { "-i386" } else { "" }
+            ));
             let text: String = program.iter().map(|o| format!("{}\n", o.line)).collect();
             std::fs::write(&path, text)?;
             println!(

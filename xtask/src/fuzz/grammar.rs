@@ -977,7 +977,7 @@ mod tests {
                 check_well_formed(op);
                 names.insert(op.line.split(' ').next().unwrap().to_string());
                 // Payloads carry their marker: this sequence and this op's index.
-                if let Some(p) = op.line.split(' ').last().filter(|p| p.starts_with("465a")) {
+                if let Some(p) = op.line.rsplit(' ').next().filter(|p| p.starts_with("465a")) {
                     let bytes: Vec<u8> = (0..p.len() / 2)
                         .map(|i| u8::from_str_radix(&p[2 * i..2 * i + 2], 16).unwrap())
                         .collect();

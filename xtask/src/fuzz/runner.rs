@@ -92,7 +92,8 @@ impl Runner {
         }
         s.push_str(&format!("ip netns exec {} ", env.ns));
         if let Some(u) = &mode.as_user {
-            s.push_str(&format!("setpriv --reuid={u} --regid={u} --clear-groups "));
+            let (uid, gid) = user_ids(u).unwrap_or((65534, 65534));
+            s.push_str(&format!("setpriv --reuid={uid} --regid={gid} --clear-groups "));
         }
         s.push_str(&format!(
             "sockstrace run --proxy 127.0.0.1:{p} --proxy [::1]:{p} --on-leak {} --kernel {}{} --report - -- ./repro",
@@ -120,7 +121,9 @@ impl Runner {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &env.ns]);
         if let Some(u) = &mode.as_user {
-            cmd.args(["setpriv", &format!("--reuid={u}"), &format!("--regid={u}"), "--clear-groups"]);
+            // By number: the user's group need not share its name (nobody's is nogroup).
+            let (uid, gid) = user_ids(u)?;
+            cmd.args(["setpriv", &format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups"]);
         }
         cmd.arg(&self.sockstrace).arg("run");
         for p in [format!("127.0.0.1:{}", addrs::PROXY_PORT), format!("[::1]:{}", addrs::PROXY_PORT)] {
@@ -192,6 +195,19 @@ impl Runner {
 /// plus sockstrace's start-up) before it counts as a hang and is killed.
 pub fn run_timeout(ops: usize) -> Duration {
     Duration::from_millis(1500 + 3 * ops as u64)
+}
+
+/// The uid and primary gid of `user`.
+pub fn user_ids(user: &str) -> Result<(u32, u32)> {
+    let name = std::ffi::CString::new(user)?;
+    // SAFETY: getpwnam with a valid NUL-terminated name; the result is read at once (this
+    // process does not call getpw* from other threads).
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        bail!("no user {user}");
+    }
+    // SAFETY: pw is non-null and points to the static passwd entry.
+    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
 impl Drop for Runner {
