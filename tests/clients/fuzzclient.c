@@ -32,7 +32,8 @@
  * packet to the report's pid.
  *
  * Built for x86_64 (abi 1/2 reach the i386 ABI from a 64-bit process) and
- * for i386 (-m32: abi 0 and 1 are i386 calls, 2 is socketcall).
+ * for i386 (-m32: abi 0 enters through libc's syscall(), i.e. the vDSO, abi 1
+ * through `int $0x80`, abi 2 is socketcall through `int $0x80`).
  *
  * Each op prints its result on stderr when FUZZ_VERBOSE is set (always in a
  * reproducer). Every blocking call is cut short by a timer: FUZZ_TIMER_MS
@@ -153,12 +154,23 @@ static long int80(long nr, long a, long b, long c, long d, long e, long f)
     return ret;
 }
 #define I386_SOCKETCALL 102
-#else
+#elif defined(__i386__)
+/* The i386 client: a real `int $0x80` (libc's syscall() enters through the vDSO's
+ * sysenter). Six arguments fill every register but esp: ebp is loaded from a
+ * block whose address rides in eax with the call number. */
 static long int80(long nr, long a, long b, long c, long d, long e, long f)
 {
-    return syscall(nr, a, b, c, d, e, f);
+    long ret;
+    long blk[2] = {nr, f};
+    __asm__ volatile("push %%ebp\n\tmov 4(%%eax), %%ebp\n\tmov (%%eax), %%eax\n\tint $0x80\n\tpop %%ebp"
+                     : "=a"(ret)
+                     : "a"(blk), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e)
+                     : "memory", "cc");
+    return ret;
 }
 #define I386_SOCKETCALL SYS_socketcall
+#else
+#error "fuzzclient: x86_64 or i386 only"
 #endif
 
 /* i386 numbers: direct calls and socketcall's call numbers. */

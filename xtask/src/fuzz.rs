@@ -766,16 +766,25 @@ fn self_check(ctx: &mut Ctx, args: &Args, seconds: u64) -> Result<(serde_json::V
     let mut b = campaign(ctx, &p, &|c| c.findings.iter().any(is_planted))?;
     print_campaign(&b, &ctx.table);
     let mut b_ok = false;
-    if let Some(f) = b.findings.iter_mut().find(|f| is_planted(f)) {
-        shrink_finding(ctx, f, Duration::from_secs(30))?;
+    // A batch often holds several sends to port 9; some through fd games that cannot shrink
+    // far. The shortest sequences first, until one shrinks to at most 4 ops.
+    let mut planted: Vec<&mut Finding> = b.findings.iter_mut().filter(|f| is_planted(f)).collect();
+    planted.sort_by_key(|f| f.ops.len());
+    let mut sizes = Vec::new();
+    for f in planted.into_iter().take(3) {
+        shrink_finding(ctx, f, Duration::from_secs(20))?;
         print_finding(f);
         let n = f.shrunk.as_ref().map_or(usize::MAX, Vec::len);
-        b_ok = n <= 4;
-        if !b_ok {
-            failures.push(format!("(b) the planted bug's reproducer has {n} ops (want at most 4)"));
+        sizes.push(n);
+        if n <= 4 {
+            b_ok = true;
+            break;
         }
-    } else {
+    }
+    if sizes.is_empty() {
         failures.push("(b) the planted bug (UDP to port 9) was not found".into());
+    } else if !b_ok {
+        failures.push(format!("(b) the planted bug's reproducers have {sizes:?} ops (want at most 4)"));
     }
     // The planted bug is what this check wants: not a finding.
     ctx.totals.findings -= b.findings.iter().filter(|f| is_planted(f)).count() as u64;

@@ -468,10 +468,10 @@ fn cmsg(rng: &mut Rng, cfg: &Config) -> Option<(i32, i32, Vec<u8>)> {
 }
 
 /// ABI names for coverage, by client and `abi` op: the x86_64 client's native calls, its
-/// `int 0x80` calls and its socketcall through `int 0x80`; the i386 client's own calls
-/// (abi 0 and 1: a real 32-bit process) and its socketcall.
+/// `int 0x80` calls and its socketcall through `int 0x80`; the i386 client's calls through
+/// the vDSO and through `int 0x80` (a real 32-bit process), and its socketcall.
 const ABIS: [&str; 3] = ["x86_64", "int80-from-x86_64", "socketcall-from-x86_64"];
-const ABIS_I386: [&str; 3] = ["i386", "i386", "i386-socketcall"];
+const ABIS_I386: [&str; 3] = ["i386", "i386-int80", "i386-socketcall"];
 
 /// The generator of one sequence.
 pub struct Gen<'a> {

@@ -147,12 +147,14 @@ pub fn sentinel(ethertype: u16, data: &[u8]) -> Option<u64> {
 pub fn judge(policy: &Policy, seen_on: &str, ethertype: u16, pkttype: u8, data: &[u8]) -> Option<Leak> {
     let (mut leak, l4_at) = classify(policy, seen_on, ethertype, pkttype, data)?;
     let l4 = data.get(l4_at..).unwrap_or(&[]);
-    leak.crafted = data.starts_with(b"FZ") || l4.starts_with(b"FZ");
+    // A non-IP frame only comes from a packet socket, whose link header (with the marker)
+    // the sniffer does not show.
+    leak.crafted = data.starts_with(b"FZ") || l4.starts_with(b"FZ") || leak.kind.starts_with("frame-");
     if leak.crafted {
         // The marker is in a header; the pid trailer further on.
         let m = marker(data);
         leak.marker = m.map(|(s, o, _)| (s, o));
-        leak.pid = m.and_then(|(_, _, p)| p);
+        leak.pid = m.and_then(|(_, _, p)| p).or_else(|| pid_trailer(data));
     }
     Some(leak)
 }
@@ -271,11 +273,14 @@ pub fn marker(payload: &[u8]) -> Option<(u64, usize, Option<u32>)> {
     let rest = payload.get(start + 2..)?;
     let text = std::str::from_utf8(rest.split(|b| *b == b';').next()?).ok()?;
     let (seq, op) = text.split_once(':')?;
-    let pid = rest.windows(2).position(|w| w == b"#P").and_then(|at| {
-        let digits = rest[at + 2..].split(|b| *b == b';').next()?;
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    });
-    Some((seq.parse().ok()?, op.parse().ok()?, pid))
+    Some((seq.parse().ok()?, op.parse().ok()?, pid_trailer(rest)))
+}
+
+/// The "#P<pid>;" trailer the client appends to a payload.
+pub fn pid_trailer(bytes: &[u8]) -> Option<u32> {
+    let at = bytes.windows(2).position(|w| w == b"#P")?;
+    let digits = bytes[at + 2..].split(|b| *b == b';').next()?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// What the report says of a leak the oracle saw.
@@ -587,5 +592,22 @@ mod tests {
             judge(&policy(), "lo", 0x0800, 0, &program).is_some(),
             "a program's datagram to that port is a leak"
         );
+    }
+
+    #[test]
+    fn a_packet_sockets_frame_is_crafted_and_keeps_its_pid() {
+        // AF_PACKET SOCK_RAW: the link header ("FZ27:8;x..." as MACs and ethertype 0x7878)
+        // is not shown by the sniffer; what follows is the payload with the pid trailer.
+        let p = stamped(27, 8, 555);
+        let l = judge(&policy(), "veth", 0x7878, 0, &p[14..]).expect("leak");
+        assert_eq!(l.kind, "frame-0x7878");
+        assert!(l.crafted);
+        assert_eq!(l.pid, Some(555));
+        let line = |pid: u64| {
+            serde_json::json!({"family": "packet", "type": "raw", "pid": pid, "dst": "family:17",
+                "verdict": "leak", "action": "logged"})
+        };
+        assert_eq!(reported(&l, &[line(555)]), Reported::LetThrough);
+        assert_eq!(reported(&l, &[line(556)]), Reported::Missing);
     }
 }
