@@ -23,9 +23,21 @@
  *                              with CLONE_VM sharing this memory); waited for
  *   uring S ADDR DATA          io_uring_setup, then CONNECT and SEND on fd[S]
  *   sleep MS
+ *   reset                      end of one sequence: join the racing thread,
+ *                              close every slot, back to abi 0 (the fuzzer
+ *                              runs several sequences in one process)
+ *
+ * A payload starting "FZseq:op;" is sent padded to 64 bytes with "#PPID;"
+ * appended (PID of the sending process), so the oracle can match the
+ * packet to the report's pid.
+ *
+ * Built for x86_64 (abi 1/2 reach the i386 ABI from a 64-bit process) and
+ * for i386 (-m32: abi 0 enters through libc's syscall(), i.e. the vDSO, abi 1
+ * through `int $0x80`, abi 2 is socketcall through `int $0x80`).
  *
  * Each op prints its result on stderr when FUZZ_VERBOSE is set (always in a
- * reproducer). Every blocking call is cut short by a 150 ms timer. */
+ * reproducer). Every blocking call is cut short by a timer: FUZZ_TIMER_MS
+ * (default 150 ms; the fuzzer uses a shorter one). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/io_uring.h>
@@ -77,9 +89,11 @@ static void *low_alloc(size_t n)
 
 static void on_alarm(int sig) { (void)sig; }
 
+static long timer_us = 150000;
+
 static void arm_timer(void)
 {
-    struct itimerval t = {{0, 0}, {0, 150000}};
+    struct itimerval t = {{0, 0}, {0, timer_us}};
     setitimer(ITIMER_REAL, &t, NULL);
 }
 
@@ -102,6 +116,24 @@ static unsigned char *hex(const char *s, size_t *len)
     return b;
 }
 
+/* A payload starting "FZseq:op;" is padded with 'x' to 64 bytes and gets
+ * "#PPID;" appended (PID of the sending process): the first 64 bytes stay
+ * what the program said (a raw socket reads its headers there), the pid
+ * lets the oracle match the packet to the report's line. */
+static unsigned char *stamp(unsigned char *data, size_t *len)
+{
+    if (*len < 3 || data[0] != 'F' || data[1] != 'Z' || !memchr(data, ';', *len))
+        return data;
+    size_t body = *len < 64 ? 64 : *len;
+    unsigned char *out = calloc(1, body + 32);
+    memcpy(out, data, *len);
+    memset(out + *len, 'x', body - *len);
+    int plen = snprintf((char *)out + body, 32, "#P%ld;", (long)getpid());
+    *len = body + (size_t)plen;
+    free(data);
+    return out;
+}
+
 static int slot(const char *s)
 {
     long i = num(s);
@@ -122,12 +154,23 @@ static long int80(long nr, long a, long b, long c, long d, long e, long f)
     return ret;
 }
 #define I386_SOCKETCALL 102
-#else
+#elif defined(__i386__)
+/* The i386 client: a real `int $0x80` (libc's syscall() enters through the vDSO's
+ * sysenter). Six arguments fill every register but esp: ebp is loaded from a
+ * block whose address rides in eax with the call number. */
 static long int80(long nr, long a, long b, long c, long d, long e, long f)
 {
-    return syscall(nr, a, b, c, d, e, f);
+    long ret;
+    long blk[2] = {nr, f};
+    __asm__ volatile("push %%ebp\n\tmov 4(%%eax), %%ebp\n\tmov (%%eax), %%eax\n\tint $0x80\n\tpop %%ebp"
+                     : "=a"(ret)
+                     : "a"(blk), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e)
+                     : "memory", "cc");
+    return ret;
 }
 #define I386_SOCKETCALL SYS_socketcall
+#else
+#error "fuzzclient: x86_64 or i386 only"
 #endif
 
 /* i386 numbers: direct calls and socketcall's call numbers. */
@@ -353,6 +396,8 @@ static int run_op(int i)
     int skip = 0;
     size_t alen = 0, dlen = 0, a2len = 0;
     unsigned char *addr = NULL, *data = NULL, *addr2 = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     errno = 0;
     arm_timer();
     if (!strcmp(name, "abi")) {
@@ -382,14 +427,14 @@ static int run_op(int i)
         r = call(N_DUP2, 2, fd_of(t[1]), fds[d], 0, 0, 0, 0);
     } else if (!strcmp(name, "send") || !strcmp(name, "write")) {
         int w = name[0] == 'w';
-        data = hex(t[w ? 2 : 3], &dlen);
+        data = stamp(hex(t[w ? 2 : 3], &dlen), &dlen);
         if (w)
             r = syscall(SYS_write, fd_of(t[1]), data, dlen);
         else
             r = call(N_SENDTO, 6, fd_of(t[1]), (long)place(data, dlen), (long)dlen, num(t[2]), 0, 0);
     } else if (!strcmp(name, "sendto")) {
         addr = hex(t[3], &alen);
-        data = hex(t[4], &dlen);
+        data = stamp(hex(t[4], &dlen), &dlen);
         r = call(N_SENDTO, 6, fd_of(t[1]), (long)place(data, dlen), (long)dlen, num(t[2]),
                  alen ? (long)place(addr, alen) : 0, (long)alen);
     } else if (!strcmp(name, "sendmsg")) {
@@ -398,7 +443,7 @@ static int run_op(int i)
         size_t clen;
         void *ctl = build_control(cms, n, &clen);
         addr = hex(t[3], &alen);
-        data = hex(t[5], &dlen);
+        data = stamp(hex(t[5], &dlen), &dlen);
         void *m = build_msghdr(addr, alen, data, dlen, ctl, clen);
         r = call(N_SENDMSG, 3, fd_of(t[1]), (long)m, num(t[2]), 0, 0, 0);
     } else if (!strcmp(name, "sendmmsg")) {
@@ -408,7 +453,7 @@ static int run_op(int i)
         void *ctl = build_control(cms, n, &clen);
         addr = hex(t[3], &alen);
         addr2 = hex(t[4], &a2len);
-        data = hex(t[6], &dlen);
+        data = stamp(hex(t[6], &dlen), &dlen);
         int compat = abi_mode != 0 && sizeof(long) == 8;
         size_t one = compat ? 32 : sizeof(struct mmsghdr);
         unsigned char *v = compat ? low_alloc(2 * one) : calloc(2, one);
@@ -468,13 +513,26 @@ static int run_op(int i)
         }
     } else if (!strcmp(name, "uring")) {
         addr = hex(t[2], &alen);
-        data = hex(t[3], &dlen);
+        data = stamp(hex(t[3], &dlen), &dlen);
         r = do_uring(fd_of(t[1]), addr, alen, data, dlen);
+    } else if (!strcmp(name, "reset")) {
+        join_race();
+        for (int k = 0; k < SLOTS; k++) {
+            if (fds[k] >= 0)
+                close(fds[k]);
+            close(60 + k);
+            fds[k] = -1;
+        }
+        abi_mode = 0;
     } else if (!strcmp(name, "sleep")) {
         usleep((useconds_t)num(t[1]) * 1000);
     }
-    if (verbose)
-        fprintf(stderr, "fuzzclient: op %d %s -> %ld (%s)\n", i, name, r, r < 0 ? strerror(errno) : "ok");
+    if (verbose) {
+        int e = errno;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        fprintf(stderr, "fuzzclient: op %d %s -> %ld (%s) %ld us\n", i, name, r, r < 0 ? strerror(e) : "ok", us);
+    }
     free(addr);
     free(addr2);
     free(data);
@@ -516,6 +574,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < SLOTS; i++)
         fds[i] = -1;
     verbose = getenv("FUZZ_VERBOSE") != NULL;
+    if (getenv("FUZZ_TIMER_MS"))
+        timer_us = 1000 * num(getenv("FUZZ_TIMER_MS"));
+    if (timer_us <= 0)
+        timer_us = 150000;
 #ifdef FUZZ_REPRO
     (void)argc;
     (void)argv;

@@ -9,7 +9,7 @@
 //! - `docs`: the man page and bash/zsh/fish completions, from the clap definitions.
 //! - `bench [--quick] [--rounds N] [--sockstrace PATH]`: the brief's performance ratios (native,
 //!   `sockstrace run`, `strace --seccomp-bpf`), a table and `target/bench/bench.json`.
-//! - `fuzz [--seconds N] [--seed S] [--as-user U] [--self-check] ...`: the leak fuzzer (root):
+//! - `fuzz [--seconds N] [--seed S] [--as-user U] [--self-check | --ci] ...`: the leak fuzzer (root):
 //!   generated socket programs under `sockstrace run` in a network namespace, judged by the
 //!   packets a sniffer sees; findings shrunk to C reproducers under `target/fuzz/`.
 
@@ -37,8 +37,8 @@ tasks:
   demo            set up, build, and show sockstrace catching a direct connection (start here)
   bench [--quick] [--rounds N] [--sockstrace PATH]
                   measure native / sockstrace run / strace ratios; table + target/bench/bench.json
-  fuzz [--seconds N] [--seed S] [--as-user U] [--self-check] [--kernel MODE]
-       [--known-open CLASS,...] [--allowed-only]
+  fuzz [--seconds N] [--seed S] [--as-user U | --only-user U] [--self-check | --ci]
+       [--kernel MODE] [--known-open CLASS,...] [--allowed-only] [--batch N]
                   leak fuzzer (root): packet-level oracle, shrunk C reproducers in target/fuzz/
   docs            write the man page and shell completions to target/dist/
   help            show this text";

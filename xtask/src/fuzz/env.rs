@@ -8,7 +8,7 @@ use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,6 +27,9 @@ pub struct Env {
     pub veth_ifindex: i32,
     pub observed: Arc<Mutex<Vec<Leak>>>,
     stop: Arc<AtomicBool>,
+    /// The last sentinel each sniffer saw (lo, veth), and the last one sent.
+    sentinels: Vec<Arc<AtomicU64>>,
+    flushes: AtomicU64,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -79,6 +82,8 @@ impl Env {
             veth_ifindex: 0,
             observed: Arc::default(),
             stop: Arc::default(),
+            sentinels: Vec::new(),
+            flushes: AtomicU64::new(0),
             threads: Vec::new(),
         };
         ip(&["netns", "add", &far])?;
@@ -166,6 +171,8 @@ impl Env {
             Ok(fd)
         })?;
         let (stop, observed, policy) = (self.stop.clone(), self.observed.clone(), policy.clone());
+        let seen = Arc::new(AtomicU64::new(0));
+        self.sentinels.push(seen.clone());
         self.threads.push(std::thread::spawn(move || {
             let mut buf = vec![0u8; 70000];
             while !stop.load(Ordering::Relaxed) {
@@ -187,6 +194,12 @@ impl Env {
                     continue;
                 }
                 let ethertype = u16::from_be(sll.sll_protocol);
+                if let Some(n) = oracle::sentinel(ethertype, &buf[..n as usize]) {
+                    if sll.sll_pkttype != oracle::PACKET_OUTGOING {
+                        seen.fetch_max(n, Ordering::SeqCst);
+                    }
+                    continue;
+                }
                 if let Some(leak) =
                     oracle::judge(&policy, label, ethertype, sll.sll_pkttype, &buf[..n as usize])
                 {
@@ -269,6 +282,31 @@ impl Env {
             }));
         }
         Ok(())
+    }
+
+    /// Returns once both sniffers have judged everything captured so far: sends a sentinel
+    /// datagram over loopback and one out of the veth, and waits (at most 500 ms) until each
+    /// sniffer has seen its own.
+    pub fn flush(&self) {
+        let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
+        let payload = oracle::sentinel_payload(n);
+        let far = IpAddr::from(addrs::FAR4);
+        let sent = inside(&self.ns, move || {
+            let sock = UdpSocket::bind("127.0.0.1:0")?;
+            sock.send_to(&payload, ("127.0.0.1", oracle::SENTINEL_PORT))?;
+            let out = UdpSocket::bind("0.0.0.0:0")?;
+            out.send_to(&payload, (far, oracle::SENTINEL_PORT))?;
+            Ok(())
+        });
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        let done = || self.sentinels.iter().all(|s| s.load(Ordering::SeqCst) >= n);
+        if sent.is_err() {
+            std::thread::sleep(Duration::from_millis(40));
+            return;
+        }
+        while !done() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
     /// What the oracle saw since the last call.

@@ -412,24 +412,34 @@ fn sockopt_value(rng: &mut Rng, cfg: &Config, level: i32, opt: i32) -> Vec<u8> {
     }
 }
 
+/// Socket families the grammar draws from (the named ones often, then any of `0..46`).
+pub const FAMILIES: std::ops::Range<i32> = 0..46;
+/// Socket types the grammar draws from.
+pub const TYPES: &[i32] = &[1, 2, 3, 4, 5, 6, 10];
+/// Protocols the grammar names (besides 0, TCP, UDP and random numbers below 256).
+pub const NAMED_PROTOCOLS: &[i32] = &[1, 58, 255, 136, 132, 262, 2, 47, 4, 41];
+
+/// The control messages the grammar sends: (level, type).
+pub const CMSG_KINDS: &[(i32, i32)] = &[
+    (0, 8),    // IP_PKTINFO
+    (0, 7),    // IP_RETOPTS
+    (0, 2),    // IP_TTL
+    (0, 1),    // IP_TOS
+    (41, 50),  // IPV6_PKTINFO
+    (41, 57),  // IPV6_RTHDR
+    (41, 9),   // IPV6_NEXTHOP
+    (41, 52),  // IPV6_HOPLIMIT
+    (41, 59),  // IPV6_DSTOPTS
+    (17, 103), // UDP_SEGMENT
+    (1, 1),    // SCM_RIGHTS
+    (1, 36),   // SO_MARK
+    (0, 4),    // IP_OPTIONS
+];
+
 /// A control message (level, type, data).
 fn cmsg(rng: &mut Rng, cfg: &Config) -> Option<(i32, i32, Vec<u8>)> {
     for _ in 0..8 {
-        let (level, kind) = *rng.pick(&[
-            (0, 8),
-            (0, 7),
-            (0, 2),
-            (0, 1),
-            (41, 50),
-            (41, 57),
-            (41, 9),
-            (41, 52),
-            (41, 59),
-            (17, 103),
-            (1, 1),
-            (1, 36),
-            (0, 4),
-        ]);
+        let (level, kind) = *rng.pick(CMSG_KINDS);
         if cfg.skipped(level, kind) || (kind == 7 && level == 0 && cfg.skips("ip-options")) {
             continue;
         }
@@ -457,7 +467,11 @@ fn cmsg(rng: &mut Rng, cfg: &Config) -> Option<(i32, i32, Vec<u8>)> {
     None
 }
 
-const ABIS: [&str; 3] = ["x86_64", "i386-int80", "socketcall"];
+/// ABI names for coverage, by client and `abi` op: the x86_64 client's native calls, its
+/// `int 0x80` calls and its socketcall through `int 0x80`; the i386 client's calls through
+/// the vDSO and through `int 0x80` (a real 32-bit process), and its socketcall.
+const ABIS: [&str; 3] = ["x86_64", "int80-from-x86_64", "socketcall-from-x86_64"];
+const ABIS_I386: [&str; 3] = ["i386", "i386-int80", "i386-socketcall"];
 
 /// The generator of one sequence.
 pub struct Gen<'a> {
@@ -469,11 +483,27 @@ pub struct Gen<'a> {
     seq: u64,
     /// Family of each slot's socket, when known.
     fam: [i32; 8],
+    /// For the i386 client (only coverage names differ: the ops are the same).
+    i386: bool,
 }
 
 impl<'a> Gen<'a> {
     pub fn new(seed: u64, seq: u64, cfg: &'a Config, table: &'a OptionTable) -> Self {
-        Gen { rng: Rng::new(seed), cfg, table, ops: Vec::new(), abi: 0, seq, fam: [2; 8] }
+        Gen { rng: Rng::new(seed), cfg, table, ops: Vec::new(), abi: 0, seq, fam: [2; 8], i386: false }
+    }
+
+    /// Generates for the i386 client.
+    pub fn i386(mut self, yes: bool) -> Self {
+        self.i386 = yes;
+        self
+    }
+
+    fn abi_name(&self, abi: usize) -> &'static str {
+        if self.i386 {
+            ABIS_I386[abi]
+        } else {
+            ABIS[abi]
+        }
     }
 
     fn push(&mut self, line: String, gloss: String, cov: Vec<Cov>) {
@@ -481,7 +511,7 @@ impl<'a> Gen<'a> {
     }
 
     fn sys(&self, name: &'static str) -> Cov {
-        Cov::Syscall(name, ABIS[self.abi])
+        Cov::Syscall(name, self.abi_name(self.abi))
     }
 
     /// A payload whose first bytes name the sequence and op (the sniffer reads them back).
@@ -512,7 +542,7 @@ impl<'a> Gen<'a> {
         if !self.cfg.allowed_only && self.rng.pct(12) {
             let abi = self.rng.below(3) as usize;
             self.abi = abi;
-            self.push(format!("abi {abi}"), format!("switch to the {} ABI", ABIS[abi]), vec![]);
+            self.push(format!("abi {abi}"), format!("switch to the {} ABI", self.abi_name(abi)), vec![]);
         }
         // Run the chunk in a child now and then.
         if !self.cfg.allowed_only && self.rng.pct(8) {
@@ -539,7 +569,7 @@ impl<'a> Gen<'a> {
                 self.push(format!("connect {s} {}", hex(&d)), format!("connect(fd[{s}], {})", show(&d)), cov);
                 let p = self.payload();
                 if what == 0 {
-                    let cov = vec![Cov::Syscall("write", ABIS[0])];
+                    let cov = vec![Cov::Syscall("write", self.abi_name(0))];
                     self.push(format!("write {s} {}", hex(&p)), format!("write(fd[{s}])"), cov);
                 } else {
                     let f = self.flags();
@@ -570,7 +600,7 @@ impl<'a> Gen<'a> {
                 } else {
                     let d = dest(&mut self.rng, self.cfg, family);
                     let p = self.payload();
-                    let cov = vec![Cov::Syscall("io_uring", ABIS[0])];
+                    let cov = vec![Cov::Syscall("io_uring", self.abi_name(0))];
                     let gloss = format!("io_uring CONNECT+SEND fd[{s}] to {}", show(&d));
                     self.push(format!("uring {s} {} {}", hex(&d), hex(&p)), gloss, cov);
                 }
@@ -621,7 +651,7 @@ impl<'a> Gen<'a> {
                 0..=4 => 0,
                 5 => 6,
                 6 => 17,
-                7 => *self.rng.pick(&[1, 58, 255, 136, 132, 262, 2, 47, 4, 41]),
+                7 => *self.rng.pick(NAMED_PROTOCOLS),
                 8 if family == 17 => *self.rng.pick(&[768, 8]),
                 _ => self.rng.below(256) as i32,
             };
@@ -721,7 +751,7 @@ impl<'a> Gen<'a> {
                     cov,
                 );
                 let n = 200 + self.rng.below(2000);
-                let cov = vec![Cov::Syscall("dup2-race", ABIS[0])];
+                let cov = vec![Cov::Syscall("dup2-race", self.abi_name(0))];
                 let gloss = format!("a thread swaps fd[{other}] onto fd[{s}]'s number {n} times");
                 self.push(format!("race {s} {other} {n}"), gloss, cov);
                 for _ in 0..1 + self.rng.below(3) {
@@ -864,5 +894,121 @@ mod tests {
         assert_eq!(sin6(LO6, 9, 0).len(), 28);
         assert_eq!(show(&sin([127, 0, 0, 2], 9)), "127.0.0.2:9");
         assert_eq!(show(&sin6(LO6, 80, 0)), "[::1]:80");
+    }
+
+    /// Every op is one the client knows, with its token count, slots in range and even hex.
+    fn check_well_formed(op: &Op) {
+        let w: Vec<&str> = op.line.split(' ').collect();
+        let arity = match w[0] {
+            "abi" | "listen" | "close" | "fork" | "vmclone" | "sleep" => 2,
+            "socket" => 5,
+            "setsockopt" => 5,
+            "bind" | "connect" | "accept" | "dup2" | "write" => 3,
+            "send" | "uring" => 4,
+            "sendto" => 5,
+            "sendmsg" => 6,
+            "sendmmsg" => 7,
+            "race" => 4,
+            "join" | "reset" => 1,
+            other => panic!("unknown op {other}: {}", op.line),
+        };
+        assert_eq!(w.len(), arity, "{}", op.line);
+        assert!(w.len() <= 8, "more tokens than the client reads: {}", op.line);
+        assert!(!op.line.contains("  ") && !op.line.ends_with(' '), "{}", op.line);
+        if !matches!(w[0], "abi" | "fork" | "vmclone" | "sleep" | "join" | "reset") {
+            let slot: i64 = w[1].parse().unwrap_or_else(|_| panic!("slot: {}", op.line));
+            assert!((0..8).contains(&slot), "{}", op.line);
+        }
+        if w[0] == "abi" {
+            assert!(["0", "1", "2"].contains(&w[1]), "{}", op.line);
+        }
+        // Hex fields: the address and data tokens, and each cmsg's data.
+        let hexes: Vec<&str> = match w[0] {
+            "setsockopt" => vec![w[4]],
+            "bind" | "connect" => vec![w[2]],
+            "write" => vec![w[2]],
+            "send" => vec![w[3]],
+            "sendto" => vec![w[3], w[4]],
+            "uring" => vec![w[2], w[3]],
+            "sendmsg" => vec![w[3], w[5]],
+            "sendmmsg" => vec![w[3], w[4], w[6]],
+            _ => vec![],
+        };
+        let cms = match w[0] {
+            "sendmsg" => Some(w[4]),
+            "sendmmsg" => Some(w[5]),
+            _ => None,
+        };
+        let mut all = hexes;
+        if let Some(c) = cms.filter(|c| *c != "-") {
+            for part in c.split(',') {
+                let f: Vec<&str> = part.split(':').collect();
+                assert_eq!(f.len(), 3, "cmsg {part} in {}", op.line);
+                f[0].parse::<i32>().unwrap();
+                f[1].parse::<i32>().unwrap();
+                all.push(f[2]);
+            }
+        }
+        for h in all {
+            assert!(
+                h == "-" || (h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+                "hex {h} in {}",
+                op.line
+            );
+        }
+        // Numbers are decimal.
+        if w[0] == "socket" {
+            for n in &w[1..] {
+                n.parse::<i64>().unwrap_or_else(|_| panic!("{}", op.line));
+            }
+        }
+    }
+
+    #[test]
+    fn output_is_well_formed() {
+        let table = OptionTable::from_headers();
+        let c = cfg();
+        let mut names = BTreeSet::new();
+        for seq in 0..300 {
+            let seed = Rng::sequence_seed(42, seq);
+            let ops = Gen::new(seed, seq, &c, &table).i386(seq % 4 == 0).sequence(3 + (seq % 8) as usize);
+            assert!(ops.len() < 512, "more ops than the client holds");
+            for op in &ops {
+                check_well_formed(op);
+                names.insert(op.line.split(' ').next().unwrap().to_string());
+                // Payloads carry their marker: this sequence and this op's index.
+                if let Some(p) = op.line.rsplit(' ').next().filter(|p| p.starts_with("465a")) {
+                    let bytes: Vec<u8> = (0..p.len() / 2)
+                        .map(|i| u8::from_str_radix(&p[2 * i..2 * i + 2], 16).unwrap())
+                        .collect();
+                    let text = String::from_utf8_lossy(&bytes);
+                    assert!(text.starts_with(&format!("FZ{seq}:")), "{text} in sequence {seq}");
+                }
+            }
+            // Every pushed op opens with a socket before anything uses it.
+            assert!(ops.iter().any(|o| o.line.starts_with("socket ")));
+        }
+        for want in
+            ["socket", "setsockopt", "connect", "sendto", "sendmsg", "sendmmsg", "abi", "uring", "race"]
+        {
+            assert!(names.contains(want), "{want} never generated");
+        }
+    }
+
+    #[test]
+    fn a_sequence_replays_from_seed_and_index() {
+        let table = OptionTable::from_headers();
+        let c = cfg();
+        let gen = |seed: u64, seq: u64, i386: bool| {
+            Gen::new(Rng::sequence_seed(seed, seq), seq, &c, &table).i386(i386).sequence(6)
+        };
+        assert_eq!(gen(1, 17, false), gen(1, 17, false));
+        assert_ne!(gen(1, 17, false), gen(1, 18, false));
+        assert_ne!(gen(1, 17, false), gen(2, 17, false));
+        // The i386 client gets the same ops; only the coverage names its ABI.
+        let (a, b) = (gen(3, 5, false), gen(3, 5, true));
+        let lines = |v: &[Op]| v.iter().map(|o| o.line.clone()).collect::<Vec<_>>();
+        assert_eq!(lines(&a), lines(&b));
+        assert!(b.iter().flat_map(|o| &o.cov).all(|c| !matches!(c, Cov::Syscall(_, "x86_64"))));
     }
 }

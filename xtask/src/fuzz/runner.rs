@@ -26,11 +26,24 @@ pub struct Mode {
     pub as_user: Option<String>,
     /// `--allow-io-uring` (only with the kernel layer, which still gates io_uring's connects).
     pub allow_io_uring: bool,
+    /// Run the i386 client (`gcc -m32 -static`) instead of the x86_64 one.
+    pub i386: bool,
 }
+
+impl Mode {
+    /// Who runs: "root" or the user's name.
+    pub fn user_label(&self) -> String {
+        self.as_user.clone().unwrap_or_else(|| "root".into())
+    }
+}
+
+/// The client's timer on blocking calls (the fuzzer's default; a reproducer uses 150 ms).
+pub const TIMER_MS: u32 = 40;
 
 pub struct Runner {
     pub sockstrace: PathBuf,
     pub client: PathBuf,
+    pub client_i386: Option<PathBuf>,
     pub work: PathBuf,
     pub runs: u64,
     pub ops_run: u64,
@@ -43,11 +56,14 @@ pub struct Outcome {
     pub leaks: Vec<(Leak, Reported)>,
     pub stderr: String,
     pub report_ok: bool,
+    /// The run did not finish in time and was killed: its report is cut short, so its leaks
+    /// are left out (`leaks` is empty).
+    pub timed_out: bool,
 }
 
 impl Runner {
     /// Copies the binaries into a world-readable directory (for `--as-user`).
-    pub fn new(sockstrace: &Path, client: &Path) -> Result<Runner> {
+    pub fn new(sockstrace: &Path, client: &Path, client_i386: Option<&Path>) -> Result<Runner> {
         let work = std::env::temp_dir().join(format!("sfz-{}", std::process::id()));
         std::fs::create_dir_all(&work)?;
         std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o1777))?;
@@ -60,6 +76,7 @@ impl Runner {
         Ok(Runner {
             sockstrace: copy(sockstrace, "sockstrace")?,
             client: copy(client, "fuzzclient")?,
+            client_i386: client_i386.map(|c| copy(c, "fuzzclient-i386")).transpose()?,
             work,
             runs: 0,
             ops_run: 0,
@@ -75,7 +92,8 @@ impl Runner {
         }
         s.push_str(&format!("ip netns exec {} ", env.ns));
         if let Some(u) = &mode.as_user {
-            s.push_str(&format!("setpriv --reuid={u} --regid={u} --clear-groups "));
+            let (uid, gid) = user_ids(u).unwrap_or((65534, 65534));
+            s.push_str(&format!("setpriv --reuid={uid} --regid={gid} --clear-groups "));
         }
         s.push_str(&format!(
             "sockstrace run --proxy 127.0.0.1:{p} --proxy [::1]:{p} --on-leak {} --kernel {}{} --report - -- ./repro",
@@ -103,7 +121,9 @@ impl Runner {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &env.ns]);
         if let Some(u) = &mode.as_user {
-            cmd.args(["setpriv", &format!("--reuid={u}"), &format!("--regid={u}"), "--clear-groups"]);
+            // By number: the user's group need not share its name (nobody's is nogroup).
+            let (uid, gid) = user_ids(u)?;
+            cmd.args(["setpriv", &format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups"]);
         }
         cmd.arg(&self.sockstrace).arg("run");
         for p in [format!("127.0.0.1:{}", addrs::PROXY_PORT), format!("[::1]:{}", addrs::PROXY_PORT)] {
@@ -113,8 +133,15 @@ impl Runner {
         if mode.allow_io_uring {
             cmd.arg("--allow-io-uring");
         }
-        cmd.arg("--").arg(&self.client).arg(&prog);
+        let client = match (&self.client_i386, mode.i386) {
+            (Some(c), true) => c,
+            (None, true) => bail!("the i386 client is not available"),
+            _ => &self.client,
+        };
+        cmd.arg("--").arg(client).arg(&prog);
         cmd.env_remove("SOCKSTRACE_TEST_DISABLE");
+        cmd.env_remove("FUZZ_VERBOSE");
+        cmd.env("FUZZ_TIMER_MS", TIMER_MS.to_string());
         if mode.plant_bug {
             cmd.env("SOCKSTRACE_TEST_DISABLE", "plant-bug");
         }
@@ -126,12 +153,14 @@ impl Runner {
             .process_group(0);
         let start = Instant::now();
         let mut child = cmd.spawn().context("starting ip netns exec sockstrace")?;
-        let deadline = start + Duration::from_secs(15);
+        let deadline = start + run_timeout(ops.len());
+        let mut timed_out = false;
         loop {
             if child.try_wait()?.is_some() {
                 break;
             }
             if Instant::now() > deadline || interrupted() {
+                timed_out = true;
                 // SAFETY: kill on the process group we made for this child.
                 unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
@@ -139,10 +168,10 @@ impl Runner {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        // Let the sniffers drain what is still in flight.
-        std::thread::sleep(Duration::from_millis(40));
+        // Let the sniffers drain what is still in flight: a sentinel packet behind it.
+        env.flush();
         self.busy += start.elapsed();
-        self.ops_run += ops.len() as u64;
+        self.ops_run += ops.iter().filter(|o| o.line != "reset").count() as u64;
         let stderr = std::fs::read_to_string(&errfile).unwrap_or_default();
         let events: Vec<Value> = std::fs::read_to_string(&report)
             .unwrap_or_default()
@@ -155,8 +184,30 @@ impl Runner {
             let rep = oracle::reported(&leak, &events);
             by_key.entry(leak.key()).or_insert((leak, rep));
         }
-        Ok(Outcome { leaks: by_key.into_values().collect(), stderr, report_ok })
+        if timed_out {
+            by_key.clear();
+        }
+        Ok(Outcome { leaks: by_key.into_values().collect(), stderr, report_ok, timed_out })
     }
+}
+
+/// How long a run of `ops` ops may take (a normal one takes 5-10 ms per sequence of ~25 ops
+/// plus sockstrace's start-up) before it counts as a hang and is killed.
+pub fn run_timeout(ops: usize) -> Duration {
+    Duration::from_millis(1500 + 3 * ops as u64)
+}
+
+/// The uid and primary gid of `user`.
+pub fn user_ids(user: &str) -> Result<(u32, u32)> {
+    let name = std::ffi::CString::new(user)?;
+    // SAFETY: getpwnam with a valid NUL-terminated name; the result is read at once (this
+    // process does not call getpw* from other threads).
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        bail!("no user {user}");
+    }
+    // SAFETY: pw is non-null and points to the static passwd entry.
+    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
 impl Drop for Runner {

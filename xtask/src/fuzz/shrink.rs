@@ -67,4 +67,42 @@ mod tests {
         });
         assert!(out.contains(&5));
     }
+
+    /// The planted bug's shape: a UDP socket and a send to port 9 from it, buried in a
+    /// generated sequence, shrink to exactly those two ops.
+    #[test]
+    fn a_planted_leak_shrinks_to_its_two_ops() {
+        use super::super::grammar::{Config, Gen, OptionTable, Rng};
+        let table = OptionTable::from_headers();
+        let cfg = Config { veth_ifindex: 2, veth_name: "fzva".into(), ..Default::default() };
+        let planted = |ops: &[String]| {
+            // fd[s] is a UDP socket (no later socket on that slot) and a sendto from it to port 9.
+            ops.iter().enumerate().any(|(i, l)| {
+                let w: Vec<&str> = l.split(' ').collect();
+                w[0] == "sendto"
+                    && w[3].starts_with("02000009")
+                    && ops[..i]
+                        .iter()
+                        .rev()
+                        .find(|p| p.starts_with(&format!("socket {} ", w[1])))
+                        .is_some_and(|p| p.starts_with(&format!("socket {} 2 2 ", w[1])))
+            })
+        };
+        let mut found = 0;
+        for seq in 0..200 {
+            let ops: Vec<String> = Gen::new(Rng::sequence_seed(9, seq), seq, &cfg, &table)
+                .sequence(10)
+                .into_iter()
+                .map(|o| o.line)
+                .collect();
+            if !planted(&ops) {
+                continue;
+            }
+            found += 1;
+            let out = shrink(&ops, 400, |c| planted(c));
+            assert_eq!(out.len(), 2, "{out:?} from {} ops", ops.len());
+            assert!(out[0].starts_with("socket ") && out[1].starts_with("sendto "), "{out:?}");
+        }
+        assert!(found >= 5, "only {found} sequences carry the planted shape");
+    }
 }
