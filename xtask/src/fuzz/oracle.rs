@@ -317,7 +317,8 @@ impl Reported {
 /// packet socket's line of the same pid whatever it names: its addresses are payload.
 pub fn event_matches(leak: &Leak, e: &Value) -> bool {
     let class = Class::of_event(e);
-    let dst = e.get("dst").and_then(Value::as_str).unwrap_or("");
+    let dst = local_host(e.get("dst").and_then(Value::as_str).unwrap_or(""));
+    let dst = dst.as_str();
     // A raw socket's ports are in its payload: its line names the address.
     let same_dst = (leak.crafted && class == Class::Any)
         || dst == leak.dst_text()
@@ -333,6 +334,19 @@ pub fn event_matches(leak: &Leak, e: &Value) -> bool {
         (Some(a), Some(b)) => u64::from(a) == b,
         _ => true,
     }
+}
+
+/// A report's destination as the packet shows it: Linux sends to the
+/// unspecified address (`0.0.0.0`, `::`) on the local host (`127.0.0.1`,
+/// `::1`), and the report names what the program asked for.
+fn local_host(dst: &str) -> String {
+    if let Some(port) = dst.strip_prefix("0.0.0.0:") {
+        return format!("127.0.0.1:{port}");
+    }
+    if let Some(port) = dst.strip_prefix("[::]:") {
+        return format!("[::1]:{port}");
+    }
+    dst.to_string()
 }
 
 /// Finds the leak in the report's events (JSON lines).
@@ -609,5 +623,12 @@ mod tests {
         };
         assert_eq!(reported(&l, &[line(555)]), Reported::LetThrough);
         assert_eq!(reported(&l, &[line(556)]), Reported::Missing);
+    }
+
+    #[test]
+    fn an_unspecified_report_destination_is_the_local_host() {
+        assert_eq!(super::local_host("[::]:53"), "[::1]:53");
+        assert_eq!(super::local_host("0.0.0.0:9"), "127.0.0.1:9");
+        assert_eq!(super::local_host("127.0.0.2:9"), "127.0.0.2:9");
     }
 }
