@@ -317,7 +317,18 @@ impl Reported {
 /// packet socket's line of the same pid whatever it names: its addresses are payload.
 pub fn event_matches(leak: &Leak, e: &Value) -> bool {
     let class = Class::of_event(e);
-    let dst = local_host(e.get("dst").and_then(Value::as_str).unwrap_or(""));
+    let asked = e.get("dst").and_then(Value::as_str).unwrap_or("");
+    // The unspecified address means this host: the loopback address, or with a device bound,
+    // that device's own address. Either way the packet stays on `lo`.
+    if let Some(port) = unspecified_port(asked) {
+        if leak.seen_on == "lo" && leak.port == Some(port) && class.covers(leak.class()) {
+            return match (leak.pid, e.get("pid").and_then(Value::as_u64)) {
+                (Some(a), Some(b)) => u64::from(a) == b,
+                _ => true,
+            };
+        }
+    }
+    let dst = local_host(asked);
     let dst = dst.as_str();
     // A raw socket's ports are in its payload: its line names the address.
     let same_dst = (leak.crafted && class == Class::Any)
@@ -347,6 +358,11 @@ fn local_host(dst: &str) -> String {
         return format!("[::1]:{port}");
     }
     dst.to_string()
+}
+
+/// The port of a report destination naming the unspecified address.
+fn unspecified_port(dst: &str) -> Option<u16> {
+    dst.strip_prefix("0.0.0.0:").or_else(|| dst.strip_prefix("[::]:"))?.parse().ok()
 }
 
 /// Finds the leak in the report's events (JSON lines).
@@ -630,5 +646,8 @@ mod tests {
         assert_eq!(super::local_host("[::]:53"), "[::1]:53");
         assert_eq!(super::local_host("0.0.0.0:9"), "127.0.0.1:9");
         assert_eq!(super::local_host("127.0.0.2:9"), "127.0.0.2:9");
+        assert_eq!(super::unspecified_port("0.0.0.0:53"), Some(53));
+        assert_eq!(super::unspecified_port("[::]:53"), Some(53));
+        assert_eq!(super::unspecified_port("127.0.0.1:53"), None);
     }
 }
