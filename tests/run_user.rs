@@ -198,3 +198,36 @@ print("peercred uid", uid, "gid", gid, flush=True)
     out.assert_code(0);
     assert!(out.stdout.contains("peercred uid 65534 gid 65534"), "{}", out.describe());
 }
+
+/// `--dns proxy` gives the program a private mount namespace (root's to
+/// make) before it becomes its user: both hold.
+#[test]
+fn dns_proxy_and_user_go_together() {
+    if !is_root() {
+        skip!("--dns proxy needs root");
+    }
+    let out = Trace::new()
+        .opts(["--dns", "proxy", "--user", "nobody"])
+        .program(["/bin/sh", "-c", "id -u; cat /etc/resolv.conf"])
+        .run();
+    out.assert_code(0);
+    assert!(out.stdout.starts_with("65534\n"), "{}", out.describe());
+    assert!(out.stdout.contains("written by sockstrace --dns proxy"), "{}", out.describe());
+}
+
+/// An unprivileged sockstrace cannot give the program another user; naming
+/// itself changes nothing.
+#[test]
+fn unprivileged_user_switch_is_refused_and_naming_yourself_is_fine() {
+    if !is_root() {
+        skip!("needs root to become nobody with setpriv");
+    }
+    let copies = sockstrace_tests::unpriv::Copies::new();
+    let out = copies.as_nobody().opts(["--user", "root"]).program(["true"]).run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("only root can run the program as another user"), "{}", out.describe());
+    let out = copies.as_nobody().opts(["--user", "nobody"]).program(["id", "-u"]).run();
+    out.assert_code(0);
+    assert_eq!(out.stdout.trim(), NOBODY_UID, "{}", out.describe());
+    assert_eq!(layers_program(&out), "uid 65534 (nobody)", "{}", out.describe());
+}

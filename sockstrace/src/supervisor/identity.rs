@@ -123,7 +123,8 @@ pub fn resolve(user: &str, from_sudo: Option<SudoIds>, euid: u32) -> Result<Opti
             identity.groups = group_list(&identity.name, gid).unwrap_or_else(|_| vec![gid]);
         }
     }
-    if identity.uid == 0 || identity.uid == euid && euid != 0 {
+    // Already who was asked for (`--user root` as root keeps root).
+    if identity.uid == euid {
         return Ok(None);
     }
     if euid != 0 {
@@ -249,5 +250,7 @@ mod tests {
         assert!(resolve("root", None, 0).unwrap().is_none(), "--user root keeps root");
         assert!(matches!(resolve("no-such-user-x", None, 0), Err(IdentityError::NoSuchUser(_))));
         assert!(matches!(resolve("nobody", None, 1000), Err(IdentityError::NotRoot(_))));
+        assert!(matches!(resolve("root", None, 65534), Err(IdentityError::NotRoot(_))), "root is not ours to give");
+        assert!(resolve("nobody", None, 65534).unwrap().is_none(), "--user naming ourselves changes nothing");
     }
 }
