@@ -1,7 +1,10 @@
 //! Red team, open findings: each test is a way a program got a datagram to a
 //! destination the run does not allow, while the report said nothing (or
 //! "allowed"). They assert the safe behaviour, so they fail until the class
-//! is closed; each is `#[ignore = "open: ..."]` meanwhile.
+//! is closed; each is `#[ignore = "open: ..."]` meanwhile. The two root
+//! escapes (leaving the cgroup, a tunnel device) stay open for a program run
+//! as root; `run --user` closes them, which the `program_as_its_own_user_*`
+//! tests assert.
 //!
 //! The attacker is `tests/clients/attack_found.c`. Ground truth is what the
 //! sinks receive (a UDP-Lite socket for UDP-Lite, a UDP sink at the far end

@@ -101,9 +101,8 @@ fn user_root_keeps_root_even_under_sudo() {
     if !is_root() {
         skip!("needs root");
     }
-    let out = whoami(
-        Trace::new().opts(["--user", "root"]).env("SUDO_UID", NOBODY_UID).env("SUDO_GID", NOBODY_UID),
-    );
+    let out =
+        whoami(Trace::new().opts(["--user", "root"]).env("SUDO_UID", NOBODY_UID).env("SUDO_GID", NOBODY_UID));
     out.assert_code(0);
     assert!(out.stdout.contains("uid=0 gid=0"), "{}", out.describe());
     assert!(!out.stderr.contains("from SUDO_UID"), "{}", out.describe());

@@ -140,6 +140,9 @@ mod tests {
         s.layers.program = "uid 1000 (alice), no capabilities".into();
         assert_eq!(s.to_json()["summary"]["layers"]["program"], "uid 1000 (alice), no capabilities");
         let lines = super::super::human::summary_lines(&s);
-        assert!(lines.iter().any(|l| l.ends_with("; program uid 1000 (alice), no capabilities")), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.ends_with("; program uid 1000 (alice), no capabilities")),
+            "{lines:?}"
+        );
     }
 }

@@ -90,7 +90,10 @@ pub fn describe(switch: Option<&Identity>, euid: u32, name_of_euid: Option<&str>
 
 /// The environment the program gets: the caller's, with `HOME`, `USER`,
 /// `LOGNAME` and `SHELL` the target user's (as `sudo` sets them).
-pub fn environment(vars: impl IntoIterator<Item = (OsString, OsString)>, id: &Identity) -> Vec<(OsString, OsString)> {
+pub fn environment(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    id: &Identity,
+) -> Vec<(OsString, OsString)> {
     let ours: [(&str, OsString); 4] = [
         ("HOME", id.home.clone()),
         ("USER", id.name.clone().into()),
@@ -105,7 +108,10 @@ pub fn environment(vars: impl IntoIterator<Item = (OsString, OsString)>, id: &Id
 
 /// The one line printed when `SUDO_UID` picked the user.
 pub fn sudo_notice(id: &Identity) -> String {
-    format!("sockstrace: running the program as {} (uid {}) from SUDO_UID; --user root keeps root", id.name, id.uid)
+    format!(
+        "sockstrace: running the program as {} (uid {}) from SUDO_UID; --user root keeps root",
+        id.name, id.uid
+    )
 }
 
 /// Resolves a [`Choice::Switch`] (passwd, group list) and, when it is not
@@ -250,7 +256,10 @@ mod tests {
         assert!(resolve("root", None, 0).unwrap().is_none(), "--user root keeps root");
         assert!(matches!(resolve("no-such-user-x", None, 0), Err(IdentityError::NoSuchUser(_))));
         assert!(matches!(resolve("nobody", None, 1000), Err(IdentityError::NotRoot(_))));
-        assert!(matches!(resolve("root", None, 65534), Err(IdentityError::NotRoot(_))), "root is not ours to give");
+        assert!(
+            matches!(resolve("root", None, 65534), Err(IdentityError::NotRoot(_))),
+            "root is not ours to give"
+        );
         assert!(resolve("nobody", None, 65534).unwrap().is_none(), "--user naming ourselves changes nothing");
     }
 }

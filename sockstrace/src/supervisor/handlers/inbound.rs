@@ -113,7 +113,11 @@ impl Credentials {
 /// wrappers would change every thread of ours), so the listener's
 /// `SO_PEERCRED` names the caller's user. The thread ends with the call; its
 /// credentials go with it.
-fn listen_as_caller(sock: std::os::fd::BorrowedFd<'_>, backlog: i32, creds: &Credentials) -> Result<Reply, Failure> {
+fn listen_as_caller(
+    sock: std::os::fd::BorrowedFd<'_>,
+    backlog: i32,
+    creds: &Credentials,
+) -> Result<Reply, Failure> {
     use std::os::fd::AsRawFd;
     // Changing a thread's uid resets the dumpable flag of the whole process
     // to fs.suid_dumpable; at 1 that would open us to same-uid ptrace for a
@@ -129,8 +133,12 @@ fn listen_as_caller(sock: std::os::fd::BorrowedFd<'_>, backlog: i32, creds: &Cre
                 // pointer to a live Vec of gids; `fd` stays open (borrowed)
                 // until this scoped thread is joined.
                 unsafe {
-                    let step = |r: libc::c_long, what| if r == 0 { Ok(()) } else { Err((what, sys::last_errno())) };
-                    step(libc::syscall(libc::SYS_setgroups, creds.groups.len(), creds.groups.as_ptr()), "setgroups")?;
+                    let step =
+                        |r: libc::c_long, what| if r == 0 { Ok(()) } else { Err((what, sys::last_errno())) };
+                    step(
+                        libc::syscall(libc::SYS_setgroups, creds.groups.len(), creds.groups.as_ptr()),
+                        "setgroups",
+                    )?;
                     let [r, e, s] = creds.gid;
                     step(libc::syscall(libc::SYS_setresgid, r, e, s), "setresgid")?;
                     let [r, e, s] = creds.uid;
@@ -283,13 +291,21 @@ fn local_addr(sock: &Socket) -> Option<SocketAddr> {
     }
 }
 
+fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DEFAULT_UNPRIVILEGED_PORT_START)
+}
+
 #[cfg(test)]
 mod tests {
     use super::Credentials;
 
     #[test]
     fn credentials_come_from_the_status_file() {
-        let status = "Name:\tpython3\nUid:\t1000\t1001\t1002\t1001\nGid:\t100\t101\t102\t101\nGroups:\t100 27 \n";
+        let status =
+            "Name:\tpython3\nUid:\t1000\t1001\t1002\t1001\nGid:\t100\t101\t102\t101\nGroups:\t100 27 \n";
         let c = Credentials::parse(status).unwrap();
         assert_eq!(c, Credentials { uid: [1000, 1001, 1002], gid: [100, 101, 102], groups: vec![100, 27] });
         assert!(!c.is_root());
@@ -297,11 +313,4 @@ mod tests {
         assert!(root.is_root() && root.groups.is_empty());
         assert!(Credentials::parse("Uid:\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n").is_none());
     }
-}
-
-fn unprivileged_port_start() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(DEFAULT_UNPRIVILEGED_PORT_START)
 }
