@@ -1,7 +1,10 @@
 //! Red team, open findings: each test is a way a program got a datagram to a
 //! destination the run does not allow, while the report said nothing (or
 //! "allowed"). They assert the safe behaviour, so they fail until the class
-//! is closed; each is `#[ignore = "open: ..."]` meanwhile.
+//! is closed; each is `#[ignore = "open: ..."]` meanwhile. The two root
+//! escapes (leaving the cgroup, a tunnel device) stay open for a program run
+//! as root; `run --user` closes them, which the `program_as_its_own_user_*`
+//! tests assert.
 //!
 //! The attacker is `tests/clients/attack_found.c`. Ground truth is what the
 //! sinks receive (a UDP-Lite socket for UDP-Lite, a UDP sink at the far end
@@ -134,7 +137,7 @@ fn i386_socketcall_race_into_udplite_sends_nothing() {
 /// creates; the sink is at the host end of its veth pair). Seen: 3 datagrams at
 /// the sink, report "0 leak(s), 4 allowed", the attacker printing "leave: now in /".
 #[test]
-#[ignore = "open: a root program leaves the run's cgroup, blinding the kernel layer the socketcall CONTINUE relies on"]
+#[ignore = "open without --user: a root program leaves the run's cgroup, blinding the kernel layer the socketcall CONTINUE relies on"]
 fn root_program_leaving_its_cgroup_sends_nothing() {
     if !is_root() {
         skip!("moving between cgroups needs root");
@@ -162,6 +165,43 @@ fn root_program_leaving_its_cgroup_sends_nothing() {
     assert!(!out.stdout.contains("leave: now in"), "the program left its cgroup\n{}", out.describe());
 }
 
+/// The same attacker under `--user nobody` (the supervisor, the kernel layer
+/// and the cgroup stay root's): it cannot write any `cgroup.procs` (EACCES),
+/// so its sockets stay under the hooks and nothing reaches the sink. Seen
+/// before `--user` existed: "unexpected argument '--user'".
+#[test]
+fn program_as_its_own_user_cannot_leave_its_cgroup() {
+    if !is_root() {
+        skip!("the kernel layer and the namespace need root");
+    }
+    let c = match attacker32() {
+        Ok(c) => c,
+        Err(e) => skip!("gcc -m32 cannot build the attacker: {e}"),
+    };
+    let mut copies = Copies::new();
+    let c = copies.add(&c, "attack_found");
+    let ns = NetNs::create(&["10.76.0.1/24"], &["10.76.0.2/24"])
+        .unwrap_or_else(|e| panic!("network namespace: {e}"));
+    let sink = UdpSink::from_socket(std::net::UdpSocket::bind("10.76.0.1:0").expect("bind on the veth end"));
+    let out = Trace::new()
+        .wrapper(["ip", "netns", "exec", ns.name()])
+        .opts(["--kernel", "required", "--user", "nobody"])
+        .program([
+            c.as_os_str(),
+            "sc-udp-outside".as_ref(),
+            sink.host().as_ref(),
+            sink.port().as_ref(),
+            TRIES.as_ref(),
+        ])
+        .run();
+    assert!(
+        out.stdout.contains("cgroup.procs: Permission denied") && out.stdout.contains("leave: failed"),
+        "the program's write to cgroup.procs was not refused with EACCES\n{}",
+        out.describe()
+    );
+    assert_no_marker(&sink, "socketcall race outside the run's cgroup, as nobody", &out);
+}
+
 /// Root (`CAP_NET_ADMIN`): the program (in a network namespace the test
 /// creates, joined to the host by a veth pair) runs `ip` to make a vxlan
 /// device whose remote is the sink, routes the allowed address into it, then
@@ -174,7 +214,7 @@ fn root_program_leaving_its_cgroup_sends_nothing() {
 /// three datagrams (and the kernel's own IPv6 neighbour/router traffic)
 /// inside vxlan packets at the sink, report "0 leak(s), 30 allowed".
 #[test]
-#[ignore = "open: a root program's tunnel device (vxlan) re-addresses allowed traffic to any host"]
+#[ignore = "open without --user: a root program's tunnel device (vxlan) re-addresses allowed traffic to any host"]
 fn tunnel_device_does_not_carry_allowed_traffic_elsewhere() {
     if !is_root() {
         skip!("creating a tunnel device needs root");
@@ -204,6 +244,59 @@ fn tunnel_device_does_not_carry_allowed_traffic_elsewhere() {
             ])
             .run();
         let what = format!("{how} tunnel (--incoming {incoming})");
+        if let Err(e) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| assert_no_marker(&leak, &what, &out)))
+        {
+            failures.push(e.downcast_ref::<String>().cloned().unwrap_or(what));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The same attacker under `--user nobody`: without `CAP_NET_ADMIN`, `ip
+/// link add` fails with EPERM ("Operation not permitted" from netlink); the
+/// allowed datagrams go where they were addressed and nothing reaches the
+/// leak sink. Seen before `--user` existed: "unexpected argument '--user'".
+#[test]
+fn program_as_its_own_user_cannot_make_a_tunnel_device() {
+    if !is_root() {
+        skip!("the namespace and the kernel layer need root");
+    }
+    let mut copies = Copies::new();
+    let attacker = copies.add(&client("attack_found"), "attack_found");
+    let mut failures = Vec::new();
+    for (how, incoming) in [("vxlan", "allow"), ("vxlan-outside", "block")] {
+        let ns = NetNs::create(&["10.75.0.1/24", "10.75.0.3/24"], &["10.75.0.2/24"])
+            .unwrap_or_else(|e| panic!("network namespace: {e}"));
+        let (_, ns_if) = ns.veth().expect("veth pair");
+        let bind =
+            |a: &str| UdpSink::from_socket(std::net::UdpSocket::bind(a).expect("bind on the veth end"));
+        let allowed = bind("10.75.0.1:0");
+        let leak = bind("10.75.0.3:0");
+        let out = Trace::new()
+            .wrapper(["ip", "netns", "exec", ns.name()])
+            .opts(["--kernel", "required", "--incoming", incoming, "--user", "nobody"])
+            .allow(&allowed.dst())
+            .program([
+                attacker.as_os_str(),
+                how.as_ref(),
+                allowed.host().as_ref(),
+                allowed.port().as_ref(),
+                leak.host().as_ref(),
+                leak.port().as_ref(),
+                ns_if.as_ref(),
+            ])
+            .run();
+        let what = format!("{how} tunnel as nobody (--incoming {incoming})");
+        let refused = match how {
+            "vxlan" => {
+                out.stdout.contains("vxlan: ip link add") && out.stderr.contains("Operation not permitted")
+            }
+            _ => out.stdout.contains("cgroup.procs: Permission denied"),
+        };
+        if !refused {
+            failures.push(format!("{what}: the attacker's first step was not refused\n{}", out.describe()));
+        }
         if let Err(e) =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| assert_no_marker(&leak, &what, &out)))
         {

@@ -221,6 +221,12 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE", env = "SOCKSTRACE_KERNEL")]
     pub kernel: KernelLayer,
 
+    /// Run the program as this user (name or uid), with its groups and no capabilities; the
+    /// supervisor and the kernel layer stay root's. Under sudo the default is the invoking user
+    /// (SUDO_UID); --user root keeps root
+    #[arg(long, value_name = "NAME|UID", env = "SOCKSTRACE_USER")]
+    pub user: Option<String>,
+
     /// Let the program use io_uring (needs the kernel layer, which still gates its connects)
     #[arg(long, env = "SOCKSTRACE_ALLOW_IO_URING")]
     pub allow_io_uring: bool,

@@ -35,6 +35,7 @@ pub struct FileConfig {
     pub dns_upstream: Option<String>,
     pub quiet: Option<bool>,
     pub fail_on_leak: Option<bool>,
+    pub user: Option<String>,
 }
 
 pub fn load(path: &Path) -> Result<FileConfig> {
@@ -100,6 +101,9 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
     if let (Some(v), false) = (file.proxy_pass, user("proxy_pass")) {
         args.proxy_pass = Some(v);
     }
+    if let (Some(v), false) = (file.user, user("user")) {
+        args.user = Some(v);
+    }
     if let (Some(v), false) = (file.report, user("report")) {
         args.report = Some(v);
     }
@@ -144,6 +148,7 @@ allow = ["10.0.0.0/8:443"]
 allow-loopback = true
 on-leak = "log"
 quiet = true
+user = "nobody"
 "#;
 
     #[test]
@@ -153,6 +158,7 @@ quiet = true
         assert_eq!(args.policy.allow.len(), 1);
         assert!(args.policy.allow_loopback && args.quiet);
         assert_eq!(args.on_leak, OnLeak::Log);
+        assert_eq!(args.user.as_deref(), Some("nobody"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub fn main() -> i32 {
         kernel_layer(),
         non_dumpable(),
         landlock(),
+        program_user(),
     ];
     for check in &checks {
         println!("{} {:<58} {}", if check.ok { "ok  " } else { "off " }, check.name, check.detail);
@@ -115,5 +116,16 @@ fn landlock() -> Check {
     match crate::supervisor::fence::probe() {
         Ok(what) => Check { name, ok: true, detail: what },
         Err(why) => Check { name, ok: false, detail: why },
+    }
+}
+
+fn program_user() -> Check {
+    let name = "the program as its own user (run --user)";
+    if nix::unistd::geteuid().is_root() {
+        let detail = "as root: run --user NAME (under sudo the invoking user is the default) so the program \
+                      has no capabilities; a root program can leave its cgroup and change the network";
+        Check { name, ok: true, detail: detail.into() }
+    } else {
+        Check { name, ok: false, detail: "needs root: the program runs as you".into() }
     }
 }

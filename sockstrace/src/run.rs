@@ -94,6 +94,13 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
                 isolation: args.isolation_regex.clone(),
             }
         });
+    let user = match program_user(args.user.as_deref(), args.quiet) {
+        Ok(user) => user,
+        Err(e) => {
+            eprintln!("sockstrace: error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let config = RunConfig {
         policy,
         on_leak,
@@ -102,6 +109,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         inspect,
         kernel,
         allow_io_uring: args.allow_io_uring,
+        user,
         command: args.command,
     };
     match supervisor::run(config, reporter) {
@@ -119,6 +127,27 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
                 return EXIT_USAGE;
             }
             e.downcast_ref::<SpawnError>().map_or(EXIT_OWN_FAILURE, SpawnError::exit_status)
+        }
+    }
+}
+
+/// Who the program runs as: `--user`, or under sudo the invoking user (said
+/// in one line), resolved before anything starts.
+fn program_user(
+    explicit: Option<&str>,
+    quiet: bool,
+) -> Result<Option<supervisor::identity::Switch>, supervisor::identity::IdentityError> {
+    use supervisor::identity::{self, Choice};
+    let euid = nix::unistd::geteuid().as_raw();
+    let var = |k: &str| std::env::var(k).ok();
+    match identity::choose(explicit, euid, var("SUDO_UID").as_deref(), var("SUDO_GID").as_deref()) {
+        Choice::Keep => Ok(None),
+        Choice::Switch { user, from_sudo } => {
+            let switch = identity::resolve(&user, from_sudo, euid)?;
+            if let (Some(s), Some(_), false) = (&switch, from_sudo, quiet) {
+                eprintln!("{}", identity::sudo_notice(&s.identity));
+            }
+            Ok(switch)
         }
     }
 }

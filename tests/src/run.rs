@@ -56,7 +56,9 @@ impl Trace {
             program: Vec::new(),
             report: Report::File,
             timeout: DEFAULT_TIMEOUT,
-            envs: Vec::new(),
+            // Under `sudo cargo test` the program would default to the
+            // invoking user (`run --user`); tests that want that set these.
+            envs: vec![("SUDO_UID".into(), None), ("SUDO_GID".into(), None)],
             dir,
         }
     }

@@ -151,6 +151,7 @@ async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Re
         seccomp: "off (audit: the kernel layer alone)".into(),
         kernel: kernel_layer,
         fence: String::new(),
+        program: String::new(),
         kernel_dropped: Some(lost),
         dns: None,
     };

@@ -62,6 +62,9 @@ pub fn summary_lines(s: &Summary) -> Vec<String> {
     if !s.layers.fence.is_empty() {
         layers.push_str(&format!("; fence {}", s.layers.fence));
     }
+    if !s.layers.program.is_empty() {
+        layers.push_str(&format!("; program {}", s.layers.program));
+    }
     lines.push(layers);
     if let Some(dns) = &s.layers.dns {
         let count = |key: &str| dns.get(key).and_then(|v| v.as_u64()).unwrap_or(0);

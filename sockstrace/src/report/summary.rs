@@ -13,6 +13,8 @@ pub struct Layers {
     pub kernel: String,
     /// What keeps the program from reaching its supervisor (empty in audit).
     pub fence: String,
+    /// Who the traced program runs as, and what it may do (empty in audit).
+    pub program: String,
     /// Events the kernel's ring buffer had to drop (when the layer was on).
     pub kernel_dropped: Option<u64>,
     /// What the `--dns proxy` resolver answered.
@@ -75,6 +77,9 @@ impl Summary {
         if !self.layers.fence.is_empty() {
             layers["fence"] = self.layers.fence.clone().into();
         }
+        if !self.layers.program.is_empty() {
+            layers["program"] = self.layers.program.clone().into();
+        }
         layers
     }
 
@@ -124,5 +129,20 @@ mod tests {
         assert!(lines
             .iter()
             .any(|l| l.starts_with("sockstrace: layers: seccomp on; kernel off; fence on (")));
+    }
+
+    #[test]
+    fn layers_name_who_the_program_runs_as() {
+        let mut s = Summary::default();
+        s.layers.seccomp = "on".into();
+        s.layers.kernel = "on".into();
+        assert!(s.to_json()["summary"]["layers"].get("program").is_none(), "audit runs no program");
+        s.layers.program = "uid 1000 (alice), no capabilities".into();
+        assert_eq!(s.to_json()["summary"]["layers"]["program"], "uid 1000 (alice), no capabilities");
+        let lines = super::super::human::summary_lines(&s);
+        assert!(
+            lines.iter().any(|l| l.ends_with("; program uid 1000 (alice), no capabilities")),
+            "{lines:?}"
+        );
     }
 }

@@ -9,6 +9,7 @@ mod dns_setup;
 pub(crate) mod fence;
 mod filter;
 mod handlers;
+pub mod identity;
 mod kernel_events;
 mod notif;
 mod reap;
@@ -44,6 +45,9 @@ pub struct RunConfig {
     pub inspect: Option<crate::inspect::Rules>,
     pub kernel: KernelMode,
     pub allow_io_uring: bool,
+    /// `--user` (or the invoking user under sudo), resolved: the program
+    /// runs as this user with no capabilities; `None` keeps ours.
+    pub user: Option<identity::Switch>,
     pub command: Vec<OsString>,
 }
 
@@ -180,6 +184,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         cgroup_procs: procs,
         resolv_conf: resolv_conf.as_deref(),
         landlock: fence.ruleset_fd(),
+        user: config.user.as_ref(),
     };
     let spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
     let fence_layer = fence.layer(spawned.landlock_failed);
@@ -234,8 +239,20 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     let dns = dns_proxy.as_ref().map(|p| serde_json::to_value(p.stats()).unwrap_or_default());
-    let layers =
-        Layers { seccomp: seccomp_layer, kernel: kernel_layer, fence: fence_layer, kernel_dropped, dns };
+    let euid = nix::unistd::geteuid().as_raw();
+    let program_layer = identity::describe(
+        config.user.as_ref().map(|s| &s.identity),
+        euid,
+        identity::name_of(euid).as_deref(),
+    );
+    let layers = Layers {
+        seccomp: seccomp_layer,
+        kernel: kernel_layer,
+        fence: fence_layer,
+        program: program_layer,
+        kernel_dropped,
+        dns,
+    };
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
 }

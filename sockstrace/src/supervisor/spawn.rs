@@ -28,6 +28,13 @@ const MSG_CGROUP_FAILED: i32 = 6;
 const MSG_RESOLV_CONF_FAILED: i32 = 7;
 /// `landlock_restrict_self` failed (the program still runs, unfenced).
 const MSG_LANDLOCK_FAILED: i32 = 8;
+/// Becoming the program's user (`--user`) failed at one of these steps.
+const MSG_CAPBSET_FAILED: i32 = 9;
+const MSG_AMBIENT_FAILED: i32 = 10;
+const MSG_SETGROUPS_FAILED: i32 = 11;
+const MSG_SETRESGID_FAILED: i32 = 12;
+const MSG_SETRESUID_FAILED: i32 = 13;
+const MSG_CAPSET_FAILED: i32 = 14;
 
 /// Exit status of a child that failed before exec.
 const CHILD_SETUP_FAILED: i32 = 125;
@@ -126,6 +133,33 @@ struct ChildPlan<'a> {
     resolv_conf: Option<CString>,
     /// The Landlock ruleset to restrict the program with.
     landlock: Option<libc::c_int>,
+    /// The user to become, with no capabilities (`--user`).
+    user: Option<UserPlan>,
+}
+
+/// `--user`, as raw values for the child's system calls.
+struct UserPlan {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+    cap_last_cap: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
 }
 
 /// What the child does besides installing the filter.
@@ -136,6 +170,8 @@ pub struct ChildSetup<'a> {
     pub resolv_conf: Option<&'a Path>,
     /// A Landlock ruleset (built before fork) the child enters before exec.
     pub landlock: Option<std::os::fd::RawFd>,
+    /// `--user`: the program runs as this user, with no capabilities.
+    pub user: Option<&'a super::identity::Switch>,
 }
 
 /// Forks and execs `argv` under `filter`. The child makes only raw,
@@ -150,19 +186,30 @@ pub fn spawn(
     let plan = ChildPlan {
         path: cstring(path.as_os_str())?,
         argv: argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
-        envp: std::env::vars_os()
-            .map(|(k, v)| {
-                let mut kv = k;
-                kv.push("=");
-                kv.push(v);
-                cstring(&kv)
-            })
-            .collect::<Result<_, _>>()?,
+        envp: match child.user {
+            Some(switch) => super::identity::environment(std::env::vars_os(), &switch.identity),
+            None => std::env::vars_os().collect(),
+        }
+        .into_iter()
+        .map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            cstring(&kv)
+        })
+        .collect::<Result<_, _>>()?,
         filter,
-        no_new_privs: child.no_new_privs,
+        // A program that changes user must not regain privileges by exec.
+        no_new_privs: child.no_new_privs || child.user.is_some(),
         cgroup_procs: child.cgroup_procs.map(|fd| fd.as_raw_fd()),
         resolv_conf: child.resolv_conf.map(|p| cstring(p.as_os_str())).transpose()?,
         landlock: child.landlock,
+        user: child.user.map(|s| UserPlan {
+            uid: s.identity.uid,
+            gid: s.identity.gid,
+            groups: s.identity.groups.clone(),
+            cap_last_cap: s.cap_last_cap,
+        }),
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -225,6 +272,12 @@ fn parent_handshake(
         MSG_RESOLV_CONF_FAILED => {
             return fail(SpawnError::ResolvConf(std::io::Error::from_raw_os_error(value)));
         }
+        MSG_CAPBSET_FAILED => return fail(setup("clearing the capability bounding set")(value)),
+        MSG_AMBIENT_FAILED => return fail(setup("clearing the ambient capabilities")(value)),
+        MSG_SETGROUPS_FAILED => return fail(setup("setgroups for --user")(value)),
+        MSG_SETRESGID_FAILED => return fail(setup("setresgid for --user")(value)),
+        MSG_SETRESUID_FAILED => return fail(setup("setresuid for --user")(value)),
+        MSG_CAPSET_FAILED => return fail(setup("dropping the capabilities (capset)")(value)),
         _ => return fail(SpawnError::Seccomp(std::io::Error::from_raw_os_error(value))),
     };
     let listener = sys::pidfd_open_thread(pid as u32)
@@ -335,6 +388,16 @@ unsafe fn child_main(
                 libc::_exit(CHILD_SETUP_FAILED);
             }
         }
+        // Become the program's user (after the cgroup and the mount
+        // namespace, which need root; before no_new_privs, Landlock and the
+        // filter): the bounding set first (PR_CAPBSET_DROP needs
+        // CAP_SETPCAP), then groups, gid, uid, and every set emptied.
+        if let Some(user) = &plan.user {
+            if let Err((tag, errno)) = become_user(user) {
+                child_send(ctl, tag, errno);
+                libc::_exit(CHILD_SETUP_FAILED);
+            }
+        }
         if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             child_send(ctl, MSG_NNP_FAILED, child_errno());
             libc::_exit(CHILD_SETUP_FAILED);
@@ -382,4 +445,41 @@ unsafe fn child_main(
         child_send(ctl, MSG_EXEC_FAILED, child_errno());
         libc::_exit(if child_errno() == libc::ENOENT { 127 } else { 126 });
     }
+}
+
+/// Drops to `user` with no capabilities left: bounding set, ambient set,
+/// supplementary groups, gid, uid, then the effective, permitted and
+/// inheritable sets (emptied by the uid change already, unless a securebit
+/// kept them; `capset` makes sure). Raw system calls only (after fork).
+///
+/// # Safety
+/// Only called in the freshly forked child; `user` was prepared before fork.
+unsafe fn become_user(user: &UserPlan) -> Result<(), (i32, i32)> {
+    // SAFETY (whole body): raw system calls with integer arguments or
+    // pointers to memory prepared before fork / live locals.
+    unsafe {
+        for cap in 0..=user.cap_last_cap {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err((MSG_CAPBSET_FAILED, child_errno()));
+            }
+        }
+        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) != 0 {
+            return Err((MSG_AMBIENT_FAILED, child_errno()));
+        }
+        if libc::syscall(libc::SYS_setgroups, user.groups.len(), user.groups.as_ptr()) != 0 {
+            return Err((MSG_SETGROUPS_FAILED, child_errno()));
+        }
+        if libc::syscall(libc::SYS_setresgid, user.gid, user.gid, user.gid) != 0 {
+            return Err((MSG_SETRESGID_FAILED, child_errno()));
+        }
+        if libc::syscall(libc::SYS_setresuid, user.uid, user.uid, user.uid) != 0 {
+            return Err((MSG_SETRESUID_FAILED, child_errno()));
+        }
+        let mut header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+        let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        if libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) != 0 {
+            return Err((MSG_CAPSET_FAILED, child_errno()));
+        }
+    }
+    Ok(())
 }

@@ -49,10 +49,11 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
 }
 
 /// `listen`, performed on our duplicate for every family: the fd number can
-/// no longer name another socket by the time the call runs. (For a unix
-/// listener this means the credentials its clients read with `SO_PEERCRED`
-/// are taken from us, the supervisor, at listen time: our pid, and the same
-/// uid when sockstrace runs unprivileged.)
+/// no longer name another socket by the time the call runs. A unix listener
+/// keeps the credentials of whoever called `listen` (its clients read them
+/// with `SO_PEERCRED`): a root supervisor takes the caller's uids, gids and
+/// groups on a short-lived thread of its own for the call
+/// ([`listen_as_caller`]); the pid its clients see is still ours.
 pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let sock = call.tracee.socket(args[0])?;
@@ -63,7 +64,98 @@ pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if is_blocked(call.record("listen", Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
         return Ok(Reply::Errno(super::BLOCKED_ERRNO));
     }
+    if sock.facts.family == libc::AF_UNIX && nix::unistd::geteuid().is_root() {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", call.tracee.tid))
+            .map_err(|e| Failure::Check(errno_of(&e)))?;
+        let creds = Credentials::parse(&status).ok_or(Failure::Check(libc::EIO))?;
+        if !creds.is_root() {
+            return listen_as_caller(sock.as_fd(), args[1] as i32, &creds);
+        }
+    }
     Ok(to_reply(sys::listen(sock.as_fd(), args[1] as i32)))
+}
+
+/// A caller's credentials, from `/proc/TID/status` (ids as our user
+/// namespace sees them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Credentials {
+    /// Real, effective, saved.
+    uid: [u32; 3],
+    gid: [u32; 3],
+    groups: Vec<u32>,
+}
+
+impl Credentials {
+    fn parse(status: &str) -> Option<Credentials> {
+        let ids = |field: &str| -> Option<[u32; 3]> {
+            let v: Vec<u32> = crate::procfs::status_field(status, field)?
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            Some([*v.first()?, *v.get(1)?, *v.get(2)?])
+        };
+        let groups = crate::procfs::status_field(status, "Groups:")?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(Credentials { uid: ids("Uid:")?, gid: ids("Gid:")?, groups })
+    }
+
+    fn is_root(&self) -> bool {
+        self.uid == [0; 3] && self.gid == [0; 3] && self.groups.iter().all(|&g| g == 0)
+    }
+}
+
+/// `listen` on a thread that first takes the caller's groups, gids and uids
+/// (raw system calls: they change the calling thread only, where libc's
+/// wrappers would change every thread of ours), so the listener's
+/// `SO_PEERCRED` names the caller's user. The thread ends with the call; its
+/// credentials go with it.
+fn listen_as_caller(
+    sock: std::os::fd::BorrowedFd<'_>,
+    backlog: i32,
+    creds: &Credentials,
+) -> Result<Reply, Failure> {
+    use std::os::fd::AsRawFd;
+    // Changing a thread's uid resets the dumpable flag of the whole process
+    // to fs.suid_dumpable; at 1 that would open us to same-uid ptrace for a
+    // moment. Listen as ourselves then (clients see root's credentials).
+    if std::fs::read_to_string("/proc/sys/fs/suid_dumpable").map(|s| s.trim() == "1").unwrap_or(true) {
+        return Ok(to_reply(sys::listen(sock, backlog)));
+    }
+    let fd = sock.as_raw_fd();
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<(), (&'static str, sys::Errno)> {
+                // SAFETY: raw system calls with integer arguments and a
+                // pointer to a live Vec of gids; `fd` stays open (borrowed)
+                // until this scoped thread is joined.
+                unsafe {
+                    let step =
+                        |r: libc::c_long, what| if r == 0 { Ok(()) } else { Err((what, sys::last_errno())) };
+                    step(
+                        libc::syscall(libc::SYS_setgroups, creds.groups.len(), creds.groups.as_ptr()),
+                        "setgroups",
+                    )?;
+                    let [r, e, s] = creds.gid;
+                    step(libc::syscall(libc::SYS_setresgid, r, e, s), "setresgid")?;
+                    let [r, e, s] = creds.uid;
+                    step(libc::syscall(libc::SYS_setresuid, r, e, s), "setresuid")?;
+                    step(libc::listen(fd, backlog) as libc::c_long, "listen")
+                }
+            })
+            .join()
+    });
+    // Belt and braces: we stay non-dumpable whatever the thread did.
+    let _ = crate::supervisor::fence::make_non_dumpable();
+    match result {
+        Ok(Ok(())) => Ok(Reply::Value(0)),
+        Ok(Err(("listen", e))) => Ok(Reply::Errno(e)),
+        Ok(Err((_, e))) => Err(Failure::Check(e)),
+        Err(_) => Err(Failure::Check(libc::EIO)),
+    }
 }
 
 /// `accept`/`accept4`, performed by us for every family: we take the
@@ -204,4 +296,21 @@ fn unprivileged_port_start() -> u16 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(DEFAULT_UNPRIVILEGED_PORT_START)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Credentials;
+
+    #[test]
+    fn credentials_come_from_the_status_file() {
+        let status =
+            "Name:\tpython3\nUid:\t1000\t1001\t1002\t1001\nGid:\t100\t101\t102\t101\nGroups:\t100 27 \n";
+        let c = Credentials::parse(status).unwrap();
+        assert_eq!(c, Credentials { uid: [1000, 1001, 1002], gid: [100, 101, 102], groups: vec![100, 27] });
+        assert!(!c.is_root());
+        let root = Credentials::parse("Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n").unwrap();
+        assert!(root.is_root() && root.groups.is_empty());
+        assert!(Credentials::parse("Uid:\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n").is_none());
+    }
 }
