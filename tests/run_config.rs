@@ -135,7 +135,8 @@ fn without_a_file_the_summary_names_none() {
 
 /// The last JSON line of `audit --report -` (its summary).
 fn audit_summary(out: &sockstrace_tests::Outcome) -> serde_json::Value {
-    let last = out.stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{}", out.describe()));
+    let last =
+        out.stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{}", out.describe()));
     let line: serde_json::Value = serde_json::from_str(last).unwrap();
     line["summary"].clone()
 }
@@ -159,7 +160,8 @@ fn audit_reads_the_same_default_file() {
     let _remove = Remove(cgroup.clone());
     let home = tempfile::tempdir().unwrap();
     // Keys of run (on-leak) and of audit (cgroup) in one file: each reads its own.
-    let body = format!("proxy = [\"127.0.0.1:1081\"]\non-leak = \"log\"\ncgroup = \"{}\"\n", cgroup.display());
+    let body =
+        format!("proxy = [\"127.0.0.1:1081\"]\non-leak = \"log\"\ncgroup = \"{}\"\n", cgroup.display());
     let file = default_file(home.path(), &body);
 
     let audit = |extra: &[&str]| {
@@ -169,7 +171,11 @@ fn audit_reads_the_same_default_file() {
     };
     let out = audit(&[]);
     out.assert_code(0);
-    let start = out.stderr.lines().find(|l| l.contains("auditing cgroup")).unwrap_or_else(|| panic!("{}", out.describe()));
+    let start = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("auditing cgroup"))
+        .unwrap_or_else(|| panic!("{}", out.describe()));
     assert!(start.contains("proxies 127.0.0.1:1081"), "the file's proxy: {start}\n{}", out.describe());
     assert!(start.contains(&cgroup.display().to_string()), "the file's cgroup: {start}");
     assert!(out.stderr.contains(&format!("sockstrace: configuration from {file}")), "{}", out.describe());
@@ -178,6 +184,10 @@ fn audit_reads_the_same_default_file() {
     // Flags still win over the file.
     let out = audit(&["--proxy", "127.0.0.1:1082"]);
     out.assert_code(0);
-    let start = out.stderr.lines().find(|l| l.contains("auditing cgroup")).unwrap_or_else(|| panic!("{}", out.describe()));
+    let start = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("auditing cgroup"))
+        .unwrap_or_else(|| panic!("{}", out.describe()));
     assert!(start.contains("proxies 127.0.0.1:1082") && !start.contains("1081"), "{start}");
 }

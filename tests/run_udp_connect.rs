@@ -174,8 +174,7 @@ fn a_datagram_sent_to_a_non_proxy_address_is_still_a_leak() {
 fn a_refused_udp_connect_leaves_nothing_to_send_on() {
     let Some(socks) = proxy() else { skip!("see above") };
     let sink = UdpSink::bind("127.0.0.2");
-    let out =
-        via(&socks).netprobe(["udp-connect-send", &sink.host(), &sink.port()]).run();
+    let out = via(&socks).netprobe(["udp-connect-send", &sink.host(), &sink.port()]).run();
     out.assert_client_eperm("connect");
     sink.assert_nothing_arrived("connected UDP");
     out.assert_report_well_formed();
@@ -223,4 +222,72 @@ fn with_the_kernel_layer_no_kernel_event_contradicts_the_refusal() {
     assert_refused_udp_connects_only(&out, &port(&socks));
     let kernel = out.events_where(|e| e.s("source") == "kernel");
     assert!(kernel.is_empty(), "kernel events: {kernel:?}\n{}", out.describe());
+}
+
+/// `audit --enforce`: the kernel refuses a UDP connect in the watched cgroup
+/// and reports it as the supervisor does (no leak); a datagram sent with an
+/// address is refused and reported as a leak.
+#[test]
+fn audit_enforcing_reports_a_refused_udp_connect_as_no_leak() {
+    if !is_root() {
+        skip!("audit needs root");
+    }
+    let Some(mount) = sockstrace_tests::util::cgroup2_mount() else { skip!("no cgroup2 mount") };
+    struct Cgroup(std::path::PathBuf);
+    impl Drop for Cgroup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let cgroup = Cgroup(mount.join(format!("sockstrace-udp-connect-test-{}", std::process::id())));
+    std::fs::create_dir(&cgroup.0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("audit.jsonl");
+    let cg = cgroup.0.display().to_string();
+    let running =
+        Trace::raw(["audit", "--enforce", "--cgroup", &cg, "--report", report.to_str().unwrap()]).spawn();
+    let attached = sockstrace_tests::util::wait_until(Duration::from_secs(30), || {
+        running.stderr().contains("sockstrace: auditing cgroup")
+    });
+    assert!(attached, "audit attached\n{}", running.describe());
+    let sink = UdpSink::bind("127.0.0.2");
+    let in_cgroup = |mode: &str| {
+        let procs = cgroup.0.join("cgroup.procs");
+        sockstrace_tests::direct([
+            "sh",
+            "-c",
+            r#"echo $$ > "$1" && shift && exec "$@""#,
+            "sh",
+            procs.to_str().unwrap(),
+            sockstrace_tests::netprobe().to_str().unwrap(),
+            mode,
+            &sink.host(),
+            &sink.port(),
+        ])
+    };
+    let connect = in_cgroup("udp-connect-send");
+    assert!(connect.stdout.contains("connect: errno=1 ("), "{}", connect.stdout);
+    let sendto = in_cgroup("udp-sendto");
+    assert!(sendto.stdout.contains("sendto: errno=1 ("), "{}", sendto.stdout);
+    running.signal(libc::SIGINT);
+    let out = running.wait();
+    out.assert_code(0);
+    sink.assert_nothing_arrived("audit --enforce");
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&report).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let text = || format!("{}\n{lines:#?}", out.describe());
+    let events: Vec<_> = lines.iter().filter(|l| l.get("summary").is_none()).collect();
+    let refused: Vec<_> = events.iter().filter(|e| e["reason"] == "udp-connect-refused").collect();
+    assert_eq!(refused.len(), 1, "{}", text());
+    assert_eq!(
+        (&refused[0]["source"], &refused[0]["verdict"], &refused[0]["action"], &refused[0]["dst"]),
+        (&"kernel".into(), &"allowed".into(), &"blocked".into(), &sink.dst().into()),
+        "{}",
+        text()
+    );
+    let leaks: Vec<_> = events.iter().filter(|e| e["verdict"] == "leak").collect();
+    assert_eq!(leaks.len(), 1, "only the sendto is a leak\n{}", text());
+    assert_eq!((&leaks[0]["reason"], &leaks[0]["syscall"]), (&"direct-udp".into(), &"sendmsg".into()));
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!((&summary["leaks"], &summary["udp_connects_refused"]), (&1.into(), &1.into()), "{}", text());
 }

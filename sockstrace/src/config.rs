@@ -272,7 +272,8 @@ quiet = true
         assert!(args.policy.allow_loopback && args.quiet && args.enforce);
         assert_eq!(args.cgroup.as_deref(), Some(Path::new("system.slice")));
         assert_eq!(args.metrics, Some("127.0.0.1:9101".parse().unwrap()));
-        let args = audit_args(&["sockstrace", "audit", "--proxy", "127.0.0.1:9999", "--cgroup", "x"], &file).unwrap();
+        let args = audit_args(&["sockstrace", "audit", "--proxy", "127.0.0.1:9999", "--cgroup", "x"], &file)
+            .unwrap();
         assert_eq!(args.policy.proxies, vec!["127.0.0.1:9999".parse::<std::net::SocketAddr>().unwrap()]);
         assert_eq!(args.cgroup.as_deref(), Some(Path::new("x")));
         // And run ignores audit's keys.
@@ -288,7 +289,10 @@ quiet = true
         let xdg = Some(OsStr::new("/x"));
         let home = Some(OsStr::new("/home/me"));
         assert_eq!(default_file(xdg, home, false, all), Some("/x/sockstrace/sockstrace.toml".into()));
-        assert_eq!(default_file(None, home, false, all), Some("/home/me/.config/sockstrace/sockstrace.toml".into()));
+        assert_eq!(
+            default_file(None, home, false, all),
+            Some("/home/me/.config/sockstrace/sockstrace.toml".into())
+        );
         // A relative XDG_CONFIG_HOME is ignored (XDG base directory spec).
         let relative = Some(OsStr::new("rel"));
         assert_eq!(

@@ -47,7 +47,13 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         // Nothing is sent by a datagram connect, and nothing can be sent on
         // the socket once it is refused: not a leak (see `Reason::UdpConnectRefused`).
         let refused = Decision::allowed(Reason::UdpConnectRefused);
-        call.record_action("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), refused, Action::Blocked);
+        call.record_action(
+            "connect",
+            Subject::Socket(&sock),
+            Target::Remote(Some(&addr)),
+            refused,
+            Action::Blocked,
+        );
         return Ok(Reply::Errno(super::BLOCKED_ERRNO));
     }
     if !call.record("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision).lets_through() {
