@@ -239,7 +239,8 @@ pub struct RunArgs {
     #[arg(long, env = "SOCKSTRACE_FAIL_ON_LEAK")]
     pub fail_on_leak: bool,
 
-    /// Read options from this TOML file (flags and SOCKSTRACE_* variables win over it)
+    /// Read options from this TOML file (flags and SOCKSTRACE_* variables win over it) [default:
+    /// ~/.config/sockstrace/sockstrace.toml, else for root /etc/sockstrace/sockstrace.toml, if there]
     #[arg(long, value_name = "FILE", env = "SOCKSTRACE_CONFIG")]
     pub config: Option<PathBuf>,
 

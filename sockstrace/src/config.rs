@@ -1,7 +1,11 @@
-//! The configuration file (TOML; `--config FILE` or `SOCKSTRACE_CONFIG`) and
-//! its place in the precedence: command-line flags, then `SOCKSTRACE_*`
-//! environment variables, then the file, then the defaults.
+//! The configuration file (TOML; `--config FILE` or `SOCKSTRACE_CONFIG`, else
+//! the first of `$XDG_CONFIG_HOME/sockstrace/sockstrace.toml` (or
+//! `~/.config/...`) and, for root, `/etc/sockstrace/sockstrace.toml` that
+//! exists) and its place in the precedence: command-line flags, then
+//! `SOCKSTRACE_*` environment variables, then the file, then the defaults.
+//! `run` and `audit` read the same file; each takes the keys it has.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -9,9 +13,14 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, ValueEnum};
 use serde::Deserialize;
 
-use crate::cli::{DnsArg, IncomingArg, KernelLayer, OnLeak, RunArgs};
+use crate::audit::AuditArgs;
+use crate::cli::{DnsArg, IncomingArg, KernelLayer, OnLeak, PolicyArgs, RunArgs};
 
-/// Every `run` option, by its long name.
+/// The system-wide file, read by root when the user has none.
+pub const SYSTEM_FILE: &str = "/etc/sockstrace/sockstrace.toml";
+
+/// Every `run` and `audit` option, by its long name (each command ignores the
+/// other's keys).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
@@ -35,7 +44,49 @@ pub struct FileConfig {
     pub dns_upstream: Option<String>,
     pub quiet: Option<bool>,
     pub fail_on_leak: Option<bool>,
+    /// `run` only: the user the program runs as.
     pub user: Option<String>,
+    /// `audit` only.
+    pub cgroup: Option<PathBuf>,
+    /// `audit` only.
+    pub enforce: Option<bool>,
+    /// `audit` only.
+    pub metrics: Option<String>,
+}
+
+/// The file to read: the one given (`--config`, `SOCKSTRACE_CONFIG`), else
+/// the default that exists.
+pub fn locate(given: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = given {
+        return Some(path.to_path_buf());
+    }
+    let xdg = std::env::var_os("XDG_CONFIG_HOME");
+    let home = std::env::var_os("HOME");
+    let root = nix::unistd::geteuid().is_root();
+    default_file(xdg.as_deref(), home.as_deref(), root, |p| p.is_file())
+}
+
+/// The default file: the user's (`$XDG_CONFIG_HOME`, which must be absolute
+/// as the XDG spec says, else `$HOME/.config`), then for root the system's;
+/// the first for which `exists` holds.
+pub fn default_file(
+    xdg_config_home: Option<&OsStr>,
+    home: Option<&OsStr>,
+    root: bool,
+    exists: impl Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    let user_dir = xdg_config_home
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.map(PathBuf::from).filter(|p| p.is_absolute()).map(|h| h.join(".config")));
+    let user = user_dir.map(|d| d.join("sockstrace").join("sockstrace.toml"));
+    let system = root.then(|| PathBuf::from(SYSTEM_FILE));
+    [user, system].into_iter().flatten().find(|p| exists(p))
+}
+
+/// The line that names the file read.
+pub fn used_line(path: &Path) -> String {
+    format!("sockstrace: configuration from {}", path.display())
 }
 
 pub fn load(path: &Path) -> Result<FileConfig> {
@@ -60,23 +111,57 @@ fn enum_value<T: ValueEnum>(value: &str, key: &str) -> Result<T> {
     T::from_str(value, true).map_err(|e| anyhow::anyhow!("{key}: {e}"))
 }
 
-/// Fills every option the user did not set from the file.
-pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Result<()> {
+/// Fills the policy options `run` and `audit` share that the user did not set.
+fn apply_policy(policy: &mut PolicyArgs, matches: &ArgMatches, file: &mut FileConfig) -> Result<()> {
     let user = |id: &str| set_by_user(matches, id);
-    if let (Some(v), false) = (file.proxy, user("proxies")) {
-        args.policy.proxies = each(&v, crate::cli::parse_proxy_arg, "proxy")?;
+    if let (Some(v), false) = (file.proxy.take(), user("proxies")) {
+        policy.proxies = each(&v, crate::cli::parse_proxy_arg, "proxy")?;
     }
+    if let (Some(v), false) = (file.allow.take(), user("allow")) {
+        policy.allow = each(&v, crate::cli::parse_allow_arg, "allow")?;
+    }
+    if let (Some(v), false) = (file.incoming.take(), user("incoming")) {
+        policy.incoming = enum_value::<IncomingArg>(&v, "incoming")?;
+    }
+    if let (Some(v), false) = (file.allow_loopback, user("allow_loopback")) {
+        policy.allow_loopback = v;
+    }
+    Ok(())
+}
+
+/// Fills every `audit` option the user did not set from the file (its own
+/// keys and the shared ones; `run`'s are ignored).
+pub fn apply_audit(args: &mut AuditArgs, matches: &ArgMatches, mut file: FileConfig) -> Result<()> {
+    let user = |id: &str| set_by_user(matches, id);
+    apply_policy(&mut args.policy, matches, &mut file)?;
+    if let (Some(v), false) = (file.cgroup, user("cgroup")) {
+        args.cgroup = Some(v);
+    }
+    if let (Some(v), false) = (file.metrics, user("metrics")) {
+        args.metrics = Some(v.parse().map_err(|e| anyhow::anyhow!("metrics: {v:?}: {e}"))?);
+    }
+    if let (Some(v), false) = (file.report, user("report")) {
+        args.report = Some(v);
+    }
+    if let (Some(v), false) = (file.enforce, user("enforce")) {
+        args.enforce = v;
+    }
+    if let (Some(v), false) = (file.quiet, user("quiet")) {
+        args.quiet = v;
+    }
+    Ok(())
+}
+
+/// Fills every `run` option the user did not set from the file (its own keys
+/// and the shared ones; `audit`'s are ignored).
+pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> Result<()> {
+    let user = |id: &str| set_by_user(matches, id);
+    apply_policy(&mut args.policy, matches, &mut file)?;
     if let (Some(v), false) = (file.http_proxy, user("http_proxies")) {
         args.http_proxies = each(&v, crate::cli::parse_proxy_arg, "http-proxy")?;
     }
-    if let (Some(v), false) = (file.allow, user("allow")) {
-        args.policy.allow = each(&v, crate::cli::parse_allow_arg, "allow")?;
-    }
     if let (Some(v), false) = (file.allow_incoming_from, user("allow_incoming_from")) {
         args.allow_incoming_from = each(&v, crate::cli::parse_network_arg, "allow-incoming-from")?;
-    }
-    if let (Some(v), false) = (file.incoming, user("incoming")) {
-        args.policy.incoming = enum_value::<IncomingArg>(&v, "incoming")?;
     }
     if let (Some(v), false) = (file.dns, user("dns")) {
         args.dns = enum_value::<DnsArg>(&v, "dns")?;
@@ -107,10 +192,9 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
     if let (Some(v), false) = (file.report, user("report")) {
         args.report = Some(v);
     }
-    let flags: [(&str, Option<bool>, &mut bool); 7] = [
+    let flags: [(&str, Option<bool>, &mut bool); 6] = [
         ("inspect_socks", file.inspect_socks, &mut args.inspect_socks),
         ("require_socks_auth", file.require_socks_auth, &mut args.require_socks_auth),
-        ("allow_loopback", file.allow_loopback, &mut args.policy.allow_loopback),
         ("one_circuit", file.one_circuit, &mut args.one_circuit),
         ("allow_io_uring", file.allow_io_uring, &mut args.allow_io_uring),
         ("quiet", file.quiet, &mut args.quiet),
@@ -177,6 +261,56 @@ user = "nobody"
         assert_eq!(args.policy.proxies.len(), 2);
         assert_eq!(args.policy.allow.len(), 2);
         assert_eq!(args.allow_incoming_from.len(), 1);
+    }
+
+    fn audit_args(argv: &[&str], file: &str) -> Result<AuditArgs> {
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        let Command::Audit(mut args) = cli.command else { panic!("not audit") };
+        apply_audit(&mut args, matches.subcommand_matches("audit").unwrap(), parse(file)?)?;
+        Ok(args)
+    }
+
+    #[test]
+    fn audit_takes_the_shared_keys_and_its_own_and_ignores_runs() {
+        let file = format!("{FILE}cgroup = \"system.slice\"\nenforce = true\nmetrics = \"127.0.0.1:9101\"\n");
+        let args = audit_args(&["sockstrace", "audit"], &file).unwrap();
+        assert_eq!(args.policy.proxies, vec!["127.0.0.1:1080".parse::<std::net::SocketAddr>().unwrap()]);
+        assert!(args.policy.allow_loopback && args.quiet && args.enforce);
+        assert_eq!(args.cgroup.as_deref(), Some(Path::new("system.slice")));
+        assert_eq!(args.metrics, Some("127.0.0.1:9101".parse().unwrap()));
+        let args = audit_args(&["sockstrace", "audit", "--proxy", "127.0.0.1:9999", "--cgroup", "x"], &file)
+            .unwrap();
+        assert_eq!(args.policy.proxies, vec!["127.0.0.1:9999".parse::<std::net::SocketAddr>().unwrap()]);
+        assert_eq!(args.cgroup.as_deref(), Some(Path::new("x")));
+        // And run ignores audit's keys.
+        let run = run_args(&["sockstrace", "run", "--", "true"], &file).unwrap();
+        assert_eq!(run.on_leak, OnLeak::Log);
+        let bad = audit_args(&["sockstrace", "audit"], "metrics = \"nowhere\"").unwrap_err();
+        assert!(format!("{bad:#}").contains("metrics"), "{bad:#}");
+    }
+
+    #[test]
+    fn the_default_file_is_the_users_then_for_root_the_systems() {
+        let all = |_: &Path| true;
+        let xdg = Some(OsStr::new("/x"));
+        let home = Some(OsStr::new("/home/me"));
+        assert_eq!(default_file(xdg, home, false, all), Some("/x/sockstrace/sockstrace.toml".into()));
+        assert_eq!(
+            default_file(None, home, false, all),
+            Some("/home/me/.config/sockstrace/sockstrace.toml".into())
+        );
+        // A relative XDG_CONFIG_HOME is ignored (XDG base directory spec).
+        let relative = Some(OsStr::new("rel"));
+        assert_eq!(
+            default_file(relative, home, false, all),
+            Some("/home/me/.config/sockstrace/sockstrace.toml".into())
+        );
+        let only_system = |p: &Path| p == Path::new(SYSTEM_FILE);
+        assert_eq!(default_file(xdg, home, true, only_system), Some(SYSTEM_FILE.into()));
+        assert_eq!(default_file(xdg, home, false, only_system), None, "only root reads the system file");
+        assert_eq!(default_file(None, None, false, all), None);
+        assert_eq!(locate(Some(Path::new("given.toml"))), Some("given.toml".into()));
     }
 
     #[test]

@@ -31,7 +31,10 @@ fn main() {
             let run_matches = matches.subcommand_matches("run").cloned().unwrap_or_default();
             run::main(args, &run_matches)
         }
-        cli::Command::Audit(args) => audit::main(args),
+        cli::Command::Audit(args) => {
+            let audit_matches = matches.subcommand_matches("audit").cloned().unwrap_or_default();
+            audit::main(args, &audit_matches)
+        }
         cli::Command::Completions { shell } => {
             clap_complete::generate(shell, &mut cli::Cli::command(), "sockstrace", &mut std::io::stdout());
             0

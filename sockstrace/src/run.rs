@@ -16,12 +16,16 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_LEAKED: i32 = 3;
 
 pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
-    if let Some(path) = args.config.clone() {
+    let config = crate::config::locate(args.config.as_deref());
+    if let Some(path) = &config {
         if let Err(e) =
-            crate::config::load(&path).and_then(|file| crate::config::apply(&mut args, matches, file))
+            crate::config::load(path).and_then(|file| crate::config::apply(&mut args, matches, file))
         {
             eprintln!("sockstrace: error: configuration: {e:#}");
             return EXIT_USAGE;
+        }
+        if !args.quiet {
+            crate::report::human::write_line(&crate::config::used_line(path));
         }
     } else if args.proxy_user.is_some() != args.proxy_pass.is_some() {
         eprintln!("sockstrace: error: --proxy-user and --proxy-pass go together");
@@ -65,6 +69,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
             return EXIT_OWN_FAILURE;
         }
     };
+    reporter.set_config(config.as_deref());
     let fail_on_leak = args.fail_on_leak;
     let kernel = match args.kernel {
         KernelLayer::Auto => supervisor::KernelMode::Auto,

@@ -21,6 +21,8 @@ pub const PACKAGES: &[&str] = &[
     "liburing-dev",
     "tcpdump",
     "strace",
+    // nc -X 5 -x: a proxy-aware client whose getaddrinfo sorts by UDP connects (run_udp_connect).
+    "netcat-openbsd",
 ];
 
 /// Whether dpkg reports `package` as installed.

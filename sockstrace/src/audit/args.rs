@@ -40,6 +40,12 @@ pub struct AuditArgs {
     /// No human lines on stderr but errors and lost events (the JSON report is unaffected)
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Read options from this TOML file, the one `run` reads (flags and SOCKSTRACE_* variables
+    /// win over it) [default: ~/.config/sockstrace/sockstrace.toml, else for root
+    /// /etc/sockstrace/sockstrace.toml, if there]
+    #[arg(long, value_name = "FILE", env = "SOCKSTRACE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 impl AuditArgs {

@@ -18,12 +18,25 @@ mod watch;
 
 pub use args::AuditArgs;
 
-use crate::run::EXIT_OWN_FAILURE;
+use crate::run::{EXIT_OWN_FAILURE, EXIT_USAGE};
 
-/// Runs `sockstrace audit`; returns the exit status (0 after a clean stop, 125 when
-/// sockstrace itself failed: not root, no such cgroup, attaching or detaching failed).
-pub fn main(args: AuditArgs) -> i32 {
-    match watch::run(&args) {
+/// Runs `sockstrace audit`; returns the exit status (0 after a clean stop, 2 for a bad
+/// configuration file, 125 when sockstrace itself failed: not root, no such cgroup,
+/// attaching or detaching failed).
+pub fn main(mut args: AuditArgs, matches: &clap::ArgMatches) -> i32 {
+    let config = crate::config::locate(args.config.as_deref());
+    if let Some(path) = &config {
+        if let Err(e) =
+            crate::config::load(path).and_then(|file| crate::config::apply_audit(&mut args, matches, file))
+        {
+            eprintln!("sockstrace: error: configuration: {e:#}");
+            return EXIT_USAGE;
+        }
+        if !args.quiet {
+            crate::report::human::write_line(&crate::config::used_line(path));
+        }
+    }
+    match watch::run(&args, config.as_deref()) {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("sockstrace: error: {err:#}");

@@ -49,7 +49,7 @@ impl Stop {
 }
 
 /// Runs the audit to its end; errors are sockstrace's own failures.
-pub fn run(args: &AuditArgs) -> Result<()> {
+pub fn run(args: &AuditArgs, config: Option<&Path>) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("audit needs root: it loads eBPF programs and attaches them to a cgroup");
     }
@@ -57,6 +57,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     let cgroup = kernel::resolve_cgroup(&root, args.cgroup.as_deref())?;
     // Appending: run as a service, a restart must not wipe what was reported before.
     let reporter = Reporter::open_appending(&ReportTarget::from_arg(args.report.as_deref()), args.quiet)?;
+    reporter.set_config(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(LOOKUP_THREADS)

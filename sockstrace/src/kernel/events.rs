@@ -113,7 +113,11 @@ impl KernelEvent {
     /// pid, tid, comm and uid always win: the process may be gone, or have changed since.
     /// `run` and `audit` both report kernel events through this.
     pub fn to_report_event(&self, info: ProcessInfo) -> Event {
-        let decision = Decision::leak(self.policy_reason().unwrap_or(Reason::DirectOther));
+        let decision = if self.is_refused_udp_connect() {
+            Decision::allowed(Reason::UdpConnectRefused)
+        } else {
+            Decision::leak(self.policy_reason().unwrap_or(Reason::DirectOther))
+        };
         let action = if self.denied { Action::Blocked } else { Action::Logged };
         let info = if info.pid == Some(self.pid) { info } else { ProcessInfo::default() };
         let mut event = Event::new(self.syscall(), self.tid, decision, action).with_process(info);
@@ -141,6 +145,16 @@ impl KernelEvent {
         }
         event.kernel = Some(kernel);
         event
+    }
+
+    /// A UDP socket's connect the kernel refused: nothing was sent, and nothing can be sent
+    /// on the socket, as when the supervisor refuses it (`Reason::UdpConnectRefused`). One
+    /// let through (observing) stays a `direct-udp` leak.
+    pub fn is_refused_udp_connect(&self) -> bool {
+        self.denied
+            && matches!(self.hook, "connect4" | "connect6")
+            && self.policy_reason() == Some(Reason::DirectUdp)
+            && self.socket.transport() == crate::net::socket::Transport::Udp
     }
 
     /// The policy's reason for this leak.
@@ -275,6 +289,31 @@ mod tests {
         // Other hooks carry no detail.
         raw.kind = kind::CONNECT6;
         assert_eq!(KernelEvent::from_raw(&raw).detail, None);
+    }
+
+    #[test]
+    fn a_refused_udp_connect_is_no_leak_but_one_let_through_is() {
+        let mut raw = SockEvent::zeroed();
+        raw.kind = kind::CONNECT4;
+        raw.family = libc::AF_INET as u16;
+        raw.sock_type = libc::SOCK_DGRAM as u16;
+        raw.protocol = libc::IPPROTO_UDP as u16;
+        raw.addr = v4_mapped([127, 0, 0, 1]);
+        raw.port = 9050;
+        raw.reason = reason::DIRECT_UDP;
+        raw.verdict = verdict::DENY;
+        let report = KernelEvent::from_raw(&raw).to_report_event(ProcessInfo::default());
+        assert_eq!((report.verdict, report.reason), ("allowed", "udp-connect-refused"));
+        assert_eq!((report.action, report.errno), (Action::Blocked, Some(libc::EPERM)));
+        // Observing: the connect went through; what is sent on it later is unseen.
+        raw.verdict = verdict::PASS;
+        let report = KernelEvent::from_raw(&raw).to_report_event(ProcessInfo::default());
+        assert_eq!((report.verdict, report.reason, report.action), ("leak", "direct-udp", Action::Logged));
+        // A datagram sent is a leak, refused or not.
+        raw.kind = kind::SENDMSG4;
+        raw.verdict = verdict::DENY;
+        let report = KernelEvent::from_raw(&raw).to_report_event(ProcessInfo::default());
+        assert_eq!((report.verdict, report.reason), ("leak", "direct-udp"));
     }
 
     #[test]

@@ -82,6 +82,13 @@ pub enum Reason {
     /// resolver's fake addresses (resolvers do this to sort addresses; it
     /// sends nothing, and there is nowhere to send to).
     FakeAddress,
+    /// Set by the supervisor (and for the kernel's refusals, by the kernel
+    /// layer's report): a datagram `connect` to an address that is not
+    /// allowed, refused. Connecting a UDP socket sends nothing (glibc's
+    /// `getaddrinfo` connects one to each answer to sort them, RFC 6724), and
+    /// once refused nothing can be sent on it: no leak, unless `--on-leak log`
+    /// lets it through (then it stays `direct-udp`).
+    UdpConnectRefused,
     /// Set by the SOCKS inspector: the program asked its proxy for an address
     /// it resolved itself (SOCKS4 without a name, or socks5 after a lookup).
     SocksByAddress,
@@ -138,6 +145,7 @@ impl Reason {
             Reason::SocketcallRace => "socketcall-race",
             Reason::SocketCreate => "socket-create",
             Reason::FakeAddress => "fake-address",
+            Reason::UdpConnectRefused => "udp-connect-refused",
             Reason::SocksByAddress => "socks-by-address",
             Reason::SocksNoAuth => "socks-no-auth",
             Reason::SocksIsolation => "socks-isolation",

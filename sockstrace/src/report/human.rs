@@ -52,6 +52,12 @@ pub fn summary_lines(s: &Summary) -> Vec<String> {
         "sockstrace: summary: {} leak(s) ({} blocked, {} logged, {} killed, {} socksified), {} allowed",
         s.leaks, s.blocked, s.logged, s.killed, s.socksified, s.allowed
     )];
+    if s.udp_connects_refused > 0 {
+        lines.push(format!(
+            "sockstrace: {} UDP connect(s) refused (nothing sent): no leak; resolvers connect to sort a name's addresses",
+            s.udp_connects_refused
+        ));
+    }
     for (key, count) in &s.by_destination {
         lines.push(format!(
             "sockstrace:   {count:>5} x {} {} {} ({}) by {}",

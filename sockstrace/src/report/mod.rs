@@ -112,6 +112,13 @@ impl Reporter {
         }
     }
 
+    /// Names the configuration file read (`None`: none), for the summary.
+    pub fn set_config(&self, path: Option<&Path>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.summary.config = path.map(|p| p.display().to_string());
+        }
+    }
+
     /// Counts a call rejected for malformed arguments (no network decision).
     pub fn count_invalid(&self) {
         if let Ok(mut state) = self.state.lock() {

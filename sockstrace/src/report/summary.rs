@@ -42,6 +42,11 @@ pub struct Summary {
     pub socksified: u64,
     /// Calls refused for malformed arguments, as the kernel would refuse them.
     pub invalid: u64,
+    /// Datagram connects refused without a leak (reason `udp-connect-refused`):
+    /// nothing was sent, and nothing could be sent on the socket.
+    pub udp_connects_refused: u64,
+    /// The configuration file read, if any.
+    pub config: Option<String>,
     pub by_destination: BTreeMap<LeakKey, u64>,
     pub layers: Layers,
     pub exit_status: Option<i32>,
@@ -51,7 +56,11 @@ impl Summary {
     pub fn record(&mut self, e: &Event) {
         self.events += 1;
         if !e.is_leak() {
-            self.allowed += 1;
+            if e.reason == crate::policy::Reason::UdpConnectRefused.as_str() {
+                self.udp_connects_refused += 1;
+            } else {
+                self.allowed += 1;
+            }
             return;
         }
         self.leaks += 1;
@@ -103,6 +112,8 @@ impl Summary {
                 "killed": self.killed,
                 "socksified": self.socksified,
                 "invalid": self.invalid,
+                "udp_connects_refused": self.udp_connects_refused,
+                "config": self.config,
                 "exit_status": self.exit_status,
                 "layers": self.layers_json(),
                 "kernel_lost_events": self.layers.kernel_dropped,
@@ -116,6 +127,23 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Decision, Reason};
+
+    #[test]
+    fn refused_udp_connects_are_counted_apart_from_leaks_and_allowed_calls() {
+        let mut s = Summary::default();
+        s.record(&Event::new("connect", 1, Decision::allowed(Reason::UdpConnectRefused), Action::Blocked));
+        s.record(&Event::new("connect", 1, Decision::allowed(Reason::UdpConnectRefused), Action::Blocked));
+        s.record(&Event::new("connect", 1, Decision::allowed(Reason::Proxy), Action::Allowed));
+        assert_eq!((s.events, s.allowed, s.leaks, s.udp_connects_refused), (3, 1, 0, 2));
+        let json = s.to_json();
+        assert_eq!(json["summary"]["udp_connects_refused"], 2);
+        assert_eq!(json["summary"]["config"], serde_json::Value::Null);
+        let lines = super::super::human::summary_lines(&s);
+        assert!(lines.iter().any(|l| l.contains("2 UDP connect(s) refused (nothing sent)")), "{lines:?}");
+        s.config = Some("/etc/sockstrace/sockstrace.toml".into());
+        assert_eq!(s.to_json()["summary"]["config"], "/etc/sockstrace/sockstrace.toml");
+    }
 
     #[test]
     fn layers_name_the_fence_when_there_is_one() {

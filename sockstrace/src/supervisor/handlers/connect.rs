@@ -43,6 +43,19 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
             return Ok(reply);
         }
     }
+    if refuses_datagram_connect(call, &sock, decision) {
+        // Nothing is sent by a datagram connect, and nothing can be sent on
+        // the socket once it is refused: not a leak (see `Reason::UdpConnectRefused`).
+        let refused = Decision::allowed(Reason::UdpConnectRefused);
+        call.record_action(
+            "connect",
+            Subject::Socket(&sock),
+            Target::Remote(Some(&addr)),
+            refused,
+            Action::Blocked,
+        );
+        return Ok(Reply::Errno(super::BLOCKED_ERRNO));
+    }
     if !call.record("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision).lets_through() {
         return Ok(call.refusal(&sock.facts, decision));
     }
@@ -62,6 +75,18 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let waits = waits_on_network(&sock, &raw, 0)?;
     let result = run_call(call.ctx, waits, move || sys::connect(sock.fd.as_fd(), &raw))?;
     Ok(reply_of(result.map(|()| 0)))
+}
+
+/// Whether a leaked connect is a UDP socket's connect that is refused
+/// without being a leak: any `--on-leak` but `log` (which lets it through, so
+/// that what is sent on it later stays a leak we cannot see). A DNS server's
+/// address stays a leak (`dns-udp`): resolvers connect to their server to
+/// send it a query, not to sort addresses.
+fn refuses_datagram_connect(call: &Call<'_>, sock: &Socket, decision: Decision) -> bool {
+    decision.is_leak()
+        && decision.reason == Reason::DirectUdp
+        && sock.facts.transport() == Transport::Udp
+        && !call.action(decision).lets_through()
 }
 
 /// Sends a leaked TCP connect through the proxy; `None` when it cannot be

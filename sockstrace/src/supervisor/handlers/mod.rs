@@ -166,7 +166,9 @@ impl<'a> Call<'a> {
         decision: Decision,
         action: Action,
     ) -> Action {
-        if decision.is_leak() || self.ctx.reporter.wants_allowed() {
+        // Refusals that are no leak (a UDP connect, a protocol downgraded)
+        // are counted in the summary, so they always make an event.
+        if decision.is_leak() || !action.lets_through() || self.ctx.reporter.wants_allowed() {
             let info = self.info.get_or_insert_with(|| self.tracee.process_info()).clone();
             let mut event = Event::new(syscall, self.tracee.tid, decision, action).with_process(info);
             let facts = match subject {
