@@ -58,7 +58,14 @@ impl Trace {
             timeout: DEFAULT_TIMEOUT,
             // Under `sudo cargo test` the program would default to the
             // invoking user (`run --user`); tests that want that set these.
-            envs: vec![("SUDO_UID".into(), None), ("SUDO_GID".into(), None)],
+            // A configuration file of the developer's own (~/.config/sockstrace) must not
+            // change what the tests see: the user's file is looked for in the run's own
+            // empty directory unless a test says otherwise.
+            envs: vec![
+                ("SUDO_UID".into(), None),
+                ("SUDO_GID".into(), None),
+                ("XDG_CONFIG_HOME".into(), Some(dir.path().join("no-config").into_os_string())),
+            ],
             dir,
         }
     }
