@@ -225,6 +225,12 @@ pub struct RunArgs {
     #[arg(long, env = "SOCKSTRACE_ALLOW_IO_URING")]
     pub allow_io_uring: bool,
 
+    /// Run the program in a network namespace of its own (only loopback; a user namespace too
+    /// without root): the proxies and allowed ADDR:PORT destinations are reached through
+    /// sockstrace's forwarders, nothing else is reachable (see docs/ISOLATION.md)
+    #[arg(long, env = "SOCKSTRACE_ISOLATE_NETWORK")]
+    pub isolate_network: bool,
+
     /// No human lines on stderr (the JSON report is unaffected)
     #[arg(long, short, env = "SOCKSTRACE_QUIET")]
     pub quiet: bool,

@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub one_circuit: Option<bool>,
     pub report: Option<PathBuf>,
     pub allow_io_uring: Option<bool>,
+    #[serde(alias = "isolate_network")]
+    pub isolate_network: Option<bool>,
     pub kernel: Option<String>,
     pub inspect_socks: Option<bool>,
     pub require_socks_auth: Option<bool>,
@@ -103,12 +105,13 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, file: FileConfig) -> Resu
     if let (Some(v), false) = (file.report, user("report")) {
         args.report = Some(v);
     }
-    let flags: [(&str, Option<bool>, &mut bool); 7] = [
+    let flags: [(&str, Option<bool>, &mut bool); 8] = [
         ("inspect_socks", file.inspect_socks, &mut args.inspect_socks),
         ("require_socks_auth", file.require_socks_auth, &mut args.require_socks_auth),
         ("allow_loopback", file.allow_loopback, &mut args.policy.allow_loopback),
         ("one_circuit", file.one_circuit, &mut args.one_circuit),
         ("allow_io_uring", file.allow_io_uring, &mut args.allow_io_uring),
+        ("isolate_network", file.isolate_network, &mut args.isolate_network),
         ("quiet", file.quiet, &mut args.quiet),
         ("fail_on_leak", file.fail_on_leak, &mut args.fail_on_leak),
     ];
@@ -171,6 +174,16 @@ quiet = true
         assert_eq!(args.policy.proxies.len(), 2);
         assert_eq!(args.policy.allow.len(), 2);
         assert_eq!(args.allow_incoming_from.len(), 1);
+    }
+
+    #[test]
+    fn isolate_network_comes_from_the_file_in_either_spelling() {
+        for file in ["isolate-network = true", "isolate_network = true"] {
+            let args = run_args(&["sockstrace", "run", "--", "true"], file).unwrap();
+            assert!(args.isolate_network, "{file}");
+        }
+        let args = run_args(&["sockstrace", "run", "--", "true"], "isolate-network = false").unwrap();
+        assert!(!args.isolate_network);
     }
 
     #[test]

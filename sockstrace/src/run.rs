@@ -102,6 +102,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         inspect,
         kernel,
         allow_io_uring: args.allow_io_uring,
+        isolate_network: args.isolate_network,
         command: args.command,
     };
     match supervisor::run(config, reporter) {

@@ -9,6 +9,7 @@ mod dns_setup;
 pub(crate) mod fence;
 mod filter;
 mod handlers;
+pub(crate) mod isolate;
 mod kernel_events;
 mod notif;
 mod reap;
@@ -44,6 +45,8 @@ pub struct RunConfig {
     pub inspect: Option<crate::inspect::Rules>,
     pub kernel: KernelMode,
     pub allow_io_uring: bool,
+    /// `--isolate-network`: the program in a network namespace of its own.
+    pub isolate_network: bool,
     pub command: Vec<OsString>,
 }
 
@@ -128,6 +131,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let filter = filter::build().context("building the seccomp filter")?;
+    if config.isolate_network {
+        refuse_with_isolation(&config)?;
+    }
     // The child makes raw system calls only, so the runtime's threads may exist at fork.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -175,15 +181,26 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
+    let isolation = config.isolate_network.then(|| prepare_isolation(&config.policy, root));
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
         resolv_conf: resolv_conf.as_deref(),
         landlock: fence.ruleset_fd(),
+        isolate: isolation.as_ref(),
     };
-    let spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
-    let fence_layer = fence.layer(spawned.landlock_failed);
+    let mut spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
+    let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
+    if let Some(isolation) = &isolation {
+        let listeners = isolation.targets.iter().copied().zip(std::mem::take(&mut spawned.forward_listeners));
+        isolate::forward::start(&runtime, listeners.collect()).context("starting the forwarders")?;
+        fence_layer.push_str(&format!(
+            "; network namespace of its own{} (forwarded: {})",
+            if root { "" } else { " in a user namespace" },
+            isolation.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let notifier = Notifier::new(spawned.listener);
     let sync_wakeup = notifier.enable_sync_wakeup();
     let seccomp_layer = format!(
@@ -238,6 +255,35 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         Layers { seccomp: seccomp_layer, kernel: kernel_layer, fence: fence_layer, kernel_dropped, dns };
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
+}
+
+/// Options `--isolate-network` cannot serve yet (exit status 2).
+fn refuse_with_isolation(config: &RunConfig) -> Result<()> {
+    if matches!(config.dns, DnsMode::Proxy(_)) {
+        return Err(UsageError(
+            "--isolate-network with --dns proxy is not supported yet (the resolver is not forwarded into the program's namespace)".into(),
+        )
+        .into());
+    }
+    if config.inspect.is_some() {
+        return Err(UsageError(
+            "--isolate-network with the SOCKS inspector is not supported yet (the relay would see the forwarder, not the program)".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// What the child needs to isolate itself; warns about allowed destinations
+/// that stay unreachable (only single addresses with a port are forwarded).
+fn prepare_isolation(policy: &Policy, root: bool) -> isolate::Isolation {
+    let (targets, unreachable) = isolate::forwarded(policy);
+    for rule in unreachable {
+        eprintln!(
+            "sockstrace: warning: --isolate-network forwards single addresses with a port only; {rule} is unreachable from the program's namespace"
+        );
+    }
+    isolate::Isolation::prepare(targets, root)
 }
 
 /// How a run ended.
