@@ -216,9 +216,21 @@ impl Isolation {
                 }
                 let one: libc::c_int = 1;
                 let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-                libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), len);
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEADDR,
+                    (&one as *const libc::c_int).cast(),
+                    len,
+                );
                 if l.family == libc::AF_INET6 {
-                    libc::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&one as *const libc::c_int).cast(), len);
+                    libc::setsockopt(
+                        fd,
+                        libc::IPPROTO_IPV6,
+                        libc::IPV6_V6ONLY,
+                        (&one as *const libc::c_int).cast(),
+                        len,
+                    );
                 }
                 if libc::bind(fd, (&l.addr as *const libc::sockaddr_storage).cast(), l.len) != 0
                     || libc::listen(fd, 1024) != 0
@@ -260,7 +272,14 @@ unsafe fn add_to_lo(s: libc::c_int, n: usize, l: &Listen) -> Result<(), i32> {
             IpAddr::V4(ip) => {
                 let mut ifr = [0u8; IFREQ_SIZE];
                 // "lo:N" (N < 1000 here: one per forwarded address).
-                let label = [b'l', b'o', b':', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+                let label = [
+                    b'l',
+                    b'o',
+                    b':',
+                    b'0' + (n / 100 % 10) as u8,
+                    b'0' + (n / 10 % 10) as u8,
+                    b'0' + (n % 10) as u8,
+                ];
                 ifr[..label.len()].copy_from_slice(&label);
                 let sin = |ifr: &mut [u8; IFREQ_SIZE], a: [u8; 4]| {
                     ifr[16..18].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
@@ -281,7 +300,8 @@ unsafe fn add_to_lo(s: libc::c_int, n: usize, l: &Listen) -> Result<(), i32> {
                 if s6 < 0 {
                     return Err(errno());
                 }
-                let req = In6Ifreq { addr: libc::in6_addr { s6_addr: ip.octets() }, prefixlen: 128, ifindex: 1 };
+                let req =
+                    In6Ifreq { addr: libc::in6_addr { s6_addr: ip.octets() }, prefixlen: 128, ifindex: 1 };
                 let r = libc::ioctl(s6, libc::SIOCSIFADDR, &req as *const In6Ifreq);
                 let e = errno();
                 libc::close(s6);
@@ -327,8 +347,13 @@ pub fn probe_unprivileged() -> Result<(), String> {
     unsafe { libc::waitpid(pid, &mut status, 0) };
     match (n, i32::from_ne_bytes(code)) {
         (4, 0) => Ok(()),
-        (4, c) if c < 0 => Err(format!("cannot switch to nobody to try: {}", std::io::Error::from_raw_os_error(-c))),
-        (4, c) => Err(format!("unshare(CLONE_NEWUSER|CLONE_NEWNET) refused: {}", std::io::Error::from_raw_os_error(c))),
+        (4, c) if c < 0 => {
+            Err(format!("cannot switch to nobody to try: {}", std::io::Error::from_raw_os_error(-c)))
+        }
+        (4, c) => Err(format!(
+            "unshare(CLONE_NEWUSER|CLONE_NEWNET) refused: {}",
+            std::io::Error::from_raw_os_error(c)
+        )),
         _ => Err("the probe process died".into()),
     }
 }
@@ -347,8 +372,14 @@ mod tests {
 
     #[test]
     fn proxies_and_single_allowed_addresses_are_forwarded() {
-        let (f, unreachable) =
-            forwarded(&policy(&["10.1.2.3:443", "127.0.0.2:80", "127.0.0.1:9050", "10.0.0.0/8:443", "192.0.2.1", "unix:/x"]));
+        let (f, unreachable) = forwarded(&policy(&[
+            "10.1.2.3:443",
+            "127.0.0.2:80",
+            "127.0.0.1:9050",
+            "10.0.0.0/8:443",
+            "192.0.2.1",
+            "unix:/x",
+        ]));
         let want: Vec<SocketAddr> = ["127.0.0.1:9050", "[::1]:9050", "10.1.2.3:443", "127.0.0.2:80"]
             .iter()
             .map(|s| s.parse().unwrap())
@@ -359,8 +390,14 @@ mod tests {
 
     #[test]
     fn failures_pack_and_unpack() {
-        for step in [Step::UserNamespace, Step::IdMap, Step::NetNamespace, Step::Loopback, Step::Address, Step::Listener]
-        {
+        for step in [
+            Step::UserNamespace,
+            Step::IdMap,
+            Step::NetNamespace,
+            Step::Loopback,
+            Step::Address,
+            Step::Listener,
+        ] {
             assert_eq!(unpack_failure(pack_failure(step, libc::ENOSPC)), (Some(step), libc::ENOSPC));
         }
         assert_eq!(unpack_failure(libc::EPERM).0, None);

@@ -346,8 +346,7 @@ unsafe fn child_main(
         // --isolate-network: the namespaces first, so the forwarder listeners
         // (ours, not the program's) are made outside the run's cgroup.
         if let Some(isolation) = plan.isolate {
-            if let Err((step, errno)) =
-                isolation.child_enter(|fd| child_send(ctl, MSG_FORWARD_LISTENER, fd))
+            if let Err((step, errno)) = isolation.child_enter(|fd| child_send(ctl, MSG_FORWARD_LISTENER, fd))
             {
                 child_send(ctl, MSG_ISOLATE_FAILED, super::isolate::pack_failure(step, errno));
                 libc::_exit(CHILD_SETUP_FAILED);

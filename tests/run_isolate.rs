@@ -1,0 +1,333 @@
+//! `run --isolate-network`: the program in a network namespace of its own,
+//! where sockstrace's forwarders to the proxies (and allowed ADDR:PORT
+//! destinations) are its only way out.
+//!
+//! Ground truth: sinks in the host's namespace (the test's). The central test
+//! switches the syscall layer's own fences off (debug builds:
+//! `SOCKSTRACE_TEST_DISABLE`), lets every judged call through (`--on-leak
+//! log`) and the kernel layer off, shows that each attack reaches its sink
+//! without isolation, then that with `--isolate-network` nothing arrives:
+//! isolation alone holds.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use sockstrace_tests::unpriv::{Copies, NOBODY};
+use sockstrace_tests::util::{settle, wait_until};
+use sockstrace_tests::{client, is_root, skip, HttpServer, Microsocks, Outcome, Trace, UdpSink};
+
+const ISOLATE: &str = "--isolate-network";
+const FENCES_OFF: &str = "options,cmsg,family-check,landlock";
+const TRIES: &str = "3000";
+
+const PROXY_ENV: [&str; 7] =
+    ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
+
+fn no_proxy_env(mut t: Trace) -> Trace {
+    for k in PROXY_ENV {
+        t = t.env_remove(k);
+    }
+    t
+}
+
+fn release_build() -> bool {
+    sockstrace_tests::sockstrace_bin().components().any(|c| c.as_os_str() == "release")
+}
+
+fn assert_isolated(out: &Outcome) {
+    assert!(
+        out.stderr.lines().any(|l| l.contains("layers:") && l.contains("network namespace of its own")),
+        "the layers line does not say the program was isolated\n{}",
+        out.describe()
+    );
+}
+
+/// As root and as nobody: `(trace, path of curl's client copies)`.
+fn traces() -> Vec<(&'static str, Trace, Option<Copies>)> {
+    let mut v = vec![("root", Trace::new(), None)];
+    if is_root() {
+        let c = Copies::new();
+        v.push(("nobody", c.as_nobody(), Some(c)));
+    } else {
+        eprintln!("SKIP the nobody half: switching to nobody needs root");
+    }
+    v
+}
+
+#[test]
+fn curl_through_microsocks_works_isolated() {
+    let ms = match Microsocks::start() {
+        Ok(m) => m,
+        Err(e) => skip!("microsocks: {e}"),
+    };
+    let http = HttpServer::bind("127.0.0.2");
+    for (who, trace, _copies) in traces() {
+        let before = http.requests();
+        let out = no_proxy_env(trace)
+            .opts([ISOLATE])
+            .proxy(ms.addr())
+            .program([
+                "curl",
+                "-q",
+                "-sS",
+                "--max-time",
+                "30",
+                "--socks5-hostname",
+                &ms.addr().to_string(),
+                &http.url(),
+            ])
+            .run();
+        out.assert_code(0);
+        assert_eq!(out.stdout, http.body(), "as {who}\n{}", out.describe());
+        assert_eq!(http.requests(), before + 1, "as {who}");
+        out.assert_report_well_formed();
+        out.assert_no_leaks();
+        assert_isolated(&out);
+        assert!(
+            out.events.iter().any(|e| e.is_allowed()
+                && e.s("syscall") == "connect"
+                && e.s("dst") == ms.addr().to_string()
+                && e.s("reason") == "proxy"),
+            "as {who}: no allowed proxy connect reported\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn direct_connect_is_blocked_and_reported_isolated() {
+    let ms = match Microsocks::start() {
+        Ok(m) => m,
+        Err(e) => skip!("microsocks: {e}"),
+    };
+    let http = HttpServer::bind("127.0.0.2");
+    for (who, trace, _copies) in traces() {
+        let out = no_proxy_env(trace)
+            .opts([ISOLATE])
+            .proxy(ms.addr())
+            .program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()])
+            .run();
+        assert_ne!(out.code(), 0, "as {who}: curl must fail\n{}", out.describe());
+        assert_eq!(http.accepts(), 0, "as {who}: the server saw a connection\n{}", out.describe());
+        out.assert_report_well_formed();
+        assert_isolated(&out);
+        let ev = out.the_event("direct connect leak", |e| e.is_leak() && e.s("syscall") == "connect");
+        assert_eq!(ev.s("dst"), http.dst(), "as {who}: {ev}\n{}", out.describe());
+        assert_eq!(ev.s("action"), "blocked", "as {who}: {ev}\n{}", out.describe());
+    }
+}
+
+/// Socksify goes through the same forwarder: the program's direct connect is
+/// connected to the proxy inside its namespace, and the handshake runs there.
+#[test]
+fn socksify_reaches_the_server_through_the_forwarder() {
+    let ms = match Microsocks::start() {
+        Ok(m) => m,
+        Err(e) => skip!("microsocks: {e}"),
+    };
+    let http = HttpServer::bind("127.0.0.2");
+    let out = no_proxy_env(Trace::new())
+        .opts([ISOLATE])
+        .proxy(ms.addr())
+        .on_leak("socksify")
+        .program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()])
+        .run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, http.body(), "{}", out.describe());
+    let ev = out.the_event("socksified connect", |e| e.is_leak() && e.s("syscall") == "connect");
+    assert_eq!(ev.s("action"), "socksified", "{ev}\n{}", out.describe());
+}
+
+// ---------------------------------------------------------------------------
+// Isolation alone holds: the syscall layer's fences off, every leak let through
+// ---------------------------------------------------------------------------
+
+/// One attack on a UDP sink at 127.0.0.2 in the host's namespace. (An IPv6
+/// routing header needs the veth LAN of tests/redteam_routing.rs to show its
+/// packet; inside the isolated namespace there is no device but lo to carry it.)
+struct Attack {
+    what: &'static str,
+    argv: Vec<String>,
+}
+
+fn attacks(route: &Path, race: &Path, udp: &UdpSink) -> Vec<Attack> {
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let (r, x) = (route.to_str().unwrap(), race.to_str().unwrap());
+    vec![
+        Attack { what: "UDP sendmsg to 127.0.0.2", argv: s(&[r, "cmsg-ok", &udp.host(), &udp.port()]) },
+        Attack {
+            what: "SO_BINDTODEVICE lo, UDP sendto 127.0.0.2",
+            argv: s(&[r, "bind-dev", "lo", &udp.host(), &udp.port(), "udp"]),
+        },
+        Attack {
+            what: "fd swap under a unix sendto (the residual double race)",
+            argv: s(&[x, "fd-swap-sendto", &udp.host(), &udp.port(), TRIES]),
+        },
+    ]
+}
+
+fn fences_off_trace(t: Trace) -> Trace {
+    t.opts(["--kernel", "off"]).on_leak("log").env("SOCKSTRACE_TEST_DISABLE", FENCES_OFF)
+}
+
+fn isolation_alone_holds(who: &str, trace: impl Fn() -> Trace, route: &Path, race: &Path) {
+    let udp = UdpSink::bind("127.0.0.2");
+    for attack in attacks(route, race, &udp) {
+        // Baseline: through the supervisor with its fences off, the attack arrives.
+        let before = udp.datagrams();
+        let base = fences_off_trace(trace()).program(&attack.argv).run();
+        let got = wait_until(Duration::from_secs(5), || udp.datagrams() != before);
+        assert!(got, "as {who}: baseline: {} reached no sink\n{}", attack.what, base.describe());
+        // Isolated: nothing arrives.
+        let before = udp.datagrams();
+        let out = fences_off_trace(trace()).opts([ISOLATE]).program(&attack.argv).run();
+        settle();
+        assert_isolated(&out);
+        assert_eq!(
+            udp.datagrams(),
+            before,
+            "as {who}: isolated: {} reached a sink in the host's namespace\n{}",
+            attack.what,
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn with_the_fences_off_isolation_alone_holds() {
+    if release_build() {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    isolation_alone_holds("root", Trace::new, &client("attack_route"), &client("attack_race"));
+}
+
+#[test]
+fn with_the_fences_off_isolation_alone_holds_as_nobody() {
+    if release_build() {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    if !is_root() {
+        skip!("switching to nobody needs root");
+    }
+    let mut c = Copies::new();
+    let route = c.add(&client("attack_route"), "attack_route");
+    let race = c.add(&client("attack_race"), "attack_race");
+    isolation_alone_holds("nobody", || c.as_nobody(), &route, &race);
+}
+
+// ---------------------------------------------------------------------------
+// Without user namespaces, --isolate-network fails; it never runs unisolated
+// ---------------------------------------------------------------------------
+
+/// A user namespace of the test's own, mapping root and nobody, where the
+/// test lowers `user.max_user_namespaces` to 0 (a limit per namespace), so
+/// that nobody inside cannot create one.
+struct NoUserNs {
+    holder: Child,
+}
+
+impl NoUserNs {
+    fn new() -> Result<NoUserNs, String> {
+        let holder =
+            Command::new("unshare").args(["-U", "sleep", "120"]).spawn().map_err(|e| e.to_string())?;
+        let ours = std::fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
+        let ns = format!("/proc/{}/ns/user", holder.id());
+        // Killed on drop, whatever happens next.
+        let this = NoUserNs { holder };
+        if !wait_until(Duration::from_secs(5), || std::fs::read_link(&ns).is_ok_and(|n| n != ours)) {
+            return Err("unshare -U made no user namespace".into());
+        }
+        for map in ["uid_map", "gid_map"] {
+            // One write: the kernel takes a map whole or not at all.
+            let path = format!("/proc/{}/{map}", this.holder.id());
+            std::fs::write(&path, format!("0 0 1\n{NOBODY} {NOBODY} 1\n"))
+                .map_err(|e| format!("{path}: {e}"))?;
+        }
+        Ok(this)
+    }
+
+    /// nsenter into it, set the limit, and run sockstrace as nobody.
+    fn wrapper(&self) -> Vec<String> {
+        [
+            "nsenter",
+            "-t",
+            &self.holder.id().to_string(),
+            "-U",
+            "--preserve-credentials",
+            "sh",
+            "-c",
+            &format!(
+                "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups \"$@\""
+            ),
+            "sh",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+impl Drop for NoUserNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[test]
+fn without_user_namespaces_isolation_fails_clearly() {
+    if !is_root() {
+        skip!("making a user namespace without user namespaces for nobody needs root");
+    }
+    let ns = match NoUserNs::new() {
+        Ok(ns) => ns,
+        Err(e) => skip!("a user namespace for the test: {e}"),
+    };
+    let c = Copies::new();
+    let marker = tempfile::Builder::new().prefix("sockstrace-isolate").tempdir().unwrap();
+    std::fs::set_permissions(marker.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ran: PathBuf = marker.path().join("ran");
+    let program = format!("touch {}", ran.display());
+    let out = Trace::new()
+        .bin(&c.sockstrace)
+        .world_writable_dir()
+        .wrapper(ns.wrapper())
+        .opts([ISOLATE])
+        .program(["sh", "-c", &program])
+        .run();
+    assert_eq!(out.code(), 125, "{}", out.describe());
+    assert!(
+        out.stderr.contains("--isolate-network") && out.stderr.contains("user namespace"),
+        "the error does not say what failed\n{}",
+        out.describe()
+    );
+    assert!(!ran.exists(), "the program ran without isolation\n{}", out.describe());
+    // The same namespace, without --isolate-network: the program runs (the
+    // failure above was the isolation's, not the setup's).
+    let out = Trace::new()
+        .bin(&c.sockstrace)
+        .world_writable_dir()
+        .wrapper(ns.wrapper())
+        .program(["sh", "-c", &program])
+        .run();
+    out.assert_code(0);
+    assert!(ran.exists(), "the program did not run\n{}", out.describe());
+    // doctor says so too.
+    let out = Trace::raw(["doctor"]).bin(&c.sockstrace).world_writable_dir().wrapper(ns.wrapper()).run();
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("off") && l.contains("--isolate-network")),
+        "doctor does not say isolation is unavailable\n{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn options_isolation_cannot_serve_yet_are_refused() {
+    for opts in [&["--dns", "proxy"][..], &["--inspect-socks"][..]] {
+        let out = Trace::new().opts([ISOLATE]).opts(opts.iter().copied()).program(["true"]).run();
+        assert_eq!(out.code(), 2, "{opts:?}\n{}", out.describe());
+        assert!(out.stderr.contains("--isolate-network"), "{opts:?}\n{}", out.describe());
+    }
+}
