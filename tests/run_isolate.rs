@@ -324,10 +324,36 @@ fn without_user_namespaces_isolation_fails_clearly() {
 }
 
 #[test]
-fn options_isolation_cannot_serve_yet_are_refused() {
-    for opts in [&["--dns", "proxy"][..], &["--inspect-socks"][..]] {
+fn the_socks_inspector_is_refused_with_isolation() {
+    for opts in [&["--inspect-socks"][..], &["--require-socks-auth"][..]] {
         let out = Trace::new().opts([ISOLATE]).opts(opts.iter().copied()).program(["true"]).run();
         assert_eq!(out.code(), 2, "{opts:?}\n{}", out.describe());
         assert!(out.stderr.contains("--isolate-network"), "{opts:?}\n{}", out.describe());
+    }
+}
+
+/// `--dns proxy` without root: the program's own mount namespace (in its user
+/// namespace) names the resolver, reached over UDP through the forwarder.
+#[test]
+fn dns_proxy_works_isolated_as_root_and_nobody() {
+    for (who, trace, _copies) in traces() {
+        let out = trace
+            .opts([ISOLATE, "--dns", "proxy"])
+            .program(["sh", "-c", "grep nameserver /etc/resolv.conf; getent hosts example.com"])
+            .run();
+        out.assert_code(0);
+        assert!(out.stdout.contains("nameserver 127.77."), "as {who}\n{}", out.describe());
+        assert!(
+            out.stdout.lines().any(|l| l.ends_with(" example.com")),
+            "as {who}: no answer for example.com\n{}",
+            out.describe()
+        );
+        assert!(
+            out.stderr.contains("answered by sockstrace's resolver (0 failed)"),
+            "as {who}\n{}",
+            out.describe()
+        );
+        assert_isolated(&out);
+        out.assert_no_leaks();
     }
 }

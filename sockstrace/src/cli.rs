@@ -54,7 +54,8 @@ pub enum DnsArg {
     /// DNS goes through, and is reported
     Log,
     /// The program gets its own resolv.conf naming a resolver inside sockstrace that resolves
-    /// through the proxy (root only); leaked TCP connects to its answers go through the proxy by name
+    /// through the proxy (root, or any user with --isolate-network); leaked TCP connects to its
+    /// answers go through the proxy by name
     Proxy,
 }
 

@@ -69,6 +69,23 @@ pub fn unpack_failure(value: i32) -> (Option<Step>, i32) {
     (Step::from_code(value >> 16), value & 0xffff)
 }
 
+/// One way out: a socket the child makes on `inside` in the program's
+/// namespace, relayed to `outside` in the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub inside: SocketAddr,
+    pub outside: SocketAddr,
+    /// A datagram relay (the `--dns proxy` resolver) rather than TCP.
+    pub udp: bool,
+}
+
+impl Forward {
+    /// TCP to the same address on both sides.
+    pub fn tcp(addr: SocketAddr) -> Forward {
+        Forward { inside: addr, outside: addr, udp: false }
+    }
+}
+
 /// The addresses the program reaches through forwarders: every proxy, and
 /// every allowed single address with a port. What cannot be forwarded (a
 /// network, a rule without a port) is returned apart, for a warning.
@@ -102,6 +119,7 @@ pub fn forwarded(policy: &Policy) -> (Vec<SocketAddr>, Vec<String>) {
 /// One forwarded address, encoded for the child.
 struct Listen {
     family: libc::c_int,
+    kind: libc::c_int,
     addr: libc::sockaddr_storage,
     len: libc::socklen_t,
     /// The address must be added to lo first (not loopback).
@@ -114,8 +132,8 @@ pub struct Isolation {
     /// `Some((uid_map, gid_map))`: create a user namespace first (not root).
     id_maps: Option<(Vec<u8>, Vec<u8>)>,
     listens: Vec<Listen>,
-    /// The forwarded addresses, in the order of the listeners the child sends.
-    pub targets: Vec<SocketAddr>,
+    /// The ways out, in the order of the sockets the child sends.
+    pub forwards: Vec<Forward>,
 }
 
 /// Size of `struct ifreq`.
@@ -132,31 +150,38 @@ struct In6Ifreq {
 impl Isolation {
     /// `root`: no user namespace (the program keeps its credentials), only a
     /// network namespace.
-    pub fn prepare(targets: Vec<SocketAddr>, root: bool) -> Isolation {
+    pub fn prepare(forwards: Vec<Forward>, root: bool) -> Isolation {
         let id_maps = (!root).then(|| {
             // SAFETY: getuid/getgid cannot fail.
             let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
             (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
         });
-        let listens = targets
+        let mut added: Vec<IpAddr> = Vec::new();
+        let listens = forwards
             .iter()
-            .map(|t| {
-                let bytes = crate::net::sockaddr::encode_inet(*t);
+            .map(|f| {
+                let t = f.inside;
+                let bytes = crate::net::sockaddr::encode_inet(t);
                 // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
                 let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
                 let n = bytes.len().min(std::mem::size_of::<libc::sockaddr_storage>());
                 // SAFETY: copies n <= size_of(addr) bytes into a live local.
                 unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), &mut addr as *mut _ as *mut u8, n) };
+                let add_to_lo = !t.ip().is_loopback() && !added.contains(&t.ip());
+                if add_to_lo {
+                    added.push(t.ip());
+                }
                 Listen {
                     family: if t.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 },
+                    kind: if f.udp { libc::SOCK_DGRAM } else { libc::SOCK_STREAM },
                     addr,
                     len: n as libc::socklen_t,
-                    add_to_lo: !t.ip().is_loopback(),
+                    add_to_lo,
                     ip: t.ip(),
                 }
             })
             .collect();
-        Isolation { id_maps, listens, targets }
+        Isolation { id_maps, listens, forwards }
     }
 
     /// In the child between fork and exec: isolates it and sends each
@@ -210,7 +235,7 @@ impl Isolation {
             }
             libc::close(s);
             for l in &self.listens {
-                let fd = libc::socket(l.family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+                let fd = libc::socket(l.family, l.kind | libc::SOCK_CLOEXEC, 0);
                 if fd < 0 {
                     return Err((Step::Listener, errno()));
                 }
@@ -233,7 +258,7 @@ impl Isolation {
                     );
                 }
                 if libc::bind(fd, (&l.addr as *const libc::sockaddr_storage).cast(), l.len) != 0
-                    || libc::listen(fd, 1024) != 0
+                    || (l.kind == libc::SOCK_STREAM && libc::listen(fd, 1024) != 0)
                 {
                     return Err((Step::Listener, errno()));
                 }

@@ -142,7 +142,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     let dns_proxy = match &config.dns {
-        DnsMode::Proxy(upstream) => Some(dns_setup::DnsProxy::start(&runtime, *upstream)?),
+        DnsMode::Proxy(upstream) => {
+            Some(dns_setup::DnsProxy::start(&runtime, *upstream, config.isolate_network)?)
+        }
         DnsMode::Block | DnsMode::Log => None,
     };
     if let Some(proxy) = &dns_proxy {
@@ -181,7 +183,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
-    let isolation = config.isolate_network.then(|| prepare_isolation(&config.policy, root));
+    let isolation =
+        config.isolate_network.then(|| prepare_isolation(&config.policy, dns_proxy.as_ref(), root));
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
@@ -193,12 +196,18 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
     if let Some(isolation) = &isolation {
-        let listeners = isolation.targets.iter().copied().zip(std::mem::take(&mut spawned.forward_listeners));
+        let listeners =
+            isolation.forwards.iter().copied().zip(std::mem::take(&mut spawned.forward_listeners));
         isolate::forward::start(&runtime, listeners.collect()).context("starting the forwarders")?;
         fence_layer.push_str(&format!(
             "; network namespace of its own{} (forwarded: {})",
             if root { "" } else { " in a user namespace" },
-            isolation.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+            isolation
+                .forwards
+                .iter()
+                .map(|f| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let notifier = Notifier::new(spawned.listener);
@@ -259,12 +268,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
 
 /// Options `--isolate-network` cannot serve yet (exit status 2).
 fn refuse_with_isolation(config: &RunConfig) -> Result<()> {
-    if matches!(config.dns, DnsMode::Proxy(_)) {
-        return Err(UsageError(
-            "--isolate-network with --dns proxy is not supported yet (the resolver is not forwarded into the program's namespace)".into(),
-        )
-        .into());
-    }
     if config.inspect.is_some() {
         return Err(UsageError(
             "--isolate-network with the SOCKS inspector is not supported yet (the relay would see the forwarder, not the program)".into(),
@@ -276,14 +279,19 @@ fn refuse_with_isolation(config: &RunConfig) -> Result<()> {
 
 /// What the child needs to isolate itself; warns about allowed destinations
 /// that stay unreachable (only single addresses with a port are forwarded).
-fn prepare_isolation(policy: &Policy, root: bool) -> isolate::Isolation {
+fn prepare_isolation(policy: &Policy, dns: Option<&dns_setup::DnsProxy>, root: bool) -> isolate::Isolation {
     let (targets, unreachable) = isolate::forwarded(policy);
+    // The resolver's own forwards (UDP and TCP, to its port in our namespace) replace a plain one.
+    let dns_addr = dns.map(dns_setup::DnsProxy::program_addr);
+    let mut forwards: Vec<isolate::Forward> =
+        targets.into_iter().filter(|t| Some(*t) != dns_addr).map(isolate::Forward::tcp).collect();
+    forwards.extend(dns.into_iter().flat_map(dns_setup::DnsProxy::forwards));
     for rule in unreachable {
         eprintln!(
             "sockstrace: warning: --isolate-network forwards single addresses with a port only; {rule} is unreachable from the program's namespace"
         );
     }
-    isolate::Isolation::prepare(targets, root)
+    isolate::Isolation::prepare(forwards, root)
 }
 
 /// How a run ended.

@@ -82,7 +82,7 @@ pub struct Spawned {
     pub wait_killable: bool,
     /// Why `landlock_restrict_self` failed, when it was asked and did.
     pub landlock_failed: Option<Errno>,
-    /// `--isolate-network`: the forwarder listeners, in `Isolation::targets` order.
+    /// `--isolate-network`: the forwarder listeners, in `Isolation::forwards` order.
     pub forward_listeners: Vec<OwnedFd>,
 }
 
