@@ -357,3 +357,109 @@ fn dns_proxy_works_isolated_as_root_and_nobody() {
         out.assert_no_leaks();
     }
 }
+
+// ---------------------------------------------------------------------------
+// An allowed address that is not loopback: added to lo inside, forwarded
+// ---------------------------------------------------------------------------
+
+const LAN_HOST: &str = "10.79.0.1";
+const LAN_FAR: &str = "10.79.0.2";
+
+/// A TCP listener on the LAN's far end that counts what it accepts (the
+/// harness's TcpSink takes loopback only).
+struct LanListener {
+    port: u16,
+    accepts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LanListener {
+    fn start(ns: &sockstrace_tests::netns::NetNs) -> LanListener {
+        let l = ns.inside(|| std::net::TcpListener::bind((LAN_FAR, 0)).expect("listen on the far end"));
+        let port = l.local_addr().unwrap().port();
+        let accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepts.clone();
+        // Ends with the test process.
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                if conn.is_ok() {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        LanListener { port, accepts }
+    }
+
+    fn port(&self) -> String {
+        self.port.to_string()
+    }
+
+    fn dst(&self) -> String {
+        format!("{LAN_FAR}:{}", self.port)
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// On a veth LAN the test makes: `--allow FAR:PORT` reaches the far end through
+/// the forwarder (as root and as nobody); another port of the same address and
+/// a UDP datagram to it reach nothing, with the fences off and leaks let through,
+/// where without isolation both arrive.
+#[test]
+fn an_allowed_lan_address_is_forwarded_and_nothing_else_reaches_the_lan() {
+    if !is_root() {
+        skip!("the test LAN (network namespace, veth pair) needs root");
+    }
+    if release_build() {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    let ns = match sockstrace_tests::netns::NetNs::create(
+        &[&format!("{LAN_HOST}/24")],
+        &[&format!("{LAN_FAR}/24")],
+    ) {
+        Ok(ns) => ns,
+        Err(e) => skip!("test LAN: {e}"),
+    };
+    let allowed = LanListener::start(&ns);
+    let other = LanListener::start(&ns);
+    let udp = ns.udp_sink(LAN_FAR);
+    let mut c = Copies::new();
+    let probe = c.add(&client("netprobe"), "netprobe");
+    let p = probe.to_str().unwrap();
+    for (who, trace) in [("root", Trace::new()), ("nobody", c.as_nobody())] {
+        let before = allowed.accepts();
+        let out = trace
+            .opts([ISOLATE])
+            .allow(&allowed.dst())
+            .program([p, "tcp-connect", LAN_FAR, &allowed.port()])
+            .run();
+        out.assert_code(0);
+        assert_isolated(&out);
+        assert!(
+            wait_until(Duration::from_secs(5), || allowed.accepts() > before),
+            "as {who}: the allowed LAN address was not reached\n{}",
+            out.describe()
+        );
+    }
+    let (other_port, udp_port) = (other.port(), udp.port());
+    let attacks: [(&str, Vec<&str>); 2] = [
+        ("TCP to another port", vec![p, "tcp-connect", LAN_FAR, &other_port]),
+        ("UDP", vec![p, "udp-sendto", LAN_FAR, &udp_port]),
+    ];
+    let arrived = || (other.accepts(), udp.datagrams());
+    for (what, argv) in &attacks {
+        let before = arrived();
+        let base = fences_off_trace(Trace::new()).allow(&allowed.dst()).program(argv).run();
+        assert!(
+            wait_until(Duration::from_secs(5), || arrived() != before),
+            "baseline: {what} did not reach the LAN\n{}",
+            base.describe()
+        );
+        let before = arrived();
+        let out = fences_off_trace(Trace::new()).opts([ISOLATE]).allow(&allowed.dst()).program(argv).run();
+        settle();
+        assert_isolated(&out);
+        assert_eq!(arrived(), before, "isolated: {what} reached the LAN\n{}", out.describe());
+    }
+}
