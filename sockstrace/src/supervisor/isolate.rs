@@ -185,7 +185,9 @@ impl Isolation {
     }
 
     /// In the child between fork and exec: isolates it and sends each
-    /// forwarder listener's fd number with `send_listener`.
+    /// forwarder listener's fd number with `send_listener`, in `forwards`
+    /// order; -1 for an IPv6 loopback forward where the kernel has no IPv6
+    /// (a default proxy `[::1]:9050` must not make isolation fail there).
     ///
     /// # Safety
     /// Only called in a freshly forked child: raw system calls on data built
@@ -235,7 +237,12 @@ impl Isolation {
             }
             libc::close(s);
             for l in &self.listens {
+                let no_ipv6 = |e: i32| l.family == libc::AF_INET6 && !l.add_to_lo && is_no_ipv6(e);
                 let fd = libc::socket(l.family, l.kind | libc::SOCK_CLOEXEC, 0);
+                if fd < 0 && no_ipv6(errno()) {
+                    send_listener(-1);
+                    continue;
+                }
                 if fd < 0 {
                     return Err((Step::Listener, errno()));
                 }
@@ -257,9 +264,16 @@ impl Isolation {
                         len,
                     );
                 }
-                if libc::bind(fd, (&l.addr as *const libc::sockaddr_storage).cast(), l.len) != 0
-                    || (l.kind == libc::SOCK_STREAM && libc::listen(fd, 1024) != 0)
-                {
+                if libc::bind(fd, (&l.addr as *const libc::sockaddr_storage).cast(), l.len) != 0 {
+                    let e = errno();
+                    libc::close(fd);
+                    if no_ipv6(e) {
+                        send_listener(-1);
+                        continue;
+                    }
+                    return Err((Step::Listener, e));
+                }
+                if l.kind == libc::SOCK_STREAM && libc::listen(fd, 1024) != 0 {
                     return Err((Step::Listener, errno()));
                 }
                 send_listener(fd);
@@ -267,6 +281,12 @@ impl Isolation {
             Ok(())
         }
     }
+}
+
+/// The errors of a kernel without IPv6 (`ipv6.disable=1`: no family) or
+/// with IPv6 disabled on lo (no `::1`).
+fn is_no_ipv6(errno: i32) -> bool {
+    errno == libc::EAFNOSUPPORT || errno == libc::EADDRNOTAVAIL
 }
 
 /// Writes `data` to `path` with raw calls. Async-signal-safe.

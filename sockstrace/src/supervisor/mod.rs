@@ -196,18 +196,22 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
     if let Some(isolation) = &isolation {
-        let listeners =
-            isolation.forwards.iter().copied().zip(std::mem::take(&mut spawned.forward_listeners));
-        isolate::forward::start(&runtime, listeners.collect()).context("starting the forwarders")?;
+        let listeners: Vec<_> = isolation
+            .forwards
+            .iter()
+            .copied()
+            .zip(std::mem::take(&mut spawned.forward_listeners))
+            .filter_map(|(forward, fd)| Some((forward, fd?)))
+            .collect();
+        let forwarded: Vec<String> = listeners
+            .iter()
+            .map(|(f, _)| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
+            .collect();
+        isolate::forward::start(&runtime, listeners).context("starting the forwarders")?;
         fence_layer.push_str(&format!(
             "; network namespace of its own{} (forwarded: {})",
             if root { "" } else { " in a user namespace" },
-            isolation
-                .forwards
-                .iter()
-                .map(|f| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
-                .collect::<Vec<_>>()
-                .join(", ")
+            forwarded.join(", ")
         ));
     }
     let notifier = Notifier::new(spawned.listener);

@@ -83,7 +83,8 @@ pub struct Spawned {
     /// Why `landlock_restrict_self` failed, when it was asked and did.
     pub landlock_failed: Option<Errno>,
     /// `--isolate-network`: the forwarder listeners, in `Isolation::forwards` order.
-    pub forward_listeners: Vec<OwnedFd>,
+    /// `None`: an IPv6 loopback forward on a kernel without IPv6.
+    pub forward_listeners: Vec<Option<OwnedFd>>,
 }
 
 /// Finds `program` as `execvp` would: a path if it has a slash, else in PATH.
@@ -256,7 +257,7 @@ fn parent_handshake(
     // The forwarder listeners are close-on-exec in the child: take them before releasing it.
     let forward_listeners = forward_fds
         .iter()
-        .map(|&fd| sys::pidfd_getfd(pidfd.as_fd(), fd))
+        .map(|&fd| (fd >= 0).then(|| sys::pidfd_getfd(pidfd.as_fd(), fd)).transpose())
         .collect::<Result<Vec<_>, _>>()
         .map_err(setup("taking the forwarder listeners from the child (pidfd_getfd)"));
     let forward_listeners = match forward_listeners {
