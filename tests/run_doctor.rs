@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "kernel layer",
     "non-dumpable",
     "Landlock",
+    "user+network namespaces",
 ];
 
 fn assert_lines(out: &Outcome) -> Vec<String> {
