@@ -463,3 +463,28 @@ fn an_allowed_lan_address_is_forwarded_and_nothing_else_reaches_the_lan() {
         assert_eq!(arrived(), before, "isolated: {what} reached the LAN\n{}", out.describe());
     }
 }
+
+/// A non-blocking connect to the proxy (what event loops do) completes as
+/// without isolation: the supervisor connects the program's own socket to the
+/// forwarder, so whatever watches it (poll, epoll) sees it complete. The
+/// configuration file's `isolate-network = true` turns isolation on.
+#[test]
+fn nonblocking_connect_to_the_proxy_works_isolated_from_the_config_file() {
+    let px = sockstrace_tests::TcpSink::bind("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sockstrace.toml");
+    std::fs::write(&config, "isolate-network = true\n").unwrap();
+    let out = Trace::new()
+        .opts(["--config", config.to_str().unwrap()])
+        .proxy(px.addr())
+        .program([client("netprobe").to_str().unwrap(), "tcp-connect-nonblock", &px.host(), &px.port()])
+        .run();
+    out.assert_code(0);
+    assert_isolated(&out);
+    out.assert_no_leaks();
+    assert!(
+        wait_until(Duration::from_secs(5), || px.accepts() == 1),
+        "the proxy did not see the connection through the forwarder\n{}",
+        out.describe()
+    );
+}
