@@ -25,8 +25,12 @@ const UDP_REPLY_WAIT: Duration = Duration::from_secs(10);
 /// Datagrams relayed at once; more are dropped (the sender retries).
 const UDP_IN_FLIGHT: usize = 256;
 
-/// Starts one relay task per socket on `runtime`.
+/// Starts one relay task per socket on `runtime`. Called after the program
+/// started (it keeps the limits it was given): each of its connections
+/// through a forwarder holds two of our fds, so ours are raised to the hard
+/// limit, lest the program exhaust them before its own.
 pub fn start(runtime: &tokio::runtime::Runtime, sockets: Vec<(Forward, OwnedFd)>) -> anyhow::Result<()> {
+    raise_fd_limit();
     let _inside = runtime.enter();
     for (forward, fd) in sockets {
         if forward.udp {
@@ -104,4 +108,16 @@ async fn relay(mut inside: TcpStream, target: SocketAddr) {
     };
     let _ = outside.set_nodelay(true);
     let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
+}
+
+/// Raises our soft `RLIMIT_NOFILE` to the hard limit (best effort).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on a live local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
