@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "non-dumpable",
     "Landlock",
     "run --user",
+    "user+network namespaces",
 ];
 
 fn assert_lines(out: &Outcome) -> Vec<String> {

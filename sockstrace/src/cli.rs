@@ -54,7 +54,8 @@ pub enum DnsArg {
     /// DNS goes through, and is reported
     Log,
     /// The program gets its own resolv.conf naming a resolver inside sockstrace that resolves
-    /// through the proxy (root only); leaked TCP connects to its answers go through the proxy by name
+    /// through the proxy (root, or any user with --isolate-network); leaked TCP connects to its
+    /// answers go through the proxy by name
     Proxy,
 }
 
@@ -230,6 +231,12 @@ pub struct RunArgs {
     /// Let the program use io_uring (needs the kernel layer, which still gates its connects)
     #[arg(long, env = "SOCKSTRACE_ALLOW_IO_URING")]
     pub allow_io_uring: bool,
+
+    /// Run the program in a network namespace of its own (only loopback; a user namespace too
+    /// without root): the proxies and allowed ADDR:PORT destinations are reached through
+    /// sockstrace's forwarders, nothing else is reachable (see docs/ISOLATION.md)
+    #[arg(long, env = "SOCKSTRACE_ISOLATE_NETWORK")]
+    pub isolate_network: bool,
 
     /// No human lines on stderr (the JSON report is unaffected)
     #[arg(long, short, env = "SOCKSTRACE_QUIET")]

@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub one_circuit: Option<bool>,
     pub report: Option<PathBuf>,
     pub allow_io_uring: Option<bool>,
+    #[serde(alias = "isolate_network")]
+    pub isolate_network: Option<bool>,
     pub kernel: Option<String>,
     pub inspect_socks: Option<bool>,
     pub require_socks_auth: Option<bool>,
@@ -192,11 +194,12 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
     if let (Some(v), false) = (file.report, user("report")) {
         args.report = Some(v);
     }
-    let flags: [(&str, Option<bool>, &mut bool); 6] = [
+    let flags: [(&str, Option<bool>, &mut bool); 7] = [
         ("inspect_socks", file.inspect_socks, &mut args.inspect_socks),
         ("require_socks_auth", file.require_socks_auth, &mut args.require_socks_auth),
         ("one_circuit", file.one_circuit, &mut args.one_circuit),
         ("allow_io_uring", file.allow_io_uring, &mut args.allow_io_uring),
+        ("isolate_network", file.isolate_network, &mut args.isolate_network),
         ("quiet", file.quiet, &mut args.quiet),
         ("fail_on_leak", file.fail_on_leak, &mut args.fail_on_leak),
     ];
@@ -311,6 +314,16 @@ user = "nobody"
         assert_eq!(default_file(xdg, home, false, only_system), None, "only root reads the system file");
         assert_eq!(default_file(None, None, false, all), None);
         assert_eq!(locate(Some(Path::new("given.toml"))), Some("given.toml".into()));
+    }
+
+    #[test]
+    fn isolate_network_comes_from_the_file_in_either_spelling() {
+        for file in ["isolate-network = true", "isolate_network = true"] {
+            let args = run_args(&["sockstrace", "run", "--", "true"], file).unwrap();
+            assert!(args.isolate_network, "{file}");
+        }
+        let args = run_args(&["sockstrace", "run", "--", "true"], "isolate-network = false").unwrap();
+        assert!(!args.isolate_network);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub fn main() -> i32 {
         non_dumpable(),
         landlock(),
         program_user(),
+        isolation(),
     ];
     for check in &checks {
         println!("{} {:<58} {}", if check.ok { "ok  " } else { "off " }, check.name, check.detail);
@@ -109,6 +110,22 @@ fn non_dumpable() -> Check {
         && unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } == 0;
     let detail = if ok { "works" } else { "prctl(PR_SET_DUMPABLE, 0) refused" };
     Check { name, ok, detail: detail.into() }
+}
+
+fn isolation() -> Check {
+    let name = "unprivileged user+network namespaces (--isolate-network)";
+    match crate::supervisor::isolate::probe_unprivileged() {
+        Ok(()) => Check { name, ok: true, detail: "work".into() },
+        Err(why) => {
+            let root = nix::unistd::geteuid().is_root();
+            let detail = if root {
+                format!("{why}; as root, --isolate-network needs only a network namespace")
+            } else {
+                format!("{why}: --isolate-network fails here")
+            };
+            Check { name, ok: false, detail }
+        }
+    }
 }
 
 fn landlock() -> Check {

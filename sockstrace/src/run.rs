@@ -115,6 +115,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         kernel,
         allow_io_uring: args.allow_io_uring,
         user,
+        isolate_network: args.isolate_network,
         command: args.command,
     };
     match supervisor::run(config, reporter) {

@@ -10,6 +10,7 @@ pub(crate) mod fence;
 mod filter;
 mod handlers;
 pub mod identity;
+pub(crate) mod isolate;
 mod kernel_events;
 mod notif;
 mod reap;
@@ -48,6 +49,8 @@ pub struct RunConfig {
     /// `--user` (or the invoking user under sudo), resolved: the program
     /// runs as this user with no capabilities; `None` keeps ours.
     pub user: Option<identity::Switch>,
+    /// `--isolate-network`: the program in a network namespace of its own.
+    pub isolate_network: bool,
     pub command: Vec<OsString>,
 }
 
@@ -132,6 +135,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let filter = filter::build().context("building the seccomp filter")?;
+    if config.isolate_network {
+        refuse_with_isolation(&config)?;
+    }
     // The child makes raw system calls only, so the runtime's threads may exist at fork.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -140,7 +146,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     let dns_proxy = match &config.dns {
-        DnsMode::Proxy(upstream) => Some(dns_setup::DnsProxy::start(&runtime, *upstream)?),
+        DnsMode::Proxy(upstream) => {
+            Some(dns_setup::DnsProxy::start(&runtime, *upstream, config.isolate_network)?)
+        }
         DnsMode::Block | DnsMode::Log => None,
     };
     if let Some(proxy) = &dns_proxy {
@@ -179,16 +187,38 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
+    let isolation =
+        config.isolate_network.then(|| prepare_isolation(&config.policy, dns_proxy.as_ref(), root));
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
         resolv_conf: resolv_conf.as_deref(),
         landlock: fence.ruleset_fd(),
         user: config.user.as_ref(),
+        isolate: isolation.as_ref(),
     };
-    let spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
-    let fence_layer = fence.layer(spawned.landlock_failed);
+    let mut spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
+    let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
+    if let Some(isolation) = &isolation {
+        let listeners: Vec<_> = isolation
+            .forwards
+            .iter()
+            .copied()
+            .zip(std::mem::take(&mut spawned.forward_listeners))
+            .filter_map(|(forward, fd)| Some((forward, fd?)))
+            .collect();
+        let forwarded: Vec<String> = listeners
+            .iter()
+            .map(|(f, _)| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
+            .collect();
+        isolate::forward::start(&runtime, listeners).context("starting the forwarders")?;
+        fence_layer.push_str(&format!(
+            "; network namespace of its own{} (forwarded: {})",
+            if root { "" } else { " in a user namespace" },
+            forwarded.join(", ")
+        ));
+    }
     let notifier = Notifier::new(spawned.listener);
     let sync_wakeup = notifier.enable_sync_wakeup();
     let seccomp_layer = format!(
@@ -255,6 +285,34 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     };
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
+}
+
+/// Options `--isolate-network` cannot serve yet (exit status 2).
+fn refuse_with_isolation(config: &RunConfig) -> Result<()> {
+    if config.inspect.is_some() {
+        return Err(UsageError(
+            "--isolate-network with the SOCKS inspector is not supported yet (the relay would see the forwarder, not the program)".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// What the child needs to isolate itself; warns about allowed destinations
+/// that stay unreachable (only single addresses with a port are forwarded).
+fn prepare_isolation(policy: &Policy, dns: Option<&dns_setup::DnsProxy>, root: bool) -> isolate::Isolation {
+    let (targets, unreachable) = isolate::forwarded(policy);
+    // The resolver's own forwards (UDP and TCP, to its port in our namespace) replace a plain one.
+    let dns_addr = dns.map(dns_setup::DnsProxy::program_addr);
+    let mut forwards: Vec<isolate::Forward> =
+        targets.into_iter().filter(|t| Some(*t) != dns_addr).map(isolate::Forward::tcp).collect();
+    forwards.extend(dns.into_iter().flat_map(dns_setup::DnsProxy::forwards));
+    for rule in unreachable {
+        eprintln!(
+            "sockstrace: warning: --isolate-network forwards single addresses with a port only; {rule} is unreachable from the program's namespace"
+        );
+    }
+    isolate::Isolation::prepare(forwards, root)
 }
 
 /// How a run ended.

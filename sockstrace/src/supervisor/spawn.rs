@@ -35,6 +35,10 @@ const MSG_SETGROUPS_FAILED: i32 = 11;
 const MSG_SETRESGID_FAILED: i32 = 12;
 const MSG_SETRESUID_FAILED: i32 = 13;
 const MSG_CAPSET_FAILED: i32 = 14;
+/// `--isolate-network`: a step failed (value: `isolate::pack_failure`).
+const MSG_ISOLATE_FAILED: i32 = 15;
+/// `--isolate-network`: a forwarder listener's fd number, in target order.
+const MSG_FORWARD_LISTENER: i32 = 16;
 
 /// Exit status of a child that failed before exec.
 const CHILD_SETUP_FAILED: i32 = 125;
@@ -55,6 +59,8 @@ pub enum SpawnError {
     Cgroup(std::io::Error),
     #[error("cannot give the program its own /etc/resolv.conf: {0}")]
     ResolvConf(std::io::Error),
+    #[error("--isolate-network: {what}: {err}")]
+    Isolate { what: &'static str, err: std::io::Error },
     #[error("{what}: {err}")]
     Setup { what: &'static str, err: std::io::Error },
 }
@@ -83,6 +89,9 @@ pub struct Spawned {
     pub wait_killable: bool,
     /// Why `landlock_restrict_self` failed, when it was asked and did.
     pub landlock_failed: Option<Errno>,
+    /// `--isolate-network`: the forwarder listeners, in `Isolation::forwards` order.
+    /// `None`: an IPv6 loopback forward on a kernel without IPv6.
+    pub forward_listeners: Vec<Option<OwnedFd>>,
 }
 
 /// Finds `program` as `execvp` would: a path if it has a slash, else in PATH.
@@ -135,6 +144,8 @@ struct ChildPlan<'a> {
     landlock: Option<libc::c_int>,
     /// The user to become, with no capabilities (`--user`).
     user: Option<UserPlan>,
+    /// `--isolate-network`: the namespaces to enter.
+    isolate: Option<&'a super::isolate::Isolation>,
 }
 
 /// `--user`, as raw values for the child's system calls.
@@ -172,6 +183,8 @@ pub struct ChildSetup<'a> {
     pub landlock: Option<std::os::fd::RawFd>,
     /// `--user`: the program runs as this user, with no capabilities.
     pub user: Option<&'a super::identity::Switch>,
+    /// `--isolate-network`: a network namespace of its own (and a user namespace without root).
+    pub isolate: Option<&'a super::isolate::Isolation>,
 }
 
 /// Forks and execs `argv` under `filter`. The child makes only raw,
@@ -210,6 +223,7 @@ pub fn spawn(
             groups: s.identity.groups.clone(),
             cap_last_cap: s.cap_last_cap,
         }),
+        isolate: child.isolate,
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -257,9 +271,11 @@ fn parent_handshake(
         Err(e)
     };
     let mut landlock_failed = None;
+    let mut forward_fds = Vec::new();
     let (tag, value) = loop {
         match read_message(&ctl) {
             Some((MSG_LANDLOCK_FAILED, errno)) => landlock_failed = Some(errno),
+            Some((MSG_FORWARD_LISTENER, fd)) => forward_fds.push(fd),
             Some(m) => break m,
             None => return fail(setup("child exited during setup")(libc::ECHILD)),
         }
@@ -278,12 +294,26 @@ fn parent_handshake(
         MSG_SETRESGID_FAILED => return fail(setup("setresgid for --user")(value)),
         MSG_SETRESUID_FAILED => return fail(setup("setresuid for --user")(value)),
         MSG_CAPSET_FAILED => return fail(setup("dropping the capabilities (capset)")(value)),
+        MSG_ISOLATE_FAILED => return fail(isolate_error(value)),
         _ => return fail(SpawnError::Seccomp(std::io::Error::from_raw_os_error(value))),
     };
-    let listener = sys::pidfd_open_thread(pid as u32)
-        .and_then(|pidfd| sys::pidfd_getfd(pidfd.as_fd(), value))
+    let pidfd = match sys::pidfd_open_thread(pid as u32).map_err(setup("pidfd_open of the child")) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let listener = sys::pidfd_getfd(pidfd.as_fd(), value)
         .map_err(setup("taking the seccomp listener from the child (pidfd_getfd)"));
     let listener = match listener {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    // The forwarder listeners are close-on-exec in the child: take them before releasing it.
+    let forward_listeners = forward_fds
+        .iter()
+        .map(|&fd| (fd >= 0).then(|| sys::pidfd_getfd(pidfd.as_fd(), fd)).transpose())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(setup("taking the forwarder listeners from the child (pidfd_getfd)"));
+    let forward_listeners = match forward_listeners {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
@@ -294,7 +324,7 @@ fn parent_handshake(
     }
     drop(go);
     match read_message(&ctl) {
-        None => Ok(Spawned { pid, listener, wait_killable, landlock_failed }),
+        None => Ok(Spawned { pid, listener, wait_killable, landlock_failed, forward_listeners }),
         Some((_, errno)) => fail(SpawnError::Exec { program, err: std::io::Error::from_raw_os_error(errno) }),
     }
 }
@@ -317,6 +347,15 @@ fn read_message(fd: &OwnedFd) -> Option<(i32, i32)> {
         i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]),
         i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]),
     ))
+}
+
+/// The error for a failed `--isolate-network` step.
+fn isolate_error(value: i32) -> SpawnError {
+    let (step, errno) = super::isolate::unpack_failure(value);
+    SpawnError::Isolate {
+        what: step.map_or("isolating the program", super::isolate::Step::describe),
+        err: std::io::Error::from_raw_os_error(errno),
+    }
 }
 
 fn reap(pid: libc::pid_t) {
@@ -358,6 +397,15 @@ unsafe fn child_main(
         // resets it, the parent (without CAP_SYS_PTRACE) could not take the
         // listener from us with pidfd_getfd.
         libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        // --isolate-network: the namespaces first, so the forwarder listeners
+        // (ours, not the program's) are made outside the run's cgroup.
+        if let Some(isolation) = plan.isolate {
+            if let Err((step, errno)) = isolation.child_enter(|fd| child_send(ctl, MSG_FORWARD_LISTENER, fd))
+            {
+                child_send(ctl, MSG_ISOLATE_FAILED, super::isolate::pack_failure(step, errno));
+                libc::_exit(CHILD_SETUP_FAILED);
+            }
+        }
         // Join the run's cgroup first, so every socket the program creates is
         // seen by the kernel layer's hooks.
         if let Some(procs) = plan.cgroup_procs {

@@ -1,0 +1,450 @@
+//! `run --isolate-network`: the program in a network namespace of its own,
+//! holding only loopback, where sockstrace's forwarders are its only way out.
+//!
+//! Built before fork ([`Isolation::prepare`]); the child, between fork and
+//! exec, makes only raw system calls ([`Isolation::child_enter`]):
+//! - without root, `unshare(CLONE_NEWUSER)` and its own one-line uid/gid maps
+//!   (the caller's ids mapped to themselves, written to `/proc/self/*_map`);
+//! - `unshare(CLONE_NEWNET)`, then `lo` up (`SIOCSIFFLAGS`);
+//! - each forwarded address that is not loopback is added to `lo`
+//!   (`SIOCSIFADDR`, a /32 or /128);
+//! - a listening TCP socket (close-on-exec) on each forwarded address, whose fd
+//!   number goes to the parent, which takes it with `pidfd_getfd`.
+//!
+//! The parent relays each connection accepted on those listeners to the same
+//! address in its own (the host's) namespace ([`forward`]). The supervisor
+//! performs allowed connects on its duplicates of the program's sockets, which
+//! live in the program's namespace: a connect to the proxy is a plain loopback
+//! connect there, answered by the forwarder.
+
+pub mod forward;
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::policy::{AllowRule, Policy};
+
+/// Why the child could not isolate itself: the step, for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    UserNamespace = 1,
+    IdMap = 2,
+    NetNamespace = 3,
+    Loopback = 4,
+    Address = 5,
+    Listener = 6,
+}
+
+impl Step {
+    pub fn from_code(code: i32) -> Option<Step> {
+        Some(match code {
+            1 => Step::UserNamespace,
+            2 => Step::IdMap,
+            3 => Step::NetNamespace,
+            4 => Step::Loopback,
+            5 => Step::Address,
+            6 => Step::Listener,
+            _ => return None,
+        })
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Step::UserNamespace => "creating a user namespace (unprivileged user namespaces may be disabled here: see `sockstrace doctor`)",
+            Step::IdMap => "writing the user namespace's uid/gid map",
+            Step::NetNamespace => "creating a network namespace",
+            Step::Loopback => "bringing up lo in the program's network namespace",
+            Step::Address => "adding a forwarded address to lo in the program's network namespace",
+            Step::Listener => "listening on a forwarded address in the program's network namespace",
+        }
+    }
+}
+
+/// Packs a failed step and its errno into one message value.
+pub fn pack_failure(step: Step, errno: i32) -> i32 {
+    ((step as i32) << 16) | (errno & 0xffff)
+}
+
+/// The step and errno of a packed failure.
+pub fn unpack_failure(value: i32) -> (Option<Step>, i32) {
+    (Step::from_code(value >> 16), value & 0xffff)
+}
+
+/// One way out: a socket the child makes on `inside` in the program's
+/// namespace, relayed to `outside` in the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub inside: SocketAddr,
+    pub outside: SocketAddr,
+    /// A datagram relay (the `--dns proxy` resolver) rather than TCP.
+    pub udp: bool,
+}
+
+impl Forward {
+    /// TCP to the same address on both sides.
+    pub fn tcp(addr: SocketAddr) -> Forward {
+        Forward { inside: addr, outside: addr, udp: false }
+    }
+}
+
+/// The addresses the program reaches through forwarders: every proxy, and
+/// every allowed single address with a port. What cannot be forwarded (a
+/// network, a rule without a port) is returned apart, for a warning.
+pub fn forwarded(policy: &Policy) -> (Vec<SocketAddr>, Vec<String>) {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    let mut unreachable = Vec::new();
+    for &addr in policy.proxies.iter().chain(&policy.http_proxies) {
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    for rule in &policy.allow {
+        if let AllowRule::Net { net, port } = rule {
+            match port {
+                Some(port) if net.prefix_len() == net.max_prefix_len() => {
+                    let addr = SocketAddr::new(net.addr(), *port);
+                    if !out.contains(&addr) {
+                        out.push(addr);
+                    }
+                }
+                _ => unreachable.push(match port {
+                    Some(p) => format!("{net} port {p}"),
+                    None => net.to_string(),
+                }),
+            }
+        }
+    }
+    (out, unreachable)
+}
+
+/// One forwarded address, encoded for the child.
+struct Listen {
+    family: libc::c_int,
+    kind: libc::c_int,
+    addr: libc::sockaddr_storage,
+    len: libc::socklen_t,
+    /// The address must be added to lo first (not loopback).
+    add_to_lo: bool,
+    ip: IpAddr,
+}
+
+/// Everything the child needs to isolate itself, built before fork.
+pub struct Isolation {
+    /// `Some((uid_map, gid_map))`: create a user namespace first (not root).
+    id_maps: Option<(Vec<u8>, Vec<u8>)>,
+    listens: Vec<Listen>,
+    /// The ways out, in the order of the sockets the child sends.
+    pub forwards: Vec<Forward>,
+}
+
+/// Size of `struct ifreq`.
+const IFREQ_SIZE: usize = 40;
+
+/// `struct in6_ifreq`.
+#[repr(C)]
+struct In6Ifreq {
+    addr: libc::in6_addr,
+    prefixlen: u32,
+    ifindex: libc::c_int,
+}
+
+impl Isolation {
+    /// `root`: no user namespace (the program keeps its credentials), only a
+    /// network namespace.
+    pub fn prepare(forwards: Vec<Forward>, root: bool) -> Isolation {
+        let id_maps = (!root).then(|| {
+            // SAFETY: getuid/getgid cannot fail.
+            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
+        });
+        let mut added: Vec<IpAddr> = Vec::new();
+        let listens = forwards
+            .iter()
+            .map(|f| {
+                let t = f.inside;
+                let bytes = crate::net::sockaddr::encode_inet(t);
+                // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
+                let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                let n = bytes.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+                // SAFETY: copies n <= size_of(addr) bytes into a live local.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), &mut addr as *mut _ as *mut u8, n) };
+                let add_to_lo = !t.ip().is_loopback() && !added.contains(&t.ip());
+                if add_to_lo {
+                    added.push(t.ip());
+                }
+                Listen {
+                    family: if t.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 },
+                    kind: if f.udp { libc::SOCK_DGRAM } else { libc::SOCK_STREAM },
+                    addr,
+                    len: n as libc::socklen_t,
+                    add_to_lo,
+                    ip: t.ip(),
+                }
+            })
+            .collect();
+        Isolation { id_maps, listens, forwards }
+    }
+
+    /// In the child between fork and exec: isolates it and sends each
+    /// forwarder listener's fd number with `send_listener`, in `forwards`
+    /// order; -1 for an IPv6 loopback forward where the kernel has no IPv6
+    /// (a default proxy `[::1]:9050` must not make isolation fail there).
+    ///
+    /// # Safety
+    /// Only called in a freshly forked child: raw system calls on data built
+    /// before fork, no allocation.
+    pub unsafe fn child_enter(&self, send_listener: impl Fn(i32)) -> Result<(), (Step, i32)> {
+        // SAFETY (whole body): raw system calls on valid pointers to data
+        // prepared before fork, and on fds we just created.
+        unsafe {
+            let errno = || *libc::__errno_location();
+            if let Some((uid_map, gid_map)) = &self.id_maps {
+                if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                    return Err((Step::UserNamespace, errno()));
+                }
+                // setgroups must be denied before an unprivileged gid_map.
+                for (path, data) in [
+                    (c"/proc/self/setgroups", &b"deny"[..]),
+                    (c"/proc/self/uid_map", &uid_map[..]),
+                    (c"/proc/self/gid_map", &gid_map[..]),
+                ] {
+                    write_file(path, data).map_err(|e| (Step::IdMap, e))?;
+                }
+            }
+            if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return Err((Step::NetNamespace, errno()));
+            }
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if s < 0 {
+                return Err((Step::Loopback, errno()));
+            }
+            let mut ifr = [0u8; IFREQ_SIZE];
+            ifr[..2].copy_from_slice(b"lo");
+            let up = libc::ioctl(s, libc::SIOCGIFFLAGS, ifr.as_mut_ptr()) == 0 && {
+                let flags = i16::from_ne_bytes([ifr[16], ifr[17]]) | libc::IFF_UP as i16;
+                ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+                libc::ioctl(s, libc::SIOCSIFFLAGS, ifr.as_ptr()) == 0
+            };
+            let up_errno = errno();
+            if !up {
+                libc::close(s);
+                return Err((Step::Loopback, up_errno));
+            }
+            for (n, l) in self.listens.iter().enumerate().filter(|(_, l)| l.add_to_lo) {
+                if let Err(e) = add_to_lo(s, n, l) {
+                    libc::close(s);
+                    return Err((Step::Address, e));
+                }
+            }
+            libc::close(s);
+            for l in &self.listens {
+                let no_ipv6 = |e: i32| l.family == libc::AF_INET6 && !l.add_to_lo && is_no_ipv6(e);
+                let fd = libc::socket(l.family, l.kind | libc::SOCK_CLOEXEC, 0);
+                if fd < 0 && no_ipv6(errno()) {
+                    send_listener(-1);
+                    continue;
+                }
+                if fd < 0 {
+                    return Err((Step::Listener, errno()));
+                }
+                let one: libc::c_int = 1;
+                let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEADDR,
+                    (&one as *const libc::c_int).cast(),
+                    len,
+                );
+                if l.family == libc::AF_INET6 {
+                    libc::setsockopt(
+                        fd,
+                        libc::IPPROTO_IPV6,
+                        libc::IPV6_V6ONLY,
+                        (&one as *const libc::c_int).cast(),
+                        len,
+                    );
+                }
+                if libc::bind(fd, (&l.addr as *const libc::sockaddr_storage).cast(), l.len) != 0 {
+                    let e = errno();
+                    libc::close(fd);
+                    if no_ipv6(e) {
+                        send_listener(-1);
+                        continue;
+                    }
+                    return Err((Step::Listener, e));
+                }
+                if l.kind == libc::SOCK_STREAM && libc::listen(fd, 1024) != 0 {
+                    return Err((Step::Listener, errno()));
+                }
+                send_listener(fd);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The errors of a kernel without IPv6 (`ipv6.disable=1`: no family) or
+/// with IPv6 disabled on lo (no `::1`).
+fn is_no_ipv6(errno: i32) -> bool {
+    errno == libc::EAFNOSUPPORT || errno == libc::EADDRNOTAVAIL
+}
+
+/// Writes `data` to `path` with raw calls. Async-signal-safe.
+unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> Result<(), i32> {
+    // SAFETY: a NUL-terminated path and a live buffer; the fd is ours.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(*libc::__errno_location());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let e = *libc::__errno_location();
+        libc::close(fd);
+        if n != data.len() as isize {
+            return Err(if n < 0 { e } else { libc::EIO });
+        }
+        Ok(())
+    }
+}
+
+/// Adds a forwarded non-loopback address to lo: IPv4 as an alias `lo:N`
+/// with a /32 mask, IPv6 as a /128. `s` is an AF_INET datagram socket.
+unsafe fn add_to_lo(s: libc::c_int, n: usize, l: &Listen) -> Result<(), i32> {
+    // SAFETY: ioctls on our own sockets with live, correctly sized structs.
+    unsafe {
+        let errno = || *libc::__errno_location();
+        match l.ip {
+            IpAddr::V4(ip) => {
+                let mut ifr = [0u8; IFREQ_SIZE];
+                // "lo:N" (N < 1000 here: one per forwarded address).
+                let label = [
+                    b'l',
+                    b'o',
+                    b':',
+                    b'0' + (n / 100 % 10) as u8,
+                    b'0' + (n / 10 % 10) as u8,
+                    b'0' + (n % 10) as u8,
+                ];
+                ifr[..label.len()].copy_from_slice(&label);
+                let sin = |ifr: &mut [u8; IFREQ_SIZE], a: [u8; 4]| {
+                    ifr[16..18].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+                    ifr[20..24].copy_from_slice(&a);
+                };
+                sin(&mut ifr, ip.octets());
+                if libc::ioctl(s, libc::SIOCSIFADDR, ifr.as_ptr()) != 0 {
+                    return Err(errno());
+                }
+                sin(&mut ifr, [255; 4]);
+                if libc::ioctl(s, libc::SIOCSIFNETMASK, ifr.as_ptr()) != 0 {
+                    return Err(errno());
+                }
+                Ok(())
+            }
+            IpAddr::V6(ip) => {
+                let s6 = libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+                if s6 < 0 {
+                    return Err(errno());
+                }
+                let req =
+                    In6Ifreq { addr: libc::in6_addr { s6_addr: ip.octets() }, prefixlen: 128, ifindex: 1 };
+                let r = libc::ioctl(s6, libc::SIOCSIFADDR, &req as *const In6Ifreq);
+                let e = errno();
+                libc::close(s6);
+                if r != 0 {
+                    return Err(e);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether this machine lets an unprivileged process create a user and a
+/// network namespace (for `doctor`): tried in a forked child, as `nobody`
+/// when we are root.
+pub fn probe_unprivileged() -> Result<(), String> {
+    let (r, w) = super::sys::pipe_cloexec().map_err(|e| std::io::Error::from_raw_os_error(e).to_string())?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the child makes raw calls only and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    if pid == 0 {
+        // SAFETY: raw calls in the forked child; it never returns.
+        unsafe {
+            let mut code: i32 = 0;
+            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                code = -*libc::__errno_location();
+            } else if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+                code = *libc::__errno_location();
+            }
+            libc::write(w.as_raw_fd(), (&code as *const i32).cast(), 4);
+            libc::_exit(0);
+        }
+    }
+    drop(w);
+    let mut code = [0u8; 4];
+    // SAFETY: reads into a live local buffer.
+    let n = unsafe { libc::read(r.as_raw_fd(), code.as_mut_ptr().cast(), 4) };
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match (n, i32::from_ne_bytes(code)) {
+        (4, 0) => Ok(()),
+        (4, c) if c < 0 => {
+            Err(format!("cannot switch to nobody to try: {}", std::io::Error::from_raw_os_error(-c)))
+        }
+        (4, c) => Err(format!(
+            "unshare(CLONE_NEWUSER|CLONE_NEWNET) refused: {}",
+            std::io::Error::from_raw_os_error(c)
+        )),
+        _ => Err("the probe process died".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &[&str]) -> Policy {
+        Policy {
+            proxies: vec!["127.0.0.1:9050".parse().unwrap(), "[::1]:9050".parse().unwrap()],
+            allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn proxies_and_single_allowed_addresses_are_forwarded() {
+        let (f, unreachable) = forwarded(&policy(&[
+            "10.1.2.3:443",
+            "127.0.0.2:80",
+            "127.0.0.1:9050",
+            "10.0.0.0/8:443",
+            "192.0.2.1",
+            "unix:/x",
+        ]));
+        let want: Vec<SocketAddr> = ["127.0.0.1:9050", "[::1]:9050", "10.1.2.3:443", "127.0.0.2:80"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(f, want);
+        assert_eq!(unreachable, vec!["10.0.0.0/8 port 443".to_string(), "192.0.2.1/32".to_string()]);
+    }
+
+    #[test]
+    fn failures_pack_and_unpack() {
+        for step in [
+            Step::UserNamespace,
+            Step::IdMap,
+            Step::NetNamespace,
+            Step::Loopback,
+            Step::Address,
+            Step::Listener,
+        ] {
+            assert_eq!(unpack_failure(pack_failure(step, libc::ENOSPC)), (Some(step), libc::ENOSPC));
+        }
+        assert_eq!(unpack_failure(libc::EPERM).0, None);
+    }
+}

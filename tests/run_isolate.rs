@@ -1,0 +1,490 @@
+//! `run --isolate-network`: the program in a network namespace of its own,
+//! where sockstrace's forwarders to the proxies (and allowed ADDR:PORT
+//! destinations) are its only way out.
+//!
+//! Ground truth: sinks in the host's namespace (the test's). The central test
+//! switches the syscall layer's own fences off (debug builds:
+//! `SOCKSTRACE_TEST_DISABLE`), lets every judged call through (`--on-leak
+//! log`) and the kernel layer off, shows that each attack reaches its sink
+//! without isolation, then that with `--isolate-network` nothing arrives:
+//! isolation alone holds.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use sockstrace_tests::unpriv::{Copies, NOBODY};
+use sockstrace_tests::util::{settle, wait_until};
+use sockstrace_tests::{client, is_root, skip, HttpServer, Microsocks, Outcome, Trace, UdpSink};
+
+const ISOLATE: &str = "--isolate-network";
+const FENCES_OFF: &str = "options,cmsg,family-check,landlock";
+const TRIES: &str = "3000";
+
+const PROXY_ENV: [&str; 7] =
+    ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
+
+fn no_proxy_env(mut t: Trace) -> Trace {
+    for k in PROXY_ENV {
+        t = t.env_remove(k);
+    }
+    t
+}
+
+fn release_build() -> bool {
+    sockstrace_tests::sockstrace_bin().components().any(|c| c.as_os_str() == "release")
+}
+
+fn assert_isolated(out: &Outcome) {
+    assert!(
+        out.stderr.lines().any(|l| l.contains("layers:") && l.contains("network namespace of its own")),
+        "the layers line does not say the program was isolated\n{}",
+        out.describe()
+    );
+}
+
+/// As root and as nobody: `(trace, path of curl's client copies)`.
+fn traces() -> Vec<(&'static str, Trace, Option<Copies>)> {
+    let mut v = vec![("root", Trace::new(), None)];
+    if is_root() {
+        let c = Copies::new();
+        v.push(("nobody", c.as_nobody(), Some(c)));
+    } else {
+        eprintln!("SKIP the nobody half: switching to nobody needs root");
+    }
+    v
+}
+
+#[test]
+fn curl_through_microsocks_works_isolated() {
+    let ms = match Microsocks::start() {
+        Ok(m) => m,
+        Err(e) => skip!("microsocks: {e}"),
+    };
+    let http = HttpServer::bind("127.0.0.2");
+    for (who, trace, _copies) in traces() {
+        let before = http.requests();
+        let out = no_proxy_env(trace)
+            .opts([ISOLATE])
+            .proxy(ms.addr())
+            .program([
+                "curl",
+                "-q",
+                "-sS",
+                "--max-time",
+                "30",
+                "--socks5-hostname",
+                &ms.addr().to_string(),
+                &http.url(),
+            ])
+            .run();
+        out.assert_code(0);
+        assert_eq!(out.stdout, http.body(), "as {who}\n{}", out.describe());
+        assert_eq!(http.requests(), before + 1, "as {who}");
+        out.assert_report_well_formed();
+        out.assert_no_leaks();
+        assert_isolated(&out);
+        assert!(
+            out.events.iter().any(|e| e.is_allowed()
+                && e.s("syscall") == "connect"
+                && e.s("dst") == ms.addr().to_string()
+                && e.s("reason") == "proxy"),
+            "as {who}: no allowed proxy connect reported\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn direct_connect_is_blocked_and_reported_isolated() {
+    let ms = match Microsocks::start() {
+        Ok(m) => m,
+        Err(e) => skip!("microsocks: {e}"),
+    };
+    let http = HttpServer::bind("127.0.0.2");
+    for (who, trace, _copies) in traces() {
+        let out = no_proxy_env(trace)
+            .opts([ISOLATE])
+            .proxy(ms.addr())
+            .program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()])
+            .run();
+        assert_ne!(out.code(), 0, "as {who}: curl must fail\n{}", out.describe());
+        assert_eq!(http.accepts(), 0, "as {who}: the server saw a connection\n{}", out.describe());
+        out.assert_report_well_formed();
+        assert_isolated(&out);
+        let ev = out.the_event("direct connect leak", |e| e.is_leak() && e.s("syscall") == "connect");
+        assert_eq!(ev.s("dst"), http.dst(), "as {who}: {ev}\n{}", out.describe());
+        assert_eq!(ev.s("action"), "blocked", "as {who}: {ev}\n{}", out.describe());
+    }
+}
+
+/// Socksify goes through the same forwarder: the program's direct connect is
+/// connected to the proxy inside its namespace, and the handshake runs there.
+#[test]
+fn socksify_reaches_the_server_through_the_forwarder() {
+    let ms = match Microsocks::start() {
+        Ok(m) => m,
+        Err(e) => skip!("microsocks: {e}"),
+    };
+    let http = HttpServer::bind("127.0.0.2");
+    let out = no_proxy_env(Trace::new())
+        .opts([ISOLATE])
+        .proxy(ms.addr())
+        .on_leak("socksify")
+        .program(["curl", "-q", "-sS", "--max-time", "30", "--noproxy", "*", &http.url()])
+        .run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, http.body(), "{}", out.describe());
+    let ev = out.the_event("socksified connect", |e| e.is_leak() && e.s("syscall") == "connect");
+    assert_eq!(ev.s("action"), "socksified", "{ev}\n{}", out.describe());
+}
+
+// ---------------------------------------------------------------------------
+// Isolation alone holds: the syscall layer's fences off, every leak let through
+// ---------------------------------------------------------------------------
+
+/// One attack on a UDP sink at 127.0.0.2 in the host's namespace. (An IPv6
+/// routing header needs the veth LAN of tests/redteam_routing.rs to show its
+/// packet; inside the isolated namespace there is no device but lo to carry it.)
+struct Attack {
+    what: &'static str,
+    argv: Vec<String>,
+}
+
+fn attacks(route: &Path, race: &Path, udp: &UdpSink) -> Vec<Attack> {
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let (r, x) = (route.to_str().unwrap(), race.to_str().unwrap());
+    vec![
+        Attack { what: "UDP sendmsg to 127.0.0.2", argv: s(&[r, "cmsg-ok", &udp.host(), &udp.port()]) },
+        Attack {
+            what: "SO_BINDTODEVICE lo, UDP sendto 127.0.0.2",
+            argv: s(&[r, "bind-dev", "lo", &udp.host(), &udp.port(), "udp"]),
+        },
+        Attack {
+            what: "fd swap under a unix sendto (the residual double race)",
+            argv: s(&[x, "fd-swap-sendto", &udp.host(), &udp.port(), TRIES]),
+        },
+    ]
+}
+
+fn fences_off_trace(t: Trace) -> Trace {
+    t.opts(["--kernel", "off"]).on_leak("log").env("SOCKSTRACE_TEST_DISABLE", FENCES_OFF)
+}
+
+fn isolation_alone_holds(who: &str, trace: impl Fn() -> Trace, route: &Path, race: &Path) {
+    let udp = UdpSink::bind("127.0.0.2");
+    for attack in attacks(route, race, &udp) {
+        // Baseline: through the supervisor with its fences off, the attack arrives.
+        let before = udp.datagrams();
+        let base = fences_off_trace(trace()).program(&attack.argv).run();
+        let got = wait_until(Duration::from_secs(5), || udp.datagrams() != before);
+        assert!(got, "as {who}: baseline: {} reached no sink\n{}", attack.what, base.describe());
+        // Isolated: nothing arrives.
+        let before = udp.datagrams();
+        let out = fences_off_trace(trace()).opts([ISOLATE]).program(&attack.argv).run();
+        settle();
+        assert_isolated(&out);
+        assert_eq!(
+            udp.datagrams(),
+            before,
+            "as {who}: isolated: {} reached a sink in the host's namespace\n{}",
+            attack.what,
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn with_the_fences_off_isolation_alone_holds() {
+    if release_build() {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    isolation_alone_holds("root", Trace::new, &client("attack_route"), &client("attack_race"));
+}
+
+#[test]
+fn with_the_fences_off_isolation_alone_holds_as_nobody() {
+    if release_build() {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    if !is_root() {
+        skip!("switching to nobody needs root");
+    }
+    let mut c = Copies::new();
+    let route = c.add(&client("attack_route"), "attack_route");
+    let race = c.add(&client("attack_race"), "attack_race");
+    isolation_alone_holds("nobody", || c.as_nobody(), &route, &race);
+}
+
+// ---------------------------------------------------------------------------
+// Without user namespaces, --isolate-network fails; it never runs unisolated
+// ---------------------------------------------------------------------------
+
+/// A user namespace of the test's own, mapping root and nobody, where the
+/// test lowers `user.max_user_namespaces` to 0 (a limit per namespace), so
+/// that nobody inside cannot create one.
+struct NoUserNs {
+    holder: Child,
+}
+
+impl NoUserNs {
+    fn new() -> Result<NoUserNs, String> {
+        let holder =
+            Command::new("unshare").args(["-U", "sleep", "120"]).spawn().map_err(|e| e.to_string())?;
+        let ours = std::fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
+        let ns = format!("/proc/{}/ns/user", holder.id());
+        // Killed on drop, whatever happens next.
+        let this = NoUserNs { holder };
+        if !wait_until(Duration::from_secs(5), || std::fs::read_link(&ns).is_ok_and(|n| n != ours)) {
+            return Err("unshare -U made no user namespace".into());
+        }
+        for map in ["uid_map", "gid_map"] {
+            // One write: the kernel takes a map whole or not at all.
+            let path = format!("/proc/{}/{map}", this.holder.id());
+            std::fs::write(&path, format!("0 0 1\n{NOBODY} {NOBODY} 1\n"))
+                .map_err(|e| format!("{path}: {e}"))?;
+        }
+        Ok(this)
+    }
+
+    /// nsenter into it, set the limit, and run sockstrace as nobody.
+    fn wrapper(&self) -> Vec<String> {
+        [
+            "nsenter",
+            "-t",
+            &self.holder.id().to_string(),
+            "-U",
+            "--preserve-credentials",
+            "sh",
+            "-c",
+            &format!(
+                "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups \"$@\""
+            ),
+            "sh",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+impl Drop for NoUserNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[test]
+fn without_user_namespaces_isolation_fails_clearly() {
+    if !is_root() {
+        skip!("making a user namespace without user namespaces for nobody needs root");
+    }
+    let ns = match NoUserNs::new() {
+        Ok(ns) => ns,
+        Err(e) => skip!("a user namespace for the test: {e}"),
+    };
+    let c = Copies::new();
+    let marker = tempfile::Builder::new().prefix("sockstrace-isolate").tempdir().unwrap();
+    std::fs::set_permissions(marker.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ran: PathBuf = marker.path().join("ran");
+    let program = format!("touch {}", ran.display());
+    let out = Trace::new()
+        .bin(&c.sockstrace)
+        .world_writable_dir()
+        .wrapper(ns.wrapper())
+        .opts([ISOLATE])
+        .program(["sh", "-c", &program])
+        .run();
+    assert_eq!(out.code(), 125, "{}", out.describe());
+    assert!(
+        out.stderr.contains("--isolate-network") && out.stderr.contains("user namespace"),
+        "the error does not say what failed\n{}",
+        out.describe()
+    );
+    assert!(!ran.exists(), "the program ran without isolation\n{}", out.describe());
+    // The same namespace, without --isolate-network: the program runs (the
+    // failure above was the isolation's, not the setup's).
+    let out = Trace::new()
+        .bin(&c.sockstrace)
+        .world_writable_dir()
+        .wrapper(ns.wrapper())
+        .program(["sh", "-c", &program])
+        .run();
+    out.assert_code(0);
+    assert!(ran.exists(), "the program did not run\n{}", out.describe());
+    // doctor says so too.
+    let out = Trace::raw(["doctor"]).bin(&c.sockstrace).world_writable_dir().wrapper(ns.wrapper()).run();
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("off") && l.contains("--isolate-network")),
+        "doctor does not say isolation is unavailable\n{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn the_socks_inspector_is_refused_with_isolation() {
+    for opts in [&["--inspect-socks"][..], &["--require-socks-auth"][..]] {
+        let out = Trace::new().opts([ISOLATE]).opts(opts.iter().copied()).program(["true"]).run();
+        assert_eq!(out.code(), 2, "{opts:?}\n{}", out.describe());
+        assert!(out.stderr.contains("--isolate-network"), "{opts:?}\n{}", out.describe());
+    }
+}
+
+/// `--dns proxy` without root: the program's own mount namespace (in its user
+/// namespace) names the resolver, reached over UDP through the forwarder.
+#[test]
+fn dns_proxy_works_isolated_as_root_and_nobody() {
+    for (who, trace, _copies) in traces() {
+        let out = trace
+            .opts([ISOLATE, "--dns", "proxy"])
+            .program(["sh", "-c", "grep nameserver /etc/resolv.conf; getent hosts example.com"])
+            .run();
+        out.assert_code(0);
+        assert!(out.stdout.contains("nameserver 127.77."), "as {who}\n{}", out.describe());
+        assert!(
+            out.stdout.lines().any(|l| l.ends_with(" example.com")),
+            "as {who}: no answer for example.com\n{}",
+            out.describe()
+        );
+        assert!(
+            out.stderr.contains("answered by sockstrace's resolver (0 failed)"),
+            "as {who}\n{}",
+            out.describe()
+        );
+        assert_isolated(&out);
+        out.assert_no_leaks();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// An allowed address that is not loopback: added to lo inside, forwarded
+// ---------------------------------------------------------------------------
+
+const LAN_HOST: &str = "10.79.0.1";
+const LAN_FAR: &str = "10.79.0.2";
+
+/// A TCP listener on the LAN's far end that counts what it accepts (the
+/// harness's TcpSink takes loopback only).
+struct LanListener {
+    port: u16,
+    accepts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LanListener {
+    fn start(ns: &sockstrace_tests::netns::NetNs) -> LanListener {
+        let l = ns.inside(|| std::net::TcpListener::bind((LAN_FAR, 0)).expect("listen on the far end"));
+        let port = l.local_addr().unwrap().port();
+        let accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepts.clone();
+        // Ends with the test process.
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                if conn.is_ok() {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        LanListener { port, accepts }
+    }
+
+    fn port(&self) -> String {
+        self.port.to_string()
+    }
+
+    fn dst(&self) -> String {
+        format!("{LAN_FAR}:{}", self.port)
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// On a veth LAN the test makes: `--allow FAR:PORT` reaches the far end through
+/// the forwarder (as root and as nobody); another port of the same address and
+/// a UDP datagram to it reach nothing, with the fences off and leaks let through,
+/// where without isolation both arrive.
+#[test]
+fn an_allowed_lan_address_is_forwarded_and_nothing_else_reaches_the_lan() {
+    if !is_root() {
+        skip!("the test LAN (network namespace, veth pair) needs root");
+    }
+    if release_build() {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    let ns = match sockstrace_tests::netns::NetNs::create(
+        &[&format!("{LAN_HOST}/24")],
+        &[&format!("{LAN_FAR}/24")],
+    ) {
+        Ok(ns) => ns,
+        Err(e) => skip!("test LAN: {e}"),
+    };
+    let allowed = LanListener::start(&ns);
+    let other = LanListener::start(&ns);
+    let udp = ns.udp_sink(LAN_FAR);
+    let mut c = Copies::new();
+    let probe = c.add(&client("netprobe"), "netprobe");
+    let p = probe.to_str().unwrap();
+    for (who, trace) in [("root", Trace::new()), ("nobody", c.as_nobody())] {
+        let before = allowed.accepts();
+        let out = trace
+            .opts([ISOLATE])
+            .allow(&allowed.dst())
+            .program([p, "tcp-connect", LAN_FAR, &allowed.port()])
+            .run();
+        out.assert_code(0);
+        assert_isolated(&out);
+        assert!(
+            wait_until(Duration::from_secs(5), || allowed.accepts() > before),
+            "as {who}: the allowed LAN address was not reached\n{}",
+            out.describe()
+        );
+    }
+    let (other_port, udp_port) = (other.port(), udp.port());
+    let attacks: [(&str, Vec<&str>); 2] = [
+        ("TCP to another port", vec![p, "tcp-connect", LAN_FAR, &other_port]),
+        ("UDP", vec![p, "udp-sendto", LAN_FAR, &udp_port]),
+    ];
+    let arrived = || (other.accepts(), udp.datagrams());
+    for (what, argv) in &attacks {
+        let before = arrived();
+        let base = fences_off_trace(Trace::new()).allow(&allowed.dst()).program(argv).run();
+        assert!(
+            wait_until(Duration::from_secs(5), || arrived() != before),
+            "baseline: {what} did not reach the LAN\n{}",
+            base.describe()
+        );
+        let before = arrived();
+        let out = fences_off_trace(Trace::new()).opts([ISOLATE]).allow(&allowed.dst()).program(argv).run();
+        settle();
+        assert_isolated(&out);
+        assert_eq!(arrived(), before, "isolated: {what} reached the LAN\n{}", out.describe());
+    }
+}
+
+/// A non-blocking connect to the proxy (what event loops do) completes as
+/// without isolation: the supervisor connects the program's own socket to the
+/// forwarder, so whatever watches it (poll, epoll) sees it complete. The
+/// configuration file's `isolate-network = true` turns isolation on.
+#[test]
+fn nonblocking_connect_to_the_proxy_works_isolated_from_the_config_file() {
+    let px = sockstrace_tests::TcpSink::bind("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sockstrace.toml");
+    std::fs::write(&config, "isolate-network = true\n").unwrap();
+    let out = Trace::new()
+        .opts(["--config", config.to_str().unwrap()])
+        .proxy(px.addr())
+        .program([client("netprobe").to_str().unwrap(), "tcp-connect-nonblock", &px.host(), &px.port()])
+        .run();
+    out.assert_code(0);
+    assert_isolated(&out);
+    out.assert_no_leaks();
+    assert!(
+        wait_until(Duration::from_secs(5), || px.accepts() == 1),
+        "the proxy did not see the connection through the forwarder\n{}",
+        out.describe()
+    );
+}
