@@ -10,17 +10,20 @@
 //! | `backstop` | `Policy` -> `CONFIG`/`RULES` map entries (pure) |
 //! | `cgroup` | cgroup2 found or mounted; a run's cgroup (create, join, remove) or an existing one |
 //! | `events` | `KernelEvent`; the ring buffer reader task |
+//! | `exempt` | `audit --exempt-*`: exemptions resolved to cgroup ids, uids, exe paths (pure) |
 //! | `facts` | `KernelFacts` (the report's `kernel` object) |
 //! | `logs` | the programs' own diagnostics (aya-log) forwarded to the `log` crate |
 //! | `maps` | typed map access |
 //! | `mountinfo` | finding cgroup2 in `/proc/self/mountinfo` |
 //! | `object` | the embedded object: load and attach every program |
 //! | `query` | `BPF_PROG_QUERY`: which programs a cgroup has attached |
+//! | `tracking` | audit: exec/fork/exit tracepoints (process records), exemption maps |
 //! | `witness` | `Witness`: all of the above for one run |
 
 mod backstop;
 mod cgroup;
 mod events;
+pub mod exempt;
 mod facts;
 mod logs;
 mod maps;
@@ -28,6 +31,7 @@ mod mountinfo;
 pub mod object;
 mod query;
 mod status;
+pub mod tracking;
 mod witness;
 #[cfg(test)]
 mod witness_tests;
