@@ -35,6 +35,28 @@ pub struct FileConfig {
     pub dns_upstream: Option<String>,
     pub quiet: Option<bool>,
     pub fail_on_leak: Option<bool>,
+    /// `audit --exempt-cgroup` (audit only).
+    pub exempt_cgroup: Option<Vec<PathBuf>>,
+    /// `audit --exempt-user` (audit only).
+    pub exempt_user: Option<Vec<String>>,
+    /// `audit --exempt-exe` (audit only).
+    pub exempt_exe: Option<Vec<PathBuf>>,
+}
+
+/// Fills `audit`'s exemptions from the file where the command line gave none of that kind
+/// (the lists add up: a flag replaces the file's list of its kind only).
+// Called once `audit` loads the configuration file (it does not yet).
+#[allow(dead_code)]
+pub fn apply_audit_exemptions(args: &mut crate::audit::AuditArgs, file: &FileConfig) {
+    if let (Some(v), true) = (&file.exempt_cgroup, args.exempt_cgroups.is_empty()) {
+        args.exempt_cgroups.clone_from(v);
+    }
+    if let (Some(v), true) = (&file.exempt_user, args.exempt_users.is_empty()) {
+        args.exempt_users.clone_from(v);
+    }
+    if let (Some(v), true) = (&file.exempt_exe, args.exempt_exes.is_empty()) {
+        args.exempt_exes.clone_from(v);
+    }
 }
 
 pub fn load(path: &Path) -> Result<FileConfig> {
@@ -181,5 +203,23 @@ quiet = true
         assert!(format!("{bad_value:#}").contains("nope"), "{bad_value:#}");
         let bad_enum = run_args(&["sockstrace", "run", "--", "true"], "on-leak = \"maybe\"").unwrap_err();
         assert!(format!("{bad_enum:#}").contains("on-leak"), "{bad_enum:#}");
+    }
+}
+
+#[cfg(test)]
+mod audit_keys {
+    #[test]
+    fn exemptions_are_keys_of_the_file() {
+        let file = super::parse(
+            "exempt-cgroup = [\"system.slice/tor.service\"]\nexempt-user = [\"debian-tor\"]\nexempt-exe = [\"/usr/bin/tor\"]\n",
+        )
+        .unwrap();
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from(["sockstrace", "audit", "--exempt-user", "110"]).unwrap();
+        let crate::cli::Command::Audit(mut args) = cli.command else { panic!("not audit") };
+        super::apply_audit_exemptions(&mut args, &file);
+        assert_eq!(args.exempt_cgroups, vec![std::path::PathBuf::from("system.slice/tor.service")]);
+        assert_eq!(args.exempt_users, vec!["110".to_string()], "the flag wins");
+        assert_eq!(args.exempt_exes, vec![std::path::PathBuf::from("/usr/bin/tor")]);
     }
 }

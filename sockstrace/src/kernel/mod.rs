@@ -111,6 +111,15 @@ mod tests {
                 );
             }
         }
+        // The process tracking tracepoints (audit): load and attach.
+        let mut ebpf = object::load().unwrap_or_else(|err| panic!("{err:#}"));
+        tracking::attach_tracking(&mut ebpf).unwrap_or_else(|err| panic!("{err:#}"));
+        for &(name, _, _) in sockstrace_ebpf::programs::TRACKING {
+            let program = ebpf.program(name).unwrap_or_else(|| panic!("program {name} missing"));
+            let verified = object::verified_instructions(program).unwrap_or_else(|err| panic!("{err:#}"));
+            assert!(verified < VERIFIER_BUDGET, "program {name}: the verifier walked {verified} instructions");
+        }
+        drop(ebpf);
         let ebpf = object::load().unwrap_or_else(|err| panic!("{err:#}"));
         use sockstrace_ebpf::{CONFIG_MAP, DROPPED_MAP, EVENTS_MAP, RULES_MAP, SOCKETS_MAP};
         for map in [EVENTS_MAP, DROPPED_MAP, SOCKETS_MAP, CONFIG_MAP, RULES_MAP, "AYA_LOGS"] {
