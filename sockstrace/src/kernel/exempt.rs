@@ -149,8 +149,10 @@ fn resolve_exe(path: &Path) -> Result<ExemptExe> {
             names.push(canonical);
         }
     }
-    if let Some(long) = names.iter().find(|n| n.len() >= FILENAME_LEN) {
-        bail!("--exempt-exe {}: longer than {} bytes", String::from_utf8_lossy(long), FILENAME_LEN - 1);
+    // The kernel keeps FILENAME_LEN - 1 bytes of a file name: a longer one, cut, must never
+    // equal an exempt path, so exempt paths are shorter than that.
+    if let Some(long) = names.iter().find(|n| n.len() >= FILENAME_LEN - 1) {
+        bail!("--exempt-exe {}: longer than {} bytes", String::from_utf8_lossy(long), FILENAME_LEN - 2);
     }
     Ok(ExemptExe { path: path.to_path_buf(), names, dev: meta.dev(), ino: meta.ino() })
 }
@@ -201,6 +203,12 @@ mod tests {
         assert!(resolve_exe(Path::new("sh")).is_err());
         assert!(resolve_exe(Path::new("/")).is_err());
         assert!(resolve_exe(Path::new("/no/such/file")).is_err());
+        // A cut file name (127 bytes kept) must not be able to equal an exempt path.
+        let long = std::env::temp_dir().join("x".repeat(FILENAME_LEN - 1 - std::env::temp_dir().as_os_str().len()));
+        std::fs::write(&long, b"").unwrap();
+        assert_eq!(long.as_os_str().len(), FILENAME_LEN - 1);
+        assert!(resolve_exe(&long).is_err());
+        std::fs::remove_file(&long).unwrap();
         let sh = resolve_exe(Path::new("/bin/sh")).unwrap();
         assert_eq!(sh.names[0], b"/bin/sh");
         let canonical = std::fs::canonicalize("/bin/sh").unwrap();
