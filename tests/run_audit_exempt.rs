@@ -20,7 +20,9 @@ use serde_json::Value;
 use sockstrace_tests::net::free_port;
 use sockstrace_tests::run::{Outcome, Running};
 use sockstrace_tests::util::{cgroup2_mount, process_dead, wait_until};
-use sockstrace_tests::{bpf, client, direct, is_root, netprobe, skip, Direct, Microsocks, TcpSink, Trace, UdpSink};
+use sockstrace_tests::{
+    bpf, client, direct, is_root, netprobe, skip, Direct, Microsocks, TcpSink, Trace, UdpSink,
+};
 
 /// How long sockstrace may take to load and attach its programs.
 const ATTACH_PATIENCE: Duration = Duration::from_secs(30);
@@ -200,8 +202,8 @@ impl Audit {
         let mut out = self.running.wait();
         let text = std::fs::read_to_string(&self.report).unwrap_or_default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let value: Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{}", out.describe()));
+            let value: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{}", out.describe()));
             out.lines.push(value);
         }
         out.report_text = Some(text);
@@ -276,13 +278,19 @@ fn proxy_exempt(by: By) {
     }
     let wanted: usize = proxies.iter().enumerate().map(|(i, _)| format!("through proxy {i}").len()).sum();
     assert!(sink.wait_bytes(wanted, Duration::from_secs(10)), "the proxied requests did not reach the sink");
-    let app = direct(in_cgroup(&app_cg, &[netprobe().to_str().unwrap(), "tcp-connect", "127.0.0.2", &sink.port()]));
+    let app =
+        direct(in_cgroup(&app_cg, &[netprobe().to_str().unwrap(), "tcp-connect", "127.0.0.2", &sink.port()]));
     let out = audit.stop();
     let d = || format!("app:\n{}{}\n{}", app.stdout, app.stderr, out.describe());
 
     // The app: refused, reported.
     assert!(app.stdout.contains("connect: errno=1 ("), "the app's direct connect was not refused\n{}", d());
-    assert_eq!(sink.accepts(), proxies.len(), "the sink saw other connections than the proxied ones\n{}", d());
+    assert_eq!(
+        sink.accepts(),
+        proxies.len(),
+        "the sink saw other connections than the proxied ones\n{}",
+        d()
+    );
     let (app_pid, _) = app.actor();
     let leak = out.the_event("the app's leak", |e| e.is_leak() && e.i("pid") == Some(app_pid));
     assert_eq!((leak.s("action"), leak.s("dst")), ("blocked", sink.dst().as_str()), "{leak}\n{}", d());
@@ -314,11 +322,7 @@ fn proxy_exempt(by: By) {
     }
     assert!(exempt["connects"].as_u64() >= Some(proxies.len() as u64), "exempt total\n{}", d());
     assert!(out.stderr.contains("sockstrace: exempt: "), "no exempt line on stderr\n{}", d());
-    assert!(
-        out.stderr.contains("by microsocks (pid "),
-        "the exempt line does not name the proxy\n{}",
-        d()
-    );
+    assert!(out.stderr.contains("by microsocks (pid "), "the exempt line does not name the proxy\n{}", d());
 }
 
 /// `--exempt-cgroup` as `/proc/PID/cgroup` writes it (relative to the mount).
@@ -373,7 +377,8 @@ fn attributed<'o>(out: &'o Outcome, dst: &str, leaker: &Path) -> &'o sockstrace_
     let canonical = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
     let leaker = leaker.canonicalize().unwrap();
     assert_eq!(canonical(ev.s("exe")), leaker, "exe: {ev}\n{}", d());
-    let argv0 = ev.get("argv").and_then(|a| a[0].as_str()).unwrap_or_else(|| panic!("no argv: {ev}\n{}", d()));
+    let argv0 =
+        ev.get("argv").and_then(|a| a[0].as_str()).unwrap_or_else(|| panic!("no argv: {ev}\n{}", d()));
     assert_eq!(canonical(argv0), leaker, "argv[0]: {ev}\n{}", d());
     ev
 }
@@ -413,10 +418,7 @@ fn a_leaking_grandchild_of_a_service_carries_its_parent_and_the_service_cgroup()
     // The service's shell forks a shell, which prints its pid and forks the leaker (`; true`
     // keeps either from exec'ing its last command).
     let inner = format!("echo middle=$$; {} 127.0.0.2 {}; true", leaker.display(), sink.port());
-    let script = format!(
-        "echo $$ > {}/cgroup.procs && sh -c '{inner}'; true",
-        service.display()
-    );
+    let script = format!("echo $$ > {}/cgroup.procs && sh -c '{inner}'; true", service.display());
     let run = direct(["sh", "-c", &script]);
     assert_eq!(run.code, 0, "service: {}{}", run.stdout, run.stderr);
     let middle: i64 = run
@@ -430,4 +432,73 @@ fn a_leaking_grandchild_of_a_service_carries_its_parent_and_the_service_cgroup()
     let ev = attributed(&out, &sink.dst(), &leaker);
     assert_eq!(ev.i("ppid"), Some(middle), "ppid: {ev}\n{}", out.describe());
     assert_eq!(ev.s("cgroup"), proc_path(&service), "cgroup: {ev}\n{}", out.describe());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The egress gate honours exemptions
+// ---------------------------------------------------------------------------------------------
+
+/// Through a veth pair to a network namespace (not loopback: the egress gate judges every
+/// packet): the exempt proxy's upstream packets are neither reported nor counted as leaks, but
+/// as exempt packets; the app's direct connect is still reported.
+#[test]
+fn the_egress_gate_lets_the_exempt_proxy_s_packets_go() {
+    if let Some(why) = skip_reason() {
+        skip!("{why}");
+    }
+    if !Path::new(Microsocks::PATH).exists() {
+        skip!("{} is not installed", Microsocks::PATH);
+    }
+    let ns = match sockstrace_tests::netns::NetNs::create(&["10.81.0.1/24"], &["10.81.0.2/24"]) {
+        Ok(ns) => ns,
+        Err(e) => skip!("no network namespace: {e}"),
+    };
+    let listener = ns
+        .inside(|| std::net::TcpListener::bind("10.81.0.2:0"))
+        .unwrap_or_else(|e| panic!("listener in the namespace: {e}"));
+    let sink_addr = listener.local_addr().unwrap();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = received.clone();
+    listener.set_nonblocking(false).unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    keep.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    let cg = TestCgroup::new("egress");
+    let proxy = Proxy::start(&cg.path, Some(sockstrace_tests::unpriv::NOBODY));
+    let policy_proxy = proxy.addr.to_string();
+    // Observing: the egress gate of an audit reports destinations it would not allow.
+    let audit = Audit::start(&cg.path, &["--proxy", &policy_proxy, "--exempt-user", "nobody"]);
+    socks_send(proxy.addr, sink_addr, b"through the proxy").unwrap_or_else(|e| panic!("request: {e}"));
+    let arrived = wait_until(Duration::from_secs(10), || received.lock().unwrap().len() >= 17);
+    assert!(arrived, "the proxied request did not reach the sink");
+    let port = sink_addr.port().to_string();
+    let app = direct(in_cgroup(&cg.path, &[netprobe().to_str().unwrap(), "tcp-connect", "10.81.0.2", &port]));
+    let out = audit.stop();
+    let d = || format!("app:\n{}{}\n{}", app.stdout, app.stderr, out.describe());
+    let (app_pid, _) = app.actor();
+    out.the_event("the app's leak", |e| {
+        e.is_leak() && e.i("pid") == Some(app_pid) && e.s("syscall") == "connect"
+    });
+    assert!(
+        out.events_where(|e| e.i("pid") == Some(proxy.pid())).is_empty(),
+        "the exempt proxy was reported\n{}",
+        d()
+    );
+    let row = out.summary_obj()["exempt"]["processes"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["pid"].as_i64() == Some(proxy.pid())).cloned())
+        .unwrap_or_else(|| panic!("no exempt row for the proxy\n{}", d()));
+    assert!(row["connects"].as_u64() >= Some(1), "{row}\n{}", d());
+    assert!(row["packets"].as_u64() >= Some(1), "the egress gate counted no exempt packet: {row}\n{}", d());
 }

@@ -125,7 +125,8 @@ static EXEMPT_EXES: HashMap<[u8; FILENAME_LEN], u8> = HashMap::with_max_entries(
 
 /// What exempt processes did around the proxy: tgid -> counts.
 #[map]
-static EXEMPT_COUNTS: LruHashMap<u32, ExemptCount> = LruHashMap::with_max_entries(EXEMPT_COUNTS_MAX_ENTRIES, 0);
+static EXEMPT_COUNTS: LruHashMap<u32, ExemptCount> =
+    LruHashMap::with_max_entries(EXEMPT_COUNTS_MAX_ENTRIES, 0);
 
 // ---------------------------------------------------------------------------------------------
 // cgroup sock_addr: connect, sendmsg (UDP with an address), bind

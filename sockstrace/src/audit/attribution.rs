@@ -74,7 +74,11 @@ impl Attribution {
     /// Fills in what /proc could not tell from the kernel's record of the process (its
     /// executable as `execve` was given it, which also stands for `argv[0]`, and its parent)
     /// and the cgroup the kernel saw (`cgroup`, a path found by the cgroup's id).
-    pub fn completed(mut self, record: Option<ProcessRecord>, cgroup: impl FnOnce() -> Option<String>) -> Self {
+    pub fn completed(
+        mut self,
+        record: Option<ProcessRecord>,
+        cgroup: impl FnOnce() -> Option<String>,
+    ) -> Self {
         if self.cgroup.is_none() {
             self.cgroup = cgroup();
         }

@@ -150,7 +150,8 @@ async fn audit(args: &AuditArgs, place: Where, reporter: Arc<Reporter>) -> Resul
     let sinks =
         Arc::new(Sinks { reporter: reporter.clone(), tally: Mutex::default(), metrics: metrics.clone() });
     let (pending_tx, pending_rx) = mpsc::unbounded_channel();
-    let lookup = Lookup { cache: Cache::default(), tracker: witness.tracker(), cgroups: CgroupNames::new(&root) };
+    let lookup =
+        Lookup { cache: Cache::default(), tracker: witness.tracker(), cgroups: CgroupNames::new(&root) };
     let resolver = tokio::spawn(resolve(events, Arc::new(lookup), pending_tx));
     let emitter = tokio::spawn(emit(pending_rx, sinks.clone()));
 
@@ -266,7 +267,11 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// Takes events as they come, starts the lookup of each new process at once (on a blocking
 /// thread) and passes the events on in order. Never waits for /proc.
-async fn resolve(mut events: UnboundedReceiver<KernelEvent>, lookup: Arc<Lookup>, out: UnboundedSender<Pending>) {
+async fn resolve(
+    mut events: UnboundedReceiver<KernelEvent>,
+    lookup: Arc<Lookup>,
+    out: UnboundedSender<Pending>,
+) {
     while let Some(event) = events.recv().await {
         let arrived = Instant::now();
         // pid 0: no task was current (a listen seen in softirq without a known creator).
@@ -275,7 +280,9 @@ async fn resolve(mut events: UnboundedReceiver<KernelEvent>, lookup: Arc<Lookup>
             if fresh {
                 let (filling, lookup) = (slot.clone(), lookup.clone());
                 let (pid, tid, comm, cgroup_id) = (event.pid, event.tid, event.comm.clone(), event.cgroup_id);
-                tokio::task::spawn_blocking(move || filling.fill(lookup.attribute(pid, tid, &comm, cgroup_id)));
+                tokio::task::spawn_blocking(move || {
+                    filling.fill(lookup.attribute(pid, tid, &comm, cgroup_id))
+                });
             }
             slot
         });
@@ -346,7 +353,11 @@ fn exempt_lines(activity: &[ExemptActivity]) -> Vec<String> {
                     what.push_str(&format!(", {n} {name}"));
                 }
             }
-            let who = if a.pid == 0 { "sockets of unknown processes".to_string() } else { format!("{} (pid {}, uid {})", a.comm, a.pid, a.uid) };
+            let who = if a.pid == 0 {
+                "sockets of unknown processes".to_string()
+            } else {
+                format!("{} (pid {}, uid {})", a.comm, a.pid, a.uid)
+            };
             format!("sockstrace: exempt: {what} by {who}, exempt by {}", why_names(a.why).join("+"))
         })
         .collect()

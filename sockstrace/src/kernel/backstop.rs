@@ -77,8 +77,8 @@ pub fn compile(policy: &Policy, enforce: bool) -> Result<Backstop, BackstopError
         // A run's; an audit turns it off (`Backstop::for_audit`).
         egress_destinations: 1,
         exempt: 0,
-                _pad: [0; 2],
-                exempt_levels: 0,
+        _pad: [0; 2],
+        exempt_levels: 0,
     };
     Ok(Backstop { config, rules })
 }

@@ -204,7 +204,8 @@ mod tests {
         assert!(resolve_exe(Path::new("/")).is_err());
         assert!(resolve_exe(Path::new("/no/such/file")).is_err());
         // A cut file name (127 bytes kept) must not be able to equal an exempt path.
-        let long = std::env::temp_dir().join("x".repeat(FILENAME_LEN - 2 - std::env::temp_dir().as_os_str().len()));
+        let long =
+            std::env::temp_dir().join("x".repeat(FILENAME_LEN - 2 - std::env::temp_dir().as_os_str().len()));
         std::fs::write(&long, b"").unwrap();
         assert_eq!(long.as_os_str().len(), FILENAME_LEN - 1);
         assert!(resolve_exe(&long).is_err());

@@ -117,7 +117,10 @@ mod tests {
         for &(name, _, _) in sockstrace_ebpf::programs::TRACKING {
             let program = ebpf.program(name).unwrap_or_else(|| panic!("program {name} missing"));
             let verified = object::verified_instructions(program).unwrap_or_else(|err| panic!("{err:#}"));
-            assert!(verified < VERIFIER_BUDGET, "program {name}: the verifier walked {verified} instructions");
+            assert!(
+                verified < VERIFIER_BUDGET,
+                "program {name}: the verifier walked {verified} instructions"
+            );
         }
         drop(ebpf);
         let ebpf = object::load().unwrap_or_else(|err| panic!("{err:#}"));

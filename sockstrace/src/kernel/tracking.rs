@@ -186,7 +186,9 @@ pub fn attach_tracking(ebpf: &mut Ebpf) -> Result<()> {
             .try_into()
             .with_context(|| format!("program {name} is not a tracepoint program"))?;
         program.load().with_context(|| format!("loading program {name}"))?;
-        program.attach(category, event).with_context(|| format!("attaching program {name} to {category}/{event}"))?;
+        program
+            .attach(category, event)
+            .with_context(|| format!("attaching program {name} to {category}/{event}"))?;
     }
     Ok(())
 }
@@ -201,8 +203,11 @@ pub fn take_tracker(ebpf: &mut Ebpf, exemptions: &Exemptions) -> Result<(Tracker
     };
     let mut procs = take(ebpf, PROCS_MAP)?;
     let gone = take(ebpf, GONE_MAP)?;
-    let lost = ebpf.take_map(PROCS_LOST_MAP).with_context(|| format!("the eBPF object has no map {PROCS_LOST_MAP}"))?;
-    let lost = PerCpuArray::try_from(lost).with_context(|| format!("map {PROCS_LOST_MAP} has an unexpected type"))?;
+    let lost = ebpf
+        .take_map(PROCS_LOST_MAP)
+        .with_context(|| format!("the eBPF object has no map {PROCS_LOST_MAP}"))?;
+    let lost = PerCpuArray::try_from(lost)
+        .with_context(|| format!("map {PROCS_LOST_MAP} has an unexpected type"))?;
     let mut marked = 0;
     if !exemptions.exes.is_empty() {
         for (pid, name) in running_exempt(exemptions) {
@@ -265,8 +270,9 @@ pub struct ExemptActivity {
 
 /// Takes `EXEMPT_COUNTS` out of the object.
 pub fn take_exempt_counts(ebpf: &mut Ebpf) -> Result<HashMap<MapData, u32, PodCount>> {
-    let map =
-        ebpf.take_map(EXEMPT_COUNTS_MAP).with_context(|| format!("the eBPF object has no map {EXEMPT_COUNTS_MAP}"))?;
+    let map = ebpf
+        .take_map(EXEMPT_COUNTS_MAP)
+        .with_context(|| format!("the eBPF object has no map {EXEMPT_COUNTS_MAP}"))?;
     HashMap::try_from(map).with_context(|| format!("map {EXEMPT_COUNTS_MAP} has an unexpected type"))
 }
 

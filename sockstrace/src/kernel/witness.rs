@@ -22,11 +22,11 @@ use super::{
     cgroup::{cgroup2_root, Cgroup},
     events::{spawn_reader, KernelEvent},
     exempt::Exemptions,
-    tracking::{self, ExemptActivity, Tracker},
     facts::KernelFacts,
     logs::KernelLogger,
     maps::{self, SocketsMap},
     object, query,
+    tracking::{self, ExemptActivity, Tracker},
 };
 use crate::policy::Policy;
 
@@ -111,7 +111,9 @@ impl Loaded {
             if !exemptions.exes.is_empty() {
                 bail!("--exempt-exe needs the process tracking tracepoints: {err:#}");
             }
-            log::warn!("processes are not tracked (a leak of a process gone by then is not attributed): {err:#}");
+            log::warn!(
+                "processes are not tracked (a leak of a process gone by then is not attributed): {err:#}"
+            );
         }
         let (tracker, marked) = tracking::take_tracker(ebpf, exemptions)?;
         let exempt_counts = tracking::take_exempt_counts(ebpf)?;
@@ -181,7 +183,12 @@ impl Witness {
     /// Processes `exemptions` names are neither reported nor refused; their activity is
     /// counted ([`Witness::exempt_activity`]). Every process is tracked from exec or fork to
     /// exit ([`Witness::tracker`]), so a leak is attributed even when its process is gone.
-    pub fn attach(policy: &Policy, enforce: bool, cgroup_dir: &Path, exemptions: &Exemptions) -> Result<Witness> {
+    pub fn attach(
+        policy: &Policy,
+        enforce: bool,
+        cgroup_dir: &Path,
+        exemptions: &Exemptions,
+    ) -> Result<Witness> {
         let mut loaded = Loaded::new(policy, enforce)?;
         loaded.backstop = loaded.backstop.for_audit();
         loaded.attach(Cgroup::existing(cgroup_dir)?, Some(exemptions))
