@@ -20,9 +20,7 @@ use serde_json::Value;
 use sockstrace_tests::net::free_port;
 use sockstrace_tests::run::{Outcome, Running};
 use sockstrace_tests::util::{cgroup2_mount, process_dead, wait_until};
-use sockstrace_tests::{
-    bpf, client, direct, is_root, netprobe, skip, Direct, Microsocks, TcpSink, Trace, UdpSink,
-};
+use sockstrace_tests::{bpf, client, direct, is_root, netprobe, skip, Microsocks, TcpSink, Trace, UdpSink};
 
 /// How long sockstrace may take to load and attach its programs.
 const ATTACH_PATIENCE: Duration = Duration::from_secs(30);

@@ -224,7 +224,7 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     let mut cgroup_id = 0;
     if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
         if exempt {
-            // SAFETY: a live `SOCKETS` value, see below.
+            // SAFETY: a live `SOCKETS` value, see below. Marked for the egress gate.
             unsafe { (*facts).exempt = 1 };
         }
         // SAFETY: `facts` points at a live `SOCKETS` value (map memory stays valid for the
@@ -875,7 +875,7 @@ fn current_exempt(config: &Config, kind: u32) -> bool {
 pub extern "C" fn exempt_why(bits: u64, levels: u64) -> i32 {
     if bits & u64::from(exempt::EXE) != 0 {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        if let Some(record) = PROCS.get_ptr(&tgid) {
+        if let Some(record) = PROCS.get_ptr(tgid) {
             // SAFETY: a live `PROCS` value.
             if unsafe { (*record).flags } & proc_flags::EXEMPT != 0 {
                 return i32::from(exempt::EXE);
@@ -884,7 +884,7 @@ pub extern "C" fn exempt_why(bits: u64, levels: u64) -> i32 {
     }
     if bits & u64::from(exempt::UID) != 0 {
         let uid = bpf_get_current_uid_gid() as u32;
-        if EXEMPT_UIDS.get_ptr(&uid).is_some() {
+        if EXEMPT_UIDS.get_ptr(uid).is_some() {
             return i32::from(exempt::UID);
         }
     }
@@ -897,7 +897,7 @@ pub extern "C" fn exempt_why(bits: u64, levels: u64) -> i32 {
                 if id == 0 {
                     break;
                 }
-                if EXEMPT_CGROUPS.get_ptr(&id).is_some() {
+                if EXEMPT_CGROUPS.get_ptr(id).is_some() {
                     return i32::from(exempt::CGROUP);
                 }
             }
@@ -912,7 +912,7 @@ pub extern "C" fn exempt_why(bits: u64, levels: u64) -> i32 {
 #[inline(never)]
 pub extern "C" fn exempt_count(kind: u64, why: u64) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let counts = match EXEMPT_COUNTS.get_ptr_mut(&tgid) {
+    let counts = match EXEMPT_COUNTS.get_ptr_mut(tgid) {
         Some(counts) => counts,
         None => {
             let mut fresh = core::mem::MaybeUninit::<ExemptCount>::uninit();
@@ -923,9 +923,9 @@ pub extern "C" fn exempt_count(kind: u64, why: u64) -> i32 {
                 let fresh = fresh.assume_init_mut();
                 fresh.uid = bpf_get_current_uid_gid() as u32;
                 bpf_get_current_comm(fresh.comm.as_mut_ptr().cast::<c_void>(), 16);
-                let _ = EXEMPT_COUNTS.insert(&tgid, &*fresh, u64::from(BPF_NOEXIST));
+                let _ = EXEMPT_COUNTS.insert(tgid, *fresh, u64::from(BPF_NOEXIST));
             }
-            match EXEMPT_COUNTS.get_ptr_mut(&tgid) {
+            match EXEMPT_COUNTS.get_ptr_mut(tgid) {
                 Some(counts) => counts,
                 None => return 0,
             }
@@ -958,7 +958,7 @@ fn count_exempt_packet(facts: Option<*mut SockFacts>) {
         Some(facts) => unsafe { (((*facts).pid_tgid >> 32) as u32, (*facts).uid_gid as u32, (*facts).comm) },
         None => (0, 0, [0; 16]),
     };
-    let counts = match EXEMPT_COUNTS.get_ptr_mut(&tgid) {
+    let counts = match EXEMPT_COUNTS.get_ptr_mut(tgid) {
         Some(counts) => counts,
         None => {
             let mut fresh = core::mem::MaybeUninit::<ExemptCount>::uninit();
@@ -968,9 +968,9 @@ fn count_exempt_packet(facts: Option<*mut SockFacts>) {
                 let fresh = fresh.assume_init_mut();
                 fresh.uid = uid;
                 fresh.comm = comm;
-                let _ = EXEMPT_COUNTS.insert(&tgid, &*fresh, u64::from(BPF_NOEXIST));
+                let _ = EXEMPT_COUNTS.insert(tgid, *fresh, u64::from(BPF_NOEXIST));
             }
-            match EXEMPT_COUNTS.get_ptr_mut(&tgid) {
+            match EXEMPT_COUNTS.get_ptr_mut(tgid) {
                 Some(counts) => counts,
                 None => return,
             }
@@ -1011,7 +1011,7 @@ pub extern "C" fn exempt_creator(pid_tgid: u64, uid_gid: u64, cgroup_id: u64) ->
     let bits = config().exempt;
     let tgid = (pid_tgid >> 32) as u32;
     if bits & exempt::EXE != 0 {
-        if let Some(record) = PROCS.get_ptr(&tgid) {
+        if let Some(record) = PROCS.get_ptr(tgid) {
             // SAFETY: a live `PROCS` value.
             if unsafe { (*record).flags } & proc_flags::EXEMPT != 0 {
                 return i32::from(exempt::EXE);
@@ -1019,10 +1019,10 @@ pub extern "C" fn exempt_creator(pid_tgid: u64, uid_gid: u64, cgroup_id: u64) ->
         }
     }
     let uid = uid_gid as u32;
-    if bits & exempt::UID != 0 && EXEMPT_UIDS.get_ptr(&uid).is_some() {
+    if bits & exempt::UID != 0 && EXEMPT_UIDS.get_ptr(uid).is_some() {
         return i32::from(exempt::UID);
     }
-    if bits & exempt::CGROUP != 0 && EXEMPT_CGROUPS.get_ptr(&cgroup_id).is_some() {
+    if bits & exempt::CGROUP != 0 && EXEMPT_CGROUPS.get_ptr(cgroup_id).is_some() {
         return i32::from(exempt::CGROUP);
     }
     0
@@ -1032,7 +1032,9 @@ pub extern "C" fn exempt_creator(pid_tgid: u64, uid_gid: u64, cgroup_id: u64) ->
 /// an exempt level) is exempt. For sockets made before the audit started too.
 #[inline(always)]
 fn skb_exempt(ctx: &SkBuffContext, config: &Config) -> bool {
-    let exempt = skb_exempt_why(ctx.skb.skb, u64::from(config.exempt), u64::from(config.exempt_levels));
+    // SAFETY: the program's own context.
+    let exempt =
+        unsafe { skb_exempt_why(ctx.skb.skb, u64::from(config.exempt), u64::from(config.exempt_levels)) };
     // Opaque to LLVM, see `on_packet`.
     // SAFETY: a read of a local.
     unsafe { core::ptr::read_volatile(&raw const exempt) != 0 }
@@ -1040,15 +1042,22 @@ fn skb_exempt(ctx: &SkBuffContext, config: &Config) -> bool {
 
 /// [`skb_exempt`]'s lookups, a global function (the verifier checks the level walk once; it
 /// takes the program's context as its context).
+///
+/// # Safety
+/// `skb` must be the program's own context.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn skb_exempt_why(skb: *mut aya_ebpf::bindings::__sk_buff, bits: u64, levels: u64) -> i32 {
+pub unsafe extern "C" fn skb_exempt_why(
+    skb: *mut aya_ebpf::bindings::__sk_buff,
+    bits: u64,
+    levels: u64,
+) -> i32 {
     let bits = bits as u8;
     let levels = levels as u32;
     if bits & exempt::UID != 0 {
         // SAFETY: the program's own, valid context.
         let uid = unsafe { bpf_get_socket_uid(skb) };
-        if EXEMPT_UIDS.get_ptr(&uid).is_some() {
+        if EXEMPT_UIDS.get_ptr(uid).is_some() {
             return 1;
         }
     }
@@ -1061,7 +1070,7 @@ pub extern "C" fn skb_exempt_why(skb: *mut aya_ebpf::bindings::__sk_buff, bits: 
                 if id == 0 {
                     break;
                 }
-                if EXEMPT_CGROUPS.get_ptr(&id).is_some() {
+                if EXEMPT_CGROUPS.get_ptr(id).is_some() {
                     return 1;
                 }
             }
@@ -1094,7 +1103,7 @@ pub fn proc_exec(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // SAFETY: the parent's id is a plain read of a live `PROCS` value.
-    let ppid = PROCS.get_ptr(&tgid).map_or(0, |known| unsafe { (*known).ppid });
+    let ppid = PROCS.get_ptr(tgid).map_or(0, |known| unsafe { (*known).ppid });
     // SAFETY: the tracepoint's own record: a 4-byte field at a fixed offset.
     let loc: u32 = unsafe { ctx.read_at(EXEC_FILENAME_LOC) }.unwrap_or(0);
     // SAFETY: `record` is this CPU's live scratch value, consumed before we return (see
@@ -1116,11 +1125,15 @@ pub fn proc_exec(ctx: TracePointContext) -> u32 {
                 src.cast::<c_void>(),
             );
         }
-        if config().exempt & exempt::EXE != 0 && EXEMPT_EXES.get_ptr(&(*record).filename).is_some() {
+        // By reference: the key stays in the scratch value (a copy would take 128 bytes of stack).
+        #[allow(clippy::needless_borrows_for_generic_args)]
+        let exempt_exe =
+            config().exempt & exempt::EXE != 0 && EXEMPT_EXES.get_ptr(&(*record).filename).is_some();
+        if exempt_exe {
             (*record).flags |= proc_flags::EXEMPT;
         }
         #[allow(clippy::needless_borrows_for_generic_args)]
-        if PROCS.insert(&tgid, &*record, 0).is_err() {
+        if PROCS.insert(tgid, &*record, 0).is_err() {
             count_procs_lost();
         }
     }
@@ -1142,7 +1155,7 @@ pub fn proc_fork(ctx: TracePointContext) -> u32 {
     // SAFETY: `record` is this CPU's live scratch value (see `proc_exec`); `known` a live
     // `PROCS` value of the same layout.
     unsafe {
-        match PROCS.get_ptr(&parent) {
+        match PROCS.get_ptr(parent) {
             Some(known) => copy_words(record, known),
             None => {
                 zero(record);
@@ -1156,7 +1169,7 @@ pub fn proc_fork(ctx: TracePointContext) -> u32 {
         (*record).exit_ns = 0;
         bpf_get_current_comm((*record).comm.as_mut_ptr().cast::<c_void>(), 16);
         #[allow(clippy::needless_borrows_for_generic_args)]
-        if PROCS.insert(&child, &*record, 0).is_err() {
+        if PROCS.insert(child, &*record, 0).is_err() {
             count_procs_lost();
         }
     }
@@ -1169,19 +1182,20 @@ pub fn proc_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if tid != tgid {
-        let _ = PROCS.remove(&tid);
+        let _ = PROCS.remove(tid);
     }
     // SAFETY: the tracepoint's own record: a 1-byte field at a fixed offset.
     let group_dead: u8 = unsafe { ctx.read_at(EXIT_GROUP_DEAD) }.unwrap_or(1);
     if group_dead != 0 {
-        if let Some(record) = PROCS.get_ptr_mut(&tgid) {
+        if let Some(record) = PROCS.get_ptr_mut(tgid) {
             // SAFETY: a live `PROCS` value; the insert copies it before the remove below.
             unsafe {
                 (*record).exit_ns = bpf_ktime_get_ns();
-                let _ = GONE.insert(&tgid, &*record, 0);
+                #[allow(clippy::needless_borrows_for_generic_args)]
+                let _ = GONE.insert(tgid, &*record, 0);
             }
         }
-        let _ = PROCS.remove(&tgid);
+        let _ = PROCS.remove(tgid);
     }
     0
 }
