@@ -176,6 +176,11 @@ struct Audit {
 
 impl Audit {
     fn start(cgroup: &Path, extra: &[&str]) -> Self {
+        Self::start_env(cgroup, extra, None)
+    }
+
+    /// With `SOCKSTRACE_TEST_DISABLE` set to `disable`.
+    fn start_env(cgroup: &Path, extra: &[&str], disable: Option<&str>) -> Self {
         let dir = tempfile::Builder::new().prefix("sockstrace-exempt").tempdir().expect("tempdir");
         let report = dir.path().join("audit.jsonl");
         let mut argv = vec![
@@ -186,7 +191,11 @@ impl Audit {
             report.display().to_string(),
         ];
         argv.extend(extra.iter().map(|a| a.to_string()));
-        let running = Trace::raw(argv).spawn();
+        let mut trace = Trace::raw(argv);
+        if let Some(disable) = disable {
+            trace = trace.env("SOCKSTRACE_TEST_DISABLE", disable);
+        }
+        let running = trace.spawn();
         let attached = wait_until(ATTACH_PATIENCE, || {
             running.stderr().contains("sockstrace: auditing cgroup") || process_dead(running.pid())
         });
@@ -383,13 +392,35 @@ fn attributed<'o>(out: &'o Outcome, dst: &str, leaker: &Path) -> &'o sockstrace_
 
 #[test]
 fn a_leaker_that_lives_a_millisecond_is_fully_attributed() {
+    short_lived_leaker(None);
+}
+
+/// The same, with /proc never read (a debug build's test switch): every field comes from the
+/// kernel's process record, whenever /proc is read.
+#[test]
+fn a_leaker_is_attributed_from_the_kernel_s_records_alone() {
+    let out = short_lived_leaker(Some("proc-attribution"));
+    let Some(out) = out else { return };
+    let ev = out.the_event("the leak", |e| e.is_leak() && e.s("comm") == "shortleak");
+    let process = &ev.get("kernel").unwrap()["process"];
+    assert!(
+        process["filename"].as_str().is_some_and(|f| f.ends_with("shortleak")),
+        "{ev}
+{}",
+        out.describe()
+    );
+}
+
+/// Runs the leaker in a watched cgroup and checks its event (`None` when skipped).
+fn short_lived_leaker(disable: Option<&str>) -> Option<Outcome> {
     if let Some(why) = skip_reason() {
-        skip!("{why}");
+        eprintln!("SKIP {}: {why}", module_path!());
+        return None;
     }
     let leaker = client("shortleak");
     let cg = TestCgroup::new("short");
     let sink = UdpSink::bind("127.0.0.2");
-    let audit = Audit::start(&cg.path, &[]);
+    let audit = Audit::start_env(&cg.path, &[], disable);
     // The shell execs the leaker: its parent is this test.
     let run = direct(in_cgroup(&cg.path, &[leaker.to_str().unwrap(), "127.0.0.2", &sink.port()]));
     assert_eq!(run.code, 0, "shortleak: {}", run.stderr);
@@ -401,6 +432,7 @@ fn a_leaker_that_lives_a_millisecond_is_fully_attributed() {
     let audit = &out.summary_obj()["audit"];
     assert_eq!(audit["lost_process_records"], 0, "{}", out.describe());
     assert_eq!(audit["attribution_missing"], 0, "{}", out.describe());
+    Some(out)
 }
 
 #[test]
@@ -412,7 +444,9 @@ fn a_leaking_grandchild_of_a_service_carries_its_parent_and_the_service_cgroup()
     let cg = TestCgroup::new("service");
     let service = cg.child("shop.service");
     let sink = UdpSink::bind("127.0.0.2");
-    let audit = Audit::start(&cg.path, &[]);
+    // /proc is never read (a debug build's test switch): the leaker's parent and the
+    // service's cgroup must come from the kernel's records, as for a process already gone.
+    let audit = Audit::start_env(&cg.path, &[], Some("proc-attribution"));
     // The service's shell forks a shell, which prints its pid and forks the leaker (`; true`
     // keeps either from exec'ing its last command).
     let inner = format!("echo middle=$$; {} 127.0.0.2 {}; true", leaker.display(), sink.port());
