@@ -26,6 +26,36 @@ pub const EVENTS_BYTE_SIZE: u32 = 1 << 20;
 pub const SOCKETS_MAX_ENTRIES: u32 = 1 << 16;
 /// Capacity of `RULES`: proxies plus allow rules.
 pub const MAX_RULES: u32 = 64;
+/// Hash map: thread group id (`u32`) -> [`ProcRecord`] of every live process the tracking
+/// tracepoints saw exec or fork (audit only; see [`programs::PROC_EXEC`]).
+pub const PROCS_MAP: &str = "PROCS";
+/// LRU hash map: thread group id -> [`ProcRecord`] of processes that exited lately, so a leak
+/// read after its process is gone is still attributed.
+pub const GONE_MAP: &str = "GONE";
+/// Per-CPU array map with one `u64` slot: process records that did not fit in `PROCS`.
+pub const PROCS_LOST_MAP: &str = "PROCS_LOST";
+/// Hash map: cgroup v2 id (`u64`) -> 1 for each exempt cgroup (its descendants are exempt too).
+pub const EXEMPT_CGROUPS_MAP: &str = "EXEMPT_CGROUPS";
+/// Hash map: uid (`u32`) -> 1 for each exempt user.
+pub const EXEMPT_UIDS_MAP: &str = "EXEMPT_UIDS";
+/// Hash map: executable path, NUL-padded to [`FILENAME_LEN`] bytes -> 1 for each exempt
+/// executable (compared with the file name `execve` was given).
+pub const EXEMPT_EXES_MAP: &str = "EXEMPT_EXES";
+/// LRU hash map: thread group id -> [`ExemptCount`]: what exempt processes did.
+pub const EXEMPT_COUNTS_MAP: &str = "EXEMPT_COUNTS";
+/// Capacity of `PROCS` (live processes tracked at once).
+pub const PROCS_MAX_ENTRIES: u32 = 1 << 15;
+/// Capacity of `GONE`.
+pub const GONE_MAX_ENTRIES: u32 = 1 << 13;
+/// Capacity of each exemption map.
+pub const MAX_EXEMPTIONS: u32 = 64;
+/// Capacity of `EXEMPT_COUNTS`.
+pub const EXEMPT_COUNTS_MAX_ENTRIES: u32 = 1024;
+/// Bytes of an executable's path kept in a [`ProcRecord`] (and compared for exemption).
+pub const FILENAME_LEN: usize = 128;
+/// Cgroup levels the exemption check looks at (a cgroup deeper than this is not exempt by an
+/// ancestor beyond it).
+pub const EXEMPT_LEVELS: u32 = 32;
 
 /// Program names (the ELF symbols userspace looks up with `Ebpf::program_mut`).
 pub mod programs {
@@ -55,6 +85,19 @@ pub mod programs {
     /// gates, to tasks of the cgroup, whatever creates them (io_uring too). Optional: loaded
     /// and attached only where the kernel has BPF LSM; not in [`ALL`].
     pub const SOCKET_CREATE_LSM: &str = "socket_create";
+    /// `tracepoint/sched/sched_process_exec`: records a process's executable (and marks it
+    /// exempt if that is an `--exempt-exe`). Audit only; not in [`ALL`].
+    pub const PROC_EXEC: &str = "proc_exec";
+    /// `tracepoint/sched/sched_process_fork`: the child inherits its parent's record.
+    pub const PROC_FORK: &str = "proc_fork";
+    /// `tracepoint/sched/sched_process_exit`: a dead process's record moves to `GONE`.
+    pub const PROC_EXIT: &str = "proc_exit";
+    /// The process tracking programs and their tracepoints (category, name).
+    pub const TRACKING: &[(&str, &str, &str)] = &[
+        (PROC_EXEC, "sched", "sched_process_exec"),
+        (PROC_FORK, "sched", "sched_process_fork"),
+        (PROC_EXIT, "sched", "sched_process_exit"),
+    ];
     /// Every program the object holds but the optional [`SOCKET_CREATE_LSM`], for loading and
     /// attaching them all.
     pub const ALL: &[&str] = &[
@@ -212,8 +255,107 @@ pub struct Config {
     /// reports destinations (an audit: sockets made before it started, or accepted by
     /// listeners it could not refuse, would be cut).
     pub egress_destinations: u8,
+    /// [`exempt`] bits: which exemption maps hold entries (0: nobody is exempt, and the hooks
+    /// look nothing up).
+    pub exempt: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 2],
+    /// Bit `n` set: an exempt cgroup is at level `n` of the hierarchy (the root is level 0);
+    /// only those levels of a task's ancestry are looked up.
+    pub exempt_levels: u32,
+}
+
+/// Exemptions (`audit --exempt-*`): `Config::exempt` bits, and why a process was exempt
+/// (`ExemptCount::why`).
+pub mod exempt {
+    /// Its cgroup, or an ancestor of it, is exempt.
+    pub const CGROUP: u8 = 1;
+    /// Its uid is exempt.
+    pub const UID: u8 = 2;
+    /// It runs an exempt executable (marked at exec, inherited at fork).
+    pub const EXE: u8 = 4;
+}
+
+/// `ProcRecord::flags` bits.
+pub mod proc_flags {
+    /// The process runs an exempt executable.
+    pub const EXEMPT: u32 = 1;
+    /// `filename` is the one its last `execve` was given (else inherited or unknown).
+    pub const EXECED: u32 = 2;
+}
+
+/// What the tracking tracepoints know of one process (`PROCS[tgid]`, `GONE[tgid]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcRecord {
+    /// The parent's thread group id at fork; 0 if unknown (the process predates the audit).
+    pub ppid: u32,
+    /// [`proc_flags`] bits.
+    pub flags: u32,
+    /// gid << 32 | uid at exec or fork.
+    pub uid_gid: u64,
+    /// cgroup v2 id at exec or fork.
+    pub cgroup_id: u64,
+    /// `bpf_ktime_get_ns` at the last exec or fork.
+    pub start_ns: u64,
+    /// `bpf_ktime_get_ns` at exit (in `GONE`), else 0.
+    pub exit_ns: u64,
+    /// `comm` at exec or fork, NUL-padded.
+    pub comm: [u8; 16],
+    /// The file name `execve` was given, NUL-padded (cut at [`FILENAME_LEN`] - 1 bytes).
+    pub filename: [u8; FILENAME_LEN],
+}
+
+impl ProcRecord {
+    /// All zero.
+    pub const fn zeroed() -> Self {
+        Self {
+            ppid: 0,
+            flags: 0,
+            uid_gid: 0,
+            cgroup_id: 0,
+            start_ns: 0,
+            exit_ns: 0,
+            comm: [0; 16],
+            filename: [0; FILENAME_LEN],
+        }
+    }
+
+    /// `comm` up to its first NUL.
+    pub fn comm_bytes(&self) -> &[u8] {
+        until_nul(&self.comm)
+    }
+
+    /// `filename` up to its first NUL.
+    pub fn filename_bytes(&self) -> &[u8] {
+        let len = self.filename.iter().position(|&b| b == 0).unwrap_or(FILENAME_LEN);
+        &self.filename[..len]
+    }
+}
+
+/// What one exempt process did that would otherwise have been a leak (`EXEMPT_COUNTS[tgid]`;
+/// tgid 0 for packets whose socket's process is unknown).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExemptCount {
+    pub connects: u64,
+    pub sends: u64,
+    pub binds: u64,
+    /// Sockets created (raw and other non-TCP/UDP inet sockets).
+    pub sockets: u64,
+    /// Packets the egress gate let go.
+    pub packets: u64,
+    pub uid: u32,
+    /// [`exempt`] bits: why.
+    pub why: u32,
+    pub comm: [u8; 16],
+}
+
+impl ExemptCount {
+    /// `comm` up to its first NUL.
+    pub fn comm_bytes(&self) -> &[u8] {
+        until_nul(&self.comm)
+    }
 }
 
 /// One allowed destination (`RULES[i]`): a proxy or an `--allow` network. Build it with
@@ -310,8 +452,11 @@ pub struct SockFacts {
     pub tcp_states: [u8; 8],
     /// 1 once the egress gate reported a packet of this socket (it reports one per socket).
     pub egress_reported: u8,
+    /// 1 once a hook let an exempt process (`audit --exempt-*`) use this socket around the
+    /// proxy: the egress gate lets its packets go too.
+    pub exempt: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
 }
 
 /// One leak seen by a kernel hook.
@@ -386,7 +531,8 @@ impl SockFacts {
             tcp_state_count: 0,
             tcp_states: [0; 8],
             egress_reported: 0,
-            _pad: [0; 3],
+            exempt: 0,
+            _pad: [0; 2],
         }
     }
 
@@ -490,6 +636,11 @@ fn until_nul(bytes: &[u8; 16]) -> &[u8] {
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
     assert!(size_of::<Config>() == 24);
+    assert!(offset_of!(Config, exempt) == 17);
+    assert!(offset_of!(Config, exempt_levels) == 20);
+    assert!(size_of::<ProcRecord>() == 56 + FILENAME_LEN);
+    assert!(offset_of!(ProcRecord, filename) == 56);
+    assert!(size_of::<ExemptCount>() == 64);
     assert!(offset_of!(Config, egress_destinations) == 16);
     assert!(offset_of!(Config, rule_count) == 4);
     assert!(offset_of!(Config, cgroup_id) == 8);

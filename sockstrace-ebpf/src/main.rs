@@ -34,19 +34,22 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
-            bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_loop, bpf_sk_fullsock,
+            bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_get_socket_uid, bpf_ktime_get_ns, bpf_loop,
+            bpf_probe_read_kernel_str, bpf_sk_fullsock, bpf_skb_ancestor_cgroup_id,
         },
     },
-    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, lsm, map, sock_ops},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
-    programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext, SockOpsContext},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, lsm, map, sock_ops, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext, SockOpsContext, TracePointContext},
     EbpfContext as _,
 };
 use aya_log_ebpf::{debug, warn};
 use sockstrace_ebpf::{
-    abi, egress, egress_fast_pass, egress_reply_allowed, judge_bind, judge_create, judge_listen,
-    judge_remote_matched, kind, loopback_misrouted, reason, remote_allowed, rules_in_force, verdict, Config,
-    Ip6, Rule, RuleQuery, SockEvent, SockFacts, EVENTS_BYTE_SIZE, MAX_RULES, SOCKETS_MAX_ENTRIES,
+    abi, egress, egress_fast_pass, egress_reply_allowed, exempt, judge_bind, judge_create, judge_listen,
+    judge_remote_matched, kind, loopback_misrouted, proc_flags, reason, remote_allowed, rules_in_force,
+    verdict, Config, ExemptCount, Ip6, ProcRecord, Rule, RuleQuery, SockEvent, SockFacts, EVENTS_BYTE_SIZE,
+    EXEMPT_COUNTS_MAX_ENTRIES, EXEMPT_LEVELS, FILENAME_LEN, GONE_MAX_ENTRIES, MAX_EXEMPTIONS, MAX_RULES,
+    PROCS_MAX_ENTRIES, SOCKETS_MAX_ENTRIES,
 };
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
@@ -87,6 +90,43 @@ static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
 /// Where a new `SOCKETS` value is put together: the BPF stack (512 bytes) is too small for it.
 #[map]
 static SCRATCH: PerCpuArray<SockFacts> = PerCpuArray::with_max_entries(1, 0);
+
+/// `BPF_F_NO_PREALLOC`: hash map entries are allocated as they come (the process maps are
+/// large and mostly empty; preallocating them would cost start-up time and memory).
+const NO_PREALLOC: u32 = 1;
+
+/// Live processes the tracking tracepoints saw (audit only): tgid -> record.
+#[map]
+static PROCS: HashMap<u32, ProcRecord> = HashMap::with_max_entries(PROCS_MAX_ENTRIES, NO_PREALLOC);
+
+/// Processes that exited lately: tgid -> record.
+#[map]
+static GONE: LruHashMap<u32, ProcRecord> = LruHashMap::with_max_entries(GONE_MAX_ENTRIES, 0);
+
+/// Records that did not fit in `PROCS`.
+#[map]
+static PROCS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a `PROCS` record is put together.
+#[map]
+static PROC_SCRATCH: PerCpuArray<ProcRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Exempt cgroups (and their descendants): cgroup id -> 1.
+#[map]
+static EXEMPT_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_EXEMPTIONS, 0);
+
+/// Exempt users: uid -> 1.
+#[map]
+static EXEMPT_UIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_EXEMPTIONS, 0);
+
+/// Exempt executables: the path `execve` is given, NUL-padded -> 1.
+#[map]
+static EXEMPT_EXES: HashMap<[u8; FILENAME_LEN], u8> = HashMap::with_max_entries(MAX_EXEMPTIONS, 0);
+
+/// What exempt processes did around the proxy: tgid -> counts.
+#[map]
+static EXEMPT_COUNTS: LruHashMap<u32, ExemptCount> =
+    LruHashMap::with_max_entries(EXEMPT_COUNTS_MAX_ENTRIES, 0);
 
 // ---------------------------------------------------------------------------------------------
 // cgroup sock_addr: connect, sendmsg (UDP with an address), bind
@@ -170,15 +210,23 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     // Only whether it is a leak steers what follows; its reason is worked out where the event
     // takes it (see `judge_remote`).
     let mut query = RuleQuery::new(addr, port, sock_type, protocol);
-    let leak = if is_bind {
+    let judged_leak = if is_bind {
         judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0) != reason::NONE
     } else {
         !judge_remote(&config, &mut query)
     };
+    // Only a leak pays for the exemption check (proxy traffic never does), and only when
+    // something is exempt at all.
+    let exempt = judged_leak && config.exempt != 0 && current_exempt(&config, kind);
+    let leak = judged_leak && !exempt;
     let refuse = leak && config.enforce != 0;
 
     let mut cgroup_id = 0;
     if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
+        if exempt {
+            // SAFETY: a live `SOCKETS` value, see below. Marked for the egress gate.
+            unsafe { (*facts).exempt = 1 };
+        }
         // SAFETY: `facts` points at a live `SOCKETS` value (map memory stays valid for the
         // program's run, even if the entry is evicted meanwhile). Concurrent hooks on the same
         // socket may interleave their plain stores (see `bump`).
@@ -263,8 +311,11 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     // Asked only when needed: a new `SOCKETS` entry, or an event.
     // SAFETY: as above.
     let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
-    let leak = judge_create(family, sock_type, protocol);
-    let refuse = leak != reason::NONE && config().enforce != 0;
+    let judged = judge_create(family, sock_type, protocol);
+    let config = config();
+    let exempt = judged != reason::NONE && config.exempt != 0 && current_exempt(&config, kind::SOCK_CREATE);
+    let leak = if exempt { reason::NONE } else { judged };
+    let refuse = leak != reason::NONE && config.enforce != 0;
     let facts = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current);
     if leak != reason::NONE {
         if let Some(facts) = facts {
@@ -386,7 +437,13 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
         return SOCK_OPS_OK;
     };
     let leak = if op == BPF_SOCK_OPS_TCP_LISTEN_CB {
-        judge_listen(local, config().allow_inbound_listen != 0)
+        let judged = judge_listen(local, config().allow_inbound_listen != 0);
+        // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
+        if judged != reason::NONE && config().exempt != 0 && unsafe { creator_exempt(facts) } {
+            reason::NONE
+        } else {
+            judged
+        }
     } else {
         reason::NONE
     };
@@ -595,9 +652,19 @@ fn on_packet(ctx: &SkBuffContext, kind: u32, dst: Ip6, detail: u8, l4: u8, l4_of
     // SAFETY: the helpers take the program's own, valid context pointer.
     let (cookie, netns_cookie) =
         unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
-    let packed =
-        EgressPacket { v6: kind == kind::EGRESS6, detail, port, sock_type, protocol, listener, to_peer }
-            .pack();
+    let config = config();
+    let exempt = config.exempt != 0 && skb_exempt(ctx, &config);
+    let packed = EgressPacket {
+        v6: kind == kind::EGRESS6,
+        detail,
+        port,
+        sock_type,
+        protocol,
+        listener,
+        to_peer,
+        exempt,
+    }
+    .pack();
     let verdict = egress_judge(cookie, netns_cookie, dst.hi, dst.lo, packed);
     // Opaque to LLVM: it knows the global function returns 0 or 1 and would compute our return
     // value arithmetically from it, where the verifier (which checks the function on its own)
@@ -621,6 +688,8 @@ struct EgressPacket {
     protocol: u16,
     listener: bool,
     to_peer: bool,
+    /// The socket's owner or cgroup is exempt (`audit --exempt-*`).
+    exempt: bool,
 }
 
 impl EgressPacket {
@@ -633,6 +702,7 @@ impl EgressPacket {
             | u64::from(self.protocol) << 40
             | u64::from(self.listener) << 56
             | u64::from(self.to_peer) << 57
+            | u64::from(self.exempt) << 58
     }
 
     #[inline(always)]
@@ -645,6 +715,7 @@ impl EgressPacket {
             protocol: (word >> 40) as u16,
             listener: (word >> 56) & 1 != 0,
             to_peer: (word >> 57) & 1 != 0,
+            exempt: (word >> 58) & 1 != 0,
         }
     }
 }
@@ -721,6 +792,14 @@ pub extern "C" fn egress_drop(cookie: u64, netns_cookie: u64, dst_hi: u64, dst_l
     let creator = Creator::Unknown { cgroup_id: config.cgroup_id };
     let mut report = true;
     let facts = facts_of(cookie, || netns_cookie, family, sock_type, protocol, creator);
+    if config.exempt != 0 {
+        // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
+        let socket_exempt = facts.is_some_and(|facts| unsafe { (*facts).exempt != 0 });
+        if packet.exempt || socket_exempt {
+            count_exempt_packet(facts);
+            return 0;
+        }
+    }
     if let Some(facts) = facts {
         // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
         unsafe {
@@ -763,6 +842,389 @@ pub extern "C" fn egress_drop(cookie: u64, netns_cookie: u64, dst_hi: u64, dst_l
         });
     }
     i32::from(refuse)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exemptions (audit --exempt-cgroup, --exempt-user, --exempt-exe)
+// ---------------------------------------------------------------------------------------------
+//
+// Checked only for what would be a leak, and only when `CONFIG.exempt` says something is
+// exempt: proxy traffic and audits without exemptions never pay for them.
+
+/// Whether the current task is exempt; if so, counts the operation (`kind`) in
+/// `EXEMPT_COUNTS`.
+#[inline(always)]
+fn current_exempt(config: &Config, kind: u32) -> bool {
+    let why = exempt_why(u64::from(config.exempt), u64::from(config.exempt_levels));
+    // Opaque to LLVM, see `on_packet`.
+    // SAFETY: a read of a local.
+    let why = unsafe { core::ptr::read_volatile(&raw const why) };
+    if why == 0 {
+        return false;
+    }
+    exempt_count(u64::from(kind), why as u64);
+    true
+}
+
+/// Why the current task is exempt ([`exempt`] bits, the first reason found), 0 if it is not:
+/// its process runs an exempt executable (`PROCS`), its uid is exempt, or its cgroup or an
+/// ancestor at one of the `levels` (bits) is. `bits` are `CONFIG.exempt`'s. A global function:
+/// the verifier checks the level walk once per program.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn exempt_why(bits: u64, levels: u64) -> i32 {
+    if bits & u64::from(exempt::EXE) != 0 {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        if let Some(record) = PROCS.get_ptr(tgid) {
+            // SAFETY: a live `PROCS` value.
+            if unsafe { (*record).flags } & proc_flags::EXEMPT != 0 {
+                return i32::from(exempt::EXE);
+            }
+        }
+    }
+    if bits & u64::from(exempt::UID) != 0 {
+        let uid = bpf_get_current_uid_gid() as u32;
+        if EXEMPT_UIDS.get_ptr(uid).is_some() {
+            return i32::from(exempt::UID);
+        }
+    }
+    if bits & u64::from(exempt::CGROUP) != 0 {
+        let mut level = 0;
+        while level < EXEMPT_LEVELS {
+            if (levels >> level) & 1 != 0 {
+                // SAFETY: takes a level; answers 0 beyond the task's own level.
+                let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+                if id == 0 {
+                    break;
+                }
+                if EXEMPT_CGROUPS.get_ptr(id).is_some() {
+                    return i32::from(exempt::CGROUP);
+                }
+            }
+            level += 1;
+        }
+    }
+    0
+}
+
+/// Counts one exempt operation (`kind`) of the current process in `EXEMPT_COUNTS`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn exempt_count(kind: u64, why: u64) -> i32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let counts = match EXEMPT_COUNTS.get_ptr_mut(tgid) {
+        Some(counts) => counts,
+        None => {
+            let mut fresh = core::mem::MaybeUninit::<ExemptCount>::uninit();
+            // SAFETY: zeroing makes it a valid `ExemptCount`; `comm` is 16 bytes and we pass
+            // exactly that.
+            unsafe {
+                zero(fresh.as_mut_ptr());
+                let fresh = fresh.assume_init_mut();
+                fresh.uid = bpf_get_current_uid_gid() as u32;
+                bpf_get_current_comm(fresh.comm.as_mut_ptr().cast::<c_void>(), 16);
+                let _ = EXEMPT_COUNTS.insert(tgid, *fresh, u64::from(BPF_NOEXIST));
+            }
+            match EXEMPT_COUNTS.get_ptr_mut(tgid) {
+                Some(counts) => counts,
+                None => return 0,
+            }
+        }
+    };
+    let kind = kind as u32;
+    // SAFETY: a live `EXEMPT_COUNTS` value.
+    unsafe {
+        (*counts).why |= why as u32;
+        let counter = if kind == kind::CONNECT4 || kind == kind::CONNECT6 {
+            &raw mut (*counts).connects
+        } else if kind == kind::SENDMSG4 || kind == kind::SENDMSG6 {
+            &raw mut (*counts).sends
+        } else if kind == kind::BIND4 || kind == kind::BIND6 {
+            &raw mut (*counts).binds
+        } else {
+            &raw mut (*counts).sockets
+        };
+        bump(counter);
+    }
+    0
+}
+
+/// Counts one packet the egress gate let go for an exempt socket, on the socket's creator
+/// (tgid 0 when unknown).
+#[inline(always)]
+fn count_exempt_packet(facts: Option<*mut SockFacts>) {
+    // SAFETY: a live `SOCKETS` value, see `on_sock_addr`.
+    let (tgid, uid, comm) = match facts {
+        Some(facts) => unsafe { (((*facts).pid_tgid >> 32) as u32, (*facts).uid_gid as u32, (*facts).comm) },
+        None => (0, 0, [0; 16]),
+    };
+    let counts = match EXEMPT_COUNTS.get_ptr_mut(tgid) {
+        Some(counts) => counts,
+        None => {
+            let mut fresh = core::mem::MaybeUninit::<ExemptCount>::uninit();
+            // SAFETY: zeroing makes it a valid `ExemptCount`.
+            unsafe {
+                zero(fresh.as_mut_ptr());
+                let fresh = fresh.assume_init_mut();
+                fresh.uid = uid;
+                fresh.comm = comm;
+                let _ = EXEMPT_COUNTS.insert(tgid, *fresh, u64::from(BPF_NOEXIST));
+            }
+            match EXEMPT_COUNTS.get_ptr_mut(tgid) {
+                Some(counts) => counts,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: a live `EXEMPT_COUNTS` value.
+    unsafe { bump(&raw mut (*counts).packets) };
+}
+
+/// Whether the socket's creator (as `SOCKETS` recorded it) is exempt, for hooks that run where
+/// no task is known (listen): the socket was already used by an exempt process, or its creator
+/// runs an exempt executable, has an exempt uid, or created it in an exempt cgroup (that very
+/// cgroup: its ancestors cannot be asked here).
+///
+/// # Safety
+/// `facts` must point at a live `SOCKETS` value.
+#[inline(always)]
+unsafe fn creator_exempt(facts: *mut SockFacts) -> bool {
+    // SAFETY: per the contract.
+    let (socket_exempt, pid_tgid, uid_gid, cgroup_id) =
+        unsafe { ((*facts).exempt, (*facts).pid_tgid, (*facts).uid_gid, (*facts).cgroup_id) };
+    if socket_exempt != 0 {
+        return true;
+    }
+    let why = exempt_creator(pid_tgid, uid_gid, cgroup_id);
+    // SAFETY: a read of a local.
+    unsafe { core::ptr::read_volatile(&raw const why) != 0 }
+}
+
+/// [`creator_exempt`]'s lookups: the [`exempt`] bit that exempts a creator, 0 if none does (or
+/// the creator is unknown).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn exempt_creator(pid_tgid: u64, uid_gid: u64, cgroup_id: u64) -> i32 {
+    if pid_tgid == 0 {
+        return 0;
+    }
+    let bits = config().exempt;
+    let tgid = (pid_tgid >> 32) as u32;
+    if bits & exempt::EXE != 0 {
+        if let Some(record) = PROCS.get_ptr(tgid) {
+            // SAFETY: a live `PROCS` value.
+            if unsafe { (*record).flags } & proc_flags::EXEMPT != 0 {
+                return i32::from(exempt::EXE);
+            }
+        }
+    }
+    let uid = uid_gid as u32;
+    if bits & exempt::UID != 0 && EXEMPT_UIDS.get_ptr(uid).is_some() {
+        return i32::from(exempt::UID);
+    }
+    if bits & exempt::CGROUP != 0 && EXEMPT_CGROUPS.get_ptr(cgroup_id).is_some() {
+        return i32::from(exempt::CGROUP);
+    }
+    0
+}
+
+/// Whether the owner of the packet's socket (its uid) or the socket's cgroup (or an ancestor at
+/// an exempt level) is exempt. For sockets made before the audit started too.
+#[inline(always)]
+fn skb_exempt(ctx: &SkBuffContext, config: &Config) -> bool {
+    // SAFETY: the program's own context.
+    let exempt =
+        unsafe { skb_exempt_why(ctx.skb.skb, u64::from(config.exempt), u64::from(config.exempt_levels)) };
+    // Opaque to LLVM, see `on_packet`.
+    // SAFETY: a read of a local.
+    unsafe { core::ptr::read_volatile(&raw const exempt) != 0 }
+}
+
+/// [`skb_exempt`]'s lookups, a global function (the verifier checks the level walk once; it
+/// takes the program's context as its context).
+///
+/// # Safety
+/// `skb` must be the program's own context.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn skb_exempt_why(
+    skb: *mut aya_ebpf::bindings::__sk_buff,
+    bits: u64,
+    levels: u64,
+) -> i32 {
+    let bits = bits as u8;
+    let levels = levels as u32;
+    if bits & exempt::UID != 0 {
+        // SAFETY: the program's own, valid context.
+        let uid = unsafe { bpf_get_socket_uid(skb) };
+        if EXEMPT_UIDS.get_ptr(uid).is_some() {
+            return 1;
+        }
+    }
+    if bits & exempt::CGROUP != 0 {
+        let mut level = 0;
+        while level < EXEMPT_LEVELS {
+            if (levels >> level) & 1 != 0 {
+                // SAFETY: the program's own, valid context; answers 0 beyond the socket's level.
+                let id = unsafe { bpf_skb_ancestor_cgroup_id(skb, level as i32) };
+                if id == 0 {
+                    break;
+                }
+                if EXEMPT_CGROUPS.get_ptr(id).is_some() {
+                    return 1;
+                }
+            }
+            level += 1;
+        }
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process tracking (audit): exec, fork and exit, for exempt executables and for attribution
+// that outlives the process
+// ---------------------------------------------------------------------------------------------
+
+/// `sched_process_exec`: `__data_loc char[] filename` (offset 8). Userspace checks the
+/// tracepoint's format before it attaches the tracking programs.
+const EXEC_FILENAME_LOC: usize = 8;
+/// `sched_process_fork`: `pid_t child_pid`.
+const FORK_CHILD_PID: usize = 20;
+/// `sched_process_exit`: `bool group_dead`.
+const EXIT_GROUP_DEAD: usize = 32;
+
+/// Records the process's new executable: `PROCS[tgid]` with the file name `execve` was given,
+/// its parent (kept from the fork), uid, cgroup and comm, marked exempt when that file name is
+/// an exempt executable (an exec of anything else drops the mark).
+#[tracepoint]
+pub fn proc_exec(ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(record) = PROC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: the parent's id is a plain read of a live `PROCS` value.
+    let ppid = PROCS.get_ptr(tgid).map_or(0, |known| unsafe { (*known).ppid });
+    // SAFETY: the tracepoint's own record: a 4-byte field at a fixed offset.
+    let loc: u32 = unsafe { ctx.read_at(EXEC_FILENAME_LOC) }.unwrap_or(0);
+    // SAFETY: `record` is this CPU's live scratch value, consumed before we return (see
+    // `facts_of`). The file name is read from the tracepoint's own record, where its
+    // `__data_loc` says it is; the helper stops at `FILENAME_LEN` bytes and writes a NUL.
+    unsafe {
+        zero(record);
+        (*record).ppid = ppid;
+        (*record).flags = proc_flags::EXECED;
+        (*record).uid_gid = bpf_get_current_uid_gid();
+        (*record).cgroup_id = bpf_get_current_cgroup_id();
+        (*record).start_ns = bpf_ktime_get_ns();
+        bpf_get_current_comm((*record).comm.as_mut_ptr().cast::<c_void>(), 16);
+        if loc != 0 {
+            let src = ctx.as_ptr().cast::<u8>().add((loc & 0xffff) as usize);
+            bpf_probe_read_kernel_str(
+                (*record).filename.as_mut_ptr().cast::<c_void>(),
+                FILENAME_LEN as u32,
+                src.cast::<c_void>(),
+            );
+        }
+        // By reference: the key stays in the scratch value (a copy would take 128 bytes of stack).
+        #[allow(clippy::needless_borrows_for_generic_args)]
+        let exempt_exe =
+            config().exempt & exempt::EXE != 0 && EXEMPT_EXES.get_ptr(&(*record).filename).is_some();
+        if exempt_exe {
+            (*record).flags |= proc_flags::EXEMPT;
+        }
+        #[allow(clippy::needless_borrows_for_generic_args)]
+        if PROCS.insert(tgid, &*record, 0).is_err() {
+            count_procs_lost();
+        }
+    }
+    0
+}
+
+/// The child inherits its parent's record (executable, exemption), with the parent as `ppid`.
+/// Runs for new threads too: their record (keyed by thread id) is dropped when they exit.
+#[tracepoint]
+pub fn proc_fork(ctx: TracePointContext) -> u32 {
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: the tracepoint's own record: a 4-byte field at a fixed offset.
+    let Ok(child) = (unsafe { ctx.read_at::<u32>(FORK_CHILD_PID) }) else {
+        return 0;
+    };
+    let Some(record) = PROC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: `record` is this CPU's live scratch value (see `proc_exec`); `known` a live
+    // `PROCS` value of the same layout.
+    unsafe {
+        match PROCS.get_ptr(parent) {
+            Some(known) => copy_words(record, known),
+            None => {
+                zero(record);
+                (*record).uid_gid = bpf_get_current_uid_gid();
+                (*record).cgroup_id = bpf_get_current_cgroup_id();
+            }
+        }
+        (*record).ppid = parent;
+        (*record).flags &= !proc_flags::EXECED;
+        (*record).start_ns = bpf_ktime_get_ns();
+        (*record).exit_ns = 0;
+        bpf_get_current_comm((*record).comm.as_mut_ptr().cast::<c_void>(), 16);
+        #[allow(clippy::needless_borrows_for_generic_args)]
+        if PROCS.insert(child, &*record, 0).is_err() {
+            count_procs_lost();
+        }
+    }
+    0
+}
+
+/// A thread's record goes; when the whole process is dead, its record moves to `GONE`.
+#[tracepoint]
+pub fn proc_exit(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if tid != tgid {
+        let _ = PROCS.remove(tid);
+    }
+    // SAFETY: the tracepoint's own record: a 1-byte field at a fixed offset.
+    let group_dead: u8 = unsafe { ctx.read_at(EXIT_GROUP_DEAD) }.unwrap_or(1);
+    if group_dead != 0 {
+        if let Some(record) = PROCS.get_ptr_mut(tgid) {
+            // SAFETY: a live `PROCS` value; the insert copies it before the remove below.
+            unsafe {
+                (*record).exit_ns = bpf_ktime_get_ns();
+                #[allow(clippy::needless_borrows_for_generic_args)]
+                let _ = GONE.insert(tgid, &*record, 0);
+            }
+        }
+        let _ = PROCS.remove(tgid);
+    }
+    0
+}
+
+/// Counts a record that did not fit in `PROCS`.
+#[inline(always)]
+fn count_procs_lost() {
+    if let Some(slot) = PROCS_LOST.get_ptr_mut(0) {
+        // SAFETY: this CPU's live, aligned u64 in `PROCS_LOST`.
+        unsafe { bump(slot) };
+    }
+}
+
+/// Copies `*src` to `*dst` one 8-byte word at a time (see `zero`).
+///
+/// # Safety
+/// Both must be valid, 8-byte aligned `T`s of a multiple of 8 bytes.
+#[inline(always)]
+unsafe fn copy_words<T>(dst: *mut T, src: *const T) {
+    const {
+        assert!(core::mem::size_of::<T>().is_multiple_of(8) && core::mem::align_of::<T>() >= 8);
+    }
+    let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
+    let mut i = 0;
+    while i < core::mem::size_of::<T>() / 8 {
+        // SAFETY: per the contract.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        i += 1;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

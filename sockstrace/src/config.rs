@@ -54,6 +54,12 @@ pub struct FileConfig {
     pub enforce: Option<bool>,
     /// `audit` only.
     pub metrics: Option<String>,
+    /// `audit --exempt-cgroup` (audit only).
+    pub exempt_cgroup: Option<Vec<PathBuf>>,
+    /// `audit --exempt-user` (audit only).
+    pub exempt_user: Option<Vec<String>>,
+    /// `audit --exempt-exe` (audit only).
+    pub exempt_exe: Option<Vec<PathBuf>>,
 }
 
 /// The file to read: the one given (`--config`, `SOCKSTRACE_CONFIG`), else
@@ -89,6 +95,20 @@ pub fn default_file(
 /// The line that names the file read.
 pub fn used_line(path: &Path) -> String {
     format!("sockstrace: configuration from {}", path.display())
+}
+
+/// Fills `audit`'s exemptions from the file where the command line gave none of that kind
+/// (the lists add up: a flag replaces the file's list of its kind only).
+pub fn apply_audit_exemptions(args: &mut crate::audit::AuditArgs, file: &FileConfig) {
+    if let (Some(v), true) = (&file.exempt_cgroup, args.exempt_cgroups.is_empty()) {
+        args.exempt_cgroups.clone_from(v);
+    }
+    if let (Some(v), true) = (&file.exempt_user, args.exempt_users.is_empty()) {
+        args.exempt_users.clone_from(v);
+    }
+    if let (Some(v), true) = (&file.exempt_exe, args.exempt_exes.is_empty()) {
+        args.exempt_exes.clone_from(v);
+    }
 }
 
 pub fn load(path: &Path) -> Result<FileConfig> {
@@ -136,6 +156,7 @@ fn apply_policy(policy: &mut PolicyArgs, matches: &ArgMatches, file: &mut FileCo
 pub fn apply_audit(args: &mut AuditArgs, matches: &ArgMatches, mut file: FileConfig) -> Result<()> {
     let user = |id: &str| set_by_user(matches, id);
     apply_policy(&mut args.policy, matches, &mut file)?;
+    apply_audit_exemptions(args, &file);
     if let (Some(v), false) = (file.cgroup, user("cgroup")) {
         args.cgroup = Some(v);
     }
@@ -294,6 +315,17 @@ user = "nobody"
     }
 
     #[test]
+    fn audit_exemptions_come_from_the_file_unless_flags_name_their_kind() {
+        let file = "exempt-user = [\"debian-tor\"]\nexempt-cgroup = [\"tor.service\"]\n";
+        let args = audit_args(&["sockstrace", "audit"], file).unwrap();
+        assert_eq!(args.exempt_users, vec!["debian-tor".to_string()]);
+        assert_eq!(args.exempt_cgroups, vec![PathBuf::from("tor.service")]);
+        let args = audit_args(&["sockstrace", "audit", "--exempt-user", "110"], file).unwrap();
+        assert_eq!(args.exempt_users, vec!["110".to_string()]);
+        assert_eq!(args.exempt_cgroups, vec![PathBuf::from("tor.service")]);
+    }
+
+    #[test]
     fn the_default_file_is_the_users_then_for_root_the_systems() {
         let all = |_: &Path| true;
         let xdg = Some(OsStr::new("/x"));
@@ -334,5 +366,23 @@ user = "nobody"
         assert!(format!("{bad_value:#}").contains("nope"), "{bad_value:#}");
         let bad_enum = run_args(&["sockstrace", "run", "--", "true"], "on-leak = \"maybe\"").unwrap_err();
         assert!(format!("{bad_enum:#}").contains("on-leak"), "{bad_enum:#}");
+    }
+}
+
+#[cfg(test)]
+mod audit_keys {
+    #[test]
+    fn exemptions_are_keys_of_the_file() {
+        let file = super::parse(
+            "exempt-cgroup = [\"system.slice/tor.service\"]\nexempt-user = [\"debian-tor\"]\nexempt-exe = [\"/usr/bin/tor\"]\n",
+        )
+        .unwrap();
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from(["sockstrace", "audit", "--exempt-user", "110"]).unwrap();
+        let crate::cli::Command::Audit(mut args) = cli.command else { panic!("not audit") };
+        super::apply_audit_exemptions(&mut args, &file);
+        assert_eq!(args.exempt_cgroups, vec![std::path::PathBuf::from("system.slice/tor.service")]);
+        assert_eq!(args.exempt_users, vec!["110".to_string()], "the flag wins");
+        assert_eq!(args.exempt_exes, vec![std::path::PathBuf::from("/usr/bin/tor")]);
     }
 }

@@ -11,7 +11,9 @@
 //! - `egress`: the kernel layer's egress gate (cgroup_skb/egress) is not attached, so a test
 //!   can show what reaches the network without it;
 //! - `plant-bug`: a deliberate hole in the decision (UDP to port 9 is allowed),
-//!   for the fuzzer's self-check that it finds a planted bug.
+//!   for the fuzzer's self-check that it finds a planted bug;
+//! - `proc-attribution`: audit does not read /proc for an event's process, as if every
+//!   process were gone already, so a test can show the kernel's process records alone.
 
 use std::sync::OnceLock;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli::PolicyArgs;
+use crate::kernel::exempt::ExemptArgs;
 use crate::policy::Policy;
 
 #[derive(Debug, Args)]
@@ -46,9 +47,34 @@ pub struct AuditArgs {
     /// /etc/sockstrace/sockstrace.toml, if there]
     #[arg(long, value_name = "FILE", env = "SOCKSTRACE_CONFIG")]
     pub config: Option<PathBuf>,
+
+    /// Exempt the processes of this cgroup and of every cgroup below it (the proxy's own:
+    /// Tor connects to its relays directly): neither reported nor refused, only counted in
+    /// the summary; repeatable; a path as --cgroup takes it
+    #[arg(long = "exempt-cgroup", value_name = "PATH")]
+    pub exempt_cgroups: Vec<PathBuf>,
+
+    /// Exempt the processes of this user (a name or a uid); repeatable
+    #[arg(long = "exempt-user", value_name = "USER|UID")]
+    pub exempt_users: Vec<String>,
+
+    /// Exempt the processes running this executable (an absolute path, compared with the
+    /// file name execve is given and its canonical form; the mark is inherited at fork and
+    /// dropped at the next exec); repeatable
+    #[arg(long = "exempt-exe", value_name = "PATH")]
+    pub exempt_exes: Vec<PathBuf>,
 }
 
 impl AuditArgs {
+    /// The exemptions, as given.
+    pub fn exemptions(&self) -> ExemptArgs {
+        ExemptArgs {
+            cgroups: self.exempt_cgroups.clone(),
+            users: self.exempt_users.clone(),
+            exes: self.exempt_exes.clone(),
+        }
+    }
+
     /// The policy the kernel judges with.
     pub fn policy(&self) -> Policy {
         Policy {
@@ -126,6 +152,26 @@ mod tests {
         assert_eq!(policy.proxies, vec!["127.0.0.1:1080".parse::<SocketAddr>().unwrap()]);
         assert_eq!(policy.allow.len(), 1);
         assert_eq!(policy.incoming, Incoming::Allow);
+    }
+
+    #[test]
+    fn exemptions_repeat() {
+        let args = parse(&[
+            "--exempt-cgroup",
+            "system.slice/tor.service",
+            "--exempt-user",
+            "debian-tor",
+            "--exempt-user",
+            "110",
+            "--exempt-exe",
+            "/usr/bin/tor",
+        ])
+        .unwrap();
+        let ex = args.exemptions();
+        assert_eq!(ex.cgroups, vec![PathBuf::from("system.slice/tor.service")]);
+        assert_eq!(ex.users, vec!["debian-tor".to_string(), "110".into()]);
+        assert_eq!(ex.exes, vec![PathBuf::from("/usr/bin/tor")]);
+        assert_eq!(parse(&[]).unwrap().exemptions(), ExemptArgs::default());
     }
 
     #[test]

@@ -11,22 +11,30 @@
 //! reused pid rarely comes back with the same name within an entry's lifetime.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::kernel::tracking::ProcessRecord;
 use crate::procfs::{cgroup2, cmdline, status_field};
 use crate::report::{Event, ProcessInfo};
 
-/// What /proc told about one process; `None` for what it could not tell.
+/// What /proc told about one process, completed from the kernel's process record where /proc
+/// could not tell (the process was gone); `None` for what neither could tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attribution {
     pub exe: Option<String>,
     pub argv: Option<Vec<String>>,
     /// The cgroup v2 path, as `/proc/PID/cgroup` writes it (`/system.slice/nginx.service`).
     pub cgroup: Option<String>,
+    /// The parent's pid.
+    pub ppid: Option<u32>,
+    /// The kernel's record of the process, when it filled in what /proc could not tell.
+    pub record: Option<ProcessRecord>,
 }
 
 impl Attribution {
@@ -44,17 +52,58 @@ impl Attribution {
             return Self::default();
         }
         let cgroup = std::fs::read_to_string(format!("{base}/cgroup")).ok().and_then(|c| cgroup2(&c));
+        let ppid = status_field(&before, "PPid:").and_then(|v| v.parse().ok()).filter(|&p: &u32| p != 0);
         let same_image = |status: &str| status_field(status, "Name:") == Some(comm);
         if !same_image(&before) {
-            return Self { cgroup, ..Self::default() };
+            return Self { cgroup, ppid, ..Self::default() };
         }
         let exe = std::fs::read_link(format!("{base}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
         let argv = std::fs::read(format!("{base}/cmdline")).ok().and_then(|c| cmdline(&c));
         // An exec between the two looks would have changed the name.
         if !status().is_some_and(|after| same_image(&after)) {
-            return Self { cgroup, ..Self::default() };
+            return Self { cgroup, ppid, ..Self::default() };
         }
-        Self { exe, argv, cgroup }
+        Self { exe, argv, cgroup, ppid, record: None }
+    }
+
+    /// Whether /proc left a field unknown.
+    pub fn is_partial(&self) -> bool {
+        self.exe.is_none() || self.argv.is_none() || self.cgroup.is_none() || self.ppid.is_none()
+    }
+
+    /// Fills in what /proc could not tell from the kernel's record of the process (its
+    /// executable as `execve` was given it, which also stands for `argv[0]`, and its parent)
+    /// and the cgroup the kernel saw (`cgroup`, a path found by the cgroup's id).
+    pub fn completed(
+        mut self,
+        record: Option<ProcessRecord>,
+        cgroup: impl FnOnce() -> Option<String>,
+    ) -> Self {
+        if self.cgroup.is_none() {
+            self.cgroup = cgroup();
+        }
+        let Some(record) = record else {
+            return self;
+        };
+        let mut used = false;
+        if let Some(filename) = &record.filename {
+            if self.exe.is_none() {
+                self.exe = Some(filename.clone());
+                used = true;
+            }
+            if self.argv.is_none() {
+                self.argv = Some(vec![filename.clone()]);
+                used = true;
+            }
+        }
+        if self.ppid.is_none() && record.ppid.is_some() {
+            self.ppid = record.ppid;
+            used = true;
+        }
+        if used {
+            self.record = Some(record);
+        }
+        self
     }
 
     /// Whether /proc told nothing (the process was gone).
@@ -71,11 +120,74 @@ impl Attribution {
     /// [`Attribution::process_info`]).
     pub fn complete(&self, event: &mut Event) {
         event.cgroup.clone_from(&self.cgroup);
+        event.ppid = self.ppid;
+        if let (Some(record), Some(kernel)) = (&self.record, event.kernel.as_mut()) {
+            // Where the fields /proc could not give came from.
+            kernel["process"] = serde_json::json!({
+                "filename": record.filename,
+                "ppid": record.ppid,
+                "exited": record.exited,
+            });
+        }
         event.missing =
             [("exe", self.exe.is_none()), ("argv", self.argv.is_none()), ("cgroup", self.cgroup.is_none())]
                 .into_iter()
                 .filter_map(|(name, missing)| missing.then_some(name))
                 .collect();
+    }
+}
+
+/// Cgroup paths by cgroup id (a cgroup's id is its directory's inode number), as
+/// `/proc/PID/cgroup` writes them; found by walking the hierarchy, cached.
+#[derive(Debug)]
+pub struct CgroupNames {
+    root: PathBuf,
+    cache: Mutex<HashMap<u64, String>>,
+}
+
+/// Directories the walk looks at, at most.
+const CGROUP_WALK_MAX: usize = 100_000;
+
+impl CgroupNames {
+    /// Names for the hierarchy mounted at `root`.
+    pub fn new(root: &Path) -> Self {
+        Self { root: root.to_path_buf(), cache: Mutex::default() }
+    }
+
+    /// The path of cgroup `id`, `None` if it is not (or no longer) in the hierarchy.
+    pub fn path(&self, id: u64) -> Option<String> {
+        if id == 0 {
+            return None;
+        }
+        if let Some(found) = self.cache.lock().ok()?.get(&id) {
+            return Some(found.clone());
+        }
+        let found = self.walk(id)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(id, found.clone());
+        }
+        Some(found)
+    }
+
+    fn walk(&self, id: u64) -> Option<String> {
+        let mut queue = VecDeque::from([self.root.clone()]);
+        let mut seen = 0;
+        while let Some(dir) = queue.pop_front() {
+            seen += 1;
+            if seen > CGROUP_WALK_MAX {
+                return None;
+            }
+            if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
+                let below = dir.strip_prefix(&self.root).ok()?;
+                return Some(format!("/{}", below.display()));
+            }
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    queue.push_back(entry.path());
+                }
+            }
+        }
+        None
     }
 }
 
@@ -239,12 +351,53 @@ mod tests {
     #[test]
     fn completes_events_and_names_what_is_missing() {
         let mut event = Event::new("connect", 5, Decision::leak(Reason::DirectTcp), Action::Logged);
-        let partial = Attribution { exe: Some("/bin/x".into()), argv: None, cgroup: Some("/a".into()) };
+        let partial =
+            Attribution { exe: Some("/bin/x".into()), cgroup: Some("/a".into()), ..Attribution::default() };
         partial.complete(&mut event);
         assert_eq!((event.cgroup.as_deref(), event.missing.clone()), (Some("/a"), vec!["argv"]));
         Attribution::default().complete(&mut event);
         assert_eq!((event.cgroup.as_deref(), event.missing), (None, vec!["exe", "argv", "cgroup"]));
         assert_eq!(partial.process_info(7).pid, Some(7));
+    }
+
+    #[test]
+    fn kernel_records_fill_only_what_proc_could_not_tell() {
+        let record = ProcessRecord {
+            filename: Some("/usr/bin/leaker".into()),
+            ppid: Some(40),
+            uid: 0,
+            cgroup_id: 9,
+            exited: true,
+        };
+        let gone = Attribution::default().completed(Some(record.clone()), || Some("/svc".into()));
+        assert_eq!(gone.exe.as_deref(), Some("/usr/bin/leaker"));
+        assert_eq!(gone.argv, Some(vec!["/usr/bin/leaker".to_string()]));
+        assert_eq!((gone.cgroup.as_deref(), gone.ppid), (Some("/svc"), Some(40)));
+        assert!(!gone.is_partial() && gone.record.is_some());
+        let mut event = Event::new("sendmsg", 5, Decision::leak(Reason::DirectUdp), Action::Logged);
+        event.kernel = Some(serde_json::json!({"hook": "sendmsg4"}));
+        gone.complete(&mut event);
+        assert_eq!(event.ppid, Some(40));
+        assert!(event.missing.is_empty());
+        assert_eq!(event.kernel.unwrap()["process"]["filename"], "/usr/bin/leaker");
+        // What /proc said stays.
+        let live = Attribution { exe: Some("/bin/x".into()), ppid: Some(1), ..Attribution::default() };
+        let live = live.completed(Some(record), || None);
+        assert_eq!((live.exe.as_deref(), live.ppid), (Some("/bin/x"), Some(1)));
+        assert_eq!(live.argv, Some(vec!["/usr/bin/leaker".to_string()]));
+        assert_eq!(Attribution::default().completed(None, || None), Attribution::default());
+    }
+
+    #[test]
+    fn finds_cgroups_by_id() {
+        let dir = std::env::temp_dir().join(format!("sockstrace-cgroup-names-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        let id = std::fs::metadata(dir.join("a/b")).unwrap().ino();
+        let names = CgroupNames::new(&dir);
+        assert_eq!(names.path(id).as_deref(), Some("/a/b"));
+        assert_eq!(names.path(0), None);
+        assert_eq!(names.path(u64::MAX), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

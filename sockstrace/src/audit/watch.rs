@@ -13,9 +13,11 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::args::AuditArgs;
-use super::attribution::{Attribution, Cache, Slot};
+use super::attribution::{Attribution, Cache, CgroupNames, Slot};
 use super::metrics::{self, Metrics};
 use super::tally::Tally;
+use crate::kernel::exempt::{why_names, Exemptions};
+use crate::kernel::tracking::{ExemptActivity, Tracker};
 use crate::kernel::{self, KernelEvent, Witness};
 use crate::report::{human, Layers, ReportTarget, Reporter};
 
@@ -55,6 +57,7 @@ pub fn run(args: &AuditArgs, config: Option<&Path>) -> Result<()> {
     }
     let root = kernel::cgroup2_root().context("finding or mounting cgroup2")?;
     let cgroup = kernel::resolve_cgroup(&root, args.cgroup.as_deref())?;
+    let exemptions = Exemptions::resolve(&args.exemptions(), &root)?;
     // Appending: run as a service, a restart must not wipe what was reported before.
     let reporter = Reporter::open_appending(&ReportTarget::from_arg(args.report.as_deref()), args.quiet)?;
     reporter.set_config(config);
@@ -64,7 +67,15 @@ pub fn run(args: &AuditArgs, config: Option<&Path>) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(audit(args, cgroup, Arc::new(reporter)))
+    runtime.block_on(audit(args, Where { root, cgroup, exemptions }, Arc::new(reporter)))
+}
+
+/// What is watched, and who is exempt.
+struct Where {
+    /// The cgroup2 mount.
+    root: PathBuf,
+    cgroup: PathBuf,
+    exemptions: Exemptions,
 }
 
 /// Everything the emitter touches.
@@ -81,7 +92,8 @@ struct Pending {
     arrived: Instant,
 }
 
-async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Result<()> {
+async fn audit(args: &AuditArgs, place: Where, reporter: Arc<Reporter>) -> Result<()> {
+    let Where { root, cgroup, exemptions } = place;
     let started = Instant::now();
     // Before anything is attached: a signal from now on stops us cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("handling SIGINT")?;
@@ -98,7 +110,7 @@ async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Re
     };
 
     let policy = args.policy();
-    let mut witness = Witness::attach(&policy, args.enforce, &cgroup)
+    let mut witness = Witness::attach(&policy, args.enforce, &cgroup, &exemptions)
         .with_context(|| format!("attaching to cgroup {}", cgroup.display()))?;
     let mode = if args.enforce { "enforcing" } else { "observing" };
     let kernel_layer =
@@ -112,6 +124,21 @@ async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Re
             witness.cgroup_id(),
             proxies.join(", ")
         ));
+        if !exemptions.is_empty() {
+            human::write_line(&format!(
+                "sockstrace: exempt (neither reported nor refused, counted in the summary): {}{}",
+                exemptions.describe(),
+                match witness.exempt_running() {
+                    0 => String::new(),
+                    n => format!("; {n} process(es) of exempt executables already running"),
+                }
+            ));
+        }
+        if witness.tracker().is_none() {
+            human::write_line(
+                "sockstrace: warning: processes are not tracked: a leak of a process gone before /proc is read lacks exe and argv",
+            );
+        }
     }
     let events = match witness.take_events() {
         Ok(events) => events,
@@ -124,7 +151,9 @@ async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Re
     let sinks =
         Arc::new(Sinks { reporter: reporter.clone(), tally: Mutex::default(), metrics: metrics.clone() });
     let (pending_tx, pending_rx) = mpsc::unbounded_channel();
-    let resolver = tokio::spawn(resolve(events, Arc::new(Cache::default()), pending_tx));
+    let lookup =
+        Lookup { cache: Cache::default(), tracker: witness.tracker(), cgroups: CgroupNames::new(&root) };
+    let resolver = tokio::spawn(resolve(events, Arc::new(lookup), pending_tx));
     let emitter = tokio::spawn(emit(pending_rx, sinks.clone()));
 
     let stop = wait_for_stop(args.duration, &mut sigint, &mut sigterm, &witness, &metrics).await;
@@ -136,6 +165,8 @@ async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Re
     // drain what the ring buffer still holds.
     let detached = witness.detach_verified();
     let lost = witness.dropped();
+    let exempt = witness.exempt_activity();
+    let lost_records = witness.tracker().map_or(0, |t| t.lost());
     metrics.set_lost(lost);
     let stopped = witness.stop();
     let drained = tokio::time::timeout(DRAIN_PATIENCE, async {
@@ -156,11 +187,20 @@ async fn audit(args: &AuditArgs, cgroup: PathBuf, reporter: Arc<Reporter>) -> Re
         kernel_dropped: Some(lost),
         dns: None,
     };
-    let end = End { elapsed: started.elapsed(), detached: detached.is_ok(), stop, lost };
-    let (extra, lines) = match sinks.tally.lock() {
+    let end = End { elapsed: started.elapsed(), detached: detached.is_ok(), stop, lost, lost_records };
+    let (mut extra, mut lines) = match sinks.tally.lock() {
         Ok(tally) => (summary_extra(&cgroup, args, &tally, &end), tally.human_lines()),
         Err(_) => (Map::new(), Vec::new()),
     };
+    if !exemptions.is_empty() {
+        extra.insert("exempt".into(), exempt_json(&exemptions, &exempt));
+        lines.extend(exempt_lines(&exempt));
+    }
+    if lost_records > 0 {
+        lines.push(format!(
+            "sockstrace: {lost_records} process record(s) lost (the kernel's process table was full)"
+        ));
+    }
     reporter.finish_with(layers, 0, extra);
     if !args.quiet {
         for line in lines {
@@ -231,17 +271,20 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 /// thread) and passes the events on in order. Never waits for /proc.
 async fn resolve(
     mut events: UnboundedReceiver<KernelEvent>,
-    cache: Arc<Cache>,
+    lookup: Arc<Lookup>,
     out: UnboundedSender<Pending>,
 ) {
     while let Some(event) = events.recv().await {
         let arrived = Instant::now();
         // pid 0: no task was current (a listen seen in softirq without a known creator).
         let slot = (event.pid != 0).then(|| {
-            let (slot, fresh) = cache.slot(event.pid, &event.comm);
+            let (slot, fresh) = lookup.cache.slot(event.pid, &event.comm);
             if fresh {
-                let (filling, pid, tid, comm) = (slot.clone(), event.pid, event.tid, event.comm.clone());
-                tokio::task::spawn_blocking(move || filling.fill(Attribution::lookup(pid, tid, &comm)));
+                let (filling, lookup) = (slot.clone(), lookup.clone());
+                let (pid, tid, comm, cgroup_id) = (event.pid, event.tid, event.comm.clone(), event.cgroup_id);
+                tokio::task::spawn_blocking(move || {
+                    filling.fill(lookup.attribute(pid, tid, &comm, cgroup_id))
+                });
             }
             slot
         });
@@ -249,6 +292,82 @@ async fn resolve(
             return;
         }
     }
+}
+
+/// Where an event's process is looked up.
+struct Lookup {
+    cache: Cache,
+    /// The kernel's process records, where tracked.
+    tracker: Option<Arc<Tracker>>,
+    cgroups: CgroupNames,
+}
+
+impl Lookup {
+    /// /proc first; what it cannot tell (the process is gone) from the kernel's record of
+    /// the process and the id of the socket's cgroup.
+    fn attribute(&self, pid: u32, tid: u32, comm: &str, cgroup_id: u64) -> Attribution {
+        let found = if crate::testing::disabled("proc-attribution") {
+            // Test-only: as if the process were gone.
+            Attribution::default()
+        } else {
+            Attribution::lookup(pid, tid, comm)
+        };
+        if !found.is_partial() {
+            return found;
+        }
+        let record = self.tracker.as_ref().and_then(|t| t.record(pid, comm));
+        found.completed(record, || self.cgroups.path(cgroup_id))
+    }
+}
+
+/// The summary's `exempt` object: the exemptions, and what each exempt process did.
+fn exempt_json(exemptions: &Exemptions, activity: &[ExemptActivity]) -> Value {
+    let sum = |f: fn(&ExemptActivity) -> u64| activity.iter().map(f).sum::<u64>();
+    json!({
+        "cgroups": exemptions.cgroups.iter().map(|c| c.path.display().to_string()).collect::<Vec<_>>(),
+        "uids": exemptions.uids,
+        "exes": exemptions.exes.iter().map(|e| e.path.display().to_string()).collect::<Vec<_>>(),
+        "connects": sum(|a| a.connects),
+        "sends": sum(|a| a.sends),
+        "binds": sum(|a| a.binds),
+        "sockets": sum(|a| a.sockets),
+        "packets": sum(|a| a.packets),
+        "processes": activity.iter().map(|a| json!({
+            "pid": a.pid,
+            "comm": a.comm,
+            "uid": a.uid,
+            "why": why_names(a.why),
+            "connects": a.connects,
+            "sends": a.sends,
+            "binds": a.binds,
+            "sockets": a.sockets,
+            "packets": a.packets,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The summary's human lines on exempt processes: never silent.
+fn exempt_lines(activity: &[ExemptActivity]) -> Vec<String> {
+    if activity.is_empty() {
+        return vec!["sockstrace: exempt: nothing went around the proxy".into()];
+    }
+    activity
+        .iter()
+        .map(|a| {
+            let mut what = format!("{} connects, {} sends", a.connects, a.sends);
+            for (n, name) in [(a.binds, "binds"), (a.sockets, "sockets"), (a.packets, "packets")] {
+                if n > 0 {
+                    what.push_str(&format!(", {n} {name}"));
+                }
+            }
+            let who = if a.pid == 0 {
+                "sockets of unknown processes".to_string()
+            } else {
+                format!("{} (pid {}, uid {})", a.comm, a.pid, a.uid)
+            };
+            format!("sockstrace: exempt: {what} by {who}, exempt by {}", why_names(a.why).join("+"))
+        })
+        .collect()
 }
 
 /// Reports each event in arrival order, with its attribution if it comes within
@@ -277,6 +396,8 @@ struct End {
     stop: Stop,
     /// Events the kernel dropped.
     lost: u64,
+    /// Process records that did not fit in the kernel's table.
+    lost_records: u64,
 }
 
 /// The audit's own keys of the JSON summary.
@@ -292,6 +413,7 @@ fn summary_extra(cgroup: &Path, args: &AuditArgs, tally: &Tally, end: &End) -> M
             "detached": end.detached,
             "lost_events": end.lost,
             "attribution_missing": tally.attribution_missing,
+            "lost_process_records": end.lost_records,
         }),
     );
     extra.insert("by_process".into(), tally.to_json());

@@ -76,7 +76,9 @@ pub fn compile(policy: &Policy, enforce: bool) -> Result<Backstop, BackstopError
         cgroup_id: 0,
         // A run's; an audit turns it off (`Backstop::for_audit`).
         egress_destinations: 1,
-        _pad: [0; 7],
+        exempt: 0,
+        _pad: [0; 2],
+        exempt_levels: 0,
     };
     Ok(Backstop { config, rules })
 }
@@ -174,7 +176,9 @@ mod tests {
                 rule_count: 2,
                 cgroup_id: 0,
                 egress_destinations: 1,
-                _pad: [0; 7],
+                exempt: 0,
+                _pad: [0; 2],
+                exempt_levels: 0,
             }
         );
         assert_eq!(backstop.clone().for_cgroup(7).config.cgroup_id, 7);

@@ -176,6 +176,7 @@ pub fn verified_instructions(program: &Program) -> Result<u32> {
         Program::CgroupSock(p) => p.info(),
         Program::SockOps(p) => p.info(),
         Program::CgroupSkb(p) => p.info(),
+        Program::TracePoint(p) => p.info(),
         other => bail!("unexpected program type {:?}", other.prog_type()),
     }
     .context("reading the program's info")?;

@@ -4,6 +4,7 @@
 use std::{
     os::fd::BorrowedFd,
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -20,10 +21,12 @@ use super::{
     backstop::Backstop,
     cgroup::{cgroup2_root, Cgroup},
     events::{spawn_reader, KernelEvent},
+    exempt::Exemptions,
     facts::KernelFacts,
     logs::KernelLogger,
     maps::{self, SocketsMap},
     object, query,
+    tracking::{self, ExemptActivity, Tracker},
 };
 use crate::policy::Policy;
 
@@ -58,10 +61,18 @@ impl Loaded {
 
     /// Writes the policy for `cgroup`, then attaches every program to it. On failure, whatever
     /// was attached is detached again and a cgroup we created is removed.
-    fn attach(self, cgroup: Cgroup) -> Result<Witness> {
+    ///
+    /// For an audit (`audit` set), also the exemptions, and the process tracking tracepoints
+    /// (attached before the cgroup programs, so no exempt process is missed).
+    fn attach(self, cgroup: Cgroup, audit: Option<&Exemptions>) -> Result<Witness> {
         let Self { mut ebpf, backstop, sockets, dropped, ring, logger } = self;
+        let mut tracking = None;
         // The policy goes in before any program is attached: no hook ever runs without it.
         let attached = maps::write_backstop(&mut ebpf, &backstop.for_cgroup(cgroup.id()))
+            .and_then(|()| match audit {
+                Some(exemptions) => Self::track(&mut ebpf, exemptions).map(|t| tracking = Some(t)),
+                None => Ok(()),
+            })
             .and_then(|()| object::attach_all(&mut ebpf, cgroup.dir_fd()))
             .and_then(|()| object::program_ids(&ebpf));
         let program_ids = match attached {
@@ -87,8 +98,36 @@ impl Loaded {
             stopped: false,
             socket_lsm: None,
             egress_gate: !crate::testing::disabled("egress"),
+            tracking,
         })
     }
+
+    /// Writes the exemptions, attaches the process tracking and marks the exempt processes
+    /// already running.
+    fn track(ebpf: &mut Ebpf, exemptions: &Exemptions) -> Result<Tracking> {
+        tracking::write_exemptions(ebpf, exemptions)?;
+        let attached = tracking::attach_tracking(ebpf);
+        if let Err(err) = &attached {
+            if !exemptions.exes.is_empty() {
+                bail!("--exempt-exe needs the process tracking tracepoints: {err:#}");
+            }
+            log::warn!(
+                "processes are not tracked (a leak of a process gone by then is not attributed): {err:#}"
+            );
+        }
+        let (tracker, marked) = tracking::take_tracker(ebpf, exemptions)?;
+        let exempt_counts = tracking::take_exempt_counts(ebpf)?;
+        Ok(Tracking { tracker: attached.is_ok().then(|| Arc::new(tracker)), exempt_counts, marked })
+    }
+}
+
+/// An audit's process tracking and exemption counts.
+struct Tracking {
+    /// `None` where the tracepoints could not be attached.
+    tracker: Option<Arc<Tracker>>,
+    exempt_counts: aya::maps::HashMap<MapData, u32, tracking::PodCount>,
+    /// Processes of exempt executables found running at the start.
+    marked: usize,
 }
 
 /// Our programs, attached to a fresh cgroup that the traced program joins ([`Witness::start`]),
@@ -121,6 +160,8 @@ pub struct Witness {
     socket_lsm: Option<bool>,
     /// The egress gate is attached (see `object::attach_all`).
     egress_gate: bool,
+    /// An audit's process tracking and exemption counts.
+    tracking: Option<Tracking>,
 }
 
 impl Witness {
@@ -130,7 +171,7 @@ impl Witness {
     pub fn start(policy: &Policy, enforce: bool) -> Result<Witness> {
         let loaded = Loaded::new(policy, enforce)?;
         let root = cgroup2_root().context("finding or mounting cgroup2")?;
-        loaded.attach(Cgroup::create(&root)?)
+        loaded.attach(Cgroup::create(&root)?, None)
     }
 
     /// Loads the object, fills the policy maps and attaches every program to the existing
@@ -138,10 +179,34 @@ impl Witness {
     /// every socket of that cgroup and of every cgroup below it, whenever it joined (cgroup
     /// links are always inherited by descendants). Needs root. The cgroup is neither joined,
     /// changed nor removed: [`Witness::stop`] only detaches.
-    pub fn attach(policy: &Policy, enforce: bool, cgroup_dir: &Path) -> Result<Witness> {
+    ///
+    /// Processes `exemptions` names are neither reported nor refused; their activity is
+    /// counted ([`Witness::exempt_activity`]). Every process is tracked from exec or fork to
+    /// exit ([`Witness::tracker`]), so a leak is attributed even when its process is gone.
+    pub fn attach(
+        policy: &Policy,
+        enforce: bool,
+        cgroup_dir: &Path,
+        exemptions: &Exemptions,
+    ) -> Result<Witness> {
         let mut loaded = Loaded::new(policy, enforce)?;
         loaded.backstop = loaded.backstop.for_audit();
-        loaded.attach(Cgroup::existing(cgroup_dir)?)
+        loaded.attach(Cgroup::existing(cgroup_dir)?, Some(exemptions))
+    }
+
+    /// The process records (audit), where the tracking tracepoints are attached.
+    pub fn tracker(&self) -> Option<Arc<Tracker>> {
+        self.tracking.as_ref().and_then(|t| t.tracker.clone())
+    }
+
+    /// Processes of exempt executables that were running when the audit began.
+    pub fn exempt_running(&self) -> usize {
+        self.tracking.as_ref().map_or(0, |t| t.marked)
+    }
+
+    /// What exempt processes did around the proxy (audit), by pid.
+    pub fn exempt_activity(&self) -> Vec<ExemptActivity> {
+        self.tracking.as_ref().map(|t| tracking::read_exempt_counts(&t.exempt_counts)).unwrap_or_default()
     }
 
     /// `<cgroup>/cgroup.procs`, opened `O_WRONLY | O_CLOEXEC`, for a cgroup of our own

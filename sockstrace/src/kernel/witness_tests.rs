@@ -692,7 +692,8 @@ fn attached_witness_covers_sub_cgroups_and_leaves_its_cgroup_alone() {
     let resolved = super::resolve_cgroup(&root, Some(relative)).unwrap_or_else(|err| panic!("{err:#}"));
     assert_eq!(resolved, parent);
     runtime().block_on(async {
-        let mut witness = Witness::attach(&policy, true, &resolved).unwrap_or_else(|e| panic!("{e:#}"));
+        let mut witness = Witness::attach(&policy, true, &resolved, &Default::default())
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert!(witness.procs_fd().is_none(), "an existing cgroup is not for joining");
         let mut events = witness.take_events().unwrap();
         let all: Vec<&str> = query::ATTACH_TYPES.iter().map(|&(name, _)| name).collect();

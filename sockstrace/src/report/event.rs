@@ -43,6 +43,9 @@ pub struct Event {
     pub syscall: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// The parent's pid, for audit events (from /proc, or the kernel's process record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
     pub tid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comm: Option<String>,
@@ -94,6 +97,7 @@ impl Event {
             source: "seccomp",
             syscall,
             pid: None,
+            ppid: None,
             tid,
             comm: None,
             exe: None,
