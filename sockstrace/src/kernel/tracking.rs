@@ -95,7 +95,9 @@ impl Tracker {
         match (live, gone) {
             (Some(l), _) if named(&l) => Some(ProcessRecord::from_raw(&l, false)),
             (_, Some(g)) if named(&g) => Some(ProcessRecord::from_raw(&g, true)),
-            (Some(l), _) => Some(ProcessRecord::from_raw(&l, false)),
+            // The process exec'd another program since (its name changed): its parent is
+            // still right, its file name is not the one that acted.
+            (Some(l), _) => Some(ProcessRecord { filename: None, ..ProcessRecord::from_raw(&l, false) }),
             _ => None,
         }
     }
