@@ -27,16 +27,7 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     };
     if names_a_fake_address && sock.facts.transport() != Transport::Tcp {
         // Unreachable except through the proxy, which carries TCP only.
-        let refused = Decision::allowed(Reason::FakeAddress);
-        call.record_action(
-            "connect",
-            Subject::Socket(&sock),
-            Target::Remote(Some(&addr)),
-            refused,
-            Action::Blocked,
-        );
-        call.set_last_errno(libc::ENETUNREACH);
-        return Ok(Reply::Errno(libc::ENETUNREACH));
+        return Ok(refuse_without_leak(call, &sock, &addr, Reason::FakeAddress, libc::ENETUNREACH));
     }
     if decision.is_leak() && (call.ctx.on_leak == LeakAction::Socksify || names_a_fake_address) {
         if let Some(reply) = socksify(call, &sock, &addr, decision)? {
@@ -46,15 +37,7 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if refuses_datagram_connect(call, &sock, decision) {
         // Nothing is sent by a datagram connect, and nothing can be sent on
         // the socket once it is refused: not a leak (see `Reason::UdpConnectRefused`).
-        let refused = Decision::allowed(Reason::UdpConnectRefused);
-        call.record_action(
-            "connect",
-            Subject::Socket(&sock),
-            Target::Remote(Some(&addr)),
-            refused,
-            Action::Blocked,
-        );
-        return Ok(Reply::Errno(super::BLOCKED_ERRNO));
+        return Ok(refuse_without_leak(call, &sock, &addr, Reason::UdpConnectRefused, super::BLOCKED_ERRNO));
     }
     if !call.record("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision).lets_through() {
         return Ok(call.refusal(&sock.facts, decision));
@@ -87,6 +70,27 @@ fn refuses_datagram_connect(call: &Call<'_>, sock: &Socket, decision: Decision) 
         && decision.reason == Reason::DirectUdp
         && sock.facts.transport() == Transport::Udp
         && !call.action(decision).lets_through()
+}
+
+/// Refuses a connect that is not a leak (nothing was or can be sent): reported
+/// as allowed by the policy, blocked, with `errno`.
+fn refuse_without_leak(
+    call: &mut Call<'_>,
+    sock: &Socket,
+    addr: &SockAddr,
+    reason: Reason,
+    errno: i32,
+) -> Reply {
+    let refused = Decision::allowed(reason);
+    call.record_action(
+        "connect",
+        Subject::Socket(sock),
+        Target::Remote(Some(addr)),
+        refused,
+        Action::Blocked,
+    );
+    call.set_last_errno(errno);
+    Reply::Errno(errno)
 }
 
 /// Sends a leaked TCP connect through the proxy; `None` when it cannot be
