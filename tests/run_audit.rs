@@ -8,86 +8,22 @@
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 use sockstrace_tests::bpf;
+use sockstrace_tests::cgroup::{audit_skip_reason, TestCgroup};
 use sockstrace_tests::net::free_port;
 use sockstrace_tests::run::{Outcome, Running};
-use sockstrace_tests::util::{cgroup2_mount, wait_until};
-use sockstrace_tests::{direct, is_root, netprobe, skip, Direct, DnsSink, Event, TcpSink, Trace, UdpSink};
+use sockstrace_tests::util::wait_until;
+use sockstrace_tests::{direct, netprobe, skip, Direct, DnsSink, Event, TcpSink, Trace, UdpSink};
 
 /// How long sockstrace may take to load and attach its programs.
 const ATTACH_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Why these tests cannot run here, if they cannot.
-fn skip_reason() -> Option<String> {
-    if !is_root() {
-        return Some("audit needs root (eBPF programs on a cgroup)".into());
-    }
-    if cgroup2_mount().is_none() {
-        return Some("no cgroup2 mount in /proc/self/mountinfo".into());
-    }
-    None
-}
-
 // ---------------------------------------------------------------------------------------------
 // Cgroups of the tests' own
 // ---------------------------------------------------------------------------------------------
-
-/// A cgroup created for one test (and its children), removed on drop.
-struct TestCgroup {
-    path: PathBuf,
-}
-
-impl TestCgroup {
-    /// `<cgroup2>/sockstrace-audit-test-<pid>-<n>-<name>`.
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let root = cgroup2_mount().expect("cgroup2 mount");
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path = root.join(format!("sockstrace-audit-test-{}-{n}-{name}", std::process::id()));
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create cgroup {}: {e}", path.display()));
-        TestCgroup { path }
-    }
-
-    /// A child cgroup (removed with its parent).
-    fn child(&self, name: &str) -> PathBuf {
-        let path = self.path.join(name);
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create cgroup {}: {e}", path.display()));
-        path
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The path relative to the cgroup2 mount, as `/proc/PID/cgroup` writes it ("/name").
-    fn proc_path(&self) -> String {
-        let root = cgroup2_mount().expect("cgroup2 mount");
-        format!("/{}", self.path.strip_prefix(&root).expect("under the mount").display())
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        fn remove(path: &Path) {
-            if let Ok(entries) = std::fs::read_dir(path) {
-                for entry in entries.flatten() {
-                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        remove(&entry.path());
-                    }
-                }
-            }
-            // Exiting clients may still be leaving it.
-            if !wait_until(Duration::from_secs(5), || std::fs::remove_dir(path).is_ok() || !path.exists()) {
-                eprintln!("warning: could not remove cgroup {}", path.display());
-            }
-        }
-        remove(&self.path);
-    }
-}
 
 /// Runs `argv` as a process sockstrace did not start, placed into `cgroup` before it execs.
 fn client_in(cgroup: &Path, argv: &[&str]) -> Direct {
@@ -323,10 +259,10 @@ fn assert_client_eperm(client: &Direct, op: &str) {
 
 #[test]
 fn observes_leaks_of_processes_it_did_not_start() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
-    let cg = TestCgroup::new("observe");
+    let cg = TestCgroup::new("audit", "observe");
     let proxy = TcpSink::bind("127.0.0.1");
     let sink4 = TcpSink::bind("127.0.0.2");
     let sink6 = TcpSink::bind("::1");
@@ -383,10 +319,10 @@ fn observes_leaks_of_processes_it_did_not_start() {
 
 #[test]
 fn enforce_refuses_leaks_in_the_kernel() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
-    let cg = TestCgroup::new("enforce");
+    let cg = TestCgroup::new("audit", "enforce");
     let proxy = TcpSink::bind("127.0.0.1");
     let sink4 = TcpSink::bind("127.0.0.2");
     let sink6 = TcpSink::bind("::1");
@@ -436,12 +372,12 @@ fn enforce_refuses_leaks_in_the_kernel() {
 
 #[test]
 fn watches_sub_cgroups_but_not_other_cgroups() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
-    let watched = TestCgroup::new("watched");
+    let watched = TestCgroup::new("audit", "watched");
     let below = watched.child("below");
-    let other = TestCgroup::new("other");
+    let other = TestCgroup::new("audit", "other");
     let sink = TcpSink::bind("127.0.0.2");
     let audit = Audit::start(watched.path(), &[]);
     let inside = netprobe_in(&below, &["tcp-connect", "127.0.0.2", &sink.port()]);
@@ -467,13 +403,13 @@ fn watches_sub_cgroups_but_not_other_cgroups() {
 
 #[test]
 fn attributes_live_processes_from_proc() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
     if !Path::new("/bin/bash").exists() {
         skip!("no /bin/bash");
     }
-    let cg = TestCgroup::new("attribution");
+    let cg = TestCgroup::new("audit", "attribution");
     let sink = TcpSink::bind("127.0.0.2");
     let audit = Audit::start(cg.path(), &[]);
     // bash connects itself (/dev/tcp) and then waits for sleep: it lives while sockstrace
@@ -520,10 +456,10 @@ fn attributes_live_processes_from_proc() {
 
 #[test]
 fn duration_and_sigterm_stop_it_cleanly() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
-    let cg = TestCgroup::new("stop");
+    let cg = TestCgroup::new("audit", "stop");
     // --duration: it ends by itself, summary last.
     let out = Audit::start(cg.path(), &["--duration", "1"]).finish();
     assert_clean_exit(&out);
@@ -538,10 +474,10 @@ fn duration_and_sigterm_stop_it_cleanly() {
 
 #[test]
 fn metrics_endpoint_counts_leaks() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
-    let cg = TestCgroup::new("metrics");
+    let cg = TestCgroup::new("audit", "metrics");
     let sink = TcpSink::bind("127.0.0.2");
     let addr = format!("127.0.0.1:{}", free_port());
     let audit = Audit::start(cg.path(), &["--enforce", "--metrics", &addr]);
@@ -564,7 +500,7 @@ fn metrics_endpoint_counts_leaks() {
 
 #[test]
 fn refuses_a_cgroup_that_does_not_exist() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
     let out = Trace::raw(["audit", "--cgroup", "sockstrace-no-such-cgroup/x", "--duration", "1"]).run();

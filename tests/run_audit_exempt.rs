@@ -13,75 +13,21 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use sockstrace_tests::cgroup::{audit_skip_reason, proc_path, TestCgroup};
 use sockstrace_tests::net::free_port;
 use sockstrace_tests::run::{Outcome, Running};
-use sockstrace_tests::util::{cgroup2_mount, process_dead, wait_until};
-use sockstrace_tests::{bpf, client, direct, is_root, netprobe, skip, Microsocks, TcpSink, Trace, UdpSink};
+use sockstrace_tests::util::{process_dead, wait_until};
+use sockstrace_tests::{bpf, client, direct, netprobe, skip, Microsocks, TcpSink, Trace, UdpSink};
 
 /// How long sockstrace may take to load and attach its programs.
 const ATTACH_PATIENCE: Duration = Duration::from_secs(30);
 
-fn skip_reason() -> Option<String> {
-    if !is_root() {
-        return Some("audit needs root (eBPF programs on a cgroup)".into());
-    }
-    if cgroup2_mount().is_none() {
-        return Some("no cgroup2 mount in /proc/self/mountinfo".into());
-    }
-    None
-}
-
 // ---------------------------------------------------------------------------------------------
 // Cgroups, processes and sockstrace audit
 // ---------------------------------------------------------------------------------------------
-
-/// A cgroup created for one test (and its children), removed on drop.
-struct TestCgroup {
-    path: PathBuf,
-}
-
-impl TestCgroup {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let root = cgroup2_mount().expect("cgroup2 mount");
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path = root.join(format!("sockstrace-exempt-test-{}-{n}-{name}", std::process::id()));
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create cgroup {}: {e}", path.display()));
-        TestCgroup { path }
-    }
-
-    fn child(&self, name: &str) -> PathBuf {
-        let path = self.path.join(name);
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create cgroup {}: {e}", path.display()));
-        path
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        fn remove(path: &Path) {
-            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove(&entry.path());
-                }
-            }
-            if !wait_until(Duration::from_secs(5), || std::fs::remove_dir(path).is_ok() || !path.exists()) {
-                eprintln!("warning: could not remove cgroup {}", path.display());
-            }
-        }
-        remove(&self.path);
-    }
-}
-
-/// The path relative to the cgroup2 mount, as `/proc/PID/cgroup` writes it.
-fn proc_path(cgroup: &Path) -> String {
-    let root = cgroup2_mount().expect("cgroup2 mount");
-    format!("/{}", cgroup.strip_prefix(&root).expect("under the mount").display())
-}
 
 /// `sh -c 'echo $$ > CGROUP/cgroup.procs && exec ARGV'`: argv run in `cgroup`.
 fn in_cgroup(cgroup: &Path, argv: &[&str]) -> Vec<String> {
@@ -247,13 +193,13 @@ enum By {
 /// refused and reported, and the proxy's own upstream connect is in the summary's `exempt`
 /// counts, under its pid, never in an event.
 fn proxy_exempt(by: By) {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
     if !Path::new(Microsocks::PATH).exists() {
         skip!("{} is not installed", Microsocks::PATH);
     }
-    let cg = TestCgroup::new("exempt");
+    let cg = TestCgroup::new("exempt", "exempt");
     let app_cg = cg.child("app");
     let proxy_cg = cg.child("proxy");
     let sink = TcpSink::bind("127.0.0.2");
@@ -261,8 +207,8 @@ fn proxy_exempt(by: By) {
 
     let early = match by {
         By::Cgroup => Some(Proxy::start(&proxy_cg, None)),
-        By::User => Some(Proxy::start(&cg.path, Some(nobody))),
-        By::Exe => Some(Proxy::start(&cg.path, None)),
+        By::User => Some(Proxy::start(cg.path(), Some(nobody))),
+        By::Exe => Some(Proxy::start(cg.path(), None)),
     };
     let exempt_arg = match by {
         By::Cgroup => vec!["--exempt-cgroup".to_string(), proxy_path_arg(&proxy_cg)],
@@ -273,9 +219,9 @@ fn proxy_exempt(by: By) {
     let policy_proxy = proxies[0].addr.to_string();
     let mut extra = vec!["--enforce", "--proxy", &policy_proxy];
     extra.extend(exempt_arg.iter().map(String::as_str));
-    let audit = Audit::start(&cg.path, &extra);
+    let audit = Audit::start(cg.path(), &extra);
     // Started once the audit runs: marked at exec.
-    let late = matches!(by, By::Exe).then(|| Proxy::start(&cg.path, None));
+    let late = matches!(by, By::Exe).then(|| Proxy::start(cg.path(), None));
     proxies.extend(late.iter());
 
     for (i, proxy) in proxies.iter().enumerate() {
@@ -354,17 +300,17 @@ fn proxy_exempt_by_exe_started_before_and_after_while_the_app_is_refused() {
 
 #[test]
 fn exemptions_that_name_nothing_are_refused() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
-    let cg = TestCgroup::new("bad");
+    let cg = TestCgroup::new("exempt", "bad");
     for (flag, value, says) in [
         ("--exempt-user", "no-such-user-here", "no such user"),
         ("--exempt-exe", "microsocks", "must be absolute"),
         ("--exempt-exe", "/no/such/exe", "/no/such/exe"),
         ("--exempt-cgroup", "no-such-cgroup-here", "no-such-cgroup-here"),
     ] {
-        let cgroup = cg.path.display().to_string();
+        let cgroup = cg.path().display().to_string();
         let out = Trace::raw(["audit", "--cgroup", &cgroup, "--duration", "1", flag, value]).run();
         out.assert_code(125);
         assert!(out.stderr.contains(says), "{flag} {value}\n{}", out.describe());
@@ -413,22 +359,22 @@ fn a_leaker_is_attributed_from_the_kernel_s_records_alone() {
 
 /// Runs the leaker in a watched cgroup and checks its event (`None` when skipped).
 fn short_lived_leaker(disable: Option<&str>) -> Option<Outcome> {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         eprintln!("SKIP {}: {why}", module_path!());
         return None;
     }
     let leaker = client("shortleak");
-    let cg = TestCgroup::new("short");
+    let cg = TestCgroup::new("exempt", "short");
     let sink = UdpSink::bind("127.0.0.2");
-    let audit = Audit::start_env(&cg.path, &[], disable);
+    let audit = Audit::start_env(cg.path(), &[], disable);
     // The shell execs the leaker: its parent is this test.
-    let run = direct(in_cgroup(&cg.path, &[leaker.to_str().unwrap(), "127.0.0.2", &sink.port()]));
+    let run = direct(in_cgroup(cg.path(), &[leaker.to_str().unwrap(), "127.0.0.2", &sink.port()]));
     assert_eq!(run.code, 0, "shortleak: {}", run.stderr);
     assert!(sink.wait_datagrams(1, Duration::from_secs(5)), "the datagram did not arrive (observing only)");
     let out = audit.stop();
     let ev = attributed(&out, &sink.dst(), &leaker);
     assert_eq!(ev.i("ppid"), Some(i64::from(std::process::id())), "ppid: {ev}\n{}", out.describe());
-    assert_eq!(ev.s("cgroup"), proc_path(&cg.path), "cgroup: {ev}\n{}", out.describe());
+    assert_eq!(ev.s("cgroup"), proc_path(cg.path()), "cgroup: {ev}\n{}", out.describe());
     let audit = &out.summary_obj()["audit"];
     assert_eq!(audit["lost_process_records"], 0, "{}", out.describe());
     assert_eq!(audit["attribution_missing"], 0, "{}", out.describe());
@@ -437,16 +383,16 @@ fn short_lived_leaker(disable: Option<&str>) -> Option<Outcome> {
 
 #[test]
 fn a_leaking_grandchild_of_a_service_carries_its_parent_and_the_service_cgroup() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
     let leaker = client("shortleak");
-    let cg = TestCgroup::new("service");
+    let cg = TestCgroup::new("exempt", "service");
     let service = cg.child("shop.service");
     let sink = UdpSink::bind("127.0.0.2");
     // /proc is never read (a debug build's test switch): the leaker's parent and the
     // service's cgroup must come from the kernel's records, as for a process already gone.
-    let audit = Audit::start_env(&cg.path, &[], Some("proc-attribution"));
+    let audit = Audit::start_env(cg.path(), &[], Some("proc-attribution"));
     // The service's shell forks a shell, which prints its pid and forks the leaker (`; true`
     // keeps either from exec'ing its last command).
     let inner = format!("echo middle=$$; {} 127.0.0.2 {}; true", leaker.display(), sink.port());
@@ -475,7 +421,7 @@ fn a_leaking_grandchild_of_a_service_carries_its_parent_and_the_service_cgroup()
 /// as exempt packets; the app's direct connect is still reported.
 #[test]
 fn the_egress_gate_lets_the_exempt_proxy_s_packets_go() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = audit_skip_reason() {
         skip!("{why}");
     }
     if !Path::new(Microsocks::PATH).exists() {
@@ -506,16 +452,17 @@ fn the_egress_gate_lets_the_exempt_proxy_s_packets_go() {
             });
         }
     });
-    let cg = TestCgroup::new("egress");
-    let proxy = Proxy::start(&cg.path, Some(sockstrace_tests::unpriv::NOBODY));
+    let cg = TestCgroup::new("exempt", "egress");
+    let proxy = Proxy::start(cg.path(), Some(sockstrace_tests::unpriv::NOBODY));
     let policy_proxy = proxy.addr.to_string();
     // Observing: the egress gate of an audit reports destinations it would not allow.
-    let audit = Audit::start(&cg.path, &["--proxy", &policy_proxy, "--exempt-user", "nobody"]);
+    let audit = Audit::start(cg.path(), &["--proxy", &policy_proxy, "--exempt-user", "nobody"]);
     socks_send(proxy.addr, sink_addr, b"through the proxy").unwrap_or_else(|e| panic!("request: {e}"));
     let arrived = wait_until(Duration::from_secs(10), || received.lock().unwrap().len() >= 17);
     assert!(arrived, "the proxied request did not reach the sink");
     let port = sink_addr.port().to_string();
-    let app = direct(in_cgroup(&cg.path, &[netprobe().to_str().unwrap(), "tcp-connect", "10.81.0.2", &port]));
+    let app =
+        direct(in_cgroup(cg.path(), &[netprobe().to_str().unwrap(), "tcp-connect", "10.81.0.2", &port]));
     let out = audit.stop();
     let d = || format!("app:\n{}{}\n{}", app.stdout, app.stderr, out.describe());
     let (app_pid, _) = app.actor();

@@ -18,6 +18,7 @@
 //! ([`netns`]).
 
 pub mod bpf;
+pub mod cgroup;
 pub mod net;
 pub mod netns;
 pub mod paths;
