@@ -10,6 +10,7 @@ pub(crate) mod fence;
 mod filter;
 mod handlers;
 pub mod identity;
+mod interrupt;
 mod kernel_events;
 mod notif;
 mod reap;
