@@ -74,7 +74,8 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     let waits = waits_on_network(&sock, &raw, 0)?;
     let blocks = super::blocks(&sock, 0)?;
-    let result = super::run_interruptible(call, blocks, waits, || sys::connect(sock.fd.as_fd(), &raw))?;
+    let result =
+        super::run_interruptible(call, &sock, blocks, waits, || sys::connect(sock.fd.as_fd(), &raw))?;
     Ok(reply_of(result.map(|()| 0)))
 }
 

@@ -454,6 +454,7 @@ where
 /// runs as is.
 pub fn run_interruptible<T, F>(
     call: &Call<'_>,
+    sock: &Socket,
     blocks: bool,
     waits_on_network: bool,
     mut f: F,
@@ -469,9 +470,18 @@ where
     }
     match super::interrupt::perform(&call.ctx.notifier, call.tracee.tid, call.n.id, &mut f) {
         Ok(result) => Ok(result),
+        // A socket with a send timeout is never restarted (the kernel's `sock_intr_errno`).
+        Err(super::interrupt::Stop::Signal(super::interrupt::ERESTARTSYS)) if has_send_timeout(sock) => {
+            Ok(Err(libc::EINTR))
+        }
         Err(super::interrupt::Stop::Signal(errno)) => Ok(Err(errno)),
         Err(super::interrupt::Stop::Gone) => Err(Failure::Gone),
     }
+}
+
+/// Whether `SO_SNDTIMEO` is set on the socket.
+fn has_send_timeout(sock: &Socket) -> bool {
+    super::sys::send_timeout(sock.as_fd()).is_ok_and(|t| t.tv_sec != 0 || t.tv_usec != 0)
 }
 
 /// Whether a call on `sock` with `flags` may wait: the socket blocks and the
