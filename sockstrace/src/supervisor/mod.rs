@@ -10,6 +10,7 @@ pub(crate) mod fence;
 mod filter;
 mod handlers;
 pub mod identity;
+mod interrupt;
 pub(crate) mod isolate;
 mod kernel_events;
 mod notif;

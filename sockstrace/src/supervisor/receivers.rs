@@ -224,6 +224,8 @@ fn watch(ctx: Arc<Ctx>) {
     let mut quiet = 0;
     loop {
         std::thread::sleep(WATCH_TICK);
+        // Calls we perform end early when their caller has a signal to handle or is gone.
+        super::interrupt::check(Instant::now());
         if receivers.receiving.load(Ordering::Acquire) == 0 && ctx.notifier.pending() {
             add_receiver(&ctx);
         }

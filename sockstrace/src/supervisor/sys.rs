@@ -99,6 +99,23 @@ pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> Result<i32, 
     check(ret as libc::c_long).map(|_| value)
 }
 
+/// The socket's send timeout (`SO_SNDTIMEO`; zero when none).
+pub fn send_timeout(fd: BorrowedFd<'_>) -> Result<libc::timeval, Errno> {
+    let mut value = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: value and len point to live locals of the sizes we pass.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&mut value as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    check(ret as libc::c_long).map(|_| value)
+}
+
 /// The socket cookie (`SO_COOKIE`), the key that eBPF programs see too.
 pub fn socket_cookie(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
     let mut value: u64 = 0;

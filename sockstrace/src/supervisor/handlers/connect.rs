@@ -56,7 +56,9 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return Ok(call.continue_or_refuse("connect", Subject::Socket(&sock)));
     }
     let waits = waits_on_network(&sock, &raw, 0)?;
-    let result = run_call(call.ctx, waits, move || sys::connect(sock.fd.as_fd(), &raw))?;
+    let blocks = super::blocks(&sock, 0)?;
+    let result =
+        super::run_interruptible(call, &sock, blocks, waits, || sys::connect(sock.fd.as_fd(), &raw))?;
     Ok(reply_of(result.map(|()| 0)))
 }
 

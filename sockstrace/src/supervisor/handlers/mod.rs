@@ -445,6 +445,54 @@ where
     Ok(call())
 }
 
+/// Runs an allowed call that may block on a socket (a connect, a send), as
+/// [`run_call`], but interruptible as the caller's own call would be: it ends
+/// early with the errno the caller is to see (`ERESTARTSYS` or `EINTR`) when
+/// the caller has a signal to handle, and at once when the caller is gone
+/// (see `supervisor::interrupt`). `blocks`: the socket blocks and the flags
+/// lack `MSG_DONTWAIT` ([`blocks`]); otherwise nothing waits and the call
+/// runs as is.
+pub fn run_interruptible<T, F>(
+    call: &Call<'_>,
+    sock: &Socket,
+    blocks: bool,
+    waits_on_network: bool,
+    mut f: F,
+) -> Result<Result<T, Errno>, Failure>
+where
+    F: FnMut() -> Result<T, Errno>,
+{
+    if !blocks {
+        return run_call(call.ctx, waits_on_network, f);
+    }
+    if waits_on_network {
+        super::receivers::hand_off(call.ctx);
+    }
+    match super::interrupt::perform(&call.ctx.notifier, call.tracee.tid, call.n.id, &mut f) {
+        Ok(result) => Ok(result),
+        // A socket with a send timeout is never restarted (the kernel's `sock_intr_errno`).
+        Err(super::interrupt::Stop::Signal(super::interrupt::ERESTARTSYS)) if has_send_timeout(sock) => {
+            Ok(Err(libc::EINTR))
+        }
+        Err(super::interrupt::Stop::Signal(errno)) => Ok(Err(errno)),
+        Err(super::interrupt::Stop::Gone) => Err(Failure::Gone),
+    }
+}
+
+/// Whether `SO_SNDTIMEO` is set on the socket.
+fn has_send_timeout(sock: &Socket) -> bool {
+    super::sys::send_timeout(sock.as_fd()).is_ok_and(|t| t.tv_sec != 0 || t.tv_usec != 0)
+}
+
+/// Whether a call on `sock` with `flags` may wait: the socket blocks and the
+/// flags lack `MSG_DONTWAIT`.
+pub fn blocks(sock: &Socket, flags: i32) -> Result<bool, Failure> {
+    if flags & libc::MSG_DONTWAIT != 0 {
+        return Ok(false);
+    }
+    Ok(!super::sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?)
+}
+
 /// Whether performing a call on `sock` toward `dest` (a raw sockaddr) may wait
 /// on another machine: the destination is not loopback (loopback handshakes and
 /// sends complete within the call), `flags` lack `MSG_DONTWAIT` and the socket

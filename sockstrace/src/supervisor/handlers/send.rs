@@ -125,7 +125,9 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
 /// Sends one allowed message on our duplicate and answers as the kernel would.
 fn send_judged(call: &Call<'_>, sock: Socket, msg: Outgoing, flags: i32) -> Result<Reply, Failure> {
     let waits = waits_on_network(&sock, &msg.name, flags)?;
-    let result = run_call(call.ctx, waits, || send_one(sock.fd.as_fd(), &msg, flags))?;
+    let blocks = super::blocks(&sock, flags)?;
+    let result =
+        super::run_interruptible(call, &sock, blocks, waits, || send_one(sock.fd.as_fd(), &msg, flags))?;
     let reply = reply_of(result.map(|n| n as i64));
     raise_sigpipe(&call.tracee, &reply, flags);
     Ok(reply)
