@@ -67,7 +67,7 @@ fn judge(
     let dst = destination(&sock.facts, name, flags)?;
     let op = Operation::Send { dst: dst.clone(), fastopen: fastopen(flags) };
     let mut decision: Decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
-    if crate::testing::disabled("plant-bug") && planted_hole(&dst) {
+    if crate::testing::disabled("plant-bug") && planted_hole(&sock.facts, &dst) {
         decision = Decision::allowed(crate::policy::Reason::AllowRule);
     }
     let action = call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
@@ -75,9 +75,14 @@ fn judge(
 }
 
 /// The fuzzer's self-check (debug builds, `SOCKSTRACE_TEST_DISABLE=plant-bug`):
-/// datagrams to port 9 (discard) pass as if allowed.
-fn planted_hole(dst: &Option<SockAddr>) -> bool {
-    matches!(dst, Some(SockAddr::Inet(addr)) if addr.port() == 9)
+/// plain UDP datagrams to port 9 (discard) pass as if allowed. Nothing else: a
+/// TCP Fast Open SYN through the hole would be retransmitted into the
+/// fuzzer's next run, and UDP-Lite is not the bug it looks for.
+fn planted_hole(facts: &SocketFacts, dst: &Option<SockAddr>) -> bool {
+    facts.sock_type == libc::SOCK_DGRAM
+        && matches!(facts.protocol, 0 | libc::IPPROTO_UDP)
+        && facts.is_inet()
+        && matches!(dst, Some(SockAddr::Inet(addr)) if addr.port() == 9)
 }
 
 fn blocked(action: Action) -> bool {
