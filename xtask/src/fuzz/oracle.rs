@@ -317,6 +317,17 @@ impl Reported {
 /// packet socket's line of the same pid whatever it names: its addresses are payload.
 pub fn event_matches(leak: &Leak, e: &Value) -> bool {
     let class = Class::of_event(e);
+    // A socket whose first hop an option moved (refused, or under --on-leak log let through
+    // and reported so): its packets go where the option says, not to the address any line
+    // names. Such a line covers the same process's packets, whatever their destination.
+    let reason = e.get("reason").and_then(Value::as_str).unwrap_or("");
+    if matches!(reason, "routing-option" | "egress-packet") {
+        if let (Some(a), Some(b)) = (leak.pid, e.get("pid").and_then(Value::as_u64)) {
+            if u64::from(a) == b {
+                return true;
+            }
+        }
+    }
     let asked = e.get("dst").and_then(Value::as_str).unwrap_or("");
     // The unspecified address means this host: the loopback address, or with a device bound,
     // that device's own address. Either way the packet stays on `lo`.
@@ -649,5 +660,18 @@ mod tests {
         assert_eq!(super::unspecified_port("0.0.0.0:53"), Some(53));
         assert_eq!(super::unspecified_port("[::]:53"), Some(53));
         assert_eq!(super::unspecified_port("127.0.0.1:53"), None);
+    }
+
+    #[test]
+    fn a_routing_option_line_covers_its_processs_rerouted_packets() {
+        let leak = super::sink_leak("udp6", "::".parse().unwrap(), 80, b"FZ1:3;xxxx");
+        let leak = super::Leak { pid: Some(77), ..leak };
+        let line = |pid: u64, action: &str| {
+            serde_json::json!({"syscall": "setsockopt", "reason": "routing-option", "pid": pid,
+                               "verdict": "leak", "action": action, "family": "inet6", "type": "dgram"})
+        };
+        assert_eq!(super::reported(&leak, &[line(77, "logged")]), super::Reported::LetThrough);
+        assert_eq!(super::reported(&leak, &[line(78, "logged")]), super::Reported::Missing);
+        assert!(super::reported(&leak, &[line(77, "blocked")]).is_finding());
     }
 }
