@@ -756,6 +756,18 @@ fn self_check(ctx: &mut Ctx, args: &Args, seconds: u64) -> Result<(serde_json::V
         ));
     }
     report_findings(ctx, &mut a, 2, Duration::from_secs(10))?;
+    // Under --on-leak log the leaks are let through: a TCP connection to a silent address
+    // keeps retransmitting its SYN into later runs, whose reports cannot list it. A finding no
+    // single sequence reproduces is shown above but not counted here; in the campaigns
+    // (block mode) every finding counts.
+    let stray = a.findings.iter().filter(|f| f.whole_batch).count() as u64;
+    if stray > 0 {
+        println!(
+            "fuzz: self-check (a): {stray} finding(s) that no single sequence reproduces not counted \
+             (log mode: connections let through keep retransmitting into later runs)"
+        );
+        ctx.totals.findings = ctx.totals.findings.saturating_sub(stray);
+    }
 
     // (b) The planted bug: UDP to port 9 passes as allowed (seccomp layer only).
     println!("fuzz: self-check (b): planted bug (UDP to port 9 passes), --kernel off");
