@@ -21,6 +21,13 @@ impl SocketFacts {
         self.family == libc::AF_INET || self.family == libc::AF_INET6
     }
 
+    /// Families whose traffic stays on this machine and whose calls the
+    /// kernel must run in the caller's context (unix paths resolve against
+    /// its cwd, peers see its credentials): unix, netlink, alg.
+    pub fn is_local_family(&self) -> bool {
+        matches!(self.family, libc::AF_UNIX | libc::AF_NETLINK | libc::AF_ALG)
+    }
+
     pub fn is_stream(&self) -> bool {
         self.sock_type == libc::SOCK_STREAM
     }
@@ -135,6 +142,17 @@ mod tests {
         let f = facts(libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_TCP);
         assert_eq!((f.family_name().as_str(), f.type_name().as_str()), ("inet6", "stream"));
         assert_eq!(family_name(libc::AF_PACKET), "packet");
+    }
+
+    #[test]
+    fn local_families_are_unix_netlink_and_alg() {
+        let of = |family| SocketFacts { family, sock_type: libc::SOCK_DGRAM, protocol: 0 };
+        for family in [libc::AF_UNIX, libc::AF_NETLINK, libc::AF_ALG] {
+            assert!(of(family).is_local_family(), "{family}");
+        }
+        for family in [libc::AF_INET, libc::AF_INET6, libc::AF_PACKET, libc::AF_VSOCK] {
+            assert!(!of(family).is_local_family(), "{family}");
+        }
     }
 
     #[test]

@@ -245,13 +245,11 @@ pub fn signal_pending(tid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{tid}/status")).is_ok_and(|s| pending_unblocked(&s))
 }
 
-/// [`signal_pending`] on the text of `/proc/TID/status`.
+/// [`signal_pending`] on the text of `/proc/TID/status`: a signal pending
+/// for the thread or its process, neither blocked nor ignored (the same test
+/// the interruption of performed calls makes).
 fn pending_unblocked(status: &str) -> bool {
-    let mask = |field| {
-        crate::procfs::status_field(status, field).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-    };
-    let pending = mask("SigPnd:").unwrap_or(0) | mask("ShdPnd:").unwrap_or(0);
-    pending & !mask("SigBlk:").unwrap_or(0) & !mask("SigIgn:").unwrap_or(0) != 0
+    super::interrupt::judge(status).is_some()
 }
 
 #[cfg(test)]

@@ -14,13 +14,6 @@ use crate::supervisor::tracee::{Failure, Socket};
 /// Ports below this need `CAP_NET_BIND_SERVICE` (the kernel's default).
 const DEFAULT_UNPRIVILEGED_PORT_START: u16 = 1024;
 
-/// Families whose calls only the kernel, in the caller's context, can run
-/// (unix paths resolve against the caller's cwd and credentials): CONTINUEd
-/// once their address is checked to be of the socket's own family.
-fn kernel_local(family: i32) -> bool {
-    matches!(family, libc::AF_UNIX | libc::AF_NETLINK | libc::AF_ALG)
-}
-
 pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let sock = call.tracee.socket(args[0])?;
@@ -35,7 +28,7 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if is_blocked(call.record("bind", Subject::Socket(&sock), Target::Local(Some(&addr)), decision)) {
         return Ok(call.refusal(&sock.facts, decision));
     }
-    if kernel_local(sock.facts.family) {
+    if sock.facts.is_local_family() {
         return Ok(call.continue_or_refuse("bind", Subject::Socket(&sock)));
     }
     if let SockAddr::Inet(local) = addr {

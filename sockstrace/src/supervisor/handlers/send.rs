@@ -101,17 +101,11 @@ fn raise_sigpipe(tracee: &Tracee, result: &Reply, flags: i32) {
     }
 }
 
-/// Families whose sends stay on this machine and carry the caller's
-/// credentials or fds: the kernel must perform them in the caller's context.
-fn kernel_local(facts: &SocketFacts) -> bool {
-    matches!(facts.family, libc::AF_UNIX | libc::AF_NETLINK | libc::AF_ALG)
-}
-
 pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let flags = args[3] as i32;
     let sock = call.tracee.socket_seen_before(args[0])?;
-    if kernel_local(&sock.facts) {
+    if sock.facts.is_local_family() {
         return local_send(call, "sendto", &sock, &[(args[4], args[5])]);
     }
     let name_len = addr_len(args[5])?;
@@ -239,7 +233,7 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let flags = args[2] as i32;
     let sock = call.tracee.socket_seen_before(args[0])?;
     let hdr = read_msghdr(&call.tracee, &layout, args[1])?;
-    if kernel_local(&sock.facts) {
+    if sock.facts.is_local_family() {
         return local_send(call, "sendmsg", &sock, &[(hdr.name, hdr.namelen as u64)]);
     }
     let plan = plan_copy(&call.tracee, &layout, &sock.facts, &hdr)?;
@@ -269,7 +263,7 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         .chunks_exact(layout.mmsghdr_size)
         .map(|chunk| msghdr::parse_msghdr(&layout, chunk).map_err(|e| Failure::Caller(e.errno())))
         .collect::<Result<Vec<_>, _>>()?;
-    if kernel_local(&sock.facts) {
+    if sock.facts.is_local_family() {
         let names = hdrs.iter().map(|h| (h.name, h.namelen as u64)).collect::<Vec<_>>();
         return local_send(call, "sendmmsg", &sock, &names);
     }
