@@ -77,3 +77,23 @@ fn doctor_as_nobody_says_the_kernel_layer_is_off() {
         out.describe()
     );
 }
+
+#[test]
+fn doctor_json_says_the_same_as_the_lines() {
+    let text = Trace::raw(["doctor"]).run();
+    text.assert_code(0);
+    let lines = assert_lines(&text);
+    let out = Trace::raw(["doctor", "--json"]).run();
+    out.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("doctor --json is not one JSON object: {e}\n{}", out.describe()));
+    assert_eq!(doc["ok"], true, "{doc}");
+    let checks = doc["checks"].as_array().unwrap_or_else(|| panic!("no checks array: {doc}"));
+    assert_eq!(checks.len(), LAYERS.len(), "{doc}");
+    for ((check, line), layer) in checks.iter().zip(&lines).zip(LAYERS) {
+        let name = check["name"].as_str().unwrap_or_default();
+        assert!(name.contains(layer), "{check} should be about {layer}");
+        assert_eq!(check["ok"].as_bool(), Some(line.starts_with("ok ")), "{check} vs {line:?}");
+        assert!(check["detail"].is_string(), "{check}");
+    }
+}

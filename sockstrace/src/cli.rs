@@ -24,7 +24,11 @@ pub enum Command {
     /// network around the proxy; with --enforce, refuse it in the kernel.
     Audit(crate::audit::AuditArgs),
     /// Tell which layers work on this machine, and why not.
-    Doctor,
+    Doctor {
+        /// One JSON object for scripts: {"ok": bool, "checks": [{"name", "ok", "detail"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Summarize a --report file: tables by destination and by process, or an HTML page.
     Report(crate::summarize::ReportArgs),
     /// Print shell completions for sockstrace.

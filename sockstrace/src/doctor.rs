@@ -11,7 +11,8 @@ struct Check {
     detail: String,
 }
 
-pub fn main() -> i32 {
+/// Prints the diagnosis (a line per check, or one JSON object); 0 where the supervisor works.
+pub fn main(json: bool) -> i32 {
     let checks = [
         seccomp_user_notification(),
         pidfd_getfd(),
@@ -23,16 +24,29 @@ pub fn main() -> i32 {
         program_user(),
         isolation(),
     ];
-    for check in &checks {
-        println!("{} {:<58} {}", if check.ok { "ok  " } else { "off " }, check.name, check.detail);
-    }
     // The supervisor needs the first two; the rest make it faster, add the
     // kernel view, or fence the program off from its supervisor.
-    if checks[0].ok && checks[1].ok {
+    let works = checks[0].ok && checks[1].ok;
+    if json {
+        println!("{}", as_json(&checks, works));
+    } else {
+        for check in &checks {
+            println!("{} {:<58} {}", if check.ok { "ok  " } else { "off " }, check.name, check.detail);
+        }
+    }
+    if works {
         0
     } else {
         1
     }
+}
+
+fn as_json(checks: &[Check], works: bool) -> serde_json::Value {
+    let checks: Vec<_> = checks
+        .iter()
+        .map(|c| serde_json::json!({ "name": c.name, "ok": c.ok, "detail": c.detail }))
+        .collect();
+    serde_json::json!({ "ok": works, "checks": checks })
 }
 
 fn seccomp_user_notification() -> Check {

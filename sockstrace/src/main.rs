@@ -43,12 +43,12 @@ fn main() {
             match clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout()) {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("sockstrace: error: {e}");
+                    crate::report::human::write_line(&format!("sockstrace: error: {e}"));
                     run::EXIT_OWN_FAILURE
                 }
             }
         }
-        cli::Command::Doctor => doctor::main(),
+        cli::Command::Doctor { json } => doctor::main(json),
         cli::Command::Report(args) => summarize::main(args),
     };
     std::process::exit(code);

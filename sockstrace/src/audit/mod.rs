@@ -29,7 +29,7 @@ pub fn main(mut args: AuditArgs, matches: &clap::ArgMatches) -> i32 {
         if let Err(e) =
             crate::config::load(path).and_then(|file| crate::config::apply_audit(&mut args, matches, file))
         {
-            eprintln!("sockstrace: error: configuration: {e:#}");
+            crate::report::human::write_line(&format!("sockstrace: error: configuration: {e:#}"));
             return EXIT_USAGE;
         }
         if !args.quiet {
@@ -39,7 +39,7 @@ pub fn main(mut args: AuditArgs, matches: &clap::ArgMatches) -> i32 {
     match watch::run(&args, config.as_deref()) {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("sockstrace: error: {err:#}");
+            crate::report::human::write_line(&format!("sockstrace: error: {err:#}"));
             EXIT_OWN_FAILURE
         }
     }

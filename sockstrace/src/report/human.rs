@@ -1,12 +1,18 @@
 //! The lines people read on stderr.
+//!
+//! Under systemd (stderr is the journal's stream, see [`super::journal`]) each line starts with
+//! its sd-daemon priority (`<4>` for a leak, `<3>` for an error), so that `journalctl -p warning`
+//! shows the leaks and the failures of `sockstrace audit` as a service.
 
-use super::{Event, Summary};
+use super::{journal, Event, Summary};
 
 /// Writes one line to stderr in a single write, so it never interleaves
 /// with the traced program's own output.
 pub fn write_line(line: &str) {
     use std::io::Write;
-    let mut buf = String::with_capacity(line.len() + 1);
+    let prefix = if journal::stderr_is_journal() { journal::prefix(line) } else { "" };
+    let mut buf = String::with_capacity(prefix.len() + line.len() + 1);
+    buf.push_str(prefix);
     buf.push_str(line);
     buf.push('\n');
     let _ = std::io::stderr().lock().write_all(buf.as_bytes());

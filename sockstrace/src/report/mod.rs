@@ -3,6 +3,7 @@
 
 mod event;
 pub(crate) mod human;
+mod journal;
 mod summary;
 
 pub use event::{Action, Event, ProcessInfo};

@@ -43,7 +43,9 @@ fn run(args: &ReportArgs, stdout: &mut dyn Write) -> i32 {
     let report = match read(&args.file) {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("sockstrace: error: cannot read the report {name}: {e}");
+            crate::report::human::write_line(&format!(
+                "sockstrace: error: cannot read the report {name}: {e}"
+            ));
             return 2;
         }
     };
@@ -52,12 +54,14 @@ fn run(args: &ReportArgs, stdout: &mut dyn Write) -> i32 {
     }
     if report.is_empty() {
         if report.skipped.is_empty() {
-            eprintln!("sockstrace: error: {name} holds no events and no summary: is it a sockstrace report?");
+            crate::report::human::write_line(&format!(
+                "sockstrace: error: {name} holds no events and no summary: is it a sockstrace report?"
+            ));
         } else {
-            eprintln!(
+            crate::report::human::write_line(&format!(
                 "sockstrace: error: {name} is not a sockstrace report: none of its {} line(s) is an event or a summary",
                 report.lines
-            );
+            ));
         }
         return 2;
     }
@@ -68,16 +72,19 @@ fn run(args: &ReportArgs, stdout: &mut dyn Write) -> i32 {
         let info = html::PageInfo { name: &name, leaks_only: args.leaks_only, notes: &notes };
         let page = html::page(&info, &report, &tables);
         if let Err(e) = std::fs::write(out, page) {
-            eprintln!("sockstrace: error: cannot write the HTML page to {}: {e}", out.display());
+            crate::report::human::write_line(&format!(
+                "sockstrace: error: cannot write the HTML page to {}: {e}",
+                out.display()
+            ));
             return 2;
         }
-        eprintln!("sockstrace: wrote {}", out.display());
+        crate::report::human::write_line(&format!("sockstrace: wrote {}", out.display()));
     }
     let text = text_report(&name, &report, &tables, args.leaks_only, &notes);
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         // `sockstrace report f | head` is fine.
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            eprintln!("sockstrace: error: cannot write to stdout: {e}");
+            crate::report::human::write_line(&format!("sockstrace: error: cannot write to stdout: {e}"));
             2
         }
         _ => 0,
