@@ -64,6 +64,22 @@ pub fn stdout(cmd: &mut Command) -> Result<String> {
     String::from_utf8(output.stdout).with_context(|| format!("`{shown}` printed non-UTF-8 output"))
 }
 
+/// Runs `cmd` and returns its standard output as bytes; fails unless it exits successfully.
+pub fn stdout_bytes(cmd: &mut Command) -> Result<Vec<u8>> {
+    let shown = display(cmd);
+    let output = cmd.stdin(Stdio::null()).output().with_context(|| format!("failed to start `{shown}`"))?;
+    if !output.status.success() {
+        bail!("`{shown}` failed: {}\n{}", output.status, String::from_utf8_lossy(&output.stderr).trim_end());
+    }
+    Ok(output.stdout)
+}
+
+/// Whether we run as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// The user's cache directory: `$XDG_CACHE_HOME`, else `$HOME/.cache`.
 pub fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {

@@ -23,15 +23,27 @@ const PAGE: &str = "hello from the sockstrace demo web server on 127.0.0.2\n";
 /// Proxy settings curl would otherwise honour; the demo's curl must go where its arguments say.
 const PROXY_ENV: &[&str] = &["http_proxy", "https_proxy", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"];
 
+/// `demo [--sockstrace PATH]`: with a path, shows that binary (an installed package's) instead
+/// of building one.
 pub fn run(args: &[String]) -> Result<()> {
-    if !args.is_empty() {
-        bail!("`demo` takes no arguments");
-    }
+    let given = match args {
+        [] => None,
+        [flag, path] if flag == "--sockstrace" => Some(std::path::PathBuf::from(path)),
+        _ => bail!("usage: cargo xtask demo [--sockstrace PATH]"),
+    };
     setup::run()?;
-    let sockstrace = build_sockstrace()?;
+    let sockstrace = match given {
+        Some(path) => path,
+        None => build_sockstrace()?,
+    };
+    run_with(&sockstrace)
+}
+
+/// The three runs, with `sockstrace` as the binary shown.
+pub fn run_with(sockstrace: &Path) -> Result<()> {
     let server = HttpServer::start(Ipv4Addr::new(127, 0, 0, 2), PAGE)?;
     let proxy = Microsocks::start()?;
-    let demo = Demo { sockstrace: &sockstrace, proxy: proxy.addr(), server: &server };
+    let demo = Demo { sockstrace, proxy: proxy.addr(), server: &server };
     println!();
     println!("demo: a web server (a thread of this task) listens on {}", server.addr());
     println!("      (by hand: python3 -m http.server {} --bind 127.0.0.2)", server.addr().port());

@@ -6,6 +6,8 @@
 //!   `SOCKSTRACE_BIN` pointing at it.
 //! - `demo`: set up, build, and show `sockstrace run` allowing a proxied curl and catching a
 //!   direct one (blocked, then logged as JSON), checking each claim.
+//! - `deb [--check [--keep]]`: a Debian package in `target/deb/`; `--check` installs it, runs
+//!   doctor and the demo against the installed binary, and removes it.
 //! - `docs`: the man page and bash/zsh/fish completions, from the clap definitions.
 //! - `bench [--quick] [--rounds N] [--sockstrace PATH]`: the brief's performance ratios (native,
 //!   `sockstrace run`, `strace --seccomp-bpf`), a table and `target/bench/bench.json`.
@@ -17,6 +19,7 @@ mod apt;
 mod bench;
 mod bpf_linker;
 mod cmd;
+mod deb;
 mod demo;
 mod docs;
 mod fuzz;
@@ -34,13 +37,17 @@ usage: cargo xtask <task> [args]
 tasks:
   setup           install missing apt packages, nightly + rust-src, and bpf-linker
   test [ARGS]...  build sockstrace, then `cargo test --workspace ARGS...` with SOCKSTRACE_BIN set
-  demo            set up, build, and show sockstrace catching a direct connection (start here)
+  demo [--sockstrace PATH]
+                  set up, build, and show sockstrace catching a direct connection (start here)
   bench [--quick] [--rounds N] [--sockstrace PATH]
                   measure native / sockstrace run / strace ratios; table + target/bench/bench.json
   fuzz [--seconds N] [--seed S] [--as-user U | --only-user U] [--self-check | --ci]
        [--kernel MODE] [--known-open CLASS,...] [--allowed-only] [--batch N]
                   leak fuzzer (root): packet-level oracle, shrunk C reproducers in target/fuzz/
   docs            write the man page and shell completions to target/dist/
+  deb [--check [--keep]]
+                  build a Debian package in target/deb/; --check (root) installs it, runs
+                  doctor and the demo against /usr/bin/sockstrace, then removes it
   help            show this text";
 
 fn main() -> ExitCode {
@@ -69,6 +76,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "demo" => demo::run(rest),
         "bench" => bench::run(rest),
         "docs" => docs::run(),
+        "deb" => deb::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
