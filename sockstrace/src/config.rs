@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub allow_io_uring: Option<bool>,
     #[serde(alias = "isolate_network")]
     pub isolate_network: Option<bool>,
+    #[serde(alias = "bridge_abstract")]
+    pub bridge_abstract: Option<Vec<String>>,
     pub kernel: Option<String>,
     pub inspect_socks: Option<bool>,
     pub require_socks_auth: Option<bool>,
@@ -199,6 +201,9 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
     }
     if let (Some(v), false) = (file.kernel, user("kernel")) {
         args.kernel = enum_value::<KernelLayer>(&v, "kernel")?;
+    }
+    if let (Some(v), false) = (file.bridge_abstract, user("bridge_abstract")) {
+        args.bridge_abstract = v;
     }
     if let (Some(v), false) = (file.on_leak, user("on_leak")) {
         args.on_leak = enum_value::<OnLeak>(&v, "on-leak")?;
