@@ -354,6 +354,16 @@ user = "nobody"
     }
 
     #[test]
+    fn bridged_abstract_names_come_from_the_file_unless_given() {
+        let args =
+            run_args(&["sockstrace", "run", "--", "true"], "bridge-abstract = [\"@a\", \"b\"]").unwrap();
+        assert_eq!(args.bridge_abstract, vec!["@a".to_string(), "b".to_string()]);
+        let argv = ["sockstrace", "run", "--bridge-abstract", "c", "--", "true"];
+        let args = run_args(&argv, "bridge_abstract = [\"a\"]").unwrap();
+        assert_eq!(args.bridge_abstract, vec!["c".to_string()]);
+    }
+
+    #[test]
     fn isolate_network_comes_from_the_file_in_either_spelling() {
         for file in ["isolate-network = true", "isolate_network = true"] {
             let args = run_args(&["sockstrace", "run", "--", "true"], file).unwrap();
