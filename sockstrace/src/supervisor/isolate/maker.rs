@@ -80,12 +80,16 @@ unsafe fn serve(ours: libc::c_int, theirs: libc::c_int) -> ! {
     // SAFETY (whole body): raw system calls on our own fds and live locals.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // What `ps` shows (its command line is still ours).
+        libc::prctl(libc::PR_SET_NAME, c"sockstrace-mkr".as_ptr(), 0, 0, 0);
         // Only the channel stays open (as fd 3): a copy of the program's
         // stdout would keep whoever reads it waiting for its end.
         let chan = 3;
         if theirs != chan && libc::dup2(theirs, chan) != chan {
             libc::_exit(1);
         }
+        // `ours` (the supervisor's end, inherited) is closed with the rest,
+        // so we see end of file once the supervisor's copy is gone.
         let _ = ours;
         libc::syscall(libc::SYS_close_range, 0u32, 2u32, 0u32);
         libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
