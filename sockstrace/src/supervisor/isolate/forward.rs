@@ -64,7 +64,7 @@ async fn relay(mut inside: TcpStream, target: SocketAddr) {
 }
 
 /// Raises our soft `RLIMIT_NOFILE` to the hard limit (best effort).
-pub(super) fn raise_fd_limit() {
+fn raise_fd_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit on a live local struct.
     unsafe {
