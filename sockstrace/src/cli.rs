@@ -242,6 +242,12 @@ pub struct RunArgs {
     #[arg(long, env = "SOCKSTRACE_ISOLATE_NETWORK")]
     pub isolate_network: bool,
 
+    /// With --isolate-network: bridge this abstract unix socket name (`@NAME` or `NAME`) to the
+    /// host's namespace (repeatable; X11's and D-Bus's abstract names in DISPLAY and
+    /// DBUS_*_BUS_ADDRESS are bridged without it when a server listens on them)
+    #[arg(long = "bridge-abstract", value_name = "NAME")]
+    pub bridge_abstract: Vec<String>,
+
     /// No human lines on stderr (the JSON report is unaffected)
     #[arg(long, short, env = "SOCKSTRACE_QUIET")]
     pub quiet: bool,

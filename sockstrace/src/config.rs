@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub allow_io_uring: Option<bool>,
     #[serde(alias = "isolate_network")]
     pub isolate_network: Option<bool>,
+    #[serde(alias = "bridge_abstract")]
+    pub bridge_abstract: Option<Vec<String>>,
     pub kernel: Option<String>,
     pub inspect_socks: Option<bool>,
     pub require_socks_auth: Option<bool>,
@@ -200,6 +202,9 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
     if let (Some(v), false) = (file.kernel, user("kernel")) {
         args.kernel = enum_value::<KernelLayer>(&v, "kernel")?;
     }
+    if let (Some(v), false) = (file.bridge_abstract, user("bridge_abstract")) {
+        args.bridge_abstract = v;
+    }
     if let (Some(v), false) = (file.on_leak, user("on_leak")) {
         args.on_leak = enum_value::<OnLeak>(&v, "on-leak")?;
     }
@@ -346,6 +351,16 @@ user = "nobody"
         assert_eq!(default_file(xdg, home, false, only_system), None, "only root reads the system file");
         assert_eq!(default_file(None, None, false, all), None);
         assert_eq!(locate(Some(Path::new("given.toml"))), Some("given.toml".into()));
+    }
+
+    #[test]
+    fn bridged_abstract_names_come_from_the_file_unless_given() {
+        let args =
+            run_args(&["sockstrace", "run", "--", "true"], "bridge-abstract = [\"@a\", \"b\"]").unwrap();
+        assert_eq!(args.bridge_abstract, vec!["@a".to_string(), "b".to_string()]);
+        let argv = ["sockstrace", "run", "--bridge-abstract", "c", "--", "true"];
+        let args = run_args(&argv, "bridge_abstract = [\"a\"]").unwrap();
+        assert_eq!(args.bridge_abstract, vec!["c".to_string()]);
     }
 
     #[test]

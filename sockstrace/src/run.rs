@@ -116,6 +116,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         allow_io_uring: args.allow_io_uring,
         user,
         isolate_network: args.isolate_network,
+        bridge_abstract: args.bridge_abstract,
         command: args.command,
     };
     match supervisor::run(config, reporter) {

@@ -26,6 +26,10 @@ pub const PACKAGES: &[&str] = &[
     // A static Go client (CGO_ENABLED=0: raw system calls, no libc) and headless Chromium (run_clients).
     "golang-go",
     "chromium",
+    // An X server, its client and a D-Bus bus for the abstract unix socket bridge (run_isolate_forward).
+    "xvfb",
+    "x11-utils",
+    "dbus",
 ];
 
 /// Whether dpkg reports `package` as installed.

@@ -11,17 +11,29 @@
 //! - a listening TCP socket (close-on-exec) on each forwarded address, whose fd
 //!   number goes to the parent, which takes it with `pidfd_getfd`.
 //!
+//!   Allowed single destinations get a UDP socket too ([`udp`]);
+//! - a listening abstract unix socket for each bridged name ([`abstract_unix`]);
+//! - with inbound connections allowed, a socket maker: a process left in the
+//!   program's namespace that makes TCP sockets there for the supervisor
+//!   ([`inbound`], [`maker`]).
+//!
 //! The parent relays each connection accepted on those listeners to the same
 //! address in its own (the host's) namespace ([`forward`]). The supervisor
 //! performs allowed connects on its duplicates of the program's sockets, which
 //! live in the program's namespace: a connect to the proxy is a plain loopback
 //! connect there, answered by the forwarder.
 
+pub mod abstract_unix;
 pub mod forward;
+pub mod inbound;
+pub mod maker;
+pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
-use crate::policy::{AllowRule, Policy};
+use crate::policy::{AllowRule, Incoming, Policy};
 
 /// Why the child could not isolate itself: the step, for the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +44,8 @@ pub enum Step {
     Loopback = 4,
     Address = 5,
     Listener = 6,
+    Bridge = 7,
+    Maker = 8,
 }
 
 impl Step {
@@ -43,6 +57,8 @@ impl Step {
             4 => Step::Loopback,
             5 => Step::Address,
             6 => Step::Listener,
+            7 => Step::Bridge,
+            8 => Step::Maker,
             _ => return None,
         })
     }
@@ -55,6 +71,8 @@ impl Step {
             Step::Loopback => "bringing up lo in the program's network namespace",
             Step::Address => "adding a forwarded address to lo in the program's network namespace",
             Step::Listener => "listening on a forwarded address in the program's network namespace",
+            Step::Bridge => "listening on a bridged abstract unix socket in the program's network namespace",
+            Step::Maker => "starting the socket maker in the program's network namespace",
         }
     }
 }
@@ -75,7 +93,8 @@ pub fn unpack_failure(value: i32) -> (Option<Step>, i32) {
 pub struct Forward {
     pub inside: SocketAddr,
     pub outside: SocketAddr,
-    /// A datagram relay (the `--dns proxy` resolver) rather than TCP.
+    /// A datagram relay (an allowed UDP destination, the `--dns proxy`
+    /// resolver) rather than TCP.
     pub udp: bool,
 }
 
@@ -83,6 +102,44 @@ impl Forward {
     /// TCP to the same address on both sides.
     pub fn tcp(addr: SocketAddr) -> Forward {
         Forward { inside: addr, outside: addr, udp: false }
+    }
+
+    /// UDP to the same address on both sides.
+    pub fn udp(addr: SocketAddr) -> Forward {
+        Forward { inside: addr, outside: addr, udp: true }
+    }
+}
+
+/// The ways out of the program's namespace, decided before fork.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub forwards: Vec<Forward>,
+    /// Abstract unix socket names (without the leading NUL) bridged to the
+    /// host's namespace.
+    pub bridges: Vec<Vec<u8>>,
+    /// Listeners the program opens are reachable from the host
+    /// (`--incoming allow`, `--allow-incoming-from`).
+    pub inbound: bool,
+}
+
+impl Plan {
+    /// Every proxy (TCP) and every allowed single address with a port (TCP
+    /// and UDP: an `--allow` rule names no protocol); `dns`, the resolver's
+    /// own forwards, replace plain ones to its address. What cannot be
+    /// forwarded is returned apart, for a warning.
+    pub fn new(policy: &Policy, dns: &[Forward], bridges: Vec<Vec<u8>>) -> (Plan, Vec<String>) {
+        let (targets, unreachable) = forwarded(policy);
+        let mut forwards: Vec<Forward> = Vec::new();
+        let proxies: Vec<SocketAddr> = policy.proxies.iter().chain(&policy.http_proxies).copied().collect();
+        for t in targets.into_iter().filter(|t| !dns.iter().any(|d| d.inside == *t)) {
+            forwards.push(Forward::tcp(t));
+            if !proxies.contains(&t) {
+                forwards.push(Forward::udp(t));
+            }
+        }
+        forwards.extend_from_slice(dns);
+        let inbound = policy.incoming == Incoming::Allow || !policy.incoming_from.is_empty();
+        (Plan { forwards, bridges, inbound }, unreachable)
     }
 }
 
@@ -101,7 +158,7 @@ pub fn forwarded(policy: &Policy) -> (Vec<SocketAddr>, Vec<String>) {
         if let AllowRule::Net { net, port } = rule {
             match port {
                 Some(port) if net.prefix_len() == net.max_prefix_len() => {
-                    let addr = SocketAddr::new(net.addr(), *port);
+                    let addr = crate::net::sockaddr::normalize(SocketAddr::new(net.addr(), *port));
                     if !out.contains(&addr) {
                         out.push(addr);
                     }
@@ -116,7 +173,7 @@ pub fn forwarded(policy: &Policy) -> (Vec<SocketAddr>, Vec<String>) {
     (out, unreachable)
 }
 
-/// One forwarded address, encoded for the child.
+/// One forwarded address or bridged name, encoded for the child.
 struct Listen {
     family: libc::c_int,
     kind: libc::c_int,
@@ -124,16 +181,31 @@ struct Listen {
     len: libc::socklen_t,
     /// The address must be added to lo first (not loopback).
     add_to_lo: bool,
-    ip: IpAddr,
+    /// `None` for an abstract unix name.
+    ip: Option<IpAddr>,
 }
 
 /// Everything the child needs to isolate itself, built before fork.
 pub struct Isolation {
     /// `Some((uid_map, gid_map))`: create a user namespace first (not root).
     id_maps: Option<(Vec<u8>, Vec<u8>)>,
+    /// The forwards', then the bridges' sockets.
     listens: Vec<Listen>,
-    /// The ways out, in the order of the sockets the child sends.
+    /// The ways out, in the order of the sockets the child sends (the
+    /// bridges' follow).
     pub forwards: Vec<Forward>,
+    pub bridges: Vec<Vec<u8>>,
+    /// The socket maker's channel: (ours, the maker's), when inbound
+    /// connections are forwarded.
+    maker: Option<(OwnedFd, OwnedFd)>,
+}
+
+/// What [`Isolation::start`] started.
+pub struct Started {
+    /// For the layers line.
+    pub description: String,
+    /// Forwards the program's listeners (inbound connections allowed).
+    pub inbound: Option<Arc<inbound::Inbound>>,
 }
 
 /// Size of `struct ifreq`.
@@ -150,7 +222,8 @@ struct In6Ifreq {
 impl Isolation {
     /// `root`: no user namespace (the program keeps its credentials), only a
     /// network namespace.
-    pub fn prepare(forwards: Vec<Forward>, root: bool) -> Isolation {
+    pub fn prepare(plan: Plan, root: bool) -> std::io::Result<Isolation> {
+        let Plan { forwards, bridges, inbound } = plan;
         let id_maps = (!root).then(|| {
             // SAFETY: getuid/getgid cannot fail.
             let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -167,6 +240,7 @@ impl Isolation {
                 let n = bytes.len().min(std::mem::size_of::<libc::sockaddr_storage>());
                 // SAFETY: copies n <= size_of(addr) bytes into a live local.
                 unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), &mut addr as *mut _ as *mut u8, n) };
+                // A TCP and a UDP forward to one address add it once.
                 let add_to_lo = !t.ip().is_loopback() && !added.contains(&t.ip());
                 if add_to_lo {
                     added.push(t.ip());
@@ -177,11 +251,61 @@ impl Isolation {
                     addr,
                     len: n as libc::socklen_t,
                     add_to_lo,
-                    ip: t.ip(),
+                    ip: Some(t.ip()),
                 }
             })
+            .chain(bridges.iter().map(|name| {
+                let (addr, len) = abstract_unix::sockaddr(name);
+                Listen {
+                    family: libc::AF_UNIX,
+                    kind: libc::SOCK_STREAM,
+                    addr,
+                    len,
+                    add_to_lo: false,
+                    ip: None,
+                }
+            }))
             .collect();
-        Isolation { id_maps, listens, forwards }
+        let maker = if inbound { Some(maker::channel()?) } else { None };
+        Ok(Isolation { id_maps, listens, forwards, bridges, maker })
+    }
+
+    /// After the program started: relays every forward's and bridge's
+    /// socket (`sockets`, in the order the child sent them; `None` for a
+    /// forward left out) and, with inbound connections allowed, returns what
+    /// forwards the program's listeners. `description` ends the layers line.
+    pub fn start(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        mut sockets: Vec<Option<OwnedFd>>,
+        root: bool,
+    ) -> anyhow::Result<Started> {
+        let bridged = sockets.split_off(self.forwards.len().min(sockets.len()));
+        let listeners: Vec<(Forward, OwnedFd)> =
+            self.forwards.iter().copied().zip(sockets).filter_map(|(f, fd)| Some((f, fd?))).collect();
+        let mut shown: Vec<String> = listeners
+            .iter()
+            .map(|(f, _)| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
+            .collect();
+        forward::start(runtime, listeners)?;
+        let bridges: Vec<(Vec<u8>, OwnedFd)> =
+            self.bridges.iter().cloned().zip(bridged).filter_map(|(n, fd)| Some((n, fd?))).collect();
+        shown.extend(bridges.iter().map(|(n, _)| format!("unix:@{}", String::from_utf8_lossy(n))));
+        abstract_unix::start(runtime, bridges)?;
+        let inbound = match self.maker.take() {
+            Some((ours, theirs)) => {
+                drop(theirs);
+                shown.push("inbound listeners".into());
+                Some(Arc::new(inbound::Inbound::new(runtime.handle().clone(), maker::Maker::new(ours))))
+            }
+            None => None,
+        };
+        let description = format!(
+            "; network namespace of its own{} (forwarded: {})",
+            if root { "" } else { " in a user namespace" },
+            shown.join(", ")
+        );
+        Ok(Started { description, inbound })
     }
 
     /// In the child between fork and exec: isolates it and sends each
@@ -243,8 +367,9 @@ impl Isolation {
                     send_listener(-1);
                     continue;
                 }
+                let step = if l.family == libc::AF_UNIX { Step::Bridge } else { Step::Listener };
                 if fd < 0 {
-                    return Err((Step::Listener, errno()));
+                    return Err((step, errno()));
                 }
                 let one: libc::c_int = 1;
                 let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -271,12 +396,15 @@ impl Isolation {
                         send_listener(-1);
                         continue;
                     }
-                    return Err((Step::Listener, e));
+                    return Err((step, e));
                 }
                 if l.kind == libc::SOCK_STREAM && libc::listen(fd, 1024) != 0 {
-                    return Err((Step::Listener, errno()));
+                    return Err((step, errno()));
                 }
                 send_listener(fd);
+            }
+            if let Some((ours, theirs)) = &self.maker {
+                maker::spawn(ours.as_raw_fd(), theirs.as_raw_fd()).map_err(|e| (Step::Maker, e))?;
             }
             Ok(())
         }
@@ -314,7 +442,8 @@ unsafe fn add_to_lo(s: libc::c_int, n: usize, l: &Listen) -> Result<(), i32> {
     unsafe {
         let errno = || *libc::__errno_location();
         match l.ip {
-            IpAddr::V4(ip) => {
+            None => Ok(()),
+            Some(IpAddr::V4(ip)) => {
                 let mut ifr = [0u8; IFREQ_SIZE];
                 // "lo:N" (N < 1000 here: one per forwarded address).
                 let label = [
@@ -340,7 +469,7 @@ unsafe fn add_to_lo(s: libc::c_int, n: usize, l: &Listen) -> Result<(), i32> {
                 }
                 Ok(())
             }
-            IpAddr::V6(ip) => {
+            Some(IpAddr::V6(ip)) => {
                 let s6 = libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
                 if s6 < 0 {
                     return Err(errno());
@@ -434,6 +563,35 @@ mod tests {
     }
 
     #[test]
+    fn allowed_destinations_are_forwarded_for_udp_too_and_proxies_for_tcp_only() {
+        let dns = [Forward {
+            inside: "127.77.1.2:53".parse().unwrap(),
+            outside: "127.77.1.2:4000".parse().unwrap(),
+            udp: true,
+        }];
+        let mut p = policy(&["127.0.0.2:7", "127.0.0.1:9050", "127.77.1.2:53"]);
+        let (plan, _) = Plan::new(&p, &dns, vec![b"/tmp/.X11-unix/X0".to_vec()]);
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            plan.forwards,
+            vec![
+                Forward::tcp(a("127.0.0.1:9050")),
+                Forward::tcp(a("[::1]:9050")),
+                Forward::tcp(a("127.0.0.2:7")),
+                Forward::udp(a("127.0.0.2:7")),
+                dns[0]
+            ]
+        );
+        assert_eq!(plan.bridges, vec![b"/tmp/.X11-unix/X0".to_vec()]);
+        assert!(!plan.inbound);
+        p.incoming_from.push("10.0.0.1/32".parse().unwrap());
+        assert!(Plan::new(&p, &[], vec![]).0.inbound);
+        p.incoming_from.clear();
+        p.incoming = Incoming::Allow;
+        assert!(Plan::new(&p, &[], vec![]).0.inbound);
+    }
+
+    #[test]
     fn failures_pack_and_unpack() {
         for step in [
             Step::UserNamespace,
@@ -442,6 +600,8 @@ mod tests {
             Step::Loopback,
             Step::Address,
             Step::Listener,
+            Step::Bridge,
+            Step::Maker,
         ] {
             assert_eq!(unpack_failure(pack_failure(step, libc::ENOSPC)), (Some(step), libc::ENOSPC));
         }

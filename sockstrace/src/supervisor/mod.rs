@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub user: Option<identity::Switch>,
     /// `--isolate-network`: the program in a network namespace of its own.
     pub isolate_network: bool,
+    /// `--bridge-abstract`: abstract unix names bridged to the host's namespace.
+    pub bridge_abstract: Vec<String>,
     pub command: Vec<OsString>,
 }
 
@@ -99,6 +101,8 @@ pub struct Ctx {
     tracee_cache: Arc<tracee::TraceeCache>,
     /// What all calls in flight may copy out of the program together.
     copy_budget: copy_budget::CopyBudget,
+    /// `--isolate-network` with inbound connections allowed: the program's listeners, forwarded.
+    inbound: Option<Arc<isolate::inbound::Inbound>>,
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
@@ -188,8 +192,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
-    let isolation =
-        config.isolate_network.then(|| prepare_isolation(&config.policy, dns_proxy.as_ref(), root));
+    let isolation = match config.isolate_network {
+        true => Some(prepare_isolation(&config.policy, dns_proxy.as_ref(), &config.bridge_abstract, root)?),
+        false => None,
+    };
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
@@ -201,24 +207,12 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let mut spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
     let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
-    if let Some(isolation) = &isolation {
-        let listeners: Vec<_> = isolation
-            .forwards
-            .iter()
-            .copied()
-            .zip(std::mem::take(&mut spawned.forward_listeners))
-            .filter_map(|(forward, fd)| Some((forward, fd?)))
-            .collect();
-        let forwarded: Vec<String> = listeners
-            .iter()
-            .map(|(f, _)| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
-            .collect();
-        isolate::forward::start(&runtime, listeners).context("starting the forwarders")?;
-        fence_layer.push_str(&format!(
-            "; network namespace of its own{} (forwarded: {})",
-            if root { "" } else { " in a user namespace" },
-            forwarded.join(", ")
-        ));
+    let mut inbound = None;
+    if let Some(mut isolation) = isolation {
+        let sockets = std::mem::take(&mut spawned.forward_listeners);
+        let started = isolation.start(&runtime, sockets, root).context("starting the forwarders")?;
+        fence_layer.push_str(&started.description);
+        inbound = started.inbound;
     }
     let notifier = Notifier::new(spawned.listener);
     let sync_wakeup = notifier.enable_sync_wakeup();
@@ -252,6 +246,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         receivers: receivers::Receivers::default(),
         tracee_cache: Arc::default(),
         copy_budget: copy_budget::CopyBudget::default(),
+        inbound,
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they
@@ -301,19 +296,28 @@ fn refuse_with_isolation(config: &RunConfig) -> Result<()> {
 
 /// What the child needs to isolate itself; warns about allowed destinations
 /// that stay unreachable (only single addresses with a port are forwarded).
-fn prepare_isolation(policy: &Policy, dns: Option<&dns_setup::DnsProxy>, root: bool) -> isolate::Isolation {
-    let (targets, unreachable) = isolate::forwarded(policy);
+fn prepare_isolation(
+    policy: &Policy,
+    dns: Option<&dns_setup::DnsProxy>,
+    bridge_abstract: &[String],
+    root: bool,
+) -> Result<isolate::Isolation> {
     // The resolver's own forwards (UDP and TCP, to its port in our namespace) replace a plain one.
-    let dns_addr = dns.map(dns_setup::DnsProxy::program_addr);
-    let mut forwards: Vec<isolate::Forward> =
-        targets.into_iter().filter(|t| Some(*t) != dns_addr).map(isolate::Forward::tcp).collect();
-    forwards.extend(dns.into_iter().flat_map(dns_setup::DnsProxy::forwards));
+    let dns_forwards: Vec<isolate::Forward> =
+        dns.into_iter().flat_map(dns_setup::DnsProxy::forwards).collect();
+    let env: Vec<(&str, Option<String>)> = ["DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS"]
+        .into_iter()
+        .map(|k| (k, std::env::var(k).ok()))
+        .collect();
+    let bridges =
+        isolate::abstract_unix::names(bridge_abstract, &env, &isolate::abstract_unix::listening_names());
+    let (plan, unreachable) = isolate::Plan::new(policy, &dns_forwards, bridges);
     for rule in unreachable {
         eprintln!(
             "sockstrace: warning: --isolate-network forwards single addresses with a port only; {rule} is unreachable from the program's namespace"
         );
     }
-    isolate::Isolation::prepare(forwards, root)
+    isolate::Isolation::prepare(plan, root).context("preparing the program's network namespace")
 }
 
 /// How a run ended.

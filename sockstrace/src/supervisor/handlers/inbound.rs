@@ -5,8 +5,9 @@ use std::os::fd::AsFd;
 
 use super::{confirm, read_addr, run_call, Call, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
-use crate::policy::{decide, Operation, Reason, Request};
+use crate::policy::{decide, Decision, Operation, Reason, Request};
 use crate::report::Action;
+use crate::supervisor::isolate;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
 use crate::supervisor::tracee::{Failure, Socket};
@@ -65,7 +66,14 @@ pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
             return listen_as_caller(sock.as_fd(), args[1] as i32, &creds);
         }
     }
-    Ok(to_reply(sys::listen(sock.as_fd(), args[1] as i32)))
+    let result = sys::listen(sock.as_fd(), args[1] as i32);
+    // --isolate-network: the listener is reachable from the host's namespace too.
+    if let (Ok(()), Some(inbound), true) =
+        (result, &call.ctx.inbound, matches!(sock.facts.family, libc::AF_INET | libc::AF_INET6))
+    {
+        inbound.on_listen(sock.as_fd());
+    }
+    Ok(to_reply(result))
 }
 
 /// A caller's credentials, from `/proc/TID/status` (ids as our user
@@ -218,20 +226,27 @@ fn take_connections(
             Err(libc::ESRCH) => return Err(Failure::Gone),
             Err(e) => return Ok(Reply::Errno(e)),
         };
+        let (peer, relayed) = real_peer(call, &raw_peer);
         let action = match judge_peers {
             Some(local) => {
-                let peer = match sockaddr::parse(&raw_peer) {
-                    Ok(SockAddr::Inet(peer)) => Some(peer),
-                    _ => None,
+                let op = Operation::Accept { local, peer: peer.ok().flatten() };
+                let decision = match peer {
+                    Err(()) => Decision::leak(Reason::InboundAccept),
+                    Ok(_) => decide(&call.ctx.policy, &Request { socket: sock.facts, op }),
                 };
-                let op = Operation::Accept { local, peer };
-                let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
-                let shown = peer.map(SockAddr::Inet);
+                let shown = peer.ok().flatten().map(SockAddr::Inet);
                 call.record(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision)
             }
             None => Action::Allowed,
         };
         if action.lets_through() {
+            let raw_peer = match relayed {
+                Some(real) => sockaddr::encode_inet(isolate::inbound::peer_as_seen(
+                    real,
+                    sock.facts.family == libc::AF_INET6,
+                )),
+                None => raw_peer,
+            };
             write_peer_address(call, args[1], args[2], &raw_peer)?;
             let cloexec = flags & libc::SOCK_CLOEXEC != 0;
             return match call.ctx.notifier.add_fd_and_respond(call.n.id, conn.as_fd(), cloexec) {
@@ -245,6 +260,26 @@ fn take_connections(
             return Ok(Reply::Errno(if blocking { super::BLOCKED_ERRNO } else { libc::EAGAIN }));
         }
         confirm(call)?;
+    }
+}
+
+/// The peer of an accepted connection: as the kernel gave it, or, for a
+/// connection the inbound relay made (`--isolate-network`), the real peer in
+/// the host's namespace (also returned apart). `Err`: from the relay's
+/// address but not one of its connections (refused).
+#[allow(clippy::type_complexity)]
+fn real_peer(call: &Call<'_>, raw: &[u8]) -> (Result<Option<SocketAddr>, ()>, Option<SocketAddr>) {
+    let peer = match sockaddr::parse(raw) {
+        Ok(SockAddr::Inet(peer)) => Some(peer),
+        _ => None,
+    };
+    match (peer, &call.ctx.inbound) {
+        (Some(p), Some(inbound)) => match inbound.real_peer(p) {
+            isolate::inbound::Peer::Direct => (Ok(Some(p)), None),
+            isolate::inbound::Peer::Relayed(real) => (Ok(Some(real)), Some(real)),
+            isolate::inbound::Peer::Unknown => (Err(()), None),
+        },
+        _ => (Ok(peer), None),
     }
 }
 

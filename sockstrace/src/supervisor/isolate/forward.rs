@@ -7,23 +7,15 @@
 //! refuses or cannot be reached closes the program's connection (the program
 //! sees its connect succeed, then end of stream or a reset).
 //!
-//! A datagram forward (the `--dns proxy` resolver) relays each datagram from a
-//! socket of its own in the host's namespace, and the one reply that comes
-//! back within [`UDP_REPLY_WAIT`] to the sender.
+//! A datagram forward (an allowed UDP destination, the `--dns proxy`
+//! resolver) is relayed by [`super::udp`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::Forward;
-
-/// How long a relayed datagram waits for its reply.
-const UDP_REPLY_WAIT: Duration = Duration::from_secs(10);
-/// Datagrams relayed at once; more are dropped (the sender retries).
-const UDP_IN_FLIGHT: usize = 256;
 
 /// Starts one relay task per socket on `runtime`. Called after the program
 /// started (it keeps the limits it was given): each of its connections
@@ -36,7 +28,7 @@ pub fn start(runtime: &tokio::runtime::Runtime, sockets: Vec<(Forward, OwnedFd)>
         if forward.udp {
             let std = std::net::UdpSocket::from(fd);
             std.set_nonblocking(true)?;
-            runtime.spawn(serve_udp(UdpSocket::from_std(std)?, forward.outside));
+            runtime.spawn(super::udp::serve(UdpSocket::from_std(std)?, forward.outside));
         } else {
             let std = std::net::TcpListener::from(fd);
             std.set_nonblocking(true)?;
@@ -44,45 +36,6 @@ pub fn start(runtime: &tokio::runtime::Runtime, sockets: Vec<(Forward, OwnedFd)>
         }
     }
     Ok(())
-}
-
-async fn serve_udp(inside: UdpSocket, target: SocketAddr) {
-    let inside = Arc::new(inside);
-    let slots = Arc::new(tokio::sync::Semaphore::new(UDP_IN_FLIGHT));
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let Ok((n, peer)) = inside.recv_from(&mut buf).await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
-        let datagram = buf[..n].to_vec();
-        let inside = inside.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _ =
-                tokio::time::timeout(UDP_REPLY_WAIT, relay_datagram(&inside, peer, &datagram, target)).await;
-        });
-    }
-}
-
-async fn relay_datagram(
-    inside: &UdpSocket,
-    peer: SocketAddr,
-    datagram: &[u8],
-    target: SocketAddr,
-) -> Option<()> {
-    let any = match target.ip() {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    let outside = UdpSocket::bind(SocketAddr::new(any, 0)).await.ok()?;
-    outside.connect(target).await.ok()?;
-    outside.send(datagram).await.ok()?;
-    let mut reply = vec![0u8; 65_535];
-    let n = outside.recv(&mut reply).await.ok()?;
-    inside.send_to(&reply[..n], peer).await.ok()?;
-    Some(())
 }
 
 async fn serve(listener: TcpListener, target: SocketAddr) {
