@@ -238,6 +238,23 @@ pub struct RunArgs {
     #[arg(long, env = "SOCKSTRACE_ISOLATE_NETWORK")]
     pub isolate_network: bool,
 
+    /// System calls besides the network ones: all (default), strict (the built-in allowlist for
+    /// network clients and browsers, docs/SYSCALLS.md), or a profile FILE; a call outside the list
+    /// fails (EPERM unless the profile says otherwise) and is reported (reason syscall-denied)
+    #[arg(
+        long,
+        value_name = "all|strict|FILE",
+        default_value = "all",
+        value_parser = crate::syscalls::SyscallsArg::parse,
+        env = "SOCKSTRACE_SYSCALLS"
+    )]
+    pub syscalls: crate::syscalls::SyscallsArg,
+
+    /// Record every system call the program makes (both ABIs, with counts) and write them to FILE
+    /// as a profile for --syscalls FILE (slow: each call stops in the supervisor)
+    #[arg(long, value_name = "FILE", conflicts_with = "syscalls")]
+    pub learn_syscalls: Option<PathBuf>,
+
     /// No human lines on stderr (the JSON report is unaffected)
     #[arg(long, short, env = "SOCKSTRACE_QUIET")]
     pub quiet: bool,

@@ -106,6 +106,13 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let syscalls = match crate::syscalls::Setting::resolve(&args.syscalls, args.learn_syscalls.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sockstrace: error: --syscalls: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
     let config = RunConfig {
         policy,
         on_leak,
@@ -116,6 +123,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         allow_io_uring: args.allow_io_uring,
         user,
         isolate_network: args.isolate_network,
+        syscalls,
         command: args.command,
     };
     match supervisor::run(config, reporter) {

@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub user: Option<identity::Switch>,
     /// `--isolate-network`: the program in a network namespace of its own.
     pub isolate_network: bool,
+    /// `--syscalls` / `--learn-syscalls`.
+    pub syscalls: crate::syscalls::Setting,
     pub command: Vec<OsString>,
 }
 
@@ -99,6 +101,8 @@ pub struct Ctx {
     tracee_cache: Arc<tracee::TraceeCache>,
     /// What all calls in flight may copy out of the program together.
     copy_budget: copy_budget::CopyBudget,
+    /// The system call allowlist (or learner), when not `--syscalls all`.
+    syscalls: Option<crate::syscalls::Gate>,
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
@@ -135,7 +139,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let non_dumpable = fence::make_non_dumpable();
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
-    let filter = filter::build().context("building the seccomp filter")?;
+    let plan = crate::syscalls::filter::Plan::of(&config.syscalls);
+    let filter = filter::build(plan.as_ref()).context("building the seccomp filter")?;
+    let gate = crate::syscalls::Gate::new(&config.syscalls);
     if config.isolate_network {
         refuse_with_isolation(&config)?;
     }
@@ -252,6 +258,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         receivers: receivers::Receivers::default(),
         tracee_cache: Arc::default(),
         copy_budget: copy_budget::CopyBudget::default(),
+        syscalls: gate,
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they
@@ -281,9 +288,18 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         kernel: kernel_layer,
         fence: fence_layer,
         program: program_layer,
+        syscalls: config.syscalls.describe(),
         kernel_dropped,
         dns,
     };
+    if let Some(gate) = &ctx.syscalls {
+        let program = config.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        match gate.finish(&config.syscalls, &program) {
+            Ok(Some(line)) => crate::report::human::write_line(&format!("sockstrace: {line}")),
+            Ok(None) => {}
+            Err(e) => eprintln!("sockstrace: error: {e:#}"),
+        }
+    }
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
 }
