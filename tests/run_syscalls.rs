@@ -102,11 +102,21 @@ fn strict_probe(m32: bool) {
     out.assert_code(0);
     out.assert_report_well_formed();
     for name in FORBIDDEN {
-        assert!(out.stdout.contains(&format!("{name}: EPERM\n")), "{name} was not refused\n{}", out.describe());
+        assert!(
+            out.stdout.contains(&format!("{name}: EPERM\n")),
+            "{name} was not refused\n{}",
+            out.describe()
+        );
     }
     assert!(out.stdout.contains("uname: ok") && out.stdout.contains("open: ok"), "{}", out.describe());
     assert_denied(&out, &FORBIDDEN, libc::EPERM as i64, &comm);
-    assert_eq!(denied(&out).len(), FORBIDDEN.len(), "other calls denied: {:?}\n{}", denied(&out), out.describe());
+    assert_eq!(
+        denied(&out).len(),
+        FORBIDDEN.len(),
+        "other calls denied: {:?}\n{}",
+        denied(&out),
+        out.describe()
+    );
     // The network calls: judged as always.
     assert!(out.stdout.contains(&format!("connect {}: ok", allowed.dst())), "{}", out.describe());
     assert!(out.stdout.contains(&format!("connect {}: EPERM", refused.dst())), "{}", out.describe());
@@ -155,12 +165,16 @@ fn all_is_the_default_and_denies_nothing() {
 fn learned_profile(trace: impl Fn() -> Trace, bin: &Path, comm: &str) {
     let t = trace();
     let profile = t.dir().join("probe.toml");
-    let out = t.opts(["--learn-syscalls", profile.to_str().unwrap()]).program([bin.to_str().unwrap(), "work"]).run();
+    let out = t
+        .opts(["--learn-syscalls", profile.to_str().unwrap()])
+        .program([bin.to_str().unwrap(), "work"])
+        .run();
     out.assert_code(0);
     assert!(out.stdout.contains("uname: ok"), "{}", out.describe());
     assert!(out.stderr.contains("learned; profile written to"), "{}", out.describe());
     assert!(syscalls_layer(&out).starts_with("learning"), "{}", out.describe());
-    let text = std::fs::read_to_string(&profile).unwrap_or_else(|e| panic!("no profile: {e}\n{}", out.describe()));
+    let text =
+        std::fs::read_to_string(&profile).unwrap_or_else(|e| panic!("no profile: {e}\n{}", out.describe()));
     assert!(text.contains("\"uname\"") && text.contains("[counts.x86_64]"), "{text}");
     assert!(!text.contains("\"sysinfo\""), "sysinfo was never called\n{text}");
     // Read back from a directory the next runs can reach.
@@ -207,7 +221,10 @@ fn profile_errno_and_kill() {
     let bin = probe(false).expect("syscall_probe");
     let t = Trace::new();
     let learned = t.dir().join("learned.toml");
-    let out = t.opts(["--learn-syscalls", learned.to_str().unwrap()]).program([bin.to_str().unwrap(), "work"]).run();
+    let out = t
+        .opts(["--learn-syscalls", learned.to_str().unwrap()])
+        .program([bin.to_str().unwrap(), "work"])
+        .run();
     out.assert_code(0);
     let text = std::fs::read_to_string(&learned).unwrap();
     let with = |extra_top: &str, table: &str, steps: &[&str]| {
@@ -220,7 +237,8 @@ fn profile_errno_and_kill() {
         argv.extend(steps);
         t.opts(["--syscalls", file.to_str().unwrap()]).program(argv).run()
     };
-    let out = with("default-errno = \"EACCES\"", "[errno]\nsysinfo = \"ENOSYS\"", &["work", "extra", "forbidden"]);
+    let out =
+        with("default-errno = \"EACCES\"", "[errno]\nsysinfo = \"ENOSYS\"", &["work", "extra", "forbidden"]);
     out.assert_code(0);
     assert!(out.stdout.contains("sysinfo: ENOSYS"), "{}", out.describe());
     assert!(out.stdout.contains(&format!("ptrace: errno={}", libc::EACCES)), "{}", out.describe());
@@ -249,7 +267,14 @@ fn a_profile_with_a_typo_is_refused() {
 
 /// What every client run under `strict` shows: the page arrived through the
 /// proxy (one request), nothing leaked, nothing was denied.
-fn assert_fetched(out: &Outcome, what: &str, http: &HttpServer, ms: &Microsocks, before: usize, requests: usize) {
+fn assert_fetched(
+    out: &Outcome,
+    what: &str,
+    http: &HttpServer,
+    ms: &Microsocks,
+    before: usize,
+    requests: usize,
+) {
     out.assert_code(0);
     out.assert_report_well_formed();
     assert!(out.stdout.contains(http.body().trim()), "{what}: no page\n{}", out.describe());
@@ -264,7 +289,12 @@ fn assert_fetched(out: &Outcome, what: &str, http: &HttpServer, ms: &Microsocks,
     );
     out.assert_no_leaks();
     assert!(syscalls_layer(out).starts_with("strict-1 ("), "{}", out.describe());
-    assert!(denied(out).is_empty(), "{what}: calls denied under strict: {:?}\n{}", denied(out), out.describe());
+    assert!(
+        denied(out).is_empty(),
+        "{what}: calls denied under strict: {:?}\n{}",
+        denied(out),
+        out.describe()
+    );
 }
 
 fn proxy_and_server() -> Result<(Microsocks, HttpServer), String> {
@@ -472,4 +502,21 @@ fn chromium_under_strict() {
         denied(&out),
         out.describe()
     );
+}
+
+/// `doctor` says which profile a run gets: the default, or the configuration file's.
+#[test]
+fn doctor_names_the_profile_in_force() {
+    let line = |out: &Outcome| {
+        out.stdout.lines().find(|l| l.contains("system call allowlist")).unwrap_or("").to_string()
+    };
+    let out = Trace::raw(["doctor"]).run();
+    let l = line(&out);
+    assert!(l.contains("in force: all (the default)") && l.contains("strict-1"), "{}", out.describe());
+    let t = Trace::raw(["doctor"]);
+    let config = t.dir().join("sockstrace.toml");
+    std::fs::write(&config, "syscalls = \"strict\"\n").unwrap();
+    let out = t.env("SOCKSTRACE_CONFIG", &config).run();
+    let l = line(&out);
+    assert!(l.starts_with("ok") && l.contains("in force: strict-1 ("), "{}", out.describe());
 }

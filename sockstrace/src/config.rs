@@ -219,7 +219,8 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
     }
     // A learning run records every call: the file's allowlist does not apply to it.
     if let (Some(v), false, false) = (file.syscalls, user("syscalls"), user("learn_syscalls")) {
-        args.syscalls = crate::syscalls::SyscallsArg::parse(&v).map_err(|e| anyhow::anyhow!("syscalls: {e}"))?;
+        args.syscalls =
+            crate::syscalls::SyscallsArg::parse(&v).map_err(|e| anyhow::anyhow!("syscalls: {e}"))?;
     }
     let flags: [(&str, Option<bool>, &mut bool); 7] = [
         ("inspect_socks", file.inspect_socks, &mut args.inspect_socks),
@@ -359,8 +360,9 @@ user = "nobody"
         use crate::syscalls::SyscallsArg;
         let args = run_args(&["sockstrace", "run", "--", "true"], "syscalls = \"strict\"").unwrap();
         assert_eq!(args.syscalls, SyscallsArg::Strict);
-        let args = run_args(&["sockstrace", "run", "--syscalls", "all", "--", "true"], "syscalls = \"strict\"")
-            .unwrap();
+        let args =
+            run_args(&["sockstrace", "run", "--syscalls", "all", "--", "true"], "syscalls = \"strict\"")
+                .unwrap();
         assert_eq!(args.syscalls, SyscallsArg::All);
         let argv = ["sockstrace", "run", "--learn-syscalls", "/tmp/p.toml", "--", "true"];
         let args = run_args(&argv, "syscalls = \"strict\"").unwrap();

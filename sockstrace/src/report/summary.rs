@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(json["summary"]["syscalls_denied"]["ptrace"], 2);
         assert_eq!(json["summary"]["layers"]["syscalls"], s.layers.syscalls.as_str());
         let lines = super::super::human::summary_lines(&s);
-        assert!(lines.iter().any(|l| l == "sockstrace: 3 system call(s) denied: bpf 1, ptrace 2"), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l == "sockstrace: 3 system call(s) denied: bpf 1, ptrace 2"),
+            "{lines:?}"
+        );
         assert!(lines.iter().any(|l| l.ends_with("; syscalls strict-1 (300 names allowed, others EPERM)")));
     }
 

@@ -106,7 +106,6 @@ fn network_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext)
     Ok(())
 }
 
-
 /// Argument `arg` equals `value` as the kernel reads it: as a 32-bit `int`.
 fn int_equals(arg: u32, value: i32) -> ScmpArgCompare {
     ScmpArgCompare::new(arg, ScmpCompareOp::MaskedEqual(0xffff_ffff), value as u32 as u64)

@@ -105,6 +105,11 @@ pub struct Ctx {
     syscalls: Option<crate::syscalls::Gate>,
 }
 
+/// Builds the seccomp filter with an allowlist's rules (for `doctor`).
+pub fn build_filter(plan: &crate::syscalls::filter::Plan) -> Result<()> {
+    filter::build(Some(plan)).map(drop)
+}
+
 /// Starts the kernel layer when we can (root); says why not otherwise.
 fn start_witness(policy: &Policy, on_leak: LeakAction, mode: KernelMode) -> (Option<Witness>, String) {
     if mode == KernelMode::Off {

@@ -23,9 +23,14 @@ impl Learner {
     pub fn write(&self, path: &Path, program: &str) -> Result<String> {
         let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
         let text = super::profile::render_learned(program, &seen);
-        std::fs::write(path, text).with_context(|| format!("cannot write the profile to {}", path.display()))?;
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write the profile to {}", path.display()))?;
         let names: std::collections::BTreeSet<_> = seen.values().flat_map(|m| m.keys()).collect();
         let calls: u64 = seen.values().flat_map(|m| m.values()).sum();
-        Ok(format!("{} system call names ({calls} calls) learned; profile written to {}", names.len(), path.display()))
+        Ok(format!(
+            "{} system call names ({calls} calls) learned; profile written to {}",
+            names.len(),
+            path.display()
+        ))
     }
 }

@@ -53,7 +53,9 @@ impl Setting {
     pub fn resolve(arg: &SyscallsArg, learn: Option<PathBuf>) -> Result<Self> {
         match (arg, learn) {
             (SyscallsArg::All, Some(out)) => Ok(Setting::Learn(out)),
-            (_, Some(_)) => anyhow::bail!("--learn-syscalls records every call: it goes with --syscalls all only"),
+            (_, Some(_)) => {
+                anyhow::bail!("--learn-syscalls records every call: it goes with --syscalls all only")
+            }
             (SyscallsArg::All, None) => Ok(Setting::All),
             (SyscallsArg::Strict, None) => Ok(Setting::Enforce(Profile::strict())),
             (SyscallsArg::File(path), None) => Ok(Setting::Enforce(Profile::load(path)?)),

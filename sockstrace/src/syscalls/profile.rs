@@ -66,7 +66,8 @@ impl Profile {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         parse(&text, &format!("file {}", path.display())).with_context(|| format!("in {}", path.display()))
     }
 }
@@ -155,11 +156,11 @@ const ERRNO_NAMES: &[(&str, i32)] = &[
 fn errno_value(v: &toml::Value) -> Result<i32> {
     match v {
         toml::Value::Integer(n) if (1..=4095).contains(n) => Ok(*n as i32),
-        toml::Value::String(s) => ERRNO_NAMES
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(s))
-            .map(|&(_, e)| e)
-            .with_context(|| format!("{s:?} is not an errno this file may name (EPERM, ENOSYS, EACCES, ...)")),
+        toml::Value::String(s) => {
+            ERRNO_NAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)).map(|&(_, e)| e).with_context(
+                || format!("{s:?} is not an errno this file may name (EPERM, ENOSYS, EACCES, ...)"),
+            )
+        }
         other => bail!("{other:?} is not an errno (a name such as \"EPERM\", or 1..4095)"),
     }
 }
@@ -219,12 +220,15 @@ mod tests {
 
     #[test]
     fn per_call_errno_and_kill() {
-        let p = parse("version = 1\nallow = []\ndefault-errno = \"EACCES\"\n[errno]\nstatx = \"ENOSYS\"\nbpf = 13")
-            .unwrap();
+        let p = parse(
+            "version = 1\nallow = []\ndefault-errno = \"EACCES\"\n[errno]\nstatx = \"ENOSYS\"\nbpf = 13",
+        )
+        .unwrap();
         assert_eq!(p.judge("statx"), Some(Denial::Errno(libc::ENOSYS)));
         assert_eq!(p.judge("bpf"), Some(Denial::Errno(13)));
         assert_eq!(p.judge("ptrace"), Some(Denial::Errno(libc::EACCES)));
-        let p = parse("version = 1\nallow = []\ndefault-action = \"kill\"\n[errno]\nstatx = \"ENOSYS\"").unwrap();
+        let p =
+            parse("version = 1\nallow = []\ndefault-action = \"kill\"\n[errno]\nstatx = \"ENOSYS\"").unwrap();
         assert_eq!(p.judge("ptrace"), Some(Denial::Kill));
         assert_eq!(p.judge("statx"), Some(Denial::Errno(libc::ENOSYS)), "a listed errno is not a kill");
     }

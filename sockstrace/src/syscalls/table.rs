@@ -42,7 +42,9 @@ const SOCKETCALL: [&str; 20] = [
 /// Whether libseccomp knows `name` on x86_64 or i386 (directly, or as a
 /// `socketcall`/`ipc` sub-call).
 pub fn known_name(name: &str) -> bool {
-    [ScmpArch::X8664, ScmpArch::X86].into_iter().any(|arch| ScmpSyscall::from_name_by_arch(name, arch).is_ok())
+    [ScmpArch::X8664, ScmpArch::X86]
+        .into_iter()
+        .any(|arch| ScmpSyscall::from_name_by_arch(name, arch).is_ok())
 }
 
 /// Names of both ABIs' calls, looked up once.
