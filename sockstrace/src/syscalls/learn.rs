@@ -19,9 +19,14 @@ impl Learner {
         }
     }
 
+    /// What was seen so far: ABI -> name -> count.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, BTreeMap<&'static str, u64>> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     /// Writes the profile; returns a line for the summary.
     pub fn write(&self, path: &Path, program: &str) -> Result<String> {
-        let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let seen = self.snapshot();
         let text = super::profile::render_learned(program, &seen);
         std::fs::write(path, text)
             .with_context(|| format!("cannot write the profile to {}", path.display()))?;

@@ -141,3 +141,56 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::table::{ARCH_I386, ARCH_X86_64, I386_SOCKETCALL};
+    use super::*;
+
+    #[test]
+    fn strict_sends_network_calls_on_denies_others_and_lets_allowed_ones_continue() {
+        let gate = Gate::new(&Setting::Enforce(Profile::strict())).unwrap();
+        let ptrace = libc::SYS_ptrace as i32;
+        let denied = Judged::Deny { name: "ptrace", denial: Denial::Errno(libc::EPERM) };
+        assert_eq!(gate.judge(ARCH_X86_64, ptrace, 0, false), denied);
+        assert_eq!(gate.judge(ARCH_I386, 26, 0, false), denied, "i386 ptrace");
+        assert_eq!(gate.judge(ARCH_X86_64, libc::SYS_connect as i32, 0, true), Judged::Network);
+        assert_eq!(gate.judge(ARCH_I386, I386_SOCKETCALL, 3, true), Judged::Network, "socketcall connect");
+        assert_eq!(gate.judge(ARCH_I386, I386_SOCKETCALL, 10, false), Judged::Continue, "socketcall recv");
+        assert_eq!(gate.judge(ARCH_X86_64, libc::SYS_getpid as i32, 0, false), Judged::Continue);
+        // x32 and unknown numbers: the network handlers refuse foreign ABIs.
+        assert_eq!(gate.judge(ARCH_X86_64, 0x4000_0000 | ptrace, 0, false), Judged::Network);
+    }
+
+    #[test]
+    fn a_profile_without_connect_denies_it_before_any_network_judgment() {
+        let profile = profile::parse("version = 1\nallow = [\"socket\"]", "test").unwrap();
+        let gate = Gate::new(&Setting::Enforce(profile)).unwrap();
+        let denied = Judged::Deny { name: "connect", denial: Denial::Errno(libc::EPERM) };
+        assert_eq!(gate.judge(ARCH_X86_64, libc::SYS_connect as i32, 0, true), denied);
+        assert_eq!(gate.judge(ARCH_I386, I386_SOCKETCALL, 3, true), denied);
+        assert_eq!(gate.judge(ARCH_I386, I386_SOCKETCALL, 1, true), Judged::Network, "socket is listed");
+    }
+
+    #[test]
+    fn learning_lets_every_call_run_and_counts_it() {
+        let gate = Gate::new(&Setting::Learn("/dev/null".into())).unwrap();
+        assert_eq!(gate.judge(ARCH_X86_64, libc::SYS_ptrace as i32, 0, false), Judged::Continue);
+        assert_eq!(gate.judge(ARCH_I386, 26, 0, false), Judged::Continue);
+        assert_eq!(gate.judge(ARCH_X86_64, libc::SYS_connect as i32, 0, true), Judged::Network);
+        let Mode::Learn(learner) = &gate.mode else { panic!("not learning") };
+        let seen = learner.snapshot();
+        assert_eq!(seen["x86_64"]["ptrace"], 1);
+        assert_eq!(seen["x86_64"]["connect"], 1);
+        assert_eq!(seen["i386"]["ptrace"], 1);
+    }
+
+    #[test]
+    fn options_resolve() {
+        assert!(matches!(Setting::resolve(&SyscallsArg::All, None), Ok(Setting::All)));
+        assert!(matches!(Setting::resolve(&SyscallsArg::Strict, None), Ok(Setting::Enforce(_))));
+        assert!(Setting::resolve(&SyscallsArg::Strict, Some("/tmp/x".into())).is_err());
+        assert!(matches!(Setting::resolve(&SyscallsArg::All, Some("/tmp/x".into())), Ok(Setting::Learn(_))));
+        assert_eq!(SyscallsArg::parse("./strict"), Ok(SyscallsArg::File("./strict".into())));
+    }
+}

@@ -77,8 +77,8 @@ impl Names {
         Names { by_nr }
     }
 
-    /// The call's name: a `socketcall` goes by its sub-call's; x32 calls by
-    /// their x86_64 name with an `x32:` prefix is not kept (unknown: `None`).
+    /// The call's name: a `socketcall` goes by its sub-call's. `None` for x32
+    /// calls and numbers no table knows.
     pub fn name(&self, arch: u32, nr: i32, arg0: u64) -> Option<&'static str> {
         if arch == ARCH_I386 && nr == I386_SOCKETCALL {
             return arg0.checked_sub(1).and_then(|i| SOCKETCALL.get(i as usize)).copied();
