@@ -112,11 +112,16 @@ impl Gate {
     }
 
     /// Judges a stopped call: `network` says whether the network handlers
-    /// know it (a network call of a known ABI). Calls without a name (x32,
-    /// unknown numbers) go to the network handlers, which refuse foreign
-    /// ABIs.
+    /// know it (a network call of a known ABI). Foreign calls (x32, other
+    /// architectures, a `socketcall` without a valid sub-call) go to the
+    /// network handlers, which refuse them. A number this libseccomp has no
+    /// name for (a call newer than it) goes by `ABI:NUMBER`, which no profile
+    /// can allow.
     pub fn judge(&self, arch: u32, nr: i32, arg0: u64, network: bool) -> Judged {
-        let Some(name) = self.names.name(arch, nr, arg0) else { return Judged::Network };
+        if table::foreign(arch, nr, arg0) {
+            return Judged::Network;
+        }
+        let name = self.names.name(arch, nr, arg0).unwrap_or_else(|| self.names.unnamed(arch, nr));
         let allowed = match &self.mode {
             Mode::Learn(learner) => {
                 learner.record(table::abi_name(arch, nr), name);
@@ -158,8 +163,11 @@ mod tests {
         assert_eq!(gate.judge(ARCH_I386, I386_SOCKETCALL, 3, true), Judged::Network, "socketcall connect");
         assert_eq!(gate.judge(ARCH_I386, I386_SOCKETCALL, 10, false), Judged::Continue, "socketcall recv");
         assert_eq!(gate.judge(ARCH_X86_64, libc::SYS_getpid as i32, 0, false), Judged::Continue);
-        // x32 and unknown numbers: the network handlers refuse foreign ABIs.
+        // x32: the network handlers refuse foreign ABIs.
         assert_eq!(gate.judge(ARCH_X86_64, 0x4000_0000 | ptrace, 0, false), Judged::Network);
+        // A number with no name (mseal with libseccomp 2.5): denied by its number.
+        let Judged::Deny { name, .. } = gate.judge(ARCH_X86_64, 1000, 0, false) else { panic!("not denied") };
+        assert_eq!(name, "x86_64:1000");
     }
 
     #[test]

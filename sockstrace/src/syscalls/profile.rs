@@ -175,6 +175,8 @@ pub fn render_learned(program: &str, seen: &BTreeMap<&'static str, BTreeMap<&'st
     let mut all: BTreeSet<&str> = seen.values().flat_map(|m| m.keys().copied()).collect();
     let always: BTreeSet<&str> = ALWAYS.iter().copied().collect();
     all.retain(|n| !always.contains(n));
+    // `ABI:NUMBER`: calls this libseccomp cannot name, so no profile can allow them.
+    let (unnamed, all): (BTreeSet<&str>, BTreeSet<&str>) = all.into_iter().partition(|n| n.contains(':'));
     let mut out = String::new();
     out.push_str("# A sockstrace system call profile (docs/SYSCALLS.md), learned from one run of:\n");
     out.push_str(&format!("#   {}\n", program.replace('\n', " ")));
@@ -183,6 +185,12 @@ pub fn render_learned(program: &str, seen: &BTreeMap<&'static str, BTreeMap<&'st
         "# Always allowed, whatever this file says (and not counted while learning): {}.\n",
         ALWAYS.join(", ")
     ));
+    if !unnamed.is_empty() {
+        out.push_str(&format!(
+            "# Seen, but with no name in this libseccomp (newer calls), so they stay denied: {}.\n",
+            unnamed.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
     out.push_str("version = 1\n");
     out.push_str("# default-action = \"errno\"   # or \"kill\"\n# default-errno = \"EPERM\"\n");
     out.push_str("allow = [\n");
@@ -196,7 +204,11 @@ pub fn render_learned(program: &str, seen: &BTreeMap<&'static str, BTreeMap<&'st
         }
         out.push_str(&format!("\n# How often each call was seen ({abi}); not read.\n[counts.{abi}]\n"));
         for (name, n) in counts {
-            out.push_str(&format!("{name} = {n}\n"));
+            if name.contains(':') {
+                out.push_str(&format!("\"{name}\" = {n}\n"));
+            } else {
+                out.push_str(&format!("{name} = {n}\n"));
+            }
         }
     }
     out
@@ -252,12 +264,14 @@ mod tests {
     fn a_learned_file_reads_back_as_the_names_seen() {
         let mut seen = BTreeMap::new();
         seen.insert("x86_64", BTreeMap::from([("openat", 3u64), ("read", 9)]));
-        seen.insert("i386", BTreeMap::from([("stat64", 1u64)]));
+        seen.insert("i386", BTreeMap::from([("stat64", 1u64), ("i386:999", 2)]));
         let text = render_learned("prog --flag", &seen);
         let p = parse(&text).unwrap();
         assert!(p.judge("openat").is_none() && p.judge("stat64").is_none());
         assert!(p.judge("mount").is_some());
         assert!(text.contains("[counts.x86_64]") && text.contains("openat = 3"), "{text}");
+        assert!(text.contains("no name in this libseccomp (newer calls), so they stay denied: i386:999."));
+        assert!(text.contains("\"i386:999\" = 2"), "{text}");
     }
 
     #[test]

@@ -50,6 +50,20 @@ pub fn known_name(name: &str) -> bool {
 /// Names of both ABIs' calls, looked up once.
 pub struct Names {
     by_nr: HashMap<(u32, i32), &'static str>,
+    /// `x86_64:462`: numbers this libseccomp has no name for (calls newer
+    /// than it), made once each (below `MAX_NR`, so the set stays small).
+    unnamed: std::sync::Mutex<HashMap<(u32, i32), &'static str>>,
+}
+
+/// Whether the call belongs to neither x86_64 nor i386 (x32, another
+/// architecture), or is a `socketcall` with no valid sub-call: the network
+/// handlers refuse those as foreign.
+pub fn foreign(arch: u32, nr: i32, arg0: u64) -> bool {
+    match arch {
+        ARCH_X86_64 => nr & X32_SYSCALL_BIT != 0,
+        ARCH_I386 => nr == I386_SOCKETCALL && !(1..=SOCKETCALL.len() as u64).contains(&arg0),
+        _ => true,
+    }
 }
 
 /// Which ABI a notification's call belongs to, for the report.
@@ -74,7 +88,18 @@ impl Names {
                 }
             }
         }
-        Names { by_nr }
+        Names { by_nr, unnamed: Default::default() }
+    }
+
+    /// What a call with no name is called in reports: `ABI:NUMBER`.
+    pub fn unnamed(&self, arch: u32, nr: i32) -> &'static str {
+        if !(0..MAX_NR).contains(&nr) {
+            return "unknown";
+        }
+        let Ok(mut unnamed) = self.unnamed.lock() else { return "unknown" };
+        unnamed
+            .entry((arch, nr))
+            .or_insert_with(|| Box::leak(format!("{}:{nr}", abi_name(arch, nr)).into_boxed_str()))
     }
 
     /// The call's name: a `socketcall` goes by its sub-call's. `None` for x32
@@ -108,5 +133,12 @@ mod tests {
         assert_eq!(names.name(ARCH_X86_64, X32_SYSCALL_BIT | 1, 0), None);
         assert!(known_name("mmap2") && known_name("newfstatat") && known_name("recv"));
         assert!(!known_name("no_such_call"));
+        assert_eq!(names.unnamed(ARCH_X86_64, 1000), "x86_64:1000");
+        assert_eq!(names.unnamed(ARCH_I386, 1000), "i386:1000");
+        assert!(std::ptr::eq(names.unnamed(ARCH_I386, 1000), names.unnamed(ARCH_I386, 1000)));
+        assert_eq!(names.unnamed(ARCH_I386, 5000), "unknown");
+        assert!(foreign(ARCH_X86_64, X32_SYSCALL_BIT | 1, 0) && foreign(0xdead, 1, 0));
+        assert!(foreign(ARCH_I386, I386_SOCKETCALL, 0) && !foreign(ARCH_I386, I386_SOCKETCALL, 3));
+        assert!(!foreign(ARCH_X86_64, 462, 0));
     }
 }
