@@ -247,6 +247,22 @@ pub struct RunArgs {
     /// DBUS_*_BUS_ADDRESS are bridged without it when a server listens on them)
     #[arg(long = "bridge-abstract", value_name = "NAME")]
     pub bridge_abstract: Vec<String>,
+    /// System calls besides the network ones: all (default), strict (the built-in allowlist for
+    /// network clients and browsers, docs/SYSCALLS.md), or a profile FILE; a call outside the list
+    /// fails (EPERM unless the profile says otherwise) and is reported (reason syscall-denied)
+    #[arg(
+        long,
+        value_name = "all|strict|FILE",
+        default_value = "all",
+        value_parser = crate::syscalls::SyscallsArg::parse,
+        env = "SOCKSTRACE_SYSCALLS"
+    )]
+    pub syscalls: crate::syscalls::SyscallsArg,
+
+    /// Record every system call the program makes (both ABIs, with counts) and write them to FILE
+    /// as a profile for --syscalls FILE (slow: each call stops in the supervisor)
+    #[arg(long, value_name = "FILE", conflicts_with = "syscalls")]
+    pub learn_syscalls: Option<PathBuf>,
 
     /// No human lines on stderr (the JSON report is unaffected)
     #[arg(long, short, env = "SOCKSTRACE_QUIET")]

@@ -48,6 +48,8 @@ pub struct FileConfig {
     pub dns_upstream: Option<String>,
     pub quiet: Option<bool>,
     pub fail_on_leak: Option<bool>,
+    /// `run` only: `all`, `strict` or a profile file.
+    pub syscalls: Option<String>,
     /// `run` only: the user the program runs as.
     pub user: Option<String>,
     /// `audit` only.
@@ -220,6 +222,11 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
     if let (Some(v), false) = (file.report, user("report")) {
         args.report = Some(v);
     }
+    // A learning run records every call: the file's allowlist does not apply to it.
+    if let (Some(v), false, false) = (file.syscalls, user("syscalls"), user("learn_syscalls")) {
+        args.syscalls =
+            crate::syscalls::SyscallsArg::parse(&v).map_err(|e| anyhow::anyhow!("syscalls: {e}"))?;
+    }
     let flags: [(&str, Option<bool>, &mut bool); 7] = [
         ("inspect_socks", file.inspect_socks, &mut args.inspect_socks),
         ("require_socks_auth", file.require_socks_auth, &mut args.require_socks_auth),
@@ -361,6 +368,22 @@ user = "nobody"
         let argv = ["sockstrace", "run", "--bridge-abstract", "c", "--", "true"];
         let args = run_args(&argv, "bridge_abstract = [\"a\"]").unwrap();
         assert_eq!(args.bridge_abstract, vec!["c".to_string()]);
+    }
+
+    #[test]
+    fn syscalls_comes_from_the_file_unless_a_flag_says_otherwise() {
+        use crate::syscalls::SyscallsArg;
+        let args = run_args(&["sockstrace", "run", "--", "true"], "syscalls = \"strict\"").unwrap();
+        assert_eq!(args.syscalls, SyscallsArg::Strict);
+        let args =
+            run_args(&["sockstrace", "run", "--syscalls", "all", "--", "true"], "syscalls = \"strict\"")
+                .unwrap();
+        assert_eq!(args.syscalls, SyscallsArg::All);
+        let argv = ["sockstrace", "run", "--learn-syscalls", "/tmp/p.toml", "--", "true"];
+        let args = run_args(&argv, "syscalls = \"strict\"").unwrap();
+        assert_eq!(args.syscalls, SyscallsArg::All, "learning ignores the file's allowlist");
+        let args = run_args(&["sockstrace", "run", "--", "true"], "syscalls = \"/etc/p.toml\"").unwrap();
+        assert_eq!(args.syscalls, SyscallsArg::File("/etc/p.toml".into()));
     }
 
     #[test]

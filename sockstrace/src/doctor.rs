@@ -23,6 +23,7 @@ pub fn main(json: bool) -> i32 {
         landlock(),
         program_user(),
         isolation(),
+        syscalls(),
     ];
     // The supervisor needs the first two; the rest make it faster, add the
     // kernel view, or fence the program off from its supervisor.
@@ -158,5 +159,43 @@ fn program_user() -> Check {
         Check { name, ok: true, detail: detail.into() }
     } else {
         Check { name, ok: false, detail: "needs root: the program runs as you".into() }
+    }
+}
+
+/// Which system call profile a `run` gets from the configuration file (the
+/// default otherwise), and whether the strict filter builds here.
+fn syscalls() -> Check {
+    let name = "system call allowlist (run --syscalls)";
+    let builds = crate::syscalls::filter::Plan::of(&crate::syscalls::Setting::Enforce(
+        crate::syscalls::Profile::strict(),
+    ))
+    .map(|plan| crate::supervisor::build_filter(&plan));
+    if let Some(Err(e)) = builds {
+        return Check { name, ok: false, detail: format!("the strict filter does not build: {e:#}") };
+    }
+    let given = std::env::var_os("SOCKSTRACE_CONFIG").map(std::path::PathBuf::from);
+    let from_env = std::env::var("SOCKSTRACE_SYSCALLS").ok();
+    let (source, value) = match (from_env, crate::config::locate(given.as_deref())) {
+        (Some(value), _) => ("from SOCKSTRACE_SYSCALLS".into(), value),
+        (None, Some(path)) => match crate::config::load(&path) {
+            Ok(file) => (format!("from {}", path.display()), file.syscalls.unwrap_or_else(|| "all".into())),
+            Err(e) => return Check { name, ok: false, detail: format!("configuration: {e:#}") },
+        },
+        (None, None) => ("the default".into(), "all".into()),
+    };
+    let profile = crate::syscalls::SyscallsArg::parse(&value)
+        .map_err(anyhow::Error::msg)
+        .and_then(|arg| crate::syscalls::Setting::resolve(&arg, None));
+    match profile {
+        Ok(setting) => Check {
+            name,
+            ok: true,
+            detail: format!(
+                "in force: {} ({source}); built in: {}",
+                setting.describe(),
+                crate::syscalls::strict::NAME
+            ),
+        },
+        Err(e) => Check { name, ok: false, detail: format!("syscalls = {value:?} ({source}): {e:#}") },
     }
 }

@@ -18,6 +18,7 @@ mod run;
 mod socks;
 mod summarize;
 mod supervisor;
+mod syscalls;
 mod testing;
 
 use clap::{CommandFactory, FromArgMatches};

@@ -106,6 +106,13 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let syscalls = match crate::syscalls::Setting::resolve(&args.syscalls, args.learn_syscalls.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sockstrace: error: --syscalls: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
     let config = RunConfig {
         policy,
         on_leak,
@@ -117,6 +124,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         user,
         isolate_network: args.isolate_network,
         bridge_abstract: args.bridge_abstract,
+        syscalls,
         command: args.command,
     };
     match supervisor::run(config, reporter) {

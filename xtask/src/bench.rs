@@ -217,7 +217,9 @@ fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, fixtures: &Fixtur
     let http = &fixtures.http;
     let mut command = workload::command(tool, sockstrace, &fixtures.endpoints.client, workload);
     let audit = match (tool, &fixtures.cgroup) {
-        (Tool::Audit, Ok(cgroup)) => Some((Audit::start(sockstrace, cgroup, &workload.policy)?, cgroup)),
+        (Tool::Audit, Ok(cgroup)) => {
+            Some((Audit::start(sockstrace, cgroup, &workload.audit_policy())?, cgroup))
+        }
         (Tool::Audit, Err(why)) => bail!("no cgroup to audit: {why}"),
         _ => None,
     };

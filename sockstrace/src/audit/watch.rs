@@ -184,6 +184,7 @@ async fn audit(args: &AuditArgs, place: Where, reporter: Arc<Reporter>) -> Resul
         kernel: kernel_layer,
         fence: String::new(),
         program: String::new(),
+        syscalls: String::new(),
         kernel_dropped: Some(lost),
         dns: None,
     };

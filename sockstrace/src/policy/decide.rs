@@ -111,6 +111,9 @@ pub enum Reason {
     /// destination, IP option, routing header or device the syscall layer did
     /// not allow.
     EgressPacket,
+    /// Set by the supervisor: a system call outside `--syscalls` (no network
+    /// decision; the call failed with the profile's errno).
+    SyscallDenied,
 }
 
 impl Reason {
@@ -153,6 +156,7 @@ impl Reason {
             Reason::FamilyMismatch => "family-mismatch",
             Reason::UnsupportedProtocol => "unsupported-protocol",
             Reason::EgressPacket => "egress-packet",
+            Reason::SyscallDenied => "syscall-denied",
         }
     }
 }

@@ -64,6 +64,11 @@ pub fn summary_lines(s: &Summary) -> Vec<String> {
             s.udp_connects_refused
         ));
     }
+    if !s.syscalls_denied.is_empty() {
+        let total: u64 = s.syscalls_denied.values().sum();
+        let each: Vec<String> = s.syscalls_denied.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        lines.push(format!("sockstrace: {total} system call(s) denied: {}", each.join(", ")));
+    }
     for (key, count) in &s.by_destination {
         lines.push(format!(
             "sockstrace:   {count:>5} x {} {} {} ({}) by {}",
@@ -76,6 +81,9 @@ pub fn summary_lines(s: &Summary) -> Vec<String> {
     }
     if !s.layers.program.is_empty() {
         layers.push_str(&format!("; program {}", s.layers.program));
+    }
+    if !s.layers.syscalls.is_empty() {
+        layers.push_str(&format!("; syscalls {}", s.layers.syscalls));
     }
     lines.push(layers);
     if let Some(dns) = &s.layers.dns {

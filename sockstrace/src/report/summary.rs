@@ -15,6 +15,8 @@ pub struct Layers {
     pub fence: String,
     /// Who the traced program runs as, and what it may do (empty in audit).
     pub program: String,
+    /// The system call profile in force (`all`, `strict-1 (...)`; empty in audit).
+    pub syscalls: String,
     /// Events the kernel's ring buffer had to drop (when the layer was on).
     pub kernel_dropped: Option<u64>,
     /// What the `--dns proxy` resolver answered.
@@ -45,6 +47,8 @@ pub struct Summary {
     /// Datagram connects refused without a leak (reason `udp-connect-refused`):
     /// nothing was sent, and nothing could be sent on the socket.
     pub udp_connects_refused: u64,
+    /// System calls outside `--syscalls`, denied: how often, by name.
+    pub syscalls_denied: BTreeMap<String, u64>,
     /// The configuration file read, if any.
     pub config: Option<String>,
     pub by_destination: BTreeMap<LeakKey, u64>,
@@ -58,6 +62,8 @@ impl Summary {
         if !e.is_leak() {
             if e.reason == crate::policy::Reason::UdpConnectRefused.as_str() {
                 self.udp_connects_refused += 1;
+            } else if e.reason == crate::policy::Reason::SyscallDenied.as_str() {
+                *self.syscalls_denied.entry(e.syscall.to_owned()).or_default() += 1;
             } else {
                 self.allowed += 1;
             }
@@ -89,6 +95,9 @@ impl Summary {
         if !self.layers.program.is_empty() {
             layers["program"] = self.layers.program.clone().into();
         }
+        if !self.layers.syscalls.is_empty() {
+            layers["syscalls"] = self.layers.syscalls.clone().into();
+        }
         layers
     }
 
@@ -113,6 +122,7 @@ impl Summary {
                 "socksified": self.socksified,
                 "invalid": self.invalid,
                 "udp_connects_refused": self.udp_connects_refused,
+                "syscalls_denied": self.syscalls_denied,
                 "config": self.config,
                 "exit_status": self.exit_status,
                 "layers": self.layers_json(),
@@ -143,6 +153,25 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("2 UDP connect(s) refused (nothing sent)")), "{lines:?}");
         s.config = Some("/etc/sockstrace/sockstrace.toml".into());
         assert_eq!(s.to_json()["summary"]["config"], "/etc/sockstrace/sockstrace.toml");
+    }
+
+    #[test]
+    fn denied_system_calls_are_counted_by_name_apart_from_leaks() {
+        let mut s = Summary::default();
+        for name in ["ptrace", "bpf", "ptrace"] {
+            s.record(&Event::new(name, 1, Decision::allowed(Reason::SyscallDenied), Action::Blocked));
+        }
+        assert_eq!((s.events, s.allowed, s.leaks), (3, 0, 0));
+        s.layers.syscalls = "strict-1 (300 names allowed, others EPERM)".into();
+        let json = s.to_json();
+        assert_eq!(json["summary"]["syscalls_denied"]["ptrace"], 2);
+        assert_eq!(json["summary"]["layers"]["syscalls"], s.layers.syscalls.as_str());
+        let lines = super::super::human::summary_lines(&s);
+        assert!(
+            lines.iter().any(|l| l == "sockstrace: 3 system call(s) denied: bpf 1, ptrace 2"),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.ends_with("; syscalls strict-1 (300 names allowed, others EPERM)")));
     }
 
     #[test]

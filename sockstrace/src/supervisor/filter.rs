@@ -35,9 +35,27 @@ impl FilterProgram {
 
 /// Builds the filter: native x86_64 calls are checked as designed; the same
 /// calls of the i386 ABI (direct and through `socketcall`) and of x32 stop
-/// too, so none reaches the network unchecked.
-pub fn build() -> Result<FilterProgram> {
-    let mut native = ScmpFilterContext::new(ScmpAction::Allow).context("seccomp filter context")?;
+/// too, so none reaches the network unchecked. With a system call allowlist
+/// (`syscalls`), its rules go into the same filter.
+pub fn build(syscalls: Option<&crate::syscalls::filter::Plan>) -> Result<FilterProgram> {
+    let default = crate::syscalls::filter::Plan::default_action(syscalls);
+    let mut native = ScmpFilterContext::new(default).context("seccomp filter context")?;
+    let mut compat = ScmpFilterContext::new(default).context("compat filter context")?;
+    compat.add_arch(ScmpArch::X86).context("x86 arch")?;
+    compat.add_arch(ScmpArch::X32).context("x32 arch")?;
+    compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
+    match syscalls {
+        None => network_rules(&mut native, &mut compat)?,
+        // Every call the allowlist does not allow stops (the default), the
+        // network calls among them: they are never in its ALLOW rules.
+        Some(plan) => plan.add_rules(&mut native, &mut compat)?,
+    }
+    native.merge(compat).context("merge compat filter")?;
+    export(&native)
+}
+
+/// The calls that stop when everything else is allowed.
+fn network_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext) -> Result<()> {
     for name in NOTIFIED {
         let syscall = ScmpSyscall::from_name(name).with_context(|| format!("syscall {name}"))?;
         native.add_rule(ScmpAction::Notify, syscall).with_context(|| format!("rule for {name}"))?;
@@ -79,18 +97,13 @@ pub fn build() -> Result<FilterProgram> {
         .add_rule_conditional(ScmpAction::Notify, setsockopt, &[int_equals(1, crate::net::sockopt::SOL_SCTP)])
         .context("rule for setsockopt SOL_SCTP")?;
 
-    let mut compat = ScmpFilterContext::new(ScmpAction::Allow).context("compat filter context")?;
-    compat.add_arch(ScmpArch::X86).context("x86 arch")?;
-    compat.add_arch(ScmpArch::X32).context("x32 arch")?;
-    compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
     // Every i386 setsockopt stops (its socketcall form carries the arguments
     // in memory, where the filter cannot look): the supervisor decides.
     for name in NOTIFIED.iter().chain(&["sendto", "socket", "setsockopt"]) {
         let syscall = ScmpSyscall::from_name(name).with_context(|| format!("syscall {name}"))?;
         compat.add_rule(ScmpAction::Notify, syscall).with_context(|| format!("compat rule for {name}"))?;
     }
-    native.merge(compat).context("merge compat filter")?;
-    export(&native)
+    Ok(())
 }
 
 /// Argument `arg` equals `value` as the kernel reads it: as a 32-bit `int`.
@@ -135,7 +148,17 @@ fn decode(raw: &[u8]) -> Result<Vec<libc::sock_filter>> {
 mod tests {
     #[test]
     fn builds_a_nonempty_program() {
-        let prog = super::build().expect("filter builds");
+        let prog = super::build(None).expect("filter builds");
         assert!(prog.len() > 10, "program has {} instructions", prog.len());
+    }
+
+    #[test]
+    fn builds_with_the_strict_allowlist_and_while_learning() {
+        use crate::syscalls::{filter::Plan, Profile, Setting};
+        for setting in [Setting::Enforce(Profile::strict()), Setting::Learn("/dev/null".into())] {
+            let plan = Plan::of(&setting).expect("a plan");
+            let prog = super::build(Some(&plan)).expect("filter builds");
+            assert!(prog.len() < 4096, "program has {} instructions", prog.len());
+        }
     }
 }

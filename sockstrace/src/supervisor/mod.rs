@@ -54,6 +54,8 @@ pub struct RunConfig {
     pub isolate_network: bool,
     /// `--bridge-abstract`: abstract unix names bridged to the host's namespace.
     pub bridge_abstract: Vec<String>,
+    /// `--syscalls` / `--learn-syscalls`.
+    pub syscalls: crate::syscalls::Setting,
     pub command: Vec<OsString>,
 }
 
@@ -103,6 +105,13 @@ pub struct Ctx {
     copy_budget: copy_budget::CopyBudget,
     /// `--isolate-network` with inbound connections allowed: the program's listeners, forwarded.
     inbound: Option<Arc<isolate::inbound::Inbound>>,
+    /// The system call allowlist (or learner), when not `--syscalls all`.
+    syscalls: Option<crate::syscalls::Gate>,
+}
+
+/// Builds the seccomp filter with an allowlist's rules (for `doctor`).
+pub fn build_filter(plan: &crate::syscalls::filter::Plan) -> Result<()> {
+    filter::build(Some(plan)).map(drop)
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
@@ -139,7 +148,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let non_dumpable = fence::make_non_dumpable();
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
-    let filter = filter::build().context("building the seccomp filter")?;
+    let plan = crate::syscalls::filter::Plan::of(&config.syscalls);
+    let filter = filter::build(plan.as_ref()).context("building the seccomp filter")?;
+    let gate = crate::syscalls::Gate::new(&config.syscalls);
     if config.isolate_network {
         refuse_with_isolation(&config)?;
     }
@@ -247,6 +258,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         tracee_cache: Arc::default(),
         copy_budget: copy_budget::CopyBudget::default(),
         inbound,
+        syscalls: gate,
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they
@@ -276,9 +288,18 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         kernel: kernel_layer,
         fence: fence_layer,
         program: program_layer,
+        syscalls: config.syscalls.describe(),
         kernel_dropped,
         dns,
     };
+    if let Some(gate) = &ctx.syscalls {
+        let program = config.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        match gate.finish(&config.syscalls, &program) {
+            Ok(Some(line)) => crate::report::human::write_line(&format!("sockstrace: {line}")),
+            Ok(None) => {}
+            Err(e) => eprintln!("sockstrace: error: {e:#}"),
+        }
+    }
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
 }

@@ -79,6 +79,16 @@ pub struct Workload {
     pub http_requests: Option<u64>,
 }
 
+/// `run --syscalls strict`, an option of `run` only (audit has no allowlist).
+const SYSCALLS_STRICT: &str = "--syscalls=strict";
+
+impl Workload {
+    /// The policy options `sockstrace audit` takes (those of `run` alone left out).
+    pub fn audit_policy(&self) -> Vec<String> {
+        self.policy.iter().filter(|o| *o != SYSCALLS_STRICT).cloned().collect()
+    }
+}
+
 /// How much work each workload does.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
@@ -215,6 +225,18 @@ impl Endpoints {
                 label: format!("{}k getpid+stat", sizes.syscalls / 1000),
                 program: self.client(&["syscalls", &sizes.syscalls.to_string()]),
                 policy: Vec::new(),
+                calls: None,
+                timing: Timing::Client,
+                target: Some(Target { max_ratio: 1.02 }),
+                http_requests: None,
+            },
+            // The same calls under the system call allowlist: its run column against the row
+            // above shows what the allowlist costs (allowed calls are ALLOW in the kernel's cache).
+            Workload {
+                key: "non_network_syscalls_strict",
+                label: format!("{}k getpid+stat strict", sizes.syscalls / 1000),
+                program: self.client(&["syscalls", &sizes.syscalls.to_string()]),
+                policy: vec![SYSCALLS_STRICT.into()],
                 calls: None,
                 timing: Timing::Client,
                 target: Some(Target { max_ratio: 1.02 }),

@@ -25,6 +25,7 @@ use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
 use crate::policy::{Decision, Reason};
 use crate::report::{Action, Event, ProcessInfo};
+use crate::syscalls::{Denial, Judged};
 
 /// What the user asked to happen to a leak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,7 +347,21 @@ fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failu
     if call.ctx.tree.is_killing() {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
-    let net_call = match abi::classify(call.n) {
+    let classified = abi::classify(call.n);
+    if let Some(gate) = &call.ctx.syscalls {
+        let network = classified != Classified::Unsupported;
+        match gate.judge(call.n.arch, call.n.nr, call.n.args[0], network) {
+            Judged::Network => {}
+            // An allowed call of no concern to the network handlers: as the
+            // kernel would have run it (its number and sub-call are registers).
+            Judged::Continue => return Ok(Reply::Continue),
+            Judged::Deny { name: denied, denial } => {
+                *name = denied;
+                return Ok(deny_syscall(call, denied, denial));
+            }
+        }
+    }
+    let net_call = match classified {
         Classified::Direct { abi, call: net_call } => {
             call.abi = abi;
             net_call
@@ -373,6 +388,24 @@ fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failu
         NetCall::Accept | NetCall::Accept4 => inbound::accept(call, net_call.name()),
         NetCall::IoUringSetup => Ok(io_uring(call)),
         NetCall::Setsockopt => options::setsockopt(call),
+    }
+}
+
+/// A call outside the system call allowlist: its errno (or a kill of the
+/// whole tree), reported.
+fn deny_syscall(call: &mut Call<'_>, name: &'static str, denial: Denial) -> Reply {
+    let action = match denial {
+        Denial::Errno(_) => Action::Blocked,
+        Denial::Kill => Action::Killed,
+    };
+    let decision = Decision::allowed(Reason::SyscallDenied);
+    call.record_action(name, Subject::Nothing, Target::Remote(None), decision, action);
+    match denial {
+        Denial::Errno(errno) => {
+            call.set_last_errno(errno);
+            Reply::Errno(errno)
+        }
+        Denial::Kill => Reply::Errno(BLOCKED_ERRNO),
     }
 }
 
