@@ -37,17 +37,6 @@ pub fn disabled(name: &str) -> bool {
     disabled_list().iter().any(|d| d == name)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn nothing_is_disabled_without_the_variable() {
-        // The test process does not set it.
-        if std::env::var_os(super::DISABLE_VAR).is_none() {
-            assert!(!super::disabled("options"));
-        }
-    }
-}
-
 /// For a unit test that cannot run here (not root, no eBPF object built in): prints
 /// `skipped: WHY`; under CI (`CI=true`) as root, where everything is present, fails the test
 /// instead, so that a skip never counts as a pass there.
@@ -59,4 +48,15 @@ pub fn skipped(why: &str) {
         panic!("skipped under CI as root, where nothing may skip: {why}");
     }
     eprintln!("skipped: {why}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nothing_is_disabled_without_the_variable() {
+        // The test process does not set it.
+        if std::env::var_os(super::DISABLE_VAR).is_none() {
+            assert!(!super::disabled("options"));
+        }
+    }
 }
