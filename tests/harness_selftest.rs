@@ -195,3 +195,34 @@ fn python_udp(host: &str, port: &str) -> String {
         "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'py', ('{host}', {port}))"
     )
 }
+
+/// Not a test of its own: a test that skips, started by `a_skip_fails_under_ci_as_root`.
+#[test]
+#[ignore = "started by a_skip_fails_under_ci_as_root"]
+fn skipping_probe() {
+    skip!("the probe always skips");
+}
+
+#[test]
+fn a_skip_fails_under_ci_as_root() {
+    let probe = |ci: Option<&str>| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--ignored", "--exact", "skipping_probe", "--test-threads=1", "--nocapture"]);
+        match ci {
+            Some(v) => cmd.env("CI", v),
+            None => cmd.env_remove("CI"),
+        };
+        let out = cmd.output().expect("the test binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stderr)
+    };
+    let (passed, stderr) = probe(None);
+    assert!(passed && stderr.contains("SKIP") && stderr.contains("the probe always skips"), "{stderr}");
+    let (passed, stderr) = probe(Some("true"));
+    if sockstrace_tests::is_root() {
+        assert!(!passed, "a skip under CI=true as root passed:\n{stderr}");
+        assert!(stderr.contains("nothing may skip"), "{stderr}");
+    } else {
+        assert!(passed, "as a user a skip is only shown:\n{stderr}");
+    }
+}

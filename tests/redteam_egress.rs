@@ -381,13 +381,16 @@ const WITHOUT_NET_RAW: [&str; 4] = ["setpriv", "--bounding-set=-net_raw", "--inh
 
 fn uring_attack_or_skip() -> Option<std::path::PathBuf> {
     if !is_root() {
-        eprintln!("SKIP {}: the kernel layer needs root", module_path!());
+        sockstrace_tests::util::skip_note(module_path!(), "the kernel layer needs root");
         return None;
     }
     match attack_uring() {
         Ok(c) => Some(c),
         Err(e) => {
-            eprintln!("SKIP {}: attack_uring cannot be built (liburing-dev?): {e}", module_path!());
+            sockstrace_tests::util::skip_note(
+                module_path!(),
+                &format!("attack_uring cannot be built (liburing-dev?): {e}"),
+            );
             None
         }
     }

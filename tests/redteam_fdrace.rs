@@ -31,7 +31,10 @@ struct Runner {
 impl Runner {
     fn new(nobody: bool) -> Option<Self> {
         if nobody && !is_root() {
-            eprintln!("SKIP redteam_fdrace: needs root to switch to uid {NOBODY}");
+            sockstrace_tests::util::skip_note(
+                "redteam_fdrace",
+                &format!("needs root to switch to uid {NOBODY}"),
+            );
             return None;
         }
         Some(Runner { copies: nobody.then(Copies::new) })

@@ -58,7 +58,10 @@ fn attack_run(who: Who, copies: &mut Option<Copies>, args: &[&str]) -> Trace {
 /// Skips (returns true) a nobody variant when we cannot switch users.
 fn cannot_be(who: Who) -> bool {
     if who == Who::Nobody && !is_root() {
-        eprintln!("SKIP redteam_fence: needs root to switch to uid {NOBODY} with setpriv");
+        sockstrace_tests::util::skip_note(
+            "redteam_fence",
+            &format!("needs root to switch to uid {NOBODY} with setpriv"),
+        );
         return true;
     }
     false

@@ -196,7 +196,7 @@ fn attack32() -> Option<PathBuf> {
     match client_build("attack_route", true, false) {
         Ok(p) => Some(p),
         Err(e) => {
-            eprintln!("SKIP i386 attack_route: {e}");
+            sockstrace_tests::util::skip_note("i386 attack_route", &e);
             None
         }
     }

@@ -300,7 +300,9 @@ fn observes_leaks_of_processes_it_did_not_start() {
         (Some(dns), Some(client)) => {
             assert_kernel_leak(&out, &logged(client, &["sendmsg"], dns.dst(), "dns-udp", "udp", "inet"));
         }
-        _ => eprintln!("SKIP part of {}: no DNS sink (port 53)", module_path!()),
+        _ => {
+            sockstrace_tests::util::skip_note(&format!("part of {}", module_path!()), "no DNS sink (port 53)")
+        }
     }
     assert_proxy_traffic_unreported(&out, &via_proxy);
     assert!(

@@ -133,7 +133,7 @@ pub fn netprobe_static() -> Option<&'static Path> {
         match compile(&out, &["-static"]) {
             Ok(()) => Some(out),
             Err(e) => {
-                eprintln!("SKIP static netprobe: static linking failed: {e}");
+                crate::util::skip_note("static netprobe", &format!("static linking failed: {e}"));
                 None
             }
         }

@@ -250,9 +250,27 @@ impl Trace {
                 None => cmd.env_remove(k),
             };
         }
+        default_interrupt_signals(&mut cmd);
         let start = Instant::now();
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
         Running { child: Some(child), cmdline, start, out_path, err_path, trace: Some(self) }
+    }
+}
+
+/// Starts sockstrace with SIGINT and SIGQUIT at their default, as from a terminal. A test
+/// binary started in the background by a non-interactive shell (`cargo xtask test &`) has them
+/// ignored, and a program inherits an ignored signal through fork and exec: the tests that
+/// signal the program would then test the shell's `&`, not sockstrace.
+fn default_interrupt_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the forked child before exec and calls only signal(2), which
+    // is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
     }
 }
 

@@ -34,11 +34,27 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Skips the current test with a visible message on stderr.
+/// Whether a skip fails the test: under CI (`CI=true`) as root, where every feature the tests
+/// need is installed, a test that skips did not run, and must not count as a pass.
+pub fn skips_fail() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true") && is_root()
+}
+
+/// Says that `what` (a test, or a part of one) does not run here, and why: a `SKIP` line on
+/// stderr, or, where [`skips_fail`], a panic.
+pub fn skip_note(what: &str, why: &str) {
+    if skips_fail() {
+        panic!("SKIP {what} under CI as root, where nothing may skip: {why}");
+    }
+    eprintln!("SKIP {what}: {why}");
+}
+
+/// Skips the current test with a visible message on stderr (a failure under CI as root: see
+/// [`util::skips_fail`](crate::util::skips_fail)).
 #[macro_export]
 macro_rules! skip {
     ($($arg:tt)*) => {{
-        eprintln!("SKIP {}: {}", module_path!(), format!($($arg)*));
+        $crate::util::skip_note(module_path!(), &format!($($arg)*));
         return;
     }};
 }

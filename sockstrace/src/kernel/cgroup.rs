@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn creates_joins_and_removes_a_cgroup() {
         if !is_root() {
-            eprintln!("skipped: creating cgroups needs root");
+            crate::testing::skipped("creating cgroups needs root");
             return;
         }
         let root = cgroup2_root().unwrap_or_else(|err| panic!("{err:#}"));
@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn mounts_cgroup2_where_asked() {
         if !is_root() {
-            eprintln!("skipped: mounting needs root");
+            crate::testing::skipped("mounting needs root");
             return;
         }
         let dir = std::env::temp_dir().join(format!("sockstrace-cg2-test-{}", std::process::id()));

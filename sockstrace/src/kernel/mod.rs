@@ -86,11 +86,11 @@ mod tests {
     #[test]
     fn verifier_accepts_every_program() {
         if !is_root() {
-            eprintln!("skipped: not root");
+            crate::testing::skipped("not root");
             return;
         }
         if !object::is_embedded() {
-            eprintln!("skipped: built with AYA_BUILD_SKIP, no eBPF object");
+            crate::testing::skipped("built with AYA_BUILD_SKIP, no eBPF object");
             return;
         }
         // At the default level (warn) and at debug, where every message of the programs is live
