@@ -136,9 +136,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let filter = filter::build().context("building the seccomp filter")?;
-    if config.isolate_network {
-        refuse_with_isolation(&config)?;
-    }
     // The child makes raw system calls only, so the runtime's threads may exist at fork.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -213,7 +210,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
             .iter()
             .map(|(f, _)| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
             .collect();
-        isolate::forward::start(&runtime, listeners).context("starting the forwarders")?;
+        let handoff = inspector.as_ref().map(crate::inspect::Inspector::handoff);
+        isolate::forward::start(&runtime, listeners, handoff).context("starting the forwarders")?;
         fence_layer.push_str(&format!(
             "; network namespace of its own{} (forwarded: {})",
             if root { "" } else { " in a user namespace" },
@@ -286,17 +284,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     };
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
-}
-
-/// Options `--isolate-network` cannot serve yet (exit status 2).
-fn refuse_with_isolation(config: &RunConfig) -> Result<()> {
-    if config.inspect.is_some() {
-        return Err(UsageError(
-            "--isolate-network with the SOCKS inspector is not supported yet (the relay would see the forwarder, not the program)".into(),
-        )
-        .into());
-    }
-    Ok(())
 }
 
 /// What the child needs to isolate itself; warns about allowed destinations
