@@ -545,6 +545,8 @@ fn vectors(root: bool, b: &Bins, lab: &Lab) -> Vec<Vector> {
                 "a mark moves a packet only through policy routing the administrator set up; none here",
             ),
         ),
+        // MPTCP (its subflows may leave by other paths; refused as an unsupported protocol).
+        v("MPTCP connect", &b.route, &["mptcp", FAR4, &tcp], Truth::Tcp, Base::Arrives),
         // redteam_egress: the same class from the egress gate's attacker.
         v(
             "IPv6 segment routing header to the proxy",
@@ -841,6 +843,8 @@ fn with_the_fences_off_isolation_alone_holds_against_every_vector_as_nobody() {
 //   any other;
 // - `attack_memory stream` and `control`: bounds on the supervisor's copies,
 //   not sends (`mmsg` runs above);
+// - SCTP: this kernel has no SCTP (EPROTONOSUPPORT), and no red-team test
+//   uses it;
 // - `packet-hibits`: makes a packet socket and sends nothing (the packet
 //   socket vectors run above through io_uring).
 
