@@ -80,15 +80,27 @@ impl Handoff {
 
 impl Inspector {
     /// Listens on 127.0.0.1 and ::1 (free ports) on the current runtime.
-    pub async fn start(rules: Rules, refuse: bool, reporter: Arc<Reporter>) -> Result<Inspector> {
+    /// `isolated` (`--isolate-network`): the program's connections come only
+    /// through the forwarders ([`Handoff`]); the listeners in our namespace
+    /// give the addresses to forward and accept nothing (a process of the
+    /// host's could otherwise claim, from the same address and port in the
+    /// host's namespace, a connection registered in the program's).
+    pub async fn start(
+        rules: Rules,
+        refuse: bool,
+        reporter: Arc<Reporter>,
+        isolated: bool,
+    ) -> Result<Inspector> {
         let v4 = TcpListener::bind("127.0.0.1:0").await.context("binding the SOCKS inspector")?;
         let v6 = TcpListener::bind("[::1]:0").await.ok();
         let pending: Pending = Arc::default();
         let shared = Arc::new(Shared { rules, refuse, reporter, pending: pending.clone() });
         let addrs = (v4.local_addr()?, v6.as_ref().and_then(|l| l.local_addr().ok()));
-        tokio::spawn(serve(v4, shared.clone()));
-        if let Some(v6) = v6 {
-            tokio::spawn(serve(v6, shared.clone()));
+        if !isolated {
+            tokio::spawn(serve(v4, shared.clone()));
+            if let Some(v6) = v6 {
+                tokio::spawn(serve(v6, shared.clone()));
+            }
         }
         Ok(Inspector { v4: addrs.0, v6: addrs.1, pending, shared })
     }

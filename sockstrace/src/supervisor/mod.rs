@@ -157,7 +157,12 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         Some(rules) => {
             let refuse = config.on_leak != LeakAction::Log;
             let inspector = runtime
-                .block_on(crate::inspect::Inspector::start(rules, refuse, reporter.clone()))
+                .block_on(crate::inspect::Inspector::start(
+                    rules,
+                    refuse,
+                    reporter.clone(),
+                    config.isolate_network,
+                ))
                 .context("starting the SOCKS inspector")?;
             for addr in inspector.addrs() {
                 let net = ipnet::IpNet::from(addr.ip());
