@@ -323,12 +323,153 @@ fn without_user_namespaces_isolation_fails_clearly() {
     );
 }
 
+// ---------------------------------------------------------------------------
+// The SOCKS inspector through the forwarder: the findings of run_inspect.rs
+// ---------------------------------------------------------------------------
+
+const NAME: &str = "web.sockstrace.test";
+
+fn socks_findings<'a>(out: &'a Outcome, reason: &str) -> Vec<&'a sockstrace_tests::Event> {
+    out.leaks().into_iter().filter(|e| e.s("reason") == reason).collect()
+}
+
+/// curl under `trace` with `--isolate-network`, no proxy from the environment.
+fn isolated_curl(trace: Trace, args: &[&str]) -> Outcome {
+    let mut argv = vec!["curl", "-q", "-sS", "--max-time", "20"];
+    argv.extend_from_slice(args);
+    let out = no_proxy_env(trace).opts([ISOLATE]).program(argv).run();
+    assert_isolated(&out);
+    out
+}
+
+/// A finding names the program (pid, fd of its socket), as without
+/// isolation: the relay knew who was behind the forwarded connection.
+fn assert_names_the_program(ev: &sockstrace_tests::Event, who: &str, out: &Outcome) {
+    assert_eq!(ev.s("comm"), "curl", "as {who}: {ev}\n{}", out.describe());
+    assert!(ev.i("pid").is_some_and(|p| p > 0), "as {who}: {ev}\n{}", out.describe());
+    assert!(ev.i("fd").is_some_and(|fd| fd >= 0), "as {who}: {ev}\n{}", out.describe());
+}
+
 #[test]
-fn the_socks_inspector_is_refused_with_isolation() {
-    for opts in [&["--inspect-socks"][..], &["--require-socks-auth"][..]] {
-        let out = Trace::new().opts([ISOLATE]).opts(opts.iter().copied()).program(["true"]).run();
-        assert_eq!(out.code(), 2, "{opts:?}\n{}", out.describe());
-        assert!(out.stderr.contains("--isolate-network"), "{opts:?}\n{}", out.describe());
+fn a_socks4_request_by_address_is_flagged_and_refused_isolated() {
+    let socks = match Microsocks::start() {
+        Ok(s) => s,
+        Err(e) => skip!("{e}"),
+    };
+    let web = HttpServer::bind("127.0.0.2");
+    let proxy = socks.addr().to_string();
+    for (who, trace, _copies) in traces() {
+        let trace = trace.proxy(socks.addr()).opts(["--inspect-socks"]);
+        let out = isolated_curl(trace, &["--socks4", &proxy, &web.url()]);
+        assert_ne!(out.code(), 0, "as {who}: the relay refuses the request\n{}", out.describe());
+        let flagged = socks_findings(&out, "socks-by-address");
+        assert_eq!(flagged.len(), 1, "as {who}\n{}", out.describe());
+        assert_eq!(flagged[0].s("dst"), web.dst(), "as {who}\n{}", out.describe());
+        assert_eq!(flagged[0].s("action"), "blocked", "as {who}\n{}", out.describe());
+        assert_names_the_program(flagged[0], who, &out);
+        assert_eq!(web.requests(), 0, "as {who}");
+    }
+    // SOCKS4a carries the name: nothing to flag (microsocks speaks SOCKS5 only).
+    let out = isolated_curl(
+        Trace::new().proxy(socks.addr()).opts(["--inspect-socks"]),
+        &["--socks4a", &proxy, &web.url()],
+    );
+    assert!(out.leaks().is_empty(), "{}", out.describe());
+}
+
+#[test]
+fn socks5h_through_the_inspector_works_isolated() {
+    let socks = match Microsocks::start_with_hosts(&format!("127.0.0.2 {NAME}\n")) {
+        Ok(s) => s,
+        Err(e) => skip!("{e}"),
+    };
+    let web = HttpServer::bind("127.0.0.2");
+    let url = format!("http://{NAME}:{}/", web.dst().rsplit(':').next().unwrap());
+    let proxy = socks.addr().to_string();
+    for (who, trace, _copies) in traces() {
+        let before = web.requests();
+        let trace = trace.proxy(socks.addr()).opts(["--inspect-socks"]);
+        let out = isolated_curl(trace, &["--socks5-hostname", &proxy, &url]);
+        out.assert_code(0);
+        assert!(out.stdout.contains(web.body()), "as {who}\n{}", out.describe());
+        assert!(out.leaks().is_empty(), "as {who}\n{}", out.describe());
+        assert_eq!(web.requests(), before + 1, "as {who}");
+    }
+}
+
+/// `--dns proxy` works without root under isolation, so this runs as nobody too.
+#[test]
+fn socks5_by_address_after_a_local_lookup_is_flagged_isolated() {
+    let socks = match Microsocks::start_with_hosts(&format!("127.0.0.2 {NAME}\n")) {
+        Ok(s) => s,
+        Err(e) => skip!("{e}"),
+    };
+    let web = HttpServer::bind("127.0.0.2");
+    let url = format!("http://{NAME}:{}/", web.dst().rsplit(':').next().unwrap());
+    let proxy = socks.addr().to_string();
+    for (who, trace, _copies) in traces() {
+        // curl --socks5 resolves the name itself (through sockstrace's own
+        // resolver), then asks the proxy for the address.
+        let trace = trace.proxy(socks.addr()).opts(["--inspect-socks", "--dns", "proxy"]);
+        let out = isolated_curl(trace, &["--socks5", &proxy, &url]);
+        assert_ne!(out.code(), 0, "as {who}\n{}", out.describe());
+        let flagged = socks_findings(&out, "socks-by-address");
+        assert_eq!(flagged.len(), 1, "as {who}\n{}", out.describe());
+        assert_names_the_program(flagged[0], who, &out);
+        assert_eq!(web.requests(), 0, "as {who}");
+    }
+}
+
+#[test]
+fn require_socks_auth_and_isolation_regex_isolated() {
+    let open = match Microsocks::start() {
+        Ok(s) => s,
+        Err(e) => skip!("{e}"),
+    };
+    let locked = match Microsocks::start_with("", Some(("shared", "pw"))) {
+        Ok(s) => s,
+        Err(e) => skip!("{e}"),
+    };
+    let matching = match Microsocks::start_with("", Some(("iso-7", "pw"))) {
+        Ok(s) => s,
+        Err(e) => skip!("{e}"),
+    };
+    let web = HttpServer::bind("127.0.0.2");
+    let isolation = ["--isolation-regex", "^iso-[0-9]+$"];
+    let with = |user: &str, px: &Microsocks| format!("socks5://{user}:pw@{}", px.addr());
+    for (who, trace, _copies) in traces() {
+        let before = web.requests();
+        let proxy = open.addr().to_string();
+        let out = isolated_curl(
+            trace.proxy(open.addr()).opts(["--require-socks-auth"]),
+            &["--socks5", &proxy, &web.url()],
+        );
+        assert_ne!(out.code(), 0, "as {who}\n{}", out.describe());
+        let flagged = socks_findings(&out, "socks-no-auth");
+        assert_eq!(flagged.len(), 1, "as {who}\n{}", out.describe());
+        assert_names_the_program(flagged[0], who, &out);
+        assert_eq!(web.requests(), before, "as {who}");
+    }
+    for (who, trace, _copies) in traces() {
+        let before = web.requests();
+        let out = isolated_curl(
+            trace.proxy(locked.addr()).opts(isolation),
+            &["-x", &with("shared", &locked), &web.url()],
+        );
+        assert_ne!(out.code(), 0, "as {who}\n{}", out.describe());
+        assert_eq!(socks_findings(&out, "socks-isolation").len(), 1, "as {who}\n{}", out.describe());
+        assert_eq!(web.requests(), before, "as {who}");
+    }
+    // Credentials that match pass, and the request goes through.
+    for (who, trace, _copies) in traces() {
+        let before = web.requests();
+        let out = isolated_curl(
+            trace.proxy(matching.addr()).opts(isolation),
+            &["-x", &with("iso-7", &matching), &web.url()],
+        );
+        out.assert_code(0);
+        assert!(out.leaks().is_empty(), "as {who}\n{}", out.describe());
+        assert_eq!(web.requests(), before + 1, "as {who}");
     }
 }
 

@@ -13,4 +13,4 @@ pub mod parse;
 mod relay;
 
 pub use findings::Rules;
-pub use relay::{DnsSeen, Inspector, Origin};
+pub use relay::{DnsSeen, Handoff, Inspector, Origin};

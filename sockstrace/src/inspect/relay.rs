@@ -49,21 +49,65 @@ pub struct Inspector {
     v4: SocketAddr,
     v6: Option<SocketAddr>,
     pending: Pending,
+    shared: Arc<Shared>,
+}
+
+/// The inspector's side of the forwarders (`--isolate-network`). There the
+/// supervisor connects the program's socket to the inspector's address inside
+/// the program's namespace, where a forwarder accepts it; the forwarder hands
+/// the connection over here with its peer, the program's own socket (the
+/// address the supervisor registered), instead of connecting to our listener
+/// from the host's namespace (which would hide the program behind the
+/// forwarder's address).
+#[derive(Clone)]
+pub struct Handoff {
+    addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+}
+
+impl Handoff {
+    /// Whether a forwarder to `target` carries connections to the inspector.
+    pub fn takes(&self, target: SocketAddr) -> bool {
+        self.addrs.contains(&target)
+    }
+
+    /// Inspects the program's connection `client`, accepted from `peer` (its
+    /// address in the program's namespace), on the current runtime.
+    pub fn relay(&self, client: TcpStream, peer: SocketAddr) {
+        tokio::spawn(relay(client, peer, self.shared.clone()));
+    }
 }
 
 impl Inspector {
     /// Listens on 127.0.0.1 and ::1 (free ports) on the current runtime.
-    pub async fn start(rules: Rules, refuse: bool, reporter: Arc<Reporter>) -> Result<Inspector> {
+    /// `isolated` (`--isolate-network`): the program's connections come only
+    /// through the forwarders ([`Handoff`]); the listeners in our namespace
+    /// give the addresses to forward and accept nothing (a process of the
+    /// host's could otherwise claim, from the same address and port in the
+    /// host's namespace, a connection registered in the program's).
+    pub async fn start(
+        rules: Rules,
+        refuse: bool,
+        reporter: Arc<Reporter>,
+        isolated: bool,
+    ) -> Result<Inspector> {
         let v4 = TcpListener::bind("127.0.0.1:0").await.context("binding the SOCKS inspector")?;
         let v6 = TcpListener::bind("[::1]:0").await.ok();
         let pending: Pending = Arc::default();
         let shared = Arc::new(Shared { rules, refuse, reporter, pending: pending.clone() });
         let addrs = (v4.local_addr()?, v6.as_ref().and_then(|l| l.local_addr().ok()));
-        tokio::spawn(serve(v4, shared.clone()));
-        if let Some(v6) = v6 {
-            tokio::spawn(serve(v6, shared));
+        if !isolated {
+            tokio::spawn(serve(v4, shared.clone()));
+            if let Some(v6) = v6 {
+                tokio::spawn(serve(v6, shared.clone()));
+            }
         }
-        Ok(Inspector { v4: addrs.0, v6: addrs.1, pending })
+        Ok(Inspector { v4: addrs.0, v6: addrs.1, pending, shared })
+    }
+
+    /// What the forwarders need to hand the program's connections over.
+    pub fn handoff(&self) -> Handoff {
+        Handoff { addrs: self.addrs(), shared: self.shared.clone() }
     }
 
     /// Where a socket of this family connects instead of to the proxy.

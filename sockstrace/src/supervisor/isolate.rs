@@ -279,6 +279,7 @@ impl Isolation {
         runtime: &tokio::runtime::Runtime,
         mut sockets: Vec<Option<OwnedFd>>,
         root: bool,
+        inspector: Option<crate::inspect::Handoff>,
     ) -> anyhow::Result<Started> {
         let bridged = sockets.split_off(self.forwards.len().min(sockets.len()));
         let listeners: Vec<(Forward, OwnedFd)> =
@@ -287,7 +288,7 @@ impl Isolation {
             .iter()
             .map(|(f, _)| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
             .collect();
-        forward::start(runtime, listeners)?;
+        forward::start(runtime, listeners, inspector)?;
         let bridges: Vec<(Vec<u8>, OwnedFd)> =
             self.bridges.iter().cloned().zip(bridged).filter_map(|(n, fd)| Some((n, fd?))).collect();
         shown.extend(bridges.iter().map(|(n, _)| format!("unix:@{}", String::from_utf8_lossy(n))));

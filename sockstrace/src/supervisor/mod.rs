@@ -151,9 +151,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let plan = crate::syscalls::filter::Plan::of(&config.syscalls);
     let filter = filter::build(plan.as_ref()).context("building the seccomp filter")?;
     let gate = crate::syscalls::Gate::new(&config.syscalls);
-    if config.isolate_network {
-        refuse_with_isolation(&config)?;
-    }
     // The child makes raw system calls only, so the runtime's threads may exist at fork.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -175,7 +172,12 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         Some(rules) => {
             let refuse = config.on_leak != LeakAction::Log;
             let inspector = runtime
-                .block_on(crate::inspect::Inspector::start(rules, refuse, reporter.clone()))
+                .block_on(crate::inspect::Inspector::start(
+                    rules,
+                    refuse,
+                    reporter.clone(),
+                    config.isolate_network,
+                ))
                 .context("starting the SOCKS inspector")?;
             for addr in inspector.addrs() {
                 let net = ipnet::IpNet::from(addr.ip());
@@ -221,7 +223,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let mut inbound = None;
     if let Some(mut isolation) = isolation {
         let sockets = std::mem::take(&mut spawned.forward_listeners);
-        let started = isolation.start(&runtime, sockets, root).context("starting the forwarders")?;
+        let handoff = inspector.as_ref().map(crate::inspect::Inspector::handoff);
+        let started = isolation.start(&runtime, sockets, root, handoff).context("starting the forwarders")?;
         fence_layer.push_str(&started.description);
         inbound = started.inbound;
     }
@@ -302,17 +305,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     }
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
-}
-
-/// Options `--isolate-network` cannot serve yet (exit status 2).
-fn refuse_with_isolation(config: &RunConfig) -> Result<()> {
-    if config.inspect.is_some() {
-        return Err(UsageError(
-            "--isolate-network with the SOCKS inspector is not supported yet (the relay would see the forwarder, not the program)".into(),
-        )
-        .into());
-    }
-    Ok(())
 }
 
 /// What the child needs to isolate itself; warns about allowed destinations

@@ -21,7 +21,14 @@ use super::Forward;
 /// started (it keeps the limits it was given): each of its connections
 /// through a forwarder holds two of our fds, so ours are raised to the hard
 /// limit, lest the program exhaust them before its own.
-pub fn start(runtime: &tokio::runtime::Runtime, sockets: Vec<(Forward, OwnedFd)>) -> anyhow::Result<()> {
+///
+/// Connections to the SOCKS inspector's own addresses go to `inspector`,
+/// with the program's address (see [`crate::inspect::Handoff`]).
+pub fn start(
+    runtime: &tokio::runtime::Runtime,
+    sockets: Vec<(Forward, OwnedFd)>,
+    inspector: Option<crate::inspect::Handoff>,
+) -> anyhow::Result<()> {
     raise_fd_limit();
     let _inside = runtime.enter();
     for (forward, fd) in sockets {
@@ -32,18 +39,20 @@ pub fn start(runtime: &tokio::runtime::Runtime, sockets: Vec<(Forward, OwnedFd)>
         } else {
             let std = std::net::TcpListener::from(fd);
             std.set_nonblocking(true)?;
-            runtime.spawn(serve(TcpListener::from_std(std)?, forward.outside));
+            let inspector = inspector.clone().filter(|i| i.takes(forward.outside));
+            runtime.spawn(serve(TcpListener::from_std(std)?, forward.outside, inspector));
         }
     }
     Ok(())
 }
 
-async fn serve(listener: TcpListener, target: SocketAddr) {
+async fn serve(listener: TcpListener, target: SocketAddr, inspector: Option<crate::inspect::Handoff>) {
     loop {
         match listener.accept().await {
-            Ok((inside, _)) => {
-                tokio::spawn(relay(inside, target));
-            }
+            Ok((inside, peer)) => match &inspector {
+                Some(inspector) => inspector.relay(inside, peer),
+                None => drop(tokio::spawn(relay(inside, target))),
+            },
             // EMFILE and the like: back off a little rather than spin.
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
