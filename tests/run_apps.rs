@@ -1,17 +1,8 @@
 //! Real programs: curl through Debian's microsocks (allowed, works), curl
 //! directly (blocked), and python3 sending UDP (blocked).
 
+use sockstrace_tests::apps::no_proxy_env;
 use sockstrace_tests::{skip, HttpServer, LeakSpec, Microsocks, TcpSink, Trace, UdpSink};
-
-const PROXY_ENV: [&str; 7] =
-    ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
-
-fn no_proxy_env(mut t: Trace) -> Trace {
-    for k in PROXY_ENV {
-        t = t.env_remove(k);
-    }
-    t
-}
 
 #[test]
 fn curl_through_microsocks_works_without_leak() {

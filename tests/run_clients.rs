@@ -14,28 +14,15 @@
 //! may arrive.
 
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sockstrace_tests::paths::{helpers_dir, workspace_root};
+use sockstrace_tests::apps::{elf_is_static, goclient, no_proxy_env, CHROMIUM, CHROMIUM_FLAGS};
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::{is_root, skip, HttpServer, LeakSpec, Microsocks, Outcome, Trace};
 
 const ISOLATE: &str = "--isolate-network";
 const NODE: &str = "/usr/bin/node";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-const PROXY_ENV: [&str; 7] =
-    ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
-
-fn no_proxy_env(mut t: Trace) -> Trace {
-    for k in PROXY_ENV {
-        t = t.env_remove(k);
-    }
-    t
-}
 
 /// Who runs sockstrace, and whether the program is isolated.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -264,53 +251,6 @@ fn node_through_microsocks_as_nobody_isolated() {
 
 // ---------------------------------------------------------------- Go
 
-/// `tests/clients/goclient/main.go` built once per test process with
-/// `CGO_ENABLED=0 go build` into `target/sockstrace-tests/go/goclient`
-/// (GOCACHE and GOPATH there too; no network: `GOPROXY=off`).
-fn goclient() -> Result<&'static Path, String> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = helpers_dir().join("go");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-            let src = workspace_root().join("tests/clients/goclient/main.go");
-            let tmp = dir.join(format!("goclient.{}.tmp", std::process::id()));
-            let out = Command::new("go")
-                .args(["build", "-trimpath", "-o"])
-                .arg(&tmp)
-                .arg(&src)
-                .env("CGO_ENABLED", "0")
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOPATH", dir.join("gopath"))
-                .env("GO111MODULE", "off")
-                .env("GOPROXY", "off")
-                .env("GOFLAGS", "")
-                .env("GOTOOLCHAIN", "local")
-                .env("HOME", &dir)
-                .output()
-                .map_err(|e| format!("cannot run go (install Debian's golang-go): {e}"))?;
-            if !out.status.success() {
-                return Err(format!("go build failed:\n{}", String::from_utf8_lossy(&out.stderr)));
-            }
-            let bin = dir.join("goclient");
-            std::fs::rename(&tmp, &bin).map_err(|e| format!("rename: {e}"))?;
-            Ok(bin)
-        })
-        .as_ref()
-        .map(PathBuf::as_path)
-        .map_err(Clone::clone)
-}
-
-/// Whether the ELF file at `path` has no program interpreter (PT_INTERP):
-/// statically linked.
-fn elf_is_static(path: &Path) -> bool {
-    let b = std::fs::read(path).expect("read ELF");
-    assert_eq!(&b[..5], b"\x7fELF\x02", "{} is not a 64-bit ELF", path.display());
-    let u = |off: usize, n: usize| b[off..off + n].iter().rev().fold(0usize, |a, &x| (a << 8) | x as usize);
-    let (phoff, phentsize, phnum) = (u(0x20, 8), u(0x36, 2), u(0x38, 2));
-    (0..phnum).all(|i| u(phoff + i * phentsize, 4) != 3)
-}
-
 fn go_client(mode: Mode) {
     let bin = match goclient() {
         Ok(b) => b,
@@ -381,19 +321,9 @@ fn chromium(mode: Mode, direct: bool) {
     let profile = format!("--user-data-dir={}", trace.dir().join("profile").display());
     let proxy = format!("--proxy-server=socks5://{}", ms.addr());
     let url = http.url();
-    let mut argv = vec![
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        &profile,
-        &proxy,
-    ];
+    let mut argv = vec![CHROMIUM];
+    argv.extend(CHROMIUM_FLAGS);
+    argv.extend([profile.as_str(), &proxy]);
     if !direct {
         // Chromium bypasses any proxy for loopback unless told not to.
         argv.push("--proxy-bypass-list=<-loopback>");

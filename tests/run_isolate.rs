@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use sockstrace_tests::apps::no_proxy_env;
 use sockstrace_tests::unpriv::{Copies, NOBODY};
 use sockstrace_tests::util::{settle, wait_until};
 use sockstrace_tests::{client, is_root, skip, HttpServer, Microsocks, Outcome, Trace, UdpSink};
@@ -21,16 +22,6 @@ use sockstrace_tests::{client, is_root, skip, HttpServer, Microsocks, Outcome, T
 const ISOLATE: &str = "--isolate-network";
 const FENCES_OFF: &str = "options,cmsg,family-check,landlock";
 const TRIES: &str = "3000";
-
-const PROXY_ENV: [&str; 7] =
-    ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
-
-fn no_proxy_env(mut t: Trace) -> Trace {
-    for k in PROXY_ENV {
-        t = t.env_remove(k);
-    }
-    t
-}
 
 fn release_build() -> bool {
     sockstrace_tests::sockstrace_bin().components().any(|c| c.as_os_str() == "release")

@@ -16,25 +16,14 @@
 //! the clients, the HTTP server's count of requests.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use sockstrace_tests::paths::{client_build, helpers_dir, workspace_root};
+use sockstrace_tests::apps::{goclient, no_proxy_env, CHROMIUM, CHROMIUM_FLAGS};
+use sockstrace_tests::paths::client_build;
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::{is_root, skip, HttpServer, Microsocks, Outcome, TcpSink, Trace};
 
 const FORBIDDEN: [&str; 5] = ["ptrace", "bpf", "mount", "init_module", "userfaultfd"];
-
-const PROXY_ENV: [&str; 7] =
-    ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
-
-fn no_proxy_env(mut t: Trace) -> Trace {
-    for k in PROXY_ENV {
-        t = t.env_remove(k);
-    }
-    t
-}
 
 /// The summary's count of denied calls, by name.
 fn denied(out: &Outcome) -> serde_json::Map<String, serde_json::Value> {
@@ -383,41 +372,6 @@ fn python_urllib_under_strict() {
     assert_fetched(&out, "python3", &http, &ms, before, 1);
 }
 
-/// `tests/clients/goclient/main.go`, static (`CGO_ENABLED=0`), built once
-/// into `target/sockstrace-tests/go-syscalls/goclient`.
-fn goclient() -> Result<&'static Path, String> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = helpers_dir().join("go-syscalls");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-            let tmp = dir.join(format!("goclient.{}.tmp", std::process::id()));
-            let out = Command::new("go")
-                .args(["build", "-trimpath", "-o"])
-                .arg(&tmp)
-                .arg(workspace_root().join("tests/clients/goclient/main.go"))
-                .env("CGO_ENABLED", "0")
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOPATH", dir.join("gopath"))
-                .env("GO111MODULE", "off")
-                .env("GOPROXY", "off")
-                .env("GOFLAGS", "")
-                .env("GOTOOLCHAIN", "local")
-                .env("HOME", &dir)
-                .output()
-                .map_err(|e| format!("cannot run go (install Debian's golang-go): {e}"))?;
-            if !out.status.success() {
-                return Err(format!("go build failed:\n{}", String::from_utf8_lossy(&out.stderr)));
-            }
-            let bin = dir.join("goclient");
-            std::fs::rename(&tmp, &bin).map_err(|e| format!("rename: {e}"))?;
-            Ok(bin)
-        })
-        .as_ref()
-        .map(PathBuf::as_path)
-        .map_err(Clone::clone)
-}
-
 #[test]
 fn static_go_under_strict() {
     let bin = match goclient() {
@@ -452,7 +406,6 @@ fn static_go_under_strict() {
 /// root, so root's sockstrace runs it as nobody.
 #[test]
 fn chromium_under_strict() {
-    const CHROMIUM: &str = "/usr/bin/chromium";
     if !Path::new(CHROMIUM).exists() {
         skip!("{CHROMIUM} is not installed (Debian's chromium)");
     }
@@ -472,22 +425,13 @@ fn chromium_under_strict() {
         .opts(["--syscalls", "strict"])
         .proxy(ms.addr())
         .timeout(Duration::from_secs(60))
-        .program([
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            &profile,
+        .program([CHROMIUM].into_iter().chain(CHROMIUM_FLAGS).chain([
+            profile.as_str(),
             &proxy,
             "--proxy-bypass-list=<-loopback>",
             "--dump-dom",
             &url,
-        ])
+        ]))
         .run();
     out.assert_code(0);
     out.assert_report_well_formed();

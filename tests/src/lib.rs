@@ -17,6 +17,7 @@
 //! and ::1), or inside network namespaces the tests create themselves
 //! ([`netns`]).
 
+pub mod apps;
 pub mod bpf;
 pub mod cgroup;
 pub mod net;
