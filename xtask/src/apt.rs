@@ -26,6 +26,8 @@ pub const PACKAGES: &[&str] = &[
     // A static Go client (CGO_ENABLED=0: raw system calls, no libc) and headless Chromium (run_clients).
     "golang-go",
     "chromium",
+    // tor and tor-gencert: the private Tor network of run_tor and `cargo xtask tor-net`.
+    "tor",
 ];
 
 /// Whether dpkg reports `package` as installed.
