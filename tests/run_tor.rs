@@ -10,7 +10,8 @@
 //! - stream isolation, seen on Tor's control port: socksified connections
 //!   get a circuit each, `--one-circuit` one for all;
 //! - `--inspect-socks --require-socks-auth` with Tor: credentials pass,
-//!   none is flagged.
+//!   none is flagged; Tor's RESOLVE_PTR carries an address by nature and
+//!   is not flagged as a request by address.
 //!
 //! One network serves every step (it takes 10 to 30 s to bootstrap); each
 //! step runs even when an earlier one failed, and the test fails listing
@@ -119,6 +120,7 @@ fn sockstrace_through_a_private_tor_network() {
         ("socksified_connections_get_a_circuit_each", socksified_connections_get_a_circuit_each),
         ("one_circuit_shares_one_circuit", one_circuit_shares_one_circuit),
         ("inspect_socks_requires_credentials_with_tor", inspect_socks_requires_credentials_with_tor),
+        ("inspect_socks_lets_resolve_ptr_through_after_a_lookup", inspect_socks_lets_resolve_ptr_through),
     ];
     let only = std::env::var("TOR_STEP").ok();
     let mut failed = Vec::new();
@@ -231,15 +233,16 @@ except socket.gaierror as e:
     assert!(out.leaks().is_empty(), "{}", w.describe(&out));
     let asked = w.net.dns_asked();
     assert!(
-        asked.contains(&(format!("7.2.0.192.in-addr.arpa"), 12)),
+        asked.contains(&("7.2.0.192.in-addr.arpa".to_string(), 12)),
         "the exit asked for the PTR: {asked:?}"
     );
     assert!(asked.contains(&("nowhere.tor.test".to_string(), 1)), "the exit asked for the name: {asked:?}");
 }
 
 /// curl straight at the web server twice (two connections), socksified
-/// through Tor under `opts`; returns the circuits of the two streams.
-fn two_socksified_streams(w: &World, opts: &[&str]) -> Vec<String> {
+/// through Tor under `opts`; returns the circuits of the two streams and the
+/// SOCKS usernames Tor saw on them.
+fn two_socksified_streams(w: &World, opts: &[&str]) -> (Vec<String>, Vec<Option<String>>) {
     let events = w.stream_events();
     let before = w.web.requests();
     let url = w.web.url();
@@ -259,16 +262,24 @@ fn two_socksified_streams(w: &World, opts: &[&str]) -> Vec<String> {
         events.all(),
         w.describe(&out)
     );
-    circuits
+    let users = events
+        .all()
+        .into_iter()
+        .filter(|e| e.status == "SUCCEEDED" && e.target == w.web.dst())
+        .map(|e| e.username)
+        .collect();
+    (circuits, users)
 }
 
 fn socksified_connections_get_a_circuit_each(w: &World) {
-    let circuits = two_socksified_streams(w, &[]);
+    let (circuits, users) = two_socksified_streams(w, &[]);
+    assert!(users[0].is_some() && users[0] != users[1], "fresh credentials per connection: {users:?}");
     assert_ne!(circuits[0], circuits[1], "fresh credentials per connection: one circuit each");
 }
 
 fn one_circuit_shares_one_circuit(w: &World) {
-    let circuits = two_socksified_streams(w, &["--one-circuit"]);
+    let (circuits, users) = two_socksified_streams(w, &["--one-circuit"]);
+    assert!(users[0].is_some() && users[0] == users[1], "one pair of credentials: {users:?}");
     assert_eq!(circuits[0], circuits[1], "--one-circuit: the same credentials, the same circuit");
 }
 
@@ -287,7 +298,11 @@ fn inspect_socks_requires_credentials_with_tor(w: &World) {
     });
     assert!(ok, "the stream is on Tor's control port: {:?}", events.all());
     let users: Vec<_> = events.all().into_iter().filter_map(|e| e.username).collect();
-    assert!(users.iter().all(|u| u == "alice"), "Tor saw the program's own credentials: {users:?}");
+    assert!(
+        !users.is_empty() && users.iter().all(|u| u == "alice"),
+        "Tor saw the program's own credentials: {:?}",
+        events.all()
+    );
 
     let out = w.trace().opts(inspect).program(curl(&["--socks5-hostname", &w.socks(), &w.web.url()])).run();
     assert_ne!(out.code(), 0, "{}", w.describe(&out));
@@ -295,4 +310,42 @@ fn inspect_socks_requires_credentials_with_tor(w: &World) {
     assert_eq!(flagged.len(), 1, "{}", w.describe(&out));
     assert_eq!(flagged[0].s("action"), "blocked", "{}", w.describe(&out));
     assert_eq!(w.web.requests(), before + 1, "nothing more reached the web server");
+}
+
+fn inspect_socks_lets_resolve_ptr_through(w: &World) {
+    let Some(dns) = dns_sink() else { return };
+    // A program that looks a name up (through sockstrace's resolver), then
+    // asks Tor for an address's name (RESOLVE_PTR, command 0xF1): the
+    // request carries an address, but it connects nowhere.
+    let script = r#"
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+print("lookup:", socket.gethostbyname(sys.argv[2]))
+s = socket.create_connection((host, int(port)), timeout=60)
+def exact(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            sys.exit("ptr: short reply")
+        data += chunk
+    return data
+s.sendall(b"\x05\x01\x00")
+assert exact(2) == b"\x05\x00"
+s.sendall(b"\x05\xf1\x00\x01" + socket.inet_aton(sys.argv[3]) + b"\x00\x00")
+head = exact(4)
+if head[1] != 0:
+    sys.exit("ptr: refused, SOCKS reply %d" % head[1])
+n = exact(1)[0]
+print("ptr:", exact(n + 2)[:n].decode())
+"#;
+    let program: Vec<String> =
+        ["python3", "-c", script, &w.socks(), NAME, &PTR_IP.to_string()].map(String::from).to_vec();
+    let trace = w.trace().opts(["--inspect-socks", "--dns", "proxy", "--dns-upstream", "tor"]);
+    let out = in_private_resolver(trace, &dns, &program);
+    assert_eq!(out.code(), 0, "{}", w.describe(&out));
+    assert!(out.stdout.contains(&format!("lookup: {WEB_IP}")), "{}", w.describe(&out));
+    assert!(out.stdout.contains(&format!("ptr: {PTR_NAME}")), "{}", w.describe(&out));
+    assert!(out.leaks().is_empty(), "a reverse lookup is no request by address\n{}", w.describe(&out));
+    dns.assert_nothing_arrived("every lookup went through Tor");
 }
