@@ -7,8 +7,8 @@
 //!
 //! [`TorNet::start`] generates the keys (`tor-gencert`, `tor
 //! --list-fingerprint`), writes each torrc ([`torrc`]), starts the five tor
-//! processes, and waits for the client's "Bootstrapped 100%" and then for a
-//! RESOLVE through the exit to answer. Dropping the `TorNet` kills them and
+//! processes, and waits for the client's "Bootstrapped 100%", then for a
+//! RESOLVE and a CONNECT (to a listener of its own) through the exit. Dropping the `TorNet` kills them and
 //! removes the directory; they also die with the thread that started them
 //! (`PR_SET_PDEATHSIG`) and with this process (`__OwningControllerProcess`).
 
@@ -67,6 +67,14 @@ impl TorNet {
         let names: Vec<(String, Ipv4Addr)> =
             names.iter().map(|(n, ip)| (n.to_ascii_lowercase(), *ip)).collect();
         let probe = names.first().cloned().ok_or("at least one name for the exit's resolver")?;
+        // A listener the exit connects to once the network carries streams.
+        let probe_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let probe_addr = match probe_listener.local_addr().map_err(|e| e.to_string())? {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => return Err("127.0.0.1 bound as IPv6".into()),
+        };
+        let mut exit_ports = exit_ports.to_vec();
+        exit_ports.push(probe_addr.port());
         let dns = TableDns::start(names).map_err(|e| format!("start the exit's resolver: {e}"))?;
         let dir =
             tempfile::Builder::new().prefix("sockstrace-tornet").tempdir().map_err(|e| e.to_string())?;
@@ -105,9 +113,13 @@ impl TorNet {
             .collect();
         let cache = keys::cache(&tor, &gencert, &relays)?;
         let mut authorities = Vec::new();
+        let mut exit_fingerprint = String::new();
         for node in nodes.iter().filter(|n| n.role != Role::Client) {
             let identity =
                 keys::install(&cache, &node.nick, &keys::private_dir(&dir.path().join(&node.nick))?)?;
+            if node.role == Role::Exit {
+                exit_fingerprint = identity.fingerprint.clone();
+            }
             if let (Role::Authority, Some(v3ident)) = (node.role, identity.v3ident) {
                 authorities.push(AuthorityId {
                     nick: node.nick.clone(),
@@ -122,7 +134,8 @@ impl TorNet {
             authorities: &authorities,
             resolv_conf: &resolv_conf,
             empty: &empty,
-            exit_ports,
+            exit_ports: &exit_ports,
+            exit_fingerprint: &exit_fingerprint,
             owner_pid: std::process::id(),
         };
         let mut net = TorNet {
@@ -148,6 +161,8 @@ impl TorNet {
         }
         net.wait_bootstrapped(started + BOOTSTRAP_TIMEOUT)?;
         net.wait_resolves(&probe.0, probe.1, started + BOOTSTRAP_TIMEOUT)?;
+        net.wait_connects(probe_addr, started + BOOTSTRAP_TIMEOUT)?;
+        drop(probe_listener);
         net.bootstrap = started.elapsed();
         Ok(net)
     }
@@ -218,6 +233,21 @@ impl TorNet {
                 ));
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the client connects through the exit to `target`.
+    fn wait_connects(&mut self, target: std::net::SocketAddrV4, deadline: Instant) -> Result<(), String> {
+        loop {
+            self.check_alive()?;
+            let last = control::socks_connect(self.socks, target);
+            if last.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("CONNECT {target} through the exit gave {last:?}\n{}", self.logs()));
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 

@@ -167,6 +167,29 @@ impl Drop for StreamEvents {
     }
 }
 
+/// A SOCKS5 CONNECT to `target` through the proxy at `socks`: `Ok` once the
+/// proxy says it is connected, or the SOCKS reply code of a refusal (`Err(0)`
+/// for an I/O failure).
+pub fn socks_connect(socks: SocketAddr, target: std::net::SocketAddrV4) -> Result<(), u8> {
+    let io = |_| 0u8;
+    let mut s = TcpStream::connect_timeout(&socks, Duration::from_secs(5)).map_err(io)?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).map_err(io)?;
+    s.write_all(&[5, 1, 0]).map_err(io)?;
+    let mut method = [0u8; 2];
+    s.read_exact(&mut method).map_err(io)?;
+    let mut request = vec![5, 1, 0, 1];
+    request.extend_from_slice(&target.ip().octets());
+    request.extend_from_slice(&target.port().to_be_bytes());
+    s.write_all(&request).map_err(io)?;
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).map_err(io)?;
+    if reply[1] == 0 {
+        Ok(())
+    } else {
+        Err(reply[1])
+    }
+}
+
 /// Tor's SOCKS RESOLVE (command 0xF0) of `name` through the proxy at
 /// `socks`: the address, or the SOCKS reply code of a refusal (`Err(0)` for
 /// an I/O failure).

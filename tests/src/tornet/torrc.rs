@@ -59,6 +59,8 @@ pub struct Shared<'a> {
     /// The resolv.conf naming the test's resolver (every relay reads it; only
     /// the exit resolves).
     pub resolv_conf: &'a Path,
+    /// The exit's relay fingerprint.
+    pub exit_fingerprint: &'a str,
     /// The ports the exit policy's summary lists (see [`torrc`]).
     pub exit_ports: &'a [u16],
     /// An empty file.
@@ -86,7 +88,9 @@ pub fn torrc(node: &Node, dir: &Path, shared: &Shared<'_>) -> String {
     // Fast bootstrap (chutney's common options).
     line("AssumeReachable 1");
     line("PathsNeededToBuildCircuits 0.67");
-    line("TestingDirAuthVoteExit *");
+    // The Exit flag for the exit only: a client must not try the
+    // authorities (reject *:*) and give up after three of them.
+    line(&format!("TestingDirAuthVoteExit ${}", shared.exit_fingerprint));
     line("TestingDirAuthVoteGuard *");
     line("TestingDirAuthVoteHSDir *");
     line("TestingMinExitFlagThreshold 0");
@@ -186,6 +190,7 @@ mod tests {
             resolv_conf: Path::new("/x/resolv.conf"),
             empty: Path::new("/x/empty"),
             exit_ports: &[8080, 9000],
+            exit_fingerprint: "C",
             owner_pid: 1,
         };
         let exit = Node { nick: "exit".into(), role: Role::Exit, port: 5001, port2: 7001 };
