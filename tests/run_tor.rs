@@ -11,7 +11,9 @@
 //!   get a circuit each, `--one-circuit` one for all;
 //! - `--inspect-socks --require-socks-auth` with Tor: credentials pass,
 //!   none is flagged; Tor's RESOLVE_PTR carries an address by nature and
-//!   is not flagged as a request by address.
+//!   is not flagged as a request by address;
+//! - a connection the exit's destination refuses is ECONNREFUSED for the
+//!   socksified program (Tor's SOCKS reply 5).
 //!
 //! One network serves every step (it takes 10 to 30 s to bootstrap); each
 //! step runs even when an earlier one failed, and the test fails listing
@@ -40,6 +42,8 @@ const PTR_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
 struct World {
     net: TorNet,
     web: HttpServer,
+    /// A port on 127.0.0.2 nothing listens on (in the exit's policy).
+    closed_port: u16,
 }
 
 impl World {
@@ -114,10 +118,12 @@ fn sockstrace_through_a_private_tor_network() {
     }
     let web = HttpServer::bind("127.0.0.2");
     let port: u16 = web.dst().rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
-    let net = TorNet::start(&[(NAME, WEB_IP), (PTR_NAME, PTR_IP)], &[port])
+    let closed_port =
+        std::net::TcpListener::bind((WEB_IP, 0)).and_then(|l| l.local_addr()).expect("bind").port();
+    let net = TorNet::start(&[(NAME, WEB_IP), (PTR_NAME, PTR_IP)], &[port, closed_port])
         .unwrap_or_else(|e| panic!("the Tor network did not start: {e}"));
     eprintln!("the private Tor network bootstrapped in {:.1?}; SOCKS {}", net.bootstrap, net.socks());
-    let world = World { net, web };
+    let world = World { net, web, closed_port };
     type Step = fn(&World);
     let steps: &[(&str, Step)] = &[
         ("curl_and_python_through_tor_are_clean", curl_and_python_through_tor_are_clean),
@@ -127,6 +133,7 @@ fn sockstrace_through_a_private_tor_network() {
         ("one_circuit_shares_one_circuit", one_circuit_shares_one_circuit),
         ("inspect_socks_requires_credentials_with_tor", inspect_socks_requires_credentials_with_tor),
         ("inspect_socks_lets_resolve_ptr_through_after_a_lookup", inspect_socks_lets_resolve_ptr_through),
+        ("a_refusal_at_the_exit_is_econnrefused", a_refusal_at_the_exit_is_econnrefused),
     ];
     let only = std::env::var("TOR_STEP").ok();
     let mut failed = Vec::new();
@@ -355,4 +362,27 @@ print("ptr:", exact(n + 2)[:n].decode())
     assert!(out.stdout.contains(&format!("ptr: {PTR_NAME}")), "{}", w.describe(&out));
     assert!(out.leaks().is_empty(), "a reverse lookup is no request by address\n{}", w.describe(&out));
     dns.assert_nothing_arrived("every lookup went through Tor");
+}
+
+fn a_refusal_at_the_exit_is_econnrefused(w: &World) {
+    let script = r#"
+import socket, sys
+s = socket.socket()
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("connect: ok")
+except OSError as e:
+    print("connect: errno", e.errno)
+"#;
+    let port = w.closed_port.to_string();
+    let out =
+        w.trace().on_leak("socksify").program(["python3", "-c", script, &WEB_IP.to_string(), &port]).run();
+    assert_eq!(out.code(), 0, "{}", w.describe(&out));
+    assert!(
+        out.stdout.contains(&format!("connect: errno {}", libc::ECONNREFUSED)),
+        "Tor's \"connection refused\" is the program's ECONNREFUSED\n{}",
+        w.describe(&out)
+    );
+    let socksified: Vec<_> = out.events.iter().filter(|e| e.s("action") == "socksified").collect();
+    assert_eq!(socksified.len(), 1, "{}", w.describe(&out));
 }
