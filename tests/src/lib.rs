@@ -11,6 +11,8 @@
 //! - [`report`]: assertions on report events and the summary.
 //! - [`netns`]: a network namespace with a veth pair (root), for non-loopback peers.
 //! - [`unpriv`]: running sockstrace as nobody.
+//! - [`tornet`]: a private Tor network on loopback (Debian's tor), for the
+//!   tests against Tor's own SOCKS port.
 //! - [`bpf`]: which BPF programs are attached to a cgroup (`BPF_PROG_QUERY`).
 //!
 //! Network rule: everything here binds and sends to loopback only (127.0.0.0/8
@@ -25,6 +27,7 @@ pub mod netns;
 pub mod paths;
 pub mod report;
 pub mod run;
+pub mod tornet;
 pub mod unpriv;
 pub mod util;
 

@@ -30,6 +30,8 @@ pub const PACKAGES: &[&str] = &[
     "xvfb",
     "x11-utils",
     "dbus",
+    // tor and tor-gencert: the private Tor network of run_tor and `cargo xtask tor-net`.
+    "tor",
 ];
 
 /// Whether dpkg reports `package` as installed.

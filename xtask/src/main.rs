@@ -14,6 +14,8 @@
 //! - `fuzz [--seconds N] [--seed S] [--as-user U] [--self-check | --ci] ...`: the leak fuzzer (root):
 //!   generated socket programs under `sockstrace run` in a network namespace, judged by the
 //!   packets a sniffer sees; findings shrunk to C reproducers under `target/fuzz/`.
+//! - `tor-net [--name NAME=IPV4]... [--port PORT]...`: a private Tor network on loopback (the
+//!   tests' own), its SOCKS and control ports printed, until Ctrl-C.
 
 mod apt;
 mod bench;
@@ -26,6 +28,7 @@ mod fuzz;
 mod setup;
 mod test;
 mod toolchain;
+mod tornet;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,9 @@ tasks:
   fuzz [--seconds N] [--seed S] [--as-user U | --only-user U] [--self-check | --ci]
        [--kernel MODE] [--known-open CLASS,...] [--allowed-only] [--batch N]
                   leak fuzzer (root): packet-level oracle, shrunk C reproducers in target/fuzz/
+  tor-net [--name NAME=IPV4]... [--port PORT]...
+                  a private Tor network on loopback (3 authorities, an exit, a client)
+                  until Ctrl-C; prints its SOCKS and control ports
   docs            write the man page and shell completions to target/dist/
   deb [--check [--keep]]
                   build a Debian package in target/deb/; --check (root) installs it, runs
@@ -78,6 +84,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "docs" => docs::run(),
         "deb" => deb::run(rest),
         "fuzz" => fuzz::run(rest),
+        "tor-net" => tornet::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -28,9 +28,15 @@ pub fn credentials(rules: &Rules, user: &[u8]) -> Option<Reason> {
     (!pattern.is_match(&String::from_utf8_lossy(user))).then_some(Reason::SocksIsolation)
 }
 
-/// A CONNECT by address right after the same process made a DNS query.
-pub fn request(asked: &Asked, resolved_recently: bool) -> Option<Reason> {
-    (matches!(asked, Asked::Address(_)) && resolved_recently).then_some(Reason::SocksByAddress)
+/// Tor's RESOLVE_PTR extension: the name of an address. It carries an
+/// address by nature and connects nowhere.
+pub const CMD_RESOLVE_PTR: u8 = 0xf1;
+
+/// A SOCKS5 request (`command`, e.g. CONNECT) by address right after the
+/// same process made a DNS query; a reverse lookup is none.
+pub fn request(asked: &Asked, command: u8, resolved_recently: bool) -> Option<Reason> {
+    (matches!(asked, Asked::Address(_)) && resolved_recently && command != CMD_RESOLVE_PTR)
+        .then_some(Reason::SocksByAddress)
 }
 
 #[cfg(test)]
@@ -48,9 +54,13 @@ mod tests {
     fn flags_what_leaks_through_the_proxy() {
         assert_eq!(socks4(&by_ip()), Some(Reason::SocksByAddress));
         assert_eq!(socks4(&by_name()), None);
-        assert_eq!(request(&by_ip(), true), Some(Reason::SocksByAddress));
-        assert_eq!(request(&by_ip(), false), None);
-        assert_eq!(request(&by_name(), true), None);
+        const CONNECT: u8 = 1;
+        assert_eq!(request(&by_ip(), CONNECT, true), Some(Reason::SocksByAddress));
+        assert_eq!(request(&by_ip(), CONNECT, false), None);
+        assert_eq!(request(&by_name(), CONNECT, true), None);
+        // Tor's RESOLVE (0xF0) by address is still flagged; RESOLVE_PTR is not.
+        assert_eq!(request(&by_ip(), 0xf0, true), Some(Reason::SocksByAddress));
+        assert_eq!(request(&by_ip(), CMD_RESOLVE_PTR, true), None);
     }
 
     #[test]

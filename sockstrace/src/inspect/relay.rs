@@ -294,7 +294,8 @@ impl Session<'_> {
         let Some((asked, bytes)) = self.next(parse::socks5_request).await? else { return Ok(true) };
         let last_dns = self.origin.dns_seen.lock().ok().and_then(|seen| seen.get(&self.origin.pid).copied());
         let resolved_recently = last_dns.is_some_and(|t| t.elapsed() < RESOLVED_RECENTLY);
-        if let Some(reason) = findings::request(&asked, resolved_recently) {
+        let command = bytes.get(1).copied().unwrap_or(0);
+        if let Some(reason) = findings::request(&asked, command, resolved_recently) {
             if self.flag(reason, Some(&asked), "socks5") {
                 // "connection not allowed by ruleset".
                 self.client.write_all(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
