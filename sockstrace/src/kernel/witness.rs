@@ -217,6 +217,12 @@ impl Witness {
         self.cgroup.procs_fd()
     }
 
+    /// The directory of a cgroup of our own ([`Witness::start`]; `None` after
+    /// [`Witness::attach`]), for a child to be born in (`clone3(CLONE_INTO_CGROUP)`).
+    pub fn cgroup_dir_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup.procs_fd().map(|_| self.cgroup.dir_fd())
+    }
+
     /// The gates beyond the socket-call hooks, for the layers line: `", egress gate"` when the
     /// egress program is attached (always, but for the test-only switch `egress`).
     pub fn gates(&self) -> &'static str {

@@ -193,6 +193,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
+        cgroup_dir: witness.as_ref().and_then(Witness::cgroup_dir_fd),
         resolv_conf: resolv_conf.as_deref(),
         landlock: fence.ruleset_fd(),
         user: config.user.as_ref(),
