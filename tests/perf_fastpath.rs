@@ -60,17 +60,28 @@ fn check(mode: &str, ok: &str, bad: &str, trace: impl Fn() -> Trace, nothing_arr
     nothing_arrived(&format!("{mode} with the fast path\n{}", out.describe()));
     if !fast_path_on(&out) {
         // BPF LSM is listed, but this kernel refuses its programs (no BPF trampolines).
-        skip!("the kernel refused the BPF LSM socket gate (layers.kernel {:?}): no fast path here", out.kernel_layer());
+        skip!(
+            "the kernel refused the BPF LSM socket gate (layers.kernel {:?}): no fast path here",
+            out.kernel_layer()
+        );
     }
     let refused = kernel_leaks(&out, bad);
     assert!(refused > 0, "the kernel reported no refusal for {bad}: no flip reached it\n{}", out.describe());
-    eprintln!("{mode}: the kernel refused and reported {refused} calls to {bad}; program says {}", out.stdout.trim());
+    eprintln!(
+        "{mode}: the kernel refused and reported {refused} calls to {bad}; program says {}",
+        out.stdout.trim()
+    );
 
     let slow = attack(trace().env("SOCKSTRACE_TEST_DISABLE", "fast-path"), mode, ok, bad);
     slow.assert_code(0);
     nothing_arrived(&format!("{mode} without the fast path\n{}", slow.describe()));
     assert!(!fast_path_on(&slow), "{}", slow.describe());
-    assert_eq!(kernel_leaks(&slow, bad), 0, "without the fast path the kernel never sees the flip\n{}", slow.describe());
+    assert_eq!(
+        kernel_leaks(&slow, bad),
+        0,
+        "without the fast path the kernel never sees the flip\n{}",
+        slow.describe()
+    );
 }
 
 #[test]

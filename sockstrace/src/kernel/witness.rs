@@ -198,7 +198,9 @@ impl Witness {
     /// [`Witness::start`] with the object `preload` loaded.
     pub fn start_preloaded(preload: Preload, policy: &Policy, enforce: bool) -> Result<Witness> {
         let ebpf = match preload.0 {
-            Some(thread) => thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the loader thread panicked"))),
+            Some(thread) => {
+                thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the loader thread panicked")))
+            }
             // No thread could be started: load here.
             None => object::load(),
         };
