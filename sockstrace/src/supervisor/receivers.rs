@@ -167,6 +167,8 @@ fn spawn(ctx: &Arc<Ctx>) {
 
 fn receive(ctx: Arc<Ctx>) {
     super::block_signals_in_this_thread();
+    // Calls this thread performs can be interrupted for their caller.
+    super::interrupt::accept_kicks();
     let receivers = &ctx.receivers;
     // A spare woken to help receives even while another thread holds the role.
     let mut helping = false;
