@@ -324,14 +324,7 @@ fn start_fast_path(ctx: &Arc<Ctx>) {
     let ctx = ctx.clone();
     let spawned = std::thread::Builder::new().name("sockstrace-gate".into()).spawn(move || {
         block_signals_in_this_thread();
-        // The parse only when a CPU has nothing else to do: it must not slow the program's
-        // start (and is wasted where the kernel then refuses the LSM program).
-        set_idle_priority(true);
-        let btf = aya::Btf::from_sys_fs();
-        // Back to normal before the witness's lock is taken: an idle thread holding it could
-        // hold up every call.
-        set_idle_priority(false);
-        let btf = match btf {
+        let btf = match aya::Btf::from_sys_fs() {
             Ok(btf) => btf,
             Err(e) => {
                 log::debug!("no fast path: reading the kernel's BTF: {e}");
@@ -346,17 +339,6 @@ fn start_fast_path(ctx: &Arc<Ctx>) {
     });
     if let Err(e) = spawned {
         log::debug!("no fast path: {e}");
-    }
-}
-
-/// Puts this thread in `SCHED_IDLE` (`idle`) or back in `SCHED_OTHER`; best effort.
-fn set_idle_priority(idle: bool) {
-    let param = libc::sched_param { sched_priority: 0 };
-    let policy = if idle { libc::SCHED_IDLE } else { libc::SCHED_OTHER };
-    // SAFETY: pid 0 is this thread; `param` is a live sched_param.
-    let ret = unsafe { libc::sched_setscheduler(0, policy, &param) };
-    if ret != 0 {
-        log::debug!("sched_setscheduler: {}", std::io::Error::last_os_error());
     }
 }
 
