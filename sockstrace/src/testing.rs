@@ -13,9 +13,7 @@
 //! - `plant-bug`: a deliberate hole in the decision (UDP to port 9 is allowed),
 //!   for the fuzzer's self-check that it finds a planted bug;
 //! - `proc-attribution`: audit does not read /proc for an event's process, as if every
-//!   process were gone already, so a test can show the kernel's process records alone;
-//! - `fast-path`: allowed connects and datagrams are always performed by the supervisor, even
-//!   where the kernel layer judges every destination itself (see `Witness::judges_every_inet_destination`).
+//!   process were gone already, so a test can show the kernel's process records alone.
 
 use std::sync::OnceLock;
 

@@ -198,23 +198,16 @@ pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
 /// of the cgroup in `CONFIG`, sockets no other hook could gate. Fails where the kernel has no
 /// BPF LSM (not in the active LSM list, or trampolines refused). Costs a parse of the kernel's
 /// BTF (about 50 ms), so only runs that need it (io_uring allowed) pay. Returns the program's id.
-pub fn attach_socket_lsm(ebpf: &mut Ebpf, btf: Option<&aya::Btf>) -> Result<u32> {
+pub fn attach_socket_lsm(ebpf: &mut Ebpf) -> Result<u32> {
     let name = programs::SOCKET_CREATE_LSM;
     let lsms = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     if !lsms.trim().split(',').any(|lsm| lsm == "bpf") {
         bail!("BPF LSM is not active (the kernel's LSM list is {:?})", lsms.trim());
     }
-    let parsed;
-    let btf = match btf {
-        Some(btf) => btf,
-        None => {
-            parsed = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
-            &parsed
-        }
-    };
+    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
     let program: &mut aya::programs::Lsm =
         program(ebpf, name)?.try_into().with_context(|| format!("program {name} is not an LSM program"))?;
-    program.load(name, btf).with_context(|| format!("loading program {name}"))?;
+    program.load(name, &btf).with_context(|| format!("loading program {name}"))?;
     program.attach().with_context(|| format!("attaching program {name}"))?;
     Ok(program.info().with_context(|| format!("reading the info of program {name}"))?.id())
 }
@@ -279,7 +272,7 @@ mod tests {
     #[ignore = "a probe, as root"]
     fn socket_lsm_probe() {
         let mut ebpf = load().unwrap();
-        match attach_socket_lsm(&mut ebpf, None) {
+        match attach_socket_lsm(&mut ebpf) {
             Ok(id) => eprintln!("BPF LSM socket_create attached: program id {id}"),
             Err(err) => eprintln!("BPF LSM socket_create refused: {err:#}"),
         }

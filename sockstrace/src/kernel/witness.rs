@@ -71,7 +71,6 @@ impl Loaded {
     /// (attached before the cgroup programs, so no exempt process is missed).
     fn attach(self, cgroup: Cgroup, audit: Option<&Exemptions>) -> Result<Witness> {
         let Self { mut ebpf, backstop, sockets, dropped, ring, logger } = self;
-        let enforcing = backstop.config.enforce != 0;
         let mut tracking = None;
         // The policy goes in before any program is attached: no hook ever runs without it.
         let attached = maps::write_backstop(&mut ebpf, &backstop.for_cgroup(cgroup.id()))
@@ -104,7 +103,6 @@ impl Loaded {
             stopped: false,
             socket_lsm: None,
             egress_gate: !crate::testing::disabled("egress"),
-            enforcing,
             tracking,
         })
     }
@@ -170,8 +168,6 @@ pub struct Witness {
     socket_lsm: Option<bool>,
     /// The egress gate is attached (see `object::attach_all`).
     egress_gate: bool,
-    /// The hooks refuse what the policy does not allow (not only report it).
-    enforcing: bool,
     /// An audit's process tracking and exemption counts.
     tracking: Option<Tracking>,
 }
@@ -268,15 +264,6 @@ impl Witness {
         }
     }
 
-    /// Whether the kernel itself refuses, on its own copy of the address, every inet connect
-    /// and addressed datagram the policy does not allow, whatever socket the program holds: the
-    /// hooks enforce, the egress gate judges every packet (for sockets whose connect or send no
-    /// hook sees, such as ping or UDP-Lite), and the BPF LSM refuses the creation of sockets of
-    /// every other family but unix and netlink (vsock, packet, raw, ...), by any path.
-    pub fn judges_every_inet_destination(&self) -> bool {
-        self.enforcing && self.egress_gate && self.socket_lsm == Some(true) && self.ebpf.is_some()
-    }
-
     /// The cgroup's id (what `bpf_get_current_cgroup_id` returns inside it).
     pub fn cgroup_id(&self) -> u64 {
         self.cgroup.id()
@@ -321,19 +308,13 @@ impl Witness {
     /// on the first call; whether it is attached. False where the kernel refuses BPF LSM
     /// programs (said once, at debug level), or once detached.
     pub fn gate_socket_creation(&mut self) -> bool {
-        self.gate_socket_creation_with(None)
-    }
-
-    /// [`Witness::gate_socket_creation`] with the kernel's BTF already parsed (`btf`), so that
-    /// the parse (about 50 ms) can happen before, without holding the witness.
-    pub fn gate_socket_creation_with(&mut self, btf: Option<&aya::Btf>) -> bool {
         if let Some(on) = self.socket_lsm {
             return on && self.ebpf.is_some();
         }
         let Some(ebpf) = self.ebpf.as_mut() else {
             return false;
         };
-        let on = match object::attach_socket_lsm(ebpf, btf) {
+        let on = match object::attach_socket_lsm(ebpf) {
             Ok(_) => true,
             Err(err) => {
                 log::debug!("socket creation is not gated by BPF LSM: {err:#}");

@@ -164,8 +164,6 @@ pub struct Fence {
     landlock: Result<String, String>,
     /// "supervisor non-dumpable" or why not.
     dumpable: Result<&'static str, String>,
-    /// The ruleset handles TCP bind and connect.
-    handles_tcp: bool,
 }
 
 const NO_FENCE: &str = "the program could reach its supervisor";
@@ -182,7 +180,6 @@ impl Fence {
                 ruleset: None,
                 landlock: Err(format!("landlock off (disabled for a test): {NO_FENCE}")),
                 dumpable,
-                handles_tcp: false,
             };
         }
         let abi = match abi() {
@@ -192,30 +189,20 @@ impl Fence {
                     ruleset: None,
                     landlock: Err(format!("landlock unavailable ({}): {NO_FENCE}", errno_name(e))),
                     dumpable,
-                    handles_tcp: false,
                 }
             }
         };
         let plan = plan(abi, !allow_io_uring);
         match create_ruleset(&plan) {
-            Ok(fd) => Fence {
-                ruleset: Some(fd),
-                landlock: Ok(describe(abi, &plan, allow_io_uring)),
-                dumpable,
-                handles_tcp: plan.attr.handled_access_net != 0,
-            },
+            Ok(fd) => {
+                Fence { ruleset: Some(fd), landlock: Ok(describe(abi, &plan, allow_io_uring)), dumpable }
+            }
             Err(e) => Fence {
                 ruleset: None,
                 landlock: Err(format!("landlock ruleset refused ({}): {NO_FENCE}", errno_name(e))),
                 dumpable,
-                handles_tcp: false,
             },
         }
-    }
-
-    /// Whether the ruleset handles TCP connects (the program's own fail in the kernel).
-    pub fn handles_tcp(&self) -> bool {
-        self.handles_tcp
     }
 
     /// The ruleset the child restricts itself with, if any.

@@ -99,13 +99,6 @@ pub struct Ctx {
     tracee_cache: Arc<tracee::TraceeCache>,
     /// What all calls in flight may copy out of the program together.
     copy_budget: copy_budget::CopyBudget,
-    /// The kernel judges every inet destination itself ([`Witness::judges_every_inet_destination`]):
-    /// allowed TCP and UDP connects and addressed datagrams are answered CONTINUE (see
-    /// `handlers::Call::kernel_judges`). Set once the socket-creation gate is attached.
-    fast_path: std::sync::atomic::AtomicBool,
-    /// The program's own TCP connects pass its Landlock domain (which otherwise refuses them:
-    /// the supervisor performs them): the fast path covers TCP too.
-    tcp_fast_path: bool,
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
@@ -202,7 +195,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
-    let tcp_fast_path = !fence.handles_tcp();
     let isolation =
         config.isolate_network.then(|| prepare_isolation(&config.policy, dns_proxy.as_ref(), root));
     let setup = spawn::ChildSetup {
@@ -268,12 +260,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         receivers: receivers::Receivers::default(),
         tracee_cache: Arc::default(),
         copy_budget: copy_budget::CopyBudget::default(),
-        fast_path: std::sync::atomic::AtomicBool::new(false),
-        tcp_fast_path,
     });
-    if config.on_leak != LeakAction::Log {
-        start_fast_path(&ctx);
-    }
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they
     // end with the process. The kernel layer is taken down now.
@@ -297,10 +284,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         euid,
         identity::name_of(euid).as_deref(),
     );
-    let mut kernel_layer = kernel_layer;
-    if ctx.fast_path.load(std::sync::atomic::Ordering::Acquire) {
-        kernel_layer.push_str("; socket gate (BPF LSM): allowed connects and datagrams run in the kernel");
-    }
     let layers = Layers {
         seccomp: seccomp_layer,
         kernel: kernel_layer,
@@ -311,35 +294,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     };
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
-}
-
-/// Turns the fast path on once the kernel layer judges every inet destination: attaches its
-/// socket-creation gate (BPF LSM) in the background, after the program started, so that the
-/// parse of the kernel's BTF it needs (about 50 ms) adds nothing to the start-up; until then
-/// every call takes the usual path.
-fn start_fast_path(ctx: &Arc<Ctx>) {
-    if crate::testing::disabled("fast-path") || ctx.witness.read().map_or(true, |w| w.is_none()) {
-        return;
-    }
-    let ctx = ctx.clone();
-    let spawned = std::thread::Builder::new().name("sockstrace-gate".into()).spawn(move || {
-        block_signals_in_this_thread();
-        let btf = match aya::Btf::from_sys_fs() {
-            Ok(btf) => btf,
-            Err(e) => {
-                log::debug!("no fast path: reading the kernel's BTF: {e}");
-                return;
-            }
-        };
-        let Ok(mut witness) = ctx.witness.write() else { return };
-        let Some(w) = witness.as_mut() else { return };
-        w.gate_socket_creation_with(Some(&btf));
-        let on = w.judges_every_inet_destination();
-        ctx.fast_path.store(on, std::sync::atomic::Ordering::Release);
-    });
-    if let Err(e) = spawned {
-        log::debug!("no fast path: {e}");
-    }
 }
 
 /// Options `--isolate-network` cannot serve yet (exit status 2).

@@ -237,25 +237,6 @@ impl<'a> Call<'a> {
         self.ctx.witness.read().is_ok_and(|w| w.is_some())
     }
 
-    /// Whether an allowed connect or addressed datagram on a socket of `facts` may be answered
-    /// CONTINUE, the kernel running it in the caller's context on the address it reads then,
-    /// instead of being performed by us on our duplicate. Sound only where the kernel judges
-    /// the address it uses itself, with the same policy, whatever the caller changed after our
-    /// decision (the fast path, `Ctx::fast_path`): the cgroup connect and sendmsg hooks judge
-    /// the kernel's own copy of the address on TCP and UDP sockets; a racing thread that swaps
-    /// the fd number can only put there another socket of the program, which the BPF LSM
-    /// restricts to unix, netlink and inet (no raw), and an inet socket's packets all pass the
-    /// egress gate. Anything the kernel refuses it reports (`source: kernel`).
-    pub fn kernel_judges(&self, facts: &SocketFacts) -> bool {
-        let covered = match (facts.sock_type, facts.protocol) {
-            // Unless the program's Landlock domain refuses its own TCP connects.
-            (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => self.ctx.tcp_fast_path,
-            (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => true,
-            _ => false,
-        };
-        facts.is_inet() && covered && self.ctx.fast_path.load(std::sync::atomic::Ordering::Acquire)
-    }
-
     /// The errno of a call its decision refused: `EPERM`, or for an address
     /// of another family than the socket the errno the kernel itself gives
     /// (`EINVAL` on local families, `EAFNOSUPPORT` on inet ones), also in the

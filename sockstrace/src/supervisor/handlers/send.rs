@@ -64,17 +64,6 @@ fn judge(
     name: &[u8],
     flags: i32,
 ) -> Result<Option<Reply>, Failure> {
-    judge_message(call, syscall, sock, name, flags).map(|(refused, _)| refused)
-}
-
-/// [`judge`], and whether the policy allows the message (not a leak let through).
-fn judge_message(
-    call: &mut Call<'_>,
-    syscall: &'static str,
-    sock: &Socket,
-    name: &[u8],
-    flags: i32,
-) -> Result<(Option<Reply>, bool), Failure> {
     let dst = destination(&sock.facts, name, flags)?;
     let op = Operation::Send { dst: dst.clone(), fastopen: fastopen(flags) };
     let mut decision: Decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
@@ -82,7 +71,7 @@ fn judge_message(
         decision = Decision::allowed(crate::policy::Reason::AllowRule);
     }
     let action = call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
-    Ok((blocked(action).then(|| call.refusal(&sock.facts, decision)), !decision.is_leak()))
+    Ok(blocked(action).then(|| call.refusal(&sock.facts, decision)))
 }
 
 /// The fuzzer's self-check (debug builds, `SOCKSTRACE_TEST_DISABLE=plant-bug`):
@@ -121,23 +110,6 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     let name_len = addr_len(args[5])?;
     let data_len = copy_len(&sock.facts, args[2])?;
-    if name_len > 0 && !sock.facts.is_stream() && !fastopen(flags) && call.kernel_judges(&sock.facts) {
-        // The cgroup sendmsg hooks judge the address the kernel uses (see `kernel_judges`):
-        // only the address is copied, and an allowed datagram is sent by the caller itself.
-        let name = call.tracee.read(args[4], name_len)?;
-        confirm(call)?;
-        return match judge_message(call, "sendto", &sock, &name, flags)? {
-            (Some(refused), _) => Ok(refused),
-            (None, true) => Ok(Reply::Continue),
-            // A leak let through (`--dns log`): sent by us, to the address judged.
-            (None, false) => {
-                let _grant = reserve(call.ctx, call.n.id, data_len)?;
-                let data = call.tracee.read(args[1], data_len)?;
-                confirm(call)?;
-                send_judged(call, sock, Outgoing { name, data, control: Vec::new() }, flags)
-            }
-        };
-    }
     let _grant = reserve(call.ctx, call.n.id, data_len + name_len)?;
     // Payload and address in one copy.
     let mut data = call.tracee.read_regions(&[(args[1], data_len), (args[4], name_len)])?;
