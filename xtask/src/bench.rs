@@ -15,6 +15,7 @@ pub mod fixture;
 mod hooks;
 mod measure;
 mod report;
+mod soak;
 mod workload;
 
 use std::{
@@ -35,17 +36,21 @@ use self::{
 };
 use crate::setup;
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--rounds N] [--sockstrace PATH]
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--rounds N] [--sockstrace PATH] [--soak [N]]
 
   --quick            a smoke run: a tenth of the work, 3 rounds unless --rounds says otherwise
   --rounds N         interleaved rounds per workload and tool (default 5); the table shows medians
   --sockstrace PATH  measure this binary instead of building target/release/sockstrace
-                     (to compare two builds of the supervisor)";
+                     (to compare two builds of the supervisor)
+  --soak [N]         instead of the table: N connects (default 1000000) through the proxy under
+                     `sockstrace run`, none may fail; reports whether the supervisor's RSS stays flat";
 
 struct Options {
     quick: bool,
     rounds: usize,
     sockstrace: Option<PathBuf>,
+    /// `--soak`: the number of connects.
+    soak: Option<u64>,
 }
 
 /// The options, or `None` when help was asked for.
@@ -53,7 +58,8 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
     let mut quick = false;
     let mut rounds = None;
     let mut sockstrace = None;
-    let mut args = args.iter();
+    let mut soak = None;
+    let mut args = args.iter().peekable();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
@@ -69,11 +75,22 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
                 let path = args.next().context("--sockstrace needs a path")?;
                 sockstrace = Some(PathBuf::from(path));
             }
+            "--soak" => {
+                let count = args.next_if(|next| !next.starts_with("--"));
+                let n =
+                    match count {
+                        Some(value) => value.parse().ok().filter(|n| *n > 0).with_context(|| {
+                            format!("--soak: `{value}` is not a positive number\n\n{USAGE}")
+                        })?,
+                        None => soak::DEFAULT_CONNECTS,
+                    };
+                soak = Some(n);
+            }
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown bench option `{other}`\n\n{USAGE}"),
         }
     }
-    Ok(Some(Options { quick, rounds: rounds.unwrap_or(if quick { 3 } else { 5 }), sockstrace }))
+    Ok(Some(Options { quick, rounds: rounds.unwrap_or(if quick { 3 } else { 5 }), sockstrace, soak }))
 }
 
 /// Everything the workloads talk to, kept alive for the whole run.
@@ -131,6 +148,9 @@ pub fn run(args: &[String]) -> Result<()> {
         None => fixture::build_sockstrace()?,
     };
     let client = fixture::build_client()?;
+    if let Some(connects) = options.soak {
+        return run_soak(&sockstrace, &client, connects);
+    }
     let fixtures = start_fixtures(&client)?;
     let sizes = if options.quick { Sizes::QUICK } else { Sizes::FULL };
     let workloads = fixtures.endpoints.workloads(sizes);
@@ -177,6 +197,22 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `--soak`: the soak alone, against the storm listener; its JSON goes to target/bench/soak.json.
+fn run_soak(sockstrace: &Path, client: &Path, connects: u64) -> Result<()> {
+    let sink = Sink::start(client, "close", 4)?;
+    eprintln!("bench: soak, {connects} connects to 127.0.0.1:{} under sockstrace run", sink.port());
+    let soak = soak::run(sockstrace, client, sink.port(), connects)?;
+    println!("{}", soak.line());
+    let path = fixture::bench_dir()?.join("soak.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&soak.json())? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("json: {}", path.display());
+    if !soak.flat() {
+        bail!("the supervisor's memory grew during the soak");
+    }
+    Ok(())
+}
+
 /// The 1-minute load average.
 fn load_average() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -200,7 +236,7 @@ fn run_round(round: usize, sockstrace: &Path, fixtures: &Fixtures, results: &mut
     let len = tools.len();
     tools.rotate_left(round % len);
     for (i, workload) in results.workloads.iter().enumerate() {
-        for &tool in &tools {
+        for &tool in tools.iter().filter(|&&tool| workload.measured_by(tool)) {
             let outcome = run_one(tool, sockstrace, workload, fixtures);
             if let Err(failure) = &outcome {
                 eprintln!("bench: {} under {} failed: {failure}", workload.label, tool.heading());
@@ -309,5 +345,8 @@ mod tests {
         assert!(parse(&args(&["--rounds", "0"])).is_err());
         assert!(parse(&args(&["--rounds"])).is_err());
         assert!(parse(&args(&["--fast"])).is_err());
+        assert_eq!(parse(&args(&["--soak"])).unwrap().unwrap().soak, Some(1_000_000));
+        assert_eq!(parse(&args(&["--soak", "5000", "--quick"])).unwrap().unwrap().soak, Some(5000));
+        assert!(parse(&args(&["--soak", "0"])).is_err());
     }
 }

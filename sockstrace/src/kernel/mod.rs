@@ -42,7 +42,7 @@ pub use cgroup::{cgroup2_root, resolve as resolve_cgroup};
 pub use events::KernelEvent;
 pub use mountinfo::find_cgroup2_mount;
 pub use status::{LayerStatus, Unavailable};
-pub use witness::Witness;
+pub use witness::{Preload, Witness};
 
 /// Where the kernel publishes its own BTF; aya needs it for CO-RE relocations.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";

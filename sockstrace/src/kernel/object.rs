@@ -21,10 +21,12 @@ pub fn is_embedded() -> bool {
 /// Parses the object, creates its maps and loads (without attaching) every program, so the
 /// verifier has accepted all of them. Needs root.
 ///
-/// On our machines (2 cores, debug build) this takes about 55 ms: 50 for aya to parse the
-/// kernel's BTF (`EbpfLoader::new` does it whatever we ask; `Ebpf::load` would parse it a second
-/// time, so we do not use it), the rest for the maps and the verifier. `cargo test -p sockstrace
-/// load_cost -- --ignored --nocapture` shows the details.
+/// The kernel's BTF is not read: our programs have no CO-RE relocations (they read the cgroup
+/// hooks' contexts, whose layout is the kernel's ABI), so it would only cost time: aya's
+/// `EbpfLoader::new` parses all 5 MB of it whatever the loader is then told, about 50 ms on our
+/// machines, the largest part of the layer's start-up. See [`load_without_kernel_btf`]. What is
+/// left is the maps and the verifier. `cargo test -p sockstrace load_cost -- --ignored
+/// --nocapture` shows the details.
 ///
 /// The programs log (aya-log) at the `log` crate's level ([`log::max_level`], set by
 /// `logging::init`): the level is a read-only global of the object, so the verifier drops
@@ -38,9 +40,65 @@ pub fn load_at(level: log::LevelFilter) -> Result<Ebpf> {
     if !is_embedded() {
         bail!("this sockstrace was built without its eBPF object (AYA_BUILD_SKIP)");
     }
-    let mut ebpf = loader(level).load(OBJECT).context("loading the embedded eBPF object")?;
+    let mut ebpf = load_object(level)?;
     load_programs(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// Parses the object and creates its maps, without the kernel's BTF where the object needs
+/// none; with it otherwise (or where the way around the parse is refused).
+fn load_object(level: log::LevelFilter) -> Result<Ebpf> {
+    let needs_btf = needs_kernel_btf()?;
+    if !needs_btf {
+        match load_without_kernel_btf(level) {
+            Ok(loaded) => return loaded.context("loading the embedded eBPF object"),
+            Err(why) => log::debug!("loading with the kernel's BTF: {why:#}"),
+        }
+    }
+    loader(level).load(OBJECT).context("loading the embedded eBPF object")
+}
+
+/// Whether the object has CO-RE relocations, the only thing aya reads the kernel's BTF for
+/// when no program is of a BTF-typed kind (LSM, fentry, BTF tracepoints: the optional LSM
+/// program reads it itself, see [`attach_socket_lsm`]).
+fn needs_kernel_btf() -> Result<bool> {
+    let object = aya_obj::Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
+    Ok(object.has_btf_relocations())
+}
+
+/// Runs aya's loader where `/sys/kernel/btf/vmlinux` reads empty, so that its constructor's
+/// parse of the kernel's BTF fails at once instead of taking 50 ms: on a thread of its own, in a
+/// private mount namespace (`unshare(CLONE_NEWNS)` affects the calling thread only) where
+/// `/dev/null` is bound over the file. Nothing else happens on that thread; the maps and the
+/// object's own BTF it creates are descriptors of the whole process. The namespace goes with
+/// the thread, which is not waited for. `Err` when the namespace or the mount is refused
+/// (then nothing was loaded).
+fn load_without_kernel_btf(level: log::LevelFilter) -> Result<Result<Ebpf, aya::EbpfError>> {
+    let (send, receive) = std::sync::mpsc::channel();
+    thread::Builder::new()
+        .name("sockstrace-load".into())
+        .spawn(move || {
+            let outcome = hide_kernel_btf().map(|()| {
+                let mut loader = loader(level);
+                loader.btf(None);
+                loader.load(OBJECT)
+            });
+            let _ = send.send(outcome);
+        })
+        .context("starting the loader thread")?;
+    receive.recv().context("the loader thread ended without an answer")?
+}
+
+/// In this thread only: a private mount namespace in which the kernel's BTF file reads empty.
+fn hide_kernel_btf() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
+    // Private first: the bind mount must not propagate to the namespace we came from.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .context("making the thread's mounts private")?;
+    mount(Some("/dev/null"), super::KERNEL_BTF, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .context("binding /dev/null over the kernel's BTF")?;
+    Ok(())
 }
 
 /// A loader setting aya-log-ebpf's level global (`AYA_LOG_LEVEL`: 0 off, 1 error ... 5
@@ -195,6 +253,17 @@ mod tests {
 
     fn ms(start: Instant) -> f64 {
         start.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Loading skips the kernel's BTF only because no program needs it: a CO-RE relocation
+    /// added to the programs makes loads parse it again (50 ms each run); this says so.
+    #[test]
+    fn the_programs_need_no_kernel_btf() {
+        if !is_embedded() {
+            eprintln!("skipped: built with AYA_BUILD_SKIP, no eBPF object");
+            return;
+        }
+        assert!(!needs_kernel_btf().unwrap(), "the eBPF object has CO-RE relocations");
     }
 
     /// Whether this kernel takes the BPF LSM program: `cargo test -p sockstrace socket_lsm_probe

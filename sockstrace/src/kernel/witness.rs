@@ -46,8 +46,13 @@ struct Loaded {
 impl Loaded {
     /// Compiles the policy and loads the object (before any cgroup is made or touched).
     fn new(policy: &Policy, enforce: bool) -> Result<Self> {
+        Self::with(object::load(), policy, enforce)
+    }
+
+    /// As [`Loaded::new`], with the object loaded already (or having failed to).
+    fn with(ebpf: Result<Ebpf>, policy: &Policy, enforce: bool) -> Result<Self> {
         let backstop = backstop::compile(policy, enforce).context("compiling the policy for the kernel")?;
-        let mut ebpf = object::load()?;
+        let mut ebpf = ebpf?;
         let sockets = maps::take_sockets(&mut ebpf)?;
         let dropped = maps::take_dropped(&mut ebpf)?;
         let ring =
@@ -130,6 +135,9 @@ struct Tracking {
     marked: usize,
 }
 
+/// The object being loaded ([`Witness::preload`]).
+pub struct Preload(Option<std::thread::JoinHandle<Result<Ebpf>>>);
+
 /// Our programs, attached to a fresh cgroup that the traced program joins ([`Witness::start`]),
 /// or to an existing cgroup ([`Witness::attach`]).
 ///
@@ -168,8 +176,31 @@ impl Witness {
     /// Finds or mounts cgroup2, creates a fresh cgroup (`<cgroup2>/sockstrace/run-<our
     /// pid>-<n>`), loads the object, fills the policy maps and attaches every program to that
     /// cgroup. Needs root. [`Witness::stop`] removes the cgroup again.
+    #[cfg(test)]
     pub fn start(policy: &Policy, enforce: bool) -> Result<Witness> {
         let loaded = Loaded::new(policy, enforce)?;
+        let root = cgroup2_root().context("finding or mounting cgroup2")?;
+        loaded.attach(Cgroup::create(&root)?, None)
+    }
+
+    /// Starts loading the object (maps and programs, which need no policy) on a thread of its
+    /// own, so that the verifier's time overlaps whatever the caller prepares meanwhile; see
+    /// [`Witness::start_preloaded`].
+    pub fn preload() -> Preload {
+        let spawned = std::thread::Builder::new().name("sockstrace-preload".into()).spawn(object::load);
+        Preload(spawned.ok())
+    }
+
+    /// [`Witness::start`] with the object `preload` loaded.
+    pub fn start_preloaded(preload: Preload, policy: &Policy, enforce: bool) -> Result<Witness> {
+        let ebpf = match preload.0 {
+            Some(thread) => {
+                thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the loader thread panicked")))
+            }
+            // No thread could be started: load here.
+            None => object::load(),
+        };
+        let loaded = Loaded::with(ebpf, policy, enforce)?;
         let root = cgroup2_root().context("finding or mounting cgroup2")?;
         loaded.attach(Cgroup::create(&root)?, None)
     }
@@ -215,6 +246,12 @@ impl Witness {
     /// close-on-exec keeps it out of the program.
     pub fn procs_fd(&self) -> Option<BorrowedFd<'_>> {
         self.cgroup.procs_fd()
+    }
+
+    /// The directory of a cgroup of our own ([`Witness::start`]; `None` after
+    /// [`Witness::attach`]), for a child to be born in (`clone3(CLONE_INTO_CGROUP)`).
+    pub fn cgroup_dir_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup.procs_fd().map(|_| self.cgroup.dir_fd())
     }
 
     /// The gates beyond the socket-call hooks, for the layers line: `", egress gate"` when the

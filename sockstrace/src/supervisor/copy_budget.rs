@@ -15,6 +15,7 @@
 //! - all calls in flight together hold at most [`TOTAL_MAX`]; a call that
 //!   would exceed it waits until others finish (or its caller gives up).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ pub struct CopyBudget {
     limit: usize,
     used: Mutex<usize>,
     freed: Condvar,
+    /// Calls waiting on `freed` (changed under `used`'s lock): a grant returned while none
+    /// waits wakes nobody, without the `futex` call a notify always makes.
+    waiting: AtomicUsize,
 }
 
 impl Default for CopyBudget {
@@ -76,7 +80,7 @@ pub struct Grant<'a> {
 
 impl CopyBudget {
     pub fn new(limit: usize) -> Self {
-        CopyBudget { limit, used: Mutex::new(0), freed: Condvar::new() }
+        CopyBudget { limit, used: Mutex::new(0), freed: Condvar::new(), waiting: AtomicUsize::new(0) }
     }
 
     /// Reserves `bytes` (at most the limit), waiting while other calls hold
@@ -85,8 +89,10 @@ impl CopyBudget {
         let bytes = bytes.min(self.limit);
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         while *used + bytes > self.limit {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             let (guard, _) = self.freed.wait_timeout(used, RECHECK).unwrap_or_else(|e| e.into_inner());
             used = guard;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
             if *used + bytes > self.limit && !still_wanted() {
                 return None;
             }
@@ -105,8 +111,12 @@ impl Drop for Grant<'_> {
     fn drop(&mut self) {
         let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
         *used -= self.bytes;
+        // Read under the lock: a waiter counts itself before it releases the lock to wait.
+        let waiting = self.budget.waiting.load(Ordering::Relaxed);
         drop(used);
-        self.budget.freed.notify_all();
+        if waiting > 0 {
+            self.budget.freed.notify_all();
+        }
     }
 }
 

@@ -24,6 +24,16 @@
 //! the socket as an interrupted native call does (a connect keeps
 //! connecting in the kernel).
 //!
+//! Receiver threads take the kick at all times ([`accept_kicks`], once per
+//! thread), instead of unblocking it around each performed call (two
+//! `rt_sigprocmask` per call): a kick is only sent, under the registry's
+//! lock, to a thread registered here, and a thread deregisters under that
+//! lock. So a kick arrives while its thread is in the performed call (which
+//! it interrupts), in our own code between registering and deregistering, or
+//! waiting for the registry's lock (the handler runs; the lock's `futex`
+//! wait is retried): it is taken, unblocked, before the thread deregisters,
+//! and none reaches any other call of the thread.
+//!
 //! What the caller is answered ([`judge`]):
 //! - a signal pending for the caller's thread itself, or for a process of a
 //!   single thread (then the kernel has marked the caller's thread: it is the
@@ -102,6 +112,12 @@ fn install_handler() {
     });
 }
 
+/// Lets this receiver thread take the kick from now on (see the module's doc).
+pub fn accept_kicks() {
+    install_handler();
+    kick_mask(libc::SIG_UNBLOCK);
+}
+
 /// Blocks or unblocks the kick in this thread.
 fn kick_mask(how: libc::c_int) {
     // SAFETY: sigemptyset/sigaddset/pthread_sigmask on a live local set.
@@ -115,15 +131,14 @@ fn kick_mask(how: libc::c_int) {
 
 /// Runs `call` (a blocking call on our duplicate of the caller's socket) on
 /// this thread until it ends, the caller has a signal to handle, or the
-/// caller is gone. An `EINTR` that the watcher did not ask for (a kick left
-/// over from an earlier call) runs the call again, as the kernel would.
+/// caller is gone. An `EINTR` that the watcher did not ask for runs the
+/// call again, as the kernel would.
 pub fn perform<T>(
     notifier: &Arc<Notifier>,
     caller: u32,
     id: u64,
     mut call: impl FnMut() -> Result<T, Errno>,
 ) -> Result<Result<T, Errno>, Stop> {
-    install_handler();
     // SAFETY: pthread_self has no preconditions.
     let thread = unsafe { libc::pthread_self() };
     performing().push(Performing {
@@ -134,7 +149,6 @@ pub fn perform<T>(
         next_check: Instant::now() + RECHECK,
         stop: None,
     });
-    kick_mask(libc::SIG_UNBLOCK);
     let outcome = loop {
         let result = call();
         if result.as_ref().err() != Some(&libc::EINTR) {
@@ -144,10 +158,9 @@ pub fn perform<T>(
             break Err(stop);
         }
     };
-    // Deregistered first: no kick is sent to this thread after, and one
-    // already sent stays pending (blocked) until its next performed call.
+    // No kick is sent to this thread once it is deregistered, and one sent
+    // before was taken by then (see the module's doc).
     performing().retain(|p| p.thread != thread);
-    kick_mask(libc::SIG_BLOCK);
     outcome
 }
 

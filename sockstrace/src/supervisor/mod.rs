@@ -115,16 +115,21 @@ pub fn build_filter(plan: &crate::syscalls::filter::Plan) -> Result<()> {
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
-fn start_witness(policy: &Policy, on_leak: LeakAction, mode: KernelMode) -> (Option<Witness>, String) {
+fn start_witness(
+    policy: &Policy,
+    on_leak: LeakAction,
+    mode: KernelMode,
+    preload: Option<crate::kernel::Preload>,
+) -> (Option<Witness>, String) {
     if mode == KernelMode::Off {
         return (None, "off (--kernel off)".into());
     }
-    if !nix::unistd::geteuid().is_root() {
+    let Some(preload) = preload.filter(|_| nix::unistd::geteuid().is_root()) else {
         return (None, "off (not root)".into());
-    }
+    };
     // Under --on-leak log the supervisor lets leaks through: the kernel only observes.
     let enforce = on_leak != LeakAction::Log;
-    match Witness::start(policy, enforce) {
+    match Witness::start_preloaded(preload, policy, enforce) {
         Ok(w) => {
             let mode = if enforce { "enforcing" } else { "observing" };
             let layer = format!(
@@ -146,6 +151,9 @@ fn start_witness(policy: &Policy, on_leak: LeakAction, mode: KernelMode) -> (Opt
 pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     // First: from here on, same-uid programs cannot ptrace us or take our fds.
     let non_dumpable = fence::make_non_dumpable();
+    // The kernel layer's object loads (its verifier's time) while the rest is prepared.
+    let root = nix::unistd::geteuid().is_root();
+    let preload = (config.kernel != KernelMode::Off && root).then(Witness::preload);
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let plan = crate::syscalls::filter::Plan::of(&config.syscalls);
@@ -187,7 +195,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         }
         None => None,
     };
-    let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak, config.kernel);
+    let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak, config.kernel, preload);
     if config.kernel == KernelMode::Required && witness.is_none() {
         anyhow::bail!("--kernel required, but the kernel layer is {kernel_layer}");
     }
@@ -201,7 +209,6 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("becoming a child subreaper");
     }
-    let root = nix::unistd::geteuid().is_root();
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
@@ -212,6 +219,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
+        cgroup_dir: witness.as_ref().and_then(Witness::cgroup_dir_fd),
         resolv_conf: resolv_conf.as_deref(),
         landlock: fence.ruleset_fd(),
         user: config.user.as_ref(),

@@ -10,9 +10,13 @@
 //! connect cost with two waiting threads.
 //!
 //! Calls from several threads at once are handled in parallel: a receiver
-//! whose `NOTIF_RECV` returned at once (a call was queued) checks whether more
-//! wait, and if so wakes a spare to receive them meanwhile; a helper keeps
-//! receiving while calls still queue, and parks once they stop.
+//! whose `NOTIF_RECV` returned at once (a call was queued) from another caller
+//! than its previous call's checks whether more wait, and if so wakes a spare
+//! to receive them meanwhile; a helper keeps receiving while calls still
+//! queue, and parks once they stop. (A single-threaded program's next call is
+//! often queued already when the receiver comes back, since with sync wake-up
+//! it runs on the receiver's CPU first; it cannot have two queued, so that
+//! check, a `poll`, is skipped for it.)
 //!
 //! A call that waits long must not hold up the others. A handler about to wait
 //! on the network hands the receiving role on at once ([`hand_off`]). For the
@@ -167,9 +171,14 @@ fn spawn(ctx: &Arc<Ctx>) {
 
 fn receive(ctx: Arc<Ctx>) {
     super::block_signals_in_this_thread();
+    // Calls this thread performs can be interrupted for their caller.
+    super::interrupt::accept_kicks();
     let receivers = &ctx.receivers;
     // A spare woken to help receives even while another thread holds the role.
     let mut helping = false;
+    // The caller of the last call this thread took: a thread has at most one call in the
+    // listener, so its next call, received at once, says nothing of a backlog.
+    let mut last_caller = 0;
     loop {
         if helping {
             receivers.receiving.fetch_add(1, Ordering::AcqRel);
@@ -194,9 +203,10 @@ fn receive(ctx: Arc<Ctx>) {
             Ok(n) => {
                 // A call that was already queued hints at calls from several threads at once:
                 // if more wait, another thread receives them while we handle this one.
-                if waited < BACKLOG_HINT && ctx.notifier.pending() {
+                if waited < BACKLOG_HINT && n.tid != last_caller && ctx.notifier.pending() {
                     add_receiver(&ctx);
                 }
+                last_caller = n.tid;
                 receivers.call_started();
                 handlers::handle(&ctx, n);
                 receivers.call_ended();

@@ -39,6 +39,43 @@ pub fn pidfd_open_thread(tid: u32) -> Result<OwnedFd, Errno> {
     Err(libc::EINVAL)
 }
 
+/// `clone_args` of `clone3(2)` (the first 11 fields, `CLONE_ARGS_SIZE_VER2`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7+).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks (as `fork(2)` does, `SIGCHLD` at exit) with the child born in the cgroup whose
+/// directory is `cgroup_dir`: 0 in the child, its pid in the parent, the errno when the kernel
+/// refuses (then there is no child). Unlike glibc's `fork` it runs no `atfork` handlers: the
+/// child must only make raw system calls (as `spawn`'s child does).
+pub fn fork_into_cgroup(cgroup_dir: RawFd) -> Result<libc::pid_t, Errno> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_dir as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM forks: the child has its own copy of our memory and
+    // returns here with 0; `args` is a live, correctly sized clone_args.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &raw const args, std::mem::size_of::<CloneArgs>()) };
+    check(ret).map(|pid| pid as libc::pid_t)
+}
+
 /// Duplicates file descriptor `fd` of the process behind `pidfd` into ours.
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: plain integer arguments; returns a new fd (O_CLOEXEC) or -1.

@@ -13,6 +13,8 @@ use super::{
 
 /// The brief's target for `sockstrace audit` (on the connect storm), ratio to native.
 const AUDIT_TARGET: f64 = 1.03;
+/// What a trapped call may add beyond the bare user-notification round trip, in microseconds.
+const ROUND_TRIP_MARGIN_US: f64 = 2.0;
 
 /// One tool's runs of one workload.
 #[derive(Default)]
@@ -146,7 +148,7 @@ impl<'w> Results<'w> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7} {:>7}",
+            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7} {:>7} {:>8}",
             "workload",
             "native",
             "run",
@@ -158,9 +160,10 @@ impl<'w> Results<'w> {
             "+us/call",
             Tool::RunKernel.heading(),
             Tool::Audit.heading(),
-            Tool::Floor.heading()
+            Tool::Floor.heading(),
+            Tool::Isolated.heading()
         );
-        let _ = writeln!(out, "{}", "-".repeat(145));
+        let _ = writeln!(out, "{}", "-".repeat(154));
         for (i, w) in self.workloads.iter().enumerate() {
             let native = self.compared(i, Tool::Native);
             let run = self.compared(i, Tool::Run);
@@ -168,9 +171,10 @@ impl<'w> Results<'w> {
             let kernel = self.compared(i, Tool::RunKernel);
             let audit = self.compared(i, Tool::Audit);
             let floor = self.compared(i, Tool::Floor);
+            let isolated = self.compared(i, Tool::Isolated);
             let _ = writeln!(
                 out,
-                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7} {:>7}",
+                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7} {:>7} {:>8}",
                 w.label,
                 self.time_cell(i, Tool::Native, native.median),
                 self.time_cell(i, Tool::Run, run.median),
@@ -182,7 +186,8 @@ impl<'w> Results<'w> {
                 us_cell(strace.added_us),
                 self.ratio_or_failed(i, Tool::RunKernel, kernel.ratio),
                 self.ratio_or_failed(i, Tool::Audit, audit.ratio),
-                self.ratio_or_failed(i, Tool::Floor, floor.ratio)
+                self.ratio_or_failed(i, Tool::Floor, floor.ratio),
+                self.ratio_or_failed(i, Tool::Isolated, isolated.ratio)
             );
         }
         let _ = writeln!(out);
@@ -225,6 +230,11 @@ impl<'w> Results<'w> {
             "floor: the program under a one-instruction seccomp filter that allows every call \
              (`bench_client seccomp-allow`): what any seccomp filter costs on this kernel; ratio to native."
         );
+        let _ = writeln!(
+            out,
+            "isolated: `sockstrace run --kernel off --isolate-network` (the program in a network namespace of its \
+             own, the proxy forwarded); start-up, storms and bulk only; ratio to native."
+        );
         for line in self.gap_lines() {
             let _ = writeln!(out, "{line}");
         }
@@ -258,6 +268,22 @@ impl<'w> Results<'w> {
             }
             None => None,
         };
+        if let Some(floor_us) = floor_us {
+            for (i, w) in self.workloads.iter().enumerate().filter(|(_, w)| w.calls.is_some()) {
+                let over = |tool| {
+                    self.compared(i, tool)
+                        .added_us
+                        .map_or("-".to_string(), |added| format!("{:+.1} us", added - floor_us))
+                };
+                lines.push(format!(
+                    "over the round trip: {}: each trapped call adds the round trip and run {}, run+kernel {} \
+                     (target: at most +{ROUND_TRIP_MARGIN_US:.0} us)",
+                    w.label,
+                    over(Tool::Run),
+                    over(Tool::RunKernel)
+                ));
+            }
+        }
         for (i, w) in self.workloads.iter().enumerate() {
             let run = self.compared(i, Tool::Run);
             if run.target_met != Some(false) {
@@ -452,6 +478,7 @@ impl<'w> Results<'w> {
         let mut tools = Map::new();
         for tool in Tool::ALL {
             let value = match (tool, &self.audit_unavailable) {
+                _ if !w.measured_by(tool) => json!({ "not_measured": "not a workload of this tool" }),
                 (Tool::Audit, Some(why)) => json!({ "not_measured": why }),
                 _ => self.tool_json(i, tool),
             };
@@ -524,6 +551,7 @@ mod tests {
             timing: Timing::Client,
             target: Some(Target { max_ratio: 1.10 }),
             http_requests: None,
+            isolation: false,
         };
         let workloads = [workload("storm", Some(1000)), workload("plain", None), workload("fast", Some(10))];
         let mut results = Results::new(&workloads, 0);
@@ -542,6 +570,10 @@ mod tests {
             [
                 "notify floor: a bare user-notification round trip (a trapped getppid answered CONTINUE at \
                  once, sync wake-up) costs 3.8 us here (`bench_client notify-floor`)",
+                "over the round trip: storm: each trapped call adds the round trip and run +6.2 us, \
+                 run+kernel - (target: at most +2 us)",
+                "over the round trip: fast: each trapped call adds the round trip and run +496.2 us, \
+                 run+kernel - (target: at most +2 us)",
                 "gap: storm: the 1.10x target leaves 3.0 us per call on a 30.0 us native cycle; run adds \
                  10.0 us, the bare round trip alone 3.8 us",
                 "gap: plain: run is 0.99x the floor, which is itself 1.12x native",

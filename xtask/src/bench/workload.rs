@@ -16,12 +16,15 @@ pub enum Tool {
     Audit,
     /// A one-instruction seccomp filter that allows everything: what any filter costs.
     Floor,
+    /// `sockstrace run --kernel off --isolate-network`: the program in a network namespace of
+    /// its own, its allowed destinations forwarded (only the workloads marked `isolation`).
+    Isolated,
 }
 
 impl Tool {
     /// Every tool, in their first-round order.
-    pub const ALL: [Tool; 6] =
-        [Tool::Native, Tool::Run, Tool::Strace, Tool::RunKernel, Tool::Audit, Tool::Floor];
+    pub const ALL: [Tool; 7] =
+        [Tool::Native, Tool::Run, Tool::Strace, Tool::RunKernel, Tool::Audit, Tool::Floor, Tool::Isolated];
 
     /// The JSON key.
     pub fn key(self) -> &'static str {
@@ -32,6 +35,7 @@ impl Tool {
             Tool::RunKernel => "run_kernel",
             Tool::Audit => "audit",
             Tool::Floor => "seccomp_floor",
+            Tool::Isolated => "run_isolated",
         }
     }
 
@@ -44,6 +48,7 @@ impl Tool {
             Tool::RunKernel => "run+kernel",
             Tool::Audit => "audit",
             Tool::Floor => "floor",
+            Tool::Isolated => "isolated",
         }
     }
 }
@@ -77,6 +82,15 @@ pub struct Workload {
     pub target: Option<Target>,
     /// HTTP requests the run must deliver to the bench's web server.
     pub http_requests: Option<u64>,
+    /// Also measured under `run --isolate-network` ([`Tool::Isolated`]).
+    pub isolation: bool,
+}
+
+impl Workload {
+    /// Whether `tool` measures this workload.
+    pub fn measured_by(&self, tool: Tool) -> bool {
+        tool != Tool::Isolated || self.isolation
+    }
 }
 
 /// `run --syscalls strict`, an option of `run` only (audit has no allowlist).
@@ -168,6 +182,7 @@ impl Endpoints {
             timing: Timing::Client,
             target: Some(Target { max_ratio }),
             http_requests: None,
+            isolation: true,
         }
     }
 
@@ -187,9 +202,10 @@ impl Endpoints {
                 timing: Timing::Wall,
                 target: None,
                 http_requests: None,
+                isolation: true,
             },
-            self.connect_storm(1, sizes.connects, 1.10),
-            self.connect_storm(4, sizes.connects, 1.25),
+            self.connect_storm(1, sizes.connects, 1.30),
+            self.connect_storm(4, sizes.connects, 1.40),
             Workload {
                 key: "udp_sendto_storm",
                 label: "udp sendto storm".into(),
@@ -199,6 +215,7 @@ impl Endpoints {
                 timing: Timing::Client,
                 target: None,
                 http_requests: None,
+                isolation: false,
             },
             Workload {
                 key: "http_via_microsocks",
@@ -209,6 +226,7 @@ impl Endpoints {
                 timing: Timing::Wall,
                 target: None,
                 http_requests: Some(sizes.requests),
+                isolation: false,
             },
             Workload {
                 key: "bulk_transfer",
@@ -219,6 +237,7 @@ impl Endpoints {
                 timing: Timing::Client,
                 target: Some(Target { max_ratio: 1.02 }),
                 http_requests: None,
+                isolation: true,
             },
             Workload {
                 key: "non_network_syscalls",
@@ -229,6 +248,7 @@ impl Endpoints {
                 timing: Timing::Client,
                 target: Some(Target { max_ratio: 1.02 }),
                 http_requests: None,
+                isolation: false,
             },
             // The same calls under the system call allowlist: its run column against the row
             // above shows what the allowlist costs (allowed calls are ALLOW in the kernel's cache).
@@ -275,6 +295,11 @@ pub fn command(tool: Tool, sockstrace: &Path, client: &Path, workload: &Workload
             let mut floor = Command::new(client);
             floor.arg("seccomp-allow");
             floor
+        }
+        Tool::Isolated => {
+            let mut run = Command::new(sockstrace);
+            run.args(["run", "--kernel", "off", "--isolate-network"]).args(&workload.policy).arg("--");
+            run
         }
         Tool::RunKernel => {
             // Supervisor and eBPF layer together (the bench runs as root).
