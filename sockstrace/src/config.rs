@@ -46,6 +46,10 @@ pub struct FileConfig {
     pub dns_upstream: Option<String>,
     pub quiet: Option<bool>,
     pub fail_on_leak: Option<bool>,
+    /// `run` only: `--stack`, `--core-on-leak`, `--core-limit`.
+    pub stack: Option<bool>,
+    pub core_on_leak: Option<PathBuf>,
+    pub core_limit: Option<u32>,
     /// `run` only: the user the program runs as.
     pub user: Option<String>,
     /// `audit` only.
@@ -215,7 +219,14 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
     if let (Some(v), false) = (file.report, user("report")) {
         args.report = Some(v);
     }
-    let flags: [(&str, Option<bool>, &mut bool); 7] = [
+    if let (Some(v), false) = (file.core_on_leak, user("core_on_leak")) {
+        args.core_on_leak = Some(v);
+    }
+    if let (Some(v), false) = (file.core_limit, user("core_limit")) {
+        args.core_limit = v;
+    }
+    let flags: [(&str, Option<bool>, &mut bool); 8] = [
+        ("stack", file.stack, &mut args.stack),
         ("inspect_socks", file.inspect_socks, &mut args.inspect_socks),
         ("require_socks_auth", file.require_socks_auth, &mut args.require_socks_auth),
         ("one_circuit", file.one_circuit, &mut args.one_circuit),

@@ -116,6 +116,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         allow_io_uring: args.allow_io_uring,
         user,
         isolate_network: args.isolate_network,
+        leak_debug: crate::stack::LeakDebug::new(args.stack, args.core_on_leak, args.core_limit),
         command: args.command,
     };
     match supervisor::run(config, reporter) {

@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub user: Option<identity::Switch>,
     /// `--isolate-network`: the program in a network namespace of its own.
     pub isolate_network: bool,
+    /// `--stack`, `--core-on-leak`: where in the program each leak came from.
+    pub leak_debug: Option<crate::stack::LeakDebug>,
     pub command: Vec<OsString>,
 }
 
@@ -99,6 +101,7 @@ pub struct Ctx {
     tracee_cache: Arc<tracee::TraceeCache>,
     /// What all calls in flight may copy out of the program together.
     copy_budget: copy_budget::CopyBudget,
+    leak_debug: Option<crate::stack::LeakDebug>,
 }
 
 /// Starts the kernel layer when we can (root); says why not otherwise.
@@ -252,6 +255,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         receivers: receivers::Receivers::default(),
         tracee_cache: Arc::default(),
         copy_budget: copy_budget::CopyBudget::default(),
+        leak_debug: config.leak_debug.take(),
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they
