@@ -26,6 +26,8 @@ pub const PACKAGES: &[&str] = &[
     // A static Go client (CGO_ENABLED=0: raw system calls, no libc) and headless Chromium (run_clients).
     "golang-go",
     "chromium",
+    // gcore, for run --core-on-leak (run_stack).
+    "gdb",
 ];
 
 /// Whether dpkg reports `package` as installed.
