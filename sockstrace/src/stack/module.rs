@@ -207,8 +207,17 @@ impl ElfModule {
 fn dwarf_context(file: &object::File<'_>) -> Option<addr2line::Context<Reader>> {
     let endian = if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let data = file
-            .section_by_name(id.name())
+        // Location lists and macros (often the largest sections) name no lines.
+        let unused = matches!(
+            id,
+            gimli::SectionId::DebugLoc
+                | gimli::SectionId::DebugLocLists
+                | gimli::SectionId::DebugMacinfo
+                | gimli::SectionId::DebugMacro
+        );
+        let data = (!unused)
+            .then(|| file.section_by_name(id.name()))
+            .flatten()
             .and_then(|s| s.uncompressed_data().ok())
             .map(|d| Arc::<[u8]>::from(&*d))
             .unwrap_or_else(|| Arc::from(&[][..]));

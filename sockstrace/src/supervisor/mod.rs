@@ -357,7 +357,9 @@ async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
     while !ctx.notifier.hung_up() {
         tokio::time::sleep(HANGUP_POLL).await;
     }
-    let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+    // A leak's stack is symbolized after its call was answered: wait for it longer.
+    let limit = if ctx.leak_debug.is_some() { 5 * DRAIN_LIMIT } else { DRAIN_LIMIT };
+    let deadline = tokio::time::Instant::now() + limit;
     while ctx.receivers.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(HANGUP_POLL).await;
     }
