@@ -239,3 +239,35 @@ fn core_limit_bounds_the_cores() {
     assert!(leaks[1].get("core").is_none() && leaks[1].get("core_error").is_none(), "{}", leaks[1]);
     assert_eq!(std::fs::read_dir(&cores).unwrap().count(), 1);
 }
+
+#[test]
+fn report_groups_leaks_by_code_location() {
+    let prog = build("fp", &["-fno-omit-frame-pointer"]).expect("native build");
+    let sink = UdpSink::bind("127.0.0.1");
+    // Three leaks from one place (two processes, two calls), under one run.
+    let script = format!("{0} udp {1}; {0} udp {1}; {0} tcp {1}", prog.display(), sink.port());
+    let out = Trace::new().opts(["--stack"]).program(["sh", "-c", &script]).run();
+    out.assert_code(0);
+    let leaks = out.events.iter().filter(|e| e.is_leak()).count();
+    assert_eq!(leaks, 3, "{}", out.describe());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report.jsonl");
+    std::fs::write(&report, out.report_text.as_deref().unwrap()).unwrap();
+    let html = dir.path().join("report.html");
+    let shown = Command::new(sockstrace_tests::sockstrace_bin())
+        .arg("report")
+        .arg(&report)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .expect("run sockstrace report");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    assert!(text.contains("3 leak(s) from leak_inner in stack_leak:"), "{text}");
+    assert!(text.contains("    by leak_middle (stack_leak.c:"), "{text}");
+    let row = text.lines().find(|l| l.contains("leak_inner in stack_leak") && !l.contains("from")).unwrap_or("");
+    assert!(row.trim_start().starts_with('3'), "one row of 3 leaks: {row}\n{text}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<h2>Leaks by code location</h2>"), "no stack section in the page");
+    assert!(page.contains("leak_middle (stack_leak.c:"), "no callers in the page");
+}

@@ -271,6 +271,17 @@ user = "nobody"
 "#;
 
     #[test]
+    fn stack_and_core_keys() {
+        let file = "stack = true\ncore-on-leak = \"/tmp/cores\"\ncore-limit = 3\n";
+        let args = run_args(&["sockstrace", "run", "--", "true"], file).unwrap();
+        assert!(args.stack);
+        assert_eq!(args.core_on_leak.as_deref(), Some(Path::new("/tmp/cores")));
+        assert_eq!(args.core_limit, 3);
+        let args = run_args(&["sockstrace", "run", "--core-limit", "2", "--", "true"], file).unwrap();
+        assert_eq!(args.core_limit, 2);
+    }
+
+    #[test]
     fn the_file_fills_what_the_flags_leave_unset() {
         let args = run_args(&["sockstrace", "run", "--", "true"], FILE).unwrap();
         assert_eq!(args.policy.proxies, vec!["127.0.0.1:1080".parse::<std::net::SocketAddr>().unwrap()]);

@@ -22,6 +22,7 @@ pub fn main() -> i32 {
         landlock(),
         program_user(),
         isolation(),
+        core_files(),
     ];
     for check in &checks {
         println!("{} {:<58} {}", if check.ok { "ok  " } else { "off " }, check.name, check.detail);
@@ -101,6 +102,14 @@ fn kernel_layer() -> Check {
         (_, None) => String::new(),
     };
     Check { name: "kernel layer (eBPF cgroup hooks, root)", ok, detail }
+}
+
+fn core_files() -> Check {
+    let name = "core files at a leak (run --core-on-leak, gdb's gcore)";
+    match crate::stack::gcore_status() {
+        Ok(path) => Check { name, ok: true, detail: format!("{}", path.display()) },
+        Err(why) => Check { name, ok: false, detail: why },
+    }
 }
 
 fn non_dumpable() -> Check {
