@@ -24,6 +24,7 @@ pub struct LeakDebug {
     stack: bool,
     cores: Option<coredump::Cores>,
     modules: module::Cache,
+    unwinders: unwind::Unwinders,
 }
 
 impl LeakDebug {
@@ -37,7 +38,7 @@ impl LeakDebug {
             let _ = std::fs::create_dir_all(&dir);
             coredump::Cores::new(dir, core_limit)
         });
-        Some(LeakDebug { stack, cores, modules: module::Cache::default() })
+        Some(LeakDebug { stack, cores, modules: module::Cache::default(), unwinders: unwind::Unwinders::default() })
     }
 
     /// For a leak of thread `tid` (process `pid`) still waiting in its call:
@@ -65,7 +66,7 @@ impl LeakDebug {
     /// Unwinds and symbolizes the stack copied before the reply.
     pub fn after_reply(&self, event: &mut Event) {
         let Some(c) = event.captured.take() else { return };
-        let pcs = unwind::unwind(&c, &self.modules);
+        let pcs = unwind::unwind(&c, &self.modules, &self.unwinders);
         event.stack = Some(symbolize::symbolize(&c, &pcs, &self.modules));
     }
 }

@@ -5,6 +5,9 @@
 //! first frame pointer found by scanning for return addresses (words that
 //! point just after a call instruction in a module).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
 
@@ -16,16 +19,48 @@ pub const MAX_FRAMES: usize = 64;
 /// How far above the stack pointer a frame pointer is looked for.
 const FRAME_POINTER_SCAN: u64 = 8 * 1024;
 
-/// The frames' addresses: the instruction pointer, then return addresses.
-pub fn unwind(c: &Captured, cache: &Cache) -> Vec<u64> {
-    if c.i386 {
-        unwind_frame_pointers(c, cache)
-    } else {
-        unwind_cfi(c, cache)
+/// framehop's unwinders by process, kept while the process's executable
+/// mappings stay the same (a new library or an exec makes a new one).
+#[derive(Default)]
+pub struct Unwinders {
+    by_pid: Mutex<HashMap<u32, (Vec<(u64, u64, u64)>, Arc<UnwinderX86_64<Bytes>>)>>,
+}
+
+/// Processes whose unwinders are kept; past this the cache starts over.
+const MAX_UNWINDERS: usize = 64;
+
+impl Unwinders {
+    fn get(&self, c: &Captured, cache: &Cache) -> Arc<UnwinderX86_64<Bytes>> {
+        let code: Vec<(u64, u64, u64)> =
+            c.maps.iter().filter(|m| m.exec && m.is_file()).map(|m| (m.start, m.end, m.inode)).collect();
+        if let Some((seen, unwinder)) = self.by_pid.lock().ok().as_ref().and_then(|m| m.get(&c.pid)) {
+            if *seen == code {
+                return unwinder.clone();
+            }
+        }
+        let unwinder = Arc::new(build_unwinder(c, cache));
+        if let Ok(mut by_pid) = self.by_pid.lock() {
+            if by_pid.len() >= MAX_UNWINDERS {
+                by_pid.clear();
+            }
+            by_pid.insert(c.pid, (code, unwinder.clone()));
+        }
+        unwinder
     }
 }
 
-fn unwind_cfi(c: &Captured, cache: &Cache) -> Vec<u64> {
+/// The frames' addresses: the instruction pointer, then return addresses.
+pub fn unwind(c: &Captured, cache: &Cache, unwinders: &Unwinders) -> Vec<u64> {
+    if c.i386 {
+        return unwind_frame_pointers(c, cache);
+    }
+    let unwinder = unwinders.get(c, cache);
+    // The frame pointer is not in /proc/TID/syscall: the one the stack's frame
+    // records show (code without frame pointers never reads it).
+    unwind_cfi(c, &unwinder, guess_frame_pointer(c, cache).unwrap_or(0))
+}
+
+fn build_unwinder(c: &Captured, cache: &Cache) -> UnwinderX86_64<Bytes> {
     let mut unwinder: UnwinderX86_64<Bytes> = UnwinderX86_64::new();
     for m in c.maps.iter().filter(|m| m.exec && m.is_file()) {
         let Some(module) = cache.get(c.pid, m) else { continue };
@@ -49,7 +84,12 @@ fn unwind_cfi(c: &Captured, cache: &Cache) -> Vec<u64> {
         };
         unwinder.add_module(Module::new(m.path.clone(), m.start..m.end, bias, info));
     }
-    let mut regs = UnwindRegsX86_64::new(c.pc, c.sp, guess_frame_pointer(c, cache).unwrap_or(0));
+    unwinder
+}
+
+/// Walks the stack with DWARF CFI.
+fn unwind_cfi(c: &Captured, unwinder: &UnwinderX86_64<Bytes>, bp: u64) -> Vec<u64> {
+    let mut regs = UnwindRegsX86_64::new(c.pc, c.sp, bp);
     let mut unwind_cache = CacheX86_64::new();
     let mut read = |addr: u64| c.word(addr).ok_or(());
     let mut frames = vec![c.pc];
@@ -115,8 +155,11 @@ fn guess_frame_pointer(c: &Captured, cache: &Cache) -> Option<u64> {
     let word = if c.i386 { 4 } else { 8 };
     let is_record = |at: u64| -> Option<u64> {
         let next = c.word(at)?;
+        if next <= at || next >= c.stack_end() {
+            return None;
+        }
         let ret = c.word(at + word)?;
-        (next > at && next < c.stack_end() && is_return_address(c, cache, ret)).then_some(next)
+        (c.is_code(ret) && is_return_address(c, cache, ret)).then_some(next)
     };
     let end = c.stack_end().min(c.sp + FRAME_POINTER_SCAN);
     (c.sp..end).step_by(word as usize).find(|&at| {
