@@ -237,7 +237,8 @@ pub fn client_build(name: &str, m32: bool, static_link: bool) -> Result<PathBuf,
 pub fn client_with_flags(name: &str, tag: &str, flags: &[&str]) -> Result<PathBuf, String> {
     use std::collections::HashMap;
     use std::sync::Mutex;
-    static BUILT: OnceLock<Mutex<HashMap<(String, String), Result<PathBuf, String>>>> = OnceLock::new();
+    type Built = HashMap<(String, String), Result<PathBuf, String>>;
+    static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
     let result = built.entry((name.to_string(), tag.to_string())).or_insert_with(|| {
         let dir = helpers_dir().join(format!("clients-{tag}"));

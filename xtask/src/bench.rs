@@ -152,7 +152,8 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("bench: leak handling with --stack on and off");
     let leaks = if options.quick { 300 } else { 3000 };
     let port = fixtures.endpoints.udp_port;
-    let stack = stack::leak_cost(&sockstrace, &client, port, leaks, options.rounds).map_err(|e| format!("{e:#}"));
+    let stack =
+        stack::leak_cost(&sockstrace, &client, port, leaks, options.rounds).map_err(|e| format!("{e:#}"));
     if let Ok(cgroup) = &fixtures.cgroup {
         eprintln!("bench: audit leak flood, {} UDP leaks at {FLOOD_RATE}/s", sizes.flood);
         let port = fixtures.endpoints.udp_port;
@@ -165,7 +166,10 @@ pub fn run(args: &[String]) -> Result<()> {
 
     println!();
     print!("{}", results.table(options.rounds));
-    println!("{}", stack.as_ref().map_or_else(|e| format!("leak with --stack: failed: {e}"), stack::StackCost::line));
+    println!(
+        "{}",
+        stack.as_ref().map_or_else(|e| format!("leak with --stack: failed: {e}"), stack::StackCost::line)
+    );
     let path = fixture::bench_dir()?.join("bench.json");
     let mut json = results.json(options.rounds, options.quick, &sockstrace.display().to_string());
     json["leak_stack"] = stack.as_ref().map_or_else(|e| e.as_str().into(), stack::StackCost::json);

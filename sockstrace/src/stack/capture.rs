@@ -154,7 +154,9 @@ mod tests {
         let line = "42 0x3 0x7ffd5c 0x10 0x0 0x0 0x0 0x7ffd5b1c2a38 0x7f1e2b3c4d5e\n";
         assert_eq!(parse_syscall(line), Ok((0x7ffd5b1c2a38, 0x7f1e2b3c4d5e)));
         assert!(parse_syscall("running\n").unwrap_err().contains("running"));
-        assert!(parse_syscall("-1 0x7ffd5b1c2a38 0x7f1e2b3c4d5e\n").unwrap_err().contains("not in a system call"));
+        assert!(parse_syscall("-1 0x7ffd5b1c2a38 0x7f1e2b3c4d5e\n")
+            .unwrap_err()
+            .contains("not in a system call"));
         assert!(parse_syscall("").is_err());
     }
 

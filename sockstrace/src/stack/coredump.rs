@@ -85,9 +85,8 @@ impl Cores {
 
 /// Whether a tracer (gcore's gdb) is attached to thread `tid`.
 fn traced(tid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/status")).is_ok_and(|s| {
-        s.lines().any(|l| l.strip_prefix("TracerPid:").is_some_and(|v| v.trim() != "0"))
-    })
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .is_ok_and(|s| s.lines().any(|l| l.strip_prefix("TracerPid:").is_some_and(|v| v.trim() != "0")))
 }
 
 /// Why gcore ended before attaching, if it did.

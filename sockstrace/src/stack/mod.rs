@@ -38,7 +38,12 @@ impl LeakDebug {
             let _ = std::fs::create_dir_all(&dir);
             coredump::Cores::new(dir, core_limit)
         });
-        Some(LeakDebug { stack, cores, modules: module::Cache::default(), unwinders: unwind::Unwinders::default() })
+        Some(LeakDebug {
+            stack,
+            cores,
+            modules: module::Cache::default(),
+            unwinders: unwind::Unwinders::default(),
+        })
     }
 
     /// For a leak of thread `tid` (process `pid`) still waiting in its call:

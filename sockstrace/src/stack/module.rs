@@ -94,8 +94,11 @@ impl ElfModule {
         symbols.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         symbols.dedup_by_key(|s| s.0);
         let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
-        let debug_link =
-            file.gnu_debuglink().ok().flatten().map(|(name, _crc)| String::from_utf8_lossy(name).into_owned());
+        let debug_link = file
+            .gnu_debuglink()
+            .ok()
+            .flatten()
+            .map(|(name, _crc)| String::from_utf8_lossy(name).into_owned());
         drop(file);
         Ok(ElfModule {
             path: path.to_string(),
@@ -155,7 +158,9 @@ impl ElfModule {
 
     /// Whether `svma` is in a PLT section (calls to another module's functions).
     pub fn in_plt(&self, svma: u64) -> bool {
-        [".plt", ".plt.sec", ".plt.got"].iter().any(|n| self.section(n).is_some_and(|s| s.svma.contains(&svma)))
+        [".plt", ".plt.sec", ".plt.got"]
+            .iter()
+            .any(|n| self.section(n).is_some_and(|s| s.svma.contains(&svma)))
     }
 
     /// DWARF frames at `probe` (innermost inlined first): function, file, line.
@@ -166,8 +171,7 @@ impl ElfModule {
         let Ok(mut frames) = ctx.find_frames(probe).skip_all_loads() else { return out };
         while let Ok(Some(frame)) = frames.next() {
             let function = frame.function.as_ref().and_then(|f| f.demangle().ok()).map(|f| f.into_owned());
-            let (file, line) =
-                frame.location.map_or((None, None), |l| (l.file.map(str::to_owned), l.line));
+            let (file, line) = frame.location.map_or((None, None), |l| (l.file.map(str::to_owned), l.line));
             out.push((function, file, line));
             if out.len() >= 8 {
                 break;
@@ -192,11 +196,16 @@ impl ElfModule {
         let mut candidates = Vec::new();
         if let Some(id) = self.build_id.as_deref().filter(|id| id.len() > 1) {
             let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            candidates.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])));
+            candidates.push(PathBuf::from(format!(
+                "/usr/lib/debug/.build-id/{}/{}.debug",
+                &hex[..2],
+                &hex[2..]
+            )));
         }
         if let Some(link) = &self.debug_link {
             let dir = Path::new(&self.path).parent().unwrap_or(Path::new("/"));
-            candidates.push(Path::new("/usr/lib/debug").join(dir.strip_prefix("/").unwrap_or(dir)).join(link));
+            candidates
+                .push(Path::new("/usr/lib/debug").join(dir.strip_prefix("/").unwrap_or(dir)).join(link));
             candidates.push(dir.join(".debug").join(link));
             candidates.push(dir.join(link));
         }
@@ -205,7 +214,8 @@ impl ElfModule {
 }
 
 fn dwarf_context(file: &object::File<'_>) -> Option<addr2line::Context<Reader>> {
-    let endian = if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+    let endian =
+        if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
         // Location lists and macros (often the largest sections) name no lines.
         let unused = matches!(

@@ -32,8 +32,14 @@ pub struct Frame {
 pub fn symbolize(c: &Captured, pcs: &[u64], cache: &Cache) -> Vec<Frame> {
     let mut frames = Vec::new();
     for (i, &pc) in pcs.iter().enumerate() {
-        let mut frame =
-            Frame { pc: format!("{pc:#x}"), module: None, offset: None, function: None, file: None, line: None };
+        let mut frame = Frame {
+            pc: format!("{pc:#x}"),
+            module: None,
+            offset: None,
+            function: None,
+            file: None,
+            line: None,
+        };
         let Some(m) = c.mapping(pc) else {
             frames.push(frame);
             continue;
@@ -159,10 +165,8 @@ mod tests {
         ];
         assert_eq!(own_frames(&frames)[0].function.as_deref(), Some("leak_inner"));
         // A static program: the wrapper is in the program itself.
-        let frames = vec![
-            frame("/opt/app/prog", Some("__libc_connect")),
-            frame("/opt/app/prog", Some("leak_inner")),
-        ];
+        let frames =
+            vec![frame("/opt/app/prog", Some("__libc_connect")), frame("/opt/app/prog", Some("leak_inner"))];
         assert_eq!(own_frames(&frames)[0].function.as_deref(), Some("leak_inner"));
         // Nothing but libc: the whole stack.
         let frames = vec![frame("/lib/libc.so.6", Some("connect"))];

@@ -23,15 +23,20 @@ const FRAME_POINTER_SCAN: u64 = 8 * 1024;
 /// mappings stay the same (a new library or an exec makes a new one).
 #[derive(Default)]
 pub struct Unwinders {
-    by_pid: Mutex<HashMap<u32, (Vec<(u64, u64, u64)>, Arc<UnwinderX86_64<Bytes>>)>>,
+    by_pid: Mutex<HashMap<u32, Kept>>,
 }
+
+/// A process's executable mappings: start, end, inode.
+type CodeMappings = Vec<(u64, u64, u64)>;
+/// An unwinder and the mappings it was made for.
+type Kept = (CodeMappings, Arc<UnwinderX86_64<Bytes>>);
 
 /// Processes whose unwinders are kept; past this the cache starts over.
 const MAX_UNWINDERS: usize = 64;
 
 impl Unwinders {
     fn get(&self, c: &Captured, cache: &Cache) -> Arc<UnwinderX86_64<Bytes>> {
-        let code: Vec<(u64, u64, u64)> =
+        let code: CodeMappings =
             c.maps.iter().filter(|m| m.exec && m.is_file()).map(|m| (m.start, m.end, m.inode)).collect();
         if let Some((seen, unwinder)) = self.by_pid.lock().ok().as_ref().and_then(|m| m.get(&c.pid)) {
             if *seen == code {
@@ -123,7 +128,9 @@ fn unwind_frame_pointers(c: &Captured, cache: &Cache) -> Vec<u64> {
             // call leads to the function of the frame above it, and not twice
             // in one function.
             let above = frames[frames.len() - 1];
-            if calls_into(c, cache, w, above) && function_start(c, cache, w) != function_start(c, cache, above) {
+            if calls_into(c, cache, w, above)
+                && function_start(c, cache, w) != function_start(c, cache, above)
+            {
                 frames.push(w);
             }
         }

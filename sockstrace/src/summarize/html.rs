@@ -321,8 +321,10 @@ fn stacks(out: &mut String, report: &Report) {
          <th>from</th><th>callers</th><th>destinations</th><th>programs</th></tr></thead>\n<tbody>\n",
     );
     for r in &rows {
-        let callers: Vec<String> = r.frames.iter().skip(1).map(|f| format!("<div>{}</div>", text(f))).collect();
-        let cores: Vec<String> = r.cores.iter().map(|c| format!("<div>core <code>{}</code></div>", text(c))).collect();
+        let callers: Vec<String> =
+            r.frames.iter().skip(1).map(|f| format!("<div>{}</div>", text(f))).collect();
+        let cores: Vec<String> =
+            r.cores.iter().map(|c| format!("<div>core <code>{}</code></div>", text(c))).collect();
         let _ = writeln!(
             out,
             "<tr class=\"leak\"><td class=\"n\">{}</td><td class=\"w\"><code>{}</code>{}</td><td class=\"w\">{}</td>\
@@ -337,7 +339,11 @@ fn stacks(out: &mut String, report: &Report) {
     }
     out.push_str("</tbody>\n</table>\n");
     if without > 0 {
-        let _ = writeln!(out, "<p>{without} leak{} without a stack (see their stack_error).</p>", plural(without));
+        let _ = writeln!(
+            out,
+            "<p>{without} leak{} without a stack (see their stack_error).</p>",
+            plural(without)
+        );
     }
     out.push_str("</section>\n");
 }

@@ -30,7 +30,8 @@ pub fn build(events: &[Record]) -> (Vec<StackRow>, u64) {
     let mut rows: Vec<StackRow> = Vec::new();
     let mut without = 0;
     for e in events.iter().filter(|e| e.is_leak()) {
-        let stack: Option<Vec<Frame>> = e.fields.get("stack").and_then(|v| serde_json::from_value(v.clone()).ok());
+        let stack: Option<Vec<Frame>> =
+            e.fields.get("stack").and_then(|v| serde_json::from_value(v.clone()).ok());
         let Some(stack) = stack.filter(|s| !s.is_empty()) else {
             without += u64::from(e.fields.contains_key("stack_error"));
             continue;
@@ -59,7 +60,7 @@ pub fn build(events: &[Record]) -> (Vec<StackRow>, u64) {
             row.cores.push(core.to_string());
         }
     }
-    rows.sort_by(|a, b| b.leaks.cmp(&a.leaks));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.leaks));
     (rows, without)
 }
 
@@ -87,7 +88,8 @@ pub fn render(rows: &[StackRow], without: u64) -> String {
         .iter()
         .map(|r| vec![r.leaks.to_string(), r.site.clone(), list(&r.destinations), list(&r.programs)])
         .collect();
-    let mut out = super::table::columns(&["LEAKS", "FROM", "DESTINATIONS", "PROGRAMS"], &[true], &cells, false);
+    let mut out =
+        super::table::columns(&["LEAKS", "FROM", "DESTINATIONS", "PROGRAMS"], &[true], &cells, false);
     for r in rows {
         out.push_str(&format!("\n{} leak(s) from {}:\n", r.leaks, super::table::visible(&r.site)));
         for (i, frame) in r.frames.iter().enumerate() {

@@ -36,7 +36,13 @@ impl StackCost {
 }
 
 /// `rounds` interleaved runs of `leaks` UDP leaks to `port` on loopback, with and without `--stack`.
-pub fn leak_cost(sockstrace: &Path, client: &Path, port: u16, leaks: u64, rounds: usize) -> Result<StackCost> {
+pub fn leak_cost(
+    sockstrace: &Path,
+    client: &Path,
+    port: u16,
+    leaks: u64,
+    rounds: usize,
+) -> Result<StackCost> {
     let mut off = Vec::new();
     let mut on = Vec::new();
     for round in 0..rounds {
