@@ -17,7 +17,10 @@ fn functions(ev: &Event) -> Vec<String> {
     ev.get("stack")
         .and_then(Value::as_array)
         .map(|frames| {
-            frames.iter().map(|f| f.get("function").and_then(Value::as_str).unwrap_or("?").to_string()).collect()
+            frames
+                .iter()
+                .map(|f| f.get("function").and_then(Value::as_str).unwrap_or("?").to_string())
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -159,7 +162,8 @@ fn stack_of_a_python_program() {
     let names = functions(ev);
     // The socket module's C code made the call; CPython's evaluator ran it.
     assert!(names.iter().any(|n| n.contains("connect")), "{names:?}");
-    let eval = frames.iter().find(|f| f["function"].as_str().is_some_and(|n| n.starts_with("_PyEval_EvalFrame")));
+    let eval =
+        frames.iter().find(|f| f["function"].as_str().is_some_and(|n| n.starts_with("_PyEval_EvalFrame")));
     let eval = eval.unwrap_or_else(|| panic!("no CPython evaluator frame: {names:?}\n{}", out.describe()));
     let module = eval["module"].as_str().unwrap_or("");
     if shared {
@@ -192,7 +196,8 @@ fn stack_without_root() {
     let mut copies = Copies::new();
     let prog = copies.add(&prog, "stack_leak");
     let sink = TcpSink::bind("127.0.0.1");
-    let out = copies.as_nobody().opts(["--stack"]).program([prog.to_str().unwrap(), "tcp", &sink.port()]).run();
+    let out =
+        copies.as_nobody().opts(["--stack"]).program([prog.to_str().unwrap(), "tcp", &sink.port()]).run();
     out.assert_code(0);
     assert_chain(&out, "connect");
 }
@@ -214,7 +219,8 @@ fn core_on_leak_opens_in_gdb_at_the_leaking_call() {
     assert_eq!(name, format!("sockstrace-leak-{pid}-1.{pid}"), "{ev}");
     assert!(Path::new(core).is_file(), "{core} missing\n{}", out.describe());
     assert!(out.stderr.contains(&format!("core {core}")), "{}", out.stderr);
-    let gdb = Command::new("gdb").args(["-batch", "-ex", "bt"]).arg(&prog).arg(core).output().expect("run gdb");
+    let gdb =
+        Command::new("gdb").args(["-batch", "-ex", "bt"]).arg(&prog).arg(core).output().expect("run gdb");
     let bt = String::from_utf8_lossy(&gdb.stdout);
     let frames: Vec<&str> = bt.lines().filter(|l| l.starts_with('#')).collect();
     let top: Vec<&str> = frames.iter().take(3).copied().collect();
@@ -231,7 +237,8 @@ fn core_limit_bounds_the_cores() {
     let sink = TcpSink::bind("127.0.0.1");
     // Two leaking programs under one run: the second leak gets no core (limit 1).
     let script = format!("{0} tcp {1}; {0} tcp {1}", prog.display(), sink.port());
-    let out = Trace::new().opts(["--core-on-leak", cores.to_str().unwrap()]).program(["sh", "-c", &script]).run();
+    let out =
+        Trace::new().opts(["--core-on-leak", cores.to_str().unwrap()]).program(["sh", "-c", &script]).run();
     out.assert_code(0);
     let leaks: Vec<&Event> = out.events.iter().filter(|e| e.is_leak()).collect();
     assert_eq!(leaks.len(), 2, "{}", out.describe());
@@ -265,7 +272,8 @@ fn report_groups_leaks_by_code_location() {
     assert!(shown.status.success(), "{text}");
     assert!(text.contains("3 leak(s) from leak_inner in stack_leak:"), "{text}");
     assert!(text.contains("    by leak_middle (stack_leak.c:"), "{text}");
-    let row = text.lines().find(|l| l.contains("leak_inner in stack_leak") && !l.contains("from")).unwrap_or("");
+    let row =
+        text.lines().find(|l| l.contains("leak_inner in stack_leak") && !l.contains("from")).unwrap_or("");
     assert!(row.trim_start().starts_with('3'), "one row of 3 leaks: {row}\n{text}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<h2>Leaks by code location</h2>"), "no stack section in the page");
