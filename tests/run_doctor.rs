@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "Landlock",
     "run --user",
     "user+network namespaces",
+    "gcore",
 ];
 
 fn assert_lines(out: &Outcome) -> Vec<String> {
