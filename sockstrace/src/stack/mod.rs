@@ -59,12 +59,16 @@ impl LeakDebug {
                 Err(e) => event.stack_error = Some(e),
             }
         }
-        if let (Some(cores), false) = (&self.cores, event.action == crate::report::Action::Killed) {
-            match cores.take(pid, tid) {
-                Some(Ok(path)) => event.core = Some(path),
-                Some(Err(e)) => event.core_error = Some(e),
-                None => {}
-            }
+        let Some(cores) = &self.cores else { return };
+        if event.action == crate::report::Action::Killed {
+            // gcore could stop the thread only after the reply, and the kill comes first.
+            event.core_error = Some("not taken under --on-leak kill".into());
+            return;
+        }
+        match cores.take(pid, tid) {
+            Some(Ok(path)) => event.core = Some(path),
+            Some(Err(e)) => event.core_error = Some(e),
+            None => {}
         }
     }
 
