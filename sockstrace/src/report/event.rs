@@ -99,7 +99,7 @@ pub struct Event {
     pub core_error: Option<String>,
     /// The stack as copied while the call was held, until it is symbolized.
     #[serde(skip)]
-    pub captured: Option<Box<crate::stack::capture::Captured>>,
+    pub captured: Option<std::sync::Arc<crate::stack::capture::Captured>>,
 }
 
 impl Event {

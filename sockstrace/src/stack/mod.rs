@@ -15,6 +15,7 @@ pub mod symbolize;
 mod unwind;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use symbolize::{describe, own_frames, Frame};
 
@@ -50,11 +51,24 @@ impl LeakDebug {
     /// copies its stack, and starts a core file unless the tree is being
     /// killed. `held`: whether the call is still held (the copy is of the
     /// thread that made it).
-    pub fn before_reply(&self, event: &mut Event, pid: u32, i386: bool, held: impl Fn() -> bool) {
+    /// `earlier`: the stack an earlier leak of the same call took (the
+    /// messages of one `sendmmsg` share one copy).
+    pub fn before_reply(
+        &self,
+        event: &mut Event,
+        pid: u32,
+        i386: bool,
+        held: impl Fn() -> bool,
+        earlier: Option<Arc<capture::Captured>>,
+    ) {
         let tid = event.tid;
+        if let (true, Some(earlier)) = (self.stack, earlier) {
+            event.captured = Some(earlier);
+            return;
+        }
         if self.stack {
             match capture::capture(pid, tid, i386) {
-                Ok(c) if held() => event.captured = Some(Box::new(c)),
+                Ok(c) if held() => event.captured = Some(Arc::new(c)),
                 Ok(_) => event.stack_error = Some("the thread left the call while its stack was read".into()),
                 Err(e) => event.stack_error = Some(e),
             }
@@ -72,11 +86,18 @@ impl LeakDebug {
         }
     }
 
-    /// Unwinds and symbolizes the stack copied before the reply.
-    pub fn after_reply(&self, event: &mut Event) {
+    /// Unwinds and symbolizes the stack copied before the reply (`last`: the
+    /// previous event's, reused when it is the same copy).
+    pub fn after_reply(&self, event: &mut Event, last: &mut Option<(Arc<capture::Captured>, Vec<Frame>)>) {
         let Some(c) = event.captured.take() else { return };
+        if let Some((_, frames)) = last.as_ref().filter(|(seen, _)| Arc::ptr_eq(seen, &c)) {
+            event.stack = Some(frames.clone());
+            return;
+        }
         let pcs = unwind::unwind(&c, &self.modules, &self.unwinders);
-        event.stack = Some(symbolize::symbolize(&c, &pcs, &self.modules));
+        let frames = symbolize::symbolize(&c, &pcs, &self.modules);
+        event.stack = Some(frames.clone());
+        *last = Some((c, frames));
     }
 }
 

@@ -327,9 +327,10 @@ fn stacks(out: &mut String, report: &Report) {
             r.cores.iter().map(|c| format!("<div>core <code>{}</code></div>", text(c))).collect();
         let _ = writeln!(
             out,
-            "<tr class=\"leak\"><td class=\"n\">{}</td><td class=\"w\"><code>{}</code>{}</td><td class=\"w\">{}</td>\
-             <td class=\"w\">{}</td><td class=\"w\">{}</td></tr>",
+            "<tr class=\"leak\"><td class=\"n\">{}</td><td class=\"w\"><code>{}</code><div>at {}</div>{}</td>\
+             <td class=\"w\">{}</td><td class=\"w\">{}</td><td class=\"w\">{}</td></tr>",
             r.leaks,
+            text(&r.site),
             text(r.frames.first().unwrap_or(&r.site)),
             cores.join(""),
             callers.join(""),

@@ -194,7 +194,14 @@ impl<'a> Call<'a> {
             }
             if let (Some(debug), true) = (&self.ctx.leak_debug, event.is_leak()) {
                 let (ctx, id, pid) = (self.ctx, self.n.id, event.pid.unwrap_or(self.tracee.tid));
-                debug.before_reply(&mut event, pid, self.abi == Abi::I386, || ctx.notifier.id_valid(id));
+                let earlier = self.events.iter().find_map(|e| e.captured.clone());
+                debug.before_reply(
+                    &mut event,
+                    pid,
+                    self.abi == Abi::I386,
+                    || ctx.notifier.id_valid(id),
+                    earlier,
+                );
             }
             self.events.push(event);
         } else {
@@ -336,9 +343,10 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
     if call.events.iter().any(|e| e.captured.is_some()) {
         answer(ctx, n.id, reply.take());
     }
+    let mut stack = None;
     for mut event in call.events {
         if let Some(debug) = &ctx.leak_debug {
-            debug.after_reply(&mut event);
+            debug.after_reply(&mut event, &mut stack);
         }
         // The kernel's view of the same socket, joined on its cookie; read
         // after the call ran, so it includes what the call did.
