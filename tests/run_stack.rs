@@ -279,3 +279,23 @@ fn report_groups_leaks_by_code_location() {
     assert!(page.contains("<h2>Leaks by code location</h2>"), "no stack section in the page");
     assert!(page.contains("leak_middle (stack_leak.c:"), "no callers in the page");
 }
+
+#[test]
+fn the_messages_of_one_sendmmsg_share_its_stack() {
+    let sinks = [UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.2")];
+    // Logged, so that every message is judged (a blocked one ends the call).
+    let out = Trace::new()
+        .opts(["--stack"])
+        .on_leak("log")
+        .netprobe(["udp-sendmmsg", "2", "127.0.0.1", &sinks[0].port(), "127.0.0.2", &sinks[1].port()])
+        .run();
+    out.assert_code(0);
+    let leaks: Vec<&Event> = out.events.iter().filter(|e| e.is_leak()).collect();
+    assert_eq!(leaks.len(), 2, "{}", out.describe());
+    for sink in &sinks {
+        assert!(sink.wait_datagrams(1, std::time::Duration::from_secs(5)), "logged message never arrived");
+    }
+    let first = functions(leaks[0]);
+    assert!(first.iter().any(|f| f == "cmd_udp_sendmmsg"), "{first:?}");
+    assert_eq!(leaks[0].get("stack"), leaks[1].get("stack"), "{}", out.describe());
+}
