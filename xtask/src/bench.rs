@@ -150,7 +150,7 @@ pub fn run(args: &[String]) -> Result<()> {
     results.peak_rss =
         Some(peak_rss(&sockstrace, &fixtures.endpoints.client, &storm).map_err(|e| format!("{e:#}")));
     eprintln!("bench: leak handling with --stack on and off");
-    let leaks = if options.quick { 300 } else { 3000 };
+    let leaks = if options.quick { 1000 } else { 5000 };
     let port = fixtures.endpoints.udp_port;
     let stack =
         stack::leak_cost(&sockstrace, &client, port, leaks, options.rounds).map_err(|e| format!("{e:#}"));

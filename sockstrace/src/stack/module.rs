@@ -14,7 +14,9 @@ use super::capture::Mapping;
 /// Modules kept at once; the cache starts over past this.
 const MAX_MODULES: usize = 64;
 /// Files larger than this are not read (raw module + offset only).
-const MAX_FILE: u64 = 1 << 30;
+const MAX_FILE: u64 = 256 << 20;
+/// Module bytes kept at once; the cache starts over past this.
+const MAX_BYTES: usize = 512 << 20;
 
 pub type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 
@@ -255,7 +257,8 @@ impl Cache {
         }
         let module = Arc::new(load(pid, m)?);
         let mut modules = self.modules.lock().ok()?;
-        if modules.len() >= MAX_MODULES {
+        let bytes: usize = modules.values().map(|m| m.data.len()).sum();
+        if modules.len() >= MAX_MODULES || bytes + module.data.len() > MAX_BYTES {
             modules.clear();
         }
         modules.insert(key, module.clone());
