@@ -16,6 +16,8 @@ const LAYERS: &[&str] = &[
     "Landlock",
     "run --user",
     "user+network namespaces",
+    "allowlist",
+    "gcore",
 ];
 
 fn assert_lines(out: &Outcome) -> Vec<String> {

@@ -272,6 +272,20 @@ pub struct RunArgs {
     #[arg(long, env = "SOCKSTRACE_FAIL_ON_LEAK")]
     pub fail_on_leak: bool,
 
+    /// Record the stack of the thread that made each leaking call (functions, files, lines) in its
+    /// event and on the leak line
+    #[arg(long, env = "SOCKSTRACE_STACK")]
+    pub stack: bool,
+
+    /// Write a core file of the leaking process into DIR at a leak (gdb's gcore), taken while the
+    /// leaking call is held; the event names it
+    #[arg(long, value_name = "DIR", env = "SOCKSTRACE_CORE_ON_LEAK")]
+    pub core_on_leak: Option<PathBuf>,
+
+    /// With --core-on-leak: at most N core files per run
+    #[arg(long, value_name = "N", default_value = "1", env = "SOCKSTRACE_CORE_LIMIT")]
+    pub core_limit: u32,
+
     /// Read options from this TOML file (flags and SOCKSTRACE_* variables win over it) [default:
     /// ~/.config/sockstrace/sockstrace.toml, else for root /etc/sockstrace/sockstrace.toml, if there]
     #[arg(long, value_name = "FILE", env = "SOCKSTRACE_CONFIG")]

@@ -50,6 +50,10 @@ pub struct FileConfig {
     pub fail_on_leak: Option<bool>,
     /// `run` only: `all`, `strict` or a profile file.
     pub syscalls: Option<String>,
+    /// `run` only: `--stack`, `--core-on-leak`, `--core-limit`.
+    pub stack: Option<bool>,
+    pub core_on_leak: Option<PathBuf>,
+    pub core_limit: Option<u32>,
     /// `run` only: the user the program runs as.
     pub user: Option<String>,
     /// `audit` only.
@@ -227,7 +231,14 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
         args.syscalls =
             crate::syscalls::SyscallsArg::parse(&v).map_err(|e| anyhow::anyhow!("syscalls: {e}"))?;
     }
-    let flags: [(&str, Option<bool>, &mut bool); 7] = [
+    if let (Some(v), false) = (file.core_on_leak, user("core_on_leak")) {
+        args.core_on_leak = Some(v);
+    }
+    if let (Some(v), false) = (file.core_limit, user("core_limit")) {
+        args.core_limit = v;
+    }
+    let flags: [(&str, Option<bool>, &mut bool); 8] = [
+        ("stack", file.stack, &mut args.stack),
         ("inspect_socks", file.inspect_socks, &mut args.inspect_socks),
         ("require_socks_auth", file.require_socks_auth, &mut args.require_socks_auth),
         ("one_circuit", file.one_circuit, &mut args.one_circuit),
@@ -270,6 +281,17 @@ on-leak = "log"
 quiet = true
 user = "nobody"
 "#;
+
+    #[test]
+    fn stack_and_core_keys() {
+        let file = "stack = true\ncore-on-leak = \"/tmp/cores\"\ncore-limit = 3\n";
+        let args = run_args(&["sockstrace", "run", "--", "true"], file).unwrap();
+        assert!(args.stack);
+        assert_eq!(args.core_on_leak.as_deref(), Some(Path::new("/tmp/cores")));
+        assert_eq!(args.core_limit, 3);
+        let args = run_args(&["sockstrace", "run", "--core-limit", "2", "--", "true"], file).unwrap();
+        assert_eq!(args.core_limit, 2);
+    }
 
     #[test]
     fn the_file_fills_what_the_flags_leave_unset() {

@@ -24,6 +24,7 @@ pub fn main(json: bool) -> i32 {
         program_user(),
         isolation(),
         syscalls(),
+        core_files(),
     ];
     // The supervisor needs the first two; the rest make it faster, add the
     // kernel view, or fence the program off from its supervisor.
@@ -116,6 +117,14 @@ fn kernel_layer() -> Check {
         (_, None) => String::new(),
     };
     Check { name: "kernel layer (eBPF cgroup hooks, root)", ok, detail }
+}
+
+fn core_files() -> Check {
+    let name = "core files at a leak (run --core-on-leak, gdb's gcore)";
+    match crate::stack::gcore_status() {
+        Ok(path) => Check { name, ok: true, detail: format!("{}", path.display()) },
+        Err(why) => Check { name, ok: false, detail: why },
+    }
 }
 
 fn non_dumpable() -> Check {

@@ -16,6 +16,7 @@ mod properties;
 mod report;
 mod run;
 mod socks;
+mod stack;
 mod summarize;
 mod supervisor;
 mod syscalls;

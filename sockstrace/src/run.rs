@@ -125,6 +125,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         isolate_network: args.isolate_network,
         bridge_abstract: args.bridge_abstract,
         syscalls,
+        leak_debug: crate::stack::LeakDebug::new(args.stack, args.core_on_leak, args.core_limit),
         command: args.command,
     };
     match supervisor::run(config, reporter) {

@@ -231,6 +231,25 @@ pub fn client_build(name: &str, m32: bool, static_link: bool) -> Result<PathBuf,
     result
 }
 
+/// `tests/clients/NAME.c` built with extra gcc flags (after the usual ones, so
+/// `-O2` wins over `-O1`) into `target/sockstrace-tests/clients-TAG/NAME`, on
+/// once per test process. `Err` says why it cannot be built.
+pub fn client_with_flags(name: &str, tag: &str, flags: &[&str]) -> Result<PathBuf, String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Built = HashMap<(String, String), Result<PathBuf, String>>;
+    static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+    let result = built.entry((name.to_string(), tag.to_string())).or_insert_with(|| {
+        let dir = helpers_dir().join(format!("clients-{tag}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let out = dir.join(name);
+        compile_client(&format!("{name}.c"), &out, flags, &[])?;
+        Ok(out)
+    });
+    result.clone()
+}
+
 /// The native, dynamically linked build of `tests/clients/NAME.c`; panics
 /// when gcc fails (the clients are part of the test suite).
 pub fn client(name: &str) -> PathBuf {

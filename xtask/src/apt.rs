@@ -32,6 +32,8 @@ pub const PACKAGES: &[&str] = &[
     "dbus",
     // tor and tor-gencert: the private Tor network of run_tor and `cargo xtask tor-net`.
     "tor",
+    // gcore, for run --core-on-leak (run_stack).
+    "gdb",
 ];
 
 /// Whether dpkg reports `package` as installed.

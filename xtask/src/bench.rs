@@ -16,6 +16,7 @@ mod hooks;
 mod measure;
 mod report;
 mod soak;
+mod stack;
 mod workload;
 
 use std::{
@@ -168,6 +169,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let storm = fixtures.endpoints.rss_storm(sizes);
     results.peak_rss =
         Some(peak_rss(&sockstrace, &fixtures.endpoints.client, &storm).map_err(|e| format!("{e:#}")));
+    eprintln!("bench: leak handling with --stack on and off");
+    let leaks = if options.quick { 1000 } else { 5000 };
+    let port = fixtures.endpoints.udp_port;
+    let stack =
+        stack::leak_cost(&sockstrace, &client, port, leaks, options.rounds).map_err(|e| format!("{e:#}"));
     if let Ok(cgroup) = &fixtures.cgroup {
         eprintln!("bench: audit leak flood, {} UDP leaks at {FLOOD_RATE}/s", sizes.flood);
         let port = fixtures.endpoints.udp_port;
@@ -180,8 +186,13 @@ pub fn run(args: &[String]) -> Result<()> {
 
     println!();
     print!("{}", results.table(options.rounds));
+    println!(
+        "{}",
+        stack.as_ref().map_or_else(|e| format!("leak with --stack: failed: {e}"), stack::StackCost::line)
+    );
     let path = fixture::bench_dir()?.join("bench.json");
     let mut json = results.json(options.rounds, options.quick, &sockstrace.display().to_string());
+    json["leak_stack"] = stack.as_ref().map_or_else(|e| e.as_str().into(), stack::StackCost::json);
     json["load_average_before"] = load.into();
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;

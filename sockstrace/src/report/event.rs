@@ -85,6 +85,21 @@ pub struct Event {
     pub errno: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<serde_json::Value>,
+    /// `--stack`: the calling thread's stack, innermost frame first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Vec<crate::stack::Frame>>,
+    /// `--stack`: why there is no stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_error: Option<String>,
+    /// `--core-on-leak`: the core file of the leaking process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core: Option<String>,
+    /// `--core-on-leak`: why there is no core file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_error: Option<String>,
+    /// The stack as copied while the call was held, until it is symbolized.
+    #[serde(skip)]
+    pub captured: Option<std::sync::Arc<crate::stack::capture::Captured>>,
 }
 
 impl Event {
@@ -120,6 +135,11 @@ impl Event {
             action,
             errno: None,
             kernel: None,
+            stack: None,
+            stack_error: None,
+            core: None,
+            core_error: None,
+            captured: None,
         }
     }
 
@@ -162,6 +182,7 @@ mod tests {
         assert_eq!(v["errno"], 1);
         assert!(v.get("kernel").is_none());
         assert!(v.get("cgroup").is_none() && v.get("missing").is_none());
+        assert!(v.get("stack").is_none() && v.get("stack_error").is_none() && v.get("core").is_none());
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
     }
 }

@@ -41,7 +41,7 @@ pub fn leak_line(e: &Event) -> String {
     let proto = e.protocol.as_deref().unwrap_or("-");
     let pid = e.pid.unwrap_or(e.tid);
     let comm = e.comm.as_deref().unwrap_or("?");
-    format!(
+    let mut line = format!(
         "sockstrace: LEAK {}: {} {} {} ({}) by pid {} ({})",
         action.to_uppercase(),
         e.syscall,
@@ -50,7 +50,30 @@ pub fn leak_line(e: &Event) -> String {
         e.reason,
         pid,
         comm
-    )
+    );
+    line.push_str(&where_from(e));
+    line
+}
+
+/// How many of the program's own frames a leak line shows.
+const LINE_FRAMES: usize = 3;
+
+/// `--stack`, `--core-on-leak`: " at f (file:line) < caller < ..." and the core file.
+fn where_from(e: &Event) -> String {
+    let mut text = String::new();
+    if let Some(stack) = &e.stack {
+        let own = crate::stack::own_frames(stack);
+        let shown: Vec<String> = own.iter().take(LINE_FRAMES).map(crate::stack::describe).collect();
+        text.push_str(&format!(" at {}", shown.join(" < ")));
+    } else if let Some(why) = &e.stack_error {
+        text.push_str(&format!(" (no stack: {why})"));
+    }
+    match (&e.core, &e.core_error) {
+        (Some(core), _) => text.push_str(&format!("; core {core}")),
+        (None, Some(why)) => text.push_str(&format!("; no core: {why}")),
+        (None, None) => {}
+    }
+    text
 }
 
 pub fn summary_lines(s: &Summary) -> Vec<String> {

@@ -73,6 +73,7 @@ pub fn page(info: &PageInfo, report: &Report, tables: &Tables) -> String {
     timeline(&mut out, report, tables, info.leaks_only);
     destinations(&mut out, tables, info.leaks_only);
     processes(&mut out, tables, info.leaks_only);
+    stacks(&mut out, report);
     skipped(&mut out, report);
     let _ = writeln!(
         out,
@@ -307,6 +308,45 @@ fn destinations(out: &mut String, tables: &Tables, leaks_only: bool) {
         tables.by_destination.len(),
         plural(tables.by_destination.len() as u64)
     );
+}
+
+/// Leaks by the program's own innermost frame (`run --stack`), each with its callers.
+fn stacks(out: &mut String, report: &Report) {
+    let (rows, without) = super::stacks::build(&report.events);
+    if rows.is_empty() && without == 0 {
+        return;
+    }
+    out.push_str(
+        "<section id=\"stacks\">\n<h2>Leaks by code location</h2>\n<table>\n<thead><tr><th class=\"n\">leaks</th>\
+         <th>from</th><th>callers</th><th>destinations</th><th>programs</th></tr></thead>\n<tbody>\n",
+    );
+    for r in &rows {
+        let callers: Vec<String> =
+            r.frames.iter().skip(1).map(|f| format!("<div>{}</div>", text(f))).collect();
+        let cores: Vec<String> =
+            r.cores.iter().map(|c| format!("<div>core <code>{}</code></div>", text(c))).collect();
+        let _ = writeln!(
+            out,
+            "<tr class=\"leak\"><td class=\"n\">{}</td><td class=\"w\"><code>{}</code><div>at {}</div>{}</td>\
+             <td class=\"w\">{}</td><td class=\"w\">{}</td><td class=\"w\">{}</td></tr>",
+            r.leaks,
+            text(&r.site),
+            text(r.frames.first().unwrap_or(&r.site)),
+            cores.join(""),
+            callers.join(""),
+            text(&super::stacks::list(&r.destinations)),
+            text(&super::stacks::list(&r.programs))
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+    if without > 0 {
+        let _ = writeln!(
+            out,
+            "<p>{without} leak{} without a stack (see their stack_error).</p>",
+            plural(without)
+        );
+    }
+    out.push_str("</section>\n");
 }
 
 fn processes(out: &mut String, tables: &Tables, leaks_only: bool) {

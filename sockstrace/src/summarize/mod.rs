@@ -6,6 +6,7 @@
 
 mod html;
 mod parse;
+mod stacks;
 mod table;
 
 use std::fs::File;
@@ -195,6 +196,11 @@ fn text_report(name: &str, report: &Report, tables: &Tables, leaks_only: bool, n
     out.push_str(&table::render_destinations(tables));
     out.push_str(&format!("\n{which} by process\n"));
     out.push_str(&table::render_processes(tables));
+    let (stacks, without) = stacks::build(&report.events);
+    if !stacks.is_empty() || without > 0 {
+        out.push_str("\nLeaks by code location\n");
+        out.push_str(&stacks::render(&stacks, without));
+    }
     out
 }
 

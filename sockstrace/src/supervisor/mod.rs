@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub bridge_abstract: Vec<String>,
     /// `--syscalls` / `--learn-syscalls`.
     pub syscalls: crate::syscalls::Setting,
+    /// `--stack`, `--core-on-leak`: where in the program each leak came from.
+    pub leak_debug: Option<crate::stack::LeakDebug>,
     pub command: Vec<OsString>,
 }
 
@@ -107,6 +109,7 @@ pub struct Ctx {
     inbound: Option<Arc<isolate::inbound::Inbound>>,
     /// The system call allowlist (or learner), when not `--syscalls all`.
     syscalls: Option<crate::syscalls::Gate>,
+    leak_debug: Option<crate::stack::LeakDebug>,
 }
 
 /// Builds the seccomp filter with an allowlist's rules (for `doctor`).
@@ -270,6 +273,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         copy_budget: copy_budget::CopyBudget::default(),
         inbound,
         syscalls: gate,
+        leak_debug: config.leak_debug.take(),
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they
@@ -378,7 +382,9 @@ async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
     while !ctx.notifier.hung_up() {
         tokio::time::sleep(HANGUP_POLL).await;
     }
-    let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+    // A leak's stack is symbolized after its call was answered: wait for it longer.
+    let limit = if ctx.leak_debug.is_some() { 5 * DRAIN_LIMIT } else { DRAIN_LIMIT };
+    let deadline = tokio::time::Instant::now() + limit;
     while ctx.receivers.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(HANGUP_POLL).await;
     }

@@ -261,6 +261,7 @@ impl Endpoints {
                 timing: Timing::Client,
                 target: Some(Target { max_ratio: 1.02 }),
                 http_requests: None,
+                isolation: false,
             },
         ]
     }

@@ -193,6 +193,17 @@ impl<'a> Call<'a> {
             if action == Action::Blocked {
                 event.errno = Some(BLOCKED_ERRNO);
             }
+            if let (Some(debug), true) = (&self.ctx.leak_debug, event.is_leak()) {
+                let (ctx, id, pid) = (self.ctx, self.n.id, event.pid.unwrap_or(self.tracee.tid));
+                let earlier = self.events.iter().find_map(|e| e.captured.clone());
+                debug.before_reply(
+                    &mut event,
+                    pid,
+                    self.abi == Abi::I386,
+                    || ctx.notifier.id_valid(id),
+                    earlier,
+                );
+            }
             self.events.push(event);
         } else {
             self.allowed_unreported += 1;
@@ -327,8 +338,17 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         }
     };
     // Events go out before the reply, so that one thread's events keep the
-    // order of its calls.
+    // order of its calls; except that a stack taken for --stack is symbolized
+    // after the reply, off the decision's path.
+    let mut reply = Some(reply);
+    if call.events.iter().any(|e| e.captured.is_some()) {
+        answer(ctx, n.id, reply.take());
+    }
+    let mut stack = None;
     for mut event in call.events {
+        if let Some(debug) = &ctx.leak_debug {
+            debug.after_reply(&mut event, &mut stack);
+        }
         // The kernel's view of the same socket, joined on its cookie; read
         // after the call ran, so it includes what the call did.
         if let (Ok(witness), Some(cookie)) = (ctx.witness.read(), event.cookie) {
@@ -338,7 +358,11 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         ctx.reporter.emit(event);
     }
     ctx.reporter.count_allowed(call.allowed_unreported);
-    if let Err(e) = ctx.notifier.respond(n.id, reply) {
+    answer(ctx, n.id, reply);
+}
+
+fn answer(ctx: &Ctx, id: u64, reply: Option<Reply>) {
+    if let Some(Err(e)) = reply.map(|reply| ctx.notifier.respond(id, reply)) {
         eprintln!("sockstrace: cannot answer a trapped call: {}", std::io::Error::from_raw_os_error(e));
     }
 }
