@@ -125,6 +125,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         isolate_network: args.isolate_network,
         bridge_abstract: args.bridge_abstract,
         syscalls,
+        udp_proxy: args.udp_proxy,
         command: args.command,
     };
     match supervisor::run(config, reporter) {
