@@ -206,7 +206,10 @@ fn via(dante: &Dante) -> Trace {
 
 /// The run's `udp_proxy` summary object.
 fn udp_summary(out: &Outcome) -> serde_json::Value {
-    out.summary_obj().get("udp_proxy").cloned().unwrap_or_else(|| panic!("no udp_proxy in the summary\n{}", out.describe()))
+    out.summary_obj()
+        .get("udp_proxy")
+        .cloned()
+        .unwrap_or_else(|| panic!("no udp_proxy in the summary\n{}", out.describe()))
 }
 
 /// Exactly one event per flow, each socksified, naming `dst`.
@@ -266,7 +269,9 @@ fn python_echo_through_the_proxy(target_addr: &str, external: &str) {
     let echo = Target::bind(target_addr, Answer::Echo);
     let out = via(&dante).program(["/usr/bin/python3", "-c", PY_CLIENT, &echo.host(), &echo.port()]).run();
     out.assert_code(0);
-    for (tag, payload) in [("recvfrom", "one"), ("recvmsg", "two"), ("nonblocking", "three"), ("connected", "four")] {
+    for (tag, payload) in
+        [("recvfrom", "one"), ("recvmsg", "two"), ("nonblocking", "three"), ("connected", "four")]
+    {
         let line = format!("{tag} {payload} {} {}", echo.host(), echo.port());
         assert!(out.stdout.lines().any(|l| l == line), "the program saw {line:?}\n{}", out.describe());
     }
@@ -321,9 +326,7 @@ fn sendmmsg_and_recvmmsg_go_through_the_proxy_over_ipv4_and_ipv6() {
     let probe = client("udp_socks_probe");
     for (bind, external) in [("127.0.0.2:0", PROXY_EXTERNAL_V4), ("[::1]:0", "::1")] {
         let echo = Target::bind(bind, Answer::Echo);
-        let out = via(&dante)
-            .program([probe.to_str().unwrap(), "mmsg", &echo.host(), &echo.port()])
-            .run();
+        let out = via(&dante).program([probe.to_str().unwrap(), "mmsg", &echo.host(), &echo.port()]).run();
         out.assert_code(0);
         for payload in ["alpha", "beta", "gamma"] {
             let line = format!("mmsg {payload} {} {}", echo.host(), echo.port());
@@ -342,9 +345,7 @@ fn burst(mode: &str) {
     };
     let sink = Target::bind("127.0.0.2:0", Answer::Nothing);
     let probe = client("udp_socks_probe");
-    let out = via(&dante)
-        .program([probe.to_str().unwrap(), mode, "10000", &sink.host(), &sink.port()])
-        .run();
+    let out = via(&dante).program([probe.to_str().unwrap(), mode, "10000", &sink.host(), &sink.port()]).run();
     out.assert_code(0);
     assert!(out.stdout.contains("sent 10000"), "{}", out.describe());
     let udp = udp_summary(&out);
@@ -392,4 +393,23 @@ fn a_proxy_without_udp_leaves_udp_blocked_and_the_summary_says_why() {
     let state = udp_summary(&out)["state"].as_str().unwrap_or_default().to_owned();
     assert!(state.starts_with("off (") && state.contains("UDP ASSOCIATE"), "{state}\n{}", out.describe());
     assert!(out.stderr.contains("UDP through the proxy: off"), "{}", out.describe());
+}
+
+#[test]
+fn without_the_kernel_layer_udp_stays_blocked_and_the_summary_says_why() {
+    let dante = match Dante::start() {
+        Ok(d) => d,
+        Err(e) => skip!("no UDP-capable SOCKS5 proxy: {e}"),
+    };
+    let sink = Target::bind("127.0.0.2:0", Answer::Nothing);
+    let probe = client("udp_socks_probe");
+    let out = via(&dante)
+        .opts(["--kernel", "off"])
+        .program([probe.to_str().unwrap(), "burst", "1", &sink.host(), &sink.port()])
+        .run();
+    assert_ne!(out.code(), 0, "the datagram is refused\n{}", out.describe());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sink.sources().is_empty(), "nothing arrived: {:?}\n{}", sink.sources(), out.describe());
+    let state = udp_summary(&out)["state"].as_str().unwrap_or_default().to_owned();
+    assert!(state.starts_with("off (needs the kernel layer"), "{state}\n{}", out.describe());
 }

@@ -47,10 +47,9 @@ use aya_log_ebpf::{debug, warn};
 use sockstrace_ebpf::{
     abi, egress, egress_fast_pass, egress_reply_allowed, exempt, judge_bind, judge_create, judge_listen,
     judge_remote_matched, kind, loopback_misrouted, proc_flags, reason, remote_allowed, rules_in_force,
-    verdict, Config, ExemptCount, Ip6, ProcRecord, Rule, RuleQuery, SockEvent, SockFacts, UdpPeer, UdpPeerKey,
-    EVENTS_BYTE_SIZE, UDP_PEERS_MAX_ENTRIES,
-    EXEMPT_COUNTS_MAX_ENTRIES, EXEMPT_LEVELS, FILENAME_LEN, GONE_MAX_ENTRIES, MAX_EXEMPTIONS, MAX_RULES,
-    PROCS_MAX_ENTRIES, SOCKETS_MAX_ENTRIES,
+    verdict, Config, ExemptCount, Ip6, ProcRecord, Rule, RuleQuery, SockEvent, SockFacts, UdpPeer,
+    UdpPeerKey, EVENTS_BYTE_SIZE, EXEMPT_COUNTS_MAX_ENTRIES, EXEMPT_LEVELS, FILENAME_LEN, GONE_MAX_ENTRIES,
+    MAX_EXEMPTIONS, MAX_RULES, PROCS_MAX_ENTRIES, SOCKETS_MAX_ENTRIES, UDP_PEERS_MAX_ENTRIES,
 };
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
@@ -1581,7 +1580,8 @@ fn peer_as_seen4(ctx: &SockAddrContext) {
     let sa = ctx.sock_addr;
     // SAFETY: `user_ip4` and `user_port` are 4-byte context reads the recvmsg4 and getpeername4
     // hooks allow; the helper takes the program's own context.
-    let (ip, port, cookie) = unsafe { ((*sa).user_ip4, (*sa).user_port, bpf_get_socket_cookie(ctx.as_ptr())) };
+    let (ip, port, cookie) =
+        unsafe { ((*sa).user_ip4, (*sa).user_port, bpf_get_socket_cookie(ctx.as_ptr())) };
     let key = UdpPeerKey { cookie, ip: [0, 0, V4_MAPPED_WORD, ip], port, _pad: 0 };
     // SAFETY: a hash map lookup; the value is copied out at once.
     let Some(peer) = (unsafe { UDP_PEERS.get(&key) }) else { return };
@@ -1598,7 +1598,8 @@ fn peer_as_seen4(ctx: &SockAddrContext) {
 fn peer_as_seen6(ctx: &SockAddrContext) {
     let sa = ctx.sock_addr;
     // SAFETY: as in `peer_as_seen4`, for `user_ip6` (four 4-byte reads).
-    let (ip, port, cookie) = unsafe { (words4!(sa, user_ip6), (*sa).user_port, bpf_get_socket_cookie(ctx.as_ptr())) };
+    let (ip, port, cookie) =
+        unsafe { (words4!(sa, user_ip6), (*sa).user_port, bpf_get_socket_cookie(ctx.as_ptr())) };
     let key = UdpPeerKey { cookie, ip, port, _pad: 0 };
     // SAFETY: as in `peer_as_seen4`.
     let Some(peer) = (unsafe { UDP_PEERS.get(&key) }) else { return };

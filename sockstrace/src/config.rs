@@ -189,7 +189,8 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
         args.http_proxies = each(&v, crate::cli::parse_proxy_arg, "http-proxy")?;
     }
     if let (Some(v), false) = (file.udp_proxy, user("udp_proxy")) {
-        args.udp_proxy = Some(crate::cli::parse_proxy_arg(&v).map_err(|e| anyhow::anyhow!("udp-proxy: {e}"))?);
+        args.udp_proxy =
+            Some(crate::cli::parse_proxy_arg(&v).map_err(|e| anyhow::anyhow!("udp-proxy: {e}"))?);
     }
     if let (Some(v), false) = (file.allow_incoming_from, user("allow_incoming_from")) {
         args.allow_incoming_from = each(&v, crate::cli::parse_network_arg, "allow-incoming-from")?;

@@ -6,6 +6,7 @@
  *   udp_socks_probe burst-connected N HOST PORT
  *                                         connect, then send N datagrams (no address)
  *   udp_socks_probe rtt N HOST PORT       N sendto/recvfrom round trips; prints "rtt_ns AVG"
+ *   udp_socks_probe flood N HOST PORT     N sendto as fast as they go; prints "send_ns AVG"
  *
  * HOST is an IPv4 or IPv6 literal. Bursts pause 1 ms every 10 datagrams, so that the
  * proxy's own socket buffers (not sockstrace) set no limit. Exits 0 on success. */
@@ -136,6 +137,24 @@ static int burst(int connected, long count, const char *host, const char *port) 
     return 0;
 }
 
+static int flood(long count, const char *host, const char *port) {
+    struct sockaddr_storage peer;
+    socklen_t len = peer_of(host, port, &peer);
+    int fd = open_socket(peer.ss_family);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long i = 0; i < count; i++) {
+        if (sendto(fd, "datagram", 8, 0, (struct sockaddr *)&peer, len) != 8) {
+            fprintf(stderr, "send %ld: %s\n", i, strerror(errno));
+            return 1;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    long long ns = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+    printf("send_ns %lld\n", ns / count);
+    return 0;
+}
+
 static int rtt(long count, const char *host, const char *port) {
     struct sockaddr_storage peer;
     socklen_t len = peer_of(host, port, &peer);
@@ -159,6 +178,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "mmsg") == 0) return mmsg(argv[2], argv[3]);
     if (argc == 5 && strcmp(argv[1], "burst") == 0) return burst(0, atol(argv[2]), argv[3], argv[4]);
     if (argc == 5 && strcmp(argv[1], "burst-connected") == 0) return burst(1, atol(argv[2]), argv[3], argv[4]);
+    if (argc == 5 && strcmp(argv[1], "flood") == 0) return flood(atol(argv[2]), argv[3], argv[4]);
     if (argc == 5 && strcmp(argv[1], "rtt") == 0) return rtt(atol(argv[2]), argv[3], argv[4]);
     fprintf(stderr, "usage: see the source\n");
     return 2;

@@ -15,6 +15,7 @@ pub mod fixture;
 mod hooks;
 mod measure;
 mod report;
+mod udp_socks;
 mod workload;
 
 use std::{
@@ -158,11 +159,19 @@ pub fn run(args: &[String]) -> Result<()> {
         results.hooks = Some(hook_cost(&sockstrace, cgroup, &client, storm).map_err(|e| format!("{e:#}")));
     }
 
+    eprintln!("bench: UDP through the SOCKS5 relay (danted)");
+    let udp = udp_socks::measure(&sockstrace).map_err(|e| format!("{e:#}"));
+
     println!();
     print!("{}", results.table(options.rounds));
+    match &udp {
+        Ok(row) => println!("{}", row.line()),
+        Err(why) => println!("udp via SOCKS5 relay: not measured ({why})"),
+    }
     let path = fixture::bench_dir()?.join("bench.json");
     let mut json = results.json(options.rounds, options.quick, &sockstrace.display().to_string());
     json["load_average_before"] = load.into();
+    json["udp_socks"] = udp.as_ref().map(udp_socks::UdpSocks::json).unwrap_or_else(|why| why.clone().into());
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     println!("json: {}", path.display());

@@ -29,11 +29,11 @@ mod facts;
 mod logs;
 mod maps;
 mod mountinfo;
-pub mod udp_peers;
 pub mod object;
 mod query;
 mod status;
 pub mod tracking;
+pub mod udp_peers;
 mod witness;
 #[cfg(test)]
 mod witness_tests;

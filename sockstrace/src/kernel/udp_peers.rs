@@ -88,8 +88,11 @@ impl UdpPeers {
         }
         let mut config: Array<_, PodConfig> = Array::try_from(ebpf.map_mut(CONFIG_MAP).context("CONFIG")?)?;
         config.set(0, PodConfig(cfg), 0).context("writing CONFIG")?;
-        let map = ebpf.take_map(UDP_PEERS_MAP).with_context(|| format!("the eBPF object has no map {UDP_PEERS_MAP}"))?;
-        let map = HashMap::try_from(map).with_context(|| format!("map {UDP_PEERS_MAP} has an unexpected type"))?;
+        let map = ebpf
+            .take_map(UDP_PEERS_MAP)
+            .with_context(|| format!("the eBPF object has no map {UDP_PEERS_MAP}"))?;
+        let map =
+            HashMap::try_from(map).with_context(|| format!("map {UDP_PEERS_MAP} has an unexpected type"))?;
         Ok(UdpPeers { map: Mutex::new(map) })
     }
 

@@ -60,9 +60,7 @@ pub fn wrap(dst: SocketAddr, data: &[u8]) -> Vec<u8> {
 /// A domain name (which a relay should not send us) is malformed here.
 fn parse_addr(buf: &[u8]) -> Result<(SocketAddr, usize), SocksError> {
     let (ip, len) = match buf.first() {
-        Some(&ATYP_V4) if buf.len() >= 7 => {
-            (IpAddr::V4(Ipv4Addr::new(buf[1], buf[2], buf[3], buf[4])), 5)
-        }
+        Some(&ATYP_V4) if buf.len() >= 7 => (IpAddr::V4(Ipv4Addr::new(buf[1], buf[2], buf[3], buf[4])), 5),
         Some(&ATYP_V6) if buf.len() >= 19 => {
             let mut octets = [0u8; 16];
             octets.copy_from_slice(&buf[1..17]);

@@ -200,8 +200,14 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         ))
         .into());
     }
-    let udp = udp_proxy::setup(&config.policy, config.on_leak, config.udp_proxy, &config.socks_auth, witness.as_mut());
-    if let Some((_, state)) = &udp {
+    let udp = udp_proxy::setup(
+        &config.policy,
+        config.on_leak,
+        config.udp_proxy,
+        &config.socks_auth,
+        witness.as_mut(),
+    );
+    if let Some((None, state)) = &udp {
         crate::report::human::write_line(&format!("sockstrace: UDP through the proxy: {state}"));
     }
     // SAFETY: prctl with integer arguments.
@@ -302,7 +308,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         kernel_dropped,
         dns,
         udp_proxy: udp.map(|(relay, state)| match relay {
-            Some(relay) => relay.summary(&state),
+            Some(relay) => relay.summary(),
             None => serde_json::json!({ "state": state }),
         }),
     };

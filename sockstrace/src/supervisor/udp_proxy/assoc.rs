@@ -84,7 +84,13 @@ fn big_buffers(sock: &UdpSocket) {
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
         // SAFETY: setsockopt with a live int.
         let ok = unsafe {
-            libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&RCVBUF as *const i32).cast(), size_of::<i32>() as u32)
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&RCVBUF as *const i32).cast(),
+                size_of::<i32>() as u32,
+            )
         };
         if ok == 0 {
             break;
@@ -160,13 +166,14 @@ impl Assoc {
             return Ok(r.clone());
         }
         let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
-        let control = TcpStream::connect_timeout(&proxy.server, SETUP_TIMEOUT).map_err(errno)?;
+        let server = proxy.server().map_err(|_| libc::ENETUNREACH)?;
+        let control = TcpStream::connect_timeout(&server, SETUP_TIMEOUT).map_err(errno)?;
         let local_ip = control.local_addr().map_err(errno)?.ip();
         let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).map_err(errno)?;
         big_buffers(&socket);
         let from = socket.local_addr().map_err(errno)?;
         let creds = proxy.auth.as_ref().map(|a| a.credentials());
-        let relay_addr = udp::associate(control.as_fd(), proxy.server, from, creds.as_ref(), SETUP_TIMEOUT)
+        let relay_addr = udp::associate(control.as_fd(), server, from, creds.as_ref(), SETUP_TIMEOUT)
             .map_err(|e| match e {
                 udp::AssociateError::Io(n) => n,
                 udp::AssociateError::NotSupported => libc::EOPNOTSUPP,
@@ -219,12 +226,12 @@ impl Assoc {
                     break;
                 }
                 if fds[2].revents != 0 {
-                    self.from_relay(&proxy, &r.socket, &mut buf);
+                    self.relay_to_program(&proxy, &r.socket, &mut buf);
                 }
             }
             for (i, (shim, peer)) in shims.iter().enumerate() {
                 if fds[first_shim + i].revents != 0 {
-                    self.from_program(&proxy, shim, *peer, &mut buf);
+                    self.program_to_relay(&proxy, shim, *peer, &mut buf);
                 }
             }
             let idle = self.last.lock().map(|l| l.elapsed() > IDLE).unwrap_or(true);
@@ -244,7 +251,7 @@ impl Assoc {
     }
 
     /// Replies from the relay: unwrapped and delivered from the peer's shim.
-    fn from_relay(&self, proxy: &UdpProxy, socket: &UdpSocket, buf: &mut [u8]) {
+    fn relay_to_program(&self, proxy: &UdpProxy, socket: &UdpSocket, buf: &mut [u8]) {
         let delivery = self.delivery.lock().map(|d| *d).ok();
         while let Ok(n) = socket.recv(buf) {
             self.touch();
@@ -272,7 +279,7 @@ impl Assoc {
     }
 
     /// What the program's connected socket sent to a shim: wrapped for the peer and relayed.
-    fn from_program(&self, proxy: &UdpProxy, shim: &UdpSocket, peer: SocketAddr, buf: &mut [u8]) {
+    fn program_to_relay(&self, proxy: &UdpProxy, shim: &UdpSocket, peer: SocketAddr, buf: &mut [u8]) {
         let delivery = self.delivery.lock().map(|d| d.port()).unwrap_or(0);
         while let Ok((n, from)) = shim.recv_from(buf) {
             // Only the program socket of this association may use its shims.
@@ -281,7 +288,8 @@ impl Assoc {
                 continue;
             }
             self.touch();
-            let relayed = self.relay(proxy).and_then(|r| send_wrapped(&r.socket, peer, &buf[..n], &proxy.stats));
+            let relayed =
+                self.relay(proxy).and_then(|r| send_wrapped(&r.socket, peer, &buf[..n], &proxy.stats));
             if relayed.is_err() {
                 proxy.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }

@@ -18,9 +18,17 @@ use crate::supervisor::sys;
 use crate::supervisor::tracee::{Failure, Socket};
 
 /// A leaked datagram destination this relay takes: the proxy, the socket's cookie and the peer.
-fn route(call: &Call<'_>, sock: &Socket, dst: &SockAddr, decision: Decision) -> Option<(Arc<UdpProxy>, u64, SocketAddr)> {
+fn route(
+    call: &Call<'_>,
+    sock: &Socket,
+    dst: &SockAddr,
+    decision: Decision,
+) -> Option<(Arc<UdpProxy>, u64, SocketAddr)> {
     let udp = call.ctx.udp.clone()?;
-    if sock.facts.transport() != Transport::Udp || !decision.is_leak() || decision.reason == Reason::FamilyMismatch {
+    if sock.facts.transport() != Transport::Udp
+        || !decision.is_leak()
+        || decision.reason == Reason::FamilyMismatch
+    {
         return None;
     }
     let SockAddr::Inet(peer) = dst else { return None };
@@ -31,7 +39,15 @@ fn route(call: &Call<'_>, sock: &Socket, dst: &SockAddr, decision: Decision) -> 
     if call.ctx.resolver.is_some() && crate::dns::in_pool(peer.ip()) {
         return None;
     }
-    Some((udp, sock.cookie()?, *peer))
+    let cookie = sock.cookie()?;
+    // The first leaked datagram asks the proxies (waiting on them: the receiving role is
+    // handed on); with none offering UDP it is handled as any leak.
+    let offered = if udp.probed() {
+        udp.server().is_ok()
+    } else {
+        run_call(call.ctx, true, || udp.server().is_ok()).unwrap_or(false)
+    };
+    offered.then_some((udp, cookie, *peer))
 }
 
 /// The program socket's own address, binding it first (as the kernel's autobind would) so
@@ -65,12 +81,25 @@ fn assoc(udp: &Arc<UdpProxy>, cookie: u64, sock: &Socket) -> Result<(Arc<Assoc>,
 }
 
 /// Records the flow's event the first time (socket, peer) is seen.
-fn record_flow(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, dst: &SockAddr, decision: Decision, new: bool) {
+fn record_flow(
+    call: &mut Call<'_>,
+    syscall: &'static str,
+    sock: &Socket,
+    dst: &SockAddr,
+    decision: Decision,
+    new: bool,
+) {
     if new {
         if let Some(udp) = &call.ctx.udp {
             udp.stats.flows.fetch_add(1, Ordering::Relaxed);
         }
-        call.record_action(syscall, Subject::Socket(sock), Target::Remote(Some(dst)), decision, Action::Socksified);
+        call.record_action(
+            syscall,
+            Subject::Socket(sock),
+            Target::Remote(Some(dst)),
+            decision,
+            Action::Socksified,
+        );
     }
 }
 
@@ -113,10 +142,16 @@ pub fn send(
 
 /// A leaked UDP connect: the program's socket is connected to the peer's shim instead, so its
 /// sends reach the relay without a trap and replies come only from that peer.
-pub fn connect(call: &mut Call<'_>, sock: &Socket, dst: &SockAddr, decision: Decision) -> Result<Option<Reply>, Failure> {
+pub fn connect(
+    call: &mut Call<'_>,
+    sock: &Socket,
+    dst: &SockAddr,
+    decision: Decision,
+) -> Result<Option<Reply>, Failure> {
     let Some((udp, cookie, peer)) = route(call, sock, dst, decision) else { return Ok(None) };
     let connected = assoc(&udp, cookie, sock).and_then(|(assoc, _)| {
-        let (shim, new) = assoc.shim_for(&udp, peer).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOBUFS))?;
+        let (shim, new) =
+            assoc.shim_for(&udp, peer).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOBUFS))?;
         let shim_addr = shim.local_addr().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         sys::connect(sock.fd.as_fd(), &sockaddr::encode_inet(shim_addr))?;
         if let Ok(local) = local_of(sock) {

@@ -20,7 +20,7 @@ mod probe;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::json;
 
@@ -50,8 +50,11 @@ pub struct Stats {
 
 /// The relay of one run.
 pub struct UdpProxy {
-    /// The SOCKS5 server (its TCP address) that offered UDP ASSOCIATE.
-    server: SocketAddr,
+    /// The SOCKS5 servers to ask for UDP ASSOCIATE, in order.
+    candidates: Vec<SocketAddr>,
+    /// The first that granted it, or why none did: asked once, at the first leaked datagram
+    /// (a run without one never connects to the proxy on its own).
+    server: OnceLock<Result<SocketAddr, String>>,
     /// Credentials for the associations (per association with Tor-style isolation).
     auth: Option<SocksAuth>,
     peers: UdpPeers,
@@ -60,6 +63,25 @@ pub struct UdpProxy {
 }
 
 impl UdpProxy {
+    /// The proxy that carries UDP, asked on first use (blocks up to the probe's timeouts).
+    pub fn server(&self) -> Result<SocketAddr, &str> {
+        let found = self.server.get_or_init(|| {
+            let auth = self.auth.clone().unwrap_or(SocksAuth::PerConnection);
+            let found = probe::first_offering_udp(&self.candidates, &auth);
+            crate::report::human::write_line(&format!(
+                "sockstrace: UDP through the proxy: {}",
+                state_of(&found)
+            ));
+            found
+        });
+        found.as_ref().copied().map_err(String::as_str)
+    }
+
+    /// Whether the proxy has been asked yet.
+    pub fn probed(&self) -> bool {
+        self.server.get().is_some()
+    }
+
     /// The association of program socket `cookie`, made (and its thread started) on first use.
     pub fn assoc_for(
         self: &Arc<Self>,
@@ -79,12 +101,10 @@ impl UdpProxy {
         drop(assocs);
         self.stats.associations.fetch_add(1, Ordering::Relaxed);
         let (me, serving) = (self.clone(), assoc.clone());
-        std::thread::Builder::new()
-            .name("udp-relay".into())
-            .spawn(move || {
-                super::block_signals_in_this_thread();
-                serving.serve(me)
-            })?;
+        std::thread::Builder::new().name("udp-relay".into()).spawn(move || {
+            super::block_signals_in_this_thread();
+            serving.serve(me)
+        })?;
         Ok((assoc, true))
     }
 
@@ -96,10 +116,14 @@ impl UdpProxy {
         }
     }
 
-    /// The summary's `udp_proxy` counts.
-    pub fn summary(&self, state: &str) -> serde_json::Value {
+    /// The summary's `udp_proxy` object: the state and the counts.
+    pub fn summary(&self) -> serde_json::Value {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let s = &self.stats;
+        let state = match self.server.get() {
+            Some(found) => state_of(found),
+            None => "unused (no leaked datagram)".into(),
+        };
         json!({
             "state": state,
             "flows": n(&s.flows),
@@ -113,9 +137,16 @@ impl UdpProxy {
     }
 }
 
+fn state_of(found: &Result<SocketAddr, String>) -> String {
+    match found {
+        Ok(server) => format!("on (UDP ASSOCIATE via {server})"),
+        Err(why) => format!("off ({why})"),
+    }
+}
+
 /// Sets UDP through the proxy up for a run, or says why not: `(relay, state)`, where `state`
-/// is the summary's words (`on (127.0.0.1:1080)`, `off (...)`), `None` when `--on-leak` is
-/// not socksify.
+/// says why there is no relay; `None` when `--on-leak` is not socksify. The proxies are asked
+/// for UDP ASSOCIATE at the first leaked datagram ([`UdpProxy::server`]).
 pub fn setup(
     policy: &Policy,
     on_leak: LeakAction,
@@ -137,10 +168,6 @@ pub fn setup(
         Some(addr) => vec![addr],
         None => policy.proxies.iter().filter(|p| !policy.http_proxies.contains(p)).copied().collect(),
     };
-    let server = match probe::first_offering_udp(&candidates, auth) {
-        Ok(server) => server,
-        Err(why) => return Some((None, format!("off ({why})"))),
-    };
     let shims = [assoc::shim_ip(libc::AF_INET), assoc::shim_ip(libc::AF_INET6)];
     let peers = match UdpPeers::open(witness, &shims) {
         Ok(p) => p,
@@ -150,6 +177,13 @@ pub fn setup(
         SocksAuth::PerConnection => Some(SocksAuth::PerConnection),
         fixed @ SocksAuth::Fixed(_) => Some(fixed.clone()),
     };
-    let proxy = UdpProxy { server, auth, peers, assocs: Mutex::default(), stats: Stats::default() };
-    Some((Some(Arc::new(proxy)), format!("on (UDP ASSOCIATE via {server})")))
+    let proxy = UdpProxy {
+        candidates,
+        server: OnceLock::new(),
+        auth,
+        peers,
+        assocs: Mutex::default(),
+        stats: Stats::default(),
+    };
+    Some((Some(Arc::new(proxy)), String::new()))
 }

@@ -28,7 +28,11 @@ pub fn first_offering_udp(candidates: &[SocketAddr], auth: &SocksAuth) -> Result
 fn offers_udp(server: SocketAddr, auth: &SocksAuth) -> Result<(), String> {
     let control = TcpStream::connect_timeout(&server, PROBE_TIMEOUT).map_err(|e| e.to_string())?;
     let unspecified = SocketAddr::new(
-        if server.is_ipv4() { std::net::Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() },
+        if server.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        },
         0,
     );
     let creds = auth.credentials();
