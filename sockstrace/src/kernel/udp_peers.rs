@@ -125,4 +125,16 @@ mod tests {
         let v6 = peer("[::1]:53".parse().unwrap());
         assert_eq!(v6.ip[3].to_ne_bytes(), [0, 0, 0, 1]);
     }
+
+    #[test]
+    fn a_shim_rule_lets_udp_through_and_nothing_else() {
+        use sockstrace_ebpf::{rule_matches, transport, Ip6};
+        let shim = host_bytes("127.83.84.1".parse().unwrap());
+        let rule = Rule::new(shim, 128, 0, rule_flags::UDP_ONLY);
+        let addr = Ip6::from_bytes(shim);
+        assert!(rule_matches(&rule, addr, true, 40000, transport::UDP));
+        assert!(!rule_matches(&rule, addr, true, 40000, transport::TCP));
+        let other = Ip6::from_bytes(host_bytes("127.0.0.1".parse().unwrap()));
+        assert!(!rule_matches(&rule, other, true, 40000, transport::UDP));
+    }
 }
