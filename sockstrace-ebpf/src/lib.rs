@@ -56,6 +56,34 @@ pub const FILENAME_LEN: usize = 128;
 /// Cgroup levels the exemption check looks at (a cgroup deeper than this is not exempt by an
 /// ancestor beyond it).
 pub const EXEMPT_LEVELS: u32 = 32;
+/// Hash map (`BPF_MAP_TYPE_HASH`) of the datagram flows that go through the proxy: a program
+/// socket's [`UdpPeerKey`] (the local shim address its replies come from) to the original peer.
+pub const UDP_PEERS_MAP: &str = "UDP_PEERS";
+/// Entries of [`UDP_PEERS_MAP`].
+pub const UDP_PEERS_MAX_ENTRIES: u32 = 1 << 14;
+
+/// A key of [`UDP_PEERS_MAP`]: the program's socket and the address a datagram arrived from,
+/// as the kernel's `bpf_sock_addr` holds them (network-order words; IPv4 as `::ffff:a.b.c.d`;
+/// the port in the low 16 bits, network order, as `user_port` reads).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UdpPeerKey {
+    pub cookie: u64,
+    pub ip: [u32; 4],
+    pub port: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+
+/// A value of [`UDP_PEERS_MAP`]: the peer the program addressed, in the same layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpPeer {
+    pub ip: [u32; 4],
+    pub port: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
 
 /// Program names (the ELF symbols userspace looks up with `Ebpf::program_mut`).
 pub mod programs {
@@ -93,6 +121,13 @@ pub mod programs {
     /// `tracepoint/sched/sched_process_exit`: a dead process's record moves to `GONE`.
     pub const PROC_EXIT: &str = "proc_exit";
     /// The process tracking programs and their tracepoints (category, name).
+    /// `cgroup/recvmsg4`, `cgroup/recvmsg6`: a datagram relayed through the proxy shows the
+    /// original peer as its source (see [`super::UDP_PEERS_MAP`]).
+    pub const RECVMSG4: &str = "recvmsg4";
+    pub const RECVMSG6: &str = "recvmsg6";
+    /// `cgroup/getpeername4`, `cgroup/getpeername6`: the same for a connected socket's peer.
+    pub const GETPEERNAME4: &str = "getpeername4";
+    pub const GETPEERNAME6: &str = "getpeername6";
     pub const TRACKING: &[(&str, &str, &str)] = &[
         (PROC_EXEC, "sched", "sched_process_exec"),
         (PROC_FORK, "sched", "sched_process_fork"),
@@ -112,6 +147,10 @@ pub mod programs {
         POST_BIND6,
         SOCK_OPS,
         EGRESS,
+        RECVMSG4,
+        RECVMSG6,
+        GETPEERNAME4,
+        GETPEERNAME6,
     ];
 }
 
@@ -214,6 +253,8 @@ pub mod rule_flags {
     /// Never matches a v4-mapped address (an IPv6 `--allow` network: the policy compares
     /// IPv4 destinations, mapped or not, with IPv4 networks only).
     pub const NOT_V4_MAPPED: u8 = 2;
+    /// Matches UDP sockets only (the local shims of datagrams sent through the proxy).
+    pub const UDP_ONLY: u8 = 4;
 }
 
 /// The socket ABI numbers the judges need (the same on every Linux architecture).
@@ -796,6 +837,7 @@ pub const fn rule_matches(rule: &Rule, addr: Ip6, mapped: bool, port: u16, trans
         && (rule.port == 0 || rule.port == port)
         && (rule.flags & rule_flags::TCP_ONLY == 0 || transport == transport::TCP)
         && (rule.flags & rule_flags::NOT_V4_MAPPED == 0 || !mapped)
+        && (rule.flags & rule_flags::UDP_ONLY == 0 || transport == transport::UDP)
 }
 
 /// One connect or send as the rules see it: what [`RuleQuery::matches`] compares every rule

@@ -47,9 +47,9 @@ use aya_log_ebpf::{debug, warn};
 use sockstrace_ebpf::{
     abi, egress, egress_fast_pass, egress_reply_allowed, exempt, judge_bind, judge_create, judge_listen,
     judge_remote_matched, kind, loopback_misrouted, proc_flags, reason, remote_allowed, rules_in_force,
-    verdict, Config, ExemptCount, Ip6, ProcRecord, Rule, RuleQuery, SockEvent, SockFacts, EVENTS_BYTE_SIZE,
-    EXEMPT_COUNTS_MAX_ENTRIES, EXEMPT_LEVELS, FILENAME_LEN, GONE_MAX_ENTRIES, MAX_EXEMPTIONS, MAX_RULES,
-    PROCS_MAX_ENTRIES, SOCKETS_MAX_ENTRIES,
+    verdict, Config, ExemptCount, Ip6, ProcRecord, Rule, RuleQuery, SockEvent, SockFacts, UdpPeer,
+    UdpPeerKey, EVENTS_BYTE_SIZE, EXEMPT_COUNTS_MAX_ENTRIES, EXEMPT_LEVELS, FILENAME_LEN, GONE_MAX_ENTRIES,
+    MAX_EXEMPTIONS, MAX_RULES, PROCS_MAX_ENTRIES, SOCKETS_MAX_ENTRIES, UDP_PEERS_MAX_ENTRIES,
 };
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
@@ -1532,6 +1532,86 @@ pub extern "C" fn log_rule_walk_failed(err: i64) -> i32 {
 pub extern "C" fn log_sockaddr_family(given: u32, socket: u32) -> i32 {
     debug!(&(), "sockaddr family {} on socket family {}", given, socket);
     0
+}
+
+// ---------------------------------------------------------------------------------------------
+// UDP through the proxy: replies show the original peer
+// ---------------------------------------------------------------------------------------------
+
+/// The program socket's shim address (where the supervisor delivers a relayed reply from) to
+/// the peer the program addressed; written by the supervisor only.
+#[map]
+static UDP_PEERS: HashMap<UdpPeerKey, UdpPeer> = HashMap::with_max_entries(UDP_PEERS_MAX_ENTRIES, 0);
+
+/// The source address `recvfrom`/`recvmsg`/`recvmmsg` report for a datagram of an IPv4 socket.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn recvmsg4(ctx: SockAddrContext) -> i32 {
+    peer_as_seen4(&ctx);
+    ALLOW
+}
+
+/// The same for an IPv6 socket (IPv4 peers in `::ffff:a.b.c.d` form).
+#[cgroup_sock_addr(recvmsg6)]
+pub fn recvmsg6(ctx: SockAddrContext) -> i32 {
+    peer_as_seen6(&ctx);
+    ALLOW
+}
+
+/// The peer `getpeername` reports for a connected IPv4 socket.
+#[cgroup_sock_addr(getpeername4)]
+pub fn getpeername4(ctx: SockAddrContext) -> i32 {
+    peer_as_seen4(&ctx);
+    ALLOW
+}
+
+/// The peer `getpeername` reports for a connected IPv6 socket.
+#[cgroup_sock_addr(getpeername6)]
+pub fn getpeername6(ctx: SockAddrContext) -> i32 {
+    peer_as_seen6(&ctx);
+    ALLOW
+}
+
+/// `::ffff:0.0.0.0` in the kernel's network-order words: the third word of a v4-mapped address.
+const V4_MAPPED_WORD: u32 = 0xffffu32.to_be();
+
+/// Rewrites an IPv4 source address found in `UDP_PEERS` to the original peer.
+#[inline(always)]
+fn peer_as_seen4(ctx: &SockAddrContext) {
+    let sa = ctx.sock_addr;
+    // SAFETY: `user_ip4` and `user_port` are 4-byte context reads the recvmsg4 and getpeername4
+    // hooks allow; the helper takes the program's own context.
+    let (ip, port, cookie) =
+        unsafe { ((*sa).user_ip4, (*sa).user_port, bpf_get_socket_cookie(ctx.as_ptr())) };
+    let key = UdpPeerKey { cookie, ip: [0, 0, V4_MAPPED_WORD, ip], port, _pad: 0 };
+    // SAFETY: a hash map lookup; the value is copied out at once.
+    let Some(peer) = (unsafe { UDP_PEERS.get(key) }) else { return };
+    let (peer_ip, peer_port) = (peer.ip[3], peer.port);
+    // SAFETY: 4-byte context writes these hooks allow.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*sa).user_ip4, peer_ip);
+        core::ptr::write_volatile(&raw mut (*sa).user_port, peer_port);
+    }
+}
+
+/// Rewrites an IPv6 source address found in `UDP_PEERS` to the original peer.
+#[inline(always)]
+fn peer_as_seen6(ctx: &SockAddrContext) {
+    let sa = ctx.sock_addr;
+    // SAFETY: as in `peer_as_seen4`, for `user_ip6` (four 4-byte reads).
+    let (ip, port, cookie) =
+        unsafe { (words4!(sa, user_ip6), (*sa).user_port, bpf_get_socket_cookie(ctx.as_ptr())) };
+    let key = UdpPeerKey { cookie, ip, port, _pad: 0 };
+    // SAFETY: as in `peer_as_seen4`.
+    let Some(peer) = (unsafe { UDP_PEERS.get(key) }) else { return };
+    let (w, peer_port) = (peer.ip, peer.port);
+    // SAFETY: 4-byte context writes these hooks allow.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*sa).user_ip6[0], w[0]);
+        core::ptr::write_volatile(&raw mut (*sa).user_ip6[1], w[1]);
+        core::ptr::write_volatile(&raw mut (*sa).user_ip6[2], w[2]);
+        core::ptr::write_volatile(&raw mut (*sa).user_ip6[3], w[3]);
+        core::ptr::write_volatile(&raw mut (*sa).user_port, peer_port);
+    }
 }
 
 /// GPL-compatible so every helper is available to the verifier; the crate itself is MIT/Apache.

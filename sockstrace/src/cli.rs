@@ -164,6 +164,11 @@ pub struct RunArgs {
     )]
     pub http_proxies: Vec<SocketAddr>,
 
+    /// With --on-leak socksify: the SOCKS5 server whose UDP ASSOCIATE carries leaked datagrams
+    /// [default: the first --proxy that offers it, asked at start]
+    #[arg(long = "udp-proxy", value_name = "ADDR", value_parser = parse_proxy_arg, env = "SOCKSTRACE_UDP_PROXY")]
+    pub udp_proxy: Option<SocketAddr>,
+
     /// Accept inbound TCP connections from this address or CIDR network anyway (repeatable)
     #[arg(
         long = "allow-incoming-from",

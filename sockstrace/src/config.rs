@@ -26,6 +26,7 @@ pub const SYSTEM_FILE: &str = "/etc/sockstrace/sockstrace.toml";
 pub struct FileConfig {
     pub proxy: Option<Vec<String>>,
     pub http_proxy: Option<Vec<String>>,
+    pub udp_proxy: Option<String>,
     pub allow: Option<Vec<String>>,
     pub allow_loopback: Option<bool>,
     pub incoming: Option<String>,
@@ -190,6 +191,10 @@ pub fn apply(args: &mut RunArgs, matches: &ArgMatches, mut file: FileConfig) -> 
     apply_policy(&mut args.policy, matches, &mut file)?;
     if let (Some(v), false) = (file.http_proxy, user("http_proxies")) {
         args.http_proxies = each(&v, crate::cli::parse_proxy_arg, "http-proxy")?;
+    }
+    if let (Some(v), false) = (file.udp_proxy, user("udp_proxy")) {
+        args.udp_proxy =
+            Some(crate::cli::parse_proxy_arg(&v).map_err(|e| anyhow::anyhow!("udp-proxy: {e}"))?);
     }
     if let (Some(v), false) = (file.allow_incoming_from, user("allow_incoming_from")) {
         args.allow_incoming_from = each(&v, crate::cli::parse_network_arg, "allow-incoming-from")?;

@@ -126,6 +126,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         bridge_abstract: args.bridge_abstract,
         syscalls,
         leak_debug: crate::stack::LeakDebug::new(args.stack, args.core_on_leak, args.core_limit),
+        udp_proxy: args.udp_proxy,
         command: args.command,
     };
     match supervisor::run(config, reporter) {

@@ -18,6 +18,10 @@ pub const CGROUP_ATTACH_TYPES: &[(&str, u32)] = &[
     ("post_bind6", 13),
     ("sendmsg4", 14),
     ("sendmsg6", 15),
+    ("recvmsg4", 19),
+    ("recvmsg6", 20),
+    ("getpeername4", 29),
+    ("getpeername6", 30),
 ];
 
 /// How many programs are attached directly to the cgroup directory `dir` for

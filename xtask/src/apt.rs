@@ -23,6 +23,9 @@ pub const PACKAGES: &[&str] = &[
     "strace",
     // nc -X 5 -x: a proxy-aware client whose getaddrinfo sorts by UDP connects (run_udp_connect).
     "netcat-openbsd",
+    // A SOCKS5 proxy with UDP ASSOCIATE, and dig (run_udp_socks, the UDP bench row).
+    "dante-server",
+    "dnsutils",
     // A static Go client (CGO_ENABLED=0: raw system calls, no libc) and headless Chromium (run_clients).
     "golang-go",
     "chromium",

@@ -17,6 +17,7 @@ mod measure;
 mod report;
 mod soak;
 mod stack;
+mod udp_socks;
 mod workload;
 
 use std::{
@@ -184,16 +185,24 @@ pub fn run(args: &[String]) -> Result<()> {
         results.hooks = Some(hook_cost(&sockstrace, cgroup, &client, storm).map_err(|e| format!("{e:#}")));
     }
 
+    eprintln!("bench: UDP through the SOCKS5 relay (danted)");
+    let udp = udp_socks::measure(&sockstrace).map_err(|e| format!("{e:#}"));
+
     println!();
     print!("{}", results.table(options.rounds));
     println!(
         "{}",
         stack.as_ref().map_or_else(|e| format!("leak with --stack: failed: {e}"), stack::StackCost::line)
     );
+    match &udp {
+        Ok(row) => println!("{}", row.line()),
+        Err(why) => println!("udp via SOCKS5 relay: not measured ({why})"),
+    }
     let path = fixture::bench_dir()?.join("bench.json");
     let mut json = results.json(options.rounds, options.quick, &sockstrace.display().to_string());
     json["leak_stack"] = stack.as_ref().map_or_else(|e| e.as_str().into(), stack::StackCost::json);
     json["load_average_before"] = load.into();
+    json["udp_socks"] = udp.as_ref().map(udp_socks::UdpSocks::json).unwrap_or_else(|why| why.clone().into());
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     println!("json: {}", path.display());

@@ -187,6 +187,7 @@ async fn audit(args: &AuditArgs, place: Where, reporter: Arc<Reporter>) -> Resul
         syscalls: String::new(),
         kernel_dropped: Some(lost),
         dns: None,
+        udp_proxy: None,
     };
     let end = End { elapsed: started.elapsed(), detached: detached.is_ok(), stop, lost, lost_records };
     let (mut extra, mut lines) = match sinks.tally.lock() {

@@ -18,6 +18,10 @@ pub const ATTACH_TYPES: &[(&str, u32)] = &[
     ("inet6_post_bind", 13),
     ("udp4_sendmsg", 14),
     ("udp6_sendmsg", 15),
+    ("udp4_recvmsg", 19),
+    ("udp6_recvmsg", 20),
+    ("inet4_getpeername", 29),
+    ("inet6_getpeername", 30),
 ];
 
 const BPF_PROG_QUERY: libc::c_long = 16;

@@ -264,6 +264,11 @@ impl Witness {
         }
     }
 
+    /// The loaded object (`None` once detached), for `udp_peers`.
+    pub(super) fn ebpf_mut(&mut self) -> Option<&mut Ebpf> {
+        self.ebpf.as_mut()
+    }
+
     /// The cgroup's id (what `bpf_get_current_cgroup_id` returns inside it).
     pub fn cgroup_id(&self) -> u64 {
         self.cgroup.id()

@@ -21,6 +21,9 @@ pub struct Layers {
     pub kernel_dropped: Option<u64>,
     /// What the `--dns proxy` resolver answered.
     pub dns: Option<serde_json::Value>,
+    /// UDP through the proxy (`--on-leak socksify`): whether it is on (or why not) and what
+    /// went through the relay.
+    pub udp_proxy: Option<serde_json::Value>,
 }
 
 /// One row of the leak table.
@@ -128,6 +131,7 @@ impl Summary {
                 "layers": self.layers_json(),
                 "kernel_lost_events": self.layers.kernel_dropped,
                 "dns": self.layers.dns,
+                "udp_proxy": self.layers.udp_proxy,
                 "leak_table": leaks,
             }
         })

@@ -81,7 +81,7 @@ impl<'a> Io<'a> {
         Ok(())
     }
 
-    fn read_exact(&self, mut buf: &mut [u8]) -> Result<(), Errno> {
+    pub(super) fn read_exact(&self, mut buf: &mut [u8]) -> Result<(), Errno> {
         while !buf.is_empty() {
             // SAFETY: buf is live and writable for buf.len() bytes.
             let n = unsafe {

@@ -5,6 +5,7 @@
 pub mod codec;
 mod handshake;
 pub mod http;
+pub mod udp;
 
 pub use codec::{Credentials, Target};
 pub use handshake::handshake;

@@ -20,6 +20,7 @@ mod spawn;
 mod sys;
 mod tracee;
 mod tree;
+mod udp_proxy;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct RunConfig {
     pub syscalls: crate::syscalls::Setting,
     /// `--stack`, `--core-on-leak`: where in the program each leak came from.
     pub leak_debug: Option<crate::stack::LeakDebug>,
+    /// `--udp-proxy`: the SOCKS5 server for UDP (else the first `--proxy` offering it).
+    pub udp_proxy: Option<std::net::SocketAddr>,
     pub command: Vec<OsString>,
 }
 
@@ -110,6 +113,8 @@ pub struct Ctx {
     /// The system call allowlist (or learner), when not `--syscalls all`.
     syscalls: Option<crate::syscalls::Gate>,
     leak_debug: Option<crate::stack::LeakDebug>,
+    /// `--on-leak socksify` for UDP: the proxy's relay, when one offers it.
+    udp: Option<Arc<udp_proxy::UdpProxy>>,
 }
 
 /// Builds the seccomp filter with an allowlist's rules (for `doctor`).
@@ -208,6 +213,16 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         ))
         .into());
     }
+    let udp = udp_proxy::setup(
+        &config.policy,
+        config.on_leak,
+        config.udp_proxy,
+        &config.socks_auth,
+        witness.as_mut(),
+    );
+    if let Some((None, state)) = &udp {
+        crate::report::human::write_line(&format!("sockstrace: UDP through the proxy: {state}"));
+    }
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("becoming a child subreaper");
@@ -274,6 +289,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         inbound,
         syscalls: gate,
         leak_debug: config.leak_debug.take(),
+        udp: udp.as_ref().and_then(|(relay, _)| relay.clone()),
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // Receiver threads still wait in the listener (nothing will come); they
@@ -306,6 +322,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         syscalls: config.syscalls.describe(),
         kernel_dropped,
         dns,
+        udp_proxy: udp.map(|(relay, state)| match relay {
+            Some(relay) => relay.summary(),
+            None => serde_json::json!({ "state": state }),
+        }),
     };
     if let Some(gate) = &ctx.syscalls {
         let program = config.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");

@@ -104,6 +104,9 @@ fn socksify(
     addr: &SockAddr,
     decision: Decision,
 ) -> Result<Option<Reply>, Failure> {
+    if sock.facts.transport() == Transport::Udp {
+        return crate::supervisor::udp_proxy::hook::connect(call, sock, addr, decision);
+    }
     let SockAddr::Inet(dst) = addr else { return Ok(None) };
     if sock.facts.transport() != Transport::Tcp {
         return Ok(None);

@@ -16,7 +16,7 @@ use crate::supervisor::copy_budget::{self, Grant};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::{self, Errno};
 use crate::supervisor::tracee::{Failure, Socket, Tracee};
-use crate::supervisor::Ctx;
+use crate::supervisor::{udp_proxy, Ctx};
 
 /// One message, copied out of the caller.
 struct Outgoing {
@@ -115,6 +115,9 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let mut data = call.tracee.read_regions(&[(args[1], data_len), (args[4], name_len)])?;
     let name = data.split_off(data_len);
     confirm(call)?;
+    if let Some(reply) = udp_proxy::hook::send(call, "sendto", &sock, &name, &data)? {
+        return Ok(reply);
+    }
     if let Some(refused) = judge(call, "sendto", &sock, &name, flags)? {
         return Ok(refused);
     }
@@ -243,6 +246,9 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if blocked(super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?) {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
+    if let Some(reply) = udp_proxy::hook::send(call, "sendmsg", &sock, &msg.name, &msg.data)? {
+        return Ok(reply);
+    }
     if let Some(refused) = judge(call, "sendmsg", &sock, &msg.name, flags)? {
         return Ok(refused);
     }
@@ -292,18 +298,30 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
             first_refusal = Some(Reply::Errno(BLOCKED_ERRNO));
             break;
         }
+        // Through the UDP relay: sent now, counted in order with the others below.
+        match udp_proxy::hook::send(call, "sendmmsg", &sock, &msg.name, &msg.data)? {
+            Some(Reply::Value(n)) => {
+                allowed.push((msg, Some(n as usize)));
+                continue;
+            }
+            Some(failed) => {
+                first_refusal = Some(failed);
+                break;
+            }
+            None => {}
+        }
         if let Some(refused) = judge(call, "sendmmsg", &sock, &msg.name, flags)? {
             first_refusal = Some(refused);
             break;
         }
-        allowed.push(msg);
+        allowed.push((msg, None));
     }
     if allowed.is_empty() {
         return Ok(first_refusal.unwrap_or(Reply::Errno(BLOCKED_ERRNO)));
     }
     let any_blocked = allowed.len() < vlen;
     let mut waits = false;
-    for msg in &allowed {
+    for (msg, _) in &allowed {
         if waits_on_network(&sock, &msg.name, flags)? {
             waits = true;
             break;
@@ -312,7 +330,11 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let fd = sock.fd;
     let (sent, error) = run_call(call.ctx, waits, move || {
         let mut sent = Vec::new();
-        for msg in &allowed {
+        for (msg, proxied) in &allowed {
+            if let Some(n) = proxied {
+                sent.push(*n);
+                continue;
+            }
             match send_one(fd.as_fd(), msg, flags) {
                 Ok(n) => sent.push(n),
                 Err(e) => return (sent, Some(e)),
