@@ -413,3 +413,88 @@ fn without_the_kernel_layer_udp_stays_blocked_and_the_summary_says_why() {
     let state = udp_summary(&out)["state"].as_str().unwrap_or_default().to_owned();
     assert!(state.starts_with("off (needs the kernel layer"), "{state}\n{}", out.describe());
 }
+
+/// A Python client whose datagrams to the shim addresses the syscall layer lets through
+/// (`SOCKSTRACE_TEST_DISABLE=udp-leak-through`), so that only the kernel layer judges them:
+/// two sockets connected through the proxy (IPv4, and IPv6 to a v4-mapped peer), each with
+/// its own shim, then sends to a host service on `::1` and to the IPv4 socket's shim from
+/// other sockets (plainly and v4-mapped). Prints "TAG sent" or "TAG refused ERRNO" for each.
+const PY_SHIM_PROBE: &str = r#"
+import socket, sys
+echo_port, sink_port = int(sys.argv[1]), int(sys.argv[2])
+def try_send(tag, s, addr):
+    try:
+        s.sendto(tag.encode(), addr)
+        print(tag, 'sent', flush=True)
+    except OSError as e:
+        print(tag, 'refused', e.errno, flush=True)
+def connected(fam, peer, payload):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.connect((peer, echo_port))
+    s.send(payload.encode())
+    print('echo', s.recv(100).decode(), flush=True)
+    return s
+a = connected(socket.AF_INET, '127.0.0.2', 'relay-v4')
+b = connected(socket.AF_INET6, '::ffff:127.0.0.2', 'relay-v6')
+# The kernel's view of a's peer: its shim on 127.83.84.1 (getpeername shows the original).
+me = '%04X' % a.getsockname()[1]
+shim_port = None
+for line in open('/proc/net/udp').read().splitlines()[1:]:
+    f = line.split()
+    if f[1].endswith(':' + me) and f[2].startswith('0154537F:'):
+        shim_port = int(f[2].split(':')[1], 16)
+assert shim_port, 'no shim seen for the IPv4 socket'
+try_send('own-shim', a, ('127.83.84.1', shim_port))
+t = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+try_send('fresh-to-host', t, ('::1', sink_port))
+try_send('shimmed-to-host', b, ('::1', sink_port))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try_send('other-shim', u, ('127.83.84.1', shim_port))
+try_send('other-shim-mapped', t, ('::ffff:127.83.84.1', shim_port))
+"#;
+
+/// The kernel layer lets a program socket's UDP reach its own shims only: a datagram that got
+/// past the syscall layer to a host service on `::1`, or to another socket's shim, is refused
+/// in the kernel (and reported by it), while the proxied sockets keep working.
+#[test]
+fn the_kernel_layer_lets_udp_reach_only_the_sockets_own_shim() {
+    let dante = match Dante::start() {
+        Ok(d) => d,
+        Err(e) => skip!("no UDP-capable SOCKS5 proxy: {e}"),
+    };
+    let echo = Target::bind("127.0.0.2:0", Answer::Echo);
+    let host_service = Target::bind("[::1]:0", Answer::Nothing);
+    let out = via(&dante)
+        .env("SOCKSTRACE_TEST_DISABLE", "udp-leak-through")
+        .program(["/usr/bin/python3", "-c", PY_SHIM_PROBE, &echo.port(), &host_service.port()])
+        .run();
+    out.assert_code(0);
+    for payload in ["relay-v4", "relay-v6"] {
+        let line = format!("echo {payload}");
+        assert!(out.stdout.lines().any(|l| l == line), "the program saw {line:?}\n{}", out.describe());
+    }
+    // A socket's own shim is what the kernel lets it reach.
+    assert!(out.stdout.lines().any(|l| l == "own-shim sent"), "{}", out.describe());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        host_service.sources().is_empty(),
+        "the host service on ::1 got {:?}\n{}",
+        host_service.sources(),
+        out.describe()
+    );
+    for tag in ["fresh-to-host", "shimmed-to-host", "other-shim", "other-shim-mapped"] {
+        let line = format!("{tag} refused {}", libc::EPERM);
+        assert!(out.stdout.lines().any(|l| l == line), "{line:?} expected\n{}", out.describe());
+    }
+    out.assert_report_well_formed();
+    let to_host = out.events_where(|e| {
+        e.s("source") == "kernel" && e.s("dst") == host_service.addr.to_string() && e.s("protocol") == "udp"
+    });
+    assert!(!to_host.is_empty(), "a kernel event for the datagram to ::1\n{}", out.describe());
+    for e in to_host {
+        assert_eq!((e.s("verdict"), e.s("action")), ("leak", "blocked"), "{e}\n{}", out.describe());
+    }
+    let udp = udp_summary(&out);
+    assert_eq!(udp["dropped"].as_i64(), Some(0), "no stray datagram reached a shim: {udp}");
+}

@@ -58,11 +58,14 @@ pub const FILENAME_LEN: usize = 128;
 pub const EXEMPT_LEVELS: u32 = 32;
 /// Hash map (`BPF_MAP_TYPE_HASH`) of the datagram flows that go through the proxy: a program
 /// socket's [`UdpPeerKey`] (the local shim address its replies come from) to the original peer.
+/// It is also the only way to the shims: the connect and send hooks let a socket's UDP reach a
+/// loopback address the rules refuse only where its key is in the map.
 pub const UDP_PEERS_MAP: &str = "UDP_PEERS";
 /// Entries of [`UDP_PEERS_MAP`].
 pub const UDP_PEERS_MAX_ENTRIES: u32 = 1 << 14;
 
-/// A key of [`UDP_PEERS_MAP`]: the program's socket and the address a datagram arrived from,
+/// A key of [`UDP_PEERS_MAP`]: the program's socket and the address a datagram arrived from
+/// (the shim the supervisor made for it; a connect or send of that socket there is allowed),
 /// as the kernel's `bpf_sock_addr` holds them (network-order words; IPv4 as `::ffff:a.b.c.d`;
 /// the port in the low 16 bits, network order, as `user_port` reads).
 #[repr(C)]
@@ -73,6 +76,32 @@ pub struct UdpPeerKey {
     pub port: u32,
     /// Explicit padding; always zero.
     pub _pad: u32,
+}
+
+impl UdpPeerKey {
+    /// The key for socket `cookie` and `addr`:`port` (port in host order) as the hooks see them:
+    /// a connect or send there is one to that socket's own shim when the key is in the map.
+    #[inline(always)]
+    pub const fn new(cookie: u64, addr: Ip6, port: u16) -> Self {
+        Self {
+            cookie,
+            ip: [
+                ((addr.hi >> 32) as u32).to_be(),
+                (addr.hi as u32).to_be(),
+                ((addr.lo >> 32) as u32).to_be(),
+                (addr.lo as u32).to_be(),
+            ],
+            port: port.to_be() as u32,
+            _pad: 0,
+        }
+    }
+}
+
+/// Whether a connect or send the rules refused may still be one to the socket's own shim (UDP
+/// through the proxy), worth a `UDP_PEERS` lookup: shims are UDP sockets on loopback.
+#[inline(always)]
+pub const fn may_be_shim(transport: u8, addr: Ip6, port: u16) -> bool {
+    transport == transport::UDP && port != 0 && addr.is_loopback()
 }
 
 /// A value of [`UDP_PEERS_MAP`]: the peer the program addressed, in the same layout.
@@ -253,8 +282,6 @@ pub mod rule_flags {
     /// Never matches a v4-mapped address (an IPv6 `--allow` network: the policy compares
     /// IPv4 destinations, mapped or not, with IPv4 networks only).
     pub const NOT_V4_MAPPED: u8 = 2;
-    /// Matches UDP sockets only (the local shims of datagrams sent through the proxy).
-    pub const UDP_ONLY: u8 = 4;
 }
 
 /// The socket ABI numbers the judges need (the same on every Linux architecture).
@@ -837,7 +864,6 @@ pub const fn rule_matches(rule: &Rule, addr: Ip6, mapped: bool, port: u16, trans
         && (rule.port == 0 || rule.port == port)
         && (rule.flags & rule_flags::TCP_ONLY == 0 || transport == transport::TCP)
         && (rule.flags & rule_flags::NOT_V4_MAPPED == 0 || !mapped)
-        && (rule.flags & rule_flags::UDP_ONLY == 0 || transport == transport::UDP)
 }
 
 /// One connect or send as the rules see it: what [`RuleQuery::matches`] compares every rule

@@ -46,10 +46,11 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, warn};
 use sockstrace_ebpf::{
     abi, egress, egress_fast_pass, egress_reply_allowed, exempt, judge_bind, judge_create, judge_listen,
-    judge_remote_matched, kind, loopback_misrouted, proc_flags, reason, remote_allowed, rules_in_force,
-    verdict, Config, ExemptCount, Ip6, ProcRecord, Rule, RuleQuery, SockEvent, SockFacts, UdpPeer,
-    UdpPeerKey, EVENTS_BYTE_SIZE, EXEMPT_COUNTS_MAX_ENTRIES, EXEMPT_LEVELS, FILENAME_LEN, GONE_MAX_ENTRIES,
-    MAX_EXEMPTIONS, MAX_RULES, PROCS_MAX_ENTRIES, SOCKETS_MAX_ENTRIES, UDP_PEERS_MAX_ENTRIES,
+    judge_remote_matched, kind, loopback_misrouted, may_be_shim, proc_flags, reason, remote_allowed,
+    rules_in_force, verdict, Config, ExemptCount, Ip6, ProcRecord, Rule, RuleQuery, SockEvent, SockFacts,
+    UdpPeer, UdpPeerKey, EVENTS_BYTE_SIZE, EXEMPT_COUNTS_MAX_ENTRIES, EXEMPT_LEVELS, FILENAME_LEN,
+    GONE_MAX_ENTRIES, MAX_EXEMPTIONS, MAX_RULES, PROCS_MAX_ENTRIES, SOCKETS_MAX_ENTRIES,
+    UDP_PEERS_MAX_ENTRIES,
 };
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
@@ -213,7 +214,7 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     let judged_leak = if is_bind {
         judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0) != reason::NONE
     } else {
-        !judge_remote(&config, &mut query)
+        !judge_remote(&config, &mut query) && !own_shim(cookie, &query)
     };
     // Only a leak pays for the exemption check (proxy traffic never does), and only when
     // something is exempt at all.
@@ -1542,6 +1543,25 @@ pub extern "C" fn log_sockaddr_family(given: u32, socket: u32) -> i32 {
 /// the peer the program addressed; written by the supervisor only.
 #[map]
 static UDP_PEERS: HashMap<UdpPeerKey, UdpPeer> = HashMap::with_max_entries(UDP_PEERS_MAX_ENTRIES, 0);
+
+/// Whether a connect or send the rules refused (`query`) goes to socket `cookie`'s own shim:
+/// UDP to loopback whose (socket, address, port) the supervisor entered in `UDP_PEERS` before
+/// connecting the socket there. Nothing else reaches a shim address: not another socket's
+/// shim, not a host service on `::1`.
+#[inline(always)]
+fn own_shim(cookie: u64, query: &RuleQuery) -> bool {
+    may_be_shim(query.transport(), query.addr, query.port)
+        && shim_registered(cookie, query.addr.hi, query.addr.lo, u64::from(query.port)) == 1
+}
+
+/// Whether `UDP_PEERS` holds socket `cookie`'s shim at `hi`/`lo`:`port` (host order): 1 if so,
+/// else 0. A global function, so the verifier checks the lookup once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn shim_registered(cookie: u64, hi: u64, lo: u64, port: u64) -> i32 {
+    let key = UdpPeerKey::new(cookie, Ip6 { hi, lo }, port as u16);
+    i32::from(UDP_PEERS.get_ptr(key).is_some())
+}
 
 /// The source address `recvfrom`/`recvmsg`/`recvmmsg` report for a datagram of an IPv4 socket.
 #[cgroup_sock_addr(recvmsg4)]

@@ -12,6 +12,10 @@
 //!   can show what reaches the network without it;
 //! - `plant-bug`: a deliberate hole in the decision (UDP to port 9 is allowed),
 //!   for the fuzzer's self-check that it finds a planted bug;
+//! - `udp-leak-through`: under `--on-leak socksify`, a leaked UDP `sendto`/`sendmsg` to a shim
+//!   address (`127.83.84.1`, `::1`) is continued to the kernel instead of going through the
+//!   proxy, as a datagram the syscall layer never judged would be, so a test can show that the
+//!   kernel layer lets the program's sockets reach only their own shims;
 //! - `proc-attribution`: audit does not read /proc for an event's process, as if every
 //!   process were gone already, so a test can show the kernel's process records alone.
 

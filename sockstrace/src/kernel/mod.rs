@@ -18,7 +18,7 @@
 //! | `object` | the embedded object: load and attach every program |
 //! | `query` | `BPF_PROG_QUERY`: which programs a cgroup has attached |
 //! | `tracking` | audit: exec/fork/exit tracepoints (process records), exemption maps |
-//! | `udp_peers` | UDP through the proxy: the shims' rules and the reply-address map |
+//! | `udp_peers` | UDP through the proxy: the shims of each socket (the only way to them) and the reply-address map |
 //! | `witness` | `Witness`: all of the above for one run |
 
 mod backstop;

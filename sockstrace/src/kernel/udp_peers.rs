@@ -1,16 +1,15 @@
-//! UDP through the proxy, the kernel's part: the shims (the loopback sockets relayed replies
-//! come from) are let through the backstop for UDP, and `UDP_PEERS` tells the `recvmsg` and
-//! `getpeername` hooks which original peer each shim stands for on each program socket.
+//! UDP through the proxy, the kernel's part: `UDP_PEERS` names the shims (the loopback sockets
+//! relayed replies come from) of each program socket. The connect and send hooks let a socket's
+//! UDP reach a shim address only where its (socket, shim) pair is there, and the `recvmsg` and
+//! `getpeername` hooks show the original peer each shim stands for.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use anyhow::{bail, Context as _, Result};
-use aya::maps::{Array, HashMap, MapData};
+use anyhow::{Context as _, Result};
+use aya::maps::{HashMap, MapData};
 use aya::Pod;
-use sockstrace_ebpf::{
-    rule_flags, Config, Rule, UdpPeer, UdpPeerKey, CONFIG_MAP, MAX_RULES, RULES_MAP, UDP_PEERS_MAP,
-};
+use sockstrace_ebpf::{UdpPeer, UdpPeerKey, UDP_PEERS_MAP};
 
 use super::backstop::host_bytes;
 use super::Witness;
@@ -26,18 +25,6 @@ unsafe impl Pod for PodKey {}
 struct PodPeer(UdpPeer);
 // SAFETY: as for `PodKey`.
 unsafe impl Pod for PodPeer {}
-
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-struct PodConfig(Config);
-// SAFETY: as for `PodKey`.
-unsafe impl Pod for PodConfig {}
-
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-struct PodRule(Rule);
-// SAFETY: as for `PodKey`.
-unsafe impl Pod for PodRule {}
 
 /// The address words and port as the hooks read them (see [`UdpPeerKey`]).
 fn words(addr: SocketAddr) -> ([u32; 4], u32) {
@@ -67,27 +54,10 @@ pub struct UdpPeers {
 }
 
 impl UdpPeers {
-    /// Lets UDP to the shim addresses `shims` through the backstop and takes `UDP_PEERS` out of
-    /// the witness's object.
-    pub fn open(witness: &mut Witness, shims: &[IpAddr]) -> Result<UdpPeers> {
+    /// Takes `UDP_PEERS` out of the witness's object. Nothing is let through the backstop
+    /// here: each shim is, for its own socket only, by its entry ([`UdpPeers::insert`]).
+    pub fn open(witness: &mut Witness) -> Result<UdpPeers> {
         let ebpf = witness.ebpf_mut().context("the kernel layer is stopped")?;
-        let config: Array<_, PodConfig> = Array::try_from(
-            ebpf.map_mut(CONFIG_MAP).with_context(|| format!("the eBPF object has no map {CONFIG_MAP}"))?,
-        )?;
-        let PodConfig(mut cfg) = config.get(&0, 0).context("reading CONFIG")?;
-        if cfg.rule_count as usize + shims.len() > MAX_RULES as usize {
-            bail!("no room in the kernel's rule table for the UDP shims");
-        }
-        let mut rules: Array<_, PodRule> = Array::try_from(
-            ebpf.map_mut(RULES_MAP).with_context(|| format!("the eBPF object has no map {RULES_MAP}"))?,
-        )?;
-        for ip in shims {
-            let rule = Rule::new(host_bytes(*ip), 128, 0, rule_flags::UDP_ONLY);
-            rules.set(cfg.rule_count, PodRule(rule), 0).context("writing RULES")?;
-            cfg.rule_count += 1;
-        }
-        let mut config: Array<_, PodConfig> = Array::try_from(ebpf.map_mut(CONFIG_MAP).context("CONFIG")?)?;
-        config.set(0, PodConfig(cfg), 0).context("writing CONFIG")?;
         let map = ebpf
             .take_map(UDP_PEERS_MAP)
             .with_context(|| format!("the eBPF object has no map {UDP_PEERS_MAP}"))?;
@@ -96,7 +66,8 @@ impl UdpPeers {
         Ok(UdpPeers { map: Mutex::new(map) })
     }
 
-    /// Replies to socket `cookie` from `shim` show `original` as their source.
+    /// Replies to socket `cookie` from `shim` show `original` as their source, and the socket
+    /// may reach `shim` (UDP): to be entered before the socket is connected there.
     pub fn insert(&self, cookie: u64, shim: SocketAddr, original: SocketAddr) -> Result<()> {
         let mut map = self.map.lock().map_err(|_| anyhow::anyhow!("UDP_PEERS lock poisoned"))?;
         map.insert(PodKey(key(cookie, shim)), PodPeer(peer(original)), 0).context("writing UDP_PEERS")
@@ -127,14 +98,19 @@ mod tests {
     }
 
     #[test]
-    fn a_shim_rule_lets_udp_through_and_nothing_else() {
-        use sockstrace_ebpf::{rule_matches, transport, Ip6};
-        let shim = host_bytes("127.83.84.1".parse().unwrap());
-        let rule = Rule::new(shim, 128, 0, rule_flags::UDP_ONLY);
-        let addr = Ip6::from_bytes(shim);
-        assert!(rule_matches(&rule, addr, true, 40000, transport::UDP));
-        assert!(!rule_matches(&rule, addr, true, 40000, transport::TCP));
-        let other = Ip6::from_bytes(host_bytes("127.0.0.1".parse().unwrap()));
-        assert!(!rule_matches(&rule, other, true, 40000, transport::UDP));
+    fn the_hooks_build_the_same_key_for_a_shim() {
+        use sockstrace_ebpf::{may_be_shim, transport, Ip6};
+        for shim in ["127.83.84.1:4660", "[::1]:40000"] {
+            let shim: SocketAddr = shim.parse().unwrap();
+            let addr = Ip6::from_bytes(host_bytes(shim.ip()));
+            assert_eq!(UdpPeerKey::new(9, addr, shim.port()), key(9, shim), "{shim}");
+            assert!(may_be_shim(transport::UDP, addr, shim.port()));
+            assert!(!may_be_shim(transport::TCP, addr, shim.port()));
+        }
+        // A v4-mapped destination of an IPv6 socket is the same key as the IPv4 one.
+        let mapped = Ip6::from_bytes("::ffff:127.83.84.1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert_eq!(UdpPeerKey::new(9, mapped, 4660), key(9, "127.83.84.1:4660".parse().unwrap()));
+        let elsewhere = Ip6::from_bytes(host_bytes("10.1.2.3".parse().unwrap()));
+        assert!(!may_be_shim(transport::UDP, elsewhere, 4660));
     }
 }

@@ -103,6 +103,19 @@ fn record_flow(
     }
 }
 
+/// The test-only hole (debug builds, `SOCKSTRACE_TEST_DISABLE=udp-leak-through`): a leaked
+/// UDP datagram (`sendto`, `sendmsg`) to a shim address (`127.83.84.1`, `::1`) is let
+/// through to the kernel (`CONTINUE`), as one the syscall layer never judged would be, so that
+/// a test sees what the kernel layer lets reach them.
+fn leaks_through(call: &Call<'_>, sock: &Socket, dst: &SockAddr, decision: Decision) -> bool {
+    let SockAddr::Inet(addr) = dst else { return false };
+    call.ctx.udp.is_some()
+        && sock.facts.transport() == Transport::Udp
+        && decision.is_leak()
+        && (addr.ip() == super::assoc::shim_ip(libc::AF_INET)
+            || addr.ip() == super::assoc::shim_ip(libc::AF_INET6))
+}
+
 /// A send with destination `name` (already judged a leak, or not): `Some(reply)` when the
 /// datagram went through the relay.
 pub fn send(
@@ -118,6 +131,12 @@ pub fn send(
     let Ok(dst) = sockaddr::parse(name) else { return Ok(None) };
     let op = Operation::Send { dst: Some(dst.clone()), fastopen: false };
     let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+    if syscall != "sendmmsg"
+        && crate::testing::disabled("udp-leak-through")
+        && leaks_through(call, sock, &dst, decision)
+    {
+        return Ok(Some(Reply::Continue));
+    }
     let Some((udp, cookie, peer)) = route(call, sock, &dst, decision) else { return Ok(None) };
     let result = match assoc(&udp, cookie, sock) {
         Ok((assoc, _)) => {

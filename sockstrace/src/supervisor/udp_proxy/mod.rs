@@ -168,8 +168,7 @@ pub fn setup(
         Some(addr) => vec![addr],
         None => policy.proxies.iter().filter(|p| !policy.http_proxies.contains(p)).copied().collect(),
     };
-    let shims = [assoc::shim_ip(libc::AF_INET), assoc::shim_ip(libc::AF_INET6)];
-    let peers = match UdpPeers::open(witness, &shims) {
+    let peers = match UdpPeers::open(witness) {
         Ok(p) => p,
         Err(e) => return Some((None, format!("off ({e:#})"))),
     };
