@@ -487,14 +487,30 @@ fn the_kernel_layer_lets_udp_reach_only_the_sockets_own_shim() {
         let line = format!("{tag} refused {}", libc::EPERM);
         assert!(out.stdout.lines().any(|l| l == line), "{line:?} expected\n{}", out.describe());
     }
+    // The kernel reports each refused datagram: two to the host service (an IPv6 socket with a
+    // shim of its own, one without), two to the IPv4 socket's shim (from an IPv4 socket, and
+    // v4-mapped from an IPv6 one); none for the socket's datagram to its own shim.
     out.assert_report_well_formed();
-    let to_host = out.events_where(|e| {
-        e.s("source") == "kernel" && e.s("dst") == host_service.addr.to_string() && e.s("protocol") == "udp"
-    });
-    assert!(!to_host.is_empty(), "a kernel event for the datagram to ::1\n{}", out.describe());
-    for e in to_host {
-        assert_eq!((e.s("verdict"), e.s("action")), ("leak", "blocked"), "{e}\n{}", out.describe());
+    let kernel = out.events_where(|e| e.s("source") == "kernel");
+    for e in &kernel {
+        assert_eq!(
+            (e.s("syscall"), e.s("protocol"), e.s("verdict"), e.s("reason"), e.s("action"), e.i("errno")),
+            ("sendmsg", "udp", "leak", "direct-udp", "blocked", Some(1)),
+            "{e}\n{}",
+            out.describe()
+        );
     }
+    let families = |dst: &str| {
+        let mut f: Vec<&str> = kernel.iter().filter(|e| e.s("dst") == dst).map(|e| e.s("family")).collect();
+        f.sort_unstable();
+        f
+    };
+    assert_eq!(families(&host_service.addr.to_string()), ["inet6", "inet6"], "{}", out.describe());
+    let shims: Vec<&str> =
+        kernel.iter().map(|e| e.s("dst")).filter(|d| d.starts_with("127.83.84.1:")).collect();
+    assert_eq!(shims.len(), 2, "{}", out.describe());
+    assert_eq!(families(shims[0]), ["inet", "inet6"], "{}", out.describe());
+    assert_eq!(kernel.len(), 4, "{}", out.describe());
     let udp = udp_summary(&out);
     assert_eq!(udp["dropped"].as_i64(), Some(0), "no stray datagram reached a shim: {udp}");
 }

@@ -214,7 +214,9 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     let judged_leak = if is_bind {
         judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0) != reason::NONE
     } else {
-        !judge_remote(&config, &mut query) && !own_shim(cookie, &query)
+        // A socket's own shim counts as a matched rule: one answer, judged as before.
+        query.matched = own_shim(cookie, &query);
+        !judge_remote(&config, &mut query)
     };
     // Only a leak pays for the exemption check (proxy traffic never does), and only when
     // something is exempt at all.
@@ -1544,23 +1546,32 @@ pub extern "C" fn log_sockaddr_family(given: u32, socket: u32) -> i32 {
 #[map]
 static UDP_PEERS: HashMap<UdpPeerKey, UdpPeer> = HashMap::with_max_entries(UDP_PEERS_MAX_ENTRIES, 0);
 
-/// Whether a connect or send the rules refused (`query`) goes to socket `cookie`'s own shim:
-/// UDP to loopback whose (socket, address, port) the supervisor entered in `UDP_PEERS` before
+/// Whether a connect or send (`query`) goes to socket `cookie`'s own shim (1) or not (0): UDP
+/// to loopback whose (socket, address, port) the supervisor entered in `UDP_PEERS` before
 /// connecting the socket there. Nothing else reaches a shim address: not another socket's
-/// shim, not a host service on `::1`.
+/// shim, not a host service on `::1`. Asked before the rule walk and counted as a matched
+/// rule: an unknown 0 or 1 to the verifier, so the rest of the hook is checked as before.
 #[inline(always)]
-fn own_shim(cookie: u64, query: &RuleQuery) -> bool {
-    may_be_shim(query.transport(), query.addr, query.port)
-        && shim_registered(cookie, query.addr.hi, query.addr.lo, u64::from(query.port)) == 1
+fn own_shim(cookie: u64, query: &RuleQuery) -> u8 {
+    let packed = u64::from(query.port) | u64::from(query.sock_type) << 16 | u64::from(query.protocol) << 32;
+    let found = shim_registered(cookie, query.addr.hi, query.addr.lo, packed);
+    // Opaque to LLVM, see `on_packet`: one unknown answer, not one path per way to it.
+    // SAFETY: a read of a local.
+    (unsafe { core::ptr::read_volatile(&raw const found) } & 1) as u8
 }
 
-/// Whether `UDP_PEERS` holds socket `cookie`'s shim at `hi`/`lo`:`port` (host order): 1 if so,
-/// else 0. A global function, so the verifier checks the lookup once.
+/// Whether socket `cookie`'s UDP may go to `hi`/`lo` and the port, type and protocol packed in
+/// `packed` (16 bits each) because `UDP_PEERS` holds that address as its shim: 1 if so, else 0.
+/// A global function, so the verifier checks the test and the lookup once.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn shim_registered(cookie: u64, hi: u64, lo: u64, port: u64) -> i32 {
-    let key = UdpPeerKey::new(cookie, Ip6 { hi, lo }, port as u16);
-    i32::from(UDP_PEERS.get_ptr(key).is_some())
+pub extern "C" fn shim_registered(cookie: u64, hi: u64, lo: u64, packed: u64) -> i32 {
+    let (addr, port) = (Ip6 { hi, lo }, packed as u16);
+    let query = RuleQuery::new(addr, port, (packed >> 16) as u16, (packed >> 32) as u16);
+    if !may_be_shim(query.transport(), addr, port) {
+        return 0;
+    }
+    i32::from(UDP_PEERS.get_ptr(UdpPeerKey::new(cookie, addr, port)).is_some())
 }
 
 /// The source address `recvfrom`/`recvmsg`/`recvmmsg` report for a datagram of an IPv4 socket.
