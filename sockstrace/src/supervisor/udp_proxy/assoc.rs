@@ -27,9 +27,9 @@ const RCVBUF: i32 = 4 << 20;
 /// How long the proxy gets to set up an association.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The loopback address the shims of a program socket of `family` bind to. IPv4 sockets get
-/// an address of 127/8 that nothing else uses, so the kernel rule that lets the program's
-/// socket reach the shims (UDP only) names nothing but them; IPv6 ones get `::1`.
+/// The loopback address the shims of a program socket of `family` bind to: for IPv4 sockets
+/// an address of 127/8 that nothing else uses, for IPv6 ones `::1`. The kernel layer lets a
+/// socket reach only its own shims (their `UDP_PEERS` entries), not these addresses.
 pub fn shim_ip(family: i32) -> IpAddr {
     if family == libc::AF_INET {
         IpAddr::V4(Ipv4Addr::new(127, 83, 84, 1))
