@@ -543,10 +543,10 @@ unsafe fn add_to_lo(s: libc::c_int, n: usize, l: &Listen) -> Result<(), i32> {
     }
 }
 
-/// Whether this machine lets an unprivileged process create a user and a
-/// network namespace (for `doctor`): tried in a forked child, as `nobody`
-/// when we are root.
-pub fn probe_unprivileged() -> Result<(), String> {
+/// Whether this machine lets us create a user and a network namespace (for
+/// `doctor`): tried in a forked child; `unprivileged`: as `nobody` when we are
+/// root.
+pub fn probe(unprivileged: bool) -> Result<(), String> {
     let (r, w) = super::sys::pipe_cloexec().map_err(|e| std::io::Error::from_raw_os_error(e).to_string())?;
     use std::os::fd::AsRawFd;
     // SAFETY: the child makes raw calls only and exits.
@@ -558,7 +558,8 @@ pub fn probe_unprivileged() -> Result<(), String> {
         // SAFETY: raw calls in the forked child; it never returns.
         unsafe {
             let mut code: i32 = 0;
-            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+            if unprivileged && libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0)
+            {
                 code = -*libc::__errno_location();
             } else if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
                 code = *libc::__errno_location();

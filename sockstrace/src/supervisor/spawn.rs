@@ -298,7 +298,10 @@ fn parent_handshake(
                 // SAFETY: writes one byte from a live local to our pipe end.
                 let wrote = unsafe { libc::write(go.as_raw_fd(), byte.as_ptr().cast(), 1) };
                 if let Err(errno) = mapped {
-                    return fail(isolate_error(super::isolate::pack_failure(super::isolate::Step::IdMap, errno)));
+                    return fail(isolate_error(super::isolate::pack_failure(
+                        super::isolate::Step::IdMap,
+                        errno,
+                    )));
                 }
                 if wrote != 1 {
                     return fail(setup("releasing the child")(sys::last_errno()));
