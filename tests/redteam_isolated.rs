@@ -952,29 +952,27 @@ fn a_socket_borrowed_from_outside_the_run_sends_nothing_isolated_as_nobody() {
     assert!(out.stdout.contains("pidfd_getfd: errno=1 "), "{}", out.describe());
 }
 
-/// As root no user namespace is made: with the Landlock domain off, the
-/// program borrows a socket of the host's namespace from a process outside
-/// the run and sends on it. Seen: "steal: ok sent=22" and the datagrams at the
-/// far end of the LAN. The Landlock domain (`redteam_fence`) stops it.
+/// As root the program runs in a user namespace with the full identity map:
+/// root inside holds no `CAP_SYS_PTRACE` over a process of the initial one,
+/// so `pidfd_getfd` on a root process outside the run fails (EPERM) with the
+/// Landlock domain off. (Without that user namespace it borrowed the host's
+/// socket and sent on it: "steal: ok sent=22", the datagrams at the far end.)
 #[test]
-#[ignore = "open: as root with the Landlock domain off, a socket borrowed from a process outside the run is in the host's namespace"]
 fn a_socket_borrowed_from_outside_the_run_sends_nothing_isolated() {
     let lab = lab_or_skip!();
     let (_, isolated, out) = borrow_a_socket(&lab, false);
     assert!(!isolated, "as root, isolated: a borrowed socket sent to the LAN\n{}", out.describe());
+    assert!(out.stdout.contains("pidfd_getfd: errno=1 "), "{}", out.describe());
 }
 
-/// As root (no user namespace is made), with the Landlock domain off, the
-/// program reaches its supervisor (`ptrace`, `process_vm_writev`), which
-/// lives in the host's namespace, and joins the host's network namespace
-/// itself (`setns` on `/proc/PID/ns/net` of any process there, here the
-/// test's), then sends from there. Seen:
-/// "ptrace: ok", "process_vm_writev: ok", and the datagram of `nsenter -t PID
-/// -n netprobe udp-sendto` at the far end. Isolation alone does not hold
-/// against a root program; the Landlock domain and `run --user` do (the test
-/// below shows nobody cannot).
+/// As root, with the Landlock domain off, the program reaches neither its
+/// supervisor (`ptrace`, `process_vm_writev`), which lives in the host's
+/// namespace, nor the host's network namespace (`setns` on `/proc/PID/ns/net`
+/// of a process there, here the test's): the program's user namespace (the
+/// full identity map) gives root inside no capability over the initial one.
+/// Without it, seen: "ptrace: ok", "process_vm_writev: ok", and the datagram
+/// of `nsenter -t PID -n netprobe udp-sendto` at the far end.
 #[test]
-#[ignore = "open: as root with the Landlock domain off, the program reaches its supervisor and the host's namespace"]
 fn a_root_program_cannot_reach_the_hosts_namespace_isolated() {
     let lab = lab_or_skip!();
     let failures = supervisor_and_host_namespace_out_of_reach(
@@ -1030,7 +1028,7 @@ fn supervisor_and_host_namespace_out_of_reach(
         ])
         .run();
     settle();
-    if who == "nobody" && out.code() == 0 {
+    if out.code() == 0 {
         failures.push(format!("as {who}: nsenter into the host's namespace succeeded\n{}", out.describe()));
     }
     if lab.udp.datagrams() != before {

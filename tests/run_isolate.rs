@@ -314,6 +314,78 @@ fn without_user_namespaces_isolation_fails_clearly() {
     );
 }
 
+/// A process of another user (nobody) outside the run; killed on drop.
+struct Victim(Child);
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// As root, the program runs in a user namespace with the full identity map:
+/// it keeps root's file access (a 0600 file of root's is read) and runs as
+/// uid 0, but holds no capability over the host: loading a module or turning
+/// a swap device off (judged before its path, which does not exist), killing
+/// another user's process outside the run, mounting in the host's mount
+/// namespace and opening the host's network namespace all fail, with the
+/// Landlock domain (which refuses most of these by itself) off.
+#[test]
+fn a_root_program_keeps_its_files_and_has_no_power_over_the_host_isolated() {
+    if !is_root() {
+        skip!("the root half of isolation needs root");
+    }
+    if release_build() {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    let dir = tempfile::Builder::new().prefix("sockstrace-rootns").tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "only-root-reads-this\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let victim = Victim(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "60"])
+            .spawn()
+            .expect("start a process as nobody"),
+    );
+    let program = client("root_host");
+    let (victim_pid, host_pid) = (victim.0.id().to_string(), std::process::id().to_string());
+    let out = Trace::new()
+        .env("SOCKSTRACE_TEST_DISABLE", "landlock")
+        .opts([ISOLATE])
+        .program([
+            program.as_os_str(),
+            secret.as_os_str(),
+            victim_pid.as_ref(),
+            mnt.as_os_str(),
+            host_pid.as_ref(),
+        ])
+        .run();
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(mnt.to_str().unwrap());
+    if mounted {
+        let _ = Command::new("umount").arg(&mnt).status();
+    }
+    out.assert_code(0);
+    assert_isolated(&out);
+    assert!(out.stderr.contains("root mapped whole"), "{}", out.describe());
+    for want in [
+        "uid: 0 euid: 0",
+        "read: ok only-root-reads-this",
+        "swapoff: errno=1 ",
+        "kill: errno=1 ",
+        "mount: errno=1 ",
+        "setns: open errno=13 ",
+    ] {
+        assert!(out.stdout.lines().any(|l| l.starts_with(want)), "want {want:?}\n{}", out.describe());
+    }
+    // EPERM, or ENOSYS on a kernel without modules.
+    assert!(!out.stdout.contains("init_module: ok"), "{}", out.describe());
+    assert!(!mounted, "the program mounted a tmpfs in the host's mount namespace\n{}", out.describe());
+}
+
 // ---------------------------------------------------------------------------
 // The SOCKS inspector through the forwarder: the findings of run_inspect.rs
 // ---------------------------------------------------------------------------

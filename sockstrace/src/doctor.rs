@@ -137,17 +137,27 @@ fn non_dumpable() -> Check {
 }
 
 fn isolation() -> Check {
-    let name = "unprivileged user+network namespaces (--isolate-network)";
-    match crate::supervisor::isolate::probe_unprivileged() {
-        Ok(()) => Check { name, ok: true, detail: "work".into() },
+    let name = "user+network namespaces (--isolate-network)";
+    let unprivileged = crate::supervisor::isolate::probe(true);
+    if !nix::unistd::geteuid().is_root() {
+        return match unprivileged {
+            Ok(()) => Check { name, ok: true, detail: "work".into() },
+            Err(why) => Check { name, ok: false, detail: format!("{why}: --isolate-network fails here") },
+        };
+    }
+    // As root the program's user namespace maps every id to itself.
+    let without_root = match unprivileged {
+        Ok(()) => "work without root too".to_owned(),
+        Err(why) => format!("without root: {why}"),
+    };
+    match crate::supervisor::isolate::probe(false) {
+        Ok(()) => Check {
+            name,
+            ok: true,
+            detail: format!("work (as root: a user namespace mapping every id to itself); {without_root}"),
+        },
         Err(why) => {
-            let root = nix::unistd::geteuid().is_root();
-            let detail = if root {
-                format!("{why}; as root, --isolate-network needs only a network namespace")
-            } else {
-                format!("{why}: --isolate-network fails here")
-            };
-            Check { name, ok: false, detail }
+            Check { name, ok: false, detail: format!("{why}: --isolate-network fails here, as root too") }
         }
     }
 }

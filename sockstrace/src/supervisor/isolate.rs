@@ -3,8 +3,17 @@
 //!
 //! Built before fork ([`Isolation::prepare`]); the child, between fork and
 //! exec, makes only raw system calls ([`Isolation::child_enter`]):
-//! - without root, `unshare(CLONE_NEWUSER)` and its own one-line uid/gid maps
-//!   (the caller's ids mapped to themselves, written to `/proc/self/*_map`);
+//! - `unshare(CLONE_NEWUSER)`: without root, with its own one-line uid/gid
+//!   maps (the caller's ids mapped to themselves, written to
+//!   `/proc/self/*_map`); as root, with the full identity map
+//!   (`0 0 4294967295`), which only a writer with `CAP_SETUID` in the parent
+//!   namespace may write: the parent writes it ([`map_whole`]) while the child
+//!   waits. Root inside keeps its file access (every owner is mapped) but holds
+//!   no capability over the host's namespaces and processes: the kernel
+//!   refuses ptrace-mode access (`ptrace`, `process_vm_writev`,
+//!   `pidfd_getfd`, opening `/proc/PID/ns/*`) to a process of another user
+//!   namespace without `CAP_SYS_PTRACE` there, and `setns` into the host's
+//!   network namespace needs `CAP_SYS_ADMIN` in the initial one;
 //! - `unshare(CLONE_NEWNET)`, then `lo` up (`SIOCSIFFLAGS`);
 //! - each forwarded address that is not loopback is added to `lo`
 //!   (`SIOCSIFADDR`, a /32 or /128);
@@ -185,10 +194,33 @@ struct Listen {
     ip: Option<IpAddr>,
 }
 
+/// The user namespace the child makes first, and who writes its maps.
+enum IdMaps {
+    /// Not root: the child writes these one-line maps itself (`setgroups`
+    /// denied first).
+    Own { uid_map: Vec<u8>, gid_map: Vec<u8> },
+    /// Root: every id mapped to itself, written by the parent
+    /// ([`map_whole`]); `setgroups` stays allowed (`run --user`).
+    Whole,
+}
+
+/// The full identity map: every uid (gid) mapped to itself.
+const WHOLE_MAP: &[u8] = b"0 0 4294967295\n";
+
+/// As root, in the parent: writes the full identity map of the user namespace
+/// `pid` just made (`uid_map`, then `gid_map`). Returns the errno.
+pub fn map_whole(pid: libc::pid_t) -> Result<(), i32> {
+    for name in ["uid_map", "gid_map"] {
+        let path = std::ffi::CString::new(format!("/proc/{pid}/{name}")).map_err(|_| libc::EINVAL)?;
+        // SAFETY: a NUL-terminated path and a live buffer.
+        unsafe { write_file(&path, WHOLE_MAP)? };
+    }
+    Ok(())
+}
+
 /// Everything the child needs to isolate itself, built before fork.
 pub struct Isolation {
-    /// `Some((uid_map, gid_map))`: create a user namespace first (not root).
-    id_maps: Option<(Vec<u8>, Vec<u8>)>,
+    id_maps: IdMaps,
     /// The forwards', then the bridges' sockets.
     listens: Vec<Listen>,
     /// The ways out, in the order of the sockets the child sends (the
@@ -220,15 +252,20 @@ struct In6Ifreq {
 }
 
 impl Isolation {
-    /// `root`: no user namespace (the program keeps its credentials), only a
-    /// network namespace.
+    /// `root`: the user namespace maps every id to itself (the parent writes
+    /// the maps); otherwise only the caller's ids (the child writes them).
     pub fn prepare(plan: Plan, root: bool) -> std::io::Result<Isolation> {
         let Plan { forwards, bridges, inbound } = plan;
-        let id_maps = (!root).then(|| {
-            // SAFETY: getuid/getgid cannot fail.
+        let id_maps = if root {
+            IdMaps::Whole
+        } else {
+            // SAFETY: geteuid/getegid cannot fail.
             let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-            (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
-        });
+            IdMaps::Own {
+                uid_map: format!("{uid} {uid} 1\n").into_bytes(),
+                gid_map: format!("{gid} {gid} 1\n").into_bytes(),
+            }
+        };
         let mut added: Vec<IpAddr> = Vec::new();
         let listens = forwards
             .iter()
@@ -302,8 +339,8 @@ impl Isolation {
             None => None,
         };
         let description = format!(
-            "; network namespace of its own{} (forwarded: {})",
-            if root { "" } else { " in a user namespace" },
+            "; network namespace of its own in a user namespace{} (forwarded: {})",
+            if root { " (root mapped whole)" } else { "" },
             shown.join(", ")
         );
         Ok(Started { description, inbound })
@@ -313,26 +350,43 @@ impl Isolation {
     /// forwarder listener's fd number with `send_listener`, in `forwards`
     /// order; -1 for an IPv6 loopback forward where the kernel has no IPv6
     /// (a default proxy `[::1]:9050` must not make isolation fail there).
+    /// As root, `parent_maps` asks the parent to write the full identity map
+    /// and waits until it did (`false`: it could not; the parent reports why).
     ///
     /// # Safety
     /// Only called in a freshly forked child: raw system calls on data built
     /// before fork, no allocation.
-    pub unsafe fn child_enter(&self, send_listener: impl Fn(i32)) -> Result<(), (Step, i32)> {
+    pub unsafe fn child_enter(
+        &self,
+        send_listener: impl Fn(i32),
+        parent_maps: impl Fn() -> bool,
+    ) -> Result<(), (Step, i32)> {
         // SAFETY (whole body): raw system calls on valid pointers to data
         // prepared before fork, and on fds we just created.
         unsafe {
             let errno = || *libc::__errno_location();
-            if let Some((uid_map, gid_map)) = &self.id_maps {
-                if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                    return Err((Step::UserNamespace, errno()));
+            // The user namespace first: the network namespace made next is
+            // owned by it, so the program's capabilities reach no further.
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err((Step::UserNamespace, errno()));
+            }
+            match &self.id_maps {
+                IdMaps::Own { uid_map, gid_map } => {
+                    // setgroups must be denied before an unprivileged gid_map.
+                    for (path, data) in [
+                        (c"/proc/self/setgroups", &b"deny"[..]),
+                        (c"/proc/self/uid_map", &uid_map[..]),
+                        (c"/proc/self/gid_map", &gid_map[..]),
+                    ] {
+                        write_file(path, data).map_err(|e| (Step::IdMap, e))?;
+                    }
                 }
-                // setgroups must be denied before an unprivileged gid_map.
-                for (path, data) in [
-                    (c"/proc/self/setgroups", &b"deny"[..]),
-                    (c"/proc/self/uid_map", &uid_map[..]),
-                    (c"/proc/self/gid_map", &gid_map[..]),
-                ] {
-                    write_file(path, data).map_err(|e| (Step::IdMap, e))?;
+                // Only a writer with CAP_SETUID in the parent namespace may
+                // map every id: ours would be judged with our new credentials.
+                IdMaps::Whole => {
+                    if !parent_maps() {
+                        return Err((Step::IdMap, libc::EPERM));
+                    }
                 }
             }
             if libc::unshare(libc::CLONE_NEWNET) != 0 {
@@ -489,10 +543,10 @@ unsafe fn add_to_lo(s: libc::c_int, n: usize, l: &Listen) -> Result<(), i32> {
     }
 }
 
-/// Whether this machine lets an unprivileged process create a user and a
-/// network namespace (for `doctor`): tried in a forked child, as `nobody`
-/// when we are root.
-pub fn probe_unprivileged() -> Result<(), String> {
+/// Whether this machine lets us create a user and a network namespace (for
+/// `doctor`): tried in a forked child; `unprivileged`: as `nobody` when we are
+/// root.
+pub fn probe(unprivileged: bool) -> Result<(), String> {
     let (r, w) = super::sys::pipe_cloexec().map_err(|e| std::io::Error::from_raw_os_error(e).to_string())?;
     use std::os::fd::AsRawFd;
     // SAFETY: the child makes raw calls only and exits.
@@ -504,7 +558,8 @@ pub fn probe_unprivileged() -> Result<(), String> {
         // SAFETY: raw calls in the forked child; it never returns.
         unsafe {
             let mut code: i32 = 0;
-            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+            if unprivileged && libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0)
+            {
                 code = -*libc::__errno_location();
             } else if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
                 code = *libc::__errno_location();

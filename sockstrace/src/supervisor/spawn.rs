@@ -39,6 +39,9 @@ const MSG_CAPSET_FAILED: i32 = 14;
 const MSG_ISOLATE_FAILED: i32 = 15;
 /// `--isolate-network`: a forwarder listener's fd number, in target order.
 const MSG_FORWARD_LISTENER: i32 = 16;
+/// `--isolate-network` as root: the child made its user namespace and waits on
+/// the go pipe for its full identity map (byte 1: written; 0: not).
+const MSG_MAP_USERNS: i32 = 17;
 
 /// Exit status of a child that failed before exec.
 const CHILD_SETUP_FAILED: i32 = 125;
@@ -189,7 +192,7 @@ pub struct ChildSetup<'a> {
     pub landlock: Option<std::os::fd::RawFd>,
     /// `--user`: the program runs as this user, with no capabilities.
     pub user: Option<&'a super::identity::Switch>,
-    /// `--isolate-network`: a network namespace of its own (and a user namespace without root).
+    /// `--isolate-network`: a user namespace and a network namespace of its own.
     pub isolate: Option<&'a super::isolate::Isolation>,
 }
 
@@ -289,6 +292,21 @@ fn parent_handshake(
         match read_message(&ctl) {
             Some((MSG_LANDLOCK_FAILED, errno)) => landlock_failed = Some(errno),
             Some((MSG_FORWARD_LISTENER, fd)) => forward_fds.push(fd),
+            Some((MSG_MAP_USERNS, _)) => {
+                let mapped = super::isolate::map_whole(pid);
+                let byte = [u8::from(mapped.is_ok())];
+                // SAFETY: writes one byte from a live local to our pipe end.
+                let wrote = unsafe { libc::write(go.as_raw_fd(), byte.as_ptr().cast(), 1) };
+                if let Err(errno) = mapped {
+                    return fail(isolate_error(super::isolate::pack_failure(
+                        super::isolate::Step::IdMap,
+                        errno,
+                    )));
+                }
+                if wrote != 1 {
+                    return fail(setup("releasing the child")(sys::last_errno()));
+                }
+            }
             Some(m) => break m,
             None => return fail(setup("child exited during setup")(libc::ECHILD)),
         }
@@ -386,6 +404,24 @@ unsafe fn child_send(fd: libc::c_int, tag: i32, value: i32) {
     unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
 }
 
+/// Reads one byte from the go pipe; `None` when the parent is gone.
+/// Async-signal-safe.
+unsafe fn wait_go(go: libc::c_int) -> Option<u8> {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads one byte into a live local.
+        let n = unsafe { libc::read(go, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            return Some(byte);
+        }
+        // SAFETY: see child_errno.
+        if n < 0 && unsafe { child_errno() } == libc::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
+
 unsafe fn child_errno() -> i32 {
     // SAFETY: __errno_location is always valid for the calling thread.
     unsafe { *libc::__errno_location() }
@@ -414,7 +450,12 @@ unsafe fn child_main(
         // --isolate-network: the namespaces first, so the forwarder listeners
         // (ours, not the program's) are made outside the run's cgroup.
         if let Some(isolation) = plan.isolate {
-            if let Err((step, errno)) = isolation.child_enter(|fd| child_send(ctl, MSG_FORWARD_LISTENER, fd))
+            let parent_maps = || {
+                child_send(ctl, MSG_MAP_USERNS, 0);
+                wait_go(go) == Some(1)
+            };
+            if let Err((step, errno)) =
+                isolation.child_enter(|fd| child_send(ctl, MSG_FORWARD_LISTENER, fd), parent_maps)
             {
                 child_send(ctl, MSG_ISOLATE_FAILED, super::isolate::pack_failure(step, errno));
                 libc::_exit(CHILD_SETUP_FAILED);
@@ -490,15 +531,7 @@ unsafe fn child_main(
             libc::_exit(CHILD_SETUP_FAILED);
         }
         child_send(ctl, tag, fd as i32);
-        let mut byte = 0u8;
-        loop {
-            let n = libc::read(go, (&mut byte as *mut u8).cast(), 1);
-            if n == 1 {
-                break;
-            }
-            if n < 0 && child_errno() == libc::EINTR {
-                continue;
-            }
+        if wait_go(go).is_none() {
             libc::_exit(CHILD_SETUP_FAILED);
         }
         // The tracee must never hold its own listener.
