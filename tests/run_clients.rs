@@ -65,9 +65,13 @@ fn chromium_trace(mode: Mode) -> Result<(Trace, Option<Copies>), String> {
 }
 
 fn assert_isolated(out: &Outcome, isolated: bool) {
-    let said =
-        out.stderr.lines().any(|l| l.contains("layers:") && l.contains("network namespace of its own"));
-    assert_eq!(said, isolated, "the layers line (isolated: {isolated})\n{}", out.describe());
+    assert_eq!(
+        out.was_isolated(),
+        isolated,
+        "the layers line (isolated: {isolated})
+{}",
+        out.describe()
+    );
 }
 
 /// What every working run shows: the page arrived once, through the proxy,

@@ -6,10 +6,6 @@ use sockstrace_tests::{is_root, skip, HttpServer, Microsocks, Outcome, Trace};
 
 const NAME: &str = "web.sockstrace.test";
 
-fn findings<'a>(out: &'a Outcome, reason: &str) -> Vec<&'a sockstrace_tests::Event> {
-    out.leaks().into_iter().filter(|e| e.s("reason") == reason).collect()
-}
-
 fn curl(trace: Trace, args: &[&str]) -> Outcome {
     let mut argv = vec!["curl", "-q", "-sS", "--max-time", "20"];
     argv.extend_from_slice(args);
@@ -27,7 +23,7 @@ fn a_socks4_request_by_address_is_flagged_and_refused() {
     let out =
         curl(Trace::new().proxy(socks.addr()).opts(["--inspect-socks"]), &["--socks4", &proxy, &web.url()]);
     assert_ne!(out.code(), 0, "the relay refuses the request\n{}", out.describe());
-    let flagged = findings(&out, "socks-by-address");
+    let flagged = out.leaks_for("socks-by-address");
     assert_eq!(flagged.len(), 1, "{}", out.describe());
     assert_eq!(flagged[0].s("dst"), web.dst(), "{}", out.describe());
     assert_eq!(flagged[0].s("action"), "blocked", "{}", out.describe());
@@ -76,7 +72,7 @@ fn socks5_by_address_after_a_local_lookup_is_flagged() {
     let trace = Trace::new().proxy(socks.addr()).opts(["--inspect-socks", "--dns", "proxy"]);
     let out = curl(trace, &["--socks5", &proxy, &url]);
     assert_ne!(out.code(), 0, "{}", out.describe());
-    assert_eq!(findings(&out, "socks-by-address").len(), 1, "{}", out.describe());
+    assert_eq!(out.leaks_for("socks-by-address").len(), 1, "{}", out.describe());
     assert_eq!(web.requests(), 0);
 }
 
@@ -93,7 +89,7 @@ fn require_socks_auth_and_isolation_regex() {
         &["--socks5", &proxy, &web.url()],
     );
     assert_ne!(out.code(), 0, "{}", out.describe());
-    assert_eq!(findings(&out, "socks-no-auth").len(), 1, "{}", out.describe());
+    assert_eq!(out.leaks_for("socks-no-auth").len(), 1, "{}", out.describe());
     assert_eq!(web.requests(), 0);
 
     let locked = match Microsocks::start_with("", Some(("shared", "pw"))) {
@@ -104,7 +100,7 @@ fn require_socks_auth_and_isolation_regex() {
     let with = |user: &str| format!("socks5://{user}:pw@{}", locked.addr());
     let out = curl(Trace::new().proxy(locked.addr()).opts(isolation), &["-x", &with("shared"), &web.url()]);
     assert_ne!(out.code(), 0, "{}", out.describe());
-    assert_eq!(findings(&out, "socks-isolation").len(), 1, "{}", out.describe());
+    assert_eq!(out.leaks_for("socks-isolation").len(), 1, "{}", out.describe());
     assert_eq!(web.requests(), 0);
 
     // Credentials that match pass, and the request goes through.

@@ -15,6 +15,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use sockstrace_tests::apps::no_proxy_env;
+use sockstrace_tests::unpriv::as_root_and_nobody;
 use sockstrace_tests::unpriv::{Copies, NOBODY};
 use sockstrace_tests::util::{settle, wait_until};
 use sockstrace_tests::{client, is_root, skip, HttpServer, Microsocks, Outcome, Trace, UdpSink};
@@ -27,26 +28,6 @@ fn release_build() -> bool {
     sockstrace_tests::sockstrace_bin().components().any(|c| c.as_os_str() == "release")
 }
 
-fn assert_isolated(out: &Outcome) {
-    assert!(
-        out.stderr.lines().any(|l| l.contains("layers:") && l.contains("network namespace of its own")),
-        "the layers line does not say the program was isolated\n{}",
-        out.describe()
-    );
-}
-
-/// As root and as nobody: `(trace, path of curl's client copies)`.
-fn traces() -> Vec<(&'static str, Trace, Option<Copies>)> {
-    let mut v = vec![("root", Trace::new(), None)];
-    if is_root() {
-        let c = Copies::new();
-        v.push(("nobody", c.as_nobody(), Some(c)));
-    } else {
-        eprintln!("SKIP the nobody half: switching to nobody needs root");
-    }
-    v
-}
-
 #[test]
 fn curl_through_microsocks_works_isolated() {
     let ms = match Microsocks::start() {
@@ -54,7 +35,7 @@ fn curl_through_microsocks_works_isolated() {
         Err(e) => skip!("microsocks: {e}"),
     };
     let http = HttpServer::bind("127.0.0.2");
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let before = http.requests();
         let out = no_proxy_env(trace)
             .opts([ISOLATE])
@@ -75,7 +56,7 @@ fn curl_through_microsocks_works_isolated() {
         assert_eq!(http.requests(), before + 1, "as {who}");
         out.assert_report_well_formed();
         out.assert_no_leaks();
-        assert_isolated(&out);
+        out.assert_isolated();
         assert!(
             out.events.iter().any(|e| e.is_allowed()
                 && e.s("syscall") == "connect"
@@ -94,7 +75,7 @@ fn direct_connect_is_blocked_and_reported_isolated() {
         Err(e) => skip!("microsocks: {e}"),
     };
     let http = HttpServer::bind("127.0.0.2");
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let out = no_proxy_env(trace)
             .opts([ISOLATE])
             .proxy(ms.addr())
@@ -103,7 +84,7 @@ fn direct_connect_is_blocked_and_reported_isolated() {
         assert_ne!(out.code(), 0, "as {who}: curl must fail\n{}", out.describe());
         assert_eq!(http.accepts(), 0, "as {who}: the server saw a connection\n{}", out.describe());
         out.assert_report_well_formed();
-        assert_isolated(&out);
+        out.assert_isolated();
         let ev = out.the_event("direct connect leak", |e| e.is_leak() && e.s("syscall") == "connect");
         assert_eq!(ev.s("dst"), http.dst(), "as {who}: {ev}\n{}", out.describe());
         assert_eq!(ev.s("action"), "blocked", "as {who}: {ev}\n{}", out.describe());
@@ -175,7 +156,7 @@ fn isolation_alone_holds(who: &str, trace: impl Fn() -> Trace, route: &Path, rac
         let before = udp.datagrams();
         let out = fences_off_trace(trace()).opts([ISOLATE]).program(&attack.argv).run();
         settle();
-        assert_isolated(&out);
+        out.assert_isolated();
         assert_eq!(
             udp.datagrams(),
             before,
@@ -369,7 +350,7 @@ fn a_root_program_keeps_its_files_and_has_no_power_over_the_host_isolated() {
         let _ = Command::new("umount").arg(&mnt).status();
     }
     out.assert_code(0);
-    assert_isolated(&out);
+    out.assert_isolated();
     assert!(out.stderr.contains("root mapped whole"), "{}", out.describe());
     for want in [
         "uid: 0 euid: 0",
@@ -392,16 +373,12 @@ fn a_root_program_keeps_its_files_and_has_no_power_over_the_host_isolated() {
 
 const NAME: &str = "web.sockstrace.test";
 
-fn socks_findings<'a>(out: &'a Outcome, reason: &str) -> Vec<&'a sockstrace_tests::Event> {
-    out.leaks().into_iter().filter(|e| e.s("reason") == reason).collect()
-}
-
 /// curl under `trace` with `--isolate-network`, no proxy from the environment.
 fn isolated_curl(trace: Trace, args: &[&str]) -> Outcome {
     let mut argv = vec!["curl", "-q", "-sS", "--max-time", "20"];
     argv.extend_from_slice(args);
     let out = no_proxy_env(trace).opts([ISOLATE]).program(argv).run();
-    assert_isolated(&out);
+    out.assert_isolated();
     out
 }
 
@@ -421,11 +398,11 @@ fn a_socks4_request_by_address_is_flagged_and_refused_isolated() {
     };
     let web = HttpServer::bind("127.0.0.2");
     let proxy = socks.addr().to_string();
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let trace = trace.proxy(socks.addr()).opts(["--inspect-socks"]);
         let out = isolated_curl(trace, &["--socks4", &proxy, &web.url()]);
         assert_ne!(out.code(), 0, "as {who}: the relay refuses the request\n{}", out.describe());
-        let flagged = socks_findings(&out, "socks-by-address");
+        let flagged = out.leaks_for("socks-by-address");
         assert_eq!(flagged.len(), 1, "as {who}\n{}", out.describe());
         assert_eq!(flagged[0].s("dst"), web.dst(), "as {who}\n{}", out.describe());
         assert_eq!(flagged[0].s("action"), "blocked", "as {who}\n{}", out.describe());
@@ -449,7 +426,7 @@ fn socks5h_through_the_inspector_works_isolated() {
     let web = HttpServer::bind("127.0.0.2");
     let url = format!("http://{NAME}:{}/", web.dst().rsplit(':').next().unwrap());
     let proxy = socks.addr().to_string();
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let before = web.requests();
         let trace = trace.proxy(socks.addr()).opts(["--inspect-socks"]);
         let out = isolated_curl(trace, &["--socks5-hostname", &proxy, &url]);
@@ -470,13 +447,13 @@ fn socks5_by_address_after_a_local_lookup_is_flagged_isolated() {
     let web = HttpServer::bind("127.0.0.2");
     let url = format!("http://{NAME}:{}/", web.dst().rsplit(':').next().unwrap());
     let proxy = socks.addr().to_string();
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         // curl --socks5 resolves the name itself (through sockstrace's own
         // resolver), then asks the proxy for the address.
         let trace = trace.proxy(socks.addr()).opts(["--inspect-socks", "--dns", "proxy"]);
         let out = isolated_curl(trace, &["--socks5", &proxy, &url]);
         assert_ne!(out.code(), 0, "as {who}\n{}", out.describe());
-        let flagged = socks_findings(&out, "socks-by-address");
+        let flagged = out.leaks_for("socks-by-address");
         assert_eq!(flagged.len(), 1, "as {who}\n{}", out.describe());
         assert_names_the_program(flagged[0], who, &out);
         assert_eq!(web.requests(), 0, "as {who}");
@@ -500,7 +477,7 @@ fn require_socks_auth_and_isolation_regex_isolated() {
     let web = HttpServer::bind("127.0.0.2");
     let isolation = ["--isolation-regex", "^iso-[0-9]+$"];
     let with = |user: &str, px: &Microsocks| format!("socks5://{user}:pw@{}", px.addr());
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let before = web.requests();
         let proxy = open.addr().to_string();
         let out = isolated_curl(
@@ -508,23 +485,23 @@ fn require_socks_auth_and_isolation_regex_isolated() {
             &["--socks5", &proxy, &web.url()],
         );
         assert_ne!(out.code(), 0, "as {who}\n{}", out.describe());
-        let flagged = socks_findings(&out, "socks-no-auth");
+        let flagged = out.leaks_for("socks-no-auth");
         assert_eq!(flagged.len(), 1, "as {who}\n{}", out.describe());
         assert_names_the_program(flagged[0], who, &out);
         assert_eq!(web.requests(), before, "as {who}");
     }
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let before = web.requests();
         let out = isolated_curl(
             trace.proxy(locked.addr()).opts(isolation),
             &["-x", &with("shared", &locked), &web.url()],
         );
         assert_ne!(out.code(), 0, "as {who}\n{}", out.describe());
-        assert_eq!(socks_findings(&out, "socks-isolation").len(), 1, "as {who}\n{}", out.describe());
+        assert_eq!(out.leaks_for("socks-isolation").len(), 1, "as {who}\n{}", out.describe());
         assert_eq!(web.requests(), before, "as {who}");
     }
     // Credentials that match pass, and the request goes through.
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let before = web.requests();
         let out = isolated_curl(
             trace.proxy(matching.addr()).opts(isolation),
@@ -540,7 +517,7 @@ fn require_socks_auth_and_isolation_regex_isolated() {
 /// namespace) names the resolver, reached over UDP through the forwarder.
 #[test]
 fn dns_proxy_works_isolated_as_root_and_nobody() {
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let out = trace
             .opts([ISOLATE, "--dns", "proxy"])
             .program(["sh", "-c", "grep nameserver /etc/resolv.conf; getent hosts example.com"])
@@ -557,7 +534,7 @@ fn dns_proxy_works_isolated_as_root_and_nobody() {
             "as {who}\n{}",
             out.describe()
         );
-        assert_isolated(&out);
+        out.assert_isolated();
         out.assert_no_leaks();
     }
 }
@@ -639,7 +616,7 @@ fn an_allowed_lan_address_is_forwarded_and_nothing_else_reaches_the_lan() {
             .program([p, "tcp-connect", LAN_FAR, &allowed.port()])
             .run();
         out.assert_code(0);
-        assert_isolated(&out);
+        out.assert_isolated();
         assert!(
             wait_until(Duration::from_secs(5), || allowed.accepts() > before),
             "as {who}: the allowed LAN address was not reached\n{}",
@@ -663,7 +640,7 @@ fn an_allowed_lan_address_is_forwarded_and_nothing_else_reaches_the_lan() {
         let before = arrived();
         let out = fences_off_trace(Trace::new()).opts([ISOLATE]).allow(&allowed.dst()).program(argv).run();
         settle();
-        assert_isolated(&out);
+        out.assert_isolated();
         assert_eq!(arrived(), before, "isolated: {what} reached the LAN\n{}", out.describe());
     }
 }
@@ -684,7 +661,7 @@ fn nonblocking_connect_to_the_proxy_works_isolated_from_the_config_file() {
         .program([client("netprobe").to_str().unwrap(), "tcp-connect-nonblock", &px.host(), &px.port()])
         .run();
     out.assert_code(0);
-    assert_isolated(&out);
+    out.assert_isolated();
     out.assert_no_leaks();
     assert!(
         wait_until(Duration::from_secs(5), || px.accepts() == 1),

@@ -13,33 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sockstrace_tests::netns::NetNs;
-use sockstrace_tests::unpriv::{Copies, NOBODY};
+use sockstrace_tests::unpriv::as_root_and_nobody;
+use sockstrace_tests::unpriv::NOBODY;
 use sockstrace_tests::util::{settle, wait_until};
 use sockstrace_tests::{is_root, skip, Outcome, Running, Trace, UdpSink};
 
 const ISOLATE: &str = "--isolate-network";
 /// The system's python3 (nobody can run it; one under root's home it could not).
 const PYTHON: &str = "/usr/bin/python3";
-
-fn assert_isolated(out: &Outcome) {
-    assert!(
-        out.stderr.lines().any(|l| l.contains("layers:") && l.contains("network namespace of its own")),
-        "the layers line does not say the program was isolated\n{}",
-        out.describe()
-    );
-}
-
-/// As root and, when we are root, as nobody (`(who, trace, copies kept alive)`).
-fn traces() -> Vec<(&'static str, Trace, Option<Copies>)> {
-    let mut v = vec![("root", Trace::new(), None)];
-    if is_root() {
-        let c = Copies::new();
-        v.push(("nobody", c.as_nobody(), Some(c)));
-    } else {
-        eprintln!("SKIP the nobody half: switching to nobody needs root");
-    }
-    v
-}
 
 /// Runs `argv` as nobody when `who` says so (servers the test starts for a
 /// client that runs as nobody: a session bus admits its own user only).
@@ -110,7 +91,7 @@ except OSError as e:
 fn udp_to_an_allowed_destination_is_forwarded_and_nothing_else_arrives() {
     let echo = udp_echo("127.0.0.2");
     let sink = UdpSink::bind("127.0.0.3");
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let out = trace
             .opts([ISOLATE])
             .allow(&echo.to_string())
@@ -125,7 +106,7 @@ fn udp_to_an_allowed_destination_is_forwarded_and_nothing_else_arrives() {
                 &sink.port(),
             ])
             .run();
-        assert_isolated(&out);
+        out.assert_isolated();
         out.assert_code(0);
         assert!(
             out.stdout.contains(&format!("reply echo:ping from {echo}")),
@@ -258,7 +239,7 @@ fn stop(run: Running) -> Outcome {
 /// accept returned), not the relay's.
 #[test]
 fn a_server_inside_is_reachable_from_the_host_with_incoming_allow() {
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let port = sockstrace_tests::net::free_port();
         let run = http_server(trace, port, &["--incoming", "allow"]);
         let url = format!("http://127.0.0.1:{port}/");
@@ -275,7 +256,7 @@ fn a_server_inside_is_reachable_from_the_host_with_incoming_allow() {
             "as {who}: curl from the host did not reach the server\n{described}\n{}",
             out.describe()
         );
-        assert_isolated(&out);
+        out.assert_isolated();
         assert!(
             out.stderr.contains("\"GET / HTTP/1.1\" 200") && out.stderr.contains("127.0.0.1 - - "),
             "as {who}: the server did not log the request from 127.0.0.1\n{}",
@@ -310,7 +291,7 @@ fn allow_incoming_from_judges_the_real_peer_of_a_relayed_connection() {
         Ok(ns) => ns,
         Err(e) => skip!("test LAN: {e}"),
     };
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let port = sockstrace_tests::net::free_port();
         let run = http_server(trace, port, &["--allow-incoming-from", &format!("{LAN_ALLOWED}/32")]);
         let dst: SocketAddr = format!("{LAN_HOST}:{port}").parse().unwrap();
@@ -332,7 +313,7 @@ fn allow_incoming_from_judges_the_real_peer_of_a_relayed_connection() {
             "as {who}: the allowed peer did not reach the server\n{described}\n{}",
             out.describe()
         );
-        assert_isolated(&out);
+        out.assert_isolated();
         assert!(
             !refused.contains("HTTP/"),
             "as {who}: the refused peer got an answer: {refused}\n{}",
@@ -451,9 +432,9 @@ fn x11_on_an_abstract_socket_is_bridged_from_display() {
     let outside = Command::new("xdpyinfo").args(["-display", &x.display()]).output().expect("xdpyinfo");
     assert!(outside.status.success(), "xdpyinfo does not reach Xvfb from the host: {outside:?}");
     assert!(!std::path::Path::new(&x.path()).exists(), "the X server's path socket is still there");
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let out = trace.opts([ISOLATE]).env("DISPLAY", x.display()).program(["xdpyinfo"]).run();
-        assert_isolated(&out);
+        out.assert_isolated();
         out.assert_code(0);
         assert!(
             out.stdout.contains(&format!("name of display:    {}", x.display())),
@@ -467,7 +448,7 @@ fn x11_on_an_abstract_socket_is_bridged_from_display() {
         .env_remove("DISPLAY")
         .program(["xdpyinfo", "-display", &x.display()])
         .run();
-    assert_isolated(&without);
+    without.assert_isolated();
     assert_ne!(without.code(), 0, "xdpyinfo reached the X server without the bridge\n{}", without.describe());
     let explicit = Trace::new()
         .opts([ISOLATE, "--bridge-abstract", &format!("@{}", x.abstract_name())])
@@ -526,7 +507,7 @@ const GET_ID: [&str; 4] =
 /// found.
 #[test]
 fn a_dbus_bus_on_an_abstract_address_is_bridged_from_the_environment() {
-    for (who, trace, _copies) in traces() {
+    for (who, trace, _copies) in as_root_and_nobody() {
         let bus = match Bus::start(who) {
             Ok(b) => b,
             Err(e) => skip!("{e}"),
@@ -534,7 +515,7 @@ fn a_dbus_bus_on_an_abstract_address_is_bridged_from_the_environment() {
         let mut argv = vec!["dbus-send", "--session"];
         argv.extend(GET_ID);
         let out = trace.opts([ISOLATE]).env("DBUS_SESSION_BUS_ADDRESS", &bus.address).program(&argv).run();
-        assert_isolated(&out);
+        out.assert_isolated();
         out.assert_code(0);
         assert!(
             out.stdout.contains("method return") && out.stdout.contains("string \""),

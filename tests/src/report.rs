@@ -164,6 +164,26 @@ impl Outcome {
         self.events.iter().filter(|e| e.is_leak()).collect()
     }
 
+    /// The leaks reported with `reason`.
+    pub fn leaks_for(&self, reason: &str) -> Vec<&Event> {
+        self.events.iter().filter(|e| e.is_leak() && e.s("reason") == reason).collect()
+    }
+
+    /// Whether the summary's layers line says the program ran in a network namespace of its own
+    /// (`--isolate-network`).
+    pub fn was_isolated(&self) -> bool {
+        self.stderr.lines().any(|l| l.contains("layers:") && l.contains("network namespace of its own"))
+    }
+
+    /// Fails unless [`Outcome::was_isolated`].
+    pub fn assert_isolated(&self) {
+        assert!(
+            self.was_isolated(),
+            "the layers line does not say the program was isolated\n{}",
+            self.describe()
+        );
+    }
+
     /// Checks the report's overall shape: every event has the common fields,
     /// `seq` increases, the summary is last and has no `seq`, and its counts
     /// agree with the events.

@@ -257,10 +257,11 @@ impl Trace {
     }
 }
 
-/// Starts sockstrace with SIGINT and SIGQUIT at their default, as from a terminal. A test
-/// binary started in the background by a non-interactive shell (`cargo xtask test &`) has them
-/// ignored, and a program inherits an ignored signal through fork and exec: the tests that
-/// signal the program would then test the shell's `&`, not sockstrace.
+/// Starts sockstrace with SIGINT, SIGQUIT, SIGHUP and SIGTERM at their default, as from a
+/// terminal. A test binary started in the background by a non-interactive shell (`cargo xtask
+/// test &`) has SIGINT and SIGQUIT ignored, under `nohup` SIGHUP, and a program inherits an
+/// ignored signal through fork and exec: the tests that signal the program would then test the
+/// shell, not sockstrace.
 fn default_interrupt_signals(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: the closure runs in the forked child before exec and calls only signal(2), which
@@ -269,6 +270,8 @@ fn default_interrupt_signals(cmd: &mut Command) {
         cmd.pre_exec(|| {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
             Ok(())
         });
     }

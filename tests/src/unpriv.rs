@@ -52,3 +52,16 @@ impl Default for Copies {
         Self::new()
     }
 }
+
+/// A fresh trace as root and, when we are root, one as nobody: `(who, trace, copies)`, the copies
+/// kept alive as long as the nobody trace runs.
+pub fn as_root_and_nobody() -> Vec<(&'static str, Trace, Option<Copies>)> {
+    let mut v = vec![("root", Trace::new(), None)];
+    if crate::is_root() {
+        let c = Copies::new();
+        v.push(("nobody", c.as_nobody(), Some(c)));
+    } else {
+        crate::util::skip_note("the nobody half", "switching to nobody needs root");
+    }
+    v
+}
