@@ -19,6 +19,9 @@
  *   sys_write      opens it for writing (writes the value read back)
  *   sub_write      the same for SUB_ATTR, on a mount below /sys ("-": none)
  *   sysrq_write    opens /proc/sysrq-trigger for writing (writes nothing)
+ *   cgroup_write   opens its own cgroup's cgroup.procs (cgroup v2) for
+ *                  writing, the first step of leaving the run's cgroup
+ *                  (writes its own pid: it stays where it is)
  *   sysfs_mount    a new sysfs, read-write, on MOUNT_DIR (unmounted at once)
  */
 #define _GNU_SOURCE
@@ -128,6 +131,29 @@ int main(int argc, char **argv) {
             try_write("sub_write", argv[3], sub);
     }
     try_write("sysrq_write", "/proc/sysrq-trigger", NULL);
+
+    FILE *cg = fopen("/proc/self/cgroup", "r");
+    char line[1024], procs[1200] = "";
+    while (cg && fgets(line, sizeof line, cg)) {
+        if (strncmp(line, "0::", 3) != 0)
+            continue;
+        line[strcspn(line, "\n")] = 0;
+        const char *roots[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+        for (int i = 0; i < 2 && !*procs; i++) {
+            snprintf(procs, sizeof procs, "%s%s/cgroup.procs", roots[i], line + 3);
+            if (access(procs, F_OK) != 0)
+                procs[0] = 0;
+        }
+    }
+    if (cg)
+        fclose(cg);
+    if (*procs) {
+        char pid[32];
+        snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+        try_write("cgroup_write", procs, pid);
+    } else {
+        printf("cgroup_write: no cgroup v2 file found\n");
+    }
 
     int m = mount("sysfs", argv[4], "sysfs", 0, NULL);
     if (m == 0)
