@@ -706,7 +706,8 @@ fn first_existing(paths: &[&str]) -> String {
 /// helper the kernel runs as real root in the host's namespaces) or of a sysfs
 /// attribute, and the cgroup file system below /sys is how it would leave
 /// the run's cgroup (and the kernel layer's hooks). Unmounting /proc/sys (to uncover the writable one below) and
-/// remounting it read-write fail, and each is followed by a fresh try to
+/// remounting it read-write fail (so does reaching the host's /proc/sys
+/// through /proc/1/root or the supervisor's /proc/PPID/root), and each is followed by a fresh try to
 /// write. It still reads /proc/sys, /sys and a root-only file. Nothing is
 /// ever written but a file's own current value, and only if it opened.
 #[test]
@@ -758,7 +759,16 @@ fn a_root_program_cannot_write_sysctls_or_sysfs_isolated() {
     ] {
         assert!(line(op).contains(erofs), "want EROFS for {op}\n{}", out.describe());
     }
-    for op in ["umount", "umount_detach", "remount_rw", "setattr_rw", "sys_remount_rw", "sysfs_mount"] {
+    for op in [
+        "umount",
+        "umount_detach",
+        "remount_rw",
+        "setattr_rw",
+        "sys_remount_rw",
+        "sysfs_mount",
+        "via_init",
+        "via_parent",
+    ] {
         assert!(line(op).contains("errno="), "{op} worked\n{}", out.describe());
     }
     if sub != "-" {

@@ -22,6 +22,8 @@
  *   cgroup_write   opens its own cgroup's cgroup.procs (cgroup v2) for
  *                  writing, the first step of leaving the run's cgroup
  *                  (writes its own pid: it stays where it is)
+ *   via_init       core_pattern through /proc/1/root (init's mount namespace)
+ *   via_parent     the same through the supervisor's /proc/PPID/root
  *   sysfs_mount    a new sysfs, read-write, on MOUNT_DIR (unmounted at once)
  */
 #define _GNU_SOURCE
@@ -154,6 +156,12 @@ int main(int argc, char **argv) {
     } else {
         printf("cgroup_write: no cgroup v2 file found\n");
     }
+
+    char via[128];
+    snprintf(via, sizeof via, "/proc/1/root%s", sysctl);
+    try_write("via_init", via, core);
+    snprintf(via, sizeof via, "/proc/%d/root%s", (int)getppid(), sysctl);
+    try_write("via_parent", via, core);
 
     int m = mount("sysfs", argv[4], "sysfs", 0, NULL);
     if (m == 0)

@@ -533,8 +533,14 @@ unsafe fn read_only_mounts() -> Result<(), i32> {
             }
             let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
             let size = std::mem::size_of::<MountAttr>();
-            if libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, p, AT_RECURSIVE, &attr as *const MountAttr, size)
-                == 0
+            if libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                p,
+                AT_RECURSIVE,
+                &attr as *const MountAttr,
+                size,
+            ) == 0
             {
                 continue;
             }
