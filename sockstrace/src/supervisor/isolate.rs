@@ -3,6 +3,9 @@
 //!
 //! Built before fork ([`Isolation::prepare`]); the child, between fork and
 //! exec, makes only raw system calls ([`Isolation::child_enter`]):
+//! - as root, first a mount namespace where `/proc/sys`, `/sys` and
+//!   `/proc/sysrq-trigger` are read-only binds ([`read_only_mounts`]), and
+//!   after the user namespace another one, owned by it, which locks them;
 //! - `unshare(CLONE_NEWUSER)`: without root, with its own one-line uid/gid
 //!   maps (the caller's ids mapped to themselves, written to
 //!   `/proc/self/*_map`); as root, with the full identity map
