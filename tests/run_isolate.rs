@@ -310,8 +310,9 @@ impl Drop for Victim {
 /// uid 0, but holds no capability over the host: loading a module or turning
 /// a swap device off (judged before its path, which does not exist), killing
 /// another user's process outside the run, mounting in the host's mount
-/// namespace and opening the host's network namespace all fail, with the
-/// Landlock domain (which refuses most of these by itself) off.
+/// namespace (a mount lands in its own mount namespace, if anywhere) and
+/// opening the host's network namespace all fail, with the Landlock domain
+/// (which refuses most of these by itself) off.
 #[test]
 fn a_root_program_keeps_its_files_and_has_no_power_over_the_host_isolated() {
     if !is_root() {
@@ -357,7 +358,7 @@ fn a_root_program_keeps_its_files_and_has_no_power_over_the_host_isolated() {
         "read: ok only-root-reads-this",
         "swapoff: errno=1 ",
         "kill: errno=1 ",
-        "mount: errno=1 ",
+        "mount: ",
         "setns: open errno=13 ",
     ] {
         assert!(out.stdout.lines().any(|l| l.starts_with(want)), "want {want:?}\n{}", out.describe());
@@ -668,4 +669,89 @@ fn nonblocking_connect_to_the_proxy_works_isolated_from_the_config_file() {
         "the proxy did not see the connection through the forwarder\n{}",
         out.describe()
     );
+}
+
+/// The first of `paths` that exists, or "-".
+fn first_existing(paths: &[&str]) -> String {
+    paths.iter().find(|p| Path::new(p).exists()).map_or("-".into(), |p| p.to_string())
+}
+
+/// As root, the program's /proc/sys, /sys (and every mount below it) and
+/// /proc/sysrq-trigger are read-only, and it cannot make them writable
+/// again: root inside the user namespace is still uid 0, which is all the
+/// kernel asks of a writer of a global sysctl (`kernel.core_pattern` names a
+/// helper the kernel runs as real root in the host's namespaces) or of a sysfs
+/// attribute, and the cgroup file system below /sys is how it would leave
+/// the run's cgroup (and the kernel layer's hooks). Unmounting /proc/sys (to uncover the writable one below) and
+/// remounting it read-write fail (so does reaching the host's /proc/sys
+/// through /proc/1/root or the supervisor's /proc/PPID/root), and each is followed by a fresh try to
+/// write. It still reads /proc/sys, /sys and a root-only file. Nothing is
+/// ever written but a file's own current value, and only if it opened.
+#[test]
+fn a_root_program_cannot_write_sysctls_or_sysfs_isolated() {
+    if !is_root() {
+        skip!("the root half of isolation needs root");
+    }
+    if release_build() {
+        skip!("a release build ignores SOCKSTRACE_TEST_DISABLE");
+    }
+    let dir = tempfile::Builder::new().prefix("sockstrace-rosys").tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "only-root-reads-this\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let attr = first_existing(&["/sys/kernel/mm/ksm/run", "/sys/kernel/mm/transparent_hugepage/enabled"]);
+    if attr == "-" {
+        skip!("no root-writable sysfs attribute known here");
+    }
+    let sub = first_existing(&["/sys/kernel/tracing/tracing_on", "/sys/kernel/debug/tracing/tracing_on"]);
+    let program = client("root_sys");
+    let out = Trace::new()
+        .env("SOCKSTRACE_TEST_DISABLE", "landlock")
+        .opts([ISOLATE])
+        .program([program.as_os_str(), secret.as_os_str(), attr.as_ref(), sub.as_ref(), mnt.as_os_str()])
+        .run();
+    out.assert_code(0);
+    assert_isolated(&out);
+    let line = |op: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{op}: ")))
+            .unwrap_or_else(|| panic!("no {op:?} line\n{}", out.describe()))
+            .to_string()
+    };
+    let erofs = "errno=30 ";
+    assert!(line("read").starts_with("read: ok only-root-reads-this"), "{}", out.describe());
+    assert!(line("sysctl_read").starts_with("sysctl_read: ok "), "{}", out.describe());
+    assert!(line("sys_read").starts_with("sys_read: ok "), "{}", out.describe());
+    for op in [
+        "sysctl_write",
+        "sysctl_write_after_umount",
+        "sysctl_write_after_umount_detach",
+        "sysctl_write_after_remount_rw",
+        "sysctl_write_after_setattr_rw",
+        "sys_write",
+        "cgroup_write",
+    ] {
+        assert!(line(op).contains(erofs), "want EROFS for {op}\n{}", out.describe());
+    }
+    for op in [
+        "umount",
+        "umount_detach",
+        "remount_rw",
+        "setattr_rw",
+        "sys_remount_rw",
+        "sysfs_mount",
+        "via_init",
+        "via_parent",
+    ] {
+        assert!(line(op).contains("errno="), "{op} worked\n{}", out.describe());
+    }
+    if sub != "-" {
+        assert!(line("sub_write").contains(erofs), "{}", out.describe());
+    }
+    if Path::new("/proc/sysrq-trigger").exists() {
+        assert!(line("sysrq_write").contains(erofs), "{}", out.describe());
+    }
 }

@@ -12,8 +12,9 @@
  *   swapoff      a path that does not exist: EPERM without CAP_SYS_ADMIN in
  *                the initial user namespace, ENOENT with it
  *   kill         kill(VICTIM_PID, 0): a process of another user outside
- *   mount        a tmpfs on MOUNT_DIR in the host's mount namespace
- *                (unmounted at once when it works)
+ *   mount        a tmpfs on MOUNT_DIR, left mounted: in the program's own
+ *                mount namespace it goes with the program; in the host's,
+ *                the test sees (and unmounts) it
  *   setns        the network namespace of HOST_PID (/proc/PID/ns/net)
  */
 #define _GNU_SOURCE
@@ -62,10 +63,7 @@ int main(int argc, char **argv) {
 
     result("kill", kill((pid_t)atoi(argv[2]), 0));
 
-    int m = mount("none", argv[3], "tmpfs", 0, "size=16k");
-    if (m == 0)
-        umount2(argv[3], MNT_DETACH);
-    result("mount", m);
+    result("mount", mount("none", argv[3], "tmpfs", 0, "size=16k"));
 
     char path[64];
     snprintf(path, sizeof path, "/proc/%s/ns/net", argv[4]);

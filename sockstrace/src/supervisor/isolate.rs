@@ -3,6 +3,9 @@
 //!
 //! Built before fork ([`Isolation::prepare`]); the child, between fork and
 //! exec, makes only raw system calls ([`Isolation::child_enter`]):
+//! - as root, first a mount namespace where `/proc/sys`, `/sys` and
+//!   `/proc/sysrq-trigger` are read-only binds ([`read_only_mounts`]), and
+//!   after the user namespace another one, owned by it, which locks them;
 //! - `unshare(CLONE_NEWUSER)`: without root, with its own one-line uid/gid
 //!   maps (the caller's ids mapped to themselves, written to
 //!   `/proc/self/*_map`); as root, with the full identity map
@@ -55,6 +58,8 @@ pub enum Step {
     Listener = 6,
     Bridge = 7,
     Maker = 8,
+    ReadOnly = 9,
+    LockMounts = 10,
 }
 
 impl Step {
@@ -68,6 +73,8 @@ impl Step {
             6 => Step::Listener,
             7 => Step::Bridge,
             8 => Step::Maker,
+            9 => Step::ReadOnly,
+            10 => Step::LockMounts,
             _ => return None,
         })
     }
@@ -82,6 +89,8 @@ impl Step {
             Step::Listener => "listening on a forwarded address in the program's network namespace",
             Step::Bridge => "listening on a bridged abstract unix socket in the program's network namespace",
             Step::Maker => "starting the socket maker in the program's network namespace",
+            Step::ReadOnly => "making /proc/sys, /sys and /proc/sysrq-trigger read-only in a mount namespace of the program's",
+            Step::LockMounts => "locking the read-only mounts in a mount namespace of the program's user namespace",
         }
     }
 }
@@ -365,6 +374,12 @@ impl Isolation {
         // prepared before fork, and on fds we just created.
         unsafe {
             let errno = || *libc::__errno_location();
+            // As root, the program stays uid 0, which is all the kernel asks
+            // of a writer of a global sysctl or a sysfs attribute: those go
+            // read-only first, while we still may (see read_only_mounts).
+            if matches!(self.id_maps, IdMaps::Whole) {
+                read_only_mounts().map_err(|e| (Step::ReadOnly, e))?;
+            }
             // The user namespace first: the network namespace made next is
             // owned by it, so the program's capabilities reach no further.
             if libc::unshare(libc::CLONE_NEWUSER) != 0 {
@@ -386,6 +401,14 @@ impl Isolation {
                 IdMaps::Whole => {
                     if !parent_maps() {
                         return Err((Step::IdMap, libc::EPERM));
+                    }
+                    // A copy of the mount tree owned by the less privileged
+                    // user namespace: the kernel locks every mount in it
+                    // (MNT_LOCKED, and the read-only flag), so the program
+                    // can neither unmount the read-only binds to uncover what
+                    // they cover nor remount them read-write.
+                    if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                        return Err((Step::LockMounts, errno()));
                     }
                 }
             }
@@ -463,6 +486,82 @@ impl Isolation {
             }
             Ok(())
         }
+    }
+}
+
+/// What the program gets read-only as root: each bound onto itself with every
+/// mount below it.
+const READ_ONLY: [&std::ffi::CStr; 3] = [c"/proc/sys", c"/sys", c"/proc/sysrq-trigger"];
+
+/// `struct mount_attr` (`mount_setattr(2)`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_int = 0x8000;
+
+/// As root in the initial user namespace, in the child before its user
+/// namespace: a mount namespace of its own, `/` recursively private (nothing
+/// propagates to the host's), and each of [`READ_ONLY`] bound onto itself
+/// (recursively) and made read-only, every mount below it too
+/// (`mount_setattr(AT_RECURSIVE)`; on a kernel before 5.12 the top mount
+/// only). A path that does not exist (no magic SysRq) is left out. The
+/// mount namespace made after the user namespace locks them. Raw calls only.
+///
+/// # Safety
+/// Only called in the freshly forked child.
+unsafe fn read_only_mounts() -> Result<(), i32> {
+    // SAFETY: raw system calls on static NUL-terminated paths and live locals.
+    unsafe {
+        let errno = || *libc::__errno_location();
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(errno());
+        }
+        let null = std::ptr::null();
+        if libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, null.cast()) != 0 {
+            return Err(errno());
+        }
+        for path in READ_ONLY {
+            let p = path.as_ptr();
+            if libc::mount(p, p, null, libc::MS_BIND | libc::MS_REC, null.cast()) != 0 {
+                match errno() {
+                    libc::ENOENT => continue,
+                    e => return Err(e),
+                }
+            }
+            let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+            let size = std::mem::size_of::<MountAttr>();
+            if libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                p,
+                AT_RECURSIVE,
+                &attr as *const MountAttr,
+                size,
+            ) == 0
+            {
+                continue;
+            }
+            if errno() != libc::ENOSYS {
+                return Err(errno());
+            }
+            // procfs and sysfs hold no set-id programs or devices to keep.
+            let flags = libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC;
+            if libc::mount(null, p, null, flags, null.cast()) != 0 {
+                return Err(errno());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -658,6 +757,8 @@ mod tests {
             Step::Listener,
             Step::Bridge,
             Step::Maker,
+            Step::ReadOnly,
+            Step::LockMounts,
         ] {
             assert_eq!(unpack_failure(pack_failure(step, libc::ENOSPC)), (Some(step), libc::ENOSPC));
         }
