@@ -74,10 +74,16 @@ pub enum IdentityError {
     CapLastCap(std::io::Error),
 }
 
-/// What the program runs as, for the layers line and the JSON summary.
-pub fn describe(switch: Option<&Identity>, euid: u32, name_of_euid: Option<&str>) -> String {
+/// What the program runs as, for the layers line and the JSON summary; `isolated`: under
+/// `--isolate-network`, where a root program is root in a user namespace of its own.
+pub fn describe(switch: Option<&Identity>, euid: u32, name_of_euid: Option<&str>, isolated: bool) -> String {
     match switch {
         Some(id) => format!("uid {} ({}), no capabilities", id.uid, id.name),
+        None if euid == 0 && isolated => {
+            "root in a user namespace of its own (no capability over the host's \
+                                         namespaces; /proc/sys and /sys read-only; it can write root's files)"
+                .to_owned()
+        }
         None if euid == 0 => {
             "root (all capabilities: it can leave its cgroup and change the network)".to_owned()
         }
@@ -236,12 +242,13 @@ mod tests {
 
     #[test]
     fn descriptions_say_who_and_what_it_can_do() {
-        assert_eq!(describe(Some(&alice()), 0, None), "uid 1000 (alice), no capabilities");
+        assert_eq!(describe(Some(&alice()), 0, None, false), "uid 1000 (alice), no capabilities");
         assert_eq!(
-            describe(None, 0, Some("root")),
+            describe(None, 0, Some("root"), false),
             "root (all capabilities: it can leave its cgroup and change the network)"
         );
-        assert_eq!(describe(None, 1000, Some("alice")), "uid 1000 (alice)");
+        assert!(describe(None, 0, Some("root"), true).starts_with("root in a user namespace of its own"));
+        assert_eq!(describe(None, 1000, Some("alice"), true), "uid 1000 (alice)");
         assert_eq!(
             sudo_notice(&alice()),
             "sockstrace: running the program as alice (uid 1000) from SUDO_UID; --user root keeps root"

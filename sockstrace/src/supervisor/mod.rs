@@ -313,6 +313,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         config.user.as_ref().map(|s| &s.identity),
         euid,
         identity::name_of(euid).as_deref(),
+        config.isolate_network,
     );
     let layers = Layers {
         seccomp: seccomp_layer,
