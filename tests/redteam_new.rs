@@ -1,0 +1,69 @@
+//! Red-team attacks on the newer features (`--stack`, `--isolate-network`,
+//! `--syscalls`): programs written to make a leak go unreported or to get
+//! around the proxy. Each test asserts the safe behaviour; ground truth
+//! from sinks.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sockstrace_tests::{client, is_root, skip, Trace, UdpSink};
+
+/// The `.gnu_debuglink` section naming `target` (no CRC check is made by
+/// readers that only look the file up).
+fn debuglink_section(target: &str, out: &Path) {
+    let mut data = target.as_bytes().to_vec();
+    data.push(0);
+    while data.len() % 4 != 0 {
+        data.push(0);
+    }
+    data.extend_from_slice(&0u32.to_le_bytes());
+    std::fs::write(out, data).unwrap();
+}
+
+/// A copy of `binary` without DWARF whose `.gnu_debuglink` names `target`.
+fn with_debuglink(binary: &Path, target: &str, dir: &Path) -> std::path::PathBuf {
+    let section = dir.join("debuglink.bin");
+    debuglink_section(target, &section);
+    let out = dir.join("attack2_debuglink");
+    let status = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg("--remove-section=.gnu_debuglink")
+        .arg(format!("--add-section=.gnu_debuglink={}", section.display()))
+        .arg(binary)
+        .arg(&out)
+        .status()
+        .expect("objcopy");
+    assert!(status.success(), "objcopy failed");
+    out
+}
+
+/// `--stack` looks for a module's separate debug file at the path its
+/// `.gnu_debuglink` names, which the program chooses. Named a file that
+/// never ends (`/sys/kernel/tracing/trace_pipe`, a regular file that blocks
+/// while the trace buffer is empty), the supervisor's symbolization blocked
+/// in it before the leak event was written: a logged leak reached the sink
+/// while the report said "0 leak(s)" and `--fail-on-leak` exited 0. The leak
+/// must be reported, and the run must fail.
+#[test]
+fn a_debuglink_to_an_endless_file_does_not_hide_the_leak() {
+    let pipe = "/sys/kernel/tracing/trace_pipe";
+    if !is_root() {
+        skip!("the endless file used here ({pipe}) is readable by root only");
+    }
+    if !Path::new(pipe).exists() {
+        skip!("{pipe} does not exist (no tracefs)");
+    }
+    let sink = UdpSink::bind("127.0.0.1");
+    let trace = Trace::new();
+    let evil = with_debuglink(&client("attack2_debuglink"), pipe, trace.dir());
+    let out = trace
+        .on_leak("log")
+        .opts(["--fail-on-leak", "--stack"])
+        .timeout(Duration::from_secs(60))
+        .program([evil.to_str().unwrap(), &sink.port()])
+        .run();
+    assert!(sink.wait_datagrams(1, Duration::from_secs(5)), "the leak did not happen\n{}", out.describe());
+    assert_eq!(out.leaks().len(), 1, "a leak that reached the sink is not in the report\n{}", out.describe());
+    assert_eq!(out.code(), 3, "--fail-on-leak passed a run that leaked\n{}", out.describe());
+}
