@@ -188,7 +188,7 @@ impl ElfModule {
             return dwarf_context(&own);
         }
         let debug = self.debug_file()?;
-        let data = std::fs::read(debug).ok()?;
+        let data = read_regular(&debug, None)?;
         let file = object::File::parse(&*data).ok()?;
         dwarf_context(&file)
     }
@@ -269,12 +269,32 @@ impl Cache {
 /// Reads the file of mapping `m`: at its path if that is the same file
 /// (inode), else through the process's root (another mount namespace).
 fn load(pid: u32, m: &Mapping) -> Option<ElfModule> {
-    use std::os::unix::fs::MetadataExt;
     let direct = PathBuf::from(&m.path);
     let rooted = PathBuf::from(format!("/proc/{pid}/root{}", m.path));
-    let path = [direct, rooted].into_iter().find(|p| {
-        std::fs::metadata(p).is_ok_and(|md| md.ino() == m.inode && md.len() <= MAX_FILE && md.is_file())
-    })?;
-    let data = std::fs::read(&path).ok()?;
+    let data = [direct, rooted].into_iter().find_map(|p| read_regular(&p, Some(m.inode)))?;
     ElfModule::parse(&m.path, data).ok()
+}
+
+/// The bytes of the regular file at `path` (of inode `inode` when given),
+/// judged on the opened file, never on the path: the program names these
+/// paths (its mappings, its `.gnu_debuglink`) and can swap a FIFO in, or name
+/// a file that never ends (`/proc/kmsg`, tracefs's `trace_pipe`, both
+/// regular files of size 0). Opened non-blocking (a FIFO does not wait for a
+/// writer), it must be a non-empty regular file of at most `MAX_FILE` bytes,
+/// and only its size is read.
+fn read_regular(path: &Path, inode: Option<u64>) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let md = file.metadata().ok()?;
+    if !md.is_file() || md.len() == 0 || md.len() > MAX_FILE || inode.is_some_and(|i| md.ino() != i) {
+        return None;
+    }
+    let mut data = Vec::with_capacity(md.len() as usize);
+    file.take(md.len()).read_to_end(&mut data).ok()?;
+    Some(data)
 }
