@@ -67,3 +67,55 @@ fn a_debuglink_to_an_endless_file_does_not_hide_the_leak() {
     assert_eq!(out.leaks().len(), 1, "a leak that reached the sink is not in the report\n{}", out.describe());
     assert_eq!(out.code(), 3, "--fail-on-leak passed a run that leaked\n{}", out.describe());
 }
+
+/// `--core-on-leak DIR` names each core file `DIR/sockstrace-leak-PID-N.PID`,
+/// which the program knows, and gcore writes it with the supervisor's
+/// credentials. A program running as nobody (`--user nobody`) that can write
+/// DIR plants a symlink there: gdb follows it (it unlinks a link only when
+/// its target is a non-empty file), so root creates a file the program names
+/// in a directory only root may write (or fills an empty root-owned file).
+/// The core must never be written through the program's link.
+#[test]
+#[ignore = "open: gcore writes the core as root at a path the program predicts and can plant a symlink on"]
+fn a_core_file_is_not_written_through_a_link_the_program_planted() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        skip!("the core is written with root's credentials only when sockstrace runs as root");
+    }
+    let Some(_) = which("gcore") else { skip!("gcore not found (install gdb)") };
+    let mut copies = sockstrace_tests::unpriv::Copies::new();
+    let probe = copies.add(&client("attack2_coresym"), "attack2_coresym");
+    let sink = UdpSink::bind("127.0.0.1");
+    let trace = Trace::new().world_writable_dir();
+    let cores = trace.dir().join("cores");
+    let root_only = trace.dir().join("root-only");
+    std::fs::create_dir(&cores).unwrap();
+    std::fs::set_permissions(&cores, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let created = root_only.join("created");
+    let out = trace
+        .opts(["--user", "nobody", "--core-on-leak"])
+        .opts([&cores])
+        .timeout(Duration::from_secs(60))
+        .program([probe.as_os_str(), cores.as_os_str(), created.as_os_str(), sink.port().as_ref()])
+        .run();
+    assert!(out.stdout.contains("planted"), "the program could not plant its link\n{}", out.describe());
+    assert_eq!(out.leaks().len(), 1, "{}", out.describe());
+    // gcore finishes after the run's reply; give it the time it takes.
+    for _ in 0..100 {
+        if created.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !created.exists(),
+        "the core was written through the program's link: a file in a root-only directory\n{}",
+        out.describe()
+    );
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+}
