@@ -119,3 +119,70 @@ fn a_core_file_is_not_written_through_a_link_the_program_planted() {
 fn which(name: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
+
+/// Runs sockstrace with a new pseudo-terminal as its controlling terminal
+/// and stdin (as a shell in a terminal would), and returns what the
+/// terminal's input queue holds after the run, and sockstrace's stdout.
+fn run_on_a_terminal(args: &[&std::ffi::OsStr]) -> (String, String) {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds; the other arguments may be NULL.
+    let r = unsafe {
+        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+    };
+    assert_eq!(r, 0, "openpty");
+    // SAFETY: both fds were just made and are ours.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut cmd = Command::new(sockstrace_tests::sockstrace_bin());
+    cmd.arg("run").args(args).stdin(std::fs::File::from(slave.try_clone().unwrap()));
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit());
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run sockstrace");
+    // What the next reader of the terminal (the shell) would read.
+    // SAFETY: fcntl on our own fd.
+    unsafe { libc::fcntl(slave.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut queued = vec![0u8; 4096];
+    let n = std::fs::File::from(slave).read(&mut queued).unwrap_or(0);
+    drop(master);
+    (String::from_utf8_lossy(&queued[..n]).into_owned(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A program run from an interactive shell shares its terminal; with
+/// `TIOCSTI` it types a command into the terminal's input queue, which the
+/// shell reads and runs after sockstrace exits: outside the run, with the
+/// network (the sandbox escape bubblewrap fixed with a new session). The
+/// program must not be able to type into the terminal of whoever started it.
+#[test]
+#[ignore = "open: the program keeps sockstrace's controlling terminal, and ioctl(TIOCSTI) is not judged"]
+fn the_program_cannot_type_a_command_into_the_users_terminal() {
+    if !is_root() {
+        skip!("runs the program as nobody through --user, which needs root");
+    }
+    if std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "0") {
+        skip!("this kernel refuses TIOCSTI (dev.tty.legacy_tiocsti = 0)");
+    }
+    let mut copies = sockstrace_tests::unpriv::Copies::new();
+    let probe = copies.add(&client("attack2_tiocsti"), "attack2_tiocsti");
+    // Every layer on: isolation and the strict system call list do not stop it either.
+    let args: Vec<&std::ffi::OsStr> = ["--user", "nobody", "--isolate-network", "--syscalls", "strict", "--"]
+        .iter()
+        .map(|a| a.as_ref())
+        .chain([probe.as_os_str()])
+        .collect();
+    let (queued, stdout) = run_on_a_terminal(&args);
+    assert!(stdout.contains("typed"), "the program did not run: {stdout:?}");
+    assert!(
+        !queued.contains("TYPED-BY-THE-PROGRAM"),
+        "the program typed {queued:?} into the user's terminal (program said {stdout:?})"
+    );
+}
