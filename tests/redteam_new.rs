@@ -14,7 +14,7 @@ use sockstrace_tests::{client, is_root, skip, Trace, UdpSink};
 fn debuglink_section(target: &str, out: &Path) {
     let mut data = target.as_bytes().to_vec();
     data.push(0);
-    while data.len() % 4 != 0 {
+    while !data.len().is_multiple_of(4) {
         data.push(0);
     }
     data.extend_from_slice(&0u32.to_le_bytes());
