@@ -24,9 +24,16 @@ use crate::report::Event;
 pub struct LeakDebug {
     stack: bool,
     cores: Option<coredump::Cores>,
-    modules: module::Cache,
-    unwinders: unwind::Unwinders,
+    modules: Arc<module::Cache>,
+    unwinders: Arc<unwind::Unwinders>,
+    /// Set once a symbolization overran [`SYMBOLIZE_LIMIT`]: its thread may hold the caches'
+    /// locks for good, so later leaks are reported without a stack rather than waiting.
+    stuck: std::sync::atomic::AtomicBool,
 }
+
+/// How long one leak's stack may take to unwind and symbolize before its event is written
+/// without it: a module or debug file that never ends must not hold a leak's report back.
+const SYMBOLIZE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl LeakDebug {
     /// `None` when neither `--stack` nor `--core-on-leak` was asked for.
@@ -42,8 +49,9 @@ impl LeakDebug {
         Some(LeakDebug {
             stack,
             cores,
-            modules: module::Cache::default(),
-            unwinders: unwind::Unwinders::default(),
+            modules: Arc::default(),
+            unwinders: Arc::default(),
+            stuck: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -94,10 +102,41 @@ impl LeakDebug {
             event.stack = Some(frames.clone());
             return;
         }
-        let pcs = unwind::unwind(&c, &self.modules, &self.unwinders);
-        let frames = symbolize::symbolize(&c, &pcs, &self.modules);
-        event.stack = Some(frames.clone());
-        *last = Some((c, frames));
+        use std::sync::atomic::Ordering;
+        if self.stuck.load(Ordering::Acquire) {
+            event.stack_error = Some("not symbolized: an earlier stack's symbolization never ended".into());
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (modules, unwinders, copy) = (self.modules.clone(), self.unwinders.clone(), c.clone());
+        let spawned = std::thread::Builder::new().name("sockstrace-symbols".into()).spawn(move || {
+            let pcs = unwind::unwind(&copy, &modules, &unwinders);
+            let _ = tx.send(symbolize::symbolize(&copy, &pcs, &modules));
+        });
+        if let Err(e) = spawned {
+            event.stack_error = Some(format!("not symbolized: {e}"));
+            return;
+        }
+        match rx.recv_timeout(SYMBOLIZE_LIMIT) {
+            Ok(frames) => {
+                event.stack = Some(frames.clone());
+                *last = Some((c, frames));
+            }
+            Err(_) => {
+                self.stuck.store(true, Ordering::Release);
+                event.stack_error = Some(format!(
+                    "not symbolized within {} s (a module or debug file that does not end?)",
+                    SYMBOLIZE_LIMIT.as_secs()
+                ));
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) for the core files still being written.
+    pub fn finish(&self, limit: std::time::Duration) {
+        if let Some(cores) = &self.cores {
+            cores.wait(limit);
+        }
     }
 }
 

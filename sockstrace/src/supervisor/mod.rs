@@ -388,6 +388,8 @@ pub(crate) fn block_signals_in_this_thread() {
 /// How often, once the main program has exited, we check whether every
 /// traced process is gone.
 const HANGUP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long core files still being written at the end may take.
+const CORE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long calls still in flight at the end may take to finish.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -408,6 +410,16 @@ async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
     let deadline = tokio::time::Instant::now() + limit;
     while ctx.receivers.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(HANGUP_POLL).await;
+    }
+    if ctx.leak_debug.is_some() {
+        // Core files gcore is still writing (a large process takes seconds).
+        let debug_ctx = ctx.clone();
+        let finished = tokio::task::spawn_blocking(move || {
+            if let Some(debug) = &debug_ctx.leak_debug {
+                debug.finish(CORE_LIMIT);
+            }
+        });
+        let _ = finished.await;
     }
     Ok(code)
 }
