@@ -50,8 +50,26 @@ pub fn build(syscalls: Option<&crate::syscalls::filter::Plan>) -> Result<FilterP
         // network calls among them: they are never in its ALLOW rules.
         Some(plan) => plan.add_rules(&mut native, &mut compat)?,
     }
+    terminal_rules(&mut native, &mut compat)?;
     native.merge(compat).context("merge compat filter")?;
     export(&native)
+}
+
+/// `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` refused with `EPERM`, whatever the mode: the program
+/// keeps its controlling terminal (the user's), and TIOCSTI would type a command into the shell
+/// that started sockstrace, to be run after the program, outside every layer (TIOCLINUX's
+/// selection paste does the same on a virtual console). The request is an `unsigned int` to the
+/// kernel: compared on the low 32 bits.
+fn terminal_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext) -> Result<()> {
+    let ioctl = ScmpSyscall::from_name("ioctl").context("syscall ioctl")?;
+    for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+        let cond = [ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(0xffff_ffff), request)];
+        for ctx in [&mut *native, &mut *compat] {
+            ctx.add_rule_conditional(ScmpAction::Errno(libc::EPERM), ioctl, &cond)
+                .with_context(|| format!("rule for ioctl {request:#x}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The calls that stop when everything else is allowed.
