@@ -13,18 +13,22 @@ use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilter
 const NOTIFIED: &[&str] =
     &["connect", "bind", "listen", "accept", "accept4", "sendmsg", "sendmmsg", "io_uring_setup"];
 
-/// A BPF program ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
+/// A BPF program ready for `seccomp(SECCOMP_SET_MODE_FILTER)`, and the guard installed beside
+/// it (see [`terminal_guard`]).
 pub struct FilterProgram {
     insns: Vec<libc::sock_filter>,
+    guard: Vec<libc::sock_filter>,
 }
 
 impl FilterProgram {
     /// The `sock_fprog` the kernel reads; valid while `self` lives.
     pub fn as_fprog(&self) -> libc::sock_fprog {
-        libc::sock_fprog {
-            len: self.insns.len() as u16,
-            filter: self.insns.as_ptr() as *mut libc::sock_filter,
-        }
+        fprog(&self.insns)
+    }
+
+    /// The guard's `sock_fprog`, installed before the main filter; valid while `self` lives.
+    pub fn guard_fprog(&self) -> libc::sock_fprog {
+        fprog(&self.guard)
     }
 
     #[cfg(test)]
@@ -50,8 +54,26 @@ pub fn build(syscalls: Option<&crate::syscalls::filter::Plan>) -> Result<FilterP
         // network calls among them: they are never in its ALLOW rules.
         Some(plan) => plan.add_rules(&mut native, &mut compat)?,
     }
-    terminal_rules(&mut native, &mut compat)?;
     native.merge(compat).context("merge compat filter")?;
+    Ok(FilterProgram { insns: export(&native)?, guard: terminal_guard()? })
+}
+
+fn fprog(insns: &[libc::sock_filter]) -> libc::sock_fprog {
+    libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr() as *mut libc::sock_filter }
+}
+
+/// A filter of its own, installed beside the main one, that refuses [`terminal_rules`]'s
+/// calls: the kernel runs every filter and the most restrictive answer wins (`ERRNO` over
+/// user notification and `ALLOW`), whereas in one filter libseccomp drops a conditional rule
+/// for a call that an allowlist allows unconditionally (`ioctl` under `--syscalls strict`).
+fn terminal_guard() -> Result<Vec<libc::sock_filter>> {
+    let mut native = ScmpFilterContext::new(ScmpAction::Allow).context("guard filter context")?;
+    let mut compat = ScmpFilterContext::new(ScmpAction::Allow).context("guard compat context")?;
+    compat.add_arch(ScmpArch::X86).context("x86 arch")?;
+    compat.add_arch(ScmpArch::X32).context("x32 arch")?;
+    compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
+    terminal_rules(&mut native, &mut compat)?;
+    native.merge(compat).context("merge guard compat filter")?;
     export(&native)
 }
 
@@ -129,7 +151,7 @@ fn int_equals(arg: u32, value: i32) -> ScmpArgCompare {
     ScmpArgCompare::new(arg, ScmpCompareOp::MaskedEqual(0xffff_ffff), value as u32 as u64)
 }
 
-fn export(ctx: &ScmpFilterContext) -> Result<FilterProgram> {
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     // SAFETY: memfd_create takes a NUL-terminated name and flags; returns a new fd or -1.
     let fd = unsafe { libc::memfd_create(c"sockstrace-filter".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
@@ -141,7 +163,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<FilterProgram> {
     file.seek(SeekFrom::Start(0))?;
     let mut raw = Vec::new();
     file.read_to_end(&mut raw)?;
-    Ok(FilterProgram { insns: decode(&raw)? })
+    decode(&raw)
 }
 
 fn decode(raw: &[u8]) -> Result<Vec<libc::sock_filter>> {

@@ -241,6 +241,7 @@ pub fn spawn(
     let mut envp_ptrs: Vec<*const libc::c_char> = plan.envp.iter().map(|e| e.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
     let fprog = plan.filter.as_fprog();
+    let guard = plan.filter.guard_fprog();
 
     let (ctl_read, ctl_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
     let (go_read, go_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
@@ -263,6 +264,7 @@ pub fn spawn(
                 &plan,
                 in_cgroup,
                 &fprog,
+                &guard,
                 argv_ptrs.as_ptr(),
                 envp_ptrs.as_ptr(),
                 ctl_write.as_raw_fd(),
@@ -436,6 +438,7 @@ unsafe fn child_main(
     plan: &ChildPlan<'_>,
     in_cgroup: bool,
     fprog: &libc::sock_fprog,
+    guard: &libc::sock_fprog,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     ctl: libc::c_int,
@@ -512,6 +515,13 @@ unsafe fn child_main(
             if libc::syscall(super::fence::SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0u32) != 0 {
                 child_send(ctl, MSG_LANDLOCK_FAILED, child_errno());
             }
+        }
+        // The guard first (no listener): the kernel runs both filters and the most
+        // restrictive answer wins.
+        if libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, guard as *const libc::sock_fprog) != 0
+        {
+            child_send(ctl, MSG_SECCOMP_FAILED, child_errno());
+            libc::_exit(CHILD_SETUP_FAILED);
         }
         let base = SECCOMP_FILTER_FLAG_NEW_LISTENER;
         let mut tag = MSG_LISTENER_KILLABLE;
