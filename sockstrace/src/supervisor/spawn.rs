@@ -241,7 +241,6 @@ pub fn spawn(
     let mut envp_ptrs: Vec<*const libc::c_char> = plan.envp.iter().map(|e| e.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
     let fprog = plan.filter.as_fprog();
-    let guard = plan.filter.guard_fprog();
 
     let (ctl_read, ctl_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
     let (go_read, go_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
@@ -264,7 +263,6 @@ pub fn spawn(
                 &plan,
                 in_cgroup,
                 &fprog,
-                &guard,
                 argv_ptrs.as_ptr(),
                 envp_ptrs.as_ptr(),
                 ctl_write.as_raw_fd(),
@@ -438,7 +436,6 @@ unsafe fn child_main(
     plan: &ChildPlan<'_>,
     in_cgroup: bool,
     fprog: &libc::sock_fprog,
-    guard: &libc::sock_fprog,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     ctl: libc::c_int,
@@ -517,8 +514,10 @@ unsafe fn child_main(
             }
         }
         // The guard first (no listener): the kernel runs both filters and the most
-        // restrictive answer wins.
-        if libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, guard as *const libc::sock_fprog) != 0
+        // restrictive answer wins. (Two words pointing at memory prepared before fork.)
+        let guard = plan.filter.guard_fprog();
+        if libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &guard as *const libc::sock_fprog)
+            != 0
         {
             child_send(ctl, MSG_SECCOMP_FAILED, child_errno());
             libc::_exit(CHILD_SETUP_FAILED);
