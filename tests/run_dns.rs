@@ -13,21 +13,10 @@ use sockstrace_tests::{is_root, skip, DnsSink, HttpServer, Microsocks, Trace};
 /// A name only the proxy's hosts file knows (it maps to the web server).
 const NAME: &str = "web.sockstrace.test";
 
-/// Runs `sockstrace ARGS -- PROGRAM` inside a mount namespace whose
-/// resolv.conf names `dns` (a sink) and whose hosts file knows only localhost.
+/// Runs `sockstrace ARGS -- PROGRAM` with resolv.conf naming `dns` (a sink) and a hosts file
+/// that knows only localhost (see [`Trace::private_resolver`]).
 fn in_private_resolver(trace: Trace, dns: &DnsSink, program: &[&str]) -> sockstrace_tests::Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let resolv = dir.path().join("resolv.conf");
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&resolv, format!("nameserver {}\noptions timeout:1 attempts:1\n", dns.host())).unwrap();
-    std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").unwrap();
-    let script = format!(
-        "mount --bind '{}' /etc/resolv.conf && mount --bind '{}' /etc/hosts && exec \"$@\"",
-        resolv.display(),
-        hosts.display()
-    );
-    let wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", &script, "sh"];
-    trace.wrapper(wrapper).program(program.iter().copied()).timeout(Duration::from_secs(60)).run()
+    trace.private_resolver(&dns.host()).program(program.iter().copied()).timeout(Duration::from_secs(60)).run()
 }
 
 fn setup() -> Option<(DnsSink, HttpServer, Microsocks)> {

@@ -86,21 +86,10 @@ fn curl(args: &[&str]) -> Vec<String> {
     argv
 }
 
-/// Runs `trace` around `program` inside a mount namespace whose resolv.conf
-/// names `dns` (a sink) and whose hosts file knows only localhost.
+/// Runs `trace` around `program` with resolv.conf naming `dns` (a sink) and a hosts file that
+/// knows only localhost (see [`Trace::private_resolver`]).
 fn in_private_resolver(trace: Trace, dns: &DnsSink, program: &[String]) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let resolv = dir.path().join("resolv.conf");
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&resolv, format!("nameserver {}\noptions timeout:1 attempts:1\n", dns.host())).unwrap();
-    std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").unwrap();
-    let script = format!(
-        "mount --bind '{}' /etc/resolv.conf && mount --bind '{}' /etc/hosts && exec \"$@\"",
-        resolv.display(),
-        hosts.display()
-    );
-    let wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", &script, "sh"];
-    trace.wrapper(wrapper).program(program).run()
+    trace.private_resolver(&dns.host()).program(program).run()
 }
 
 /// Under CI=true nothing may skip.

@@ -16,25 +16,14 @@ use std::time::Duration;
 
 use sockstrace_tests::{is_root, skip, HttpServer, Microsocks, Outcome, Trace, UdpSink};
 
-/// Runs `trace` (`sockstrace run ... -- program`) in a mount namespace with
-/// its own /etc/hosts and /etc/resolv.conf.
-fn private_hosts(trace: Trace) -> (Trace, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let resolv = dir.path().join("resolv.conf");
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&resolv, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n").unwrap();
-    std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").unwrap();
-    let script = format!(
-        "mount --bind '{}' /etc/resolv.conf && mount --bind '{}' /etc/hosts && exec \"$@\"",
-        resolv.display(),
-        hosts.display()
-    );
-    let wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", &script, "sh"];
-    (trace.wrapper(wrapper).timeout(Duration::from_secs(60)), dir)
+/// `trace` with its own /etc/hosts and /etc/resolv.conf (a resolver on 127.0.0.1 that nobody
+/// runs), a minute to finish.
+fn private_hosts(trace: Trace) -> Trace {
+    trace.private_resolver("127.0.0.1").timeout(Duration::from_secs(60))
 }
 
 fn run_in_private_hosts(trace: Trace, program: &[&str]) -> Outcome {
-    let (trace, _dir) = private_hosts(trace.program(program.iter().copied()));
+    let trace = private_hosts(trace.program(program.iter().copied()));
     trace.run()
 }
 
@@ -142,7 +131,7 @@ fn python_http_server_on_localhost_starts_clean_under_on_leak_kill() {
         "localhost",
         "0",
     ]);
-    let (trace, _dir) = private_hosts(trace);
+    let trace = private_hosts(trace);
     let running = trace.spawn();
     // Serving, or sockstrace has ended (its summary is out: killed at start).
     let serving = sockstrace_tests::util::wait_until(Duration::from_secs(30), || {

@@ -186,6 +186,23 @@ impl Trace {
         self.dir.path()
     }
 
+    /// Runs sockstrace in a mount namespace of its own whose `/etc/resolv.conf` names
+    /// `nameserver` (one try, one second) and whose `/etc/hosts` knows only localhost: tests that
+    /// resolve names never ask the machine's resolver. Replaces any wrapper.
+    pub fn private_resolver(self, nameserver: &str) -> Self {
+        let resolv = self.dir.path().join("resolv.conf");
+        let hosts = self.dir.path().join("hosts");
+        std::fs::write(&resolv, format!("nameserver {nameserver}\noptions timeout:1 attempts:1\n"))
+            .expect("write resolv.conf");
+        std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").expect("write hosts");
+        let script = format!(
+            "mount --bind '{}' /etc/resolv.conf && mount --bind '{}' /etc/hosts && exec \"$@\"",
+            resolv.display(),
+            hosts.display()
+        );
+        self.wrapper(["unshare", "--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
+    }
+
     /// Makes the scratch directory writable by everyone (for runs under
     /// another uid).
     pub fn world_writable_dir(self) -> Self {
