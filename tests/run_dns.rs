@@ -16,7 +16,11 @@ const NAME: &str = "web.sockstrace.test";
 /// Runs `sockstrace ARGS -- PROGRAM` with resolv.conf naming `dns` (a sink) and a hosts file
 /// that knows only localhost (see [`Trace::private_resolver`]).
 fn in_private_resolver(trace: Trace, dns: &DnsSink, program: &[&str]) -> sockstrace_tests::Outcome {
-    trace.private_resolver(&dns.host()).program(program.iter().copied()).timeout(Duration::from_secs(60)).run()
+    trace
+        .private_resolver(&dns.host())
+        .program(program.iter().copied())
+        .timeout(Duration::from_secs(60))
+        .run()
 }
 
 fn setup() -> Option<(DnsSink, HttpServer, Microsocks)> {
