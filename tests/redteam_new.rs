@@ -189,3 +189,32 @@ fn cannot_type_into_the_terminal(syscalls: &str) {
         "the program typed {queued:?} into the user's terminal (program said {stdout:?})"
     );
 }
+
+/// A socket of a family no hook judges (vsock reaches a VM's host from any network namespace;
+/// RxRPC and TIPC carry their own packets over UDP) is refused when it is made, natively too:
+/// otherwise a thread could swap it in under a unix call we let the kernel run.
+#[test]
+fn sockets_of_families_nobody_judges_are_refused_when_made() {
+    let code = r#"
+import socket
+for name in ('AF_VSOCK', 'AF_TIPC', 'AF_RDS', 'AF_CAN'):
+    fam = getattr(socket, name, None)
+    if fam is None:
+        continue
+    kind = socket.SOCK_STREAM if name == 'AF_VSOCK' else socket.SOCK_DGRAM
+    try:
+        socket.socket(fam, kind)
+        print(name, 'made')
+    except OSError as e:
+        print(name, 'errno', e.errno)
+"#;
+    let out = Trace::new().opts(["--kernel", "off"]).program(["python3", "-c", code]).run();
+    assert!(out.stdout.contains("AF_VSOCK errno 1"), "a vsock socket was made\n{}", out.describe());
+    assert!(!out.stdout.contains(" made"), "a socket of such a family was made\n{}", out.describe());
+    let refused = out.leaks_for("unsupported-family");
+    assert!(
+        refused.iter().any(|e| e.s("syscall") == "socket" && e.s("family") == "vsock"),
+        "no unsupported-family event for the vsock socket\n{}",
+        out.describe()
+    );
+}

@@ -124,6 +124,15 @@ fn network_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext)
     ] {
         native.add_rule_conditional(ScmpAction::Notify, socket, &[cond]).context("rule for socket")?;
     }
+    // ... and every family but the ones that stay local or that the network calls judge
+    // (unix, inet, inet6, netlink, alg): a vsock, Bluetooth, RxRPC or TIPC socket is refused
+    // when it is made (`unsupported-family`), so that no fd-number swap under a call we let
+    // the kernel run can bring one in.
+    for family in other_families() {
+        native
+            .add_rule_conditional(ScmpAction::Notify, socket, &[int_equals(0, family)])
+            .with_context(|| format!("rule for socket family {family}"))?;
+    }
 
     // setsockopt(): the options that move the first hop, by exact (level, optname).
     let setsockopt = ScmpSyscall::from_name("setsockopt").context("syscall setsockopt")?;
@@ -144,6 +153,14 @@ fn network_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext)
         compat.add_rule(ScmpAction::Notify, syscall).with_context(|| format!("compat rule for {name}"))?;
     }
     Ok(())
+}
+
+/// Address families below `AF_MAX` other than the ones created freely.
+fn other_families() -> impl Iterator<Item = i32> {
+    const FREE: [i32; 5] = [libc::AF_UNSPEC, libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK];
+    /// `AF_MAX` of Linux 6.x (`AF_MCTP` is 45); the kernel refuses families beyond.
+    const AF_MAX: i32 = 46;
+    (1..AF_MAX).filter(|f| !FREE.contains(f) && *f != libc::AF_ALG && *f != libc::AF_PACKET)
 }
 
 /// Argument `arg` equals `value` as the kernel reads it: as a 32-bit `int`.

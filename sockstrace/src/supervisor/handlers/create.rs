@@ -1,6 +1,6 @@
 //! `socket(family, type, protocol)`: the filter traps only raw and packet
-//! sockets natively, the protocols refused below, and every creation of the
-//! i386 ABI.
+//! sockets natively, the protocols refused below, the families no hook judges
+//! (all but unix, inet, inet6, netlink, alg), and every creation of the i386 ABI.
 
 use super::{Call, Subject, Target, BLOCKED_ERRNO};
 use crate::net::socket::{SocketFacts, SOCK_TYPE_MASK};
