@@ -218,3 +218,21 @@ for name in ('AF_VSOCK', 'AF_TIPC', 'AF_RDS', 'AF_CAN'):
         out.describe()
     );
 }
+
+/// The same family with high bits in the 64-bit register (the kernel reads an `int`): the
+/// filter compares the low 32 bits. Without sockstrace the kernel makes the socket.
+#[test]
+fn a_family_with_high_bits_is_refused_too() {
+    let baseline = sockstrace_tests::direct_client(&client("attack2_hibits"), &[]);
+    if !baseline.stdout.contains("socket: ok") {
+        skip!("AF_VSOCK sockets cannot be made here: {}", baseline.stdout.trim());
+    }
+    let out = Trace::new().opts(["--kernel", "off"]).program([client("attack2_hibits")]).run();
+    assert!(
+        out.stdout.contains("socket: errno=1"),
+        "the high-bits vsock socket was made\n{}",
+        out.describe()
+    );
+    let refused = out.leaks_for("unsupported-family");
+    assert!(refused.iter().any(|e| e.s("syscall") == "socket"), "not reported\n{}", out.describe());
+}
