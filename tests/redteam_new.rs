@@ -236,3 +236,97 @@ fn a_family_with_high_bits_is_refused_too() {
     let refused = out.leaks_for("unsupported-family");
     assert!(refused.iter().any(|e| e.s("syscall") == "socket"), "not reported\n{}", out.describe());
 }
+
+fn socketcall_client() -> Result<std::path::PathBuf, String> {
+    sockstrace_tests::paths::client_build("attack3_socketcall", true, false)
+}
+
+/// Runs `f` with a way to start a trace and the client to run: sockstrace as root, as root
+/// with `--user nobody`, and sockstrace itself as nobody.
+fn as_each_user(client: &Path, mut f: impl FnMut(&str, &dyn Fn() -> Trace, &Path)) {
+    f("root", &Trace::new, client);
+    if !is_root() {
+        sockstrace_tests::util::skip_note("the nobody runs", "switching to nobody needs root");
+        return;
+    }
+    let mut copies = sockstrace_tests::unpriv::Copies::new();
+    let copy = copies.add(client, "attack3_socketcall");
+    f("--user nobody", &|| Trace::new().opts(["--user", "nobody"]), &copy);
+    f("nobody", &|| copies.as_nobody(), &copy);
+}
+
+/// i386 `socketcall(SYS_SOCKET)` carries its arguments in memory, which the kernel reads again
+/// when it runs the call: a thread that flips the family word between `AF_INET` and `AF_VSOCK`
+/// got vsock sockets past our decision (19 in 3,000 here), ready to be swapped in under a
+/// continued unix call (vsock reaches the VM's host from any namespace). The socket must be the
+/// one judged, made by the program's socket maker: as root with the kernel layer and without,
+/// with `--user`, and with sockstrace itself unprivileged.
+#[test]
+fn a_socketcall_family_flipped_after_the_decision_never_makes_a_vsock_socket() {
+    let c = match socketcall_client() {
+        Ok(c) => c,
+        Err(e) => skip!("gcc -m32 cannot build the socketcall client: {e}"),
+    };
+    let baseline = sockstrace_tests::direct_client(&c, &["vsock"]);
+    if !baseline.stdout.contains("vsock: fd=") {
+        skip!("AF_VSOCK sockets cannot be made here: {}", baseline.stdout.trim());
+    }
+    as_each_user(&c, |who, trace, c| {
+        for kernel in ["auto", "off"] {
+            if kernel == "auto" && who == "nobody" {
+                continue;
+            }
+            let out = trace()
+                .opts(["--kernel", kernel])
+                .program([c.as_os_str(), "flip".as_ref(), "3000".as_ref()])
+                .run();
+            out.assert_code(0);
+            assert!(
+                out.stdout.contains("vsock=0 "),
+                "{who}, kernel {kernel}: a vsock socket was made\n{}",
+                out.describe()
+            );
+            assert!(
+                !out.stdout.contains(" inet=0 "),
+                "{who}, kernel {kernel}: no socket was made\n{}",
+                out.describe()
+            );
+            let refused = out.leaks_for("unsupported-family");
+            assert!(
+                refused.iter().all(|e| e.s("syscall") == "socket" && e.s("action") == "blocked"),
+                "{who}, kernel {kernel}\n{}",
+                out.describe()
+            );
+        }
+        // Asked for plainly, it is refused and reported.
+        let out = trace().program([c.as_os_str(), "vsock".as_ref()]).run();
+        assert!(out.stdout.contains("vsock: errno=1\n"), "{who}\n{}", out.describe());
+        assert_eq!(out.leaks_for("unsupported-family").len(), 1, "{who}\n{}", out.describe());
+    });
+}
+
+/// A socket made through `socketcall` for the program is the one it asked for: family, type,
+/// protocol, `SOCK_NONBLOCK`, `SOCK_CLOEXEC`, the fd number the kernel would give, the kernel's
+/// own errno for a bad protocol; and it works (an allowed datagram arrives).
+#[test]
+fn a_socket_made_through_socketcall_is_the_one_the_kernel_would_make() {
+    let c = match socketcall_client() {
+        Ok(c) => c,
+        Err(e) => skip!("gcc -m32 cannot build the socketcall client: {e}"),
+    };
+    let direct = sockstrace_tests::direct_client(&c, &["make"]);
+    assert!(direct.stdout.contains("udp: fd=3 "), "{}", direct.stdout);
+    as_each_user(&c, |who, trace, c| {
+        let out = trace().program([c.as_os_str(), "make".as_ref()]).run();
+        out.assert_code(0);
+        assert_eq!(out.stdout, direct.stdout, "{who}: not the sockets the kernel makes\n{}", out.describe());
+        assert_eq!(out.leaks().len(), 0, "{who}\n{}", out.describe());
+        let sink = UdpSink::bind("127.0.0.1");
+        let out = trace()
+            .allow(&format!("127.0.0.1:{}", sink.port()))
+            .program([c.as_os_str(), "send".as_ref(), sink.port().as_ref()])
+            .run();
+        assert!(out.stdout.contains("send: ok"), "{who}\n{}", out.describe());
+        assert!(sink.wait_datagrams(1, Duration::from_secs(5)), "{who}: nothing arrived\n{}", out.describe());
+    });
+}

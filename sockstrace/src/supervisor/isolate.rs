@@ -27,7 +27,7 @@
 //! - a listening abstract unix socket for each bridged name ([`abstract_unix`]);
 //! - with inbound connections allowed, a socket maker: a process left in the
 //!   program's namespace that makes TCP sockets there for the supervisor
-//!   ([`inbound`], [`maker`]).
+//!   ([`inbound`], [`super::maker`]).
 //!
 //! The parent relays each connection accepted on those listeners to the same
 //! address in its own (the host's) namespace ([`forward`]). The supervisor
@@ -38,13 +38,13 @@
 pub mod abstract_unix;
 pub mod forward;
 pub mod inbound;
-pub mod maker;
 pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
+use super::maker;
 use crate::policy::{AllowRule, Incoming, Policy};
 
 /// Why the child could not isolate itself: the step, for the message.

@@ -13,6 +13,7 @@ pub mod identity;
 mod interrupt;
 pub(crate) mod isolate;
 mod kernel_events;
+mod maker;
 mod notif;
 mod reap;
 mod receivers;
@@ -115,6 +116,25 @@ pub struct Ctx {
     leak_debug: Option<crate::stack::LeakDebug>,
     /// `--on-leak socksify` for UDP: the proxy's relay, when one offers it.
     udp: Option<Arc<udp_proxy::UdpProxy>>,
+    /// Makes the sockets of the program's i386 `socketcall(SYS_SOCKET)` (see `maker`).
+    maker: maker::Maker,
+    /// The network namespace the program (and its socket maker) started in.
+    program_netns: Option<(u64, u64)>,
+}
+
+impl Ctx {
+    /// Whether thread `tid` is in the network namespace the program started in
+    /// (false when either cannot be read).
+    pub(crate) fn in_program_netns(&self, tid: u32) -> bool {
+        self.program_netns.is_some() && netns_of(tid) == self.program_netns
+    }
+}
+
+/// A thread's network namespace, as the device and inode of its nsfs file.
+fn netns_of(tid: u32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(format!("/proc/{tid}/ns/net")).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 /// Builds the seccomp filter with an allowlist's rules (for `doctor`).
@@ -234,6 +254,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         true => Some(prepare_isolation(&config.policy, dns_proxy.as_ref(), &config.bridge_abstract, root)?),
         false => None,
     };
+    // The program's socket maker (its i386 socketcall(SYS_SOCKET), see `maker`).
+    let (maker_ours, maker_theirs) = maker::channel().context("making the socket maker's channel")?;
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
@@ -242,8 +264,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         landlock: fence.ruleset_fd(),
         user: config.user.as_ref(),
         isolate: isolation.as_ref(),
+        maker: Some((std::os::fd::AsFd::as_fd(&maker_ours), std::os::fd::AsFd::as_fd(&maker_theirs))),
     };
     let mut spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
+    drop(maker_theirs);
     let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
     let mut inbound = None;
@@ -290,8 +314,12 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         syscalls: gate,
         leak_debug: config.leak_debug.take(),
         udp: udp.as_ref().and_then(|(relay, _)| relay.clone()),
+        maker: maker::Maker::new(maker_ours),
+        program_netns: netns_of(spawned.pid as u32),
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
+    // The maker leaves the program's cgroup before the kernel layer removes it.
+    ctx.maker.close();
     // Receiver threads still wait in the listener (nothing will come); they
     // end with the process. The kernel layer is taken down now.
     let witness = ctx.witness.write().ok().and_then(|mut w| w.take());

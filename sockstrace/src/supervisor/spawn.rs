@@ -42,6 +42,8 @@ const MSG_FORWARD_LISTENER: i32 = 16;
 /// `--isolate-network` as root: the child made its user namespace and waits on
 /// the go pipe for its full identity map (byte 1: written; 0: not).
 const MSG_MAP_USERNS: i32 = 17;
+/// The program's socket maker (`super::maker`) could not be started.
+const MSG_MAKER_FAILED: i32 = 18;
 
 /// Exit status of a child that failed before exec.
 const CHILD_SETUP_FAILED: i32 = 125;
@@ -151,6 +153,8 @@ struct ChildPlan<'a> {
     user: Option<UserPlan>,
     /// `--isolate-network`: the namespaces to enter.
     isolate: Option<&'a super::isolate::Isolation>,
+    /// The program's socket maker's channel (ours, the maker's).
+    maker: Option<(libc::c_int, libc::c_int)>,
 }
 
 /// `--user`, as raw values for the child's system calls.
@@ -194,6 +198,9 @@ pub struct ChildSetup<'a> {
     pub user: Option<&'a super::identity::Switch>,
     /// `--isolate-network`: a user namespace and a network namespace of its own.
     pub isolate: Option<&'a super::isolate::Isolation>,
+    /// The channel (ours, the maker's) of a socket maker started in the program's
+    /// cgroup, namespaces and credentials, outside its Landlock domain and filter.
+    pub maker: Option<(std::os::fd::BorrowedFd<'a>, std::os::fd::BorrowedFd<'a>)>,
 }
 
 /// Forks and execs `argv` under `filter`. The child makes only raw,
@@ -235,6 +242,7 @@ pub fn spawn(
             cap_last_cap: s.cap_last_cap,
         }),
         isolate: child.isolate,
+        maker: child.maker.map(|(ours, theirs)| (ours.as_raw_fd(), theirs.as_raw_fd())),
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -326,6 +334,7 @@ fn parent_handshake(
         MSG_SETRESUID_FAILED => return fail(setup("setresuid for --user")(value)),
         MSG_CAPSET_FAILED => return fail(setup("dropping the capabilities (capset)")(value)),
         MSG_ISOLATE_FAILED => return fail(isolate_error(value)),
+        MSG_MAKER_FAILED => return fail(setup("starting the program's socket maker")(value)),
         _ => return fail(SpawnError::Seccomp(std::io::Error::from_raw_os_error(value))),
     };
     let pidfd = match sys::pidfd_open_thread(pid as u32).map_err(setup("pidfd_open of the child")) {
@@ -498,6 +507,15 @@ unsafe fn child_main(
         if let Some(user) = &plan.user {
             if let Err((tag, errno)) = become_user(user) {
                 child_send(ctl, tag, errno);
+                libc::_exit(CHILD_SETUP_FAILED);
+            }
+        }
+        // The socket maker for the program's i386 socketcall(SYS_SOCKET): in
+        // its cgroup, namespaces and credentials (so after all three), outside
+        // its Landlock domain and filter (so before both).
+        if let Some((ours, theirs)) = plan.maker {
+            if let Err(errno) = super::maker::spawn(ours, theirs) {
+                child_send(ctl, MSG_MAKER_FAILED, errno);
                 libc::_exit(CHILD_SETUP_FAILED);
             }
         }

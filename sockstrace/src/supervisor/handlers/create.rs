@@ -1,8 +1,19 @@
 //! `socket(family, type, protocol)`: the filter traps only raw and packet
 //! sockets natively, the protocols refused below, the families no hook judges
 //! (all but unix, inet, inet6, netlink, alg), and every creation of the i386 ABI.
+//!
+//! An allowed creation whose arguments are registers is CONTINUEd (a socket
+//! must be made in the caller's context). One through i386 `socketcall` is
+//! not: the kernel would read the family again from memory another thread or
+//! process of the program can rewrite after our decision (and make a vsock
+//! socket, say, that no hook judges, ready for an fd swap under a continued
+//! unix call). The program's socket maker (`supervisor::maker`, in its cgroup,
+//! namespaces and credentials) makes the socket we judged, and it is
+//! installed in the caller's fd table.
 
-use super::{Call, Subject, Target, BLOCKED_ERRNO};
+use std::os::fd::AsFd;
+
+use super::{confirm, Call, Subject, Target, BLOCKED_ERRNO};
 use crate::net::socket::{SocketFacts, SOCK_TYPE_MASK};
 use crate::policy::{decide, Decision, Operation, Reason, Request};
 use crate::report::Action;
@@ -29,8 +40,48 @@ pub fn socket(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if !call.record("socket", Subject::Facts(facts), Target::Remote(None), decision).lets_through() {
         return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
+    if call.multiplexed {
+        return make_for_caller(call, facts, args[1] as i32);
+    }
     // Creating a socket must happen in the caller's context.
     Ok(call.continue_or_refuse("socket", Subject::Facts(facts)))
+}
+
+/// An allowed i386 `socketcall(SYS_SOCKET)`: the socket of `facts` (our copy
+/// of the arguments) made by the program's socket maker and installed in the
+/// caller's fd table, its number the call's result. `raw_type` carries the
+/// `SOCK_NONBLOCK`/`SOCK_CLOEXEC` flags.
+fn make_for_caller(call: &mut Call<'_>, facts: SocketFacts, raw_type: i32) -> Result<Reply, Failure> {
+    let flags = raw_type & !SOCK_TYPE_MASK;
+    if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
+        return Err(Failure::Caller(libc::EINVAL));
+    }
+    // A caller that moved to a network namespace of its own gets its socket
+    // there (the maker enters it, where it may; else the call fails closed).
+    let netns = match call.ctx.in_program_netns(call.n.tid) {
+        true => None,
+        false => Some(
+            std::fs::File::open(format!("/proc/{}/ns/net", call.n.tid))
+                .map_err(|e| Failure::Check(e.raw_os_error().unwrap_or(libc::EIO)))?,
+        ),
+    };
+    let kind = facts.sock_type | (flags & libc::SOCK_NONBLOCK);
+    let made = call
+        .ctx
+        .maker
+        .make_socket(facts.family, kind, facts.protocol, netns.as_ref().map(AsFd::as_fd))
+        .map_err(|e| Failure::Check(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let fd = match made {
+        Ok(fd) => fd,
+        // The kernel's own answer to this creation (no such protocol, no memory, ...).
+        Err(errno) => return Ok(Reply::Errno(errno)),
+    };
+    confirm(call)?;
+    match call.ctx.notifier.add_fd_and_respond(call.n.id, fd.as_fd(), flags & libc::SOCK_CLOEXEC != 0) {
+        Ok(_) => Ok(Reply::Answered),
+        Err(libc::ENOENT) => Err(Failure::Gone),
+        Err(e) => Err(Failure::Check(e)),
+    }
 }
 
 /// Internet protocols whose kernel connects to addresses the program never

@@ -220,33 +220,17 @@ impl<'a> Call<'a> {
     /// memory, `CLONE_VM` without threads), so "one thread" proves nothing.
     /// A multiplexed call is let through only where whatever a rewritten array
     /// could turn it into is gated anyway:
-    /// - `socket()`, always: a rewritten array can make any socket the caller
-    ///   may create, but no socket reaches anything by being created. Every
-    ///   way to send or receive from elsewhere is a call the filter traps:
-    ///   `connect`, `bind`, `sendto` with an address, `sendmsg`/`sendmmsg`,
-    ///   `listen`, `accept`. Those are judged (inet), kept local (unix,
-    ///   netlink) or refused (raw and packet sockets, every other family).
-    ///   What is left untrapped fails in the kernel for such sockets: `write`
-    ///   or `send` on an unbound packet socket is `ENXIO` (its device comes
-    ///   only from `bind` or an address), on an unconnected raw socket
-    ///   `EDESTADDRREQ`. A packet socket a rewrite made can still *receive*
-    ///   (sniff) as `CAP_NET_RAW` allows: that is the program's privilege,
-    ///   not a leak. (Refusing instead would leave 32-bit glibc, which
-    ///   creates every socket through `socketcall`, without sockets as root.)
     /// - `connect`, `bind`, `sendto`, `sendmsg`, `sendmmsg` (on unix or
     ///   netlink sockets, the only ones we CONTINUE), when the kernel layer is
     ///   on: its cgroup hooks see the kernel's own copy of any inet address and
     ///   socket a rewrite (fd and address) produces.
     ///
-    /// `listen` and `accept` are always performed by us, never CONTINUEd.
-    fn continue_is_sound(&self, syscall: &str) -> bool {
-        if !self.multiplexed {
-            return true;
-        }
-        if syscall == "socket" {
-            return true;
-        }
-        self.ctx.witness.read().is_ok_and(|w| w.is_some())
+    /// `listen` and `accept` are always performed by us, never CONTINUEd, and
+    /// neither is `socket()` through `socketcall`: the program's socket maker
+    /// makes the socket judged (`create`), or a rewritten family could make a
+    /// socket of a family no hook judges, ready for an fd swap.
+    fn continue_is_sound(&self) -> bool {
+        !self.multiplexed || self.ctx.witness.read().is_ok_and(|w| w.is_some())
     }
 
     /// The errno of a call its decision refused: `EPERM`, or for an address
@@ -265,7 +249,7 @@ impl<'a> Call<'a> {
     /// Lets the kernel run an allowed call in the caller's context, or refuses
     /// it when the arguments could change under the kernel (see above).
     pub fn continue_or_refuse(&mut self, syscall: &'static str, subject: Subject) -> Reply {
-        if self.continue_is_sound(syscall) {
+        if self.continue_is_sound() {
             return Reply::Continue;
         }
         let decision = Decision::leak(Reason::SocketcallRace);

@@ -5,7 +5,7 @@
 //! `--allow-incoming-from`), [`Inbound::on_listen`] opens a listener of ours
 //! on the same address and port in the host's namespace (a wildcard address
 //! stays a wildcard, loopback stays loopback). Each connection accepted there
-//! is relayed into the program's namespace: a socket the [`super::maker`]
+//! is relayed into the program's namespace: a socket the [`crate::supervisor::maker`]
 //! made there, bound to [`RELAY_SOURCE`], connects to the program's listener.
 //!
 //! The program's `accept` (performed by the supervisor) must judge the real
@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::maker::Maker;
+use crate::supervisor::maker::Maker;
 
 /// Where relayed connections come from in the program's namespace.
 pub const RELAY_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 78, 0, 1);
