@@ -16,20 +16,19 @@
 //! Every `sockstrace run` as root loads these programs, so the verifier's time is start-up time
 //! (about 1 us per instruction it walks; `kernel::tests::verifier_accepts_every_program` holds
 //! each program to a budget). What keeps it small: the rules are walked by `bpf_loop`, not an
-//! inline loop (see `shared::judge_remote`); what steers the code after a judge is a bool, the reason
-//! being worked out only where the event takes it; memory is zeroed and addresses stored with
-//! 8-byte stores (see `shared::zero`), never through the byte-by-byte builtin `memset`.
+//! inline loop (see `shared::judge_remote`); what steers the code after a judge is a bool, the
+//! reason being worked out only where the event takes it; memory is zeroed and addresses stored
+//! with 8-byte stores (see `shared::zero`), never through the byte-by-byte builtin `memset`.
 //!
 //! The modules follow the hooks: `sock_addr` (connect, send, bind), `sock` (creation, the bound
 //! address), `sockops` (TCP states, listen), `egress` (the packet gate), `lsm` (socket creation by
 //! any path), `tracking` (audit's process records), `udp_peers` (UDP through the proxy), with
-//! `exemptions` (audit's exempt processes), `maps` (every map; their names are the ABI),
-//! `shared` (the pieces every hook uses) and `diagnostics` (aya-log messages). The types, judges
-//! and names the programs share with userspace are in `sockstrace-common`.
+//! `exemptions` (audit's exempt processes), `maps` (every map; their names are the ABI) and
+//! `shared` (the pieces every hook uses); the aya-log messages are here, at the root. The types,
+//! judges and names the programs share with userspace are in `sockstrace-common`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-mod diagnostics;
 mod egress;
 mod exemptions;
 mod lsm;
@@ -40,6 +39,52 @@ mod sock_addr;
 mod sockops;
 mod tracking;
 mod udp_peers;
+
+use aya_log_ebpf::{debug, warn};
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics (aya-log): rare events worth a line on sockstrace's stderr
+// ---------------------------------------------------------------------------------------------
+//
+// Each message is a global function (`no_mangle`, external linkage): the verifier checks it once
+// per program, on its own, however many paths of the program call it. An aya-log statement is
+// costly to verify: its copy code is walked once for each record size class it might reserve
+// (64, 128, ... 8192 bytes), 2,000 to 3,000 instructions in all, so inline it would cost that
+// on every path reaching it (the sock_addr programs went from 4,000 to 240,000). Hence also few
+// messages per program, short texts and numbers only. A message below the level userspace loads
+// the object with (`AYA_LOG_LEVEL`, read-only) is dead code to the verifier.
+// The context argument of the macros is unused by aya-log 0.2 (records go to its ring buffer),
+// so the functions take none, which keeps their arguments plain scalars as global functions need.
+// They stay at the crate root: aya-log puts the module path and file name of each statement in
+// its record, and longer ones would cost every program that calls a message more verifier work.
+
+/// The event ring buffer was full: an event of socket `cookie` is lost, the `lost`th on this CPU.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn log_ring_full(cookie: u64, lost: u64) -> i32 {
+    warn!(&(), "ring buffer full: event of socket {} lost ({} on this CPU)", cookie, lost);
+    0
+}
+
+/// `bpf_loop` over the rules failed with `err`: nothing matched, so the operation was judged
+/// a leak (failing closed).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn log_rule_walk_failed(err: i64) -> i32 {
+    warn!(&(), "bpf_loop failed ({}): judged a leak", err);
+    0
+}
+
+/// A sock_addr hook got a sockaddr of another family than its own: the caller's doing, so only
+/// at debug level. `AF_UNSPEC` (bind4 takes it for INADDR_ANY, sendmsg4 for "no address"), or
+/// another family on an IPv6 socket, which reaches the *6 hooks before the kernel refuses it
+/// (EAFNOSUPPORT); the address words then hold whatever the caller's bytes were.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn log_sockaddr_family(given: u32, socket: u32) -> i32 {
+    debug!(&(), "sockaddr family {} on socket family {}", given, socket);
+    0
+}
 
 /// GPL-compatible so every helper is available to the verifier; the crate itself is MIT/Apache.
 #[unsafe(link_section = "license")]

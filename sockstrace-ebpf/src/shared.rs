@@ -12,8 +12,8 @@ use aya_ebpf::{
 };
 use sockstrace_common::{remote_allowed, rules_in_force, Config, Ip6, RuleQuery, SockEvent, SockFacts};
 
-use crate::diagnostics::{log_ring_full, log_rule_walk_failed};
 use crate::maps::{CONFIG, DROPPED, EVENTS, RULES, SCRATCH, SOCKETS};
+use crate::{log_ring_full, log_rule_walk_failed};
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
 /// the verifier allows fixed-offset loads from these pointers but no pointer arithmetic, which

@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use sockstrace_common::{abi, judge_bind, judge_remote_matched, kind, reason, verdict, Ip6, RuleQuery};
 
-use crate::diagnostics::log_sockaddr_family;
 use crate::exemptions::current_exempt;
+use crate::log_sockaddr_family;
 use crate::shared::{
     bump, config, emit, facts_of, fill_task, judge_remote, store_addr, words4, Creator, ALLOW, REFUSE,
 };
