@@ -23,6 +23,12 @@ use aya_build::{Package, Toolchain};
 
 /// The eBPF crate, relative to this one.
 const EBPF_DIR: &str = "../sockstrace-ebpf";
+/// What the object is built from, relative to this crate: the eBPF crate (aya-build watches its
+/// directory too), the shared crate inside it, and the workspace manifest and lock file that pin
+/// their dependencies. We have no cargo dependency on the eBPF crate (it would build aya-ebpf
+/// for the host), so these are how cargo knows to run us again.
+const EBPF_SOURCES: &[&str] =
+    &["../sockstrace-ebpf", "../sockstrace-ebpf/common", "../Cargo.toml", "../Cargo.lock"];
 const EBPF_PACKAGE: &str = "sockstrace-ebpf";
 /// Its binary target; aya-build copies it to `$OUT_DIR/<this name>`.
 const EBPF_BIN: &str = "sockstrace-ebpf";
@@ -51,6 +57,9 @@ fn build() -> Result<()> {
     }
 
     preflight()?;
+    for source in EBPF_SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+    }
     aya_build::build_ebpf(
         [Package { name: EBPF_PACKAGE, root_dir: EBPF_DIR, ..Default::default() }],
         Toolchain::Nightly,

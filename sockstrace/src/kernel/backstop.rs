@@ -1,12 +1,12 @@
 //! The in-kernel backstop policy: `Policy` compiled into the `CONFIG` and `RULES` map entries.
 //!
-//! Pure: no maps, no I/O. The kernel judges with `sockstrace_ebpf::judge_*` on these entries;
+//! Pure: no maps, no I/O. The kernel judges with `sockstrace_common::judge_*` on these entries;
 //! the tests below run those same judges and compare them with `policy::decide`.
 
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
-use sockstrace_ebpf::{rule_flags, v4_mapped, Config, Rule, MAX_RULES};
+use sockstrace_common::{rule_flags, v4_mapped, Config, Rule, MAX_RULES};
 
 use crate::policy::{AllowRule, Incoming, Policy};
 
@@ -104,7 +104,7 @@ fn network_rule(net: IpNet, port: u16) -> Rule {
 
 #[cfg(test)]
 mod tests {
-    use sockstrace_ebpf::{
+    use sockstrace_common::{
         abi, judge_bind, judge_listen, judge_remote, reason, transport, transport_of, Ip6,
     };
 
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn kernel_and_decide_agree_on_socket_creation_but_for_ping_sockets() {
-        use sockstrace_ebpf::judge_create;
+        use sockstrace_common::judge_create;
         let p = Policy::default();
         for family in [libc::AF_INET, libc::AF_INET6] {
             for (sock_type, protocol) in [

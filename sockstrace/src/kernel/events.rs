@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
-use sockstrace_ebpf::{egress, kind, reason, verdict, SockEvent};
+use sockstrace_common::{egress, kind, reason, verdict, SockEvent};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     sync::{mpsc, oneshot},
@@ -234,7 +234,7 @@ fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::UnboundedSender<KernelEvent>) -
 
 #[cfg(test)]
 mod tests {
-    use sockstrace_ebpf::v4_mapped;
+    use sockstrace_common::v4_mapped;
 
     use super::*;
 

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use sockstrace_ebpf::{exempt, EXEMPT_LEVELS, FILENAME_LEN, MAX_EXEMPTIONS};
+use sockstrace_common::{exempt, EXEMPT_LEVELS, FILENAME_LEN, MAX_EXEMPTIONS};
 
 /// The exemptions as the user wrote them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
-use sockstrace_ebpf::{tcp_state_name, SockFacts};
+use sockstrace_common::{tcp_state_name, SockFacts};
 
 use crate::net::sockaddr::normalize;
 use crate::net::socket::SocketFacts;
@@ -99,7 +99,7 @@ pub fn socket_addr(addr: &[u8; 16], port: u16) -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
-    use sockstrace_ebpf::v4_mapped;
+    use sockstrace_common::v4_mapped;
 
     use super::*;
 

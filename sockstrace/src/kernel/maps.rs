@@ -3,48 +3,25 @@
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
-    Ebpf, Pod,
+    Ebpf,
 };
-use sockstrace_ebpf::{Config, Rule, SockFacts, CONFIG_MAP, DROPPED_MAP, RULES_MAP, SOCKETS_MAP};
+use sockstrace_common::{Config, Rule, SockFacts, CONFIG_MAP, DROPPED_MAP, RULES_MAP, SOCKETS_MAP};
 
 use super::backstop::Backstop;
 
-/// `CONFIG` value. aya reads and writes only `Pod` types; the shared crate cannot implement
-/// aya's trait, so each shared type gets a transparent wrapper here.
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-struct PodConfig(Config);
-// SAFETY: `Config` is `repr(C)` integers with explicit padding: no implicit padding bytes, and
-// every bit pattern is a valid value.
-unsafe impl Pod for PodConfig {}
-
-/// `RULES` value.
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-struct PodRule(Rule);
-// SAFETY: as for `PodConfig`: `repr(C)` integers and byte arrays, explicit padding.
-unsafe impl Pod for PodRule {}
-
-/// `SOCKETS` value.
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-pub struct PodFacts(SockFacts);
-// SAFETY: as for `PodConfig`: `repr(C)` integers and byte arrays, explicit padding.
-unsafe impl Pod for PodFacts {}
-
 /// The socket facts map, kept for lookups by cookie.
-pub type SocketsMap = HashMap<MapData, u64, PodFacts>;
+pub type SocketsMap = HashMap<MapData, u64, SockFacts>;
 
 /// Writes the rules, then the config that puts them in force.
 pub fn write_backstop(ebpf: &mut Ebpf, backstop: &Backstop) -> Result<()> {
-    let mut rules: Array<_, PodRule> = Array::try_from(map_mut(ebpf, RULES_MAP)?)
+    let mut rules: Array<_, Rule> = Array::try_from(map_mut(ebpf, RULES_MAP)?)
         .with_context(|| format!("map {RULES_MAP} has an unexpected type"))?;
     for (index, rule) in (0u32..).zip(&backstop.rules) {
-        rules.set(index, PodRule(*rule), 0).with_context(|| format!("writing {RULES_MAP}[{index}]"))?;
+        rules.set(index, *rule, 0).with_context(|| format!("writing {RULES_MAP}[{index}]"))?;
     }
-    let mut config: Array<_, PodConfig> = Array::try_from(map_mut(ebpf, CONFIG_MAP)?)
+    let mut config: Array<_, Config> = Array::try_from(map_mut(ebpf, CONFIG_MAP)?)
         .with_context(|| format!("map {CONFIG_MAP} has an unexpected type"))?;
-    config.set(0, PodConfig(backstop.config), 0).with_context(|| format!("writing {CONFIG_MAP}[0]"))
+    config.set(0, backstop.config, 0).with_context(|| format!("writing {CONFIG_MAP}[0]"))
 }
 
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
@@ -60,7 +37,7 @@ pub fn take_sockets(ebpf: &mut Ebpf) -> Result<SocketsMap> {
 
 /// Looks a socket up by cookie; `None` when the kernel never saw it (or evicted it).
 pub fn lookup_facts(sockets: &SocketsMap, cookie: u64) -> Option<SockFacts> {
-    sockets.get(&cookie, 0).ok().map(|PodFacts(facts)| facts)
+    sockets.get(&cookie, 0).ok()
 }
 
 /// Takes the drop counter out of the object.

@@ -99,7 +99,7 @@ mod tests {
         // (each costs 2,000 to 3,000 instructions; see the diagnostics in sockstrace-ebpf).
         for level in [log::LevelFilter::Warn, log::LevelFilter::Debug] {
             let ebpf = object::load_at(level).unwrap_or_else(|err| panic!("{err:#}"));
-            for &name in sockstrace_ebpf::programs::ALL {
+            for &name in sockstrace_common::programs::ALL {
                 let program = ebpf.program(name).unwrap_or_else(|| panic!("program {name} missing"));
                 // Every run pays the verifier's time: about 1 us per instruction it walks.
                 // Today's programs take under 15,000 at warn, 16,000 at debug (audit's exemption
@@ -117,7 +117,7 @@ mod tests {
         // The process tracking tracepoints (audit): load and attach.
         let mut ebpf = object::load().unwrap_or_else(|err| panic!("{err:#}"));
         tracking::attach_tracking(&mut ebpf).unwrap_or_else(|err| panic!("{err:#}"));
-        for &(name, _, _) in sockstrace_ebpf::programs::TRACKING {
+        for &(name, _, _) in sockstrace_common::programs::TRACKING {
             let program = ebpf.program(name).unwrap_or_else(|| panic!("program {name} missing"));
             let verified = object::verified_instructions(program).unwrap_or_else(|err| panic!("{err:#}"));
             assert!(
@@ -127,7 +127,7 @@ mod tests {
         }
         drop(ebpf);
         let ebpf = object::load().unwrap_or_else(|err| panic!("{err:#}"));
-        use sockstrace_ebpf::{CONFIG_MAP, DROPPED_MAP, EVENTS_MAP, RULES_MAP, SOCKETS_MAP};
+        use sockstrace_common::{CONFIG_MAP, DROPPED_MAP, EVENTS_MAP, RULES_MAP, SOCKETS_MAP};
         for map in [EVENTS_MAP, DROPPED_MAP, SOCKETS_MAP, CONFIG_MAP, RULES_MAP, "AYA_LOGS"] {
             assert!(ebpf.map(map).is_some(), "map {map} missing");
         }

@@ -8,7 +8,7 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSkbAttachType, Program},
     Ebpf, EbpfLoader,
 };
-use sockstrace_ebpf::programs;
+use sockstrace_common::programs;
 
 /// The ELF object, 8-byte aligned as aya needs; empty when built with `AYA_BUILD_SKIP=1`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sockstrace-ebpf"));

@@ -16,34 +16,12 @@ use aya::{
     programs::TracePoint,
     Ebpf, Pod,
 };
-use sockstrace_ebpf::{
+use sockstrace_common::{
     proc_flags, programs, Config, ExemptCount, ProcRecord, CONFIG_MAP, EXEMPT_CGROUPS_MAP, EXEMPT_COUNTS_MAP,
     EXEMPT_EXES_MAP, EXEMPT_UIDS_MAP, FILENAME_LEN, GONE_MAP, PROCS_LOST_MAP, PROCS_MAP,
 };
 
 use super::exempt::{filename_key, Exemptions};
-
-/// `PROCS`/`GONE` value.
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-pub struct PodRecord(ProcRecord);
-// SAFETY: `ProcRecord` is `repr(C)` integers and byte arrays without implicit padding; every
-// bit pattern is a valid value.
-unsafe impl Pod for PodRecord {}
-
-/// `EXEMPT_COUNTS` value.
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-pub struct PodCount(ExemptCount);
-// SAFETY: as for `PodRecord`.
-unsafe impl Pod for PodCount {}
-
-/// `CONFIG` value (see `maps::PodConfig`).
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-struct PodConfig(Config);
-// SAFETY: as for `PodRecord`.
-unsafe impl Pod for PodConfig {}
 
 /// What the tracepoint records say of a process whose /proc entry is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,8 +51,8 @@ impl ProcessRecord {
 
 /// The process records, for lookups while the audit runs.
 pub struct Tracker {
-    procs: HashMap<MapData, u32, PodRecord>,
-    gone: HashMap<MapData, u32, PodRecord>,
+    procs: HashMap<MapData, u32, ProcRecord>,
+    gone: HashMap<MapData, u32, ProcRecord>,
     lost: PerCpuArray<MapData, u64>,
 }
 
@@ -89,8 +67,8 @@ impl Tracker {
     /// or the one that exited, whichever has that name (a pid reused since belongs to
     /// another); the live one if neither has (a thread may have named itself).
     pub fn record(&self, pid: u32, comm: &str) -> Option<ProcessRecord> {
-        let live = self.procs.get(&pid, 0).ok().map(|PodRecord(r)| r);
-        let gone = self.gone.get(&pid, 0).ok().map(|PodRecord(r)| r);
+        let live = self.procs.get(&pid, 0).ok();
+        let gone = self.gone.get(&pid, 0).ok();
         let named = |r: &ProcRecord| r.comm_bytes() == comm.as_bytes();
         match (live, gone) {
             (Some(l), _) if named(&l) => Some(ProcessRecord::from_raw(&l, false)),
@@ -128,14 +106,14 @@ pub fn write_exemptions(ebpf: &mut Ebpf, exemptions: &Exemptions) -> Result<()> 
             exes.insert(filename_key(name), 1, 0).with_context(|| format!("writing {EXEMPT_EXES_MAP}"))?;
         }
     }
-    let mut config: aya::maps::Array<_, PodConfig> = aya::maps::Array::try_from(
+    let mut config: aya::maps::Array<_, Config> = aya::maps::Array::try_from(
         ebpf.map_mut(CONFIG_MAP).with_context(|| format!("the eBPF object has no map {CONFIG_MAP}"))?,
     )
     .with_context(|| format!("map {CONFIG_MAP} has an unexpected type"))?;
-    let PodConfig(mut value) = config.get(&0, 0).with_context(|| format!("reading {CONFIG_MAP}"))?;
+    let mut value = config.get(&0, 0).with_context(|| format!("reading {CONFIG_MAP}"))?;
     value.exempt = exemptions.bits();
     value.exempt_levels = exemptions.levels();
-    config.set(0, PodConfig(value), 0).with_context(|| format!("writing {CONFIG_MAP}[0]"))
+    config.set(0, value, 0).with_context(|| format!("writing {CONFIG_MAP}[0]"))
 }
 
 fn typed<'a, K: Pod, V: Pod>(ebpf: &'a mut Ebpf, name: &str) -> Result<HashMap<&'a mut MapData, K, V>> {
@@ -199,7 +177,7 @@ pub fn attach_tracking(ebpf: &mut Ebpf) -> Result<()> {
 /// exempt executable (found by device and inode of `/proc/PID/exe`); returns the tracker and
 /// how many processes were marked.
 pub fn take_tracker(ebpf: &mut Ebpf, exemptions: &Exemptions) -> Result<(Tracker, usize)> {
-    let take = |ebpf: &mut Ebpf, name: &str| -> Result<HashMap<MapData, u32, PodRecord>> {
+    let take = |ebpf: &mut Ebpf, name: &str| -> Result<HashMap<MapData, u32, ProcRecord>> {
         let map = ebpf.take_map(name).with_context(|| format!("the eBPF object has no map {name}"))?;
         HashMap::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
     };
@@ -227,7 +205,7 @@ pub fn take_tracker(ebpf: &mut Ebpf, exemptions: &Exemptions) -> Result<(Tracker
                     .unwrap_or(0);
             }
             // NOEXIST: an exec the tracepoint saw meanwhile is newer than what we read.
-            if procs.insert(pid, PodRecord(record), u64::from(aya_ebpf_noexist())).is_ok() {
+            if procs.insert(pid, record, u64::from(aya_ebpf_noexist())).is_ok() {
                 marked += 1;
             }
         }
@@ -271,7 +249,7 @@ pub struct ExemptActivity {
 }
 
 /// Takes `EXEMPT_COUNTS` out of the object.
-pub fn take_exempt_counts(ebpf: &mut Ebpf) -> Result<HashMap<MapData, u32, PodCount>> {
+pub fn take_exempt_counts(ebpf: &mut Ebpf) -> Result<HashMap<MapData, u32, ExemptCount>> {
     let map = ebpf
         .take_map(EXEMPT_COUNTS_MAP)
         .with_context(|| format!("the eBPF object has no map {EXEMPT_COUNTS_MAP}"))?;
@@ -279,11 +257,11 @@ pub fn take_exempt_counts(ebpf: &mut Ebpf) -> Result<HashMap<MapData, u32, PodCo
 }
 
 /// Every exempt process's counts, by pid.
-pub fn read_exempt_counts(map: &HashMap<MapData, u32, PodCount>) -> Vec<ExemptActivity> {
+pub fn read_exempt_counts(map: &HashMap<MapData, u32, ExemptCount>) -> Vec<ExemptActivity> {
     let mut all: Vec<_> = map
         .iter()
         .flatten()
-        .map(|(pid, PodCount(c))| ExemptActivity {
+        .map(|(pid, c)| ExemptActivity {
             pid,
             comm: String::from_utf8_lossy(c.comm_bytes()).into_owned(),
             uid: c.uid,

@@ -8,23 +8,10 @@ use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, MapData};
-use aya::Pod;
-use sockstrace_ebpf::{UdpPeer, UdpPeerKey, UDP_PEERS_MAP};
+use sockstrace_common::{UdpPeer, UdpPeerKey, UDP_PEERS_MAP};
 
 use super::backstop::host_bytes;
 use super::Witness;
-
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-struct PodKey(UdpPeerKey);
-// SAFETY: `repr(C)` integers with explicit padding: no implicit padding, any bit pattern valid.
-unsafe impl Pod for PodKey {}
-
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-struct PodPeer(UdpPeer);
-// SAFETY: as for `PodKey`.
-unsafe impl Pod for PodPeer {}
 
 /// The address words and port as the hooks read them (see [`UdpPeerKey`]).
 fn words(addr: SocketAddr) -> ([u32; 4], u32) {
@@ -50,7 +37,7 @@ pub fn peer(peer: SocketAddr) -> UdpPeer {
 
 /// The reply-address map, shared by the relay threads.
 pub struct UdpPeers {
-    map: Mutex<HashMap<MapData, PodKey, PodPeer>>,
+    map: Mutex<HashMap<MapData, UdpPeerKey, UdpPeer>>,
 }
 
 impl UdpPeers {
@@ -70,13 +57,13 @@ impl UdpPeers {
     /// may reach `shim` (UDP): to be entered before the socket is connected there.
     pub fn insert(&self, cookie: u64, shim: SocketAddr, original: SocketAddr) -> Result<()> {
         let mut map = self.map.lock().map_err(|_| anyhow::anyhow!("UDP_PEERS lock poisoned"))?;
-        map.insert(PodKey(key(cookie, shim)), PodPeer(peer(original)), 0).context("writing UDP_PEERS")
+        map.insert(key(cookie, shim), peer(original), 0).context("writing UDP_PEERS")
     }
 
     /// Forgets a shim (its socket is closed).
     pub fn remove(&self, cookie: u64, shim: SocketAddr) {
         if let Ok(mut map) = self.map.lock() {
-            let _ = map.remove(&PodKey(key(cookie, shim)));
+            let _ = map.remove(&key(cookie, shim));
         }
     }
 }
@@ -99,7 +86,7 @@ mod tests {
 
     #[test]
     fn the_hooks_build_the_same_key_for_a_shim() {
-        use sockstrace_ebpf::{may_be_shim, transport, Ip6};
+        use sockstrace_common::{may_be_shim, transport, Ip6};
         for shim in ["127.83.84.1:4660", "[::1]:40000"] {
             let shim: SocketAddr = shim.parse().unwrap();
             let addr = Ip6::from_bytes(host_bytes(shim.ip()));

@@ -13,7 +13,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     Ebpf,
 };
-use sockstrace_ebpf::EVENTS_MAP;
+use sockstrace_common::{ExemptCount, EVENTS_MAP};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -130,7 +130,7 @@ impl Loaded {
 struct Tracking {
     /// `None` where the tracepoints could not be attached.
     tracker: Option<Arc<Tracker>>,
-    exempt_counts: aya::maps::HashMap<MapData, u32, tracking::PodCount>,
+    exempt_counts: aya::maps::HashMap<MapData, u32, ExemptCount>,
     /// Processes of exempt executables found running at the start.
     marked: usize,
 }

@@ -615,7 +615,7 @@ fn dropping_a_witness_removes_its_cgroup() {
 /// table. Loopback destinations only (and `allow_loopback` off, so the rules decide).
 #[test]
 fn kernel_walks_a_full_rule_table_like_the_host_judge() {
-    use sockstrace_ebpf::{judge_remote, reason, Ip6, MAX_RULES};
+    use sockstrace_common::{judge_remote, reason, Ip6, MAX_RULES};
 
     use super::backstop::{compile, host_bytes};
 

@@ -1,14 +1,19 @@
 //! Types and pure logic shared by sockstrace's eBPF programs and its userspace.
 //!
 //! Everything here is plain `#[repr(C)]` data with explicit padding, so the kernel side
-//! (`src/main.rs`, built for `bpfel-unknown-none`) and userspace (x86_64, aarch64, ...) agree on
-//! every byte. The crate is `no_std` and depends on nothing, so userspace can link it freely.
+//! (`sockstrace-ebpf`, built for `bpfel-unknown-none`) and userspace (x86_64, aarch64, ...) agree
+//! on every byte. The crate is `no_std` and depends on nothing; its `user` feature (userspace
+//! only) implements `aya::Pod` for the map keys and values, so aya reads and writes them as they
+//! are.
 //!
 //! The backstop policy's matching ([`judge_remote`], [`judge_bind`], [`judge_create`],
 //! [`judge_listen`]) lives here too, so the very code the kernel runs is unit-tested on the host
 //! and cross-checked against `sockstrace::policy::decide`. It avoids anything the verifier
 //! cannot follow: no slices, no variable indexing, no panicking paths.
 #![cfg_attr(not(test), no_std)]
+
+#[cfg(feature = "user")]
+mod pod;
 
 /// Ring buffer map (`BPF_MAP_TYPE_RINGBUF`) carrying one [`SockEvent`] per leak a hook saw.
 pub const EVENTS_MAP: &str = "EVENTS";
@@ -740,6 +745,8 @@ const _: () = {
     assert!(offset_of!(SockEvent, reason) == 85);
     assert!(offset_of!(SockEvent, detail) == 86);
     assert!(offset_of!(SockFacts, egress_reported) == 148);
+    assert!(size_of::<UdpPeerKey>() == 32);
+    assert!(size_of::<UdpPeer>() == 24);
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+//! The object's maps. Their names (the statics' names) are the ABI: userspace looks each up by
+//! the name `sockstrace_common` gives it.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use sockstrace_common::{
+    Config, ExemptCount, ProcRecord, Rule, SockFacts, UdpPeer, UdpPeerKey, EVENTS_BYTE_SIZE,
+    EXEMPT_COUNTS_MAX_ENTRIES, FILENAME_LEN, GONE_MAX_ENTRIES, MAX_EXEMPTIONS, MAX_RULES, PROCS_MAX_ENTRIES,
+    SOCKETS_MAX_ENTRIES, UDP_PEERS_MAX_ENTRIES,
+};
+
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTE_SIZE, 0);
+
+#[map]
+pub(crate) static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub(crate) static SOCKETS: LruHashMap<u64, SockFacts> = LruHashMap::with_max_entries(SOCKETS_MAX_ENTRIES, 0);
+
+#[map]
+pub(crate) static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map]
+pub(crate) static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
+
+/// Where a new `SOCKETS` value is put together: the BPF stack (512 bytes) is too small for it.
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<SockFacts> = PerCpuArray::with_max_entries(1, 0);
+
+/// `BPF_F_NO_PREALLOC`: hash map entries are allocated as they come (the process maps are
+/// large and mostly empty; preallocating them would cost start-up time and memory).
+const NO_PREALLOC: u32 = 1;
+
+/// Live processes the tracking tracepoints saw (audit only): tgid -> record.
+#[map]
+pub(crate) static PROCS: HashMap<u32, ProcRecord> = HashMap::with_max_entries(PROCS_MAX_ENTRIES, NO_PREALLOC);
+
+/// Processes that exited lately: tgid -> record.
+#[map]
+pub(crate) static GONE: LruHashMap<u32, ProcRecord> = LruHashMap::with_max_entries(GONE_MAX_ENTRIES, 0);
+
+/// Records that did not fit in `PROCS`.
+#[map]
+pub(crate) static PROCS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a `PROCS` record is put together.
+#[map]
+pub(crate) static PROC_SCRATCH: PerCpuArray<ProcRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Exempt cgroups (and their descendants): cgroup id -> 1.
+#[map]
+pub(crate) static EXEMPT_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_EXEMPTIONS, 0);
+
+/// Exempt users: uid -> 1.
+#[map]
+pub(crate) static EXEMPT_UIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_EXEMPTIONS, 0);
+
+/// Exempt executables: the path `execve` is given, NUL-padded -> 1.
+#[map]
+pub(crate) static EXEMPT_EXES: HashMap<[u8; FILENAME_LEN], u8> = HashMap::with_max_entries(MAX_EXEMPTIONS, 0);
+
+/// What exempt processes did around the proxy: tgid -> counts.
+#[map]
+pub(crate) static EXEMPT_COUNTS: LruHashMap<u32, ExemptCount> =
+    LruHashMap::with_max_entries(EXEMPT_COUNTS_MAX_ENTRIES, 0);
+
+/// The program socket's shim address (where the supervisor delivers a relayed reply from) to
+/// the peer the program addressed; written by the supervisor only.
+#[map]
+pub(crate) static UDP_PEERS: HashMap<UdpPeerKey, UdpPeer> =
+    HashMap::with_max_entries(UDP_PEERS_MAX_ENTRIES, 0);

@@ -1,0 +1,245 @@
+//! The pieces every hook uses: the rule walk, the backstop's settings, a socket's `SOCKETS`
+//! entry, the task's ids, map-memory stores and the event ring buffer.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_loop},
+    },
+};
+use sockstrace_common::{remote_allowed, rules_in_force, Config, Ip6, RuleQuery, SockEvent, SockFacts};
+
+use crate::maps::{CONFIG, DROPPED, EVENTS, RULES, SCRATCH, SOCKETS};
+use crate::{log_ring_full, log_rule_walk_failed};
+
+/// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
+/// the verifier allows fixed-offset loads from these pointers but no pointer arithmetic, which
+/// LLVM would use for an array copy. Needs `unsafe`: `$ptr` must be valid.
+macro_rules! words4 {
+    ($ptr:expr, $field:ident) => {{
+        let p = $ptr;
+        [
+            core::ptr::read_volatile(&raw const (*p).$field[0]),
+            core::ptr::read_volatile(&raw const (*p).$field[1]),
+            core::ptr::read_volatile(&raw const (*p).$field[2]),
+            core::ptr::read_volatile(&raw const (*p).$field[3]),
+        ]
+    }};
+}
+
+/// Return value of a cgroup hook that lets the operation proceed.
+pub(crate) const ALLOW: i32 = 1;
+/// Return value of a cgroup hook that refuses it (`EPERM`).
+pub(crate) const REFUSE: i32 = 0;
+pub(crate) use words4;
+
+/// Whether the backstop allows a connect or send (`query`): `sockstrace_common::judge_remote`,
+/// with the kernel walking the rules; `judge_remote_matched` on the same query then names a
+/// leak's reason.
+///
+/// The walk is `bpf_loop` (5.17+) over [`rule_step`]: the verifier checks that callback once,
+/// with an unknown index, instead of walking an inline loop once per possible rule (up to 64
+/// times, and all the code after the loop once per way out of it: seconds of verifier time).
+/// If `bpf_loop` fails, nothing is marked matched: the operation is judged a leak (and a
+/// warning says so).
+///
+/// It answers a bool, not a reason: each distinct constant the verifier sees steering the rest
+/// of the program is one more path it checks to the end.
+#[inline(always)]
+pub(crate) fn judge_remote(config: &Config, query: &mut RuleQuery) -> bool {
+    // SAFETY: `rule_step` has the callback signature `bpf_loop` expects, and `query` outlives
+    // the call; the callback gets it back as its context.
+    let walked = unsafe {
+        bpf_loop(
+            rules_in_force(config),
+            rule_step as *mut c_void,
+            core::ptr::from_mut(query).cast::<c_void>(),
+            0,
+        )
+    };
+    if walked < 0 {
+        log_rule_walk_failed(walked);
+    }
+    remote_allowed(config, query)
+}
+
+/// One step of [`judge_remote`]'s walk: does `RULES[index]` let `ctx` (a [`RuleQuery`])
+/// through? Returns 1 (stop) once one does, 0 (go on) otherwise.
+#[inline(never)]
+extern "C" fn rule_step(index: u64, ctx: *mut c_void) -> i64 {
+    let query = ctx.cast::<RuleQuery>();
+    let Some(rule) = RULES.get(index as u32) else {
+        return 0;
+    };
+    // SAFETY: `ctx` is the `RuleQuery` on `judge_remote`'s stack, alive for the whole loop.
+    unsafe {
+        if (*query).matches(rule) {
+            (*query).matched = 1;
+            return 1;
+        }
+    }
+    0
+}
+
+/// The backstop's settings; all zero (observe only, no rules) if userspace wrote none.
+#[inline(always)]
+pub(crate) fn config() -> Config {
+    CONFIG.get(0).copied().unwrap_or_default()
+}
+
+/// Who a new `SOCKETS` entry names as the socket's creator.
+#[derive(Clone, Copy)]
+pub(crate) enum Creator {
+    /// The current task: a hook running in the context of a call on the socket.
+    Current,
+    /// Unknown (softirq context); the socket is in the cgroup we are attached to.
+    Unknown { cgroup_id: u64 },
+}
+
+/// The socket's `SOCKETS` entry, created on first sight.
+#[inline(always)]
+pub(crate) fn facts_of(
+    cookie: u64,
+    netns_cookie: impl FnOnce() -> u64,
+    family: u16,
+    sock_type: u16,
+    protocol: u16,
+    creator: Creator,
+) -> Option<*mut SockFacts> {
+    if let Some(facts) = SOCKETS.get_ptr_mut(cookie) {
+        return Some(facts);
+    }
+    let fresh = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: `fresh` points at this CPU's live `SCRATCH` value; programs do not migrate
+    // between CPUs, and the value is consumed (copied by the insert) before we return.
+    unsafe {
+        zero(fresh);
+        (*fresh).netns_cookie = netns_cookie();
+        (*fresh).family = family;
+        (*fresh).sock_type = sock_type;
+        (*fresh).protocol = protocol;
+        match creator {
+            Creator::Current => {
+                // SAFETY: takes no argument.
+                (*fresh).cgroup_id = bpf_get_current_cgroup_id();
+                fill_task(&mut (*fresh).pid_tgid, &mut (*fresh).uid_gid, &mut (*fresh).comm);
+            }
+            Creator::Unknown { cgroup_id } => (*fresh).cgroup_id = cgroup_id,
+        }
+        // NOEXIST: if another CPU created it meanwhile, keep theirs.
+        // By reference: the helper copies straight from the scratch value (a copy by value
+        // would land on the stack, which is what the scratch map avoids).
+        #[allow(clippy::needless_borrows_for_generic_args)]
+        let _ = SOCKETS.insert(cookie, &*fresh, u64::from(BPF_NOEXIST));
+    }
+    SOCKETS.get_ptr_mut(cookie)
+}
+
+/// The current task's ids and comm.
+#[inline(always)]
+pub(crate) fn fill_task(pid_tgid: &mut u64, uid_gid: &mut u64, comm: &mut [u8; 16]) {
+    *pid_tgid = bpf_get_current_pid_tgid();
+    *uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: `comm` is a 16-byte buffer and we pass exactly its size; on failure the helper
+    // zeroes it, which is what we want anyway.
+    unsafe {
+        bpf_get_current_comm(comm.as_mut_ptr().cast::<c_void>(), comm.len() as u32);
+    }
+}
+
+/// Adds one to a counter in map memory.
+///
+/// A plain read-modify-write: `core` offers no atomic add for the BPF target. Two hooks racing
+/// on the same socket (or a program preempting another on the same CPU) can lose one count.
+///
+/// # Safety
+/// `counter` must point at a live, 8-byte aligned `u64` in a map value.
+#[inline(always)]
+pub(crate) unsafe fn bump(counter: *mut u64) {
+    // SAFETY: per the contract.
+    unsafe { *counter = (*counter).wrapping_add(1) };
+}
+
+/// Zeroes `*value` (8-byte aligned, a multiple of 8 bytes) with one 8-byte store per word.
+///
+/// `write_bytes` would become a call to the builtin `memset`, a byte-by-byte loop the verifier
+/// walks once per byte (152 turns for a `SockFacts`) at every call site. Volatile stores are
+/// never merged back into a `memset`.
+///
+/// # Safety
+/// `value` must be valid for writes of a `T`, and any bit pattern must be a valid `T`.
+#[inline(always)]
+pub(crate) unsafe fn zero<T>(value: *mut T) {
+    const {
+        assert!(core::mem::size_of::<T>().is_multiple_of(8) && core::mem::align_of::<T>() >= 8);
+    }
+    let words = value.cast::<u64>();
+    let mut i = 0;
+    while i < core::mem::size_of::<T>() / 8 {
+        // SAFETY: per the contract, word `i` lies within `*value` and is aligned.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+}
+
+/// Writes `addr` as its 16 bytes (network order) with two 8-byte stores: a plain copy of
+/// `to_bytes()` becomes a byte-by-byte `memset` call for the zero bytes of a v4-mapped address.
+///
+/// # Safety
+/// `dst` must be valid for writes and 8-byte aligned (every address field of our map values and
+/// events is).
+#[inline(always)]
+pub(crate) unsafe fn store_addr(dst: *mut [u8; 16], addr: Ip6) {
+    let words = dst.cast::<u64>();
+    // SAFETY: per the contract; the two words are the array's two halves.
+    unsafe {
+        core::ptr::write_volatile(words, addr.hi.to_be());
+        core::ptr::write_volatile(words.add(1), addr.lo.to_be());
+    }
+}
+
+/// Reserves a zeroed event in the ring buffer, lets `fill` describe it there (no stack copy) and
+/// submits it; counts it as dropped when the buffer is full, with a warning for this CPU's 1st,
+/// 2nd, 4th, 8th, ... drop (a flood costs a few lines, not one per event) naming the socket
+/// (`cookie`) of the lost event.
+///
+/// Callers pass `move` closures: a value captured by reference lives in stack memory, and a
+/// `bool` stored there as one byte reads back as 0..=255 to the verifier (a hook's return value
+/// derived from it is then refused for not being 0 or 1).
+#[inline(always)]
+pub(crate) fn emit(cookie: u64, fill: impl FnOnce(&mut SockEvent)) {
+    match EVENTS.reserve::<SockEvent>(0) {
+        Some(mut entry) => {
+            let event = entry.as_mut_ptr();
+            // SAFETY: `event` points at `size_of::<SockEvent>()` reserved, 8-byte aligned ring
+            // buffer bytes that only we touch until submit; zeroing makes them a valid event.
+            unsafe {
+                zero(event);
+                fill(&mut *event);
+            }
+            entry.submit(0);
+        }
+        None => {
+            let lost = count_dropped();
+            if lost != 0 && lost & (lost - 1) == 0 {
+                log_ring_full(cookie, lost);
+            }
+        }
+    }
+}
+
+/// Counts one lost event; returns this CPU's count so far (0 if the counter cannot be had).
+#[inline(always)]
+fn count_dropped() -> u64 {
+    match DROPPED.get_ptr_mut(0) {
+        // SAFETY: `slot` points at this CPU's live, aligned u64 in `DROPPED`.
+        Some(slot) => unsafe {
+            bump(slot);
+            *slot
+        },
+        None => 0,
+    }
+}

@@ -1,0 +1,182 @@
+//! cgroup sock_addr: connect, sendmsg (UDP with an address), bind.
+
+use aya_ebpf::{
+    bindings::bpf_sock,
+    helpers::generated::{bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+    EbpfContext as _,
+};
+use sockstrace_common::{abi, judge_bind, judge_remote_matched, kind, reason, verdict, Ip6, RuleQuery};
+
+use crate::exemptions::current_exempt;
+use crate::log_sockaddr_family;
+use crate::shared::{
+    bump, config, emit, facts_of, fill_task, judge_remote, store_addr, words4, Creator, ALLOW, REFUSE,
+};
+use crate::udp_peers::own_shim;
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr4(&ctx);
+    on_sock_addr(&ctx, kind::CONNECT4, abi::AF_INET, addr, port)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr6(&ctx);
+    on_sock_addr(&ctx, kind::CONNECT6, abi::AF_INET6, addr, port)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr4(&ctx);
+    on_sock_addr(&ctx, kind::SENDMSG4, abi::AF_INET, addr, port)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr6(&ctx);
+    on_sock_addr(&ctx, kind::SENDMSG6, abi::AF_INET6, addr, port)
+}
+
+#[cgroup_sock_addr(bind4)]
+pub fn bind4(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr4(&ctx);
+    on_sock_addr(&ctx, kind::BIND4, abi::AF_INET, addr, port)
+}
+
+#[cgroup_sock_addr(bind6)]
+pub fn bind6(ctx: SockAddrContext) -> i32 {
+    let (addr, port) = user_addr6(&ctx);
+    on_sock_addr(&ctx, kind::BIND6, abi::AF_INET6, addr, port)
+}
+
+/// The IPv4 address and port of the caller's sockaddr (the kernel's own copy).
+#[inline(always)]
+fn user_addr4(ctx: &SockAddrContext) -> (Ip6, u16) {
+    let sa = ctx.sock_addr;
+    // SAFETY: a cgroup sock_addr program gets a valid `bpf_sock_addr` context for its whole
+    // run; `user_ip4` and `user_port` are 4-byte reads the verifier allows in the *4 hooks.
+    let (ip, port) = unsafe { ((*sa).user_ip4, (*sa).user_port) };
+    // The low 16 bits of `user_port` hold the port as in the sockaddr: network byte order.
+    (Ip6::from_v4_word(ip), u16::from_be(port as u16))
+}
+
+/// The IPv6 address and port of the caller's sockaddr (the kernel's own copy).
+#[inline(always)]
+fn user_addr6(ctx: &SockAddrContext) -> (Ip6, u16) {
+    let sa = ctx.sock_addr;
+    // SAFETY: as in `user_addr4`; `user_ip6` is four 4-byte reads allowed in the *6 hooks.
+    let (ip, port) = unsafe { (words4!(sa, user_ip6), (*sa).user_port) };
+    (Ip6::from_words(ip), u16::from_be(port as u16))
+}
+
+/// Records, judges and reports one connect, send or bind to `addr`:`port`; `user_family` is the
+/// sockaddr family the hook is for (`AF_INET` for the *4 hooks).
+#[inline(always)]
+fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, port: u16) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: plain 4-byte context reads (the sockaddr's family, the socket's family, type and
+    // resolved protocol).
+    let (given_family, family, sock_type, protocol) =
+        unsafe { ((*sa).user_family as u16, (*sa).family as u16, (*sa).type_ as u16, (*sa).protocol as u16) };
+    if given_family != user_family {
+        log_sockaddr_family(u32::from(given_family), u32::from(family));
+    }
+    // SAFETY: the helpers take the program's own, valid context pointer.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // Asked only when needed: a new `SOCKETS` entry, or an event.
+    // SAFETY: as above.
+    let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    let config = config();
+    let is_bind = kind == kind::BIND4 || kind == kind::BIND6;
+    // Only whether it is a leak steers what follows; its reason is worked out where the event
+    // takes it (see `shared::judge_remote`).
+    let mut query = RuleQuery::new(addr, port, sock_type, protocol);
+    let judged_leak = if is_bind {
+        judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0) != reason::NONE
+    } else {
+        // A socket's own shim counts as a matched rule: one answer, judged as before.
+        query.matched = own_shim(cookie, &query);
+        !judge_remote(&config, &mut query)
+    };
+    // Only a leak pays for the exemption check (proxy traffic never does), and only when
+    // something is exempt at all.
+    let exempt = judged_leak && config.exempt != 0 && current_exempt(&config, kind);
+    let leak = judged_leak && !exempt;
+    let refuse = leak && config.enforce != 0;
+
+    let mut cgroup_id = 0;
+    if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
+        if exempt {
+            // SAFETY: a live `SOCKETS` value, see below. Marked for the egress gate.
+            unsafe { (*facts).exempt = 1 };
+        }
+        // SAFETY: `facts` points at a live `SOCKETS` value (map memory stays valid for the
+        // program's run, even if the entry is evicted meanwhile). Concurrent hooks on the same
+        // socket may interleave their plain stores (see `shared::bump`).
+        unsafe {
+            cgroup_id = (*facts).cgroup_id;
+            if is_bind {
+                store_addr(&raw mut (*facts).src_addr, addr);
+                (*facts).src_port = port;
+            } else {
+                store_addr(&raw mut (*facts).dst_addr, addr);
+                (*facts).dst_port = port;
+                let counter = if kind == kind::CONNECT4 || kind == kind::CONNECT6 {
+                    &raw mut (*facts).connects
+                } else {
+                    &raw mut (*facts).sends
+                };
+                bump(counter);
+            }
+            if leak {
+                bump(&raw mut (*facts).leaks);
+                if refuse {
+                    bump(&raw mut (*facts).denied);
+                }
+            }
+            // The socket's own source, once the kernel has picked one (bound, or sent before).
+            let sk: *mut bpf_sock = (*sa).__bindgen_anon_1.sk;
+            let src_port = (*sk).src_port as u16;
+            if !is_bind && src_port != 0 {
+                (*facts).src_port = src_port;
+                let src = if family == abi::AF_INET6 {
+                    Ip6::from_words(words4!(sk, src_ip6))
+                } else {
+                    Ip6::from_v4_word((*sk).src_ip4)
+                };
+                store_addr(&raw mut (*facts).src_addr, src);
+            }
+        }
+    }
+
+    if leak {
+        emit(cookie, move |event| {
+            event.kind = kind;
+            event.family = family;
+            event.sock_type = sock_type;
+            event.protocol = protocol;
+            event.cookie = cookie;
+            event.netns_cookie = netns_cookie();
+            // SAFETY: takes no argument.
+            event.cgroup_id = if cgroup_id != 0 { cgroup_id } else { unsafe { bpf_get_current_cgroup_id() } };
+            // SAFETY: `event` is a valid, 8-byte aligned event; `addr` is at offset 48.
+            unsafe { store_addr(&raw mut event.addr, addr) };
+            event.port = port;
+            event.verdict = if refuse { verdict::DENY } else { verdict::PASS };
+            event.reason = if is_bind {
+                judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0)
+            } else {
+                judge_remote_matched(&config, &query)
+            };
+            fill_task(&mut event.pid_tgid, &mut event.uid_gid, &mut event.comm);
+        });
+    }
+    if refuse {
+        REFUSE
+    } else {
+        ALLOW
+    }
+}
