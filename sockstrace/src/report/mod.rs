@@ -6,6 +6,9 @@ pub(crate) mod human;
 mod journal;
 mod summary;
 
+#[cfg(test)]
+mod golden;
+
 pub use event::{Action, Event, ProcessInfo};
 pub use summary::{Layers, Summary};
 
