@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::kernel::tracking::ProcessRecord;
 use crate::procfs::{cgroup2, cmdline, status_field};
-use crate::report::{Event, ProcessInfo};
+use crate::report_writer::{Event, ProcessInfo};
 
 /// What /proc told about one process, completed from the kernel's process record where /proc
 /// could not tell (the process was gone); `None` for what neither could tell.
@@ -321,7 +321,7 @@ impl Cache {
 mod tests {
     use super::*;
     use crate::policy::{Decision, Reason};
-    use crate::report::Action;
+    use crate::report_writer::Action;
 
     #[test]
     fn parses_proc_files() {

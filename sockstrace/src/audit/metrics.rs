@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::tally::action_name;
-use crate::report::Event;
+use crate::report_writer::Event;
 
 /// The largest request head we read.
 const MAX_HEAD: usize = 8192;
@@ -172,7 +172,7 @@ fn respond(head: Option<&str>, metrics: &Metrics) -> String {
 mod tests {
     use super::*;
     use crate::policy::{Decision, Reason};
-    use crate::report::Action;
+    use crate::report_writer::Action;
 
     fn metrics() -> Metrics {
         let m = Metrics::new(true);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::report::{Action, Event};
+use crate::report_writer::{Action, Event};
 
 /// Processes kept in the table; leaks of further ones are only counted.
 const MAX_PROCESSES: usize = 1000;

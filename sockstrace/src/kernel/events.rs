@@ -16,7 +16,7 @@ use tokio::{
 use super::facts::socket_addr;
 use crate::net::socket::SocketFacts;
 use crate::policy::{Decision, Reason};
-use crate::report::{Action, Event, ProcessInfo};
+use crate::report_writer::{Action, Event, ProcessInfo};
 
 /// One leak a kernel hook saw, refused (`denied`) or let through (observe-only mode, or a hook
 /// that cannot refuse, like listen).

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::parse::{format_duration, format_time_of_day, format_utc_millis, value_text, Record, Report};
+use super::read::{format_duration, format_time_of_day, format_utc_millis, value_text, Record, Report};
 use super::table::{command_line, visible, Tables};
 
 /// Timeline rows drawn at most; past this, allowed events are left out first.
@@ -492,7 +492,7 @@ footer { margin-top: 24px; color: var(--grey); font-size: 12px; }
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::parse_str;
+    use super::super::read::parse_str;
     use super::super::table::build;
     use super::*;
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::parse::{format_time_of_day, Record};
+use super::read::{format_time_of_day, Record};
 
 /// One row per (destination, protocol, reason, verdict, action).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,7 +427,7 @@ pub fn visible(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::parse_str;
+    use super::super::read::parse_str;
     use super::*;
 
     fn line(seq: u32, pid: u32, comm: &str, dst: &str, verdict: &str, action: &str) -> String {

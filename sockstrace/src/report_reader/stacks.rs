@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::stack::{describe, own_frames, Frame};
 
-use super::parse::Record;
+use super::read::Record;
 
 /// Callers shown under a row.
 const CALLERS: usize = 6;
@@ -108,7 +108,7 @@ pub fn render(rows: &[StackRow], without: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::parse_str;
+    use super::super::read::parse_str;
     use super::*;
 
     fn leak(seq: u32, pid: u32, dst: &str, inner: &str, line: u32) -> String {
