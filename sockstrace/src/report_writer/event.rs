@@ -1,29 +1,13 @@
-//! The event of the `--report` contract (schema 1).
+//! An event on its way to the report: the schema's event, made from a decision, and what
+//! only the writer needs until it is written (the stack as copied while the call was held).
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use serde::Serialize;
+use sockstrace::schema::{self, Action, Timestamp};
 
 use crate::policy::{Decision, Verdict};
-
-pub const SCHEMA: u32 = 1;
-
-/// What sockstrace did about a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Allowed,
-    Logged,
-    Blocked,
-    Killed,
-    /// Sent through the proxy instead (`--on-leak socksify`).
-    Socksified,
-}
-
-impl Action {
-    /// Whether the program's own call goes ahead as it asked.
-    pub fn lets_through(self) -> bool {
-        matches!(self, Action::Allowed | Action::Logged)
-    }
-}
 
 /// Who made the call, read from /proc while the caller waits in the syscall.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,83 +18,25 @@ pub struct ProcessInfo {
     pub argv: Option<Vec<String>>,
 }
 
+/// Serializes as the schema's event; its fields are the schema's ([`Deref`]).
 #[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
 pub struct Event {
-    pub schema: u32,
-    pub seq: u64,
-    pub ts: String,
-    pub source: &'static str,
-    pub syscall: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// The parent's pid, for audit events (from /proc, or the kernel's process record).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ppid: Option<u32>,
-    pub tid: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comm: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub argv: Option<Vec<String>>,
-    /// The process's cgroup v2 path (`/proc/PID/cgroup`), for audit events.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<String>,
-    /// Process fields that could not be read (`exe`, `argv`, `cgroup`): the process was gone,
-    /// had exec'd another program, or did not answer in time. Audit events only.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cookie: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub family: Option<String>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub sock_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub local: Option<String>,
-    /// The socket option or control message refused (`IPV6_RTHDR`), for
-    /// reason `routing-option`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub option: Option<String>,
-    pub verdict: &'static str,
-    pub reason: &'static str,
-    pub action: Action,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errno: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<serde_json::Value>,
-    /// `--stack`: the calling thread's stack, innermost frame first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stack: Option<Vec<crate::stack::Frame>>,
-    /// `--stack`: why there is no stack.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stack_error: Option<String>,
-    /// `--core-on-leak`: the core file of the leaking process.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub core: Option<String>,
-    /// `--core-on-leak`: why there is no core file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub core_error: Option<String>,
+    line: schema::Event,
     /// The stack as copied while the call was held, until it is symbolized.
     #[serde(skip)]
-    pub captured: Option<std::sync::Arc<crate::stack::capture::Captured>>,
+    pub captured: Option<Arc<crate::stack::capture::Captured>>,
 }
 
 impl Event {
-    /// A new event for a decision; the reporter fills in `seq`.
+    /// A new event for a decision, now; the reporter fills in `seq`.
     pub fn new(syscall: &'static str, tid: u32, decision: Decision, action: Action) -> Self {
-        Event {
-            schema: SCHEMA,
+        let line = schema::Event {
+            schema: schema::SCHEMA,
             seq: 0,
-            ts: now_rfc3339(),
-            source: "seccomp",
-            syscall,
+            ts: Timestamp::now(),
+            source: "seccomp".into(),
+            syscall: syscall.into(),
             pid: None,
             ppid: None,
             tid,
@@ -130,8 +56,9 @@ impl Event {
             verdict: match decision.verdict {
                 Verdict::Allowed => "allowed",
                 Verdict::Leak => "leak",
-            },
-            reason: decision.reason.as_str(),
+            }
+            .into(),
+            reason: decision.reason.as_str().into(),
             action,
             errno: None,
             kernel: None,
@@ -139,8 +66,8 @@ impl Event {
             stack_error: None,
             core: None,
             core_error: None,
-            captured: None,
-        }
+        };
+        Event { line, captured: None }
     }
 
     pub fn with_process(mut self, info: ProcessInfo) -> Self {
@@ -151,14 +78,24 @@ impl Event {
         self
     }
 
-    pub fn is_leak(&self) -> bool {
-        self.verdict == "leak"
+    /// The line as the report has it.
+    #[cfg(test)]
+    pub fn line(&self) -> &schema::Event {
+        &self.line
     }
 }
 
-fn now_rfc3339() -> String {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+impl Deref for Event {
+    type Target = schema::Event;
+    fn deref(&self) -> &schema::Event {
+        &self.line
+    }
+}
+
+impl DerefMut for Event {
+    fn deref_mut(&mut self) -> &mut schema::Event {
+        &mut self.line
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +120,7 @@ mod tests {
         assert!(v.get("kernel").is_none());
         assert!(v.get("cgroup").is_none() && v.get("missing").is_none());
         assert!(v.get("stack").is_none() && v.get("stack_error").is_none() && v.get("core").is_none());
+        assert!(v.get("captured").is_none());
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
     }
 }

@@ -16,7 +16,7 @@ fn leak() -> Event {
     };
     let mut e =
         Event::new("connect", 12281, Decision::leak(Reason::DirectTcp), Action::Blocked).with_process(info);
-    e.ts = TS.into();
+    e.ts = ts(TS);
     e.fd = Some(5);
     e.cookie = Some(48042);
     e.family = Some("inet".into());
@@ -39,7 +39,7 @@ fn leak() -> Event {
 /// An allowed connect to the proxy: the fewest fields.
 fn allowed() -> Event {
     let mut e = Event::new("connect", 12281, Decision::allowed(Reason::Proxy), Action::Allowed);
-    e.ts = "2026-11-29T01:25:38Z".into();
+    e.ts = ts("2026-11-29T01:25:38Z");
     e.pid = Some(12280);
     e.dst = Some("[::1]:9050".into());
     e
@@ -49,13 +49,13 @@ fn allowed() -> Event {
 /// fields: parent, cgroup, and what could not be read.
 fn kernel() -> Event {
     let mut e = Event::new("sendmsg", 300, Decision::leak(Reason::DirectUdp), Action::Logged);
-    e.ts = "2026-11-29T01:25:39.5Z".into();
-    e.source = "kernel";
+    e.ts = ts("2026-11-29T01:25:39.5Z");
+    e.source = "kernel".into();
     e.pid = Some(299);
     e.ppid = Some(1);
     e.comm = Some("dig".into());
     e.cgroup = Some("/system.slice/x.service".into());
-    e.missing = vec!["exe", "argv"];
+    e.missing = vec!["exe".into(), "argv".into()];
     e.cookie = Some(7);
     e.family = Some("inet6".into());
     e.sock_type = Some("dgram".into());
@@ -111,7 +111,7 @@ fn an_audit_summary_keeps_its_extra_keys_in_order() {
     let layers =
         Layers { seccomp: "off".into(), kernel: "on".into(), kernel_dropped: Some(0), ..Layers::default() };
     let mut denied = Event::new("ptrace", 1, Decision::allowed(Reason::SyscallDenied), Action::Blocked);
-    denied.ts = TS.into();
+    denied.ts = ts(TS);
     let mut extra = serde_json::Map::new();
     extra.insert("audit".into(), serde_json::json!({"enforce": false}));
     extra.insert("by_process".into(), serde_json::json!([]));
@@ -119,4 +119,8 @@ fn an_audit_summary_keeps_its_extra_keys_in_order() {
     let text = written(vec![denied], layers, extra);
     let summary = text.lines().last().unwrap();
     assert_eq!(summary, SUMMARY_AUDIT, "\n got: {summary}\nwant: {SUMMARY_AUDIT}");
+}
+
+fn ts(text: &str) -> sockstrace::schema::Timestamp {
+    sockstrace::schema::Timestamp::parse(text).unwrap()
 }
