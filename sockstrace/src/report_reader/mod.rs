@@ -5,7 +5,7 @@
 //! read, holds nothing sockstrace wrote, or the page cannot be written.
 
 mod html;
-mod read;
+pub(crate) mod read;
 mod stacks;
 mod table;
 
@@ -127,13 +127,13 @@ fn notes(report: &Report, tables: &Tables) -> Vec<String> {
         // Several runs in one file: one summary cannot match all their events.
         Some(_) if report.summaries > 1 => {}
         Some(summary) => {
-            if let Some(events) = summary.count("events").filter(|n| *n != t.events) {
+            if let Some(events) = summary.events.filter(|n| *n != t.events) {
                 notes.push(format!("The summary counts {events} event(s), the file holds {}.", t.events));
             }
-            if let Some(leaks) = summary.count("leaks").filter(|n| *n != t.leaks) {
+            if let Some(leaks) = summary.leaks.filter(|n| *n != t.leaks) {
                 notes.push(format!("The summary counts {leaks} leak(s), the file holds {}.", t.leaks));
             }
-            if let Some(lost) = summary.count("kernel_lost_events").filter(|n| *n > 0) {
+            if let Some(lost) = summary.kernel_lost_events.filter(|n| *n > 0) {
                 notes.push(format!("The kernel layer lost {lost} event(s): its ring buffer was full."));
             }
         }
@@ -175,11 +175,11 @@ fn text_report(name: &str, report: &Report, tables: &Tables, leaks_only: bool, n
         ));
     }
     if let Some(summary) = &report.summary {
-        for (layer, state) in summary.layers() {
-            out.push_str(&format!("{:<9}{}\n", format!("{layer}:"), table::visible(&state)));
+        for (layer, state) in &summary.layers {
+            out.push_str(&format!("{:<9}{}\n", format!("{layer}:"), table::visible(state)));
         }
-        if let Some(status) = summary.fields.get("exit_status").filter(|v| !v.is_null()) {
-            out.push_str(&format!("exit:    {}\n", table::visible(&read::value_text(status))));
+        if let Some(status) = summary.exit_status {
+            out.push_str(&format!("exit:    {status}\n"));
         }
     }
     for note in notes {

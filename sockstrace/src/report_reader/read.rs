@@ -1,51 +1,53 @@
 //! Reads a `--report` file (JSON Lines) tolerantly: every line is either an
 //! event, the summary, blank, or skipped with its line number and why. Nothing
 //! in the file can make this panic; only an I/O error fails the whole read.
+//! The lines are the schema's ([`sockstrace::schema`]), as the run wrote them.
 
 use std::io::{self, BufRead};
+use std::ops::Deref;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use sockstrace::schema::{Action, Event, RunSummary, Timestamp, SCHEMA};
 
-/// The schema this reader understands.
-pub const SCHEMA: u64 = 1;
-
-/// One event line, with the fields the report uses, and the whole object for
-/// showing every field (including ones this version does not know).
+/// One event line: the event, and the whole object for showing every field
+/// (including ones this version does not know).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// 1-based line number in the file.
     pub line: usize,
-    pub seq: Option<u64>,
-    /// The timestamp as written.
-    pub ts: String,
+    pub event: Event,
     /// The timestamp as nanoseconds since the Unix epoch (UTC).
     pub time_ns: i128,
-    pub source: Option<String>,
-    pub syscall: String,
-    pub pid: Option<u64>,
-    pub tid: Option<u64>,
-    pub comm: Option<String>,
-    pub exe: Option<String>,
-    pub argv: Option<Vec<String>>,
-    pub protocol: Option<String>,
-    pub dst: Option<String>,
-    pub local: Option<String>,
-    pub verdict: String,
-    pub reason: String,
-    pub action: String,
     /// Every field of the line (sorted by name).
     pub fields: Map<String, Value>,
 }
 
+impl Deref for Record {
+    type Target = Event;
+    fn deref(&self) -> &Event {
+        &self.event
+    }
+}
+
 impl Record {
-    pub fn is_leak(&self) -> bool {
-        self.verdict == "leak"
+    /// The action as written (a later version's, this one does not know, too).
+    pub fn action_name(&self) -> &str {
+        match self.action {
+            Action::Unknown => self.fields.get("action").and_then(Value::as_str).unwrap_or("unknown"),
+            known => known.as_str(),
+        }
+    }
+
+    /// The pid, or the thread's id when the event has no pid.
+    pub fn pid_or_tid(&self) -> Option<u32> {
+        self.pid.or((self.tid != 0).then_some(self.tid))
     }
 
     /// `comm[pid]`, with `?` for what the event does not say.
     pub fn program(&self) -> String {
         let comm = self.comm.as_deref().unwrap_or("?");
-        match self.pid.or(self.tid) {
+        match self.pid_or_tid() {
             Some(pid) => format!("{comm}[{pid}]"),
             None => format!("{comm}[?]"),
         }
@@ -63,20 +65,15 @@ impl Record {
 
 /// The final `{"schema":1,"summary":{...}}` line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunSummary {
+pub struct Summary {
     pub line: usize,
-    pub fields: Map<String, Value>,
+    pub run: RunSummary,
 }
 
-impl RunSummary {
-    pub fn count(&self, name: &str) -> Option<u64> {
-        self.fields.get(name).and_then(Value::as_u64)
-    }
-
-    /// The interception layers, in words, as (name, state).
-    pub fn layers(&self) -> Vec<(String, String)> {
-        let Some(Value::Object(layers)) = self.fields.get("layers") else { return Vec::new() };
-        layers.iter().map(|(name, state)| (name.clone(), value_text(state))).collect()
+impl Deref for Summary {
+    type Target = RunSummary;
+    fn deref(&self) -> &RunSummary {
+        &self.run
     }
 }
 
@@ -92,7 +89,7 @@ pub struct Skipped {
 pub struct Report {
     pub events: Vec<Record>,
     /// The last summary line, if any.
-    pub summary: Option<RunSummary>,
+    pub summary: Option<Summary>,
     /// How many summary lines there were (more than one: files were concatenated).
     pub summaries: usize,
     pub skipped: Vec<Skipped>,
@@ -145,7 +142,7 @@ fn take_line(report: &mut Report, bytes: &[u8]) {
 
 enum Line {
     Event(Box<Record>),
-    Summary(RunSummary),
+    Summary(Summary),
 }
 
 fn classify(line: usize, bytes: &[u8]) -> Result<Line, String> {
@@ -163,73 +160,19 @@ fn classify(line: usize, bytes: &[u8]) -> Result<Line, String> {
     let Value::Object(fields) = value else { return Err("not a JSON object".to_owned()) };
     match fields.get("schema") {
         None => return Err("no `schema` field".to_owned()),
-        Some(v) if v.as_u64() == Some(SCHEMA) => {}
+        Some(v) if v.as_u64() == Some(u64::from(SCHEMA)) => {}
         Some(v) => return Err(format!("schema {v} is not supported (this version reads schema {SCHEMA})")),
     }
-    let mut fields = fields;
-    if let Some(summary) = fields.remove("summary") {
-        let Value::Object(summary) = summary else { return Err("`summary` is not an object".to_owned()) };
-        return Ok(Line::Summary(RunSummary { line, fields: summary }));
+    if let Some(summary) = fields.get("summary") {
+        if !summary.is_object() {
+            return Err("`summary` is not an object".to_owned());
+        }
+        let run = RunSummary::deserialize(summary).map_err(|e| format!("`summary`: {e}"))?;
+        return Ok(Line::Summary(Summary { line, run }));
     }
-    record(line, fields).map(|r| Line::Event(Box::new(r)))
-}
-
-fn record(line: usize, fields: Map<String, Value>) -> Result<Record, String> {
-    let ts = required_str(&fields, "ts")?;
-    let time_ns = parse_rfc3339(&ts).ok_or_else(|| format!("`ts` is not an RFC 3339 time: {ts:?}"))?;
-    Ok(Record {
-        line,
-        seq: optional_u64(&fields, "seq")?,
-        time_ns,
-        source: optional_str(&fields, "source")?,
-        syscall: required_str(&fields, "syscall")?,
-        pid: optional_u64(&fields, "pid")?,
-        tid: optional_u64(&fields, "tid")?,
-        comm: optional_str(&fields, "comm")?,
-        exe: optional_str(&fields, "exe")?,
-        argv: optional_strings(&fields, "argv")?,
-        protocol: optional_str(&fields, "protocol")?,
-        dst: optional_str(&fields, "dst")?,
-        local: optional_str(&fields, "local")?,
-        verdict: required_str(&fields, "verdict")?,
-        reason: required_str(&fields, "reason")?,
-        action: required_str(&fields, "action")?,
-        ts,
-        fields,
-    })
-}
-
-fn required_str(fields: &Map<String, Value>, name: &str) -> Result<String, String> {
-    optional_str(fields, name)?.ok_or_else(|| format!("no `{name}` field"))
-}
-
-/// A field that may be absent (or null), but is a string when present.
-fn optional_str(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("`{name}` is not a string")),
-    }
-}
-
-fn optional_u64(fields: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| format!("`{name}` is not a non-negative integer")),
-    }
-}
-
-fn optional_strings(fields: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, String> {
-    let bad = || format!("`{name}` is not a list of strings");
-    match fields.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
-            .collect::<Result<_, _>>()
-            .map(Some),
-        Some(_) => Err(bad()),
-    }
+    let event = Event::from_object(&fields)?;
+    let time_ns = event.ts.unix_nanos();
+    Ok(Line::Event(Box::new(Record { line, event, time_ns, fields })))
 }
 
 /// A JSON value as words: strings bare, everything else as JSON.
@@ -240,133 +183,14 @@ pub fn value_text(value: &Value) -> String {
     }
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` to nanoseconds since the
-/// Unix epoch. Fractions beyond nanoseconds are truncated.
-pub fn parse_rfc3339(text: &str) -> Option<i128> {
-    let b = text.as_bytes();
-    if b.len() < 20 || !b.is_ascii() {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = b.get(range)?;
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        digits.iter().try_fold(0i64, |acc, d| acc.checked_mul(10)?.checked_add(i64::from(d - b'0')))
-    };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':'
-    {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    // 60 is a leap second; it sorts after :59 as it should.
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: i64 = 0;
-    if b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 9 {
-                nanos = nanos * 10 + i64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        let digits = i - start;
-        if digits == 0 {
-            return None;
-        }
-        for _ in digits..9 {
-            nanos *= 10;
-        }
-    }
-    let offset_seconds = match &b[i..] {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let magnitude = oh * 3600 + om * 60;
-            if *sign == b'+' {
-                magnitude
-            } else {
-                -magnitude
-            }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
-    Some(i128::from(seconds) * 1_000_000_000 + i128::from(nanos))
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// `2026-01-02T03:04:05.123Z`: a time in UTC, to the millisecond.
 pub fn format_utc_millis(time_ns: i128) -> String {
-    let (days, rest) = split_days(time_ns);
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{}Z", time_of_day(rest))
+    Timestamp::from_unix_nanos(time_ns).map_or_else(|| "?".to_owned(), Timestamp::utc_millis)
 }
 
 /// `03:04:05.123`: the UTC time of day, to the millisecond.
 pub fn format_time_of_day(time_ns: i128) -> String {
-    time_of_day(split_days(time_ns).1)
-}
-
-fn split_days(time_ns: i128) -> (i64, i128) {
-    const DAY: i128 = 86_400 * 1_000_000_000;
-    let days = i64::try_from(time_ns.div_euclid(DAY)).unwrap_or(0);
-    (days, time_ns.rem_euclid(DAY))
-}
-
-fn time_of_day(ns_of_day: i128) -> String {
-    let millis = ns_of_day / 1_000_000;
-    let (h, m, s, ms) = (millis / 3_600_000, millis / 60_000 % 60, millis / 1000 % 60, millis % 1000);
-    format!("{h:02}:{m:02}:{s:02}.{ms:03}")
+    Timestamp::from_unix_nanos(time_ns).map_or_else(|| "?".to_owned(), Timestamp::time_of_day_millis)
 }
 
 /// A duration in nanoseconds, in the unit that suits it: `850 ns`, `12.3 ms`, `4.20 s`, `3 min 5 s`.
@@ -402,20 +226,21 @@ mod tests {
         assert!(report.skipped.is_empty(), "{:?}", report.skipped);
         let [e] = report.events.as_slice() else { panic!("one event expected") };
         assert_eq!(e.line, 1);
-        assert_eq!(e.seq, Some(3));
+        assert_eq!(e.seq, 3);
         assert_eq!(e.syscall, "connect");
         assert_eq!(e.pid, Some(12280));
         assert_eq!(e.program(), "curl[12280]");
         assert_eq!(e.target(), "127.0.0.2:18080");
         assert_eq!(e.argv.as_deref().map(<[String]>::len), Some(3));
         assert!(e.is_leak());
-        assert_eq!(e.action, "blocked");
+        assert_eq!(e.action_name(), "blocked");
         assert_eq!(e.fields["kernel"]["cgroup_id"], 4186);
         let s = report.summary.expect("summary");
         assert_eq!(s.line, 2);
-        assert_eq!(s.count("leaks"), Some(1));
-        assert_eq!(s.fields["exit_status"], 7);
-        assert_eq!(s.layers(), vec![("kernel".into(), "off".into()), ("seccomp".into(), "on".into())]);
+        assert_eq!(s.leaks, Some(1));
+        assert_eq!(s.exit_status, Some(7));
+        let layers: Vec<_> = s.layers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(layers, vec![("kernel", "off"), ("seccomp", "on")]);
     }
 
     #[test]
@@ -483,42 +308,12 @@ mod tests {
     }
 
     #[test]
-    fn parses_rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_rfc3339("1969-12-31T23:59:59.999999999Z"), Some(-1));
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00.1234567891Z"), Some(123_456_789));
-        // What `time` writes: nanoseconds with trailing zeros dropped.
-        let a = parse_rfc3339("2026-11-29T01:25:38.25071734Z").unwrap();
-        let b = parse_rfc3339("2026-11-29T01:25:38.250717340Z").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(format_utc_millis(a), "2026-11-29T01:25:38.250Z");
-        assert_eq!(format_time_of_day(a), "01:25:38.250");
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z").map(|t| t / 1_000_000_000), Some(1_709_164_800));
-        for bad in [
-            "",
-            "2026-11-29",
-            "2026-11-29T01:25:38",
-            "2026-11-29T01:25:38.Z",
-            "2026-13-01T00:00:00Z",
-            "2025-02-29T00:00:00Z",
-            "2026-11-29T24:00:00Z",
-            "2026-11-29T01:25:38+1:00",
-            "2026-11-29T01:25:38Zjunk",
-            "2026-11-29T01:25:3éZ",
-            "+026-11-29T01:25:38Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn civil_dates_round_trip() {
-        for days in [-800_000, -1, 0, 1, 59, 365, 11_016, 20_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
+    fn shows_times_in_utc_to_the_millisecond() {
+        let e = &parse_str(EVENT).events[0];
+        assert_eq!(format_utc_millis(e.time_ns), "2026-11-29T01:25:38.228Z");
+        assert_eq!(format_time_of_day(e.time_ns), "01:25:38.228");
+        let offset = r#"{"schema":1,"ts":"2026-11-29T02:25:38.5+01:00","syscall":"c","verdict":"leak","reason":"r","action":"logged"}"#;
+        assert_eq!(parse_str(offset).events[0].time_ns, e.time_ns - 228_556_662 + 500_000_000);
     }
 
     #[test]

@@ -124,3 +124,41 @@ fn an_audit_summary_keeps_its_extra_keys_in_order() {
 fn ts(text: &str) -> sockstrace::schema::Timestamp {
     sockstrace::schema::Timestamp::parse(text).unwrap()
 }
+
+#[test]
+fn what_is_written_reads_back_as_the_same_events_and_summary() {
+    let events = vec![leak(), allowed(), kernel()];
+    let mut expected: Vec<sockstrace::schema::Event> = events.iter().map(|e| e.line().clone()).collect();
+    for (i, e) in expected.iter_mut().enumerate() {
+        e.seq = i as u64 + 1;
+    }
+    let text = written(
+        events,
+        Layers { seccomp: "on".into(), kernel: "off".into(), ..Layers::default() },
+        Default::default(),
+    );
+    let report = crate::report_reader::read::parse_str(&text);
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let read: Vec<_> = report.events.iter().map(|r| r.event.clone()).collect();
+    assert_eq!(read, expected);
+    let summary = report.summary.expect("a summary line");
+    assert_eq!(
+        (summary.events, summary.leaks, summary.allowed, summary.exit_status),
+        (Some(5), Some(2), Some(3), Some(7))
+    );
+    assert_eq!(summary.leak_table.len(), 2);
+    assert!(summary.extra.is_empty(), "{:?}", summary.extra);
+}
+
+#[test]
+fn the_pinned_lines_read_and_write_back_unchanged() {
+    use sockstrace::schema::{Event, SummaryLine};
+    for line in [LEAK, ALLOWED, KERNEL] {
+        let event: Event = serde_json::from_str(line).unwrap();
+        assert_eq!(serde_json::to_string(&event).unwrap(), line);
+    }
+    for line in [SUMMARY_RUN, SUMMARY_AUDIT] {
+        let summary: SummaryLine = serde_json::from_str(line).unwrap();
+        assert_eq!(summary.to_json().to_string(), line);
+    }
+}
