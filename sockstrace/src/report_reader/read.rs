@@ -134,7 +134,7 @@ fn take_line(report: &mut Report, bytes: &[u8]) {
         Ok(Line::Event(record)) => report.events.push(*record),
         Ok(Line::Summary(summary)) => {
             report.summaries += 1;
-            report.summary = Some(summary);
+            report.summary = Some(*summary);
         }
         Err(why) => report.skipped.push(Skipped { line, why }),
     }
@@ -142,7 +142,7 @@ fn take_line(report: &mut Report, bytes: &[u8]) {
 
 enum Line {
     Event(Box<Record>),
-    Summary(Summary),
+    Summary(Box<Summary>),
 }
 
 fn classify(line: usize, bytes: &[u8]) -> Result<Line, String> {
@@ -168,7 +168,7 @@ fn classify(line: usize, bytes: &[u8]) -> Result<Line, String> {
             return Err("`summary` is not an object".to_owned());
         }
         let run = RunSummary::deserialize(summary).map_err(|e| format!("`summary`: {e}"))?;
-        return Ok(Line::Summary(Summary { line, run }));
+        return Ok(Line::Summary(Box::new(Summary { line, run })));
     }
     let event = Event::from_object(&fields)?;
     let time_ns = event.ts.unix_nanos();
