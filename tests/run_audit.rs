@@ -105,18 +105,8 @@ impl Audit {
 /// Fills the outcome's report fields from the report file (`Trace::raw` parses none).
 fn read_report(out: &mut Outcome, path: &Path) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-            panic!("report line {} is not JSON ({e}): {line}\n{}", i + 1, out.describe())
-        });
-        out.lines.push(value);
-    }
+    out.read_report(&text);
     out.report_text = Some(text);
-    if out.lines.last().is_some_and(|l| l.get("summary").is_some()) {
-        out.summary = out.lines.last().cloned();
-    }
-    let n = out.lines.len() - usize::from(out.summary.is_some());
-    out.events = out.lines[..n].iter().cloned().map(Event).collect();
 }
 
 /// Programs attached directly to the cgroup at `path`, per sockstrace hook (`BPF_PROG_QUERY`).

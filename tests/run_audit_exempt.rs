@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use sockstrace_tests::cgroup::{audit_skip_reason, proc_path, TestCgroup};
 use sockstrace_tests::net::free_port;
 use sockstrace_tests::run::{Outcome, Running};
@@ -154,17 +153,8 @@ impl Audit {
         self.running.signal(libc::SIGINT);
         let mut out = self.running.wait();
         let text = std::fs::read_to_string(&self.report).unwrap_or_default();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let value: Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{}", out.describe()));
-            out.lines.push(value);
-        }
+        out.read_report(&text);
         out.report_text = Some(text);
-        if out.lines.last().is_some_and(|l| l.get("summary").is_some()) {
-            out.summary = out.lines.last().cloned();
-        }
-        let n = out.lines.len() - usize::from(out.summary.is_some());
-        out.events = out.lines[..n].iter().cloned().map(sockstrace_tests::Event).collect();
         for &(hook, t) in bpf::CGROUP_ATTACH_TYPES {
             let count = bpf::attached_count(&self.cgroup, t).unwrap_or(0);
             assert_eq!(count, 0, "a program is still attached ({hook})\n{}", out.describe());

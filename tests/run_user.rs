@@ -167,7 +167,7 @@ except OSError as e:
     assert!(proxy.wait_bytes(17, Duration::from_secs(5)), "the proxy got nothing\n{}", out.describe());
     assert!(out.stdout.contains("direct: errno 1"), "{}", out.describe());
     let leak = out.assert_leak(&LeakSpec { comm: "python3", ..LeakSpec::tcp(&direct.dst()) });
-    assert_eq!(leak["kernel"]["uid"], 65534, "the kernel layer attributes it to nobody: {}", leak.0);
+    assert_eq!(leak["kernel"]["uid"], 65534, "the kernel layer attributes it to nobody: {}", leak);
     direct.assert_nothing_arrived(&out.describe());
 }
 

@@ -30,7 +30,7 @@ pub enum Command {
         json: bool,
     },
     /// Summarize a --report file: tables by destination and by process, or an HTML page.
-    Report(crate::summarize::ReportArgs),
+    Report(crate::report_reader::ReportArgs),
     /// Print shell completions for sockstrace.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },

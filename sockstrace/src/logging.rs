@@ -28,7 +28,7 @@ fn parse_level(value: &str) -> Option<LevelFilter> {
     value.trim().parse().ok()
 }
 
-/// One line per record on stderr, in one write (see `report::human::write_line`).
+/// One line per record on stderr, in one write (see `report_writer::human::write_line`).
 struct StderrLogger;
 
 impl Log for StderrLogger {
@@ -38,7 +38,7 @@ impl Log for StderrLogger {
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
-            crate::report::human::write_line(&line(record));
+            crate::report_writer::human::write_line(&line(record));
         }
     }
 

@@ -13,11 +13,11 @@ mod policy;
 mod procfs;
 #[cfg(test)]
 mod properties;
-mod report;
+mod report_reader;
+mod report_writer;
 mod run;
 mod socks;
 mod stack;
-mod summarize;
 mod supervisor;
 mod syscalls;
 mod testing;
@@ -45,13 +45,13 @@ fn main() {
             match clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout()) {
                 Ok(()) => 0,
                 Err(e) => {
-                    crate::report::human::write_line(&format!("sockstrace: error: {e}"));
+                    crate::report_writer::human::write_line(&format!("sockstrace: error: {e}"));
                     run::EXIT_OWN_FAILURE
                 }
             }
         }
         cli::Command::Doctor { json } => doctor::main(json),
-        cli::Command::Report(args) => summarize::main(args),
+        cli::Command::Report(args) => report_reader::main(args),
     };
     std::process::exit(code);
 }

@@ -1,6 +1,6 @@
 //! Reading /proc: the small parsers the supervisor and audit share.
 
-use crate::report::ProcessInfo;
+use crate::report_writer::ProcessInfo;
 
 /// A `Key:\tvalue` field of `/proc/PID/status`.
 pub fn status_field<'a>(status: &'a str, field: &str) -> Option<&'a str> {

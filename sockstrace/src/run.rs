@@ -3,7 +3,7 @@
 use crate::cli::{default_proxies, DnsArg, DnsUpstreamArg, KernelLayer, OnLeak, RunArgs};
 use crate::dns::Upstream;
 use crate::policy::Policy;
-use crate::report::{ReportTarget, Reporter};
+use crate::report_writer::{ReportTarget, Reporter};
 use crate::socks::Credentials;
 use crate::supervisor::{self, DnsMode, LeakAction, RunConfig, SocksAuth, SpawnError, UsageError};
 
@@ -21,18 +21,20 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         if let Err(e) =
             crate::config::load(path).and_then(|file| crate::config::apply(&mut args, matches, file))
         {
-            crate::report::human::write_line(&format!("sockstrace: error: configuration: {e:#}"));
+            crate::report_writer::human::write_line(&format!("sockstrace: error: configuration: {e:#}"));
             return EXIT_USAGE;
         }
         if !args.quiet {
-            crate::report::human::write_line(&crate::config::used_line(path));
+            crate::report_writer::human::write_line(&crate::config::used_line(path));
         }
     } else if args.proxy_user.is_some() != args.proxy_pass.is_some() {
-        crate::report::human::write_line("sockstrace: error: --proxy-user and --proxy-pass go together");
+        crate::report_writer::human::write_line(
+            "sockstrace: error: --proxy-user and --proxy-pass go together",
+        );
         return EXIT_USAGE;
     }
     if args.one_circuit && args.proxy_user.is_some() {
-        crate::report::human::write_line(
+        crate::report_writer::human::write_line(
             "sockstrace: error: --one-circuit picks random credentials; it cannot go with --proxy-user",
         );
         return EXIT_USAGE;
@@ -65,7 +67,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
     let reporter = match Reporter::open(&ReportTarget::from_arg(args.report.as_deref()), args.quiet) {
         Ok(r) => r,
         Err(e) => {
-            crate::report::human::write_line(&format!("sockstrace: error: {e:#}"));
+            crate::report_writer::human::write_line(&format!("sockstrace: error: {e:#}"));
             return EXIT_OWN_FAILURE;
         }
     };
@@ -81,7 +83,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         DnsArg::Log => DnsMode::Log,
         DnsArg::Proxy => {
             let Some(&proxy) = policy.proxies.first() else {
-                crate::report::human::write_line("sockstrace: error: --dns proxy needs a --proxy");
+                crate::report_writer::human::write_line("sockstrace: error: --dns proxy needs a --proxy");
                 return EXIT_USAGE;
             };
             DnsMode::Proxy(match args.dns_upstream {
@@ -102,7 +104,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
     let user = match program_user(args.user.as_deref(), args.quiet) {
         Ok(user) => user,
         Err(e) => {
-            crate::report::human::write_line(&format!("sockstrace: error: {e}"));
+            crate::report_writer::human::write_line(&format!("sockstrace: error: {e}"));
             return EXIT_USAGE;
         }
     };
@@ -131,7 +133,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
     };
     match supervisor::run(config, reporter) {
         Ok(outcome) if fail_on_leak && outcome.leaks > 0 => {
-            crate::report::human::write_line(&format!(
+            crate::report_writer::human::write_line(&format!(
                 "sockstrace: {} leak(s) seen: exiting with {EXIT_LEAKED} (--fail-on-leak); the program's status was {}",
                 outcome.leaks, outcome.status
             ));
@@ -139,7 +141,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         }
         Ok(outcome) => outcome.status,
         Err(e) => {
-            crate::report::human::write_line(&format!("sockstrace: error: {e:#}"));
+            crate::report_writer::human::write_line(&format!("sockstrace: error: {e:#}"));
             if e.downcast_ref::<UsageError>().is_some() {
                 return EXIT_USAGE;
             }

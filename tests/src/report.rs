@@ -1,42 +1,90 @@
-//! Report events and assertions on them.
+//! Report events and assertions on them. Reports are read with the types sockstrace
+//! writes them with ([`sockstrace::schema`]): a line that is not an event of the schema
+//! fails the test that reads it.
 
 use std::ops::Deref;
 
 use serde_json::Value;
+use sockstrace::schema::{self, Action, SummaryLine};
 
 use crate::run::Outcome;
 
-/// One event line of the report.
+/// One event line of the report: the schema's event ([`Event::line`]), and the line's
+/// JSON for any field by name ([`Event::s`], [`Event::i`], indexing through [`Deref`]).
 #[derive(Clone, Debug)]
-pub struct Event(pub Value);
+pub struct Event {
+    pub line: schema::Event,
+    json: Value,
+}
 
 impl Deref for Event {
     type Target = Value;
     fn deref(&self) -> &Value {
-        &self.0
+        &self.json
     }
 }
 
 impl Event {
+    /// Reads a report line as an event of the schema, or says why it is none.
+    pub fn read(json: Value) -> Result<Event, String> {
+        let Value::Object(fields) = &json else { return Err("not a JSON object".to_owned()) };
+        let line = schema::Event::from_object(fields)?;
+        Ok(Event { line, json })
+    }
+
+    /// The line as JSON.
+    pub fn json(&self) -> &Value {
+        &self.json
+    }
     /// A string field, or "" when absent or not a string.
     pub fn s(&self, key: &str) -> &str {
-        self.0.get(key).and_then(Value::as_str).unwrap_or("")
+        self.json.get(key).and_then(Value::as_str).unwrap_or("")
     }
     /// An integer field.
     pub fn i(&self, key: &str) -> Option<i64> {
-        self.0.get(key).and_then(Value::as_i64)
+        self.json.get(key).and_then(Value::as_i64)
     }
     pub fn is_leak(&self) -> bool {
-        self.s("verdict") == "leak"
+        self.line.is_leak()
     }
     pub fn is_allowed(&self) -> bool {
-        self.s("verdict") == "allowed"
+        self.line.verdict == "allowed"
     }
 }
 
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{}", self.json)
+    }
+}
+
+impl Outcome {
+    /// Reads a report's text into [`Outcome::lines`], [`Outcome::events`] and the summary:
+    /// every line must be JSON, the last one may be the summary line, all others must be
+    /// events of the schema.
+    pub fn read_report(&mut self, text: &str) {
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                panic!("report line {} is not JSON ({e}): {line}\n{}", i + 1, self.describe())
+            });
+            self.lines.push(value);
+        }
+        if let Some(last) = self.lines.last().filter(|l| l.get("summary").is_some()) {
+            let line = serde_json::from_value::<SummaryLine>(last.clone()).unwrap_or_else(|e| {
+                panic!("the summary line does not read as the schema's ({e}): {last}\n{}", self.describe())
+            });
+            self.run_summary = Some(line.summary);
+            self.summary = Some(last.clone());
+        }
+        let n = self.lines.len() - usize::from(self.summary.is_some());
+        let mut events = Vec::with_capacity(n);
+        for value in &self.lines[..n] {
+            let event = Event::read(value.clone()).unwrap_or_else(|why| {
+                panic!("a report line is not an event of the schema ({why}): {value}\n{}", self.describe())
+            });
+            events.push(event);
+        }
+        self.events = events;
     }
 }
 
@@ -112,6 +160,11 @@ impl Outcome {
         &s["summary"]
     }
 
+    /// The summary line, as the schema reads it; fails when the report has none.
+    pub fn run_summary(&self) -> &schema::RunSummary {
+        self.run_summary.as_ref().unwrap_or_else(|| panic!("report has no summary line\n{}", self.describe()))
+    }
+
     /// A count from the summary (e.g. "leaks", "events").
     pub fn summary_count(&self, key: &str) -> i64 {
         self.summary_obj()
@@ -142,12 +195,11 @@ impl Outcome {
     /// The summary's `layers.kernel` text ("on (enforcing, cgroup PATH id N)",
     /// "off (not root)", ...).
     pub fn kernel_layer(&self) -> String {
-        self.summary_obj()
-            .get("layers")
-            .and_then(|l| l.get("kernel"))
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("summary has no layers.kernel string\n{}", self.describe()))
-            .to_string()
+        self.run_summary()
+            .layers
+            .get("kernel")
+            .unwrap_or_else(|| panic!("summary has no layers.kernel\n{}", self.describe()))
+            .clone()
     }
 
     /// The run's cgroup path and id, parsed from `layers.kernel`
@@ -191,47 +243,33 @@ impl Outcome {
         let d = || self.describe();
         let summary = self.summary.as_ref().unwrap_or_else(|| panic!("report has no summary line\n{}", d()));
         assert!(summary.get("seq").is_none(), "summary has a seq\n{}", d());
-        let s = &summary["summary"];
-        assert!(s.is_object(), "summary is not an object\n{}", d());
-        assert!(s.get("layers").is_some(), "summary has no layers\n{}", d());
+        assert!(!self.run_summary().layers.is_empty(), "summary has no layers\n{}", d());
         for (i, line) in self.lines.iter().enumerate() {
             if i + 1 < self.lines.len() {
                 assert!(line.get("summary").is_none(), "a summary line that is not the last\n{}", d());
             }
         }
-        let mut last_seq = None;
+        let mut last_seq = 0;
         for e in &self.events {
-            assert_eq!(e.i("schema"), Some(1), "schema != 1 in {e}\n{}", d());
-            let seq = e
-                .get("seq")
-                .and_then(Value::as_u64)
-                .unwrap_or_else(|| panic!("no integer seq in {e}\n{}", d()));
-            if let Some(prev) = last_seq {
-                assert!(seq > prev, "seq not increasing at {e}\n{}", d());
-            }
-            last_seq = Some(seq);
+            let ev = &e.line;
+            assert_eq!(ev.schema, schema::SCHEMA, "schema in {e}\n{}", d());
+            assert!(e.get("seq").is_some() && ev.seq > last_seq, "seq not increasing at {e}\n{}", d());
+            last_seq = ev.seq;
             assert!(e.s("ts").contains('T'), "ts not RFC 3339 in {e}\n{}", d());
-            assert!(["seccomp", "kernel"].contains(&e.s("source")), "bad source in {e}\n{}", d());
-            assert!(!e.s("syscall").is_empty(), "no syscall in {e}\n{}", d());
-            assert!(e.i("pid").unwrap_or(0) > 0, "no pid in {e}\n{}", d());
-            assert!(["allowed", "leak"].contains(&e.s("verdict")), "bad verdict in {e}\n{}", d());
-            assert!(!e.s("reason").is_empty(), "no reason in {e}\n{}", d());
-            assert!(
-                ["allowed", "logged", "blocked", "socksified", "killed"].contains(&e.s("action")),
-                "bad action in {e}\n{}",
-                d()
-            );
-            if e.s("action") == "blocked" {
-                assert!(e.i("errno").is_some(), "blocked without errno: {e}\n{}", d());
+            assert!(["seccomp", "kernel"].contains(&ev.source.as_ref()), "bad source in {e}\n{}", d());
+            assert!(!ev.syscall.is_empty(), "no syscall in {e}\n{}", d());
+            assert!(ev.pid.unwrap_or(0) > 0, "no pid in {e}\n{}", d());
+            assert!(["allowed", "leak"].contains(&ev.verdict.as_ref()), "bad verdict in {e}\n{}", d());
+            assert!(!ev.reason.is_empty(), "no reason in {e}\n{}", d());
+            assert_ne!(ev.action, Action::Unknown, "bad action in {e}\n{}", d());
+            if ev.action == Action::Blocked {
+                assert!(ev.errno.is_some(), "blocked without errno: {e}\n{}", d());
             }
         }
-        let leaks = self.leaks().len() as i64;
-        assert_eq!(self.summary_count("leaks"), leaks, "summary leaks != leak events\n{}", d());
-        assert!(
-            self.summary_count("events") >= self.events.len() as i64,
-            "summary events < event lines\n{}",
-            d()
-        );
+        let leaks = self.leaks().len() as u64;
+        let run = self.run_summary();
+        assert_eq!(run.leaks, Some(leaks), "summary leaks != leak events\n{}", d());
+        assert!(run.events.unwrap_or(0) >= self.events.len() as u64, "summary events < event lines\n{}", d());
     }
 
     /// Asserts that the report has no leak event and the summary counts none.
@@ -379,5 +417,26 @@ impl Outcome {
             })),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_event_of_the_schema_and_refuses_other_lines() {
+        let line = r#"{"schema":1,"seq":1,"ts":"2026-01-01T00:00:00Z","source":"seccomp","syscall":"connect","pid":7,"tid":7,"dst":"127.0.0.2:80","verdict":"leak","reason":"direct-tcp","action":"blocked","errno":1,"kernel":{"uid":0}}"#;
+        let e = Event::read(serde_json::from_str(line).unwrap()).unwrap();
+        assert!(e.is_leak() && !e.is_allowed());
+        assert_eq!(
+            (e.line.action, e.line.pid, e.s("dst"), e.i("errno")),
+            (Action::Blocked, Some(7), "127.0.0.2:80", Some(1))
+        );
+        assert_eq!(e["kernel"]["uid"], 0);
+        let why = Event::read(serde_json::json!({"schema": 1, "summary": {}})).unwrap_err();
+        assert!(why.contains("missing field"), "{why}");
+        let why = Event::read(serde_json::json!([1])).unwrap_err();
+        assert_eq!(why, "not a JSON object");
     }
 }

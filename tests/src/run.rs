@@ -388,27 +388,13 @@ impl Running {
             lines: Vec::new(),
             events: Vec::new(),
             summary: None,
+            run_summary: None,
             elapsed,
             _dir: trace.dir,
         };
         assert!(!outcome.stderr.contains("panicked"), "sockstrace panicked\n{}", outcome.describe());
         if let Some(text) = report_text {
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let v: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-                    panic!("report line {} is not JSON ({e}): {line}\n{}", i + 1, outcome.describe())
-                });
-                outcome.lines.push(v);
-            }
-            if let Some(last) = outcome.lines.last() {
-                if last.get("summary").is_some() {
-                    outcome.summary = Some(last.clone());
-                }
-            }
-            let n = outcome.lines.len() - usize::from(outcome.summary.is_some());
-            outcome.events = outcome.lines[..n].iter().cloned().map(Event).collect();
+            outcome.read_report(&text);
         }
         outcome
     }
@@ -439,6 +425,8 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// The last line, when it has a "summary" key.
     pub summary: Option<Value>,
+    /// The same, as the schema reads it.
+    pub run_summary: Option<sockstrace::schema::RunSummary>,
     pub elapsed: Duration,
     _dir: tempfile::TempDir,
 }

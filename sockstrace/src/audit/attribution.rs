@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::kernel::tracking::ProcessRecord;
 use crate::procfs::{cgroup2, cmdline, status_field};
-use crate::report::{Event, ProcessInfo};
+use crate::report_writer::{Event, ProcessInfo};
 
 /// What /proc told about one process, completed from the kernel's process record where /proc
 /// could not tell (the process was gone); `None` for what neither could tell.
@@ -132,7 +132,7 @@ impl Attribution {
         event.missing =
             [("exe", self.exe.is_none()), ("argv", self.argv.is_none()), ("cgroup", self.cgroup.is_none())]
                 .into_iter()
-                .filter_map(|(name, missing)| missing.then_some(name))
+                .filter_map(|(name, missing)| missing.then_some(name.into()))
                 .collect();
     }
 }
@@ -321,7 +321,7 @@ impl Cache {
 mod tests {
     use super::*;
     use crate::policy::{Decision, Reason};
-    use crate::report::Action;
+    use crate::report_writer::Action;
 
     #[test]
     fn parses_proc_files() {
@@ -354,9 +354,12 @@ mod tests {
         let partial =
             Attribution { exe: Some("/bin/x".into()), cgroup: Some("/a".into()), ..Attribution::default() };
         partial.complete(&mut event);
-        assert_eq!((event.cgroup.as_deref(), event.missing.clone()), (Some("/a"), vec!["argv"]));
+        assert_eq!((event.cgroup.as_deref(), event.missing.clone()), (Some("/a"), vec!["argv".into()]));
         Attribution::default().complete(&mut event);
-        assert_eq!((event.cgroup.as_deref(), event.missing), (None, vec!["exe", "argv", "cgroup"]));
+        assert_eq!(
+            (event.cgroup.as_deref(), event.missing.clone()),
+            (None, vec!["exe".into(), "argv".into(), "cgroup".into()])
+        );
         assert_eq!(partial.process_info(7).pid, Some(7));
     }
 
@@ -379,7 +382,7 @@ mod tests {
         gone.complete(&mut event);
         assert_eq!(event.ppid, Some(40));
         assert!(event.missing.is_empty());
-        assert_eq!(event.kernel.unwrap()["process"]["filename"], "/usr/bin/leaker");
+        assert_eq!(event.kernel.as_ref().unwrap()["process"]["filename"], "/usr/bin/leaker");
         // What /proc said stays.
         let live = Attribution { exe: Some("/bin/x".into()), ppid: Some(1), ..Attribution::default() };
         let live = live.completed(Some(record), || None);

@@ -10,8 +10,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+use sockstrace::schema::Name;
+
 use super::tally::action_name;
-use crate::report::Event;
+use crate::report_writer::Event;
 
 /// The largest request head we read.
 const MAX_HEAD: usize = 8192;
@@ -22,7 +24,7 @@ const CLIENT_PATIENCE: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Reported events by (verdict, action, reason).
-    events: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    events: Mutex<BTreeMap<(Name, &'static str, Name), u64>>,
     /// Events the kernel dropped (its ring buffer was full).
     lost: AtomicU64,
     /// Events reported without some process field.
@@ -38,7 +40,9 @@ impl Metrics {
     /// Counts one reported event.
     pub fn record(&self, event: &Event) {
         if let Ok(mut events) = self.events.lock() {
-            *events.entry((event.verdict, action_name(event.action), event.reason)).or_default() += 1;
+            *events
+                .entry((event.verdict.clone(), action_name(event.action), event.reason.clone()))
+                .or_default() += 1;
         }
         if !event.missing.is_empty() {
             self.attribution_missing.fetch_add(1, Ordering::Relaxed);
@@ -172,14 +176,14 @@ fn respond(head: Option<&str>, metrics: &Metrics) -> String {
 mod tests {
     use super::*;
     use crate::policy::{Decision, Reason};
-    use crate::report::Action;
+    use crate::report_writer::Action;
 
     fn metrics() -> Metrics {
         let m = Metrics::new(true);
         let mut e = Event::new("connect", 1, Decision::leak(Reason::DirectTcp), Action::Blocked);
         m.record(&e);
         m.record(&e);
-        e.missing = vec!["exe"];
+        e.missing = vec!["exe".into()];
         e.action = Action::Logged;
         m.record(&e);
         m.set_lost(7);

@@ -29,17 +29,17 @@ pub fn main(mut args: AuditArgs, matches: &clap::ArgMatches) -> i32 {
         if let Err(e) =
             crate::config::load(path).and_then(|file| crate::config::apply_audit(&mut args, matches, file))
         {
-            crate::report::human::write_line(&format!("sockstrace: error: configuration: {e:#}"));
+            crate::report_writer::human::write_line(&format!("sockstrace: error: configuration: {e:#}"));
             return EXIT_USAGE;
         }
         if !args.quiet {
-            crate::report::human::write_line(&crate::config::used_line(path));
+            crate::report_writer::human::write_line(&crate::config::used_line(path));
         }
     }
     match watch::run(&args, config.as_deref()) {
         Ok(()) => 0,
         Err(err) => {
-            crate::report::human::write_line(&format!("sockstrace: error: {err:#}"));
+            crate::report_writer::human::write_line(&format!("sockstrace: error: {err:#}"));
             EXIT_OWN_FAILURE
         }
     }

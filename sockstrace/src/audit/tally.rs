@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::report::{Action, Event};
+use crate::report_writer::{Action, Event};
 
 /// Processes kept in the table; leaks of further ones are only counted.
 const MAX_PROCESSES: usize = 1000;
@@ -51,13 +51,7 @@ pub struct Tally {
 
 /// The report's name of an action.
 pub fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Allowed => "allowed",
-        Action::Logged => "logged",
-        Action::Blocked => "blocked",
-        Action::Killed => "killed",
-        Action::Socksified => "socksified",
-    }
+    action.as_str()
 }
 
 impl Tally {
@@ -84,10 +78,10 @@ impl Tally {
         }
         row.leaks += 1;
         let dest = DestinationKey {
-            syscall: event.syscall.to_owned(),
+            syscall: event.syscall.to_string(),
             protocol: event.protocol.clone().unwrap_or_default(),
             addr: event.dst.clone().or_else(|| event.local.clone()).unwrap_or_default(),
-            reason: event.reason.to_owned(),
+            reason: event.reason.to_string(),
             action: action_name(event.action),
         };
         if !row.destinations.contains_key(&dest) && row.destinations.len() >= MAX_DESTINATIONS {
@@ -193,7 +187,7 @@ mod tests {
         first.exe = Some("/usr/bin/curl".into());
         tally.record(&first, 1000);
         let mut gone = leak(10, "curl", "1.2.3.4:443", Action::Blocked);
-        gone.missing = vec!["exe", "argv", "cgroup"];
+        gone.missing = vec!["exe".into(), "argv".into(), "cgroup".into()];
         tally.record(&gone, 1000);
         tally.record(&leak(10, "curl", "5.6.7.8:80", Action::Blocked), 1000);
         tally.record(&leak(20, "nc", "[::1]:9", Action::Logged), 0);

@@ -19,7 +19,7 @@ use super::tally::Tally;
 use crate::kernel::exempt::{why_names, Exemptions};
 use crate::kernel::tracking::{ExemptActivity, Tracker};
 use crate::kernel::{self, KernelEvent, Witness};
-use crate::report::{human, Layers, ReportTarget, Reporter};
+use crate::report_writer::{human, Layers, ReportTarget, Reporter};
 
 /// How long an event waits for its process's attribution, from its arrival.
 const ATTRIBUTION_WAIT: Duration = Duration::from_millis(100);

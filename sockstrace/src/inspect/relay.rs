@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::findings::{self, Rules};
 use super::parse::{self, Asked, Parsed};
 use crate::policy::{Decision, Reason};
-use crate::report::{Action, Event, ProcessInfo, Reporter};
+use crate::report_writer::{Action, Event, ProcessInfo, Reporter};
 
 /// How long the relay waits for the supervisor to register a connection.
 const REGISTER_WAIT: Duration = Duration::from_secs(2);

@@ -16,7 +16,7 @@ use tokio::{
 use super::facts::socket_addr;
 use crate::net::socket::SocketFacts;
 use crate::policy::{Decision, Reason};
-use crate::report::{Action, Event, ProcessInfo};
+use crate::report_writer::{Action, Event, ProcessInfo};
 
 /// One leak a kernel hook saw, refused (`denied`) or let through (observe-only mode, or a hook
 /// that cannot refuse, like listen).
@@ -121,7 +121,7 @@ impl KernelEvent {
         let action = if self.denied { Action::Blocked } else { Action::Logged };
         let info = if info.pid == Some(self.pid) { info } else { ProcessInfo::default() };
         let mut event = Event::new(self.syscall(), self.tid, decision, action).with_process(info);
-        event.source = "kernel";
+        event.source = "kernel".into();
         event.pid = Some(self.pid);
         event.comm = Some(self.comm.clone());
         event.cookie = Some(self.cookie);
@@ -284,8 +284,8 @@ mod tests {
         assert_eq!(event.detail, Some("ipv6-routing-header"));
         assert_eq!(event.policy_reason(), Some(Reason::EgressPacket));
         let report = event.to_report_event(ProcessInfo::default());
-        assert_eq!((report.source, report.reason), ("kernel", "egress-packet"));
-        assert_eq!(report.kernel.unwrap()["detail"], "ipv6-routing-header");
+        assert_eq!((report.source.as_ref(), report.reason.as_ref()), ("kernel", "egress-packet"));
+        assert_eq!(report.kernel.as_ref().unwrap()["detail"], "ipv6-routing-header");
         // Other hooks carry no detail.
         raw.kind = kind::CONNECT6;
         assert_eq!(KernelEvent::from_raw(&raw).detail, None);
@@ -303,17 +303,20 @@ mod tests {
         raw.reason = reason::DIRECT_UDP;
         raw.verdict = verdict::DENY;
         let report = KernelEvent::from_raw(&raw).to_report_event(ProcessInfo::default());
-        assert_eq!((report.verdict, report.reason), ("allowed", "udp-connect-refused"));
+        assert_eq!((report.verdict.as_ref(), report.reason.as_ref()), ("allowed", "udp-connect-refused"));
         assert_eq!((report.action, report.errno), (Action::Blocked, Some(libc::EPERM)));
         // Observing: the connect went through; what is sent on it later is unseen.
         raw.verdict = verdict::PASS;
         let report = KernelEvent::from_raw(&raw).to_report_event(ProcessInfo::default());
-        assert_eq!((report.verdict, report.reason, report.action), ("leak", "direct-udp", Action::Logged));
+        assert_eq!(
+            (report.verdict.as_ref(), report.reason.as_ref(), report.action),
+            ("leak", "direct-udp", Action::Logged)
+        );
         // A datagram sent is a leak, refused or not.
         raw.kind = kind::SENDMSG4;
         raw.verdict = verdict::DENY;
         let report = KernelEvent::from_raw(&raw).to_report_event(ProcessInfo::default());
-        assert_eq!((report.verdict, report.reason), ("leak", "direct-udp"));
+        assert_eq!((report.verdict.as_ref(), report.reason.as_ref()), ("leak", "direct-udp"));
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl Cores {
                 };
                 let _ = std::fs::remove_file(&written);
                 if let Err(why) = result {
-                    crate::report::human::write_line(&format!(
+                    crate::report_writer::human::write_line(&format!(
                         "sockstrace: gcore failed for {}: {why}",
                         shown.display()
                     ));

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub use symbolize::{describe, own_frames, Frame};
 
-use crate::report::Event;
+use crate::report_writer::Event;
 
 pub struct LeakDebug {
     stack: bool,
@@ -82,7 +82,7 @@ impl LeakDebug {
             }
         }
         let Some(cores) = &self.cores else { return };
-        if event.action == crate::report::Action::Killed {
+        if event.action == crate::report_writer::Action::Killed {
             // gcore could stop the thread only after the reply, and the kill comes first.
             event.core_error = Some("not taken under --on-leak kill".into());
             return;

@@ -2,30 +2,10 @@
 //! where the module or its debug file has it, the ELF symbol table otherwise,
 //! and the module and offset as the last resort.
 
-use serde::{Deserialize, Serialize};
-
 use super::capture::Captured;
 use super::module::Cache;
 
-/// One frame of a leak's stack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Frame {
-    /// The address in the process (`0x...`): the instruction pointer for the
-    /// innermost frame, a return address for the others.
-    pub pc: String,
-    /// The file mapped there (`[vdso]`, ... for memory of no file).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub module: Option<String>,
-    /// The address in the module's own address space (what `addr2line -e MODULE` takes).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offset: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<u32>,
-}
+pub use sockstrace::schema::Frame;
 
 /// The frames of `pcs` (innermost first; a function inlined into another is
 /// a frame of its own, before its caller).

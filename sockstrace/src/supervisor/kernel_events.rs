@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::kernel::KernelEvent;
 use crate::procfs::process_info;
-use crate::report::Reporter;
+use crate::report_writer::Reporter;
 
 /// Reports kernel events until the channel closes (after the witness stops).
 pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Reporter>) {

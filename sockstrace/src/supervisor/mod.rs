@@ -35,7 +35,7 @@ pub use spawn::SpawnError;
 
 use crate::kernel::Witness;
 use crate::policy::Policy;
-use crate::report::{Layers, Reporter};
+use crate::report_writer::{Layers, Reporter};
 use notif::Notifier;
 use tree::Tree;
 
@@ -241,7 +241,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
         witness.as_mut(),
     );
     if let Some((None, state)) = &udp {
-        crate::report::human::write_line(&format!("sockstrace: UDP through the proxy: {state}"));
+        crate::report_writer::human::write_line(&format!("sockstrace: UDP through the proxy: {state}"));
     }
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
@@ -359,7 +359,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     if let Some(gate) = &ctx.syscalls {
         let program = config.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
         match gate.finish(&config.syscalls, &program) {
-            Ok(Some(line)) => crate::report::human::write_line(&format!("sockstrace: {line}")),
+            Ok(Some(line)) => crate::report_writer::human::write_line(&format!("sockstrace: {line}")),
             Ok(None) => {}
             Err(e) => eprintln!("sockstrace: error: {e:#}"),
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::sys::{self, Errno};
 use crate::net::socket::SocketFacts;
-use crate::report::ProcessInfo;
+use crate::report_writer::ProcessInfo;
 
 /// Why a handler could not reach a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use super::{confirm, read_addr, reply_of, run_call, waits_on_network, Call, Leak
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
 use crate::policy::{decide, Decision, Operation, Reason, Request};
-use crate::report::Action;
+use crate::report_writer::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
 use crate::supervisor::tracee::{Failure, Socket};

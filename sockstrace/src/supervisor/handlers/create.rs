@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use super::{confirm, Call, Subject, Target, BLOCKED_ERRNO};
 use crate::net::socket::{SocketFacts, SOCK_TYPE_MASK};
 use crate::policy::{decide, Decision, Operation, Reason, Request};
-use crate::report::Action;
+use crate::report_writer::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::tracee::Failure;
 

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use super::{confirm, read_addr, run_call, Call, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::policy::{decide, Decision, Operation, Reason, Request};
-use crate::report::Action;
+use crate::report_writer::Action;
 use crate::supervisor::isolate;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;

@@ -24,7 +24,7 @@ use crate::net::msghdr::Layout;
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
 use crate::policy::{Decision, Reason};
-use crate::report::{Action, Event, ProcessInfo};
+use crate::report_writer::{Action, Event, ProcessInfo};
 use crate::syscalls::{Denial, Judged};
 
 /// What the user asked to happen to a leak.

@@ -18,7 +18,7 @@ use crate::net::cmsg;
 use crate::net::msghdr::Layout;
 use crate::net::sockopt::{self, CompatValue};
 use crate::policy::{Decision, Reason};
-use crate::report::Action;
+use crate::report_writer::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::Errno;
 use crate::supervisor::tracee::{Failure, Socket};

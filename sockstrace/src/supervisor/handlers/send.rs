@@ -11,7 +11,7 @@ use crate::net::msghdr::{self, Layout, MsgHdr, UIO_MAXIOV};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
 use crate::policy::{decide, Decision, Operation, Request};
-use crate::report::Action;
+use crate::report_writer::Action;
 use crate::supervisor::copy_budget::{self, Grant};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::{self, Errno};

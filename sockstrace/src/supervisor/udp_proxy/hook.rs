@@ -11,7 +11,7 @@ use super::{Assoc, UdpProxy};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
 use crate::policy::{decide, Decision, Operation, Reason, Request};
-use crate::report::Action;
+use crate::report_writer::Action;
 use crate::supervisor::handlers::{run_call, Call, Subject, Target};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;

@@ -68,7 +68,7 @@ impl UdpProxy {
         let found = self.server.get_or_init(|| {
             let auth = self.auth.clone().unwrap_or(SocksAuth::PerConnection);
             let found = probe::first_offering_udp(&self.candidates, &auth);
-            crate::report::human::write_line(&format!(
+            crate::report_writer::human::write_line(&format!(
                 "sockstrace: UDP through the proxy: {}",
                 state_of(&found)
             ));

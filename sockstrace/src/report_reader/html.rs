@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::parse::{format_duration, format_time_of_day, format_utc_millis, value_text, Record, Report};
+use super::read::{format_duration, format_time_of_day, format_utc_millis, value_text, Record, Report};
 use super::table::{command_line, visible, Tables};
 
 /// Timeline rows drawn at most; past this, allowed events are left out first.
@@ -136,13 +136,13 @@ fn header(out: &mut String, info: &PageInfo, report: &Report, tables: &Tables) {
     }
     match &report.summary {
         Some(summary) => {
-            for (name, state) in summary.layers() {
-                let _ = writeln!(out, "<dt>{} layer</dt><dd>{}</dd>", text(&name), text(&state));
+            for (name, state) in &summary.layers {
+                let _ = writeln!(out, "<dt>{} layer</dt><dd>{}</dd>", text(name), text(state));
             }
-            if let Some(lost) = summary.count("kernel_lost_events") {
+            if let Some(lost) = summary.kernel_lost_events {
                 let _ = writeln!(out, "<dt>kernel events lost</dt><dd>{lost}</dd>");
             }
-            let exit = summary.fields.get("exit_status").map_or_else(|| "-".to_owned(), value_text);
+            let exit = summary.exit_status.map_or_else(|| "-".to_owned(), |status| status.to_string());
             let _ = writeln!(out, "<dt>exit status</dt><dd>{}</dd>", text(&exit));
         }
         None => out.push_str("<dt>layers</dt><dd>unknown: the file has no summary line</dd>\n"),
@@ -217,7 +217,7 @@ fn timeline(out: &mut String, report: &Report, tables: &Tables, leaks_only: bool
     out.push_str("</span><span>action</span></div>\n");
     for e in events {
         let pos = if span > 0 { (e.time_ns - start) as f64 / span as f64 } else { 0.0 };
-        let class = row_class(&e.verdict, &e.action);
+        let class = row_class(&e.verdict, e.action_name());
         let _ = writeln!(
             out,
             "<div class=\"row {class}\" title=\"{}\"><span>{}</span><span>{}</span><span>{} {} {}</span>\
@@ -230,7 +230,7 @@ fn timeline(out: &mut String, report: &Report, tables: &Tables, leaks_only: bool
             text(e.protocol.as_deref().filter(|p| *p != "default").unwrap_or("")),
             text(&e.target()),
             at(pos),
-            text(&e.action),
+            text(e.action_name()),
         );
     }
     out.push_str("</div>\n</section>\n");
@@ -492,7 +492,7 @@ footer { margin-top: 24px; color: var(--grey); font-size: 12px; }
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::parse_str;
+    use super::super::read::parse_str;
     use super::super::table::build;
     use super::*;
 

@@ -6,7 +6,11 @@ pub(crate) mod human;
 mod journal;
 mod summary;
 
-pub use event::{Action, Event, ProcessInfo};
+#[cfg(test)]
+mod golden;
+
+pub use event::{Event, ProcessInfo};
+pub use sockstrace::schema::Action;
 pub use summary::{Layers, Summary};
 
 use std::fs::File;
@@ -150,11 +154,7 @@ impl Reporter {
         summary.layers = layers;
         summary.exit_status = Some(exit_status);
         if let Some(mut out) = sink {
-            let mut json = summary.to_json();
-            if let Some(object) = json.get_mut("summary").and_then(serde_json::Value::as_object_mut) {
-                object.extend(extra);
-            }
-            let _ = serde_json::to_writer(&mut *out, &json);
+            let _ = serde_json::to_writer(&mut *out, &summary.to_json_with(extra));
             let _ = out.write_all(b"\n");
             let _ = out.flush();
         }

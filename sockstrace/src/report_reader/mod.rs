@@ -5,7 +5,7 @@
 //! read, holds nothing sockstrace wrote, or the page cannot be written.
 
 mod html;
-mod parse;
+pub(crate) mod read;
 mod stacks;
 mod table;
 
@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use parse::{format_duration, format_utc_millis, Report};
+use read::{format_duration, format_utc_millis, Report};
 use table::Tables;
 
 /// Skipped lines listed on stderr before `... and N more`.
@@ -44,7 +44,7 @@ fn run(args: &ReportArgs, stdout: &mut dyn Write) -> i32 {
     let report = match read(&args.file) {
         Ok(report) => report,
         Err(e) => {
-            crate::report::human::write_line(&format!(
+            crate::report_writer::human::write_line(&format!(
                 "sockstrace: error: cannot read the report {name}: {e}"
             ));
             return 2;
@@ -55,11 +55,11 @@ fn run(args: &ReportArgs, stdout: &mut dyn Write) -> i32 {
     }
     if report.is_empty() {
         if report.skipped.is_empty() {
-            crate::report::human::write_line(&format!(
+            crate::report_writer::human::write_line(&format!(
                 "sockstrace: error: {name} holds no events and no summary: is it a sockstrace report?"
             ));
         } else {
-            crate::report::human::write_line(&format!(
+            crate::report_writer::human::write_line(&format!(
                 "sockstrace: error: {name} is not a sockstrace report: none of its {} line(s) is an event or a summary",
                 report.lines
             ));
@@ -73,19 +73,21 @@ fn run(args: &ReportArgs, stdout: &mut dyn Write) -> i32 {
         let info = html::PageInfo { name: &name, leaks_only: args.leaks_only, notes: &notes };
         let page = html::page(&info, &report, &tables);
         if let Err(e) = std::fs::write(out, page) {
-            crate::report::human::write_line(&format!(
+            crate::report_writer::human::write_line(&format!(
                 "sockstrace: error: cannot write the HTML page to {}: {e}",
                 out.display()
             ));
             return 2;
         }
-        crate::report::human::write_line(&format!("sockstrace: wrote {}", out.display()));
+        crate::report_writer::human::write_line(&format!("sockstrace: wrote {}", out.display()));
     }
     let text = text_report(&name, &report, &tables, args.leaks_only, &notes);
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         // `sockstrace report f | head` is fine.
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            crate::report::human::write_line(&format!("sockstrace: error: cannot write to stdout: {e}"));
+            crate::report_writer::human::write_line(&format!(
+                "sockstrace: error: cannot write to stdout: {e}"
+            ));
             2
         }
         _ => 0,
@@ -94,9 +96,9 @@ fn run(args: &ReportArgs, stdout: &mut dyn Write) -> i32 {
 
 fn read(path: &Path) -> io::Result<Report> {
     if path == Path::new("-") {
-        return parse::parse(io::stdin().lock());
+        return read::parse(io::stdin().lock());
     }
-    parse::parse(BufReader::new(File::open(path)?))
+    read::parse(BufReader::new(File::open(path)?))
 }
 
 /// `sockstrace: FILE:LINE: skipped: why`, for the first few.
@@ -125,13 +127,13 @@ fn notes(report: &Report, tables: &Tables) -> Vec<String> {
         // Several runs in one file: one summary cannot match all their events.
         Some(_) if report.summaries > 1 => {}
         Some(summary) => {
-            if let Some(events) = summary.count("events").filter(|n| *n != t.events) {
+            if let Some(events) = summary.events.filter(|n| *n != t.events) {
                 notes.push(format!("The summary counts {events} event(s), the file holds {}.", t.events));
             }
-            if let Some(leaks) = summary.count("leaks").filter(|n| *n != t.leaks) {
+            if let Some(leaks) = summary.leaks.filter(|n| *n != t.leaks) {
                 notes.push(format!("The summary counts {leaks} leak(s), the file holds {}.", t.leaks));
             }
-            if let Some(lost) = summary.count("kernel_lost_events").filter(|n| *n > 0) {
+            if let Some(lost) = summary.kernel_lost_events.filter(|n| *n > 0) {
                 notes.push(format!("The kernel layer lost {lost} event(s): its ring buffer was full."));
             }
         }
@@ -173,11 +175,11 @@ fn text_report(name: &str, report: &Report, tables: &Tables, leaks_only: bool, n
         ));
     }
     if let Some(summary) = &report.summary {
-        for (layer, state) in summary.layers() {
-            out.push_str(&format!("{:<9}{}\n", format!("{layer}:"), table::visible(&state)));
+        for (layer, state) in &summary.layers {
+            out.push_str(&format!("{:<9}{}\n", format!("{layer}:"), table::visible(state)));
         }
-        if let Some(status) = summary.fields.get("exit_status").filter(|v| !v.is_null()) {
-            out.push_str(&format!("exit:    {}\n", table::visible(&parse::value_text(status))));
+        if let Some(status) = summary.exit_status {
+            out.push_str(&format!("exit:    {status}\n"));
         }
     }
     for note in notes {
@@ -206,7 +208,7 @@ fn text_report(name: &str, report: &Report, tables: &Tables, leaks_only: bool, n
 
 #[cfg(test)]
 mod tests {
-    use super::parse::parse_str;
+    use super::read::parse_str;
     use super::*;
 
     const LEAK: &str = r#"{"schema":1,"seq":1,"ts":"2026-01-01T00:00:00Z","syscall":"connect","pid":7,"comm":"curl","protocol":"tcp","dst":"127.0.0.3:80","verdict":"leak","reason":"direct-tcp","action":"blocked","errno":1}"#;
@@ -220,7 +222,7 @@ mod tests {
     }
 
     fn temp(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("sockstrace-summarize-{}-{name}", std::process::id()))
+        std::env::temp_dir().join(format!("sockstrace-report-reader-{}-{name}", std::process::id()))
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::parse::{format_time_of_day, Record};
+use sockstrace::schema::Action;
+
+use super::read::{format_time_of_day, Record};
 
 /// One row per (destination, protocol, reason, verdict, action).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +112,7 @@ pub fn build(events: &[Record], leaks_only: bool) -> Tables {
     let mut processes = BTreeSet::new();
     let mut leaking_processes = BTreeSet::new();
     let mut by_dst: BTreeMap<[String; 5], DestRow> = BTreeMap::new();
-    let mut by_proc: BTreeMap<(Option<u64>, String), (ProcRow, BTreeSet<String>)> = BTreeMap::new();
+    let mut by_proc: BTreeMap<(Option<u32>, String), (ProcRow, BTreeSet<String>)> = BTreeMap::new();
 
     for e in events {
         let target = e.target();
@@ -125,13 +127,13 @@ pub fn build(events: &[Record], leaks_only: bool) -> Tables {
         } else {
             totals.allowed += 1;
         }
-        match e.action.as_str() {
-            "blocked" => totals.blocked += 1,
-            "logged" => totals.logged += 1,
-            "socksified" => totals.socksified += 1,
-            "killed" => totals.killed += 1,
-            "allowed" => {}
-            _ => totals.other_action += 1,
+        match e.action {
+            Action::Blocked => totals.blocked += 1,
+            Action::Logged => totals.logged += 1,
+            Action::Socksified => totals.socksified += 1,
+            Action::Killed => totals.killed += 1,
+            Action::Allowed => {}
+            Action::Unknown => totals.other_action += 1,
         }
         destinations.insert(target.clone());
         processes.insert(program.clone());
@@ -143,9 +145,9 @@ pub fn build(events: &[Record], leaks_only: bool) -> Tables {
         let key = [
             target.clone(),
             e.protocol.clone().unwrap_or_else(|| "-".to_owned()),
-            e.reason.clone(),
-            e.verdict.clone(),
-            e.action.clone(),
+            e.reason.to_string(),
+            e.verdict.to_string(),
+            e.action_name().to_owned(),
         ];
         let row = by_dst.entry(key).or_insert_with_key(|k| DestRow {
             dst: k[0].clone(),
@@ -165,7 +167,7 @@ pub fn build(events: &[Record], leaks_only: bool) -> Tables {
             row.programs.push(program.clone());
         }
 
-        let key = (e.pid.or(e.tid), e.comm.clone().unwrap_or_default());
+        let key = (e.pid_or_tid(), e.comm.clone().unwrap_or_default());
         let (row, targets) = by_proc.entry(key).or_insert_with(|| {
             let row = ProcRow {
                 program: program.clone(),
@@ -185,12 +187,12 @@ pub fn build(events: &[Record], leaks_only: bool) -> Tables {
         } else {
             row.allowed += 1;
         }
-        match e.action.as_str() {
-            "blocked" => row.blocked += 1,
-            "logged" => row.logged += 1,
-            "socksified" => row.socksified += 1,
-            "killed" => row.killed += 1,
-            _ => {}
+        match e.action {
+            Action::Blocked => row.blocked += 1,
+            Action::Logged => row.logged += 1,
+            Action::Socksified => row.socksified += 1,
+            Action::Killed => row.killed += 1,
+            Action::Allowed | Action::Unknown => {}
         }
         row.first_ns = row.first_ns.min(e.time_ns);
         row.last_ns = row.last_ns.max(e.time_ns);
@@ -427,7 +429,7 @@ pub fn visible(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::parse_str;
+    use super::super::read::parse_str;
     use super::*;
 
     fn line(seq: u32, pid: u32, comm: &str, dst: &str, verdict: &str, action: &str) -> String {

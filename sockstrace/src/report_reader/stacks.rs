@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::stack::{describe, own_frames, Frame};
 
-use super::parse::Record;
+use super::read::Record;
 
 /// Callers shown under a row.
 const CALLERS: usize = 6;
@@ -30,13 +30,11 @@ pub fn build(events: &[Record]) -> (Vec<StackRow>, u64) {
     let mut rows: Vec<StackRow> = Vec::new();
     let mut without = 0;
     for e in events.iter().filter(|e| e.is_leak()) {
-        let stack: Option<Vec<Frame>> =
-            e.fields.get("stack").and_then(|v| serde_json::from_value(v.clone()).ok());
-        let Some(stack) = stack.filter(|s| !s.is_empty()) else {
-            without += u64::from(e.fields.contains_key("stack_error"));
+        let Some(stack) = e.stack.as_ref().filter(|s| !s.is_empty()) else {
+            without += u64::from(e.stack_error.is_some());
             continue;
         };
-        let own = own_frames(&stack);
+        let own = own_frames(stack);
         let site = site(&own[0]);
         let row = match rows.iter().position(|r| r.site == site) {
             Some(i) => &mut rows[i],
@@ -56,7 +54,7 @@ pub fn build(events: &[Record]) -> (Vec<StackRow>, u64) {
         row.leaks += 1;
         row.destinations.insert(e.target());
         row.programs.insert(e.program());
-        if let Some(core) = e.fields.get("core").and_then(|v| v.as_str()) {
+        if let Some(core) = &e.core {
             row.cores.push(core.to_string());
         }
     }
@@ -108,7 +106,7 @@ pub fn render(rows: &[StackRow], without: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::parse_str;
+    use super::super::read::parse_str;
     use super::*;
 
     fn leak(seq: u32, pid: u32, dst: &str, inner: &str, line: u32) -> String {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
+use sockstrace::schema::{LeakRow, RunSummary, SummaryLine};
 
 use super::{Action, Event};
 
@@ -66,7 +66,7 @@ impl Summary {
             if e.reason == crate::policy::Reason::UdpConnectRefused.as_str() {
                 self.udp_connects_refused += 1;
             } else if e.reason == crate::policy::Reason::SyscallDenied.as_str() {
-                *self.syscalls_denied.entry(e.syscall.to_owned()).or_default() += 1;
+                *self.syscalls_denied.entry(e.syscall.to_string()).or_default() += 1;
             } else {
                 self.allowed += 1;
             }
@@ -78,63 +78,76 @@ impl Summary {
             Action::Logged => self.logged += 1,
             Action::Killed => self.killed += 1,
             Action::Socksified => self.socksified += 1,
-            Action::Allowed => {}
+            Action::Allowed | Action::Unknown => {}
         }
         let key = LeakKey {
             dst: e.dst.clone().or_else(|| e.local.clone()).unwrap_or_default(),
             protocol: e.protocol.clone().unwrap_or_default(),
-            reason: e.reason.to_owned(),
-            syscall: e.syscall.to_owned(),
+            reason: e.reason.to_string(),
+            syscall: e.syscall.to_string(),
             program: e.comm.clone().unwrap_or_else(|| "?".into()),
         };
         *self.by_destination.entry(key).or_default() += 1;
     }
 
-    fn layers_json(&self) -> serde_json::Value {
-        let mut layers = json!({"seccomp": self.layers.seccomp, "kernel": self.layers.kernel});
-        if !self.layers.fence.is_empty() {
-            layers["fence"] = self.layers.fence.clone().into();
-        }
-        if !self.layers.program.is_empty() {
-            layers["program"] = self.layers.program.clone().into();
-        }
-        if !self.layers.syscalls.is_empty() {
-            layers["syscalls"] = self.layers.syscalls.clone().into();
+    fn layers(&self) -> BTreeMap<String, String> {
+        let mut layers = BTreeMap::new();
+        layers.insert("seccomp".to_owned(), self.layers.seccomp.clone());
+        layers.insert("kernel".to_owned(), self.layers.kernel.clone());
+        for (name, state) in [
+            ("fence", &self.layers.fence),
+            ("program", &self.layers.program),
+            ("syscalls", &self.layers.syscalls),
+        ] {
+            if !state.is_empty() {
+                layers.insert(name.to_owned(), state.clone());
+            }
         }
         layers
     }
 
+    /// The summary line of the report.
+    #[cfg(test)]
     pub fn to_json(&self) -> serde_json::Value {
-        let leaks: Vec<_> = self
+        self.to_json_with(serde_json::Map::new())
+    }
+
+    /// The summary line, with `extra` keys in the summary object (`audit` adds its table by
+    /// process).
+    pub fn to_json_with(&self, extra: serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+        let leak_table = self
             .by_destination
             .iter()
-            .map(|(k, count)| {
-                json!({"dst": k.dst, "protocol": k.protocol, "reason": k.reason,
-                       "syscall": k.syscall, "comm": k.program, "count": count})
+            .map(|(k, count)| LeakRow {
+                comm: k.program.clone(),
+                count: *count,
+                dst: k.dst.clone(),
+                protocol: k.protocol.clone(),
+                reason: k.reason.clone(),
+                syscall: k.syscall.clone(),
             })
             .collect();
-        json!({
-            "schema": super::event::SCHEMA,
-            "summary": {
-                "events": self.events,
-                "allowed": self.allowed,
-                "leaks": self.leaks,
-                "blocked": self.blocked,
-                "logged": self.logged,
-                "killed": self.killed,
-                "socksified": self.socksified,
-                "invalid": self.invalid,
-                "udp_connects_refused": self.udp_connects_refused,
-                "syscalls_denied": self.syscalls_denied,
-                "config": self.config,
-                "exit_status": self.exit_status,
-                "layers": self.layers_json(),
-                "kernel_lost_events": self.layers.kernel_dropped,
-                "dns": self.layers.dns,
-                "udp_proxy": self.layers.udp_proxy,
-                "leak_table": leaks,
-            }
+        SummaryLine::new(RunSummary {
+            events: Some(self.events),
+            allowed: Some(self.allowed),
+            leaks: Some(self.leaks),
+            blocked: Some(self.blocked),
+            logged: Some(self.logged),
+            killed: Some(self.killed),
+            socksified: Some(self.socksified),
+            invalid: Some(self.invalid),
+            udp_connects_refused: Some(self.udp_connects_refused),
+            syscalls_denied: self.syscalls_denied.clone(),
+            config: self.config.clone(),
+            exit_status: self.exit_status,
+            layers: self.layers(),
+            kernel_lost_events: self.layers.kernel_dropped,
+            dns: self.layers.dns.clone(),
+            udp_proxy: self.layers.udp_proxy.clone(),
+            leak_table,
+            extra,
         })
+        .to_json()
     }
 }
 
