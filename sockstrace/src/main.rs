@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod dns;
 mod doctor;
+mod exit;
 mod inspect;
 mod kernel;
 mod logging;
@@ -24,11 +25,13 @@ mod testing;
 
 use clap::{CommandFactory, FromArgMatches};
 
+use exit::Exit;
+
 fn main() {
     logging::init();
     let matches = cli::Cli::command().get_matches();
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let code = match cli.command {
+    let exit = match cli.command {
         cli::Command::Run(args) => {
             let run_matches = matches.subcommand_matches("run").cloned().unwrap_or_default();
             run::main(args, &run_matches)
@@ -39,19 +42,23 @@ fn main() {
         }
         cli::Command::Completions { shell } => {
             clap_complete::generate(shell, &mut cli::Cli::command(), "sockstrace", &mut std::io::stdout());
-            0
+            Exit::Success
         }
         cli::Command::Man => {
             match clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => 0,
+                Ok(()) => Exit::Success,
                 Err(e) => {
                     crate::report::human::write_line(&format!("sockstrace: error: {e}"));
-                    run::EXIT_OWN_FAILURE
+                    Exit::OwnFailure
                 }
             }
         }
         cli::Command::Doctor { json } => doctor::main(json),
-        cli::Command::Report(args) => summarize::main(args),
+        // `report` exits 0 when it read the file, 2 when it cannot (see `summarize`).
+        cli::Command::Report(args) => match summarize::main(args) {
+            0 => Exit::Success,
+            _ => Exit::Usage,
+        },
     };
-    std::process::exit(code);
+    exit.exit();
 }

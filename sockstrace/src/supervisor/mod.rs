@@ -6,6 +6,7 @@
 pub(crate) mod abi;
 mod copy_budget;
 mod dns_setup;
+mod error;
 pub(crate) mod fence;
 mod filter;
 mod handlers;
@@ -28,9 +29,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
+pub use error::RunError;
 pub use handlers::LeakAction;
 pub use handlers::SocksAuth;
-pub use spawn::SpawnError;
 
 use crate::kernel::Witness;
 use crate::policy::Policy;
@@ -79,11 +80,6 @@ pub enum KernelMode {
     Off,
     Required,
 }
-
-/// A refused combination of options (exit status 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(String);
 
 /// Shared by every notification handler.
 pub struct Ctx {
@@ -156,7 +152,7 @@ fn start_witness(
 }
 
 /// Runs the program under the supervisor; returns how it ended.
-pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
+pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunError> {
     // First: from here on, same-uid programs cannot ptrace us or take our fds.
     let non_dumpable = fence::make_non_dumpable();
     // The kernel layer's object loads (its verifier's time) while the rest is prepared.
@@ -205,13 +201,12 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     };
     let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak, config.kernel, preload);
     if config.kernel == KernelMode::Required && witness.is_none() {
-        anyhow::bail!("--kernel required, but the kernel layer is {kernel_layer}");
+        return Err(anyhow::anyhow!("--kernel required, but the kernel layer is {kernel_layer}").into());
     }
     if config.allow_io_uring && witness.is_none() {
-        return Err(UsageError(format!(
+        return Err(RunError::Usage(format!(
             "--allow-io-uring needs the kernel layer to gate io_uring's connects, and it is {kernel_layer}"
-        ))
-        .into());
+        )));
     }
     let udp = udp_proxy::setup(
         &config.policy,
@@ -225,7 +220,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     }
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("becoming a child subreaper");
+        return Err(anyhow::Error::from(std::io::Error::last_os_error())
+            .context("becoming a child subreaper")
+            .into());
     }
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
