@@ -12,6 +12,7 @@ struct Check {
 }
 
 /// Prints the diagnosis (a line per check, or one JSON object); 0 where the supervisor works.
+#[expect(clippy::print_stdout, reason = "doctor's answer is its lines on stdout")]
 pub fn main(json: bool) -> crate::exit::Exit {
     let checks = [
         seccomp_user_notification(),

@@ -1,5 +1,11 @@
 //! sockstrace: proves that a program sends nothing around its SOCKS proxy.
 
+// Stdout carries the program's own output and `--report -`'s JSON: only the
+// commands whose output it is (`doctor`, `report`, `completions`, `man`) write
+// there, on purpose. The process ends through `exit::Exit` only.
+#![cfg_attr(not(test), deny(clippy::print_stdout))]
+#![deny(clippy::exit)]
+
 mod audit;
 mod cli;
 mod config;

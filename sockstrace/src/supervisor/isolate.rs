@@ -370,8 +370,9 @@ impl Isolation {
         send_listener: impl Fn(i32),
         parent_maps: impl Fn() -> bool,
     ) -> Result<(), (Step, i32)> {
-        // SAFETY (whole body): raw system calls on valid pointers to data
-        // prepared before fork, and on fds we just created.
+        // SAFETY: this fn's contract: we are the freshly forked child, whose one thread takes
+        // no lock (no allocation). Pointers go to data prepared before fork (`self`'s
+        // paths and maps, fork's copy) or to live locals; fds are ones we just created.
         unsafe {
             let errno = || *libc::__errno_location();
             // As root, the program stays uid 0, which is all the kernel asks

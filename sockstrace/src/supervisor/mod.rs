@@ -3,6 +3,10 @@
 //! spawn (filter installed between fork and exec) -> serve notifications
 //! concurrently on tokio -> reap -> summary.
 
+// No panics in the supervisor: a failure is an error the caller answers
+// (the call denied, reported `check-failed`), never an abort.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub(crate) mod abi;
 mod copy_budget;
 mod dns_setup;

@@ -328,12 +328,13 @@ pub fn spawn(
     let (ctl_read, ctl_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
     let (go_read, go_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
 
-    // SAFETY: other threads of ours may exist (the async runtime), but the
-    // child branch below only makes async-signal-safe raw system calls on data
-    // prepared before fork, so it never needs a lock another thread held.
+    // Other threads of ours may exist (the async runtime): the child branch below
+    // only makes async-signal-safe raw system calls on data prepared before fork.
     let (pid, in_cgroup) = match plan.cgroup_dir.map(sys::fork_into_cgroup) {
         Some(Ok(pid)) => (pid, true),
         // Refused (an old kernel): fork, and the child joins by itself.
+        // SAFETY: the child only runs child_main, which takes no lock another thread could
+        // have held at fork (no allocation, no stdio, raw system calls on data built above).
         _ => (unsafe { libc::fork() }, false),
     };
     if pid < 0 {
@@ -525,7 +526,11 @@ unsafe fn child_main(
     ctl: libc::c_int,
     go: libc::c_int,
 ) -> ! {
-    // SAFETY (whole body): raw system calls on valid pointers and fds only.
+    // SAFETY: this fn's contract: we are the freshly forked child, whose one thread
+    // cannot meet a lock held at fork because it takes none (raw system calls, no
+    // allocation). Every pointer passed to the kernel is to memory built before fork
+    // (`plan`, `fprog`, `argv`, `envp`, NUL-terminated C strings), which fork copied and
+    // nothing frees before exec or `_exit`; the fds are this process's own.
     unsafe {
         // The supervisor is non-dumpable and fork copied that: until exec
         // resets it, the parent (without CAP_SYS_PTRACE) could not take the
@@ -644,8 +649,9 @@ unsafe fn child_main(
 /// # Safety
 /// Only called in the freshly forked child; `user` was prepared before fork.
 unsafe fn become_user(user: &UserPlan) -> Result<(), (Tag, i32)> {
-    // SAFETY (whole body): raw system calls with integer arguments or
-    // pointers to memory prepared before fork / live locals.
+    // SAFETY: we are the freshly forked child (this fn's contract): raw system calls with
+    // integer arguments, or pointers to `user.groups` (built before fork, `len` entries)
+    // and to live locals of the sizes the kernel reads (`CapHeader`, two `CapData`).
     unsafe {
         for cap in 0..=user.cap_last_cap {
             if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
