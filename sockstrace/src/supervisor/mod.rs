@@ -222,12 +222,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     if let Some((None, state)) = &udp {
         crate::report::human::write_line(&format!("sockstrace: UDP through the proxy: {state}"));
     }
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(anyhow::Error::from(std::io::Error::last_os_error())
-            .context("becoming a child subreaper")
-            .into());
-    }
+    sys::set_child_subreaper()
+        .map_err(std::io::Error::from_raw_os_error)
+        .context("becoming a child subreaper")?;
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
@@ -378,12 +375,7 @@ pub struct Outcome {
 /// Worker threads never take signals: a signal must not interrupt a connect
 /// we perform for the tracee (the main thread takes them instead).
 pub(crate) fn block_signals_in_this_thread() {
-    // SAFETY: sigfillset/pthread_sigmask on a live local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    sys::block_all_signals();
 }
 
 /// How often, once the main program has exited, we check whether every

@@ -203,9 +203,7 @@ pub fn resolve_program(program: &OsStr) -> Result<PathBuf, SpawnError> {
 }
 
 fn is_executable(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
-    // SAFETY: c is a valid NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    CString::new(path.as_os_str().as_bytes()).is_ok_and(|c| sys::is_executable(&c))
 }
 
 fn cstring(s: &OsStr) -> Result<CString, SpawnError> {
@@ -328,18 +326,21 @@ pub fn spawn(
     let (ctl_read, ctl_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
     let (go_read, go_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
 
-    // Other threads of ours may exist (the async runtime): the child branch below
-    // only makes async-signal-safe raw system calls on data prepared before fork.
-    let (pid, in_cgroup) = match plan.cgroup_dir.map(sys::fork_into_cgroup) {
-        Some(Ok(pid)) => (pid, true),
-        // Refused (an old kernel): fork, and the child joins by itself.
-        // SAFETY: the child only runs child_main, which takes no lock another thread could
-        // have held at fork (no allocation, no stdio, raw system calls on data built above).
-        _ => (unsafe { libc::fork() }, false),
+    // Born in the run's cgroup where the kernel can.
+    let into_cgroup = match plan.cgroup_dir {
+        // SAFETY: other threads of ours may exist (the async runtime), but the child only
+        // runs child_main, which takes no lock another thread could have held at fork (no
+        // allocation, no stdio: raw system calls on the data built above), then execs or
+        // `_exit`s.
+        Some(dir) => unsafe { sys::fork_into_cgroup(dir) }.ok(),
+        None => None,
     };
-    if pid < 0 {
-        return Err(setup("fork")(sys::last_errno()));
-    }
+    let (pid, in_cgroup) = match into_cgroup {
+        Some(pid) => (pid, true),
+        // Refused (an old kernel): fork, and the child joins by itself.
+        // SAFETY: as for fork_into_cgroup above: the child only runs child_main.
+        None => (unsafe { sys::fork() }.map_err(setup("fork"))?, false),
+    };
     if pid == 0 {
         // SAFETY: we are the child; see child_main's contract.
         unsafe {
@@ -367,7 +368,7 @@ fn parent_handshake(
 ) -> Result<Spawned, SpawnError> {
     let program = plan.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     let fail = |e: SpawnError| {
-        reap(pid);
+        let _ = sys::wait_child(pid);
         Err(e)
     };
     let mut landlock_failed = None;
@@ -385,18 +386,15 @@ fn parent_handshake(
             Tag::ForwardListener => forward_fds.push(value),
             Tag::MapUserns => {
                 let mapped = super::isolate::map_whole(pid);
-                let byte = [u8::from(mapped.is_ok())];
-                // SAFETY: a one-byte write from a live local array to our own pipe end, which
-                // `go` keeps open for the call.
-                let wrote = unsafe { libc::write(go.as_raw_fd(), byte.as_ptr().cast(), 1) };
+                let wrote = sys::write(go.as_fd(), &[u8::from(mapped.is_ok())]);
                 if let Err(errno) = mapped {
                     return fail(isolate_error(super::isolate::pack_failure(
                         super::isolate::Step::IdMap,
                         errno,
                     )));
                 }
-                if wrote != 1 {
-                    return fail(setup("releasing the child")(sys::last_errno()));
+                if wrote != Ok(1) {
+                    return fail(setup("releasing the child")(wrote.err().unwrap_or(libc::EIO)));
                 }
             }
             Tag::ListenerKillable => break (true, value),
@@ -435,10 +433,9 @@ fn parent_handshake(
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    // SAFETY: writes one byte from a live local to our pipe end.
-    let wrote = unsafe { libc::write(go.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
-    if wrote != 1 {
-        return fail(setup("releasing the child")(sys::last_errno()));
+    let wrote = sys::write(go.as_fd(), &[1]);
+    if wrote != Ok(1) {
+        return fail(setup("releasing the child")(wrote.err().unwrap_or(libc::EIO)));
     }
     drop(go);
     // End of file: the pipe closed on exec. A message: exec failed.
@@ -455,13 +452,11 @@ fn read_message(fd: &OwnedFd) -> Result<Option<Message>, SpawnError> {
     let mut buf = [0u8; Message::WIRE_LEN];
     let mut got = 0;
     while got < buf.len() {
-        // SAFETY: reads into the unfilled tail of a live local buffer.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
-        match n {
-            0 => return Ok(None),
-            n if n < 0 && sys::last_errno() == libc::EINTR => continue,
-            n if n < 0 => return Ok(None),
-            n => got += n as usize,
+        match sys::read(fd.as_fd(), &mut buf[got..]) {
+            Ok(0) => return Ok(None),
+            Err(libc::EINTR) => continue,
+            Err(_) => return Ok(None),
+            Ok(n) => got += n,
         }
     }
     Message::from_wire(buf).map(Some)
@@ -474,12 +469,6 @@ fn isolate_error(value: i32) -> SpawnError {
         what: step.map_or("isolating the program", super::isolate::Step::describe),
         err: std::io::Error::from_raw_os_error(errno),
     }
-}
-
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waits for our own child; status is a live local.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
 /// Writes a message to the parent. Async-signal-safe.
@@ -720,9 +709,7 @@ mod tests {
         // SAFETY: `write` is our own open pipe end; child_send writes 8 bytes from a local.
         unsafe { child_send(write.as_raw_fd(), Tag::ForwardListener, 42) };
         let unknown = [99i32.to_ne_bytes(), 7i32.to_ne_bytes()].concat();
-        // SAFETY: an 8-byte write from a live local vector to our own open pipe end.
-        let wrote = unsafe { libc::write(write.as_raw_fd(), unknown.as_ptr().cast(), unknown.len()) };
-        assert_eq!(wrote, 8);
+        assert_eq!(sys::write(write.as_fd(), &unknown), Ok(8));
         drop(write);
         assert_eq!(read_message(&read).unwrap(), Some(Message { tag: Tag::ForwardListener, value: 42 }));
         assert!(matches!(read_message(&read), Err(SpawnError::Protocol(99))));
