@@ -4,7 +4,7 @@
 //!
 //! | module | concern |
 //! | --- | --- |
-//! | `args` | the command line (`AuditArgs`) and the policy it makes |
+//! | `args` | the policy and exemptions the command line (`cli::AuditArgs`) makes |
 //! | `attribution` | exe, argv and cgroup from /proc, cached, never blocking the events |
 //! | `tally` | the summary by process and destination |
 //! | `metrics` | `--metrics`: Prometheus text over a minimal HTTP server |
