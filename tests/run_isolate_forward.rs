@@ -175,7 +175,7 @@ impl RawTcp {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // SAFETY: a fresh fd.
+        // SAFETY: socket just returned this fd and nothing else owns it.
         let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
         let sin = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,

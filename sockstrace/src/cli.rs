@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -22,7 +23,7 @@ pub enum Command {
     Run(RunArgs),
     /// Watch a cgroup (or the whole machine) as root and report every process that reaches the
     /// network around the proxy; with --enforce, refuse it in the kernel.
-    Audit(crate::audit::AuditArgs),
+    Audit(AuditArgs),
     /// Tell which layers work on this machine, and why not.
     Doctor {
         /// One JSON object for scripts: {"ok": bool, "checks": [{"name", "ok", "detail"}]}.
@@ -299,6 +300,71 @@ pub struct RunArgs {
     /// The program to run, and its arguments
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM [ARGS]...")]
     pub command: Vec<OsString>,
+}
+
+/// `sockstrace audit` (what they make: `audit::args`).
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Watch this cgroup and every cgroup below it: a path in the cgroup2 hierarchy, absolute
+    /// or relative to its mount (e.g. system.slice/nginx.service) [default: the root cgroup,
+    /// the whole machine]
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Refuse leaks in the kernel (the process gets EPERM) and report them as blocked; without
+    /// it leaks are only reported (action "logged")
+    #[arg(long)]
+    pub enforce: bool,
+
+    /// Append one JSON object per leak to FILE ('-' for stdout), and a summary line at the end
+    #[arg(long, value_name = "FILE", env = "SOCKSTRACE_REPORT")]
+    pub report: Option<PathBuf>,
+
+    /// Stop after SECS seconds (fractions allowed) [default: run until SIGINT or SIGTERM]
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
+    /// No human lines on stderr but errors and lost events (the JSON report is unaffected)
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Read options from this TOML file, the one `run` reads (flags and SOCKSTRACE_* variables
+    /// win over it) [default: ~/.config/sockstrace/sockstrace.toml, else for root
+    /// /etc/sockstrace/sockstrace.toml, if there]
+    #[arg(long, value_name = "FILE", env = "SOCKSTRACE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Exempt the processes of this cgroup and of every cgroup below it (the proxy's own:
+    /// Tor connects to its relays directly): neither reported nor refused, only counted in
+    /// the summary; repeatable; a path as --cgroup takes it
+    #[arg(long = "exempt-cgroup", value_name = "PATH")]
+    pub exempt_cgroups: Vec<PathBuf>,
+
+    /// Exempt the processes of this user (a name or a uid); repeatable
+    #[arg(long = "exempt-user", value_name = "USER|UID")]
+    pub exempt_users: Vec<String>,
+
+    /// Exempt the processes running this executable (an absolute path, compared with the
+    /// file name execve is given and its canonical form; the mark is inherited at fork and
+    /// dropped at the next exec); repeatable
+    #[arg(long = "exempt-exe", value_name = "PATH")]
+    pub exempt_exes: Vec<PathBuf>,
+}
+
+/// A positive, finite number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{text:?}: the duration must be a positive number of seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
 }
 
 pub(crate) fn parse_proxy_arg(text: &str) -> Result<SocketAddr, String> {

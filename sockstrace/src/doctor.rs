@@ -12,7 +12,8 @@ struct Check {
 }
 
 /// Prints the diagnosis (a line per check, or one JSON object); 0 where the supervisor works.
-pub fn main(json: bool) -> i32 {
+#[expect(clippy::print_stdout, reason = "doctor's answer is its lines on stdout")]
+pub fn main(json: bool) -> crate::exit::Exit {
     let checks = [
         seccomp_user_notification(),
         pidfd_getfd(),
@@ -37,9 +38,9 @@ pub fn main(json: bool) -> i32 {
         }
     }
     if works {
-        0
+        crate::exit::Exit::Success
     } else {
-        1
+        crate::exit::Exit::Unsupported
     }
 }
 

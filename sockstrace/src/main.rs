@@ -1,10 +1,17 @@
 //! sockstrace: proves that a program sends nothing around its SOCKS proxy.
 
+// Stdout carries the program's own output and `--report -`'s JSON: only the
+// commands whose output it is (`doctor`, `report`, `completions`, `man`) write
+// there, on purpose. The process ends through `exit::Exit` only.
+#![cfg_attr(not(test), deny(clippy::print_stdout))]
+#![deny(clippy::exit)]
+
 mod audit;
 mod cli;
 mod config;
 mod dns;
 mod doctor;
+mod exit;
 mod inspect;
 mod kernel;
 mod logging;
@@ -24,11 +31,13 @@ mod testing;
 
 use clap::{CommandFactory, FromArgMatches};
 
+use exit::Exit;
+
 fn main() {
     logging::init();
     let matches = cli::Cli::command().get_matches();
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let code = match cli.command {
+    let exit = match cli.command {
         cli::Command::Run(args) => {
             let run_matches = matches.subcommand_matches("run").cloned().unwrap_or_default();
             run::main(args, &run_matches)
@@ -39,19 +48,23 @@ fn main() {
         }
         cli::Command::Completions { shell } => {
             clap_complete::generate(shell, &mut cli::Cli::command(), "sockstrace", &mut std::io::stdout());
-            0
+            Exit::Success
         }
         cli::Command::Man => {
             match clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => 0,
+                Ok(()) => Exit::Success,
                 Err(e) => {
                     crate::report_writer::human::write_line(&format!("sockstrace: error: {e}"));
-                    run::EXIT_OWN_FAILURE
+                    Exit::OwnFailure
                 }
             }
         }
         cli::Command::Doctor { json } => doctor::main(json),
-        cli::Command::Report(args) => report_reader::main(args),
+        // `report` exits 0 when it read the file, 2 when it cannot (see `report_reader`).
+        cli::Command::Report(args) => match report_reader::main(args) {
+            0 => Exit::Success,
+            _ => Exit::Usage,
+        },
     };
-    std::process::exit(code);
+    exit.exit();
 }

@@ -2,42 +2,35 @@
 
 use crate::cli::{default_proxies, DnsArg, DnsUpstreamArg, KernelLayer, OnLeak, RunArgs};
 use crate::dns::Upstream;
+use crate::exit::Exit;
 use crate::policy::Policy;
 use crate::report_writer::{ReportTarget, Reporter};
 use crate::socks::Credentials;
-use crate::supervisor::{self, DnsMode, LeakAction, RunConfig, SocksAuth, SpawnError, UsageError};
+use crate::supervisor::{self, DnsMode, LeakAction, RunConfig, SocksAuth};
 
-/// Exit status for sockstrace's own failures (as `env`/`timeout` use 125).
-pub const EXIT_OWN_FAILURE: i32 = 125;
-/// Exit status for a refused combination of options.
-pub const EXIT_USAGE: i32 = 2;
-
-/// Exit status under `--fail-on-leak` when any leak was seen.
-pub const EXIT_LEAKED: i32 = 3;
-
-pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
+/// Runs `sockstrace run`; returns the program's status, or what
+/// [`crate::exit`] says for a leak under `--fail-on-leak` and for failures.
+pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
     let config = crate::config::locate(args.config.as_deref());
     if let Some(path) = &config {
         if let Err(e) =
             crate::config::load(path).and_then(|file| crate::config::apply(&mut args, matches, file))
         {
             crate::report_writer::human::write_line(&format!("sockstrace: error: configuration: {e:#}"));
-            return EXIT_USAGE;
+            return Exit::Usage;
         }
         if !args.quiet {
             crate::report_writer::human::write_line(&crate::config::used_line(path));
         }
     } else if args.proxy_user.is_some() != args.proxy_pass.is_some() {
-        crate::report_writer::human::write_line(
-            "sockstrace: error: --proxy-user and --proxy-pass go together",
-        );
-        return EXIT_USAGE;
+        crate::report_writer::human::write_line("sockstrace: error: --proxy-user and --proxy-pass go together");
+        return Exit::Usage;
     }
     if args.one_circuit && args.proxy_user.is_some() {
         crate::report_writer::human::write_line(
             "sockstrace: error: --one-circuit picks random credentials; it cannot go with --proxy-user",
         );
-        return EXIT_USAGE;
+        return Exit::Usage;
     }
     let on_leak = match args.on_leak {
         OnLeak::Block => LeakAction::Block,
@@ -68,7 +61,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         Ok(r) => r,
         Err(e) => {
             crate::report_writer::human::write_line(&format!("sockstrace: error: {e:#}"));
-            return EXIT_OWN_FAILURE;
+            return Exit::OwnFailure;
         }
     };
     reporter.set_config(config.as_deref());
@@ -84,7 +77,7 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         DnsArg::Proxy => {
             let Some(&proxy) = policy.proxies.first() else {
                 crate::report_writer::human::write_line("sockstrace: error: --dns proxy needs a --proxy");
-                return EXIT_USAGE;
+                return Exit::Usage;
             };
             DnsMode::Proxy(match args.dns_upstream {
                 DnsUpstreamArg::Fake => Upstream::FakeIp,
@@ -105,14 +98,14 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
         Ok(user) => user,
         Err(e) => {
             crate::report_writer::human::write_line(&format!("sockstrace: error: {e}"));
-            return EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     let syscalls = match crate::syscalls::Setting::resolve(&args.syscalls, args.learn_syscalls.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("sockstrace: error: --syscalls: {e:#}");
-            return EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     let config = RunConfig {
@@ -134,18 +127,17 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> i32 {
     match supervisor::run(config, reporter) {
         Ok(outcome) if fail_on_leak && outcome.leaks > 0 => {
             crate::report_writer::human::write_line(&format!(
-                "sockstrace: {} leak(s) seen: exiting with {EXIT_LEAKED} (--fail-on-leak); the program's status was {}",
-                outcome.leaks, outcome.status
+                "sockstrace: {} leak(s) seen: exiting with {} (--fail-on-leak); the program's status was {}",
+                outcome.leaks,
+                Exit::Leaked.code(),
+                outcome.status
             ));
-            EXIT_LEAKED
+            Exit::Leaked
         }
-        Ok(outcome) => outcome.status,
+        Ok(outcome) => Exit::Program(outcome.status),
         Err(e) => {
             crate::report_writer::human::write_line(&format!("sockstrace: error: {e:#}"));
-            if e.downcast_ref::<UsageError>().is_some() {
-                return EXIT_USAGE;
-            }
-            e.downcast_ref::<SpawnError>().map_or(EXIT_OWN_FAILURE, SpawnError::exit_status)
+            e.exit_status()
         }
     }
 }

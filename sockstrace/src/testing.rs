@@ -46,8 +46,7 @@ pub fn disabled(name: &str) -> bool {
 /// instead, so that a skip never counts as a pass there.
 #[cfg(test)]
 pub fn skipped(why: &str) {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     if root && std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("skipped under CI as root, where nothing may skip: {why}");
     }

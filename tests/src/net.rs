@@ -117,7 +117,7 @@ fn drain<R: Read>(mut r: R, counts: &Counts) {
 fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let l = TcpListener::bind(addr)?;
     // Re-listening on a listening socket just updates its backlog.
-    // SAFETY: valid fd.
+    // SAFETY: listen takes integers only; `l` keeps the socket open for the call.
     unsafe { libc::listen(l.as_raw_fd(), BACKLOG) };
     l.set_nonblocking(true)?;
     Ok(l)

@@ -1,69 +1,8 @@
-//! `sockstrace audit` options.
+//! `sockstrace audit` options: what the command line (`cli::AuditArgs`) makes.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use clap::Args;
-
-use crate::cli::PolicyArgs;
+pub use crate::cli::AuditArgs;
 use crate::kernel::exempt::ExemptArgs;
 use crate::policy::Policy;
-
-#[derive(Debug, Args)]
-pub struct AuditArgs {
-    /// Watch this cgroup and every cgroup below it: a path in the cgroup2 hierarchy, absolute
-    /// or relative to its mount (e.g. system.slice/nginx.service) [default: the root cgroup,
-    /// the whole machine]
-    #[arg(long, value_name = "PATH")]
-    pub cgroup: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub policy: PolicyArgs,
-
-    /// Refuse leaks in the kernel (the process gets EPERM) and report them as blocked; without
-    /// it leaks are only reported (action "logged")
-    #[arg(long)]
-    pub enforce: bool,
-
-    /// Append one JSON object per leak to FILE ('-' for stdout), and a summary line at the end
-    #[arg(long, value_name = "FILE", env = "SOCKSTRACE_REPORT")]
-    pub report: Option<PathBuf>,
-
-    /// Stop after SECS seconds (fractions allowed) [default: run until SIGINT or SIGTERM]
-    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-
-    /// Serve Prometheus metrics at http://ADDR/metrics
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<SocketAddr>,
-
-    /// No human lines on stderr but errors and lost events (the JSON report is unaffected)
-    #[arg(long, short)]
-    pub quiet: bool,
-
-    /// Read options from this TOML file, the one `run` reads (flags and SOCKSTRACE_* variables
-    /// win over it) [default: ~/.config/sockstrace/sockstrace.toml, else for root
-    /// /etc/sockstrace/sockstrace.toml, if there]
-    #[arg(long, value_name = "FILE", env = "SOCKSTRACE_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// Exempt the processes of this cgroup and of every cgroup below it (the proxy's own:
-    /// Tor connects to its relays directly): neither reported nor refused, only counted in
-    /// the summary; repeatable; a path as --cgroup takes it
-    #[arg(long = "exempt-cgroup", value_name = "PATH")]
-    pub exempt_cgroups: Vec<PathBuf>,
-
-    /// Exempt the processes of this user (a name or a uid); repeatable
-    #[arg(long = "exempt-user", value_name = "USER|UID")]
-    pub exempt_users: Vec<String>,
-
-    /// Exempt the processes running this executable (an absolute path, compared with the
-    /// file name execve is given and its canonical form; the mark is inherited at fork and
-    /// dropped at the next exec); repeatable
-    #[arg(long = "exempt-exe", value_name = "PATH")]
-    pub exempt_exes: Vec<PathBuf>,
-}
 
 impl AuditArgs {
     /// The exemptions, as given.
@@ -87,17 +26,12 @@ impl AuditArgs {
     }
 }
 
-/// A positive, finite number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("{text:?}: the duration must be a positive number of seconds"));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use clap::Parser;
 
     use super::*;

@@ -4,7 +4,7 @@
 //!
 //! | module | concern |
 //! | --- | --- |
-//! | `args` | the command line (`AuditArgs`) and the policy it makes |
+//! | `args` | the policy and exemptions the command line (`cli::AuditArgs`) makes |
 //! | `attribution` | exe, argv and cgroup from /proc, cached, never blocking the events |
 //! | `tally` | the summary by process and destination |
 //! | `metrics` | `--metrics`: Prometheus text over a minimal HTTP server |
@@ -18,29 +18,29 @@ mod watch;
 
 pub use args::AuditArgs;
 
-use crate::run::{EXIT_OWN_FAILURE, EXIT_USAGE};
+use crate::exit::Exit;
 
 /// Runs `sockstrace audit`; returns the exit status (0 after a clean stop, 2 for a bad
 /// configuration file, 125 when sockstrace itself failed: not root, no such cgroup,
 /// attaching or detaching failed).
-pub fn main(mut args: AuditArgs, matches: &clap::ArgMatches) -> i32 {
+pub fn main(mut args: AuditArgs, matches: &clap::ArgMatches) -> Exit {
     let config = crate::config::locate(args.config.as_deref());
     if let Some(path) = &config {
         if let Err(e) =
             crate::config::load(path).and_then(|file| crate::config::apply_audit(&mut args, matches, file))
         {
             crate::report_writer::human::write_line(&format!("sockstrace: error: configuration: {e:#}"));
-            return EXIT_USAGE;
+            return Exit::Usage;
         }
         if !args.quiet {
             crate::report_writer::human::write_line(&crate::config::used_line(path));
         }
     }
     match watch::run(&args, config.as_deref()) {
-        Ok(()) => 0,
+        Ok(()) => Exit::Success,
         Err(err) => {
             crate::report_writer::human::write_line(&format!("sockstrace: error: {err:#}"));
-            EXIT_OWN_FAILURE
+            Exit::OwnFailure
         }
     }
 }

@@ -236,11 +236,7 @@ fn layer_text(dumpable: &Result<&'static str, String>, landlock: &Result<String,
 /// Makes this process non-dumpable: same-uid processes without
 /// `CAP_SYS_PTRACE` can no longer ptrace it or reach its memory and fds.
 pub fn make_non_dumpable() -> Result<(), Errno> {
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(sys::last_errno());
-    }
-    Ok(())
+    sys::set_dumpable(false)
 }
 
 /// For `sockstrace doctor`: whether a process can enter the domain `run`
@@ -250,22 +246,19 @@ pub fn probe() -> Result<String, String> {
     let (Some(fd), Ok(what)) = (fence.ruleset_fd(), &fence.landlock) else {
         return Err(fence.landlock.clone().err().unwrap_or_default());
     };
-    // SAFETY: the child makes raw system calls only and exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", errno_name(sys::last_errno())));
-    }
+    // SAFETY: the child below only makes raw system calls with integer arguments (no lock,
+    // no allocation) and `_exit`s.
+    let pid = unsafe { sys::fork() }.map_err(|e| format!("fork: {}", errno_name(e)))?;
     if pid == 0 {
-        // SAFETY: raw system calls on integers in the forked child.
+        // SAFETY: we are the forked child, with one thread: prctl and landlock_restrict_self
+        // take integers (`fd` is the ruleset, inherited), then `_exit`.
         unsafe {
             let entered = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
                 && libc::syscall(SYS_LANDLOCK_RESTRICT_SELF, fd, 0u32) == 0;
             libc::_exit(if entered { 0 } else { *libc::__errno_location() });
         }
     }
-    let mut status = 0;
-    // SAFETY: waits for our own child; status is a live local.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let status = sys::wait_child(pid).unwrap_or_default();
     match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
         Some(0) => Ok(what.clone()),
         Some(e) => Err(format!("landlock refused ({}): {NO_FENCE}", errno_name(e))),

@@ -4,7 +4,6 @@
 //! program so that the child only needs the `seccomp(2)` system call.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::{FromRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
@@ -169,13 +168,10 @@ fn int_equals(arg: u32, value: i32) -> ScmpArgCompare {
 }
 
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
-    // SAFETY: memfd_create takes a NUL-terminated name and flags; returns a new fd or -1.
-    let fd = unsafe { libc::memfd_create(c"sockstrace-filter".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("memfd_create");
-    }
-    // SAFETY: fd was just created and is owned by nothing else.
-    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let fd = super::sys::memfd_create(c"sockstrace-filter")
+        .map_err(std::io::Error::from_raw_os_error)
+        .context("memfd_create")?;
+    let mut file = std::fs::File::from(fd);
     ctx.export_bpf(&file).context("export seccomp BPF")?;
     file.seek(SeekFrom::Start(0))?;
     let mut raw = Vec::new();

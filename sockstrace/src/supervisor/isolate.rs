@@ -268,8 +268,7 @@ impl Isolation {
         let id_maps = if root {
             IdMaps::Whole
         } else {
-            // SAFETY: geteuid/getegid cannot fail.
-            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
             IdMaps::Own {
                 uid_map: format!("{uid} {uid} 1\n").into_bytes(),
                 gid_map: format!("{gid} {gid} 1\n").into_bytes(),
@@ -370,8 +369,9 @@ impl Isolation {
         send_listener: impl Fn(i32),
         parent_maps: impl Fn() -> bool,
     ) -> Result<(), (Step, i32)> {
-        // SAFETY (whole body): raw system calls on valid pointers to data
-        // prepared before fork, and on fds we just created.
+        // SAFETY: this fn's contract: we are the freshly forked child, whose one thread takes
+        // no lock (no allocation). Pointers go to data prepared before fork (`self`'s
+        // paths and maps, fork's copy) or to live locals; fds are ones we just created.
         unsafe {
             let errno = || *libc::__errno_location();
             // As root, the program stays uid 0, which is all the kernel asks
@@ -647,14 +647,13 @@ unsafe fn add_to_lo(s: libc::c_int, n: usize, l: &Listen) -> Result<(), i32> {
 /// root.
 pub fn probe(unprivileged: bool) -> Result<(), String> {
     let (r, w) = super::sys::pipe_cloexec().map_err(|e| std::io::Error::from_raw_os_error(e).to_string())?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: the child makes raw calls only and exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error().to_string());
-    }
+    use std::os::fd::{AsFd, AsRawFd};
+    // SAFETY: the child below only makes raw system calls on integers and a live local (no
+    // lock, no allocation) and `_exit`s.
+    let pid = unsafe { super::sys::fork() }.map_err(|e| std::io::Error::from_raw_os_error(e).to_string())?;
     if pid == 0 {
-        // SAFETY: raw calls in the forked child; it never returns.
+        // SAFETY: we are the forked child, with one thread: raw system calls with integer
+        // arguments, and a 4-byte write from a live local to our pipe end; then `_exit`.
         unsafe {
             let mut code: i32 = 0;
             if unprivileged && libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0)
@@ -669,17 +668,14 @@ pub fn probe(unprivileged: bool) -> Result<(), String> {
     }
     drop(w);
     let mut code = [0u8; 4];
-    // SAFETY: reads into a live local buffer.
-    let n = unsafe { libc::read(r.as_raw_fd(), code.as_mut_ptr().cast(), 4) };
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let n = super::sys::read(r.as_fd(), &mut code);
+    let _ = super::sys::wait_child(pid);
     match (n, i32::from_ne_bytes(code)) {
-        (4, 0) => Ok(()),
-        (4, c) if c < 0 => {
+        (Ok(4), 0) => Ok(()),
+        (Ok(4), c) if c < 0 => {
             Err(format!("cannot switch to nobody to try: {}", std::io::Error::from_raw_os_error(-c)))
         }
-        (4, c) => Err(format!(
+        (Ok(4), c) => Err(format!(
             "unshare(CLONE_NEWUSER|CLONE_NEWNET) refused: {}",
             std::io::Error::from_raw_os_error(c)
         )),

@@ -55,7 +55,9 @@ unsafe fn raw_fork() -> libc::c_long {
 /// # Safety
 /// Only in the freshly forked child: raw system calls, no allocation.
 pub unsafe fn spawn(ours: libc::c_int, theirs: libc::c_int) -> Result<(), i32> {
-    // SAFETY (whole body): raw system calls on our own fds and live locals.
+    // SAFETY: this fn's contract: we are the freshly forked child, so these raw system
+    // calls (forks, `wait4` on our own child into a live local, errno of this thread)
+    // take no lock another thread held at fork; nothing is allocated.
     unsafe {
         let errno = || *libc::__errno_location();
         let middle = raw_fork();
@@ -84,7 +86,10 @@ pub unsafe fn spawn(ours: libc::c_int, theirs: libc::c_int) -> Result<(), i32> {
 
 /// The maker's loop. Never returns.
 unsafe fn serve(ours: libc::c_int, theirs: libc::c_int) -> ! {
-    // SAFETY (whole body): raw system calls on our own fds and live locals.
+    // SAFETY: this fn's contract: we are the maker, a fork of the freshly forked child, with
+    // one thread. Raw system calls on our own fds (`chan`, `home`, a received namespace, the
+    // sockets we make) and on pointers to live locals (`req`, static C strings); nothing is
+    // allocated.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         // What `ps` shows (its command line is still ours).

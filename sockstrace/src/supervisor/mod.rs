@@ -3,9 +3,14 @@
 //! spawn (filter installed between fork and exec) -> serve notifications
 //! concurrently on tokio -> reap -> summary.
 
+// No panics in the supervisor: a failure is an error the caller answers
+// (the call denied, reported `check-failed`), never an abort.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub(crate) mod abi;
 mod copy_budget;
 mod dns_setup;
+mod error;
 pub(crate) mod fence;
 mod filter;
 mod handlers;
@@ -29,9 +34,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
+pub use error::RunError;
 pub use handlers::LeakAction;
 pub use handlers::SocksAuth;
-pub use spawn::SpawnError;
 
 use crate::kernel::Witness;
 use crate::policy::Policy;
@@ -80,11 +85,6 @@ pub enum KernelMode {
     Off,
     Required,
 }
-
-/// A refused combination of options (exit status 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(String);
 
 /// Shared by every notification handler.
 pub struct Ctx {
@@ -176,7 +176,7 @@ fn start_witness(
 }
 
 /// Runs the program under the supervisor; returns how it ended.
-pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
+pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunError> {
     // First: from here on, same-uid programs cannot ptrace us or take our fds.
     let non_dumpable = fence::make_non_dumpable();
     // The kernel layer's object loads (its verifier's time) while the rest is prepared.
@@ -225,13 +225,12 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     };
     let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak, config.kernel, preload);
     if config.kernel == KernelMode::Required && witness.is_none() {
-        anyhow::bail!("--kernel required, but the kernel layer is {kernel_layer}");
+        return Err(anyhow::anyhow!("--kernel required, but the kernel layer is {kernel_layer}").into());
     }
     if config.allow_io_uring && witness.is_none() {
-        return Err(UsageError(format!(
+        return Err(RunError::Usage(format!(
             "--allow-io-uring needs the kernel layer to gate io_uring's connects, and it is {kernel_layer}"
-        ))
-        .into());
+        )));
     }
     let udp = udp_proxy::setup(
         &config.policy,
@@ -243,10 +242,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome> {
     if let Some((None, state)) = &udp {
         crate::report_writer::human::write_line(&format!("sockstrace: UDP through the proxy: {state}"));
     }
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("becoming a child subreaper");
-    }
+    sys::set_child_subreaper()
+        .map_err(std::io::Error::from_raw_os_error)
+        .context("becoming a child subreaper")?;
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
@@ -405,12 +403,7 @@ pub struct Outcome {
 /// Worker threads never take signals: a signal must not interrupt a connect
 /// we perform for the tracee (the main thread takes them instead).
 pub(crate) fn block_signals_in_this_thread() {
-    // SAFETY: sigfillset/pthread_sigmask on a live local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    sys::block_all_signals();
 }
 
 /// How often, once the main program has exited, we check whether every

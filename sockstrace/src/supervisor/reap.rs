@@ -24,12 +24,9 @@ pub fn exit_code(status: libc::c_int) -> i32 {
 fn sweep(main: libc::pid_t) -> Option<i32> {
     let mut main_status = None;
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a live status local; WNOHANG never blocks.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
+        let Some((pid, status)) = super::sys::reap_any_nohang() else {
             return main_status;
-        }
+        };
         if pid == main {
             main_status = Some(exit_code(status));
         }
@@ -63,11 +60,7 @@ pub async fn reaper(main: libc::pid_t, exited: watch::Sender<Option<i32>>) {
 /// terminal delivers SIGINT and SIGQUIT to the program (which shares our
 /// group) itself, and passing them on would deliver them twice.
 fn terminal_delivers_to_the_program() -> bool {
-    // SAFETY: tcgetpgrp and getpgrp take and return integers only.
-    unsafe {
-        let foreground = libc::tcgetpgrp(libc::STDIN_FILENO);
-        foreground >= 0 && foreground == libc::getpgrp()
-    }
+    super::sys::stdin_foreground_is_our_group()
 }
 
 /// Passes SIGTERM and SIGHUP on to the program, and SIGINT and SIGQUIT when
@@ -92,8 +85,7 @@ pub async fn forward_signals(main: libc::pid_t) {
         tasks.push(tokio::spawn(async move {
             while stream.recv().await.is_some() {
                 if number != 0 {
-                    // SAFETY: kill takes two integers.
-                    unsafe { libc::kill(main, number) };
+                    let _ = super::sys::kill(main, number);
                 }
             }
         }));

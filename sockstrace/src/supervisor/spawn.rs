@@ -13,40 +13,116 @@ use std::path::{Path, PathBuf};
 
 use super::filter::FilterProgram;
 use super::sys::{self, Errno};
+use crate::exit::Exit;
 
 const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
 const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_long = 1 << 3;
 const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: libc::c_long = 1 << 5;
 
-/// Messages from the child: `[tag, value]` as two native `i32`.
-const MSG_LISTENER: i32 = 1;
-const MSG_NNP_FAILED: i32 = 2;
-const MSG_SECCOMP_FAILED: i32 = 3;
-const MSG_EXEC_FAILED: i32 = 4;
-const MSG_LISTENER_KILLABLE: i32 = 5;
-const MSG_CGROUP_FAILED: i32 = 6;
-const MSG_RESOLV_CONF_FAILED: i32 = 7;
-/// `landlock_restrict_self` failed (the program still runs, unfenced).
-const MSG_LANDLOCK_FAILED: i32 = 8;
-/// Becoming the program's user (`--user`) failed at one of these steps.
-const MSG_CAPBSET_FAILED: i32 = 9;
-const MSG_AMBIENT_FAILED: i32 = 10;
-const MSG_SETGROUPS_FAILED: i32 = 11;
-const MSG_SETRESGID_FAILED: i32 = 12;
-const MSG_SETRESUID_FAILED: i32 = 13;
-const MSG_CAPSET_FAILED: i32 = 14;
-/// `--isolate-network`: a step failed (value: `isolate::pack_failure`).
-const MSG_ISOLATE_FAILED: i32 = 15;
-/// `--isolate-network`: a forwarder listener's fd number, in target order.
-const MSG_FORWARD_LISTENER: i32 = 16;
-/// `--isolate-network` as root: the child made its user namespace and waits on
-/// the go pipe for its full identity map (byte 1: written; 0: not).
-const MSG_MAP_USERNS: i32 = 17;
-/// The program's socket maker (`super::maker`) could not be started.
-const MSG_MAKER_FAILED: i32 = 18;
+/// What the child tells the supervisor on the control pipe. On the wire a
+/// message is `[tag, value]`, two native `i32`; the value is an fd number in
+/// the child, an errno, or (`IsolateFailed`) an `isolate::pack_failure`.
+/// The parent rejects tags it does not know ([`Message::from_wire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+enum Tag {
+    /// The filter is installed; value: the listener's fd (no killable wait).
+    Listener = 1,
+    /// `PR_SET_NO_NEW_PRIVS` failed; value: errno.
+    NoNewPrivsFailed = 2,
+    /// Installing a filter failed; value: errno.
+    SeccompFailed = 3,
+    /// `execve` failed (after the go byte); value: errno.
+    ExecFailed = 4,
+    /// The filter is installed with `WAIT_KILLABLE_RECV`; value: the listener's fd.
+    ListenerKillable = 5,
+    /// Joining the run's cgroup failed; value: errno.
+    CgroupFailed = 6,
+    /// The private `/etc/resolv.conf` failed; value: errno.
+    ResolvConfFailed = 7,
+    /// `landlock_restrict_self` failed (the program still runs, unfenced); value: errno.
+    LandlockFailed = 8,
+    /// `--user`: clearing the capability bounding set failed; value: errno.
+    CapBsetFailed = 9,
+    /// `--user`: clearing the ambient capabilities failed; value: errno.
+    AmbientFailed = 10,
+    /// `--user`: `setgroups` failed; value: errno.
+    SetgroupsFailed = 11,
+    /// `--user`: `setresgid` failed; value: errno.
+    SetresgidFailed = 12,
+    /// `--user`: `setresuid` failed; value: errno.
+    SetresuidFailed = 13,
+    /// `--user`: `capset` failed; value: errno.
+    CapsetFailed = 14,
+    /// `--isolate-network`: a step failed; value: `isolate::pack_failure`.
+    IsolateFailed = 15,
+    /// `--isolate-network`: a forwarder listener's fd number, in target order.
+    ForwardListener = 16,
+    /// `--isolate-network` as root: the child made its user namespace and waits
+    /// on the go pipe for its full identity map (byte 1: written; 0: not).
+    MapUserns = 17,
+    /// The program's socket maker (`super::maker`) could not be started; value: errno.
+    MakerFailed = 18,
+}
 
-/// Exit status of a child that failed before exec.
-const CHILD_SETUP_FAILED: i32 = 125;
+impl Tag {
+    /// Every tag, for the wire decoding and its tests.
+    const ALL: [Tag; 18] = [
+        Tag::Listener,
+        Tag::NoNewPrivsFailed,
+        Tag::SeccompFailed,
+        Tag::ExecFailed,
+        Tag::ListenerKillable,
+        Tag::CgroupFailed,
+        Tag::ResolvConfFailed,
+        Tag::LandlockFailed,
+        Tag::CapBsetFailed,
+        Tag::AmbientFailed,
+        Tag::SetgroupsFailed,
+        Tag::SetresgidFailed,
+        Tag::SetresuidFailed,
+        Tag::CapsetFailed,
+        Tag::IsolateFailed,
+        Tag::ForwardListener,
+        Tag::MapUserns,
+        Tag::MakerFailed,
+    ];
+
+    /// The tag with wire value `raw`; `None` for anything else (fail closed).
+    fn from_wire(raw: i32) -> Option<Tag> {
+        Tag::ALL.into_iter().find(|tag| *tag as i32 == raw)
+    }
+}
+
+/// One message on the control pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Message {
+    tag: Tag,
+    value: i32,
+}
+
+impl Message {
+    /// Size of a message on the wire (small enough for one atomic pipe write).
+    const WIRE_LEN: usize = 8;
+
+    /// The wire bytes. Pure and allocation-free: the child calls it after fork.
+    fn to_wire(self) -> [u8; Message::WIRE_LEN] {
+        let mut buf = [0u8; Message::WIRE_LEN];
+        buf[..4].copy_from_slice(&(self.tag as i32).to_ne_bytes());
+        buf[4..].copy_from_slice(&self.value.to_ne_bytes());
+        buf
+    }
+
+    /// The message in `buf`; an unknown tag is an error, never a guess.
+    fn from_wire(buf: [u8; Message::WIRE_LEN]) -> Result<Message, SpawnError> {
+        let raw = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let value = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        Tag::from_wire(raw).map(|tag| Message { tag, value }).ok_or(SpawnError::Protocol(raw))
+    }
+}
+
+/// Exit status of a child that failed before exec (it has told the parent why).
+const CHILD_SETUP_FAILED: i32 = Exit::OwnFailure.code();
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -68,16 +144,24 @@ pub enum SpawnError {
     Isolate { what: &'static str, err: std::io::Error },
     #[error("{what}: {err}")]
     Setup { what: &'static str, err: std::io::Error },
+    #[error("the program's setup sent a message of unknown kind {0} before exec")]
+    Protocol(i32),
 }
 
 impl SpawnError {
     /// The exit status sockstrace reports, as `env(1)` and shells do.
-    pub fn exit_status(&self) -> i32 {
+    pub fn exit_status(&self) -> Exit {
         match self {
-            SpawnError::NotFound(_) => 127,
-            SpawnError::Exec { err, .. } if err.raw_os_error() == Some(libc::ENOENT) => 127,
-            SpawnError::NotExecutable(_) | SpawnError::Exec { .. } => 126,
-            _ => 125,
+            SpawnError::NotFound(_) => Exit::NotFound,
+            SpawnError::Exec { err, .. } if err.raw_os_error() == Some(libc::ENOENT) => Exit::NotFound,
+            SpawnError::NotExecutable(_) | SpawnError::Exec { .. } => Exit::NotExecutable,
+            SpawnError::Seccomp(_)
+            | SpawnError::NoNewPrivs(_)
+            | SpawnError::Cgroup(_)
+            | SpawnError::ResolvConf(_)
+            | SpawnError::Isolate { .. }
+            | SpawnError::Setup { .. }
+            | SpawnError::Protocol(_) => Exit::OwnFailure,
         }
     }
 }
@@ -122,9 +206,7 @@ pub fn resolve_program(program: &OsStr) -> Result<PathBuf, SpawnError> {
 }
 
 fn is_executable(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
-    // SAFETY: c is a valid NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    CString::new(path.as_os_str().as_bytes()).is_ok_and(|c| sys::is_executable(&c))
 }
 
 fn cstring(s: &OsStr) -> Result<CString, SpawnError> {
@@ -253,17 +335,21 @@ pub fn spawn(
     let (ctl_read, ctl_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
     let (go_read, go_write) = sys::pipe_cloexec().map_err(setup("pipe"))?;
 
-    // SAFETY: other threads of ours may exist (the async runtime), but the
-    // child branch below only makes async-signal-safe raw system calls on data
-    // prepared before fork, so it never needs a lock another thread held.
-    let (pid, in_cgroup) = match plan.cgroup_dir.map(sys::fork_into_cgroup) {
-        Some(Ok(pid)) => (pid, true),
-        // Refused (an old kernel): fork, and the child joins by itself.
-        _ => (unsafe { libc::fork() }, false),
+    // Born in the run's cgroup where the kernel can.
+    let into_cgroup = match plan.cgroup_dir {
+        // SAFETY: other threads of ours may exist (the async runtime), but the child only
+        // runs child_main, which takes no lock another thread could have held at fork (no
+        // allocation, no stdio: raw system calls on the data built above), then execs or
+        // `_exit`s.
+        Some(dir) => unsafe { sys::fork_into_cgroup(dir) }.ok(),
+        None => None,
     };
-    if pid < 0 {
-        return Err(setup("fork")(sys::last_errno()));
-    }
+    let (pid, in_cgroup) = match into_cgroup {
+        Some(pid) => (pid, true),
+        // Refused (an old kernel): fork, and the child joins by itself.
+        // SAFETY: as for fork_into_cgroup above: the child only runs child_main.
+        None => (unsafe { sys::fork() }.map_err(setup("fork"))?, false),
+    };
     if pid == 0 {
         // SAFETY: we are the child; see child_main's contract.
         unsafe {
@@ -291,57 +377,57 @@ fn parent_handshake(
 ) -> Result<Spawned, SpawnError> {
     let program = plan.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     let fail = |e: SpawnError| {
-        reap(pid);
+        let _ = sys::wait_child(pid);
         Err(e)
     };
     let mut landlock_failed = None;
     let mut forward_fds = Vec::new();
-    let (tag, value) = loop {
-        match read_message(&ctl) {
-            Some((MSG_LANDLOCK_FAILED, errno)) => landlock_failed = Some(errno),
-            Some((MSG_FORWARD_LISTENER, fd)) => forward_fds.push(fd),
-            Some((MSG_MAP_USERNS, _)) => {
+    let errno = std::io::Error::from_raw_os_error;
+    // Every tag is answered here: a new one does not compile until it is.
+    let (wait_killable, listener_fd) = loop {
+        let Message { tag, value } = match read_message(&ctl) {
+            Ok(Some(message)) => message,
+            Ok(None) => return fail(setup("child exited during setup")(libc::ECHILD)),
+            Err(e) => return fail(e),
+        };
+        match tag {
+            Tag::LandlockFailed => landlock_failed = Some(value),
+            Tag::ForwardListener => forward_fds.push(value),
+            Tag::MapUserns => {
                 let mapped = super::isolate::map_whole(pid);
-                let byte = [u8::from(mapped.is_ok())];
-                // SAFETY: writes one byte from a live local to our pipe end.
-                let wrote = unsafe { libc::write(go.as_raw_fd(), byte.as_ptr().cast(), 1) };
+                let wrote = sys::write(go.as_fd(), &[u8::from(mapped.is_ok())]);
                 if let Err(errno) = mapped {
                     return fail(isolate_error(super::isolate::pack_failure(
                         super::isolate::Step::IdMap,
                         errno,
                     )));
                 }
-                if wrote != 1 {
-                    return fail(setup("releasing the child")(sys::last_errno()));
+                if wrote != Ok(1) {
+                    return fail(setup("releasing the child")(wrote.err().unwrap_or(libc::EIO)));
                 }
             }
-            Some(m) => break m,
-            None => return fail(setup("child exited during setup")(libc::ECHILD)),
+            Tag::ListenerKillable => break (true, value),
+            Tag::Listener => break (false, value),
+            Tag::NoNewPrivsFailed => return fail(SpawnError::NoNewPrivs(errno(value))),
+            Tag::CgroupFailed => return fail(SpawnError::Cgroup(errno(value))),
+            Tag::ResolvConfFailed => return fail(SpawnError::ResolvConf(errno(value))),
+            Tag::CapBsetFailed => return fail(setup("clearing the capability bounding set")(value)),
+            Tag::AmbientFailed => return fail(setup("clearing the ambient capabilities")(value)),
+            Tag::SetgroupsFailed => return fail(setup("setgroups for --user")(value)),
+            Tag::SetresgidFailed => return fail(setup("setresgid for --user")(value)),
+            Tag::SetresuidFailed => return fail(setup("setresuid for --user")(value)),
+            Tag::CapsetFailed => return fail(setup("dropping the capabilities (capset)")(value)),
+            Tag::IsolateFailed => return fail(isolate_error(value)),
+            Tag::MakerFailed => return fail(setup("starting the program's socket maker")(value)),
+            // Exec comes after the go byte: before it, the child can only fail to install a filter.
+            Tag::SeccompFailed | Tag::ExecFailed => return fail(SpawnError::Seccomp(errno(value))),
         }
-    };
-    let wait_killable = match tag {
-        MSG_LISTENER_KILLABLE => true,
-        MSG_LISTENER => false,
-        MSG_NNP_FAILED => return fail(SpawnError::NoNewPrivs(std::io::Error::from_raw_os_error(value))),
-        MSG_CGROUP_FAILED => return fail(SpawnError::Cgroup(std::io::Error::from_raw_os_error(value))),
-        MSG_RESOLV_CONF_FAILED => {
-            return fail(SpawnError::ResolvConf(std::io::Error::from_raw_os_error(value)));
-        }
-        MSG_CAPBSET_FAILED => return fail(setup("clearing the capability bounding set")(value)),
-        MSG_AMBIENT_FAILED => return fail(setup("clearing the ambient capabilities")(value)),
-        MSG_SETGROUPS_FAILED => return fail(setup("setgroups for --user")(value)),
-        MSG_SETRESGID_FAILED => return fail(setup("setresgid for --user")(value)),
-        MSG_SETRESUID_FAILED => return fail(setup("setresuid for --user")(value)),
-        MSG_CAPSET_FAILED => return fail(setup("dropping the capabilities (capset)")(value)),
-        MSG_ISOLATE_FAILED => return fail(isolate_error(value)),
-        MSG_MAKER_FAILED => return fail(setup("starting the program's socket maker")(value)),
-        _ => return fail(SpawnError::Seccomp(std::io::Error::from_raw_os_error(value))),
     };
     let pidfd = match sys::pidfd_open_thread(pid as u32).map_err(setup("pidfd_open of the child")) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let listener = sys::pidfd_getfd(pidfd.as_fd(), value)
+    let listener = sys::pidfd_getfd(pidfd.as_fd(), listener_fd)
         .map_err(setup("taking the seccomp listener from the child (pidfd_getfd)"));
     let listener = match listener {
         Ok(l) => l,
@@ -357,36 +443,33 @@ fn parent_handshake(
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    // SAFETY: writes one byte from a live local to our pipe end.
-    let wrote = unsafe { libc::write(go.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
-    if wrote != 1 {
-        return fail(setup("releasing the child")(sys::last_errno()));
+    let wrote = sys::write(go.as_fd(), &[1]);
+    if wrote != Ok(1) {
+        return fail(setup("releasing the child")(wrote.err().unwrap_or(libc::EIO)));
     }
     drop(go);
+    // End of file: the pipe closed on exec. A message: exec failed.
     match read_message(&ctl) {
-        None => Ok(Spawned { pid, listener, wait_killable, landlock_failed, forward_listeners }),
-        Some((_, errno)) => fail(SpawnError::Exec { program, err: std::io::Error::from_raw_os_error(errno) }),
+        Ok(None) => Ok(Spawned { pid, listener, wait_killable, landlock_failed, forward_listeners }),
+        Ok(Some(Message { value, .. })) => fail(SpawnError::Exec { program, err: errno(value) }),
+        Err(e) => fail(e),
     }
 }
 
-/// Reads one `[tag, value]` message; `None` on end of file.
-fn read_message(fd: &OwnedFd) -> Option<(i32, i32)> {
-    let mut buf = [0u8; 8];
+/// Reads one message; `None` on end of file (or a failed read), an error for
+/// an unknown tag.
+fn read_message(fd: &OwnedFd) -> Result<Option<Message>, SpawnError> {
+    let mut buf = [0u8; Message::WIRE_LEN];
     let mut got = 0;
     while got < buf.len() {
-        // SAFETY: reads into the unfilled tail of a live local buffer.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
-        match n {
-            0 => return None,
-            n if n < 0 && sys::last_errno() == libc::EINTR => continue,
-            n if n < 0 => return None,
-            n => got += n as usize,
+        match sys::read(fd.as_fd(), &mut buf[got..]) {
+            Ok(0) => return Ok(None),
+            Err(libc::EINTR) => continue,
+            Err(_) => return Ok(None),
+            Ok(n) => got += n,
         }
     }
-    Some((
-        i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]),
-        i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]),
-    ))
+    Message::from_wire(buf).map(Some)
 }
 
 /// The error for a failed `--isolate-network` step.
@@ -398,17 +481,9 @@ fn isolate_error(value: i32) -> SpawnError {
     }
 }
 
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waits for our own child; status is a live local.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
-
 /// Writes a message to the parent. Async-signal-safe.
-unsafe fn child_send(fd: libc::c_int, tag: i32, value: i32) {
-    let mut buf = [0u8; 8];
-    buf[..4].copy_from_slice(&tag.to_ne_bytes());
-    buf[4..].copy_from_slice(&value.to_ne_bytes());
+unsafe fn child_send(fd: libc::c_int, tag: Tag, value: i32) {
+    let buf = Message { tag, value }.to_wire();
     // SAFETY: writes 8 bytes from a live local; a pipe write this small is atomic.
     unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
 }
@@ -450,7 +525,11 @@ unsafe fn child_main(
     ctl: libc::c_int,
     go: libc::c_int,
 ) -> ! {
-    // SAFETY (whole body): raw system calls on valid pointers and fds only.
+    // SAFETY: this fn's contract: we are the freshly forked child, whose one thread
+    // cannot meet a lock held at fork because it takes none (raw system calls, no
+    // allocation). Every pointer passed to the kernel is to memory built before fork
+    // (`plan`, `fprog`, `argv`, `envp`, NUL-terminated C strings), which fork copied and
+    // nothing frees before exec or `_exit`; the fds are this process's own.
     unsafe {
         // The supervisor is non-dumpable and fork copied that: until exec
         // resets it, the parent (without CAP_SYS_PTRACE) could not take the
@@ -460,13 +539,13 @@ unsafe fn child_main(
         // (ours, not the program's) are made outside the run's cgroup.
         if let Some(isolation) = plan.isolate {
             let parent_maps = || {
-                child_send(ctl, MSG_MAP_USERNS, 0);
+                child_send(ctl, Tag::MapUserns, 0);
                 wait_go(go) == Some(1)
             };
             if let Err((step, errno)) =
-                isolation.child_enter(|fd| child_send(ctl, MSG_FORWARD_LISTENER, fd), parent_maps)
+                isolation.child_enter(|fd| child_send(ctl, Tag::ForwardListener, fd), parent_maps)
             {
-                child_send(ctl, MSG_ISOLATE_FAILED, super::isolate::pack_failure(step, errno));
+                child_send(ctl, Tag::IsolateFailed, super::isolate::pack_failure(step, errno));
                 libc::_exit(CHILD_SETUP_FAILED);
             }
         }
@@ -474,7 +553,7 @@ unsafe fn child_main(
         // seen by the kernel layer's hooks.
         if let Some(procs) = plan.cgroup_procs.filter(|_| !in_cgroup) {
             if libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
-                child_send(ctl, MSG_CGROUP_FAILED, child_errno());
+                child_send(ctl, Tag::CgroupFailed, child_errno());
                 libc::_exit(CHILD_SETUP_FAILED);
             }
         }
@@ -496,7 +575,7 @@ unsafe fn child_main(
                     std::ptr::null(),
                 ) == 0;
             if !private {
-                child_send(ctl, MSG_RESOLV_CONF_FAILED, child_errno());
+                child_send(ctl, Tag::ResolvConfFailed, child_errno());
                 libc::_exit(CHILD_SETUP_FAILED);
             }
         }
@@ -515,12 +594,12 @@ unsafe fn child_main(
         // its Landlock domain and filter (so before both).
         if let Some((ours, theirs)) = plan.maker {
             if let Err(errno) = super::maker::spawn(ours, theirs) {
-                child_send(ctl, MSG_MAKER_FAILED, errno);
+                child_send(ctl, Tag::MakerFailed, errno);
                 libc::_exit(CHILD_SETUP_FAILED);
             }
         }
         if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            child_send(ctl, MSG_NNP_FAILED, child_errno());
+            child_send(ctl, Tag::NoNewPrivsFailed, child_errno());
             libc::_exit(CHILD_SETUP_FAILED);
         }
         // The Landlock domain (after no_new_privs, which it needs without
@@ -528,7 +607,7 @@ unsafe fn child_main(
         // refusal is reported and the program runs unfenced.
         if let Some(ruleset) = plan.landlock {
             if libc::syscall(super::fence::SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0u32) != 0 {
-                child_send(ctl, MSG_LANDLOCK_FAILED, child_errno());
+                child_send(ctl, Tag::LandlockFailed, child_errno());
             }
         }
         // The guard first (no listener): the kernel runs both filters and the most
@@ -537,11 +616,11 @@ unsafe fn child_main(
         if libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &guard as *const libc::sock_fprog)
             != 0
         {
-            child_send(ctl, MSG_SECCOMP_FAILED, child_errno());
+            child_send(ctl, Tag::SeccompFailed, child_errno());
             libc::_exit(CHILD_SETUP_FAILED);
         }
         let base = SECCOMP_FILTER_FLAG_NEW_LISTENER;
-        let mut tag = MSG_LISTENER_KILLABLE;
+        let mut tag = Tag::ListenerKillable;
         let fprog_ptr = fprog as *const libc::sock_fprog;
         let mut fd = libc::syscall(
             libc::SYS_seccomp,
@@ -550,11 +629,11 @@ unsafe fn child_main(
             fprog_ptr,
         );
         if fd < 0 && child_errno() == libc::EINVAL {
-            tag = MSG_LISTENER;
+            tag = Tag::Listener;
             fd = libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, base, fprog_ptr);
         }
         if fd < 0 {
-            child_send(ctl, MSG_SECCOMP_FAILED, child_errno());
+            child_send(ctl, Tag::SeccompFailed, child_errno());
             libc::_exit(CHILD_SETUP_FAILED);
         }
         child_send(ctl, tag, fd as i32);
@@ -564,8 +643,9 @@ unsafe fn child_main(
         // The tracee must never hold its own listener.
         libc::close(fd as libc::c_int);
         libc::execve(plan.path.as_ptr(), argv, envp);
-        child_send(ctl, MSG_EXEC_FAILED, child_errno());
-        libc::_exit(if child_errno() == libc::ENOENT { 127 } else { 126 });
+        child_send(ctl, Tag::ExecFailed, child_errno());
+        let status = if child_errno() == libc::ENOENT { Exit::NotFound } else { Exit::NotExecutable };
+        libc::_exit(status.code());
     }
 }
 
@@ -576,32 +656,93 @@ unsafe fn child_main(
 ///
 /// # Safety
 /// Only called in the freshly forked child; `user` was prepared before fork.
-unsafe fn become_user(user: &UserPlan) -> Result<(), (i32, i32)> {
-    // SAFETY (whole body): raw system calls with integer arguments or
-    // pointers to memory prepared before fork / live locals.
+unsafe fn become_user(user: &UserPlan) -> Result<(), (Tag, i32)> {
+    // SAFETY: we are the freshly forked child (this fn's contract): raw system calls with
+    // integer arguments, or pointers to `user.groups` (built before fork, `len` entries)
+    // and to live locals of the sizes the kernel reads (`CapHeader`, two `CapData`).
     unsafe {
         for cap in 0..=user.cap_last_cap {
             if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err((MSG_CAPBSET_FAILED, child_errno()));
+                return Err((Tag::CapBsetFailed, child_errno()));
             }
         }
         if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) != 0 {
-            return Err((MSG_AMBIENT_FAILED, child_errno()));
+            return Err((Tag::AmbientFailed, child_errno()));
         }
         if libc::syscall(libc::SYS_setgroups, user.groups.len(), user.groups.as_ptr()) != 0 {
-            return Err((MSG_SETGROUPS_FAILED, child_errno()));
+            return Err((Tag::SetgroupsFailed, child_errno()));
         }
         if libc::syscall(libc::SYS_setresgid, user.gid, user.gid, user.gid) != 0 {
-            return Err((MSG_SETRESGID_FAILED, child_errno()));
+            return Err((Tag::SetresgidFailed, child_errno()));
         }
         if libc::syscall(libc::SYS_setresuid, user.uid, user.uid, user.uid) != 0 {
-            return Err((MSG_SETRESUID_FAILED, child_errno()));
+            return Err((Tag::SetresuidFailed, child_errno()));
         }
         let mut header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
         let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
         if libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) != 0 {
-            return Err((MSG_CAPSET_FAILED, child_errno()));
+            return Err((Tag::CapsetFailed, child_errno()));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_messages_round_trip_for_every_tag() {
+        for tag in Tag::ALL {
+            for value in [0, 1, libc::EPERM, i32::MAX, -1, i32::MIN] {
+                let message = Message { tag, value };
+                assert_eq!(Message::from_wire(message.to_wire()).ok(), Some(message));
+            }
+        }
+    }
+
+    #[test]
+    fn spawn_tags_are_distinct_and_all_listed() {
+        let mut raw: Vec<i32> = Tag::ALL.iter().map(|&tag| tag as i32).collect();
+        raw.sort_unstable();
+        raw.dedup();
+        assert_eq!(raw.len(), Tag::ALL.len());
+        // The wire values are 1..=17 without gaps: nothing defined is missing from ALL.
+        assert_eq!(raw, (1..=Tag::ALL.len() as i32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn spawn_rejects_unknown_tags() {
+        for raw in [0, -1, 18, 255, i32::MAX, i32::MIN] {
+            let mut wire = [0u8; Message::WIRE_LEN];
+            wire[..4].copy_from_slice(&raw.to_ne_bytes());
+            let err = Message::from_wire(wire).expect_err("unknown tag accepted");
+            assert!(matches!(err, SpawnError::Protocol(r) if r == raw), "{err}");
+            assert_eq!(err.exit_status(), Exit::OwnFailure);
+        }
+    }
+
+    #[test]
+    fn spawn_reads_messages_and_fails_closed_on_unknown_ones() {
+        let (read, write) = sys::pipe_cloexec().unwrap();
+        // SAFETY: `write` is our own open pipe end; child_send writes 8 bytes from a local.
+        unsafe { child_send(write.as_raw_fd(), Tag::ForwardListener, 42) };
+        let unknown = [99i32.to_ne_bytes(), 7i32.to_ne_bytes()].concat();
+        assert_eq!(sys::write(write.as_fd(), &unknown), Ok(8));
+        drop(write);
+        assert_eq!(read_message(&read).unwrap(), Some(Message { tag: Tag::ForwardListener, value: 42 }));
+        assert!(matches!(read_message(&read), Err(SpawnError::Protocol(99))));
+        assert!(matches!(read_message(&read), Ok(None)));
+    }
+
+    #[test]
+    fn spawn_error_exit_statuses() {
+        let io = std::io::Error::from_raw_os_error;
+        assert_eq!(SpawnError::NotFound("x".into()).exit_status(), Exit::NotFound);
+        assert_eq!(SpawnError::NotExecutable("x".into()).exit_status(), Exit::NotExecutable);
+        let exec = |errno| SpawnError::Exec { program: "x".into(), err: io(errno) }.exit_status();
+        assert_eq!(exec(libc::ENOENT), Exit::NotFound);
+        assert_eq!(exec(libc::EACCES), Exit::NotExecutable);
+        assert_eq!(SpawnError::Cgroup(io(libc::EBUSY)).exit_status(), Exit::OwnFailure);
+    }
 }

@@ -1,7 +1,23 @@
-//! Thin wrappers over the raw system calls the supervisor needs.
+//! Thin wrappers over the raw system calls the supervisor needs, behind safe
+//! signatures; each returns the errno on failure. The two forks are `unsafe fn`:
+//! their child may only make raw system calls until it execs or exits.
 //!
-//! All `unsafe` of the supervisor's kernel plumbing lives here or in
-//! `notif.rs`/`spawn.rs`; each wrapper returns the errno on failure.
+//! Most of the crate's `unsafe` is here. Where it remains elsewhere, and why:
+//! - code that runs in a forked child, between fork and exec: `spawn.rs`
+//!   (the program's setup), `isolate.rs` (entering the namespaces),
+//!   `isolate/maker.rs` (the socket maker), and the `doctor` probes' children
+//!   in `fence.rs` and `isolate.rs`. Raw, async-signal-safe calls on memory
+//!   prepared before the fork, kept next to the sequence they belong to;
+//! - `notif.rs`: the seccomp user-notification ioctls and their `repr(C)` structs;
+//! - `fence.rs`: Landlock's system calls and attribute structs;
+//! - `interrupt.rs`: the signal that kicks a receiver thread out of its wait;
+//! - `handlers/inbound.rs`: a scoped thread that takes the program's credentials;
+//! - `handlers/socksify.rs`, `udp_proxy/assoc.rs`, `isolate/abstract_unix.rs`:
+//!   `getrandom`, `poll` on several fds, a `sockaddr_un` built in place;
+//! - outside the supervisor: `kernel/` (`Pod` impls for the eBPF maps' plain-data
+//!   keys and values, the ring buffers registered with tokio, `BPF_PROG_QUERY`),
+//!   `stack/` (reading the program's stack, a core dump's directory),
+//!   `socks/handshake.rs` (I/O on the program's socket), `doctor.rs` (feature probes).
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -61,9 +77,13 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Forks (as `fork(2)` does, `SIGCHLD` at exit) with the child born in the cgroup whose
 /// directory is `cgroup_dir`: 0 in the child, its pid in the parent, the errno when the kernel
-/// refuses (then there is no child). Unlike glibc's `fork` it runs no `atfork` handlers: the
-/// child must only make raw system calls (as `spawn`'s child does).
-pub fn fork_into_cgroup(cgroup_dir: RawFd) -> Result<libc::pid_t, Errno> {
+/// refuses (then there is no child). Unlike glibc's `fork` it runs no `atfork` handlers.
+///
+/// # Safety
+/// Other threads of ours may hold locks (the allocator's, stdio's) that the child's copy of
+/// them never releases: in the child, the caller makes only async-signal-safe raw system
+/// calls on memory prepared before the fork, then execs or `_exit`s (as `spawn`'s child does).
+pub unsafe fn fork_into_cgroup(cgroup_dir: RawFd) -> Result<libc::pid_t, Errno> {
     let args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
@@ -71,9 +91,134 @@ pub fn fork_into_cgroup(cgroup_dir: RawFd) -> Result<libc::pid_t, Errno> {
         ..CloneArgs::default()
     };
     // SAFETY: clone3 without CLONE_VM forks: the child has its own copy of our memory and
-    // returns here with 0; `args` is a live, correctly sized clone_args.
+    // returns here with 0; `args` is a live, correctly sized clone_args. What the child may
+    // do next is this fn's contract, passed on to the caller.
     let ret = unsafe { libc::syscall(libc::SYS_clone3, &raw const args, std::mem::size_of::<CloneArgs>()) };
     check(ret).map(|pid| pid as libc::pid_t)
+}
+
+/// `fork(2)`: 0 in the child, its pid in the parent, the errno when there is no child.
+///
+/// # Safety
+/// As for [`fork_into_cgroup`]: in the child, only async-signal-safe raw system calls on
+/// memory prepared before the fork, then exec or `_exit`.
+pub unsafe fn fork() -> Result<libc::pid_t, Errno> {
+    // SAFETY: what the child may do after the fork is this fn's contract, passed on to the
+    // caller; in the parent, fork has no precondition.
+    let pid = unsafe { libc::fork() };
+    check(pid as libc::c_long).map(|pid| pid as libc::pid_t)
+}
+
+/// Waits for our child `pid` to end (blocking): its raw wait status, `None`
+/// when it is not our child.
+pub fn wait_child(pid: libc::pid_t) -> Option<libc::c_int> {
+    let mut status = 0;
+    // SAFETY: waitpid writes the status into a live local; a pid that is not our child
+    // is only ECHILD.
+    let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+    (ret == pid).then_some(status)
+}
+
+/// Sets whether this process is dumpable (`PR_SET_DUMPABLE`): a non-dumpable one
+/// cannot be ptraced or have its memory and fds reached by same-uid processes
+/// without `CAP_SYS_PTRACE`.
+pub fn set_dumpable(dumpable: bool) -> Result<(), Errno> {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(dumpable), 0, 0, 0) };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// Reaps one exited child without waiting: its pid and raw wait status, `None`
+/// when no child has exited (or there is none).
+pub fn reap_any_nohang() -> Option<(libc::pid_t, libc::c_int)> {
+    let mut status = 0;
+    // SAFETY: waitpid writes the status into a live local; WNOHANG never blocks.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then_some((pid, status))
+}
+
+/// Sends `signal` to process `pid` (a stale pid is only `ESRCH`).
+pub fn kill(pid: libc::pid_t, signal: i32) -> Result<(), Errno> {
+    // SAFETY: kill takes two integers and touches none of our memory.
+    let ret = unsafe { libc::kill(pid, signal) };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// Whether the terminal on stdin has our process group in the foreground.
+pub fn stdin_foreground_is_our_group() -> bool {
+    // SAFETY: tcgetpgrp and getpgrp take and return integers only (a stdin that is no
+    // terminal is ENOTTY, -1).
+    let (foreground, ours) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
+    foreground >= 0 && foreground == ours
+}
+
+/// Makes us the subreaper of our descendants: orphans of the program are
+/// re-parented to us, so we can reap them and see the tree end.
+pub fn set_child_subreaper() -> Result<(), Errno> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// Blocks every signal in the calling thread.
+pub fn block_all_signals() {
+    // SAFETY: sigset_t is plain data that sigfillset fully initializes; pthread_sigmask
+    // reads the live local set and, with a null old set, writes nothing.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Whether `path` names a file we may execute (`access(X_OK)`).
+pub fn is_executable(path: &std::ffi::CStr) -> bool {
+    // SAFETY: path is a live NUL-terminated string the kernel only reads.
+    unsafe { libc::access(path.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// An anonymous memory file, close-on-exec.
+pub fn memfd_create(name: &std::ffi::CStr) -> Result<OwnedFd, Errno> {
+    // SAFETY: name is a live NUL-terminated string the kernel only reads.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    check(fd as libc::c_long)?;
+    // SAFETY: memfd_create succeeded: the fd is new and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A new socket of ours, close-on-exec (`ty` may add `SOCK_NONBLOCK`).
+pub fn socket(domain: i32, ty: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: socket takes integer arguments only.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, 0) };
+    check(fd as libc::c_long)?;
+    // SAFETY: socket succeeded: the fd is new and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Raises our soft limit on open files to the hard one (best effort).
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into a live local.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if got && lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads one rlimit from a live local.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
+
+/// `write(2)` from `data`: the bytes written.
+pub fn write(fd: BorrowedFd<'_>, data: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: data is a live buffer of data.len() bytes the kernel only reads.
+    let ret = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    check(ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `read(2)` into `buf`: the bytes read, 0 at end of file.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: buf is a live, writable buffer of buf.len() bytes.
+    let ret = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    check(ret as libc::c_long).map(|n| n as usize)
 }
 
 /// Duplicates file descriptor `fd` of the process behind `pidfd` into ours.
@@ -123,6 +268,20 @@ pub fn write_process_memory(tid: u32, addr: u64, data: &[u8]) -> Result<(), Errn
         n if n as usize != data.len() => Err(libc::EFAULT),
         _ => Ok(()),
     }
+}
+
+/// Sets a socket option to the bytes of `value`.
+pub fn setsockopt(fd: BorrowedFd<'_>, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+    // SAFETY: value is a live buffer of value.len() bytes that the kernel only reads.
+    let ret = unsafe {
+        libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), value.len() as libc::socklen_t)
+    };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// Sets an integer socket option.
+pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> Result<(), Errno> {
+    setsockopt(fd, level, name, &value.to_ne_bytes())
 }
 
 /// Reads an integer socket option.

@@ -36,8 +36,8 @@ impl Tree {
                 return;
             }
             for pid in victims {
-                // SAFETY: kill takes two integers; a stale pid is only ESRCH.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                // A stale pid is only ESRCH.
+                let _ = sys::kill(pid, libc::SIGKILL);
             }
             std::thread::sleep(Duration::from_millis(5));
         }

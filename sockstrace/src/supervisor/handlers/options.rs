@@ -10,7 +10,7 @@
 //! thread could change): we perform the allowed option ourselves on our
 //! duplicate, with a private copy of the value.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 
 use super::{confirm, reply_of, Call, Subject, Target, BLOCKED_ERRNO};
@@ -105,21 +105,7 @@ fn caller_holds_our_capabilities(tid: u32) -> bool {
 
 /// `setsockopt` on our duplicate with a private value.
 fn set(fd: BorrowedFd<'_>, level: i32, optname: i32, value: &[u8]) -> Result<(), Errno> {
-    // SAFETY: value is a live buffer of value.len() bytes that the kernel only reads.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            optname,
-            value.as_ptr().cast(),
-            value.len() as libc::socklen_t,
-        )
-    };
-    if ret < 0 {
-        Err(crate::supervisor::sys::last_errno())
-    } else {
-        Ok(())
-    }
+    crate::supervisor::sys::setsockopt(fd, level, optname, value)
 }
 
 /// The control messages of a send we perform: parsed in the caller's layout

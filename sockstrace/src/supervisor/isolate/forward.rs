@@ -29,7 +29,7 @@ pub fn start(
     sockets: Vec<(Forward, OwnedFd)>,
     inspector: Option<crate::inspect::Handoff>,
 ) -> anyhow::Result<()> {
-    raise_fd_limit();
+    crate::supervisor::sys::raise_fd_limit();
     let _inside = runtime.enter();
     for (forward, fd) in sockets {
         if forward.udp {
@@ -70,16 +70,4 @@ async fn relay(mut inside: TcpStream, target: SocketAddr) {
     };
     let _ = outside.set_nodelay(true);
     let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
-}
-
-/// Raises our soft `RLIMIT_NOFILE` to the hard limit (best effort).
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit on a live local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }

@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -215,27 +215,12 @@ impl Inbound {
 /// Our listener on `route.host` in the host's namespace.
 fn host_listener(route: Route) -> std::io::Result<std::net::TcpListener> {
     let domain = if route.host.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
-    // SAFETY: socket with integer arguments; the fd is ours on success.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd of ours.
-    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
+    let owned = crate::supervisor::sys::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK)
+        .map_err(std::io::Error::from_raw_os_error)?;
     let set = |level, opt, v: libc::c_int| {
-        // SAFETY: setsockopt with a live int.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
+        let _ = crate::supervisor::sys::setsockopt_int(std::os::fd::AsFd::as_fd(&owned), level, opt, v);
     };
-    set(libc::SOL_SOCKET, libc::SO_REUSEADDR, one);
+    set(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
     if route.host.is_ipv6() {
         set(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, route.v6only as libc::c_int);
     }
@@ -262,13 +247,7 @@ fn local_inet(sock: BorrowedFd<'_>) -> Option<SocketAddr> {
 }
 
 fn sockopt_int(sock: BorrowedFd<'_>, level: libc::c_int, opt: libc::c_int) -> Option<libc::c_int> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a live int.
-    let r = unsafe {
-        libc::getsockopt(sock.as_raw_fd(), level, opt, (&mut v as *mut libc::c_int).cast(), &mut len)
-    };
-    (r == 0).then_some(v)
+    crate::supervisor::sys::getsockopt_int(sock, level, opt).ok()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

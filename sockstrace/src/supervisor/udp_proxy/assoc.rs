@@ -80,19 +80,8 @@ pub struct Assoc {
 }
 
 fn big_buffers(sock: &UdpSocket) {
-    let fd = sock.as_raw_fd();
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt with a live int.
-        let ok = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&RCVBUF as *const i32).cast(),
-                size_of::<i32>() as u32,
-            )
-        };
-        if ok == 0 {
+        if crate::supervisor::sys::setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, opt, RCVBUF).is_ok() {
             break;
         }
     }
@@ -320,9 +309,7 @@ fn send_wrapped(socket: &UdpSocket, peer: SocketAddr, data: &[u8], stats: &Stats
             // A full send buffer: wait for room rather than drop (the program's own send
             // would have blocked, or the kernel queued it).
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-                // SAFETY: one live pollfd.
-                unsafe { libc::poll(&mut pfd, 1, 100) };
+                crate::supervisor::sys::poll_one(socket.as_fd(), libc::POLLOUT, 100);
             }
             Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
         }
