@@ -5,7 +5,8 @@
 //! Most of the crate's `unsafe` is here. Where it remains elsewhere, and why:
 //! - code that runs in a forked child, between fork and exec: `spawn.rs`
 //!   (the program's setup), `isolate.rs` (entering the namespaces),
-//!   `isolate/maker.rs` (the socket maker), and the `doctor` probes' children
+//!   `maker.rs` (the socket makers, and their channel's `SCM_RIGHTS` messages),
+//!   and the `doctor` probes' children
 //!   in `fence.rs` and `isolate.rs`. Raw, async-signal-safe calls on memory
 //!   prepared before the fork, kept next to the sequence they belong to;
 //! - `notif.rs`: the seccomp user-notification ioctls and their `repr(C)` structs;
@@ -14,8 +15,8 @@
 //! - `handlers/inbound.rs`: a scoped thread that takes the program's credentials;
 //! - `handlers/socksify.rs`, `udp_proxy/assoc.rs`, `isolate/abstract_unix.rs`:
 //!   `getrandom`, `poll` on several fds, a `sockaddr_un` built in place;
-//! - outside the supervisor: `kernel/` (`Pod` impls for the eBPF maps' plain-data
-//!   keys and values, the ring buffers registered with tokio, `BPF_PROG_QUERY`),
+//! - outside the supervisor: `kernel/` (the ring buffers registered with tokio,
+//!   `BPF_PROG_QUERY`; the maps' `Pod` impls live in the shared `sockstrace-common`),
 //!   `stack/` (reading the program's stack, a core dump's directory),
 //!   `socks/handshake.rs` (I/O on the program's socket), `doctor.rs` (feature probes).
 
