@@ -160,8 +160,12 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
             event.protocol = protocol;
             event.cookie = cookie;
             event.netns_cookie = netns_cookie();
-            // SAFETY: takes no argument.
-            event.cgroup_id = if cgroup_id != 0 { cgroup_id } else { unsafe { bpf_get_current_cgroup_id() } };
+            event.cgroup_id = if cgroup_id != 0 {
+                cgroup_id
+            } else {
+                // SAFETY: takes no argument.
+                unsafe { bpf_get_current_cgroup_id() }
+            };
             // SAFETY: `event` is a valid, 8-byte aligned event; `addr` is at offset 48.
             unsafe { store_addr(&raw mut event.addr, addr) };
             event.port = port;

@@ -23,7 +23,9 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
             crate::report_writer::human::write_line(&crate::config::used_line(path));
         }
     } else if args.proxy_user.is_some() != args.proxy_pass.is_some() {
-        crate::report_writer::human::write_line("sockstrace: error: --proxy-user and --proxy-pass go together");
+        crate::report_writer::human::write_line(
+            "sockstrace: error: --proxy-user and --proxy-pass go together",
+        );
         return Exit::Usage;
     }
     if args.one_circuit && args.proxy_user.is_some() {
