@@ -17,7 +17,9 @@
 //!   proxy, as a datagram the syscall layer never judged would be, so a test can show that the
 //!   kernel layer lets the program's sockets reach only their own shims;
 //! - `proc-attribution`: audit does not read /proc for an event's process, as if every
-//!   process were gone already, so a test can show the kernel's process records alone.
+//!   process were gone already, so a test can show the kernel's process records alone;
+//! - `fast-path`: allowed connects and datagrams are always performed by the supervisor, even
+//!   where the kernel layer judges every destination itself (see `Witness::judges_every_inet_destination`).
 
 use std::sync::OnceLock;
 

@@ -71,6 +71,7 @@ impl Loaded {
     /// (attached before the cgroup programs, so no exempt process is missed).
     fn attach(self, cgroup: Cgroup, audit: Option<&Exemptions>) -> Result<Witness> {
         let Self { mut ebpf, backstop, sockets, dropped, ring, logger } = self;
+        let enforcing = backstop.config.enforce != 0;
         let mut tracking = None;
         // The policy goes in before any program is attached: no hook ever runs without it.
         let attached = maps::write_backstop(&mut ebpf, &backstop.for_cgroup(cgroup.id()))
@@ -103,6 +104,7 @@ impl Loaded {
             stopped: false,
             socket_lsm: None,
             egress_gate: !crate::testing::disabled("egress"),
+            enforcing,
             tracking,
         })
     }
@@ -168,6 +170,8 @@ pub struct Witness {
     socket_lsm: Option<bool>,
     /// The egress gate is attached (see `object::attach_all`).
     egress_gate: bool,
+    /// The hooks refuse what the policy does not allow (not only report it).
+    enforcing: bool,
     /// An audit's process tracking and exemption counts.
     tracking: Option<Tracking>,
 }
@@ -267,6 +271,15 @@ impl Witness {
     /// The loaded object (`None` once detached), for `udp_peers`.
     pub(super) fn ebpf_mut(&mut self) -> Option<&mut Ebpf> {
         self.ebpf.as_mut()
+    }
+
+    /// Whether the kernel itself refuses, on its own copy of the address, every inet connect
+    /// and addressed datagram the policy does not allow, on any inet socket of the cgroup: the
+    /// hooks enforce, and the egress gate judges every packet (for sockets whose connect or
+    /// send no hook sees, such as ping or UDP-Lite). Sockets of other families are the
+    /// seccomp layer's to keep out (see `supervisor::fast_path`).
+    pub fn judges_every_inet_destination(&self) -> bool {
+        self.enforcing && self.egress_gate && self.ebpf.is_some()
     }
 
     /// The cgroup's id (what `bpf_get_current_cgroup_id` returns inside it).

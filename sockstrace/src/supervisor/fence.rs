@@ -61,10 +61,27 @@ struct Plan {
     root_rule: u64,
 }
 
-fn plan(abi: u32, handle_tcp: bool) -> Plan {
+/// What the Landlock domain does with the program's own TCP calls.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TcpRights {
+    /// Refuses its own `bind` and `connect`: the supervisor performs the allowed ones.
+    Refused,
+    /// Refuses its own `bind`; its allowed connects run in the kernel, whose hooks judge the
+    /// address it uses (the fast path, `supervisor::fast_path`).
+    ConnectsToKernel,
+    /// Leaves both to the kernel layer (`--allow-io-uring`, whose connects run in the
+    /// program's context).
+    LeftToKernel,
+}
+
+fn plan(abi: u32, tcp: TcpRights) -> Plan {
     let mut attr = RulesetAttr::default();
-    if abi >= 4 && handle_tcp {
-        attr.handled_access_net = ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP;
+    if abi >= 4 {
+        attr.handled_access_net = match tcp {
+            TcpRights::Refused => ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP,
+            TcpRights::ConnectsToKernel => ACCESS_NET_BIND_TCP,
+            TcpRights::LeftToKernel => 0,
+        };
     }
     if abi >= 6 {
         // Abstract unix sockets stay unscoped: X11 and D-Bus use them.
@@ -85,15 +102,16 @@ fn plan(abi: u32, handle_tcp: bool) -> Plan {
 
 /// What the domain does, in words ("landlock ABI 7: ptrace fence, signal
 /// scope, tcp").
-fn describe(abi: u32, plan: &Plan, allow_io_uring: bool) -> String {
+fn describe(abi: u32, plan: &Plan) -> String {
     let mut parts = vec!["ptrace fence"];
     if plan.attr.scoped & SCOPE_SIGNAL != 0 {
         parts.push("signal scope");
     }
-    if plan.attr.handled_access_net != 0 {
-        parts.push("tcp");
-    } else if abi >= 4 && allow_io_uring {
-        parts.push("tcp left to the kernel layer (--allow-io-uring)");
+    match plan.attr.handled_access_net {
+        _ if abi < 4 => {}
+        0 => parts.push("tcp left to the kernel layer (--allow-io-uring)"),
+        ACCESS_NET_BIND_TCP => parts.push("tcp bind (connects judged by the kernel layer)"),
+        _ => parts.push("tcp"),
     }
     format!("landlock ABI {abi}: {}", parts.join(", "))
 }
@@ -169,9 +187,8 @@ pub struct Fence {
 const NO_FENCE: &str = "the program could reach its supervisor";
 
 impl Fence {
-    /// Builds the ruleset for the program (`handle_tcp` false under
-    /// `--allow-io-uring`, whose connects run in the program's context).
-    pub fn prepare(allow_io_uring: bool, dumpable: Result<(), Errno>) -> Fence {
+    /// Builds the ruleset for the program, with `tcp` rights.
+    pub fn prepare(tcp: TcpRights, dumpable: Result<(), Errno>) -> Fence {
         let dumpable = dumpable
             .map(|()| "supervisor non-dumpable")
             .map_err(|e| format!("supervisor dumpable ({})", errno_name(e)));
@@ -192,11 +209,9 @@ impl Fence {
                 }
             }
         };
-        let plan = plan(abi, !allow_io_uring);
+        let plan = plan(abi, tcp);
         match create_ruleset(&plan) {
-            Ok(fd) => {
-                Fence { ruleset: Some(fd), landlock: Ok(describe(abi, &plan, allow_io_uring)), dumpable }
-            }
+            Ok(fd) => Fence { ruleset: Some(fd), landlock: Ok(describe(abi, &plan)), dumpable },
             Err(e) => Fence {
                 ruleset: None,
                 landlock: Err(format!("landlock ruleset refused ({}): {NO_FENCE}", errno_name(e))),
@@ -242,7 +257,7 @@ pub fn make_non_dumpable() -> Result<(), Errno> {
 /// For `sockstrace doctor`: whether a process can enter the domain `run`
 /// would build (tried in a forked child), and what it would do.
 pub fn probe() -> Result<String, String> {
-    let fence = Fence::prepare(false, Ok(()));
+    let fence = Fence::prepare(TcpRights::Refused, Ok(()));
     let (Some(fd), Ok(what)) = (fence.ruleset_fd(), &fence.landlock) else {
         return Err(fence.landlock.clone().err().unwrap_or_default());
     };
@@ -272,44 +287,55 @@ mod tests {
 
     #[test]
     fn abi_7_scopes_signals_and_handles_tcp() {
-        let p = plan(7, true);
+        let p = plan(7, TcpRights::Refused);
         assert_eq!(p.attr.handled_access_net, ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP);
         assert_eq!(p.attr.scoped, SCOPE_SIGNAL, "abstract unix sockets must stay unscoped");
         assert_eq!(p.attr.handled_access_fs, 0, "nothing on the file system is restricted");
         assert_eq!((p.size, p.root_rule), (24, 0));
-        assert_eq!(describe(7, &p, false), "landlock ABI 7: ptrace fence, signal scope, tcp");
+        assert_eq!(describe(7, &p), "landlock ABI 7: ptrace fence, signal scope, tcp");
     }
 
     #[test]
     fn io_uring_leaves_tcp_unhandled() {
-        let p = plan(6, false);
+        let p = plan(6, TcpRights::LeftToKernel);
         assert_eq!(p.attr.handled_access_net, 0);
         assert_eq!(p.attr.scoped, SCOPE_SIGNAL);
         assert_eq!(p.root_rule, 0);
-        assert!(describe(6, &p, true).contains("tcp left to the kernel layer"));
+        assert!(describe(6, &p).contains("tcp left to the kernel layer"));
+    }
+
+    #[test]
+    fn the_fast_path_leaves_only_connects_to_the_kernel() {
+        let p = plan(7, TcpRights::ConnectsToKernel);
+        assert_eq!(p.attr.handled_access_net, ACCESS_NET_BIND_TCP, "binds stay the supervisor's");
+        assert_eq!(
+            describe(7, &p),
+            "landlock ABI 7: ptrace fence, signal scope, tcp bind (connects judged by the kernel layer)"
+        );
+        assert_eq!(plan(3, TcpRights::ConnectsToKernel).attr.handled_access_net, 0);
     }
 
     #[test]
     fn abi_4_and_5_handle_tcp_without_scopes() {
         for abi in [4, 5] {
-            let p = plan(abi, true);
+            let p = plan(abi, TcpRights::Refused);
             assert_eq!(p.attr.scoped, 0);
             assert_eq!(p.attr.handled_access_net, ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP);
             assert_eq!((p.size, p.root_rule, p.attr.handled_access_fs), (16, 0, 0));
-            assert_eq!(describe(abi, &p, false), format!("landlock ABI {abi}: ptrace fence, tcp"));
+            assert_eq!(describe(abi, &p), format!("landlock ABI {abi}: ptrace fence, tcp"));
         }
     }
 
     #[test]
     fn older_abis_handle_one_fs_right_allowed_everywhere() {
-        for (abi, tcp) in [(1, true), (3, true), (5, false)] {
+        for (abi, tcp) in [(1, TcpRights::Refused), (3, TcpRights::Refused), (5, TcpRights::LeftToKernel)] {
             let p = plan(abi, tcp);
             assert_eq!(p.attr.handled_access_fs, ACCESS_FS_MAKE_BLOCK, "ABI {abi}");
             assert_eq!(p.root_rule, ACCESS_FS_MAKE_BLOCK, "ABI {abi}: the rule on / allows it");
             assert_eq!((p.attr.handled_access_net, p.attr.scoped), (0, 0));
         }
-        assert_eq!(plan(2, true).size, 8);
-        assert_eq!(describe(2, &plan(2, true), false), "landlock ABI 2: ptrace fence");
+        assert_eq!(plan(2, TcpRights::Refused).size, 8);
+        assert_eq!(describe(2, &plan(2, TcpRights::Refused)), "landlock ABI 2: ptrace fence");
     }
 
     #[test]

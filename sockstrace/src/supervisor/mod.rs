@@ -120,6 +120,9 @@ pub struct Ctx {
     maker: maker::Maker,
     /// The network namespace the program (and its socket maker) started in.
     program_netns: Option<(u64, u64)>,
+    /// Allowed inet connects and addressed datagrams are answered CONTINUE, the kernel layer
+    /// judging the address the kernel uses (see [`fast_path`], `handlers::Call::kernel_judges`).
+    fast_path: bool,
 }
 
 impl Ctx {
@@ -247,7 +250,13 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         .context("becoming a child subreaper")?;
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
-    let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
+    let fast_path = fast_path(witness.as_ref(), &config);
+    let tcp = match (config.allow_io_uring, fast_path) {
+        (true, _) => fence::TcpRights::LeftToKernel,
+        (false, true) => fence::TcpRights::ConnectsToKernel,
+        (false, false) => fence::TcpRights::Refused,
+    };
+    let fence = fence::Fence::prepare(tcp, non_dumpable);
     let isolation = match config.isolate_network {
         true => Some(prepare_isolation(&config.policy, dns_proxy.as_ref(), &config.bridge_abstract, root)?),
         false => None,
@@ -314,6 +323,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         udp: udp.as_ref().and_then(|(relay, _)| relay.clone()),
         maker: maker::Maker::new(maker_ours),
         program_netns: netns_of(spawned.pid as u32),
+        fast_path,
     });
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // The maker leaves the program's cgroup before the kernel layer removes it.
@@ -341,6 +351,12 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         identity::name_of(euid).as_deref(),
         config.isolate_network,
     );
+    let mut kernel_layer = kernel_layer;
+    if ctx.fast_path {
+        kernel_layer.push_str(
+            "; fast path: allowed inet connects and datagrams run in the kernel, which judges them",
+        );
+    }
     let layers = Layers {
         seccomp: seccomp_layer,
         kernel: kernel_layer,
@@ -364,6 +380,30 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     }
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
+}
+
+/// Whether allowed inet connects and addressed datagrams may be answered CONTINUE (the fast
+/// path), the kernel running them in the program's context on the address it reads then,
+/// instead of being performed by us on our duplicate of the socket. The program may change
+/// the address, or what the fd number names, after our decision; sound only where whatever
+/// it can put there is judged by the kernel itself with the same policy:
+/// - the kernel layer enforces, with its egress gate: the cgroup connect and sendmsg hooks
+///   judge the kernel's own copy of the address, and the egress gate every packet of every
+///   inet socket of the cgroup (ping, UDP-Lite, raw);
+/// - no socket of another family can be swapped in: `socket()` of every family but unix,
+///   inet, inet6, netlink and alg is refused (on registers, race-free), i386 `socketcall`'s
+///   sockets are made by the socket maker from our copy of the arguments, and io_uring, which
+///   makes sockets past seccomp, is refused (no `--allow-io-uring`);
+/// - the program cannot take its sockets out of the hooks' reach: it runs as another user
+///   than root, with no capabilities and no_new_privs (`--user`), so it can neither leave
+///   its cgroup nor detach the kernel layer's programs;
+/// - leaks are refused (not `--on-leak log`, which would let the kernel layer only report).
+fn fast_path(witness: Option<&Witness>, config: &RunConfig) -> bool {
+    !crate::testing::disabled("fast-path")
+        && witness.is_some_and(Witness::judges_every_inet_destination)
+        && !config.allow_io_uring
+        && config.on_leak != LeakAction::Log
+        && config.user.as_ref().is_some_and(|user| user.identity.uid != 0)
 }
 
 /// What the child needs to isolate itself; warns about allowed destinations

@@ -233,6 +233,19 @@ impl<'a> Call<'a> {
         !self.multiplexed || self.ctx.witness.read().is_ok_and(|w| w.is_some())
     }
 
+    /// Whether an allowed connect or addressed datagram on a socket of `facts` may be answered
+    /// CONTINUE, the kernel running it in the caller's context on the address it reads then,
+    /// instead of being performed by us on our duplicate: on TCP and UDP sockets when the run
+    /// has the fast path (`supervisor::fast_path` says why that is sound). Anything the kernel
+    /// refuses it reports (`source: kernel`).
+    pub fn kernel_judges(&self, facts: &SocketFacts) -> bool {
+        let covered = matches!(
+            (facts.sock_type, facts.protocol),
+            (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) | (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP)
+        );
+        self.ctx.fast_path && facts.is_inet() && covered
+    }
+
     /// The errno of a call its decision refused: `EPERM`, or for an address
     /// of another family than the socket the errno the kernel itself gives
     /// (`EINVAL` on local families, `EAFNOSUPPORT` on inet ones), also in the

@@ -74,6 +74,26 @@ fn judge(
     Ok(blocked(action).then(|| call.refusal(&sock.facts, decision)))
 }
 
+/// The fast path (`Call::kernel_judges`): a datagram the policy allows is recorded and
+/// answered CONTINUE, sent by the caller itself, the kernel's hooks judging the address it
+/// uses then. `None` for anything else (a leak, whatever `--on-leak` makes of it), which
+/// takes the usual path.
+fn sent_by_kernel(
+    call: &mut Call<'_>,
+    syscall: &'static str,
+    sock: &Socket,
+    name: &[u8],
+) -> Result<Option<Reply>, Failure> {
+    let dst = destination(&sock.facts, name, 0)?;
+    let op = Operation::Send { dst: dst.clone(), fastopen: false };
+    let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+    if decision.is_leak() {
+        return Ok(None);
+    }
+    let action = call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
+    Ok(Some(if blocked(action) { call.refusal(&sock.facts, decision) } else { Reply::Continue }))
+}
+
 /// The fuzzer's self-check (debug builds, `SOCKSTRACE_TEST_DISABLE=plant-bug`):
 /// plain UDP datagrams to port 9 (discard) pass as if allowed. Nothing else: a
 /// TCP Fast Open SYN through the hole would be retransmitted into the
@@ -110,6 +130,14 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     let name_len = addr_len(args[5])?;
     let data_len = copy_len(&sock.facts, args[2])?;
+    if name_len > 0 && !sock.facts.is_stream() && !fastopen(flags) && call.kernel_judges(&sock.facts) {
+        // Only the address is copied; an allowed datagram is sent by the caller itself.
+        let name = call.tracee.read(args[4], name_len)?;
+        confirm(call)?;
+        if let Some(reply) = sent_by_kernel(call, "sendto", &sock, &name)? {
+            return Ok(reply);
+        }
+    }
     let _grant = reserve(call.ctx, call.n.id, data_len + name_len)?;
     // Payload and address in one copy.
     let mut data = call.tracee.read_regions(&[(args[1], data_len), (args[4], name_len)])?;

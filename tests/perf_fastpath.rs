@@ -1,0 +1,127 @@
+//! The fast path (root, kernel layer on and enforcing, the program as another user with
+//! `--user`): an allowed TCP or UDP connect and an allowed addressed datagram are answered
+//! CONTINUE, the kernel running them on the address it reads then. A program that flips the
+//! address in memory, or swaps what its fd number names, between the supervisor's decision and
+//! the kernel's act is still refused, by the kernel's hooks, and reported (`source: kernel`):
+//! nothing reaches the forbidden sink.
+//!
+//! Each test also runs the same attack with the fast path switched off
+//! (`SOCKSTRACE_TEST_DISABLE=fast-path`): then the supervisor performs every allowed call on
+//! its own copy, so the kernel never sees the flipped address. That the kernel reports it only
+//! with the fast path on proves the attack reached the window the fast path opens.
+
+use std::time::Duration;
+
+use sockstrace_tests::{client, is_root, skip, Outcome, TcpSink, Trace, UdpSink};
+
+/// Milliseconds the attacker waits before it starts (the fast path is on from the start).
+const WAIT_MS: &str = "0";
+const CALLS: &str = "3000";
+
+fn kernel_available() -> Result<(), String> {
+    if !is_root() {
+        return Err("the kernel layer needs root".into());
+    }
+    let out = Trace::raw(["doctor"]).run();
+    let line = out.stdout.lines().find(|l| l.contains("kernel layer")).unwrap_or("").to_string();
+    if line.starts_with("ok") {
+        Ok(())
+    } else {
+        Err(format!("sockstrace doctor says the kernel layer is off here: {line}"))
+    }
+}
+
+fn attack(trace: Trace, mode: &str, ok: &str, bad: &str) -> Outcome {
+    let (ok_host, ok_port) = ok.rsplit_once(':').unwrap();
+    let (bad_host, bad_port) = bad.rsplit_once(':').unwrap();
+    let attacker = client("attack_fastpath");
+    let argv = [attacker.to_str().unwrap(), mode, WAIT_MS, ok_host, ok_port, bad_host, bad_port, CALLS];
+    trace.timeout(Duration::from_secs(60)).program(argv).run()
+}
+
+fn fast_path_on(out: &Outcome) -> bool {
+    out.kernel_layer().contains("fast path")
+}
+
+/// The program runs as nobody (`--user`): the fast path needs a program that can neither
+/// leave its cgroup nor detach the kernel layer.
+fn as_nobody() -> Trace {
+    Trace::new().opts(["--user", "nobody"])
+}
+
+/// Leaks the kernel reported for `bad`.
+fn kernel_leaks(out: &Outcome, bad: &str) -> usize {
+    out.events_where(|e| e.is_leak() && e.s("source") == "kernel" && e.s("dst") == bad).len()
+}
+
+fn check(mode: &str, ok: &str, bad: &str, trace: impl Fn() -> Trace, nothing_arrived: impl Fn(&str)) {
+    let out = attack(trace(), mode, ok, bad);
+    out.assert_code(0);
+    nothing_arrived(&format!("{mode} with the fast path\n{}", out.describe()));
+    assert!(fast_path_on(&out), "no fast path (layers.kernel {:?})\n{}", out.kernel_layer(), out.describe());
+    let refused = kernel_leaks(&out, bad);
+    assert!(refused > 0, "the kernel reported no refusal for {bad}: no flip reached it\n{}", out.describe());
+    eprintln!(
+        "{mode}: the kernel refused and reported {refused} calls to {bad}; program says {}",
+        out.stdout.trim()
+    );
+
+    let slow = attack(trace().env("SOCKSTRACE_TEST_DISABLE", "fast-path"), mode, ok, bad);
+    slow.assert_code(0);
+    nothing_arrived(&format!("{mode} without the fast path\n{}", slow.describe()));
+    assert!(!fast_path_on(&slow), "{}", slow.describe());
+    assert_eq!(
+        kernel_leaks(&slow, bad),
+        0,
+        "without the fast path the kernel never sees the flip\n{}",
+        slow.describe()
+    );
+}
+
+#[test]
+fn a_connect_address_flipped_after_the_decision_is_refused_by_the_kernel() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let proxy = TcpSink::bind("127.0.0.1");
+    let bad = TcpSink::bind("127.0.0.1");
+    check(
+        "flip-connect",
+        &proxy.dst(),
+        &bad.dst(),
+        || as_nobody().proxy(proxy.addr()),
+        |what| bad.assert_nothing_arrived(what),
+    );
+}
+
+#[test]
+fn a_datagram_address_flipped_after_the_decision_is_refused_by_the_kernel() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let allowed = UdpSink::bind("127.0.0.1");
+    let bad = UdpSink::bind("127.0.0.1");
+    check(
+        "flip-sendto",
+        &allowed.dst(),
+        &bad.dst(),
+        || as_nobody().allow(&allowed.dst()),
+        |what| bad.assert_nothing_arrived(what),
+    );
+}
+
+#[test]
+fn an_fd_swapped_after_the_decision_is_refused_by_the_kernel() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let proxy = TcpSink::bind("127.0.0.1");
+    let bad = UdpSink::bind("127.0.0.1");
+    check(
+        "swap-connect",
+        &proxy.dst(),
+        &bad.dst(),
+        || as_nobody().proxy(proxy.addr()),
+        |what| bad.assert_nothing_arrived(what),
+    );
+}
