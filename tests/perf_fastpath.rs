@@ -12,24 +12,11 @@
 
 use std::time::Duration;
 
-use sockstrace_tests::{client, is_root, skip, Outcome, TcpSink, Trace, UdpSink};
+use sockstrace_tests::{client, kernel_available, skip, Outcome, TcpSink, Trace, UdpSink};
 
 /// Milliseconds the attacker waits before it starts (the fast path is on from the start).
 const WAIT_MS: &str = "0";
 const CALLS: &str = "3000";
-
-fn kernel_available() -> Result<(), String> {
-    if !is_root() {
-        return Err("the kernel layer needs root".into());
-    }
-    let out = Trace::raw(["doctor"]).run();
-    let line = out.stdout.lines().find(|l| l.contains("kernel layer")).unwrap_or("").to_string();
-    if line.starts_with("ok") {
-        Ok(())
-    } else {
-        Err(format!("sockstrace doctor says the kernel layer is off here: {line}"))
-    }
-}
 
 fn attack(trace: Trace, mode: &str, ok: &str, bad: &str) -> Outcome {
     let (ok_host, ok_port) = ok.rsplit_once(':').unwrap();

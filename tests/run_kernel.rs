@@ -10,26 +10,11 @@ use serde_json::Value;
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::util::field;
 use sockstrace_tests::{
-    direct_client, is_root, netprobe, skip, uringprobe_working, Event, LeakSpec, Outcome, TcpSink, Trace,
-    UdpSink,
+    direct_client, is_root, kernel_available, netprobe, skip, uringprobe_working, Event, LeakSpec, Outcome,
+    TcpSink, Trace, UdpSink,
 };
 
 const T: Duration = Duration::from_secs(30);
-
-/// Why the kernel layer cannot be on here (not root, or `sockstrace doctor`
-/// says the layer is off on this machine), or `Ok`.
-fn kernel_available() -> Result<(), String> {
-    if !is_root() {
-        return Err("the kernel layer needs root".into());
-    }
-    let out = Trace::raw(["doctor"]).run();
-    let line = out.stdout.lines().find(|l| l.contains("kernel layer")).unwrap_or("").to_string();
-    if line.starts_with("ok") {
-        Ok(())
-    } else {
-        Err(format!("sockstrace doctor says the kernel layer is off here: {line}"))
-    }
-}
 
 /// `PROGRAM ARGS` run through setpriv without CAP_NET_RAW (bounding and inheritable sets):
 /// `--allow-io-uring` lets io_uring in only for a program that can never make raw or packet

@@ -38,5 +38,5 @@ pub use paths::{
 };
 pub use report::Event;
 pub use report::LeakSpec;
-pub use run::{direct, direct_client, Direct, Outcome, Running, Trace};
+pub use run::{direct, direct_client, kernel_available, Direct, Outcome, Running, Trace};
 pub use util::{is_root, settle};

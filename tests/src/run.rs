@@ -493,6 +493,21 @@ impl Direct {
 }
 
 /// Runs the client at `path` with `args` directly (see [`direct`]).
+/// Why the kernel layer cannot be on here (not root, or `sockstrace doctor` says the layer is
+/// off on this machine), or `Ok`.
+pub fn kernel_available() -> Result<(), String> {
+    if !crate::is_root() {
+        return Err("the kernel layer needs root".into());
+    }
+    let out = Trace::raw(["doctor"]).run();
+    let line = out.stdout.lines().find(|l| l.contains("kernel layer")).unwrap_or("").to_string();
+    if line.starts_with("ok") {
+        Ok(())
+    } else {
+        Err(format!("sockstrace doctor says the kernel layer is off here: {line}"))
+    }
+}
+
 pub fn direct_client(path: &Path, args: &[&str]) -> Direct {
     let mut argv = vec![path.as_os_str().to_owned()];
     argv.extend(args.iter().map(OsString::from));
