@@ -689,6 +689,77 @@ mod tests {
     }
 
     #[test]
+    fn peer_columns_sit_beside_strace_and_say_why_a_cell_is_empty() {
+        use std::{path::PathBuf, time::Duration};
+
+        use super::super::{
+            peers::{Peer, SANDLOCK, SYD},
+            workload::{Allowed, Timing, Tool, Workload},
+        };
+        use super::{Results, Sample};
+
+        let workload = |key: &'static str, policy: &[&str]| Workload {
+            key,
+            label: key.into(),
+            program: Vec::new(),
+            policy: policy.iter().map(|s| s.to_string()).collect(),
+            allowed: Allowed::Nothing,
+            calls: Some(1000),
+            timing: Timing::Client,
+            target: None,
+            http_requests: None,
+            isolation: false,
+        };
+        let workloads = [workload("storm", &[]), workload("strict", &["--syscalls=strict"])];
+        let sample = |ms| Ok(Sample { measured: Duration::from_millis(ms), wall: Duration::from_millis(ms) });
+        let peers = [
+            Peer {
+                spec: SANDLOCK,
+                binary: Ok(PathBuf::from("/p/sandlock")),
+                reported_version: Some("sandlock 0.9.0".into()),
+            },
+            Peer { spec: SYD, binary: Err("the build failed".into()), reported_version: None },
+        ];
+        let mut results = Results::new(&workloads, 0);
+        for i in 0..2 {
+            results.record(i, Tool::Native, sample(10));
+        }
+        let plain = results.table(1);
+        let header = plain.lines().next().unwrap();
+        assert!(header.ends_with("+us/call | run+kernel   audit   floor isolated"), "{header}");
+        assert_eq!(plain.lines().nth(1).unwrap().len(), 154);
+        assert!(!plain.contains("sandlock"));
+
+        results.peers = &peers;
+        results.record(0, Tool::Sandlock, sample(30));
+        let table = results.table(1);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].contains(
+                "+us/call |             sandlock   x nat  +us/call |            syd   x nat  +us/call |"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[2]
+                .contains("|              30.0 ms   3.00x      20.0 | n/a: not built       -         - |"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3]
+                .contains("| n/a: own filter only       -         - | n/a: not built       -         - |"),
+            "{}",
+            lines[3]
+        );
+        assert_eq!(lines[1].len(), 154 + (20 + 21) + (14 + 21));
+        assert!(table.contains("syd: not measured: the build failed"));
+        assert!(table.contains("sandlock-cli 0.9.0 (`sandlock 0.9.0`), syd 3.59.0 (`not built`)"));
+        assert!(table.contains("n/a: own filter only: the peer has no per-program system call allowlist"));
+    }
+
+    #[test]
     fn median_of_odd_even_and_empty() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
