@@ -196,9 +196,12 @@ pub fn policy(tool: Tool, allowed: Allowed) -> Vec<String> {
             options
         }
         // Every sandbox category off but the network one; allow rules in dial(3) form pin the
-        // protocol. sandbox/net covers connect, and sendto/sendmsg with an address.
+        // protocol. sandbox/net covers connect, and sendto/sendmsg with an address; it also
+        // takes socketpair(2) for a bind to `!unnamed`, which `run` allows (no address, no
+        // egress; curl makes one).
         Tool::Syd => {
-            let mut options = vec!["-poff".to_string(), "-msandbox/net:on".into()];
+            let mut options =
+                vec!["-poff".to_string(), "-msandbox/net:on".into(), "-mallow/net/bind+!unnamed".into()];
             match allowed {
                 Allowed::Nothing => {}
                 Allowed::Tcp(addr) => {
@@ -357,13 +360,26 @@ mod tests {
         assert_eq!(policy(Tool::Sandlock, Allowed::Nothing), ["run", "-r", "/"]);
         assert_eq!(
             policy(Tool::Syd, Allowed::Tcp(addr)),
-            ["-poff", "-msandbox/net:on", "-mallow/net/connect+tcp!127.0.0.1!4242"]
+            [
+                "-poff",
+                "-msandbox/net:on",
+                "-mallow/net/bind+!unnamed",
+                "-mallow/net/connect+tcp!127.0.0.1!4242"
+            ]
         );
         assert_eq!(
             policy(Tool::Syd, Allowed::Udp(addr)),
-            ["-poff", "-msandbox/net:on", "-mallow/net/connect+udp!127.0.0.1!4242"]
+            [
+                "-poff",
+                "-msandbox/net:on",
+                "-mallow/net/bind+!unnamed",
+                "-mallow/net/connect+udp!127.0.0.1!4242"
+            ]
         );
-        assert_eq!(policy(Tool::Syd, Allowed::Nothing), ["-poff", "-msandbox/net:on"]);
+        assert_eq!(
+            policy(Tool::Syd, Allowed::Nothing),
+            ["-poff", "-msandbox/net:on", "-mallow/net/bind+!unnamed"]
+        );
     }
 
     #[test]
