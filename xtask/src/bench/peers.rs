@@ -226,12 +226,11 @@ pub fn command(tool: Tool, bin: &Path, allowed: Allowed, program: &[OsString]) -
 
 /// The policies as the table's notes show them.
 pub fn policy_note(peer: &Peer) -> String {
-    let shown = |allowed| policy(peer.spec.tool, allowed).join(" ");
+    let name = peer.spec.binary;
+    let shown = |allowed| format!("{name} {} -- PROGRAM", policy(peer.spec.tool, allowed).join(" "));
     let example = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1080);
     format!(
-        "{} = `{} {} -- PROGRAM` (UDP: `{}`; no network: `{}`)",
-        peer.spec.binary,
-        peer.spec.binary,
+        "{name}: TCP to the proxy or sink `{}`; UDP `{}`; no network `{}`",
         shown(Allowed::Tcp(example)).replace("1080", "PORT"),
         shown(Allowed::Udp(example)).replace("1080", "PORT"),
         shown(Allowed::Nothing)
