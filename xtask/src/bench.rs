@@ -9,11 +9,15 @@
 //! supervisor's memory during a 16-thread storm, and audit's leak flood counts the events audit
 //! reports and loses at 100k leaks a second. It reports, it does not judge: it fails only when a
 //! workload fails.
+//!
+//! With `--peers`, sandlock and Syd (the other seccomp user-notification sandboxes) are built once
+//! into `target/peers` and measured in the same rounds, as columns beside strace (see `peers`).
 
 mod audit;
 pub mod fixture;
 mod hooks;
 mod measure;
+mod peers;
 mod report;
 mod soak;
 mod stack;
@@ -33,17 +37,21 @@ use self::{
     fixture::{HttpServer, Microsocks, Sink},
     hooks::HookCost,
     measure::NotifyFloor,
+    peers::Peer,
     report::{Results, Sample},
     workload::{Endpoints, Sizes, Timing, Tool, Workload, FLOOD_RATE},
 };
 use crate::setup;
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--rounds N] [--sockstrace PATH] [--soak [N]]
+const USAGE: &str =
+    "usage: cargo xtask bench [--quick] [--rounds N] [--sockstrace PATH] [--peers] [--soak [N]]
 
   --quick            a smoke run: a tenth of the work, 3 rounds unless --rounds says otherwise
   --rounds N         interleaved rounds per workload and tool (default 5); the table shows medians
   --sockstrace PATH  measure this binary instead of building target/release/sockstrace
                      (to compare two builds of the supervisor)
+  --peers            also measure sandlock and Syd (seccomp user-notification sandboxes) with the
+                     same policies, beside strace; built once from crates.io into target/peers
   --soak [N]         instead of the table: N connects (default 1000000) through the proxy under
                      `sockstrace run`, none may fail; reports whether the supervisor's RSS stays flat";
 
@@ -51,6 +59,8 @@ struct Options {
     quick: bool,
     rounds: usize,
     sockstrace: Option<PathBuf>,
+    /// `--peers`: sandlock and Syd columns.
+    peers: bool,
     /// `--soak`: the number of connects.
     soak: Option<u64>,
 }
@@ -61,10 +71,12 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
     let mut rounds = None;
     let mut sockstrace = None;
     let mut soak = None;
+    let mut peers = false;
     let mut args = args.iter().peekable();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--peers" => peers = true,
             "--rounds" => {
                 let value = args.next().context("--rounds needs a number")?;
                 let n: usize =
@@ -92,7 +104,8 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
             other => bail!("unknown bench option `{other}`\n\n{USAGE}"),
         }
     }
-    Ok(Some(Options { quick, rounds: rounds.unwrap_or(if quick { 3 } else { 5 }), sockstrace, soak }))
+    let rounds = rounds.unwrap_or(if quick { 3 } else { 5 });
+    Ok(Some(Options { quick, rounds, sockstrace, peers, soak }))
 }
 
 /// Everything the workloads talk to, kept alive for the whole run.
@@ -153,16 +166,19 @@ pub fn run(args: &[String]) -> Result<()> {
     if let Some(connects) = options.soak {
         return run_soak(&sockstrace, &client, connects);
     }
+    let peers = if options.peers { peers::prepare() } else { Vec::new() };
     let fixtures = start_fixtures(&client)?;
     let sizes = if options.quick { Sizes::QUICK } else { Sizes::FULL };
     let workloads = fixtures.endpoints.workloads(sizes);
+    check_peers(&peers, &sockstrace, &fixtures, &workloads)?;
     let mut results = Results::new(&workloads, sizes.rss_connects);
     results.audit_unavailable = fixtures.cgroup.as_ref().err().cloned();
+    results.peers = &peers;
     let load = load_average();
     warn_if_busy(load);
     for round in 0..options.rounds {
         eprintln!("bench: round {}/{}", round + 1, options.rounds);
-        run_round(round, &sockstrace, &fixtures, &mut results);
+        run_round(round, &sockstrace, &fixtures, &peers, &mut results);
     }
     eprintln!("bench: bare user-notification round trips");
     results.notify_floor = Some(notify_floor(&client, sizes.notify_calls, options.rounds));
@@ -249,15 +265,41 @@ fn warn_if_busy(load: Option<f64>) {
     }
 }
 
+/// Before any timing, that each built peer runs every workload it measures to success (with the
+/// same checks as a measured run) and refuses what its policy does not allow. Fails loudly
+/// otherwise: the column would time an error path, or an open sandbox.
+fn check_peers(peers: &[Peer], sockstrace: &Path, fixtures: &Fixtures, workloads: &[Workload]) -> Result<()> {
+    let refusals = peers::refusals(&fixtures.endpoints);
+    for peer in peers.iter().filter(|peer| peer.bin().is_some()) {
+        let name = peer.spec.binary;
+        eprintln!(
+            "bench: checking that {name} runs every workload and refuses what its policy does not allow"
+        );
+        for workload in workloads.iter().filter(|w| w.measured_by(peer.spec.tool)) {
+            run_one(peer.spec.tool, sockstrace, workload, fixtures, peers).with_context(|| {
+                format!(
+                    "{name} does not run `{}` under its policy: its column would time a failure",
+                    workload.label
+                )
+            })?;
+        }
+        peers::check_refusals(peer, &refusals)?;
+    }
+    Ok(())
+}
+
 /// One run of every workload under every measured tool, the tools' order rotated by `round`.
-fn run_round(round: usize, sockstrace: &Path, fixtures: &Fixtures, results: &mut Results) {
-    let mut tools: Vec<Tool> =
-        Tool::ALL.into_iter().filter(|&tool| tool != Tool::Audit || fixtures.cgroup.is_ok()).collect();
+fn run_round(round: usize, sockstrace: &Path, fixtures: &Fixtures, peers: &[Peer], results: &mut Results) {
+    let mut tools: Vec<Tool> = Tool::ALL
+        .into_iter()
+        .filter(|&tool| tool != Tool::Audit || fixtures.cgroup.is_ok())
+        .chain(peers.iter().filter(|peer| peer.bin().is_some()).map(|peer| peer.spec.tool))
+        .collect();
     let len = tools.len();
     tools.rotate_left(round % len);
     for (i, workload) in results.workloads.iter().enumerate() {
         for &tool in tools.iter().filter(|&&tool| workload.measured_by(tool)) {
-            let outcome = run_one(tool, sockstrace, workload, fixtures);
+            let outcome = run_one(tool, sockstrace, workload, fixtures, peers);
             if let Err(failure) = &outcome {
                 eprintln!("bench: {} under {} failed: {failure}", workload.label, tool.heading());
             }
@@ -269,9 +311,21 @@ fn run_round(round: usize, sockstrace: &Path, fixtures: &Fixtures, results: &mut
 /// Runs `workload` under `tool` once and checks it did its work. Under `audit`, a `sockstrace
 /// audit` with the workload's policy watches the bench's cgroup from before the program starts
 /// (in that cgroup) until after it ended.
-fn run_one(tool: Tool, sockstrace: &Path, workload: &Workload, fixtures: &Fixtures) -> Result<Sample> {
+fn run_one(
+    tool: Tool,
+    sockstrace: &Path,
+    workload: &Workload,
+    fixtures: &Fixtures,
+    peers: &[Peer],
+) -> Result<Sample> {
     let http = &fixtures.http;
-    let mut command = workload::command(tool, sockstrace, &fixtures.endpoints.client, workload);
+    let mut command = match peers.iter().find(|peer| peer.spec.tool == tool) {
+        Some(peer) => {
+            let bin = peer.binary.as_deref().map_err(|why| anyhow::anyhow!("{why}"))?;
+            peers::command(tool, bin, workload.allowed, &workload.program)
+        }
+        None => workload::command(tool, sockstrace, &fixtures.endpoints.client, workload),
+    };
     let audit = match (tool, &fixtures.cgroup) {
         (Tool::Audit, Ok(cgroup)) => {
             Some((Audit::start(sockstrace, cgroup, &workload.audit_policy())?, cgroup))
@@ -358,7 +412,8 @@ mod tests {
         let o = parse(&args(&["--quick"])).unwrap().unwrap();
         assert_eq!((o.quick, o.rounds), (true, 3));
         let o = parse(&args(&["--quick", "--rounds", "7"])).unwrap().unwrap();
-        assert_eq!((o.quick, o.rounds), (true, 7));
+        assert_eq!((o.quick, o.rounds, o.peers), (true, 7, false));
+        assert!(parse(&args(&["--quick", "--peers"])).unwrap().unwrap().peers);
         assert!(parse(&args(&["--help"])).unwrap().is_none());
         let o = parse(&args(&["--sockstrace", "/x/sockstrace"])).unwrap().unwrap();
         assert_eq!(o.sockstrace.as_deref(), Some(std::path::Path::new("/x/sockstrace")));

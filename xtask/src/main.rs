@@ -9,8 +9,9 @@
 //! - `deb [--check [--keep]]`: a Debian package in `target/deb/`; `--check` installs it, runs
 //!   doctor and the demo against the installed binary, and removes it.
 //! - `docs`: the man page and bash/zsh/fish completions, from the clap definitions.
-//! - `bench [--quick] [--rounds N] [--sockstrace PATH]`: the brief's performance ratios (native,
-//!   `sockstrace run`, `strace --seccomp-bpf`), a table and `target/bench/bench.json`.
+//! - `bench [--quick] [--rounds N] [--sockstrace PATH] [--peers]`: the brief's performance ratios
+//!   (native, `sockstrace run`, `strace --seccomp-bpf`; sandlock and Syd with `--peers`), a table
+//!   and `target/bench/bench.json`.
 //! - `fuzz [--seconds N] [--seed S] [--as-user U] [--self-check | --ci] ...`: the leak fuzzer (root):
 //!   generated socket programs under `sockstrace run` in a network namespace, judged by the
 //!   packets a sniffer sees; findings shrunk to C reproducers under `target/fuzz/`.
@@ -42,8 +43,8 @@ tasks:
   test [ARGS]...  build sockstrace, then `cargo test --workspace ARGS...` with SOCKSTRACE_BIN set
   demo [--sockstrace PATH]
                   set up, build, and show sockstrace catching a direct connection (start here)
-  bench [--quick] [--rounds N] [--sockstrace PATH]
-                  measure native / sockstrace run / strace ratios; table + target/bench/bench.json
+  bench [--quick] [--rounds N] [--sockstrace PATH] [--peers]
+                  measure native / sockstrace run / strace (/ sandlock / Syd) ratios; table + target/bench/bench.json
   fuzz [--seconds N] [--seed S] [--as-user U | --only-user U] [--self-check | --ci]
        [--kernel MODE] [--known-open CLASS,...] [--allowed-only] [--batch N]
                   leak fuzzer (root): packet-level oracle, shrunk C reproducers in target/fuzz/

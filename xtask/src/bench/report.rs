@@ -8,6 +8,7 @@ use super::{
     audit::Flood,
     hooks::HookCost,
     measure::NotifyFloor,
+    peers::{self, Peer},
     workload::{Timing, Tool, Workload, FLOOD_RATE},
 };
 
@@ -65,6 +66,8 @@ pub struct Results<'w> {
     pub notify_floor: Option<Result<NotifyFloor, String>>,
     /// Audit's eBPF run time on a storm, or why it failed; `None` when not run.
     pub hooks: Option<Result<HookCost, String>>,
+    /// The peer columns (`--peers`), built or not; empty without `--peers`.
+    pub peers: &'w [Peer],
 }
 
 /// A tool's numbers for one workload, compared with native.
@@ -87,7 +90,13 @@ impl<'w> Results<'w> {
             flood: None,
             notify_floor: None,
             hooks: None,
+            peers: &[],
         }
+    }
+
+    /// Every tool of this run's table: ours, then the peers asked for.
+    fn tools(&self) -> impl Iterator<Item = Tool> + '_ {
+        Tool::ALL.into_iter().chain(self.peers.iter().map(|peer| peer.spec.tool))
     }
 
     pub fn record(&mut self, workload: usize, tool: Tool, outcome: Result<Sample, String>) {
@@ -122,7 +131,7 @@ impl<'w> Results<'w> {
     pub fn failures(&self) -> Vec<String> {
         let mut all = Vec::new();
         for (w, by_tool) in self.workloads.iter().zip(&self.series) {
-            for tool in Tool::ALL {
+            for tool in self.tools() {
                 for failure in by_tool.get(&tool).map(|s| s.failures.as_slice()).unwrap_or_default() {
                     all.push(format!("{} under {}: {failure}", w.label, tool.heading()));
                 }
@@ -146,9 +155,28 @@ impl<'w> Results<'w> {
     /// The human table, with its notes.
     pub fn table(&self, rounds: usize) -> String {
         let mut out = String::new();
+        let peer_cells: Vec<Vec<String>> = self
+            .peers
+            .iter()
+            .map(|peer| (0..self.workloads.len()).map(|i| self.peer_time_cell(i, peer)).collect())
+            .collect();
+        let peer_widths: Vec<usize> = self
+            .peers
+            .iter()
+            .zip(&peer_cells)
+            .map(|(peer, cells)| {
+                cells.iter().map(String::len).chain([peer.spec.binary.len(), 10]).max().unwrap_or(10)
+            })
+            .collect();
+        let peer_heading: String = self
+            .peers
+            .iter()
+            .zip(&peer_widths)
+            .map(|(peer, &width)| format!(" | {:>width$} {:>7} {:>9}", peer.spec.binary, "x nat", "+us/call"))
+            .collect();
         let _ = writeln!(
             out,
-            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7} {:>7} {:>8}",
+            "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9}{peer_heading} | {:>10} {:>7} {:>7} {:>8}",
             "workload",
             "native",
             "run",
@@ -163,8 +191,18 @@ impl<'w> Results<'w> {
             Tool::Floor.heading(),
             Tool::Isolated.heading()
         );
-        let _ = writeln!(out, "{}", "-".repeat(154));
+        let _ = writeln!(out, "{}", "-".repeat(154 + peer_widths.iter().map(|w| w + 21).sum::<usize>()));
         for (i, w) in self.workloads.iter().enumerate() {
+            let peer_row: String = self
+                .peers
+                .iter()
+                .zip(&peer_cells)
+                .zip(&peer_widths)
+                .map(|((peer, cells), &width)| {
+                    let c = self.compared(i, peer.spec.tool);
+                    format!(" | {:>width$} {:>7} {:>9}", cells[i], ratio_cell(c.ratio), us_cell(c.added_us))
+                })
+                .collect();
             let native = self.compared(i, Tool::Native);
             let run = self.compared(i, Tool::Run);
             let strace = self.compared(i, Tool::Strace);
@@ -174,7 +212,7 @@ impl<'w> Results<'w> {
             let isolated = self.compared(i, Tool::Isolated);
             let _ = writeln!(
                 out,
-                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9} | {:>10} {:>7} {:>7} {:>8}",
+                "{:<24} {:>10} | {:>10} {:>7} {:>9} {:>14} | {:>10} {:>7} {:>9}{peer_row} | {:>10} {:>7} {:>7} {:>8}",
                 w.label,
                 self.time_cell(i, Tool::Native, native.median),
                 self.time_cell(i, Tool::Run, run.median),
@@ -235,6 +273,9 @@ impl<'w> Results<'w> {
             "isolated: `sockstrace run --kernel off --isolate-network` (the program in a network namespace of its \
              own, the proxy forwarded); start-up, storms and bulk only; ratio to native."
         );
+        for line in self.peer_lines() {
+            let _ = writeln!(out, "{line}");
+        }
         for line in self.gap_lines() {
             let _ = writeln!(out, "{line}");
         }
@@ -246,6 +287,49 @@ impl<'w> Results<'w> {
             let _ = writeln!(out, "{line}");
         }
         out
+    }
+
+    /// A peer's time cell: the median, `FAILED`, or why it is not measured.
+    fn peer_time_cell(&self, workload: usize, peer: &Peer) -> String {
+        let w = &self.workloads[workload];
+        match (&peer.binary, w.peer_unsupported()) {
+            (Err(_), _) => "n/a: not built".into(),
+            (Ok(_), Some(why)) => why.into(),
+            (Ok(_), None) => {
+                self.time_cell(workload, peer.spec.tool, self.compared(workload, peer.spec.tool).median)
+            }
+        }
+    }
+
+    /// The peers' notes: what each is (version, command line), or why its column is empty.
+    fn peer_lines(&self) -> Vec<String> {
+        if self.peers.is_empty() {
+            return Vec::new();
+        }
+        let mut lines = vec![format!(
+            "peers (--peers, built from crates.io into target/peers): {}; each ran every workload once and \
+             refused a connect to another sink, to another address on the allowed port, under no policy, \
+             and a datagram to another port (all of which succeed natively) before timing; x nat and +us/call \
+             as for strace",
+            self.peers
+                .iter()
+                .map(|peer| {
+                    let reported = peer.reported_version.as_deref().unwrap_or("not built");
+                    format!("{} {} (`{}`)", peer.spec.krate, peer.spec.version, reported)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )];
+        for peer in self.peers {
+            match &peer.binary {
+                Ok(_) => lines.push(peers::policy_note(peer)),
+                Err(why) => lines.push(format!("{}: not measured: {why}", peer.spec.binary)),
+            }
+        }
+        if self.workloads.iter().any(|w| w.peer_unsupported().is_some()) {
+            lines.push(peers::UNSUPPORTED_NOTE.into());
+        }
+        lines
     }
 
     /// The bare round trip, then for each target `run` misses: how much of the gap any seccomp
@@ -422,7 +506,7 @@ impl<'w> Results<'w> {
             Some(Err(failure)) => json!({ "failed": failure }),
             None => Value::Null,
         };
-        json!({
+        let mut doc = json!({
             "schema": 1,
             "unix_time": std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -454,7 +538,12 @@ impl<'w> Results<'w> {
             "audit_target_max_ratio": AUDIT_TARGET,
             "audit_leak_flood": self.flood_json(),
             "failures": self.failures(),
-        })
+        });
+        if !self.peers.is_empty() {
+            doc["peers"] =
+                self.peers.iter().map(|peer| (peer.spec.binary.to_string(), peer_json(peer))).collect();
+        }
+        doc
     }
 
     fn flood_json(&self) -> Value {
@@ -476,8 +565,13 @@ impl<'w> Results<'w> {
     fn workload_json(&self, i: usize) -> Value {
         let w = &self.workloads[i];
         let mut tools = Map::new();
-        for tool in Tool::ALL {
+        for tool in self.tools() {
+            let peer = self.peers.iter().find(|peer| peer.spec.tool == tool);
             let value = match (tool, &self.audit_unavailable) {
+                _ if peer.is_some_and(|peer| peer.binary.is_err()) => json!({ "not_measured": "not built" }),
+                _ if peer.is_some() && w.peer_unsupported().is_some() => {
+                    json!({ "not_measured": w.peer_unsupported() })
+                }
                 _ if !w.measured_by(tool) => json!({ "not_measured": "not a workload of this tool" }),
                 (Tool::Audit, Some(why)) => json!({ "not_measured": why }),
                 _ => self.tool_json(i, tool),
@@ -508,6 +602,18 @@ impl<'w> Results<'w> {
             "failures": series.failures,
         })
     }
+}
+
+/// A peer's entry in the JSON: what was built, or why not.
+fn peer_json(peer: &Peer) -> Value {
+    json!({
+        "crate": peer.spec.krate,
+        "version": peer.spec.version,
+        "reports": peer.reported_version,
+        "binary": peer.binary.as_ref().ok().map(|bin| bin.display().to_string()),
+        "not_built": peer.binary.as_ref().err(),
+        "policy": peers::policy_note(peer),
+    })
 }
 
 fn ratio_cell(ratio: Option<f64>) -> String {
@@ -547,6 +653,7 @@ mod tests {
             label: key.into(),
             program: Vec::new(),
             policy: Vec::new(),
+            allowed: super::super::workload::Allowed::Nothing,
             calls,
             timing: Timing::Client,
             target: Some(Target { max_ratio: 1.10 }),
@@ -579,6 +686,77 @@ mod tests {
                 "gap: plain: run is 0.99x the floor, which is itself 1.12x native",
             ]
         );
+    }
+
+    #[test]
+    fn peer_columns_sit_beside_strace_and_say_why_a_cell_is_empty() {
+        use std::{path::PathBuf, time::Duration};
+
+        use super::super::{
+            peers::{Peer, SANDLOCK, SYD},
+            workload::{Allowed, Timing, Tool, Workload},
+        };
+        use super::{Results, Sample};
+
+        let workload = |key: &'static str, policy: &[&str]| Workload {
+            key,
+            label: key.into(),
+            program: Vec::new(),
+            policy: policy.iter().map(|s| s.to_string()).collect(),
+            allowed: Allowed::Nothing,
+            calls: Some(1000),
+            timing: Timing::Client,
+            target: None,
+            http_requests: None,
+            isolation: false,
+        };
+        let workloads = [workload("storm", &[]), workload("strict", &["--syscalls=strict"])];
+        let sample = |ms| Ok(Sample { measured: Duration::from_millis(ms), wall: Duration::from_millis(ms) });
+        let peers = [
+            Peer {
+                spec: SANDLOCK,
+                binary: Ok(PathBuf::from("/p/sandlock")),
+                reported_version: Some("sandlock 0.9.0".into()),
+            },
+            Peer { spec: SYD, binary: Err("the build failed".into()), reported_version: None },
+        ];
+        let mut results = Results::new(&workloads, 0);
+        for i in 0..2 {
+            results.record(i, Tool::Native, sample(10));
+        }
+        let plain = results.table(1);
+        let header = plain.lines().next().unwrap();
+        assert!(header.ends_with("+us/call | run+kernel   audit   floor isolated"), "{header}");
+        assert_eq!(plain.lines().nth(1).unwrap().len(), 154);
+        assert!(!plain.contains("sandlock"));
+
+        results.peers = &peers;
+        results.record(0, Tool::Sandlock, sample(30));
+        let table = results.table(1);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].contains(
+                "+us/call |             sandlock   x nat  +us/call |            syd   x nat  +us/call |"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[2]
+                .contains("|              30.0 ms   3.00x      20.0 | n/a: not built       -         - |"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3]
+                .contains("| n/a: own filter only       -         - | n/a: not built       -         - |"),
+            "{}",
+            lines[3]
+        );
+        assert_eq!(lines[1].len(), 154 + (20 + 21) + (14 + 21));
+        assert!(table.contains("syd: not measured: the build failed"));
+        assert!(table.contains("sandlock-cli 0.9.0 (`sandlock 0.9.0`), syd 3.59.0 (`not built`)"));
+        assert!(table.contains("n/a: own filter only: the peer has no per-program system call allowlist"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::{
     ffi::OsString,
+    net::{Ipv4Addr, SocketAddrV4},
     path::{Path, PathBuf},
     process::Command,
 };
@@ -19,6 +20,10 @@ pub enum Tool {
     /// `sockstrace run --kernel off --isolate-network`: the program in a network namespace of
     /// its own, its allowed destinations forwarded (only the workloads marked `isolation`).
     Isolated,
+    /// `sandlock run` (`--peers`): another seccomp user-notification sandbox, with Landlock.
+    Sandlock,
+    /// `syd` (`--peers`): another seccomp user-notification sandbox.
+    Syd,
 }
 
 impl Tool {
@@ -36,6 +41,8 @@ impl Tool {
             Tool::Audit => "audit",
             Tool::Floor => "seccomp_floor",
             Tool::Isolated => "run_isolated",
+            Tool::Sandlock => "sandlock",
+            Tool::Syd => "syd",
         }
     }
 
@@ -49,6 +56,8 @@ impl Tool {
             Tool::Audit => "audit",
             Tool::Floor => "floor",
             Tool::Isolated => "isolated",
+            Tool::Sandlock => "sandlock",
+            Tool::Syd => "syd",
         }
     }
 }
@@ -68,6 +77,17 @@ pub struct Target {
     pub max_ratio: f64,
 }
 
+/// The one destination a workload's policy allows, for the peers' policies (`--peers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// No network at all.
+    Nothing,
+    /// TCP connects to this address (the "proxy").
+    Tcp(SocketAddrV4),
+    /// UDP datagrams to this address.
+    Udp(SocketAddrV4),
+}
+
 /// One workload: a program, the policy that makes it legitimate under `sockstrace run`, and what
 /// the table says about it.
 pub struct Workload {
@@ -76,6 +96,8 @@ pub struct Workload {
     pub program: Vec<OsString>,
     /// `sockstrace run` options placed before `--`.
     pub policy: Vec<String>,
+    /// What `policy` allows, in the terms the peers' policies take.
+    pub allowed: Allowed,
     /// Calls the supervisor intercepts per run (storms only): the table's µs/call.
     pub calls: Option<u64>,
     pub timing: Timing,
@@ -89,12 +111,25 @@ pub struct Workload {
 impl Workload {
     /// Whether `tool` measures this workload.
     pub fn measured_by(&self, tool: Tool) -> bool {
-        tool != Tool::Isolated || self.isolation
+        match tool {
+            Tool::Isolated => self.isolation,
+            Tool::Sandlock | Tool::Syd => self.peer_unsupported().is_none(),
+            _ => true,
+        }
+    }
+
+    /// Why the peers (`--peers`) cannot run this workload with a policy like ours, if they
+    /// cannot: the table's cell.
+    pub fn peer_unsupported(&self) -> Option<&'static str> {
+        self.policy.iter().any(|o| o == SYSCALLS_STRICT).then_some(PEER_NO_ALLOWLIST)
     }
 }
 
 /// `run --syscalls strict`, an option of `run` only (audit has no allowlist).
 const SYSCALLS_STRICT: &str = "--syscalls=strict";
+
+/// The peers' cell on the `--syscalls=strict` row.
+pub const PEER_NO_ALLOWLIST: &str = "n/a: own filter only";
 
 impl Workload {
     /// The policy options `sockstrace audit` takes (those of `run` alone left out).
@@ -159,6 +194,10 @@ pub struct Endpoints {
     pub http_port: u16,
 }
 
+fn loopback(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+}
+
 fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
 }
@@ -178,6 +217,7 @@ impl Endpoints {
             label: format!("connect storm {threads}t"),
             program: self.client(&["connect", "127.0.0.1", &port, &count_text, &threads_text]),
             policy: vec!["--proxy".into(), format!("127.0.0.1:{port}")],
+            allowed: Allowed::Tcp(loopback(self.storm_port)),
             calls: Some(count),
             timing: Timing::Client,
             target: Some(Target { max_ratio }),
@@ -198,6 +238,7 @@ impl Endpoints {
                 label: "startup (true)".into(),
                 program: args(&["true"]),
                 policy: Vec::new(),
+                allowed: Allowed::Nothing,
                 calls: None,
                 timing: Timing::Wall,
                 target: None,
@@ -211,6 +252,7 @@ impl Endpoints {
                 label: "udp sendto storm".into(),
                 program: self.client(&["udp", "127.0.0.1", &udp, &sizes.datagrams.to_string()]),
                 policy: vec!["--allow".into(), format!("127.0.0.1:{udp}")],
+                allowed: Allowed::Udp(loopback(self.udp_port)),
                 calls: Some(sizes.datagrams),
                 timing: Timing::Client,
                 target: None,
@@ -222,6 +264,7 @@ impl Endpoints {
                 label: format!("curl {} req via socks", sizes.requests),
                 program: args(&["curl", "-sSf", "--socks5-hostname", &socks, &urls]),
                 policy: vec!["--proxy".into(), socks.clone()],
+                allowed: Allowed::Tcp(loopback(self.socks_port)),
                 calls: None,
                 timing: Timing::Wall,
                 target: None,
@@ -233,6 +276,7 @@ impl Endpoints {
                 label: format!("bulk {} MiB tcp", sizes.bulk_mib),
                 program: self.client(&["bulk", "127.0.0.1", &bulk, &sizes.bulk_mib.to_string()]),
                 policy: vec!["--proxy".into(), format!("127.0.0.1:{bulk}")],
+                allowed: Allowed::Tcp(loopback(self.bulk_port)),
                 calls: None,
                 timing: Timing::Client,
                 target: Some(Target { max_ratio: 1.02 }),
@@ -244,6 +288,7 @@ impl Endpoints {
                 label: format!("{}k getpid+stat", sizes.syscalls / 1000),
                 program: self.client(&["syscalls", &sizes.syscalls.to_string()]),
                 policy: Vec::new(),
+                allowed: Allowed::Nothing,
                 calls: None,
                 timing: Timing::Client,
                 target: Some(Target { max_ratio: 1.02 }),
@@ -257,6 +302,7 @@ impl Endpoints {
                 label: format!("{}k getpid+stat strict", sizes.syscalls / 1000),
                 program: self.client(&["syscalls", &sizes.syscalls.to_string()]),
                 policy: vec![SYSCALLS_STRICT.into()],
+                allowed: Allowed::Nothing,
                 calls: None,
                 timing: Timing::Client,
                 target: Some(Target { max_ratio: 1.02 }),
@@ -280,7 +326,8 @@ impl Endpoints {
 /// cgroup and runs `sockstrace audit` around it (see `bench::audit`).
 pub fn command(tool: Tool, sockstrace: &Path, client: &Path, workload: &Workload) -> Command {
     let mut command = match tool {
-        Tool::Native | Tool::Audit => return program(&workload.program),
+        // The peers' command lines need their binaries: `bench::peers::command`.
+        Tool::Native | Tool::Audit | Tool::Sandlock | Tool::Syd => return program(&workload.program),
         Tool::Run => {
             // The supervisor alone: the kernel layer has its own column.
             let mut run = Command::new(sockstrace);
