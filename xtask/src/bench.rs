@@ -1,7 +1,8 @@
 //! `cargo xtask bench [--quick] [--rounds N]`: the brief's performance ratios, measured in one run.
 //!
 //! Each round runs every workload natively, under `sockstrace run` (release, with and without its
-//! kernel layer), under `strace --seccomp-bpf` (the ptrace reference) and in a cgroup watched by
+//! kernel layer; with it, the program runs as `nobody`, as under sudo, which takes the fast path),
+//! under `strace --seccomp-bpf` (the ptrace reference) and in a cgroup watched by
 //! `sockstrace audit`, and under a one-instruction allow-all seccomp filter (the floor any filter
 //! costs), rotating the tools' order from round to round; the table shows medians and ratios to
 //! native, marks the brief's targets, and the JSON goes to `target/bench/bench.json`. Then it

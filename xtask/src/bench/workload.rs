@@ -350,9 +350,11 @@ pub fn command(tool: Tool, sockstrace: &Path, client: &Path, workload: &Workload
             run
         }
         Tool::RunKernel => {
-            // Supervisor and eBPF layer together (the bench runs as root).
+            // Supervisor and eBPF layer together (the bench runs as root), the program as
+            // another user (as under sudo, by default): allowed connects and datagrams then
+            // take the fast path, answered CONTINUE and judged by the kernel layer.
             let mut run = Command::new(sockstrace);
-            run.args(["run", "--kernel", "required"]).args(&workload.policy).arg("--");
+            run.args(["run", "--kernel", "required", "--user", "nobody"]).args(&workload.policy).arg("--");
             run
         }
     };
