@@ -330,3 +330,42 @@ fn a_socket_made_through_socketcall_is_the_one_the_kernel_would_make() {
         assert!(sink.wait_datagrams(1, Duration::from_secs(5)), "{who}: nothing arrived\n{}", out.describe());
     });
 }
+
+/// `socketpair()` makes sockets without `socket()`: of a family other than unix (TIPC, where
+/// the kernel has it, reaches other nodes over a configured bearer, and no hook judges it) it
+/// is refused with `EAFNOSUPPORT` (the kernel itself answers `EOPNOTSUPP` for inet, which
+/// shows the rule is there on a kernel without TIPC). Unix pairs are made as before, on both
+/// ABIs (i386 through `socketcall` too).
+#[test]
+fn a_socketpair_of_another_family_than_unix_is_refused() {
+    let code = r#"
+import errno, socket
+for fam in (socket.AF_INET, 30, socket.AF_UNIX):
+    try:
+        socket.socketpair(fam, socket.SOCK_STREAM)
+        print(fam, "made")
+    except OSError as e:
+        print(fam, errno.errorcode[e.errno])
+"#;
+    let direct = sockstrace_tests::direct(&["python3", "-c", code]);
+    assert!(
+        direct.stdout.contains("2 EOPNOTSUPP") || direct.stdout.contains("2 ENOTSUP"),
+        "{}",
+        direct.stdout
+    );
+    let out = Trace::new().opts(["--kernel", "off"]).program(["python3", "-c", code]).run();
+    out.assert_code(0);
+    assert!(out.stdout.contains("2 EAFNOSUPPORT\n"), "an inet pair was not refused\n{}", out.describe());
+    assert!(out.stdout.contains("30 EAFNOSUPPORT\n"), "{}", out.describe());
+    assert!(out.stdout.contains("1 made\n"), "a unix pair was refused\n{}", out.describe());
+    let c = match socketcall_client() {
+        Ok(c) => c,
+        Err(e) => skip!("gcc -m32 cannot build the socketcall client: {e}"),
+    };
+    let out = Trace::new().opts(["--kernel", "off"]).program([c.as_os_str(), "pair".as_ref()]).run();
+    assert!(
+        out.stdout.contains("direct 1: made\nsocketcall 1: made\n"),
+        "i386 unix pairs\n{}",
+        out.describe()
+    );
+}

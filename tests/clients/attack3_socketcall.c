@@ -9,6 +9,8 @@
  *                                socket with SOCK_CLOEXEC through socketcall;
  *                                prints their family, type, protocol and flags
  *   attack3_socketcall vsock     one AF_VSOCK socket through socketcall
+ *   attack3_socketcall pair      socketpair of AF_INET and AF_UNIX, directly
+ *                                and through socketcall; prints each errno
  *   attack3_socketcall send PORT the UDP socket made through socketcall sends
  *                                one datagram to 127.0.0.1:PORT
  */
@@ -102,6 +104,18 @@ int main(int argc, char **argv) {
         describe("badproto", socketcall_socket(AF_INET, SOCK_STREAM, IPPROTO_UDP));
         return 0;
     }
+    if (argc == 2 && strcmp(argv[1], "pair") == 0) {
+        int sv[2];
+        int families[2] = {AF_INET, AF_UNIX};
+        for (int i = 0; i < 2; i++) {
+            int direct = syscall(SYS_socketpair, families[i], SOCK_STREAM, 0, sv);
+            printf("direct %d: %s\n", families[i], direct == 0 ? "made" : strerror(errno));
+            long args[4] = {families[i], SOCK_STREAM, 0, (long)sv};
+            int multiplexed = syscall(SYS_socketcall, 8 /* SYS_SOCKETPAIR */, args);
+            printf("socketcall %d: %s\n", families[i], multiplexed == 0 ? "made" : strerror(errno));
+        }
+        return 0;
+    }
     if (argc == 2 && strcmp(argv[1], "vsock") == 0) {
         describe("vsock", socketcall_socket(AF_VSOCK, SOCK_STREAM, 0));
         return 0;
@@ -114,6 +128,6 @@ int main(int argc, char **argv) {
         printf("send: %s\n", n == 1 ? "ok" : strerror(errno));
         return 0;
     }
-    fprintf(stderr, "usage: %s flip N | make | vsock | send PORT\n", argv[0]);
+    fprintf(stderr, "usage: %s flip N | make | vsock | pair | send PORT\n", argv[0]);
     return 2;
 }

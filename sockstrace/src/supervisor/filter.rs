@@ -62,7 +62,7 @@ fn fprog(insns: &[libc::sock_filter]) -> libc::sock_fprog {
 }
 
 /// A filter of its own, installed beside the main one, that refuses [`terminal_rules`]'s
-/// calls: the kernel runs every filter and the most restrictive answer wins (`ERRNO` over
+/// and [`socketpair_rules`]'s calls: the kernel runs every filter and the most restrictive answer wins (`ERRNO` over
 /// user notification and `ALLOW`), whereas in one filter libseccomp drops a conditional rule
 /// for a call that an allowlist allows unconditionally (`ioctl` under `--syscalls strict`).
 fn terminal_guard() -> Result<Vec<libc::sock_filter>> {
@@ -72,6 +72,7 @@ fn terminal_guard() -> Result<Vec<libc::sock_filter>> {
     compat.add_arch(ScmpArch::X32).context("x32 arch")?;
     compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
     terminal_rules(&mut native, &mut compat)?;
+    socketpair_rules(&mut native)?;
     native.merge(compat).context("merge guard compat filter")?;
     export(&native)
 }
@@ -90,6 +91,22 @@ fn terminal_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext
                 .with_context(|| format!("rule for ioctl {request:#x}"))?;
         }
     }
+    Ok(())
+}
+
+/// `socketpair()` of any family but unix refused with `EAFNOSUPPORT`, whatever the mode: the
+/// only other family that makes pairs is TIPC, whose sockets reach other nodes over a bearer
+/// the host may have configured, and which no hook judges (a pair made there could be swapped
+/// under a call the kernel runs). A family with high bits set in the register is refused too
+/// (the comparison looks at all 64 bits). x86_64 only: on i386, libseccomp would apply the
+/// rule to every `socketcall` pair without looking at the family (which is in memory there),
+/// refusing unix pairs too (see docs/THREAT-MODEL.md for what is left).
+fn socketpair_rules(native: &mut ScmpFilterContext) -> Result<()> {
+    let socketpair = ScmpSyscall::from_name("socketpair").context("syscall socketpair")?;
+    let not_unix = [ScmpArgCompare::new(0, ScmpCompareOp::NotEqual, libc::AF_UNIX as u64)];
+    native
+        .add_rule_conditional(ScmpAction::Errno(libc::EAFNOSUPPORT), socketpair, &not_unix)
+        .context("rule for socketpair")?;
     Ok(())
 }
 
