@@ -13,9 +13,9 @@
 
 use std::os::fd::AsFd;
 
-use super::{confirm, Call, Subject, Target, BLOCKED_ERRNO};
+use super::{confirm, Call, Judged, Subject, Target};
 use crate::net::socket::{SocketFacts, SOCK_TYPE_MASK};
-use crate::policy::{decide, Decision, Operation, Reason, Request};
+use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::tracee::Failure;
@@ -32,13 +32,15 @@ pub fn socket(call: &mut Call<'_>) -> Result<Reply, Failure> {
         // A downgrade, not a leak: the program falls back to TCP as on a
         // kernel without the protocol.
         let refused = Decision::allowed(Reason::UnsupportedProtocol);
-        call.record_action("socket", Subject::Facts(facts), Target::Remote(None), refused, Action::Blocked);
-        call.set_last_errno(libc::EPROTONOSUPPORT);
-        return Ok(Reply::Errno(libc::EPROTONOSUPPORT));
+        let judged = Judged::new("socket", Subject::Facts(facts), Target::Remote(None), refused)
+            .failing_with(libc::EPROTONOSUPPORT);
+        let outcome = call.gate(judged, Ruling::Forced(Action::Blocked));
+        return Ok(outcome.refusal().unwrap_or(Reply::Errno(libc::EPROTONOSUPPORT)));
     }
     let decision = decide(&call.ctx.policy, &Request { socket: facts, op: Operation::Create });
-    if !call.record("socket", Subject::Facts(facts), Target::Remote(None), decision).lets_through() {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    let judged = Judged::new("socket", Subject::Facts(facts), Target::Remote(None), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     if call.multiplexed {
         return make_for_caller(call, facts, args[1] as i32);

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use super::{confirm, read_addr, run_call, Call, Subject, Target};
+use super::{confirm, read_addr, run_call, Call, Judged, Outcome, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
-use crate::policy::{decide, Decision, Operation, Reason, Request};
+use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
 use crate::supervisor::isolate;
 use crate::supervisor::notif::Reply;
@@ -26,8 +26,9 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     // socket), and families that leave the machine are refused.
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Bind(addr.clone()) });
-    if is_blocked(call.record("bind", Subject::Socket(&sock), Target::Local(Some(&addr)), decision)) {
-        return Ok(call.refusal(&sock.facts, decision));
+    let judged = Judged::new("bind", Subject::Socket(&sock), Target::Local(Some(&addr)), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     if sock.facts.is_local_family() {
         return Ok(call.continue_or_refuse("bind", Subject::Socket(&sock)));
@@ -55,8 +56,9 @@ pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let local = local_addr(&sock);
     let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Listen { local } });
     let shown = local.map(SockAddr::Inet);
-    if is_blocked(call.record("listen", Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
-        return Ok(Reply::Errno(super::BLOCKED_ERRNO));
+    let judged = Judged::new("listen", Subject::Socket(&sock), Target::Local(shown.as_ref()), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     if sock.facts.family == libc::AF_UNIX && nix::unistd::geteuid().is_root() {
         let status = std::fs::read_to_string(format!("/proc/{}/status", call.tracee.tid))
@@ -178,8 +180,9 @@ pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure>
         return take_connections(call, name, flags, sock, Some(local));
     }
     let shown = local.map(SockAddr::Inet);
-    if is_blocked(call.record(name, Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
-        return Ok(Reply::Errno(super::BLOCKED_ERRNO));
+    let judged = Judged::new(name, Subject::Socket(&sock), Target::Local(shown.as_ref()), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     take_connections(call, name, flags, sock, None)
 }
@@ -227,7 +230,7 @@ fn take_connections(
             Err(e) => return Ok(Reply::Errno(e)),
         };
         let (peer, relayed) = real_peer(call, &raw_peer);
-        let action = match judge_peers {
+        let outcome = match judge_peers {
             Some(local) => {
                 let op = Operation::Accept { local, peer: peer.ok().flatten() };
                 let decision = match peer {
@@ -235,11 +238,13 @@ fn take_connections(
                     Ok(_) => decide(&call.ctx.policy, &Request { socket: sock.facts, op }),
                 };
                 let shown = peer.ok().flatten().map(SockAddr::Inet);
-                call.record(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision)
+                let judged =
+                    Judged::new(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision);
+                call.gate(judged, Ruling::OnLeak)
             }
-            None => Action::Allowed,
+            None => Outcome::Pass,
         };
-        if action.lets_through() {
+        let Outcome::Refused { action, .. } = outcome else {
             let raw_peer = match relayed {
                 Some(real) => sockaddr::encode_inet(isolate::inbound::peer_as_seen(
                     real,
@@ -254,7 +259,8 @@ fn take_connections(
                 Err(libc::ENOENT) => Err(Failure::Gone),
                 Err(e) => Err(Failure::Check(e)),
             };
-        }
+        };
+        // A refused peer's connection is closed; a blocking accept waits for the next.
         drop(conn);
         if !blocking || action != Action::Blocked {
             return Ok(Reply::Errno(if blocking { super::BLOCKED_ERRNO } else { libc::EAGAIN }));
@@ -299,10 +305,6 @@ fn write_peer_address(call: &Call<'_>, addr: u64, addrlen: u64, raw: &[u8]) -> R
 
 fn errno_of(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn is_blocked(action: Action) -> bool {
-    !action.lets_through()
 }
 
 fn to_reply(result: Result<(), sys::Errno>) -> Reply {

@@ -5,13 +5,13 @@
 use std::os::fd::AsFd;
 
 use super::{
-    addr_len, confirm, read_addr, reply_of, run_call, waits_on_network, Call, Subject, Target, BLOCKED_ERRNO,
+    addr_len, confirm, read_addr, reply_of, run_call, waits_on_network, Call, Judged, Subject, Target,
+    BLOCKED_ERRNO,
 };
 use crate::net::msghdr::{self, Layout, MsgHdr, UIO_MAXIOV};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
-use crate::policy::{decide, Decision, Operation, Request};
-use crate::report_writer::Action;
+use crate::policy::{decide, Decision, Operation, Request, Ruling};
 use crate::supervisor::copy_budget::{self, Grant};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::{self, Errno};
@@ -70,8 +70,8 @@ fn judge(
     if crate::testing::disabled("plant-bug") && planted_hole(&sock.facts, &dst) {
         decision = Decision::allowed(crate::policy::Reason::AllowRule);
     }
-    let action = call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
-    Ok(blocked(action).then(|| call.refusal(&sock.facts, decision)))
+    let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
+    Ok(call.gate(judged, Ruling::OnLeak).refusal())
 }
 
 /// The fuzzer's self-check (debug builds, `SOCKSTRACE_TEST_DISABLE=plant-bug`):
@@ -83,10 +83,6 @@ fn planted_hole(facts: &SocketFacts, dst: &Option<SockAddr>) -> bool {
         && matches!(facts.protocol, 0 | libc::IPPROTO_UDP)
         && facts.is_inet()
         && matches!(dst, Some(SockAddr::Inet(addr)) if addr.port() == 9)
-}
-
-fn blocked(action: Action) -> bool {
-    !action.lets_through()
 }
 
 /// Sends on our duplicate. SIGPIPE would hit us, not the caller: we always
@@ -164,8 +160,9 @@ fn local_send(
         }
     }
     let Some((dst, decision)) = judged else { return Ok(Reply::Value(0)) };
-    if blocked(call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision)) {
-        return Ok(call.refusal(&sock.facts, decision));
+    let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     Ok(call.continue_or_refuse(syscall, Subject::Socket(sock)))
 }
@@ -243,8 +240,8 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let _grant = reserve(call.ctx, call.n.id, plan.bytes())?;
     let mut msg = materialize(&call.tracee, &plan)?;
     confirm(call)?;
-    if blocked(super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?) {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    if let Some(refused) = super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?.refusal() {
+        return Ok(refused);
     }
     if let Some(reply) = udp_proxy::hook::send(call, "sendmsg", &sock, &msg.name, &msg.data)? {
         return Ok(reply);
@@ -294,8 +291,10 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let mut allowed = Vec::with_capacity(msgs.len());
     let mut first_refusal = None;
     for mut msg in msgs {
-        if blocked(super::options::vet_control(call, "sendmmsg", &sock, &mut msg.control)?) {
-            first_refusal = Some(Reply::Errno(BLOCKED_ERRNO));
+        if let Some(refused) =
+            super::options::vet_control(call, "sendmmsg", &sock, &mut msg.control)?.refusal()
+        {
+            first_refusal = Some(refused);
             break;
         }
         // Through the UDP relay: sent now, counted in order with the others below.
