@@ -2,10 +2,9 @@
 
 use std::os::fd::AsFd;
 
+use super::materialize;
 use super::socksify;
-use super::{
-    confirm, read_addr, reply_of, run_call, waits_on_network, Call, Judged, LeakAction, Subject, Target,
-};
+use super::{reply_of, run_call, waits_on_network, Call, Judged, LeakAction, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
 use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
@@ -16,9 +15,9 @@ use crate::supervisor::tracee::{Failure, Socket};
 
 pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
-    let sock = call.tracee.socket(args[0])?;
-    let raw = read_addr(&call.tracee, args[1], args[2])?;
-    confirm(call)?;
+    let sock = materialize::socket(call, args[0])?;
+    let raw = materialize::addr(call, args[1], args[2])?;
+    let (sock, raw) = sock.and(raw).confirm(call)?;
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Connect(addr.clone()) });

@@ -13,7 +13,8 @@
 
 use std::os::fd::AsFd;
 
-use super::{confirm, Call, Judged, Subject, Target};
+use super::materialize;
+use super::{Call, Judged, Subject, Target};
 use crate::net::socket::{SocketFacts, SOCK_TYPE_MASK};
 use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
@@ -78,7 +79,7 @@ fn make_for_caller(call: &mut Call<'_>, facts: SocketFacts, raw_type: i32) -> Re
         // The kernel's own answer to this creation (no such protocol, no memory, ...).
         Err(errno) => return Ok(Reply::Errno(errno)),
     };
-    confirm(call)?;
+    materialize::confirm(call)?;
     match call.ctx.notifier.add_fd_and_respond(call.n.id, fd.as_fd(), flags & libc::SOCK_CLOEXEC != 0) {
         Ok(_) => Ok(Reply::Answered),
         Err(libc::ENOENT) => Err(Failure::Gone),

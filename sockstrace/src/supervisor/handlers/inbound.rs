@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use super::{confirm, read_addr, run_call, Call, Judged, Outcome, Subject, Target};
+use super::materialize;
+use super::{run_call, Call, Judged, Outcome, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
@@ -17,9 +18,9 @@ const DEFAULT_UNPRIVILEGED_PORT_START: u16 = 1024;
 
 pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
-    let sock = call.tracee.socket(args[0])?;
-    let raw = read_addr(&call.tracee, args[1], args[2])?;
-    confirm(call)?;
+    let sock = materialize::socket(call, args[0])?;
+    let raw = materialize::addr(call, args[1], args[2])?;
+    let (sock, raw) = sock.and(raw).confirm(call)?;
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
     // Every family is decided: an address of another family than a unix
     // socket's is refused (a swapped fd number would bind it on an inet
@@ -51,8 +52,7 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
 /// ([`listen_as_caller`]); the pid its clients see is still ours.
 pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
-    let sock = call.tracee.socket(args[0])?;
-    confirm(call)?;
+    let sock = materialize::socket(call, args[0])?.confirm(call)?;
     let local = local_addr(&sock);
     let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Listen { local } });
     let shown = local.map(SockAddr::Inet);
@@ -167,8 +167,7 @@ fn listen_as_caller(
 /// another listener by the time the call runs.
 pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure> {
     let args = call.args;
-    let sock = call.tracee.socket(args[0])?;
-    confirm(call)?;
+    let sock = materialize::socket(call, args[0])?.confirm(call)?;
     let flags = if name == "accept4" { args[3] as i32 } else { 0 };
     if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
         return Err(Failure::Caller(libc::EINVAL));
@@ -265,7 +264,7 @@ fn take_connections(
         if !blocking || action != Action::Blocked {
             return Ok(Reply::Errno(if blocking { super::BLOCKED_ERRNO } else { libc::EAGAIN }));
         }
-        confirm(call)?;
+        materialize::confirm(call)?;
     }
 }
 
@@ -295,7 +294,9 @@ fn write_peer_address(call: &Call<'_>, addr: u64, addrlen: u64, raw: &[u8]) -> R
     if addr == 0 {
         return Ok(());
     }
-    let room = i32::from_ne_bytes(call.tracee.read(addrlen, 4)?.try_into().unwrap_or([0; 4]));
+    // How much to write back, read as the kernel reads it: no decision rests on it.
+    let room = materialize::read(call, addrlen, 4)?;
+    let room = i32::from_ne_bytes(room.plan().as_slice().try_into().unwrap_or([0; 4]));
     if room < 0 {
         return Err(Failure::Caller(libc::EINVAL));
     }

@@ -1,11 +1,13 @@
 //! Turning one trapped call into a reply: materialize (copy the caller's
-//! arguments once), decide (the pure policy), act (perform the allowed call
-//! ourselves on a duplicate of the caller's socket), report.
+//! arguments once, usable once confirmed: `materialize`), decide (the pure
+//! policy), gate (action, event, refusal reply: `gate`), act (perform the
+//! allowed call ourselves on a duplicate of the caller's socket), report.
 
 mod connect;
 mod create;
 mod gate;
 mod inbound;
+mod materialize;
 mod options;
 mod send;
 mod socksify;
@@ -160,8 +162,11 @@ fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failu
         }
         Classified::Socketcall { call: net_call, args, count } => {
             *name = net_call.name();
-            let words = call.tracee.read(args, count * 4)?;
-            call.args = abi::socketcall_args(&words, count).ok_or(Failure::Caller(libc::EFAULT))?;
+            // The words are the arguments the handler reads by (pointers,
+            // lengths); what it reads by them it confirms, and that confirm
+            // covers the words, read before.
+            let words = materialize::read(call, args, count * 4)?;
+            call.args = abi::socketcall_args(words.plan(), count).ok_or(Failure::Caller(libc::EFAULT))?;
             call.abi = Abi::I386;
             call.multiplexed = true;
             net_call
@@ -218,36 +223,11 @@ fn io_uring(call: &mut Call<'_>) -> Reply {
         let lsm =
             call.ctx.witness.write().is_ok_and(|mut w| w.as_mut().is_some_and(Witness::gate_socket_creation));
         let kernel_on = call.ctx.witness.read().is_ok_and(|w| w.is_some());
-        kernel_on && (lsm || (uring::lacks_net_raw(call.n.tid) && confirm(call).is_ok()))
+        kernel_on && (lsm || (uring::lacks_net_raw(call.n.tid) && materialize::confirm(call).is_ok()))
     };
     let decision = if gated { Decision::allowed(Reason::IoUring) } else { Decision::leak(Reason::IoUring) };
     let judged = Judged::new("io_uring_setup", Subject::Nothing, Target::Remote(None), decision);
     call.gate(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)
-}
-
-/// Reads a `(pointer, socklen_t)` address argument pair, with the kernel's
-/// length rules (negative or over 128 is `EINVAL`).
-pub fn read_addr(tracee: &Tracee, ptr: u64, len: u64) -> Result<Vec<u8>, Failure> {
-    tracee.read(ptr, addr_len(len)?)
-}
-
-/// A `socklen_t` address length argument, checked as the kernel does.
-pub fn addr_len(len: u64) -> Result<usize, Failure> {
-    let len = len as u32 as i32;
-    if len < 0 || len as usize > sockaddr::SOCKADDR_MAX {
-        return Err(Failure::Caller(libc::EINVAL));
-    }
-    Ok(len as usize)
-}
-
-/// Confirms the caller is still the same waiting thread after we read its
-/// memory; otherwise the bytes may belong to a recycled pid.
-pub fn confirm(call: &Call<'_>) -> Result<(), Failure> {
-    if call.ctx.notifier.id_valid(call.n.id) {
-        Ok(())
-    } else {
-        Err(Failure::Gone)
-    }
 }
 
 /// Runs an allowed call that we perform ourselves, on this receiver thread.

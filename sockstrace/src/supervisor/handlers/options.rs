@@ -13,7 +13,8 @@
 use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 
-use super::{confirm, reply_of, Call, Judged, Outcome, Subject, Target};
+use super::materialize;
+use super::{reply_of, Call, Judged, Outcome, Subject, Target};
 use crate::net::cmsg;
 use crate::net::msghdr::Layout;
 use crate::net::sockopt::{self, CompatValue};
@@ -32,7 +33,8 @@ pub fn setsockopt(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let (level, optname) = (args[1] as u32 as i32, args[2] as u32 as i32);
     if let Some(option) = sockopt::routing_option(level, optname) {
         if !crate::testing::disabled("options") {
-            let sock = call.tracee.socket(args[0])?;
+            // Decided on the registers; the socket is the event's.
+            let sock = materialize::socket(call, args[0])?.confirm(call)?;
             if let Some(refused) = refuse(call, "setsockopt", &sock, option).refusal() {
                 return Ok(refused);
             }
@@ -66,9 +68,9 @@ fn perform(
     if len < 0 || len as usize > MAX_OPTVAL {
         return Err(Failure::Caller(libc::EINVAL));
     }
-    let sock = call.tracee.socket(fd)?;
-    let value = if len == 0 { Vec::new() } else { call.tracee.read(optval, len as usize)? };
-    confirm(call)?;
+    let sock = materialize::socket(call, fd)?;
+    let value = materialize::read(call, optval, len as usize)?;
+    let (sock, value) = sock.and(value).confirm(call)?;
     let value = match sockopt::compat_value(level, optname) {
         CompatValue::Same => value,
         CompatValue::Timeval => sockopt::timeval_from_compat(&value).ok_or(Failure::Caller(libc::EINVAL))?,
