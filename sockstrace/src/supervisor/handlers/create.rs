@@ -80,11 +80,7 @@ fn make_for_caller(call: &mut Call<'_>, facts: SocketFacts, raw_type: i32) -> Re
         Err(errno) => return Ok(Reply::Errno(errno)),
     };
     materialize::confirm(call)?;
-    match call.ctx.notifier.add_fd_and_respond(call.n.id, fd.as_fd(), flags & libc::SOCK_CLOEXEC != 0) {
-        Ok(_) => Ok(Reply::Answered),
-        Err(libc::ENOENT) => Err(Failure::Gone),
-        Err(e) => Err(Failure::Check(e)),
-    }
+    super::answer_with_fd(call, fd.as_fd(), flags & libc::SOCK_CLOEXEC != 0)
 }
 
 /// Internet protocols whose kernel connects to addresses the program never

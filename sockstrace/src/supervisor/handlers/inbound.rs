@@ -243,7 +243,7 @@ fn take_connections(
             }
             None => Outcome::Pass,
         };
-        let Outcome::Refused { action, .. } = outcome else {
+        let Outcome::Refused { action, reply } = outcome else {
             let raw_peer = match relayed {
                 Some(real) => sockaddr::encode_inet(isolate::inbound::peer_as_seen(
                     real,
@@ -253,16 +253,16 @@ fn take_connections(
             };
             write_peer_address(call, args[1], args[2], &raw_peer)?;
             let cloexec = flags & libc::SOCK_CLOEXEC != 0;
-            return match call.ctx.notifier.add_fd_and_respond(call.n.id, conn.as_fd(), cloexec) {
-                Ok(_) => Ok(Reply::Answered),
-                Err(libc::ENOENT) => Err(Failure::Gone),
-                Err(e) => Err(Failure::Check(e)),
-            };
+            return super::answer_with_fd(call, conn.as_fd(), cloexec);
         };
-        // A refused peer's connection is closed; a blocking accept waits for the next.
+        // A refused peer's connection is closed: for a non-blocking accept as
+        // if none waited; a blocking one waits for the next (unless killed).
         drop(conn);
-        if !blocking || action != Action::Blocked {
-            return Ok(Reply::Errno(if blocking { super::BLOCKED_ERRNO } else { libc::EAGAIN }));
+        if !blocking {
+            return Ok(Reply::Errno(libc::EAGAIN));
+        }
+        if action != Action::Blocked {
+            return Ok(reply);
         }
         materialize::confirm(call)?;
     }

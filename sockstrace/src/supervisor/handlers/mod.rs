@@ -18,6 +18,7 @@ pub use socksify::SocksAuth;
 
 pub use crate::policy::LeakAction;
 
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use super::abi::{self, Abi, Classified, NetCall};
@@ -305,6 +306,17 @@ pub fn waits_on_network(sock: &Socket, dest: &[u8], flags: i32) -> Result<bool, 
         return Ok(false);
     }
     Ok(!super::sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?)
+}
+
+/// Answers the call with a new fd of the caller for `fd` (made or accepted
+/// by us), as its result (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SEND`): the
+/// reply is then already given.
+pub fn answer_with_fd(call: &Call<'_>, fd: BorrowedFd<'_>, cloexec: bool) -> Result<Reply, Failure> {
+    match call.ctx.notifier.add_fd_and_respond(call.n.id, fd, cloexec) {
+        Ok(_) => Ok(Reply::Answered),
+        Err(libc::ENOENT) => Err(Failure::Gone),
+        Err(e) => Err(Failure::Check(e)),
+    }
 }
 
 /// The reply for the result of a call we performed.
