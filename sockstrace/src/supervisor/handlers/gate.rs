@@ -2,8 +2,8 @@
 //! under the user's settings (`policy::LeakRules`, pure), the event that
 //! records it, a kill, and, for a refusal, the reply. Handlers decide on
 //! confirmed copies (`materialize`), pass the decision here, and act on the
-//! [`Outcome`]: they perform the call (or let the kernel run it) only on
-//! [`Outcome::Pass`].
+//! [`Outcome`]: they perform the call (or let the kernel run it) only when
+//! it is [`Outcome::Allowed`] or [`Outcome::Logged`].
 
 use super::{Call, BLOCKED_ERRNO};
 use crate::net::sockaddr::SockAddr;
@@ -73,9 +73,13 @@ impl<'s> Judged<'s> {
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The call goes ahead as the program asked (allowed, or logged): the
-    /// handler performs it, or lets the kernel run it.
-    Pass,
+    /// The policy allows the call: the handler performs it, or lets the
+    /// kernel run it (CONTINUE, where that is sound).
+    Allowed,
+    /// A leak let through (`--on-leak log`, `--dns log`): the handler performs
+    /// it as an allowed one; the kernel layer, where it enforces, would refuse
+    /// it on its own.
+    Logged,
     /// Taken through the proxy instead (`--on-leak socksify`): the handler does that.
     Socksified,
     /// Refused (blocked, or killed with the program): `reply` answers the call.
@@ -87,7 +91,7 @@ impl Outcome {
     pub fn refusal(self) -> Option<Reply> {
         match self {
             Outcome::Refused { reply, .. } => Some(reply),
-            Outcome::Pass | Outcome::Socksified => None,
+            Outcome::Allowed | Outcome::Logged | Outcome::Socksified => None,
         }
     }
 }
@@ -125,7 +129,8 @@ impl<'a> Call<'a> {
         }
         let errno = judged.errno.unwrap_or_else(|| refusal_errno(judged.subject.facts(), judged.decision));
         let outcome = match action {
-            Action::Allowed | Action::Logged => Outcome::Pass,
+            Action::Allowed => Outcome::Allowed,
+            Action::Logged => Outcome::Logged,
             Action::Socksified => Outcome::Socksified,
             Action::Blocked | Action::Killed | Action::Unknown => {
                 Outcome::Refused { action, reply: Reply::Errno(errno) }
@@ -283,7 +288,8 @@ mod tests {
 
     #[test]
     fn only_a_refusal_has_a_reply() {
-        assert_eq!(Outcome::Pass.refusal(), None);
+        assert_eq!(Outcome::Allowed.refusal(), None);
+        assert_eq!(Outcome::Logged.refusal(), None);
         assert_eq!(Outcome::Socksified.refusal(), None);
         let refused = Outcome::Refused { action: Action::Killed, reply: Reply::Errno(libc::EPERM) };
         assert_eq!(refused.refusal(), Some(Reply::Errno(libc::EPERM)));

@@ -241,7 +241,7 @@ fn take_connections(
                     Judged::new(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision);
                 call.gate(judged, Ruling::OnLeak)
             }
-            None => Outcome::Pass,
+            None => Outcome::Allowed,
         };
         let Outcome::Refused { action, reply } = outcome else {
             let raw_peer = match relayed {

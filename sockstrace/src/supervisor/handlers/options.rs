@@ -116,17 +116,17 @@ pub fn vet_control(
     control: &mut Vec<u8>,
 ) -> Result<Outcome, Failure> {
     if control.is_empty() {
-        return Ok(Outcome::Pass);
+        return Ok(Outcome::Allowed);
     }
     let layout: Layout = call.layout();
     let msgs = cmsg::parse(&layout, control).map_err(|_| Failure::Caller(libc::EINVAL))?;
     // What the kernel gets is exactly what was judged.
     *control = cmsg::encode_native(&msgs);
     if crate::testing::disabled("cmsg") {
-        return Ok(Outcome::Pass);
+        return Ok(Outcome::Allowed);
     }
     Ok(match cmsg::refused(&msgs) {
         Some(name) => refuse(call, syscall, sock, name),
-        None => Outcome::Pass,
+        None => Outcome::Allowed,
     })
 }
