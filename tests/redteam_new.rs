@@ -347,7 +347,7 @@ for fam in (socket.AF_INET, 30, socket.AF_UNIX):
     except OSError as e:
         print(fam, errno.errorcode[e.errno])
 "#;
-    let direct = sockstrace_tests::direct(&["python3", "-c", code]);
+    let direct = sockstrace_tests::direct(["python3", "-c", code]);
     assert!(
         direct.stdout.contains("2 EOPNOTSUPP") || direct.stdout.contains("2 ENOTSUP"),
         "{}",

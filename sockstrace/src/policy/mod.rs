@@ -1,8 +1,11 @@
-//! The policy and the one pure function that turns a request into a verdict.
+//! The policy, the one pure function that turns a request into a verdict, and
+//! the one that turns a verdict into an action under `--on-leak` (`action`).
 
+mod action;
 mod decide;
 mod rules;
 
+pub use action::{LeakAction, LeakRules, Ruling};
 pub use decide::{decide, Decision, Operation, Reason, Request, Verdict};
 pub use rules::{parse_network, parse_proxy, AllowRule, RuleError};
 

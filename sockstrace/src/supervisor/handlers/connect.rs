@@ -2,11 +2,12 @@
 
 use std::os::fd::AsFd;
 
+use super::materialize;
 use super::socksify;
-use super::{confirm, read_addr, reply_of, run_call, waits_on_network, Call, LeakAction, Subject, Target};
+use super::{reply_of, run_call, waits_on_network, Call, Judged, LeakAction, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
-use crate::policy::{decide, Decision, Operation, Reason, Request};
+use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
@@ -14,9 +15,9 @@ use crate::supervisor::tracee::{Failure, Socket};
 
 pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
-    let sock = call.tracee.socket(args[0])?;
-    let raw = read_addr(&call.tracee, args[1], args[2])?;
-    confirm(call)?;
+    let sock = materialize::socket(call, args[0])?;
+    let raw = materialize::addr(call, args[1], args[2])?;
+    let (sock, raw) = sock.and(raw).confirm(call)?;
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Connect(addr.clone()) });
@@ -39,8 +40,9 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         // the socket once it is refused: not a leak (see `Reason::UdpConnectRefused`).
         return Ok(refuse_without_leak(call, &sock, &addr, Reason::UdpConnectRefused, super::BLOCKED_ERRNO));
     }
-    if !call.record("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision).lets_through() {
-        return Ok(call.refusal(&sock.facts, decision));
+    let judged = Judged::new("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     if decision.reason == Reason::Proxy && sock.facts.transport() == Transport::Tcp {
         if let (Some(inspector), SockAddr::Inet(proxy)) = (&call.ctx.inspector, &addr) {
@@ -75,7 +77,7 @@ fn refuses_datagram_connect(call: &Call<'_>, sock: &Socket, decision: Decision) 
     decision.is_leak()
         && decision.reason == Reason::DirectUdp
         && sock.facts.transport() == Transport::Udp
-        && !call.action(decision).lets_through()
+        && !call.rules().chosen(decision).lets_through()
 }
 
 /// Refuses a connect that is not a leak (nothing was or can be sent): reported
@@ -87,16 +89,11 @@ fn refuse_without_leak(
     reason: Reason,
     errno: i32,
 ) -> Reply {
-    let refused = Decision::allowed(reason);
-    call.record_action(
-        "connect",
-        Subject::Socket(sock),
-        Target::Remote(Some(addr)),
-        refused,
-        Action::Blocked,
-    );
-    call.set_last_errno(errno);
-    Reply::Errno(errno)
+    let judged =
+        Judged::new("connect", Subject::Socket(sock), Target::Remote(Some(addr)), Decision::allowed(reason));
+    call.gate(judged.failing_with(errno), Ruling::Forced(Action::Blocked))
+        .refusal()
+        .unwrap_or(Reply::Errno(errno))
 }
 
 /// Sends a leaked TCP connect through the proxy; `None` when it cannot be
@@ -119,13 +116,10 @@ fn socksify(
     let Some(proxy) = socksify::proxy_for(&policy.proxies, &policy.http_proxies, &sock.facts) else {
         return Ok(None);
     };
-    call.record_action(
-        "connect",
-        Subject::Socket(sock),
-        Target::Remote(Some(addr)),
-        decision,
-        Action::Socksified,
-    );
+    let judged = Judged::new("connect", Subject::Socket(sock), Target::Remote(Some(addr)), decision);
+    if let Some(refused) = call.gate(judged, Ruling::Forced(Action::Socksified)).refusal() {
+        return Ok(Some(refused));
+    }
     let fd = sock.fd.try_clone().map_err(|e| Failure::Check(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let creds = call.ctx.socks_auth.credentials();
     let http_creds = call.ctx.socks_auth.fixed().cloned();

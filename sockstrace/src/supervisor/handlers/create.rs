@@ -13,9 +13,10 @@
 
 use std::os::fd::AsFd;
 
-use super::{confirm, Call, Subject, Target, BLOCKED_ERRNO};
+use super::materialize;
+use super::{Call, Judged, Subject, Target};
 use crate::net::socket::{SocketFacts, SOCK_TYPE_MASK};
-use crate::policy::{decide, Decision, Operation, Reason, Request};
+use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::tracee::Failure;
@@ -32,13 +33,15 @@ pub fn socket(call: &mut Call<'_>) -> Result<Reply, Failure> {
         // A downgrade, not a leak: the program falls back to TCP as on a
         // kernel without the protocol.
         let refused = Decision::allowed(Reason::UnsupportedProtocol);
-        call.record_action("socket", Subject::Facts(facts), Target::Remote(None), refused, Action::Blocked);
-        call.set_last_errno(libc::EPROTONOSUPPORT);
-        return Ok(Reply::Errno(libc::EPROTONOSUPPORT));
+        let judged = Judged::new("socket", Subject::Facts(facts), Target::Remote(None), refused)
+            .failing_with(libc::EPROTONOSUPPORT);
+        let outcome = call.gate(judged, Ruling::Forced(Action::Blocked));
+        return Ok(outcome.refusal().unwrap_or(Reply::Errno(libc::EPROTONOSUPPORT)));
     }
     let decision = decide(&call.ctx.policy, &Request { socket: facts, op: Operation::Create });
-    if !call.record("socket", Subject::Facts(facts), Target::Remote(None), decision).lets_through() {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    let judged = Judged::new("socket", Subject::Facts(facts), Target::Remote(None), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     if call.multiplexed {
         return make_for_caller(call, facts, args[1] as i32);
@@ -76,12 +79,8 @@ fn make_for_caller(call: &mut Call<'_>, facts: SocketFacts, raw_type: i32) -> Re
         // The kernel's own answer to this creation (no such protocol, no memory, ...).
         Err(errno) => return Ok(Reply::Errno(errno)),
     };
-    confirm(call)?;
-    match call.ctx.notifier.add_fd_and_respond(call.n.id, fd.as_fd(), flags & libc::SOCK_CLOEXEC != 0) {
-        Ok(_) => Ok(Reply::Answered),
-        Err(libc::ENOENT) => Err(Failure::Gone),
-        Err(e) => Err(Failure::Check(e)),
-    }
+    materialize::confirm(call)?;
+    super::answer_with_fd(call, fd.as_fd(), flags & libc::SOCK_CLOEXEC != 0)
 }
 
 /// Internet protocols whose kernel connects to addresses the program never

@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use super::{confirm, read_addr, run_call, Call, Subject, Target};
+use super::materialize;
+use super::{run_call, Call, Judged, Outcome, Subject, Target};
 use crate::net::sockaddr::{self, SockAddr};
-use crate::policy::{decide, Decision, Operation, Reason, Request};
+use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
 use crate::supervisor::isolate;
 use crate::supervisor::notif::Reply;
@@ -17,17 +18,18 @@ const DEFAULT_UNPRIVILEGED_PORT_START: u16 = 1024;
 
 pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
-    let sock = call.tracee.socket(args[0])?;
-    let raw = read_addr(&call.tracee, args[1], args[2])?;
-    confirm(call)?;
+    let sock = materialize::socket(call, args[0])?;
+    let raw = materialize::addr(call, args[1], args[2])?;
+    let (sock, raw) = sock.and(raw).confirm(call)?;
     let addr = sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?;
     // Every family is decided: an address of another family than a unix
     // socket's is refused (a swapped fd number would bind it on an inet
     // socket), and families that leave the machine are refused.
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Bind(addr.clone()) });
-    if is_blocked(call.record("bind", Subject::Socket(&sock), Target::Local(Some(&addr)), decision)) {
-        return Ok(call.refusal(&sock.facts, decision));
+    let judged = Judged::new("bind", Subject::Socket(&sock), Target::Local(Some(&addr)), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     if sock.facts.is_local_family() {
         return Ok(call.continue_or_refuse("bind", Subject::Socket(&sock)));
@@ -50,13 +52,13 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
 /// ([`listen_as_caller`]); the pid its clients see is still ours.
 pub fn listen(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
-    let sock = call.tracee.socket(args[0])?;
-    confirm(call)?;
+    let sock = materialize::socket(call, args[0])?.confirm(call)?;
     let local = local_addr(&sock);
     let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Listen { local } });
     let shown = local.map(SockAddr::Inet);
-    if is_blocked(call.record("listen", Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
-        return Ok(Reply::Errno(super::BLOCKED_ERRNO));
+    let judged = Judged::new("listen", Subject::Socket(&sock), Target::Local(shown.as_ref()), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     if sock.facts.family == libc::AF_UNIX && nix::unistd::geteuid().is_root() {
         let status = std::fs::read_to_string(format!("/proc/{}/status", call.tracee.tid))
@@ -165,8 +167,7 @@ fn listen_as_caller(
 /// another listener by the time the call runs.
 pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure> {
     let args = call.args;
-    let sock = call.tracee.socket(args[0])?;
-    confirm(call)?;
+    let sock = materialize::socket(call, args[0])?.confirm(call)?;
     let flags = if name == "accept4" { args[3] as i32 } else { 0 };
     if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
         return Err(Failure::Caller(libc::EINVAL));
@@ -178,8 +179,9 @@ pub fn accept(call: &mut Call<'_>, name: &'static str) -> Result<Reply, Failure>
         return take_connections(call, name, flags, sock, Some(local));
     }
     let shown = local.map(SockAddr::Inet);
-    if is_blocked(call.record(name, Subject::Socket(&sock), Target::Local(shown.as_ref()), decision)) {
-        return Ok(Reply::Errno(super::BLOCKED_ERRNO));
+    let judged = Judged::new(name, Subject::Socket(&sock), Target::Local(shown.as_ref()), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
     take_connections(call, name, flags, sock, None)
 }
@@ -227,7 +229,7 @@ fn take_connections(
             Err(e) => return Ok(Reply::Errno(e)),
         };
         let (peer, relayed) = real_peer(call, &raw_peer);
-        let action = match judge_peers {
+        let outcome = match judge_peers {
             Some(local) => {
                 let op = Operation::Accept { local, peer: peer.ok().flatten() };
                 let decision = match peer {
@@ -235,11 +237,13 @@ fn take_connections(
                     Ok(_) => decide(&call.ctx.policy, &Request { socket: sock.facts, op }),
                 };
                 let shown = peer.ok().flatten().map(SockAddr::Inet);
-                call.record(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision)
+                let judged =
+                    Judged::new(name, Subject::Socket(&sock), Target::Remote(shown.as_ref()), decision);
+                call.gate(judged, Ruling::OnLeak)
             }
-            None => Action::Allowed,
+            None => Outcome::Allowed,
         };
-        if action.lets_through() {
+        let Outcome::Refused { action, reply } = outcome else {
             let raw_peer = match relayed {
                 Some(real) => sockaddr::encode_inet(isolate::inbound::peer_as_seen(
                     real,
@@ -249,17 +253,18 @@ fn take_connections(
             };
             write_peer_address(call, args[1], args[2], &raw_peer)?;
             let cloexec = flags & libc::SOCK_CLOEXEC != 0;
-            return match call.ctx.notifier.add_fd_and_respond(call.n.id, conn.as_fd(), cloexec) {
-                Ok(_) => Ok(Reply::Answered),
-                Err(libc::ENOENT) => Err(Failure::Gone),
-                Err(e) => Err(Failure::Check(e)),
-            };
-        }
+            return super::answer_with_fd(call, conn.as_fd(), cloexec);
+        };
+        // A refused peer's connection is closed: for a non-blocking accept as
+        // if none waited; a blocking one waits for the next (unless killed).
         drop(conn);
-        if !blocking || action != Action::Blocked {
-            return Ok(Reply::Errno(if blocking { super::BLOCKED_ERRNO } else { libc::EAGAIN }));
+        if !blocking {
+            return Ok(Reply::Errno(libc::EAGAIN));
         }
-        confirm(call)?;
+        if action != Action::Blocked {
+            return Ok(reply);
+        }
+        materialize::confirm(call)?;
     }
 }
 
@@ -289,7 +294,9 @@ fn write_peer_address(call: &Call<'_>, addr: u64, addrlen: u64, raw: &[u8]) -> R
     if addr == 0 {
         return Ok(());
     }
-    let room = i32::from_ne_bytes(call.tracee.read(addrlen, 4)?.try_into().unwrap_or([0; 4]));
+    // How much to write back, read as the kernel reads it: no decision rests on it.
+    let room = materialize::read(call, addrlen, 4)?;
+    let room = i32::from_ne_bytes(room.plan().as_slice().try_into().unwrap_or([0; 4]));
     if room < 0 {
         return Err(Failure::Caller(libc::EINVAL));
     }
@@ -299,10 +306,6 @@ fn write_peer_address(call: &Call<'_>, addr: u64, addrlen: u64, raw: &[u8]) -> R
 
 fn errno_of(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn is_blocked(action: Action) -> bool {
-    !action.lets_through()
 }
 
 fn to_reply(result: Result<(), sys::Errno>) -> Reply {

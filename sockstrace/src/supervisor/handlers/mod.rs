@@ -1,17 +1,24 @@
 //! Turning one trapped call into a reply: materialize (copy the caller's
-//! arguments once), decide (the pure policy), act (perform the allowed call
-//! ourselves on a duplicate of the caller's socket), report.
+//! arguments once, usable once confirmed: `materialize`), decide (the pure
+//! policy), gate (action, event, refusal reply: `gate`), act (perform the
+//! allowed call ourselves on a duplicate of the caller's socket), report.
 
 mod connect;
 mod create;
+mod gate;
 mod inbound;
+mod materialize;
 mod options;
 mod send;
 mod socksify;
 mod uring;
 
+pub use gate::{Judged, Outcome, Subject, Target};
 pub use socksify::SocksAuth;
 
+pub use crate::policy::LeakAction;
+
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use super::abi::{self, Abi, Classified, NetCall};
@@ -22,20 +29,9 @@ use super::Ctx;
 use crate::kernel::Witness;
 use crate::net::msghdr::Layout;
 use crate::net::sockaddr::{self, SockAddr};
-use crate::net::socket::SocketFacts;
-use crate::policy::{Decision, Reason};
+use crate::policy::{Decision, Reason, Ruling};
 use crate::report_writer::{Action, Event, ProcessInfo};
-use crate::syscalls::{Denial, Judged};
-
-/// What the user asked to happen to a leak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeakAction {
-    Block,
-    Log,
-    Kill,
-    /// TCP connects go through the proxy; other leaks are blocked.
-    Socksify,
-}
+use crate::syscalls::{self, Denial};
 
 /// The errno a blocked call fails with.
 pub const BLOCKED_ERRNO: Errno = libc::EPERM;
@@ -57,36 +53,7 @@ pub struct Call<'a> {
     allowed_unreported: u64,
 }
 
-/// What an event says about the socket.
-pub enum Subject<'s> {
-    Nothing,
-    Socket(&'s Socket),
-    /// A socket about to be created: only its family, type and protocol.
-    Facts(SocketFacts),
-}
-
-/// The address an event names.
-pub enum Target<'s> {
-    Remote(Option<&'s SockAddr>),
-    Local(Option<&'s SockAddr>),
-}
-
 impl<'a> Call<'a> {
-    /// The action for a decision under the user's `--on-leak`.
-    pub fn action(&self, decision: Decision) -> Action {
-        if !decision.is_leak() {
-            return Action::Allowed;
-        }
-        if self.ctx.dns_log && matches!(decision.reason, Reason::DnsUdp | Reason::DnsTcp) {
-            return Action::Logged;
-        }
-        match self.ctx.on_leak {
-            LeakAction::Block | LeakAction::Socksify => Action::Blocked,
-            LeakAction::Log => Action::Logged,
-            LeakAction::Kill => Action::Killed,
-        }
-    }
-
     pub fn layout(&self) -> Layout {
         match self.abi {
             Abi::X86_64 => Layout::X86_64,
@@ -94,194 +61,17 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Records the decision for the report (read from /proc now, while the
-    /// caller still waits in the call), and carries out a kill.
-    pub fn record(
-        &mut self,
-        syscall: &'static str,
-        subject: Subject,
-        target: Target,
-        decision: Decision,
-    ) -> Action {
-        let mut action = self.action(decision);
-        // Our resolver's fake addresses lead nowhere but through the proxy:
-        // nothing is ever sent to one directly, whatever --on-leak says.
-        if action == Action::Logged && self.is_fake_address(&target) {
-            action = Action::Blocked;
-        }
-        // An address of another family than its socket: the kernel would
-        // refuse it, so it is refused whatever --on-leak says (it can only be
-        // a bug, or an fd number swapped under a call we would let through).
-        if action == Action::Logged && decision.reason == Reason::FamilyMismatch {
-            action = Action::Blocked;
-        }
-        if self.ctx.inspector.is_some() {
-            self.note_dns(&target);
-        }
-        self.record_action(syscall, subject, target, decision, action)
-    }
-
-    /// The caller's process id (thread group), read once per call.
-    pub fn pid(&mut self) -> u32 {
-        self.info.get_or_insert_with(|| self.tracee.process_info()).pid.unwrap_or(self.tracee.tid)
-    }
-
-    /// Remembers that this process talked to a DNS port (for the SOCKS inspector).
-    fn note_dns(&mut self, target: &Target) {
-        if let Target::Remote(Some(SockAddr::Inet(addr))) = target {
-            if addr.port() == 53 {
-                let pid = self.pid();
-                if let Ok(mut seen) = self.ctx.dns_seen.lock() {
-                    if seen.len() > 65_536 {
-                        seen.clear();
-                    }
-                    seen.insert(pid, std::time::Instant::now());
-                }
-            }
-        }
-    }
-
-    /// Overrides the errno of the last recorded event.
-    pub fn set_last_errno(&mut self, errno: Errno) {
-        if let Some(last) = self.events.last_mut() {
-            last.errno = Some(errno);
-        }
-    }
-
-    /// Whether the target is one of the `--dns proxy` resolver's fake addresses.
-    fn is_fake_address(&self, target: &Target) -> bool {
-        match target {
-            Target::Remote(Some(SockAddr::Inet(addr))) => {
-                self.ctx.resolver.is_some() && crate::dns::in_pool(addr.ip())
-            }
-            _ => false,
-        }
-    }
-
-    /// As `record`, with the action already chosen.
-    pub fn record_action(
-        &mut self,
-        syscall: &'static str,
-        subject: Subject,
-        target: Target,
-        decision: Decision,
-        action: Action,
-    ) -> Action {
-        // Refusals that are no leak (a UDP connect, a protocol downgraded)
-        // are counted in the summary, so they always make an event.
-        if decision.is_leak() || !action.lets_through() || self.ctx.reporter.wants_allowed() {
-            let info = self.info.get_or_insert_with(|| self.tracee.process_info()).clone();
-            let mut event = Event::new(syscall, self.tracee.tid, decision, action).with_process(info);
-            let facts = match subject {
-                Subject::Nothing => None,
-                Subject::Socket(sock) => {
-                    event.fd = Some(self.args[0] as i32);
-                    event.cookie = sock.cookie();
-                    Some(sock.facts)
-                }
-                Subject::Facts(facts) => Some(facts),
-            };
-            if let Some(facts) = facts {
-                event.family = Some(facts.family_name());
-                event.sock_type = Some(facts.type_name());
-                event.protocol = Some(facts.protocol_name());
-            }
-            match target {
-                Target::Remote(addr) => event.dst = addr.map(|a| a.to_string()),
-                Target::Local(addr) => event.local = addr.map(|a| a.to_string()),
-            }
-            if action == Action::Blocked {
-                event.errno = Some(BLOCKED_ERRNO);
-            }
-            if let (Some(debug), true) = (&self.ctx.leak_debug, event.is_leak()) {
-                let (ctx, id, pid) = (self.ctx, self.n.id, event.pid.unwrap_or(self.tracee.tid));
-                let earlier = self.events.iter().find_map(|e| e.captured.clone());
-                debug.before_reply(
-                    &mut event,
-                    pid,
-                    self.abi == Abi::I386,
-                    || ctx.notifier.id_valid(id),
-                    earlier,
-                );
-            }
-            self.events.push(event);
-        } else {
-            self.allowed_unreported += 1;
-        }
-        if action == Action::Killed {
-            self.ctx.tree.kill_all(Some(self.tracee.pidfd()));
-        }
-        action
-    }
-
-    /// Whether answering CONTINUE is sound: the kernel then reads the
-    /// arguments again. For registers that is harmless. For `socketcall`'s
-    /// argument array it is not: another process can share the page (shared
-    /// memory, `CLONE_VM` without threads), so "one thread" proves nothing.
-    /// A multiplexed call is let through only where whatever a rewritten array
-    /// could turn it into is gated anyway:
-    /// - `connect`, `bind`, `sendto`, `sendmsg`, `sendmmsg` (on unix or
-    ///   netlink sockets, the only ones we CONTINUE), when the kernel layer is
-    ///   on: its cgroup hooks see the kernel's own copy of any inet address and
-    ///   socket a rewrite (fd and address) produces.
-    ///
-    /// `listen` and `accept` are always performed by us, never CONTINUEd, and
-    /// neither is `socket()` through `socketcall`: the program's socket maker
-    /// makes the socket judged (`create`), or a rewritten family could make a
-    /// socket of a family no hook judges, ready for an fd swap.
-    fn continue_is_sound(&self) -> bool {
-        !self.multiplexed || self.ctx.witness.read().is_ok_and(|w| w.is_some())
-    }
-
     /// Whether an allowed connect or addressed datagram on a socket of `facts` may be answered
     /// CONTINUE, the kernel running it in the caller's context on the address it reads then,
     /// instead of being performed by us on our duplicate: on TCP and UDP sockets when the run
     /// has the fast path (`supervisor::fast_path` says why that is sound). Anything the kernel
     /// refuses it reports (`source: kernel`).
-    pub fn kernel_judges(&self, facts: &SocketFacts) -> bool {
+    pub fn kernel_judges(&self, facts: &crate::net::socket::SocketFacts) -> bool {
         let covered = matches!(
             (facts.sock_type, facts.protocol),
             (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) | (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP)
         );
         self.ctx.fast_path && facts.is_inet() && covered
-    }
-
-    /// The errno of a call its decision refused: `EPERM`, or for an address
-    /// of another family than the socket the errno the kernel itself gives
-    /// (`EINVAL` on local families, `EAFNOSUPPORT` on inet ones), also in the
-    /// report.
-    pub fn refusal(&mut self, facts: &SocketFacts, decision: Decision) -> Reply {
-        if decision.reason != Reason::FamilyMismatch {
-            return Reply::Errno(BLOCKED_ERRNO);
-        }
-        let errno = if facts.is_inet() { libc::EAFNOSUPPORT } else { libc::EINVAL };
-        self.set_last_errno(errno);
-        Reply::Errno(errno)
-    }
-
-    /// Lets the kernel run an allowed call in the caller's context, or refuses
-    /// it when the arguments could change under the kernel (see above).
-    pub fn continue_or_refuse(&mut self, syscall: &'static str, subject: Subject) -> Reply {
-        if self.continue_is_sound() {
-            return Reply::Continue;
-        }
-        let decision = Decision::leak(Reason::SocketcallRace);
-        self.events.retain(|e| e.is_leak());
-        self.allowed_unreported = 0;
-        self.record(syscall, subject, Target::Remote(None), decision);
-        self.force_denied();
-        Reply::Errno(BLOCKED_ERRNO)
-    }
-
-    /// Marks the last event denied, whatever `--on-leak` says: a call we could
-    /// not check never passes.
-    fn force_denied(&mut self) {
-        if let Some(last) = self.events.last_mut() {
-            if last.action != Action::Killed {
-                last.action = Action::Blocked;
-                last.errno = Some(BLOCKED_ERRNO);
-            }
-        }
     }
 }
 
@@ -322,16 +112,13 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         }
         Err(Failure::Gone) => Reply::Errno(BLOCKED_ERRNO),
         Err(Failure::Check(e)) => {
-            call.events.clear();
-            call.allowed_unreported = 0;
-            call.record(name, Subject::Nothing, Target::Remote(None), Decision::leak(Reason::CheckFailed));
-            call.force_denied();
+            let reply = call.check_failed(name);
             eprintln!(
                 "sockstrace: could not check {name} of thread {}: {}; call denied",
                 n.tid,
                 std::io::Error::from_raw_os_error(e)
             );
-            Reply::Errno(BLOCKED_ERRNO)
+            reply
         }
     };
     // Events go out before the reply, so that one thread's events keep the
@@ -372,11 +159,11 @@ fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failu
     if let Some(gate) = &call.ctx.syscalls {
         let network = classified != Classified::Unsupported;
         match gate.judge(call.n.arch, call.n.nr, call.n.args[0], network) {
-            Judged::Network => {}
+            syscalls::Judged::Network => {}
             // An allowed call of no concern to the network handlers: as the
             // kernel would have run it (its number and sub-call are registers).
-            Judged::Continue => return Ok(Reply::Continue),
-            Judged::Deny { name: denied, denial } => {
+            syscalls::Judged::Continue => return Ok(Reply::Continue),
+            syscalls::Judged::Deny { name: denied, denial } => {
                 *name = denied;
                 return Ok(deny_syscall(call, denied, denial));
             }
@@ -389,8 +176,11 @@ fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failu
         }
         Classified::Socketcall { call: net_call, args, count } => {
             *name = net_call.name();
-            let words = call.tracee.read(args, count * 4)?;
-            call.args = abi::socketcall_args(&words, count).ok_or(Failure::Caller(libc::EFAULT))?;
+            // The words are the arguments the handler reads by (pointers,
+            // lengths); what it reads by them it confirms, and that confirm
+            // covers the words, read before.
+            let words = materialize::read(call, args, count * 4)?;
+            call.args = abi::socketcall_args(words.plan(), count).ok_or(Failure::Caller(libc::EFAULT))?;
             call.abi = Abi::I386;
             call.multiplexed = true;
             net_call
@@ -415,29 +205,25 @@ fn dispatch(call: &mut Call<'_>, name: &mut &'static str) -> Result<Reply, Failu
 /// A call outside the system call allowlist: its errno (or a kill of the
 /// whole tree), reported.
 fn deny_syscall(call: &mut Call<'_>, name: &'static str, denial: Denial) -> Reply {
-    let action = match denial {
-        Denial::Errno(_) => Action::Blocked,
-        Denial::Kill => Action::Killed,
+    let judged =
+        Judged::new(name, Subject::Nothing, Target::Remote(None), Decision::allowed(Reason::SyscallDenied));
+    let (judged, action) = match denial {
+        Denial::Errno(errno) => (judged.failing_with(errno), Action::Blocked),
+        Denial::Kill => (judged, Action::Killed),
     };
-    let decision = Decision::allowed(Reason::SyscallDenied);
-    call.record_action(name, Subject::Nothing, Target::Remote(None), decision, action);
-    match denial {
-        Denial::Errno(errno) => {
-            call.set_last_errno(errno);
-            Reply::Errno(errno)
-        }
-        Denial::Kill => Reply::Errno(BLOCKED_ERRNO),
-    }
+    call.gate(judged, Ruling::Forced(action)).refusal().unwrap_or(Reply::Errno(BLOCKED_ERRNO))
 }
 
 /// x32 or unknown calls: their structures are not parsed; deny them unless
 /// logging (the arguments are registers, so CONTINUE is sound).
 fn foreign_abi(call: &mut Call<'_>) -> Reply {
-    let decision = Decision::leak(Reason::ForeignAbi);
-    match call.record("foreign-abi", Subject::Nothing, Target::Remote(None), decision) {
-        Action::Logged | Action::Allowed => Reply::Continue,
-        _ => Reply::Errno(BLOCKED_ERRNO),
-    }
+    let judged = Judged::new(
+        "foreign-abi",
+        Subject::Nothing,
+        Target::Remote(None),
+        Decision::leak(Reason::ForeignAbi),
+    );
+    call.gate(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)
 }
 
 /// io_uring operations bypass seccomp entirely: refused unless logging, or
@@ -451,38 +237,11 @@ fn io_uring(call: &mut Call<'_>) -> Reply {
         let lsm =
             call.ctx.witness.write().is_ok_and(|mut w| w.as_mut().is_some_and(Witness::gate_socket_creation));
         let kernel_on = call.ctx.witness.read().is_ok_and(|w| w.is_some());
-        kernel_on && (lsm || (uring::lacks_net_raw(call.n.tid) && confirm(call).is_ok()))
+        kernel_on && (lsm || (uring::lacks_net_raw(call.n.tid) && materialize::confirm(call).is_ok()))
     };
     let decision = if gated { Decision::allowed(Reason::IoUring) } else { Decision::leak(Reason::IoUring) };
-    match call.record("io_uring_setup", Subject::Nothing, Target::Remote(None), decision) {
-        Action::Logged | Action::Allowed => Reply::Continue,
-        _ => Reply::Errno(BLOCKED_ERRNO),
-    }
-}
-
-/// Reads a `(pointer, socklen_t)` address argument pair, with the kernel's
-/// length rules (negative or over 128 is `EINVAL`).
-pub fn read_addr(tracee: &Tracee, ptr: u64, len: u64) -> Result<Vec<u8>, Failure> {
-    tracee.read(ptr, addr_len(len)?)
-}
-
-/// A `socklen_t` address length argument, checked as the kernel does.
-pub fn addr_len(len: u64) -> Result<usize, Failure> {
-    let len = len as u32 as i32;
-    if len < 0 || len as usize > sockaddr::SOCKADDR_MAX {
-        return Err(Failure::Caller(libc::EINVAL));
-    }
-    Ok(len as usize)
-}
-
-/// Confirms the caller is still the same waiting thread after we read its
-/// memory; otherwise the bytes may belong to a recycled pid.
-pub fn confirm(call: &Call<'_>) -> Result<(), Failure> {
-    if call.ctx.notifier.id_valid(call.n.id) {
-        Ok(())
-    } else {
-        Err(Failure::Gone)
-    }
+    let judged = Judged::new("io_uring_setup", Subject::Nothing, Target::Remote(None), decision);
+    call.gate(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)
 }
 
 /// Runs an allowed call that we perform ourselves, on this receiver thread.
@@ -560,6 +319,17 @@ pub fn waits_on_network(sock: &Socket, dest: &[u8], flags: i32) -> Result<bool, 
         return Ok(false);
     }
     Ok(!super::sys::is_nonblocking(sock.as_fd()).map_err(Failure::Check)?)
+}
+
+/// Answers the call with a new fd of the caller for `fd` (made or accepted
+/// by us), as its result (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SEND`): the
+/// reply is then already given.
+pub fn answer_with_fd(call: &Call<'_>, fd: BorrowedFd<'_>, cloexec: bool) -> Result<Reply, Failure> {
+    match call.ctx.notifier.add_fd_and_respond(call.n.id, fd, cloexec) {
+        Ok(_) => Ok(Reply::Answered),
+        Err(libc::ENOENT) => Err(Failure::Gone),
+        Err(e) => Err(Failure::Check(e)),
+    }
 }
 
 /// The reply for the result of a call we performed.

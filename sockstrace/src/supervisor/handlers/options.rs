@@ -13,12 +13,12 @@
 use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 
-use super::{confirm, reply_of, Call, Subject, Target, BLOCKED_ERRNO};
+use super::materialize;
+use super::{reply_of, Call, Judged, Outcome, Subject, Target};
 use crate::net::cmsg;
 use crate::net::msghdr::Layout;
 use crate::net::sockopt::{self, CompatValue};
-use crate::policy::{Decision, Reason};
-use crate::report_writer::Action;
+use crate::policy::{Decision, Reason, Ruling};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::Errno;
 use crate::supervisor::tracee::{Failure, Socket};
@@ -33,10 +33,10 @@ pub fn setsockopt(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let (level, optname) = (args[1] as u32 as i32, args[2] as u32 as i32);
     if let Some(option) = sockopt::routing_option(level, optname) {
         if !crate::testing::disabled("options") {
-            let sock = call.tracee.socket(args[0])?;
-            let action = refuse(call, "setsockopt", &sock, option);
-            if !action.lets_through() {
-                return Ok(Reply::Errno(BLOCKED_ERRNO));
+            // Decided on the registers; the socket is the event's.
+            let sock = materialize::socket(call, args[0])?.confirm(call)?;
+            if let Some(refused) = refuse(call, "setsockopt", &sock, option).refusal() {
+                return Ok(refused);
             }
         }
     }
@@ -47,14 +47,11 @@ pub fn setsockopt(call: &mut Call<'_>) -> Result<Reply, Failure> {
     perform(call, level, optname, args[0], args[3], args[4])
 }
 
-/// Records a refused option or control message; returns the action taken.
-fn refuse(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, option: String) -> Action {
+/// Gates a refused option or control message (a leak: `--on-leak log` lets it through).
+fn refuse(call: &mut Call<'_>, syscall: &'static str, sock: &Socket, option: String) -> Outcome {
     let decision = Decision::leak(Reason::RoutingOption);
-    let action = call.record(syscall, Subject::Socket(sock), Target::Remote(None), decision);
-    if let Some(last) = call.events.last_mut() {
-        last.option = Some(option);
-    }
-    action
+    let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(None), decision).option(option);
+    call.gate(judged, Ruling::OnLeak)
 }
 
 /// An i386 `socketcall(SYS_SETSOCKOPT)` that may go ahead: done by us on our
@@ -71,9 +68,9 @@ fn perform(
     if len < 0 || len as usize > MAX_OPTVAL {
         return Err(Failure::Caller(libc::EINVAL));
     }
-    let sock = call.tracee.socket(fd)?;
-    let value = if len == 0 { Vec::new() } else { call.tracee.read(optval, len as usize)? };
-    confirm(call)?;
+    let sock = materialize::socket(call, fd)?;
+    let value = materialize::read(call, optval, len as usize)?;
+    let (sock, value) = sock.and(value).confirm(call)?;
     let value = match sockopt::compat_value(level, optname) {
         CompatValue::Same => value,
         CompatValue::Timeval => sockopt::timeval_from_compat(&value).ok_or(Failure::Caller(libc::EINVAL))?,
@@ -117,19 +114,19 @@ pub fn vet_control(
     syscall: &'static str,
     sock: &Socket,
     control: &mut Vec<u8>,
-) -> Result<Action, Failure> {
+) -> Result<Outcome, Failure> {
     if control.is_empty() {
-        return Ok(Action::Allowed);
+        return Ok(Outcome::Allowed);
     }
     let layout: Layout = call.layout();
     let msgs = cmsg::parse(&layout, control).map_err(|_| Failure::Caller(libc::EINVAL))?;
     // What the kernel gets is exactly what was judged.
     *control = cmsg::encode_native(&msgs);
     if crate::testing::disabled("cmsg") {
-        return Ok(Action::Allowed);
+        return Ok(Outcome::Allowed);
     }
     Ok(match cmsg::refused(&msgs) {
         Some(name) => refuse(call, syscall, sock, name),
-        None => Action::Allowed,
+        None => Outcome::Allowed,
     })
 }

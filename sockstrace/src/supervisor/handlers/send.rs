@@ -4,14 +4,12 @@
 
 use std::os::fd::AsFd;
 
-use super::{
-    addr_len, confirm, read_addr, reply_of, run_call, waits_on_network, Call, Subject, Target, BLOCKED_ERRNO,
-};
+use super::materialize::{self, addr_len, Unconfirmed};
+use super::{reply_of, run_call, waits_on_network, Call, Judged, Subject, Target, BLOCKED_ERRNO};
 use crate::net::msghdr::{self, Layout, MsgHdr, UIO_MAXIOV};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::SocketFacts;
-use crate::policy::{decide, Decision, Operation, Request};
-use crate::report_writer::Action;
+use crate::policy::{decide, Decision, Operation, Request, Ruling};
 use crate::supervisor::copy_budget::{self, Grant};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::{self, Errno};
@@ -70,8 +68,8 @@ fn judge(
     if crate::testing::disabled("plant-bug") && planted_hole(&sock.facts, &dst) {
         decision = Decision::allowed(crate::policy::Reason::AllowRule);
     }
-    let action = call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
-    Ok(blocked(action).then(|| call.refusal(&sock.facts, decision)))
+    let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
+    Ok(call.gate(judged, Ruling::OnLeak).refusal())
 }
 
 /// The fast path (`Call::kernel_judges`): a datagram the policy allows is recorded and
@@ -90,8 +88,8 @@ fn sent_by_kernel(
     if decision.is_leak() {
         return Ok(None);
     }
-    let action = call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
-    Ok(Some(if blocked(action) { call.refusal(&sock.facts, decision) } else { Reply::Continue }))
+    let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
+    Ok(Some(call.gate(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)))
 }
 
 /// The fuzzer's self-check (debug builds, `SOCKSTRACE_TEST_DISABLE=plant-bug`):
@@ -103,10 +101,6 @@ fn planted_hole(facts: &SocketFacts, dst: &Option<SockAddr>) -> bool {
         && matches!(facts.protocol, 0 | libc::IPPROTO_UDP)
         && facts.is_inet()
         && matches!(dst, Some(SockAddr::Inet(addr)) if addr.port() == 9)
-}
-
-fn blocked(action: Action) -> bool {
-    !action.lets_through()
 }
 
 /// Sends on our duplicate. SIGPIPE would hit us, not the caller: we always
@@ -124,25 +118,43 @@ fn raise_sigpipe(tracee: &Tracee, result: &Reply, flags: i32) {
 pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let flags = args[3] as i32;
-    let sock = call.tracee.socket_seen_before(args[0])?;
-    if sock.facts.is_local_family() {
-        return local_send(call, "sendto", &sock, &[(args[4], args[5])]);
+    let sock = materialize::socket_seen_before(call, args[0])?;
+    if sock.plan().facts.is_local_family() {
+        return local_send(call, "sendto", sock, &[(args[4], args[5])]);
     }
     let name_len = addr_len(args[5])?;
-    let data_len = copy_len(&sock.facts, args[2])?;
-    if name_len > 0 && !sock.facts.is_stream() && !fastopen(flags) && call.kernel_judges(&sock.facts) {
-        // Only the address is copied; an allowed datagram is sent by the caller itself.
-        let name = call.tracee.read(args[4], name_len)?;
-        confirm(call)?;
+    let data_len = copy_len(&sock.plan().facts, args[2])?;
+    let facts = sock.plan().facts;
+    if name_len > 0 && !facts.is_stream() && !fastopen(flags) && call.kernel_judges(&facts) {
+        // Only the address is copied: an allowed datagram is sent by the caller itself.
+        let (sock, name) = sock.and(materialize::read(call, args[4], name_len)?).confirm(call)?;
         if let Some(reply) = sent_by_kernel(call, "sendto", &sock, &name)? {
             return Ok(reply);
         }
+        // A leak: judged and carried out as usual, on the address already copied.
+        let _grant = reserve(call.ctx, call.n.id, data_len)?;
+        let data = materialize::read(call, args[1], data_len)?.confirm(call)?;
+        return send_checked(call, sock, name, data, flags);
     }
     let _grant = reserve(call.ctx, call.n.id, data_len + name_len)?;
     // Payload and address in one copy.
-    let mut data = call.tracee.read_regions(&[(args[1], data_len), (args[4], name_len)])?;
-    let name = data.split_off(data_len);
-    confirm(call)?;
+    let copied =
+        materialize::read_regions(call, &[(args[1], data_len), (args[4], name_len)])?.map(|mut data| {
+            let name = data.split_off(data_len);
+            (data, name)
+        });
+    let (sock, (data, name)) = sock.and(copied).confirm(call)?;
+    send_checked(call, sock, name, data, flags)
+}
+
+/// A `sendto` copied and confirmed: through the UDP relay, refused, or sent by us.
+fn send_checked(
+    call: &mut Call<'_>,
+    sock: Socket,
+    name: Vec<u8>,
+    data: Vec<u8>,
+    flags: i32,
+) -> Result<Reply, Failure> {
     if let Some(reply) = udp_proxy::hook::send(call, "sendto", &sock, &name, &data)? {
         return Ok(reply);
     }
@@ -166,36 +178,51 @@ fn send_judged(call: &Call<'_>, sock: Socket, msg: Outgoing, flags: i32) -> Resu
 /// Unix, netlink, alg: the call runs in the kernel (Continue). Every
 /// message's address (`names`: pointer and length) is read and judged: one of
 /// another family than the socket is refused, since an inet socket swapped
-/// under the fd number before the kernel runs the call would use it.
+/// under the fd number before the kernel runs the call would use it. Names
+/// are read, confirmed and judged in order (the first with the socket), up
+/// to the first refused one, as the kernel reads them.
 fn local_send(
     call: &mut Call<'_>,
     syscall: &'static str,
-    sock: &Socket,
+    sock: Unconfirmed<Socket>,
     names: &[(u64, u64)],
 ) -> Result<Reply, Failure> {
+    let Some((&first, rest)) = names.split_first() else { return Ok(Reply::Value(0)) };
+    let (sock, mut raw) = match read_name(call, first)? {
+        Some(name) => {
+            let (sock, raw) = sock.and(name).confirm(call)?;
+            (sock, Some(raw))
+        }
+        None => (sock.confirm(call)?, None),
+    };
+    let mut rest = rest.iter();
     let mut judged: Option<(Option<SockAddr>, Decision)> = None;
-    for &(ptr, len) in names {
-        let dst = if ptr == 0 || len as u32 == 0 {
-            None
-        } else {
-            let raw = read_addr(&call.tracee, ptr, len)?;
-            Some(sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))?)
-        };
+    loop {
+        let dst =
+            raw.map(|raw| sockaddr::parse(&raw).map_err(|_| Failure::Caller(libc::EINVAL))).transpose()?;
         let op = Operation::Send { dst: dst.clone(), fastopen: false };
         let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
         let leak = decision.is_leak();
         if judged.is_none() || leak {
             judged = Some((dst, decision));
         }
-        if leak {
-            break;
-        }
+        let Some(&next) = rest.next().filter(|_| !leak) else { break };
+        raw = read_name(call, next)?.map(|name| name.confirm(call)).transpose()?;
     }
     let Some((dst, decision)) = judged else { return Ok(Reply::Value(0)) };
-    if blocked(call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision)) {
-        return Ok(call.refusal(&sock.facts, decision));
+    let judged = Judged::new(syscall, Subject::Socket(&sock), Target::Remote(dst.as_ref()), decision);
+    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+        return Ok(refused);
     }
-    Ok(call.continue_or_refuse(syscall, Subject::Socket(sock)))
+    Ok(call.continue_or_refuse(syscall, Subject::Socket(&sock)))
+}
+
+/// A message's address (pointer and length), unread when there is none.
+fn read_name(call: &Call<'_>, (ptr, len): (u64, u64)) -> Result<Option<Unconfirmed<Vec<u8>>>, Failure> {
+    if ptr == 0 || len as u32 == 0 {
+        return Ok(None);
+    }
+    materialize::addr(call, ptr, len).map(Some)
 }
 
 /// What to copy for one msghdr: its payload regions (cut to the copy
@@ -215,14 +242,14 @@ impl CopyPlan {
 /// Reads one msghdr's iovec array and plans the copy of its payload, name
 /// and control data, within the limits of `copy_budget`.
 fn plan_copy(
-    tracee: &Tracee,
+    call: &Call<'_>,
     layout: &Layout,
     facts: &SocketFacts,
     hdr: &MsgHdr,
 ) -> Result<CopyPlan, Failure> {
     let count = hdr.iovlen as usize;
-    let iovs = msghdr::parse_iovecs(layout, &tracee.read(hdr.iov, count * layout.iovec_size)?, count)
-        .map_err(|e| Failure::Caller(e.errno()))?;
+    let iovecs = materialize::read(call, hdr.iov, count * layout.iovec_size)?;
+    let iovs = msghdr::parse_iovecs(layout, iovecs.plan(), count).map_err(|e| Failure::Caller(e.errno()))?;
     let total: u64 = iovs.iter().fold(0u64, |acc, v| acc.saturating_add(v.len));
     let mut budget = copy_len(facts, total)?;
     let mut regions = Vec::with_capacity(iovs.len() + 2);
@@ -246,33 +273,35 @@ fn plan_copy(
 }
 
 /// Copies a planned message's payload, address and control data, in one read.
-fn materialize(tracee: &Tracee, plan: &CopyPlan) -> Result<Outgoing, Failure> {
-    let mut data = tracee.read_regions(&plan.regions)?;
-    let control = data.split_off(plan.data_len + plan.name_len);
-    let name = data.split_off(plan.data_len);
-    Ok(Outgoing { name, data, control })
+fn copy_message(call: &Call<'_>, plan: &CopyPlan) -> Result<Unconfirmed<Outgoing>, Failure> {
+    Ok(materialize::read_regions(call, &plan.regions)?.map(|mut data| {
+        let control = data.split_off(plan.data_len + plan.name_len);
+        let name = data.split_off(plan.data_len);
+        Outgoing { name, data, control }
+    }))
 }
 
-fn read_msghdr(tracee: &Tracee, layout: &Layout, addr: u64) -> Result<MsgHdr, Failure> {
-    msghdr::parse_msghdr(layout, &tracee.read(addr, layout.msghdr_size)?)
-        .map_err(|e| Failure::Caller(e.errno()))
+/// A msghdr: where its parts are, to plan their copy.
+fn read_msghdr(call: &Call<'_>, layout: &Layout, addr: u64) -> Result<MsgHdr, Failure> {
+    let raw = materialize::read(call, addr, layout.msghdr_size)?;
+    msghdr::parse_msghdr(layout, raw.plan()).map_err(|e| Failure::Caller(e.errno()))
 }
 
 pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let args = call.args;
     let layout = call.layout();
     let flags = args[2] as i32;
-    let sock = call.tracee.socket_seen_before(args[0])?;
-    let hdr = read_msghdr(&call.tracee, &layout, args[1])?;
-    if sock.facts.is_local_family() {
-        return local_send(call, "sendmsg", &sock, &[(hdr.name, hdr.namelen as u64)]);
+    let sock = materialize::socket_seen_before(call, args[0])?;
+    let hdr = read_msghdr(call, &layout, args[1])?;
+    if sock.plan().facts.is_local_family() {
+        return local_send(call, "sendmsg", sock, &[(hdr.name, hdr.namelen as u64)]);
     }
-    let plan = plan_copy(&call.tracee, &layout, &sock.facts, &hdr)?;
+    let plan = plan_copy(call, &layout, &sock.plan().facts, &hdr)?;
     let _grant = reserve(call.ctx, call.n.id, plan.bytes())?;
-    let mut msg = materialize(&call.tracee, &plan)?;
-    confirm(call)?;
-    if blocked(super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?) {
-        return Ok(Reply::Errno(BLOCKED_ERRNO));
+    let msg = copy_message(call, &plan)?;
+    let (sock, mut msg) = sock.and(msg).confirm(call)?;
+    if let Some(refused) = super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?.refusal() {
+        return Ok(refused);
     }
     if let Some(reply) = udp_proxy::hook::send(call, "sendmsg", &sock, &msg.name, &msg.data)? {
         return Ok(reply);
@@ -288,25 +317,26 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let layout = call.layout();
     let (vec, flags) = (args[1], args[3] as i32);
     let vlen = (args[2] as u32 as usize).min(UIO_MAXIOV);
-    let sock = call.tracee.socket_seen_before(args[0])?;
+    let sock = materialize::socket_seen_before(call, args[0])?;
     if vlen == 0 {
         return Ok(Reply::Value(0));
     }
-    let raw = call.tracee.read(vec, vlen * layout.mmsghdr_size)?;
+    let raw = materialize::read(call, vec, vlen * layout.mmsghdr_size)?;
     let hdrs = raw
+        .plan()
         .chunks_exact(layout.mmsghdr_size)
         .map(|chunk| msghdr::parse_msghdr(&layout, chunk).map_err(|e| Failure::Caller(e.errno())))
         .collect::<Result<Vec<_>, _>>()?;
-    if sock.facts.is_local_family() {
+    if sock.plan().facts.is_local_family() {
         let names = hdrs.iter().map(|h| (h.name, h.namelen as u64)).collect::<Vec<_>>();
-        return local_send(call, "sendmmsg", &sock, &names);
+        return local_send(call, "sendmmsg", sock, &names);
     }
     // Messages past the call's copy limit are left unsent: sendmmsg may send
     // fewer than asked (the first one is always taken).
     let mut plans = Vec::with_capacity(hdrs.len());
     let mut planned = 0usize;
     for hdr in &hdrs {
-        let plan = plan_copy(&call.tracee, &layout, &sock.facts, hdr)?;
+        let plan = plan_copy(call, &layout, &sock.plan().facts, hdr)?;
         if !plans.is_empty() && planned + plan.bytes() > copy_budget::CALL_MAX {
             break;
         }
@@ -315,15 +345,17 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     let vlen = plans.len();
     let _grant = reserve(call.ctx, call.n.id, planned)?;
-    let msgs = plans.iter().map(|plan| materialize(&call.tracee, plan)).collect::<Result<Vec<_>, _>>()?;
-    confirm(call)?;
+    let msgs = plans.iter().map(|plan| copy_message(call, plan)).collect::<Result<Vec<_>, _>>()?;
+    let (sock, msgs) = sock.and(Unconfirmed::all(msgs)).confirm(call)?;
     // Every message is judged; sending stops at the first blocked one, as the
     // kernel stops at the first failing one.
     let mut allowed = Vec::with_capacity(msgs.len());
     let mut first_refusal = None;
     for mut msg in msgs {
-        if blocked(super::options::vet_control(call, "sendmmsg", &sock, &mut msg.control)?) {
-            first_refusal = Some(Reply::Errno(BLOCKED_ERRNO));
+        if let Some(refused) =
+            super::options::vet_control(call, "sendmmsg", &sock, &mut msg.control)?.refusal()
+        {
+            first_refusal = Some(refused);
             break;
         }
         // Through the UDP relay: sent now, counted in order with the others below.

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use super::{Assoc, UdpProxy};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
-use crate::policy::{decide, Decision, Operation, Reason, Request};
+use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
-use crate::supervisor::handlers::{run_call, Call, Subject, Target};
+use crate::supervisor::handlers::{run_call, Call, Judged, Subject, Target};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
 use crate::supervisor::tracee::{Failure, Socket};
@@ -93,13 +93,9 @@ fn record_flow(
         if let Some(udp) = &call.ctx.udp {
             udp.stats.flows.fetch_add(1, Ordering::Relaxed);
         }
-        call.record_action(
-            syscall,
-            Subject::Socket(sock),
-            Target::Remote(Some(dst)),
-            decision,
-            Action::Socksified,
-        );
+        let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(Some(dst)), decision);
+        // Never refused: a forced `socksified` goes on to the relay.
+        let _socksified = call.gate(judged, Ruling::Forced(Action::Socksified));
     }
 }
 
