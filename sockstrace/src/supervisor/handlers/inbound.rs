@@ -294,9 +294,11 @@ fn write_peer_address(call: &Call<'_>, addr: u64, addrlen: u64, raw: &[u8]) -> R
     if addr == 0 {
         return Ok(());
     }
-    // How much to write back, read as the kernel reads it: no decision rests on it.
-    let room = materialize::read(call, addrlen, 4)?;
-    let room = i32::from_ne_bytes(room.plan().as_slice().try_into().unwrap_or([0; 4]));
+    // How much to write back, read as the kernel reads it; confirmed just before the writes,
+    // so that they go to the caller still waiting in the call (a blocking accept may have
+    // waited long, and its thread id could name another process once it is gone).
+    let room = materialize::read(call, addrlen, 4)?.confirm(call)?;
+    let room = i32::from_ne_bytes(room.as_slice().try_into().unwrap_or([0; 4]));
     if room < 0 {
         return Err(Failure::Caller(libc::EINVAL));
     }

@@ -402,7 +402,10 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         }
         (sent, None)
     })?;
-    for (i, n) in sent.iter().enumerate() {
+    // The caller still waits in the call (a long send may have outlived it, and its thread id
+    // could then name another process): only then are the lengths written back.
+    let still_waiting = materialize::confirm(call).is_ok();
+    for (i, n) in sent.iter().enumerate().filter(|_| still_waiting) {
         let at = vec + (i * layout.mmsghdr_size + layout.mmsg_len_offset) as u64;
         // As in the kernel, a failure to store msg_len does not undo the send.
         let _ = call.tracee.write(at, &(*n as u32).to_ne_bytes());
