@@ -80,7 +80,7 @@ fn assoc(udp: &Arc<UdpProxy>, cookie: u64, sock: &Socket) -> Result<(Arc<Assoc>,
     udp.assoc_for(cookie, sock.facts.family, local).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOBUFS))
 }
 
-/// Records the flow's event the first time (socket, peer) is seen.
+/// Records the flow's event the first time (socket, peer) is seen; whether it did.
 fn record_flow(
     call: &mut Call<'_>,
     syscall: &'static str,
@@ -88,7 +88,7 @@ fn record_flow(
     dst: &SockAddr,
     decision: Decision,
     new: bool,
-) {
+) -> bool {
     if new {
         if let Some(udp) = &call.ctx.udp {
             udp.stats.flows.fetch_add(1, Ordering::Relaxed);
@@ -97,6 +97,7 @@ fn record_flow(
         // Never refused: a forced `socksified` goes on to the relay.
         let _socksified = call.gate(judged, Ruling::Forced(Action::Socksified));
     }
+    new
 }
 
 /// The test-only hole (debug builds, `SOCKSTRACE_TEST_DISABLE=udp-leak-through`): a leaked
@@ -134,22 +135,23 @@ pub fn send(
         return Ok(Some(Reply::Continue));
     }
     let Some((udp, cookie, peer)) = route(call, sock, &dst, decision) else { return Ok(None) };
-    let result = match assoc(&udp, cookie, sock) {
+    let (recorded, result) = match assoc(&udp, cookie, sock) {
         Ok((assoc, _)) => {
             let new_flow = assoc.shim_for(&udp, peer).map(|(_, new)| new);
-            record_flow(call, syscall, sock, &dst, decision, new_flow.as_ref().is_ok_and(|&n| n));
-            match new_flow {
+            let recorded =
+                record_flow(call, syscall, sock, &dst, decision, new_flow.as_ref().is_ok_and(|&n| n));
+            let result = match new_flow {
                 // Setting the association up waits on the proxy: hand the receiving role on.
                 Ok(_) => run_call(call.ctx, true, || assoc.send(&udp, peer, data))?,
                 Err(e) => Err(e.raw_os_error().unwrap_or(libc::ENOBUFS)),
-            }
+            };
+            (recorded, result)
         }
-        Err(e) => {
-            record_flow(call, syscall, sock, &dst, decision, true);
-            Err(e)
-        }
+        Err(e) => (record_flow(call, syscall, sock, &dst, decision, true), Err(e)),
     };
-    if let Err(e) = result {
+    // On this datagram's own event only (a known flow's datagrams make none: an earlier
+    // message's event of the same sendmmsg must keep its own errno).
+    if let (true, Err(e)) = (recorded, result) {
         call.set_last_errno(e);
     }
     Ok(Some(crate::supervisor::handlers::reply_of(result.map(|n| n as i64))))
