@@ -83,3 +83,47 @@ fn the_socks_inspector_is_not_bypassed_by_a_connect_flipped_to_the_proxy() {
         out.describe()
     );
 }
+
+/// The io_uring attack client (liburing), or why it cannot be built.
+fn attack4_uring() -> Result<std::path::PathBuf, String> {
+    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join("attack4_uring");
+    sockstrace_tests::paths::compile_client("attack4_uring.c", &out, &[], &["-luring"])?;
+    Ok(out)
+}
+
+/// `--allow-io-uring` with `--inspect-socks`: io_uring's connects never pass the supervisor,
+/// only the kernel layer, which allows the proxy. An io_uring connect to the proxy therefore
+/// reached it around the inspector's relay, and a SOCKS4 request by address passed unreported.
+/// The combination is refused (without `--isolate-network`, where the program's proxy
+/// connections reach the inspector through the forwarders whoever makes them).
+#[test]
+fn io_uring_connects_do_not_get_around_the_socks_inspector() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let attacker = match attack4_uring() {
+        Ok(c) => c,
+        Err(e) => skip!("attack4_uring cannot be built (liburing-dev?): {e}"),
+    };
+    let proxy = TcpSink::bind("127.0.0.1");
+    let out = as_nobody()
+        .proxy(proxy.addr())
+        .opts(["--allow-io-uring", "--inspect-socks"])
+        .program([attacker.as_os_str(), proxy.host().as_ref(), proxy.port().as_ref()])
+        .run();
+    sockstrace_tests::settle();
+    if out.stdout.contains("setup: errno=") {
+        skip!("io_uring does not work here: {}", out.stdout.trim());
+    }
+    assert_eq!(
+        proxy.bytes(),
+        0,
+        "a SOCKS4 request by address reached the proxy around the inspector (leaks reported: {})\n{}",
+        out.leaks().len(),
+        out.describe()
+    );
+    out.assert_code(2);
+    assert!(out.stderr.contains("--inspect-socks"), "{}", out.describe());
+}
