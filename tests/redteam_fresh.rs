@@ -96,8 +96,8 @@ fn attack4_uring() -> Result<std::path::PathBuf, String> {
 /// `--allow-io-uring` with `--inspect-socks`: io_uring's connects never pass the supervisor,
 /// only the kernel layer, which allows the proxy. An io_uring connect to the proxy therefore
 /// reached it around the inspector's relay, and a SOCKS4 request by address passed unreported.
-/// The combination is refused (without `--isolate-network`, where the program's proxy
-/// connections reach the inspector through the forwarders whoever makes them).
+/// The combination is refused (`--isolate-network` does not help: its forwarder passed the
+/// io_uring connection to the proxy too).
 #[test]
 fn io_uring_connects_do_not_get_around_the_socks_inspector() {
     if let Err(e) = kernel_available() {

@@ -206,6 +206,14 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     if let Some(proxy) = &dns_proxy {
         proxy.allow_in(&mut config.policy);
     }
+    if config.allow_io_uring && config.inspect.is_some() {
+        // The kernel layer allows the proxy itself: io_uring's connects would reach it directly.
+        return Err(RunError::Usage(
+            "--allow-io-uring cannot be used with the SOCKS inspector (--inspect-socks, --require-socks-auth, \
+             --isolation-regex): io_uring's connects reach the proxy without passing the inspector"
+                .into(),
+        ));
+    }
     let reporter = Arc::new(reporter);
     let inspector = match config.inspect.take() {
         Some(rules) => {
