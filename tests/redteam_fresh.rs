@@ -127,3 +127,102 @@ fn io_uring_connects_do_not_get_around_the_socks_inspector() {
     out.assert_code(2);
     assert!(out.stderr.contains("--inspect-socks"), "{}", out.describe());
 }
+
+/// Every spelling of a forbidden address that the kernel's UDP send path takes, flipped in after
+/// a fast-path decision: a plain `sockaddr_in`, the same with family `AF_UNSPEC` (which
+/// `udp_sendmsg` reads as `AF_INET`), a v4-mapped `sockaddr_in6`, and `[::1]`, while another
+/// thread swaps the fd number between IPv4 and IPv6 UDP sockets (a `sockaddr_in` on an IPv6
+/// socket goes down the IPv4 path) and unix and netlink sockets. The kernel's sendmsg hooks
+/// judge each on the kernel's own copy: nothing reaches either forbidden sink, and the kernel
+/// reports the refusals, which shows the flips reached it.
+#[test]
+fn every_spelling_of_a_flipped_datagram_address_is_refused_by_the_kernel() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let allowed = UdpSink::bind("127.0.0.1");
+    let bad4 = UdpSink::bind("127.0.0.1");
+    let bad6 = UdpSink::bind("::1");
+    let args =
+        ["variants", &allowed.host(), &allowed.port(), &bad4.host(), &bad4.port(), &bad6.port(), CALLS];
+    let out = attack4(as_nobody().allow(&allowed.dst()), &args);
+    out.assert_code(0);
+    assert!(fast_path_on(&out), "no fast path (layers.kernel {:?})\n{}", out.kernel_layer(), out.describe());
+    let what = format!("address spellings flipped after the decision\n{}", out.describe());
+    bad4.assert_nothing_arrived(&what);
+    bad6.assert_nothing_arrived(&what);
+    assert!(
+        allowed.datagrams() > 0,
+        "no allowed datagram arrived: the attack did not run\n{}",
+        out.describe()
+    );
+    let by_kernel = out.events_where(|e| e.is_leak() && e.s("source") == "kernel");
+    assert!(!by_kernel.is_empty(), "the kernel refused nothing: no flip reached it\n{}", out.describe());
+    for family in ["inet", "inet6"] {
+        assert!(
+            by_kernel.iter().any(|e| e.s("family") == family),
+            "no kernel refusal on an {family} socket\n{}",
+            out.describe()
+        );
+    }
+}
+
+/// The i386 `socketcall(SYS_SOCKET)` maker runs with the program's credentials, outside its
+/// Landlock domain: the program (as `nobody`, with the kernel layer and without) can neither
+/// ptrace it, signal it, read its memory, open its namespaces nor take its channel. It can set
+/// its resource limits (`prlimit` is not a ptrace-mode access, and the uids match): with no
+/// file left to open, the maker's sockets fail (`EMFILE`), closed, never left to the kernel to
+/// make from memory the program rewrites (a thread flipping the family word gets no vsock
+/// socket), and the run ends.
+#[test]
+fn the_program_cannot_reach_its_socket_maker() {
+    if !is_root() {
+        skip!("needs root to run the program as nobody");
+    }
+    let socketcall = match sockstrace_tests::paths::client_build("attack3_socketcall", true, false) {
+        Ok(c) => c,
+        Err(e) => skip!("gcc -m32 cannot build the socketcall client: {e}"),
+    };
+    let attacker = client("attack4_fastpath");
+    let script = format!(
+        "{a} maker; {s} flip 2000; {s} make; {s} vsock",
+        a = attacker.display(),
+        s = socketcall.display()
+    );
+    for kernel in ["auto", "off"] {
+        let out = as_nobody().opts(["--kernel", kernel]).program(["/bin/sh", "-c", &script]).run();
+        out.assert_code(0);
+        let said = |line: &str| out.stdout.lines().any(|l| l == line);
+        assert!(said("maker found"), "kernel {kernel}: no maker in the program's cgroup\n{}", out.describe());
+        for reach in [
+            "open-netns",
+            "open-mem",
+            "open-fd",
+            "pidfd-getfd",
+            "process-vm-readv",
+            "ptrace-attach",
+            "ptrace-seize",
+            "kill-stop",
+            "kill-kill",
+        ] {
+            assert!(
+                !said(&format!("{reach} ok")),
+                "kernel {kernel}: the program reached its maker: {reach}\n{}",
+                out.describe()
+            );
+        }
+        assert!(
+            out.stdout.contains("vsock=0 "),
+            "kernel {kernel}: a vsock socket was made\n{}",
+            out.describe()
+        );
+        assert!(said("vsock: errno=1"), "kernel {kernel}\n{}", out.describe());
+        if said("prlimit-nofile ok") {
+            assert!(
+                out.stdout.contains("udp: errno=24"),
+                "kernel {kernel}: the maker had no file left, yet a socket came\n{}",
+                out.describe()
+            );
+        }
+    }
+}
