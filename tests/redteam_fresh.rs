@@ -226,3 +226,42 @@ fn the_program_cannot_reach_its_socket_maker() {
         }
     }
 }
+
+/// `--inspect-socks`: a TCP Fast Open send to the proxy (`sendto`/`sendmsg` with
+/// `MSG_FASTOPEN`) is judged as a connect to the proxy, allowed, and was performed straight
+/// to it: its data, a SOCKS4 request by address, reached the proxy around the inspector, and
+/// the report said nothing. With or without the kernel layer, as root or as another user: it
+/// is not the fast path's. A Fast Open to the proxy is now refused (`EOPNOTSUPP`, the kernel's
+/// answer where Fast Open is off, on which programs connect instead), so its data never
+/// arrives uninspected.
+#[test]
+fn fast_open_to_the_proxy_does_not_get_around_the_socks_inspector() {
+    for (who, trace) in
+        [("root, kernel off", Trace::new().opts(["--kernel", "off"])), ("nobody", as_nobody())]
+    {
+        if who == "nobody" && !is_root() {
+            eprintln!("SKIP the run as nobody: needs root");
+            continue;
+        }
+        let proxy = TcpSink::bind("127.0.0.1");
+        let trace = trace.proxy(proxy.addr()).opts(["--inspect-socks"]);
+        let out = attack4(trace, &["tfo", &proxy.host(), &proxy.port()]);
+        out.assert_code(0);
+        sockstrace_tests::settle();
+        assert_eq!(
+            proxy.bytes(),
+            0,
+            "{who}: Fast Open data (a SOCKS4 request by address) reached the proxy around the inspector \
+             (leaks reported: {})\n{}",
+            out.leaks().len(),
+            out.describe()
+        );
+        for op in ["sendto", "sendmsg"] {
+            assert!(
+                out.stdout.contains(&format!("{op} errno={}", libc::EOPNOTSUPP)),
+                "{who}: {op}\n{}",
+                out.describe()
+            );
+        }
+    }
+}

@@ -14,7 +14,11 @@
  *       swaps the fd number between an IPv4 UDP socket, an IPv6 UDP socket, a
  *       unix datagram socket and a netlink socket. Prints
  *       "ok=O refused=R other=X".
- *   maker SELF_EXE
+ *   tfo HOST PORT
+ *       a TCP Fast Open sendto (MSG_FASTOPEN) to HOST:PORT whose data is a
+ *       SOCKS4 request by address, then sendmsg likewise on a second socket.
+ *       Prints "sendto: ok" / "sendmsg: ok" or "OP: errno=E".
+ *   maker
  *       finds the socket maker (comm "sockstrace-mkr") and tries to reach it:
  *       kill, ptrace, prlimit, its /proc entries, pidfd_getfd of its channel.
  *       One line per try: "NAME ok" or "NAME errno=E".
@@ -279,6 +283,31 @@ static int maker(void) {
     return 0;
 }
 
+/* ---- tfo ---- */
+
+static const unsigned char socks4_request[] = {4, 1, 0, 80, 192, 0, 2, 1, 'x', 0};
+
+static int tfo(char **argv) {
+    struct sockaddr_in proxy = addr4(argv[0], argv[1]);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    ssize_t r = sendto(s, socks4_request, sizeof(socks4_request), MSG_FASTOPEN, (struct sockaddr *)&proxy,
+                       sizeof(proxy));
+    report("sendto", r);
+    int t = socket(AF_INET, SOCK_STREAM, 0);
+    struct iovec iov = {(void *)socks4_request, sizeof(socks4_request)};
+    struct msghdr msg = {0};
+    msg.msg_name = &proxy;
+    msg.msg_namelen = sizeof(proxy);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    report("sendmsg", sendmsg(t, &msg, MSG_FASTOPEN));
+    /* Let the peer read before the close. */
+    usleep(300000);
+    close(s);
+    close(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         usage();
@@ -286,6 +315,8 @@ int main(int argc, char **argv) {
         return proxy_flip(argv + 2);
     if (strcmp(argv[1], "variants") == 0 && argc == 8)
         return variants(argv + 2);
+    if (strcmp(argv[1], "tfo") == 0 && argc == 4)
+        return tfo(argv + 2);
     if (strcmp(argv[1], "maker") == 0)
         return maker();
     usage();
