@@ -70,6 +70,11 @@ fn judge(
     if crate::testing::disabled("plant-bug") && planted_hole(&sock.facts, &dst) {
         decision = Decision::allowed(crate::policy::Reason::AllowRule);
     }
+    if fastopen(flags) && decision.reason == crate::policy::Reason::Proxy && call.ctx.inspector.is_some() {
+        // Its SYN would carry the handshake to the proxy around the inspector's relay: refused
+        // as where Fast Open is off, on which programs connect (through the relay) instead.
+        return Ok(Some(Reply::Errno(libc::EOPNOTSUPP)));
+    }
     let action = call.record(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
     Ok(blocked(action).then(|| call.refusal(&sock.facts, decision)))
 }
