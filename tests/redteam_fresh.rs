@@ -265,3 +265,41 @@ fn fast_open_to_the_proxy_does_not_get_around_the_socks_inspector() {
         }
     }
 }
+
+/// `--inspect-socks --allow-loopback`: Linux connects an unspecified address (`0.0.0.0`,
+/// `[::ffff:0.0.0.0]`) to the local host, so a connect to `0.0.0.0:PROXYPORT` reaches a proxy
+/// on `127.0.0.1`. It was allowed as loopback, not recognized as the proxy, and performed
+/// straight to it: a SOCKS4 request by address passed uninspected. (The same holds for any
+/// loopback address with a proxy listening on a wildcard address, as microsocks does by
+/// default.) A connect the policy allows to a local-host address on a loopback proxy's port
+/// now goes through the inspector too.
+#[test]
+fn the_proxy_spelled_as_the_unspecified_address_does_not_get_around_the_socks_inspector() {
+    for who in ["root, kernel off", "nobody"] {
+        if who == "nobody" && !is_root() {
+            eprintln!("SKIP the run as nobody: needs root");
+            continue;
+        }
+        for spelling in ["0.0.0.0", "::ffff:0.0.0.0"] {
+            let proxy = TcpSink::bind("127.0.0.1");
+            let trace = if who == "nobody" { as_nobody() } else { Trace::new().opts(["--kernel", "off"]) };
+            let trace = trace.proxy(proxy.addr()).opts(["--inspect-socks", "--allow-loopback"]);
+            let out = attack4(trace, &["socks4-to", spelling, &proxy.port()]);
+            out.assert_code(0);
+            sockstrace_tests::settle();
+            assert_eq!(
+                proxy.bytes(),
+                0,
+                "{who}, {spelling}: a SOCKS4 request by address reached the proxy around the inspector \
+                 (leaks reported: {})\n{}",
+                out.leaks().len(),
+                out.describe()
+            );
+            assert!(
+                out.leaks().iter().any(|e| e.s("reason") == "socks-by-address"),
+                "{who}, {spelling}: the inspector did not see the request\n{}",
+                out.describe()
+            );
+        }
+    }
+}

@@ -18,6 +18,10 @@
  *       a TCP Fast Open sendto (MSG_FASTOPEN) to HOST:PORT whose data is a
  *       SOCKS4 request by address, then sendmsg likewise on a second socket.
  *       Prints "sendto: ok" / "sendmsg: ok" or "OP: errno=E".
+ *   socks4-to HOST PORT
+ *       connects to HOST:PORT (IPv4 or IPv6 spelling, e.g. 0.0.0.0 or
+ *       ::ffff:0.0.0.0) and sends a SOCKS4 request by address on it. Prints
+ *       "connect: ok" or "connect: errno=E".
  *   maker
  *       finds the socket maker (comm "sockstrace-mkr") and tries to reach it:
  *       kill, ptrace, prlimit, its /proc entries, pidfd_getfd of its channel.
@@ -308,6 +312,38 @@ static int tfo(char **argv) {
     return 0;
 }
 
+/* ---- socks4-to ---- */
+
+static int socks4_to(char **argv) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    uint16_t port = htons((uint16_t)atoi(argv[1]));
+    if (inet_pton(AF_INET, argv[0], &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = port;
+        len = sizeof(*in4);
+    } else if (inet_pton(AF_INET6, argv[0], &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = port;
+        len = sizeof(*in6);
+    } else {
+        usage();
+        return 2;
+    }
+    int s = socket(ss.ss_family, SOCK_STREAM, 0);
+    long r = connect(s, (struct sockaddr *)&ss, len);
+    report("connect", r);
+    if (r == 0) {
+        (void)!write(s, socks4_request, sizeof(socks4_request));
+        usleep(300000);
+    }
+    close(s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         usage();
@@ -317,6 +353,8 @@ int main(int argc, char **argv) {
         return variants(argv + 2);
     if (strcmp(argv[1], "tfo") == 0 && argc == 4)
         return tfo(argv + 2);
+    if (strcmp(argv[1], "socks4-to") == 0 && argc == 4)
+        return socks4_to(argv + 2);
     if (strcmp(argv[1], "maker") == 0)
         return maker();
     usage();
