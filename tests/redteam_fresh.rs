@@ -236,32 +236,34 @@ fn the_program_cannot_reach_its_socket_maker() {
 /// arrives uninspected.
 #[test]
 fn fast_open_to_the_proxy_does_not_get_around_the_socks_inspector() {
-    for (who, trace) in
-        [("root, kernel off", Trace::new().opts(["--kernel", "off"])), ("nobody", as_nobody())]
-    {
+    for who in ["root, kernel off", "nobody"] {
         if who == "nobody" && !is_root() {
             eprintln!("SKIP the run as nobody: needs root");
             continue;
         }
-        let proxy = TcpSink::bind("127.0.0.1");
-        let trace = trace.proxy(proxy.addr()).opts(["--inspect-socks"]);
-        let out = attack4(trace, &["tfo", &proxy.host(), &proxy.port()]);
-        out.assert_code(0);
-        sockstrace_tests::settle();
-        assert_eq!(
-            proxy.bytes(),
-            0,
-            "{who}: Fast Open data (a SOCKS4 request by address) reached the proxy around the inspector \
-             (leaks reported: {})\n{}",
-            out.leaks().len(),
-            out.describe()
-        );
-        for op in ["sendto", "sendmsg"] {
-            assert!(
-                out.stdout.contains(&format!("{op} errno={}", libc::EOPNOTSUPP)),
-                "{who}: {op}\n{}",
+        // The proxy's own address, and 0.0.0.0 (the local host) where loopback is allowed.
+        for (spelling, extra) in [("127.0.0.1", None), ("0.0.0.0", Some("--allow-loopback"))] {
+            let proxy = TcpSink::bind("127.0.0.1");
+            let trace = if who == "nobody" { as_nobody() } else { Trace::new().opts(["--kernel", "off"]) };
+            let trace = trace.proxy(proxy.addr()).opts(["--inspect-socks"]).opts(extra);
+            let out = attack4(trace, &["tfo", spelling, &proxy.port()]);
+            out.assert_code(0);
+            sockstrace_tests::settle();
+            assert_eq!(
+                proxy.bytes(),
+                0,
+                "{who}, {spelling}: Fast Open data (a SOCKS4 request by address) reached the proxy around \
+                 the inspector (leaks reported: {})\n{}",
+                out.leaks().len(),
                 out.describe()
             );
+            for op in ["sendto", "sendmsg"] {
+                assert!(
+                    out.stdout.contains(&format!("{op} errno={}", libc::EOPNOTSUPP)),
+                    "{who}, {spelling}: {op}\n{}",
+                    out.describe()
+                );
+            }
         }
     }
 }
