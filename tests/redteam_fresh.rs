@@ -111,7 +111,7 @@ fn io_uring_connects_do_not_get_around_the_socks_inspector() {
     let out = as_nobody()
         .proxy(proxy.addr())
         .opts(["--allow-io-uring", "--inspect-socks"])
-        .program([attacker.as_os_str(), proxy.host().as_ref(), proxy.port().as_ref()])
+        .program([attacker.as_os_str(), "socks4".as_ref(), proxy.host().as_ref(), proxy.port().as_ref()])
         .run();
     sockstrace_tests::settle();
     if out.stdout.contains("setup: errno=") {
@@ -304,4 +304,53 @@ fn the_proxy_spelled_as_the_unspecified_address_does_not_get_around_the_socks_in
             );
         }
     }
+}
+
+/// `--allow-incoming-from NET` with `--allow-io-uring`: the supervisor judges each peer at
+/// `accept` (performed on its duplicate), and the kernel layer lets the listener through but
+/// does not filter peers. An `IORING_OP_ACCEPT` never passes the supervisor: a peer outside
+/// NET (here from a network namespace over a veth pair) was accepted and sent data, and the
+/// report said nothing.
+#[test]
+fn io_uring_accept_does_not_take_peers_the_policy_refuses() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let attacker = match attack4_uring() {
+        Ok(c) => c,
+        Err(e) => skip!("attack4_uring cannot be built (liburing-dev?): {e}"),
+    };
+    let ns = match sockstrace_tests::netns::NetNs::create(
+        &["10.243.0.1/24", "10.244.0.1/24"],
+        &["10.243.0.2/24", "10.244.0.2/24"],
+    ) {
+        Ok(ns) => ns,
+        Err(e) => skip!("network namespace with a veth pair: {e}"),
+    };
+    let run = as_nobody()
+        .opts(["--allow-io-uring", "--allow-incoming-from", "10.243.0.0/24"])
+        .program([attacker.as_os_str(), "serve".as_ref()])
+        .spawn();
+    assert!(
+        run.wait_stdout("listen: ", Duration::from_secs(20)),
+        "the server never listened\n{}",
+        run.describe()
+    );
+    let port = run
+        .stdout()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("port="))
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port\n{}", run.describe()));
+    // The refused peer: 10.244.0.2, outside the allowed network.
+    let np = sockstrace_tests::netprobe().to_string_lossy().into_owned();
+    let peer = ns.exec([np.as_str(), "tcp-exchange", "10.244.0.1", &port.to_string()]);
+    let out = run.wait();
+    assert!(
+        !peer.stdout.contains("hello-from-server"),
+        "a peer the policy refuses was accepted through io_uring and sent data (leaks reported: {}): {}\n{}",
+        out.leaks().len(),
+        peer.stdout,
+        out.describe()
+    );
 }

@@ -1,14 +1,19 @@
-/* attack4_uring: an io_uring connect (IORING_OP_CONNECT, never seen by
- * seccomp) to HOST4:PORT, then a SOCKS4 CONNECT request by address
- * (192.0.2.1:80, user "x") written with IORING_OP_SEND.
+/* attack4_uring: io_uring operations seccomp never sees.
  *
- *   attack4_uring HOST4 PORT
+ *   attack4_uring socks4 HOST4 PORT
+ *       IORING_OP_CONNECT to HOST4:PORT, then a SOCKS4 CONNECT request by
+ *       address (192.0.2.1:80, user "x") written with IORING_OP_SEND
+ *   attack4_uring serve
+ *       a TCP listener on 0.0.0.0 (port chosen by the kernel; prints
+ *       "listen: ok port=P"), one connection taken with IORING_OP_ACCEPT
+ *       ("accept: ok peer=A:P"), greeted with IORING_OP_SEND and closed
  *
- * Prints "setup: ok", "uring-connect: ok", "uring-send: ok" or
- * "STEP: errno=N"; exit status 0 when every step succeeded, 1 otherwise.
+ * Prints "setup: ok", "STEP: ok" or "STEP: errno=N"; exit status 0 when
+ * every step succeeded, 1 otherwise.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -40,31 +45,73 @@ static int step(const char *what, int r) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: attack4_uring HOST4 PORT\n");
-        return 2;
-    }
+static int socks4(const char *host, const char *port, struct io_uring *ring) {
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
-    sin.sin_port = htons((unsigned short)atoi(argv[2]));
-    if (inet_pton(AF_INET, argv[1], &sin.sin_addr) != 1)
+    sin.sin_port = htons((unsigned short)atoi(port));
+    if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
         return 2;
-    struct io_uring ring;
-    if (step("setup", io_uring_queue_init(8, &ring, 0)))
-        return 1;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
     io_uring_prep_connect(sqe, fd, (struct sockaddr *)&sin, sizeof(sin));
-    if (step("uring-connect", run_one(&ring)))
+    if (step("uring-connect", run_one(ring)))
         return 1;
     static const char socks4[] = {4, 1, 0, 80, (char)192, 0, 2, 1, 'x', 0};
-    sqe = io_uring_get_sqe(&ring);
+    sqe = io_uring_get_sqe(ring);
     io_uring_prep_send(sqe, fd, socks4, sizeof(socks4), MSG_NOSIGNAL);
-    if (step("uring-send", run_one(&ring)))
+    if (step("uring-send", run_one(ring)))
         return 1;
     /* Let the peer read it before the close. */
     usleep(200000);
     return 0;
+}
+
+static int serve(struct io_uring *ring) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    socklen_t len = sizeof(sin);
+    if (bind(l, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(l, 4) != 0 ||
+        getsockname(l, (struct sockaddr *)&sin, &len) != 0) {
+        printf("listen: errno=%d\n", errno);
+        return 1;
+    }
+    printf("listen: ok port=%d\n", ntohs(sin.sin_port));
+    fflush(stdout);
+    struct sockaddr_in peer;
+    socklen_t peer_len = sizeof(peer);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    io_uring_prep_accept(sqe, l, (struct sockaddr *)&peer, &peer_len, 0);
+    int c = run_one(ring);
+    if (c < 0)
+        return step("accept", c);
+    char text[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &peer.sin_addr, text, sizeof(text));
+    printf("accept: ok peer=%s:%d\n", text, ntohs(peer.sin_port));
+    fflush(stdout);
+    static const char hello[] = "hello-from-server";
+    sqe = io_uring_get_sqe(ring);
+    io_uring_prep_send(sqe, c, hello, sizeof(hello) - 1, MSG_NOSIGNAL);
+    int r = step("uring-send", run_one(ring));
+    close(c);
+    return r;
+}
+
+int main(int argc, char **argv) {
+    struct io_uring ring;
+    if (argc < 2)
+        goto usage;
+    if (step("setup", io_uring_queue_init(8, &ring, 0)))
+        return 1;
+    if (strcmp(argv[1], "socks4") == 0 && argc == 4)
+        return socks4(argv[2], argv[3], &ring);
+    if (strcmp(argv[1], "serve") == 0 && argc == 2)
+        return serve(&ring);
+usage:
+    fprintf(stderr, "usage: attack4_uring socks4 HOST4 PORT | serve\n");
+    return 2;
 }
