@@ -306,51 +306,98 @@ fn the_proxy_spelled_as_the_unspecified_address_does_not_get_around_the_socks_in
     }
 }
 
-/// `--allow-incoming-from NET` with `--allow-io-uring`: the supervisor judges each peer at
-/// `accept` (performed on its duplicate), and the kernel layer lets the listener through but
-/// does not filter peers. An `IORING_OP_ACCEPT` never passes the supervisor: a peer outside
-/// NET (here from a network namespace over a veth pair) was accepted and sent data, and the
-/// report said nothing.
-#[test]
-fn io_uring_accept_does_not_take_peers_the_policy_refuses() {
+/// A server run with `--allow-io-uring` and `opts`, in `mode` (`serve`: bind and listen by
+/// system calls, accept by io_uring; `serve-uring`: all three by io_uring), and a peer from a
+/// network namespace over a veth pair at 10.244.0.2, outside 10.243.0.0/24: what the peer got,
+/// and the run.
+fn uring_server_and_refused_peer(mode: &str, opts: &[&str]) -> Option<(String, Outcome)> {
+    let skip = |why: String| {
+        sockstrace_tests::util::skip_note(module_path!(), &why);
+        None
+    };
     if let Err(e) = kernel_available() {
-        skip!("{e}");
+        return skip(e);
     }
     let attacker = match attack4_uring() {
         Ok(c) => c,
-        Err(e) => skip!("attack4_uring cannot be built (liburing-dev?): {e}"),
+        Err(e) => return skip(format!("attack4_uring cannot be built (liburing-dev?): {e}")),
     };
     let ns = match sockstrace_tests::netns::NetNs::create(
         &["10.243.0.1/24", "10.244.0.1/24"],
         &["10.243.0.2/24", "10.244.0.2/24"],
     ) {
         Ok(ns) => ns,
-        Err(e) => skip!("network namespace with a veth pair: {e}"),
+        Err(e) => return skip(format!("network namespace with a veth pair: {e}")),
     };
     let run = as_nobody()
-        .opts(["--allow-io-uring", "--allow-incoming-from", "10.243.0.0/24"])
-        .program([attacker.as_os_str(), "serve".as_ref()])
+        .opts(["--allow-io-uring"])
+        .opts(opts)
+        .program([attacker.as_os_str(), mode.as_ref()])
         .spawn();
     assert!(
         run.wait_stdout("listen: ", Duration::from_secs(20)),
         "the server never listened\n{}",
         run.describe()
     );
-    let port = run
+    let Some(port) = run
         .stdout()
         .split_whitespace()
         .find_map(|w| w.strip_prefix("port="))
         .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("no port\n{}", run.describe()));
-    // The refused peer: 10.244.0.2, outside the allowed network.
-    let np = sockstrace_tests::netprobe().to_string_lossy().into_owned();
-    let peer = ns.exec([np.as_str(), "tcp-exchange", "10.244.0.1", &port.to_string()]);
-    let out = run.wait();
+    else {
+        // The listener was refused: nothing to connect to.
+        return Some((String::new(), run.wait()));
+    };
+    // The peer gives up after 3 s (a SYN whose answer the kernel layer drops is retried).
+    let script = format!(
+        "import socket\ntry:\n s = socket.create_connection(('10.244.0.1', {port}), timeout=3)\n \
+         print('connect: ok data=' + s.recv(100).decode())\nexcept Exception as e:\n print('peer:', e)"
+    );
+    let peer = ns.exec(["python3", "-c", &script]);
+    if !peer.stdout.contains("hello-from-server") {
+        // Refused: the server still waits in its accept.
+        run.signal(libc::SIGTERM);
+    }
+    Some((peer.stdout, run.wait()))
+}
+
+/// `--allow-incoming-from NET` with `--allow-io-uring`: the supervisor judges each peer at
+/// `accept` (performed on its duplicate), and the kernel layer lets the listener through but
+/// does not filter peers. An `IORING_OP_ACCEPT` never passes the supervisor: a peer outside
+/// NET was accepted and sent data, and the report said nothing.
+#[test]
+fn io_uring_accept_does_not_take_peers_the_policy_refuses() {
+    let Some((peer, out)) =
+        uring_server_and_refused_peer("serve", &["--allow-incoming-from", "10.243.0.0/24"])
+    else {
+        return;
+    };
     assert!(
-        !peer.stdout.contains("hello-from-server"),
-        "a peer the policy refuses was accepted through io_uring and sent data (leaks reported: {}): {}\n{}",
+        !peer.contains("hello-from-server"),
+        "a peer the policy refuses was accepted through io_uring and sent data (leaks reported: {}): {peer}\n{}",
         out.leaks().len(),
-        peer.stdout,
+        out.describe()
+    );
+}
+
+/// The default policy refuses listeners beyond loopback (`listen` is trapped and judged). With
+/// `--allow-io-uring`, `IORING_OP_BIND` and `IORING_OP_LISTEN` (Linux 6.11) never pass the
+/// supervisor; the kernel layer reports the listen (`inbound-listen`, `source: kernel`) and its
+/// egress gate drops the answers to the peer: held.
+#[test]
+fn io_uring_listen_does_not_open_a_listener_the_policy_refuses() {
+    let Some((peer, out)) = uring_server_and_refused_peer("serve-uring", &[]) else { return };
+    assert!(
+        !peer.contains("hello-from-server"),
+        "an io_uring listener on 0.0.0.0 served a peer from outside (leaks reported: {}): {peer}\n{}",
+        out.leaks().len(),
+        out.describe()
+    );
+    // The kernel layer saw the listen (it cannot refuse one: reported, the egress gate drops
+    // the answers), so the attack reached it.
+    assert!(
+        out.leaks().iter().any(|e| e.s("source") == "kernel" && e.s("reason") == "inbound-listen"),
+        "the kernel layer did not report the io_uring listener\n{}",
         out.describe()
     );
 }

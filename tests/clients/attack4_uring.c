@@ -7,6 +7,9 @@
  *       a TCP listener on 0.0.0.0 (port chosen by the kernel; prints
  *       "listen: ok port=P"), one connection taken with IORING_OP_ACCEPT
  *       ("accept: ok peer=A:P"), greeted with IORING_OP_SEND and closed
+ *   attack4_uring serve-uring
+ *       the same, with the bind and the listen done by io_uring too
+ *       (IORING_OP_BIND, IORING_OP_LISTEN: Linux 6.11)
  *
  * Prints "setup: ok", "STEP: ok" or "STEP: errno=N"; exit status 0 when
  * every step succeeded, 1 otherwise.
@@ -67,7 +70,25 @@ static int socks4(const char *host, const char *port, struct io_uring *ring) {
     return 0;
 }
 
-static int serve(struct io_uring *ring) {
+/* Opcodes newer than this liburing's headers (Linux 6.11). */
+#define OP_BIND 56
+#define OP_LISTEN 57
+
+/* Binds and listens with io_uring operations; 0 or -errno. */
+static int uring_bind_listen(struct io_uring *ring, int l, struct sockaddr_in *sin) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    io_uring_prep_rw(OP_BIND, sqe, l, NULL, 0, 0);
+    sqe->addr = (unsigned long)sin;
+    sqe->addr2 = sizeof(*sin);
+    int r = run_one(ring);
+    if (r < 0)
+        return r;
+    sqe = io_uring_get_sqe(ring);
+    io_uring_prep_rw(OP_LISTEN, sqe, l, NULL, 4, 0);
+    return run_one(ring);
+}
+
+static int serve(struct io_uring *ring, int by_uring) {
     int l = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -75,9 +96,10 @@ static int serve(struct io_uring *ring) {
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     socklen_t len = sizeof(sin);
-    if (bind(l, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(l, 4) != 0 ||
-        getsockname(l, (struct sockaddr *)&sin, &len) != 0) {
-        printf("listen: errno=%d\n", errno);
+    int r = by_uring ? uring_bind_listen(ring, l, &sin)
+                     : (bind(l, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(l, 4) != 0) ? -errno : 0;
+    if (r < 0 || getsockname(l, (struct sockaddr *)&sin, &len) != 0) {
+        printf("listen: errno=%d\n", r < 0 ? -r : errno);
         return 1;
     }
     printf("listen: ok port=%d\n", ntohs(sin.sin_port));
@@ -96,7 +118,7 @@ static int serve(struct io_uring *ring) {
     static const char hello[] = "hello-from-server";
     sqe = io_uring_get_sqe(ring);
     io_uring_prep_send(sqe, c, hello, sizeof(hello) - 1, MSG_NOSIGNAL);
-    int r = step("uring-send", run_one(ring));
+    r = step("uring-send", run_one(ring));
     close(c);
     return r;
 }
@@ -110,8 +132,10 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "socks4") == 0 && argc == 4)
         return socks4(argv[2], argv[3], &ring);
     if (strcmp(argv[1], "serve") == 0 && argc == 2)
-        return serve(&ring);
+        return serve(&ring, 0);
+    if (strcmp(argv[1], "serve-uring") == 0 && argc == 2)
+        return serve(&ring, 1);
 usage:
-    fprintf(stderr, "usage: attack4_uring socks4 HOST4 PORT | serve\n");
+    fprintf(stderr, "usage: attack4_uring socks4 HOST4 PORT | serve | serve-uring\n");
     return 2;
 }
