@@ -206,6 +206,15 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     if let Some(proxy) = &dns_proxy {
         proxy.allow_in(&mut config.policy);
     }
+    if config.allow_io_uring && !config.policy.incoming_from.is_empty() {
+        // The kernel layer lets the listener through and does not filter peers: io_uring's
+        // accepts would take any.
+        return Err(RunError::Usage(
+            "--allow-io-uring cannot be used with --allow-incoming-from: io_uring's accepts take \
+             peers without passing the supervisor, which judges them"
+                .into(),
+        ));
+    }
     if config.allow_io_uring && config.inspect.is_some() {
         // The kernel layer allows the proxy itself: io_uring's connects would reach it directly.
         return Err(RunError::Usage(
