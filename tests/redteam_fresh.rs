@@ -322,19 +322,20 @@ fn uring_server_and_refused_peer(mode: &str, opts: &[&str]) -> Option<(String, O
         Ok(c) => c,
         Err(e) => return skip(format!("attack4_uring cannot be built (liburing-dev?): {e}")),
     };
-    let ns = match sockstrace_tests::netns::NetNs::create(
-        &["10.243.0.1/24", "10.244.0.1/24"],
-        &["10.243.0.2/24", "10.244.0.2/24"],
-    ) {
-        Ok(ns) => ns,
-        Err(e) => return skip(format!("network namespace with a veth pair: {e}")),
-    };
     let run = as_nobody()
         .opts(["--allow-io-uring"])
         .opts(opts)
         .program([attacker.as_os_str(), mode.as_ref()])
         .spawn();
-    if !run.wait_stdout("listen: ", Duration::from_secs(20)) {
+    // Until the program listens, or sockstrace refuses the command line.
+    let start = std::time::Instant::now();
+    while !run.stdout().contains("listen: ")
+        && !run.stderr().contains("sockstrace: error")
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !run.stdout().contains("listen: ") {
         // Refused before the program ran, or it never got to listen.
         return Some((String::new(), run.wait()));
     }
@@ -346,6 +347,18 @@ fn uring_server_and_refused_peer(mode: &str, opts: &[&str]) -> Option<(String, O
     else {
         // The listener was refused: nothing to connect to.
         return Some((String::new(), run.wait()));
+    };
+    // The namespace only now: creating one waits for a lock every test process shares.
+    let ns = match sockstrace_tests::netns::NetNs::create(
+        &["10.243.0.1/24", "10.244.0.1/24"],
+        &["10.243.0.2/24", "10.244.0.2/24"],
+    ) {
+        Ok(ns) => ns,
+        Err(e) => {
+            run.signal(libc::SIGTERM);
+            let _ = run.wait();
+            return skip(format!("network namespace with a veth pair: {e}"));
+        }
     };
     // The peer gives up after 3 s (a SYN whose answer the kernel layer drops is retried).
     let script = format!(
