@@ -10,6 +10,11 @@
  *   attack4_uring serve-uring
  *       the same, with the bind and the listen done by io_uring too
  *       (IORING_OP_BIND, IORING_OP_LISTEN: Linux 6.11)
+ *   attack4_uring igmp GROUP4 IFADDR4
+ *       joins the IPv4 multicast GROUP4 on the interface of IFADDR4 with a
+ *       setsockopt(IP_ADD_MEMBERSHIP) done by io_uring (IORING_OP_URING_CMD,
+ *       SOCKET_URING_OP_SETSOCKOPT: Linux 6.7); prints "igmp: join=ok" or
+ *       "igmp: join=errno N", then waits a second for the reports to go
  *
  * Prints "setup: ok", "STEP: ok" or "STEP: errno=N"; exit status 0 when
  * every step succeeded, 1 otherwise.
@@ -123,6 +128,43 @@ static int serve(struct io_uring *ring, int by_uring) {
     return r;
 }
 
+/* Raw SQE fields newer than this liburing's headers (Linux 6.7). */
+#define OP_URING_CMD 46
+#define SOCKET_URING_OP_SETSOCKOPT 3
+
+/* setsockopt(fd, level, name, val, len) as an io_uring command. */
+static int uring_setsockopt(struct io_uring *ring, int fd, int level, int name, void *val, unsigned len) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    unsigned char *raw = (unsigned char *)sqe;
+    memset(raw, 0, 64);
+    raw[0] = OP_URING_CMD;
+    memcpy(raw + 4, &fd, 4);
+    unsigned op = SOCKET_URING_OP_SETSOCKOPT;
+    memcpy(raw + 8, &op, 4);     /* cmd_op */
+    memcpy(raw + 16, &level, 4); /* level */
+    memcpy(raw + 20, &name, 4);  /* optname */
+    memcpy(raw + 44, &len, 4);   /* optlen */
+    unsigned long long ptr = (unsigned long)val;
+    memcpy(raw + 48, &ptr, 8); /* optval */
+    return run_one(ring);
+}
+
+static int igmp(struct io_uring *ring, const char *group, const char *ifaddr) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct ip_mreq mreq;
+    memset(&mreq, 0, sizeof mreq);
+    if (inet_pton(AF_INET, group, &mreq.imr_multiaddr) != 1 || inet_pton(AF_INET, ifaddr, &mreq.imr_interface) != 1)
+        return 2;
+    int r = uring_setsockopt(ring, s, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq);
+    if (r < 0)
+        printf("igmp: join=errno %d\n", -r);
+    else
+        printf("igmp: join=ok\n");
+    fflush(stdout);
+    sleep(1);
+    return r < 0;
+}
+
 int main(int argc, char **argv) {
     struct io_uring ring;
     if (argc < 2)
@@ -133,9 +175,11 @@ int main(int argc, char **argv) {
         return socks4(argv[2], argv[3], &ring);
     if (strcmp(argv[1], "serve") == 0 && argc == 2)
         return serve(&ring, 0);
+    if (strcmp(argv[1], "igmp") == 0 && argc == 4)
+        return igmp(&ring, argv[2], argv[3]);
     if (strcmp(argv[1], "serve-uring") == 0 && argc == 2)
         return serve(&ring, 1);
 usage:
-    fprintf(stderr, "usage: attack4_uring socks4 HOST4 PORT | serve | serve-uring\n");
+    fprintf(stderr, "usage: attack4_uring socks4 HOST4 PORT | serve | serve-uring | igmp GROUP4 IFADDR4\n");
     return 2;
 }
