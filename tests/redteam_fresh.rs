@@ -546,3 +546,34 @@ fn fast_path_reports_name_the_destination_that_was_used() {
         "datagrams reported to (A, B) differ from what A and B received (left: report, right: sinks)"
     );
 }
+
+/// The program installs a seccomp filter of its own, sending `connect` to a user-notification
+/// listener it holds and answering CONTINUE: the kernel runs only the newest filter's
+/// notification, so a listener of its own would take its calls away from the supervisor.
+/// Without sockstrace the attack connects (baseline). Under it the kernel refuses a second
+/// listener in one filter chain (`EBUSY`), and a filter without one answers `ENOSYS`: nothing
+/// reaches the sink, as root with `--kernel off` and as nobody on the fast path.
+#[test]
+fn a_seccomp_listener_of_the_programs_own_takes_no_call_from_the_supervisor() {
+    let attacker = client("attack4_fastpath");
+    let bad = TcpSink::bind("127.0.0.1");
+    let base = sockstrace_tests::direct_client(&attacker, &["nested", &bad.host(), &bad.port()]);
+    assert!(
+        base.stdout.contains("listener ok") && base.stdout.contains("connect ok"),
+        "baseline: the attack should work without sockstrace: {}",
+        base.stdout
+    );
+    assert!(bad.wait_bytes(1, Duration::from_secs(5)), "baseline: nothing arrived");
+    for who in ["root, kernel off", "nobody"] {
+        if who == "nobody" && !is_root() {
+            eprintln!("SKIP the run as nobody: needs root");
+            continue;
+        }
+        let bad = TcpSink::bind("127.0.0.1");
+        let trace = if who == "nobody" { as_nobody() } else { Trace::new().opts(["--kernel", "off"]) };
+        let out = attack4(trace, &["nested", &bad.host(), &bad.port()]);
+        out.assert_code(0);
+        bad.assert_nothing_arrived(&format!("{who}\n{}", out.describe()));
+        assert!(out.stdout.contains(&format!("listener errno={}", libc::EBUSY)), "{who}\n{}", out.describe());
+    }
+}

@@ -22,6 +22,13 @@
  *       connects to HOST:PORT (IPv4 or IPv6 spelling, e.g. 0.0.0.0 or
  *       ::ffff:0.0.0.0) and sends a SOCKS4 request by address on it. Prints
  *       "connect: ok" or "connect: errno=E".
+ *   nested HOST PORT
+ *       installs a seccomp filter of its own that sends connect() to a
+ *       user-notification listener it holds (answering CONTINUE from a
+ *       thread), then connects to HOST:PORT (IPv4) and writes "x". Prints
+ *       "listener: ok" or "listener: errno=E" (then installs the filter
+ *       without a listener: "filter: ok"), and "connect: ok" or
+ *       "connect: errno=E".
  *   maker
  *       finds the socket maker (comm "sockstrace-mkr") and tries to reach it:
  *       kill, ptrace, prlimit, its /proc entries, pidfd_getfd of its channel.
@@ -32,13 +39,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -344,6 +356,53 @@ static int socks4_to(char **argv) {
     return 0;
 }
 
+/* ---- nested ---- */
+
+static void *answer_continue(void *arg) {
+    int listener = *(int *)arg;
+    for (;;) {
+        struct seccomp_notif req;
+        memset(&req, 0, sizeof(req));
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
+            return NULL;
+        struct seccomp_notif_resp resp;
+        memset(&resp, 0, sizeof(resp));
+        resp.id = req.id;
+        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        (void)ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    }
+}
+
+static int nested(char **argv) {
+    struct sockaddr_in dst = addr4(argv[0], argv[1]);
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_connect, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof(code) / sizeof(code[0]), code};
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    static int listener;
+    listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    report("listener", listener);
+    if (listener >= 0) {
+        pthread_t t;
+        pthread_create(&t, NULL, answer_continue, &listener);
+    } else {
+        report("filter", syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog));
+    }
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    long r = connect(s, (struct sockaddr *)&dst, sizeof(dst));
+    report("connect", r);
+    if (r == 0) {
+        (void)!write(s, "x", 1);
+        usleep(200000);
+    }
+    close(s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         usage();
@@ -355,6 +414,8 @@ int main(int argc, char **argv) {
         return tfo(argv + 2);
     if (strcmp(argv[1], "socks4-to") == 0 && argc == 4)
         return socks4_to(argv + 2);
+    if (strcmp(argv[1], "nested") == 0 && argc == 4)
+        return nested(argv + 2);
     if (strcmp(argv[1], "maker") == 0)
         return maker();
     usage();
