@@ -577,3 +577,29 @@ fn a_seccomp_listener_of_the_programs_own_takes_no_call_from_the_supervisor() {
         assert!(out.stdout.contains(&format!("listener errno={}", libc::EBUSY)), "{who}\n{}", out.describe());
     }
 }
+
+/// Many threads make sockets through i386 `socketcall` at once: one socket maker serves them
+/// one at a time, each answer going to the call that asked (a UDP socket, never another
+/// thread's or a failure), and the run ends.
+#[test]
+fn a_socketcall_storm_gets_each_thread_its_own_socket() {
+    if !is_root() {
+        skip!("needs root to run the program as nobody");
+    }
+    let attacker = match sockstrace_tests::paths::client_build("attack4_fastpath", true, false) {
+        Ok(c) => c,
+        Err(e) => skip!("gcc -m32 cannot build the attacker: {e}"),
+    };
+    for kernel in ["auto", "off"] {
+        let out = as_nobody()
+            .opts(["--kernel", kernel])
+            .program([attacker.as_os_str(), "sc-storm".as_ref(), "32".as_ref(), "200".as_ref()])
+            .run();
+        out.assert_code(0);
+        assert!(
+            out.stdout.contains("storm: made=6400 wrong=0 failed=0"),
+            "kernel {kernel}\n{}",
+            out.describe()
+        );
+    }
+}

@@ -29,6 +29,11 @@
  *       "listener: ok" or "listener: errno=E" (then installs the filter
  *       without a listener: "filter: ok"), and "connect: ok" or
  *       "connect: errno=E".
+ *   sc-storm THREADS N          (i386 builds only)
+ *       THREADS threads each make N UDP sockets through
+ *       socketcall(SYS_SOCKET) (made by the socket maker) and close them;
+ *       prints "storm: made=M wrong=W failed=F" (wrong: not an inet UDP
+ *       socket)
  *   maker
  *       finds the socket maker (comm "sockstrace-mkr") and tries to reach it:
  *       kill, ptrace, prlimit, its /proc entries, pidfd_getfd of its channel.
@@ -403,6 +408,51 @@ static int nested(char **argv) {
     return 0;
 }
 
+/* ---- sc-storm ---- */
+
+#ifdef SYS_socketcall
+static long storm_n;
+static volatile long storm_made, storm_wrong, storm_failed;
+
+static int sockopt_int(int fd, int name) {
+    int v = -1;
+    socklen_t l = sizeof(v);
+    return getsockopt(fd, SOL_SOCKET, name, &v, &l) == 0 ? v : -1;
+}
+
+static void *storm_thread(void *arg) {
+    (void)arg;
+    for (long i = 0; i < storm_n; i++) {
+        long args[3] = {AF_INET, SOCK_DGRAM, 0};
+        int fd = (int)syscall(SYS_socketcall, 1 /* SYS_SOCKET */, args);
+        if (fd < 0) {
+            __sync_fetch_and_add(&storm_failed, 1);
+            continue;
+        }
+        if (sockopt_int(fd, SO_DOMAIN) != AF_INET || sockopt_int(fd, SO_PROTOCOL) != IPPROTO_UDP)
+            __sync_fetch_and_add(&storm_wrong, 1);
+        else
+            __sync_fetch_and_add(&storm_made, 1);
+        close(fd);
+    }
+    return NULL;
+}
+
+static int sc_storm(char **argv) {
+    int threads = atoi(argv[0]);
+    storm_n = atol(argv[1]);
+    pthread_t t[256];
+    if (threads < 1 || threads > 256)
+        usage();
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, storm_thread, NULL);
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    printf("storm: made=%ld wrong=%ld failed=%ld\n", storm_made, storm_wrong, storm_failed);
+    return 0;
+}
+#endif
+
 int main(int argc, char **argv) {
     if (argc < 2)
         usage();
@@ -416,6 +466,10 @@ int main(int argc, char **argv) {
         return socks4_to(argv + 2);
     if (strcmp(argv[1], "nested") == 0 && argc == 4)
         return nested(argv + 2);
+#ifdef SYS_socketcall
+    if (strcmp(argv[1], "sc-storm") == 0 && argc == 4)
+        return sc_storm(argv + 2);
+#endif
     if (strcmp(argv[1], "maker") == 0)
         return maker();
     usage();
