@@ -603,3 +603,54 @@ fn a_socketcall_storm_gets_each_thread_its_own_socket() {
         );
     }
 }
+
+/// With `--allow-io-uring`, io_uring's connects are judged by the kernel layer alone. The
+/// layer's programs are attached through links the supervisor holds, so they go when it
+/// dies: a process of the program that outlives its supervisor (here killed with SIGKILL, as
+/// a crash or the OOM killer would) then connects anywhere with io_uring, which seccomp never
+/// sees. The threat model says the supervisor dying must not give the program free network.
+/// Held while the supervisor lives: the run waits for every process of the program, and the
+/// same late connect is refused and reported. Open: keep the programs attached past the
+/// supervisor (pinned links, or `BPF_PROG_ATTACH` left on the cgroup until it is empty), or
+/// have the socket maker (the supervisor's child in the program's cgroup) write the cgroup's
+/// `cgroup.kill`, opened for it before fork, when its channel to the supervisor ends.
+#[test]
+#[ignore = "open: the kernel layer detaches when the supervisor dies; io_uring connects are then free"]
+fn io_uring_gets_no_free_network_when_the_supervisor_dies() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let attacker = match attack4_uring() {
+        Ok(c) => c,
+        Err(e) => skip!("attack4_uring cannot be built (liburing-dev?): {e}"),
+    };
+    // The supervisor lives: the late connect is judged.
+    let bad = TcpSink::bind("127.0.0.1");
+    let out = as_nobody()
+        .opts(["--allow-io-uring"])
+        .program([attacker.as_os_str(), "later".as_ref(), bad.host().as_ref(), bad.port().as_ref()])
+        .run();
+    bad.assert_nothing_arrived(&out.describe());
+    assert!(
+        out.leaks().iter().any(|e| e.s("source") == "kernel" && e.s("syscall") == "connect"),
+        "the kernel layer did not report the late connect\n{}",
+        out.describe()
+    );
+
+    // The supervisor dies while a process of the program waits.
+    let bad = TcpSink::bind("127.0.0.1");
+    let run = as_nobody()
+        .opts(["--allow-io-uring"])
+        .program([attacker.as_os_str(), "later".as_ref(), bad.host().as_ref(), bad.port().as_ref()])
+        .spawn();
+    assert!(run.wait_stdout("later: started", Duration::from_secs(20)), "{}", run.describe());
+    run.signal(libc::SIGKILL);
+    let _ = run.wait();
+    // The late process connects 2 s after it started.
+    bad.wait_bytes(4, Duration::from_secs(5));
+    assert_eq!(
+        bad.bytes(),
+        0,
+        "with its supervisor dead, the program's io_uring connect reached a destination the policy refuses"
+    );
+}

@@ -10,6 +10,12 @@
  *   attack4_uring serve-uring
  *       the same, with the bind and the listen done by io_uring too
  *       (IORING_OP_BIND, IORING_OP_LISTEN: Linux 6.11)
+ *   attack4_uring later HOST4 PORT
+ *       forks a process of a new session that makes an io_uring and a TCP
+ *       socket at once (then "later: started"), and 2 s later (after the program and its run have
+ *       ended), connects to HOST4:PORT with IORING_OP_CONNECT and sends
+ *       "late" with IORING_OP_SEND; prints "later: started" and exits at
+ *       once. The late process writes nothing.
  *   attack4_uring igmp GROUP4 IFADDR4
  *       joins the IPv4 multicast GROUP4 on the interface of IFADDR4 with a
  *       setsockopt(IP_ADD_MEMBERSHIP) done by io_uring (IORING_OP_URING_CMD,
@@ -22,6 +28,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -165,10 +172,60 @@ static int igmp(struct io_uring *ring, const char *group, const char *ifaddr) {
     return r < 0;
 }
 
+static int later(const char *host, const char *port) {
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((unsigned short)atoi(port));
+    if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+        return 2;
+    fflush(stdout);
+    int ready[2];
+    if (pipe(ready) != 0)
+        return 1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return 1;
+    if (pid > 0) {
+        /* Once the late process has its ring and its socket. */
+        char c;
+        close(ready[1]);
+        if (read(ready[0], &c, 1) != 1)
+            return 1;
+        printf("later: started\n");
+        return 0;
+    }
+    close(ready[0]);
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    struct io_uring ring;
+    if (io_uring_queue_init(8, &ring, 0) < 0)
+        _exit(1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || write(ready[1], "r", 1) != 1)
+        _exit(1);
+    close(ready[1]);
+    sleep(2);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_connect(sqe, fd, (struct sockaddr *)&sin, sizeof(sin));
+    if (run_one(&ring) < 0)
+        _exit(1);
+    sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_send(sqe, fd, "late", 4, MSG_NOSIGNAL);
+    run_one(&ring);
+    usleep(200000);
+    _exit(0);
+}
+
 int main(int argc, char **argv) {
     struct io_uring ring;
     if (argc < 2)
         goto usage;
+    if (strcmp(argv[1], "later") == 0 && argc == 4)
+        return later(argv[2], argv[3]);
     if (step("setup", io_uring_queue_init(8, &ring, 0)))
         return 1;
     if (strcmp(argv[1], "socks4") == 0 && argc == 4)
@@ -180,6 +237,6 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "serve-uring") == 0 && argc == 2)
         return serve(&ring, 1);
 usage:
-    fprintf(stderr, "usage: attack4_uring socks4 HOST4 PORT | serve | serve-uring | igmp GROUP4 IFADDR4\n");
+    fprintf(stderr, "usage: attack4_uring socks4 HOST4 PORT | serve | serve-uring | later HOST4 PORT | igmp GROUP4 IFADDR4\n");
     return 2;
 }
