@@ -10,7 +10,9 @@
 
 pub mod findings;
 pub mod parse;
+mod reach;
 mod relay;
 
 pub use findings::Rules;
+pub use reach::proxy_reached;
 pub use relay::{DnsSeen, Handoff, Inspector, Origin};

@@ -206,6 +206,23 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     if let Some(proxy) = &dns_proxy {
         proxy.allow_in(&mut config.policy);
     }
+    if config.allow_io_uring && !config.policy.incoming_from.is_empty() {
+        // The kernel layer lets the listener through and does not filter peers: io_uring's
+        // accepts would take any.
+        return Err(RunError::Usage(
+            "--allow-io-uring cannot be used with --allow-incoming-from: io_uring's accepts take \
+             peers without passing the supervisor, which judges them"
+                .into(),
+        ));
+    }
+    if config.allow_io_uring && config.inspect.is_some() {
+        // The kernel layer allows the proxy itself: io_uring's connects would reach it directly.
+        return Err(RunError::Usage(
+            "--allow-io-uring cannot be used with the SOCKS inspector (--inspect-socks, --require-socks-auth, \
+             --isolation-regex): io_uring's connects reach the proxy without passing the inspector"
+                .into(),
+        ));
+    }
     let reporter = Arc::new(reporter);
     let inspector = match config.inspect.take() {
         Some(rules) => {
@@ -250,7 +267,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         .context("becoming a child subreaper")?;
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
-    let fast_path = fast_path(witness.as_ref(), &config);
+    let fast_path = fast_path(witness.as_ref(), &config, inspector.is_some());
     let tcp = match (config.allow_io_uring, fast_path) {
         (true, _) => fence::TcpRights::LeftToKernel,
         (false, true) => fence::TcpRights::ConnectsToKernel,
@@ -397,9 +414,13 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
 /// - the program cannot take its sockets out of the hooks' reach: it runs as another user
 ///   than root, with no capabilities and no_new_privs (`--user`), so it can neither leave
 ///   its cgroup nor detach the kernel layer's programs;
-/// - leaks are refused (not `--on-leak log`, which would let the kernel layer only report).
-fn fast_path(witness: Option<&Witness>, config: &RunConfig) -> bool {
+/// - leaks are refused (not `--on-leak log`, which would let the kernel layer only report);
+/// - what the kernel allows, the supervisor lets through unchanged: not with the SOCKS
+///   inspector (`inspecting`), whose relay the supervisor puts in front of the proxy while the
+///   kernel allows the proxy itself (a connect flipped to the proxy would skip the inspection).
+fn fast_path(witness: Option<&Witness>, config: &RunConfig, inspecting: bool) -> bool {
     !crate::testing::disabled("fast-path")
+        && !inspecting
         && witness.is_some_and(Witness::judges_every_inet_destination)
         && !config.allow_io_uring
         && config.on_leak != LeakAction::Log

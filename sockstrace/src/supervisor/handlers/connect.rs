@@ -44,9 +44,12 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
         return Ok(refused);
     }
-    if decision.reason == Reason::Proxy && sock.facts.transport() == Transport::Tcp {
-        if let (Some(inspector), SockAddr::Inet(proxy)) = (&call.ctx.inspector, &addr) {
-            return through_inspector(call, sock, inspector, *proxy);
+    if !decision.is_leak() && sock.facts.transport() == Transport::Tcp {
+        if let (Some(inspector), SockAddr::Inet(dst)) = (&call.ctx.inspector, &addr) {
+            // The proxy, or a spelling of the local host that reaches it (`proxy_reached`).
+            if let Some(proxy) = crate::inspect::proxy_reached(&call.ctx.policy.proxies, *dst) {
+                return through_inspector(call, sock, inspector, proxy);
+            }
         }
     }
     if !sock.facts.is_inet() {

@@ -68,6 +68,16 @@ fn judge(
     if crate::testing::disabled("plant-bug") && planted_hole(&sock.facts, &dst) {
         decision = Decision::allowed(crate::policy::Reason::AllowRule);
     }
+    let to_proxy = |dst: &Option<SockAddr>| match dst {
+        Some(SockAddr::Inet(dst)) => crate::inspect::proxy_reached(&call.ctx.policy.proxies, *dst).is_some(),
+        _ => false,
+    };
+    let tcp = sock.facts.transport() == crate::net::socket::Transport::Tcp;
+    if fastopen(flags) && tcp && !decision.is_leak() && call.ctx.inspector.is_some() && to_proxy(&dst) {
+        // Its SYN would carry the handshake to the proxy around the inspector's relay: refused
+        // as where Fast Open is off, on which programs connect (through the relay) instead.
+        return Ok(Some(Reply::Errno(libc::EOPNOTSUPP)));
+    }
     let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
     Ok(call.gate(judged, Ruling::OnLeak).refusal())
 }
