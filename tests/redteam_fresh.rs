@@ -606,16 +606,13 @@ fn a_socketcall_storm_gets_each_thread_its_own_socket() {
 
 /// With `--allow-io-uring`, io_uring's connects are judged by the kernel layer alone. The
 /// layer's programs are attached through links the supervisor holds, so they go when it
-/// dies: a process of the program that outlives its supervisor (here killed with SIGKILL, as
-/// a crash or the OOM killer would) then connects anywhere with io_uring, which seccomp never
-/// sees. The threat model says the supervisor dying must not give the program free network.
-/// Held while the supervisor lives: the run waits for every process of the program, and the
-/// same late connect is refused and reported. Open: keep the programs attached past the
-/// supervisor (pinned links, or `BPF_PROG_ATTACH` left on the cgroup until it is empty), or
-/// have the socket maker (the supervisor's child in the program's cgroup) write the cgroup's
-/// `cgroup.kill`, opened for it before fork, when its channel to the supervisor ends.
+/// dies: a process of the program that outlived its supervisor (here killed with SIGKILL, as
+/// a crash or the OOM killer would) connected anywhere with io_uring, which seccomp never
+/// sees (`late` arrived). The program now goes with its supervisor: the socket maker (the
+/// supervisor's child in the program's cgroup) writes the cgroup's `cgroup.kill`, opened for
+/// it before fork, when its channel to the supervisor ends. While the supervisor lives, the
+/// same late connect is refused and reported.
 #[test]
-#[ignore = "open: the kernel layer detaches when the supervisor dies; io_uring connects are then free"]
 fn io_uring_gets_no_free_network_when_the_supervisor_dies() {
     if let Err(e) = kernel_available() {
         skip!("{e}");

@@ -482,7 +482,7 @@ impl Isolation {
                 send_listener(fd);
             }
             if let Some((ours, theirs)) = &self.maker {
-                maker::spawn(ours.as_raw_fd(), theirs.as_raw_fd()).map_err(|e| (Step::Maker, e))?;
+                maker::spawn(ours.as_raw_fd(), theirs.as_raw_fd(), -1).map_err(|e| (Step::Maker, e))?;
             }
             Ok(())
         }

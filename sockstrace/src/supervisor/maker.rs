@@ -50,11 +50,15 @@ unsafe fn raw_fork() -> libc::c_long {
 
 /// In the child between fork and exec: starts the maker (double fork) and
 /// waits for the intermediate process. `ours` is the supervisor's end (the
-/// maker closes it), `theirs` the maker's.
+/// maker closes it), `theirs` the maker's. `kill` (or -1): the program's
+/// cgroup's `cgroup.kill`, opened for writing, which the maker writes when the
+/// channel ends: if the supervisor dies, the program goes with it (nothing is
+/// left that judges what io_uring, say, would do past seccomp). At the end of a
+/// run only the maker itself is left in the cgroup.
 ///
 /// # Safety
 /// Only in the freshly forked child: raw system calls, no allocation.
-pub unsafe fn spawn(ours: libc::c_int, theirs: libc::c_int) -> Result<(), i32> {
+pub unsafe fn spawn(ours: libc::c_int, theirs: libc::c_int, kill: libc::c_int) -> Result<(), i32> {
     // SAFETY: this fn's contract: we are the freshly forked child, so these raw system
     // calls (forks, `wait4` on our own child into a live local, errno of this thread)
     // take no lock another thread held at fork; nothing is allocated.
@@ -67,7 +71,7 @@ pub unsafe fn spawn(ours: libc::c_int, theirs: libc::c_int) -> Result<(), i32> {
         if middle == 0 {
             let maker = raw_fork();
             if maker == 0 {
-                serve(ours, theirs);
+                serve(ours, theirs, kill);
             }
             libc::_exit(if maker < 0 { 1 } else { 0 });
         }
@@ -85,7 +89,7 @@ pub unsafe fn spawn(ours: libc::c_int, theirs: libc::c_int) -> Result<(), i32> {
 }
 
 /// The maker's loop. Never returns.
-unsafe fn serve(ours: libc::c_int, theirs: libc::c_int) -> ! {
+unsafe fn serve(ours: libc::c_int, theirs: libc::c_int, kill: libc::c_int) -> ! {
     // SAFETY: this fn's contract: we are the maker, a fork of the freshly forked child, with
     // one thread. Raw system calls on our own fds (`chan`, `home`, a received namespace, the
     // sockets we make) and on pointers to live locals (`req`, static C strings); nothing is
@@ -100,11 +104,21 @@ unsafe fn serve(ours: libc::c_int, theirs: libc::c_int) -> ! {
         if theirs != chan && libc::dup2(theirs, chan) != chan {
             libc::_exit(1);
         }
+        // `cgroup.kill`, if any, as fd 4.
+        let kill = match kill {
+            -1 => -1,
+            4 => 4,
+            fd if libc::dup2(fd, 4) == 4 => 4,
+            _ => libc::_exit(1),
+        };
         // `ours` (the supervisor's end, inherited) is closed with the rest,
         // so we see end of file once the supervisor's copy is gone.
         let _ = ours;
         libc::syscall(libc::SYS_close_range, 0u32, 2u32, 0u32);
-        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+        if kill < 0 {
+            libc::close(4);
+        }
         // Our own network namespace, to come back to after a request made
         // in another (-1: we cannot, and refuse such requests).
         let home = libc::open(c"/proc/self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
@@ -115,6 +129,10 @@ unsafe fn serve(ours: libc::c_int, theirs: libc::c_int) -> ! {
                 continue;
             }
             if n != REQUEST_LEN as isize {
+                // The supervisor is gone (or done): so is every process of the cgroup.
+                if kill >= 0 {
+                    libc::write(kill, b"1".as_ptr().cast(), 1);
+                }
                 libc::_exit(0);
             }
             let [family, kind, protocol] = decode_request(&req);
@@ -349,7 +367,7 @@ mod tests {
         let (ours, theirs) = channel().unwrap();
         // SAFETY: the test process forks; the maker's branch only makes raw
         // system calls (`serve`), and the intermediate process exits at once.
-        let started = unsafe { spawn(ours.as_raw_fd(), theirs.as_raw_fd()) };
+        let started = unsafe { spawn(ours.as_raw_fd(), theirs.as_raw_fd(), -1) };
         assert_eq!(started, Ok(()));
         drop(theirs);
         let maker = Maker::new(ours);

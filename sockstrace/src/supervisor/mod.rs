@@ -280,6 +280,11 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     };
     // The program's socket maker (its i386 socketcall(SYS_SOCKET), see `maker`).
     let (maker_ours, maker_theirs) = maker::channel().context("making the socket maker's channel")?;
+    // The program goes with its supervisor: the maker kills the cgroup when its channel ends
+    // (see `maker::spawn`; no cgroup.kill before Linux 5.14).
+    let cgroup_kill = witness
+        .as_ref()
+        .and_then(|w| std::fs::OpenOptions::new().write(true).open(w.cgroup_path().join("cgroup.kill")).ok());
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
@@ -289,9 +294,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         user: config.user.as_ref(),
         isolate: isolation.as_ref(),
         maker: Some((std::os::fd::AsFd::as_fd(&maker_ours), std::os::fd::AsFd::as_fd(&maker_theirs))),
+        cgroup_kill: cgroup_kill.as_ref().map(std::os::fd::AsFd::as_fd),
     };
     let mut spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
-    drop(maker_theirs);
+    drop((maker_theirs, cgroup_kill));
     let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
     let mut inbound = None;

@@ -237,6 +237,8 @@ struct ChildPlan<'a> {
     isolate: Option<&'a super::isolate::Isolation>,
     /// The program's socket maker's channel (ours, the maker's).
     maker: Option<(libc::c_int, libc::c_int)>,
+    /// The run's cgroup's `cgroup.kill`, for the maker to write when the supervisor is gone.
+    maker_kill: libc::c_int,
 }
 
 /// `--user`, as raw values for the child's system calls.
@@ -283,6 +285,9 @@ pub struct ChildSetup<'a> {
     /// The channel (ours, the maker's) of a socket maker started in the program's
     /// cgroup, namespaces and credentials, outside its Landlock domain and filter.
     pub maker: Option<(std::os::fd::BorrowedFd<'a>, std::os::fd::BorrowedFd<'a>)>,
+    /// The run's cgroup's `cgroup.kill` (opened for writing), which the maker writes when its
+    /// channel to the supervisor ends: the program does not outlive its supervisor.
+    pub cgroup_kill: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// Forks and execs `argv` under `filter`. The child makes only raw,
@@ -325,6 +330,7 @@ pub fn spawn(
         }),
         isolate: child.isolate,
         maker: child.maker.map(|(ours, theirs)| (ours.as_raw_fd(), theirs.as_raw_fd())),
+        maker_kill: child.cgroup_kill.map_or(-1, |fd| fd.as_raw_fd()),
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -593,7 +599,7 @@ unsafe fn child_main(
         // its cgroup, namespaces and credentials (so after all three), outside
         // its Landlock domain and filter (so before both).
         if let Some((ours, theirs)) = plan.maker {
-            if let Err(errno) = super::maker::spawn(ours, theirs) {
+            if let Err(errno) = super::maker::spawn(ours, theirs, plan.maker_kill) {
                 child_send(ctl, Tag::MakerFailed, errno);
                 libc::_exit(CHILD_SETUP_FAILED);
             }
