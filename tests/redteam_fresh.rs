@@ -7,23 +7,11 @@
 
 use std::time::Duration;
 
-use sockstrace_tests::{client, is_root, skip, Outcome, TcpSink, Trace, UdpSink};
+use sockstrace_tests::sniffer::Sniffer;
+use sockstrace_tests::{client, is_root, kernel_available, skip, Outcome, TcpSink, Trace, UdpSink};
 
 /// How many racing calls each attack makes.
 const CALLS: &str = "3000";
-
-fn kernel_available() -> Result<(), String> {
-    if !is_root() {
-        return Err("the kernel layer needs root".into());
-    }
-    let out = Trace::raw(["doctor"]).run();
-    let line = out.stdout.lines().find(|l| l.contains("kernel layer")).unwrap_or("").to_string();
-    if line.starts_with("ok") {
-        Ok(())
-    } else {
-        Err(format!("sockstrace doctor says the kernel layer is off here: {line}"))
-    }
-}
 
 /// The program as nobody (`--user`): what the fast path needs.
 fn as_nobody() -> Trace {
@@ -416,60 +404,6 @@ fn io_uring_listen_does_not_open_a_listener_the_policy_refuses() {
         "the kernel layer did not report the io_uring listener\n{}",
         out.describe()
     );
-}
-
-/// A packet socket on a host-side veth end, opened before the run: the frames seen there are
-/// what left the program's namespace.
-struct Sniffer {
-    fd: std::os::fd::OwnedFd,
-}
-
-impl Sniffer {
-    fn on(ifname: &str) -> Sniffer {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let name = std::ffi::CString::new(ifname).expect("interface name");
-        // SAFETY: a C string we own.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert!(ifindex > 0, "no interface {ifname}");
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2); checked below and owned by the OwnedFd.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, proto as i32) };
-        assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
-        // SAFETY: fd is a fresh socket nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain data; all-zero is valid.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: bind on our socket with a valid sockaddr_ll and its length.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0, "bind packet socket: {}", std::io::Error::last_os_error());
-        Sniffer { fd }
-    }
-
-    /// The frames queued so far that contain `needle`.
-    fn frames_with(&self, needle: &[u8]) -> usize {
-        use std::os::fd::AsRawFd;
-        let mut buf = [0u8; 4096];
-        let mut n = 0;
-        loop {
-            // SAFETY: recv into a buffer we own, with its length.
-            let r = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if r <= 0 {
-                return n;
-            }
-            if buf[..r as usize].windows(needle.len()).any(|w| w == needle) {
-                n += 1;
-            }
-        }
-    }
 }
 
 /// Joining a multicast group makes the kernel send IGMP membership reports naming it out of

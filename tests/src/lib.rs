@@ -27,6 +27,7 @@ pub mod netns;
 pub mod paths;
 pub mod report;
 pub mod run;
+pub mod sniffer;
 pub mod tornet;
 pub mod unpriv;
 pub mod util;
