@@ -6,6 +6,9 @@
  * after the start). Prints "ok=N refused=N other=N"; the tests judge by what
  * reached their sinks and what the report says.
  *
+ *   flip-connect-udp WAIT_MS OKHOST OKPORT BADHOST BADPORT N
+ *                       UDP connects (then one datagram) to an address another
+ *                       thread flips
  *   flip-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N
  *                       TCP connects to an address another thread flips
  *   flip-sendto WAIT_MS OKHOST OKPORT BADHOST BADPORT N
@@ -36,7 +39,7 @@ static volatile int stop_flag;
 static volatile int swap_fd = -1;
 
 static void usage(void) {
-    fprintf(stderr, "usage: attack_fastpath flip-connect|flip-sendto|swap-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N\n");
+    fprintf(stderr, "usage: attack_fastpath flip-connect|flip-connect-udp|flip-sendto|swap-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N\n");
     exit(2);
 }
 
@@ -101,6 +104,14 @@ int main(int argc, char **argv) {
             r = connect(s, (struct sockaddr *)&shared, sizeof(shared));
             if (r == 0)
                 (void)!write(s, "x", 1);
+            int e = errno;
+            close(s);
+            errno = e;
+        } else if (strcmp(mode, "flip-connect-udp") == 0) {
+            int s = socket(AF_INET, SOCK_DGRAM, 0);
+            r = connect(s, (struct sockaddr *)&shared, sizeof(shared));
+            if (r == 0)
+                (void)!send(s, "x", 1, 0);
             int e = errno;
             close(s);
             errno = e;

@@ -66,9 +66,6 @@ struct Plan {
 pub enum TcpRights {
     /// Refuses its own `bind` and `connect`: the supervisor performs the allowed ones.
     Refused,
-    /// Refuses its own `bind`; its allowed connects run in the kernel, whose hooks judge the
-    /// address it uses (the fast path, `supervisor::fast_path`).
-    ConnectsToKernel,
     /// Leaves both to the kernel layer (`--allow-io-uring`, whose connects run in the
     /// program's context).
     LeftToKernel,
@@ -79,7 +76,6 @@ fn plan(abi: u32, tcp: TcpRights) -> Plan {
     if abi >= 4 {
         attr.handled_access_net = match tcp {
             TcpRights::Refused => ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP,
-            TcpRights::ConnectsToKernel => ACCESS_NET_BIND_TCP,
             TcpRights::LeftToKernel => 0,
         };
     }
@@ -110,7 +106,6 @@ fn describe(abi: u32, plan: &Plan) -> String {
     match plan.attr.handled_access_net {
         _ if abi < 4 => {}
         0 => parts.push("tcp left to the kernel layer (--allow-io-uring)"),
-        ACCESS_NET_BIND_TCP => parts.push("tcp bind (connects judged by the kernel layer)"),
         _ => parts.push("tcp"),
     }
     format!("landlock ABI {abi}: {}", parts.join(", "))
@@ -302,17 +297,6 @@ mod tests {
         assert_eq!(p.attr.scoped, SCOPE_SIGNAL);
         assert_eq!(p.root_rule, 0);
         assert!(describe(6, &p).contains("tcp left to the kernel layer"));
-    }
-
-    #[test]
-    fn the_fast_path_leaves_only_connects_to_the_kernel() {
-        let p = plan(7, TcpRights::ConnectsToKernel);
-        assert_eq!(p.attr.handled_access_net, ACCESS_NET_BIND_TCP, "binds stay the supervisor's");
-        assert_eq!(
-            describe(7, &p),
-            "landlock ABI 7: ptrace fence, signal scope, tcp bind (connects judged by the kernel layer)"
-        );
-        assert_eq!(plan(3, TcpRights::ConnectsToKernel).attr.handled_access_net, 0);
     }
 
     #[test]

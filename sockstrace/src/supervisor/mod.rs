@@ -120,7 +120,7 @@ pub struct Ctx {
     maker: maker::Maker,
     /// The network namespace the program (and its socket maker) started in.
     program_netns: Option<(u64, u64)>,
-    /// Allowed inet connects and addressed datagrams are answered CONTINUE, the kernel layer
+    /// Allowed UDP connects and addressed datagrams are answered CONTINUE, the kernel layer
     /// judging the address the kernel uses (see [`fast_path`], `handlers::Call::kernel_judges`).
     fast_path: bool,
 }
@@ -268,10 +268,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fast_path = fast_path(witness.as_ref(), &config, inspector.is_some());
-    let tcp = match (config.allow_io_uring, fast_path) {
-        (true, _) => fence::TcpRights::LeftToKernel,
-        (false, true) => fence::TcpRights::ConnectsToKernel,
-        (false, false) => fence::TcpRights::Refused,
+    let tcp = match config.allow_io_uring {
+        true => fence::TcpRights::LeftToKernel,
+        false => fence::TcpRights::Refused,
     };
     let fence = fence::Fence::prepare(tcp, non_dumpable);
     let isolation = match config.isolate_network {
@@ -376,9 +375,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     );
     let mut kernel_layer = kernel_layer;
     if ctx.fast_path {
-        kernel_layer.push_str(
-            "; fast path: allowed inet connects and datagrams run in the kernel, which judges them",
-        );
+        kernel_layer
+            .push_str("; fast path: allowed UDP connects and datagrams run in the kernel, which judges them");
     }
     let layers = Layers {
         seccomp: seccomp_layer,
@@ -405,9 +403,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     Ok(Outcome { status, leaks: summary.leaks })
 }
 
-/// Whether allowed inet connects and addressed datagrams may be answered CONTINUE (the fast
-/// path), the kernel running them in the program's context on the address it reads then,
-/// instead of being performed by us on our duplicate of the socket. The program may change
+/// Whether allowed UDP connects and addressed datagrams may be answered CONTINUE (the fast
+/// path; `handlers::Call::kernel_judges` says why not TCP), the kernel running them in the
+/// program's context on the address it reads then, instead of being performed by us on our
+/// duplicate of the socket. The program may change
 /// the address, or what the fd number names, after our decision; sound only where whatever
 /// it can put there is judged by the kernel itself with the same policy:
 /// - the kernel layer enforces, with its egress gate: the cgroup connect and sendmsg hooks
