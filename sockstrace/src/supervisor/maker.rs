@@ -50,11 +50,12 @@ unsafe fn raw_fork() -> libc::c_long {
 
 /// In the child between fork and exec: starts the maker (double fork) and
 /// waits for the intermediate process. `ours` is the supervisor's end (the
-/// maker closes it), `theirs` the maker's. `kill` (or -1): the program's
-/// cgroup's `cgroup.kill`, opened for writing, which the maker writes when the
-/// channel ends: if the supervisor dies, the program goes with it (nothing is
-/// left that judges what io_uring, say, would do past seccomp). At the end of a
-/// run only the maker itself is left in the cgroup.
+/// maker closes it), `theirs` the maker's. `kill` (or -1; given under
+/// `--allow-io-uring`): the program's cgroup's `cgroup.kill`, opened for
+/// writing, which the maker writes when the channel ends: if the supervisor
+/// dies, the program goes with it (nothing would be left that judges what
+/// io_uring does past seccomp). At the end of a run only the maker itself is
+/// left in the cgroup.
 ///
 /// # Safety
 /// Only in the freshly forked child: raw system calls, no allocation.

@@ -279,10 +279,13 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     };
     // The program's socket maker (its i386 socketcall(SYS_SOCKET), see `maker`).
     let (maker_ours, maker_theirs) = maker::channel().context("making the socket maker's channel")?;
-    // The program goes with its supervisor: the maker kills the cgroup when its channel ends
-    // (see `maker::spawn`; no cgroup.kill before Linux 5.14).
+    // With --allow-io-uring the program goes with its supervisor: io_uring's calls pass no
+    // filter, and the kernel layer's programs go when the supervisor dies, so the maker kills
+    // the cgroup when its channel ends (see `maker::spawn`; no cgroup.kill before Linux 5.14).
+    // Without io_uring, a process that outlives its supervisor has every trapped call fail.
     let cgroup_kill = witness
         .as_ref()
+        .filter(|_| config.allow_io_uring)
         .and_then(|w| std::fs::OpenOptions::new().write(true).open(w.cgroup_path().join("cgroup.kill")).ok());
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
