@@ -61,23 +61,10 @@ struct Plan {
     root_rule: u64,
 }
 
-/// What the Landlock domain does with the program's own TCP calls.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum TcpRights {
-    /// Refuses its own `bind` and `connect`: the supervisor performs the allowed ones.
-    Refused,
-    /// Leaves both to the kernel layer (`--allow-io-uring`, whose connects run in the
-    /// program's context).
-    LeftToKernel,
-}
-
-fn plan(abi: u32, tcp: TcpRights) -> Plan {
+fn plan(abi: u32, handle_tcp: bool) -> Plan {
     let mut attr = RulesetAttr::default();
-    if abi >= 4 {
-        attr.handled_access_net = match tcp {
-            TcpRights::Refused => ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP,
-            TcpRights::LeftToKernel => 0,
-        };
+    if abi >= 4 && handle_tcp {
+        attr.handled_access_net = ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP;
     }
     if abi >= 6 {
         // Abstract unix sockets stay unscoped: X11 and D-Bus use them.
@@ -98,15 +85,15 @@ fn plan(abi: u32, tcp: TcpRights) -> Plan {
 
 /// What the domain does, in words ("landlock ABI 7: ptrace fence, signal
 /// scope, tcp").
-fn describe(abi: u32, plan: &Plan) -> String {
+fn describe(abi: u32, plan: &Plan, allow_io_uring: bool) -> String {
     let mut parts = vec!["ptrace fence"];
     if plan.attr.scoped & SCOPE_SIGNAL != 0 {
         parts.push("signal scope");
     }
-    match plan.attr.handled_access_net {
-        _ if abi < 4 => {}
-        0 => parts.push("tcp left to the kernel layer (--allow-io-uring)"),
-        _ => parts.push("tcp"),
+    if plan.attr.handled_access_net != 0 {
+        parts.push("tcp");
+    } else if abi >= 4 && allow_io_uring {
+        parts.push("tcp left to the kernel layer (--allow-io-uring)");
     }
     format!("landlock ABI {abi}: {}", parts.join(", "))
 }
@@ -182,8 +169,9 @@ pub struct Fence {
 const NO_FENCE: &str = "the program could reach its supervisor";
 
 impl Fence {
-    /// Builds the ruleset for the program, with `tcp` rights.
-    pub fn prepare(tcp: TcpRights, dumpable: Result<(), Errno>) -> Fence {
+    /// Builds the ruleset for the program (`handle_tcp` false under
+    /// `--allow-io-uring`, whose connects run in the program's context).
+    pub fn prepare(allow_io_uring: bool, dumpable: Result<(), Errno>) -> Fence {
         let dumpable = dumpable
             .map(|()| "supervisor non-dumpable")
             .map_err(|e| format!("supervisor dumpable ({})", errno_name(e)));
@@ -204,9 +192,11 @@ impl Fence {
                 }
             }
         };
-        let plan = plan(abi, tcp);
+        let plan = plan(abi, !allow_io_uring);
         match create_ruleset(&plan) {
-            Ok(fd) => Fence { ruleset: Some(fd), landlock: Ok(describe(abi, &plan)), dumpable },
+            Ok(fd) => {
+                Fence { ruleset: Some(fd), landlock: Ok(describe(abi, &plan, allow_io_uring)), dumpable }
+            }
             Err(e) => Fence {
                 ruleset: None,
                 landlock: Err(format!("landlock ruleset refused ({}): {NO_FENCE}", errno_name(e))),
@@ -252,7 +242,7 @@ pub fn make_non_dumpable() -> Result<(), Errno> {
 /// For `sockstrace doctor`: whether a process can enter the domain `run`
 /// would build (tried in a forked child), and what it would do.
 pub fn probe() -> Result<String, String> {
-    let fence = Fence::prepare(TcpRights::Refused, Ok(()));
+    let fence = Fence::prepare(false, Ok(()));
     let (Some(fd), Ok(what)) = (fence.ruleset_fd(), &fence.landlock) else {
         return Err(fence.landlock.clone().err().unwrap_or_default());
     };
@@ -282,44 +272,44 @@ mod tests {
 
     #[test]
     fn abi_7_scopes_signals_and_handles_tcp() {
-        let p = plan(7, TcpRights::Refused);
+        let p = plan(7, true);
         assert_eq!(p.attr.handled_access_net, ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP);
         assert_eq!(p.attr.scoped, SCOPE_SIGNAL, "abstract unix sockets must stay unscoped");
         assert_eq!(p.attr.handled_access_fs, 0, "nothing on the file system is restricted");
         assert_eq!((p.size, p.root_rule), (24, 0));
-        assert_eq!(describe(7, &p), "landlock ABI 7: ptrace fence, signal scope, tcp");
+        assert_eq!(describe(7, &p, false), "landlock ABI 7: ptrace fence, signal scope, tcp");
     }
 
     #[test]
     fn io_uring_leaves_tcp_unhandled() {
-        let p = plan(6, TcpRights::LeftToKernel);
+        let p = plan(6, false);
         assert_eq!(p.attr.handled_access_net, 0);
         assert_eq!(p.attr.scoped, SCOPE_SIGNAL);
         assert_eq!(p.root_rule, 0);
-        assert!(describe(6, &p).contains("tcp left to the kernel layer"));
+        assert!(describe(6, &p, true).contains("tcp left to the kernel layer"));
     }
 
     #[test]
     fn abi_4_and_5_handle_tcp_without_scopes() {
         for abi in [4, 5] {
-            let p = plan(abi, TcpRights::Refused);
+            let p = plan(abi, true);
             assert_eq!(p.attr.scoped, 0);
             assert_eq!(p.attr.handled_access_net, ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP);
             assert_eq!((p.size, p.root_rule, p.attr.handled_access_fs), (16, 0, 0));
-            assert_eq!(describe(abi, &p), format!("landlock ABI {abi}: ptrace fence, tcp"));
+            assert_eq!(describe(abi, &p, false), format!("landlock ABI {abi}: ptrace fence, tcp"));
         }
     }
 
     #[test]
     fn older_abis_handle_one_fs_right_allowed_everywhere() {
-        for (abi, tcp) in [(1, TcpRights::Refused), (3, TcpRights::Refused), (5, TcpRights::LeftToKernel)] {
+        for (abi, tcp) in [(1, true), (3, true), (5, false)] {
             let p = plan(abi, tcp);
             assert_eq!(p.attr.handled_access_fs, ACCESS_FS_MAKE_BLOCK, "ABI {abi}");
             assert_eq!(p.root_rule, ACCESS_FS_MAKE_BLOCK, "ABI {abi}: the rule on / allows it");
             assert_eq!((p.attr.handled_access_net, p.attr.scoped), (0, 0));
         }
-        assert_eq!(plan(2, TcpRights::Refused).size, 8);
-        assert_eq!(describe(2, &plan(2, TcpRights::Refused)), "landlock ABI 2: ptrace fence");
+        assert_eq!(plan(2, true).size, 8);
+        assert_eq!(describe(2, &plan(2, true), false), "landlock ABI 2: ptrace fence");
     }
 
     #[test]

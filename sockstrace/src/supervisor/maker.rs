@@ -21,7 +21,7 @@
 //! cannot ptrace it (it is outside the program's Landlock domain, and not
 //! dumpable); whatever comes back is checked to be the socket asked for.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
 /// The pair, made before fork (both ends close-on-exec).
@@ -321,23 +321,9 @@ impl Maker {
 /// named) protocol asked for: never another kind of socket, whatever the
 /// process on the other end did.
 fn check_socket(fd: OwnedFd, family: i32, kind: i32, protocol: i32) -> std::io::Result<OwnedFd> {
-    let int = |opt| -> std::io::Result<libc::c_int> {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt into a live int.
-        let r = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(v)
+    let int = |opt| {
+        crate::supervisor::sys::getsockopt_int(fd.as_fd(), libc::SOL_SOCKET, opt)
+            .map_err(std::io::Error::from_raw_os_error)
     };
     if int(libc::SO_DOMAIN)? != family
         || int(libc::SO_TYPE)? != kind & crate::net::socket::SOCK_TYPE_MASK

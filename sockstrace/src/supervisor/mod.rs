@@ -268,11 +268,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
     let fast_path = fast_path(witness.as_ref(), &config, inspector.is_some());
-    let tcp = match config.allow_io_uring {
-        true => fence::TcpRights::LeftToKernel,
-        false => fence::TcpRights::Refused,
-    };
-    let fence = fence::Fence::prepare(tcp, non_dumpable);
+    let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
     let isolation = match config.isolate_network {
         true => Some(prepare_isolation(&config.policy, dns_proxy.as_ref(), &config.bridge_abstract, root)?),
         false => None,
@@ -409,14 +405,15 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
 /// Whether allowed UDP connects and addressed datagrams may be answered CONTINUE (the fast
 /// path; `handlers::Call::kernel_judges` says why not TCP), the kernel running them in the
 /// program's context on the address it reads then, instead of being performed by us on our
-/// duplicate of the socket. The program may change
-/// the address, or what the fd number names, after our decision; sound only where whatever
-/// it can put there is judged by the kernel itself with the same policy:
+/// duplicate of the socket. The program may change the address, or what the fd number
+/// names, after our decision; sound only where whatever it can put there is judged by the
+/// kernel itself with the same policy:
 /// - the kernel layer enforces, with its egress gate: the cgroup connect and sendmsg hooks
 ///   judge the kernel's own copy of the address, and the egress gate every packet of every
 ///   inet socket of the cgroup (ping, UDP-Lite, raw);
 /// - no socket of another family can be swapped in: `socket()` of every family but unix,
-///   inet, inet6, netlink and alg is refused (on registers, race-free), i386 `socketcall`'s
+///   inet, inet6, netlink and alg is refused (on registers, race-free), `socketpair()` of
+///   every family but unix too (x86_64; i386 pairs are unix or TIPC), i386 `socketcall`'s
 ///   sockets are made by the socket maker from our copy of the arguments, and io_uring, which
 ///   makes sockets past seccomp, is refused (no `--allow-io-uring`);
 /// - the program cannot take its sockets out of the hooks' reach: it runs as another user
