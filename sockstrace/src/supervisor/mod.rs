@@ -27,6 +27,7 @@ mod sys;
 mod tracee;
 mod tree;
 mod udp_proxy;
+mod who;
 
 use std::ffi::OsString;
 use std::sync::Arc;

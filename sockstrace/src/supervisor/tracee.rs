@@ -35,6 +35,8 @@ pub struct Tracee {
     pidfd: Arc<OwnedFd>,
     /// Whether `pidfd` came from the cache (and may belong to an exited thread).
     cached: bool,
+    /// Whether a call on `pidfd` succeeded for this notification (so it is the caller's).
+    pidfd_checked: bool,
     cache: Arc<TraceeCache>,
 }
 
@@ -45,11 +47,13 @@ pub struct Tracee {
 /// - each socket's family, type and protocol, by socket cookie: they do not
 ///   change (but for `IPV6_ADDRFORM`, so IPv6 sockets are not kept), and a
 ///   cookie is never reused, so one `SO_COOKIE` read replaces three
-///   `getsockopt` calls for a socket seen before.
+///   `getsockopt` calls for a socket seen before;
+/// - who each thread is, for its events (see `who`).
 #[derive(Default)]
 pub struct TraceeCache {
     pidfds: Mutex<HashMap<u32, Arc<OwnedFd>>>,
     sockets: Mutex<HashMap<u64, SocketFacts>>,
+    identities: super::who::Identities,
 }
 
 /// Entries kept in each map before it starts over (exited threads and closed
@@ -139,7 +143,7 @@ impl Tracee {
             Some(pidfd) => (pidfd, true),
             None => (cache.open(tid)?, false),
         };
-        Ok(Tracee { tid, pidfd, cached, cache: cache.clone() })
+        Ok(Tracee { tid, pidfd, cached, pidfd_checked: false, cache: cache.clone() })
     }
 
     pub fn pidfd(&self) -> BorrowedFd<'_> {
@@ -192,6 +196,7 @@ impl Tracee {
             self.cached = false;
             got = sys::pidfd_getfd(self.pidfd.as_fd(), fd_num);
         }
+        self.pidfd_checked |= got.is_ok();
         got.map_err(|e| match e {
             libc::EBADF => Failure::Caller(libc::EBADF),
             libc::ESRCH => Failure::Gone,
@@ -199,9 +204,10 @@ impl Tracee {
         })
     }
 
-    /// Who the caller is. Best effort: missing pieces stay `None`.
+    /// Who the caller is (kept between its calls, see `who`). Best effort:
+    /// missing pieces stay `None`.
     pub fn process_info(&self) -> ProcessInfo {
-        crate::procfs::process_info(self.tid)
+        self.cache.identities.of(self.tid, &self.pidfd, self.pidfd_checked)
     }
 
     /// Whether the caller may bind a port below `ip_unprivileged_port_start`

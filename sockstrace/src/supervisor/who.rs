@@ -1,0 +1,167 @@
+//! Who a calling thread is (`pid`, `comm`, `exe`, `argv` of its events), kept
+//! between its calls.
+//!
+//! Reading it from /proc costs some twenty system calls (`status` alone is
+//! rendered in full for two of its fields), more than the rest of a trapped
+//! call's work: with `--report`, every allowed datagram makes an event. So it is
+//! read once per thread and process image, and checked on later calls with one
+//! small read:
+//! - the thread is the same: the entry is tied to the pidfd it was read under,
+//!   and a pidfd of an exited thread says so (`ESRCH`), even when a new thread
+//!   has its tid now;
+//! - the image is the same: at `execve` the kernel puts 16 random bytes on the
+//!   new stack and names their address in the auxiliary vector (`AT_RANDOM`).
+//!   An entry keeps that address and the bytes; after another `execve` the
+//!   address holds other bytes, or nothing.
+//!
+//! What changes without an `execve` is seen as it was first read: a thread's
+//! name set later (`PR_SET_NAME`), an `argv` rewritten in place
+//! (setproctitle). A process that overwrites its own `AT_RANDOM` bytes only
+//! makes every call read /proc again.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use super::sys;
+use crate::report_writer::ProcessInfo;
+
+/// Entries kept before the map starts over (exited threads leave theirs).
+const MAX_THREADS: usize = 4096;
+
+/// The `execve` a process image came from: where its `AT_RANDOM` bytes are, and what they were.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct ExecMark {
+    addr: u64,
+    bytes: [u8; 16],
+}
+
+struct Known {
+    /// The pidfd of the thread the entry was read for.
+    pidfd: Arc<OwnedFd>,
+    mark: ExecMark,
+    info: ProcessInfo,
+}
+
+/// Process identities by tid.
+#[derive(Default)]
+pub struct Identities {
+    known: Mutex<HashMap<u32, Known>>,
+}
+
+impl Identities {
+    /// Who thread `tid` (whose pidfd is `pidfd`; `pidfd_checked` when a call on
+    /// it succeeded during this notification) is. Best effort: missing pieces
+    /// stay `None`.
+    pub fn of(&self, tid: u32, pidfd: &Arc<OwnedFd>, pidfd_checked: bool) -> ProcessInfo {
+        if let Some(info) = self.still_known(tid, pidfd, pidfd_checked) {
+            return info;
+        }
+        // The mark is read before and after the rest: an `execve` between them
+        // leaves nothing kept.
+        let before = exec_mark(tid);
+        let info = crate::procfs::process_info(tid);
+        if let Some(mark) = before.filter(|&mark| mark_holds(tid, mark)) {
+            if let Ok(mut known) = self.known.lock() {
+                if known.len() >= MAX_THREADS {
+                    known.clear();
+                }
+                known.insert(tid, Known { pidfd: pidfd.clone(), mark, info: info.clone() });
+            }
+        }
+        info
+    }
+
+    fn still_known(&self, tid: u32, pidfd: &Arc<OwnedFd>, pidfd_checked: bool) -> Option<ProcessInfo> {
+        let (mark, info) = {
+            let known = self.known.lock().ok()?;
+            let entry = known.get(&tid).filter(|k| Arc::ptr_eq(&k.pidfd, pidfd))?;
+            (entry.mark, entry.info.clone())
+        };
+        // Signal 0 only asks whether the pidfd's thread is still there.
+        let same_thread = pidfd_checked || sys::pidfd_send_signal(pidfd.as_fd(), 0).is_ok();
+        (same_thread && mark_holds(tid, mark)).then_some(info)
+    }
+}
+
+/// Whether the bytes at `mark.addr` in thread `tid`'s memory are still `mark.bytes`.
+fn mark_holds(tid: u32, mark: ExecMark) -> bool {
+    sys::read_process_memory(tid, mark.addr, mark.bytes.len()).is_ok_and(|now| now == mark.bytes)
+}
+
+/// The `AT_RANDOM` bytes of thread `tid`'s current image, when readable.
+fn exec_mark(tid: u32) -> Option<ExecMark> {
+    let auxv = std::fs::read(format!("/proc/{tid}/auxv")).ok()?;
+    let addr = at_random(&auxv)?;
+    let bytes = sys::read_process_memory(tid, addr, 16).ok()?.try_into().ok()?;
+    Some(ExecMark { addr, bytes })
+}
+
+/// `AT_RANDOM` in an auxiliary vector as /proc shows it: pairs of native
+/// words, or of 32-bit words for an i386 process (tried when no native pair
+/// names it).
+fn at_random(auxv: &[u8]) -> Option<u64> {
+    const AT_NULL: u64 = 0;
+    const AT_RANDOM: u64 = 25;
+    fn find(auxv: &[u8], word: usize) -> Option<u64> {
+        let read = |b: &[u8]| -> u64 {
+            let mut buf = [0u8; 8];
+            buf[..word].copy_from_slice(b);
+            u64::from_ne_bytes(buf)
+        };
+        for pair in auxv.chunks_exact(2 * word) {
+            let (key, value) = (read(&pair[..word]), read(&pair[word..]));
+            match key {
+                AT_NULL => return None,
+                AT_RANDOM if value != 0 => return Some(value),
+                _ => {}
+            }
+        }
+        None
+    }
+    find(auxv, 8).or_else(|| find(auxv, 4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auxv(word: usize, pairs: &[(u64, u64)]) -> Vec<u8> {
+        pairs.iter().flat_map(|&(k, v)| [k, v]).flat_map(|w| w.to_ne_bytes()[..word].to_vec()).collect()
+    }
+
+    #[test]
+    fn finds_at_random_in_native_and_i386_vectors() {
+        let pairs = [(6, 4096), (11, 25), (25, 0xffff_1234), (0, 0)];
+        assert_eq!(at_random(&auxv(8, &pairs)), Some(0xffff_1234));
+        assert_eq!(at_random(&auxv(4, &pairs)), Some(0xffff_1234));
+        assert_eq!(at_random(&auxv(8, &[(6, 4096), (0, 0), (25, 7)])), None, "past AT_NULL");
+        assert_eq!(at_random(&[]), None);
+    }
+
+    #[test]
+    fn this_process_is_read_once_and_then_known() {
+        let me = std::process::id();
+        let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
+        let ids = Identities::default();
+        let first = ids.of(me, &pidfd, false);
+        assert_eq!(first.pid, Some(me));
+        assert!(ids.known.lock().unwrap().contains_key(&me), "an identity with an AT_RANDOM mark is kept");
+        let again = ids.still_known(me, &pidfd, false).expect("known on the next call");
+        assert_eq!(again.exe, first.exe);
+        // Another pidfd for the tid (the first one's thread exited): read again.
+        let other = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
+        assert!(ids.still_known(me, &other, false).is_none());
+    }
+
+    #[test]
+    fn a_changed_mark_means_another_image() {
+        let me = std::process::id();
+        let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
+        let ids = Identities::default();
+        ids.of(me, &pidfd, true);
+        // As after an execve: other bytes at the mark's address.
+        ids.known.lock().unwrap().get_mut(&me).unwrap().mark.bytes[0] ^= 0xff;
+        assert!(ids.still_known(me, &pidfd, true).is_none());
+    }
+}
