@@ -16,7 +16,8 @@ pub use summary::{Layers, Summary};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -37,9 +38,14 @@ impl ReportTarget {
     }
 }
 
+/// How long an allowed event may wait in the report's buffer. Leaks and
+/// refusals are written at once; allowed calls (a datagram stream makes one
+/// each) are written in batches, at most this late, or at the end.
+const ALLOWED_FLUSH: Duration = Duration::from_millis(100);
+
 /// Numbers events, writes them, and keeps the tallies for the summary.
 pub struct Reporter {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     has_sink: bool,
     quiet: bool,
 }
@@ -47,8 +53,36 @@ pub struct Reporter {
 /// Everything an event touches, under one lock so that `seq` order is file order.
 struct State {
     sink: Option<Box<dyn Write + Send>>,
+    /// Events written to `sink` but not flushed yet.
+    unflushed: bool,
     next_seq: u64,
     summary: Summary,
+}
+
+impl State {
+    fn flush(&mut self) {
+        if let (Some(out), true) = (self.sink.as_mut(), self.unflushed) {
+            let _ = out.flush();
+        }
+        self.unflushed = false;
+    }
+}
+
+/// Flushes the report's allowed events every [`ALLOWED_FLUSH`] while the
+/// reporter lives.
+fn start_flusher(state: Weak<Mutex<State>>) {
+    let flusher = move || {
+        while let Some(state) = state.upgrade() {
+            if let Ok(mut state) = state.lock() {
+                state.flush();
+            }
+            drop(state);
+            std::thread::sleep(ALLOWED_FLUSH);
+        }
+    };
+    // Without the thread, allowed events are written when the buffer fills,
+    // with the next leak, or at the end.
+    let _ = std::thread::Builder::new().name("sockstrace-flush".into()).spawn(flusher);
 }
 
 impl Reporter {
@@ -79,8 +113,12 @@ impl Reporter {
             }
         };
         let has_sink = sink.is_some();
-        let state = State { sink, next_seq: 1, summary: Summary::default() };
-        Ok(Reporter { state: Mutex::new(state), has_sink, quiet })
+        let state = State { sink, unflushed: false, next_seq: 1, summary: Summary::default() };
+        let state = Arc::new(Mutex::new(state));
+        if has_sink {
+            start_flusher(Arc::downgrade(&state));
+        }
+        Ok(Reporter { state, has_sink, quiet })
     }
 
     /// Whether allowed decisions need an event (they only go to the JSON report).
@@ -102,7 +140,10 @@ impl Reporter {
             // on stderr still tells what happened.
             let _ = serde_json::to_writer(&mut *out, &event);
             let _ = out.write_all(b"\n");
-            let _ = out.flush();
+            state.unflushed = true;
+            if event.action != Action::Allowed {
+                state.flush();
+            }
         }
     }
 

@@ -446,6 +446,41 @@ pub fn read_process_memory_vectored(tid: u32, regions: &[(u64, usize)]) -> Resul
     Ok(buf)
 }
 
+/// Copies up to [`IOV_MAX`] regions of process `tid` into one buffer with one
+/// system call, stopping at the first region that cannot be read: the buffer
+/// and how many bytes were read (a short count is no error here).
+pub fn read_process_memory_upto(tid: u32, regions: &[(u64, usize)]) -> Result<(Vec<u8>, usize), Errno> {
+    if regions.len() > IOV_MAX {
+        return Err(libc::EINVAL);
+    }
+    let total: usize = regions.iter().map(|&(_, len)| len).sum();
+    let mut buf = vec![0u8; total];
+    if total == 0 {
+        return Ok((buf, 0));
+    }
+    let remote: Vec<libc::iovec> = regions
+        .iter()
+        .map(|&(addr, len)| libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len })
+        .collect();
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: total };
+    // SAFETY: `local` covers exactly our buffer of `total` bytes; the remote iovecs are only
+    // interpreted in the tracee's address space.
+    let n = unsafe {
+        libc::process_vm_readv(
+            tid as libc::pid_t,
+            &local,
+            1,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0,
+        )
+    };
+    if n < 0 {
+        return Err(last_errno());
+    }
+    Ok((buf, n as usize))
+}
+
 /// `accept4` on our duplicate of a listener: the new connection (ours, close-on-exec)
 /// and the peer's address bytes.
 pub fn accept4(fd: BorrowedFd<'_>, flags: i32) -> Result<(OwnedFd, Vec<u8>), Errno> {

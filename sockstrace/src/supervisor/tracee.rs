@@ -37,6 +37,8 @@ pub struct Tracee {
     cached: bool,
     /// Whether a call on `pidfd` succeeded for this notification (so it is the caller's).
     pidfd_checked: bool,
+    /// Whether the caller's exec mark (see `who`), read with its arguments, held.
+    mark_held: std::cell::Cell<Option<bool>>,
     cache: Arc<TraceeCache>,
 }
 
@@ -143,7 +145,14 @@ impl Tracee {
             Some(pidfd) => (pidfd, true),
             None => (cache.open(tid)?, false),
         };
-        Ok(Tracee { tid, pidfd, cached, pidfd_checked: false, cache: cache.clone() })
+        Ok(Tracee {
+            tid,
+            pidfd,
+            cached,
+            pidfd_checked: false,
+            mark_held: std::cell::Cell::new(None),
+            cache: cache.clone(),
+        })
     }
 
     pub fn pidfd(&self) -> BorrowedFd<'_> {
@@ -152,13 +161,43 @@ impl Tracee {
 
     /// Copies `len` bytes of the caller's memory.
     pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Failure> {
+        if let Some(read) = self.read_with_mark(&[(addr, len)]) {
+            return read;
+        }
         sys::read_process_memory(self.tid, addr, len).map_err(memory_failure)
     }
 
     /// Copies several regions of the caller's memory with one system call,
     /// one after the other into one buffer.
     pub fn read_regions(&self, regions: &[(u64, usize)]) -> Result<Vec<u8>, Failure> {
+        if let Some(read) = self.read_with_mark(regions) {
+            return read;
+        }
         sys::read_process_memory_vectored(self.tid, regions).map_err(memory_failure)
+    }
+
+    /// When the caller's identity is kept, reads `regions` and its exec mark
+    /// (last, so that a mark no longer mapped only shortens the read) in one
+    /// call, and notes whether the mark held; `None` when there is no mark to
+    /// read, or the regions are too many for one call.
+    fn read_with_mark(&self, regions: &[(u64, usize)]) -> Option<Result<Vec<u8>, Failure>> {
+        let mark = self.cache.identities.mark(self.tid, &self.pidfd)?;
+        if self.mark_held.get().is_some() || regions.len() >= 64 {
+            return None;
+        }
+        let mut all = regions.to_vec();
+        all.push((mark.addr, mark.bytes.len()));
+        let want: usize = regions.iter().map(|&(_, len)| len).sum();
+        let (mut buf, n) = match sys::read_process_memory_upto(self.tid, &all) {
+            Ok(read) => read,
+            Err(e) => return Some(Err(memory_failure(e))),
+        };
+        if n < want {
+            return Some(Err(Failure::Caller(libc::EFAULT)));
+        }
+        self.mark_held.set(Some(n == want + mark.bytes.len() && buf[want..] == mark.bytes));
+        buf.truncate(want);
+        Some(Ok(buf))
     }
 
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Failure> {
@@ -207,7 +246,9 @@ impl Tracee {
     /// Who the caller is (kept between its calls, see `who`). Best effort:
     /// missing pieces stay `None`.
     pub fn process_info(&self) -> ProcessInfo {
-        self.cache.identities.of(self.tid, &self.pidfd, self.pidfd_checked)
+        let proofs =
+            super::who::Proofs { pidfd_checked: self.pidfd_checked, mark_held: self.mark_held.get() };
+        self.cache.identities.of(self.tid, &self.pidfd, proofs)
     }
 
     /// Whether the caller may bind a port below `ip_unprivileged_port_start`

@@ -31,9 +31,18 @@ const MAX_THREADS: usize = 4096;
 
 /// The `execve` a process image came from: where its `AT_RANDOM` bytes are, and what they were.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct ExecMark {
-    addr: u64,
-    bytes: [u8; 16],
+pub struct ExecMark {
+    pub addr: u64,
+    pub bytes: [u8; 16],
+}
+
+/// What this notification already proved about a thread's kept identity.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Proofs {
+    /// A call on the thread's pidfd succeeded (so it is the caller's).
+    pub pidfd_checked: bool,
+    /// The exec mark was read with the call's arguments (`Some(held)`).
+    pub mark_held: Option<bool>,
 }
 
 struct Known {
@@ -50,11 +59,17 @@ pub struct Identities {
 }
 
 impl Identities {
-    /// Who thread `tid` (whose pidfd is `pidfd`; `pidfd_checked` when a call on
-    /// it succeeded during this notification) is. Best effort: missing pieces
-    /// stay `None`.
-    pub fn of(&self, tid: u32, pidfd: &Arc<OwnedFd>, pidfd_checked: bool) -> ProcessInfo {
-        if let Some(info) = self.still_known(tid, pidfd, pidfd_checked) {
+    /// The exec mark of thread `tid`'s kept identity (read under `pidfd`), to be
+    /// read along with the call's arguments.
+    pub fn mark(&self, tid: u32, pidfd: &Arc<OwnedFd>) -> Option<ExecMark> {
+        let known = self.known.lock().ok()?;
+        known.get(&tid).filter(|k| Arc::ptr_eq(&k.pidfd, pidfd)).map(|k| k.mark)
+    }
+
+    /// Who thread `tid` (whose pidfd is `pidfd`) is. Best effort: missing
+    /// pieces stay `None`.
+    pub fn of(&self, tid: u32, pidfd: &Arc<OwnedFd>, proofs: Proofs) -> ProcessInfo {
+        if let Some(info) = self.still_known(tid, pidfd, proofs) {
             return info;
         }
         // The mark is read before and after the rest: an `execve` between them
@@ -72,15 +87,16 @@ impl Identities {
         info
     }
 
-    fn still_known(&self, tid: u32, pidfd: &Arc<OwnedFd>, pidfd_checked: bool) -> Option<ProcessInfo> {
+    fn still_known(&self, tid: u32, pidfd: &Arc<OwnedFd>, proofs: Proofs) -> Option<ProcessInfo> {
         let (mark, info) = {
             let known = self.known.lock().ok()?;
             let entry = known.get(&tid).filter(|k| Arc::ptr_eq(&k.pidfd, pidfd))?;
             (entry.mark, entry.info.clone())
         };
         // Signal 0 only asks whether the pidfd's thread is still there.
-        let same_thread = pidfd_checked || sys::pidfd_send_signal(pidfd.as_fd(), 0).is_ok();
-        (same_thread && mark_holds(tid, mark)).then_some(info)
+        let same_thread = proofs.pidfd_checked || sys::pidfd_send_signal(pidfd.as_fd(), 0).is_ok();
+        let same_image = proofs.mark_held.unwrap_or_else(|| mark_holds(tid, mark));
+        (same_thread && same_image).then_some(info)
     }
 }
 
@@ -144,14 +160,18 @@ mod tests {
         let me = std::process::id();
         let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
         let ids = Identities::default();
-        let first = ids.of(me, &pidfd, false);
+        let first = ids.of(me, &pidfd, Proofs::default());
         assert_eq!(first.pid, Some(me));
         assert!(ids.known.lock().unwrap().contains_key(&me), "an identity with an AT_RANDOM mark is kept");
-        let again = ids.still_known(me, &pidfd, false).expect("known on the next call");
+        let again = ids.still_known(me, &pidfd, Proofs::default()).expect("known on the next call");
+        let mark = ids.mark(me, &pidfd).expect("a mark");
+        assert!(mark_holds(me, mark));
+        let proofs = Proofs { pidfd_checked: true, mark_held: Some(false) };
+        assert!(ids.still_known(me, &pidfd, proofs).is_none(), "a mark seen changed with the arguments");
         assert_eq!(again.exe, first.exe);
         // Another pidfd for the tid (the first one's thread exited): read again.
         let other = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
-        assert!(ids.still_known(me, &other, false).is_none());
+        assert!(ids.still_known(me, &other, Proofs::default()).is_none());
     }
 
     #[test]
@@ -159,9 +179,10 @@ mod tests {
         let me = std::process::id();
         let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
         let ids = Identities::default();
-        ids.of(me, &pidfd, true);
+        let checked = Proofs { pidfd_checked: true, mark_held: None };
+        ids.of(me, &pidfd, checked);
         // As after an execve: other bytes at the mark's address.
         ids.known.lock().unwrap().get_mut(&me).unwrap().mark.bytes[0] ^= 0xff;
-        assert!(ids.still_known(me, &pidfd, true).is_none());
+        assert!(ids.still_known(me, &pidfd, checked).is_none());
     }
 }
