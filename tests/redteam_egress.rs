@@ -2,8 +2,9 @@
 //! messages that move a packet away from the address the syscall layer judged
 //! (an IPv6 segment routing header, an IPv4 loose source route,
 //! SO_BINDTODEVICE and IP_PKTINFO sending a loopback destination out of a
-//! real device). The syscall layer's own refusal of those options is switched
-//! off (`SOCKSTRACE_TEST_DISABLE=options,cmsg`), so these tests prove the
+//! real device). The refusal of those options is switched off, the syscall layer's and the
+//! kernel layer's setsockopt hook
+//! (`SOCKSTRACE_TEST_DISABLE=options,cmsg,kernel-options`), so these tests prove the
 //! layer behind it: whatever the syscall layer misses, the packet is judged.
 //!
 //! Each attack runs in a network namespace of the test's own, whose veth pair
@@ -29,9 +30,9 @@ use sockstrace_tests::{client, is_root, skip, Event, HttpServer, Microsocks, Out
 const T: Duration = Duration::from_secs(10);
 
 /// The syscall-layer fences switched off in every run here.
-const FENCES_OFF: &str = "options,cmsg";
+const FENCES_OFF: &str = "options,cmsg,kernel-options";
 /// The same, and the egress gate too: what the attack does without it.
-const FENCES_AND_GATE_OFF: &str = "options,cmsg,egress";
+const FENCES_AND_GATE_OFF: &str = "options,cmsg,kernel-options,egress";
 
 const HOST4: &str = "10.239.7.1";
 const NS4: &str = "10.239.7.2";

@@ -411,11 +411,10 @@ fn io_uring_listen_does_not_open_a_listener_the_policy_refuses() {
 /// layer refuses the join (`routing-option`). With `--allow-io-uring`, the join can be an
 /// io_uring command (`SOCKET_URING_OP_SETSOCKOPT`, Linux 6.7), which never passes the
 /// supervisor's `setsockopt` filter: the reports (a group the program chose) left the
-/// program's network namespace, and the report said nothing. Open: the kernel layer needs a
-/// `cgroup/setsockopt` program refusing what the syscall layer refuses (io_uring's
-/// setsockopt runs that hook, `do_sock_setsockopt`).
+/// program's network namespace, and the report said nothing. The kernel layer's
+/// `cgroup/setsockopt` program (io_uring's setsockopt runs that hook, `do_sock_setsockopt`)
+/// refuses what the syscall layer refuses, and reports it.
 #[test]
-#[ignore = "open: io_uring setsockopt passes no filter; needs a cgroup/setsockopt program in the kernel layer"]
 fn io_uring_setsockopt_does_not_join_a_multicast_group() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
@@ -447,6 +446,19 @@ fn io_uring_setsockopt_does_not_join_a_multicast_group() {
         out.leaks().len(),
         out.describe()
     );
+    assert!(
+        out.stdout.contains("igmp: join=errno 1"),
+        "the join was not refused with EPERM\n{}",
+        out.describe()
+    );
+    let ev = out.the_event("kernel routing-option", |e| e.s("reason") == "routing-option");
+    let d = out.describe();
+    assert_eq!(
+        (ev.s("source"), ev.s("syscall"), ev.s("option")),
+        ("kernel", "setsockopt", "IP_ADD_MEMBERSHIP"),
+        "{ev}\n{d}"
+    );
+    assert_eq!((ev.s("verdict"), ev.s("action"), ev.i("errno")), ("leak", "blocked", Some(1)), "{ev}\n{d}");
 }
 
 /// The report names the destination the supervisor judged. On the fast path the kernel sends

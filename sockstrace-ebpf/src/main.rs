@@ -22,7 +22,8 @@
 //!
 //! The modules follow the hooks: `sock_addr` (connect, send, bind), `sock` (creation, the bound
 //! address), `sockops` (TCP states, listen), `egress` (the packet gate), `lsm` (socket creation by
-//! any path), `tracking` (audit's process records), `udp_peers` (UDP through the proxy), with
+//! any path), `sockopt` (setsockopt of the options that move the first hop, by any path),
+//! `tracking` (audit's process records), `udp_peers` (UDP through the proxy), with
 //! `exemptions` (audit's exempt processes), `maps` (every map; their names are the ABI) and
 //! `shared` (the pieces every hook uses); the aya-log messages are here, at the root. The types,
 //! judges and names the programs share with userspace are in `sockstrace-common`.
@@ -37,6 +38,7 @@ mod shared;
 mod sock;
 mod sock_addr;
 mod sockops;
+mod sockopt;
 mod tracking;
 mod udp_peers;
 

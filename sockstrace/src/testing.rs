@@ -10,6 +10,8 @@
 //! - `landlock`: the program is not put in a Landlock domain;
 //! - `egress`: the kernel layer's egress gate (cgroup_skb/egress) is not attached, so a test
 //!   can show what reaches the network without it;
+//! - `kernel-options`: the kernel layer's setsockopt hook (cgroup/setsockopt) is not attached,
+//!   so a test can set the options it refuses and show that the egress gate drops the packets;
 //! - `plant-bug`: a deliberate hole in the decision (UDP to port 9 is allowed),
 //!   for the fuzzer's self-check that it finds a planted bug;
 //! - `udp-leak-through`: under `--on-leak socksify`, a leaked UDP `sendto`/`sendmsg` to a shim

@@ -14,6 +14,7 @@
 
 #[cfg(feature = "user")]
 mod pod;
+pub mod sockopt;
 
 /// Ring buffer map (`BPF_MAP_TYPE_RINGBUF`) carrying one [`SockEvent`] per leak a hook saw.
 pub const EVENTS_MAP: &str = "EVENTS";
@@ -162,6 +163,9 @@ pub mod programs {
     /// `cgroup/getpeername4`, `cgroup/getpeername6`: the same for a connected socket's peer.
     pub const GETPEERNAME4: &str = "getpeername4";
     pub const GETPEERNAME6: &str = "getpeername6";
+    /// `cgroup/setsockopt`: refuses the options that move a packet's first hop (see
+    /// [`crate::sockopt`]), by any path (io_uring's setsockopt too).
+    pub const SETSOCKOPT: &str = "setsockopt";
     pub const TRACKING: &[(&str, &str, &str)] = &[
         (PROC_EXEC, "sched", "sched_process_exec"),
         (PROC_FORK, "sched", "sched_process_fork"),
@@ -185,6 +189,7 @@ pub mod programs {
         RECVMSG6,
         GETPEERNAME4,
         GETPEERNAME6,
+        SETSOCKOPT,
     ];
 }
 
@@ -211,6 +216,9 @@ pub mod kind {
     pub const EGRESS4: u32 = 9;
     /// An outgoing IPv6 packet the egress gate judged.
     pub const EGRESS6: u32 = 10;
+    /// A `setsockopt` of an option that moves the first hop (cgroup `setsockopt`); the event's
+    /// option is [`SockEvent::option`](crate::SockEvent::option).
+    pub const SETSOCKOPT: u32 = 11;
 
     /// A stable lowercase name for `kind` (the hook), or `"unknown"`.
     pub const fn name(kind: u32) -> &'static str {
@@ -225,6 +233,7 @@ pub mod kind {
             LISTEN => "listen",
             EGRESS4 => "egress4",
             EGRESS6 => "egress6",
+            SETSOCKOPT => "setsockopt",
             _ => "unknown",
         }
     }
@@ -253,6 +262,8 @@ pub mod reason {
     pub const INBOUND_LISTEN: u8 = 8;
     /// An outgoing packet the egress gate refused (see [`crate::egress`] for the detail).
     pub const EGRESS_PACKET: u8 = 9;
+    /// A socket option that moves the first hop (see [`crate::sockopt`]).
+    pub const ROUTING_OPTION: u8 = 10;
 
     /// The report's name for `reason`, or `"unknown"`.
     pub const fn name(reason: u8) -> &'static str {
@@ -267,6 +278,7 @@ pub mod reason {
             INBOUND_BIND => "inbound-bind",
             INBOUND_LISTEN => "inbound-listen",
             EGRESS_PACKET => "egress-packet",
+            ROUTING_OPTION => "routing-option",
             _ => "unknown",
         }
     }
@@ -698,6 +710,21 @@ impl SockEvent {
     pub fn comm_bytes(&self) -> &[u8] {
         until_nul(&self.comm)
     }
+
+    /// For [`kind::SETSOCKOPT`] (which has no address): the first eight bytes of `addr` as
+    /// the hook stores `(level, optname)` in them, see [`option_word`].
+    pub const fn option(&self) -> (i32, i32) {
+        let a = &self.addr;
+        (i32::from_le_bytes([a[0], a[1], a[2], a[3]]), i32::from_le_bytes([a[4], a[5], a[6], a[7]]))
+    }
+}
+
+/// How a [`kind::SETSOCKOPT`] event carries its option: `level` and `optname` as the first
+/// eight bytes of `addr`, little-endian, written as one 8-byte word (the kernel side stores it
+/// with a single store; see [`SockEvent::option`]).
+#[inline(always)]
+pub const fn option_word(level: i32, optname: i32) -> u64 {
+    ((optname as u32 as u64) << 32 | level as u32 as u64).to_le()
 }
 
 fn until_nul(bytes: &[u8; 16]) -> &[u8] {

@@ -55,6 +55,9 @@ pub struct KernelEvent {
     /// `loopback-on-device`, `destination`, ...); `None` for the other hooks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'static str>,
+    /// For `setsockopt`: the option's level and name (the kernel's `int` arguments).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub option: Option<(i32, i32)>,
 }
 
 impl KernelEvent {
@@ -91,6 +94,7 @@ impl KernelEvent {
             reason: reason::name(raw.reason),
             denied: raw.verdict == verdict::DENY,
             detail: matches!(raw.kind, kind::EGRESS4 | kind::EGRESS6).then(|| egress::name(raw.detail)),
+            option: (raw.kind == kind::SETSOCKOPT).then(|| raw.option()),
         }
     }
 
@@ -104,6 +108,7 @@ impl KernelEvent {
             "listen" => "listen",
             // A packet, whatever call (or retransmission) sent it.
             "egress4" | "egress6" => "egress",
+            "setsockopt" => "setsockopt",
             _ => "unknown",
         }
     }
@@ -124,7 +129,8 @@ impl KernelEvent {
         event.source = "kernel".into();
         event.pid = Some(self.pid);
         event.comm = Some(self.comm.clone());
-        event.cookie = Some(self.cookie);
+        // The setsockopt hook cannot learn the cookie (0): none rather than a wrong one.
+        event.cookie = (self.cookie != 0).then_some(self.cookie);
         event.family = Some(self.socket.family_name());
         event.sock_type = Some(self.socket.type_name());
         event.protocol = Some(self.socket.protocol_name());
@@ -142,6 +148,13 @@ impl KernelEvent {
         });
         if let Some(detail) = self.detail {
             kernel["detail"] = detail.into();
+        }
+        if let Some((level, optname)) = self.option {
+            // Named as the supervisor names it (`SO_BINDTODEVICE`, `SOL_SCTP/N`).
+            event.option = crate::net::sockopt::routing_option(level, optname)
+                .or_else(|| Some(format!("{level}/{optname}")));
+            kernel["level"] = level.into();
+            kernel["optname"] = optname.into();
         }
         event.kernel = Some(kernel);
         event
@@ -169,6 +182,7 @@ impl KernelEvent {
             Reason::InboundBind,
             Reason::InboundListen,
             Reason::EgressPacket,
+            Reason::RoutingOption,
         ]
         .into_iter()
         .find(|r| r.as_str() == self.reason)
@@ -289,6 +303,41 @@ mod tests {
         // Other hooks carry no detail.
         raw.kind = kind::CONNECT6;
         assert_eq!(KernelEvent::from_raw(&raw).detail, None);
+    }
+
+    #[test]
+    fn translates_a_refused_routing_option() {
+        let mut raw = SockEvent::zeroed();
+        raw.kind = kind::SETSOCKOPT;
+        raw.family = libc::AF_INET as u16;
+        raw.sock_type = libc::SOCK_DGRAM as u16;
+        raw.protocol = libc::IPPROTO_UDP as u16;
+        raw.pid_tgid = (20 << 32) | 21;
+        raw.addr[..8].copy_from_slice(
+            &sockstrace_common::option_word(libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP).to_ne_bytes(),
+        );
+        raw.verdict = verdict::DENY;
+        raw.reason = reason::ROUTING_OPTION;
+        let event = KernelEvent::from_raw(&raw);
+        assert_eq!((event.hook, event.syscall()), ("setsockopt", "setsockopt"));
+        assert_eq!((event.dst, event.local), (None, None));
+        assert_eq!(event.option, Some((libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP)));
+        assert_eq!(event.policy_reason(), Some(Reason::RoutingOption));
+        let report = event.to_report_event(ProcessInfo::default());
+        assert_eq!((report.source.as_ref(), report.reason.as_ref()), ("kernel", "routing-option"));
+        assert_eq!(
+            (report.syscall.as_ref(), report.option.as_deref()),
+            ("setsockopt", Some("IP_ADD_MEMBERSHIP"))
+        );
+        assert_eq!((report.action, report.errno, report.cookie), (Action::Blocked, Some(libc::EPERM), None));
+        assert_eq!(report.kernel.as_ref().unwrap()["optname"], libc::IP_ADD_MEMBERSHIP);
+        // Every SCTP option, named as the supervisor names it.
+        raw.addr[..8].copy_from_slice(&sockstrace_common::option_word(132, 100).to_ne_bytes());
+        let report = KernelEvent::from_raw(&raw).to_report_event(ProcessInfo::default());
+        assert_eq!(report.option.as_deref(), Some("SOL_SCTP/100"));
+        // Other hooks carry no option.
+        raw.kind = kind::CONNECT4;
+        assert_eq!(KernelEvent::from_raw(&raw).option, None);
     }
 
     #[test]

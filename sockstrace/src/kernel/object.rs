@@ -163,6 +163,7 @@ fn load_one(name: &str, program: &mut Program) -> Result<()> {
         Program::CgroupSock(p) => p.load(),
         Program::SockOps(p) => p.load(),
         Program::CgroupSkb(p) => p.load(),
+        Program::CgroupSockopt(p) => p.load(),
         other => bail!("program {name} has unexpected type {:?}", other.prog_type()),
     };
     loaded.with_context(|| format!("loading program {name}"))
@@ -180,12 +181,18 @@ pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
             // Test-only: prove that an attack the egress gate stops gets through without it.
             continue;
         }
+        if name == programs::SETSOCKOPT && crate::testing::disabled("kernel-options") {
+            // Test-only: the egress gate's tests set the options this hook refuses.
+            continue;
+        }
         let attached = match program(ebpf, name)? {
             Program::CgroupSockAddr(p) => p.attach(dir, mode).map(drop),
             Program::CgroupSock(p) => p.attach(dir, mode).map(drop),
             Program::SockOps(p) => p.attach(dir, mode).map(drop),
             // The egress gate (the only skb program).
             Program::CgroupSkb(p) => p.attach(dir, CgroupSkbAttachType::Egress, mode).map(drop),
+            // The setsockopt hook (its attach type comes from its section).
+            Program::CgroupSockopt(p) => p.attach(dir, mode).map(drop),
             other => bail!("program {name} has unexpected type {:?}", other.prog_type()),
         };
         attached.with_context(|| format!("attaching program {name} to the cgroup"))?;
@@ -235,6 +242,7 @@ pub fn verified_instructions(program: &Program) -> Result<u32> {
         Program::SockOps(p) => p.info(),
         Program::CgroupSkb(p) => p.info(),
         Program::TracePoint(p) => p.info(),
+        Program::CgroupSockopt(p) => p.info(),
         other => bail!("unexpected program type {:?}", other.prog_type()),
     }
     .context("reading the program's info")?;

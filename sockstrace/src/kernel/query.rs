@@ -20,6 +20,7 @@ pub const ATTACH_TYPES: &[(&str, u32)] = &[
     ("udp6_sendmsg", 15),
     ("udp4_recvmsg", 19),
     ("udp6_recvmsg", 20),
+    ("setsockopt", 22),
     ("inet4_getpeername", 29),
     ("inet6_getpeername", 30),
 ];

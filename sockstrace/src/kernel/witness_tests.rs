@@ -68,6 +68,7 @@ const FLOOD: usize = 15_000;
 /// - `tfo`: a TCP Fast Open `sendto` (an implicit connect);
 /// - `listen`: bind `addr` and listen;
 /// - `raw`: create an ICMP raw socket;
+/// - `mark`: set `SO_MARK` (an option that moves the first hop) on a UDP socket;
 /// - `flood`: [`FLOOD`] UDP sends to `addr` (reports the last errno);
 /// - `loop`: listen on `addr`, connect to it and accept: reports the *accepted* socket's
 ///   cookie and the connecting socket's local port (the accepted socket's peer);
@@ -77,7 +78,7 @@ fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     let (family, sock_type, protocol, target) = match op {
         "tcp" | "tfo" | "listen" | "loop" | "unspec" => (family, libc::SOCK_STREAM, 0, addr),
-        "udp" | "flood" => (family, libc::SOCK_DGRAM, 0, addr),
+        "udp" | "flood" | "mark" => (family, libc::SOCK_DGRAM, 0, addr),
         "tcp6" => (libc::AF_INET6, libc::SOCK_STREAM, 0, v4_mapped(addr)),
         "raw" => (libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP, addr),
         other => panic!("unknown child op {other}"),
@@ -115,6 +116,14 @@ fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
         // SAFETY: as for `send`.
         "unspec" => unsafe { libc::bind(fd_raw, sa, len) },
         "raw" => 0,
+        "mark" => {
+            let mark: libc::c_int = 7;
+            let size = std::mem::size_of_val(&mark) as libc::socklen_t;
+            // SAFETY: `mark` is a live int of the size we pass; an open socket we own.
+            unsafe {
+                libc::setsockopt(fd_raw, libc::SOL_SOCKET, libc::SO_MARK, (&raw const mark).cast(), size)
+            }
+        }
         // SAFETY: as for `send`.
         _ => unsafe { libc::connect(fd_raw, sa, len) },
     };
@@ -713,6 +722,18 @@ fn attached_witness_covers_sub_cgroups_and_leaves_its_cgroup_alone() {
             let event = by_cookie(&got, o.cookie).unwrap_or_else(|| panic!("no event for {o:?}: {got:#?}"));
             assert_eq!((event.pid, event.denied, event.cgroup_id), (pid, true, below_id), "{event:#?}");
         }
+        // The setsockopt hook too: a routing option is refused and reported (it has no cookie).
+        let (pid, out) = run_child(std::os::fd::AsFd::as_fd(&procs), &format!("mark={}", sinks.udp_addr()));
+        assert_eq!(out[0].errno, libc::EPERM, "{out:?}");
+        let is_mark = |e: &KernelEvent| e.hook == "setsockopt" && e.pid == pid;
+        let got = collect(&mut events, |got| got.iter().any(is_mark)).await;
+        let event =
+            got.iter().find(|e| is_mark(e)).unwrap_or_else(|| panic!("no setsockopt event: {got:#?}"));
+        assert_eq!(
+            (event.denied, event.reason, event.option),
+            (true, "routing-option", Some((1, 36))),
+            "{event:#?}"
+        );
 
         witness.detach_verified().unwrap_or_else(|err| panic!("{err:#}"));
         assert!(witness.attached_hooks().unwrap().is_empty());

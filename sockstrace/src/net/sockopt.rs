@@ -5,10 +5,14 @@
 //! membership reports), and
 //! the option names the report uses. Pure tables: the seccomp filter traps
 //! exactly these `(level, optname)` pairs and the supervisor refuses them.
+//! The table is `sockstrace_common::sockopt`'s, the one the kernel layer's
+//! `cgroup/setsockopt` program refuses too.
+
+use sockstrace_common::sockopt as shared;
 
 /// `SOL_SCTP`: every SCTP option is refused (`connectx` and peer addresses
 /// go through setsockopt).
-pub const SOL_SCTP: i32 = 132;
+pub const SOL_SCTP: i32 = shared::SOL_SCTP;
 /// `SOL_UDP`.
 pub const SOL_UDP: i32 = 17;
 
@@ -16,37 +20,19 @@ const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 const SOL_IP: i32 = libc::SOL_IP;
 const SOL_IPV6: i32 = libc::SOL_IPV6;
 
-/// The refused options: (level, optname, name). Values from the kernel's
-/// uapi headers (asm-generic/socket.h, linux/in.h, linux/in6.h).
-pub const ROUTING_OPTIONS: &[(i32, i32, &str)] = &[
-    (SOL_SOCKET, 25, "SO_BINDTODEVICE"),
-    (SOL_SOCKET, 62, "SO_BINDTOIFINDEX"),
-    (SOL_SOCKET, 36, "SO_MARK"),
-    (SOL_IP, 4, "IP_OPTIONS"),
-    (SOL_IP, 50, "IP_UNICAST_IF"),
-    (SOL_IP, 16, "IP_IPSEC_POLICY"),
-    (SOL_IP, 17, "IP_XFRM_POLICY"),
-    (SOL_IPV6, 57, "IPV6_RTHDR"),
-    (SOL_IPV6, 5, "IPV6_2292RTHDR"),
-    (SOL_IPV6, 6, "IPV6_2292PKTOPTIONS"),
-    (SOL_IPV6, 9, "IPV6_NEXTHOP"),
-    (SOL_IPV6, 50, "IPV6_PKTINFO"),
-    (SOL_IPV6, 76, "IPV6_UNICAST_IF"),
-    (SOL_IPV6, 34, "IPV6_IPSEC_POLICY"),
-    (SOL_IPV6, 35, "IPV6_XFRM_POLICY"),
-    // Joining a multicast group makes the kernel send membership reports
-    // (IGMP, MLD) of its own, naming groups the program chose: a channel onto
-    // the LAN that no socket of the program's carries. Blocking sources,
-    // filters and leaving need a membership first.
-    (SOL_IP, 35, "IP_ADD_MEMBERSHIP"),
-    (SOL_IP, 39, "IP_ADD_SOURCE_MEMBERSHIP"),
-    (SOL_IP, 42, "MCAST_JOIN_GROUP"),
-    (SOL_IP, 46, "MCAST_JOIN_SOURCE_GROUP"),
-    (SOL_IPV6, 20, "IPV6_ADD_MEMBERSHIP"),
-    (SOL_IPV6, 27, "IPV6_JOIN_ANYCAST"),
-    (SOL_IPV6, 42, "MCAST_JOIN_GROUP"),
-    (SOL_IPV6, 46, "MCAST_JOIN_SOURCE_GROUP"),
-];
+/// The refused options: (level, optname, name), from the shared table.
+pub const ROUTING_OPTIONS: &[(i32, i32, &str)] = &as_tuples();
+
+const fn as_tuples() -> [(i32, i32, &'static str); shared::ROUTING_OPTIONS.len()] {
+    let mut out = [(0, 0, ""); shared::ROUTING_OPTIONS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        let e = shared::ROUTING_OPTIONS[i];
+        out[i] = (e.level, e.optname, e.name);
+        i += 1;
+    }
+    out
+}
 
 /// The name of a refused option, or `None` when the option may be set.
 /// `level` and `optname` are the kernel's `int` arguments (low 32 bits).
@@ -54,10 +40,7 @@ pub fn routing_option(level: i32, optname: i32) -> Option<String> {
     if level == SOL_SCTP {
         return Some(format!("SOL_SCTP/{optname}"));
     }
-    ROUTING_OPTIONS
-        .iter()
-        .find(|&&(l, o, _)| l == level && o == optname)
-        .map(|&(_, _, name)| name.to_string())
+    shared::routing_option_entry(level, optname).map(|e| e.name.to_string())
 }
 
 /// `MCAST_*` group requests: `struct group_req` and friends hold a
@@ -147,6 +130,24 @@ mod tests {
             assert_eq!(routing_option(level, name).as_deref(), Some(label));
         }
         assert_eq!(routing_option(SOL_SCTP, 100).as_deref(), Some("SOL_SCTP/100"));
+    }
+
+    #[test]
+    fn the_kernel_layer_refuses_exactly_what_this_layer_refuses() {
+        // Every option named here is one the kernel program refuses, and the reverse for a
+        // sweep of levels and names.
+        for level in
+            [libc::SOL_SOCKET, libc::IPPROTO_IP, libc::IPPROTO_IPV6, libc::IPPROTO_TCP, SOL_UDP, SOL_SCTP]
+        {
+            for optname in 0..128 {
+                assert_eq!(
+                    routing_option(level, optname).is_some(),
+                    shared::is_routing_option(level, optname),
+                    "{level}/{optname}"
+                );
+            }
+        }
+        assert_eq!((SOL_SOCKET, SOL_IP, SOL_IPV6), (shared::SOL_SOCKET, shared::SOL_IP, shared::SOL_IPV6));
     }
 
     #[test]

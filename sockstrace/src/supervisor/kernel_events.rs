@@ -1,10 +1,13 @@
-//! Leaks that only the kernel saw (io_uring connects, a raced unix connect,
+//! Leaks that only the kernel saw (io_uring connects and setsockopts, a raced unix connect,
 //! sockets from outside): the eBPF hooks' events become report events with
 //! `source: "kernel"` (`KernelEvent::to_report_event`). Calls the supervisor
 //! performed itself are skipped here: their seccomp event already carries the
-//! kernel's facts.
+//! kernel's facts. So are the routing options the supervisor reported and let the
+//! kernel apply (`--on-leak log`): the observing kernel layer sees the same call again
+//! ([`expect_echo`]).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -19,7 +22,82 @@ pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Re
         if ev.pid == own_pid {
             continue;
         }
+        if let Some((level, optname)) = ev.option {
+            if ECHOES.lock().is_ok_and(|mut echoes| echoes.take(ev.tid, level, optname)) {
+                continue;
+            }
+        }
         // The process may be gone already; pid and comm come from the kernel anyway.
         reporter.emit(ev.to_report_event(process_info(ev.tid)));
+    }
+}
+
+static ECHOES: Mutex<Echoes> = Mutex::new(Echoes::new());
+
+/// The supervisor reported a routing option of thread `tid` and answers CONTINUE: the kernel
+/// layer's setsockopt hook (observing) will report the same call, which is skipped then.
+/// Called before the reply, so the note is always there before the kernel's event.
+pub fn expect_echo(tid: u32, level: i32, optname: i32) {
+    if let Ok(mut echoes) = ECHOES.lock() {
+        echoes.note(tid, level, optname);
+    }
+}
+
+/// Calls whose kernel event is expected and is not to be reported: a short queue (a note
+/// whose event never comes, the call having failed before the hook, is dropped once
+/// [`Echoes::CAPACITY`] newer ones are noted).
+struct Echoes {
+    pending: VecDeque<(u32, i32, i32)>,
+}
+
+impl Echoes {
+    const CAPACITY: usize = 256;
+
+    const fn new() -> Self {
+        Self { pending: VecDeque::new() }
+    }
+
+    fn note(&mut self, tid: u32, level: i32, optname: i32) {
+        if self.pending.len() >= Self::CAPACITY {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((tid, level, optname));
+    }
+
+    /// Whether the event of `tid`'s setsockopt was expected (the note is used up).
+    fn take(&mut self, tid: u32, level: i32, optname: i32) -> bool {
+        match self.pending.iter().position(|&p| p == (tid, level, optname)) {
+            Some(i) => {
+                self.pending.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expected_echo_is_skipped_once() {
+        let mut echoes = Echoes::new();
+        echoes.note(7, 41, 57);
+        assert!(!echoes.take(8, 41, 57), "another thread");
+        assert!(!echoes.take(7, 41, 5), "another option");
+        assert!(echoes.take(7, 41, 57));
+        assert!(!echoes.take(7, 41, 57), "a second call was not expected");
+    }
+
+    #[test]
+    fn the_queue_keeps_the_newest_notes() {
+        let mut echoes = Echoes::new();
+        for tid in 0..(Echoes::CAPACITY as u32 + 10) {
+            echoes.note(tid, 0, 35);
+        }
+        assert_eq!(echoes.pending.len(), Echoes::CAPACITY);
+        assert!(!echoes.take(0, 0, 35));
+        assert!(echoes.take(Echoes::CAPACITY as u32 + 9, 0, 35));
     }
 }

@@ -19,6 +19,7 @@ use crate::net::cmsg;
 use crate::net::msghdr::Layout;
 use crate::net::sockopt::{self, CompatValue};
 use crate::policy::{Decision, Reason, Ruling};
+use crate::supervisor::abi::Abi;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::Errno;
 use crate::supervisor::tracee::{Failure, Socket};
@@ -38,6 +39,11 @@ pub fn setsockopt(call: &mut Call<'_>) -> Result<Reply, Failure> {
             if let Some(refused) = refuse(call, "setsockopt", &sock, option).refusal() {
                 return Ok(refused);
             }
+            if !call.multiplexed && call.abi == Abi::X86_64 && kernel_layer_on(call) {
+                // Logged and continued: the observing kernel layer sees the call too (it
+                // skips compat callers), and one event is enough.
+                crate::supervisor::kernel_events::expect_echo(call.tracee.tid, level, optname);
+            }
         }
     }
     if !call.multiplexed {
@@ -45,6 +51,11 @@ pub fn setsockopt(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return Ok(Reply::Continue);
     }
     perform(call, level, optname, args[0], args[3], args[4])
+}
+
+/// Whether the kernel layer is on (its setsockopt hook sees a call we continue).
+fn kernel_layer_on(call: &Call<'_>) -> bool {
+    call.ctx.witness.read().is_ok_and(|w| w.is_some())
 }
 
 /// Gates a refused option or control message (a leak: `--on-leak log` lets it through).
