@@ -225,6 +225,34 @@ fn i386_io_uring_setup_refused() {
     }
 }
 
+/// `--allow-io-uring` lets io_uring in where the kernel layer gates what rings do, but not
+/// for a 32-bit program: the kernel runs a compat ring's setsockopt commands without the
+/// cgroup setsockopt hook, so its multicast joins (IGMP reports naming a group of its
+/// choice) would pass every layer. The same run lets the 64-bit ring in (the option works).
+#[test]
+fn i386_io_uring_setup_refused_even_when_io_uring_is_allowed() {
+    if let Err(e) = sockstrace_tests::kernel_available() {
+        skip!("{e}");
+    }
+    let Some(cs) = clients() else {
+        skip!("no 32-bit client (gcc -m32 cannot link)");
+    };
+    if !is_root() {
+        skip!("needs root to run the program as nobody");
+    }
+    // As under sudo: a program that is not root cannot leave the kernel layer's cgroup.
+    let allowing = || Trace::new().opts(["--allow-io-uring", "--user", "nobody"]);
+    let native = allowing().netprobe(["uring-setup-raw"]).run();
+    assert!(native.stdout.contains("setup: ok"), "the 64-bit ring should be let in\n{}", native.describe());
+    native.assert_no_leaks();
+    for (label, c) in cs {
+        let out = allowing().netprobe_at(c, ["uring-setup-raw"]).run();
+        out.assert_client_eperm("setup");
+        let ev = out.the_event("io_uring_setup leak", |e| e.s("syscall") == "io_uring_setup");
+        assert!(ev.is_leak() && ev.s("action") == "blocked", "{label}: {ev}\n{}", out.describe());
+    }
+}
+
 // ---------------------------------------------------------------------------
 // socketcall(2) and the direct i386 calls, by hand
 // ---------------------------------------------------------------------------

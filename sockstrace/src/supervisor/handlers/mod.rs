@@ -227,11 +227,14 @@ fn foreign_abi(call: &mut Call<'_>) -> Reply {
 
 /// io_uring operations bypass seccomp entirely: refused unless logging, or
 /// unless the kernel layer gates what they can do (`--allow-io-uring`): their
-/// connects and sends (the cgroup hooks), and socket creation (the BPF LSM
-/// program where the kernel takes it, else a caller that can never hold
-/// `CAP_NET_RAW`; see `uring`).
+/// connects and sends (the cgroup hooks), their options (the setsockopt hook),
+/// and socket creation (the BPF LSM program where the kernel takes it, else a
+/// caller that can never hold `CAP_NET_RAW`; see `uring`). Never for an i386
+/// caller: the kernel runs a compat ring's setsockopt commands without the
+/// cgroup setsockopt hook (`do_sock_setsockopt` skips it for compat callers),
+/// so a 32-bit ring could join a multicast group that nothing refuses.
 fn io_uring(call: &mut Call<'_>) -> Reply {
-    let gated = call.ctx.allow_io_uring && {
+    let gated = call.ctx.allow_io_uring && call.abi == Abi::X86_64 && {
         // Tried once (the first io_uring_setup), then remembered.
         let lsm =
             call.ctx.witness.write().is_ok_and(|mut w| w.as_mut().is_some_and(Witness::gate_socket_creation));
