@@ -21,7 +21,10 @@
 //! - `proc-attribution`: audit does not read /proc for an event's process, as if every
 //!   process were gone already, so a test can show the kernel's process records alone;
 //! - `fast-path`: allowed connects and datagrams are always performed by the supervisor, even
-//!   where the kernel layer judges every destination itself (see `Witness::judges_every_inet_destination`).
+//!   where the kernel layer judges every destination itself (see `Witness::judges_every_inet_destination`);
+//! - `allowed-events`: allowed calls are counted but not written to the JSON report, as
+//!   without `--report`, where the fast path may run; so a test can read the fast path's
+//!   refusals from a report.
 
 use std::sync::OnceLock;
 

@@ -123,7 +123,7 @@ impl Reporter {
 
     /// Whether allowed decisions need an event (they only go to the JSON report).
     pub fn wants_allowed(&self) -> bool {
-        self.has_sink
+        self.has_sink && !crate::testing::disabled("allowed-events")
     }
 
     /// Emits one event: numbers it, tallies it, writes it.

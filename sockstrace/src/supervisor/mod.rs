@@ -268,7 +268,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         .context("becoming a child subreaper")?;
     let procs = witness.as_ref().and_then(Witness::procs_fd);
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
-    let fast_path = fast_path(witness.as_ref(), &config, inspector.is_some());
+    let fast_path = fast_path(witness.as_ref(), &config, inspector.is_some(), reporter.wants_allowed());
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
     let isolation = match config.isolate_network {
         true => Some(prepare_isolation(&config.policy, dns_proxy.as_ref(), &config.bridge_abstract, root)?),
@@ -423,10 +423,20 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
 /// - leaks are refused (not `--on-leak log`, which would let the kernel layer only report);
 /// - what the kernel allows, the supervisor lets through unchanged: not with the SOCKS
 ///   inspector (`inspecting`), whose relay the supervisor puts in front of the proxy while the
-///   kernel allows the proxy itself (a connect flipped to the proxy would skip the inspection).
-fn fast_path(witness: Option<&Witness>, config: &RunConfig, inspecting: bool) -> bool {
+///   kernel allows the proxy itself (a connect flipped to the proxy would skip the inspection);
+/// - no event names an allowed call's destination (`reporting_allowed`: the JSON report of
+///   `--report` has one per allowed call): the supervisor knows the address it judged, the
+///   kernel sends to the one it reads later, which the program may have changed to another
+///   allowed one. Without `--report`, allowed calls are only counted.
+fn fast_path(
+    witness: Option<&Witness>,
+    config: &RunConfig,
+    inspecting: bool,
+    reporting_allowed: bool,
+) -> bool {
     !crate::testing::disabled("fast-path")
         && !inspecting
+        && !reporting_allowed
         && witness.is_some_and(Witness::judges_every_inet_destination)
         && !config.allow_io_uring
         && config.on_leak != LeakAction::Log
