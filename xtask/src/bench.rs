@@ -18,10 +18,10 @@ mod audit;
 pub mod fixture;
 mod hooks;
 mod measure;
+mod option_cost;
 mod peers;
 mod report;
 mod soak;
-mod stack;
 mod udp_socks;
 mod workload;
 
@@ -191,7 +191,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let leaks = if options.quick { 1000 } else { 5000 };
     let port = fixtures.endpoints.udp_port;
     let stack =
-        stack::leak_cost(&sockstrace, &client, port, leaks, options.rounds).map_err(|e| format!("{e:#}"));
+        option_cost::stack(&sockstrace, &client, port, leaks, options.rounds).map_err(|e| format!("{e:#}"));
+    eprintln!("bench: allowed datagrams with --report on and off");
+    let reported = option_cost::report(&sockstrace, &client, port, sizes.datagrams, options.rounds)
+        .map_err(|e| format!("{e:#}"));
     if let Ok(cgroup) = &fixtures.cgroup {
         eprintln!("bench: audit leak flood, {} UDP leaks at {FLOOD_RATE}/s", sizes.flood);
         let port = fixtures.endpoints.udp_port;
@@ -209,7 +212,16 @@ pub fn run(args: &[String]) -> Result<()> {
     print!("{}", results.table(options.rounds));
     println!(
         "{}",
-        stack.as_ref().map_or_else(|e| format!("leak with --stack: failed: {e}"), stack::StackCost::line)
+        stack
+            .as_ref()
+            .map_or_else(|e| format!("leak with --stack: failed: {e}"), option_cost::OptionCost::line)
+    );
+    println!(
+        "{}",
+        reported.as_ref().map_or_else(
+            |e| format!("allowed datagram with --report: failed: {e}"),
+            option_cost::OptionCost::line
+        )
     );
     match &udp {
         Ok(row) => println!("{}", row.line()),
@@ -217,7 +229,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let path = fixture::bench_dir()?.join("bench.json");
     let mut json = results.json(options.rounds, options.quick, &sockstrace.display().to_string());
-    json["leak_stack"] = stack.as_ref().map_or_else(|e| e.as_str().into(), stack::StackCost::json);
+    json["leak_stack"] = stack.as_ref().map_or_else(|e| e.as_str().into(), option_cost::OptionCost::json);
+    json["report_cost"] = reported.as_ref().map_or_else(|e| e.as_str().into(), option_cost::OptionCost::json);
     json["load_average_before"] = load.into();
     json["udp_socks"] = udp.as_ref().map(udp_socks::UdpSocks::json).unwrap_or_else(|why| why.clone().into());
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
