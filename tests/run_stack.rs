@@ -247,6 +247,39 @@ fn core_limit_bounds_the_cores() {
     assert_eq!(std::fs::read_dir(&cores).unwrap().count(), 1);
 }
 
+/// sockstrace reaps every exited child it has (it is the program's subreaper), and gcore is
+/// one. When gcore ended before its waiter asked for its status (here a wrapper leaves a
+/// process holding gcore's stderr open, which the waiter reads to the end first), the reaper
+/// took the status, the waiter got `ECHILD`, and the core the event named never appeared.
+#[test]
+fn a_core_is_put_in_place_when_gcore_ends_before_its_waiter_asks() {
+    let Some(gcore) = ["/usr/bin/gcore", "/usr/local/bin/gcore"].into_iter().find(|p| Path::new(p).is_file())
+    else {
+        skip!("gcore not installed (gdb)");
+    };
+    let prog = build("fp", &["-fno-omit-frame-pointer"]).expect("native build");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let wrapper = bin.join("gcore");
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{gcore} \"$@\"\nstatus=$?\nsleep 1 &\nexit $status\n"))
+        .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let cores = dir.path().join("cores");
+    let sink = TcpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .env("PATH", &path)
+        .opts(["--core-on-leak", cores.to_str().unwrap()])
+        .program([prog.to_str().unwrap(), "tcp", &sink.port()])
+        .run();
+    let leak =
+        out.events.iter().find(|e| e.is_leak()).unwrap_or_else(|| panic!("no leak\n{}", out.describe()));
+    let core = leak.s("core");
+    assert!(!core.is_empty(), "{leak}\n{}", out.describe());
+    assert!(Path::new(core).is_file(), "the event names {core}, which is not there\n{}", out.describe());
+}
+
 #[test]
 fn report_groups_leaks_by_code_location() {
     let prog = build("fp", &["-fno-omit-frame-pointer"]).expect("native build");

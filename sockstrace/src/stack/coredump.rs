@@ -62,14 +62,11 @@ impl Cores {
         };
         let name = format!("sockstrace-leak-{pid}-{n}");
         let prefix = staging.join(&name);
-        let child = Command::new(gcore)
-            .arg("-o")
-            .arg(&prefix)
-            .arg(pid.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
+        let mut command = Command::new(gcore);
+        command.arg("-o").arg(&prefix).arg(pid.to_string());
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        // Its exit status says whether the core is whole: not reaped by the run's sweep.
+        let child = crate::supervisor::reap::spawn_own(&mut command);
         let mut child = match child {
             Ok(c) => c,
             Err(e) => return Some(Err(format!("cannot run {}: {e}", gcore.display()))),
@@ -97,19 +94,19 @@ impl Cores {
         pending.fetch_add(1, Ordering::AcqRel);
         std::thread::spawn(move || {
             let _done = Done(pending);
-            if let Ok(out) = child.wait_with_output() {
-                let result = if out.status.success() && written.exists() {
-                    publish(&written, &shown)
-                } else {
-                    Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string())
-                };
-                let _ = std::fs::remove_file(&written);
-                if let Err(why) = result {
-                    crate::report_writer::human::write_line(&format!(
-                        "sockstrace: gcore failed for {}: {why}",
-                        shown.display()
-                    ));
-                }
+            let gcore_pid = child.id();
+            let result = match child.wait_with_output() {
+                Ok(out) if out.status.success() && written.exists() => publish(&written, &shown),
+                Ok(out) => Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string()),
+                Err(e) => Err(format!("waiting for gcore: {e}")),
+            };
+            crate::supervisor::reap::forget_own(gcore_pid);
+            let _ = std::fs::remove_file(&written);
+            if let Err(why) = result {
+                crate::report_writer::human::write_line(&format!(
+                    "sockstrace: gcore failed for {}: {why}",
+                    shown.display()
+                ));
             }
         });
         Some(Ok(path))

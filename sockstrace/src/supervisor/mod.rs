@@ -20,7 +20,7 @@ pub(crate) mod isolate;
 mod kernel_events;
 mod maker;
 mod notif;
-mod reap;
+pub(crate) mod reap;
 mod receivers;
 mod spawn;
 mod sys;

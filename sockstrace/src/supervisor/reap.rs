@@ -20,15 +20,43 @@ pub fn exit_code(status: libc::c_int) -> i32 {
     }
 }
 
-/// Reaps every exited child; returns the main child's status when it is among them.
+/// Children of ours that their own thread waits for (gcore, whose exit status says whether
+/// the core is whole): the sweep leaves them to it.
+static OWN_CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Starts a child that the caller will wait for itself (`std::process::Child::wait`): the
+/// sweep, which reaps every other child, never takes its exit status away.
+pub fn spawn_own(command: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    // Held while spawning: the sweep cannot see the child exited before it is listed.
+    let mut own = OWN_CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let child = command.spawn()?;
+    own.push(child.id());
+    Ok(child)
+}
+
+/// Forgets a child of [`spawn_own`] once its waiter has reaped it.
+pub fn forget_own(pid: u32) {
+    OWN_CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|&p| p != pid);
+}
+
+/// Reaps every exited child but our own ([`spawn_own`]); returns the main child's status
+/// when it is among them. An exited child of our own stops the sweep until its waiter has
+/// reaped it (at once: it is waiting), since the kernel reports exited children in order.
 fn sweep(main: libc::pid_t) -> Option<i32> {
     let mut main_status = None;
     loop {
-        let Some((pid, status)) = super::sys::reap_any_nohang() else {
+        let own = OWN_CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(pid) = super::sys::exited_child() else {
             return main_status;
         };
-        if pid == main {
-            main_status = Some(exit_code(status));
+        if own.contains(&(pid as u32)) {
+            return main_status;
+        }
+        drop(own);
+        match super::sys::reap_nohang(pid) {
+            Some(status) if pid == main => main_status = Some(exit_code(status)),
+            Some(_) => {}
+            None => return main_status,
         }
     }
 }

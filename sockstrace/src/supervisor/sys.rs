@@ -129,13 +129,24 @@ pub fn set_dumpable(dumpable: bool) -> Result<(), Errno> {
     check(ret as libc::c_long).map(drop)
 }
 
-/// Reaps one exited child without waiting: its pid and raw wait status, `None`
-/// when no child has exited (or there is none).
-pub fn reap_any_nohang() -> Option<(libc::pid_t, libc::c_int)> {
+/// The pid of a child that has exited, left unreaped (`WNOWAIT`); `None` when none has.
+pub fn exited_child() -> Option<libc::pid_t> {
+    // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes into a live local; WNOHANG never blocks, WNOWAIT reaps nothing.
+    let ret =
+        unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: after a successful waitid, si_pid is the child's pid (0 when none has exited).
+    let pid = unsafe { info.si_pid() };
+    (ret == 0 && pid > 0).then_some(pid)
+}
+
+/// Reaps child `pid` if it has exited: its wait status.
+pub fn reap_nohang(pid: libc::pid_t) -> Option<libc::c_int> {
     let mut status = 0;
     // SAFETY: waitpid writes the status into a live local; WNOHANG never blocks.
-    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-    (pid > 0).then_some((pid, status))
+    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    (ret == pid).then_some(status)
 }
 
 /// Sends `signal` to process `pid` (a stale pid is only `ESRCH`).

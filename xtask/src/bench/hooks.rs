@@ -55,9 +55,13 @@ impl Drop for StatsOn {
 /// The name of a `prog_type` number (UAPI `enum bpf_prog_type`) among audit's programs.
 fn prog_type_name(prog_type: u32) -> String {
     match prog_type {
+        5 => "tracepoint".into(),
+        8 => "cgroup_skb".into(),
         9 => "cgroup_sock".into(),
         13 => "sock_ops".into(),
         18 => "cgroup_sock_addr".into(),
+        25 => "cgroup_sockopt".into(),
+        29 => "lsm".into(),
         other => format!("type {other}"),
     }
 }
