@@ -431,28 +431,10 @@ pub fn read_process_memory_vectored(tid: u32, regions: &[(u64, usize)]) -> Resul
         if len == 0 {
             continue;
         }
-        let remote: Vec<libc::iovec> = chunk
-            .iter()
-            .map(|&(addr, len)| libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len })
-            .collect();
-        let local = libc::iovec { iov_base: buf[at..].as_mut_ptr().cast(), iov_len: len };
-        // SAFETY: `local` covers `len` bytes of our buffer from `at` (the chunks' lengths sum to
-        // the buffer's); the remote iovecs are only interpreted in the tracee's address space.
-        let n = unsafe {
-            libc::process_vm_readv(
-                tid as libc::pid_t,
-                &local,
-                1,
-                remote.as_ptr(),
-                remote.len() as libc::c_ulong,
-                0,
-            )
-        };
-        match n {
-            n if n < 0 => return Err(last_errno()),
-            n if n as usize != len => return Err(libc::EFAULT),
-            _ => at += len,
+        if readv_into(tid, &mut buf[at..at + len], chunk)? != len {
+            return Err(libc::EFAULT);
         }
+        at += len;
     }
     Ok(buf)
 }
@@ -469,13 +451,21 @@ pub fn read_process_memory_upto(tid: u32, regions: &[(u64, usize)]) -> Result<(V
     if total == 0 {
         return Ok((buf, 0));
     }
+    let n = readv_into(tid, &mut buf, regions)?;
+    Ok((buf, n))
+}
+
+/// One `process_vm_readv` of at most [`IOV_MAX`] `regions` of process `tid` into `buf`
+/// (as long as the regions together): the bytes read, which stop at the first region that
+/// cannot be read.
+fn readv_into(tid: u32, buf: &mut [u8], regions: &[(u64, usize)]) -> Result<usize, Errno> {
     let remote: Vec<libc::iovec> = regions
         .iter()
         .map(|&(addr, len)| libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len })
         .collect();
-    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: total };
-    // SAFETY: `local` covers exactly our buffer of `total` bytes; the remote iovecs are only
-    // interpreted in the tracee's address space.
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: `local` covers exactly `buf`, which the regions' lengths fill at most; the
+    // remote iovecs are only interpreted in the tracee's address space.
     let n = unsafe {
         libc::process_vm_readv(
             tid as libc::pid_t,
@@ -489,7 +479,7 @@ pub fn read_process_memory_upto(tid: u32, regions: &[(u64, usize)]) -> Result<(V
     if n < 0 {
         return Err(last_errno());
     }
-    Ok((buf, n as usize))
+    Ok(n as usize)
 }
 
 /// `accept4` on our duplicate of a listener: the new connection (ours, close-on-exec)
