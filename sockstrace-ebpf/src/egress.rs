@@ -332,7 +332,7 @@ pub extern "C" fn egress_drop(cookie: u64, netns_cookie: u64, dst_hi: u64, dst_l
         }
     }
     if report {
-        emit(cookie, move |event| {
+        emit(move |event| {
             event.kind = kind;
             event.cookie = cookie;
             event.netns_cookie = netns_cookie;

@@ -42,7 +42,7 @@ mod sockopt;
 mod tracking;
 mod udp_peers;
 
-use aya_log_ebpf::{debug, warn};
+use aya_log_ebpf::debug;
 
 // ---------------------------------------------------------------------------------------------
 // Diagnostics (aya-log): rare events worth a line on sockstrace's stderr
@@ -59,23 +59,12 @@ use aya_log_ebpf::{debug, warn};
 // so the functions take none, which keeps their arguments plain scalars as global functions need.
 // They stay at the crate root: aya-log puts the module path and file name of each statement in
 // its record, and longer ones would cost every program that calls a message more verifier work.
-
-/// The event ring buffer was full: an event of socket `cookie` is lost, the `lost`th on this CPU.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn log_ring_full(cookie: u64, lost: u64) -> i32 {
-    warn!(&(), "ring buffer full: event of socket {} lost ({} on this CPU)", cookie, lost);
-    0
-}
-
-/// `bpf_loop` over the rules failed with `err`: nothing matched, so the operation was judged
-/// a leak (failing closed).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn log_rule_walk_failed(err: i64) -> i32 {
-    warn!(&(), "bpf_loop failed ({}): judged a leak", err);
-    0
-}
+//
+// So no message is live at the default level (warn): one there costs every program that can
+// reach it its 2,000-3,300 instructions of verification on every run, and the two it once had
+// (a full ring buffer, a failed rule walk) made up 58% of the layer's verifier work, most of its
+// start-up. A full ring buffer is counted (`DROPPED`) and said by userspace, which polls the
+// count (`kernel::lost`); a failed rule walk cannot happen (see `shared::judge_remote`).
 
 /// A sock_addr hook got a sockaddr of another family than its own: the caller's doing, so only
 /// at debug level. `AF_UNSPEC` (bind4 takes it for INADDR_ANY, sendmsg4 for "no address"), or

@@ -13,7 +13,6 @@ use aya_ebpf::{
 use sockstrace_common::{remote_allowed, rules_in_force, Config, Ip6, RuleQuery, SockEvent, SockFacts};
 
 use crate::maps::{CONFIG, DROPPED, EVENTS, RULES, SCRATCH, SOCKETS};
-use crate::{log_ring_full, log_rule_walk_failed};
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
 /// the verifier allows fixed-offset loads from these pointers but no pointer arithmetic, which
@@ -43,8 +42,9 @@ pub(crate) use words4;
 /// The walk is `bpf_loop` (5.17+) over [`rule_step`]: the verifier checks that callback once,
 /// with an unknown index, instead of walking an inline loop once per possible rule (up to 64
 /// times, and all the code after the loop once per way out of it: seconds of verifier time).
-/// If `bpf_loop` fails, nothing is marked matched: the operation is judged a leak (and a
-/// warning says so).
+/// `bpf_loop` fails only for more than 2^23 iterations or unknown flags (we ask at most
+/// `MAX_RULES`, flags 0); if it did fail, nothing would be marked matched: the operation is
+/// judged a leak.
 ///
 /// It answers a bool, not a reason: each distinct constant the verifier sees steering the rest
 /// of the program is one more path it checks to the end.
@@ -52,7 +52,7 @@ pub(crate) use words4;
 pub(crate) fn judge_remote(config: &Config, query: &mut RuleQuery) -> bool {
     // SAFETY: `rule_step` has the callback signature `bpf_loop` expects, and `query` outlives
     // the call; the callback gets it back as its context.
-    let walked = unsafe {
+    unsafe {
         bpf_loop(
             rules_in_force(config),
             rule_step as *mut c_void,
@@ -60,9 +60,6 @@ pub(crate) fn judge_remote(config: &Config, query: &mut RuleQuery) -> bool {
             0,
         )
     };
-    if walked < 0 {
-        log_rule_walk_failed(walked);
-    }
     remote_allowed(config, query)
 }
 
@@ -202,15 +199,14 @@ pub(crate) unsafe fn store_addr(dst: *mut [u8; 16], addr: Ip6) {
 }
 
 /// Reserves a zeroed event in the ring buffer, lets `fill` describe it there (no stack copy) and
-/// submits it; counts it as dropped when the buffer is full, with a warning for this CPU's 1st,
-/// 2nd, 4th, 8th, ... drop (a flood costs a few lines, not one per event) naming the socket
-/// (`cookie`) of the lost event.
+/// submits it; counts it as dropped when the buffer is full (userspace polls the count and says
+/// so: `kernel::lost`).
 ///
 /// Callers pass `move` closures: a value captured by reference lives in stack memory, and a
 /// `bool` stored there as one byte reads back as 0..=255 to the verifier (a hook's return value
 /// derived from it is then refused for not being 0 or 1).
 #[inline(always)]
-pub(crate) fn emit(cookie: u64, fill: impl FnOnce(&mut SockEvent)) {
+pub(crate) fn emit(fill: impl FnOnce(&mut SockEvent)) {
     match EVENTS.reserve::<SockEvent>(0) {
         Some(mut entry) => {
             let event = entry.as_mut_ptr();
@@ -222,24 +218,15 @@ pub(crate) fn emit(cookie: u64, fill: impl FnOnce(&mut SockEvent)) {
             }
             entry.submit(0);
         }
-        None => {
-            let lost = count_dropped();
-            if lost != 0 && lost & (lost - 1) == 0 {
-                log_ring_full(cookie, lost);
-            }
-        }
+        None => count_dropped(),
     }
 }
 
-/// Counts one lost event; returns this CPU's count so far (0 if the counter cannot be had).
+/// Counts one lost event (userspace says so, see `kernel::lost`).
 #[inline(always)]
-fn count_dropped() -> u64 {
-    match DROPPED.get_ptr_mut(0) {
+fn count_dropped() {
+    if let Some(slot) = DROPPED.get_ptr_mut(0) {
         // SAFETY: `slot` points at this CPU's live, aligned u64 in `DROPPED`.
-        Some(slot) => unsafe {
-            bump(slot);
-            *slot
-        },
-        None => 0,
+        unsafe { bump(slot) };
     }
 }

@@ -39,7 +39,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
                 }
             }
         }
-        emit(cookie, move |event| {
+        emit(move |event| {
             event.kind = kind::SOCK_CREATE;
             event.family = family;
             event.sock_type = sock_type;

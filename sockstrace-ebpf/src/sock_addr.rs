@@ -153,7 +153,7 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     }
 
     if leak {
-        emit(cookie, move |event| {
+        emit(move |event| {
             event.kind = kind;
             event.family = family;
             event.sock_type = sock_type;

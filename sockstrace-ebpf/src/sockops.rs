@@ -96,7 +96,7 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
         }
     }
     if leak != reason::NONE {
-        emit(cookie, move |event| {
+        emit(move |event| {
             event.kind = kind::LISTEN;
             event.family = family;
             event.cookie = cookie;

@@ -51,7 +51,7 @@ pub fn setsockopt(ctx: SockoptContext) -> i32 {
         ((*sk).family as u16, (*sk).type_ as u16, (*sk).protocol as u16)
     };
     // No socket cookie: `bpf_get_socket_cookie` is not offered to sockopt programs.
-    emit(0, move |event| {
+    emit(move |event| {
         event.kind = kind::SETSOCKOPT;
         event.family = family;
         event.sock_type = sock_type;

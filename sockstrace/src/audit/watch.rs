@@ -238,8 +238,7 @@ async fn wait_for_stop(
     // Beyond what an `Instant` can hold: no deadline at all.
     let deadline = duration.and_then(|d| Instant::now().checked_add(d));
     let mut poll = tokio::time::interval(LOST_POLL);
-    let mut reported_lost = 0;
-    let mut last_line = Instant::now();
+    let mut lost_lines = crate::kernel::lost::LostLines::new(LOST_LINE_EVERY);
     loop {
         tokio::select! {
             _ = sigint.recv() => return Stop::Interrupt,
@@ -248,14 +247,8 @@ async fn wait_for_stop(
             _ = poll.tick() => {
                 let lost = witness.dropped();
                 metrics.set_lost(lost);
-                if lost > reported_lost && last_line.elapsed() >= LOST_LINE_EVERY {
-                    human::write_line(&format!(
-                        "sockstrace: {} event(s) lost in the last {} s ({lost} in all): the kernel's ring buffer was full",
-                        lost - reported_lost,
-                        last_line.elapsed().as_secs()
-                    ));
-                    reported_lost = lost;
-                    last_line = Instant::now();
+                if let Some(line) = lost_lines.next(lost, std::time::Instant::now()) {
+                    human::write_line(&line);
                 }
             }
         }

@@ -568,19 +568,10 @@ fn a_full_ring_buffer_counts_what_it_drops() {
         }
         assert_eq!(received + dropped, FLOOD as u64, "every event is either delivered or counted");
         assert!(!path.exists());
-
-        // The programs said so through aya-log, at this CPU's 1st, 2nd, 4th, ... lost event:
-        // a few lines, not one per event.
-        let said = kernel_lines_with(&format!("event of socket {} lost", out[0].cookie)).await;
-        eprintln!("{}", said.join("\n"));
-        assert!(!said.is_empty(), "no ring buffer warning from the kernel");
-        assert!(
-            said.iter().all(|line| line.starts_with("sockstrace: kernel: warn: ring buffer full: ")),
-            "{said:#?}"
-        );
-        // At most log2(n) + 1 lines for the n lost on one CPU.
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as u64;
-        assert!(said.len() as u64 <= cpus * (u64::from(dropped.ilog2()) + 1), "{said:#?}");
+        // The count is what userspace says on stderr (`kernel::lost`): the programs log nothing
+        // at the default level, which would cost each of them verifier work on every run.
+        let said = kernel_lines_with("ring buffer full").await;
+        assert!(said.is_empty(), "{said:#?}");
     });
 }
 

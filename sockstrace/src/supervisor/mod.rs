@@ -491,12 +491,33 @@ const CORE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long calls still in flight at the end may take to finish.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How often the kernel layer's count of lost events is looked at, and how often at most a
+/// line says it grew.
+const LOST_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const LOST_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Says on stderr, while the run goes on, that the kernel layer's ring buffer was full (the
+/// summary gives the total); ends with the kernel layer.
+async fn say_lost_events(ctx: Arc<Ctx>) {
+    let mut lines = crate::kernel::lost::LostLines::new(LOST_LINE_EVERY);
+    loop {
+        tokio::time::sleep(LOST_POLL).await;
+        let Some(lost) = ctx.witness.read().ok().and_then(|w| w.as_ref().map(Witness::dropped)) else {
+            return;
+        };
+        if let Some(line) = lines.next(lost, std::time::Instant::now()) {
+            crate::report_writer::human::write_line(&line);
+        }
+    }
+}
+
 /// Serves notifications (on receiver threads) until every traced process is
 /// gone, then returns the main program's exit status.
 async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
     let (exit_tx, mut exit_rx) = watch::channel(None);
     tokio::spawn(reap::reaper(main, exit_tx));
     tokio::spawn(reap::forward_signals(main));
+    tokio::spawn(say_lost_events(ctx.clone()));
     receivers::start(&ctx);
     // The listener hangs up only once the main program has been reaped.
     let code = exit_rx.wait_for(Option::is_some).await.map(|c| c.unwrap_or(1)).unwrap_or(1);
