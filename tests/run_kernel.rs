@@ -344,3 +344,26 @@ fn allow_io_uring_refused_without_root() {
     assert!(!out.stdout.contains("actor:"), "the program must not have run\n{}", out.describe());
     sink.assert_nothing_arrived("refused run");
 }
+
+/// The two layers disagree only through a fault in one of them. Here the syscall layer lets
+/// a datagram to port 9 through (the test switch `plant-bug`: the fuzzer's planted bug) and
+/// performs it; the kernel layer refuses it. The run said `0 leaks` over that: the kernel's
+/// event was skipped as the supervisor's own call. Now it is reported as the kernel saw it
+/// (`performed_by_supervisor`), counted as a leak, and a warning says the layers disagree.
+#[test]
+fn a_call_the_supervisor_allowed_and_the_kernel_refused_is_reported() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let out = Trace::new()
+        .env("SOCKSTRACE_TEST_DISABLE", "plant-bug")
+        .netprobe(["udp-sendto", "127.0.0.1", "9"])
+        .run();
+    assert_kernel_on(&out);
+    assert!(out.stdout.contains(&format!("sendto: errno={}", libc::EPERM)), "{}", out.describe());
+    let ev =
+        out.the_event("the kernel's refusal", |e| e.s("source") == "kernel" && e.s("dst") == "127.0.0.1:9");
+    assert!(ev.is_leak() && ev.s("action") == "blocked", "{ev}\n{}", out.describe());
+    assert_eq!(kernel_obj(ev, &out).get("performed_by_supervisor"), Some(&Value::Bool(true)), "{ev}");
+    assert!(out.stderr.contains("the two layers disagree"), "{}", out.describe());
+}

@@ -2,9 +2,13 @@
 //! sockets from outside): the eBPF hooks' events become report events with
 //! `source: "kernel"` (`KernelEvent::to_report_event`). Calls the supervisor
 //! performed itself are skipped here: their seccomp event already carries the
-//! kernel's facts. So are the routing options the supervisor reported and let the
-//! kernel apply (`--on-leak log`): the observing kernel layer sees the same call again
-//! ([`expect_echo`]).
+//! kernel's facts; unless the kernel refused one: the supervisor allowed a call its
+//! second witness refuses, which only a fault in one of the two layers does. That is
+//! reported as the kernel saw it (the caller is the supervisor, `kernel.performed_by_supervisor`;
+//! the program's own event of the same call has the same `cookie`) and counted
+//! ([`report`]'s result), so that no run says `0 leaks` over it. So are the routing
+//! options the supervisor reported and let the kernel apply (`--on-leak log`): the
+//! observing kernel layer sees the same call again ([`expect_echo`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -15,11 +19,21 @@ use crate::kernel::KernelEvent;
 use crate::procfs::process_info;
 use crate::report_writer::Reporter;
 
-/// Reports kernel events until the channel closes (after the witness stops).
-pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Reporter>) {
+/// Reports kernel events until the channel closes (after the witness stops); returns how
+/// many calls the supervisor performed that the kernel refused.
+pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Reporter>) -> u64 {
     let own_pid = std::process::id();
+    let mut disagreements = 0;
     while let Some(ev) = events.recv().await {
         if ev.pid == own_pid {
+            if ev.denied {
+                disagreements += 1;
+                let mut event = ev.to_report_event(crate::report_writer::ProcessInfo::default());
+                if let Some(kernel) = event.kernel.as_mut().and_then(serde_json::Value::as_object_mut) {
+                    kernel.insert("performed_by_supervisor".into(), true.into());
+                }
+                reporter.emit(event);
+            }
             continue;
         }
         if let Some((level, optname)) = ev.option {
@@ -30,6 +44,7 @@ pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Re
         // The process may be gone already; pid and comm come from the kernel anyway.
         reporter.emit(ev.to_report_event(process_info(ev.tid)));
     }
+    disagreements
 }
 
 static ECHOES: Mutex<Echoes> = Mutex::new(Echoes::new());

@@ -362,7 +362,14 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     }
     if let Some(task) = kernel_task {
         // The channel closes once the reader has drained the ring buffer.
-        let _ = runtime.block_on(task);
+        let disagreements = runtime.block_on(task).unwrap_or(0);
+        if disagreements > 0 {
+            crate::report_writer::human::write_line(&format!(
+                "sockstrace: warning: the kernel layer refused {disagreements} call(s) the supervisor had allowed \
+                 and performed: the two layers disagree (a fault in one of them; see the events with \
+                 kernel.performed_by_supervisor)"
+            ));
+        }
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     let dns = dns_proxy.as_ref().map(|p| serde_json::to_value(p.stats()).unwrap_or_default());
