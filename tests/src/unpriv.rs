@@ -31,7 +31,11 @@ impl Copies {
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
         let dst = sub.join(name);
-        std::fs::copy(src, &dst).expect("copy binary");
+        // Written by another process: an fd of ours open for writing would be inherited by
+        // whatever another test thread forks meanwhile, and exec of the copy would fail with
+        // ETXTBSY until that child execs.
+        let copied = std::process::Command::new("cp").arg("--").arg(src).arg(&dst).status().expect("run cp");
+        assert!(copied.success(), "cp {} {}", src.display(), dst.display());
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
         dst
     }
