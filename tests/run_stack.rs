@@ -262,9 +262,15 @@ fn a_core_is_put_in_place_when_gcore_ends_before_its_waiter_asks() {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let wrapper = bin.join("gcore");
-    std::fs::write(&wrapper, format!("#!/bin/sh\n{gcore} \"$@\"\nstatus=$?\nsleep 1 &\nexit $status\n"))
-        .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Written by another process (an fd of ours open for writing, inherited by another test
+    // thread's child, would make its exec fail with ETXTBSY).
+    let script = format!("#!/bin/sh\n{gcore} \"$@\"\nstatus=$?\nsleep 1 &\nexit $status\n");
+    let written = Command::new("sh")
+        .args(["-c", "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"", "sh", &script])
+        .arg(&wrapper)
+        .status()
+        .expect("sh");
+    assert!(written.success());
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let cores = dir.path().join("cores");
     let sink = TcpSink::bind("127.0.0.1");
