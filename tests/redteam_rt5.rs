@@ -1,0 +1,124 @@
+//! Red team against who each call is reported under and against the report's writing: a
+//! program that wants its leaks named after another program, or missing from the report.
+//!
+//! The attacker is `tests/clients/rt5_forge.c`. Ground truth comes from the sinks and from
+//! what the program says of itself (its pid and tid, and the image it runs).
+
+use std::path::{Path, PathBuf};
+
+use sockstrace_tests::{client, Outcome, Trace, UdpSink};
+
+/// Copies the attacker to `dir/name`: two names for one program, so that the report's `exe`
+/// tells the images apart.
+fn copy_as(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(client("rt5_forge"), &to).expect("copy the attacker");
+    to
+}
+
+/// `innocent first leaker ...`: the innocent image sends an allowed datagram, then execs the
+/// leaker with `mode` (`second` rewrites the old image's AT_RANDOM bytes, `honest` does not),
+/// which sends a datagram the policy refuses.
+fn exec_chain(mode: &str) -> (Outcome, UdpSink, PathBuf) {
+    let ok = UdpSink::bind("127.0.0.1");
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let trace = Trace::new().allow(&ok.dst());
+    let innocent = copy_as(trace.dir(), "innocent");
+    let leaker = copy_as(trace.dir(), "leaker");
+    // `first` passes its own mode on as the leaker's: `second` unless told otherwise.
+    let leaker_arg = if mode == "second" { leaker.clone() } else { trace.dir().join("honest-leaker") };
+    if mode != "second" {
+        write_wrapper(&leaker_arg, &leaker);
+    }
+    let out = trace
+        .program([
+            innocent.to_str().unwrap(),
+            "first",
+            leaker_arg.to_str().unwrap(),
+            &ok.host(),
+            &ok.port(),
+            &forbidden.host(),
+            &forbidden.port(),
+        ])
+        .run();
+    (out, forbidden, leaker)
+}
+
+/// A script at `path` that runs `leaker honest ARGS...` in place of `leaker second ARGS...`
+/// (the same image, by `exec`, with the same pid).
+fn write_wrapper(path: &Path, leaker: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = format!("#!/bin/sh\nshift\nexec {} honest \"$@\"\n", leaker.display());
+    std::fs::write(path, script).expect("write the wrapper");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// The leak event of the refused datagram, checked to name the leaker's pid, tid and image.
+fn assert_leak_names_the_leaker(out: &Outcome, forbidden: &UdpSink, leaker: &Path) {
+    out.assert_code(0);
+    forbidden.assert_nothing_arrived("the leaker's datagram");
+    let (pid, tid) = actor(out);
+    let ev = out.the_event("the leaker's datagram", |e| e.is_leak() && e.s("dst") == forbidden.dst());
+    let d = out.describe();
+    assert_eq!((ev.i("pid"), ev.i("tid")), (Some(pid), Some(tid)), "{ev}\n{d}");
+    assert_eq!(ev.s("exe"), leaker.to_str().unwrap(), "the leak is named after another image\n{ev}\n{d}");
+    let argv1 = ev.get("argv").and_then(|a| a.get(1)).and_then(|s| s.as_str());
+    assert_ne!(argv1, Some("first"), "the leak carries the first image's argv\n{ev}\n{d}");
+}
+
+/// "second: pid=P tid=T" from the leaker.
+fn actor(out: &Outcome) -> (i64, i64) {
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("second: "))
+        .unwrap_or_else(|| panic!("the leaker did not run\n{}", out.describe()));
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    };
+    (field("pid="), field("tid="))
+}
+
+/// The control: after an exec, the new image's leak names it (its AT_RANDOM bytes are other
+/// bytes than the ones the supervisor kept for the old image).
+#[test]
+fn a_leak_after_an_exec_names_the_new_image() {
+    let (out, forbidden, leaker) = exec_chain("honest");
+    assert_leak_names_the_leaker(&out, &forbidden, &leaker);
+}
+
+/// The kept identity of a thread is checked against the `AT_RANDOM` bytes at the address the
+/// old image's auxiliary vector named. The new image maps that address and writes the old
+/// bytes there before its first call: its leak was reported as the old image's (`exe`
+/// `.../innocent`, the old `argv`), in the same process.
+#[test]
+fn a_new_image_that_writes_the_old_exec_mark_is_still_named() {
+    let (out, forbidden, leaker) = exec_chain("second");
+    assert_leak_names_the_leaker(&out, &forbidden, &leaker);
+}
+
+/// With `--report -`, the events share stdout with the program's own output. A program that
+/// leaves half a line there (no newline) before a leak gets the leak's JSON glued to it: the
+/// line no longer reads as an event, and the leak is missing from the report a reader parses.
+#[test]
+#[ignore = "open: --report - shares stdout with the program, whose half line swallows a leak's event"]
+fn a_half_line_of_the_programs_own_output_does_not_hide_a_leak_on_report_stdout() {
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("rt5_forge");
+    let out = Trace::new()
+        .report_stdout()
+        .program([prog.to_str().unwrap(), "glue", &forbidden.host(), &forbidden.port()])
+        .run();
+    out.assert_code(0);
+    forbidden.assert_nothing_arrived("the glued leak");
+    let whole_leak_lines = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("verdict").and_then(|v| v.as_str()) == Some("leak"))
+        .count();
+    assert_eq!(whole_leak_lines, 1, "the leak is not a line of its own\n{}", out.describe());
+}
