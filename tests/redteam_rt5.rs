@@ -122,3 +122,48 @@ fn a_half_line_of_the_programs_own_output_does_not_hide_a_leak_on_report_stdout(
         .count();
     assert_eq!(whole_leak_lines, 1, "the leak is not a line of its own\n{}", out.describe());
 }
+
+/// `rt5_tid MODE`: an allowed datagram first (so the supervisor keeps who made it), then a
+/// leak from another process; the leak event must name that process, as it says itself.
+fn other_process_leaks(mode: &str, wrapper: &[&str]) {
+    let ok = UdpSink::bind("127.0.0.1");
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("rt5_tid");
+    let out = Trace::new()
+        .allow(&ok.dst())
+        .wrapper(wrapper)
+        .program([prog.to_str().unwrap(), mode, &ok.host(), &ok.port(), &forbidden.host(), &forbidden.port()])
+        .run();
+    let d = out.describe();
+    assert!(!out.stdout.contains("reuse: missed"), "no child got the thread's id\n{d}");
+    out.assert_code(0);
+    forbidden.assert_nothing_arrived("the other process's datagram");
+    let said = |who: &str| -> (i64, i64) {
+        let line =
+            out.stdout.lines().find_map(|l| l.strip_prefix(who)).unwrap_or_else(|| panic!("no {who}\n{d}"));
+        let field = |key: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok()).unwrap()
+        };
+        (field("pid="), field("tid="))
+    };
+    let (pid, tid) = said("child: ");
+    let ev = out.the_event("the child's leak", |e| e.is_leak() && e.s("dst") == forbidden.dst());
+    assert_eq!((ev.i("pid"), ev.i("tid")), (Some(pid), Some(tid)), "{ev}\n{d}");
+    let allowed = out.the_event("the first datagram", |e| e.is_allowed() && e.s("dst") == ok.dst());
+    assert_ne!(allowed.i("pid"), ev.i("pid"), "two processes under one pid\n{d}");
+}
+
+/// A thread sends (its identity is kept), exits, and a forked child gets its thread id (forced
+/// through `ns_last_pid` in a pid namespace the test makes): the child's leak names the child,
+/// not the thread's process (the kept identity is tied to the exited thread's pidfd).
+#[test]
+fn a_child_with_an_exited_threads_id_is_named_as_itself() {
+    other_process_leaks("reuse", &["unshare", "--pid", "--fork", "--mount-proc"]);
+}
+
+/// A vfork child runs in its parent's memory (the same `AT_RANDOM` address and bytes): its
+/// leak names the child.
+#[test]
+fn a_vfork_child_in_its_parents_memory_is_named_as_itself() {
+    other_process_leaks("vfork", &[]);
+}
