@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sockstrace_tests::{client, Outcome, Trace, UdpSink};
+use sockstrace_tests::{client, kernel_available, skip, Outcome, Trace, UdpSink};
 
 /// Copies the attacker to `dir/name`: two names for one program, so that the report's `exe`
 /// tells the images apart.
@@ -166,4 +166,56 @@ fn a_child_with_an_exited_threads_id_is_named_as_itself() {
 #[test]
 fn a_vfork_child_in_its_parents_memory_is_named_as_itself() {
     other_process_leaks("vfork", &[]);
+}
+
+/// The number after `key=` in the program's output.
+fn said(out: &Outcome, key: &str) -> i64 {
+    let needle = format!("{key}=");
+    out.stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&needle))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in the program's output\n{}", out.describe()))
+}
+
+/// A run on the fast path (no allowed events in the report, as without `--report`) counts
+/// each call once. A datagram whose address a thread flips after the supervisor allowed it
+/// is refused by the kernel and counted as a leak (`source: kernel`), but it was already
+/// counted as allowed: the summary said more datagrams were allowed than went out (1949
+/// allowed, 1528 leaks for 3000 calls, of which the program saw 1472 sent).
+#[test]
+#[ignore = "open: on the fast path a call the kernel refuses after the supervisor allowed it is counted twice"]
+fn the_fast_paths_summary_counts_each_call_once() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let ok = UdpSink::bind("127.0.0.1");
+    let bad = UdpSink::bind("127.0.0.1");
+    let attacker = client("attack_fastpath");
+    let argv = [
+        attacker.to_str().unwrap(),
+        "flip-sendto",
+        "0",
+        &ok.host(),
+        &ok.port(),
+        &bad.host(),
+        &bad.port(),
+        "3000",
+    ];
+    let out = Trace::new()
+        .opts(["--user", "nobody"])
+        .env("SOCKSTRACE_TEST_DISABLE", "allowed-events")
+        .allow(&ok.dst())
+        .timeout(std::time::Duration::from_secs(60))
+        .program(argv)
+        .run();
+    out.assert_code(0);
+    bad.assert_nothing_arrived(&out.describe());
+    assert!(out.kernel_layer().contains("fast path"), "no fast path\n{}", out.describe());
+    let (sent, refused) = (said(&out, "ok"), said(&out, "refused"));
+    assert_eq!(said(&out, "other"), 0, "{}", out.describe());
+    let d = out.describe();
+    assert_eq!(out.summary_count("leaks"), refused, "leaks against the refusals the program saw\n{d}");
+    assert_eq!(out.summary_count("allowed"), sent, "allowed against the datagrams the program sent\n{d}");
+    assert_eq!(out.summary_count("events"), sent + refused, "one decision per call\n{d}");
 }
