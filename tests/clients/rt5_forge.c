@@ -11,6 +11,10 @@
  *       HOST:PORT (a leak). Prints "second: pid=P tid=T" first.
  *   rt5_forge honest ADDR BYTES HOST PORT
  *       the same without writing the bytes (the control)
+ *   rt5_forge erase HOST PORT
+ *       one datagram to HOST:PORT (a leak), then finds its supervisor's report file (the
+ *       argument after --report in /proc/PPID/cmdline) and blanks every line of it that
+ *       reports a leak (spaces, the newline kept); prints "erase: N line(s)"
  *   rt5_forge glue HOST PORT
  *       writes half a line to stdout (no newline), then one datagram to HOST:PORT (a leak),
  *       then ends the line: with `--report -`, the leak's JSON line follows the half line
@@ -75,6 +79,57 @@ static int unhex(const char *s, unsigned char *b, size_t n) {
     return 0;
 }
 
+/* The path after "--report" in the parent's command line, or NULL. */
+static char *parents_report(void) {
+    char path[64], buf[8192];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", getppid());
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = strlen(buf + i);
+        if (strcmp(buf + i, "--report") == 0 && i + len + 1 < n)
+            return strdup(buf + i + len + 1);
+        i += len + 1;
+    }
+    return NULL;
+}
+
+static int erase_leaks(void) {
+    char *report = parents_report();
+    if (!report) {
+        printf("erase: no report\n");
+        return 0;
+    }
+    FILE *f = fopen(report, "r+");
+    if (!f) {
+        printf("erase: %s: %s\n", report, strerror(errno));
+        return 0;
+    }
+    static char line[65536];
+    int erased = 0;
+    long at = 0;
+    while (fgets(line, sizeof line, f)) {
+        long next = ftell(f);
+        if (strstr(line, "\"verdict\":\"leak\"")) {
+            size_t len = strlen(line);
+            memset(line, ' ', len - 1);
+            fseek(f, at, SEEK_SET);
+            fwrite(line, 1, len, f);
+            fflush(f);
+            fseek(f, next, SEEK_SET);
+            erased++;
+        }
+        at = next;
+    }
+    fclose(f);
+    printf("erase: %d line(s)\n", erased);
+    return erased;
+}
+
 int main(int argc, char **argv) {
     if (argc == 7 && strcmp(argv[1], "first") == 0) {
         const unsigned char *random = (const unsigned char *)getauxval(AT_RANDOM);
@@ -122,12 +177,17 @@ int main(int argc, char **argv) {
         fflush(stdout);
         return send_one(argv[4], argv[5], "second");
     }
+    if (argc == 4 && strcmp(argv[1], "erase") == 0) {
+        int rc = send_one(argv[2], argv[3], "erase");
+        erase_leaks();
+        return rc;
+    }
     if (argc == 4 && strcmp(argv[1], "glue") == 0) {
         printf("working... ");
         fflush(stdout);
         return send_one(argv[2], argv[3], "glue");
     }
     fprintf(stderr, "usage: rt5_forge first NEXT OKHOST OKPORT HOST PORT | second|honest ADDR BYTES HOST PORT | "
-                    "glue HOST PORT\n");
+                    "erase|glue HOST PORT\n");
     return 2;
 }
