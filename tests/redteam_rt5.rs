@@ -244,3 +244,28 @@ fn the_fast_paths_summary_counts_each_call_once() {
     assert_eq!(out.summary_count("allowed"), sent, "allowed against the datagrams the program sent\n{d}");
     assert_eq!(out.summary_count("events"), sent + refused, "one decision per call\n{d}");
 }
+
+/// A program as nobody enters a user namespace of its own, where `CAP_SYS_ADMIN` lets it point
+/// its `/proc/PID/exe` at another file (`prctl(PR_SET_MM, PR_SET_MM_MAP)` with an `exe_fd`,
+/// after unmapping its own file), and renames its thread: its leak was reported with `exe`
+/// `/usr/bin/true` and `comm` `true`. `prctl(PR_SET_MM)` is refused in the filter now (only
+/// checkpoint/restore tools use it); the thread name stays the program's to choose.
+#[test]
+fn a_program_cannot_point_its_exe_link_at_another_file() {
+    if !sockstrace_tests::is_root() {
+        skip!("--user needs root");
+    }
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let mut copies = sockstrace_tests::unpriv::Copies::new();
+    let prog = copies.add(&client("rt5_exe"), "rt5_exe");
+    let out = Trace::new()
+        .opts(["--user", "nobody"])
+        .program([prog.to_str().unwrap(), "/usr/bin/true", &forbidden.host(), &forbidden.port()])
+        .run();
+    let d = out.describe();
+    assert!(out.stdout.contains("exe: pid="), "the program did not run\n{d}");
+    forbidden.assert_nothing_arrived("the disguised leak");
+    let ev = out.the_event("the leak", |e| e.is_leak() && e.s("dst") == forbidden.dst());
+    assert_eq!(ev.s("exe"), prog.to_str().unwrap(), "the leak is named after another file\n{ev}\n{d}");
+    out.assert_code(1);
+}
