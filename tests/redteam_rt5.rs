@@ -269,3 +269,38 @@ fn a_program_cannot_point_its_exe_link_at_another_file() {
     assert_eq!(ev.s("exe"), prog.to_str().unwrap(), "the leak is named after another file\n{ev}\n{d}");
     out.assert_code(1);
 }
+
+/// The fast path (allowed UDP calls answered CONTINUE) runs only when no JSON report is
+/// written, however the report is asked for: `--report -`, `SOCKSTRACE_REPORT`, a
+/// configuration file's `report`. Without a report it runs (the control): the layers line on
+/// stderr says so.
+#[test]
+fn the_fast_path_is_off_whenever_a_report_is_written() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    // Whether the fast path ran, and whether the report `path` (if any) was written.
+    let fast = |trace: Trace, path: Option<&Path>| {
+        let out = trace.opts(["--user", "nobody"]).program(["/bin/true"]).run();
+        out.assert_code(0);
+        let layers = out.stderr.lines().find(|l| l.contains("layers:")).unwrap_or_default().to_owned();
+        assert!(!layers.is_empty(), "no layers line\n{}", out.describe());
+        if let Some(path) = path {
+            assert!(path.exists(), "the report was not written\n{}", out.describe());
+        }
+        (layers.contains("fast path"), out.describe())
+    };
+    let (on, d) = fast(Trace::new().no_report(), None);
+    assert!(on, "the control: no report, fast path\n{d}");
+    let (on, d) = fast(Trace::new().report_stdout(), None);
+    assert!(!on, "--report -\n{d}");
+    let env = Trace::new().no_report();
+    let path = env.dir().join("env-report.jsonl");
+    let (on, d) = fast(env.env("SOCKSTRACE_REPORT", &path), Some(&path));
+    assert!(!on, "SOCKSTRACE_REPORT\n{d}");
+    let file = Trace::new().no_report();
+    let (config, path) = (file.dir().join("config.toml"), file.dir().join("file-report.jsonl"));
+    std::fs::write(&config, format!("report = {:?}\n", path.to_str().unwrap())).unwrap();
+    let (on, d) = fast(file.opts(["--config", config.to_str().unwrap()]), Some(&path));
+    assert!(!on, "report in the configuration file\n{d}");
+}
