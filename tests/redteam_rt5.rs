@@ -20,11 +20,17 @@ fn copy_as(dir: &Path, name: &str) -> PathBuf {
 /// leaker with `mode` (`second` rewrites the old image's AT_RANDOM bytes, `honest` does not),
 /// which sends a datagram the policy refuses.
 fn exec_chain(mode: &str) -> (Outcome, UdpSink, PathBuf) {
+    exec_chain_into(mode, &client("rt5_forge"))
+}
+
+/// [`exec_chain`], the leaker being a copy of `leaker_bin` (a 32-bit or static build).
+fn exec_chain_into(mode: &str, leaker_bin: &Path) -> (Outcome, UdpSink, PathBuf) {
     let ok = UdpSink::bind("127.0.0.1");
     let forbidden = UdpSink::bind("127.0.0.1");
     let trace = Trace::new().allow(&ok.dst());
     let innocent = copy_as(trace.dir(), "innocent");
-    let leaker = copy_as(trace.dir(), "leaker");
+    let leaker = trace.dir().join("leaker");
+    std::fs::copy(leaker_bin, &leaker).expect("copy the leaker");
     // `first` passes its own mode on as the leaker's: `second` unless told otherwise.
     let leaker_arg = if mode == "second" { leaker.clone() } else { trace.dir().join("honest-leaker") };
     if mode != "second" {
@@ -98,6 +104,23 @@ fn a_leak_after_an_exec_names_the_new_image() {
 fn a_new_image_that_writes_the_old_exec_mark_is_still_named() {
     let (out, forbidden, leaker) = exec_chain("second");
     assert_leak_names_the_leaker(&out, &forbidden, &leaker);
+}
+
+/// The same after an exec into a static build (which writes the old bytes back too) and into
+/// a 32-bit build (whose auxiliary vector is of 32-bit words; it cannot map a 64-bit address,
+/// so it does not try).
+#[test]
+fn a_leak_after_an_exec_into_a_static_or_32_bit_image_names_it() {
+    let static_build = sockstrace_tests::paths::client_build("rt5_forge", false, true).expect("static build");
+    let (out, forbidden, leaker) = exec_chain_into("second", &static_build);
+    assert_leak_names_the_leaker(&out, &forbidden, &leaker);
+    match sockstrace_tests::paths::client_build("rt5_forge", true, false) {
+        Ok(m32) => {
+            let (out, forbidden, leaker) = exec_chain_into("honest", &m32);
+            assert_leak_names_the_leaker(&out, &forbidden, &leaker);
+        }
+        Err(e) => eprintln!("SKIP the 32-bit half: gcc -m32 failed: {e}"),
+    }
 }
 
 /// With `--report -`, the events share stdout with the program's own output. A program that
