@@ -388,3 +388,80 @@ fn kernel_leak_then_exec(name: Option<&str>) {
         assert!(argv0.is_none_or(|a| a == prog), "the next image's argv\n{ev}\n{d}");
     }
 }
+
+/// `rt5_uring_cmsg`, built against liburing.
+fn rt5_uring_cmsg() -> Result<PathBuf, String> {
+    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join("rt5_uring_cmsg");
+    sockstrace_tests::paths::compile_client("rt5_uring_cmsg.c", &out, &[], &["-luring"])?;
+    Ok(out)
+}
+
+/// The control messages seccomp vets on `sendmsg` (an `IP_PKTINFO` naming an interface sends a
+/// loopback destination out of it) are not vetted on io_uring's `IORING_OP_SENDMSG`, which no
+/// filter sees, and the kernel's sendmsg hook judges the address only (allowed here). Without
+/// sockstrace the datagram to 127.0.0.1 leaves on the veth (the baseline); under
+/// `--allow-io-uring` the kernel layer's egress gate refuses the packet (`loopback-on-device`)
+/// and reports it.
+#[test]
+fn an_io_uring_sendmsg_with_an_interface_in_its_pktinfo_never_reaches_the_lan() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let client = match rt5_uring_cmsg() {
+        Ok(c) => c,
+        Err(e) => skip!("rt5_uring_cmsg cannot be built (liburing-dev?): {e}"),
+    };
+    let ns = match sockstrace_tests::netns::NetNs::create(&["10.79.0.1/24"], &["10.79.0.2/24"]) {
+        Ok(ns) => ns,
+        Err(e) => skip!("network namespace with a veth pair: {e}"),
+    };
+    let (host_if, ns_if) = ns.veth().map(|(h, n)| (h.to_owned(), n.to_owned())).expect("veth pair");
+    let mac = ns.exec(["cat", &format!("/sys/class/net/{ns_if}/address")]);
+    assert_eq!(mac.code, 0, "{}", mac.stderr);
+    let neigh = sockstrace_tests::direct([
+        "ip",
+        "neigh",
+        "replace",
+        "127.0.0.1",
+        "lladdr",
+        mac.stdout.trim(),
+        "dev",
+        &host_if,
+        "nud",
+        "permanent",
+    ]);
+    assert_eq!(neigh.code, 0, "{}", neigh.stderr);
+    let sniffer = sockstrace_tests::sniffer::Sniffer::on(&host_if);
+    let sink = UdpSink::bind("127.0.0.1");
+    let args = ["pktinfo4", "127.0.0.1", &sink.port(), &host_if];
+    let baseline = sockstrace_tests::direct_client(&client, &args);
+    sockstrace_tests::settle();
+    // (Each count consumes the frames it saw.)
+    let before = sniffer.frames_with(b"uring-cmsg");
+    assert!(
+        before > 0,
+        "baseline: the datagram did not leave on the veth\n{}{}",
+        baseline.stdout,
+        baseline.stderr
+    );
+
+    let mut copies = sockstrace_tests::unpriv::Copies::new();
+    let prog = copies.add(&client, "rt5_uring_cmsg");
+    let out = Trace::new()
+        .opts(["--user", "nobody", "--allow-io-uring"])
+        .allow(&sink.dst())
+        .program(std::iter::once(prog.to_str().unwrap()).chain(args))
+        .run();
+    sockstrace_tests::settle();
+    let d = out.describe();
+    assert_eq!(sniffer.frames_with(b"uring-cmsg"), 0, "the datagram left on the veth\n{d}");
+    assert!(out.stdout.contains("uring-sendmsg: errno=1"), "not refused with EPERM\n{d}");
+    let ev = out.the_event("the egress refusal", |e| e.is_leak() && e.s("source") == "kernel");
+    assert_eq!(
+        (ev.s("syscall"), ev.s("reason"), ev.s("action")),
+        ("egress", "egress-packet", "blocked"),
+        "{ev}\n{d}"
+    );
+}
