@@ -23,6 +23,19 @@ fn exec_chain(mode: &str) -> (Outcome, UdpSink, PathBuf) {
     exec_chain_into(mode, &client("rt5_forge"))
 }
 
+/// [`exec_chain`] with the exec made by a second thread of the innocent image.
+fn exec_chain_from_a_thread(mode: &str) -> (Outcome, UdpSink, PathBuf) {
+    FIRST.with(|first| first.set("first-thread"));
+    let chain = exec_chain(mode);
+    FIRST.with(|first| first.set("first"));
+    chain
+}
+
+thread_local! {
+    /// The innocent image's mode: `first`, or `first-thread`.
+    static FIRST: std::cell::Cell<&'static str> = const { std::cell::Cell::new("first") };
+}
+
 /// [`exec_chain`], the leaker being a copy of `leaker_bin` (a 32-bit or static build).
 fn exec_chain_into(mode: &str, leaker_bin: &Path) -> (Outcome, UdpSink, PathBuf) {
     let ok = UdpSink::bind("127.0.0.1");
@@ -39,7 +52,7 @@ fn exec_chain_into(mode: &str, leaker_bin: &Path) -> (Outcome, UdpSink, PathBuf)
     let out = trace
         .program([
             innocent.to_str().unwrap(),
-            "first",
+            FIRST.with(std::cell::Cell::get),
             leaker_arg.to_str().unwrap(),
             &ok.host(),
             &ok.port(),
@@ -103,6 +116,14 @@ fn a_leak_after_an_exec_names_the_new_image() {
 #[test]
 fn a_new_image_that_writes_the_old_exec_mark_is_still_named() {
     let (out, forbidden, leaker) = exec_chain("second");
+    assert_leak_names_the_leaker(&out, &forbidden, &leaker);
+}
+
+/// The same when a second thread execs: it takes the process id as its thread id, under
+/// which the main thread's identity was kept.
+#[test]
+fn a_new_image_execd_by_a_thread_that_writes_the_old_exec_mark_is_still_named() {
+    let (out, forbidden, leaker) = exec_chain_from_a_thread("second");
     assert_leak_names_the_leaker(&out, &forbidden, &leaker);
 }
 

@@ -5,6 +5,9 @@
  *       one datagram to OKHOST:OKPORT (allowed: the supervisor now knows this image), then
  *       execs NEXT as `NEXT second ADDR BYTES HOST PORT`, passing where its AT_RANDOM bytes
  *       are and what they are
+ *   rt5_forge first-thread NEXT OKHOST OKPORT HOST PORT
+ *       the same, the exec made by a second thread (which takes the process id as its thread
+ *       id: the one the main thread's datagram was reported under)
  *   rt5_forge second ADDR BYTES HOST PORT
  *       before any network call, maps a page at ADDR (the old image's stack, unmapped in this
  *       one) and writes BYTES there, as they were before the exec; then one datagram to
@@ -26,6 +29,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +81,13 @@ static int unhex(const char *s, unsigned char *b, size_t n) {
         b[i] = (unsigned char)v;
     }
     return 0;
+}
+
+static void *exec_next(void *arg) {
+    char **next = arg;
+    execv(next[0], next);
+    perror("execv");
+    exit(2);
 }
 
 /* The path after "--report" in the parent's command line, or NULL. */
@@ -131,7 +142,7 @@ static int erase_leaks(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 7 && strcmp(argv[1], "first") == 0) {
+    if (argc == 7 && (strcmp(argv[1], "first") == 0 || strcmp(argv[1], "first-thread") == 0)) {
         const unsigned char *random = (const unsigned char *)getauxval(AT_RANDOM);
         if (!random) {
             fprintf(stderr, "no AT_RANDOM\n");
@@ -141,13 +152,21 @@ int main(int argc, char **argv) {
             fprintf(stderr, "the allowed datagram was not sent\n");
             return 2;
         }
-        char addr[32], bytes[33];
+        static char addr[32], bytes[33];
         snprintf(addr, sizeof addr, "%lx", (unsigned long)(uintptr_t)random);
         hex(random, 16, bytes);
         fflush(stdout);
-        char *next[] = {argv[2], (char *)"second", addr, bytes, argv[5], argv[6], NULL};
-        execv(argv[2], next);
-        perror("execv");
+        static char *next[7];
+        char *list[] = {argv[2], (char *)"second", addr, bytes, argv[5], argv[6], NULL};
+        memcpy(next, list, sizeof list);
+        if (strcmp(argv[1], "first-thread") == 0) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, exec_next, next) != 0)
+                return 2;
+            pthread_join(t, NULL);
+            return 2;
+        }
+        exec_next(next);
         return 2;
     }
     if (argc == 6 && (strcmp(argv[1], "second") == 0 || strcmp(argv[1], "honest") == 0)) {
@@ -187,7 +206,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         return send_one(argv[2], argv[3], "glue");
     }
-    fprintf(stderr, "usage: rt5_forge first NEXT OKHOST OKPORT HOST PORT | second|honest ADDR BYTES HOST PORT | "
+    fprintf(stderr, "usage: rt5_forge first|first-thread NEXT OKHOST OKPORT HOST PORT | second|honest ADDR BYTES HOST PORT | "
                     "erase|glue HOST PORT\n");
     return 2;
 }
