@@ -57,6 +57,8 @@ struct State {
     unflushed: bool,
     next_seq: u64,
     summary: Summary,
+    /// Allowed decisions taken back ([`Reporter::retract_allowed`]), subtracted at the end.
+    retracted: u64,
 }
 
 impl State {
@@ -113,7 +115,7 @@ impl Reporter {
             }
         };
         let has_sink = sink.is_some();
-        let state = State { sink, unflushed: false, next_seq: 1, summary: Summary::default() };
+        let state = State { sink, unflushed: false, next_seq: 1, summary: Summary::default(), retracted: 0 };
         let state = Arc::new(Mutex::new(state));
         if has_sink {
             start_flusher(Arc::downgrade(&state));
@@ -158,6 +160,16 @@ impl Reporter {
         }
     }
 
+    /// Takes back one allowed decision counted before: a call the supervisor let the kernel run
+    /// (answered CONTINUE on the fast path) that the kernel then refused, whose own event counts
+    /// it (a leak, or a refused UDP connect). Without this the summary counted such a call
+    /// twice, allowed and refused.
+    pub fn retract_allowed(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.retracted += 1;
+        }
+    }
+
     /// Names the configuration file read (`None`: none), for the summary.
     pub fn set_config(&self, path: Option<&Path>) {
         if let Ok(mut state) = self.state.lock() {
@@ -191,7 +203,10 @@ impl Reporter {
         };
         let sink = state.sink.take();
         let mut summary = std::mem::take(&mut state.summary);
+        let retracted = state.retracted.min(summary.allowed);
         drop(state);
+        summary.allowed -= retracted;
+        summary.events -= retracted;
         summary.layers = layers;
         summary.exit_status = Some(exit_status);
         if let Some(mut out) = sink {
@@ -205,5 +220,28 @@ impl Reporter {
             }
         }
         summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retracted_allowed_call_is_counted_once() {
+        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        reporter.count_allowed(3);
+        reporter.retract_allowed();
+        reporter.retract_allowed();
+        let summary = reporter.finish(Layers::default(), 0);
+        assert_eq!((summary.allowed, summary.events), (1, 1));
+
+        // Never below zero, whatever the order the two sides report in.
+        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        reporter.retract_allowed();
+        reporter.retract_allowed();
+        reporter.count_allowed(1);
+        let summary = reporter.finish(Layers::default(), 0);
+        assert_eq!((summary.allowed, summary.events), (0, 0));
     }
 }

@@ -15,8 +15,11 @@ use crate::kernel::KernelEvent;
 use crate::procfs::process_info;
 use crate::report_writer::{ProcessInfo, Reporter};
 
-/// Reports kernel events until the channel closes (after the witness stops).
-pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Reporter>) {
+/// Reports kernel events until the channel closes (after the witness stops). On the fast path
+/// (`fast_path`), a connect or addressed send the kernel refuses is one the supervisor counted
+/// as allowed and answered CONTINUE (the program changed its address or fd since): that count
+/// is taken back, so that the summary counts each call once.
+pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Reporter>, fast_path: bool) {
     let own_pid = std::process::id();
     while let Some(ev) = events.recv().await {
         if ev.pid == own_pid {
@@ -29,6 +32,9 @@ pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Re
         }
         // The process may be gone already; pid and comm come from the kernel anyway.
         reporter.emit(ev.to_report_event(of_the_image(ev.tid, &ev.comm)));
+        if fast_path && ev.denied && matches!(ev.syscall(), "connect" | "sendmsg") {
+            reporter.retract_allowed();
+        }
     }
 }
 
