@@ -465,3 +465,23 @@ fn an_io_uring_sendmsg_with_an_interface_in_its_pktinfo_never_reaches_the_lan() 
         "{ev}\n{d}"
     );
 }
+
+/// A program run by the same user as sockstrace (no root) has the kernel send SIGKILL to its
+/// supervisor for it: a pipe owned by the supervisor (`F_SETOWN`), SIGKILL as its I/O signal
+/// (`F_SETSIG`), `O_ASYNC`, one write. The Landlock domain's signal scope covers signals sent
+/// this way too (with the domain switched off, the supervisor died): the supervisor lives on,
+/// and the report ends with its summary.
+#[test]
+fn the_program_cannot_have_the_kernel_kill_its_supervisor_with_an_io_signal() {
+    if !sockstrace_tests::is_root() {
+        skip!("switching to nobody needs root");
+    }
+    let mut copies = sockstrace_tests::unpriv::Copies::new();
+    let prog = copies.add(&client("rt5_sigio"), "rt5_sigio");
+    let out = copies.as_nobody().program([prog.to_str().unwrap()]).run();
+    let d = out.describe();
+    assert!(out.stdout.contains("sigio: armed"), "the program did not try\n{d}");
+    assert!(out.stdout.contains("supervisor: alive"), "{d}");
+    out.assert_code(0);
+    assert!(out.summary.is_some(), "no summary line: the supervisor did not finish\n{d}");
+}
