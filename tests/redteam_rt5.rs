@@ -277,6 +277,7 @@ fn the_fast_paths_summary_counts_each_call_once() {
         let (sent, refused) = (said(&out, "ok"), said(&out, "refused"));
         assert_eq!(said(&out, "other"), 0, "{}", out.describe());
         let d = out.describe();
+        out.assert_report_well_formed();
         let kernel = out.events_where(|e| e.s("source") == "kernel").len();
         assert!(kernel > 0, "{mode}: no flip reached the kernel\n{d}");
         assert_eq!(
