@@ -537,3 +537,52 @@ fn a_program_cannot_point_its_exe_link_at_another_file() {
     assert_eq!(ev.s("exe"), prog.to_str().unwrap(), "the leak is named after another file\n{ev}\n{d}");
     out.assert_code(1);
 }
+
+/// The program shares its stdout and stderr with sockstrace, and with them their file status
+/// flags: it makes both non-blocking and fills them (pipes whose reader is slow, as in CI),
+/// then leaks. sockstrace's writes then failed with `EAGAIN` and were dropped: no LEAK line,
+/// no event on `--report -`, no summary line. Now sockstrace waits until it can write.
+#[test]
+fn a_program_that_makes_the_shared_output_non_blocking_does_not_drop_its_leak() {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("rt5_forge");
+    let mut child = Command::new(sockstrace_tests::paths::sockstrace_bin())
+        .args(["run", "--report", "-", "--"])
+        .arg(&prog)
+        .args(["nonblock", &forbidden.host(), &forbidden.port()])
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sockstrace");
+    // Nobody reads for a while: the program fills both pipes and leaks meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdout = String::new();
+    let _ = child.stdout.take().unwrap().read_to_string(&mut stdout);
+    let stderr = err_reader.join().unwrap();
+    let status = child.wait().unwrap();
+    forbidden.assert_nothing_arrived("the leak");
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().filter_map(|l| serde_json::from_str(l.trim_start_matches('.')).ok()).collect();
+    let tail = |s: &str| s.lines().filter(|l| !l.starts_with('.')).collect::<Vec<_>>().join("\n");
+    let d = format!(
+        "exit {status}\n--- stdout (filler left out) ---\n{}\n--- stderr ---\n{}",
+        tail(&stdout),
+        tail(&stderr)
+    );
+    assert_eq!(status.code(), Some(0), "{d}");
+    let leaks = lines.iter().filter(|v| v.get("verdict").and_then(|v| v.as_str()) == Some("leak")).count();
+    assert_eq!(leaks, 1, "the leak's event is missing from --report -\n{d}");
+    assert!(lines.last().is_some_and(|v| v.get("summary").is_some()), "no summary line\n{d}");
+    assert!(stderr.contains("LEAK BLOCKED"), "no human LEAK line\n{d}");
+}

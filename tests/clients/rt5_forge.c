@@ -18,6 +18,10 @@
  *       one datagram to HOST:PORT (a leak), then finds its supervisor's report file (the
  *       argument after --report in /proc/PPID/cmdline) and blanks every line of it that
  *       reports a leak (spaces, the newline kept); prints "erase: N line(s)"
+ *   rt5_forge nonblock HOST PORT
+ *       makes its stdout and stderr (shared with its supervisor) non-blocking, fills them
+ *       until they would block (pipes nobody reads yet), then one datagram to HOST:PORT (a
+ *       leak); writes nothing more
  *   rt5_forge glue HOST PORT
  *       writes half a line to stdout (no newline), then one datagram to HOST:PORT (a leak),
  *       then ends the line: with `--report -`, the leak's JSON line follows the half line
@@ -28,6 +32,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -201,12 +206,31 @@ int main(int argc, char **argv) {
         erase_leaks();
         return rc;
     }
+    if (argc == 4 && strcmp(argv[1], "nonblock") == 0) {
+        static char filler[4096];
+        memset(filler, '.', sizeof filler);
+        filler[sizeof filler - 1] = '\n';
+        for (int fd = 1; fd <= 2; fd++) {
+            if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
+                return 2;
+            while (write(fd, filler, sizeof filler) > 0)
+                ;
+            while (write(fd, filler, 1) > 0)
+                ;
+        }
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[3]))};
+        if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1)
+            return 2;
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        ssize_t n = sendto(fd, "nonblock", 8, 0, (struct sockaddr *)&addr, sizeof addr);
+        return n < 0 && errno == EPERM ? 0 : 1;
+    }
     if (argc == 4 && strcmp(argv[1], "glue") == 0) {
         printf("working... ");
         fflush(stdout);
         return send_one(argv[2], argv[3], "glue");
     }
     fprintf(stderr, "usage: rt5_forge first|first-thread NEXT OKHOST OKPORT HOST PORT | second|honest ADDR BYTES HOST PORT | "
-                    "erase|glue HOST PORT\n");
+                    "erase|nonblock|glue HOST PORT\n");
     return 2;
 }

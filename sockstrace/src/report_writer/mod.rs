@@ -4,6 +4,7 @@
 mod event;
 pub(crate) mod human;
 mod journal;
+mod patient;
 mod summary;
 
 #[cfg(test)]
@@ -15,6 +16,7 @@ pub use summary::{Layers, Summary};
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -103,7 +105,13 @@ impl Reporter {
     fn open_with(target: &ReportTarget, quiet: bool, append: bool) -> Result<Self> {
         let sink: Option<Box<dyn Write + Send>> = match target {
             ReportTarget::None => None,
-            ReportTarget::Stdout => Some(Box::new(io::stdout())),
+            // Our own writer on the same description: one that waits when the program made
+            // it non-blocking (see `patient`), flushed at each line as stdout would be.
+            ReportTarget::Stdout => {
+                let out =
+                    io::stdout().as_fd().try_clone_to_owned().context("duplicating stdout for the report")?;
+                Some(Box::new(io::LineWriter::new(patient::Patient(File::from(out)))))
+            }
             ReportTarget::File(path) => {
                 let file = if append {
                     File::options().create(true).append(true).open(path)
