@@ -72,14 +72,18 @@ impl State {
     }
 }
 
+/// The reporter's state, also after a panic while another thread held it: a poisoned lock
+/// must not drop later events, nor turn the summary into one without leaks.
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Flushes the report's allowed events every [`ALLOWED_FLUSH`] while the
 /// reporter lives.
 fn start_flusher(state: Weak<Mutex<State>>) {
     let flusher = move || {
         while let Some(state) = state.upgrade() {
-            if let Ok(mut state) = state.lock() {
-                state.flush();
-            }
+            lock(&state).flush();
             drop(state);
             std::thread::sleep(ALLOWED_FLUSH);
         }
@@ -141,7 +145,7 @@ impl Reporter {
         if event.is_leak() && !self.quiet {
             human::write_line(&human::highlight(&human::leak_line(&event)));
         }
-        let Ok(mut state) = self.state.lock() else { return };
+        let mut state = lock(&self.state);
         event.seq = state.next_seq;
         state.next_seq += 1;
         state.summary.record(&event);
@@ -162,10 +166,9 @@ impl Reporter {
         if n == 0 {
             return;
         }
-        if let Ok(mut state) = self.state.lock() {
-            state.summary.events += n;
-            state.summary.allowed += n;
-        }
+        let mut state = lock(&self.state);
+        state.summary.events += n;
+        state.summary.allowed += n;
     }
 
     /// Takes back one allowed decision counted before: a call the supervisor let the kernel run
@@ -173,23 +176,20 @@ impl Reporter {
     /// it (a leak, or a refused UDP connect). Without this the summary counted such a call
     /// twice, allowed and refused.
     pub fn retract_allowed(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.retracted += 1;
-        }
+        let mut state = lock(&self.state);
+        state.retracted += 1;
     }
 
     /// Names the configuration file read (`None`: none), for the summary.
     pub fn set_config(&self, path: Option<&Path>) {
-        if let Ok(mut state) = self.state.lock() {
-            state.summary.config = path.map(|p| p.display().to_string());
-        }
+        let mut state = lock(&self.state);
+        state.summary.config = path.map(|p| p.display().to_string());
     }
 
     /// Counts a call rejected for malformed arguments (no network decision).
     pub fn count_invalid(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.summary.invalid += 1;
-        }
+        let mut state = lock(&self.state);
+        state.summary.invalid += 1;
     }
 
     /// Writes the summary (JSON last line and stderr). Later events are not
@@ -206,9 +206,7 @@ impl Reporter {
         exit_status: i32,
         extra: serde_json::Map<String, serde_json::Value>,
     ) -> Summary {
-        let Ok(mut state) = self.state.lock() else {
-            return Summary::default();
-        };
+        let mut state = lock(&self.state);
         let sink = state.sink.take();
         let mut summary = std::mem::take(&mut state.summary);
         let retracted = state.retracted.min(summary.allowed);
@@ -234,6 +232,28 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poisoned_lock_keeps_the_leaks() {
+        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        let state = reporter.state.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = state.lock().unwrap();
+            panic!("poisons the lock");
+        })
+        .join();
+        assert!(reporter.state.is_poisoned());
+        let mut leak = Event::new(
+            "connect",
+            1,
+            crate::policy::Decision::leak(crate::policy::Reason::DirectTcp),
+            Action::Blocked,
+        );
+        leak.pid = Some(1);
+        reporter.emit(leak);
+        let summary = reporter.finish(Layers::default(), 0);
+        assert_eq!((summary.leaks, summary.blocked, summary.events), (1, 1, 1));
+    }
 
     #[test]
     fn a_retracted_allowed_call_is_counted_once() {
