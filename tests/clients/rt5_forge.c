@@ -22,6 +22,9 @@
  *       makes its stdout and stderr (shared with its supervisor) non-blocking, fills them
  *       until they would block (pipes nobody reads yet), then one datagram to HOST:PORT (a
  *       leak); writes nothing more
+ *   rt5_forge shutdown HOST PORT
+ *       shuts down the sending side of its stdout and stderr (sockets it shares with its
+ *       supervisor, as under systemd's journal), then one datagram to HOST:PORT (a leak)
  *   rt5_forge glue HOST PORT
  *       writes half a line to stdout (no newline), then one datagram to HOST:PORT (a leak),
  *       then ends the line: with `--report -`, the leak's JSON line follows the half line
@@ -225,12 +228,22 @@ int main(int argc, char **argv) {
         ssize_t n = sendto(fd, "nonblock", 8, 0, (struct sockaddr *)&addr, sizeof addr);
         return n < 0 && errno == EPERM ? 0 : 1;
     }
+    if (argc == 4 && strcmp(argv[1], "shutdown") == 0) {
+        if (shutdown(1, SHUT_WR) != 0 || shutdown(2, SHUT_WR) != 0)
+            return 2;
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[3]))};
+        if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1)
+            return 2;
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        ssize_t n = sendto(fd, "shutdown", 8, 0, (struct sockaddr *)&addr, sizeof addr);
+        return n < 0 && errno == EPERM ? 0 : 1;
+    }
     if (argc == 4 && strcmp(argv[1], "glue") == 0) {
         printf("working... ");
         fflush(stdout);
         return send_one(argv[2], argv[3], "glue");
     }
     fprintf(stderr, "usage: rt5_forge first|first-thread NEXT OKHOST OKPORT HOST PORT | second|honest ADDR BYTES HOST PORT | "
-                    "erase|nonblock|glue HOST PORT\n");
+                    "erase|nonblock|shutdown|glue HOST PORT\n");
     return 2;
 }
