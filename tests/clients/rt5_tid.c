@@ -5,8 +5,8 @@
  *       a second thread sends one datagram to OKHOST:OKPORT (allowed: the supervisor now knows
  *       that thread) and exits; then the process forks a child that gets the same id (through
  *       /proc/sys/kernel/ns_last_pid: root in a pid namespace of its own), and the child sends
- *       one datagram to HOST:PORT (a leak). Prints "thread: tid=T", "child: pid=P tid=P".
- *       Exits 3 when no child got the thread's id after some tries.
+ *       one datagram to HOST:PORT (a leak). Prints "thread: pid=P tid=T" (for each try, a new
+ *       thread), then "child: pid=T tid=T". Exits 3 when no child got a thread's id.
  *   rt5_tid vfork OKHOST OKPORT HOST PORT
  *       one datagram to OKHOST:OKPORT, then a vfork child (the parent's memory, so the same
  *       AT_RANDOM address and bytes) sends one datagram to HOST:PORT (a leak). Prints
@@ -71,37 +71,42 @@ static int leak_and_exit_status(void) {
 }
 
 static int reuse(void) {
-    long tid = 0;
-    pthread_t t;
-    if (pthread_create(&t, NULL, thread_main, &tid) != 0 || pthread_join(t, NULL) != 0)
-        return 2;
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY);
-        if (fd < 0) {
-            perror("ns_last_pid");
+    /* Rounds: a thread sends and exits, then children are forked until one gets its id (another
+     * process of the namespace, a thread of the supervisor's, may take it first: then a new
+     * thread, a new id). */
+    for (int round = 0; round < 10; round++) {
+        long tid = 0;
+        pthread_t t;
+        if (pthread_create(&t, NULL, thread_main, &tid) != 0 || pthread_join(t, NULL) != 0)
             return 2;
+        for (int attempt = 0; attempt < 5; attempt++) {
+            int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY);
+            if (fd < 0) {
+                perror("ns_last_pid");
+                return 2;
+            }
+            char buf[32];
+            int len = snprintf(buf, sizeof buf, "%ld", tid - 1);
+            if (write(fd, buf, (size_t)len) != len) {
+                perror("write ns_last_pid");
+                return 2;
+            }
+            close(fd);
+            pid_t child = fork();
+            if (child < 0)
+                return 2;
+            if (child == 0) {
+                if (getpid() != tid)
+                    _exit(3);
+                say("child", getpid(), syscall(SYS_gettid));
+                _exit(leak_and_exit_status());
+            }
+            int status;
+            if (waitpid(child, &status, 0) != child || !WIFEXITED(status))
+                return 2;
+            if (WEXITSTATUS(status) != 3)
+                return WEXITSTATUS(status);
         }
-        char buf[32];
-        int len = snprintf(buf, sizeof buf, "%ld", tid - 1);
-        if (write(fd, buf, (size_t)len) != len) {
-            perror("write ns_last_pid");
-            return 2;
-        }
-        close(fd);
-        pid_t child = fork();
-        if (child < 0)
-            return 2;
-        if (child == 0) {
-            if (getpid() != tid)
-                _exit(3);
-            say("child", getpid(), syscall(SYS_gettid));
-            _exit(leak_and_exit_status());
-        }
-        int status;
-        if (waitpid(child, &status, 0) != child || !WIFEXITED(status))
-            return 2;
-        if (WEXITSTATUS(status) != 3)
-            return WEXITSTATUS(status);
     }
     printf("reuse: missed\n");
     return 3;
