@@ -224,7 +224,7 @@ fn other_process_leaks(mode: &str, wrapper: &[&str]) {
         assert_ne!(a.i("pid"), ev.i("pid"), "two processes under one pid\n{d}");
     }
     if mode == "reuse" {
-        let last_thread = out.stdout.lines().filter_map(|l| l.strip_prefix("thread: ")).last();
+        let last_thread = out.stdout.lines().rev().find_map(|l| l.strip_prefix("thread: "));
         let last_tid = last_thread.and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("tid=")));
         assert_eq!(last_tid.and_then(|t| t.parse().ok()), Some(pid), "the child has no thread's id\n{d}");
     }
