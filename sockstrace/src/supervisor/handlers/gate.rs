@@ -247,7 +247,7 @@ impl<'a> Call<'a> {
     /// `/usr/bin/true`'s). The call still pending after the read proves the caller outlived it
     /// (an exec goes on only once every other thread is gone); otherwise only the process id
     /// is kept (an exec keeps it), not what may be the next image's.
-    fn caller_info(&mut self) -> ProcessInfo {
+    pub fn caller_info(&mut self) -> ProcessInfo {
         if let Some(info) = &self.info {
             return info.clone();
         }
