@@ -12,7 +12,7 @@
  *
  * Exit status: 0 when the exe link was changed and the datagram refused with EPERM, 1 when the
  * link could not be changed and the datagram was refused, 2 when the datagram was not
- * refused, 3 on a setup failure.
+ * refused, 3 on a setup failure, 4 when no user namespace can be made here.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -142,8 +142,8 @@ int main(int argc, char **argv) {
     printf("exe: pid=%d\n", getpid());
     fflush(stdout);
     if (unshare(CLONE_NEWUSER) != 0) {
-        perror("unshare");
-        return 3;
+        printf("unshare: no user namespace\n");
+        return 4;
     }
     const char *base = strrchr(argv[1], '/');
     prctl(PR_SET_NAME, base ? base + 1 : argv[1], 0, 0, 0);
