@@ -235,6 +235,9 @@ fn other_process_leaks(mode: &str, wrapper: &[&str]) {
 /// not the thread's process (the kept identity is tied to the exited thread's pidfd).
 #[test]
 fn a_child_with_an_exited_threads_id_is_named_as_itself() {
+    if !sockstrace_tests::is_root() {
+        skip!("a pid namespace of the test's own, and its ns_last_pid, need root");
+    }
     other_process_leaks("reuse", &["unshare", "--pid", "--fork", "--mount-proc"]);
 }
 
