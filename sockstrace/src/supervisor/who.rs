@@ -73,11 +73,11 @@ impl Identities {
         known.get(&tid).filter(|k| Arc::ptr_eq(&k.pidfd, pidfd)).map(|k| k.mark)
     }
 
-    /// Who thread `tid` (whose pidfd is `pidfd`) is. Best effort: missing
-    /// pieces stay `None`.
-    pub fn of(&self, tid: u32, pidfd: &Arc<OwnedFd>, proofs: Proofs) -> ProcessInfo {
+    /// Who thread `tid` (whose pidfd is `pidfd`) is, and whether /proc was read
+    /// for it now (not a kept identity). Best effort: missing pieces stay `None`.
+    pub fn read(&self, tid: u32, pidfd: &Arc<OwnedFd>, proofs: Proofs) -> (ProcessInfo, bool) {
         if let Some(info) = self.still_known(tid, pidfd, proofs) {
-            return info;
+            return (info, false);
         }
         // The mark is read before and after the rest: an `execve` between them
         // leaves nothing kept.
@@ -91,7 +91,7 @@ impl Identities {
                 known.insert(tid, Known { pidfd: pidfd.clone(), mark, info: info.clone() });
             }
         }
-        info
+        (info, true)
     }
 
     fn still_known(&self, tid: u32, pidfd: &Arc<OwnedFd>, proofs: Proofs) -> Option<ProcessInfo> {
@@ -172,10 +172,12 @@ mod tests {
         let me = std::process::id();
         let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
         let ids = Identities::default();
-        let first = ids.of(me, &pidfd, Proofs::default());
+        let (first, read_now) = ids.read(me, &pidfd, Proofs::default());
+        assert!(read_now);
         assert_eq!(first.pid, Some(me));
         assert!(ids.known.lock().unwrap().contains_key(&me), "an identity with an AT_RANDOM mark is kept");
         let again = ids.still_known(me, &pidfd, Proofs::default()).expect("known on the next call");
+        assert!(!ids.read(me, &pidfd, Proofs::default()).1, "kept, not read again");
         let mark = ids.mark(me, &pidfd).expect("a mark");
         assert!(mark_holds(me, mark));
         let proofs = Proofs { pidfd_checked: true, mark_held: Some(false) };
@@ -192,7 +194,7 @@ mod tests {
         let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
         let ids = Identities::default();
         let checked = Proofs { pidfd_checked: true, mark_held: None };
-        ids.of(me, &pidfd, checked);
+        ids.read(me, &pidfd, checked);
         // As after an execve: other bytes at the mark's address.
         ids.known.lock().unwrap().get_mut(&me).unwrap().mark.bytes[0] ^= 0xff;
         assert!(ids.still_known(me, &pidfd, checked).is_none());
@@ -204,7 +206,7 @@ mod tests {
         let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
         let ids = Identities::default();
         let held = Proofs { pidfd_checked: true, mark_held: Some(true) };
-        ids.of(me, &pidfd, held);
+        ids.read(me, &pidfd, held);
         assert!(ids.still_known(me, &pidfd, held).is_some());
         // As after an execve of another file whose image wrote the old mark back.
         ids.known.lock().unwrap().get_mut(&me).unwrap().info.exe = Some("/usr/bin/innocent".into());

@@ -246,13 +246,15 @@ impl<'a> Call<'a> {
     /// its main thread while another thread execs `/bin/true` had leaks reported as
     /// `/usr/bin/true`'s). The call still pending after the read proves the caller outlived it
     /// (an exec goes on only once every other thread is gone); otherwise only the process id
-    /// is kept (an exec keeps it), not what may be the next image's.
+    /// is kept (an exec keeps it), not what may be the next image's. A kept identity needs no
+    /// such proof: it was read for this image earlier, and is kept only while the thread's
+    /// executable is still the same file.
     pub fn caller_info(&mut self) -> ProcessInfo {
         if let Some(info) = &self.info {
             return info.clone();
         }
-        let info = self.tracee.process_info();
-        let info = if self.ctx.notifier.id_valid(self.n.id) {
+        let (info, read_now) = self.tracee.process_info();
+        let info = if !read_now || self.ctx.notifier.id_valid(self.n.id) {
             info
         } else {
             ProcessInfo { pid: info.pid, ..ProcessInfo::default() }
