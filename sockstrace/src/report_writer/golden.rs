@@ -69,7 +69,10 @@ fn kernel() -> Event {
 }
 
 fn written(events: Vec<Event>, layers: Layers, extra: serde_json::Map<String, serde_json::Value>) -> String {
-    let path = std::env::temp_dir().join(format!("sockstrace-golden-{}.jsonl", std::process::id()));
+    // One file per call: the tests run in parallel, in one process.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("sockstrace-golden-{}-{n}.jsonl", std::process::id()));
     let reporter = Reporter::open(&ReportTarget::File(path.clone()), true).unwrap();
     for e in events {
         reporter.emit(e);

@@ -15,7 +15,8 @@ pub fn write_line(line: &str) {
     buf.push_str(prefix);
     buf.push_str(line);
     buf.push('\n');
-    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+    // Stderr is unbuffered: a write that would block wrote nothing, and is tried again.
+    let _ = super::patient::Patient(std::io::stderr().lock()).write_all(buf.as_bytes());
 }
 
 /// Whether stderr gets colour: only a terminal, and only without `NO_COLOR`.

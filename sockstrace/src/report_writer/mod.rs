@@ -4,6 +4,7 @@
 mod event;
 pub(crate) mod human;
 mod journal;
+mod patient;
 mod summary;
 
 #[cfg(test)]
@@ -15,6 +16,7 @@ pub use summary::{Layers, Summary};
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -57,6 +59,8 @@ struct State {
     unflushed: bool,
     next_seq: u64,
     summary: Summary,
+    /// Allowed decisions taken back ([`Reporter::retract_allowed`]), subtracted at the end.
+    retracted: u64,
 }
 
 impl State {
@@ -68,14 +72,18 @@ impl State {
     }
 }
 
+/// The reporter's state, also after a panic while another thread held it: a poisoned lock
+/// must not drop later events, nor turn the summary into one without leaks.
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Flushes the report's allowed events every [`ALLOWED_FLUSH`] while the
 /// reporter lives.
 fn start_flusher(state: Weak<Mutex<State>>) {
     let flusher = move || {
         while let Some(state) = state.upgrade() {
-            if let Ok(mut state) = state.lock() {
-                state.flush();
-            }
+            lock(&state).flush();
             drop(state);
             std::thread::sleep(ALLOWED_FLUSH);
         }
@@ -101,7 +109,13 @@ impl Reporter {
     fn open_with(target: &ReportTarget, quiet: bool, append: bool) -> Result<Self> {
         let sink: Option<Box<dyn Write + Send>> = match target {
             ReportTarget::None => None,
-            ReportTarget::Stdout => Some(Box::new(io::stdout())),
+            // Our own writer on the same description: one that waits when the program made
+            // it non-blocking (see `patient`), flushed at each line as stdout would be.
+            ReportTarget::Stdout => {
+                let out =
+                    io::stdout().as_fd().try_clone_to_owned().context("duplicating stdout for the report")?;
+                Some(Box::new(io::LineWriter::new(patient::Patient(File::from(out)))))
+            }
             ReportTarget::File(path) => {
                 let file = if append {
                     File::options().create(true).append(true).open(path)
@@ -113,7 +127,7 @@ impl Reporter {
             }
         };
         let has_sink = sink.is_some();
-        let state = State { sink, unflushed: false, next_seq: 1, summary: Summary::default() };
+        let state = State { sink, unflushed: false, next_seq: 1, summary: Summary::default(), retracted: 0 };
         let state = Arc::new(Mutex::new(state));
         if has_sink {
             start_flusher(Arc::downgrade(&state));
@@ -131,7 +145,7 @@ impl Reporter {
         if event.is_leak() && !self.quiet {
             human::write_line(&human::highlight(&human::leak_line(&event)));
         }
-        let Ok(mut state) = self.state.lock() else { return };
+        let mut state = lock(&self.state);
         event.seq = state.next_seq;
         state.next_seq += 1;
         state.summary.record(&event);
@@ -152,24 +166,30 @@ impl Reporter {
         if n == 0 {
             return;
         }
-        if let Ok(mut state) = self.state.lock() {
-            state.summary.events += n;
-            state.summary.allowed += n;
-        }
+        let mut state = lock(&self.state);
+        state.summary.events += n;
+        state.summary.allowed += n;
+    }
+
+    /// Takes back one allowed decision counted before: a call the supervisor let the kernel run
+    /// (answered CONTINUE on the fast path) that the kernel then refused, whose own event counts
+    /// it (a leak, or a refused UDP connect). Without this the summary counted such a call
+    /// twice, allowed and refused.
+    pub fn retract_allowed(&self) {
+        let mut state = lock(&self.state);
+        state.retracted += 1;
     }
 
     /// Names the configuration file read (`None`: none), for the summary.
     pub fn set_config(&self, path: Option<&Path>) {
-        if let Ok(mut state) = self.state.lock() {
-            state.summary.config = path.map(|p| p.display().to_string());
-        }
+        let mut state = lock(&self.state);
+        state.summary.config = path.map(|p| p.display().to_string());
     }
 
     /// Counts a call rejected for malformed arguments (no network decision).
     pub fn count_invalid(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.summary.invalid += 1;
-        }
+        let mut state = lock(&self.state);
+        state.summary.invalid += 1;
     }
 
     /// Writes the summary (JSON last line and stderr). Later events are not
@@ -186,12 +206,13 @@ impl Reporter {
         exit_status: i32,
         extra: serde_json::Map<String, serde_json::Value>,
     ) -> Summary {
-        let Ok(mut state) = self.state.lock() else {
-            return Summary::default();
-        };
+        let mut state = lock(&self.state);
         let sink = state.sink.take();
         let mut summary = std::mem::take(&mut state.summary);
+        let retracted = state.retracted.min(summary.allowed);
         drop(state);
+        summary.allowed -= retracted;
+        summary.events -= retracted;
         summary.layers = layers;
         summary.exit_status = Some(exit_status);
         if let Some(mut out) = sink {
@@ -205,5 +226,50 @@ impl Reporter {
             }
         }
         summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_lock_keeps_the_leaks() {
+        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        let state = reporter.state.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = state.lock().unwrap();
+            panic!("poisons the lock");
+        })
+        .join();
+        assert!(reporter.state.is_poisoned());
+        let mut leak = Event::new(
+            "connect",
+            1,
+            crate::policy::Decision::leak(crate::policy::Reason::DirectTcp),
+            Action::Blocked,
+        );
+        leak.pid = Some(1);
+        reporter.emit(leak);
+        let summary = reporter.finish(Layers::default(), 0);
+        assert_eq!((summary.leaks, summary.blocked, summary.events), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_retracted_allowed_call_is_counted_once() {
+        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        reporter.count_allowed(3);
+        reporter.retract_allowed();
+        reporter.retract_allowed();
+        let summary = reporter.finish(Layers::default(), 0);
+        assert_eq!((summary.allowed, summary.events), (1, 1));
+
+        // Never below zero, whatever the order the two sides report in.
+        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        reporter.retract_allowed();
+        reporter.retract_allowed();
+        reporter.count_allowed(1);
+        let summary = reporter.finish(Layers::default(), 0);
+        assert_eq!((summary.allowed, summary.events), (0, 0));
     }
 }

@@ -61,8 +61,8 @@ fn fprog(insns: &[libc::sock_filter]) -> libc::sock_fprog {
     libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr() as *mut libc::sock_filter }
 }
 
-/// A filter of its own, installed beside the main one, that refuses [`terminal_rules`]'s
-/// and [`socketpair_rules`]'s calls: the kernel runs every filter and the most restrictive answer wins (`ERRNO` over
+/// A filter of its own, installed beside the main one, that refuses [`terminal_rules`]'s,
+/// [`image_rules`]' and [`socketpair_rules`]'s calls: the kernel runs every filter and the most restrictive answer wins (`ERRNO` over
 /// user notification and `ALLOW`), whereas in one filter libseccomp drops a conditional rule
 /// for a call that an allowlist allows unconditionally (`ioctl` under `--syscalls strict`).
 fn terminal_guard() -> Result<Vec<libc::sock_filter>> {
@@ -72,6 +72,7 @@ fn terminal_guard() -> Result<Vec<libc::sock_filter>> {
     compat.add_arch(ScmpArch::X32).context("x32 arch")?;
     compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
     terminal_rules(&mut native, &mut compat)?;
+    image_rules(&mut native, &mut compat)?;
     socketpair_rules(&mut native)?;
     native.merge(compat).context("merge guard compat filter")?;
     export(&native)
@@ -90,6 +91,22 @@ fn terminal_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext
             ctx.add_rule_conditional(ScmpAction::Errno(libc::EPERM), ioctl, &cond)
                 .with_context(|| format!("rule for ioctl {request:#x}"))?;
         }
+    }
+    Ok(())
+}
+
+/// `prctl(PR_SET_MM)` refused with `EPERM`, whatever the mode: it rewrites what the kernel says
+/// a process runs (its `/proc/PID/exe` link with `PR_SET_MM_MAP`'s `exe_fd` or
+/// `PR_SET_MM_EXE_FILE`, where its `argv` and environment are), which its events report. A
+/// program needs no privilege for it beyond a user namespace of its own (`CAP_SYS_ADMIN` there
+/// is enough for `PR_SET_MM_MAP`); only checkpoint/restore tools use it. The option is an `int`
+/// to the kernel: compared on the low 32 bits.
+fn image_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext) -> Result<()> {
+    let prctl = ScmpSyscall::from_name("prctl").context("syscall prctl")?;
+    let cond = [int_equals(0, libc::PR_SET_MM)];
+    for ctx in [native, compat] {
+        ctx.add_rule_conditional(ScmpAction::Errno(libc::EPERM), prctl, &cond)
+            .context("rule for prctl PR_SET_MM")?;
     }
     Ok(())
 }

@@ -17,18 +17,25 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::kernel::KernelEvent;
 use crate::procfs::process_info;
-use crate::report_writer::Reporter;
+use crate::report_writer::{ProcessInfo, Reporter};
 
 /// Reports kernel events until the channel closes (after the witness stops); returns how
-/// many calls the supervisor performed that the kernel refused.
-pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Reporter>) -> u64 {
+/// many calls the supervisor performed that the kernel refused. On the fast path
+/// (`fast_path`), a connect or addressed send the kernel refuses is one the supervisor counted
+/// as allowed and answered CONTINUE (the program changed its address or fd since): that count
+/// is taken back, so that the summary counts each call once.
+pub async fn report(
+    mut events: UnboundedReceiver<KernelEvent>,
+    reporter: Arc<Reporter>,
+    fast_path: bool,
+) -> u64 {
     let own_pid = std::process::id();
     let mut disagreements = 0;
     while let Some(ev) = events.recv().await {
         if ev.pid == own_pid {
             if ev.denied {
                 disagreements += 1;
-                let mut event = ev.to_report_event(crate::report_writer::ProcessInfo::default());
+                let mut event = ev.to_report_event(ProcessInfo::default());
                 if let Some(kernel) = event.kernel.as_mut().and_then(serde_json::Value::as_object_mut) {
                     kernel.insert("performed_by_supervisor".into(), true.into());
                 }
@@ -42,9 +49,38 @@ pub async fn report(mut events: UnboundedReceiver<KernelEvent>, reporter: Arc<Re
             }
         }
         // The process may be gone already; pid and comm come from the kernel anyway.
-        reporter.emit(ev.to_report_event(process_info(ev.tid)));
+        reporter.emit(ev.to_report_event(of_the_image(ev.tid, &ev.comm)));
+        if fast_path && ev.denied && matches!(ev.syscall(), "connect" | "sendmsg") {
+            reporter.retract_allowed();
+        }
     }
     disagreements
+}
+
+/// What /proc says of thread `tid` for a kernel event, kept only when it is of the image that
+/// made the call. /proc is read later than the call: a program that execs at once (an io_uring
+/// connect is submitted, and the program does not wait for its completion) had the next
+/// image's `exe` and `argv` reported for its leak. An `execve` switches the memory (and so
+/// `exe`) first, renames the thread after the new file next, and sets up the new `argv` last.
+/// So the facts are kept when the thread's name, read before and after them, is the one the
+/// kernel gave at the event (`comm`), and `argv` was read: an `exe` of the next image came
+/// with an empty `argv` (the new one not set up yet) or with the thread renamed by the second
+/// read. Otherwise the event has no `exe` nor `argv` rather than wrong ones. (A program that
+/// names itself after the file it then execs is not caught.)
+fn of_the_image(tid: u32, comm: &str) -> ProcessInfo {
+    let info = process_info(tid);
+    let after = std::fs::read_to_string(format!("/proc/{tid}/comm")).ok();
+    kept_if_same_image(info, after.as_deref().map(|c| c.trim_end_matches('\n')), comm)
+}
+
+/// [`of_the_image`]'s decision on what was read: `info` (its `comm` read first), the name read
+/// after it (`after`), and the kernel's `comm`.
+fn kept_if_same_image(info: ProcessInfo, after: Option<&str>, comm: &str) -> ProcessInfo {
+    if info.comm.as_deref() == Some(comm) && after == Some(comm) && info.argv.is_some() {
+        info
+    } else {
+        ProcessInfo { pid: info.pid, ..ProcessInfo::default() }
+    }
 }
 
 static ECHOES: Mutex<Echoes> = Mutex::new(Echoes::new());
@@ -94,6 +130,29 @@ impl Echoes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_facts_of_another_image_are_dropped() {
+        let info = ProcessInfo {
+            pid: Some(7),
+            comm: Some("sleep".into()),
+            exe: Some("/usr/bin/sleep".into()),
+            argv: Some(vec!["sleep".into()]),
+        };
+        let kept = kept_if_same_image(info.clone(), Some("sleep"), "sleep");
+        assert_eq!((kept.exe.as_deref(), kept.pid), (Some("/usr/bin/sleep"), Some(7)));
+        let dropped = |info: ProcessInfo, after: Option<&str>| {
+            let d = kept_if_same_image(info, after, "attacker");
+            assert_eq!((d.pid, d.exe, d.argv, d.comm), (Some(7), None, None, None));
+        };
+        // Renamed by an exec that was over before /proc was read.
+        dropped(info.clone(), Some("sleep"));
+        // Renamed while /proc was read.
+        dropped(ProcessInfo { comm: Some("attacker".into()), ..info.clone() }, Some("sleep"));
+        // The next image's memory, its argv not set up yet.
+        dropped(ProcessInfo { comm: Some("attacker".into()), argv: None, ..info.clone() }, Some("attacker"));
+        dropped(ProcessInfo { comm: Some("attacker".into()), ..info }, None);
+    }
 
     #[test]
     fn an_expected_echo_is_skipped_once() {

@@ -319,7 +319,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         Some(w) => {
             let _inside = runtime.enter();
             let events = w.take_events().context("reading the kernel's events")?;
-            Some(runtime.spawn(kernel_events::report(events, reporter.clone())))
+            Some(runtime.spawn(kernel_events::report(events, reporter.clone(), fast_path)))
         }
         None => None,
     };

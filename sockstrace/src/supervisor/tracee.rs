@@ -243,12 +243,12 @@ impl Tracee {
         })
     }
 
-    /// Who the caller is (kept between its calls, see `who`). Best effort:
-    /// missing pieces stay `None`.
-    pub fn process_info(&self) -> ProcessInfo {
+    /// Who the caller is (kept between its calls, see `who`), and whether /proc
+    /// was read for it now. Best effort: missing pieces stay `None`.
+    pub fn process_info(&self) -> (ProcessInfo, bool) {
         let proofs =
             super::who::Proofs { pidfd_checked: self.pidfd_checked, mark_held: self.mark_held.get() };
-        self.cache.identities.of(self.tid, &self.pidfd, proofs)
+        self.cache.identities.read(self.tid, &self.pidfd, proofs)
     }
 
     /// Whether the caller may bind a port below `ip_unprivileged_port_start`

@@ -4,20 +4,27 @@
 //! Reading it from /proc costs some twenty system calls (`status` alone is
 //! rendered in full for two of its fields), more than the rest of a trapped
 //! call's work: with `--report`, every allowed datagram makes an event. So it is
-//! read once per thread and process image, and checked on later calls with one
-//! small read:
+//! read once per thread and process image, and checked on later calls with two
+//! small reads:
 //! - the thread is the same: the entry is tied to the pidfd it was read under,
 //!   and a pidfd of an exited thread says so (`ESRCH`), even when a new thread
 //!   has its tid now;
 //! - the image is the same: at `execve` the kernel puts 16 random bytes on the
 //!   new stack and names their address in the auxiliary vector (`AT_RANDOM`).
 //!   An entry keeps that address and the bytes; after another `execve` the
-//!   address holds other bytes, or nothing.
+//!   address holds other bytes, or nothing;
+//! - the file is the same: those bytes are the program's to write, and a new
+//!   image can map the old image's address and write the old bytes there
+//!   before its first call. So the executable's path (`/proc/TID/exe`, one
+//!   `readlink`: the kernel's record, the one a fresh read would give) is
+//!   read on every call and compared.
 //!
 //! What changes without an `execve` is seen as it was first read: a thread's
 //! name set later (`PR_SET_NAME`), an `argv` rewritten in place
-//! (setproctitle). A process that overwrites its own `AT_RANDOM` bytes only
-//! makes every call read /proc again.
+//! (setproctitle), and so is what an `execve` of the same file changes when
+//! the new image writes the old mark back (`comm` and `argv`; `pid`, `tid`
+//! and `exe` are right). A process that overwrites its own `AT_RANDOM` bytes
+//! only makes every call read /proc again.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -66,11 +73,11 @@ impl Identities {
         known.get(&tid).filter(|k| Arc::ptr_eq(&k.pidfd, pidfd)).map(|k| k.mark)
     }
 
-    /// Who thread `tid` (whose pidfd is `pidfd`) is. Best effort: missing
-    /// pieces stay `None`.
-    pub fn of(&self, tid: u32, pidfd: &Arc<OwnedFd>, proofs: Proofs) -> ProcessInfo {
+    /// Who thread `tid` (whose pidfd is `pidfd`) is, and whether /proc was read
+    /// for it now (not a kept identity). Best effort: missing pieces stay `None`.
+    pub fn read(&self, tid: u32, pidfd: &Arc<OwnedFd>, proofs: Proofs) -> (ProcessInfo, bool) {
         if let Some(info) = self.still_known(tid, pidfd, proofs) {
-            return info;
+            return (info, false);
         }
         // The mark is read before and after the rest: an `execve` between them
         // leaves nothing kept.
@@ -84,7 +91,7 @@ impl Identities {
                 known.insert(tid, Known { pidfd: pidfd.clone(), mark, info: info.clone() });
             }
         }
-        info
+        (info, true)
     }
 
     fn still_known(&self, tid: u32, pidfd: &Arc<OwnedFd>, proofs: Proofs) -> Option<ProcessInfo> {
@@ -96,8 +103,13 @@ impl Identities {
         // Signal 0 only asks whether the pidfd's thread is still there.
         let same_thread = proofs.pidfd_checked || sys::pidfd_send_signal(pidfd.as_fd(), 0).is_ok();
         let same_image = proofs.mark_held.unwrap_or_else(|| mark_holds(tid, mark));
-        (same_thread && same_image).then_some(info)
+        (same_thread && same_image && info.exe.is_some() && exe_of(tid) == info.exe).then_some(info)
     }
+}
+
+/// The path of thread `tid`'s executable, as `procfs::process_info` reads it.
+fn exe_of(tid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{tid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
 }
 
 /// Whether the bytes at `mark.addr` in thread `tid`'s memory are still `mark.bytes`.
@@ -160,10 +172,12 @@ mod tests {
         let me = std::process::id();
         let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
         let ids = Identities::default();
-        let first = ids.of(me, &pidfd, Proofs::default());
+        let (first, read_now) = ids.read(me, &pidfd, Proofs::default());
+        assert!(read_now);
         assert_eq!(first.pid, Some(me));
         assert!(ids.known.lock().unwrap().contains_key(&me), "an identity with an AT_RANDOM mark is kept");
         let again = ids.still_known(me, &pidfd, Proofs::default()).expect("known on the next call");
+        assert!(!ids.read(me, &pidfd, Proofs::default()).1, "kept, not read again");
         let mark = ids.mark(me, &pidfd).expect("a mark");
         assert!(mark_holds(me, mark));
         let proofs = Proofs { pidfd_checked: true, mark_held: Some(false) };
@@ -180,9 +194,25 @@ mod tests {
         let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
         let ids = Identities::default();
         let checked = Proofs { pidfd_checked: true, mark_held: None };
-        ids.of(me, &pidfd, checked);
+        ids.read(me, &pidfd, checked);
         // As after an execve: other bytes at the mark's address.
         ids.known.lock().unwrap().get_mut(&me).unwrap().mark.bytes[0] ^= 0xff;
         assert!(ids.still_known(me, &pidfd, checked).is_none());
+    }
+
+    #[test]
+    fn another_executable_under_a_mark_that_holds_is_another_image() {
+        let me = std::process::id();
+        let pidfd = Arc::new(sys::pidfd_open_thread(me).expect("pidfd"));
+        let ids = Identities::default();
+        let held = Proofs { pidfd_checked: true, mark_held: Some(true) };
+        ids.read(me, &pidfd, held);
+        assert!(ids.still_known(me, &pidfd, held).is_some());
+        // As after an execve of another file whose image wrote the old mark back.
+        ids.known.lock().unwrap().get_mut(&me).unwrap().info.exe = Some("/usr/bin/innocent".into());
+        assert!(ids.still_known(me, &pidfd, held).is_none());
+        // An executable that could not be read is never taken as the same.
+        ids.known.lock().unwrap().get_mut(&me).unwrap().info.exe = None;
+        assert!(ids.still_known(me, &pidfd, held).is_none());
     }
 }

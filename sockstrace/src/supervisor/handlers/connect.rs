@@ -151,7 +151,7 @@ fn through_inspector(
     let origin = crate::inspect::Origin {
         proxy,
         tid: call.tracee.tid,
-        info: call.tracee.process_info(),
+        info: call.caller_info(),
         cookie: sock.cookie(),
         fd: call.args[0] as i32,
         pid,

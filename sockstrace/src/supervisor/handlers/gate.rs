@@ -9,7 +9,7 @@ use super::{Call, BLOCKED_ERRNO};
 use crate::net::sockaddr::SockAddr;
 use crate::net::socket::SocketFacts;
 use crate::policy::{Decision, LeakRules, Reason, Ruling};
-use crate::report_writer::{Action, Event};
+use crate::report_writer::{Action, Event, ProcessInfo};
 use crate::supervisor::abi::Abi;
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys::Errno;
@@ -157,7 +157,7 @@ impl<'a> Call<'a> {
             self.allowed_unreported += 1;
             return;
         }
-        let info = self.info.get_or_insert_with(|| self.tracee.process_info()).clone();
+        let info = self.caller_info();
         let mut event = Event::new(syscall, self.tracee.tid, decision, action).with_process(info);
         if let Subject::Socket(sock) = subject {
             event.fd = Some(self.args[0] as i32);
@@ -236,7 +236,31 @@ impl<'a> Call<'a> {
 
     /// The caller's process id (thread group), read once per call.
     pub fn pid(&mut self) -> u32 {
-        self.info.get_or_insert_with(|| self.tracee.process_info()).pid.unwrap_or(self.tracee.tid)
+        self.caller_info().pid.unwrap_or(self.tracee.tid)
+    }
+
+    /// Who the caller is, for its events, read once per call (see `supervisor::who`). It is
+    /// read after the decision, and the caller may be gone by then: a thread that execs kills
+    /// the process's other threads and takes the process id as its thread id, so /proc can
+    /// show the next image for a call of the main thread (a program looping a refused call in
+    /// its main thread while another thread execs `/bin/true` had leaks reported as
+    /// `/usr/bin/true`'s). The call still pending after the read proves the caller outlived it
+    /// (an exec goes on only once every other thread is gone); otherwise only the process id
+    /// is kept (an exec keeps it), not what may be the next image's. A kept identity needs no
+    /// such proof: it was read for this image earlier, and is kept only while the thread's
+    /// executable is still the same file.
+    pub fn caller_info(&mut self) -> ProcessInfo {
+        if let Some(info) = &self.info {
+            return info.clone();
+        }
+        let (info, read_now) = self.tracee.process_info();
+        let info = if !read_now || self.ctx.notifier.id_valid(self.n.id) {
+            info
+        } else {
+            ProcessInfo { pid: info.pid, ..ProcessInfo::default() }
+        };
+        self.info = Some(info.clone());
+        info
     }
 
     /// Remembers that this process talked to a DNS port (for the SOCKS inspector).
