@@ -63,7 +63,7 @@ pub struct TraceeCache {
 const CACHE_MAX: usize = 4096;
 
 /// Inserts into a bounded cache map, emptying it first when full.
-fn insert_bounded<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+pub(super) fn insert_bounded<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
     if let Ok(mut map) = map.lock() {
         if map.len() >= CACHE_MAX {
             map.clear();

@@ -33,9 +33,6 @@ use std::sync::{Arc, Mutex};
 use super::sys;
 use crate::report_writer::ProcessInfo;
 
-/// Entries kept before the map starts over (exited threads leave theirs).
-const MAX_THREADS: usize = 4096;
-
 /// The `execve` a process image came from: where its `AT_RANDOM` bytes are, and what they were.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ExecMark {
@@ -84,12 +81,8 @@ impl Identities {
         let before = exec_mark(tid);
         let info = crate::procfs::process_info(tid);
         if let Some(mark) = before.filter(|&mark| mark_holds(tid, mark)) {
-            if let Ok(mut known) = self.known.lock() {
-                if known.len() >= MAX_THREADS {
-                    known.clear();
-                }
-                known.insert(tid, Known { pidfd: pidfd.clone(), mark, info: info.clone() });
-            }
+            let known = Known { pidfd: pidfd.clone(), mark, info: info.clone() };
+            super::tracee::insert_bounded(&self.known, tid, known);
         }
         (info, true)
     }
