@@ -148,7 +148,6 @@ fn a_leak_after_an_exec_into_a_static_or_32_bit_image_names_it() {
 /// leaves half a line there (no newline) before a leak gets the leak's JSON glued to it: the
 /// line no longer reads as an event, and the leak is missing from the report a reader parses.
 #[test]
-#[ignore = "open: --report - shares stdout with the program, whose half line swallows a leak's event"]
 fn a_half_line_of_the_programs_own_output_does_not_hide_a_leak_on_report_stdout() {
     let forbidden = UdpSink::bind("127.0.0.1");
     let prog = client("rt5_forge");
@@ -173,7 +172,6 @@ fn a_half_line_of_the_programs_own_output_does_not_hide_a_leak_on_report_stdout(
 /// of its leaks. The summary line, written after the program ended, still counts the leak, and
 /// the exit status is honest; the events are gone.
 #[test]
-#[ignore = "open: without root the program can rewrite the report file (same user)"]
 fn the_program_cannot_erase_its_leaks_from_the_report_file() {
     if !sockstrace_tests::is_root() {
         skip!("switching to nobody needs root");
@@ -606,7 +604,6 @@ fn a_program_that_makes_the_shared_output_non_blocking_does_not_drop_its_leak() 
 /// later write of sockstrace's fails (`EPIPE`), and the leak's human line and event are lost
 /// (the exit status, with `--fail-on-leak`, still counts it).
 #[test]
-#[ignore = "open: a program can shut down the stdout/stderr socket it shares with sockstrace"]
 fn a_program_cannot_shut_down_the_shared_output_socket_before_a_leak() {
     use std::io::Read as _;
     use std::os::unix::net::UnixStream;
