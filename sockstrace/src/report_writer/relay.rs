@@ -72,8 +72,9 @@ fn kind_of(fd: i32) -> Kind {
 
 /// One relayed stream: the program's end of its pipe until the program has it, and the thread.
 struct Relayed {
-    /// 1 or 2.
-    target: i32,
+    /// The program's fds that get the pipe: 1, 2, or both when our stdout and stderr are one
+    /// file or socket (`2>&1`: one pipe keeps the order of the program's writes to either).
+    targets: &'static [i32],
     program_end: Option<OwnedFd>,
     /// Written at the end: the thread drains what is readable and stops.
     stop: OwnedFd,
@@ -91,15 +92,22 @@ impl Relay {
     /// before, and says so.
     pub fn start(report_on_stdout: bool) -> Relay {
         let mut streams = Vec::new();
-        let stdout_is_ours = report_on_stdout || stream::same_object(1, 2);
-        for (fd, ours, real) in [(1, stdout_is_ours, stream::stdout()), (2, true, stream::stderr())] {
+        let one_stream = stream::same_object(1, 2);
+        let plan: &[(&'static [i32], bool)] = if one_stream {
+            &[(&[1, 2], true)]
+        } else {
+            &[(&[1], report_on_stdout), (&[2], true)]
+        };
+        for &(targets, ours) in plan {
+            let fd = targets.last().copied().unwrap_or(2);
             if !relays(kind_of(fd), ours) {
                 continue;
             }
-            match start_one(fd, real) {
+            let real = if fd == 1 { stream::stdout() } else { stream::stderr() };
+            match start_one(targets, real) {
                 Ok(relayed) => streams.push(relayed),
                 Err(e) => super::human::write_line(&format!(
-                    "sockstrace: warning: the program shares fd {fd} with sockstrace (no relay: {e})"
+                    "sockstrace: warning: the program shares fd {targets:?} with sockstrace (no relay: {e})"
                 )),
             }
         }
@@ -110,8 +118,10 @@ impl Relay {
     pub fn program_fds(&self) -> [Option<BorrowedFd<'_>>; 2] {
         let mut fds = [None, None];
         for s in &self.streams {
-            if let (Some(end), Some(slot)) = (&s.program_end, fds.get_mut((s.target - 1) as usize)) {
-                *slot = Some(end.as_fd());
+            for &target in s.targets {
+                if let (Some(end), Some(slot)) = (&s.program_end, fds.get_mut((target - 1) as usize)) {
+                    *slot = Some(end.as_fd());
+                }
             }
         }
         fds
@@ -140,7 +150,7 @@ impl Relay {
     }
 }
 
-fn start_one(target: i32, real: &'static RealStream) -> std::io::Result<Relayed> {
+fn start_one(targets: &'static [i32], real: &'static RealStream) -> std::io::Result<Relayed> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
     // Bigger than the default 64 KiB, for bulk output; refused is fine.
     // SAFETY: F_SETPIPE_SZ on a pipe of ours.
@@ -154,13 +164,13 @@ fn start_one(target: i32, real: &'static RealStream) -> std::io::Result<Relayed>
     let stop = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(stop) };
     let stop_theirs = stop.try_clone()?;
     let (done_tx, done) = mpsc::channel();
-    std::thread::Builder::new().name(format!("sockstrace-relay{target}")).spawn(move || {
+    std::thread::Builder::new().name("sockstrace-relay".into()).spawn(move || {
         crate::supervisor::block_signals_in_this_thread();
         pump(&read, &stop_theirs, real);
         drop(read);
         let _ = done_tx.send(());
     })?;
-    Ok(Relayed { target, program_end: Some(write), stop, done })
+    Ok(Relayed { targets, program_end: Some(write), stop, done })
 }
 
 /// A partial line held back, and since when.
