@@ -12,10 +12,11 @@
 //! newline, the end of the output, [`IDLE`] after its first byte (so prompts show), or
 //! [`MAX_HELD`] bytes.
 //!
-//! Life cycle: started before the program, [`Relay::finish`]ed when the run ends: what is
-//! readable then is copied (for at most [`DRAIN_LIMIT`]) and the pipe is closed. A process that
-//! outlives the run and writes later gets `EPIPE` (or `SIGPIPE`): its later output is lost, it
-//! does not keep sockstrace running.
+//! Life cycle: started before the program, [`Relay::finish`]ed when the run ends (every process
+//! of the program gone): what the pipe holds then is copied, no more, and the pipe is closed. A
+//! process outside the run that holds the pipe (passed to it, or opened through /proc) and
+//! writes later gets `EPIPE` (or `SIGPIPE`): its later output is lost, it does not keep
+//! sockstrace running.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc;
@@ -27,8 +28,6 @@ use super::stream::{self, RealStream};
 pub const IDLE: Duration = Duration::from_millis(50);
 /// The most of a partial line held.
 pub const MAX_HELD: usize = 64 * 1024;
-/// How long the end of the run waits for the program's last output to be copied.
-pub const DRAIN_LIMIT: Duration = Duration::from_millis(300);
 /// How much one read takes from the pipe.
 const CHUNK: usize = 256 * 1024;
 /// The pipe's capacity asked for (the kernel's default limit for unprivileged users).
@@ -135,17 +134,17 @@ impl Relay {
         }
     }
 
-    /// Copies what the program has written and not yet been copied (for at most
-    /// [`DRAIN_LIMIT`]), then closes the pipes.
+    /// Copies what the pipes hold now (what the program wrote before the run ended), then
+    /// closes them. Writes made later, by a process outside the run that holds a pipe, are
+    /// not copied: they get `EPIPE`.
     pub fn finish(mut self) {
         self.program_started();
-        let deadline = Instant::now() + DRAIN_LIMIT + Duration::from_millis(200);
         for s in &self.streams {
             let _ = nix::unistd::write(&s.stop, &1u64.to_ne_bytes());
         }
         for s in &self.streams {
-            // A relay stuck on a real stream nobody reads is left behind (it ends with us).
-            let _ = s.done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            // As long as the real stream takes the bytes, as our own lines wait for it.
+            let _ = s.done.recv();
         }
     }
 }
@@ -219,16 +218,19 @@ impl Held {
     }
 }
 
-/// Copies `pipe` to `real` until the end of the output, or `stop` and then what is readable.
-/// Never panics; a failed write to the real stream closes the pipe (the program then gets
-/// `EPIPE`, as it would have writing to the broken stream itself).
+/// Copies `pipe` to `real` until the end of the output, or until `stop`: then what the pipe
+/// holds at that moment, and no more. Never panics; a failed write to the real stream closes
+/// the pipe (the program then gets `EPIPE`, as it would have writing to the broken stream).
 fn pump(pipe: &OwnedFd, stop: &OwnedFd, real: &RealStream) {
     let mut buf = vec![0u8; CHUNK];
     let mut held = Held::default();
-    let mut stopping: Option<Instant> = None;
+    // After `stop`: the bytes still to copy.
+    let mut left: Option<usize> = None;
     loop {
-        let now = Instant::now();
-        let timeout = match (stopping, held.due_in(now)) {
+        if left == Some(0) {
+            break;
+        }
+        let timeout = match (left, held.due_in(Instant::now())) {
             (Some(_), _) => 0,
             (None, Some(due)) => i32::try_from(due.as_millis()).unwrap_or(i32::MAX),
             (None, None) => -1,
@@ -245,33 +247,44 @@ fn pump(pipe: &OwnedFd, stop: &OwnedFd, real: &RealStream) {
             }
             break;
         }
-        if fds[1].revents != 0 && stopping.is_none() {
-            stopping = Some(Instant::now() + DRAIN_LIMIT);
+        if fds[1].revents != 0 && left.is_none() {
+            left = Some(readable(pipe));
+            continue;
         }
         if fds[0].revents != 0 {
-            let n = match nix::unistd::read(pipe.as_raw_fd(), &mut buf) {
+            let want = left.map_or(CHUNK, |left| left.min(CHUNK));
+            let n = match nix::unistd::read(pipe.as_raw_fd(), buf.get_mut(..want).unwrap_or_default()) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
                 Err(_) => break,
             };
+            left = left.map(|left| left.saturating_sub(n));
             let (old, new) = held.feed(buf.get(..n).unwrap_or_default(), Instant::now());
             if real.write_program(&[&old, new]).is_err() {
                 return;
             }
-            if stopping.is_some_and(|until| Instant::now() < until) {
-                continue;
-            }
-        } else if held.due_in(Instant::now()).is_some_and(|d| d.is_zero()) {
-            if real.write_program(&[&held.take()]).is_err() {
-                return;
-            }
-        }
-        if stopping.is_some() && (fds[0].revents == 0 || stopping.is_some_and(|until| Instant::now() >= until)) {
+        } else if left.is_some() {
             break;
+        } else if held.due_in(Instant::now()).is_some_and(|d| d.is_zero())
+            && real.write_program(&[&held.take()]).is_err()
+        {
+            return;
         }
     }
     let _ = real.write_program(&[&held.take()]);
+}
+
+/// How many bytes `pipe` holds now (`FIONREAD`; 0 when it cannot tell).
+fn readable(pipe: &OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to a live local.
+    let r = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if r < 0 {
+        0
+    } else {
+        usize::try_from(n).unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
