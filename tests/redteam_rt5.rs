@@ -640,5 +640,8 @@ fn a_program_cannot_shut_down_the_shared_output_socket_before_a_leak() {
     assert_eq!(status.code(), Some(0), "{d}");
     assert!(stderr.contains("LEAK BLOCKED"), "no human LEAK line\n{d}");
     assert!(stdout.contains("\"verdict\":\"leak\""), "no leak event\n{d}");
-    assert!(stdout.contains("shutdown 1: ") && stderr.contains("shutdown 2: "), "the program's own lines\n{d}");
+    assert!(
+        stdout.contains("shutdown 1: ") && stderr.contains("shutdown 2: "),
+        "the program's own lines\n{d}"
+    );
 }

@@ -73,7 +73,8 @@ fn a_program_writing_to_a_pipe_gets_all_its_output_in_order_with_our_lines_betwe
 fn a_prompt_without_a_newline_still_shows() {
     let trace = Trace::new().report_stdout();
     let flag = trace.dir().join("answer");
-    let running = trace.program([client("out_prog").to_str().unwrap(), "prompt", flag.to_str().unwrap()]).spawn();
+    let running =
+        trace.program([client("out_prog").to_str().unwrap(), "prompt", flag.to_str().unwrap()]).spawn();
     let shown = running.wait_stdout("prompt> ", Duration::from_secs(8));
     let d = running.describe();
     std::fs::write(&flag, "").unwrap();
@@ -93,7 +94,8 @@ fn a_holder_of_the_programs_stdout_does_not_keep_sockstrace_from_ending() {
     }
     let trace = Trace::new().report_stdout().timeout(Duration::from_secs(20));
     let flag = trace.dir().join("go");
-    let running = trace.program([client("out_prog").to_str().unwrap(), "hold", flag.to_str().unwrap()]).spawn();
+    let running =
+        trace.program([client("out_prog").to_str().unwrap(), "hold", flag.to_str().unwrap()]).spawn();
     assert!(running.wait_stdout("pid=", Duration::from_secs(8)), "{}", running.describe());
     let stdout = running.stdout();
     let pid: i32 = stdout

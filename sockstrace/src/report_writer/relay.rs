@@ -92,11 +92,8 @@ impl Relay {
     pub fn start(report_on_stdout: bool) -> Relay {
         let mut streams = Vec::new();
         let one_stream = stream::same_object(1, 2);
-        let plan: &[(&'static [i32], bool)] = if one_stream {
-            &[(&[1, 2], true)]
-        } else {
-            &[(&[1], report_on_stdout), (&[2], true)]
-        };
+        let plan: &[(&'static [i32], bool)] =
+            if one_stream { &[(&[1, 2], true)] } else { &[(&[1], report_on_stdout), (&[2], true)] };
         for &(targets, ours) in plan {
             let fd = targets.last().copied().unwrap_or(2);
             if !relays(kind_of(fd), ours) {

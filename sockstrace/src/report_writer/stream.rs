@@ -118,7 +118,11 @@ impl LineSink {
 
     /// Writes out every complete line buffered (all of it when `all`).
     fn write_out(&mut self, all: bool) -> io::Result<()> {
-        let end = if all { self.buf.len() } else { self.buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+        let end = if all {
+            self.buf.len()
+        } else {
+            self.buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        };
         if end == 0 {
             return Ok(());
         }

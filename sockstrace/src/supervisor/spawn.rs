@@ -433,7 +433,9 @@ fn parent_handshake(
             Tag::CapsetFailed => return fail(setup("dropping the capabilities (capset)")(value)),
             Tag::IsolateFailed => return fail(isolate_error(value)),
             Tag::MakerFailed => return fail(setup("starting the program's socket maker")(value)),
-            Tag::StdioFailed => return fail(setup("giving the program its relayed stdout and stderr")(value)),
+            Tag::StdioFailed => {
+                return fail(setup("giving the program its relayed stdout and stderr")(value))
+            }
             // Exec comes after the go byte: before it, the child can only fail to install a filter.
             Tag::SeccompFailed | Tag::ExecFailed => return fail(SpawnError::Seccomp(errno(value))),
         }
@@ -620,11 +622,7 @@ unsafe fn child_main(
             if fd < 0 {
                 continue;
             }
-            let done = if fd == target {
-                libc::fcntl(fd, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, target)
-            };
+            let done = if fd == target { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, target) };
             if done < 0 {
                 child_send(ctl, Tag::StdioFailed, child_errno());
                 libc::_exit(CHILD_SETUP_FAILED);
