@@ -33,14 +33,41 @@ pub enum Check {
     NotRestored { why: String, err: io::Error },
 }
 
+/// The report file as opened.
+pub enum Opened {
+    /// A regular file, kept.
+    Kept(Kept),
+    /// Anything else (`/dev/null`, a FIFO), or a file no private copy could be made for (said
+    /// on stderr): written as it is.
+    Plain(File),
+}
+
 impl Kept {
-    /// Creates (truncates) the report at `path`, and its private copy.
-    pub fn create(path: &Path) -> io::Result<Kept> {
-        // Read back at the end (see `check`).
-        let live = File::options().read(true).write(true).create(true).truncate(true).open(path)?;
+    /// Creates (truncates) the report at `path`, and its private copy when it is a regular file.
+    pub fn create(path: &Path) -> io::Result<Opened> {
+        // Read back at the end (see `check`); a file we may only write is written as it is.
+        let live = match File::options().read(true).write(true).create(true).truncate(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return File::options().write(true).create(true).truncate(true).open(path).map(Opened::Plain);
+            }
+            Err(e) => return Err(e),
+        };
+        if !live.metadata()?.is_file() {
+            return Ok(Opened::Plain(live));
+        }
+        // The file itself, not a symbolic link to it, is checked and restored.
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let copy = private_file(dir).or_else(|_| private_file(&std::env::temp_dir()))?;
-        Ok(Kept { path: path.to_path_buf(), live, copy, written: 0 })
+        match private_file(dir).or_else(|_| private_file(&std::env::temp_dir())) {
+            Ok(copy) => Ok(Opened::Kept(Kept { path, live, copy, written: 0 })),
+            Err(e) => {
+                super::human::write_line(&format!(
+                    "sockstrace: warning: no private copy of the report file ({e}): a change the program makes to it will not be undone"
+                ));
+                Ok(Opened::Plain(live))
+            }
+        }
     }
 
     /// Whether the file at the path holds exactly what we wrote; why not otherwise.
@@ -164,9 +191,25 @@ mod tests {
 
     fn kept(dir: &Path) -> (Kept, PathBuf) {
         let path = dir.join("report.jsonl");
-        let mut k = Kept::create(&path).unwrap();
+        let Ok(Opened::Kept(mut k)) = Kept::create(&path) else { panic!("not kept") };
         k.write_all(b"{\"a\":1}\n{\"verdict\":\"leak\"}\n").unwrap();
         (k, path)
+    }
+
+    #[test]
+    fn a_device_is_written_as_it_is() {
+        assert!(matches!(Kept::create(Path::new("/dev/null")), Ok(Opened::Plain(_))));
+    }
+
+    #[test]
+    fn a_report_through_a_symbolic_link_is_kept_as_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink("real.jsonl", &link).unwrap();
+        let Ok(Opened::Kept(mut k)) = Kept::create(&link) else { panic!("not kept") };
+        k.write_all(b"x\n").unwrap();
+        assert!(matches!(k.check(), Check::Intact));
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     }
 
     #[test]

@@ -129,11 +129,16 @@ impl Reporter {
                 Some(Box::new(BufWriter::new(file)))
             }
             ReportTarget::File(path) => {
-                let file = kept::Kept::create(path)
-                    .with_context(|| format!("cannot write the report to {}", path.display()))?;
-                let file = Arc::new(Mutex::new(file));
-                kept = Some(file.clone());
-                Some(Box::new(BufWriter::new(KeptSink(file))))
+                match kept::Kept::create(path)
+                    .with_context(|| format!("cannot write the report to {}", path.display()))?
+                {
+                    kept::Opened::Kept(file) => {
+                        let file = Arc::new(Mutex::new(file));
+                        kept = Some(file.clone());
+                        Some(Box::new(BufWriter::new(KeptSink(file))))
+                    }
+                    kept::Opened::Plain(file) => Some(Box::new(BufWriter::new(file))),
+                }
             }
         };
         let has_sink = sink.is_some();
