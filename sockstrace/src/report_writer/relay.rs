@@ -316,6 +316,31 @@ mod tests {
     }
 
     #[test]
+    fn the_end_copies_what_the_pipe_holds_then_even_with_a_writer_left() {
+        use std::io::{Read as _, Write as _};
+        let (from, mut writer) = std::io::pipe().unwrap();
+        let (mut to_read, to) = std::io::pipe().unwrap();
+        let real: &'static RealStream = Box::leak(Box::new(RealStream::on(to.as_raw_fd())));
+        // SAFETY: eventfd with flags only.
+        let raw = unsafe { libc::eventfd(0, 0) };
+        assert!(raw >= 0, "eventfd");
+        // SAFETY: a fresh fd of ours, owned from here on.
+        let stop = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        let stop_theirs = stop.try_clone().unwrap();
+        writer.write_all(b"one\ntw").unwrap();
+        let from = OwnedFd::from(from);
+        let pump = std::thread::spawn(move || pump(&from, &stop_theirs, real));
+        nix::unistd::write(&stop, &1u64.to_ne_bytes()).unwrap();
+        pump.join().unwrap();
+        // The writer is still open: the pump ended on the stop, with the partial line written.
+        drop(to);
+        let mut got = Vec::new();
+        to_read.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"one\ntw");
+        assert!(writer.write_all(b"later").is_err(), "the pipe is closed");
+    }
+
+    #[test]
     fn a_long_partial_line_is_not_held_for_ever() {
         let t = Instant::now();
         let mut held = Held::default();

@@ -47,6 +47,12 @@ pub fn same_object(a: i32, b: i32) -> bool {
 }
 
 impl RealStream {
+    /// A stream on any fd (the relay's tests).
+    #[cfg(test)]
+    pub fn on(fd: i32) -> RealStream {
+        RealStream { fd, mid_line: Mutex::new(false) }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
         self.mid_line.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
