@@ -9,14 +9,14 @@ use super::{journal, Event, Summary};
 /// Writes one line to stderr in a single write, so it never interleaves
 /// with the traced program's own output.
 pub fn write_line(line: &str) {
-    use std::io::Write;
     let prefix = if journal::stderr_is_journal() { journal::prefix(line) } else { "" };
     let mut buf = String::with_capacity(prefix.len() + line.len() + 1);
     buf.push_str(prefix);
     buf.push_str(line);
     buf.push('\n');
-    // Stderr is unbuffered: a write that would block wrote nothing, and is tried again.
-    let _ = super::patient::Patient(std::io::stderr().lock()).write_all(buf.as_bytes());
+    // One write, under the lock the program's relayed stderr takes, after a newline when the
+    // program left its last line unfinished; waiting while the stream is full.
+    let _ = super::stream::stderr().write_ours(buf.as_bytes());
 }
 
 /// Whether stderr gets colour: only a terminal, and only without `NO_COLOR`.

@@ -4,7 +4,10 @@
 mod event;
 pub(crate) mod human;
 mod journal;
+mod kept;
 mod patient;
+pub mod relay;
+pub(crate) mod stream;
 mod summary;
 
 #[cfg(test)]
@@ -16,7 +19,6 @@ pub use summary::{Layers, Summary};
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::fd::AsFd as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -49,6 +51,8 @@ const ALLOWED_FLUSH: Duration = Duration::from_millis(100);
 pub struct Reporter {
     state: Arc<Mutex<State>>,
     has_sink: bool,
+    /// `--report -`: events go to our stdout.
+    on_stdout: bool,
     quiet: bool,
 }
 
@@ -61,6 +65,8 @@ struct State {
     summary: Summary,
     /// Allowed decisions taken back ([`Reporter::retract_allowed`]), subtracted at the end.
     retracted: u64,
+    /// The report file and its private copy (`--report FILE` of `run`), checked at the end.
+    kept: Option<Arc<Mutex<kept::Kept>>>,
 }
 
 impl State {
@@ -107,32 +113,47 @@ impl Reporter {
     }
 
     fn open_with(target: &ReportTarget, quiet: bool, append: bool) -> Result<Self> {
+        let mut kept = None;
         let sink: Option<Box<dyn Write + Send>> = match target {
             ReportTarget::None => None,
-            // Our own writer on the same description: one that waits when the program made
-            // it non-blocking (see `patient`), flushed at each line as stdout would be.
-            ReportTarget::Stdout => {
-                let out =
-                    io::stdout().as_fd().try_clone_to_owned().context("duplicating stdout for the report")?;
-                Some(Box::new(io::LineWriter::new(patient::Patient(File::from(out)))))
+            // Whole lines, through the lock the program's relayed output takes (see `stream`),
+            // waiting when the stream is full (see `patient`).
+            ReportTarget::Stdout => Some(Box::new(stream::LineSink::new())),
+            // `audit` appends to what earlier runs wrote; its processes are not our children.
+            ReportTarget::File(path) if append => {
+                let file = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot write the report to {}", path.display()))?;
+                Some(Box::new(BufWriter::new(file)))
             }
             ReportTarget::File(path) => {
-                let file = if append {
-                    File::options().create(true).append(true).open(path)
-                } else {
-                    File::create(path)
+                match kept::Kept::create(path)
+                    .with_context(|| format!("cannot write the report to {}", path.display()))?
+                {
+                    kept::Opened::Kept(file) => {
+                        let file = Arc::new(Mutex::new(file));
+                        kept = Some(file.clone());
+                        Some(Box::new(BufWriter::new(KeptSink(file))))
+                    }
+                    kept::Opened::Plain(file) => Some(Box::new(BufWriter::new(file))),
                 }
-                .with_context(|| format!("cannot write the report to {}", path.display()))?;
-                Some(Box::new(BufWriter::new(file)))
             }
         };
         let has_sink = sink.is_some();
-        let state = State { sink, unflushed: false, next_seq: 1, summary: Summary::default(), retracted: 0 };
+        let state =
+            State { sink, unflushed: false, next_seq: 1, summary: Summary::default(), retracted: 0, kept };
         let state = Arc::new(Mutex::new(state));
         if has_sink {
             start_flusher(Arc::downgrade(&state));
         }
-        Ok(Reporter { state, has_sink, quiet })
+        Ok(Reporter { state, has_sink, on_stdout: matches!(target, ReportTarget::Stdout), quiet })
+    }
+
+    /// Whether events go to our stdout (`--report -`).
+    pub fn writes_stdout(&self) -> bool {
+        self.on_stdout
     }
 
     /// Whether allowed decisions need an event (they only go to the JSON report).
@@ -206,8 +227,10 @@ impl Reporter {
         exit_status: i32,
         extra: serde_json::Map<String, serde_json::Value>,
     ) -> Summary {
+        let mut extra = extra;
         let mut state = lock(&self.state);
-        let sink = state.sink.take();
+        let mut sink = state.sink.take();
+        let kept = state.kept.take();
         let mut summary = std::mem::take(&mut state.summary);
         let retracted = state.retracted.min(summary.allowed);
         drop(state);
@@ -215,10 +238,24 @@ impl Reporter {
         summary.events -= retracted;
         summary.layers = layers;
         summary.exit_status = Some(exit_status);
+        if let Some(out) = sink.as_mut() {
+            let _ = out.flush();
+        }
+        if let Some(kept) = &kept {
+            let check = lock_kept(kept).check();
+            if let Some(restored) = say_check(&check) {
+                extra.insert("report_altered".into(), true.into());
+                extra.insert("report_restored".into(), restored.into());
+            }
+        }
         if let Some(mut out) = sink {
             let _ = serde_json::to_writer(&mut *out, &summary.to_json_with(extra));
             let _ = out.write_all(b"\n");
             let _ = out.flush();
+        }
+        // A process that outlived the run may still have written to the file.
+        if let Some(kept) = &kept {
+            say_check(&lock_kept(kept).check());
         }
         if !self.quiet {
             for line in human::summary_lines(&summary) {
@@ -226,6 +263,43 @@ impl Reporter {
             }
         }
         summary
+    }
+}
+
+/// The report file's writer: the file and its private copy (see `kept`).
+struct KeptSink(Arc<Mutex<kept::Kept>>);
+
+impl Write for KeptSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        lock_kept(&self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        lock_kept(&self.0).flush()
+    }
+}
+
+fn lock_kept(kept: &Mutex<kept::Kept>) -> std::sync::MutexGuard<'_, kept::Kept> {
+    kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Says on stderr what the end-of-run check of the report file found, when it was altered;
+/// `Some(restored)` then.
+fn say_check(check: &kept::Check) -> Option<bool> {
+    match check {
+        kept::Check::Intact => None,
+        kept::Check::Restored { why } => {
+            human::write_line(&format!(
+                "sockstrace: warning: the report file was altered during the run ({why}); restored from sockstrace's own copy"
+            ));
+            Some(true)
+        }
+        kept::Check::NotRestored { why, err } => {
+            human::write_line(&format!(
+                "sockstrace: error: the report file was altered during the run ({why}); restoring it failed: {err}"
+            ));
+            Some(false)
+        }
     }
 }
 

@@ -284,6 +284,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         .as_ref()
         .filter(|_| config.allow_io_uring)
         .and_then(|w| std::fs::OpenOptions::new().write(true).open(w.cgroup_path().join("cgroup.kill")).ok());
+    // The program's stdout and stderr, where shared with ours, through pipes we copy from.
+    let mut relay = crate::report_writer::relay::Relay::start(reporter.writes_stdout());
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
@@ -294,8 +296,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         isolate: isolation.as_ref(),
         maker: Some((std::os::fd::AsFd::as_fd(&maker_ours), std::os::fd::AsFd::as_fd(&maker_theirs))),
         cgroup_kill: cgroup_kill.as_ref().map(std::os::fd::AsFd::as_fd),
+        stdio: relay.program_fds(),
     };
     let mut spawned = spawn::spawn(&path, &config.command, &filter, setup)?;
+    relay.program_started();
     drop((maker_theirs, cgroup_kill));
     let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
@@ -406,6 +410,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
             Err(e) => eprintln!("sockstrace: error: {e:#}"),
         }
     }
+    relay.finish();
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
 }

@@ -63,11 +63,13 @@ enum Tag {
     MapUserns = 17,
     /// The program's socket maker (`super::maker`) could not be started; value: errno.
     MakerFailed = 18,
+    /// Giving the program its relayed stdout or stderr (`dup2`) failed; value: errno.
+    StdioFailed = 19,
 }
 
 impl Tag {
     /// Every tag, for the wire decoding and its tests.
-    const ALL: [Tag; 18] = [
+    const ALL: [Tag; 19] = [
         Tag::Listener,
         Tag::NoNewPrivsFailed,
         Tag::SeccompFailed,
@@ -86,6 +88,7 @@ impl Tag {
         Tag::ForwardListener,
         Tag::MapUserns,
         Tag::MakerFailed,
+        Tag::StdioFailed,
     ];
 
     /// The tag with wire value `raw`; `None` for anything else (fail closed).
@@ -239,6 +242,8 @@ struct ChildPlan<'a> {
     maker: Option<(libc::c_int, libc::c_int)>,
     /// The run's cgroup's `cgroup.kill`, for the maker to write when the supervisor is gone.
     maker_kill: libc::c_int,
+    /// The pipe ends that become the program's fds 1 and 2 (-1: ours, as they are).
+    stdio: [libc::c_int; 2],
 }
 
 /// `--user`, as raw values for the child's system calls.
@@ -288,6 +293,8 @@ pub struct ChildSetup<'a> {
     /// The run's cgroup's `cgroup.kill` (opened for writing), which the maker writes when its
     /// channel to the supervisor ends: the program does not outlive its supervisor.
     pub cgroup_kill: Option<std::os::fd::BorrowedFd<'a>>,
+    /// The program's stdout and stderr in place of ours (the relay's pipes), when given.
+    pub stdio: [Option<std::os::fd::BorrowedFd<'a>>; 2],
 }
 
 /// Forks and execs `argv` under `filter`. The child makes only raw,
@@ -331,6 +338,7 @@ pub fn spawn(
         isolate: child.isolate,
         maker: child.maker.map(|(ours, theirs)| (ours.as_raw_fd(), theirs.as_raw_fd())),
         maker_kill: child.cgroup_kill.map_or(-1, |fd| fd.as_raw_fd()),
+        stdio: child.stdio.map(|fd| fd.map_or(-1, |fd| fd.as_raw_fd())),
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -425,6 +433,9 @@ fn parent_handshake(
             Tag::CapsetFailed => return fail(setup("dropping the capabilities (capset)")(value)),
             Tag::IsolateFailed => return fail(isolate_error(value)),
             Tag::MakerFailed => return fail(setup("starting the program's socket maker")(value)),
+            Tag::StdioFailed => {
+                return fail(setup("giving the program its relayed stdout and stderr")(value))
+            }
             // Exec comes after the go byte: before it, the child can only fail to install a filter.
             Tag::SeccompFailed | Tag::ExecFailed => return fail(SpawnError::Seccomp(errno(value))),
         }
@@ -601,6 +612,19 @@ unsafe fn child_main(
         if let Some((ours, theirs)) = plan.maker {
             if let Err(errno) = super::maker::spawn(ours, theirs, plan.maker_kill) {
                 child_send(ctl, Tag::MakerFailed, errno);
+                libc::_exit(CHILD_SETUP_FAILED);
+            }
+        }
+        // The relay's pipes as the program's stdout and stderr (after the maker, which must
+        // not hold them; before the filter). dup2 clears close-on-exec on the copy; a pipe end
+        // that already has the number keeps it, and loses close-on-exec here.
+        for (target, &fd) in (1..).zip(plan.stdio.iter()) {
+            if fd < 0 {
+                continue;
+            }
+            let done = if fd == target { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, target) };
+            if done < 0 {
+                child_send(ctl, Tag::StdioFailed, child_errno());
                 libc::_exit(CHILD_SETUP_FAILED);
             }
         }

@@ -1,0 +1,169 @@
+//! sockstrace's real stdout and stderr, each behind one lock that its two writers share: our own
+//! lines (events under `--report -`, the human lines) and the program's output copied by the
+//! relay (see [`super::relay`]).
+//!
+//! Line discipline: the relay tells the stream whether the program's last byte on it ended a
+//! line; a line of ours written while the program is mid-line gets a newline first. Every line
+//! of ours then starts at a line start, whatever the program wrote before it.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Mutex, OnceLock};
+
+use super::patient::Patient;
+
+/// One of our two real output streams.
+pub struct RealStream {
+    fd: i32,
+    /// Whether the last byte written (by the program, through the relay) did not end a line.
+    mid_line: Mutex<bool>,
+}
+
+static STDOUT: RealStream = RealStream { fd: 1, mid_line: Mutex::new(false) };
+static STDERR: RealStream = RealStream { fd: 2, mid_line: Mutex::new(false) };
+
+/// Our stdout; the stderr stream when both are one file or socket (`2>&1`), so that one lock
+/// orders everything written to it.
+pub fn stdout() -> &'static RealStream {
+    static SAME: OnceLock<bool> = OnceLock::new();
+    if *SAME.get_or_init(|| same_object(1, 2)) {
+        &STDERR
+    } else {
+        &STDOUT
+    }
+}
+
+/// Our stderr.
+pub fn stderr() -> &'static RealStream {
+    &STDERR
+}
+
+/// Whether fds `a` and `b` are open on one object (file, pipe, socket, terminal): device and
+/// inode are equal.
+pub fn same_object(a: i32, b: i32) -> bool {
+    // A closed fd gives EBADF.
+    let id = |fd: i32| nix::sys::stat::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino));
+    matches!((id(a), id(b)), (Some(x), Some(y)) if x == y)
+}
+
+impl RealStream {
+    /// A stream on any fd (the relay's tests).
+    #[cfg(test)]
+    pub fn on(fd: i32) -> RealStream {
+        RealStream { fd, mid_line: Mutex::new(false) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.mid_line.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes whole lines of ours (`lines` ends with a newline), after a newline when the
+    /// program's output stopped mid-line. Waits while the stream is full.
+    pub fn write_ours(&self, lines: &[u8]) -> io::Result<()> {
+        let mut mid_line = self.lock();
+        let mut out = Patient(FdWriter(self.fd));
+        if *mid_line {
+            let mut joined = Vec::with_capacity(lines.len() + 1);
+            joined.push(b'\n');
+            joined.extend_from_slice(lines);
+            out.write_all(&joined)?;
+        } else {
+            out.write_all(lines)?;
+        }
+        *mid_line = lines.last().is_some_and(|&b| b != b'\n');
+        Ok(())
+    }
+
+    /// Writes the program's bytes (`parts` in order), noting whether they end a line.
+    pub fn write_program(&self, parts: &[&[u8]]) -> io::Result<()> {
+        let mut mid_line = self.lock();
+        let mut out = Patient(FdWriter(self.fd));
+        for part in parts.iter().filter(|p| !p.is_empty()) {
+            out.write_all(part)?;
+            *mid_line = part.last().is_some_and(|&b| b != b'\n');
+        }
+        Ok(())
+    }
+}
+
+/// Unbuffered writes to an fd number we keep open for the whole process (1 or 2).
+struct FdWriter(i32);
+
+impl Write for FdWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: writes from a live slice of `buf.len()` bytes to an fd number.
+        let n = unsafe { libc::write(self.0, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for FdWriter {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: fds 1 and 2 stay open as long as the process (nothing of ours closes them).
+        unsafe { BorrowedFd::borrow_raw(self.0) }
+    }
+}
+
+/// The `--report -` sink: whole lines to our stdout, through its lock.
+pub struct LineSink {
+    buf: Vec<u8>,
+}
+
+impl LineSink {
+    pub fn new() -> Self {
+        LineSink { buf: Vec::with_capacity(4096) }
+    }
+
+    /// Writes out every complete line buffered (all of it when `all`).
+    fn write_out(&mut self, all: bool) -> io::Result<()> {
+        let end = if all {
+            self.buf.len()
+        } else {
+            self.buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        };
+        if end == 0 {
+            return Ok(());
+        }
+        let result = stdout().write_ours(&self.buf[..end]);
+        self.buf.drain(..end);
+        result
+    }
+}
+
+impl Write for LineSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if data.contains(&b'\n') {
+            self.write_out(false)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_out(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_fd_is_the_same_object() {
+        use std::os::fd::AsRawFd as _;
+        let (one, _w1) = std::io::pipe().unwrap();
+        let (two, _w2) = std::io::pipe().unwrap();
+        let again = one.try_clone().unwrap();
+        assert!(same_object(one.as_raw_fd(), again.as_raw_fd()));
+        assert!(!same_object(one.as_raw_fd(), two.as_raw_fd()));
+        assert!(!same_object(one.as_raw_fd(), -1));
+    }
+}
