@@ -439,7 +439,7 @@ fn a_program_ending_before_the_layer_is_complete_leaves_nothing_behind() {
         assert_kernel_on(&out);
         let layer = out.kernel_layer();
         if stall {
-            assert!(layer.starts_with("on (socket creation only"), "{layer}\n{}", out.describe());
+            assert!(layer.starts_with("on (enforcing, socket creation only"), "{layer}\n{}", out.describe());
         }
         let (path, _) = out.kernel_cgroup().unwrap();
         assert!(!path.exists(), "{} remains after the run\n{}", path.display(), out.describe());

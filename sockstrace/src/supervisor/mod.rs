@@ -414,9 +414,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
             if let Err(e) = crate::kernel::remove_run_cgroup(&cgroup) {
                 eprintln!("sockstrace: cleaning up the kernel layer: {e:#}");
             }
+            let mode = if enforce { "enforcing" } else { "observing" };
             format!(
-                "on (socket creation only: the rest was still loading when the program ended, having made \
-                 no network call, each of which waits for it; cgroup {} id {id})",
+                "on ({mode}, socket creation only: the rest was still loading when the program ended, \
+                 having made no network call, each of which waits for it; cgroup {} id {id})",
                 cgroup.display()
             )
         }),
