@@ -285,9 +285,29 @@ fn programs_attached_during_the_run_and_cgroup_removed_at_exit() {
         run.describe()
     );
     let path = mount.join(&rel);
-    // While the program runs, every hook is attached to its cgroup...
-    let during = sockstrace_tests::bpf::attached(&path).expect("BPF_PROG_QUERY on the run's cgroup");
-    for hook in ["connect4", "connect6", "sendmsg4", "sendmsg6", "sock_create"] {
+    // From the program's first instruction, who makes each socket is recorded: the
+    // socket-creation hook is attached before it starts...
+    let first = sockstrace_tests::bpf::attached(&path).expect("BPF_PROG_QUERY on the run's cgroup");
+    assert!(
+        first.iter().any(|(name, _)| *name == "sock_create"),
+        "sock_create not attached to {} when the program started: {first:?}\n{}",
+        path.display(),
+        run.describe()
+    );
+    // ...and while it runs, every other hook joins (the program's network calls wait for
+    // them: `the_first_call_of_a_program_started_while_the_layer_loads_waits_for_it`).
+    let hooks = ["connect4", "connect6", "sendmsg4", "sendmsg6", "sock_create", "egress", "sock_ops"];
+    let deadline = std::time::Instant::now() + T;
+    let during = loop {
+        let during = sockstrace_tests::bpf::attached(&path).expect("BPF_PROG_QUERY on the run's cgroup");
+        if hooks.iter().all(|hook| during.iter().any(|(name, _)| name == hook))
+            || std::time::Instant::now() > deadline
+        {
+            break during;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    for hook in hooks {
         assert!(
             during.iter().any(|(name, _)| *name == hook),
             "{hook} not attached to {} during the run: {during:?}\n{}",
@@ -366,4 +386,64 @@ fn a_call_the_supervisor_allowed_and_the_kernel_refused_is_reported() {
     assert!(ev.is_leak() && ev.s("action") == "blocked", "{ev}\n{}", out.describe());
     assert_eq!(kernel_obj(ev, &out).get("performed_by_supervisor"), Some(&Value::Bool(true)), "{ev}");
     assert!(out.stderr.contains("the two layers disagree"), "{}", out.describe());
+}
+
+/// The kernel layer loads while the program starts (the verifier's time is not the program's
+/// wait), and the program's first trapped call waits for it. Here the syscall layer lets a
+/// datagram to port 9 through (the test switch `plant-bug`) and the kernel layer refuses it:
+/// sent at the program's very first moment, it is refused all the same. Without the wait it
+/// left before the layer was attached (`sendto: ok`, the datagram arrived).
+#[test]
+fn the_first_call_of_a_program_started_while_the_layer_loads_waits_for_it() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let port9 = match std::net::UdpSocket::bind("127.0.0.1:9") {
+        Ok(s) => s,
+        Err(e) => skip!("cannot bind 127.0.0.1:9: {e}"),
+    };
+    port9.set_nonblocking(true).unwrap();
+    for _ in 0..3 {
+        let out = Trace::new()
+            .env("SOCKSTRACE_TEST_DISABLE", "plant-bug")
+            .netprobe(["udp-sendto", "127.0.0.1", "9"])
+            .run();
+        assert_kernel_on(&out);
+        assert!(
+            out.stdout.contains(&format!("sendto: errno={}", libc::EPERM)),
+            "the kernel layer did not judge the program's first datagram\n{}",
+            out.describe()
+        );
+    }
+    sockstrace_tests::settle();
+    let mut buf = [0u8; 64];
+    assert!(port9.recv_from(&mut buf).is_err(), "a datagram reached 127.0.0.1:9");
+}
+
+/// A program that ends before the rest of the kernel layer is loaded (it made no network call,
+/// each of which would have waited for it) leaves no cgroup and no program attached, and the
+/// layers line says how far the layer got. The test switch `late-layer-stall` holds the rest
+/// until the program has ended; without it, `true` ends first most of the time anyway.
+#[test]
+fn a_program_ending_before_the_layer_is_complete_leaves_nothing_behind() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    for stall in [true, false] {
+        let mut trace = Trace::new().program(["true"]);
+        if stall {
+            trace = trace.env("SOCKSTRACE_TEST_DISABLE", "late-layer-stall");
+        }
+        let out = trace.run();
+        out.assert_code(0);
+        assert_kernel_on(&out);
+        let layer = out.kernel_layer();
+        if stall {
+            assert!(layer.starts_with("on (enforcing, socket creation only"), "{layer}\n{}", out.describe());
+        }
+        let (path, _) = out.kernel_cgroup().unwrap();
+        assert!(!path.exists(), "{} remains after the run\n{}", path.display(), out.describe());
+        let above = sockstrace_tests::bpf::attached(path.parent().unwrap()).expect("BPF_PROG_QUERY");
+        assert!(above.is_empty(), "programs attached above the run's cgroup: {above:?}");
+    }
 }

@@ -22,6 +22,10 @@
 //!   process were gone already, so a test can show the kernel's process records alone;
 //! - `fast-path`: allowed connects and datagrams are always performed by the supervisor, even
 //!   where the kernel layer judges every destination itself (see `Witness::judges_every_inet_destination`);
+//! - `late-layer`: the kernel layer is attached before the program starts, never while it
+//!   runs (see `supervisor::late_layer`);
+//! - `late-layer-stall`: the rest of the kernel layer waits for the program's end, so a test
+//!   can see a run whose program ends before the layer is complete;
 //! - `allowed-events`: allowed calls are counted but not written to the JSON report, as
 //!   without `--report`, where the fast path may run; so a test can read the fast path's
 //!   refusals from a report.

@@ -8,6 +8,7 @@ const BPF_PROG_QUERY: libc::c_long = 16;
 
 /// cgroup attach types (enum bpf_attach_type) of the hooks sockstrace uses.
 pub const CGROUP_ATTACH_TYPES: &[(&str, u32)] = &[
+    ("egress", 1),
     ("sock_create", 2),
     ("sock_ops", 3),
     ("bind4", 8),
@@ -21,6 +22,7 @@ pub const CGROUP_ATTACH_TYPES: &[(&str, u32)] = &[
     ("recvmsg4", 19),
     ("recvmsg6", 20),
     ("getpeername4", 29),
+    ("setsockopt", 22),
     ("getpeername6", 30),
 ];
 

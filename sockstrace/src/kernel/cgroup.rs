@@ -146,6 +146,13 @@ impl Cgroup {
     }
 }
 
+/// Removes the cgroup of a run at `path` (made by [`Cgroup::create`]) and any below it,
+/// waiting briefly while exiting tasks leave, as [`Cgroup::remove`], for a caller that no
+/// longer holds the [`Cgroup`].
+pub fn remove_run_cgroup(path: &Path) -> Result<()> {
+    remove_tree(path, Instant::now() + REMOVE_PATIENCE)
+}
+
 /// Opens a cgroup directory `O_RDONLY | O_DIRECTORY` and reads its id.
 fn open_dir(path: &Path) -> Result<(File, u64)> {
     let dir = OpenOptions::new()
@@ -225,7 +232,7 @@ fn remove_tree(path: &Path, deadline: Instant) -> Result<()> {
             Err(err) if err.kind() == ErrorKind::NotFound => return Ok(()),
             // EBUSY: tasks are still in it (or still exiting).
             Err(err) if err.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(10));
+                wait_unpopulated(path, deadline);
             }
             Err(err) => {
                 let populated = fs::read_to_string(path.join("cgroup.procs"))
@@ -237,6 +244,32 @@ fn remove_tree(path: &Path, deadline: Instant) -> Result<()> {
                 bail!("removing cgroup {}: still holds processes {populated} ({err})", path.display());
             }
         }
+    }
+}
+
+/// Waits until the cgroup at `path` holds no task (its `cgroup.events` says `populated 0`,
+/// which the kernel signals to `poll` as a priority event), at most 10 ms at a time (then the
+/// caller tries again), or until `deadline`.
+fn wait_unpopulated(path: &Path, deadline: Instant) {
+    use std::os::unix::fs::FileExt as _;
+    let step = Instant::now() + Duration::from_millis(10);
+    let until = step.min(deadline);
+    let Ok(events) = File::open(path.join("cgroup.events")) else {
+        thread::sleep(until.saturating_duration_since(Instant::now()));
+        return;
+    };
+    let mut buf = [0u8; 128];
+    loop {
+        let populated = match events.read_at(&mut buf, 0) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "populated 1"),
+            Err(_) => true,
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        if !populated || left.is_zero() {
+            return;
+        }
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+        crate::supervisor::sys::poll_one(events.as_fd(), libc::POLLPRI, ms);
     }
 }
 

@@ -8,7 +8,10 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSkbAttachType, Program},
     Ebpf, EbpfLoader,
 };
-use sockstrace_common::programs;
+use sockstrace_common::{
+    programs, EXEMPT_CGROUPS_MAP, EXEMPT_COUNTS_MAP, EXEMPT_EXES_MAP, EXEMPT_UIDS_MAP, GONE_MAP, PROCS_MAP,
+    UDP_PEERS_MAP,
+};
 
 /// The ELF object, 8-byte aligned as aya needs; empty when built with `AYA_BUILD_SKIP=1`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sockstrace-ebpf"));
@@ -37,30 +40,92 @@ pub fn load() -> Result<Ebpf> {
 
 /// [`load`], with the programs logging at `level`.
 pub fn load_at(level: log::LevelFilter) -> Result<Ebpf> {
+    load_some(level, Programs::All, Use::Audit)
+}
+
+/// What the object is loaded for: a run makes the maps only an audit uses with one entry
+/// each, and the UDP relay's map too unless the run may relay UDP (their hundreds of
+/// preallocated kilobytes are part of a run's start-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Every map at its full size (also for `doctor` and the tests).
+    Audit,
+    Run {
+        udp_relay: bool,
+    },
+}
+
+/// The maps that only `audit` uses: process tracking and exemptions.
+const AUDIT_ONLY_MAPS: &[&str] =
+    &[PROCS_MAP, GONE_MAP, EXEMPT_CGROUPS_MAP, EXEMPT_UIDS_MAP, EXEMPT_EXES_MAP, EXEMPT_COUNTS_MAP];
+
+/// Which of [`programs::ALL`] a step loads or attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Programs {
+    All,
+    /// [`FIRST`]: what must be attached before the program starts when the rest joins it late.
+    First,
+    /// All but [`FIRST`].
+    Rest,
+}
+
+/// The programs a run attaches before its program starts when the others join it later
+/// (`supervisor::late_layer`): the socket-creation hook alone. Every other hook runs on a
+/// call the supervisor traps and holds until the layer is complete; socket creation is not
+/// trapped, and who made a socket is known only at its creation.
+pub const FIRST: &[&str] = &[programs::SOCK_CREATE];
+
+impl Programs {
+    fn has(self, name: &str) -> bool {
+        match self {
+            Programs::All => true,
+            Programs::First => FIRST.contains(&name),
+            Programs::Rest => !FIRST.contains(&name),
+        }
+    }
+}
+
+/// [`load`], with only the [`FIRST`] programs verified, for a layer whose other programs load
+/// later ([`load_rest`]).
+pub fn load_first(map_use: Use) -> Result<Ebpf> {
+    load_some(log::max_level(), Programs::First, map_use)
+}
+
+/// [`load`] for `map_use`.
+pub fn load_for(map_use: Use) -> Result<Ebpf> {
+    load_some(log::max_level(), Programs::All, map_use)
+}
+
+/// Loads the programs that [`load_first`] left.
+pub fn load_rest(ebpf: &mut Ebpf) -> Result<()> {
+    load_programs(ebpf, Programs::Rest)
+}
+
+fn load_some(level: log::LevelFilter, which: Programs, map_use: Use) -> Result<Ebpf> {
     if !is_embedded() {
         bail!("this sockstrace was built without its eBPF object (AYA_BUILD_SKIP)");
     }
-    let mut ebpf = load_object(level)?;
-    load_programs(&mut ebpf)?;
+    let mut ebpf = load_object(level, map_use)?;
+    load_programs(&mut ebpf, which)?;
     Ok(ebpf)
 }
 
-/// Parses the object and creates its maps, without the kernel's BTF where the object needs
-/// none; with it otherwise (or where the way around the parse is refused).
-fn load_object(level: log::LevelFilter) -> Result<Ebpf> {
-    let needs_btf = needs_kernel_btf()?;
-    if !needs_btf {
-        match load_without_kernel_btf(level) {
-            Ok(loaded) => return loaded.context("loading the embedded eBPF object"),
-            Err(why) => log::debug!("loading with the kernel's BTF: {why:#}"),
-        }
+/// Parses the object and creates its maps, without the kernel's BTF, which the object does not
+/// need (`the_programs_need_no_kernel_btf` checks it); with it where the way around its parse
+/// is refused, or loading without it fails.
+fn load_object(level: log::LevelFilter, map_use: Use) -> Result<Ebpf> {
+    match load_without_kernel_btf(level, map_use) {
+        Ok(Ok(loaded)) => return Ok(loaded),
+        Ok(Err(why)) => log::debug!("loading with the kernel's BTF: {why:#}"),
+        Err(why) => log::debug!("loading with the kernel's BTF: {why:#}"),
     }
-    loader(level).load(OBJECT).context("loading the embedded eBPF object")
+    loader(level, map_use).load(OBJECT).context("loading the embedded eBPF object")
 }
 
 /// Whether the object has CO-RE relocations, the only thing aya reads the kernel's BTF for
 /// when no program is of a BTF-typed kind (LSM, fentry, BTF tracepoints: the optional LSM
 /// program reads it itself, see [`attach_socket_lsm`]).
+#[cfg(test)]
 fn needs_kernel_btf() -> Result<bool> {
     let object = aya_obj::Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
     Ok(object.has_btf_relocations())
@@ -73,13 +138,13 @@ fn needs_kernel_btf() -> Result<bool> {
 /// object's own BTF it creates are descriptors of the whole process. The namespace goes with
 /// the thread, which is not waited for. `Err` when the namespace or the mount is refused
 /// (then nothing was loaded).
-fn load_without_kernel_btf(level: log::LevelFilter) -> Result<Result<Ebpf, aya::EbpfError>> {
+fn load_without_kernel_btf(level: log::LevelFilter, map_use: Use) -> Result<Result<Ebpf, aya::EbpfError>> {
     let (send, receive) = std::sync::mpsc::channel();
     thread::Builder::new()
         .name("sockstrace-load".into())
         .spawn(move || {
             let outcome = hide_kernel_btf().map(|()| {
-                let mut loader = loader(level);
+                let mut loader = loader(level, map_use);
                 loader.btf(None);
                 loader.load(OBJECT)
             });
@@ -103,28 +168,39 @@ fn hide_kernel_btf() -> Result<()> {
 
 /// A loader setting aya-log-ebpf's level global (`AYA_LOG_LEVEL`: 0 off, 1 error ... 5
 /// trace, as `log::LevelFilter` counts) when the object has one.
-fn loader(level: log::LevelFilter) -> EbpfLoader<'static> {
+fn loader(level: log::LevelFilter, map_use: Use) -> EbpfLoader<'static> {
     static LEVELS: [u8; 6] = [0, 1, 2, 3, 4, 5];
     let mut loader = EbpfLoader::new();
     loader.override_global(aya_log::LEVEL, &LEVELS[level as usize], false);
+    if let Use::Run { udp_relay } = map_use {
+        for &name in AUDIT_ONLY_MAPS {
+            loader.map_max_entries(name, 1);
+        }
+        if !udp_relay {
+            loader.map_max_entries(UDP_PEERS_MAP, 1);
+        }
+    }
     loader
 }
 
-/// Loads every program of [`programs::ALL`] on [`LOADERS`] threads: privileged
+/// Loads the programs `which` of [`programs::ALL`] on [`LOADERS`] threads: privileged
 /// `BPF_PROG_LOAD`s run the verifier concurrently. The egress gate and the sock_addr programs,
 /// the costliest to verify, go first so the threads finish together. Reports the first failure in
 /// [`programs::ALL`] order.
-fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
+fn load_programs(ebpf: &mut Ebpf, which: Programs) -> Result<()> {
+    if let Some(missing) = programs::ALL.iter().find(|&&name| which.has(name) && ebpf.program(name).is_none())
+    {
+        bail!("the eBPF object has no program {missing}");
+    }
+    // Those loaded already (a layer completed after its first programs) are left as they are.
     let mut queue: Vec<(usize, &str, &mut Program)> = ebpf
         .programs_mut()
+        .filter(|(name, program)| which.has(name) && program.fd().is_err())
         .filter_map(|(name, program)| {
             let index = programs::ALL.iter().position(|&wanted| wanted == name)?;
             Some((index, name, program))
         })
         .collect();
-    if let Some(missing) = programs::ALL.iter().find(|&&name| queue.iter().all(|&(_, n, _)| n != name)) {
-        bail!("the eBPF object has no program {missing}");
-    }
     // Taken from the back: the costliest first, then in `ALL` order.
     queue.sort_by_key(|(index, _, program)| {
         let cost = match program {
@@ -172,11 +248,16 @@ fn load_one(name: &str, program: &mut Program) -> Result<()> {
 /// Attaches every program to the cgroup `dir` (an open cgroup v2 directory). Programs stay
 /// attached until `ebpf` is dropped.
 pub fn attach_all(ebpf: &mut Ebpf, dir: BorrowedFd<'_>) -> Result<()> {
+    attach(ebpf, dir, Programs::All)
+}
+
+/// Attaches the programs `which` to the cgroup `dir`, as [`attach_all`].
+pub fn attach(ebpf: &mut Ebpf, dir: BorrowedFd<'_>, which: Programs) -> Result<()> {
     // aya attaches through BPF links (kernel 5.7+), which take no flags: the kernel always
     // attaches a cgroup link as multi, so programs others attach to this cgroup or its
     // ancestors keep running, and none can replace ours. (`AllowMultiple` makes it EINVAL.)
     let mode = CgroupAttachMode::Single;
-    for &name in programs::ALL {
+    for &name in programs::ALL.iter().filter(|&&name| which.has(name)) {
         if name == programs::EGRESS && crate::testing::disabled("egress") {
             // Test-only: prove that an attack the egress gate stops gets through without it.
             continue;
@@ -263,6 +344,18 @@ mod tests {
         start.elapsed().as_secs_f64() * 1e3
     }
 
+    /// The first programs and the rest are every program once: a run whose layer completes
+    /// late ends up with the same programs as one attached at once.
+    #[test]
+    fn first_and_rest_split_every_program_once() {
+        for &name in programs::ALL {
+            assert!(Programs::All.has(name));
+            assert_ne!(Programs::First.has(name), Programs::Rest.has(name), "{name}");
+        }
+        assert!(FIRST.iter().all(|name| programs::ALL.contains(name)));
+        assert_eq!(FIRST, [programs::SOCK_CREATE]);
+    }
+
     /// Loading skips the kernel's BTF only because no program needs it: a CO-RE relocation
     /// added to the programs makes loads parse it again (50 ms each run); this says so.
     #[test]
@@ -297,7 +390,7 @@ mod tests {
         // The default level (warn), then debug: every message the programs have is live.
         for level in [log::LevelFilter::Warn, log::LevelFilter::Debug] {
             let start = Instant::now();
-            let mut ebpf = loader(level).load(OBJECT).unwrap();
+            let mut ebpf = loader(level, Use::Audit).load(OBJECT).unwrap();
             eprintln!("object and maps    {:7.1} ms   (programs logging at {level})", ms(start));
             let whole = Instant::now();
             for &name in programs::ALL {
@@ -310,10 +403,30 @@ mod tests {
             }
             eprintln!("programs, serially {:7.1} ms", ms(whole));
         }
-        let mut ebpf = loader(log::max_level()).load(OBJECT).unwrap();
+        let mut ebpf = loader(log::max_level(), Use::Audit).load(OBJECT).unwrap();
         let start = Instant::now();
-        load_programs(&mut ebpf).unwrap();
+        load_programs(&mut ebpf, Programs::All).unwrap();
         eprintln!("programs, threaded {:7.1} ms", ms(start));
+        for _ in 0..3 {
+            let start = Instant::now();
+            needs_kernel_btf().unwrap();
+            eprintln!("object parse       {:7.1} ms", ms(start));
+            let start = Instant::now();
+            let mut ebpf = load_object(log::max_level(), Use::Run { udp_relay: false }).unwrap();
+            eprintln!("object, maps       {:7.1} ms   (no kernel BTF, a run's map sizes)", ms(start));
+            let start = Instant::now();
+            load_programs(&mut ebpf, Programs::First).unwrap();
+            eprintln!("first              {:7.1} ms", ms(start));
+        }
+        let start = Instant::now();
+        let mut ebpf = load_first(Use::Run { udp_relay: false }).unwrap();
+        eprintln!(
+            "object, maps, first{:7.1} ms   (what a run waits for before its program starts)",
+            ms(start)
+        );
+        let start = Instant::now();
+        load_rest(&mut ebpf).unwrap();
+        eprintln!("the rest, threaded {:7.1} ms", ms(start));
         let start = Instant::now();
         drop(load().unwrap());
         eprintln!("load()             {:7.1} ms", ms(start));

@@ -83,30 +83,24 @@ impl Loaded {
             .and_then(|()| object::program_ids(&ebpf));
         let program_ids = match attached {
             Ok(ids) => ids,
-            Err(err) => {
-                drop(ebpf);
-                if let Err(cleanup) = cgroup.remove() {
-                    return Err(err.context(format!("(and cleaning up failed: {cleanup:#})")));
-                }
-                return Err(err);
-            }
+            Err(err) => return Err(undo(ebpf, &cgroup, err)),
         };
-        Ok(Witness {
-            ebpf: Some(ebpf),
-            cgroup,
-            program_ids,
-            sockets,
-            dropped,
-            ring: Some(ring),
-            logger,
-            reader_stop: None,
-            logger_stop: None,
-            stopped: false,
-            socket_lsm: None,
-            egress_gate: !crate::testing::disabled("egress"),
-            enforcing,
-            tracking,
-        })
+        let parts = Parts { sockets, dropped, ring: Some(ring), logger, enforcing };
+        Ok(Witness::assemble(ebpf, cgroup, program_ids, parts, tracking))
+    }
+
+    /// Writes the policy for `cgroup` and attaches the [`object::FIRST`] programs only (a run's
+    /// fresh cgroup: no audit); [`Early::finish`] attaches the rest. On failure, as
+    /// [`Loaded::attach`].
+    fn attach_first(self, cgroup: Cgroup) -> Result<Early> {
+        let Self { mut ebpf, backstop, sockets, dropped, ring, logger } = self;
+        let enforcing = backstop.config.enforce != 0;
+        let attached = maps::write_backstop(&mut ebpf, &backstop.for_cgroup(cgroup.id()))
+            .and_then(|()| object::attach(&mut ebpf, cgroup.dir_fd(), object::Programs::First));
+        if let Err(err) = attached {
+            return Err(undo(ebpf, &cgroup, err));
+        }
+        Ok(Early { ebpf, cgroup, parts: Parts { sockets, dropped, ring: Some(ring), logger, enforcing } })
     }
 
     /// Writes the exemptions, attaches the process tracking and marks the exempt processes
@@ -137,8 +131,157 @@ struct Tracking {
     marked: usize,
 }
 
-/// The object being loaded ([`Witness::preload`]).
-pub struct Preload(Option<std::thread::JoinHandle<Result<Ebpf>>>);
+/// Drops `ebpf` (detaching whatever was attached) and removes `cgroup` if we made it, after
+/// `err`; the error to return.
+fn undo(ebpf: Ebpf, cgroup: &Cgroup, err: anyhow::Error) -> anyhow::Error {
+    drop(ebpf);
+    match cgroup.remove() {
+        Ok(()) => err,
+        Err(cleanup) => err.context(format!("(and cleaning up failed: {cleanup:#})")),
+    }
+}
+
+/// What a [`Witness`] keeps of its loaded object besides the object itself.
+struct Parts {
+    sockets: SocketsMap,
+    dropped: PerCpuArray<MapData, u64>,
+    /// `None` once its reader was started.
+    ring: Option<RingBuf<MapData>>,
+    logger: Option<KernelLogger>,
+    enforcing: bool,
+}
+
+/// Stops a reader of the kernel's events started by [`Early::take_events`]: it drains what is
+/// queued and ends (as it does when this is dropped).
+pub struct EventsStop {
+    reader: oneshot::Sender<()>,
+    logger: Option<oneshot::Sender<()>>,
+}
+
+impl EventsStop {
+    pub fn stop(self) {
+        // Err: the task has already ended (its receiver is gone); nothing to tell.
+        let _ = self.reader.send(());
+        if let Some(logger) = self.logger {
+            let _ = logger.send(());
+        }
+    }
+}
+
+/// Starts reading `ring` (and the programs' log) on the current tokio runtime.
+fn read_events(
+    ring: RingBuf<MapData>,
+    logger: Option<KernelLogger>,
+) -> Result<(mpsc::UnboundedReceiver<KernelEvent>, EventsStop)> {
+    tokio::runtime::Handle::try_current().context("the kernel's events are read inside a tokio runtime")?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel();
+    spawn_reader(ring, tx, stop_rx)?;
+    let mut logger_stop = None;
+    if let Some(logger) = logger {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        match logger.spawn(stop_rx) {
+            Ok(()) => logger_stop = Some(stop_tx),
+            Err(err) => log::debug!("the eBPF programs' log is not read: {err:#}"),
+        }
+    }
+    Ok((rx, EventsStop { reader: stop_tx, logger: logger_stop }))
+}
+
+/// A run's kernel layer while most of it still loads ([`Witness::start_first`]): a fresh
+/// cgroup for the program to be born in, the policy written and the [`object::FIRST`]
+/// programs attached; [`Early::finish`] loads and attaches the others.
+pub struct Early {
+    ebpf: Ebpf,
+    cgroup: Cgroup,
+    parts: Parts,
+}
+
+impl Early {
+    /// As [`Witness::procs_fd`].
+    pub fn procs_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup.procs_fd()
+    }
+
+    /// As [`Witness::cgroup_dir_fd`].
+    pub fn cgroup_dir_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup.procs_fd().map(|_| self.cgroup.dir_fd())
+    }
+
+    pub fn cgroup_path(&self) -> &Path {
+        self.cgroup.path()
+    }
+
+    pub fn cgroup_id(&self) -> u64 {
+        self.cgroup.id()
+    }
+
+    /// Starts reading the kernel's events now (what the first programs see), on the current
+    /// tokio runtime; the caller stops the reader when the run ends.
+    pub fn take_events(&mut self) -> Result<(mpsc::UnboundedReceiver<KernelEvent>, EventsStop)> {
+        let ring = self.parts.ring.take().context("the kernel events were already taken")?;
+        read_events(ring, self.parts.logger.take())
+    }
+
+    /// Loads the other programs and, if `go_on` (asked once they are loaded, just before
+    /// attaching) says yes, attaches them: the complete layer. If it says no, or anything
+    /// fails, everything is detached and the cgroup removed (when empty).
+    pub fn finish(self, go_on: impl FnOnce() -> bool) -> Result<Option<Witness>> {
+        let Early { mut ebpf, cgroup, parts } = self;
+        if let Err(err) = object::load_rest(&mut ebpf) {
+            return Err(undo(ebpf, &cgroup, err));
+        }
+        if !go_on() {
+            drop(ebpf);
+            let _ = cgroup.remove();
+            return Ok(None);
+        }
+        let attached = object::attach(&mut ebpf, cgroup.dir_fd(), object::Programs::Rest)
+            .and_then(|()| object::program_ids(&ebpf));
+        match attached {
+            Ok(program_ids) => Ok(Some(Witness::assemble(ebpf, cgroup, program_ids, parts, None))),
+            Err(err) => Err(undo(ebpf, &cgroup, err)),
+        }
+    }
+}
+
+/// The object being loaded ([`Witness::preload`], [`Witness::preload_first`]).
+pub struct Preload {
+    thread: Option<std::thread::JoinHandle<Result<Ebpf>>>,
+    /// The programs loading.
+    which: object::Programs,
+    map_use: object::Use,
+}
+
+impl Preload {
+    fn start(which: object::Programs, map_use: object::Use) -> Preload {
+        let load = move || load_for(which, map_use);
+        let thread = std::thread::Builder::new().name("sockstrace-preload".into()).spawn(load);
+        Preload { thread: thread.ok(), which, map_use }
+    }
+
+    /// The loaded object (loaded here if no thread could be started), with every program
+    /// loaded if `all`.
+    fn join(self, all: bool) -> Result<Ebpf> {
+        let loaded = match self.thread {
+            Some(thread) => {
+                thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the loader thread panicked")))
+            }
+            None => load_for(self.which, self.map_use),
+        };
+        match (loaded, all && self.which == object::Programs::First) {
+            (Ok(mut ebpf), true) => object::load_rest(&mut ebpf).map(|()| ebpf),
+            (loaded, _) => loaded,
+        }
+    }
+}
+
+fn load_for(which: object::Programs, map_use: object::Use) -> Result<Ebpf> {
+    match which {
+        object::Programs::First => object::load_first(map_use),
+        object::Programs::All | object::Programs::Rest => object::load_for(map_use),
+    }
+}
 
 /// Our programs, attached to a fresh cgroup that the traced program joins ([`Witness::start`]),
 /// or to an existing cgroup ([`Witness::attach`]).
@@ -159,10 +302,8 @@ pub struct Witness {
     ring: Option<RingBuf<MapData>>,
     /// The programs' log (aya-log) until [`Witness::take_events`] starts its task.
     logger: Option<KernelLogger>,
-    /// Tells the reader task to drain and end.
-    reader_stop: Option<oneshot::Sender<()>>,
-    /// Tells the logger task to forward what is left and end.
-    logger_stop: Option<oneshot::Sender<()>>,
+    /// Tells the reader task to drain and end, and the logger task to forward what is left.
+    events_stop: Option<EventsStop>,
     /// Set once `stop` has torn everything down, so `Drop` has nothing left to do.
     stopped: bool,
     /// The BPF LSM `socket_create` program: `None` until [`Witness::gate_socket_creation`]
@@ -190,23 +331,30 @@ impl Witness {
     /// Starts loading the object (maps and programs, which need no policy) on a thread of its
     /// own, so that the verifier's time overlaps whatever the caller prepares meanwhile; see
     /// [`Witness::start_preloaded`].
-    pub fn preload() -> Preload {
-        let spawned = std::thread::Builder::new().name("sockstrace-preload".into()).spawn(object::load);
-        Preload(spawned.ok())
+    pub fn preload(map_use: object::Use) -> Preload {
+        Preload::start(object::Programs::All, map_use)
     }
 
     /// [`Witness::start`] with the object `preload` loaded.
     pub fn start_preloaded(preload: Preload, policy: &Policy, enforce: bool) -> Result<Witness> {
-        let ebpf = match preload.0 {
-            Some(thread) => {
-                thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the loader thread panicked")))
-            }
-            // No thread could be started: load here.
-            None => object::load(),
-        };
-        let loaded = Loaded::with(ebpf, policy, enforce)?;
+        let loaded = Loaded::with(preload.join(true), policy, enforce)?;
         let root = cgroup2_root().context("finding or mounting cgroup2")?;
         loaded.attach(Cgroup::create(&root)?, None)
+    }
+
+    /// Starts loading the object with only the [`object::FIRST`] programs, on a thread of its
+    /// own; see [`Witness::start_first`].
+    pub fn preload_first(map_use: object::Use) -> Preload {
+        Preload::start(object::Programs::First, map_use)
+    }
+
+    /// Makes the run's cgroup with the policy written and the [`object::FIRST`] programs of
+    /// `preload` ([`Witness::preload_first`]) attached: the program can be born in it at once,
+    /// and [`Early::finish`] completes the layer.
+    pub fn start_first(preload: Preload, policy: &Policy, enforce: bool) -> Result<Early> {
+        let loaded = Loaded::with(preload.join(false), policy, enforce)?;
+        let root = cgroup2_root().context("finding or mounting cgroup2")?;
+        loaded.attach_first(Cgroup::create(&root)?)
     }
 
     /// Loads the object, fills the policy maps and attaches every program to the existing
@@ -227,6 +375,32 @@ impl Witness {
         let mut loaded = Loaded::new(policy, enforce)?;
         loaded.backstop = loaded.backstop.for_audit();
         loaded.attach(Cgroup::existing(cgroup_dir)?, Some(exemptions))
+    }
+
+    /// A witness of `ebpf`, whose programs (`program_ids`) are attached to `cgroup`.
+    fn assemble(
+        ebpf: Ebpf,
+        cgroup: Cgroup,
+        program_ids: Vec<u32>,
+        parts: Parts,
+        tracking: Option<Tracking>,
+    ) -> Self {
+        let Parts { sockets, dropped, ring, logger, enforcing } = parts;
+        Witness {
+            ebpf: Some(ebpf),
+            cgroup,
+            program_ids,
+            sockets,
+            dropped,
+            ring,
+            logger,
+            events_stop: None,
+            stopped: false,
+            socket_lsm: None,
+            egress_gate: !crate::testing::disabled("egress"),
+            enforcing,
+            tracking,
+        }
     }
 
     /// The process records (audit), where the tracking tracepoints are attached.
@@ -304,20 +478,9 @@ impl Witness {
     /// Also starts forwarding the programs' own log messages to the `log` crate, on a task of
     /// their own (see `kernel::logs`); if that cannot start, the events come all the same.
     pub fn take_events(&mut self) -> Result<mpsc::UnboundedReceiver<KernelEvent>> {
-        tokio::runtime::Handle::try_current()
-            .context("Witness::take_events must be called inside a tokio runtime")?;
         let ring = self.ring.take().context("the kernel events were already taken")?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (stop_tx, stop_rx) = oneshot::channel();
-        spawn_reader(ring, tx, stop_rx)?;
-        self.reader_stop = Some(stop_tx);
-        if let Some(logger) = self.logger.take() {
-            let (stop_tx, stop_rx) = oneshot::channel();
-            match logger.spawn(stop_rx) {
-                Ok(()) => self.logger_stop = Some(stop_tx),
-                Err(err) => log::debug!("the eBPF programs' log is not read: {err:#}"),
-            }
-        }
+        let (rx, stop) = read_events(ring, self.logger.take())?;
+        self.events_stop = Some(stop);
         Ok(rx)
     }
 
@@ -403,9 +566,8 @@ impl Witness {
     fn teardown(&mut self) -> Result<()> {
         self.stopped = true;
         self.detach();
-        for stop in [self.reader_stop.take(), self.logger_stop.take()].into_iter().flatten() {
-            // Err: the task has already ended (its receiver is gone); nothing to tell.
-            let _ = stop.send(());
+        if let Some(stop) = self.events_stop.take() {
+            stop.stop();
         }
         self.cgroup.remove()
     }

@@ -11,6 +11,7 @@
 //! observing kernel layer sees the same call again ([`expect_echo`]).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -21,13 +22,13 @@ use crate::report_writer::{ProcessInfo, Reporter};
 
 /// Reports kernel events until the channel closes (after the witness stops); returns how
 /// many calls the supervisor performed that the kernel refused. On the fast path
-/// (`fast_path`), a connect or addressed send the kernel refuses is one the supervisor counted
+/// (`fast_path`, set once the kernel layer is complete), a connect or addressed send the kernel refuses is one the supervisor counted
 /// as allowed and answered CONTINUE (the program changed its address or fd since): that count
 /// is taken back, so that the summary counts each call once.
 pub async fn report(
     mut events: UnboundedReceiver<KernelEvent>,
     reporter: Arc<Reporter>,
-    fast_path: bool,
+    fast_path: Arc<AtomicBool>,
 ) -> u64 {
     let own_pid = std::process::id();
     let mut disagreements = 0;
@@ -50,7 +51,7 @@ pub async fn report(
         }
         // The process may be gone already; pid and comm come from the kernel anyway.
         reporter.emit(ev.to_report_event(of_the_image(ev.tid, &ev.comm)));
-        if fast_path && ev.denied && matches!(ev.syscall(), "connect" | "sendmsg") {
+        if fast_path.load(Ordering::Acquire) && ev.denied && matches!(ev.syscall(), "connect" | "sendmsg") {
             reporter.retract_allowed();
         }
     }

@@ -18,12 +18,13 @@ pub mod identity;
 mod interrupt;
 pub(crate) mod isolate;
 mod kernel_events;
+mod late_layer;
 mod maker;
 mod notif;
 pub(crate) mod reap;
 mod receivers;
 mod spawn;
-mod sys;
+pub(crate) mod sys;
 mod tracee;
 mod tree;
 mod udp_proxy;
@@ -122,8 +123,12 @@ pub struct Ctx {
     /// The network namespace the program (and its socket maker) started in.
     program_netns: Option<(u64, u64)>,
     /// Allowed UDP connects and addressed datagrams are answered CONTINUE, the kernel layer
-    /// judging the address the kernel uses (see [`fast_path`], `handlers::Call::kernel_judges`).
-    fast_path: bool,
+    /// judging the address the kernel uses (see [`fast_path_otherwise`], `handlers::Call::kernel_judges`).
+    /// Set when the kernel layer is attached.
+    fast_path: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the kernel layer is still loading, which every trapped call waits for (see
+    /// `late_layer`).
+    kernel: late_layer::LateLayer,
 }
 
 impl Ctx {
@@ -163,20 +168,36 @@ fn start_witness(
     let enforce = on_leak != LeakAction::Log;
     match Witness::start_preloaded(preload, policy, enforce) {
         Ok(w) => {
-            let mode = if enforce { "enforcing" } else { "observing" };
-            let layer = format!(
-                "on ({mode}{}, cgroup {} id {})",
-                w.gates(),
-                w.cgroup_path().display(),
-                w.cgroup_id()
-            );
+            let layer = layer_text(&w, enforce);
             (Some(w), layer)
         }
-        Err(e) => {
-            let why = format!("{e:#}");
-            (None, format!("off ({})", why.lines().next().unwrap_or("failed to start")))
-        }
+        Err(e) => (None, off_because(&e)),
     }
+}
+
+/// The layers line's text for a kernel layer that failed to start.
+fn off_because(err: &anyhow::Error) -> String {
+    let why = format!("{err:#}");
+    format!("off ({})", why.lines().next().unwrap_or("failed to start"))
+}
+
+/// The layers line's text for an attached kernel layer.
+fn layer_text(w: &Witness, enforce: bool) -> String {
+    let mode = if enforce { "enforcing" } else { "observing" };
+    format!("on ({mode}{}, cgroup {} id {})", w.gates(), w.cgroup_path().display(), w.cgroup_id())
+}
+
+/// Whether the kernel layer may join the program after its start (`late_layer`): where
+/// nothing before its first trapped call needs the layer. Not with `--kernel required` (a
+/// layer that fails must stop the run before the program starts), `--allow-io-uring` (its
+/// operations pass no trapped call), UDP through the proxy (its relay is set up with the
+/// layer) or `--isolate-network`.
+fn joins_late(config: &RunConfig) -> bool {
+    config.kernel == KernelMode::Auto
+        && !config.allow_io_uring
+        && config.on_leak != LeakAction::Socksify
+        && !config.isolate_network
+        && !crate::testing::disabled("late-layer")
 }
 
 /// Runs the program under the supervisor; returns how it ended.
@@ -185,7 +206,14 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     let non_dumpable = fence::make_non_dumpable();
     // The kernel layer's object loads (its verifier's time) while the rest is prepared.
     let root = nix::unistd::geteuid().is_root();
-    let preload = (config.kernel != KernelMode::Off && root).then(Witness::preload);
+    // Where nothing needs the whole layer before the program's first trapped call, only the
+    // socket-creation hook is attached before the program starts (`late_layer`).
+    let late = root && joins_late(&config);
+    let map_use = crate::kernel::object::Use::Run { udp_relay: config.on_leak == LeakAction::Socksify };
+    let preload = (config.kernel != KernelMode::Off && root).then(|| match late {
+        true => Witness::preload_first(map_use),
+        false => Witness::preload(map_use),
+    });
     let program = config.command.first().context("no program given")?;
     let path = spawn::resolve_program(program)?;
     let plan = crate::syscalls::filter::Plan::of(&config.syscalls);
@@ -244,7 +272,19 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         }
         None => None,
     };
-    let (mut witness, kernel_layer) = start_witness(&config.policy, config.on_leak, config.kernel, preload);
+    // The kernel layer: attached now, or its first programs now and the rest once loaded.
+    let enforce = config.on_leak != LeakAction::Log;
+    let (mut witness, kernel_layer, mut early) = match preload {
+        Some(preload) if late => match Witness::start_first(preload, &config.policy, enforce) {
+            Ok(early) => (None, String::new(), Some(early)),
+            Err(e) => (None, off_because(&e), None),
+        },
+        preload => {
+            let (witness, layer) = start_witness(&config.policy, config.on_leak, config.kernel, preload);
+            (witness, layer, None)
+        }
+    };
+    let early_cgroup = early.as_ref().map(|e| (e.cgroup_path().to_path_buf(), e.cgroup_id()));
     if config.kernel == KernelMode::Required && witness.is_none() {
         return Err(anyhow::anyhow!("--kernel required, but the kernel layer is {kernel_layer}").into());
     }
@@ -266,9 +306,11 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     sys::set_child_subreaper()
         .map_err(std::io::Error::from_raw_os_error)
         .context("becoming a child subreaper")?;
-    let procs = witness.as_ref().and_then(Witness::procs_fd);
+    let procs = witness.as_ref().and_then(Witness::procs_fd).or(early.as_ref().and_then(|e| e.procs_fd()));
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
-    let fast_path = fast_path(witness.as_ref(), &config, inspector.is_some(), reporter.wants_allowed());
+    let fast_path_otherwise = fast_path_otherwise(&config, inspector.is_some(), reporter.wants_allowed());
+    let fast_path =
+        fast_path_otherwise && witness.as_ref().is_some_and(Witness::judges_every_inet_destination);
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
     let isolation = match config.isolate_network {
         true => Some(prepare_isolation(&config.policy, dns_proxy.as_ref(), &config.bridge_abstract, root)?),
@@ -289,7 +331,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     let setup = spawn::ChildSetup {
         no_new_privs: !root,
         cgroup_procs: procs,
-        cgroup_dir: witness.as_ref().and_then(Witness::cgroup_dir_fd),
+        cgroup_dir: witness
+            .as_ref()
+            .and_then(Witness::cgroup_dir_fd)
+            .or(early.as_ref().and_then(|e| e.cgroup_dir_fd())),
         resolv_conf: resolv_conf.as_deref(),
         landlock: fence.ruleset_fd(),
         user: config.user.as_ref(),
@@ -319,13 +364,20 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         if sync_wakeup { ", sync wake-up" } else { "" }
     );
 
-    let kernel_task = match witness.as_mut() {
-        Some(w) => {
-            let _inside = runtime.enter();
-            let events = w.take_events().context("reading the kernel's events")?;
-            Some(runtime.spawn(kernel_events::report(events, reporter.clone(), fast_path)))
-        }
-        None => None,
+    let fast_path = Arc::new(std::sync::atomic::AtomicBool::new(fast_path));
+    let (kernel_task, early_events) = {
+        let _inside = runtime.enter();
+        let (events, stop) = match (witness.as_mut(), early.as_mut()) {
+            (Some(w), _) => (Some(w.take_events().context("reading the kernel's events")?), None),
+            (None, Some(e)) => {
+                let (events, stop) = e.take_events().context("reading the kernel's events")?;
+                (Some(events), Some(stop))
+            }
+            (None, None) => (None, None),
+        };
+        let task = events
+            .map(|events| runtime.spawn(kernel_events::report(events, reporter.clone(), fast_path.clone())));
+        (task, stop)
     };
     let ctx = Arc::new(Ctx {
         notifier: Arc::new(notifier),
@@ -350,10 +402,30 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         maker: maker::Maker::new(maker_ours),
         program_netns: netns_of(spawned.pid as u32),
         fast_path,
+        kernel: if early.is_some() { late_layer::loading() } else { late_layer::LateLayer::settled() },
     });
+    if let Some(early) = early {
+        late_layer::join(ctx.clone(), late_layer::Joining { early, enforce, fast_path_otherwise });
+    }
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // The maker leaves the program's cgroup before the kernel layer removes it.
     ctx.maker.close();
+    let kernel_layer = match early_cgroup {
+        None => kernel_layer,
+        Some((cgroup, id)) => ctx.kernel.end().unwrap_or_else(|| {
+            // The rest is not attached, and will not be; the program's tasks are leaving the
+            // cgroup (the loading thread's own removal may come after our exit).
+            if let Err(e) = crate::kernel::remove_run_cgroup(&cgroup) {
+                eprintln!("sockstrace: cleaning up the kernel layer: {e:#}");
+            }
+            let mode = if enforce { "enforcing" } else { "observing" };
+            format!(
+                "on ({mode}, socket creation only: the rest was still loading when the program ended, \
+                 having made no network call, each of which waits for it; cgroup {} id {id})",
+                cgroup.display()
+            )
+        }),
+    };
     // Receiver threads still wait in the listener (nothing will come); they
     // end with the process. The kernel layer is taken down now.
     let witness = ctx.witness.write().ok().and_then(|mut w| w.take());
@@ -363,6 +435,9 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         if let Err(e) = w.stop() {
             eprintln!("sockstrace: cleaning up the kernel layer: {e:#}");
         }
+    }
+    if let Some(stop) = early_events {
+        stop.stop();
     }
     if let Some(task) = kernel_task {
         // The channel closes once the reader has drained the ring buffer.
@@ -385,7 +460,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         config.isolate_network,
     );
     let mut kernel_layer = kernel_layer;
-    if ctx.fast_path {
+    if ctx.fast_path.load(std::sync::atomic::Ordering::Acquire) {
         kernel_layer
             .push_str("; fast path: allowed UDP connects and datagrams run in the kernel, which judges them");
     }
@@ -440,16 +515,12 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
 ///   `--report` has one per allowed call): the supervisor knows the address it judged, the
 ///   kernel sends to the one it reads later, which the program may have changed to another
 ///   allowed one. Without `--report`, allowed calls are only counted.
-fn fast_path(
-    witness: Option<&Witness>,
-    config: &RunConfig,
-    inspecting: bool,
-    reporting_allowed: bool,
-) -> bool {
+///
+/// This says all but the first (the kernel layer, attached when this is asked, or later).
+fn fast_path_otherwise(config: &RunConfig, inspecting: bool, reporting_allowed: bool) -> bool {
     !crate::testing::disabled("fast-path")
         && !inspecting
         && !reporting_allowed
-        && witness.is_some_and(Witness::judges_every_inet_destination)
         && !config.allow_io_uring
         && config.on_leak != LeakAction::Log
         && config.user.as_ref().is_some_and(|user| user.identity.uid != 0)

@@ -1,0 +1,206 @@
+//! The kernel layer completing itself after the program has started.
+//!
+//! Loading the layer is mostly the kernel's verifier: tens of milliseconds that every run
+//! would wait before its program starts. Where nothing needs the whole layer before the
+//! program's first trapped call, the program starts as soon as the socket-creation hook is
+//! attached to its fresh cgroup (`kernel::object::FIRST`: who made a socket is known only at
+//! its creation, which is not trapped), while a thread loads the other programs and attaches
+//! them; the supervisor holds every trapped call until then ([`LateLayer::wait`]). Sound
+//! because nothing leaves the program without a trapped call first: `connect`, `sendto` with
+//! an address, `sendmsg`, `sendmmsg`, `bind`, `listen`, `accept` and the routing options are
+//! trapped, io_uring is refused, and a socket can send without an address only once connected.
+//! So the layer judges every packet the program sends, as when it was attached before the
+//! start, and every socket has its creation facts.
+//!
+//! A program that ends before the layer is complete made no trapped call: the rest is
+//! abandoned, and the layers line says so.
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use super::Ctx;
+use crate::kernel::Early;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The programs are loading; calls wait.
+    Loading,
+    /// Being attached; the run's end waits for it.
+    Attaching,
+    /// Attached, or failed: calls go on.
+    Settled,
+    /// The run ended first; nothing is attached.
+    Abandoned,
+}
+
+/// Where the kernel layer is, for the calls that wait for it and the end of the run.
+pub struct LateLayer {
+    /// Settled or abandoned: what every call asks first, without the lock.
+    open: std::sync::atomic::AtomicBool,
+    state: Mutex<State>,
+    changed: Condvar,
+    /// The layers line's text for the kernel layer, once settled.
+    text: Mutex<Option<String>>,
+}
+
+impl LateLayer {
+    /// A layer that was settled before the program started (attached, failed or off).
+    pub fn settled() -> Self {
+        Self::with(State::Settled)
+    }
+
+    fn with(state: State) -> Self {
+        LateLayer {
+            open: std::sync::atomic::AtomicBool::new(matches!(state, State::Settled | State::Abandoned)),
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            text: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds a call until the layer is attached or has failed.
+    pub fn wait(&self) {
+        if self.open.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.lock();
+        while matches!(*state, State::Loading | State::Attaching) {
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Until the run has ended (test switch `late-layer-stall`: the rest of the layer is never
+    /// ready before the program ends).
+    fn wait_for_the_end(&self) {
+        let mut state = self.lock();
+        while *state != State::Abandoned {
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Just before attaching: false when the run has ended meanwhile.
+    fn begin_attach(&self) -> bool {
+        let mut state = self.lock();
+        if *state == State::Loading {
+            *state = State::Attaching;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn settle(&self, text: String) {
+        *self.text.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+        *self.lock() = State::Settled;
+        self.open.store(true, std::sync::atomic::Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// At the end of the run: the layer's text when it settled (waiting while it is being
+    /// attached), `None` when it was still loading, which abandons it.
+    pub fn end(&self) -> Option<String> {
+        let mut state = self.lock();
+        while *state == State::Attaching {
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        if *state == State::Loading {
+            *state = State::Abandoned;
+            self.open.store(true, std::sync::atomic::Ordering::Release);
+            self.changed.notify_all();
+            return None;
+        }
+        drop(state);
+        self.text.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// What the layer needs to complete itself.
+pub struct Joining {
+    pub early: Early,
+    pub enforce: bool,
+    /// Whether the fast path may run once the layer is complete (all its other conditions).
+    pub fast_path_otherwise: bool,
+}
+
+/// A layer still loading, for [`Ctx`].
+pub fn loading() -> LateLayer {
+    LateLayer::with(State::Loading)
+}
+
+/// Completes the layer on a thread of its own, then lets the held calls go on (here, before
+/// returning, if no thread can be started).
+pub fn join(ctx: Arc<Ctx>, joining: Joining) {
+    // The work, where a thread that could not be started did not take it.
+    type Slot = Arc<Mutex<Option<(Arc<Ctx>, Joining)>>>;
+    let slot: Slot = Arc::new(Mutex::new(Some((ctx, joining))));
+    let theirs = slot.clone();
+    let run = move |slot: Slot| {
+        if let Some((ctx, joining)) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            complete(&ctx, joining);
+        }
+    };
+    let spawned = std::thread::Builder::new().name("sockstrace-attach".into()).spawn(move || run(theirs));
+    if spawned.is_err() {
+        run(slot);
+    }
+}
+
+fn complete(ctx: &Arc<Ctx>, joining: Joining) {
+    let Joining { early, enforce, fast_path_otherwise } = joining;
+    let layer = &ctx.kernel;
+    if crate::testing::disabled("late-layer-stall") {
+        layer.wait_for_the_end();
+    }
+    let text = match early.finish(|| layer.begin_attach()) {
+        Ok(Some(witness)) => {
+            let text = super::layer_text(&witness, enforce);
+            let fast = fast_path_otherwise && witness.judges_every_inet_destination();
+            ctx.fast_path.store(fast, std::sync::atomic::Ordering::Release);
+            if let Ok(mut slot) = ctx.witness.write() {
+                *slot = Some(witness);
+            }
+            text
+        }
+        // The run ended first.
+        Ok(None) => return,
+        Err(err) => super::off_because(&err),
+    };
+    layer.settle(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_wait_until_the_layer_settles() {
+        let layer = Arc::new(loading());
+        let waiter = {
+            let layer = layer.clone();
+            std::thread::spawn(move || layer.wait())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!waiter.is_finished(), "a call went on while the layer was loading");
+        assert!(layer.begin_attach());
+        layer.settle("on".into());
+        waiter.join().unwrap();
+        assert_eq!(layer.end().as_deref(), Some("on"));
+    }
+
+    #[test]
+    fn an_end_before_the_layer_abandons_it() {
+        let layer = loading();
+        assert!(layer.end().is_none());
+        assert!(!layer.begin_attach(), "nothing is attached after the end");
+        layer.wait();
+    }
+
+    #[test]
+    fn a_settled_layer_lets_calls_through() {
+        let layer = LateLayer::settled();
+        layer.wait();
+    }
+}
