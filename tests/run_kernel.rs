@@ -447,3 +447,32 @@ fn a_program_ending_before_the_layer_is_complete_leaves_nothing_behind() {
         assert!(above.is_empty(), "programs attached above the run's cgroup: {above:?}");
     }
 }
+
+/// Under `--kernel required` the kernel layer completes itself while the program runs, as by
+/// default; if it fails (the test switch `late-layer-fail`), the program's first network call,
+/// which waits for it, is refused, the program is killed, and the run fails. By default
+/// (`auto`) the run goes on with the syscall layer alone, and the layers line says why.
+#[test]
+fn a_kernel_layer_that_fails_while_the_program_runs_stops_a_required_run() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let sink = UdpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .opts(["--kernel", "required", "--allow", &sink.dst()])
+        .env("SOCKSTRACE_TEST_DISABLE", "late-layer-fail")
+        .netprobe(["udp-sendto", &sink.host(), &sink.port()])
+        .run();
+    out.assert_code(125);
+    assert!(out.stderr.contains("--kernel required, but the kernel layer is off"), "{}", out.describe());
+    assert!(!out.stdout.contains("sendto: ok"), "{}", out.describe());
+    sink.assert_nothing_arrived("a datagram of a required run whose layer failed");
+    let out = Trace::new()
+        .opts(["--allow", &sink.dst()])
+        .env("SOCKSTRACE_TEST_DISABLE", "late-layer-fail")
+        .netprobe(["udp-sendto", &sink.host(), &sink.port()])
+        .run();
+    out.assert_code(0);
+    assert!(out.kernel_layer().starts_with("off (failed to load"), "{}", out.describe());
+    assert!(out.stdout.contains("sendto: ok"), "{}", out.describe());
+}

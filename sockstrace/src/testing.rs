@@ -26,6 +26,7 @@
 //!   runs (see `supervisor::late_layer`);
 //! - `late-layer-stall`: the rest of the kernel layer waits for the program's end, so a test
 //!   can see a run whose program ends before the layer is complete;
+//! - `late-layer-fail`: the rest of the kernel layer fails to load while the program runs;
 //! - `allowed-events`: allowed calls are counted but not written to the JSON report, as
 //!   without `--report`, where the fast path may run; so a test can read the fast path's
 //!   refusals from a report.

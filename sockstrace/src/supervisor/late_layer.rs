@@ -10,7 +10,8 @@
 //! an address, `sendmsg`, `sendmmsg`, `bind`, `listen`, `accept` and the routing options are
 //! trapped, io_uring is refused, and a socket can send without an address only once connected.
 //! So the layer judges every packet the program sends, as when it was attached before the
-//! start, and every socket has its creation facts.
+//! start, and every socket has its creation facts. Under `--kernel required`, a layer that
+//! fails has every trapped call refused and the program killed.
 //!
 //! A program that ends before the layer is complete made no trapped call: the rest is
 //! abandoned, and the layers line says so.
@@ -40,6 +41,11 @@ pub struct LateLayer {
     changed: Condvar,
     /// The layers line's text for the kernel layer, once settled.
     text: Mutex<Option<String>>,
+    /// The layer failed to complete.
+    failed: std::sync::atomic::AtomicBool,
+    /// Set (before the waiting calls are let go) when it failed under `--kernel required`:
+    /// every trapped call is refused.
+    refuse_all: std::sync::atomic::AtomicBool,
 }
 
 impl LateLayer {
@@ -54,6 +60,8 @@ impl LateLayer {
             state: Mutex::new(state),
             changed: Condvar::new(),
             text: Mutex::new(None),
+            failed: std::sync::atomic::AtomicBool::new(false),
+            refuse_all: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -61,15 +69,16 @@ impl LateLayer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Holds a call until the layer is attached or has failed.
-    pub fn wait(&self) {
-        if self.open.load(std::sync::atomic::Ordering::Acquire) {
-            return;
+    /// Holds a call until the layer is attached or has failed; whether the call may go on
+    /// (not when the layer failed under `--kernel required`).
+    pub fn wait(&self) -> bool {
+        if !self.open.load(std::sync::atomic::Ordering::Acquire) {
+            let mut state = self.lock();
+            while matches!(*state, State::Loading | State::Attaching) {
+                state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
         }
-        let mut state = self.lock();
-        while matches!(*state, State::Loading | State::Attaching) {
-            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
-        }
+        !self.refuse_all.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Until the run has ended (test switch `late-layer-stall`: the rest of the layer is never
@@ -79,6 +88,15 @@ impl LateLayer {
         while *state != State::Abandoned {
             state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the layer failed to complete while the program ran.
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Just before attaching: false when the run has ended meanwhile.
@@ -123,6 +141,9 @@ pub struct Joining {
     pub enforce: bool,
     /// Whether the fast path may run once the layer is complete (all its other conditions).
     pub fast_path_otherwise: bool,
+    /// The cgroup's `cgroup.kill` under `--kernel required`: written if the layer fails, before
+    /// the waiting calls go on.
+    pub kill_if_failed: Option<std::fs::File>,
 }
 
 /// A layer still loading, for [`Ctx`].
@@ -149,12 +170,16 @@ pub fn join(ctx: Arc<Ctx>, joining: Joining) {
 }
 
 fn complete(ctx: &Arc<Ctx>, joining: Joining) {
-    let Joining { early, enforce, fast_path_otherwise } = joining;
+    let Joining { early, enforce, fast_path_otherwise, kill_if_failed } = joining;
     let layer = &ctx.kernel;
     if crate::testing::disabled("late-layer-stall") {
         layer.wait_for_the_end();
     }
-    let text = match early.finish(|| layer.begin_attach()) {
+    let finished = match crate::testing::disabled("late-layer-fail") {
+        true => Err(anyhow::anyhow!("failed to load (test switch late-layer-fail)")),
+        false => early.finish(|| layer.begin_attach()),
+    };
+    let text = match finished {
         Ok(Some(witness)) => {
             let text = super::layer_text(&witness, enforce);
             let fast = fast_path_otherwise && witness.judges_every_inet_destination();
@@ -166,7 +191,18 @@ fn complete(ctx: &Arc<Ctx>, joining: Joining) {
         }
         // The run ended first.
         Ok(None) => return,
-        Err(err) => super::off_because(&err),
+        Err(err) => {
+            if let Some(mut kill) = kill_if_failed {
+                // Every trapped call is refused from now on; the program goes.
+                layer.refuse_all.store(true, std::sync::atomic::Ordering::Release);
+                use std::io::Write as _;
+                if let Err(e) = kill.write_all(b"1") {
+                    eprintln!("sockstrace: error: killing the program after the kernel layer failed: {e}");
+                }
+            }
+            layer.fail();
+            super::off_because(&err)
+        }
     };
     layer.settle(text);
 }
@@ -186,8 +222,18 @@ mod tests {
         assert!(!waiter.is_finished(), "a call went on while the layer was loading");
         assert!(layer.begin_attach());
         layer.settle("on".into());
-        waiter.join().unwrap();
+        assert!(waiter.join().unwrap(), "the call may go on");
         assert_eq!(layer.end().as_deref(), Some("on"));
+    }
+
+    #[test]
+    fn a_layer_that_failed_under_kernel_required_refuses_every_call() {
+        let layer = loading();
+        layer.refuse_all.store(true, std::sync::atomic::Ordering::Release);
+        layer.fail();
+        layer.settle("off (failed)".into());
+        assert!(!layer.wait());
+        assert!(layer.failed());
     }
 
     #[test]
@@ -195,12 +241,12 @@ mod tests {
         let layer = loading();
         assert!(layer.end().is_none());
         assert!(!layer.begin_attach(), "nothing is attached after the end");
-        layer.wait();
+        assert!(layer.wait());
     }
 
     #[test]
     fn a_settled_layer_lets_calls_through() {
         let layer = LateLayer::settled();
-        layer.wait();
+        assert!(layer.wait());
     }
 }

@@ -188,12 +188,12 @@ fn layer_text(w: &Witness, enforce: bool) -> String {
 }
 
 /// Whether the kernel layer may join the program after its start (`late_layer`): where
-/// nothing before its first trapped call needs the layer. Not with `--kernel required` (a
-/// layer that fails must stop the run before the program starts), `--allow-io-uring` (its
+/// nothing before its first trapped call needs the layer. Not with `--allow-io-uring` (its
 /// operations pass no trapped call), UDP through the proxy (its relay is set up with the
-/// layer) or `--isolate-network`.
+/// layer) or `--isolate-network`. With `--kernel required`, a layer that fails to complete
+/// kills the program before its first network call goes on.
 fn joins_late(config: &RunConfig) -> bool {
-    config.kernel == KernelMode::Auto
+    config.kernel != KernelMode::Off
         && !config.allow_io_uring
         && config.on_leak != LeakAction::Socksify
         && !config.isolate_network
@@ -285,7 +285,18 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         }
     };
     let early_cgroup = early.as_ref().map(|e| (e.cgroup_path().to_path_buf(), e.cgroup_id()));
-    if config.kernel == KernelMode::Required && witness.is_none() {
+    // Under --kernel required, a layer that fails to complete kills the program (its trapped
+    // calls are still waiting), and the run fails.
+    let kill_if_failed = match (&early, config.kernel) {
+        (Some(early), KernelMode::Required) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(early.cgroup_path().join("cgroup.kill"))
+                .context("opening the run cgroup's cgroup.kill (--kernel required)")?,
+        ),
+        _ => None,
+    };
+    if config.kernel == KernelMode::Required && witness.is_none() && early_cgroup.is_none() {
         return Err(anyhow::anyhow!("--kernel required, but the kernel layer is {kernel_layer}").into());
     }
     if config.allow_io_uring && witness.is_none() {
@@ -405,7 +416,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         kernel: if early.is_some() { late_layer::loading() } else { late_layer::LateLayer::settled() },
     });
     if let Some(early) = early {
-        late_layer::join(ctx.clone(), late_layer::Joining { early, enforce, fast_path_otherwise });
+        late_layer::join(
+            ctx.clone(),
+            late_layer::Joining { early, enforce, fast_path_otherwise, kill_if_failed },
+        );
     }
     let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
     // The maker leaves the program's cgroup before the kernel layer removes it.
@@ -486,6 +500,13 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         }
     }
     relay.finish();
+    if ctx.kernel.failed() && config.kernel == KernelMode::Required {
+        return Err(anyhow::anyhow!(
+            "--kernel required, but the kernel layer is {}: the program was killed before its first network call",
+            layers.kernel
+        )
+        .into());
+    }
     let summary = reporter.finish(layers, status);
     Ok(Outcome { status, leaks: summary.leaks })
 }
