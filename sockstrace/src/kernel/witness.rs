@@ -225,23 +225,17 @@ impl Early {
 
     /// Loads the other programs and, if `go_on` (asked once they are loaded, just before
     /// attaching) says yes, attaches them: the complete layer. If it says no, or anything
-    /// fails, everything is detached and the cgroup removed (when empty).
+    /// fails, everything is detached; the cgroup, which holds the program, is left to the
+    /// caller to remove ([`super::remove_run_cgroup`]) once the program has ended.
     pub fn finish(self, go_on: impl FnOnce() -> bool) -> Result<Option<Witness>> {
         let Early { mut ebpf, cgroup, parts } = self;
-        if let Err(err) = object::load_rest(&mut ebpf) {
-            return Err(undo(ebpf, &cgroup, err));
-        }
+        object::load_rest(&mut ebpf)?;
         if !go_on() {
-            drop(ebpf);
-            let _ = cgroup.remove();
             return Ok(None);
         }
-        let attached = object::attach(&mut ebpf, cgroup.dir_fd(), object::Programs::Rest)
-            .and_then(|()| object::program_ids(&ebpf));
-        match attached {
-            Ok(program_ids) => Ok(Some(Witness::assemble(ebpf, cgroup, program_ids, parts, None))),
-            Err(err) => Err(undo(ebpf, &cgroup, err)),
-        }
+        let program_ids = object::attach(&mut ebpf, cgroup.dir_fd(), object::Programs::Rest)
+            .and_then(|()| object::program_ids(&ebpf))?;
+        Ok(Some(Witness::assemble(ebpf, cgroup, program_ids, parts, None)))
     }
 }
 

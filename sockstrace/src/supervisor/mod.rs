@@ -426,19 +426,24 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     ctx.maker.close();
     let kernel_layer = match early_cgroup {
         None => kernel_layer,
-        Some((cgroup, id)) => ctx.kernel.end().unwrap_or_else(|| {
-            // The rest is not attached, and will not be; the program's tasks are leaving the
-            // cgroup (the loading thread's own removal may come after our exit).
-            if let Err(e) = crate::kernel::remove_run_cgroup(&cgroup) {
-                eprintln!("sockstrace: cleaning up the kernel layer: {e:#}");
+        Some((cgroup, id)) => {
+            let settled = ctx.kernel.end();
+            if settled.is_none() || ctx.kernel.failed() {
+                // Nothing holds the cgroup now: the rest is not attached and will not be (the
+                // witness removes it otherwise). The program's tasks are leaving it.
+                if let Err(e) = crate::kernel::remove_run_cgroup(&cgroup) {
+                    eprintln!("sockstrace: cleaning up the kernel layer: {e:#}");
+                }
             }
-            let mode = if enforce { "enforcing" } else { "observing" };
-            format!(
-                "on ({mode}, socket creation only: the rest was still loading when the program ended, \
-                 having made no network call, each of which waits for it; cgroup {} id {id})",
-                cgroup.display()
-            )
-        }),
+            settled.unwrap_or_else(|| {
+                let mode = if enforce { "enforcing" } else { "observing" };
+                format!(
+                    "on ({mode}, socket creation only: the rest was still loading when the program ended, \
+                     which had no network call let through, each of which waits for it; cgroup {} id {id})",
+                    cgroup.display()
+                )
+            })
+        }
     };
     // Receiver threads still wait in the listener (nothing will come); they
     // end with the process. The kernel layer is taken down now.

@@ -121,9 +121,18 @@ impl<'a> Call<'a> {
     /// The gate: the action `ruling` gives the decision, its event (read from
     /// /proc now, while the caller still waits in the call), a kill, and the
     /// outcome the handler acts on.
+    ///
+    /// A call that goes on (allowed, logged, socksified) first waits for a kernel layer still
+    /// completing itself (`supervisor::late_layer`); a refusal does not, so that it is
+    /// decided and reported while its caller waits, whatever becomes of the caller then.
     pub fn gate(&mut self, judged: Judged, ruling: Ruling) -> Outcome {
         let to_fake_address = self.is_fake_address(&judged.target);
-        let action = self.rules().action(ruling, judged.decision, to_fake_address);
+        let mut action = self.rules().action(ruling, judged.decision, to_fake_address);
+        if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) && !self.ctx.kernel.wait() {
+            // The layer failed under --kernel required: nothing goes on (the program is being
+            // killed).
+            action = Action::Blocked;
+        }
         if self.ctx.inspector.is_some() && !matches!(ruling, Ruling::Forced(_)) {
             self.note_dns(&judged.target);
         }

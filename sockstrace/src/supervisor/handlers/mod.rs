@@ -76,12 +76,6 @@ impl<'a> Call<'a> {
 
 /// Handles one notification to the end: exactly one reply is always sent.
 pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
-    // Nothing is decided before the kernel layer has joined, if it is still loading; under
-    // `--kernel required`, nothing goes on if it failed (the program is being killed).
-    if !ctx.kernel.wait() {
-        let _ = ctx.notifier.respond(n.id, Reply::Errno(BLOCKED_ERRNO));
-        return;
-    }
     let tracee = match Tracee::open(n.tid, &ctx.tracee_cache) {
         Ok(t) => t,
         Err(f) => {
