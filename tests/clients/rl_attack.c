@@ -7,6 +7,10 @@
  *       a second thread sends a datagram (sendto with an address) or connects
  *       to HOST:PORT at once; the main thread exits the whole program
  *       (exit_group) MS milliseconds later, whether or not that call returned
+ *   exec-while-waiting udp|tcp HOST PORT MS PROGRAM [ARGS...]
+ *       the same, but the main thread executes PROGRAM after MS milliseconds
+ *       (which ends the other thread, its call pending or not): a launcher
+ *       whose helper thread leaks while it starts the real program
  *   untrapped HOST UDP_PORT TCP_PORT
  *       every way to send that passes no trapped call: write/send/sendto
  *       without an address on unconnected UDP, UDP-Lite, ping and IPv6 UDP
@@ -58,7 +62,7 @@
 static const char MARKER[] = "rl_attack-leak";
 
 static void usage(void) {
-    fprintf(stderr, "usage: rl_attack exit-while-waiting|untrapped|fds|options-then-send|burst|"
+    fprintf(stderr, "usage: rl_attack exit-while-waiting|exec-while-waiting|untrapped|fds|options-then-send|burst|"
                     "starve-supervisor ...\n");
     exit(2);
 }
@@ -117,6 +121,23 @@ static int cmd_exit_while_waiting(const char *kind, const char *host, const char
     fflush(stdout);
     /* exit_group: the whole program ends, the other thread's call pending or not. */
     _exit(0);
+}
+
+static int cmd_exec_while_waiting(const char *kind, const char *host, const char *port, const char *ms,
+                                  char **argv) {
+    target = inet_addr_of(host, port);
+    target_tcp = strcmp(kind, "tcp") == 0;
+    pthread_t t;
+    if (pthread_create(&t, NULL, caller, NULL) != 0) {
+        printf("pthread_create failed\n");
+        return 1;
+    }
+    usleep((useconds_t)atoi(ms) * 1000);
+    printf("main: executing %s\n", argv[0]);
+    fflush(stdout);
+    execv(argv[0], argv);
+    printf("execv: %s\n", strerror(errno));
+    return 1;
 }
 
 /* ---- untrapped ---- */
@@ -289,6 +310,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "exit-while-waiting") == 0 && argc == 6)
         return cmd_exit_while_waiting(argv[2], argv[3], argv[4], argv[5]);
+    if (strcmp(cmd, "exec-while-waiting") == 0 && argc >= 7)
+        return cmd_exec_while_waiting(argv[2], argv[3], argv[4], argv[5], argv + 6);
     if (strcmp(cmd, "untrapped") == 0 && argc == 5)
         return cmd_untrapped(argv[2], argv[3], argv[4]);
     if (strcmp(cmd, "fds") == 0 && argc == 2)
