@@ -128,7 +128,8 @@ impl<'a> Call<'a> {
     pub fn gate(&mut self, judged: Judged, ruling: Ruling) -> Outcome {
         let to_fake_address = self.is_fake_address(&judged.target);
         let mut action = self.rules().action(ruling, judged.decision, to_fake_address);
-        if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) && !self.ctx.kernel.wait() {
+        if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) && !self.ctx.kernel.wait()
+        {
             // The layer failed under --kernel required: nothing goes on (the program is being
             // killed).
             action = Action::Blocked;
