@@ -109,7 +109,26 @@ pub(crate) fn facts_of(
     if let Some(facts) = SOCKETS.get_ptr_mut(cookie) {
         return Some(facts);
     }
-    let fresh = SCRATCH.get_ptr_mut(0)?;
+    record_new(cookie, netns_cookie, family, sock_type, protocol, creator);
+    SOCKETS.get_ptr_mut(cookie)
+}
+
+/// Creates the `SOCKETS` entry of a socket no hook has seen (kept if another CPU created it
+/// meanwhile), without looking it up before or after: `sock_create` knows the socket is new
+/// (its cookie is made by that very call) and on the common path writes nothing more to it.
+/// Each map operation on the LRU map counts on the per-socket path (see `maps::SOCKETS`).
+#[inline(always)]
+pub(crate) fn record_new(
+    cookie: u64,
+    netns_cookie: impl FnOnce() -> u64,
+    family: u16,
+    sock_type: u16,
+    protocol: u16,
+    creator: Creator,
+) {
+    let Some(fresh) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: `fresh` points at this CPU's live `SCRATCH` value; programs do not migrate
     // between CPUs, and the value is consumed (copied by the insert) before we return.
     unsafe {
@@ -132,7 +151,6 @@ pub(crate) fn facts_of(
         #[allow(clippy::needless_borrows_for_generic_args)]
         let _ = SOCKETS.insert(cookie, &*fresh, u64::from(BPF_NOEXIST));
     }
-    SOCKETS.get_ptr_mut(cookie)
 }
 
 /// The current task's ids and comm.
