@@ -13,8 +13,7 @@ use sockstrace_common::{
 };
 
 use crate::exemptions::{count_exempt_packet, skb_exempt};
-use crate::maps::SOCKETS;
-use crate::shared::{bump, config, emit, facts_of, judge_remote, store_addr, words4, Creator};
+use crate::shared::{bump, config, emit, facts_get, facts_of, judge_remote, store_addr, words4, Creator};
 
 /// Return value of a cgroup_skb program that lets the packet go.
 const PASS_PACKET: i32 = 1;
@@ -283,7 +282,7 @@ pub extern "C" fn egress_reply(cookie: u64, packed: u64) -> i32 {
     let connects = if packet.listener {
         0
     } else {
-        match SOCKETS.get_ptr(cookie) {
+        match facts_get(cookie) {
             // SAFETY: a live `SOCKETS` value, see `sock_addr::on_sock_addr`.
             Some(facts) => unsafe { (*facts).connects },
             // A socket no hook of ours knows is no reply.
