@@ -1,7 +1,7 @@
 //! cgroup_skb egress: the gate on each outgoing packet.
 
 use aya_ebpf::{
-    bindings::BPF_TCP_LISTEN,
+    bindings::{__sk_buff, BPF_TCP_LISTEN},
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_sk_fullsock},
     macros::cgroup_skb,
     programs::SkBuffContext,
@@ -46,6 +46,9 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
     // SAFETY: a cgroup_skb program's context is a valid `__sk_buff`; `ifindex` (the output
     // device at egress) and `protocol` are 4-byte reads allowed here.
     let (ifindex, protocol) = unsafe { ((*skb).ifindex, (*skb).protocol) };
+    if direct_fast_pass(skb, ifindex, protocol) {
+        return PASS_PACKET;
+    }
     let (kind, dst, detail, l4, l4_offset) = if protocol == ETH_P_IP_WORD {
         // The IPv4 header without options: 20 bytes, read as words (memory order).
         match ctx.load::<[u32; 5]>(0) {
@@ -91,6 +94,39 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         return PASS_PACKET;
     };
     on_packet(&ctx, kind, dst, detail, l4, l4_offset)
+}
+
+/// The fast path by direct packet access, without the load helper's call: at this hook the
+/// packet's data starts at its IP header, and a locally sent packet's headers are in its
+/// linear part. Whatever this does not pass (headers not there, or not the plain loopback
+/// case) goes the helper's way, which judges it in full.
+#[inline(always)]
+fn direct_fast_pass(skb: *mut __sk_buff, ifindex: u32, protocol: u32) -> bool {
+    if ifindex != egress::LOOPBACK_IFINDEX {
+        return false;
+    }
+    // SAFETY: a cgroup_skb program may read `data` and `data_end` (the verifier turns them into
+    // packet pointers); each read below is within the bounds checked right before it.
+    unsafe {
+        let (data, data_end) = ((*skb).data as usize, (*skb).data_end as usize);
+        let header = data as *const u32;
+        if protocol == ETH_P_IP_WORD && data + 20 <= data_end {
+            let version_ihl = core::ptr::read_volatile(header) & 0xff;
+            let dst = Ip6::from_v4_word(core::ptr::read_volatile(header.add(4)));
+            version_ihl == 0x45 && egress_fast_pass(dst, ifindex)
+        } else if protocol == ETH_P_IPV6_WORD && data + 40 <= data_end {
+            let nexthdr = ((core::ptr::read_volatile(header.add(1)) >> 16) & 0xff) as u8;
+            let dst = Ip6::from_words([
+                core::ptr::read_volatile(header.add(6)),
+                core::ptr::read_volatile(header.add(7)),
+                core::ptr::read_volatile(header.add(8)),
+                core::ptr::read_volatile(header.add(9)),
+            ]);
+            (nexthdr == egress::NEXTHDR_TCP || nexthdr == egress::NEXTHDR_UDP) && egress_fast_pass(dst, ifindex)
+        } else {
+            false
+        }
+    }
 }
 
 /// Walks the IPv6 extension headers after the fixed header (whose next header is `nexthdr`),
