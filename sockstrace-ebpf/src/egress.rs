@@ -122,7 +122,8 @@ fn direct_fast_pass(skb: *mut __sk_buff, ifindex: u32, protocol: u32) -> bool {
                 core::ptr::read_volatile(header.add(8)),
                 core::ptr::read_volatile(header.add(9)),
             ]);
-            (nexthdr == egress::NEXTHDR_TCP || nexthdr == egress::NEXTHDR_UDP) && egress_fast_pass(dst, ifindex)
+            (nexthdr == egress::NEXTHDR_TCP || nexthdr == egress::NEXTHDR_UDP)
+                && egress_fast_pass(dst, ifindex)
         } else {
             false
         }

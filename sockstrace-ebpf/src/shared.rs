@@ -3,11 +3,9 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_loop},
-    },
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_loop},
 };
 use sockstrace_common::{
     remote_allowed, rules_in_force, socket_slot, Config, Ip6, RuleQuery, SockEvent, SockFacts,

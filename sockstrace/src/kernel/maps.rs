@@ -50,7 +50,8 @@ fn find_in_set(cookie: u64, read_slot: impl Fn(u32) -> Option<SockFacts>) -> Opt
     if cookie == 0 {
         return None;
     }
-    (0..SOCKETS_WAYS).find_map(|way| read_slot(socket_slot(cookie, way)).filter(|facts| facts.cookie == cookie))
+    (0..SOCKETS_WAYS)
+        .find_map(|way| read_slot(socket_slot(cookie, way)).filter(|facts| facts.cookie == cookie))
 }
 
 /// Takes the drop counter out of the object.

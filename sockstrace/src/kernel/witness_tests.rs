@@ -559,7 +559,10 @@ fn a_socket_in_use_keeps_its_facts_while_many_newer_ones_come_and_go() {
         let sends = 1 + CHURN / CHURN_SEND_EVERY;
         let facts = witness.socket_facts(out[0].cookie).expect("facts of the socket in use");
         assert_eq!((facts.pid, facts.cgroup_id), (pid, witness.cgroup_id()), "{facts:?}");
-        assert_eq!((facts.sends, facts.leaks, facts.dst), (sends as u64, sends as u64, Some(sinks.udp_addr())));
+        assert_eq!(
+            (facts.sends, facts.leaks, facts.dst),
+            (sends as u64, sends as u64, Some(sinks.udp_addr()))
+        );
         assert_eq!(facts.local.map(|l| l.port()), Some(out[0].local_port), "{facts:?}");
         witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
     });
