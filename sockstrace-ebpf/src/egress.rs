@@ -38,8 +38,9 @@ const TCP_LISTEN_STATE: u32 = BPF_TCP_LISTEN;
 /// reported once per socket (`kind::EGRESS4`/`EGRESS6`, reason `egress-packet`); without
 /// `CONFIG.enforce` the packet goes anyway.
 ///
-/// Fast path (bulk traffic through a loopback proxy): one header load, then a loopback
-/// destination on the loopback device without options passes.
+/// Fast path (bulk traffic through a loopback proxy): the IP header read directly (see
+/// [`direct_fast_pass`]), then a loopback destination on the loopback device without options
+/// passes.
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
     let skb = ctx.skb.skb;
