@@ -1,7 +1,7 @@
 //! cgroup_skb egress: the gate on each outgoing packet.
 
 use aya_ebpf::{
-    bindings::BPF_TCP_LISTEN,
+    bindings::{__sk_buff, BPF_TCP_LISTEN},
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_sk_fullsock},
     macros::cgroup_skb,
     programs::SkBuffContext,
@@ -13,8 +13,7 @@ use sockstrace_common::{
 };
 
 use crate::exemptions::{count_exempt_packet, skb_exempt};
-use crate::maps::SOCKETS;
-use crate::shared::{bump, config, emit, facts_of, judge_remote, store_addr, words4, Creator};
+use crate::shared::{bump, config, emit, facts_get, facts_of, judge_remote, store_addr, words4, Creator};
 
 /// Return value of a cgroup_skb program that lets the packet go.
 const PASS_PACKET: i32 = 1;
@@ -39,14 +38,18 @@ const TCP_LISTEN_STATE: u32 = BPF_TCP_LISTEN;
 /// reported once per socket (`kind::EGRESS4`/`EGRESS6`, reason `egress-packet`); without
 /// `CONFIG.enforce` the packet goes anyway.
 ///
-/// Fast path (bulk traffic through a loopback proxy): one header load, then a loopback
-/// destination on the loopback device without options passes.
+/// Fast path (bulk traffic through a loopback proxy): the IP header read directly (see
+/// [`direct_fast_pass`]), then a loopback destination on the loopback device without options
+/// passes.
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
     let skb = ctx.skb.skb;
     // SAFETY: a cgroup_skb program's context is a valid `__sk_buff`; `ifindex` (the output
     // device at egress) and `protocol` are 4-byte reads allowed here.
     let (ifindex, protocol) = unsafe { ((*skb).ifindex, (*skb).protocol) };
+    if direct_fast_pass(skb, ifindex, protocol) {
+        return PASS_PACKET;
+    }
     let (kind, dst, detail, l4, l4_offset) = if protocol == ETH_P_IP_WORD {
         // The IPv4 header without options: 20 bytes, read as words (memory order).
         match ctx.load::<[u32; 5]>(0) {
@@ -92,6 +95,40 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         return PASS_PACKET;
     };
     on_packet(&ctx, kind, dst, detail, l4, l4_offset)
+}
+
+/// The fast path by direct packet access, without the load helper's call: at this hook the
+/// packet's data starts at its IP header, and a locally sent packet's headers are in its
+/// linear part. Whatever this does not pass (headers not there, or not the plain loopback
+/// case) goes the helper's way, which judges it in full.
+#[inline(always)]
+fn direct_fast_pass(skb: *mut __sk_buff, ifindex: u32, protocol: u32) -> bool {
+    if ifindex != egress::LOOPBACK_IFINDEX {
+        return false;
+    }
+    // SAFETY: a cgroup_skb program may read `data` and `data_end` (the verifier turns them into
+    // packet pointers); each read below is within the bounds checked right before it.
+    unsafe {
+        let (data, data_end) = ((*skb).data as usize, (*skb).data_end as usize);
+        let header = data as *const u32;
+        if protocol == ETH_P_IP_WORD && data + 20 <= data_end {
+            let version_ihl = core::ptr::read_volatile(header) & 0xff;
+            let dst = Ip6::from_v4_word(core::ptr::read_volatile(header.add(4)));
+            version_ihl == 0x45 && egress_fast_pass(dst, ifindex)
+        } else if protocol == ETH_P_IPV6_WORD && data + 40 <= data_end {
+            let nexthdr = ((core::ptr::read_volatile(header.add(1)) >> 16) & 0xff) as u8;
+            let dst = Ip6::from_words([
+                core::ptr::read_volatile(header.add(6)),
+                core::ptr::read_volatile(header.add(7)),
+                core::ptr::read_volatile(header.add(8)),
+                core::ptr::read_volatile(header.add(9)),
+            ]);
+            (nexthdr == egress::NEXTHDR_TCP || nexthdr == egress::NEXTHDR_UDP)
+                && egress_fast_pass(dst, ifindex)
+        } else {
+            false
+        }
+    }
 }
 
 /// Walks the IPv6 extension headers after the fixed header (whose next header is `nexthdr`),
@@ -283,7 +320,7 @@ pub extern "C" fn egress_reply(cookie: u64, packed: u64) -> i32 {
     let connects = if packet.listener {
         0
     } else {
-        match SOCKETS.get_ptr(cookie) {
+        match facts_get(cookie) {
             // SAFETY: a live `SOCKETS` value, see `sock_addr::on_sock_addr`.
             Some(facts) => unsafe { (*facts).connects },
             // A socket no hook of ours knows is no reply.

@@ -3,16 +3,15 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_loop},
-    },
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_loop},
 };
-use sockstrace_common::{remote_allowed, rules_in_force, Config, Ip6, RuleQuery, SockEvent, SockFacts};
+use sockstrace_common::{
+    remote_allowed, rules_in_force, socket_slot, Config, Ip6, RuleQuery, SockEvent, SockFacts,
+};
 
-use crate::maps::{CONFIG, DROPPED, EVENTS, RULES, SCRATCH, SOCKETS};
+use crate::maps::{CONFIG, DROPPED, EVENTS, RULES, SOCKETS};
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
 /// the verifier allows fixed-offset loads from these pointers but no pointer arithmetic, which
@@ -96,7 +95,7 @@ pub(crate) enum Creator {
     Unknown { cgroup_id: u64 },
 }
 
-/// The socket's `SOCKETS` entry, created on first sight.
+/// The socket's `SOCKETS` slot, taken on first sight.
 #[inline(always)]
 pub(crate) fn facts_of(
     cookie: u64,
@@ -106,33 +105,98 @@ pub(crate) fn facts_of(
     protocol: u16,
     creator: Creator,
 ) -> Option<*mut SockFacts> {
-    if let Some(facts) = SOCKETS.get_ptr_mut(cookie) {
+    if let Some(facts) = facts_get(cookie) {
         return Some(facts);
     }
-    let fresh = SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: `fresh` points at this CPU's live `SCRATCH` value; programs do not migrate
-    // between CPUs, and the value is consumed (copied by the insert) before we return.
+    record_new(cookie, netns_cookie, family, sock_type, protocol, creator)
+}
+
+/// The socket's `SOCKETS` slot if it has one (marked used, see `SockFacts::recent`).
+///
+/// A pointer into the array stays valid for the program's run; if another CPU gives the slot
+/// to a new socket meanwhile, our stores land in its facts (as plain stores of two hooks on one
+/// socket may interleave, see [`bump`]): a 2-way set of 32,768 holds three live sockets only
+/// when they are 32,768 cookies apart.
+#[inline(always)]
+pub(crate) fn facts_get(cookie: u64) -> Option<*mut SockFacts> {
+    if cookie == 0 {
+        // No socket (the helper's answer without one): never an empty slot's owner.
+        return None;
+    }
+    let way0 = SOCKETS.get_ptr_mut(socket_slot(cookie, 0))?;
+    let way1 = SOCKETS.get_ptr_mut(socket_slot(cookie, 1))?;
+    // SAFETY: both point at live `SOCKETS` values (array memory, valid for the whole run).
     unsafe {
-        zero(fresh);
-        (*fresh).netns_cookie = netns_cookie();
-        (*fresh).family = family;
-        (*fresh).sock_type = sock_type;
-        (*fresh).protocol = protocol;
+        let found = if (*way0).cookie == cookie {
+            way0
+        } else if (*way1).cookie == cookie {
+            way1
+        } else {
+            return None;
+        };
+        if (*found).recent == 0 {
+            (*found).recent = 1;
+        }
+        Some(found)
+    }
+}
+
+/// Gives a socket no hook has seen a `SOCKETS` slot and records what is known at first sight,
+/// in place, without looking it up first: `sock_create` knows the socket is new (its cookie is
+/// made by that very call). The slot: an empty way of the cookie's set, else one not used since
+/// the set last filled, else (both in use: their marks are cleared) the newer socket's, so
+/// that an old socket still in use keeps its facts.
+#[inline(always)]
+pub(crate) fn record_new(
+    cookie: u64,
+    netns_cookie: impl FnOnce() -> u64,
+    family: u16,
+    sock_type: u16,
+    protocol: u16,
+    creator: Creator,
+) -> Option<*mut SockFacts> {
+    if cookie == 0 {
+        return None;
+    }
+    let way0 = SOCKETS.get_ptr_mut(socket_slot(cookie, 0))?;
+    let way1 = SOCKETS.get_ptr_mut(socket_slot(cookie, 1))?;
+    // SAFETY: both point at live `SOCKETS` values (see `facts_get`); `slot` is one of them.
+    unsafe {
+        let (cookie0, cookie1) = ((*way0).cookie, (*way1).cookie);
+        let slot = if cookie0 == 0 {
+            way0
+        } else if cookie1 == 0 {
+            way1
+        } else if (*way0).recent == 0 {
+            way0
+        } else if (*way1).recent == 0 {
+            way1
+        } else {
+            (*way0).recent = 0;
+            (*way1).recent = 0;
+            if cookie0 > cookie1 {
+                way0
+            } else {
+                way1
+            }
+        };
+        zero(slot);
+        (*slot).netns_cookie = netns_cookie();
+        (*slot).family = family;
+        (*slot).sock_type = sock_type;
+        (*slot).protocol = protocol;
         match creator {
             Creator::Current => {
                 // SAFETY: takes no argument.
-                (*fresh).cgroup_id = bpf_get_current_cgroup_id();
-                fill_task(&mut (*fresh).pid_tgid, &mut (*fresh).uid_gid, &mut (*fresh).comm);
+                (*slot).cgroup_id = bpf_get_current_cgroup_id();
+                fill_task(&mut (*slot).pid_tgid, &mut (*slot).uid_gid, &mut (*slot).comm);
             }
-            Creator::Unknown { cgroup_id } => (*fresh).cgroup_id = cgroup_id,
+            Creator::Unknown { cgroup_id } => (*slot).cgroup_id = cgroup_id,
         }
-        // NOEXIST: if another CPU created it meanwhile, keep theirs.
-        // By reference: the helper copies straight from the scratch value (a copy by value
-        // would land on the stack, which is what the scratch map avoids).
-        #[allow(clippy::needless_borrows_for_generic_args)]
-        let _ = SOCKETS.insert(cookie, &*fresh, u64::from(BPF_NOEXIST));
+        (*slot).recent = 1;
+        (*slot).cookie = cookie;
+        Some(slot)
     }
-    SOCKETS.get_ptr_mut(cookie)
 }
 
 /// The current task's ids and comm.

@@ -9,7 +9,9 @@ use aya_ebpf::{
 use sockstrace_common::{judge_create, kind, reason, verdict, Ip6};
 
 use crate::exemptions::current_exempt;
-use crate::shared::{bump, config, emit, facts_of, fill_task, store_addr, words4, Creator, ALLOW, REFUSE};
+use crate::shared::{
+    bump, config, emit, facts_of, fill_task, record_new, store_addr, words4, Creator, ALLOW, REFUSE,
+};
 
 #[cgroup_sock(sock_create)]
 pub fn sock_create(ctx: SockContext) -> i32 {
@@ -28,7 +30,8 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     let exempt = judged != reason::NONE && config.exempt != 0 && current_exempt(&config, kind::SOCK_CREATE);
     let leak = if exempt { reason::NONE } else { judged };
     let refuse = leak != reason::NONE && config.enforce != 0;
-    let facts = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current);
+    // A new socket: its slot is taken without a lookup (see `shared::record_new`).
+    let facts = record_new(cookie, netns_cookie, family, sock_type, protocol, Creator::Current);
     if leak != reason::NONE {
         if let Some(facts) = facts {
             // SAFETY: a live `SOCKETS` value, see `sock_addr::on_sock_addr`.

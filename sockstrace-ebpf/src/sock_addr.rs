@@ -113,9 +113,10 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
             // SAFETY: a live `SOCKETS` value, see below. Marked for the egress gate.
             unsafe { (*facts).exempt = 1 };
         }
-        // SAFETY: `facts` points at a live `SOCKETS` value (map memory stays valid for the
-        // program's run, even if the entry is evicted meanwhile). Concurrent hooks on the same
-        // socket may interleave their plain stores (see `shared::bump`).
+        // SAFETY: `facts` points at a live `SOCKETS` value (array memory stays valid for the
+        // program's run, even if the slot goes to another socket meanwhile: see
+        // `shared::facts_get`). Concurrent hooks on the same socket may interleave their plain
+        // stores (see `shared::bump`).
         unsafe {
             cgroup_id = (*facts).cgroup_id;
             if is_bind {

@@ -45,7 +45,7 @@ use self::{
 use crate::setup;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--rounds N] [--sockstrace PATH] [--peers] [--soak [N]]
+    "usage: cargo xtask bench [--quick] [--rounds N] [--sockstrace PATH] [--peers] [--soak [N]] [--hooks]
 
   --quick            a smoke run: a tenth of the work, 3 rounds unless --rounds says otherwise
   --rounds N         interleaved rounds per workload and tool (default 5); the table shows medians
@@ -54,7 +54,9 @@ const USAGE: &str =
   --peers            also measure sandlock and Syd (seccomp user-notification sandboxes) with the
                      same policies, beside strace; built once from crates.io into target/peers
   --soak [N]         instead of the table: N connects (default 1000000) through the proxy under
-                     `sockstrace run`, none may fail; reports whether the supervisor's RSS stays flat";
+                     `sockstrace run`, none may fail; reports whether the supervisor's RSS stays flat
+  --hooks            instead of the table: audit's eBPF run time per connect cycle on the 1-thread
+                     storm (kernel.bpf_stats_enabled), once per round: the per-program cost alone";
 
 struct Options {
     quick: bool,
@@ -64,6 +66,8 @@ struct Options {
     peers: bool,
     /// `--soak`: the number of connects.
     soak: Option<u64>,
+    /// `--hooks`: audit's eBPF run time alone.
+    hooks: bool,
 }
 
 /// The options, or `None` when help was asked for.
@@ -73,11 +77,13 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
     let mut sockstrace = None;
     let mut soak = None;
     let mut peers = false;
+    let mut hooks = false;
     let mut args = args.iter().peekable();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--peers" => peers = true,
+            "--hooks" => hooks = true,
             "--rounds" => {
                 let value = args.next().context("--rounds needs a number")?;
                 let n: usize =
@@ -106,7 +112,7 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
         }
     }
     let rounds = rounds.unwrap_or(if quick { 3 } else { 5 });
-    Ok(Some(Options { quick, rounds, sockstrace, peers, soak }))
+    Ok(Some(Options { quick, rounds, sockstrace, peers, soak, hooks }))
 }
 
 /// Everything the workloads talk to, kept alive for the whole run.
@@ -171,6 +177,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let fixtures = start_fixtures(&client)?;
     let sizes = if options.quick { Sizes::QUICK } else { Sizes::FULL };
     let workloads = fixtures.endpoints.workloads(sizes);
+    if options.hooks {
+        return run_hooks(&sockstrace, &fixtures, &workloads, options.rounds);
+    }
     check_peers(&peers, &sockstrace, &fixtures, &workloads)?;
     let mut results = Results::new(&workloads, sizes.rss_connects);
     results.audit_unavailable = fixtures.cgroup.as_ref().err().cloned();
@@ -243,6 +252,21 @@ pub fn run(args: &[String]) -> Result<()> {
             eprintln!("bench: FAILED: {failure}");
         }
         bail!("{} run(s) failed", failures.len());
+    }
+    Ok(())
+}
+
+/// `--hooks`: audit's eBPF run time on the 1-thread storm, once per round.
+fn run_hooks(sockstrace: &Path, fixtures: &Fixtures, workloads: &[Workload], rounds: usize) -> Result<()> {
+    let cgroup = match &fixtures.cgroup {
+        Ok(cgroup) => cgroup,
+        Err(why) => bail!("audit cannot be measured: {why}"),
+    };
+    let storm = workloads.iter().find(|w| w.key == "connect_storm_1t").context("no 1-thread storm")?;
+    warn_if_busy(load_average());
+    for round in 0..rounds {
+        eprintln!("bench: round {}/{rounds}", round + 1);
+        println!("{}", hook_cost(sockstrace, cgroup, &fixtures.endpoints.client, storm)?.summary());
     }
     Ok(())
 }
@@ -437,5 +461,7 @@ mod tests {
         assert_eq!(parse(&args(&["--soak"])).unwrap().unwrap().soak, Some(1_000_000));
         assert_eq!(parse(&args(&["--soak", "5000", "--quick"])).unwrap().unwrap().soak, Some(5000));
         assert!(parse(&args(&["--soak", "0"])).is_err());
+        assert!(parse(&args(&["--hooks", "--rounds", "3"])).unwrap().unwrap().hooks);
+        assert!(!parse(&args(&[])).unwrap().unwrap().hooks);
     }
 }

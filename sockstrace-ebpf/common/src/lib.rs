@@ -20,7 +20,9 @@ pub mod sockopt;
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Per-CPU array map with one `u64` slot (index 0): events lost because `EVENTS` was full.
 pub const DROPPED_MAP: &str = "DROPPED";
-/// LRU hash map: socket cookie (`u64`) -> [`SockFacts`].
+/// Array map of [`SOCKETS_MAX_ENTRIES`] [`SockFacts`], a set-associative cache keyed by socket
+/// cookie: a socket's facts are in one of the [`SOCKETS_WAYS`] slots [`socket_slot`] names, the
+/// one whose `cookie` field is the socket's (see [`SockFacts::cookie`]).
 pub const SOCKETS_MAP: &str = "SOCKETS";
 /// Array map with one [`Config`] (index 0).
 pub const CONFIG_MAP: &str = "CONFIG";
@@ -28,8 +30,19 @@ pub const CONFIG_MAP: &str = "CONFIG";
 pub const RULES_MAP: &str = "RULES";
 /// Default size of `EVENTS` in bytes (a power-of-two multiple of the page size).
 pub const EVENTS_BYTE_SIZE: u32 = 1 << 20;
-/// Capacity of `SOCKETS`; the least recently used socket is evicted beyond it.
+/// Capacity of `SOCKETS` (a power of two): `SOCKETS_MAX_ENTRIES / SOCKETS_WAYS` sets.
 pub const SOCKETS_MAX_ENTRIES: u32 = 1 << 16;
+/// Slots per set of `SOCKETS`: a new socket takes an empty one, else one no hook used since
+/// the set last filled, else the newer of the two (an old socket still in use keeps its slot).
+pub const SOCKETS_WAYS: u32 = 2;
+
+/// The `SOCKETS` slot of way `way` (0 or 1) of the set `cookie` falls in. Cookies are handed
+/// out in increasing runs per CPU, so the sockets alive at one time mostly fall in distinct
+/// sets.
+#[inline(always)]
+pub const fn socket_slot(cookie: u64, way: u32) -> u32 {
+    (cookie as u32 & (SOCKETS_MAX_ENTRIES / SOCKETS_WAYS - 1)) * SOCKETS_WAYS + (way & (SOCKETS_WAYS - 1))
+}
 /// Capacity of `RULES`: proxies plus allow rules.
 pub const MAX_RULES: u32 = 64;
 /// Hash map: thread group id (`u32`) -> [`ProcRecord`] of every live process the tracking
@@ -489,7 +502,7 @@ pub struct Ip6 {
     pub lo: u64,
 }
 
-/// What the kernel knows about one socket (`SOCKETS[cookie]`).
+/// What the kernel knows about one socket (its `SOCKETS` slot, see [`socket_slot`]).
 ///
 /// Addresses are IPv6 bytes (IPv4 as `::ffff:a.b.c.d`, see `family` for the socket's own
 /// family); ports are in host byte order. The task fields describe the socket's creator (the
@@ -540,8 +553,14 @@ pub struct SockFacts {
     /// 1 once a hook let an exempt process (`audit --exempt-*`) use this socket around the
     /// proxy: the egress gate lets its packets go too.
     pub exempt: u8,
+    /// 1 when a hook used the slot since its set last filled (cleared then): a slot with 0 is
+    /// the first to be taken for a new socket.
+    pub recent: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
+    /// The socket cookie whose facts these are; 0 for an empty slot (the kernel's cookies
+    /// start at 1).
+    pub cookie: u64,
 }
 
 /// One leak seen by a kernel hook.
@@ -617,7 +636,9 @@ impl SockFacts {
             tcp_states: [0; 8],
             egress_reported: 0,
             exempt: 0,
-            _pad: [0; 2],
+            recent: 0,
+            _pad: 0,
+            cookie: 0,
         }
     }
 
@@ -751,7 +772,7 @@ const _: () = {
     assert!(offset_of!(Rule, port) == 32);
     assert!(offset_of!(Rule, prefix) == 34);
     assert!(offset_of!(Rule, flags) == 35);
-    assert!(size_of::<SockFacts>() == 152);
+    assert!(size_of::<SockFacts>() == 160);
     assert!(align_of::<SockFacts>() == 8);
     assert!(offset_of!(SockFacts, comm) == 80);
     assert!(offset_of!(SockFacts, dst_addr) == 96);
@@ -772,6 +793,8 @@ const _: () = {
     assert!(offset_of!(SockEvent, reason) == 85);
     assert!(offset_of!(SockEvent, detail) == 86);
     assert!(offset_of!(SockFacts, egress_reported) == 148);
+    assert!(offset_of!(SockFacts, recent) == 150);
+    assert!(offset_of!(SockFacts, cookie) == 152);
     assert!(size_of::<UdpPeerKey>() == 32);
     assert!(size_of::<UdpPeer>() == 24);
 };
@@ -1406,6 +1429,19 @@ mod tests {
         assert!(egress_reply_allowed(&config, false, true, 0));
         assert!(!egress_reply_allowed(&config, false, true, 1));
         assert!(!egress_reply_allowed(&config, false, false, 0));
+    }
+
+    #[test]
+    fn a_cookie_has_two_adjacent_slots_in_its_set() {
+        let sets = SOCKETS_MAX_ENTRIES / SOCKETS_WAYS;
+        assert_eq!((socket_slot(1, 0), socket_slot(1, 1)), (2, 3));
+        assert_eq!(socket_slot(u64::from(sets) + 1, 1), 3, "cookies a set count apart share a set");
+        assert_eq!(socket_slot(u64::from(sets) - 1, 1), SOCKETS_MAX_ENTRIES - 1);
+        assert_eq!(socket_slot(u64::MAX, 7), SOCKETS_MAX_ENTRIES - 1, "always in bounds");
+        let mut seen = std::collections::HashSet::new();
+        for cookie in 4096..4096 + u64::from(sets) {
+            assert!(seen.insert(socket_slot(cookie, 0)), "consecutive cookies take distinct sets");
+        }
     }
 
     #[test]

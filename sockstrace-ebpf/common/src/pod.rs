@@ -16,7 +16,7 @@ unsafe impl aya::Pod for Config {}
 // (asserted); any bit pattern is a valid value.
 unsafe impl aya::Pod for Rule {}
 
-// SAFETY: `repr(C)` integers and byte arrays (explicit `_pad`): 152 bytes, its fields' sum
+// SAFETY: `repr(C)` integers and byte arrays (explicit `_pad`): 160 bytes, its fields' sum
 // (asserted); any bit pattern is a valid value.
 unsafe impl aya::Pod for SockFacts {}
 

@@ -1,4 +1,4 @@
-//! What the kernel knows about a socket (`SOCKETS[cookie]`), in the report's terms.
+//! What the kernel knows about a socket (its `SOCKETS` slot, found by cookie), in the report's terms.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 

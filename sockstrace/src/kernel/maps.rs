@@ -2,15 +2,18 @@
 
 use anyhow::{Context as _, Result};
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, MapData, PerCpuArray},
     Ebpf,
 };
-use sockstrace_common::{Config, Rule, SockFacts, CONFIG_MAP, DROPPED_MAP, RULES_MAP, SOCKETS_MAP};
+use sockstrace_common::{
+    socket_slot, Config, Rule, SockFacts, CONFIG_MAP, DROPPED_MAP, RULES_MAP, SOCKETS_MAP, SOCKETS_WAYS,
+};
 
 use super::backstop::Backstop;
 
-/// The socket facts map, kept for lookups by cookie.
-pub type SocketsMap = HashMap<MapData, u64, SockFacts>;
+/// The socket facts map, kept for lookups by cookie: an array the programs use as a
+/// set-associative cache (see `sockstrace_common::socket_slot`).
+pub struct SocketsMap(Array<MapData, SockFacts>);
 
 /// Writes the rules, then the config that puts them in force.
 pub fn write_backstop(ebpf: &mut Ebpf, backstop: &Backstop) -> Result<()> {
@@ -32,12 +35,23 @@ fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map>
 pub fn take_sockets(ebpf: &mut Ebpf) -> Result<SocketsMap> {
     let map =
         ebpf.take_map(SOCKETS_MAP).with_context(|| format!("the eBPF object has no map {SOCKETS_MAP}"))?;
-    HashMap::try_from(map).with_context(|| format!("map {SOCKETS_MAP} has an unexpected type"))
+    let array = Array::try_from(map).with_context(|| format!("map {SOCKETS_MAP} has an unexpected type"))?;
+    Ok(SocketsMap(array))
 }
 
-/// Looks a socket up by cookie; `None` when the kernel never saw it (or evicted it).
+/// Looks a socket up by cookie; `None` when the kernel never saw it (or gave its slot to a
+/// newer socket).
 pub fn lookup_facts(sockets: &SocketsMap, cookie: u64) -> Option<SockFacts> {
-    sockets.get(&cookie, 0).ok()
+    find_in_set(cookie, |slot| sockets.0.get(&slot, 0).ok())
+}
+
+/// The facts among the ways of `cookie`'s set (read by `read_slot`) that are the socket's.
+fn find_in_set(cookie: u64, read_slot: impl Fn(u32) -> Option<SockFacts>) -> Option<SockFacts> {
+    if cookie == 0 {
+        return None;
+    }
+    (0..SOCKETS_WAYS)
+        .find_map(|way| read_slot(socket_slot(cookie, way)).filter(|facts| facts.cookie == cookie))
 }
 
 /// Takes the drop counter out of the object.
@@ -51,4 +65,25 @@ pub fn take_dropped(ebpf: &mut Ebpf) -> Result<PerCpuArray<MapData, u64>> {
 pub fn read_dropped(dropped: &PerCpuArray<MapData, u64>) -> Result<u64> {
     let values = dropped.get(&0, 0).with_context(|| format!("reading {DROPPED_MAP}"))?;
     Ok(values.iter().fold(0u64, |sum, &n| sum.saturating_add(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_is_found_in_either_way_of_its_set_only_under_its_own_cookie() {
+        let with_cookie = |cookie| SockFacts { cookie, connects: 7, ..SockFacts::zeroed() };
+        let (a, b) = (5u64, 5 + u64::from(sockstrace_common::SOCKETS_MAX_ENTRIES / SOCKETS_WAYS));
+        let slots = |slot: u32| match slot {
+            s if s == socket_slot(a, 0) => Some(with_cookie(b)),
+            s if s == socket_slot(a, 1) => Some(with_cookie(a)),
+            _ => Some(SockFacts::zeroed()),
+        };
+        assert_eq!(find_in_set(a, slots).map(|f| f.cookie), Some(a));
+        assert_eq!(find_in_set(b, slots).map(|f| f.cookie), Some(b));
+        assert_eq!(find_in_set(6, slots), None, "an empty slot is nobody's");
+        assert_eq!(find_in_set(0, |_| Some(SockFacts::zeroed())), None, "cookie 0 is no socket");
+        assert_eq!(find_in_set(a, |_| None), None);
+    }
 }

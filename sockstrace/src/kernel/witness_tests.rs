@@ -61,6 +61,10 @@ fn child_helper() {
 
 /// Datagrams the `flood` operation sends: more events than the ring buffer holds.
 const FLOOD: usize = 15_000;
+/// Sockets the `churn` operation creates and closes: every set of `SOCKETS` takes about three.
+const CHURN: usize = 3 * (sockstrace_common::SOCKETS_MAX_ENTRIES / sockstrace_common::SOCKETS_WAYS) as usize;
+/// ... sending on its own socket after each this many.
+const CHURN_SEND_EVERY: usize = 1000;
 
 /// One operation: returns (cookie, errno, local port).
 ///
@@ -73,12 +77,14 @@ const FLOOD: usize = 15_000;
 /// - `loop`: listen on `addr`, connect to it and accept: reports the *accepted* socket's
 ///   cookie and the connecting socket's local port (the accepted socket's peer);
 /// - `unspec`: bind an IPv4 socket to `addr` given as an `AF_UNSPEC` sockaddr (the kernel takes
-///   it for INADDR_ANY).
+///   it for INADDR_ANY);
+/// - `churn`: a UDP send to `addr`, then [`CHURN`] UDP sockets created and closed, with a send
+///   on the first socket after every [`CHURN_SEND_EVERY`] of them.
 fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     let (family, sock_type, protocol, target) = match op {
         "tcp" | "tfo" | "listen" | "loop" | "unspec" => (family, libc::SOCK_STREAM, 0, addr),
-        "udp" | "flood" | "mark" => (family, libc::SOCK_DGRAM, 0, addr),
+        "udp" | "flood" | "mark" | "churn" => (family, libc::SOCK_DGRAM, 0, addr),
         "tcp6" => (libc::AF_INET6, libc::SOCK_STREAM, 0, v4_mapped(addr)),
         "raw" => (libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP, addr),
         other => panic!("unknown child op {other}"),
@@ -106,6 +112,14 @@ fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
     let ret = match op {
         "udp" => send(0),
         "flood" => (0..FLOOD).fold(0, |_, _| send(0)),
+        "churn" => (1..=CHURN).fold(send(0), |ret, n| {
+            drop(new_socket(family, libc::SOCK_DGRAM, 0).expect("a UDP socket"));
+            if n % CHURN_SEND_EVERY == 0 {
+                ret.min(send(0))
+            } else {
+                ret
+            }
+        }),
         "tfo" => send(libc::MSG_FASTOPEN),
         // SAFETY: as for `send`.
         "listen" => match unsafe { libc::bind(fd_raw, sa, len) } {
@@ -523,6 +537,34 @@ fn observing_witness_lets_leaks_through_and_reports_them() {
         let path = witness.cgroup_path().to_path_buf();
         witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
         assert!(!path.exists());
+    });
+}
+
+/// `SOCKETS` is a cache of bounded size: a socket still in use keeps its facts however many
+/// newer sockets come and go (each set of the array takes a new socket about three times here),
+/// while the facts of the sockets gone make room.
+#[test]
+fn a_socket_in_use_keeps_its_facts_while_many_newer_ones_come_and_go() {
+    if let Some(why) = skip_reason() {
+        crate::testing::skipped(why);
+        return;
+    }
+    let sinks = Sinks::new();
+    let policy = Policy { proxies: vec!["127.0.0.1:9".parse().unwrap()], ..Policy::default() };
+    runtime().block_on(async {
+        let witness = witness(&policy, false);
+        let plan = format!("churn={}", sinks.udp_addr());
+        let (pid, out) = run_child(witness.procs_fd().expect("a cgroup of its own"), &plan);
+        assert_eq!(out[0].errno, 0, "{out:?}");
+        let sends = 1 + CHURN / CHURN_SEND_EVERY;
+        let facts = witness.socket_facts(out[0].cookie).expect("facts of the socket in use");
+        assert_eq!((facts.pid, facts.cgroup_id), (pid, witness.cgroup_id()), "{facts:?}");
+        assert_eq!(
+            (facts.sends, facts.leaks, facts.dst),
+            (sends as u64, sends as u64, Some(sinks.udp_addr()))
+        );
+        assert_eq!(facts.local.map(|l| l.port()), Some(out[0].local_port), "{facts:?}");
+        witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
     });
 }
 

@@ -30,6 +30,26 @@ impl HookCost {
     pub fn us_per_cycle(&self) -> f64 {
         self.by_type.values().map(|r| r.nanos).sum::<u64>() as f64 / 1e3 / self.cycles.max(1) as f64
     }
+
+    /// One line: the total per cycle, then each program type's time per cycle, runs per cycle
+    /// and time per run.
+    pub fn summary(&self) -> String {
+        let cycles = self.cycles.max(1) as f64;
+        let parts: Vec<String> = self
+            .by_type
+            .iter()
+            .filter(|(_, r)| r.runs > 0)
+            .map(|(name, r)| {
+                format!(
+                    "{name} {:.2} us in {:.1} runs ({:.0} ns/run)",
+                    r.nanos as f64 / 1e3 / cycles,
+                    r.runs as f64 / cycles,
+                    r.nanos as f64 / r.runs as f64
+                )
+            })
+            .collect();
+        format!("audit hooks: {:.2} us of eBPF per connect cycle ({})", self.us_per_cycle(), parts.join(", "))
+    }
 }
 
 /// Turns eBPF run statistics on until dropped (then back to what they were).
