@@ -106,9 +106,7 @@ fn ordinary_options_work_under_the_kernel_layer() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
     }
-    // These options are not trapped: the layer is attached before the program starts, not at
-    // its first trapped call (`late_layer`), so that its setsockopt hook sees them.
-    let out = run(Trace::new().env("SOCKSTRACE_TEST_DISABLE", "late-layer"), "ordinary");
+    let out = run(Trace::new(), "ordinary");
     assert!(out.kernel_layer().starts_with("on (enforcing"), "{}", out.describe());
     for option in ["SO_REUSEADDR", "TCP_NODELAY", "IP_TTL"] {
         assert!(out.stdout.contains(&format!("{option}: ok")), "{option} failed\n{}", out.describe());

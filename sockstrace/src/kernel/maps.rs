@@ -12,8 +12,9 @@ use sockstrace_common::{
 use super::backstop::Backstop;
 
 /// The socket facts map, kept for lookups by cookie: an array the programs use as a
-/// set-associative cache (see `sockstrace_common::socket_slot`).
-pub struct SocketsMap(Array<MapData, SockFacts>);
+/// set-associative cache (see `sockstrace_common::socket_slot`). Clones share the map.
+#[derive(Clone)]
+pub struct SocketsMap(std::sync::Arc<Array<MapData, SockFacts>>);
 
 /// Writes the rules, then the config that puts them in force.
 pub fn write_backstop(ebpf: &mut Ebpf, backstop: &Backstop) -> Result<()> {
@@ -36,7 +37,7 @@ pub fn take_sockets(ebpf: &mut Ebpf) -> Result<SocketsMap> {
     let map =
         ebpf.take_map(SOCKETS_MAP).with_context(|| format!("the eBPF object has no map {SOCKETS_MAP}"))?;
     let array = Array::try_from(map).with_context(|| format!("map {SOCKETS_MAP} has an unexpected type"))?;
-    Ok(SocketsMap(array))
+    Ok(SocketsMap(std::sync::Arc::new(array)))
 }
 
 /// Looks a socket up by cookie; `None` when the kernel never saw it (or gave its slot to a

@@ -45,7 +45,7 @@ pub use cgroup::{cgroup2_root, remove_run_cgroup, resolve as resolve_cgroup};
 pub use events::KernelEvent;
 pub use mountinfo::find_cgroup2_mount;
 pub use status::{LayerStatus, Unavailable};
-pub use witness::{Early, Preload, Witness};
+pub use witness::{Early, FactsReader, Preload, Witness};
 
 /// Where the kernel publishes its own BTF; aya needs it for CO-RE relocations.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";

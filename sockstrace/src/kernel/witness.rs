@@ -188,6 +188,19 @@ fn read_events(
     Ok((rx, EventsStop { reader: stop_tx, logger: logger_stop }))
 }
 
+/// Reads the kernel's socket facts by cookie ([`Witness::facts_reader`],
+/// [`Early::facts_reader`]).
+#[derive(Clone)]
+pub struct FactsReader(SocketsMap);
+
+impl FactsReader {
+    /// What the kernel knows of a socket, by cookie (`getsockopt(SO_COOKIE)`); `None` if no
+    /// hook of ours ever saw it (or its slot went to a newer socket).
+    pub fn get(&self, cookie: u64) -> Option<KernelFacts> {
+        maps::lookup_facts(&self.0, cookie).map(|raw| KernelFacts::from_raw(&raw))
+    }
+}
+
 /// A run's kernel layer while most of it still loads ([`Witness::start_first`]): a fresh
 /// cgroup for the program to be born in, the policy written and the [`object::FIRST`]
 /// programs attached; [`Early::finish`] loads and attaches the others.
@@ -214,6 +227,12 @@ impl Early {
 
     pub fn cgroup_id(&self) -> u64 {
         self.cgroup.id()
+    }
+
+    /// Reads the facts the socket-creation hook records from the start, and the complete
+    /// layer's hooks later.
+    pub fn facts_reader(&self) -> FactsReader {
+        FactsReader(self.parts.sockets.clone())
     }
 
     /// Starts reading the kernel's events now (what the first programs see), on the current
@@ -459,8 +478,14 @@ impl Witness {
         self.cgroup.path()
     }
 
+    /// Reads socket facts by cookie, after this witness is gone too.
+    pub fn facts_reader(&self) -> FactsReader {
+        FactsReader(self.sockets.clone())
+    }
+
     /// What the kernel knows of a socket, by cookie (`getsockopt(SO_COOKIE)`); `None` if no
     /// hook of ours ever saw it (or it was evicted: the map keeps the most recent 65536).
+    #[cfg(test)]
     pub fn socket_facts(&self, cookie: u64) -> Option<KernelFacts> {
         maps::lookup_facts(&self.sockets, cookie).map(|raw| KernelFacts::from_raw(&raw))
     }

@@ -129,6 +129,8 @@ pub struct Ctx {
     /// Whether the kernel layer is still loading, which every trapped call waits for (see
     /// `late_layer`).
     kernel: late_layer::LateLayer,
+    /// The kernel's socket facts, from the start (also while the layer completes itself).
+    kernel_facts: Option<crate::kernel::FactsReader>,
 }
 
 impl Ctx {
@@ -376,6 +378,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     );
 
     let fast_path = Arc::new(std::sync::atomic::AtomicBool::new(fast_path));
+    let kernel_facts =
+        witness.as_ref().map(Witness::facts_reader).or(early.as_ref().map(|e| e.facts_reader()));
     let (kernel_task, early_events) = {
         let _inside = runtime.enter();
         let (events, stop) = match (witness.as_mut(), early.as_mut()) {
@@ -414,6 +418,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         program_netns: netns_of(spawned.pid as u32),
         fast_path,
         kernel: if early.is_some() { late_layer::loading() } else { late_layer::LateLayer::settled() },
+        kernel_facts,
     });
     if let Some(early) = early {
         late_layer::join(

@@ -120,6 +120,14 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
             reply
         }
     };
+    // A call the kernel runs (CONTINUE) meets the whole kernel layer, whichever path let it
+    // go (the gate waits for calls it lets through before they are performed): a layer still
+    // completing itself is waited for (`late_layer`), and under `--kernel required` a layer
+    // that failed refuses it. Refusals go at once.
+    let reply = match reply {
+        Reply::Continue if !ctx.kernel.wait() => Reply::Errno(BLOCKED_ERRNO),
+        reply => reply,
+    };
     // Events go out before the reply, so that one thread's events keep the
     // order of its calls; except that a stack taken for --stack is symbolized
     // after the reply, off the decision's path.
@@ -134,9 +142,8 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         }
         // The kernel's view of the same socket, joined on its cookie; read
         // after the call ran, so it includes what the call did.
-        if let (Ok(witness), Some(cookie)) = (ctx.witness.read(), event.cookie) {
-            let facts = witness.as_ref().and_then(|w| w.socket_facts(cookie));
-            event.kernel = facts.and_then(|f| serde_json::to_value(f).ok());
+        if let (Some(facts), Some(cookie)) = (&ctx.kernel_facts, event.cookie) {
+            event.kernel = facts.get(cookie).and_then(|f| serde_json::to_value(f).ok());
         }
         ctx.reporter.emit(event);
     }
