@@ -99,6 +99,11 @@ impl LateLayer {
         self.failed.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Whether the layer is still completing itself.
+    pub fn is_loading(&self) -> bool {
+        !self.open.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Just before attaching: false when the run has ended meanwhile.
     fn begin_attach(&self) -> bool {
         let mut state = self.lock();

@@ -617,6 +617,9 @@ async fn say_lost_events(ctx: Arc<Ctx>) {
     loop {
         tokio::time::sleep(LOST_POLL).await;
         let Some(lost) = ctx.witness.read().ok().and_then(|w| w.as_ref().map(Witness::dropped)) else {
+            if ctx.kernel.is_loading() {
+                continue;
+            }
             return;
         };
         if let Some(line) = lines.next(lost, std::time::Instant::now()) {
