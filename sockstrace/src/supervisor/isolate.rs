@@ -245,6 +245,8 @@ pub struct Isolation {
 pub struct Started {
     /// For the layers line.
     pub description: String,
+    /// What the forwarders still have to pass on, drained at the run's end.
+    pub uploads: forward::Uploads,
     /// Forwards the program's listeners (inbound connections allowed).
     pub inbound: Option<Arc<inbound::Inbound>>,
 }
@@ -333,7 +335,7 @@ impl Isolation {
             .iter()
             .map(|(f, _)| format!("{}{}", if f.udp { "udp " } else { "" }, f.inside))
             .collect();
-        forward::start(runtime, listeners, inspector)?;
+        let uploads = forward::start(runtime, listeners, inspector)?;
         let bridges: Vec<(Vec<u8>, OwnedFd)> =
             self.bridges.iter().cloned().zip(bridged).filter_map(|(n, fd)| Some((n, fd?))).collect();
         shown.extend(bridges.iter().map(|(n, _)| format!("unix:@{}", String::from_utf8_lossy(n))));
@@ -351,7 +353,7 @@ impl Isolation {
             if root { " (root mapped whole)" } else { "" },
             shown.join(", ")
         );
-        Ok(Started { description, inbound })
+        Ok(Started { description, inbound, uploads })
     }
 
     /// In the child between fork and exec: isolates it and sends each

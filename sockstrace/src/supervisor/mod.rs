@@ -362,12 +362,14 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     let mut fence_layer = fence.layer(spawned.landlock_failed);
     drop(fence);
     let mut inbound = None;
+    let mut uploads = None;
     if let Some(mut isolation) = isolation {
         let sockets = std::mem::take(&mut spawned.forward_listeners);
         let handoff = inspector.as_ref().map(crate::inspect::Inspector::handoff);
         let started = isolation.start(&runtime, sockets, root, handoff).context("starting the forwarders")?;
         fence_layer.push_str(&started.description);
         inbound = started.inbound;
+        uploads = Some(started.uploads);
     }
     let notifier = Notifier::new(spawned.listener);
     let sync_wakeup = notifier.enable_sync_wakeup();
@@ -473,6 +475,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
                  kernel.performed_by_supervisor)"
             ));
         }
+    }
+    if let Some(uploads) = &uploads {
+        // The program's last connections through the forwarders reach their destinations.
+        uploads.drain(std::time::Duration::from_secs(2));
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     let dns = dns_proxy.as_ref().map(|p| serde_json::to_value(p.stats()).unwrap_or_default());

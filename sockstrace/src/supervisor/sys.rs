@@ -324,6 +324,25 @@ pub fn send_timeout(fd: BorrowedFd<'_>) -> Result<libc::timeval, Errno> {
     check(ret as libc::c_long).map(|_| value)
 }
 
+/// How many connections wait in a TCP listener's accept queue (`TCP_INFO`: a listening
+/// socket's `tcpi_unacked`).
+pub fn accept_queue(fd: BorrowedFd<'_>) -> Result<u32, Errno> {
+    // SAFETY: tcp_info is plain integers; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len point to live locals of the sizes we pass.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    check(ret as libc::c_long).map(|_| info.tcpi_unacked)
+}
+
 /// The socket cookie (`SO_COOKIE`), the key that eBPF programs see too.
 pub fn socket_cookie(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
     let mut value: u64 = 0;
