@@ -1,0 +1,79 @@
+/*
+ * r2_out: a program that attacks how its supervisor writes the report and its own output.
+ *
+ *   r2_out glue HOST PORT
+ *       writes "glue-out" to fd 1 and "glue-err" to fd 2 (no newline), waits 200 ms (longer
+ *       than any partial line is held), sends one datagram to HOST:PORT (a leak), waits
+ *       200 ms, then ends both lines
+ *   r2_out swapdir REPORT TARGET
+ *       removes the report file REPORT (so that its supervisor restores it at the end), moves
+ *       the directory that holds it aside (to DIR.old) and puts a symbolic link to TARGET in
+ *       its place; prints "swapdir: done"
+ *
+ * Exits 0, or 2 on a usage or setup error.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static void pause_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void put(int fd, const char *s) {
+    if (write(fd, s, strlen(s)) < 0)
+        exit(2);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "glue") == 0) {
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[3]))};
+        if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1)
+            return 2;
+        put(1, "glue-out");
+        put(2, "glue-err");
+        pause_ms(200);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fd < 0)
+            return 2;
+        (void)sendto(fd, "glue", 4, 0, (struct sockaddr *)&addr, sizeof addr);
+        close(fd);
+        pause_ms(200);
+        put(1, "\n");
+        put(2, "\n");
+        return 0;
+    }
+    if (argc == 4 && strcmp(argv[1], "swapdir") == 0) {
+        char *copy = strdup(argv[2]);
+        if (!copy)
+            return 2;
+        const char *dir = dirname(copy);
+        char aside[4096];
+        snprintf(aside, sizeof aside, "%s.old", dir);
+        if (unlink(argv[2]) != 0) {
+            fprintf(stderr, "swapdir: unlink %s: %s\n", argv[2], strerror(errno));
+            return 2;
+        }
+        if (rename(dir, aside) != 0) {
+            fprintf(stderr, "swapdir: rename %s: %s\n", dir, strerror(errno));
+            return 2;
+        }
+        if (symlink(argv[3], dir) != 0) {
+            fprintf(stderr, "swapdir: symlink %s: %s\n", dir, strerror(errno));
+            return 2;
+        }
+        printf("swapdir: done\n");
+        return 0;
+    }
+    fprintf(stderr, "usage: r2_out glue HOST PORT | swapdir REPORT TARGET\n");
+    return 2;
+}

@@ -1,0 +1,143 @@
+//! Red team against the program's output relay and the report file's private copy, and against
+//! the kernel layer completing itself while the program runs: a program that wants its leak
+//! missing from what its user reads, or its supervisor writing where the program chooses.
+//!
+//! The attacker is `tests/clients/r2_out.c`. Ground truth is the report as a reader parses it,
+//! and the files a root supervisor leaves behind.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use sockstrace_tests::{client, skip, UdpSink};
+
+/// Runs sockstrace with stdout and stderr as pipes (read to the end), returns (exit code,
+/// stdout, stderr).
+fn run_piped(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(sockstrace_tests::paths::sockstrace_bin())
+        .args(args)
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sockstrace");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Lines of `text` that parse as JSON objects and say `"verdict":"leak"`.
+fn leak_lines(text: &str) -> usize {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("verdict").and_then(|v| v.as_str()) == Some("leak"))
+        .count()
+}
+
+/// `--report /dev/stdout` (or `/dev/fd/1`, `/proc/self/fd/1`) is the report on stdout, as
+/// `--report -` is; but only `-` is taken for stdout, so when stdout is a pipe the program is
+/// not given a relay pipe and shares the very pipe the events go to. Half a line of its own
+/// (no newline) before a leak glues the leak's JSON to it: the line no longer parses and the
+/// event is missing for whoever reads the report (the summary still counts it).
+#[test]
+#[ignore = "open: --report /dev/stdout is not recognised as the report on stdout; the program shares the pipe and glues its half line to the leak's event"]
+fn a_report_on_dev_stdout_does_not_let_a_half_line_hide_a_leak() {
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("r2_out");
+    for report in ["/dev/stdout", "/proc/self/fd/1"] {
+        let (code, stdout, stderr) = run_piped(&[
+            "run",
+            "--kernel",
+            "off",
+            "--report",
+            report,
+            "--",
+            prog.to_str().unwrap(),
+            "glue",
+            &forbidden.host(),
+            &forbidden.port(),
+        ]);
+        let d = format!("--report {report}: exit {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+        forbidden.assert_nothing_arrived("the glued leak");
+        assert_eq!(code, Some(0), "{d}");
+        assert!(stderr.contains("LEAK BLOCKED"), "the leak was not tried\n{d}");
+        assert!(stdout.contains("glue-out"), "the program's own half line\n{d}");
+        assert_eq!(leak_lines(&stdout), 1, "the leak's event is not a line of its own\n{d}");
+    }
+}
+
+/// What held: under `--report -` the same program's half line is relayed and the event starts
+/// a line of its own (the relay holds the partial line; our line goes at a line start).
+#[test]
+fn a_half_line_on_report_stdout_does_not_hide_a_leak() {
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("r2_out");
+    let (code, stdout, stderr) = run_piped(&[
+        "run",
+        "--kernel",
+        "off",
+        "--report",
+        "-",
+        "--",
+        prog.to_str().unwrap(),
+        "glue",
+        &forbidden.host(),
+        &forbidden.port(),
+    ]);
+    let d = format!("exit {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    forbidden.assert_nothing_arrived("the leak");
+    assert_eq!(code, Some(0), "{d}");
+    assert!(stdout.contains("glue-out"), "the program's own half line\n{d}");
+    assert_eq!(leak_lines(&stdout), 1, "the leak's event is not a line of its own\n{d}");
+}
+
+/// Root runs the program as nobody (`--user nobody`) with `--report` in a directory tree that
+/// nobody owns (its home, a scratch directory). The program removes the report (so that it
+/// is restored at the end) and replaces the directory holding it by a symbolic link to a
+/// directory only root may write. The restore follows the link: root creates the report's
+/// name there (and would replace a file of that name), where the program could never write.
+#[test]
+#[ignore = "open: the report's restore follows a directory symlink the program planted, so root writes where the program chooses"]
+fn the_report_restore_does_not_follow_a_directory_the_program_swapped() {
+    if !sockstrace_tests::is_root() {
+        skip!("switching to nobody needs root");
+    }
+    let base = tempfile::Builder::new().prefix("sockstrace-r2").tempdir().expect("tempdir");
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let owned = base.path().join("nobodys");
+    let sub = owned.join("reports");
+    let victim = base.path().join("roots-only");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in [&owned, &sub] {
+        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    }
+    let prog = base.path().join("r2_out");
+    let copied = Command::new("cp").arg("--").arg(client("r2_out")).arg(&prog).status().expect("run cp");
+    assert!(copied.success(), "cp");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let report = sub.join("r.jsonl");
+    let (code, stdout, stderr) = run_piped(&[
+        "run",
+        "--kernel",
+        "off",
+        "--user",
+        "nobody",
+        "--report",
+        report.to_str().unwrap(),
+        "--",
+        prog.to_str().unwrap(),
+        "swapdir",
+        report.to_str().unwrap(),
+        victim.to_str().unwrap(),
+    ]);
+    let d = format!("exit {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert!(stdout.contains("swapdir: done"), "the program did not swap the directory\n{d}");
+    let planted = victim.join("r.jsonl");
+    assert!(
+        !Path::new(&planted).exists(),
+        "root wrote {} through the program's link\n{d}",
+        planted.display()
+    );
+}
