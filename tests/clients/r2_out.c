@@ -9,6 +9,9 @@
  *       removes the report file REPORT (so that its supervisor restores it at the end), moves
  *       the directory that holds it aside (to DIR.old) and puts a symbolic link to TARGET in
  *       its place; prints "swapdir: done"
+ *   r2_out plant REPORT PROGRAM [ARGS]...
+ *       makes a directory at the name its supervisor (its parent) restores the report file
+ *       through (".NAME.sockstrace-restore-PPID" beside REPORT), then executes PROGRAM
  *
  * Exits 0, or 2 on a usage or setup error.
  */
@@ -21,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +77,20 @@ int main(int argc, char **argv) {
         }
         printf("swapdir: done\n");
         return 0;
+    }
+    if (argc >= 4 && strcmp(argv[1], "plant") == 0) {
+        char *d = strdup(argv[2]), *b = strdup(argv[2]);
+        if (!d || !b)
+            return 2;
+        char temp[4096];
+        snprintf(temp, sizeof temp, "%s/.%s.sockstrace-restore-%d", dirname(d), basename(b), (int)getppid());
+        if (mkdir(temp, 0755) != 0) {
+            fprintf(stderr, "plant: mkdir %s: %s\n", temp, strerror(errno));
+            return 2;
+        }
+        execv(argv[3], argv + 3);
+        fprintf(stderr, "plant: exec %s: %s\n", argv[3], strerror(errno));
+        return 2;
     }
     fprintf(stderr, "usage: r2_out glue HOST PORT | swapdir REPORT TARGET\n");
     return 2;
