@@ -177,3 +177,54 @@ fn a_planted_directory_does_not_stop_the_report_from_being_restored() {
     assert_eq!(out.summary_count("leaks"), 1, "{d}");
     assert_eq!(out.leaks().len(), 1, "the leak's event is gone from the report\n{d}");
 }
+
+/// Runs `sockstrace run --report REPORT -- PROGRAM...` as nobody (the copies' binary).
+fn run_as_nobody(copies: &sockstrace_tests::unpriv::Copies, report: &Path, program: &[&str]) -> (Option<i32>, String, String) {
+    let n = sockstrace_tests::unpriv::NOBODY;
+    let out = Command::new("setpriv")
+        .args([format!("--reuid={n}"), format!("--regid={n}"), "--clear-groups".into()])
+        .arg(&copies.sockstrace)
+        .args(["run", "--report"])
+        .arg(report)
+        .arg("--")
+        .args(program)
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sockstrace");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// The report file's check compares inode and bytes, not its mode. A program run as
+/// sockstrace's own user (CI running the same app again and again) leaves the report path
+/// write-only for its owner (`chmod 200`, unnoticed: the bytes are ours). The next run opens
+/// it write-only (it cannot read it back), which keeps no private copy and says nothing; that
+/// run's program makes it readable again and blanks its leak's line, which stays blank, with
+/// no warning and no `report_altered`.
+#[test]
+#[ignore = "open: a report file sockstrace may only write (left so by an earlier run) is kept without a private copy; the erased leak is not restored or said"]
+fn a_report_left_write_only_by_an_earlier_run_is_still_kept() {
+    if !sockstrace_tests::is_root() {
+        skip!("switching to nobody needs root");
+    }
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let mut copies = sockstrace_tests::unpriv::Copies::new();
+    let eraser = copies.add(&client("rt5_forge"), "rt5_forge");
+    let dir = tempfile::Builder::new().prefix("sockstrace-r2").tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let report = dir.path().join("report.jsonl");
+    let r = report.to_str().unwrap();
+    let (code, _, stderr) = run_as_nobody(&copies, &report, &["/bin/chmod", "200", r]);
+    assert_eq!(code, Some(0), "the first run\n{stderr}");
+    let script = format!("chmod 600 {r} && exec {} erase {} {}", eraser.display(), forbidden.host(), forbidden.port());
+    let (code, stdout, stderr) = run_as_nobody(&copies, &report, &["/bin/sh", "-c", &script]);
+    forbidden.assert_nothing_arrived("the erased leak");
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let d = format!("exit {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- report ---\n{text}");
+    assert!(stdout.contains("erase: 1 line(s)"), "the program did not erase its leak\n{d}");
+    assert!(stderr.contains("LEAK BLOCKED"), "the leak was not tried\n{d}");
+    assert_eq!(leak_lines(&text), 1, "the leak's event is gone from the report, unsaid\n{d}");
+}
