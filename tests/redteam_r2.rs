@@ -228,3 +228,52 @@ fn a_report_left_write_only_by_an_earlier_run_is_still_kept() {
     assert!(stderr.contains("LEAK BLOCKED"), "the leak was not tried\n{d}");
     assert_eq!(leak_lines(&text), 1, "the leak's event is gone from the report, unsaid\n{d}");
 }
+
+/// `--report >(jq ...)` (process substitution) names the report `/dev/fd/63`, a pipe the
+/// shell passed to sockstrace, which passes it on to the program: the program holds the
+/// report's own pipe. Half a line written there before a leak glues the leak's JSON to it
+/// (and it could write whole forged events, or make the pipe non-blocking). Here the pipe is
+/// fd 7, named `/dev/fd/7`.
+#[test]
+#[ignore = "open: an inherited fd that is the report itself (--report /dev/fd/N) is passed on to the program, which writes into the report"]
+fn the_program_does_not_inherit_the_reports_own_pipe() {
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("r2_out");
+    let (mut report_read, report_write) = std::io::pipe().unwrap();
+    let raw = report_write.as_raw_fd();
+    let mut cmd = Command::new(sockstrace_tests::paths::sockstrace_bin());
+    cmd.args(["run", "--kernel", "off", "--report", "/dev/fd/7", "--"])
+        .arg(&prog)
+        .args(["gluefd", "7", &forbidden.host(), &forbidden.port()])
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and calls only dup2, which is
+    // async-signal-safe; `raw` is open in the parent until after spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn sockstrace");
+    drop(cmd);
+    drop(report_write);
+    let out = child.wait_with_output().expect("wait for sockstrace");
+    let mut report = String::new();
+    report_read.read_to_string(&mut report).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let d = format!("exit {}\n--- report ---\n{report}\n--- stderr ---\n{stderr}", out.status);
+    forbidden.assert_nothing_arrived("the glued leak");
+    assert_eq!(out.status.code(), Some(0), "{d}");
+    assert!(stderr.contains("LEAK BLOCKED"), "the leak was not tried\n{d}");
+    assert!(!report.contains("glue-fd"), "the program wrote into the report\n{d}");
+    assert_eq!(leak_lines(&report), 1, "the leak's event is not a line of its own\n{d}");
+}

@@ -5,6 +5,8 @@
  *       writes "glue-out" to fd 1 and "glue-err" to fd 2 (no newline), waits 200 ms (longer
  *       than any partial line is held), sends one datagram to HOST:PORT (a leak), waits
  *       200 ms, then ends both lines
+ *   r2_out gluefd FD HOST PORT
+ *       the same on fd FD alone (an fd it inherited: the report's pipe, `--report >(...)`)
  *   r2_out swapdir REPORT TARGET
  *       removes the report file REPORT (so that its supervisor restores it at the end), moves
  *       the directory that holds it aside (to DIR.old) and puts a symbolic link to TARGET in
@@ -54,6 +56,22 @@ int main(int argc, char **argv) {
         pause_ms(200);
         put(1, "\n");
         put(2, "\n");
+        return 0;
+    }
+    if (argc == 5 && strcmp(argv[1], "gluefd") == 0) {
+        int out = atoi(argv[2]);
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[4]))};
+        if (inet_pton(AF_INET, argv[3], &addr.sin_addr) != 1)
+            return 2;
+        put(out, "glue-fd");
+        pause_ms(200);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fd < 0)
+            return 2;
+        (void)sendto(fd, "glue", 4, 0, (struct sockaddr *)&addr, sizeof addr);
+        close(fd);
+        pause_ms(200);
+        put(out, "\n");
         return 0;
     }
     if (argc == 4 && strcmp(argv[1], "swapdir") == 0) {
