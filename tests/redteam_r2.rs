@@ -277,3 +277,30 @@ fn the_program_does_not_inherit_the_reports_own_pipe() {
     assert!(!report.contains("glue-fd"), "the program wrote into the report\n{d}");
     assert_eq!(leak_lines(&report), 1, "the leak's event is not a line of its own\n{d}");
 }
+
+/// What held: the program floods its stderr (relayed: a pipe) with 4 MiB of binary bytes and
+/// no newline at all, and leaks in the middle. The relay passes a partial line on once it
+/// reaches 64 KiB, and a line of ours written after the program's bytes stopped mid-line gets
+/// a newline first: the LEAK line is a line of its own, and the run ends.
+#[test]
+fn a_flood_of_binary_output_without_newlines_does_not_hide_the_leak_line() {
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("r2_out");
+    let (code, _, stderr) = run_piped(&[
+        "run",
+        "--kernel",
+        "off",
+        "--",
+        prog.to_str().unwrap(),
+        "flood",
+        &forbidden.host(),
+        &forbidden.port(),
+    ]);
+    forbidden.assert_nothing_arrived("the leak");
+    let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sockstrace: ")).collect();
+    let d = format!("exit {code:?}, {} bytes on stderr; our lines:\n{}", stderr.len(), ours.join("\n"));
+    assert_eq!(code, Some(0), "{d}");
+    assert!(stderr.matches('x').count() >= 4 * 1024 * 1024 - 1024 * 4, "the program's bytes were not all relayed\n{d}");
+    assert!(ours.iter().any(|l| l.starts_with("sockstrace: LEAK BLOCKED: sendto udp")), "no LEAK line of its own\n{d}");
+    assert!(ours.iter().any(|l| l.starts_with("sockstrace: summary: 1 leak(s)")), "no summary line\n{d}");
+}

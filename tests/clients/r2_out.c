@@ -7,6 +7,10 @@
  *       200 ms, then ends both lines
  *   r2_out gluefd FD HOST PORT
  *       the same on fd FD alone (an fd it inherited: the report's pipe, `--report >(...)`)
+ *   r2_out flood HOST PORT
+ *       writes 3 MiB of 'x' and NUL bytes to fd 2 with no newline (three times the relay's
+ *       pipe), sends one datagram to HOST:PORT (a leak), writes 1 MiB more, and exits
+ *       without ever ending the line
  *   r2_out swapdir REPORT TARGET
  *       removes the report file REPORT (so that its supervisor restores it at the end), moves
  *       the directory that holds it aside (to DIR.old) and puts a symbolic link to TARGET in
@@ -72,6 +76,26 @@ int main(int argc, char **argv) {
         close(fd);
         pause_ms(200);
         put(out, "\n");
+        return 0;
+    }
+    if (argc == 4 && strcmp(argv[1], "flood") == 0) {
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[3]))};
+        if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1)
+            return 2;
+        static char junk[1 << 20];
+        memset(junk, 'x', sizeof junk);
+        for (size_t i = 0; i < sizeof junk; i += 4096)
+            junk[i] = 0;
+        for (int i = 0; i < 3; i++)
+            if (write(2, junk, sizeof junk) != (ssize_t)sizeof junk)
+                return 2;
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fd < 0)
+            return 2;
+        (void)sendto(fd, "flood", 5, 0, (struct sockaddr *)&addr, sizeof addr);
+        close(fd);
+        if (write(2, junk, sizeof junk) != (ssize_t)sizeof junk)
+            return 2;
         return 0;
     }
     if (argc == 4 && strcmp(argv[1], "swapdir") == 0) {
