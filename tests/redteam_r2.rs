@@ -304,3 +304,31 @@ fn a_flood_of_binary_output_without_newlines_does_not_hide_the_leak_line() {
     assert!(ours.iter().any(|l| l.starts_with("sockstrace: LEAK BLOCKED: sendto udp")), "no LEAK line of its own\n{d}");
     assert!(ours.iter().any(|l| l.starts_with("sockstrace: summary: 1 leak(s)")), "no summary line\n{d}");
 }
+
+/// What held: a socket made and used while the rest of the kernel layer is still loading (the
+/// test switch `late-layer-stall` keeps that window open for the whole run) is refused at
+/// once, and its event carries the kernel's facts of the socket, from the socket-creation
+/// hook attached before the program started: the run's cgroup and the creator's uid. The
+/// window leaves no socket of the program unknown to the kernel layer.
+#[test]
+fn a_socket_made_and_refused_while_the_layer_loads_has_its_kernel_facts() {
+    if let Err(why) = sockstrace_tests::kernel_available() {
+        skip!("{why}");
+    }
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("r2_out");
+    let out = sockstrace_tests::Trace::new()
+        .env("SOCKSTRACE_TEST_DISABLE", "late-layer-stall")
+        .program([prog.to_str().unwrap(), "glue", &forbidden.host(), &forbidden.port()])
+        .run();
+    forbidden.assert_nothing_arrived("the leak");
+    let d = out.describe();
+    out.assert_code(0);
+    assert!(out.kernel_layer().contains("socket creation only"), "the window did not stay open\n{d}");
+    let (_, cgroup_id) = out.kernel_cgroup().unwrap_or_else(|| panic!("no cgroup in the layers line\n{d}"));
+    let leaks = out.leaks();
+    assert_eq!(leaks.len(), 1, "{d}");
+    let kernel = leaks[0].get("kernel").unwrap_or_else(|| panic!("the leak has no kernel facts\n{d}"));
+    assert_eq!(kernel.get("cgroup_id").and_then(|v| v.as_u64()), Some(cgroup_id), "{d}");
+    assert_eq!(kernel.get("uid").and_then(|v| v.as_u64()), Some(0), "{d}");
+}
