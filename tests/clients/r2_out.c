@@ -11,6 +11,9 @@
  *       writes 3 MiB of 'x' and NUL bytes to fd 2 with no newline (three times the relay's
  *       pipe), sends one datagram to HOST:PORT (a leak), writes 1 MiB more, and exits
  *       without ever ending the line
+ *   r2_out steal FIFO HOST PORT
+ *       one datagram to HOST:PORT (a leak), then opens FIFO (its supervisor's report, a
+ *       named pipe) for reading and takes what is in it for 300 ms; prints "steal: N bytes"
  *   r2_out swapdir REPORT TARGET
  *       removes the report file REPORT (so that its supervisor restores it at the end), moves
  *       the directory that holds it aside (to DIR.old) and puts a symbolic link to TARGET in
@@ -24,6 +27,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -96,6 +100,31 @@ int main(int argc, char **argv) {
         close(fd);
         if (write(2, junk, sizeof junk) != (ssize_t)sizeof junk)
             return 2;
+        return 0;
+    }
+    if (argc == 5 && strcmp(argv[1], "steal") == 0) {
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[4]))};
+        if (inet_pton(AF_INET, argv[3], &addr.sin_addr) != 1)
+            return 2;
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fd < 0)
+            return 2;
+        (void)sendto(fd, "steal", 5, 0, (struct sockaddr *)&addr, sizeof addr);
+        close(fd);
+        int in = open(argv[2], O_RDONLY | O_NONBLOCK);
+        if (in < 0) {
+            printf("steal: %s: %s\n", argv[2], strerror(errno));
+            return 0;
+        }
+        long total = 0;
+        char buf[65536];
+        for (int i = 0; i < 30; i++) {
+            ssize_t n;
+            while ((n = read(in, buf, sizeof buf)) > 0)
+                total += n;
+            pause_ms(10);
+        }
+        printf("steal: %ld bytes\n", total);
         return 0;
     }
     if (argc == 4 && strcmp(argv[1], "swapdir") == 0) {
