@@ -23,7 +23,11 @@ fn run_piped(args: &[&str]) -> (Option<i32>, String, String) {
         .stderr(Stdio::piped())
         .output()
         .expect("run sockstrace");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Lines of `text` that parse as JSON objects and say `"verdict":"leak"`.
@@ -57,7 +61,8 @@ fn a_report_on_dev_stdout_does_not_let_a_half_line_hide_a_leak() {
             &forbidden.host(),
             &forbidden.port(),
         ]);
-        let d = format!("--report {report}: exit {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+        let d =
+            format!("--report {report}: exit {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
         forbidden.assert_nothing_arrived("the glued leak");
         assert_eq!(code, Some(0), "{d}");
         assert!(stderr.contains("LEAK BLOCKED"), "the leak was not tried\n{d}");
@@ -179,7 +184,11 @@ fn a_planted_directory_does_not_stop_the_report_from_being_restored() {
 }
 
 /// Runs `sockstrace run --report REPORT -- PROGRAM...` as nobody (the copies' binary).
-fn run_as_nobody(copies: &sockstrace_tests::unpriv::Copies, report: &Path, program: &[&str]) -> (Option<i32>, String, String) {
+fn run_as_nobody(
+    copies: &sockstrace_tests::unpriv::Copies,
+    report: &Path,
+    program: &[&str],
+) -> (Option<i32>, String, String) {
     let n = sockstrace_tests::unpriv::NOBODY;
     let out = Command::new("setpriv")
         .args([format!("--reuid={n}"), format!("--regid={n}"), "--clear-groups".into()])
@@ -195,7 +204,11 @@ fn run_as_nobody(copies: &sockstrace_tests::unpriv::Copies, report: &Path, progr
         .stderr(Stdio::piped())
         .output()
         .expect("run sockstrace");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// The report file's check compares inode and bytes, not its mode. A program run as
@@ -219,11 +232,13 @@ fn a_report_left_write_only_by_an_earlier_run_is_still_kept() {
     let r = report.to_str().unwrap();
     let (code, _, stderr) = run_as_nobody(&copies, &report, &["/bin/chmod", "200", r]);
     assert_eq!(code, Some(0), "the first run\n{stderr}");
-    let script = format!("chmod 600 {r} && exec {} erase {} {}", eraser.display(), forbidden.host(), forbidden.port());
+    let script =
+        format!("chmod 600 {r} && exec {} erase {} {}", eraser.display(), forbidden.host(), forbidden.port());
     let (code, stdout, stderr) = run_as_nobody(&copies, &report, &["/bin/sh", "-c", &script]);
     forbidden.assert_nothing_arrived("the erased leak");
     let text = std::fs::read_to_string(&report).unwrap_or_default();
-    let d = format!("exit {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- report ---\n{text}");
+    let d =
+        format!("exit {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- report ---\n{text}");
     assert!(stdout.contains("erase: 1 line(s)"), "the program did not erase its leak\n{d}");
     assert!(stderr.contains("LEAK BLOCKED"), "the leak was not tried\n{d}");
     assert_eq!(leak_lines(&text), 1, "the leak's event is gone from the report, unsaid\n{d}");
@@ -300,8 +315,14 @@ fn a_flood_of_binary_output_without_newlines_does_not_hide_the_leak_line() {
     let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sockstrace: ")).collect();
     let d = format!("exit {code:?}, {} bytes on stderr; our lines:\n{}", stderr.len(), ours.join("\n"));
     assert_eq!(code, Some(0), "{d}");
-    assert!(stderr.matches('x').count() >= 4 * 1024 * 1024 - 1024 * 4, "the program's bytes were not all relayed\n{d}");
-    assert!(ours.iter().any(|l| l.starts_with("sockstrace: LEAK BLOCKED: sendto udp")), "no LEAK line of its own\n{d}");
+    assert!(
+        stderr.matches('x').count() >= 4 * 1024 * 1024 - 1024 * 4,
+        "the program's bytes were not all relayed\n{d}"
+    );
+    assert!(
+        ours.iter().any(|l| l.starts_with("sockstrace: LEAK BLOCKED: sendto udp")),
+        "no LEAK line of its own\n{d}"
+    );
     assert!(ours.iter().any(|l| l.starts_with("sockstrace: summary: 1 leak(s)")), "no summary line\n{d}");
 }
 
@@ -418,8 +439,11 @@ fn the_program_cannot_take_its_leak_out_of_a_report_fifo() {
     let made = Command::new("mkfifo").arg("-m").arg("600").arg(&fifo).status().expect("run mkfifo");
     assert!(made.success(), "mkfifo");
     // The user's reader: open from the start, reading once the run is over.
-    let mut reader =
-        std::fs::File::options().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).expect("open the fifo");
+    let mut reader = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the fifo");
     let f = fifo.to_str().unwrap();
     let (code, stdout, stderr) = run_piped(&[
         "run",
@@ -442,4 +466,35 @@ fn the_program_cannot_take_its_leak_out_of_a_report_fifo() {
     assert!(stderr.contains("LEAK BLOCKED"), "the leak was not tried\n{d}");
     assert!(stdout.contains("steal: "), "the program did not run\n{d}");
     assert_eq!(leak_lines(&report), 1, "the leak's event never reached the reader\n{d}");
+}
+
+/// What held: stdout and stderr one pipe (`2>&1 |`) under `--report -`: the program gets one
+/// relay pipe for both (the order of its writes kept), and our events, LEAK line and its half
+/// lines on either fd share one lock and line discipline: the leak's event is a line of its own.
+#[test]
+fn one_pipe_for_stdout_and_stderr_keeps_the_leaks_event_whole() {
+    use std::io::Read as _;
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("r2_out");
+    let (mut read, write) = std::io::pipe().unwrap();
+    let mut child = Command::new(sockstrace_tests::paths::sockstrace_bin())
+        .args(["run", "--kernel", "off", "--report", "-", "--"])
+        .arg(&prog)
+        .args(["glue", &forbidden.host(), &forbidden.port()])
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .stdin(Stdio::null())
+        .stdout(write.try_clone().unwrap())
+        .stderr(write)
+        .spawn()
+        .expect("spawn sockstrace");
+    let mut text = String::new();
+    read.read_to_string(&mut text).unwrap();
+    let status = child.wait().unwrap();
+    let d = format!("exit {status}\n--- stdout and stderr ---\n{text}");
+    forbidden.assert_nothing_arrived("the leak");
+    assert_eq!(status.code(), Some(0), "{d}");
+    assert!(text.contains("glue-out") && text.contains("glue-err"), "the program's own half lines\n{d}");
+    assert!(text.lines().any(|l| l.starts_with("sockstrace: LEAK BLOCKED")), "no LEAK line of its own\n{d}");
+    assert_eq!(leak_lines(&text), 1, "the leak's event is not a line of its own\n{d}");
 }
