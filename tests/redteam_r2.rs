@@ -498,3 +498,57 @@ fn one_pipe_for_stdout_and_stderr_keeps_the_leaks_event_whole() {
     assert!(text.lines().any(|l| l.starts_with("sockstrace: LEAK BLOCKED")), "no LEAK line of its own\n{d}");
     assert_eq!(leak_lines(&text), 1, "the leak's event is not a line of its own\n{d}");
 }
+
+/// The receivers of trapped calls are bounded (1024 threads, "each blocked call holds one"),
+/// and while the kernel layer completes itself every allowed call holds its receiver in the
+/// wait. A program that makes 1100 allowed calls at once in that window (threads connecting a
+/// unix socket: allowed by default, no network needed) leaves no thread to receive its next
+/// call: a leak it then tries is never received, so never decided or reported, and the
+/// program ends with it pending: `0 leaks`, and `--fail-on-leak` passes. The test switch
+/// `late-layer-stall` holds the window open; without it the same program went unreported in
+/// 2 of 5 runs here (though a long queue behind 1100 quick calls also loses it in the old
+/// order, 3 of 5). A refusal must not depend on a free receiver.
+#[test]
+#[ignore = "open: calls waiting for the kernel layer hold every receiver thread; a leak tried then by a program that ends is never reported"]
+fn a_herd_of_calls_waiting_for_the_layer_does_not_hide_a_leak() {
+    if let Err(why) = sockstrace_tests::kernel_available() {
+        skip!("{why}");
+    }
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("r2_herd");
+    let out = sockstrace_tests::Trace::new()
+        .opts(["--fail-on-leak"])
+        .env("SOCKSTRACE_TEST_DISABLE", "late-layer-stall")
+        .program([prog.to_str().unwrap(), &forbidden.host(), &forbidden.port(), "1100"])
+        .run();
+    forbidden.assert_nothing_arrived("the leak");
+    let d = out.describe();
+    assert!(out.stdout.contains("herd: 1100 threads"), "the herd did not start\n{d}");
+    let tried =
+        out.events_where(|e| e.is_leak() && e.s("syscall") == "sendto" && e.s("dst") == forbidden.dst());
+    assert_eq!(tried.len(), 1, "the leak the program tried is not in the report\n{d}");
+    out.assert_code(3);
+}
+
+/// The same program with 10 threads: the leak is refused at once and reported (what
+/// `a_herd_of_calls_waiting_for_the_layer_does_not_hide_a_leak` expects with 1100).
+#[test]
+fn a_few_calls_waiting_for_the_layer_do_not_hide_a_leak() {
+    if let Err(why) = sockstrace_tests::kernel_available() {
+        skip!("{why}");
+    }
+    let forbidden = UdpSink::bind("127.0.0.1");
+    let prog = client("r2_herd");
+    let out = sockstrace_tests::Trace::new()
+        .opts(["--fail-on-leak"])
+        .env("SOCKSTRACE_TEST_DISABLE", "late-layer-stall")
+        .program([prog.to_str().unwrap(), &forbidden.host(), &forbidden.port(), "10"])
+        .run();
+    forbidden.assert_nothing_arrived("the leak");
+    let d = out.describe();
+    assert!(out.stdout.contains("herd: 10 threads"), "the herd did not start\n{d}");
+    let tried =
+        out.events_where(|e| e.is_leak() && e.s("syscall") == "sendto" && e.s("dst") == forbidden.dst());
+    assert_eq!(tried.len(), 1, "the leak the program tried is not in the report\n{d}");
+    out.assert_code(3);
+}
