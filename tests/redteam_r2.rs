@@ -44,7 +44,6 @@ fn leak_lines(text: &str) -> usize {
 /// (no newline) before a leak glues the leak's JSON to it: the line no longer parses and the
 /// event is missing for whoever reads the report (the summary still counts it).
 #[test]
-#[ignore = "open: --report /dev/stdout is not recognised as the report on stdout; the program shares the pipe and glues its half line to the leak's event"]
 fn a_report_on_dev_stdout_does_not_let_a_half_line_hide_a_leak() {
     let forbidden = UdpSink::bind("127.0.0.1");
     let prog = client("r2_out");
@@ -102,7 +101,6 @@ fn a_half_line_on_report_stdout_does_not_hide_a_leak() {
 /// directory only root may write. The restore follows the link: root creates the report's
 /// name there (and would replace a file of that name), where the program could never write.
 #[test]
-#[ignore = "open: the report's restore follows a directory symlink the program planted, so root writes where the program chooses"]
 fn the_report_restore_does_not_follow_a_directory_the_program_swapped() {
     if !sockstrace_tests::is_root() {
         skip!("switching to nobody needs root");
@@ -154,7 +152,6 @@ fn the_report_restore_does_not_follow_a_directory_the_program_swapped() {
 /// the restore's `create_new` fails, and the report keeps the blanked line (stderr and the
 /// summary say the restore failed; the leak's event is gone from the file).
 #[test]
-#[ignore = "open: the restore writes under a predictable name; a directory planted there makes it fail and the erased leak stays erased"]
 fn a_planted_directory_does_not_stop_the_report_from_being_restored() {
     if !sockstrace_tests::is_root() {
         skip!("switching to nobody needs root");
@@ -250,7 +247,6 @@ fn a_report_left_write_only_by_an_earlier_run_is_still_kept() {
 /// (and it could write whole forged events, or make the pipe non-blocking). Here the pipe is
 /// fd 7, named `/dev/fd/7`.
 #[test]
-#[ignore = "open: an inherited fd that is the report itself (--report /dev/fd/N) is passed on to the program, which writes into the report"]
 fn the_program_does_not_inherit_the_reports_own_pipe() {
     use std::io::Read as _;
     use std::os::fd::AsRawFd as _;
@@ -268,11 +264,13 @@ fn the_program_does_not_inherit_the_reports_own_pipe() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: the closure runs in the forked child before exec and calls only dup2, which is
-    // async-signal-safe; `raw` is open in the parent until after spawn.
+    // SAFETY: the closure runs in the forked child before exec and calls only dup2 or fcntl,
+    // which are async-signal-safe; `raw` is open in the parent until after spawn.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(raw, 7) < 0 {
+            // dup2 onto itself keeps close-on-exec: clear it then.
+            let done = if raw == 7 { libc::fcntl(7, libc::F_SETFD, 0) } else { libc::dup2(raw, 7) };
+            if done < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -290,6 +288,10 @@ fn the_program_does_not_inherit_the_reports_own_pipe() {
     assert_eq!(out.status.code(), Some(0), "{d}");
     assert!(stderr.contains("LEAK BLOCKED"), "the leak was not tried\n{d}");
     assert!(!report.contains("glue-fd"), "the program wrote into the report\n{d}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("gluefd: fd 7: Bad file descriptor"),
+        "the program held the report's fd\n{d}"
+    );
     assert_eq!(leak_lines(&report), 1, "the leak's event is not a line of its own\n{d}");
 }
 
@@ -359,7 +361,6 @@ fn a_socket_made_and_refused_while_the_layer_loads_has_its_kernel_facts() {
 /// discipline. The relay passes the program's half line on after 50 ms; with `--quiet` (no
 /// human LEAK line first to end it) the leak's JSON is glued to it.
 #[test]
-#[ignore = "open: a report opened on the relayed stderr (/dev/stderr) bypasses the stream's line discipline; the program's half line glues to the leak's event"]
 fn a_report_on_dev_stderr_does_not_let_a_half_line_hide_a_leak() {
     let forbidden = UdpSink::bind("127.0.0.1");
     let prog = client("r2_out");
@@ -391,7 +392,6 @@ fn a_report_on_dev_stderr_does_not_let_a_half_line_hide_a_leak() {
 /// error, nothing more). The next run opens the report path as root, following the link: the
 /// root-only file is truncated and overwritten with the report.
 #[test]
-#[ignore = "open: root opens --report following a symbolic link the program (an earlier run) planted in its own directory"]
 fn a_report_link_planted_by_an_earlier_run_does_not_make_root_overwrite_a_file() {
     if !sockstrace_tests::is_root() {
         skip!("switching to nobody needs root");

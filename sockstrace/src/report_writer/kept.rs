@@ -10,12 +10,16 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd as _, FromRawFd as _};
 use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// The live report file and its private copy.
 pub struct Kept {
     path: PathBuf,
+    /// The directory the path was in when the run began, opened then: the restore writes
+    /// there even if the program moved or replaced the directory (by a link) since.
+    dir: File,
     live: File,
     copy: File,
     /// Bytes written to both.
@@ -45,6 +49,7 @@ pub enum Opened {
 impl Kept {
     /// Creates (truncates) the report at `path`, and its private copy when it is a regular file.
     pub fn create(path: &Path) -> io::Result<Opened> {
+        refuse_foreign_link(path)?;
         // Read back at the end (see `check`); a file we may only write is written as it is.
         let live = match File::options().read(true).write(true).create(true).truncate(true).open(path) {
             Ok(file) => file,
@@ -58,10 +63,11 @@ impl Kept {
         }
         // The file itself, not a symbolic link to it, is checked and restored.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        match private_file(dir).or_else(|_| private_file(&std::env::temp_dir())) {
-            Ok(copy) => Ok(Opened::Kept(Kept { path, live, copy, written: 0 })),
-            Err(e) => {
+        let dir_path = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = File::options().read(true).custom_flags(libc::O_DIRECTORY).open(dir_path);
+        match (dir, private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir()))) {
+            (Ok(dir), Ok(copy)) => Ok(Opened::Kept(Kept { path, dir, live, copy, written: 0 })),
+            (Err(e), _) | (_, Err(e)) => {
                 super::human::write_line(&format!(
                     "sockstrace: warning: no private copy of the report file ({e}): a change the program makes to it will not be undone"
                 ));
@@ -106,10 +112,26 @@ impl Kept {
     /// Writes the copy to a new file next to the path and renames it over the path; later
     /// writes go to the new file.
     fn restore(&mut self) -> io::Result<()> {
+        use nix::fcntl::{openat, renameat, OFlag};
+        use nix::sys::stat::Mode;
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = self.path.with_file_name(format!(".{name}.sockstrace-restore-{}", std::process::id()));
-        let _ = std::fs::remove_file(&temp);
-        let mut fresh = File::options().read(true).write(true).create_new(true).mode(0o666).open(&temp)?;
+        // A fresh name, created here and nowhere else (no link followed, nothing reused): a
+        // name the program planted something at is skipped.
+        let (temp, mut fresh) = (0..16)
+            .find_map(|attempt| {
+                let temp = format!(".{name}.sockstrace-restore-{}-{}-{attempt}", std::process::id(), nanos());
+                let flags =
+                    OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let fd =
+                    openat(Some(self.dir.as_raw_fd()), temp.as_str(), flags, Mode::from_bits_truncate(0o666))
+                        .ok()?;
+                // SAFETY: openat returned a new fd that we own.
+                Some((temp, unsafe { File::from_raw_fd(fd) }))
+            })
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::AlreadyExists, "no fresh name for the restored file")
+            })?;
+        let dir = Some(self.dir.as_raw_fd());
         let mut buf = vec![0u8; 64 * 1024];
         let mut at = 0u64;
         while at < self.written {
@@ -120,9 +142,9 @@ impl Kept {
             fresh.write_all(buf.get(..n).unwrap_or_default())?;
             at += n as u64;
         }
-        if let Err(e) = std::fs::rename(&temp, &self.path) {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
+        if let Err(e) = renameat(dir, temp.as_str(), dir, name.as_str()) {
+            let _ = nix::unistd::unlinkat(dir, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+            return Err(e.into());
         }
         self.live = fresh;
         Ok(())
@@ -142,6 +164,27 @@ impl Write for Kept {
     fn flush(&mut self) -> io::Result<()> {
         self.live.flush()
     }
+}
+
+/// Refuses a report path that is a symbolic link owned by neither us nor root: a user who can
+/// write the directory (the program of an earlier run as that user, say) could point it at any
+/// file, which we would truncate and write, as root under `sudo` (the kernel's
+/// `protected_symlinks` rule, applied to every directory).
+fn refuse_foreign_link(path: &Path) -> io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let ours = nix::unistd::geteuid().as_raw();
+    if meta.file_type().is_symlink() && meta.uid() != ours && meta.uid() != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "it is a symbolic link owned by uid {}, neither ours nor root's: refused, as whoever owns it can point it anywhere",
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An unnamed file in `dir`: `O_TMPFILE`, or a file unlinked as soon as it is made.

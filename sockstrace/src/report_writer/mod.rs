@@ -28,7 +28,10 @@ use anyhow::{Context, Result};
 /// Where JSON Lines go.
 pub enum ReportTarget {
     None,
+    /// `-`, or a name of our stdout (`/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1`).
     Stdout,
+    /// A name of our stderr: the report shares it with our human lines.
+    Stderr,
     File(std::path::PathBuf),
 }
 
@@ -37,8 +40,23 @@ impl ReportTarget {
         match arg {
             None => ReportTarget::None,
             Some(p) if p == Path::new("-") => ReportTarget::Stdout,
-            Some(p) => ReportTarget::File(p.to_path_buf()),
+            Some(p) => match own_fd(p) {
+                Some(1) => ReportTarget::Stdout,
+                Some(2) => ReportTarget::Stderr,
+                _ => ReportTarget::File(p.to_path_buf()),
+            },
         }
+    }
+}
+
+/// The fd number a path names among our own (`/dev/stdout`, `/dev/stderr`, `/dev/fd/N`,
+/// `/proc/self/fd/N`, as a shell's `>(...)` gives).
+fn own_fd(path: &Path) -> Option<i32> {
+    match path.to_str()? {
+        "/dev/stdin" => Some(0),
+        "/dev/stdout" => Some(1),
+        "/dev/stderr" => Some(2),
+        p => p.strip_prefix("/dev/fd/").or_else(|| p.strip_prefix("/proc/self/fd/"))?.parse().ok(),
     }
 }
 
@@ -118,7 +136,8 @@ impl Reporter {
             ReportTarget::None => None,
             // Whole lines, through the lock the program's relayed output takes (see `stream`),
             // waiting when the stream is full (see `patient`).
-            ReportTarget::Stdout => Some(Box::new(stream::LineSink::new())),
+            ReportTarget::Stdout => Some(Box::new(stream::LineSink::new(stream::stdout()))),
+            ReportTarget::Stderr => Some(Box::new(stream::LineSink::new(stream::stderr()))),
             // `audit` appends to what earlier runs wrote; its processes are not our children.
             ReportTarget::File(path) if append => {
                 let file = File::options()
@@ -129,6 +148,12 @@ impl Reporter {
                 Some(Box::new(BufWriter::new(file)))
             }
             ReportTarget::File(path) => {
+                if let Some(fd) = own_fd(path).filter(|&fd| fd > 2) {
+                    // An fd we were given as the report (`--report >(jq ...)`) is the report
+                    // itself: the program does not inherit it, lest it write there.
+                    // SAFETY: F_SETFD on an fd number; on a closed one it fails with EBADF.
+                    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                }
                 match kept::Kept::create(path)
                     .with_context(|| format!("cannot write the report to {}", path.display()))?
                 {

@@ -112,14 +112,16 @@ impl AsFd for FdWriter {
     }
 }
 
-/// The `--report -` sink: whole lines to our stdout, through its lock.
+/// The sink of a report on our stdout (`--report -`) or stderr: whole lines, through the
+/// stream's lock.
 pub struct LineSink {
     buf: Vec<u8>,
+    stream: &'static RealStream,
 }
 
 impl LineSink {
-    pub fn new() -> Self {
-        LineSink { buf: Vec::with_capacity(4096) }
+    pub fn new(stream: &'static RealStream) -> Self {
+        LineSink { buf: Vec::with_capacity(4096), stream }
     }
 
     /// Writes out every complete line buffered (all of it when `all`).
@@ -132,7 +134,7 @@ impl LineSink {
         if end == 0 {
             return Ok(());
         }
-        let result = stdout().write_ours(&self.buf[..end]);
+        let result = self.stream.write_ours(&self.buf[..end]);
         self.buf.drain(..end);
         result
     }
