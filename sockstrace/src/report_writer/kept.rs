@@ -54,7 +54,12 @@ impl Kept {
         let live = match File::options().read(true).write(true).create(true).truncate(true).open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return File::options().write(true).create(true).truncate(true).open(path).map(Opened::Plain);
+                let plain = File::options().write(true).create(true).truncate(true).open(path)?;
+                super::human::write_line(
+                    "sockstrace: warning: the report file can be written but not read back: no private copy, \
+                     and a change the program makes to it will not be undone",
+                );
+                return Ok(Opened::Plain(plain));
             }
             Err(e) => return Err(e),
         };
