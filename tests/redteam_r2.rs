@@ -215,7 +215,7 @@ fn run_as_nobody(
 /// run's program makes it readable again and blanks its leak's line, which stays blank, with
 /// no warning and no `report_altered`.
 #[test]
-#[ignore = "open: a report file sockstrace may only write (left so by an earlier run) is kept without a private copy; the erased leak is not restored or said"]
+#[ignore = "open: a report file sockstrace may only write (left so by an earlier run) is kept without a private copy (a warning says so); the erased leak is not restored"]
 fn a_report_left_write_only_by_an_earlier_run_is_still_kept() {
     if !sockstrace_tests::is_root() {
         skip!("switching to nobody needs root");
