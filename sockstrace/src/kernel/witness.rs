@@ -273,18 +273,13 @@ impl Preload {
         Preload { thread: thread.ok(), which, map_use }
     }
 
-    /// The loaded object (loaded here if no thread could be started), with every program
-    /// loaded if `all`.
-    fn join(self, all: bool) -> Result<Ebpf> {
-        let loaded = match self.thread {
+    /// The loaded object (loaded here if no thread could be started).
+    fn join(self) -> Result<Ebpf> {
+        match self.thread {
             Some(thread) => {
                 thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the loader thread panicked")))
             }
             None => load_for(self.which, self.map_use),
-        };
-        match (loaded, all && self.which == object::Programs::First) {
-            (Ok(mut ebpf), true) => object::load_rest(&mut ebpf).map(|()| ebpf),
-            (loaded, _) => loaded,
         }
     }
 }
@@ -350,7 +345,9 @@ impl Witness {
 
     /// [`Witness::start`] with the object `preload` loaded.
     pub fn start_preloaded(preload: Preload, policy: &Policy, enforce: bool) -> Result<Witness> {
-        let loaded = Loaded::with(preload.join(true), policy, enforce)?;
+        // Whatever the preload left (nothing, after `Witness::preload`) is loaded here.
+        let ebpf = preload.join().and_then(|mut ebpf| object::load_rest(&mut ebpf).map(|()| ebpf));
+        let loaded = Loaded::with(ebpf, policy, enforce)?;
         let root = cgroup2_root().context("finding or mounting cgroup2")?;
         loaded.attach(Cgroup::create(&root)?, None)
     }
@@ -365,7 +362,7 @@ impl Witness {
     /// `preload` ([`Witness::preload_first`]) attached: the program can be born in it at once,
     /// and [`Early::finish`] completes the layer.
     pub fn start_first(preload: Preload, policy: &Policy, enforce: bool) -> Result<Early> {
-        let loaded = Loaded::with(preload.join(false), policy, enforce)?;
+        let loaded = Loaded::with(preload.join(), policy, enforce)?;
         let root = cgroup2_root().context("finding or mounting cgroup2")?;
         loaded.attach_first(Cgroup::create(&root)?)
     }

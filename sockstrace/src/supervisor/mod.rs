@@ -177,6 +177,11 @@ fn start_witness(
     }
 }
 
+/// The `cgroup.kill` file of the run's cgroup at `cgroup`, open for writing (Linux 5.14+).
+fn open_cgroup_kill(cgroup: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).open(cgroup.join("cgroup.kill"))
+}
+
 /// The layers line's text for a kernel layer that failed to start.
 fn off_because(err: &anyhow::Error) -> String {
     let why = format!("{err:#}");
@@ -291,9 +296,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     // calls are still waiting), and the run fails.
     let kill_if_failed = match (&early, config.kernel) {
         (Some(early), KernelMode::Required) => Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(early.cgroup_path().join("cgroup.kill"))
+            open_cgroup_kill(early.cgroup_path())
                 .context("opening the run cgroup's cgroup.kill (--kernel required)")?,
         ),
         _ => None,
@@ -338,7 +341,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     let cgroup_kill = witness
         .as_ref()
         .filter(|_| config.allow_io_uring)
-        .and_then(|w| std::fs::OpenOptions::new().write(true).open(w.cgroup_path().join("cgroup.kill")).ok());
+        .and_then(|w| open_cgroup_kill(w.cgroup_path()).ok());
     // The program's stdout and stderr, where shared with ours, through pipes we copy from.
     let mut relay = crate::report_writer::relay::Relay::start(reporter.writes_stdout());
     let setup = spawn::ChildSetup {

@@ -11,7 +11,7 @@
 //! resolver) is relayed by [`super::udp`].
 
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,19 +73,16 @@ impl Uploads {
     pub fn drain(&self, patience: Duration) {
         let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
-            let queued = self.listeners.iter().any(|l| accept_queue(l.as_fd()) > 0);
+            let queued = self
+                .listeners
+                .iter()
+                .any(|l| crate::supervisor::sys::accept_queue(l.as_fd()).is_ok_and(|n| n > 0));
             if !queued && self.active.load(Ordering::Acquire) == 0 {
                 return;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-}
-
-/// Connections waiting in a TCP listener's accept queue (`TCP_INFO`'s `tcpi_unacked` of a
-/// listening socket); 0 if it cannot be read.
-fn accept_queue(listener: BorrowedFd<'_>) -> u32 {
-    crate::supervisor::sys::accept_queue(listener).unwrap_or(0)
 }
 
 /// Counts one relay's upload while it lasts.
