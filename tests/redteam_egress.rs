@@ -369,11 +369,7 @@ fn curl_through_microsocks_still_flows() {
 
 /// The io_uring attack client (liburing), or why it cannot be built.
 fn attack_uring() -> Result<std::path::PathBuf, String> {
-    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join("attack_uring");
-    sockstrace_tests::paths::compile_client("attack_uring.c", &out, &[], &["-luring"])?;
-    Ok(out)
+    sockstrace_tests::paths::client_uring("attack_uring", None, &[])
 }
 
 /// `setpriv` dropping CAP_NET_RAW from the bounding and inheritable sets: the program it

@@ -309,11 +309,7 @@ fn program_as_its_own_user_cannot_make_a_tunnel_device() {
 
 /// The attacker built with liburing (`-DWITH_URING`), or why it cannot be.
 fn attacker_uring() -> Result<PathBuf, String> {
-    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring-found");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join("attack_found");
-    sockstrace_tests::paths::compile_client("attack_found.c", &out, &["-DWITH_URING"], &["-luring"])?;
-    Ok(out)
+    sockstrace_tests::paths::client_uring("attack_found", Some("found"), &["-DWITH_URING"])
 }
 
 /// Root without `CAP_NET_RAW` (the case `--allow-io-uring` lets io_uring

@@ -80,11 +80,7 @@ fn the_socks_inspector_is_not_bypassed_by_a_connect_flipped_to_the_proxy() {
 
 /// The io_uring attack client (liburing), or why it cannot be built.
 fn attack4_uring() -> Result<std::path::PathBuf, String> {
-    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join("attack4_uring");
-    sockstrace_tests::paths::compile_client("attack4_uring.c", &out, &[], &["-luring"])?;
-    Ok(out)
+    sockstrace_tests::paths::client_uring("attack4_uring", None, &[])
 }
 
 /// `--allow-io-uring` with `--inspect-socks`: io_uring's connects never pass the supervisor,

@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sockstrace_tests::netns::NetNs;
-use sockstrace_tests::paths::{client_build, compile_client, helpers_dir};
+use sockstrace_tests::paths::{client_build, client_uring};
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::util::{settle, wait_until};
 use sockstrace_tests::{client, direct, is_root, skip, TcpSink, Trace, UdpSink};
@@ -426,14 +426,6 @@ fn optional(what: &str, r: Result<PathBuf, String>) -> Option<PathBuf> {
     r.map_err(|e| eprintln!("SKIP {what}: {e}")).ok()
 }
 
-fn uring_build(file: &str, dir: &str, name: &str, extra: &[&str]) -> Result<PathBuf, String> {
-    let dir = helpers_dir().join(dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join(name);
-    compile_client(file, &out, extra, &["-luring"])?;
-    Ok(out)
-}
-
 impl Bins {
     fn build() -> Bins {
         Bins {
@@ -448,12 +440,9 @@ impl Bins {
             found32: optional("i386 attack_found", client_build("attack_found", true, false)),
             found_uring: optional(
                 "attack_found with liburing",
-                uring_build("attack_found.c", "clients-uring-found", "attack_found", &["-DWITH_URING"]),
+                client_uring("attack_found", Some("found"), &["-DWITH_URING"]),
             ),
-            uring: optional(
-                "attack_uring (liburing)",
-                uring_build("attack_uring.c", "clients-uring", "attack_uring", &[]),
-            ),
+            uring: optional("attack_uring (liburing)", client_uring("attack_uring", None, &[])),
         }
     }
 

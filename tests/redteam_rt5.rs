@@ -349,11 +349,7 @@ fn the_fast_path_is_off_whenever_a_report_is_written() {
 
 /// `rt5_uring_exec`, built against liburing.
 fn rt5_uring_exec() -> Result<PathBuf, String> {
-    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join("rt5_uring_exec");
-    sockstrace_tests::paths::compile_client("rt5_uring_exec.c", &out, &[], &["-luring"])?;
-    Ok(out)
+    sockstrace_tests::paths::client_uring("rt5_uring_exec", None, &[])
 }
 
 /// A leak only the kernel layer sees (an io_uring connect, under `--allow-io-uring`), and an
@@ -410,11 +406,7 @@ fn kernel_leak_then_exec(name: Option<&str>) {
 
 /// `rt5_uring_cmsg`, built against liburing.
 fn rt5_uring_cmsg() -> Result<PathBuf, String> {
-    let dir = sockstrace_tests::paths::helpers_dir().join("clients-uring");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join("rt5_uring_cmsg");
-    sockstrace_tests::paths::compile_client("rt5_uring_cmsg.c", &out, &[], &["-luring"])?;
-    Ok(out)
+    sockstrace_tests::paths::client_uring("rt5_uring_cmsg", None, &[])
 }
 
 /// The control messages seccomp vets on `sendmsg` (an `IP_PKTINFO` naming an interface sends a

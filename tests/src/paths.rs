@@ -90,7 +90,11 @@ fn compile(out: &Path, extra: &[&str]) -> Result<(), String> {
 /// Compiles `tests/clients/FILE` with gcc into `out`; `libs` go after the
 /// source (e.g. "-luring").
 pub fn compile_client(file: &str, out: &Path, extra: &[&str], libs: &[&str]) -> Result<(), String> {
-    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per call, not only per process: two tests of one process that
+    // build the same client at once must not rename each other's file away.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out.with_extension(format!("tmp{}-{call}", std::process::id()));
     let output = Command::new("gcc")
         .args(["-O1", "-g", "-pthread", "-Wall", "-Wextra", "-Werror"])
         .args(extra)
@@ -235,16 +239,34 @@ pub fn client_build(name: &str, m32: bool, static_link: bool) -> Result<PathBuf,
 /// `-O2` wins over `-O1`) into `target/sockstrace-tests/clients-TAG/NAME`, on
 /// once per test process. `Err` says why it cannot be built.
 pub fn client_with_flags(name: &str, tag: &str, flags: &[&str]) -> Result<PathBuf, String> {
+    client_built_once(name, &format!("clients-{tag}"), flags, &[])
+}
+
+/// `tests/clients/NAME.c` linked with liburing into
+/// `target/sockstrace-tests/clients-uring/NAME` (`flags` given: into
+/// `clients-uring-TAG/NAME`), once per test process. `Err` says why it cannot
+/// be built (liburing-dev missing, most likely).
+pub fn client_uring(name: &str, tag: Option<&str>, flags: &[&str]) -> Result<PathBuf, String> {
+    let subdir = match tag {
+        Some(tag) => format!("clients-uring-{tag}"),
+        None => "clients-uring".to_string(),
+    };
+    client_built_once(name, &subdir, flags, &["-luring"])
+}
+
+/// Builds `tests/clients/NAME.c` into `target/sockstrace-tests/SUBDIR/NAME`
+/// once per test process and output directory, whichever test asks first.
+fn client_built_once(name: &str, subdir: &str, flags: &[&str], libs: &[&str]) -> Result<PathBuf, String> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     type Built = HashMap<(String, String), Result<PathBuf, String>>;
     static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
-    let result = built.entry((name.to_string(), tag.to_string())).or_insert_with(|| {
-        let dir = helpers_dir().join(format!("clients-{tag}"));
+    let result = built.entry((name.to_string(), subdir.to_string())).or_insert_with(|| {
+        let dir = helpers_dir().join(subdir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let out = dir.join(name);
-        compile_client(&format!("{name}.c"), &out, flags, &[])?;
+        compile_client(&format!("{name}.c"), &out, flags, libs)?;
         Ok(out)
     });
     result.clone()
