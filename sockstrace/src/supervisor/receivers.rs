@@ -21,9 +21,10 @@
 //! A call that waits long must not hold up the others. A handler about to wait
 //! on the network hands the receiving role on at once ([`hand_off`]). For the
 //! rest (a blocking connect to loopback that stalls, a tracee whose memory
-//! faults slowly) a watcher thread looks every millisecond while calls are in
-//! flight: when a call waits in the listener and no thread is receiving, it
-//! wakes a spare thread or starts one. Spares that are not needed leave after
+//! faults slowly) a watcher thread looks while calls are in flight (every
+//! millisecond, up to every 8 while calls keep being answered): when a call
+//! waits in the listener, no thread is receiving and no call was answered for
+//! a whole tick, it wakes a spare thread or starts one. Spares that are not needed leave after
 //! a while; the watcher sleeps while no call is in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,6 +38,9 @@ use super::{handlers, Ctx};
 const MAX_THREADS: usize = 1024;
 /// How often the watcher looks for calls that nobody receives.
 const WATCH_TICK: Duration = Duration::from_millis(1);
+/// The watcher's longest tick, while calls keep being answered: how long a call can
+/// wait behind a receiver that has just stalled before the watcher looks again.
+const WATCH_TICK_BUSY: Duration = Duration::from_millis(8);
 /// Ticks without a call in flight before the watcher sleeps.
 const QUIET_TICKS: u32 = 100;
 /// A `NOTIF_RECV` that returns sooner than this found a call already queued.
@@ -51,6 +55,10 @@ pub struct Receivers {
     receiving: AtomicUsize,
     /// Calls received and not yet answered.
     in_flight: AtomicUsize,
+    /// Calls answered so far: the watcher's sign that receivers are not stalled.
+    ended: AtomicUsize,
+    /// The thread whose call was received last, by any receiver.
+    last_caller: std::sync::atomic::AtomicU32,
     /// Receiver threads alive (receiving, handling or spare).
     total: AtomicUsize,
     spares: Mutex<Spares>,
@@ -118,6 +126,7 @@ impl Receivers {
 
     fn call_ended(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.ended.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -179,13 +188,22 @@ fn receive(ctx: Arc<Ctx>) {
     // The caller of the last call this thread took: a thread has at most one call in the
     // listener, so its next call, received at once, says nothing of a backlog.
     let mut last_caller = 0;
+    // Whether our last NOTIF_RECV found a call already queued, and whether its caller was
+    // not the one of the call any thread received before it.
+    let mut found_queued = false;
+    let mut callers_differ = false;
     loop {
         if helping {
             receivers.receiving.fetch_add(1, Ordering::AcqRel);
             helping = false;
         } else if !receivers.claim() {
-            // Another thread receives; while calls still queue, keep helping.
-            if ctx.notifier.pending() {
+            // Another thread receives; while calls still queue, keep helping: while our last
+            // call was queued already when we asked for it, or came from another caller than
+            // the call received before it. A single caller's next call is often queued when
+            // we come back (sync wake-up runs it first), and the receiving thread takes it;
+            // helping then would put two threads in NOTIF_RECV for every call of it (the
+            // herd above), for good.
+            if (found_queued || callers_differ) && ctx.notifier.pending() {
                 helping = true;
                 continue;
             }
@@ -198,12 +216,14 @@ fn receive(ctx: Arc<Ctx>) {
         let asked = Instant::now();
         let received = ctx.notifier.recv();
         let waited = asked.elapsed();
+        found_queued = waited < BACKLOG_HINT;
         receivers.receiving.fetch_sub(1, Ordering::AcqRel);
         match received {
             Ok(n) => {
+                callers_differ = receivers.last_caller.swap(n.tid, Ordering::AcqRel) != n.tid;
                 // A call that was already queued hints at calls from several threads at once:
                 // if more wait, another thread receives them while we handle this one.
-                if waited < BACKLOG_HINT && n.tid != last_caller && ctx.notifier.pending() {
+                if found_queued && n.tid != last_caller && ctx.notifier.pending() {
                     add_receiver(&ctx);
                 }
                 last_caller = n.tid;
@@ -232,11 +252,23 @@ fn watch(ctx: Arc<Ctx>) {
     super::block_signals_in_this_thread();
     let receivers = &ctx.receivers;
     let mut quiet = 0;
+    let mut ended_before = receivers.ended.load(Ordering::Acquire);
+    let mut tick = WATCH_TICK;
     loop {
-        std::thread::sleep(WATCH_TICK);
+        std::thread::sleep(tick);
         // Calls we perform end early when their caller has a signal to handle or is gone.
         super::interrupt::check(Instant::now());
-        if receivers.receiving.load(Ordering::Acquire) == 0 && ctx.notifier.pending() {
+        // A call waits and nobody receives it. Only a stall if no call was answered during
+        // the whole tick: a receiver that just answered is about to receive again, and
+        // waking a spare then would only make two threads race for the next call.
+        let ended = receivers.ended.load(Ordering::Acquire);
+        let stalled = ended == ended_before;
+        ended_before = ended;
+        // While calls are answered, look less often (a storm of quick calls would otherwise
+        // wake us a thousand times a second); as soon as a tick passes without one, every
+        // millisecond again.
+        tick = if stalled { WATCH_TICK } else { (tick * 2).min(WATCH_TICK_BUSY) };
+        if stalled && receivers.receiving.load(Ordering::Acquire) == 0 && ctx.notifier.pending() {
             add_receiver(&ctx);
         }
         if receivers.in_flight.load(Ordering::Acquire) > 0 {
