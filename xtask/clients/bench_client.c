@@ -14,6 +14,16 @@
  *                                                  SYNC_WAKE_UP when the kernel has it): the bare cost
  *                                                  of a user-notification round trip; also prints
  *                                                  "sync_wake_up 0|1"
+ *   bench_client notify-connect HOST PORT COUNT continue|perform
+ *                                                  the 1-thread connect storm with connect() trapped
+ *                                                  by SECCOMP_RET_USER_NOTIF (sync wake-up) and answered
+ *                                                  by the parent with the least a supervisor does:
+ *                                                  `continue` answers CONTINUE at once; `perform`
+ *                                                  reads the address (process_vm_readv), takes the
+ *                                                  socket (pidfd_getfd), checks the call is still
+ *                                                  pending (ID_VALID), connects its copy, closes it
+ *                                                  and answers the result: the floor of a design
+ *                                                  that runs allowed connects itself
  *   bench_client sink     HOST close|drain THREADS listener on HOST:0; prints "port N", then serves
  *                                                  forever with THREADS accepting threads; `close`
  *                                                  closes each connection at once, `drain` reads
@@ -42,6 +52,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -353,6 +364,117 @@ static int cmd_notify_floor(int argc, char **argv) {
     return 0;
 }
 
+/* ---- the user-notification floor of a trapped connect ---- */
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+/* The child of notify-connect: connect() trapped, then the storm's loop. */
+static void notify_connect_child(int sock, struct sockaddr_in addr, long count) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_connect, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = 4, .filter = filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        die("prctl");
+    int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (listener < 0)
+        die("seccomp");
+    send_fd(sock, listener);
+    close(listener);
+    char go;
+    if (read(sock, &go, 1) != 1)
+        die("read");
+    struct storm work = {.addr = addr, .count = count};
+    uint64_t start = now_ns();
+    connect_loop(&work);
+    uint64_t elapsed = now_ns() - start;
+    if (write(sock, &elapsed, sizeof elapsed) != sizeof elapsed)
+        die("write");
+    _exit(0);
+}
+
+/* One trapped connect performed on the parent's copy of the socket. */
+static void perform_connect(int listener, int pidfd, pid_t child, const struct seccomp_notif *req,
+                            struct seccomp_notif_resp *resp) {
+    struct sockaddr_storage addr;
+    size_t len = req->data.args[2] < sizeof addr ? (size_t)req->data.args[2] : sizeof addr;
+    struct iovec local = {.iov_base = &addr, .iov_len = len};
+    struct iovec remote = {.iov_base = (void *)(uintptr_t)req->data.args[1], .iov_len = len};
+    if (process_vm_readv(child, &local, 1, &remote, 1, 0) != (ssize_t)len)
+        die("process_vm_readv");
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)req->data.args[0], 0);
+    if (fd < 0)
+        die("pidfd_getfd");
+    __u64 id = req->id;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0)
+        die("SECCOMP_IOCTL_NOTIF_ID_VALID");
+    if (connect(fd, (const struct sockaddr *)&addr, (socklen_t)len) == 0)
+        resp->val = 0;
+    else
+        resp->error = -errno;
+    close(fd);
+}
+
+static int cmd_notify_connect(int argc, char **argv) {
+    if (argc != 4)
+        usage();
+    struct sockaddr_in addr = parse_addr(argv[0], argv[1]);
+    long count = parse_count(argv[2]);
+    int perform = strcmp(argv[3], "perform") == 0;
+    if (!perform && strcmp(argv[3], "continue") != 0)
+        usage();
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        die("socketpair");
+    pid_t child = fork();
+    if (child < 0)
+        die("fork");
+    if (child == 0) {
+        close(pair[0]);
+        notify_connect_child(pair[1], addr, count);
+    }
+    close(pair[1]);
+    int listener = recv_fd(pair[0]);
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    if (pidfd < 0)
+        die("pidfd_open");
+    __u64 flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
+    int sync = ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) == 0;
+    if (write(pair[0], "g", 1) != 1)
+        die("write");
+    for (long i = 0; i < count; i++) {
+        struct seccomp_notif req;
+        memset(&req, 0, sizeof req);
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
+            die("SECCOMP_IOCTL_NOTIF_RECV");
+        struct seccomp_notif_resp resp = {.id = req.id};
+        if (perform)
+            perform_connect(listener, pidfd, child, &req, &resp);
+        else
+            resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0)
+            die("SECCOMP_IOCTL_NOTIF_SEND");
+    }
+    uint64_t elapsed;
+    if (read(pair[0], &elapsed, sizeof elapsed) != sizeof elapsed)
+        die("read");
+    int status;
+    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench_client: the notify-connect child failed\n");
+        return 1;
+    }
+    printf("ops %ld\nelapsed_ns %llu\nsync_wake_up %d\n", count, (unsigned long long)elapsed, sync);
+    return 0;
+}
+
 /* ---- the listener ---- */
 
 static int sink_fd;
@@ -435,6 +557,8 @@ int main(int argc, char **argv) {
         return cmd_seccomp_allow(argc, argv);
     if (strcmp(mode, "notify-floor") == 0)
         return cmd_notify_floor(argc, argv);
+    if (strcmp(mode, "notify-connect") == 0)
+        return cmd_notify_connect(argc, argv);
     usage();
     return 2;
 }

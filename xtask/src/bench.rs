@@ -37,7 +37,7 @@ use self::{
     audit::{Audit, BenchCgroup},
     fixture::{HttpServer, Microsocks, Sink},
     hooks::HookCost,
-    measure::NotifyFloor,
+    measure::{ConnectFloors, NotifyFloor},
     peers::Peer,
     report::{Results, Sample},
     workload::{Endpoints, Sizes, Timing, Tool, Workload, FLOOD_RATE},
@@ -192,6 +192,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     eprintln!("bench: bare user-notification round trips");
     results.notify_floor = Some(notify_floor(&client, sizes.notify_calls, options.rounds));
+    eprintln!("bench: a trapped connect answered by a bare supervisor");
+    results.connect_floors = Some(connect_floors(&fixtures.endpoints, sizes.connects, options.rounds));
     eprintln!("bench: supervisor peak RSS during a 16-thread storm");
     let storm = fixtures.endpoints.rss_storm(sizes);
     results.peak_rss =
@@ -416,6 +418,26 @@ fn notify_floor(client: &Path, calls: u64, rounds: usize) -> Result<NotifyFloor,
     }
     let median = report::median(&runs.iter().map(|r| r.us_per_call).collect::<Vec<_>>()).unwrap_or(f64::NAN);
     Ok(NotifyFloor { us_per_call: median, sync_wake_up: runs.iter().all(|r| r.sync_wake_up) })
+}
+
+/// Medians of `rounds` rounds of the native 1-thread connect storm and `bench_client
+/// notify-connect` answering CONTINUE and performing the connect, in turn; or why one failed.
+fn connect_floors(endpoints: &Endpoints, connects: u64, rounds: usize) -> Result<ConnectFloors, String> {
+    let us_per_cycle = |program: Vec<std::ffi::OsString>| -> Result<f64, String> {
+        let mut command = Command::new(&program[0]);
+        command.args(&program[1..]);
+        let finished = measure::run(&mut command).map_err(|e| format!("{e:#}"))?;
+        let elapsed = measure::client_elapsed(&finished.output.stdout).map_err(|e| format!("{e:#}"))?;
+        Ok(elapsed.as_secs_f64() * 1e6 / connects as f64)
+    };
+    let (mut native, mut cont, mut perform) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        native.push(us_per_cycle(endpoints.native_connect_storm(connects))?);
+        cont.push(us_per_cycle(endpoints.notify_connect(connects, "continue"))?);
+        perform.push(us_per_cycle(endpoints.notify_connect(connects, "perform"))?);
+    }
+    let median = |runs: &[f64]| report::median(runs).unwrap_or(f64::NAN);
+    Ok(ConnectFloors { native_us: median(&native), continue_us: median(&cont), perform_us: median(&perform) })
 }
 
 /// Audit's eBPF run time while `storm` runs in the audited cgroup.

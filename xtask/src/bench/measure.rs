@@ -291,6 +291,20 @@ pub fn notify_floor(stdout: &[u8]) -> Result<NotifyFloor> {
     })
 }
 
+/// The 1-thread connect storm with `connect` trapped and answered by a bare supervisor
+/// (`bench_client notify-connect`), beside the native storm measured in the same rounds:
+/// microseconds per cycle, medians.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectFloors {
+    pub native_us: f64,
+    /// Answered CONTINUE at once: the program's thread runs the connect.
+    pub continue_us: f64,
+    /// Performed by the supervisor on its copy of the socket (address read, socket taken,
+    /// call checked pending, connect, close, answer): the least a design that runs allowed
+    /// connects itself does.
+    pub perform_us: f64,
+}
+
 /// Runs `command` (a `sockstrace run`) while sampling its `VmHWM` every few milliseconds; returns
 /// the last value seen (the high-water mark only grows), in KiB.
 pub fn peak_rss_kib(command: &mut Command) -> Result<u64> {

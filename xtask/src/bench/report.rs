@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::{
     audit::Flood,
     hooks::HookCost,
-    measure::NotifyFloor,
+    measure::{ConnectFloors, NotifyFloor},
     peers::{self, Peer},
     workload::{Timing, Tool, Workload, FLOOD_RATE},
 };
@@ -64,6 +64,8 @@ pub struct Results<'w> {
     pub flood: Option<Result<Flood, String>>,
     /// The bare user-notification round trip, or why it failed; `None` when not run.
     pub notify_floor: Option<Result<NotifyFloor, String>>,
+    /// A trapped connect answered by a bare supervisor, or why it failed; `None` when not run.
+    pub connect_floors: Option<Result<ConnectFloors, String>>,
     /// Audit's eBPF run time on a storm, or why it failed; `None` when not run.
     pub hooks: Option<Result<HookCost, String>>,
     /// The peer columns (`--peers`), built or not; empty without `--peers`.
@@ -89,6 +91,7 @@ impl<'w> Results<'w> {
             audit_unavailable: None,
             flood: None,
             notify_floor: None,
+            connect_floors: None,
             hooks: None,
             peers: &[],
         }
@@ -145,6 +148,9 @@ impl<'w> Results<'w> {
         }
         if let Some(Err(failure)) = &self.notify_floor {
             all.push(format!("notify floor: {failure}"));
+        }
+        if let Some(Err(failure)) = &self.connect_floors {
+            all.push(format!("connect floors: {failure}"));
         }
         if let Some(Err(failure)) = &self.hooks {
             all.push(format!("audit hooks: {failure}"));
@@ -368,6 +374,7 @@ impl<'w> Results<'w> {
                 ));
             }
         }
+        lines.extend(self.connect_floor_line());
         for (i, w) in self.workloads.iter().enumerate() {
             let run = self.compared(i, Tool::Run);
             if run.target_met != Some(false) {
@@ -436,6 +443,28 @@ impl<'w> Results<'w> {
     fn native_us_per_call(&self, workload: usize) -> Option<f64> {
         let native = self.compared(workload, Tool::Native).median?;
         Some(native * 1e6 / self.workloads[workload].calls? as f64)
+    }
+
+    /// What a bare supervisor costs on the 1-thread connect storm, and how far `run` is from
+    /// the one that performs the connect as `run` does.
+    fn connect_floor_line(&self) -> Option<String> {
+        let floors = match self.connect_floors.as_ref()? {
+            Ok(floors) => floors,
+            Err(_) => return Some("connect floors: FAILED".into()),
+        };
+        let storm = self.workloads.iter().position(|w| w.key == "connect_storm_1t");
+        let run_added = storm.and_then(|i| self.compared(i, Tool::Run).added_us);
+        let perform_added = floors.perform_us - floors.native_us;
+        Some(format!(
+            "connect floors: connect storm 1t with connect trapped and answered by a bare supervisor \
+             (`bench_client notify-connect`, native {:.1} us a cycle in the same rounds): CONTINUE at once \
+             {:+.1} us, performed on its copy of the socket {perform_added:+.1} us; run adds {}: {} over the \
+             performing floor",
+            floors.native_us,
+            floors.continue_us - floors.native_us,
+            run_added.map_or("-".into(), |us| format!("{us:.1} us")),
+            run_added.map_or("-".into(), |us| format!("{:+.1} us", us - perform_added)),
+        ))
     }
 
     fn hooks_line(&self) -> Option<String> {
@@ -532,6 +561,15 @@ impl<'w> Results<'w> {
             },
             "notify_floor": match &self.notify_floor {
                 Some(Ok(f)) => json!({ "us_per_call": f.us_per_call, "sync_wake_up": f.sync_wake_up }),
+                Some(Err(failure)) => json!({ "failed": failure }),
+                None => Value::Null,
+            },
+            "connect_floors": match &self.connect_floors {
+                Some(Ok(f)) => json!({
+                    "native_us_per_cycle": f.native_us,
+                    "continue_us_per_cycle": f.continue_us,
+                    "perform_us_per_cycle": f.perform_us,
+                }),
                 Some(Err(failure)) => json!({ "failed": failure }),
                 None => Value::Null,
             },
@@ -686,6 +724,48 @@ mod tests {
                 "gap: plain: run is 0.99x the floor, which is itself 1.12x native",
             ]
         );
+    }
+
+    #[test]
+    fn the_connect_floor_line_measures_run_against_the_performing_floor() {
+        use std::time::Duration;
+
+        use super::super::{
+            measure::ConnectFloors,
+            workload::{Allowed, Timing, Tool, Workload},
+        };
+        use super::{Results, Sample};
+
+        let workloads = [Workload {
+            key: "connect_storm_1t",
+            label: "connect storm 1t".into(),
+            program: Vec::new(),
+            policy: Vec::new(),
+            allowed: Allowed::Nothing,
+            calls: Some(1000),
+            timing: Timing::Client,
+            target: None,
+            http_requests: None,
+            isolation: false,
+        }];
+        let mut results = Results::new(&workloads, 0);
+        assert_eq!(results.connect_floor_line(), None, "not measured: no line");
+        let sample = |ms| Ok(Sample { measured: Duration::from_millis(ms), wall: Duration::from_millis(ms) });
+        // 30 us a cycle native, 48 under run: 18 us added; the performing floor adds 15.
+        results.record(0, Tool::Native, sample(30));
+        results.record(0, Tool::Run, sample(48));
+        results.connect_floors =
+            Some(Ok(ConnectFloors { native_us: 32.0, continue_us: 60.0, perform_us: 47.0 }));
+        assert_eq!(
+            results.connect_floor_line().unwrap(),
+            "connect floors: connect storm 1t with connect trapped and answered by a bare supervisor \
+             (`bench_client notify-connect`, native 32.0 us a cycle in the same rounds): CONTINUE at once \
+             +28.0 us, performed on its copy of the socket +15.0 us; run adds 18.0 us: +3.0 us over the \
+             performing floor"
+        );
+        results.connect_floors = Some(Err("no listener".into()));
+        assert_eq!(results.connect_floor_line().unwrap(), "connect floors: FAILED");
+        assert!(results.failures().iter().any(|f| f == "connect floors: no listener"));
     }
 
     #[test]

@@ -226,6 +226,16 @@ impl Endpoints {
         }
     }
 
+    /// `bench_client notify-connect` on the storm's listener: `mode` is `continue` or `perform`.
+    pub fn notify_connect(&self, count: u64, mode: &str) -> Vec<OsString> {
+        self.client(&["notify-connect", "127.0.0.1", &self.storm_port.to_string(), &count.to_string(), mode])
+    }
+
+    /// The native 1-thread connect storm.
+    pub fn native_connect_storm(&self, count: u64) -> Vec<OsString> {
+        self.client(&["connect", "127.0.0.1", &self.storm_port.to_string(), &count.to_string(), "1"])
+    }
+
     /// Every workload, in table order.
     pub fn workloads(&self, sizes: Sizes) -> Vec<Workload> {
         let udp = self.udp_port.to_string();
