@@ -448,6 +448,60 @@ fn a_program_ending_before_the_layer_is_complete_leaves_nothing_behind() {
     }
 }
 
+/// A supervisor killed before its end (SIGKILL) cannot remove its run's cgroup. The end of a
+/// later run removes such leftovers beside its own: empty, named `run-<pid>-<n>` after a pid
+/// that is gone, unchanged for a minute. A young one (a run still starting), one whose pid
+/// lives, one that still holds a process, and anything not named like a run stay.
+#[test]
+fn a_run_removes_the_empty_cgroups_that_killed_runs_left_behind() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let mount =
+        sockstrace_tests::util::cgroup2_mount().expect("cgroup2 is mounted (doctor says the layer works)");
+    let parent = mount.join("sockstrace");
+    std::fs::create_dir_all(&parent).unwrap();
+    // Above the kernel's largest pid (PID_MAX_LIMIT, 4194304): never a live process.
+    let gone = 4_999_999 + std::process::id() % 1000 * 10;
+    let make = |name: String, hours_old: bool| {
+        let path = parent.join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        if hours_old {
+            let status =
+                std::process::Command::new("touch").args(["-d", "2 hours ago"]).arg(&path).status().unwrap();
+            assert!(status.success(), "touch -d {}", path.display());
+        }
+        path
+    };
+    let leftover = make(format!("run-{gone}-0"), true);
+    let young = make(format!("run-{gone}-1"), false);
+    let alive = make(format!("run-{}-9999", std::process::id()), true);
+    let other = make(format!("kept-{gone}-0"), true);
+    let held = make(format!("run-{gone}-2"), true);
+    let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(held.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let out = Trace::new().program(["true"]).run();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let remains: Vec<bool> = [&leftover, &young, &alive, &other, &held].iter().map(|p| p.exists()).collect();
+    for path in [&young, &alive, &other, &held] {
+        let _ = std::fs::remove_dir(path);
+    }
+    out.assert_code(0);
+    assert_kernel_on(&out);
+    assert_eq!(
+        remains,
+        [false, true, true, true, true],
+        "which of {}, {}, {}, {}, {} remain\n{}",
+        leftover.display(),
+        young.display(),
+        alive.display(),
+        other.display(),
+        held.display(),
+        out.describe()
+    );
+}
+
 /// Under `--kernel required` the kernel layer completes itself while the program runs, as by
 /// default; if it fails (the test switch `late-layer-fail`), the program's first network call,
 /// which waits for it, is refused, the program is killed, and the run fails. By default

@@ -142,15 +142,63 @@ impl Cgroup {
         if !self.owned {
             return Ok(());
         }
-        remove_tree(&self.path, Instant::now() + REMOVE_PATIENCE)
+        remove_run_cgroup(&self.path)
     }
 }
 
 /// Removes the cgroup of a run at `path` (made by [`Cgroup::create`]) and any below it,
 /// waiting briefly while exiting tasks leave, as [`Cgroup::remove`], for a caller that no
-/// longer holds the [`Cgroup`].
+/// longer holds the [`Cgroup`]; then the leftovers of earlier runs beside it
+/// ([`sweep_leftovers`]).
 pub fn remove_run_cgroup(path: &Path) -> Result<()> {
-    remove_tree(path, Instant::now() + REMOVE_PATIENCE)
+    let removed = remove_tree(path, Instant::now() + REMOVE_PATIENCE);
+    if let Some(parent) = path.parent() {
+        sweep_leftovers(parent);
+    }
+    removed
+}
+
+/// How long a run's cgroup must have stayed unchanged, its run's process gone, before the end
+/// of another run removes it.
+const LEFTOVER_AGE: Duration = Duration::from_secs(60);
+
+/// The pid in a run cgroup's name (`run-<pid>-<n>`, see [`Cgroup::create`]), if it is one.
+fn run_pid(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix("run-")?.split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+/// Whether the entry `name` of our parent cgroup, unchanged for `age`, is a cgroup an earlier
+/// run left: a run's name, old enough, whose supervisor (`pid_alive`) is gone.
+fn is_leftover(name: &str, age: Duration, pid_alive: impl Fn(u32) -> bool) -> bool {
+    run_pid(name).is_some_and(|pid| age >= LEFTOVER_AGE && !pid_alive(pid))
+}
+
+/// Removes the run cgroups in `parent` that earlier runs left ([`is_leftover`]): a supervisor
+/// killed before its end (`SIGKILL`, a crash) removes nothing. Only empty ones go: the kernel
+/// refuses to remove a cgroup that holds a process or a cgroup, so whatever a live run (in
+/// another pid namespace, say, where its pid means nothing here) still holds stays. Failures
+/// are ignored: this is housekeeping.
+fn sweep_leftovers(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let age = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|changed| changed.elapsed().ok())
+            .unwrap_or_default();
+        if is_leftover(name, age, |pid| Path::new("/proc").join(pid.to_string()).exists()) {
+            let _ = fs::remove_dir(entry.path());
+        }
+    }
 }
 
 /// Opens a cgroup directory `O_RDONLY | O_DIRECTORY` and reads its id.
@@ -275,6 +323,21 @@ fn wait_unpopulated(path: &Path, deadline: Instant) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_leftover_is_an_old_run_cgroup_whose_supervisor_is_gone() {
+        use super::{is_leftover, run_pid, Duration, LEFTOVER_AGE};
+        let old = LEFTOVER_AGE + Duration::from_secs(1);
+        let dead = |_| false;
+        assert_eq!(run_pid("run-1234-0"), Some(1234));
+        assert!(is_leftover("run-1234-7", old, dead));
+        assert!(!is_leftover("run-1234-7", old, |pid| pid == 1234), "its supervisor still runs");
+        assert!(!is_leftover("run-1234-7", Duration::from_secs(5), dead), "too new: may be starting");
+        for other in ["cgroup.procs", "run-1234", "run--0", "run-x-0", "run-1234-x", "audit-1-0", "run-1-0-0"]
+        {
+            assert!(!is_leftover(other, old, dead), "{other} is not a run's cgroup");
+        }
+    }
+
     use std::io::Write as _;
 
     use super::*;

@@ -151,6 +151,9 @@ fn load_without_kernel_btf(level: log::LevelFilter, map_use: Use) -> Result<Resu
             let _ = send.send(outcome);
         })
         .context("starting the loader thread")?;
+    // aya's kernel feature probes (a dozen small BTF and program loads), which its loader
+    // runs once the object is parsed: here meanwhile, so the loader finds them done.
+    let _ = aya::features();
     receive.recv().context("the loader thread ended without an answer")?
 }
 
