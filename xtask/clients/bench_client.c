@@ -294,12 +294,12 @@ static int recv_fd(int sock) {
     return fd;
 }
 
-/* The child: installs a filter that sends getppid to a listener, hands the listener to the
- * parent, waits for its go, then times COUNT trapped calls and writes the result to the pipe. */
-static void notify_floor_child(int sock, long count) {
+/* In a forked child: installs a filter that sends system call `nr` to a listener, hands the
+ * listener to the parent over `sock`, and waits for its go. */
+static void trap_and_wait(int sock, long nr) {
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
@@ -314,19 +314,26 @@ static void notify_floor_child(int sock, long count) {
     char go;
     if (read(sock, &go, 1) != 1)
         die("read");
-    uint64_t start = now_ns();
-    for (long i = 0; i < count; i++)
-        syscall(SYS_getppid);
-    uint64_t elapsed = now_ns() - start;
+}
+
+/* In the child, after its timed loop: hands the parent the time and ends. */
+static void report_and_exit(int sock, uint64_t elapsed) {
     if (write(sock, &elapsed, sizeof elapsed) != sizeof elapsed)
         die("write");
     _exit(0);
 }
 
-static int cmd_notify_floor(int argc, char **argv) {
-    if (argc != 1)
-        usage();
-    long count = parse_count(argv[0]);
+/* A child whose calls are trapped and answered by this process. */
+struct trapped {
+    pid_t child;
+    int sock;     /* our end of the pair: the go, then the child's time */
+    int listener; /* the child's seccomp listener */
+    int sync;     /* whether the kernel took SYNC_WAKE_UP */
+};
+
+/* Forks the child, which runs `body(sock, arg)` (starting with trap_and_wait), takes its
+ * listener, asks for sync wake-up and gives the go. */
+static struct trapped start_trapped(void (*body)(int, const void *), const void *arg) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
         die("socketpair");
@@ -335,33 +342,57 @@ static int cmd_notify_floor(int argc, char **argv) {
         die("fork");
     if (child == 0) {
         close(pair[0]);
-        notify_floor_child(pair[1], count);
+        body(pair[1], arg);
+        _exit(1);
     }
     close(pair[1]);
-    int listener = recv_fd(pair[0]);
+    struct trapped t = {.child = child, .sock = pair[0], .listener = recv_fd(pair[0])};
     __u64 flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
-    int sync = ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) == 0;
-    if (write(pair[0], "g", 1) != 1)
+    t.sync = ioctl(t.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) == 0;
+    if (write(t.sock, "g", 1) != 1)
         die("write");
+    return t;
+}
+
+/* Takes the child's time, reaps it and prints the workload's lines. */
+static int finish_trapped(struct trapped t, long count, const char *what) {
+    uint64_t elapsed;
+    if (read(t.sock, &elapsed, sizeof elapsed) != sizeof elapsed)
+        die("read");
+    int status;
+    if (waitpid(t.child, &status, 0) != t.child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench_client: the %s child failed\n", what);
+        return 1;
+    }
+    printf("ops %ld\nelapsed_ns %llu\nsync_wake_up %d\n", count, (unsigned long long)elapsed, t.sync);
+    return 0;
+}
+
+/* The notify-floor child: COUNT trapped getppid calls, timed. */
+static void notify_floor_child(int sock, const void *arg) {
+    long count = *(const long *)arg;
+    trap_and_wait(sock, SYS_getppid);
+    uint64_t start = now_ns();
+    for (long i = 0; i < count; i++)
+        syscall(SYS_getppid);
+    report_and_exit(sock, now_ns() - start);
+}
+
+static int cmd_notify_floor(int argc, char **argv) {
+    if (argc != 1)
+        usage();
+    long count = parse_count(argv[0]);
+    struct trapped t = start_trapped(notify_floor_child, &count);
     for (long i = 0; i < count; i++) {
         struct seccomp_notif req;
         memset(&req, 0, sizeof req);
-        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
+        if (ioctl(t.listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
             die("SECCOMP_IOCTL_NOTIF_RECV");
         struct seccomp_notif_resp resp = {.id = req.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
-        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0)
+        if (ioctl(t.listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0)
             die("SECCOMP_IOCTL_NOTIF_SEND");
     }
-    uint64_t elapsed;
-    if (read(pair[0], &elapsed, sizeof elapsed) != sizeof elapsed)
-        die("read");
-    int status;
-    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench_client: the notify-floor child failed\n");
-        return 1;
-    }
-    printf("ops %ld\nelapsed_ns %llu\nsync_wake_up %d\n", count, (unsigned long long)elapsed, sync);
-    return 0;
+    return finish_trapped(t, count, "notify-floor");
 }
 
 /* ---- the user-notification floor of a trapped connect ---- */
@@ -373,32 +404,13 @@ static int cmd_notify_floor(int argc, char **argv) {
 #define SYS_pidfd_getfd 438
 #endif
 
-/* The child of notify-connect: connect() trapped, then the storm's loop. */
-static void notify_connect_child(int sock, struct sockaddr_in addr, long count) {
-    struct sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_connect, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {.len = 4, .filter = filter};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        die("prctl");
-    int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
-    if (listener < 0)
-        die("seccomp");
-    send_fd(sock, listener);
-    close(listener);
-    char go;
-    if (read(sock, &go, 1) != 1)
-        die("read");
-    struct storm work = {.addr = addr, .count = count};
+/* The notify-connect child: connect() trapped, then the storm's loop. */
+static void notify_connect_child(int sock, const void *arg) {
+    const struct storm *work = arg;
+    trap_and_wait(sock, SYS_connect);
     uint64_t start = now_ns();
-    connect_loop(&work);
-    uint64_t elapsed = now_ns() - start;
-    if (write(sock, &elapsed, sizeof elapsed) != sizeof elapsed)
-        die("write");
-    _exit(0);
+    connect_loop((void *)work);
+    report_and_exit(sock, now_ns() - start);
 }
 
 /* One trapped connect performed on the parent's copy of the socket. */
@@ -426,53 +438,28 @@ static void perform_connect(int listener, int pidfd, pid_t child, const struct s
 static int cmd_notify_connect(int argc, char **argv) {
     if (argc != 4)
         usage();
-    struct sockaddr_in addr = parse_addr(argv[0], argv[1]);
-    long count = parse_count(argv[2]);
+    struct storm work = {.addr = parse_addr(argv[0], argv[1]), .count = parse_count(argv[2])};
     int perform = strcmp(argv[3], "perform") == 0;
     if (!perform && strcmp(argv[3], "continue") != 0)
         usage();
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-        die("socketpair");
-    pid_t child = fork();
-    if (child < 0)
-        die("fork");
-    if (child == 0) {
-        close(pair[0]);
-        notify_connect_child(pair[1], addr, count);
-    }
-    close(pair[1]);
-    int listener = recv_fd(pair[0]);
-    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    struct trapped t = start_trapped(notify_connect_child, &work);
+    int pidfd = (int)syscall(SYS_pidfd_open, t.child, 0);
     if (pidfd < 0)
         die("pidfd_open");
-    __u64 flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
-    int sync = ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) == 0;
-    if (write(pair[0], "g", 1) != 1)
-        die("write");
-    for (long i = 0; i < count; i++) {
+    for (long i = 0; i < work.count; i++) {
         struct seccomp_notif req;
         memset(&req, 0, sizeof req);
-        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
+        if (ioctl(t.listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
             die("SECCOMP_IOCTL_NOTIF_RECV");
         struct seccomp_notif_resp resp = {.id = req.id};
         if (perform)
-            perform_connect(listener, pidfd, child, &req, &resp);
+            perform_connect(t.listener, pidfd, t.child, &req, &resp);
         else
             resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0)
+        if (ioctl(t.listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0)
             die("SECCOMP_IOCTL_NOTIF_SEND");
     }
-    uint64_t elapsed;
-    if (read(pair[0], &elapsed, sizeof elapsed) != sizeof elapsed)
-        die("read");
-    int status;
-    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench_client: the notify-connect child failed\n");
-        return 1;
-    }
-    printf("ops %ld\nelapsed_ns %llu\nsync_wake_up %d\n", count, (unsigned long long)elapsed, sync);
-    return 0;
+    return finish_trapped(t, work.count, "notify-connect");
 }
 
 /* ---- the listener ---- */

@@ -674,30 +674,33 @@ fn target_cell(w: &Workload, met: Option<bool>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::workload::{Allowed, Target, Timing, Workload};
     use super::median;
+
+    /// A workload of the client's own timing, with `calls`, `policy` and `target`.
+    fn workload(key: &'static str, calls: Option<u64>, policy: &[&str], target: Option<f64>) -> Workload {
+        Workload {
+            key,
+            label: key.into(),
+            program: Vec::new(),
+            policy: policy.iter().map(|s| s.to_string()).collect(),
+            allowed: Allowed::Nothing,
+            calls,
+            timing: Timing::Client,
+            target: target.map(|max_ratio| Target { max_ratio }),
+            http_requests: None,
+            isolation: false,
+        }
+    }
 
     #[test]
     fn gap_lines_weigh_a_missed_target_against_the_round_trip_and_the_floor() {
         use std::time::Duration;
 
-        use super::super::{
-            measure::NotifyFloor,
-            workload::{Target, Timing, Tool, Workload},
-        };
+        use super::super::{measure::NotifyFloor, workload::Tool};
         use super::{Results, Sample};
 
-        let workload = |key: &'static str, calls: Option<u64>| Workload {
-            key,
-            label: key.into(),
-            program: Vec::new(),
-            policy: Vec::new(),
-            allowed: super::super::workload::Allowed::Nothing,
-            calls,
-            timing: Timing::Client,
-            target: Some(Target { max_ratio: 1.10 }),
-            http_requests: None,
-            isolation: false,
-        };
+        let workload = |key: &'static str, calls: Option<u64>| workload(key, calls, &[], Some(1.10));
         let workloads = [workload("storm", Some(1000)), workload("plain", None), workload("fast", Some(10))];
         let mut results = Results::new(&workloads, 0);
         let sample =
@@ -730,24 +733,10 @@ mod tests {
     fn the_connect_floor_line_measures_run_against_the_performing_floor() {
         use std::time::Duration;
 
-        use super::super::{
-            measure::ConnectFloors,
-            workload::{Allowed, Timing, Tool, Workload},
-        };
+        use super::super::{measure::ConnectFloors, workload::Tool};
         use super::{Results, Sample};
 
-        let workloads = [Workload {
-            key: "connect_storm_1t",
-            label: "connect storm 1t".into(),
-            program: Vec::new(),
-            policy: Vec::new(),
-            allowed: Allowed::Nothing,
-            calls: Some(1000),
-            timing: Timing::Client,
-            target: None,
-            http_requests: None,
-            isolation: false,
-        }];
+        let workloads = [workload("connect_storm_1t", Some(1000), &[], None)];
         let mut results = Results::new(&workloads, 0);
         assert_eq!(results.connect_floor_line(), None, "not measured: no line");
         let sample = |ms| Ok(Sample { measured: Duration::from_millis(ms), wall: Duration::from_millis(ms) });
@@ -774,22 +763,11 @@ mod tests {
 
         use super::super::{
             peers::{Peer, SANDLOCK, SYD},
-            workload::{Allowed, Timing, Tool, Workload},
+            workload::Tool,
         };
         use super::{Results, Sample};
 
-        let workload = |key: &'static str, policy: &[&str]| Workload {
-            key,
-            label: key.into(),
-            program: Vec::new(),
-            policy: policy.iter().map(|s| s.to_string()).collect(),
-            allowed: Allowed::Nothing,
-            calls: Some(1000),
-            timing: Timing::Client,
-            target: None,
-            http_requests: None,
-            isolation: false,
-        };
+        let workload = |key: &'static str, policy: &[&str]| workload(key, Some(1000), policy, None);
         let workloads = [workload("storm", &[]), workload("strict", &["--syscalls=strict"])];
         let sample = |ms| Ok(Sample { measured: Duration::from_millis(ms), wall: Duration::from_millis(ms) });
         let peers = [
