@@ -115,6 +115,20 @@ impl LateLayer {
         }
     }
 
+    /// Before a failure is acted on: holds the run's end ([`LateLayer::end`] waits) until the
+    /// failure has settled, so that the end names the failure, not a layer still loading;
+    /// false when the run has ended already.
+    fn hold_for_failure(&self) -> bool {
+        let mut state = self.lock();
+        match *state {
+            State::Loading | State::Attaching => {
+                *state = State::Attaching;
+                true
+            }
+            State::Settled | State::Abandoned => false,
+        }
+    }
+
     fn settle(&self, text: String) {
         *self.text.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
         *self.lock() = State::Settled;
@@ -197,6 +211,10 @@ fn complete(ctx: &Arc<Ctx>, joining: Joining) {
         // The run ended first.
         Ok(None) => return,
         Err(err) => {
+            // Killing the program ends the run: its end must then find the failure.
+            if !layer.hold_for_failure() {
+                return;
+            }
             if let Some(mut kill) = kill_if_failed {
                 // Every trapped call is refused from now on; the program goes.
                 layer.refuse_all.store(true, std::sync::atomic::Ordering::Release);
@@ -239,6 +257,27 @@ mod tests {
         layer.settle("off (failed)".into());
         assert!(!layer.wait());
         assert!(layer.failed());
+    }
+
+    /// A required run's program is killed when its layer fails, which ends the run: the end
+    /// must name the failure (CI once saw "still loading" when the end came between the kill
+    /// and the failure's settling).
+    #[test]
+    fn an_end_during_a_failure_waits_for_it_and_names_it() {
+        let layer = Arc::new(loading());
+        assert!(layer.hold_for_failure());
+        let end = {
+            let layer = layer.clone();
+            std::thread::spawn(move || layer.end())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!end.is_finished(), "the end did not wait for the failure");
+        layer.fail();
+        layer.settle("off (failed to load)".into());
+        assert_eq!(end.join().unwrap().as_deref(), Some("off (failed to load)"));
+        let ended = loading();
+        assert!(ended.end().is_none());
+        assert!(!ended.hold_for_failure(), "nothing to act on after the end");
     }
 
     #[test]
