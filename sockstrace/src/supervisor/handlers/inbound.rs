@@ -129,9 +129,11 @@ fn listen_as_caller(
         return Ok(to_reply(sys::listen(sock, backlog)));
     }
     let fd = sock.as_raw_fd();
+    // A thread that cannot be started (the program used up the machine's pids, say) denies
+    // the call (`check-failed`): `Scope::spawn` would panic the receiver instead.
     let result = std::thread::scope(|scope| {
-        scope
-            .spawn(|| -> Result<(), (&'static str, sys::Errno)> {
+        std::thread::Builder::new()
+            .spawn_scoped(scope, || -> Result<(), (&'static str, sys::Errno)> {
                 // SAFETY: raw system calls with integer arguments and a
                 // pointer to a live Vec of gids; `fd` stays open (borrowed)
                 // until this scoped thread is joined.
@@ -149,15 +151,16 @@ fn listen_as_caller(
                     step(libc::listen(fd, backlog) as libc::c_long, "listen")
                 }
             })
-            .join()
+            .map(|thread| thread.join())
     });
     // Belt and braces: we stay non-dumpable whatever the thread did.
     let _ = crate::supervisor::fence::make_non_dumpable();
     match result {
-        Ok(Ok(())) => Ok(Reply::Value(0)),
-        Ok(Err(("listen", e))) => Ok(Reply::Errno(e)),
-        Ok(Err((_, e))) => Err(Failure::Check(e)),
-        Err(_) => Err(Failure::Check(libc::EIO)),
+        Ok(Ok(Ok(()))) => Ok(Reply::Value(0)),
+        Ok(Ok(Err(("listen", e)))) => Ok(Reply::Errno(e)),
+        Ok(Ok(Err((_, e)))) => Err(Failure::Check(e)),
+        Ok(Err(_)) => Err(Failure::Check(libc::EIO)),
+        Err(e) => Err(Failure::Check(e.raw_os_error().unwrap_or(libc::EAGAIN))),
     }
 }
 
