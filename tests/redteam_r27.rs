@@ -7,6 +7,8 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use sockstrace_tests::unpriv::Copies;
@@ -170,4 +172,78 @@ fn a_leak_attempt_while_the_users_thread_quota_is_used_up_is_still_reported() {
         "the attempted connect to the forbidden sink is missing from the report\n{d}"
     );
     assert!(out.stdout.contains("leak: answered errno=1"), "the leak attempt was not refused at once\n{d}");
+}
+
+/// The end of a run removes the empty cgroups that killed runs left beside its own, named
+/// `run-<pid>-<n>` after a pid that is gone here and unchanged for a minute. A live run whose
+/// supervisor sits in another pid namespace has such a name (its pid means nothing here), and
+/// its cgroup can be made to look old (root may set a cgroup directory's times): another run's
+/// end must still leave it, and the live run's kernel layer with it, since it holds the
+/// program. After the other run's end the live program's forbidden connect is still refused
+/// and reported, and the hooks are still attached to its cgroup.
+#[test]
+fn the_sweep_of_leftovers_leaves_a_live_runs_cgroup_in_another_pid_namespace() {
+    if let Err(e) = sockstrace_tests::kernel_available() {
+        sockstrace_tests::util::skip_note(module_path!(), &e);
+        return;
+    }
+    let mount = sockstrace_tests::util::cgroup2_mount().expect("cgroup2 is mounted");
+    let parent = mount.join("sockstrace");
+    let pid_max: u32 =
+        std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().expect("pid_max");
+    // A pid for the supervisor in its namespace that no process has here.
+    let pid = (pid_max / 2..pid_max - 1)
+        .rev()
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .expect("a free pid");
+    let script = format!("echo {} > /proc/sys/kernel/ns_last_pid && \"$@\"", pid - 1);
+    let sink = TcpSink::bind("127.0.0.1");
+    let prog = client("r27_starve");
+    let live = Trace::new()
+        .wrapper(["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", &script, "sh"])
+        .timeout(Duration::from_secs(30))
+        .program([
+            prog.to_str().unwrap().to_string(),
+            "127.0.0.1".into(),
+            "9".into(),
+            "0".into(),
+            sink.host(),
+            sink.port(),
+            "4000".into(),
+            "2000".into(),
+        ])
+        .spawn();
+    assert!(
+        live.wait_stdout("stalls: 0 threads", Duration::from_secs(10)),
+        "the live run did not start\n{}",
+        live.describe()
+    );
+    let name_prefix = format!("run-{pid}-");
+    let dir = std::fs::read_dir(&parent)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&name_prefix)))
+        .unwrap_or_else(|| {
+            panic!("no cgroup {name_prefix}* under {}\n{}", parent.display(), live.describe())
+        });
+    let aged = Command::new("touch").args(["-d", "2 hours ago"]).arg(&dir).status().expect("run touch");
+    assert!(aged.success(), "touch -d {}", dir.display());
+    let other = Trace::new().program(["true"]).run();
+    other.assert_code(0);
+    let still_there = dir.exists();
+    let hooks = sockstrace_tests::bpf::attached(&dir).unwrap_or_default();
+    let out = live.wait();
+    let d = format!("{}\n--- the other run ---\n{}", out.describe(), other.describe());
+    assert!(still_there, "another run's end removed the live run's cgroup {}\n{d}", dir.display());
+    assert!(
+        hooks.iter().any(|(name, _)| name.starts_with("connect")),
+        "hooks left on {}: {hooks:?}\n{d}",
+        dir.display()
+    );
+    sink.assert_nothing_arrived(&d);
+    assert!(
+        out.leaks_for("direct-tcp").iter().any(|e| e.s("dst") == sink.dst()),
+        "the live program's forbidden connect is missing from its report\n{d}"
+    );
 }
