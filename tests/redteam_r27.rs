@@ -50,17 +50,19 @@ fn full_listener() -> (OwnedFd, SocketAddr, Vec<TcpStream>) {
 #[ignore = "open: receivers are capped at 1024 threads and a performed blocking connect holds one each; \
             a program with more stalled allowed connects keeps its leak attempt unreceived and out of the report"]
 fn a_leak_attempt_behind_every_receiver_stalled_is_still_reported() {
-    starve_and_leak(1100);
+    // The watcher starts at most a receiver a millisecond: five seconds leave room on a loaded
+    // machine for all of them to be held before the attempt.
+    starve_and_leak(1100, 5000);
 }
 
 /// What holds: with a few stalled connects, the watcher adds receivers and the leak attempt is
 /// refused and reported at once.
 #[test]
 fn a_leak_attempt_behind_a_few_stalled_receivers_is_reported() {
-    starve_and_leak(40);
+    starve_and_leak(40, 1000);
 }
 
-fn starve_and_leak(threads: usize) {
+fn starve_and_leak(threads: usize, settle_ms: u32) {
     let mut copies = is_root().then(Copies::new);
     let prog = client("r27_starve");
     let mut runs = vec![("root", Vec::<&str>::new(), prog.clone())];
@@ -83,7 +85,7 @@ fn starve_and_leak(threads: usize) {
                 threads.to_string(),
                 sink.host(),
                 sink.port(),
-                "3000".into(),
+                settle_ms.to_string(),
                 "2000".into(),
             ])
             .run();
