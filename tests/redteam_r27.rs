@@ -249,3 +249,35 @@ fn the_sweep_of_leftovers_leaves_a_live_runs_cgroup_in_another_pid_namespace() {
         "the live program's forbidden connect is missing from its report\n{d}"
     );
 }
+
+/// A receiver stalled on the program's memory: one thread's connect takes its address from a
+/// page registered with userfaultfd whose fault the program does not resolve, so the
+/// supervisor's copy waits; another thread then tries a forbidden connect. The watcher must
+/// add a receiver (no call was answered for a tick): the attempt is refused at once and
+/// reported while the first copy still waits. Root only: without privilege userfaultfd
+/// handles only faults of the program's own user-mode accesses.
+#[test]
+fn a_leak_attempt_behind_a_receiver_stalled_on_the_programs_memory_is_reported() {
+    if !is_root() {
+        sockstrace_tests::util::skip_note(module_path!(), "userfaultfd on the supervisor's reads needs root");
+        return;
+    }
+    let sink = TcpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .opts(["--kernel", "off"])
+        .timeout(Duration::from_secs(30))
+        .program([client("r27_uffd").to_str().unwrap().to_string(), sink.host(), sink.port(), "2000".into()])
+        .run();
+    let d = out.describe();
+    sink.assert_nothing_arrived(&d);
+    assert!(out.stdout.contains("uffd: ready"), "userfaultfd is not available to root\n{d}");
+    assert!(
+        out.stdout.contains("leak: answered errno=1"),
+        "the leak attempt waited behind the stalled receiver\n{d}"
+    );
+    assert!(out.stdout.contains("stall: waited"), "the supervisor's copy did not wait on the page\n{d}");
+    assert!(
+        out.leaks_for("direct-tcp").iter().any(|e| e.s("dst") == sink.dst()),
+        "the attempted connect to the forbidden sink is missing from the report\n{d}"
+    );
+}
