@@ -1,10 +1,14 @@
-//! Red team against the supervisor's receiver threads: a program that holds every receiver
-//! the supervisor may start with allowed calls that stall, so that its leak attempt waits
-//! unreceived, and exits before anyone takes it: the attempt must still be in the report.
+//! Red team against the supervisor's receiver threads and the sweep of leftover cgroups.
 //!
-//! The attacker is `tests/clients/r27_starve.c`. Ground truth is a TCP sink (nothing may
-//! arrive) and the report.
-
+//! Receivers: a program that holds the threads receiving its trapped calls (allowed blocking
+//! connects that stall, a copy of its memory that waits on userfaultfd, the thread quota an
+//! unprivileged supervisor shares with it), so that its leak attempt waits unreceived, and
+//! exits before anyone takes it: the attempt must still be refused and in the report.
+//! Attackers: `tests/clients/r27_starve.c`, `r27_nproc.c`, `r27_uffd.c`. Ground truth is a
+//! TCP sink (nothing may arrive) and the report.
+//!
+//! Sweep: the end of a run removes empty cgroups of killed runs beside its own; a live run's
+//! must stay, with its hooks.
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::Path;
