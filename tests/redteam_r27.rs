@@ -9,6 +9,7 @@
 //!
 //! Sweep: the end of a run removes empty cgroups of killed runs beside its own; a live run's
 //! must stay, with its hooks.
+
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::Path;
