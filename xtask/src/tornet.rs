@@ -1,88 +1,20 @@
-//! `cargo xtask tor-net`: starts the private Tor network the tests use (three directory
-//! authorities, an exit and a client on 127.0.0.1; `tests/src/tornet.rs`), prints how to reach
-//! it, and keeps it running until Ctrl-C.
-//!
-//! The exit resolves only the names given with `--name NAME=IPV4` (default `web.tor.test` ->
-//! 127.0.0.2) and serves 127.0.0.0/8 on the ports given with `--port` (default 80, 8000, 8080).
+//! `cargo xtask tor-net`: the private Tor network the tests use, until Ctrl-C. It is the tests
+//! crate's `tor-net` binary (`tests/src/bin/tor-net.rs`), run in this process's place, so that
+//! this crate does not depend on the tests crate: that one depends on sockstrace, whose eBPF
+//! layer needs what `cargo xtask setup` installs, and `setup` must build on a fresh machine.
 
-use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt as _;
 
-use anyhow::{anyhow, bail, Context as _, Result};
-use sockstrace_tests::tornet::TorNet;
+use anyhow::{Context as _, Result};
+
+use crate::cmd;
 
 pub fn run(args: &[String]) -> Result<()> {
-    let mut names: Vec<(String, Ipv4Addr)> = Vec::new();
-    let mut ports: Vec<u16> = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let value = || args.clone().next().cloned().ok_or_else(|| anyhow!("{arg} needs a value"));
-        match arg.as_str() {
-            "--name" => {
-                let v = value()?;
-                let (name, ip) = v.split_once('=').ok_or_else(|| anyhow!("--name NAME=IPV4, not {v}"))?;
-                names.push((name.to_string(), ip.parse().with_context(|| format!("--name {v}"))?));
-                args.next();
-            }
-            "--port" => {
-                let v = value()?;
-                ports.push(v.parse().with_context(|| format!("--port {v}"))?);
-                args.next();
-            }
-            other => bail!("unknown argument `{other}` (tor-net [--name NAME=IPV4]... [--port PORT]...)"),
-        }
-    }
-    if names.is_empty() {
-        names.push(("web.tor.test".into(), Ipv4Addr::new(127, 0, 0, 2)));
-    }
-    if ports.is_empty() {
-        ports = vec![80, 8000, 8080];
-    }
-    let borrowed: Vec<(&str, Ipv4Addr)> = names.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
-    // Ctrl-C and SIGTERM are waited for below, not delivered: the network is dropped (killed and
-    // removed) on the way out.
-    let signals = block_signals();
-    println!("tor-net: starting 3 authorities, an exit and a client on 127.0.0.1 ...");
-    let net = TorNet::start(&borrowed, &ports).map_err(|e| anyhow!("{e}"))?;
-    println!("tor-net: bootstrapped in {:.1?}", net.bootstrap);
-    println!("  SOCKS:        {}", net.socks());
-    println!("  control port: {} (AUTHENTICATE with no secret)", net.control_addr());
-    println!("  data and logs: {}", net.dir().display());
-    for (name, ip) in &names {
-        println!("  the exit resolves {name} -> {ip}");
-    }
-    println!("  the exit serves 127.0.0.0/8 on ports {ports:?}");
-    println!("  try: python3 -m http.server {} --bind 127.0.0.2 &", ports[ports.len() - 1]);
-    println!(
-        "       sockstrace run --proxy {} -- curl --socks5-hostname {} http://{}:{}/",
-        net.socks(),
-        net.socks(),
-        names[0].0,
-        ports[ports.len() - 1]
-    );
-    println!("tor-net: running until Ctrl-C");
-    wait_for(&signals);
-    println!("tor-net: stopping");
-    drop(net);
-    Ok(())
-}
-
-/// Blocks SIGINT and SIGTERM in this thread, so that `sigwait` takes them. The tor processes
-/// inherit the mask, so a Ctrl-C at the terminal (sent to the whole process group) leaves them to
-/// the network's drop, which kills them and removes their directory.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset fill a local set; pthread_sigmask changes this thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_for(set: &libc::sigset_t) {
-    let mut signal = 0;
-    // SAFETY: `set` is a valid signal set and `signal` a valid out-pointer.
-    unsafe { libc::sigwait(set, &mut signal) };
+    let mut cargo = cmd::cargo();
+    cargo.args(["run", "--quiet", "--package", "sockstrace-tests", "--bin", "tor-net", "--"]).args(args);
+    let shown = cmd::display(&cargo);
+    eprintln!("+ {shown}");
+    // Only returns when it could not be run; Ctrl-C then reaches the network's own process.
+    let err = cargo.exec();
+    Err(err).with_context(|| format!("failed to run `{shown}`"))
 }
