@@ -502,14 +502,14 @@ fn one_pipe_for_stdout_and_stderr_keeps_the_leaks_event_whole() {
 /// The receivers of trapped calls are bounded (1024 threads, "each blocked call holds one"),
 /// and while the kernel layer completes itself every allowed call holds its receiver in the
 /// wait. A program that makes 1100 allowed calls at once in that window (threads connecting a
-/// unix socket: allowed by default, no network needed) leaves no thread to receive its next
-/// call: a leak it then tries is never received, so never decided or reported, and the
-/// program ends with it pending: `0 leaks`, and `--fail-on-leak` passes. The test switch
+/// unix socket: allowed by default, no network needed) left no thread to receive its next
+/// call: a leak it then tried was never received, so never decided or reported, and the
+/// program ended with it pending: `0 leaks`, and `--fail-on-leak` passed. The test switch
 /// `late-layer-stall` holds the window open; without it the same program went unreported in
 /// 2 of 5 runs here (though a long queue behind 1100 quick calls also loses it in the old
-/// order, 3 of 5). A refusal must not depend on a free receiver.
+/// order, 3 of 5). A refusal must not depend on a free receiver: the reserve receiver takes
+/// the queue, refuses the leak at once and hands each waiting call to a thread of its own.
 #[test]
-#[ignore = "open: calls waiting for the kernel layer hold every receiver thread; a leak tried then by a program that ends is never reported"]
 fn a_herd_of_calls_waiting_for_the_layer_does_not_hide_a_leak() {
     if let Err(why) = sockstrace_tests::kernel_available() {
         skip!("{why}");

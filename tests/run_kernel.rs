@@ -477,9 +477,12 @@ fn a_run_removes_the_empty_cgroups_that_killed_runs_left_behind() {
     let young = make(format!("run-{gone}-1"), false);
     let alive = make(format!("run-{}-9999", std::process::id()), true);
     let other = make(format!("kept-{gone}-0"), true);
-    let held = make(format!("run-{gone}-2"), true);
+    // Made old only once it holds a process: another test's run ending meanwhile sweeps too.
+    let held = make(format!("run-{gone}-2"), false);
     let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     std::fs::write(held.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let status = std::process::Command::new("touch").args(["-d", "2 hours ago"]).arg(&held).status().unwrap();
+    assert!(status.success(), "touch -d {}", held.display());
     let out = Trace::new().program(["true"]).run();
     let _ = sleeper.kill();
     let _ = sleeper.wait();

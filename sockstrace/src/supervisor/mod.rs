@@ -656,6 +656,10 @@ async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
     while ctx.receivers.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(HANGUP_POLL).await;
     }
+    let busy = ctx.receivers.busy_refusals();
+    if busy > 0 {
+        eprintln!("sockstrace: {busy} call(s) that would have waited were refused with EAGAIN while every receiver was held");
+    }
     if ctx.leak_debug.is_some() {
         // Core files gcore is still writing (a large process takes seconds).
         let debug_ctx = ctx.clone();

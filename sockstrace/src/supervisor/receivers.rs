@@ -24,14 +24,30 @@
 //! faults slowly) a watcher thread looks while calls are in flight (every
 //! millisecond, up to every 8 while calls keep being answered): when a call
 //! waits in the listener, no thread is receiving and no call was answered for
-//! a whole tick, it wakes a spare thread or starts one. Spares that are not needed leave after
+//! a whole tick, it wakes the reserve (below). Spares that are not needed leave after
 //! a while; the watcher sleeps while no call is in flight.
+//!
+//! Receivers are finite (at most [`MAX_THREADS`], and an unprivileged supervisor shares
+//! its thread quota, `RLIMIT_NPROC`, with the program), they are added one at a time, and a
+//! program can hold any number of them with calls that wait (allowed blocking connects to a
+//! listener that never answers): a leak attempt queued behind such calls would wait
+//! unreceived, and a program that ends before it is received leaves it out of the report. So
+//! one thread, the *reserve*, is started with the first receiver and never waits in a call it
+//! takes. When the watcher finds a call unreceived, it wakes the reserve, which receives
+//! every queued call at once: it judges and reports each as usual (a refusal never waits),
+//! and hands a call that would wait (a blocking connect or send, an accept, a call held for a
+//! kernel layer still loading; see [`may_wait`]) to a thread of its own, which judges it again
+//! from the start and then stays on as a receiver ([`defer`]). Only when no thread can be had
+//! (the limit, the quota) is such a call refused with `EAGAIN`, with a warning. Once the queue
+//! is empty the reserve hands the receiving role back to a receiver and parks.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use super::notif::Notification;
 use super::{handlers, Ctx};
 
 /// Upper bound on receiver threads (each blocked call holds one).
@@ -47,6 +63,20 @@ const QUIET_TICKS: u32 = 100;
 const BACKLOG_HINT: Duration = Duration::from_micros(5);
 /// How long a spare thread waits to be needed before it leaves.
 const SPARE_LINGER: Duration = Duration::from_secs(10);
+/// How often the parked reserve looks whether the run has ended.
+const RESERVE_NAP: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Set on the reserve receiver (see the module's doc).
+    static RESERVE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a call this thread handles may wait (in a blocking socket call, for the kernel
+/// layer): not on the reserve receiver, which has to be free for the next call. A call that
+/// would wait there is handed to a thread of its own ([`defer`]).
+pub fn may_wait() -> bool {
+    !RESERVE.with(Cell::get)
+}
 
 #[derive(Default)]
 pub struct Receivers {
@@ -65,6 +95,11 @@ pub struct Receivers {
     spare_wanted: Condvar,
     watcher: OnceLock<Thread>,
     watcher_asleep: AtomicBool,
+    /// The reserve receiver, and the watcher's request that it receive.
+    reserve: OnceLock<Thread>,
+    reserve_wanted: AtomicBool,
+    /// Calls the reserve refused because they would have waited and no thread could be had.
+    refused_busy: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -128,11 +163,44 @@ impl Receivers {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.ended.fetch_add(1, Ordering::Release);
     }
+
+    /// Counts a call the reserve refused because it would have waited and no thread could take
+    /// it; the first one is said.
+    pub fn refused_busy(&self) {
+        if self.refused_busy.fetch_add(1, Ordering::AcqRel) == 0 {
+            eprintln!(
+                "sockstrace: every receiver is held by a call that waits ({} threads); calls that would \
+                 wait are refused with EAGAIN until one is free",
+                self.total.load(Ordering::Acquire)
+            );
+        }
+    }
+
+    /// Calls the reserve refused because they would have waited, for the run's end.
+    pub fn busy_refusals(&self) -> usize {
+        self.refused_busy.load(Ordering::Acquire)
+    }
+
+    /// Asks the reserve to receive.
+    fn want_reserve(&self) {
+        self.reserve_wanted.store(true, Ordering::Release);
+        if let Some(reserve) = self.reserve.get() {
+            reserve.unpark();
+        }
+    }
 }
 
-/// Starts the first receiver and the watcher.
+/// Starts the first receiver, the reserve and the watcher.
 pub fn start(ctx: &Arc<Ctx>) {
-    spawn(ctx);
+    spawn(ctx, None);
+    let owned = ctx.clone();
+    match std::thread::Builder::new().name("sockstrace-rsrv".into()).spawn(move || reserve(owned)) {
+        Ok(handle) => {
+            let _ = ctx.receivers.reserve.set(handle.thread().clone());
+        }
+        // Calls are still served; a herd of calls that wait holds up the next ones longer.
+        Err(e) => eprintln!("sockstrace: cannot start the reserve receiver: {e}"),
+    }
     let owned = ctx.clone();
     match std::thread::Builder::new().name("sockstrace-watch".into()).spawn(move || watch(owned)) {
         Ok(handle) => {
@@ -151,38 +219,65 @@ pub fn hand_off(ctx: &Arc<Ctx>) {
     }
 }
 
-/// Wakes a spare thread to receive, or starts one.
-fn add_receiver(ctx: &Arc<Ctx>) {
-    let receivers = &ctx.receivers;
+/// Wakes a spare thread to receive, or starts one; false when neither can be done.
+fn add_receiver(ctx: &Arc<Ctx>) -> bool {
+    wake_spare(&ctx.receivers) || spawn(ctx, None)
+}
+
+/// Wakes a parked spare thread to receive; false when none is parked.
+fn wake_spare(receivers: &Receivers) -> bool {
     let mut spares = receivers.spares();
     if spares.parked > spares.wanted {
         spares.wanted += 1;
         receivers.spare_wanted.notify_one();
-        return;
+        return true;
     }
-    drop(spares);
-    spawn(ctx);
+    false
 }
 
-fn spawn(ctx: &Arc<Ctx>) {
+/// Hands a call the reserve received, and that would wait, to a new thread, which handles it
+/// from the start (nothing of the reserve's handling is kept) and then stays on as a
+/// receiver. False (the call is the caller's to answer) when no thread can be had.
+pub fn defer(ctx: &Arc<Ctx>, n: Notification) -> bool {
+    spawn(ctx, Some(n))
+}
+
+/// Starts a receiver thread, which first handles `first` if given; false at the limit or when
+/// the thread cannot be made.
+fn spawn(ctx: &Arc<Ctx>, first: Option<Notification>) -> bool {
     let receivers = &ctx.receivers;
     if receivers.total.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
         receivers.total.fetch_sub(1, Ordering::AcqRel);
-        return;
+        return false;
+    }
+    // In flight from now: the run's end waits for it (the reserve's own handling of it ends
+    // before the new thread starts).
+    if first.is_some() {
+        receivers.call_started();
     }
     let owned = ctx.clone();
-    let spawned = std::thread::Builder::new().name("sockstrace-recv".into()).spawn(move || receive(owned));
+    let spawned =
+        std::thread::Builder::new().name("sockstrace-recv".into()).spawn(move || receive(owned, first));
     if let Err(e) = spawned {
         receivers.total.fetch_sub(1, Ordering::AcqRel);
+        if first.is_some() {
+            receivers.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
         eprintln!("sockstrace: cannot start a receiver thread: {e}");
+        return false;
     }
+    true
 }
 
-fn receive(ctx: Arc<Ctx>) {
+fn receive(ctx: Arc<Ctx>, first: Option<Notification>) {
     super::block_signals_in_this_thread();
     // Calls this thread performs can be interrupted for their caller.
     super::interrupt::accept_kicks();
     let receivers = &ctx.receivers;
+    if let Some(n) = first {
+        handlers::handle(&ctx, n);
+        receivers.call_ended();
+    }
     // A spare woken to help receives even while another thread holds the role.
     let mut helping = false;
     // The caller of the last call this thread took: a thread has at most one call in the
@@ -247,7 +342,51 @@ fn receive(ctx: Arc<Ctx>) {
     receivers.total.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// The watcher: adds a receiver when a call waits and nobody receives it.
+/// The reserve: parked until the watcher finds a call that nobody receives, then receives
+/// every queued call, handing those that would wait to threads of their own (see the module's
+/// doc), and once none is queued gives the receiving role back and parks.
+fn reserve(ctx: Arc<Ctx>) {
+    super::block_signals_in_this_thread();
+    super::interrupt::accept_kicks();
+    RESERVE.with(|r| r.set(true));
+    let receivers = &ctx.receivers;
+    loop {
+        while !receivers.reserve_wanted.swap(false, Ordering::AcqRel) {
+            if ctx.notifier.hung_up() {
+                return;
+            }
+            std::thread::park_timeout(RESERVE_NAP);
+        }
+        // `claim` fails while another thread receives: that one takes the calls.
+        while ctx.notifier.pending() && receivers.claim() {
+            let received = ctx.notifier.recv();
+            receivers.receiving.fetch_sub(1, Ordering::AcqRel);
+            match received {
+                Ok(n) => {
+                    receivers.last_caller.store(n.tid, Ordering::Release);
+                    receivers.call_started();
+                    handlers::handle(&ctx, n);
+                    receivers.call_ended();
+                }
+                Err(libc::ENOENT) if ctx.notifier.hung_up() => return,
+                Err(libc::ENOENT) | Err(libc::EINTR) => {}
+                Err(e) => {
+                    eprintln!(
+                        "sockstrace: the reserve receiver cannot receive: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    );
+                    return;
+                }
+            }
+        }
+        // The next call goes to an ordinary receiver again.
+        if receivers.receiving.load(Ordering::Acquire) == 0 {
+            add_receiver(&ctx);
+        }
+    }
+}
+
+/// The watcher: brings in the reserve when a call waits and nobody receives it.
 fn watch(ctx: Arc<Ctx>) {
     super::block_signals_in_this_thread();
     let receivers = &ctx.receivers;
@@ -269,7 +408,12 @@ fn watch(ctx: Arc<Ctx>) {
         // millisecond again.
         tick = if stalled { WATCH_TICK } else { (tick * 2).min(WATCH_TICK_BUSY) };
         if stalled && receivers.receiving.load(Ordering::Acquire) == 0 && ctx.notifier.pending() {
-            add_receiver(&ctx);
+            // The reserve takes the queue; if it is missing, or has not taken up the last
+            // request (stalled itself, on the program's memory), one more receiver.
+            if receivers.reserve.get().is_none() || receivers.reserve_wanted.load(Ordering::Acquire) {
+                add_receiver(&ctx);
+            }
+            receivers.want_reserve();
         }
         if receivers.in_flight.load(Ordering::Acquire) > 0 {
             quiet = 0;

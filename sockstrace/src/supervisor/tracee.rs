@@ -18,6 +18,10 @@ pub enum Failure {
     Gone,
     /// Our own machinery failed: fail closed (deny and report).
     Check(Errno),
+    /// The call would wait, and the thread handling it is the one that must stay free to
+    /// receive (`receivers::may_wait`): handed to a thread of its own (`receivers::defer`), or
+    /// refused with `EAGAIN` when none can be had.
+    Busy,
 }
 
 /// Maps an errno from reading the caller's memory.

@@ -128,11 +128,19 @@ impl<'a> Call<'a> {
     pub fn gate(&mut self, judged: Judged, ruling: Ruling) -> Outcome {
         let to_fake_address = self.is_fake_address(&judged.target);
         let mut action = self.rules().action(ruling, judged.decision, to_fake_address);
-        if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) && !self.ctx.kernel.wait()
-        {
-            // The layer failed under --kernel required: nothing goes on (the program is being
-            // killed).
-            action = Action::Blocked;
+        let mut judged = judged;
+        if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) {
+            if !super::super::receivers::may_wait() && self.ctx.kernel.is_loading() {
+                // The reserve receiver does not wait for the layer: the call is handled again
+                // by a thread that may (`receivers::defer`); this refusal is never answered.
+                action = Action::Blocked;
+                judged = judged.failing_with(libc::EAGAIN);
+                self.would_wait = true;
+            } else if !self.ctx.kernel.wait() {
+                // The layer failed under --kernel required: nothing goes on (the program is
+                // being killed).
+                action = Action::Blocked;
+            }
         }
         if self.ctx.inspector.is_some() && !matches!(ruling, Ruling::Forced(_)) {
             self.note_dns(&judged.target);

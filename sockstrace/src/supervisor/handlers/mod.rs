@@ -51,6 +51,9 @@ pub struct Call<'a> {
     events: Vec<Event>,
     /// Allowed decisions that needed no event (no JSON report): only counted.
     allowed_unreported: u64,
+    /// The call would wait, and is handled on the reserve receiver, which may not
+    /// (`receivers::may_wait`): it is handled again by a thread of its own.
+    would_wait: bool,
 }
 
 impl<'a> Call<'a> {
@@ -101,6 +104,7 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         info: None,
         events: Vec::new(),
         allowed_unreported: 0,
+        would_wait: false,
     };
     let mut name = "unknown";
     let reply = match dispatch(&mut call, &mut name) {
@@ -110,6 +114,10 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
             Reply::Errno(e)
         }
         Err(Failure::Gone) => Reply::Errno(BLOCKED_ERRNO),
+        Err(Failure::Busy) => {
+            call.would_wait = true;
+            Reply::Errno(libc::EAGAIN)
+        }
         Err(Failure::Check(e)) => {
             let reply = call.check_failed(name);
             eprintln!(
@@ -125,9 +133,24 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
     // completing itself is waited for (`late_layer`), and under `--kernel required` a layer
     // that failed refuses it. Refusals go at once.
     let reply = match reply {
+        Reply::Continue if !super::receivers::may_wait() && ctx.kernel.is_loading() => {
+            call.would_wait = true;
+            Reply::Errno(libc::EAGAIN)
+        }
         Reply::Continue if !ctx.kernel.wait() => Reply::Errno(BLOCKED_ERRNO),
         reply => reply,
     };
+    if call.would_wait {
+        // The reserve receiver's call would wait: a thread of its own handles it again from
+        // the start, and nothing of this handling is kept (`receivers::defer`).
+        drop(call);
+        if super::receivers::defer(ctx, n) {
+            return;
+        }
+        ctx.receivers.refused_busy();
+        let _ = ctx.notifier.respond(n.id, Reply::Errno(libc::EAGAIN));
+        return;
+    }
     // Events go out before the reply, so that one thread's events keep the
     // order of its calls; except that a stack taken for --stack is symbolized
     // after the reply, off the decision's path.
@@ -256,12 +279,16 @@ fn io_uring(call: &mut Call<'_>) -> Reply {
 /// Runs an allowed call that we perform ourselves, on this receiver thread.
 /// Before a call that waits on the network, another thread takes the
 /// receiving role, so the wait holds up no other call (a call that stalls
-/// unexpectedly is noticed by the receivers' watcher instead).
+/// unexpectedly is noticed by the receivers' watcher instead). On the reserve
+/// receiver a call that waits is not run ([`Failure::Busy`]).
 pub fn run_call<T, F>(ctx: &Arc<Ctx>, waits_on_network: bool, call: F) -> Result<T, Failure>
 where
     F: FnOnce() -> T,
 {
     if waits_on_network {
+        if !super::receivers::may_wait() {
+            return Err(Failure::Busy);
+        }
         super::receivers::hand_off(ctx);
     }
     Ok(call())
@@ -286,6 +313,9 @@ where
 {
     if !blocks {
         return run_call(call.ctx, waits_on_network, f);
+    }
+    if !super::receivers::may_wait() {
+        return Err(Failure::Busy);
     }
     if waits_on_network {
         super::receivers::hand_off(call.ctx);
