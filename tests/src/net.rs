@@ -639,3 +639,35 @@ impl Drop for HttpConnectProxy {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback listener whose accept queue is full (backlog 0, filled by connections that
+/// nobody accepts): every further SYN is dropped, so a blocking connect to it stalls for
+/// minutes (the SYN retries). Returns the listener and the fillers, kept open.
+pub fn full_listener() -> (std::os::fd::OwnedFd, std::net::SocketAddr, Vec<std::net::TcpStream>) {
+    // SAFETY: plain socket calls on a fd we own; the address is a valid sockaddr_in.
+    let (fd, addr) = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let fd = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), (&raw const sa).cast(), len), 0, "bind");
+        assert_eq!(libc::listen(std::os::fd::AsRawFd::as_raw_fd(&fd), 0), 0, "listen");
+        let mut got: libc::sockaddr_in = std::mem::zeroed();
+        let mut glen = len;
+        assert_eq!(
+            libc::getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd), (&raw mut got).cast(), &raw mut glen),
+            0
+        );
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], u16::from_be(got.sin_port)));
+        (fd, addr)
+    };
+    let fillers = (0..2)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)).ok()
+        })
+        .collect();
+    (fd, addr, fillers)
+}

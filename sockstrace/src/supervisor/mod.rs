@@ -527,6 +527,14 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         .into());
     }
     let summary = reporter.finish(layers, status);
+    if ctx.receivers.starved() {
+        // What the program tried while no thread could take its calls was never judged.
+        return Err(anyhow::anyhow!(
+            "no thread could take the program's calls for {:?}: it was killed, and what it tried meanwhile is not in the report",
+            receivers::STARVED_LIMIT
+        )
+        .into());
+    }
     Ok(Outcome { status, leaks: summary.leaks })
 }
 

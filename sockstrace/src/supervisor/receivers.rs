@@ -32,14 +32,18 @@
 //! program can hold any number of them with calls that wait (allowed blocking connects to a
 //! listener that never answers): a leak attempt queued behind such calls would wait
 //! unreceived, and a program that ends before it is received leaves it out of the report. So
-//! one thread, the *reserve*, is started with the first receiver and never waits in a call it
-//! takes. When the watcher finds a call unreceived, it wakes the reserve, which receives
-//! every queued call at once: it judges and reports each as usual (a refusal never waits),
-//! and hands a call that would wait (a blocking connect or send, an accept, a call held for a
-//! kernel layer still loading; see [`may_wait`]) to a thread of its own, which judges it again
-//! from the start and then stays on as a receiver ([`defer`]). Only when no thread can be had
-//! (the limit, the quota) is such a call refused with `EAGAIN`, with a warning. Once the queue
-//! is empty the reserve hands the receiving role back to a receiver and parks.
+//! one thread, the *reserve*, is started with the first receiver and does not wait in a call
+//! it takes while it is the reserve. When the watcher finds a call unreceived, it wakes the
+//! reserve, which receives every queued call: it judges and reports each as usual (a
+//! refusal never waits), and before a call would wait (a blocking connect, send or accept, a
+//! call held for a kernel layer still loading; see [`may_wait`]) it starts a new reserve
+//! and goes on with the call as an ordinary receiver ([`step_down`]): one handling, its
+//! events and side effects once. Only when no thread can be had (the limit, the quota) is
+//! such a call refused with `EAGAIN` (reported, and said on stderr). A reserve that is
+//! itself held (a copy of the program's memory that never completes) while every receiver
+//! is held leaves no one to receive: after [`STARVED_LIMIT`] of that the program is killed
+//! and the run fails ([`Receivers::starved`]). Once the queue is empty the reserve hands the
+//! receiving role back to a receiver and parks.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,7 +51,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use super::notif::Notification;
 use super::{handlers, Ctx};
 
 /// Upper bound on receiver threads (each blocked call holds one).
@@ -65,6 +68,9 @@ const BACKLOG_HINT: Duration = Duration::from_micros(5);
 const SPARE_LINGER: Duration = Duration::from_secs(10);
 /// How often the parked reserve looks whether the run has ended.
 const RESERVE_NAP: Duration = Duration::from_secs(1);
+/// How long calls may wait with no thread able to receive them (every receiver held, the
+/// reserve too, and no thread to be had) before the program is killed.
+pub const STARVED_LIMIT: Duration = Duration::from_secs(1);
 
 thread_local! {
     /// Set on the reserve receiver (see the module's doc).
@@ -72,10 +78,51 @@ thread_local! {
 }
 
 /// Whether a call this thread handles may wait (in a blocking socket call, for the kernel
-/// layer): not on the reserve receiver, which has to be free for the next call. A call that
-/// would wait there is handed to a thread of its own ([`defer`]).
+/// layer) as it is: not on the reserve receiver, which has to be free for the next call; it
+/// first hands the reserve's role on ([`step_down`]).
 pub fn may_wait() -> bool {
     !RESERVE.with(Cell::get)
+}
+
+/// Whether this thread's call may wait: on the reserve, only once it has handed the role on
+/// ([`step_down`]).
+pub fn may_wait_now(ctx: &Arc<Ctx>) -> bool {
+    may_wait() || step_down(ctx)
+}
+
+/// On the reserve, before its call waits: starts a new reserve (asked to go on receiving the
+/// queue) and makes this thread an ordinary receiver, which goes on with the call. False
+/// when no thread can be had: the call must not wait (it is refused with `EAGAIN`).
+pub fn step_down(ctx: &Arc<Ctx>) -> bool {
+    let receivers = &ctx.receivers;
+    // This thread becomes a receiver: it counts against the limit from now.
+    if receivers.total.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
+        receivers.total.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    receivers.reserve_wanted.store(true, Ordering::Release);
+    if !start_reserve(ctx) {
+        receivers.total.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    RESERVE.with(|r| r.set(false));
+    true
+}
+
+/// Starts a reserve thread; false when it cannot be made.
+fn start_reserve(ctx: &Arc<Ctx>) -> bool {
+    let owned = ctx.clone();
+    match std::thread::Builder::new().name("sockstrace-rsrv".into()).spawn(move || reserve(owned)) {
+        Ok(handle) => {
+            *ctx.receivers.reserve_thread() = Some(handle.thread().clone());
+            ctx.receivers.want_reserve_if_asked();
+            true
+        }
+        Err(e) => {
+            eprintln!("sockstrace: cannot start a reserve receiver: {e}");
+            false
+        }
+    }
 }
 
 #[derive(Default)]
@@ -96,10 +143,14 @@ pub struct Receivers {
     watcher: OnceLock<Thread>,
     watcher_asleep: AtomicBool,
     /// The reserve receiver, and the watcher's request that it receive.
-    reserve: OnceLock<Thread>,
+    reserve: Mutex<Option<Thread>>,
     reserve_wanted: AtomicBool,
     /// Calls the reserve refused because they would have waited and no thread could be had.
     refused_busy: AtomicUsize,
+    /// Since when calls wait with no thread able to take them (see [`STARVED_LIMIT`]).
+    starved_since: Mutex<Option<Instant>>,
+    /// Set once the program was killed for it.
+    starved: AtomicBool,
 }
 
 #[derive(Default)]
@@ -164,8 +215,8 @@ impl Receivers {
         self.ended.fetch_add(1, Ordering::Release);
     }
 
-    /// Counts a call the reserve refused because it would have waited and no thread could take
-    /// it; the first one is said.
+    /// Counts a call the reserve refused because it would have waited and no thread could be
+    /// had; the first one is said.
     pub fn refused_busy(&self) {
         if self.refused_busy.fetch_add(1, Ordering::AcqRel) == 0 {
             eprintln!(
@@ -184,23 +235,33 @@ impl Receivers {
     /// Asks the reserve to receive.
     fn want_reserve(&self) {
         self.reserve_wanted.store(true, Ordering::Release);
-        if let Some(reserve) = self.reserve.get() {
-            reserve.unpark();
+        self.want_reserve_if_asked();
+    }
+
+    /// Wakes the reserve if it is asked to receive.
+    fn want_reserve_if_asked(&self) {
+        if self.reserve_wanted.load(Ordering::Acquire) {
+            if let Some(reserve) = self.reserve_thread().as_ref() {
+                reserve.unpark();
+            }
         }
+    }
+
+    fn reserve_thread(&self) -> MutexGuard<'_, Option<Thread>> {
+        self.reserve.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the program was killed because no thread could take its calls.
+    pub fn starved(&self) -> bool {
+        self.starved.load(Ordering::Acquire)
     }
 }
 
 /// Starts the first receiver, the reserve and the watcher.
 pub fn start(ctx: &Arc<Ctx>) {
-    spawn(ctx, None);
-    let owned = ctx.clone();
-    match std::thread::Builder::new().name("sockstrace-rsrv".into()).spawn(move || reserve(owned)) {
-        Ok(handle) => {
-            let _ = ctx.receivers.reserve.set(handle.thread().clone());
-        }
-        // Calls are still served; a herd of calls that wait holds up the next ones longer.
-        Err(e) => eprintln!("sockstrace: cannot start the reserve receiver: {e}"),
-    }
+    spawn(ctx);
+    // Without it calls are still served; a herd of calls that wait holds up the next ones.
+    start_reserve(ctx);
     let owned = ctx.clone();
     match std::thread::Builder::new().name("sockstrace-watch".into()).spawn(move || watch(owned)) {
         Ok(handle) => {
@@ -221,7 +282,7 @@ pub fn hand_off(ctx: &Arc<Ctx>) {
 
 /// Wakes a spare thread to receive, or starts one; false when neither can be done.
 fn add_receiver(ctx: &Arc<Ctx>) -> bool {
-    wake_spare(&ctx.receivers) || spawn(ctx, None)
+    wake_spare(&ctx.receivers) || spawn(ctx)
 }
 
 /// Wakes a parked spare thread to receive; false when none is parked.
@@ -235,49 +296,33 @@ fn wake_spare(receivers: &Receivers) -> bool {
     false
 }
 
-/// Hands a call the reserve received, and that would wait, to a new thread, which handles it
-/// from the start (nothing of the reserve's handling is kept) and then stays on as a
-/// receiver. False (the call is the caller's to answer) when no thread can be had.
-pub fn defer(ctx: &Arc<Ctx>, n: Notification) -> bool {
-    spawn(ctx, Some(n))
-}
-
-/// Starts a receiver thread, which first handles `first` if given; false at the limit or when
-/// the thread cannot be made.
-fn spawn(ctx: &Arc<Ctx>, first: Option<Notification>) -> bool {
+/// Starts a receiver thread; false at the limit or when the thread cannot be made.
+fn spawn(ctx: &Arc<Ctx>) -> bool {
     let receivers = &ctx.receivers;
     if receivers.total.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
         receivers.total.fetch_sub(1, Ordering::AcqRel);
         return false;
     }
-    // In flight from now: the run's end waits for it (the reserve's own handling of it ends
-    // before the new thread starts).
-    if first.is_some() {
-        receivers.call_started();
-    }
     let owned = ctx.clone();
-    let spawned =
-        std::thread::Builder::new().name("sockstrace-recv".into()).spawn(move || receive(owned, first));
+    let spawned = std::thread::Builder::new().name("sockstrace-recv".into()).spawn(move || receive(owned));
     if let Err(e) = spawned {
         receivers.total.fetch_sub(1, Ordering::AcqRel);
-        if first.is_some() {
-            receivers.in_flight.fetch_sub(1, Ordering::AcqRel);
-        }
         eprintln!("sockstrace: cannot start a receiver thread: {e}");
         return false;
     }
     true
 }
 
-fn receive(ctx: Arc<Ctx>, first: Option<Notification>) {
+fn receive(ctx: Arc<Ctx>) {
     super::block_signals_in_this_thread();
     // Calls this thread performs can be interrupted for their caller.
     super::interrupt::accept_kicks();
+    receive_calls(&ctx);
+}
+
+/// The receiver's loop, until the thread leaves (the run's end, or a spare not needed).
+fn receive_calls(ctx: &Arc<Ctx>) {
     let receivers = &ctx.receivers;
-    if let Some(n) = first {
-        handlers::handle(&ctx, n);
-        receivers.call_ended();
-    }
     // A spare woken to help receives even while another thread holds the role.
     let mut helping = false;
     // The caller of the last call this thread took: a thread has at most one call in the
@@ -319,11 +364,11 @@ fn receive(ctx: Arc<Ctx>, first: Option<Notification>) {
                 // A call that was already queued hints at calls from several threads at once:
                 // if more wait, another thread receives them while we handle this one.
                 if found_queued && n.tid != last_caller && ctx.notifier.pending() {
-                    add_receiver(&ctx);
+                    add_receiver(ctx);
                 }
                 last_caller = n.tid;
                 receivers.call_started();
-                handlers::handle(&ctx, n);
+                handlers::handle(ctx, n);
                 receivers.call_ended();
             }
             // Every traced process is gone: nothing will come again.
@@ -343,8 +388,8 @@ fn receive(ctx: Arc<Ctx>, first: Option<Notification>) {
 }
 
 /// The reserve: parked until the watcher finds a call that nobody receives, then receives
-/// every queued call, handing those that would wait to threads of their own (see the module's
-/// doc), and once none is queued gives the receiving role back and parks.
+/// every queued call, and once none is queued gives the receiving role back and parks. A call
+/// that would wait makes it an ordinary receiver ([`step_down`]), under a new reserve.
 fn reserve(ctx: Arc<Ctx>) {
     super::block_signals_in_this_thread();
     super::interrupt::accept_kicks();
@@ -367,6 +412,11 @@ fn reserve(ctx: Arc<Ctx>) {
                     receivers.call_started();
                     handlers::handle(&ctx, n);
                     receivers.call_ended();
+                    if may_wait() {
+                        // Stepped down: another thread is the reserve now.
+                        receive_calls(&ctx);
+                        return;
+                    }
                 }
                 Err(libc::ENOENT) if ctx.notifier.hung_up() => return,
                 Err(libc::ENOENT) | Err(libc::EINTR) => {}
@@ -384,6 +434,29 @@ fn reserve(ctx: Arc<Ctx>) {
             add_receiver(&ctx);
         }
     }
+}
+
+/// Notes whether calls wait with no thread able to take them (`Some(now)`), and kills the
+/// program once they have for [`STARVED_LIMIT`]: what it tries meanwhile is never received,
+/// so never judged nor reported, and a run must not end saying it saw everything.
+fn starve_check(ctx: &Arc<Ctx>, starved_now: Option<Instant>) {
+    let receivers = &ctx.receivers;
+    let mut since = receivers.starved_since.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(now) = starved_now else {
+        *since = None;
+        return;
+    };
+    let first = *since.get_or_insert(now);
+    if now.duration_since(first) < STARVED_LIMIT || receivers.starved.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    eprintln!(
+        "sockstrace: no thread could take the program's calls for {:?} (every receiver and the reserve \
+         held by calls that wait, {} threads); the program is killed and the run fails",
+        STARVED_LIMIT,
+        receivers.total.load(Ordering::Acquire)
+    );
+    ctx.tree.kill_all(None);
 }
 
 /// The watcher: brings in the reserve when a call waits and nobody receives it.
@@ -407,13 +480,18 @@ fn watch(ctx: Arc<Ctx>) {
         // wake us a thousand times a second); as soon as a tick passes without one, every
         // millisecond again.
         tick = if stalled { WATCH_TICK } else { (tick * 2).min(WATCH_TICK_BUSY) };
-        if stalled && receivers.receiving.load(Ordering::Acquire) == 0 && ctx.notifier.pending() {
+        let unreceived =
+            stalled && receivers.receiving.load(Ordering::Acquire) == 0 && ctx.notifier.pending();
+        if unreceived {
             // The reserve takes the queue; if it is missing, or has not taken up the last
-            // request (stalled itself, on the program's memory), one more receiver.
-            if receivers.reserve.get().is_none() || receivers.reserve_wanted.load(Ordering::Acquire) {
-                add_receiver(&ctx);
-            }
+            // request (held itself, on the program's memory), one more receiver.
+            let reserve_held =
+                receivers.reserve_thread().is_none() || receivers.reserve_wanted.load(Ordering::Acquire);
+            let starved = reserve_held && !add_receiver(&ctx);
             receivers.want_reserve();
+            starve_check(&ctx, starved.then(Instant::now));
+        } else {
+            starve_check(&ctx, None);
         }
         if receivers.in_flight.load(Ordering::Acquire) > 0 {
             quiet = 0;

@@ -18,9 +18,8 @@ pub enum Failure {
     Gone,
     /// Our own machinery failed: fail closed (deny and report).
     Check(Errno),
-    /// The call would wait, and the thread handling it is the one that must stay free to
-    /// receive (`receivers::may_wait`): handed to a thread of its own (`receivers::defer`), or
-    /// refused with `EAGAIN` when none can be had.
+    /// The call would wait on the reserve receiver, which must stay free to receive, and no
+    /// thread can take the reserve's role (`receivers::step_down`): refused with `EAGAIN`.
     Busy,
 }
 

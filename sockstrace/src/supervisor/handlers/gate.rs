@@ -130,12 +130,11 @@ impl<'a> Call<'a> {
         let mut action = self.rules().action(ruling, judged.decision, to_fake_address);
         let mut judged = judged;
         if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) {
-            if !super::super::receivers::may_wait() && self.ctx.kernel.is_loading() {
-                // The reserve receiver does not wait for the layer: the call is handled again
-                // by a thread that may (`receivers::defer`); this refusal is never answered.
+            if self.ctx.kernel.is_loading() && !super::super::receivers::may_wait_now(self.ctx) {
+                // On the reserve receiver, with no thread to take its role (`receivers`).
                 action = Action::Blocked;
                 judged = judged.failing_with(libc::EAGAIN);
-                self.would_wait = true;
+                self.ctx.receivers.refused_busy();
             } else if !self.ctx.kernel.wait() {
                 // The layer failed under --kernel required: nothing goes on (the program is
                 // being killed).

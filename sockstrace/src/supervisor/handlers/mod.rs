@@ -51,9 +51,6 @@ pub struct Call<'a> {
     events: Vec<Event>,
     /// Allowed decisions that needed no event (no JSON report): only counted.
     allowed_unreported: u64,
-    /// The call would wait, and is handled on the reserve receiver, which may not
-    /// (`receivers::may_wait`): it is handled again by a thread of its own.
-    would_wait: bool,
 }
 
 impl<'a> Call<'a> {
@@ -104,7 +101,6 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         info: None,
         events: Vec::new(),
         allowed_unreported: 0,
-        would_wait: false,
     };
     let mut name = "unknown";
     let reply = match dispatch(&mut call, &mut name) {
@@ -115,7 +111,9 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         }
         Err(Failure::Gone) => Reply::Errno(BLOCKED_ERRNO),
         Err(Failure::Busy) => {
-            call.would_wait = true;
+            // Judged and reported as usual; only not performed.
+            call.set_last_errno(libc::EAGAIN);
+            ctx.receivers.refused_busy();
             Reply::Errno(libc::EAGAIN)
         }
         Err(Failure::Check(e)) => {
@@ -133,24 +131,14 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
     // completing itself is waited for (`late_layer`), and under `--kernel required` a layer
     // that failed refuses it. Refusals go at once.
     let reply = match reply {
-        Reply::Continue if !super::receivers::may_wait() && ctx.kernel.is_loading() => {
-            call.would_wait = true;
+        Reply::Continue if ctx.kernel.is_loading() && !super::receivers::may_wait_now(ctx) => {
+            call.set_last_errno(libc::EAGAIN);
+            ctx.receivers.refused_busy();
             Reply::Errno(libc::EAGAIN)
         }
         Reply::Continue if !ctx.kernel.wait() => Reply::Errno(BLOCKED_ERRNO),
         reply => reply,
     };
-    if call.would_wait {
-        // The reserve receiver's call would wait: a thread of its own handles it again from
-        // the start, and nothing of this handling is kept (`receivers::defer`).
-        drop(call);
-        if super::receivers::defer(ctx, n) {
-            return;
-        }
-        ctx.receivers.refused_busy();
-        let _ = ctx.notifier.respond(n.id, Reply::Errno(libc::EAGAIN));
-        return;
-    }
     // Events go out before the reply, so that one thread's events keep the
     // order of its calls; except that a stack taken for --stack is symbolized
     // after the reply, off the decision's path.
@@ -280,13 +268,14 @@ fn io_uring(call: &mut Call<'_>) -> Reply {
 /// Before a call that waits on the network, another thread takes the
 /// receiving role, so the wait holds up no other call (a call that stalls
 /// unexpectedly is noticed by the receivers' watcher instead). On the reserve
-/// receiver a call that waits is not run ([`Failure::Busy`]).
+/// receiver, which must not wait, the reserve's role is handed on first, and a
+/// call that waits is not run when it cannot be ([`Failure::Busy`]).
 pub fn run_call<T, F>(ctx: &Arc<Ctx>, waits_on_network: bool, call: F) -> Result<T, Failure>
 where
     F: FnOnce() -> T,
 {
     if waits_on_network {
-        if !super::receivers::may_wait() {
+        if !super::receivers::may_wait_now(ctx) {
             return Err(Failure::Busy);
         }
         super::receivers::hand_off(ctx);
@@ -314,7 +303,7 @@ where
     if !blocks {
         return run_call(call.ctx, waits_on_network, f);
     }
-    if !super::receivers::may_wait() {
+    if !super::receivers::may_wait_now(call.ctx) {
         return Err(Failure::Busy);
     }
     if waits_on_network {
