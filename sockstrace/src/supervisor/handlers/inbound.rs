@@ -215,7 +215,10 @@ fn take_connections(
     loop {
         let (listener, notifier, id, tid) =
             (listener.clone(), call.ctx.notifier.clone(), call.n.id, call.tracee.tid);
-        let taken = run_call(call.ctx, blocking, move || {
+        // A connection already queued is taken at once: the receiving role stays here (handing
+        // it on wakes another thread for every accept of a busy server).
+        let waits = blocking && !sys::poll_one(listener.as_fd(), libc::POLLIN, 0);
+        let taken = run_call(call.ctx, waits, move || {
             while blocking && !sys::poll_one(listener.as_fd(), libc::POLLIN, ACCEPT_RECHECK_MS) {
                 if !notifier.id_valid(id) {
                     return Err(libc::ESRCH);
