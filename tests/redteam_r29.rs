@@ -10,10 +10,12 @@
 //! Attackers: `tests/clients/r29_*.c` (and `r27_starve.c`). Ground truth: sinks on loopback
 //! (what arrives) and the JSON report.
 //!
-//! Open: a leak datagram kept unjudged behind a held copy budget; a socksified leak's event
-//! lost when its proxy is slow and the program exits; a call held for the kernel layer
-//! performed after the program ended. Holding: logged and socksified leaks held for the layer
-//! are reported when the program exits.
+//! Found and closed: a leak datagram kept unjudged behind a held copy budget (a send refused
+//! outright is now judged on its address before waiting for room); a socksified leak's event
+//! lost when its proxy is slow and the program exits (the SOCKS exchange now ends when its
+//! caller is gone); a call held for the kernel layer performed after the program ended (the
+//! layer abandoned at the run's end refuses what still waits). Holding: logged and socksified
+//! leaks held for the layer are reported when the program exits.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -66,7 +68,7 @@ fn tcp_reported(out: &Outcome, sink: &TcpSink) -> bool {
 /// judged and reported at once (refused, nothing sent), as any leak attempt behind held
 /// receivers is: `--fail-on-leak` exits 3.
 ///
-/// Seen (every run): `held: 140 failed: 0`, `leak: unanswered`; the report said `0 leak(s)`,
+/// Was (every run): `held: 140 failed: 0`, `leak: unanswered`; the report said `0 leak(s)`,
 /// `268 allowed` (140 connects, 128 sendmsg), exit status 0. Nothing reached the sink. The
 /// datagram was received, but `send::sendto` reserves its copy (`copy_budget`) *before* it
 /// judges the address, and waits there while the budget is held (as did the other 12
@@ -75,7 +77,6 @@ fn tcp_reported(out: &Outcome, sink: &TcpSink) -> bool {
 /// can keep the budget held as long as it likes (its peer never reads), so any datagram leak
 /// attempt can be kept unjudged, unreported, for the rest of the run.
 #[test]
-#[ignore = "open: a leak datagram waits for the copy budget (held by allowed blocking sends) before it is judged; at the program's exit it is never reported: 0 leak(s), exit 0"]
 fn a_leak_datagram_while_the_copy_budget_is_held_is_judged_and_reported() {
     let hold = Silent::bind();
     let sink = UdpSink::bind("127.0.0.1");
@@ -112,7 +113,7 @@ fn a_leak_datagram_while_the_copy_budget_is_held_is_judged_and_reported() {
 /// supervisor judged is in the report, and `--fail-on-leak` exits 3 (as it does when the
 /// caller of any other judged leak dies before its call ends: `redteam_r28`).
 ///
-/// Seen (every run): the proxy accepted the connection (the handshake for the sink was under
+/// Was (every run): the proxy accepted the connection (the handshake for the sink was under
 /// way), `leak: unanswered`; the run ended 2.5 s after it began with `0 leak(s) (... 0
 /// socksified)`, an empty report and exit status 0. The `socksified` event is recorded by the
 /// gate but emitted only once `handle` has the call's reply, after `socksify::connect_through`
@@ -121,7 +122,6 @@ fn a_leak_datagram_while_the_copy_budget_is_held_is_judged_and_reported() {
 /// real proxy the connection to the destination would still be made through it after the
 /// report said nothing was tried.
 #[test]
-#[ignore = "open: a socksified leak whose proxy answers slowly is lost from the report when the program exits (its event waits for the handshake; the run's end waits 2 s): 0 leak(s), exit 0"]
 fn a_socksified_leak_whose_proxy_is_slow_is_reported_when_the_program_exits() {
     let proxy = Silent::bind();
     let sink = TcpSink::bind("127.0.0.1");
@@ -220,7 +220,7 @@ fn a_socksified_leak_held_for_the_layer_is_reported_when_the_program_exits() {
 /// once the program has ended, and the layers line's "had no network call let through" is
 /// true.
 ///
-/// Seen (4 of 5 runs; the fifth, under load, ended first): `leak: unanswered`, the sink
+/// Was (4 of 5 runs; the fifth, under load, ended first): `leak: unanswered`, the sink
 /// accepted one connection, and the layers line
 /// said `the rest was still loading when the program ended, which had no network call let
 /// through, each of which waits for it`. The run's end abandons the layer (`LateLayer::end`),
@@ -230,7 +230,6 @@ fn a_socksified_leak_held_for_the_layer_is_reported_when_the_program_exits() {
 /// about the report's accuracy and a side effect after the program's end, not a hidden leak
 /// (the event is there).
 #[test]
-#[ignore = "open: a call held for the kernel layer is performed after the program has ended (the sink accepts), and the layers line says no call was let through"]
 fn a_call_held_for_the_layer_is_not_performed_after_the_program_ended() {
     if !sockstrace_tests::is_root() {
         sockstrace_tests::util::skip_note(module_path!(), "the kernel layer needs root");

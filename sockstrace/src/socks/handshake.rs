@@ -9,6 +9,15 @@ use super::codec::{self, Credentials, SocksError, Target};
 /// Why a handshake failed, as the errno the program's connect returns.
 pub type Errno = i32;
 
+/// Whether an exchange is to end early: asked when a wait is interrupted (`EINTR`), which
+/// otherwise just waits again. The exchange then fails with `EINTR`.
+pub type Stop<'a> = &'a dyn Fn() -> bool;
+
+/// Never ends an exchange early.
+pub fn never() -> bool {
+    false
+}
+
 /// Runs greeting, optional authentication and CONNECT on a socket already
 /// connected to the proxy. Each message is written in one piece (some
 /// proxies misread split messages).
@@ -17,9 +26,10 @@ pub fn handshake(
     target: &Target,
     creds: Option<&Credentials>,
     timeout: Duration,
+    stop: Stop<'_>,
 ) -> Result<(), Errno> {
     let deadline = Instant::now() + timeout;
-    let io = Io::new(fd, deadline);
+    let io = Io::new(fd, deadline, stop);
     let socks = |e: SocksError| e.errno();
     io.write_all(&codec::greeting(creds))?;
     let needs_auth = codec::parse_method(io.read_array()?, creds.is_some()).map_err(socks)?;
@@ -37,11 +47,12 @@ pub fn handshake(
 pub(super) struct Io<'a> {
     fd: BorrowedFd<'a>,
     deadline: Instant,
+    stop: Stop<'a>,
 }
 
 impl<'a> Io<'a> {
-    pub(super) fn new(fd: BorrowedFd<'a>, deadline: Instant) -> Self {
-        Io { fd, deadline }
+    pub(super) fn new(fd: BorrowedFd<'a>, deadline: Instant, stop: Stop<'a>) -> Self {
+        Io { fd, deadline, stop }
     }
 
     /// Waits until the socket is ready for `events`, or the deadline.
@@ -55,6 +66,7 @@ impl<'a> Io<'a> {
         // SAFETY: one live pollfd.
         match unsafe { libc::poll(&mut pfd, 1, ms) } {
             0 => Err(libc::ETIMEDOUT),
+            n if n < 0 && last_errno() == libc::EINTR && (self.stop)() => Err(libc::EINTR),
             n if n < 0 && last_errno() == libc::EINTR => Ok(()),
             n if n < 0 => Err(last_errno()),
             _ => Ok(()),
@@ -148,7 +160,7 @@ mod tests {
         ]);
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_nonblocking(true).unwrap();
-        handshake(stream.as_fd(), &target, Some(&creds), Duration::from_secs(5)).unwrap();
+        handshake(stream.as_fd(), &target, Some(&creds), Duration::from_secs(5), &never).unwrap();
         assert_eq!(server.join().unwrap()[2], connect);
     }
 
@@ -159,12 +171,15 @@ mod tests {
         let (addr, _server) =
             proxy(vec![(vec![5, 1, 0], vec![5, 0]), (connect, vec![5, 5, 0, 1, 0, 0, 0, 0, 0, 0])]);
         let stream = TcpStream::connect(addr).unwrap();
-        assert_eq!(handshake(stream.as_fd(), &target, None, Duration::from_secs(5)), Err(libc::ECONNREFUSED));
+        assert_eq!(
+            handshake(stream.as_fd(), &target, None, Duration::from_secs(5), &never),
+            Err(libc::ECONNREFUSED)
+        );
 
         let silent = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(silent.local_addr().unwrap()).unwrap();
         assert_eq!(
-            handshake(stream.as_fd(), &target, None, Duration::from_millis(200)),
+            handshake(stream.as_fd(), &target, None, Duration::from_millis(200), &never),
             Err(libc::ETIMEDOUT)
         );
     }

@@ -53,9 +53,10 @@ pub fn handshake(
     target: &Target,
     creds: Option<&Credentials>,
     timeout: Duration,
+    stop: super::handshake::Stop<'_>,
 ) -> Result<(), i32> {
     let deadline = Instant::now() + timeout;
-    let io = super::handshake::Io::new(fd, deadline);
+    let io = super::handshake::Io::new(fd, deadline, stop);
     io.write_all(&connect_request(target, creds))?;
     let mut head = Vec::with_capacity(256);
     while !head.ends_with(b"\r\n\r\n") {

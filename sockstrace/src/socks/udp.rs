@@ -121,7 +121,7 @@ pub fn associate(
     creds: Option<&Credentials>,
     timeout: Duration,
 ) -> Result<SocketAddr, AssociateError> {
-    let io = Io::new(fd, Instant::now() + timeout);
+    let io = Io::new(fd, Instant::now() + timeout, &super::handshake::never);
     let io_err = AssociateError::Io;
     io.write_all(&codec::greeting(creds)).map_err(io_err)?;
     let needs_auth = codec::parse_method(io.read_array().map_err(io_err)?, creds.is_some())?;

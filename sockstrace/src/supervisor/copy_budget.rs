@@ -101,6 +101,17 @@ impl CopyBudget {
         Some(Grant { budget: self, bytes })
     }
 
+    /// Reserves `bytes` (at most the limit) if they are free now; `None` otherwise.
+    pub fn try_reserve(&self, bytes: usize) -> Option<Grant<'_>> {
+        let bytes = bytes.min(self.limit);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if *used + bytes > self.limit {
+            return None;
+        }
+        *used += bytes;
+        Some(Grant { budget: self, bytes })
+    }
+
     #[cfg(test)]
     fn in_use(&self) -> usize {
         *self.used.lock().unwrap()

@@ -43,8 +43,8 @@ pub struct LateLayer {
     text: Mutex<Option<String>>,
     /// The layer failed to complete.
     failed: std::sync::atomic::AtomicBool,
-    /// Set (before the waiting calls are let go) when it failed under `--kernel required`:
-    /// every trapped call is refused.
+    /// Set (before the waiting calls are let go) when it failed under `--kernel required`, or
+    /// when the run ended while it loaded: every trapped call is refused.
     refuse_all: std::sync::atomic::AtomicBool,
 }
 
@@ -145,6 +145,9 @@ impl LateLayer {
         }
         if *state == State::Loading {
             *state = State::Abandoned;
+            // The run has ended: a call still held for the layer has no caller left, and is
+            // not performed (on our duplicate of its socket, it would still reach the network).
+            self.refuse_all.store(true, std::sync::atomic::Ordering::Release);
             self.open.store(true, std::sync::atomic::Ordering::Release);
             self.changed.notify_all();
             return None;

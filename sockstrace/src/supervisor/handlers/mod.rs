@@ -320,6 +320,27 @@ where
     }
 }
 
+/// Runs an allowed call that waits on the network and cannot be restarted half-way (the
+/// SOCKS exchange of a socksified connect), as [`run_call`], registered with
+/// `supervisor::interrupt`, whose kicks interrupt its waits while its caller is gone or has a
+/// signal to handle: `f` ends with `EINTR` when it finds its caller gone, so that the call
+/// ends at once and its events go out (a run's end waits for calls in flight only so long).
+/// `EINTR` for anything else is answered as is.
+pub fn run_stoppable<T, F>(call: &Call<'_>, mut f: F) -> Result<Result<T, Errno>, Failure>
+where
+    F: FnMut() -> Result<T, Errno>,
+{
+    if !super::receivers::may_wait_now(call.ctx) {
+        return Err(Failure::Busy);
+    }
+    super::receivers::hand_off(call.ctx);
+    match super::interrupt::perform(&call.ctx.notifier, call.tracee.tid, call.n.id, &mut f) {
+        Ok(result) => Ok(result),
+        Err(super::interrupt::Stop::Signal(_)) => Ok(Err(libc::EINTR)),
+        Err(super::interrupt::Stop::Gone) => Err(Failure::Gone),
+    }
+}
+
 /// Whether `SO_SNDTIMEO` is set on the socket.
 fn has_send_timeout(sock: &Socket) -> bool {
     super::sys::send_timeout(sock.as_fd()).is_ok_and(|t| t.tv_sec != 0 || t.tv_usec != 0)

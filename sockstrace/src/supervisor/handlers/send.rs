@@ -3,6 +3,7 @@
 //! the caller's socket, so a racing thread cannot swap the address.
 
 use std::os::fd::AsFd;
+use std::sync::Arc;
 
 use super::materialize::{self, addr_len, Unconfirmed};
 use super::{reply_of, run_call, waits_on_network, Call, Judged, Subject, Target, BLOCKED_ERRNO};
@@ -33,9 +34,73 @@ fn copy_len(facts: &SocketFacts, len: u64) -> Result<usize, Failure> {
 }
 
 /// Reserves `bytes` of the supervisor's copy budget for this call, waiting
-/// while other calls hold it; the caller leaving the call ends the wait.
-fn reserve<'c>(ctx: &'c Ctx, id: u64, bytes: usize) -> Result<Grant<'c>, Failure> {
+/// while other calls hold it; the caller leaving the call ends the wait. A
+/// wait is a wait like any other: the reserve receiver hands its role on first
+/// (`receivers::may_wait_now`).
+fn reserve<'c>(ctx: &'c Arc<Ctx>, id: u64, bytes: usize) -> Result<Grant<'c>, Failure> {
+    if let Some(grant) = ctx.copy_budget.try_reserve(bytes) {
+        return Ok(grant);
+    }
+    if !crate::supervisor::receivers::may_wait_now(ctx) {
+        return Err(Failure::Busy);
+    }
     ctx.copy_budget.reserve(bytes, || ctx.notifier.id_valid(id)).ok_or(Failure::Gone)
+}
+
+/// Room for `bytes` in the copy budget; when it is held by other calls, a send the policy
+/// refuses outright is refused first (`Err`, see [`refuse_before_waiting`]), then the wait.
+fn room_or_refusal<'a>(
+    call: &mut Call<'a>,
+    syscall: &'static str,
+    sock: &Unconfirmed<Socket>,
+    name: (u64, usize),
+    flags: i32,
+    bytes: usize,
+) -> Result<Result<Grant<'a>, Reply>, Failure> {
+    let ctx: &'a Arc<Ctx> = call.ctx;
+    if let Some(grant) = ctx.copy_budget.try_reserve(bytes) {
+        return Ok(Ok(grant));
+    }
+    if let Some(refused) = refuse_before_waiting(call, syscall, sock, name, flags)? {
+        return Ok(Err(refused));
+    }
+    reserve(ctx, call.n.id, bytes).map(Ok)
+}
+
+/// Before a send waits for room in the copy budget (held by other calls): a send that the
+/// policy refuses outright (a leak that `--on-leak` does not let through) is judged now, on a
+/// copy of its address alone, and refused, so that a program cannot keep its leak from being
+/// judged and reported by holding the budget with sends that stall. `Some(reply)` when
+/// refused; otherwise nothing is recorded, and the send is judged as usual once copied
+/// whole. `name`: where the address is and its length.
+fn refuse_before_waiting(
+    call: &mut Call<'_>,
+    syscall: &'static str,
+    sock: &Unconfirmed<Socket>,
+    name: (u64, usize),
+    flags: i32,
+) -> Result<Option<Reply>, Failure> {
+    if name.1 == 0 {
+        return Ok(None);
+    }
+    let copied = materialize::read(call, name.0, name.1)?;
+    let facts = sock.plan().facts;
+    let refused = match destination(&facts, copied.plan(), flags) {
+        Ok(dst) => {
+            let op = Operation::Send { dst, fastopen: fastopen(flags) };
+            let decision = decide(&call.ctx.policy, &Request { socket: facts, op });
+            decision.is_leak() && !call.rules().chosen(decision).lets_through()
+        }
+        // A bad address fails the call at once.
+        Err(_) => true,
+    };
+    if !refused {
+        return Ok(None);
+    }
+    let name = copied.confirm(call)?;
+    let sock = sock.confirm_ref(call)?;
+    // Judged as it will be once copied whole; refused (EPERM) should the gate say otherwise.
+    Ok(Some(judge(call, syscall, sock, &name, flags)?.unwrap_or(Reply::Errno(BLOCKED_ERRNO))))
 }
 
 /// The destination a send names, as the kernel will read it from `name`.
@@ -146,7 +211,11 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
         let data = materialize::read(call, args[1], data_len)?.confirm(call)?;
         return send_checked(call, sock, name, data, flags);
     }
-    let _grant = reserve(call.ctx, call.n.id, data_len + name_len)?;
+    let _grant =
+        match room_or_refusal(call, "sendto", &sock, (args[4], name_len), flags, data_len + name_len)? {
+            Ok(grant) => grant,
+            Err(refused) => return Ok(refused),
+        };
     // Payload and address in one copy.
     let copied =
         materialize::read_regions(call, &[(args[1], data_len), (args[4], name_len)])?.map(|mut data| {
@@ -307,7 +376,11 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return local_send(call, "sendmsg", sock, &[(hdr.name, hdr.namelen as u64)]);
     }
     let plan = plan_copy(call, &layout, &sock.plan().facts, &hdr)?;
-    let _grant = reserve(call.ctx, call.n.id, plan.bytes())?;
+    let _grant = match room_or_refusal(call, "sendmsg", &sock, (hdr.name, hdr.namelen), flags, plan.bytes())?
+    {
+        Ok(grant) => grant,
+        Err(refused) => return Ok(refused),
+    };
     let msg = copy_message(call, &plan)?;
     let (sock, mut msg) = sock.and(msg).confirm(call)?;
     if let Some(refused) = super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?.refusal() {
@@ -354,7 +427,13 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         plans.push(plan);
     }
     let vlen = plans.len();
-    let _grant = reserve(call.ctx, call.n.id, planned)?;
+    // With the budget held by other calls, a first message refused outright is refused at once
+    // (the kernel fails a sendmmsg whose first message fails); later ones wait for room.
+    let first_name = hdrs.first().map_or((0, 0), |h| (h.name, h.namelen));
+    let _grant = match room_or_refusal(call, "sendmmsg", &sock, first_name, flags, planned)? {
+        Ok(grant) => grant,
+        Err(refused) => return Ok(refused),
+    };
     let msgs = plans.iter().map(|plan| copy_message(call, plan)).collect::<Result<Vec<_>, _>>()?;
     let (sock, msgs) = sock.and(Unconfirmed::all(msgs)).confirm(call)?;
     // Every message is judged; sending stops at the first blocked one, as the

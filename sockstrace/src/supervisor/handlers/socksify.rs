@@ -95,30 +95,44 @@ pub fn proxy_for(proxies: &[SocketAddr], http: &[SocketAddr], facts: &SocketFact
 
 /// Connects `fd` to `proxy` and asks it for `target`. Blocks (with poll) up
 /// to the timeout whatever the socket's own mode, so that a non-blocking
-/// program finds its socket ready once its connect returns.
+/// program finds its socket ready once its connect returns. `stop`, asked when
+/// a wait is interrupted, ends it early with `EINTR` (the caller is gone or has
+/// a signal to handle: `supervisor::interrupt`).
 pub fn connect_through(
     fd: BorrowedFd<'_>,
     proxy: Route,
     target: &Target,
     creds: &Credentials,
     http_creds: Option<&Credentials>,
+    stop: socks::Stop<'_>,
 ) -> Result<(), Errno> {
     match sys::connect(fd, &encode_inet(proxy.connect_to)) {
         Ok(()) => {}
-        Err(libc::EINPROGRESS) | Err(libc::EINTR) => wait_connected(fd)?,
+        Err(libc::EINPROGRESS) | Err(libc::EINTR) => wait_connected(fd, stop)?,
         Err(e) => return Err(e),
     }
     match proxy.kind {
-        ProxyKind::Socks5 => socks::handshake(fd, target, Some(creds), PROXY_TIMEOUT),
-        ProxyKind::HttpConnect => socks::http::handshake(fd, target, http_creds, PROXY_TIMEOUT),
+        ProxyKind::Socks5 => socks::handshake(fd, target, Some(creds), PROXY_TIMEOUT, stop),
+        ProxyKind::HttpConnect => socks::http::handshake(fd, target, http_creds, PROXY_TIMEOUT, stop),
     }
 }
 
-fn wait_connected(fd: BorrowedFd<'_>) -> Result<(), Errno> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-    let ms = PROXY_TIMEOUT.as_millis() as i32;
-    // SAFETY: one live pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+fn wait_connected(fd: BorrowedFd<'_>, stop: socks::Stop<'_>) -> Result<(), Errno> {
+    let deadline = std::time::Instant::now() + PROXY_TIMEOUT;
+    let n = loop {
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = left.as_millis().clamp(0, i32::MAX as u128) as i32;
+        // SAFETY: one live pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            if stop() {
+                return Err(libc::EINTR);
+            }
+            continue;
+        }
+        break n;
+    };
     if n == 0 {
         return Err(libc::ETIMEDOUT);
     }
