@@ -216,8 +216,12 @@ fn take_connections(
         let (listener, notifier, id, tid) =
             (listener.clone(), call.ctx.notifier.clone(), call.n.id, call.tracee.tid);
         // A connection already queued is taken at once: the receiving role stays here (handing
-        // it on wakes another thread for every accept of a busy server).
-        let waits = blocking && !sys::poll_one(listener.as_fd(), libc::POLLIN, 0);
+        // it on wakes another thread for every accept of a busy server). Not on the reserve
+        // receiver: another accept of the program's may take that connection first, and ours,
+        // on a blocking listener, would then wait for the next.
+        let waits = blocking
+            && (!crate::supervisor::receivers::may_wait()
+                || !sys::poll_one(listener.as_fd(), libc::POLLIN, 0));
         let taken = run_call(call.ctx, waits, move || {
             while blocking && !sys::poll_one(listener.as_fd(), libc::POLLIN, ACCEPT_RECHECK_MS) {
                 if !notifier.id_valid(id) {
