@@ -10,8 +10,8 @@
 //! Attackers: `tests/clients/r29_*.c` (and `r27_starve.c`). Ground truth: sinks on loopback
 //! (what arrives) and the JSON report.
 //!
-//! Found and closed: a leak datagram kept unjudged behind a held copy budget (a send refused
-//! outright is now judged on its address before waiting for room); a socksified leak's event
+//! Found and closed: a leak datagram kept unjudged behind a held copy budget (no call waits
+//! for room now: `copy_budget`); a socksified leak's event
 //! lost when its proxy is slow and the program exits (the SOCKS exchange now ends when its
 //! caller is gone); a call held for the kernel layer performed after the program ended (the
 //! layer abandoned at the run's end refuses what still waits). Holding: logged and socksified

@@ -8,4 +8,4 @@ pub mod http;
 pub mod udp;
 
 pub use codec::{Credentials, Target};
-pub use handshake::{handshake, Stop};
+pub use handshake::{handshake, never, Stop};

@@ -120,8 +120,9 @@ pub fn associate(
     from: SocketAddr,
     creds: Option<&Credentials>,
     timeout: Duration,
+    stop: super::Stop<'_>,
 ) -> Result<SocketAddr, AssociateError> {
-    let io = Io::new(fd, Instant::now() + timeout, &super::handshake::never);
+    let io = Io::new(fd, Instant::now() + timeout, stop);
     let io_err = AssociateError::Io;
     io.write_all(&codec::greeting(creds)).map_err(io_err)?;
     let needs_auth = codec::parse_method(io.read_array().map_err(io_err)?, creds.is_some())?;

@@ -12,12 +12,16 @@
 //! - control data cannot exceed the kernel's `net.core.optmem_max` (`ENOBUFS`);
 //! - `sendmmsg` may send fewer messages than asked: one call copies at most
 //!   [`CALL_MAX`] (but always its first message);
-//! - all calls in flight together hold at most [`TOTAL_MAX`]; a call that
-//!   would exceed it waits until others finish (or its caller gives up).
+//! - all calls in flight together hold at most [`TOTAL_MAX`], and no call ever
+//!   waits for room ([`CopyBudget::grant`]): a wait would come before the send is
+//!   judged, and a program that holds the budget with sends that stall would keep
+//!   its next leak from being judged and reported. A stream send is cut to the
+//!   room left (at least [`STREAM_FLOOR`]: a short send, which the caller's loop
+//!   completes); a datagram cannot be cut, and is given its room over the limit
+//!   if need be: at most one datagram (64 KiB and its control data) for each call
+//!   in flight beyond [`TOTAL_MAX`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 /// The most payload one stream message copies.
 pub const STREAM_CHUNK: usize = 256 << 10;
@@ -27,10 +31,10 @@ pub const DATAGRAM_MAX: usize = 65_535;
 pub const CALL_MAX: usize = 1 << 20;
 /// The most all calls in flight copy together.
 pub const TOTAL_MAX: usize = 32 << 20;
+/// The least payload a stream send is given while the budget is used up.
+pub const STREAM_FLOOR: usize = 16 << 10;
 /// `net.core.optmem_max` when it cannot be read (the kernel's default).
 const OPTMEM_DEFAULT: usize = 20_480;
-/// How often a waiting call checks that its caller still waits.
-const RECHECK: Duration = Duration::from_millis(50);
 
 /// The limit on one message's control data: the kernel's `optmem_max`.
 pub fn control_max() -> usize {
@@ -56,14 +60,10 @@ pub fn payload_len(is_stream: bool, len: u64) -> Option<usize> {
     }
 }
 
-/// Bytes reserved by calls in flight.
+/// Bytes granted to calls in flight.
 pub struct CopyBudget {
     limit: usize,
     used: Mutex<usize>,
-    freed: Condvar,
-    /// Calls waiting on `freed` (changed under `used`'s lock): a grant returned while none
-    /// waits wakes nobody, without the `futex` call a notify always makes.
-    waiting: AtomicUsize,
 }
 
 impl Default for CopyBudget {
@@ -80,36 +80,18 @@ pub struct Grant<'a> {
 
 impl CopyBudget {
     pub fn new(limit: usize) -> Self {
-        CopyBudget { limit, used: Mutex::new(0), freed: Condvar::new(), waiting: AtomicUsize::new(0) }
+        CopyBudget { limit, used: Mutex::new(0) }
     }
 
-    /// Reserves `bytes` (at most the limit), waiting while other calls hold
-    /// too much; `None` once `still_wanted` says the caller left the call.
-    pub fn reserve(&self, bytes: usize, still_wanted: impl Fn() -> bool) -> Option<Grant<'_>> {
-        let bytes = bytes.min(self.limit);
+    /// Room for a copy of `want` bytes, at once: all of it while it fits under the limit,
+    /// else what is left but at least `least` (`want` for a datagram, which cannot be cut;
+    /// for a stream, its address, control data and [`STREAM_FLOOR`] of payload).
+    pub fn grant(&self, want: usize, least: usize) -> Grant<'_> {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        while *used + bytes > self.limit {
-            self.waiting.fetch_add(1, Ordering::Relaxed);
-            let (guard, _) = self.freed.wait_timeout(used, RECHECK).unwrap_or_else(|e| e.into_inner());
-            used = guard;
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-            if *used + bytes > self.limit && !still_wanted() {
-                return None;
-            }
-        }
+        let free = self.limit.saturating_sub(*used);
+        let bytes = if want <= free { want } else { free.max(least.min(want)) };
         *used += bytes;
-        Some(Grant { budget: self, bytes })
-    }
-
-    /// Reserves `bytes` (at most the limit) if they are free now; `None` otherwise.
-    pub fn try_reserve(&self, bytes: usize) -> Option<Grant<'_>> {
-        let bytes = bytes.min(self.limit);
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if *used + bytes > self.limit {
-            return None;
-        }
-        *used += bytes;
-        Some(Grant { budget: self, bytes })
+        Grant { budget: self, bytes }
     }
 
     #[cfg(test)]
@@ -118,24 +100,23 @@ impl CopyBudget {
     }
 }
 
+impl Grant<'_> {
+    /// The bytes granted.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl Drop for Grant<'_> {
     fn drop(&mut self) {
         let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
         *used -= self.bytes;
-        // Read under the lock: a waiter counts itself before it releases the lock to wait.
-        let waiting = self.budget.waiting.load(Ordering::Relaxed);
-        drop(used);
-        if waiting > 0 {
-            self.budget.freed.notify_all();
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
 
     #[test]
     fn stream_sends_are_cut_to_a_chunk_and_datagrams_refused_past_the_maximum() {
@@ -156,8 +137,9 @@ mod tests {
     #[test]
     fn grants_are_returned_when_dropped() {
         let budget = CopyBudget::new(100);
-        let a = budget.reserve(60, || true).unwrap();
-        let b = budget.reserve(40, || true).unwrap();
+        let a = budget.grant(60, 60);
+        let b = budget.grant(40, 40);
+        assert_eq!((a.bytes(), b.bytes()), (60, 40));
         assert_eq!(budget.in_use(), 100);
         drop(a);
         assert_eq!(budget.in_use(), 40);
@@ -166,32 +148,22 @@ mod tests {
     }
 
     #[test]
-    fn a_reservation_past_the_limit_waits_for_others() {
-        let budget = Arc::new(CopyBudget::new(100));
-        let held = budget.reserve(80, || true).unwrap();
-        let got = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let (budget, got) = (budget.clone(), got.clone());
-            std::thread::spawn(move || {
-                let grant = budget.reserve(50, || true);
-                got.store(grant.is_some(), Ordering::SeqCst);
-            })
-        };
-        std::thread::sleep(Duration::from_millis(120));
-        assert!(!got.load(Ordering::SeqCst), "reserved past the limit");
-        drop(held);
-        waiter.join().unwrap();
-        assert!(got.load(Ordering::SeqCst));
-        assert_eq!(budget.in_use(), 0);
-    }
-
-    #[test]
-    fn a_caller_that_left_stops_waiting() {
+    fn past_the_limit_a_stream_is_cut_and_a_datagram_given_its_room_at_once() {
         let budget = CopyBudget::new(100);
-        let _held = budget.reserve(100, || true).unwrap();
-        assert!(budget.reserve(1, || false).is_none());
-        // More than the limit is cut to the limit, never a deadlock by itself.
-        drop(_held);
-        assert!(budget.reserve(1000, || true).is_some());
+        let held = budget.grant(80, 80);
+        // A stream send: what is left.
+        let stream = budget.grant(50, 10);
+        assert_eq!(stream.bytes(), 20);
+        // Nothing left: its floor.
+        let floor = budget.grant(50, 10);
+        assert_eq!(floor.bytes(), 10);
+        // Never more than asked, whatever the floor.
+        assert_eq!(budget.grant(5, 10).bytes(), 5);
+        // A datagram: whole.
+        let datagram = budget.grant(30, 30);
+        assert_eq!(datagram.bytes(), 30);
+        assert_eq!(budget.in_use(), 140);
+        drop((held, stream, floor, datagram));
+        assert_eq!(budget.in_use(), 0);
     }
 }

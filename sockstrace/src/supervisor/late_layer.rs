@@ -143,17 +143,32 @@ impl LateLayer {
         while *state == State::Attaching {
             state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
-        if *state == State::Loading {
-            *state = State::Abandoned;
-            // The run has ended: a call still held for the layer has no caller left, and is
-            // not performed (on our duplicate of its socket, it would still reach the network).
-            self.refuse_all.store(true, std::sync::atomic::Ordering::Release);
-            self.open.store(true, std::sync::atomic::Ordering::Release);
-            self.changed.notify_all();
+        if self.abandon_locked(&mut state) || *state == State::Abandoned {
             return None;
         }
         drop(state);
         self.text.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Once every traced process is gone: a layer still loading is abandoned at once, so that
+    /// the calls held for it end now (refused: none has a caller left) and their events go
+    /// out before the run's end stops waiting for calls in flight.
+    pub fn abandon(&self) {
+        let mut state = self.lock();
+        self.abandon_locked(&mut state);
+    }
+
+    fn abandon_locked(&self, state: &mut State) -> bool {
+        if *state != State::Loading {
+            return false;
+        }
+        *state = State::Abandoned;
+        // The run has ended: a call still held for the layer has no caller left, and is
+        // not performed (on our duplicate of its socket, it would still reach the network).
+        self.refuse_all.store(true, std::sync::atomic::Ordering::Release);
+        self.open.store(true, std::sync::atomic::Ordering::Release);
+        self.changed.notify_all();
+        true
     }
 }
 

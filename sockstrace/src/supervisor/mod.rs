@@ -658,6 +658,8 @@ async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
     while !ctx.notifier.hung_up() {
         tokio::time::sleep(HANGUP_POLL).await;
     }
+    // Calls held for a kernel layer still loading have no caller left: they end now.
+    ctx.kernel.abandon();
     // A leak's stack is symbolized after its call was answered: wait for it longer.
     let limit = if ctx.leak_debug.is_some() { 5 * DRAIN_LIMIT } else { DRAIN_LIMIT };
     let deadline = tokio::time::Instant::now() + limit;

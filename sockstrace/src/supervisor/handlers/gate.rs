@@ -129,15 +129,15 @@ impl<'a> Call<'a> {
         let to_fake_address = self.is_fake_address(&judged.target);
         let mut action = self.rules().action(ruling, judged.decision, to_fake_address);
         let mut judged = judged;
-        if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) {
+        if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) && !self.layer_wait_later {
             if self.ctx.kernel.is_loading() && !super::super::receivers::may_wait_now(self.ctx) {
                 // On the reserve receiver, with no thread to take its role (`receivers`).
                 action = Action::Blocked;
                 judged = judged.failing_with(libc::EAGAIN);
                 self.ctx.receivers.refused_busy();
-            } else if !self.ctx.kernel.wait() {
-                // The layer failed under --kernel required: nothing goes on (the program is
-                // being killed).
+            } else if !self.layer_allows() {
+                // The layer failed under --kernel required (the program is being killed), or
+                // the caller is gone while it waited: nothing goes on.
                 action = Action::Blocked;
             }
         }
@@ -241,6 +241,29 @@ impl<'a> Call<'a> {
     /// socket of a family no hook judges, ready for an fd swap.
     fn continue_is_sound(&self) -> bool {
         !self.multiplexed || self.ctx.witness.read().is_ok_and(|w| w.is_some())
+    }
+
+    /// The wait the gate makes for a kernel layer still loading, for a call whose judgements
+    /// were made with [`Call::layer_wait_later`] set: whether it may go on (false: refused, the
+    /// layer failed under `--kernel required` or the run ended). On the reserve receiver the
+    /// role is handed on first; `Failure::Busy` when it cannot be.
+    pub fn wait_for_layer(&self) -> Result<bool, crate::supervisor::tracee::Failure> {
+        if self.ctx.kernel.is_loading() && !super::super::receivers::may_wait_now(self.ctx) {
+            return Err(crate::supervisor::tracee::Failure::Busy);
+        }
+        Ok(self.layer_allows())
+    }
+
+    /// Waits for a kernel layer still loading; whether the call may go on: not when the layer
+    /// failed under `--kernel required`, nor when its caller left while it waited (nothing is
+    /// done for a caller that is gone: a call performed on our duplicate of its socket would
+    /// still reach the network after the program's end).
+    fn layer_allows(&self) -> bool {
+        let waited = self.ctx.kernel.is_loading();
+        if !self.ctx.kernel.wait() {
+            return false;
+        }
+        !waited || self.ctx.notifier.id_valid(self.n.id)
     }
 
     /// Overrides the errno of the last recorded event (a call taken through

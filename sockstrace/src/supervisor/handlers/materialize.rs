@@ -27,13 +27,6 @@ impl<T> Unconfirmed<T> {
         Ok(self.0)
     }
 
-    /// The values, lent once the caller is known to still wait in this call (as
-    /// [`Unconfirmed::confirm`]), for a decision taken before more is read with them.
-    pub fn confirm_ref(&self, call: &Call<'_>) -> Result<&T, Failure> {
-        confirm(call)?;
-        Ok(&self.0)
-    }
-
     /// Joins another read, to be confirmed with this one.
     pub fn and<U>(self, other: Unconfirmed<U>) -> Unconfirmed<(T, U)> {
         Unconfirmed((self.0, other.0))

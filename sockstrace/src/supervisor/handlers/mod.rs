@@ -51,6 +51,9 @@ pub struct Call<'a> {
     events: Vec<Event>,
     /// Allowed decisions that needed no event (no JSON report): only counted.
     allowed_unreported: u64,
+    /// The gate does not wait for a kernel layer still loading: the handler judges every part
+    /// of the call first, then waits once ([`Call::wait_for_layer`]).
+    pub layer_wait_later: bool,
 }
 
 impl<'a> Call<'a> {
@@ -101,6 +104,7 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         info: None,
         events: Vec::new(),
         allowed_unreported: 0,
+        layer_wait_later: false,
     };
     let mut name = "unknown";
     let reply = match dispatch(&mut call, &mut name) {

@@ -3,7 +3,6 @@
 //! the caller's socket, so a racing thread cannot swap the address.
 
 use std::os::fd::AsFd;
-use std::sync::Arc;
 
 use super::materialize::{self, addr_len, Unconfirmed};
 use super::{reply_of, run_call, waits_on_network, Call, Judged, Subject, Target, BLOCKED_ERRNO};
@@ -33,74 +32,12 @@ fn copy_len(facts: &SocketFacts, len: u64) -> Result<usize, Failure> {
     copy_budget::payload_len(facts.is_stream(), len).ok_or(Failure::Caller(libc::EMSGSIZE))
 }
 
-/// Reserves `bytes` of the supervisor's copy budget for this call, waiting
-/// while other calls hold it; the caller leaving the call ends the wait. A
-/// wait is a wait like any other: the reserve receiver hands its role on first
-/// (`receivers::may_wait_now`).
-fn reserve<'c>(ctx: &'c Arc<Ctx>, id: u64, bytes: usize) -> Result<Grant<'c>, Failure> {
-    if let Some(grant) = ctx.copy_budget.try_reserve(bytes) {
-        return Ok(grant);
-    }
-    if !crate::supervisor::receivers::may_wait_now(ctx) {
-        return Err(Failure::Busy);
-    }
-    ctx.copy_budget.reserve(bytes, || ctx.notifier.id_valid(id)).ok_or(Failure::Gone)
-}
-
-/// Room for `bytes` in the copy budget; when it is held by other calls, a send the policy
-/// refuses outright is refused first (`Err`, see [`refuse_before_waiting`]), then the wait.
-fn room_or_refusal<'a>(
-    call: &mut Call<'a>,
-    syscall: &'static str,
-    sock: &Unconfirmed<Socket>,
-    name: (u64, usize),
-    flags: i32,
-    bytes: usize,
-) -> Result<Result<Grant<'a>, Reply>, Failure> {
-    let ctx: &'a Arc<Ctx> = call.ctx;
-    if let Some(grant) = ctx.copy_budget.try_reserve(bytes) {
-        return Ok(Ok(grant));
-    }
-    if let Some(refused) = refuse_before_waiting(call, syscall, sock, name, flags)? {
-        return Ok(Err(refused));
-    }
-    reserve(ctx, call.n.id, bytes).map(Ok)
-}
-
-/// Before a send waits for room in the copy budget (held by other calls): a send that the
-/// policy refuses outright (a leak that `--on-leak` does not let through) is judged now, on a
-/// copy of its address alone, and refused, so that a program cannot keep its leak from being
-/// judged and reported by holding the budget with sends that stall. `Some(reply)` when
-/// refused; otherwise nothing is recorded, and the send is judged as usual once copied
-/// whole. `name`: where the address is and its length.
-fn refuse_before_waiting(
-    call: &mut Call<'_>,
-    syscall: &'static str,
-    sock: &Unconfirmed<Socket>,
-    name: (u64, usize),
-    flags: i32,
-) -> Result<Option<Reply>, Failure> {
-    if name.1 == 0 {
-        return Ok(None);
-    }
-    let copied = materialize::read(call, name.0, name.1)?;
-    let facts = sock.plan().facts;
-    let refused = match destination(&facts, copied.plan(), flags) {
-        Ok(dst) => {
-            let op = Operation::Send { dst, fastopen: fastopen(flags) };
-            let decision = decide(&call.ctx.policy, &Request { socket: facts, op });
-            decision.is_leak() && !call.rules().chosen(decision).lets_through()
-        }
-        // A bad address fails the call at once.
-        Err(_) => true,
-    };
-    if !refused {
-        return Ok(None);
-    }
-    let name = copied.confirm(call)?;
-    let sock = sock.confirm_ref(call)?;
-    // Judged as it will be once copied whole; refused (EPERM) should the gate say otherwise.
-    Ok(Some(judge(call, syscall, sock, &name, flags)?.unwrap_or(Reply::Errno(BLOCKED_ERRNO))))
+/// Room in the copy budget for a send of `want` bytes, `fixed` of which (its address and
+/// control data) cannot be cut: at once, never waiting (`copy_budget`). A stream's payload may
+/// be cut (a short send); a datagram's may not.
+fn room<'c>(ctx: &'c Ctx, facts: &SocketFacts, want: usize, fixed: usize) -> Grant<'c> {
+    let least = if facts.is_stream() { fixed + copy_budget::STREAM_FLOOR } else { want };
+    ctx.copy_budget.grant(want, least)
 }
 
 /// The destination a send names, as the kernel will read it from `name`.
@@ -207,15 +144,12 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
             return Ok(reply);
         }
         // A leak: judged and carried out as usual, on the address already copied.
-        let _grant = reserve(call.ctx, call.n.id, data_len)?;
+        let _grant = room(call.ctx, &facts, data_len, 0);
         let data = materialize::read(call, args[1], data_len)?.confirm(call)?;
         return send_checked(call, sock, name, data, flags);
     }
-    let _grant =
-        match room_or_refusal(call, "sendto", &sock, (args[4], name_len), flags, data_len + name_len)? {
-            Ok(grant) => grant,
-            Err(refused) => return Ok(refused),
-        };
+    let grant = room(call.ctx, &facts, data_len + name_len, name_len);
+    let data_len = data_len.min(grant.bytes().saturating_sub(name_len));
     // Payload and address in one copy.
     let copied =
         materialize::read_regions(call, &[(args[1], data_len), (args[4], name_len)])?.map(|mut data| {
@@ -316,6 +250,25 @@ impl CopyPlan {
     fn bytes(&self) -> usize {
         self.regions.iter().map(|&(_, len)| len).sum()
     }
+
+    /// What cannot be cut: the name and the control data (the last two regions).
+    fn fixed(&self) -> usize {
+        self.bytes() - self.data_len
+    }
+
+    /// Cuts the payload so that the whole copy fits in `room` (a stream's short send).
+    fn cut_to(&mut self, room: usize) {
+        let mut left = room.saturating_sub(self.fixed());
+        if left >= self.data_len {
+            return;
+        }
+        let payload = self.regions.len() - 2;
+        for region in &mut self.regions[..payload] {
+            region.1 = region.1.min(left);
+            left -= region.1;
+        }
+        self.data_len = self.regions[..payload].iter().map(|&(_, len)| len).sum();
+    }
 }
 
 /// Reads one msghdr's iovec array and plans the copy of its payload, name
@@ -375,12 +328,9 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     if sock.plan().facts.is_local_family() {
         return local_send(call, "sendmsg", sock, &[(hdr.name, hdr.namelen as u64)]);
     }
-    let plan = plan_copy(call, &layout, &sock.plan().facts, &hdr)?;
-    let _grant = match room_or_refusal(call, "sendmsg", &sock, (hdr.name, hdr.namelen), flags, plan.bytes())?
-    {
-        Ok(grant) => grant,
-        Err(refused) => return Ok(refused),
-    };
+    let mut plan = plan_copy(call, &layout, &sock.plan().facts, &hdr)?;
+    let grant = room(call.ctx, &sock.plan().facts, plan.bytes(), plan.fixed());
+    plan.cut_to(grant.bytes());
     let msg = copy_message(call, &plan)?;
     let (sock, mut msg) = sock.and(msg).confirm(call)?;
     if let Some(refused) = super::options::vet_control(call, "sendmsg", &sock, &mut msg.control)?.refusal() {
@@ -426,20 +376,34 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         planned += plan.bytes();
         plans.push(plan);
     }
+    // Room at once (`copy_budget`): datagrams whole; a stream's messages cut to the room,
+    // the first one at least to its floor, and those past the room left unsent.
+    let facts = sock.plan().facts;
+    let fixed_first = plans.first().map_or(0, CopyPlan::fixed);
+    let grant = room(call.ctx, &facts, planned, fixed_first);
+    if grant.bytes() < planned {
+        let mut left = grant.bytes();
+        let mut kept = 0;
+        for plan in &mut plans {
+            if kept > 0 && plan.bytes() > left {
+                break;
+            }
+            plan.cut_to(left);
+            left -= plan.bytes().min(left);
+            kept += 1;
+        }
+        plans.truncate(kept);
+    }
     let vlen = plans.len();
-    // With the budget held by other calls, a first message refused outright is refused at once
-    // (the kernel fails a sendmmsg whose first message fails); later ones wait for room.
-    let first_name = hdrs.first().map_or((0, 0), |h| (h.name, h.namelen));
-    let _grant = match room_or_refusal(call, "sendmmsg", &sock, first_name, flags, planned)? {
-        Ok(grant) => grant,
-        Err(refused) => return Ok(refused),
-    };
     let msgs = plans.iter().map(|plan| copy_message(call, plan)).collect::<Result<Vec<_>, _>>()?;
     let (sock, msgs) = sock.and(Unconfirmed::all(msgs)).confirm(call)?;
     // Every message is judged; sending stops at the first blocked one, as the
     // kernel stops at the first failing one.
     let mut allowed = Vec::with_capacity(msgs.len());
     let mut first_refusal = None;
+    // Every message is judged before any waits for a kernel layer still loading: a leak
+    // behind an allowed message is judged and reported whatever becomes of the wait.
+    call.layer_wait_later = true;
     for mut msg in msgs {
         if let Some(refused) =
             super::options::vet_control(call, "sendmmsg", &sock, &mut msg.control)?.refusal()
@@ -465,8 +429,12 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         }
         allowed.push((msg, None));
     }
+    call.layer_wait_later = false;
     if allowed.is_empty() {
         return Ok(first_refusal.unwrap_or(Reply::Errno(BLOCKED_ERRNO)));
+    }
+    if !call.wait_for_layer()? {
+        return Ok(Reply::Errno(BLOCKED_ERRNO));
     }
     let any_blocked = allowed.len() < vlen;
     let mut waits = false;

@@ -149,7 +149,9 @@ impl Assoc {
 
     /// The relay, set up on first use: a TCP connection to the proxy, UDP ASSOCIATE for our
     /// UDP socket bound to the same local address.
-    fn relay(&self, proxy: &UdpProxy) -> Result<Arc<Relay>, i32> {
+    /// The association's relay at the proxy, asked for on first use; `stop` ends the exchange
+    /// early (`socks::Stop`).
+    fn relay(&self, proxy: &UdpProxy, stop: crate::socks::Stop<'_>) -> Result<Arc<Relay>, i32> {
         let mut relay = self.relay.lock().map_err(|_| libc::EIO)?;
         if let Some(r) = relay.as_ref() {
             return Ok(r.clone());
@@ -162,12 +164,12 @@ impl Assoc {
         big_buffers(&socket);
         let from = socket.local_addr().map_err(errno)?;
         let creds = proxy.auth.as_ref().map(|a| a.credentials());
-        let relay_addr = udp::associate(control.as_fd(), server, from, creds.as_ref(), SETUP_TIMEOUT)
+        let relay_addr = udp::associate(control.as_fd(), server, from, creds.as_ref(), SETUP_TIMEOUT, stop)
             .map_err(|e| match e {
-                udp::AssociateError::Io(n) => n,
-                udp::AssociateError::NotSupported => libc::EOPNOTSUPP,
-                udp::AssociateError::Socks(s) => s.errno(),
-            })?;
+            udp::AssociateError::Io(n) => n,
+            udp::AssociateError::NotSupported => libc::EOPNOTSUPP,
+            udp::AssociateError::Socks(s) => s.errno(),
+        })?;
         socket.connect(relay_addr).map_err(errno)?;
         socket.set_nonblocking(true).map_err(errno)?;
         control.set_nonblocking(true).map_err(errno)?;
@@ -178,9 +180,16 @@ impl Assoc {
         Ok(made)
     }
 
-    /// Sends `data` to `peer` through the relay (the program's trapped send).
-    pub fn send(&self, proxy: &UdpProxy, peer: SocketAddr, data: &[u8]) -> Result<usize, i32> {
-        let relay = self.relay(proxy)?;
+    /// Sends `data` to `peer` through the relay (the program's trapped send); `stop` ends the
+    /// relay's setup early, when its caller is gone.
+    pub fn send(
+        &self,
+        proxy: &UdpProxy,
+        peer: SocketAddr,
+        data: &[u8],
+        stop: crate::socks::Stop<'_>,
+    ) -> Result<usize, i32> {
+        let relay = self.relay(proxy, stop)?;
         self.touch();
         send_wrapped(&relay.socket, peer, data, &proxy.stats)?;
         Ok(data.len())
@@ -277,8 +286,9 @@ impl Assoc {
                 continue;
             }
             self.touch();
-            let relayed =
-                self.relay(proxy).and_then(|r| send_wrapped(&r.socket, peer, &buf[..n], &proxy.stats));
+            let relayed = self
+                .relay(proxy, &crate::socks::never)
+                .and_then(|r| send_wrapped(&r.socket, peer, &buf[..n], &proxy.stats));
             if relayed.is_err() {
                 proxy.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }

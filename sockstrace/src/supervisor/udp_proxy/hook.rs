@@ -141,8 +141,14 @@ pub fn send(
             let recorded =
                 record_flow(call, syscall, sock, &dst, decision, new_flow.as_ref().is_ok_and(|&n| n));
             let result = match new_flow {
-                // Setting the association up waits on the proxy: hand the receiving role on.
-                Ok(_) => run_call(call.ctx, true, || assoc.send(&udp, peer, data))?,
+                // Setting the association up waits on the proxy: the receiving role is handed
+                // on, and the exchange ends once its caller is gone (its event goes out, and
+                // nothing is relayed for a dead caller).
+                Ok(_) => {
+                    let (notifier, id) = (call.ctx.notifier.clone(), call.n.id);
+                    let stop = move || !notifier.id_valid(id);
+                    crate::supervisor::handlers::run_stoppable(call, || assoc.send(&udp, peer, data, &stop))?
+                }
                 Err(e) => Err(e.raw_os_error().unwrap_or(libc::ENOBUFS)),
             };
             (recorded, result)

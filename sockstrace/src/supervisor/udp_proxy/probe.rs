@@ -36,7 +36,7 @@ fn offers_udp(server: SocketAddr, auth: &SocksAuth) -> Result<(), String> {
         0,
     );
     let creds = auth.credentials();
-    udp::associate(control.as_fd(), server, unspecified, Some(&creds), PROBE_TIMEOUT)
+    udp::associate(control.as_fd(), server, unspecified, Some(&creds), PROBE_TIMEOUT, &crate::socks::never)
         .map(drop)
         .map_err(|e| e.to_string())
 }
