@@ -17,38 +17,11 @@
 //! layer abandoned at the run's end refuses what still waits). Holding: logged and socksified
 //! leaks held for the layer are reported when the program exits.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use sockstrace_tests::net::SilentPeer;
 use sockstrace_tests::{client, Outcome, TcpSink, Trace, UdpSink};
-
-/// A loopback listener that accepts every connection and never reads nor answers: an
-/// allowed peer whose receive buffer fills, or a proxy that is slow to answer (Tor building a
-/// circuit). Connections are kept open while it lives.
-struct Silent {
-    addr: SocketAddr,
-    accepted: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Silent {
-    fn bind() -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind silent listener");
-        let addr = l.local_addr().expect("local_addr");
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let keep = accepted.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming().flatten() {
-                keep.lock().unwrap().push(s);
-            }
-        });
-        Silent { addr, accepted }
-    }
-
-    fn accepts(&self) -> usize {
-        self.accepted.lock().unwrap().len()
-    }
-}
 
 /// The datagram to `sink` is in the report as a leak (any action).
 fn udp_reported(out: &Outcome, sink: &UdpSink) -> bool {
@@ -78,7 +51,7 @@ fn tcp_reported(out: &Outcome, sink: &TcpSink) -> bool {
 /// attempt can be kept unjudged, unreported, for the rest of the run.
 #[test]
 fn a_leak_datagram_while_the_copy_budget_is_held_is_judged_and_reported() {
-    let hold = Silent::bind();
+    let hold = SilentPeer::bind();
     let sink = UdpSink::bind("127.0.0.1");
     let out = Trace::new()
         .opts(["--kernel", "off", "--fail-on-leak"])
@@ -123,7 +96,7 @@ fn a_leak_datagram_while_the_copy_budget_is_held_is_judged_and_reported() {
 /// report said nothing was tried.
 #[test]
 fn a_socksified_leak_whose_proxy_is_slow_is_reported_when_the_program_exits() {
-    let proxy = Silent::bind();
+    let proxy = SilentPeer::bind();
     let sink = TcpSink::bind("127.0.0.1");
     let out = Trace::new()
         .opts(["--kernel", "off", "--fail-on-leak"])

@@ -34,34 +34,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sockstrace_tests::net::SilentPeer;
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::{client, kernel_available, Outcome, Trace, UdpSink};
-
-/// A loopback listener that accepts every connection and never reads: an allowed peer whose
-/// receive buffer fills. Connections are kept open while it lives.
-struct Silent {
-    addr: SocketAddr,
-    accepted: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Silent {
-    fn bind() -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind silent listener");
-        let addr = l.local_addr().expect("local_addr");
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let keep = accepted.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming().flatten() {
-                keep.lock().unwrap().push(s);
-            }
-        });
-        Silent { addr, accepted }
-    }
-
-    fn accepts(&self) -> usize {
-        self.accepted.lock().unwrap().len()
-    }
-}
 
 /// The datagram to `sink` is in the report as a leak (any action).
 fn udp_reported(out: &Outcome, sink: &UdpSink) -> bool {
@@ -70,7 +45,14 @@ fn udp_reported(out: &Outcome, sink: &UdpSink) -> bool {
 
 /// Runs `r30_budget` in `mode` with 140 holding threads: `trace` is the run's options, `prog`
 /// the client's path (a copy nobody can run, for `--user nobody`).
-fn budget_run(trace: Trace, prog: &str, mode: &str, hold: &Silent, leak: &UdpSink, ok: &UdpSink) -> Outcome {
+fn budget_run(
+    trace: Trace,
+    prog: &str,
+    mode: &str,
+    hold: &SilentPeer,
+    leak: &UdpSink,
+    ok: &UdpSink,
+) -> Outcome {
     trace
         .allow(&hold.addr.to_string())
         .allow(&ok.dst())
@@ -95,7 +77,7 @@ fn budget_run(trace: Trace, prog: &str, mode: &str, hold: &Silent, leak: &UdpSin
 /// sink (the allowed one may get a `sendmmsg`'s allowed first message), the attempt (to `dst`)
 /// is in the report as a leak, answered at once (refused, or for a `sendmmsg` cut short at the
 /// refused message), exit 3.
-fn assert_budget_attack_refused(out: &Outcome, hold: &Silent, leak: &UdpSink, _ok: &UdpSink, dst: &str) {
+fn assert_budget_attack_refused(out: &Outcome, hold: &SilentPeer, leak: &UdpSink, _ok: &UdpSink, dst: &str) {
     let d = format!("silent peer accepted {}\n{}", hold.accepts(), out.describe());
     assert!(out.stdout.contains("held: 140 failed: 0"), "the holding threads were not all set up\n{d}");
     leak.assert_nothing_arrived(&d);
@@ -128,7 +110,7 @@ fn assert_budget_attack_refused(out: &Outcome, hold: &Silent, leak: &UdpSink, _o
 /// caller just died may go on to copy and send its allowed first message.
 #[test]
 fn a_sendmmsg_whose_second_message_leaks_is_judged_while_the_budget_is_held() {
-    let (hold, leak, ok) = (Silent::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
+    let (hold, leak, ok) = (SilentPeer::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
     let prog = client("r30_budget");
     let trace = Trace::new().opts(["--kernel", "off", "--fail-on-leak"]);
     let out = budget_run(trace, prog.to_str().unwrap(), "mmsg", &hold, &leak, &ok);
@@ -142,7 +124,7 @@ fn a_sendmmsg_whose_second_message_leaks_is_judged_while_the_budget_is_held() {
 /// Was (every run): as above (`0 leak(s)`, `269 allowed`, exit 0).
 #[test]
 fn a_connected_sendmmsg_whose_second_message_leaks_is_judged_while_the_budget_is_held() {
-    let (hold, leak, ok) = (Silent::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
+    let (hold, leak, ok) = (SilentPeer::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
     let prog = client("r30_budget");
     let trace = Trace::new().opts(["--kernel", "off", "--fail-on-leak"]);
     let out = budget_run(trace, prog.to_str().unwrap(), "mmsg-conn", &hold, &leak, &ok);
@@ -159,7 +141,7 @@ fn a_connected_sendmmsg_whose_second_message_leaks_is_judged_while_the_budget_is
 /// its control data unread and unjudged until the program exits.
 #[test]
 fn a_routing_option_in_control_data_is_judged_while_the_budget_is_held() {
-    let (hold, leak, ok) = (Silent::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
+    let (hold, leak, ok) = (SilentPeer::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
     let prog = client("r30_budget");
     let trace = Trace::new().opts(["--kernel", "off", "--fail-on-leak"]);
     let out = budget_run(trace, prog.to_str().unwrap(), "cmsg", &hold, &leak, &ok);
@@ -185,7 +167,7 @@ fn a_leak_datagram_on_the_fast_path_is_judged_while_the_budget_is_held() {
     }
     let mut copies = Copies::new();
     let prog = copies.add(&client("r30_budget"), "r30_budget");
-    let (hold, leak, ok) = (Silent::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
+    let (hold, leak, ok) = (SilentPeer::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
     let trace = Trace::new()
         .opts(["--fail-on-leak", "--user", "nobody"])
         .env("SOCKSTRACE_TEST_DISABLE", "allowed-events");
@@ -209,7 +191,7 @@ fn a_leak_datagram_on_the_fast_path_is_judged_while_the_budget_is_held() {
 /// reached the sink.
 #[test]
 fn a_logged_leak_datagram_while_the_budget_is_held_is_reported() {
-    let (hold, leak, ok) = (Silent::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
+    let (hold, leak, ok) = (SilentPeer::bind(), UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
     let prog = client("r30_budget");
     let trace = Trace::new().opts(["--kernel", "off", "--fail-on-leak", "--on-leak", "log"]);
     let out = budget_run(trace, prog.to_str().unwrap(), "sendto", &hold, &leak, &ok);

@@ -671,3 +671,31 @@ pub fn full_listener() -> (std::os::fd::OwnedFd, std::net::SocketAddr, Vec<std::
         .collect();
     (fd, addr, fillers)
 }
+
+/// A loopback listener that accepts every connection and never reads nor answers: an
+/// allowed peer whose receive buffer fills, or a proxy that is slow to answer (Tor building a
+/// circuit). Connections are kept open while it lives.
+pub struct SilentPeer {
+    pub addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl SilentPeer {
+    pub fn bind() -> Self {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind silent listener");
+        let addr = l.local_addr().expect("local_addr");
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = accepted.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                keep.lock().unwrap().push(s);
+            }
+        });
+        SilentPeer { addr, accepted }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepts(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+}
