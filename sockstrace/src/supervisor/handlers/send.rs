@@ -32,12 +32,41 @@ fn copy_len(facts: &SocketFacts, len: u64) -> Result<usize, Failure> {
     copy_budget::payload_len(facts.is_stream(), len).ok_or(Failure::Caller(libc::EMSGSIZE))
 }
 
-/// Room in the copy budget for a send of `want` bytes, `fixed` of which (its address and
-/// control data) cannot be cut: at once, never waiting (`copy_budget`). A stream's payload may
-/// be cut (a short send); a datagram's may not.
-fn room<'c>(ctx: &'c Ctx, facts: &SocketFacts, want: usize, fixed: usize) -> Grant<'c> {
-    let least = if facts.is_stream() { fixed + copy_budget::STREAM_FLOOR } else { want };
+/// Room in the copy budget for a send of `want` bytes, at once, never waiting (`copy_budget`):
+/// past the limit, for a stream the first message's `fixed` part (its address and control
+/// data) and a floor of payload (a short send), for datagrams the first message whole
+/// (`first`: a datagram cannot be cut; a `sendmmsg` sends fewer messages).
+fn room<'c>(ctx: &'c Ctx, facts: &SocketFacts, want: usize, fixed: usize, first: usize) -> Grant<'c> {
+    let least = if facts.is_stream() { fixed + copy_budget::STREAM_FLOOR } else { first };
     ctx.copy_budget.grant(want, least)
+}
+
+/// The messages a `sendmmsg` leaves unsent (past the call's copy limit or the room left in the
+/// copy budget): the first that the policy refuses outright (a leak `--on-leak` does not let
+/// through) is judged and reported all the same, since the program asked to send it and may
+/// never ask again; nothing else of them is recorded (what it asks again is judged then).
+fn judge_unsent(call: &mut Call<'_>, sock: &Socket, unsent: &[MsgHdr], flags: i32) -> Result<(), Failure> {
+    let regions: Vec<(u64, usize)> = unsent.iter().map(|h| (h.name, h.namelen)).collect();
+    let names = materialize::read_regions(call, &regions)?.confirm(call)?;
+    let mut at = 0;
+    for hdr in unsent {
+        let name = &names[at..at + hdr.namelen];
+        at += hdr.namelen;
+        if refused_outright(call, &sock.facts, name, flags) {
+            judge(call, "sendmmsg", sock, name, flags)?;
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the policy refuses a send to `name` outright: a leak that `--on-leak` does not let
+/// through (a bad address fails the call anyway).
+fn refused_outright(call: &Call<'_>, facts: &SocketFacts, name: &[u8], flags: i32) -> bool {
+    let Ok(dst) = destination(facts, name, flags) else { return false };
+    let op = Operation::Send { dst, fastopen: fastopen(flags) };
+    let decision = decide(&call.ctx.policy, &Request { socket: *facts, op });
+    decision.is_leak() && !call.rules().chosen(decision).lets_through()
 }
 
 /// The destination a send names, as the kernel will read it from `name`.
@@ -144,11 +173,11 @@ pub fn sendto(call: &mut Call<'_>) -> Result<Reply, Failure> {
             return Ok(reply);
         }
         // A leak: judged and carried out as usual, on the address already copied.
-        let _grant = room(call.ctx, &facts, data_len, 0);
+        let _grant = room(call.ctx, &facts, data_len, 0, data_len);
         let data = materialize::read(call, args[1], data_len)?.confirm(call)?;
         return send_checked(call, sock, name, data, flags);
     }
-    let grant = room(call.ctx, &facts, data_len + name_len, name_len);
+    let grant = room(call.ctx, &facts, data_len + name_len, name_len, data_len + name_len);
     let data_len = data_len.min(grant.bytes().saturating_sub(name_len));
     // Payload and address in one copy.
     let copied =
@@ -329,7 +358,7 @@ pub fn sendmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return local_send(call, "sendmsg", sock, &[(hdr.name, hdr.namelen as u64)]);
     }
     let mut plan = plan_copy(call, &layout, &sock.plan().facts, &hdr)?;
-    let grant = room(call.ctx, &sock.plan().facts, plan.bytes(), plan.fixed());
+    let grant = room(call.ctx, &sock.plan().facts, plan.bytes(), plan.fixed(), plan.bytes());
     plan.cut_to(grant.bytes());
     let msg = copy_message(call, &plan)?;
     let (sock, mut msg) = sock.and(msg).confirm(call)?;
@@ -376,11 +405,12 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         planned += plan.bytes();
         plans.push(plan);
     }
-    // Room at once (`copy_budget`): datagrams whole; a stream's messages cut to the room,
-    // the first one at least to its floor, and those past the room left unsent.
+    // Room at once (`copy_budget`): the first message whole if a datagram, cut to the room
+    // (at least its floor) if a stream; messages past the room are left unsent.
     let facts = sock.plan().facts;
     let fixed_first = plans.first().map_or(0, CopyPlan::fixed);
-    let grant = room(call.ctx, &facts, planned, fixed_first);
+    let first = plans.first().map_or(0, CopyPlan::bytes);
+    let grant = room(call.ctx, &facts, planned, fixed_first, first);
     if grant.bytes() < planned {
         let mut left = grant.bytes();
         let mut kept = 0;
@@ -397,6 +427,7 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let vlen = plans.len();
     let msgs = plans.iter().map(|plan| copy_message(call, plan)).collect::<Result<Vec<_>, _>>()?;
     let (sock, msgs) = sock.and(Unconfirmed::all(msgs)).confirm(call)?;
+    let unsent = &hdrs[vlen..];
     // Every message is judged; sending stops at the first blocked one, as the
     // kernel stops at the first failing one.
     let mut allowed = Vec::with_capacity(msgs.len());
@@ -430,6 +461,9 @@ pub fn sendmmsg(call: &mut Call<'_>) -> Result<Reply, Failure> {
         allowed.push((msg, None));
     }
     call.layer_wait_later = false;
+    if first_refusal.is_none() && !unsent.is_empty() {
+        judge_unsent(call, &sock, unsent, flags)?;
+    }
     if allowed.is_empty() {
         return Ok(first_refusal.unwrap_or(Reply::Errno(BLOCKED_ERRNO)));
     }

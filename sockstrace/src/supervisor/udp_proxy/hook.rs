@@ -12,7 +12,7 @@ use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
 use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
 use crate::report_writer::Action;
-use crate::supervisor::handlers::{run_call, Call, Judged, Subject, Target};
+use crate::supervisor::handlers::{Call, Judged, Subject, Target};
 use crate::supervisor::notif::Reply;
 use crate::supervisor::sys;
 use crate::supervisor::tracee::{Failure, Socket};
@@ -41,11 +41,17 @@ fn route(
     }
     let cookie = sock.cookie()?;
     // The first leaked datagram asks the proxies (waiting on them: the receiving role is
-    // handed on); with none offering UDP it is handled as any leak.
+    // handed on, and the asking ends once its caller is gone); with none offering UDP, or the
+    // asking ended, it is handled (judged and reported) as any leak.
     let offered = if udp.probed() {
         udp.server().is_ok()
     } else {
-        run_call(call.ctx, true, || udp.server().is_ok()).unwrap_or(false)
+        let (notifier, id) = (call.ctx.notifier.clone(), call.n.id);
+        let stop = move || !notifier.id_valid(id);
+        let asked = crate::supervisor::handlers::run_stoppable(call, || {
+            udp.server_or_stop(&stop).map(|found| found.is_ok()).ok_or(libc::EINTR)
+        });
+        matches!(asked, Ok(Ok(true)))
     };
     offered.then_some((udp, cookie, *peer))
 }

@@ -55,6 +55,8 @@ pub struct UdpProxy {
     /// The first that granted it, or why none did: asked once, at the first leaked datagram
     /// (a run without one never connects to the proxy on its own).
     server: OnceLock<Result<SocketAddr, String>>,
+    /// Held while the proxies are asked.
+    asking: Mutex<()>,
     /// Credentials for the associations (per association with Tor-style isolation).
     auth: Option<SocksAuth>,
     peers: UdpPeers,
@@ -63,18 +65,31 @@ pub struct UdpProxy {
 }
 
 impl UdpProxy {
-    /// The proxy that carries UDP, asked on first use (blocks up to the probe's timeouts).
+    /// The proxy that carries UDP, once asked ([`UdpProxy::server_or_stop`]).
     pub fn server(&self) -> Result<SocketAddr, &str> {
-        let found = self.server.get_or_init(|| {
-            let auth = self.auth.clone().unwrap_or(SocksAuth::PerConnection);
-            let found = probe::first_offering_udp(&self.candidates, &auth);
-            crate::report_writer::human::write_line(&format!(
-                "sockstrace: UDP through the proxy: {}",
-                state_of(&found)
-            ));
-            found
-        });
-        found.as_ref().copied().map_err(String::as_str)
+        match self.server.get() {
+            Some(found) => found.as_ref().copied().map_err(String::as_str),
+            None => Err("the proxies were not asked yet"),
+        }
+    }
+
+    /// The proxy that carries UDP, asked on first use (blocks up to the probe's timeouts, one
+    /// asker at a time); `None` when `stop` (the asker's caller gone) ended the asking first:
+    /// nothing is kept, and the next leaked datagram asks again.
+    pub fn server_or_stop(&self, stop: crate::socks::Stop<'_>) -> Option<Result<SocketAddr, &str>> {
+        if self.server.get().is_none() {
+            let _asking = self.asking.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if self.server.get().is_none() {
+                let auth = self.auth.clone().unwrap_or(SocksAuth::PerConnection);
+                let found = probe::first_offering_udp(&self.candidates, &auth, stop)?;
+                crate::report_writer::human::write_line(&format!(
+                    "sockstrace: UDP through the proxy: {}",
+                    state_of(&found)
+                ));
+                let _ = self.server.set(found);
+            }
+        }
+        Some(self.server())
     }
 
     /// Whether the proxy has been asked yet.
@@ -179,6 +194,7 @@ pub fn setup(
     let proxy = UdpProxy {
         candidates,
         server: OnceLock::new(),
+        asking: Mutex::new(()),
         auth,
         peers,
         assocs: Mutex::default(),

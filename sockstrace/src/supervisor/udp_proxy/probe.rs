@@ -10,22 +10,31 @@ use crate::supervisor::handlers::SocksAuth;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The first of `candidates` that grants a UDP association, or why none did.
-pub fn first_offering_udp(candidates: &[SocketAddr], auth: &SocksAuth) -> Result<SocketAddr, String> {
+/// The first of `candidates` that grants a UDP association, or why none did; `None` when
+/// `stop` ended the asking first (nothing is known then).
+pub fn first_offering_udp(
+    candidates: &[SocketAddr],
+    auth: &SocksAuth,
+    stop: crate::socks::Stop<'_>,
+) -> Option<Result<SocketAddr, String>> {
     if candidates.is_empty() {
-        return Err("no SOCKS5 proxy to ask for UDP ASSOCIATE".into());
+        return Some(Err("no SOCKS5 proxy to ask for UDP ASSOCIATE".into()));
     }
     let mut why = Vec::new();
     for &server in candidates {
-        match offers_udp(server, auth) {
-            Ok(()) => return Ok(server),
+        if stop() {
+            return None;
+        }
+        match offers_udp(server, auth, stop) {
+            Ok(()) => return Some(Ok(server)),
+            Err(_) if stop() => return None,
             Err(e) => why.push(format!("{server}: {e}")),
         }
     }
-    Err(format!("no proxy offers UDP: {}", why.join("; ")))
+    Some(Err(format!("no proxy offers UDP: {}", why.join("; "))))
 }
 
-fn offers_udp(server: SocketAddr, auth: &SocksAuth) -> Result<(), String> {
+fn offers_udp(server: SocketAddr, auth: &SocksAuth, stop: crate::socks::Stop<'_>) -> Result<(), String> {
     let control = TcpStream::connect_timeout(&server, PROBE_TIMEOUT).map_err(|e| e.to_string())?;
     let unspecified = SocketAddr::new(
         if server.is_ipv4() {
@@ -36,7 +45,7 @@ fn offers_udp(server: SocketAddr, auth: &SocksAuth) -> Result<(), String> {
         0,
     );
     let creds = auth.credentials();
-    udp::associate(control.as_fd(), server, unspecified, Some(&creds), PROBE_TIMEOUT, &crate::socks::never)
+    udp::associate(control.as_fd(), server, unspecified, Some(&creds), PROBE_TIMEOUT, stop)
         .map(drop)
         .map_err(|e| e.to_string())
 }
