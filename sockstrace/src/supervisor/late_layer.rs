@@ -18,6 +18,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
+use super::notif::{Notifier, Reply};
 use super::Ctx;
 use crate::kernel::Early;
 
@@ -46,6 +47,11 @@ pub struct LateLayer {
     /// Set (before the waiting calls are let go) when it failed under `--kernel required`, or
     /// when the run ended while it loaded: every trapped call is refused.
     refuse_all: std::sync::atomic::AtomicBool,
+    /// Calls answered CONTINUE once the layer settles ([`LateLayer::hold_continue`]): held
+    /// here, not on a thread each. Changed only under `state`'s lock.
+    held: Mutex<Vec<u64>>,
+    /// Who answers them.
+    notifier: std::sync::OnceLock<Arc<Notifier>>,
 }
 
 impl LateLayer {
@@ -62,6 +68,8 @@ impl LateLayer {
             text: Mutex::new(None),
             failed: std::sync::atomic::AtomicBool::new(false),
             refuse_all: std::sync::atomic::AtomicBool::new(false),
+            held: Mutex::new(Vec::new()),
+            notifier: std::sync::OnceLock::new(),
         }
     }
 
@@ -131,9 +139,46 @@ impl LateLayer {
 
     fn settle(&self, text: String) {
         *self.text.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
-        *self.lock() = State::Settled;
+        let mut state = self.lock();
+        *state = State::Settled;
         self.open.store(true, std::sync::atomic::Ordering::Release);
         self.changed.notify_all();
+        self.release_held(state);
+    }
+
+    /// Who answers the calls held for the layer (the run's listener).
+    pub fn answer_with(&self, notifier: Arc<Notifier>) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// A call to be answered CONTINUE once the layer settles, without holding a thread: true
+    /// when it is held (the layer is still completing itself), false when the call may be
+    /// answered now. Answered CONTINUE when the layer is attached, refused (`EPERM`) when
+    /// every call is (a failure under `--kernel required`, the run's end).
+    pub fn hold_continue(&self, id: u64) -> bool {
+        let state = self.lock();
+        if !matches!(*state, State::Loading | State::Attaching) || self.notifier.get().is_none() {
+            return false;
+        }
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+        true
+    }
+
+    /// Answers the held calls, now that the layer settled or was abandoned (`state` is the
+    /// held lock, so that no call is held after this).
+    fn release_held(&self, state: std::sync::MutexGuard<'_, State>) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(state);
+        let Some(notifier) = self.notifier.get() else { return };
+        let reply = if self.refuse_all.load(std::sync::atomic::Ordering::Acquire) {
+            Reply::Errno(libc::EPERM)
+        } else {
+            Reply::Continue
+        };
+        for id in held {
+            // A caller gone meanwhile has nobody to answer.
+            let _ = notifier.respond(id, reply);
+        }
     }
 
     /// At the end of the run: the layer's text when it settled (waiting while it is being
@@ -143,7 +188,11 @@ impl LateLayer {
         while *state == State::Attaching {
             state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
-        if self.abandon_locked(&mut state) || *state == State::Abandoned {
+        if self.abandon_locked(&mut state) {
+            self.release_held(state);
+            return None;
+        }
+        if *state == State::Abandoned {
             return None;
         }
         drop(state);
@@ -155,7 +204,9 @@ impl LateLayer {
     /// out before the run's end stops waiting for calls in flight.
     pub fn abandon(&self) {
         let mut state = self.lock();
-        self.abandon_locked(&mut state);
+        if self.abandon_locked(&mut state) {
+            self.release_held(state);
+        }
     }
 
     fn abandon_locked(&self, state: &mut State) -> bool {

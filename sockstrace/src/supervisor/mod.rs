@@ -425,6 +425,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         kernel: if early.is_some() { late_layer::loading() } else { late_layer::LateLayer::settled() },
         kernel_facts,
     });
+    ctx.kernel.answer_with(ctx.notifier.clone());
     if let Some(early) = early {
         late_layer::join(
             ctx.clone(),

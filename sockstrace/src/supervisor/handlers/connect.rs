@@ -41,7 +41,12 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return Ok(refuse_without_leak(call, &sock, &addr, Reason::UdpConnectRefused, super::BLOCKED_ERRNO));
     }
     let judged = Judged::new("connect", Subject::Socket(&sock), Target::Remote(Some(&addr)), decision);
-    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+    // Unix and other local families are answered CONTINUE (below).
+    let outcome = match sock.facts.is_inet() {
+        true => call.gate(judged, Ruling::OnLeak),
+        false => call.gate_for_continue(judged, Ruling::OnLeak),
+    };
+    if let Some(refused) = outcome.refusal() {
         return Ok(refused);
     }
     if !decision.is_leak() && sock.facts.transport() == Transport::Tcp {

@@ -40,7 +40,12 @@ pub fn socket(call: &mut Call<'_>) -> Result<Reply, Failure> {
     }
     let decision = decide(&call.ctx.policy, &Request { socket: facts, op: Operation::Create });
     let judged = Judged::new("socket", Subject::Facts(facts), Target::Remote(None), decision);
-    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+    // Registers only: answered CONTINUE (below); socketcall's socket is made by the maker.
+    let outcome = match call.multiplexed {
+        true => call.gate(judged, Ruling::OnLeak),
+        false => call.gate_for_continue(judged, Ruling::OnLeak),
+    };
+    if let Some(refused) = outcome.refusal() {
         return Ok(refused);
     }
     if call.multiplexed {

@@ -199,6 +199,16 @@ impl<'a> Call<'a> {
         self.events.push(event);
     }
 
+    /// [`Call::gate`] for a call the handler then answers CONTINUE (or refuses): an allowed one
+    /// does not wait here for a kernel layer still loading, since a CONTINUE is held until the
+    /// layer settles without holding a thread (`LateLayer::hold_continue`, in `handle`).
+    pub fn gate_for_continue(&mut self, judged: Judged, ruling: Ruling) -> Outcome {
+        let before = std::mem::replace(&mut self.layer_wait_later, true);
+        let outcome = self.gate(judged, ruling);
+        self.layer_wait_later = before;
+        outcome
+    }
+
     /// Lets the kernel run an allowed call in the caller's context, or refuses
     /// it when the arguments could change under the kernel (see
     /// [`Call::continue_is_sound`]): reported `socketcall-race`, never let

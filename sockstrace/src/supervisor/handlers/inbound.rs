@@ -28,7 +28,12 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Bind(addr.clone()) });
     let judged = Judged::new("bind", Subject::Socket(&sock), Target::Local(Some(&addr)), decision);
-    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+    // A local family's bind is answered CONTINUE (below); an inet one is performed by us.
+    let outcome = match sock.facts.is_local_family() {
+        true => call.gate_for_continue(judged, Ruling::OnLeak),
+        false => call.gate(judged, Ruling::OnLeak),
+    };
+    if let Some(refused) = outcome.refusal() {
         return Ok(refused);
     }
     if sock.facts.is_local_family() {

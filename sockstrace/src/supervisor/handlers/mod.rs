@@ -134,19 +134,17 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
     // go (the gate waits for calls it lets through before they are performed): a layer still
     // completing itself is waited for (`late_layer`), and under `--kernel required` a layer
     // that failed refuses it. Refusals go at once.
+    // A CONTINUE for a layer still loading holds no thread: the call is answered when the
+    // layer settles (`LateLayer::hold_continue`).
     let reply = match reply {
-        Reply::Continue if ctx.kernel.is_loading() && !super::receivers::may_wait_now(ctx) => {
-            call.set_last_errno(libc::EAGAIN);
-            ctx.receivers.refused_busy();
-            Reply::Errno(libc::EAGAIN)
-        }
-        Reply::Continue if !ctx.kernel.wait() => Reply::Errno(BLOCKED_ERRNO),
-        reply => reply,
+        Reply::Continue if ctx.kernel.is_loading() && ctx.kernel.hold_continue(n.id) => None,
+        Reply::Continue if !ctx.kernel.wait() => Some(Reply::Errno(BLOCKED_ERRNO)),
+        reply => Some(reply),
     };
     // Events go out before the reply, so that one thread's events keep the
     // order of its calls; except that a stack taken for --stack is symbolized
     // after the reply, off the decision's path.
-    let mut reply = Some(reply);
+    let mut reply = reply;
     if call.events.iter().any(|e| e.captured.is_some()) {
         answer(ctx, n.id, reply.take());
     }
@@ -244,7 +242,7 @@ fn foreign_abi(call: &mut Call<'_>) -> Reply {
         Target::Remote(None),
         Decision::leak(Reason::ForeignAbi),
     );
-    call.gate(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)
+    call.gate_for_continue(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)
 }
 
 /// io_uring operations bypass seccomp entirely: refused unless logging, or
@@ -265,7 +263,7 @@ fn io_uring(call: &mut Call<'_>) -> Reply {
     };
     let decision = if gated { Decision::allowed(Reason::IoUring) } else { Decision::leak(Reason::IoUring) };
     let judged = Judged::new("io_uring_setup", Subject::Nothing, Target::Remote(None), decision);
-    call.gate(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)
+    call.gate_for_continue(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)
 }
 
 /// Runs an allowed call that we perform ourselves, on this receiver thread.

@@ -130,7 +130,7 @@ fn sent_by_kernel(
         return Ok(None);
     }
     let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
-    Ok(Some(call.gate(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)))
+    Ok(Some(call.gate_for_continue(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)))
 }
 
 /// The fuzzer's self-check (debug builds, `SOCKSTRACE_TEST_DISABLE=plant-bug`):
@@ -253,7 +253,7 @@ fn local_send(
     }
     let Some((dst, decision)) = judged else { return Ok(Reply::Value(0)) };
     let judged = Judged::new(syscall, Subject::Socket(&sock), Target::Remote(dst.as_ref()), decision);
-    if let Some(refused) = call.gate(judged, Ruling::OnLeak).refusal() {
+    if let Some(refused) = call.gate_for_continue(judged, Ruling::OnLeak).refusal() {
         return Ok(refused);
     }
     Ok(call.continue_or_refuse(syscall, Subject::Socket(&sock)))
