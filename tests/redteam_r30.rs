@@ -10,7 +10,7 @@
 //! UDP through the proxy: the SOCKS exchanges of `udp_proxy` (the probe, the association's
 //! UDP ASSOCIATE) are not stoppable; a proxy slow to grant the association holds a
 //! socksified datagram's call (and its event) past the program's end. The proxy is a
-//! stand-in here ([`SlowUdpSocks`]) that records when and what reaches its relay.
+//! stand-in here ([`Socks`]) that records when and what reaches its relay.
 //!
 //! Kernel layer still loading (test switch `late-layer-stall`): what the gate holds for it.
 //!
@@ -29,12 +29,10 @@
 //! layer is abandoned as soon as every traced process is gone. Holding: a logged datagram held
 //! for the layer is reported and not sent after the end.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sockstrace_tests::net::SilentPeer;
+use sockstrace_tests::socks_standin::{Grant, Socks};
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::{client, kernel_available, Outcome, Trace, UdpSink};
 
@@ -207,100 +205,15 @@ fn a_logged_leak_datagram_while_the_budget_is_held_is_reported() {
     out.assert_code(3);
 }
 
-/// A SOCKS5 stand-in that grants UDP ASSOCIATE: at once to the supervisor's probe (its
-/// request names the unspecified address), after `delay` to a real association (a proxy slow
-/// to set one up: Tor, a loaded Dante). Its relay is a UDP socket on loopback that records
-/// when each datagram arrives. Control connections are kept open while it lives.
-struct SlowUdpSocks {
-    addr: SocketAddr,
-    /// When each association request (not the probe) came, since `started`.
-    asked: Arc<Mutex<Vec<Duration>>>,
-    /// When each datagram reached the relay, since `started`.
-    relayed: Arc<Mutex<Vec<Duration>>>,
-}
-
-impl SlowUdpSocks {
-    fn start(delay: Duration) -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let addr = l.local_addr().unwrap();
-        let relay = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
-        let relay_addr = relay.local_addr().unwrap();
-        let started = Instant::now();
-        let (asked, relayed) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
-        let seen = relayed.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 70_000];
-            while relay.recv_from(&mut buf).is_ok() {
-                seen.lock().unwrap().push(started.elapsed());
-            }
-        });
-        let keep: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let asks = asked.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming().flatten() {
-                let (keep, asks) = (keep.clone(), asks.clone());
-                std::thread::spawn(move || {
-                    let _ = Self::serve(s, relay_addr, delay, started, &asks, &keep);
-                });
-            }
-        });
-        SlowUdpSocks { addr, asked, relayed }
-    }
-
-    fn serve(
-        mut s: TcpStream,
-        relay: SocketAddr,
-        delay: Duration,
-        started: Instant,
-        asked: &Mutex<Vec<Duration>>,
-        keep: &Mutex<Vec<TcpStream>>,
-    ) -> std::io::Result<()> {
-        let mut head = [0u8; 2];
-        s.read_exact(&mut head)?;
-        let mut methods = vec![0u8; head[1] as usize];
-        s.read_exact(&mut methods)?;
-        s.write_all(&[5, 0])?;
-        let mut req = [0u8; 4];
-        s.read_exact(&mut req)?;
-        let len = match req[3] {
-            1 => 4,
-            4 => 16,
-            _ => return Ok(()),
-        };
-        let mut from = vec![0u8; len + 2];
-        s.read_exact(&mut from)?;
-        let probe = from.iter().all(|&b| b == 0);
-        if !probe {
-            asked.lock().unwrap().push(started.elapsed());
-            std::thread::sleep(delay);
-        }
-        let std::net::IpAddr::V4(ip) = relay.ip() else { unreachable!() };
-        let mut reply = vec![5, 0, 0, 1];
-        reply.extend_from_slice(&ip.octets());
-        reply.extend_from_slice(&relay.port().to_be_bytes());
-        s.write_all(&reply)?;
-        keep.lock().unwrap().push(s);
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "proxy: association asked at {:?}, datagrams relayed at {:?} (since the proxy started)",
-            self.asked.lock().unwrap(),
-            self.relayed.lock().unwrap()
-        )
-    }
-}
-
 /// `--on-leak socksify` (root: UDP goes through the proxy's relay): the program sends one
 /// datagram to a forbidden sink and exits `wait_ms` later; the proxy grants the association
 /// `delay` after it is asked.
-fn socksified_datagram(delay: Duration, wait_ms: u32) -> Option<(Outcome, SlowUdpSocks, UdpSink)> {
+fn socksified_datagram(delay: Duration, wait_ms: u32) -> Option<(Outcome, Socks, UdpSink)> {
     if let Err(e) = kernel_available() {
         sockstrace_tests::util::skip_note(module_path!(), &e);
         return None;
     }
-    let proxy = SlowUdpSocks::start(delay);
+    let proxy = Socks::start(Grant::After(delay));
     let (leak, ok) = (UdpSink::bind("127.0.0.1"), UdpSink::bind("127.0.0.1"));
     let out = Trace::new()
         .opts(["--fail-on-leak"])

@@ -28,6 +28,7 @@ pub mod paths;
 pub mod report;
 pub mod run;
 pub mod sniffer;
+pub mod socks_standin;
 pub mod tornet;
 pub mod unpriv;
 pub mod util;
