@@ -214,6 +214,18 @@ impl<'a> Call<'a> {
     /// [`Call::continue_is_sound`]): reported `socketcall-race`, never let
     /// through, whatever `--on-leak` says.
     pub fn continue_or_refuse(&mut self, syscall: &'static str, subject: Subject) -> Reply {
+        if self.multiplexed && self.ctx.kernel.is_loading() {
+            // Sound only once the layer is attached (`continue_is_sound`): waited for here, not
+            // held as a CONTINUE is, since a layer that fails makes it unsound.
+            if !super::super::receivers::may_wait_now(self.ctx) {
+                self.set_last_errno(libc::EAGAIN);
+                self.ctx.receivers.refused_busy();
+                return Reply::Errno(libc::EAGAIN);
+            }
+            if !self.layer_allows() {
+                return Reply::Errno(BLOCKED_ERRNO);
+            }
+        }
         if self.continue_is_sound() {
             return Reply::Continue;
         }
