@@ -102,6 +102,8 @@ pub fn step_down(ctx: &Arc<Ctx>) -> bool {
     }
     receivers.reserve_wanted.store(true, Ordering::Release);
     if !start_reserve(ctx) {
+        // This thread stays the reserve, and is not held: the watcher must not count it so.
+        receivers.reserve_wanted.store(false, Ordering::Release);
         receivers.total.fetch_sub(1, Ordering::AcqRel);
         return false;
     }
