@@ -136,13 +136,8 @@ fn socksify(
         Some(name) => crate::socks::Target::Domain(name, dst.port()),
         None => crate::socks::Target::Addr(*dst),
     };
-    // Woken by the receivers' watcher when the caller is gone or has a signal to handle; only
-    // the first ends the exchange (a program's signals, Go's preemption among them, would
-    // otherwise fail its socksified connects).
-    let (notifier, id) = (call.ctx.notifier.clone(), call.n.id);
-    let stop = move || !notifier.id_valid(id);
-    let result = super::run_stoppable(call, || {
-        socksify::connect_through(fd.as_fd(), proxy, &target, &creds, http_creds.as_ref(), &stop)
+    let result = super::run_stoppable(call, |stop| {
+        socksify::connect_through(fd.as_fd(), proxy, &target, &creds, http_creds.as_ref(), stop)
     })?;
     Ok(Some(reply_of(result.map(|()| 0))))
 }

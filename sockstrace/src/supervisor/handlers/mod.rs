@@ -322,21 +322,24 @@ where
     }
 }
 
-/// Runs an allowed call that waits on the network and cannot be restarted half-way (the
-/// SOCKS exchange of a socksified connect), as [`run_call`], registered with
-/// `supervisor::interrupt`, whose kicks interrupt its waits while its caller is gone or has a
-/// signal to handle: `f` ends with `EINTR` when it finds its caller gone, so that the call
-/// ends at once and its events go out (a run's end waits for calls in flight only so long).
-/// `EINTR` for anything else is answered as is.
+/// Runs an allowed call that waits on the network and cannot be restarted half-way (a SOCKS
+/// exchange), as [`run_call`], registered with `supervisor::interrupt`, whose kicks interrupt
+/// its waits while its caller is gone or has a signal to handle. `f` is given the stop to ask
+/// on each interrupted wait (`socks::Stop`): true once the caller is gone (a program's own
+/// signals, Go's preemption among them, do not end it), and `f` then ends with `EINTR`, so
+/// that the call ends at once and its events go out (a run's end waits for calls in flight
+/// only so long). `EINTR` for anything else is answered as is.
 pub fn run_stoppable<T, F>(call: &Call<'_>, mut f: F) -> Result<Result<T, Errno>, Failure>
 where
-    F: FnMut() -> Result<T, Errno>,
+    F: FnMut(crate::socks::Stop<'_>) -> Result<T, Errno>,
 {
     if !super::receivers::may_wait_now(call.ctx) {
         return Err(Failure::Busy);
     }
     super::receivers::hand_off(call.ctx);
-    match super::interrupt::perform(&call.ctx.notifier, call.tracee.tid, call.n.id, &mut f) {
+    let (notifier, id) = (&call.ctx.notifier, call.n.id);
+    let gone = || !notifier.id_valid(id);
+    match super::interrupt::perform(&call.ctx.notifier, call.tracee.tid, call.n.id, &mut || f(&gone)) {
         Ok(result) => Ok(result),
         Err(super::interrupt::Stop::Signal(_)) => Ok(Err(libc::EINTR)),
         Err(super::interrupt::Stop::Gone) => Err(Failure::Gone),

@@ -46,10 +46,8 @@ fn route(
     let offered = if udp.probed() {
         udp.server().is_ok()
     } else {
-        let (notifier, id) = (call.ctx.notifier.clone(), call.n.id);
-        let stop = move || !notifier.id_valid(id);
-        let asked = crate::supervisor::handlers::run_stoppable(call, || {
-            udp.server_or_stop(&stop).map(|found| found.is_ok()).ok_or(libc::EINTR)
+        let asked = crate::supervisor::handlers::run_stoppable(call, |stop| {
+            udp.server_or_stop(stop).map(|found| found.is_ok()).ok_or(libc::EINTR)
         });
         matches!(asked, Ok(Ok(true)))
     };
@@ -150,11 +148,9 @@ pub fn send(
                 // Setting the association up waits on the proxy: the receiving role is handed
                 // on, and the exchange ends once its caller is gone (its event goes out, and
                 // nothing is relayed for a dead caller).
-                Ok(_) => {
-                    let (notifier, id) = (call.ctx.notifier.clone(), call.n.id);
-                    let stop = move || !notifier.id_valid(id);
-                    crate::supervisor::handlers::run_stoppable(call, || assoc.send(&udp, peer, data, &stop))?
-                }
+                Ok(_) => crate::supervisor::handlers::run_stoppable(call, |stop| {
+                    assoc.send(&udp, peer, data, stop)
+                })?,
                 Err(e) => Err(e.raw_os_error().unwrap_or(libc::ENOBUFS)),
             };
             (recorded, result)
