@@ -63,7 +63,7 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         // address was checked to be of the socket's own family (see
         // `decide`), so an inet socket swapped under the fd number meanwhile
         // gets an address the kernel refuses.
-        return Ok(call.continue_or_refuse("connect", Subject::Socket(&sock)));
+        return call.continue_or_refuse("connect", Subject::Socket(&sock));
     }
     if !decision.is_leak() && call.kernel_judges(&sock.facts) {
         // The cgroup connect hooks judge the address the kernel uses (see `kernel_judges`).

@@ -52,7 +52,7 @@ pub fn socket(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return make_for_caller(call, facts, args[1] as i32);
     }
     // Creating a socket must happen in the caller's context.
-    Ok(call.continue_or_refuse("socket", Subject::Facts(facts)))
+    call.continue_or_refuse("socket", Subject::Facts(facts))
 }
 
 /// An allowed i386 `socketcall(SYS_SOCKET)`: the socket of `facts` (our copy

@@ -130,15 +130,17 @@ impl<'a> Call<'a> {
         let mut action = self.rules().action(ruling, judged.decision, to_fake_address);
         let mut judged = judged;
         if matches!(action, Action::Allowed | Action::Logged | Action::Socksified) && !self.layer_wait_later {
-            if self.ctx.kernel.is_loading() && !super::super::receivers::may_wait_now(self.ctx) {
-                // On the reserve receiver, with no thread to take its role (`receivers`).
-                action = Action::Blocked;
-                judged = judged.failing_with(libc::EAGAIN);
-                self.ctx.receivers.refused_busy();
-            } else if !self.layer_allows() {
+            match self.wait_for_layer() {
+                Ok(true) => {}
                 // The layer failed under --kernel required (the program is being killed), or
                 // the caller is gone while it waited: nothing goes on.
-                action = Action::Blocked;
+                Ok(false) => action = Action::Blocked,
+                // On the reserve receiver, with no thread to take its role (`receivers`).
+                Err(_) => {
+                    action = Action::Blocked;
+                    judged = judged.failing_with(libc::EAGAIN);
+                    self.ctx.receivers.refused_busy();
+                }
             }
         }
         if self.ctx.inspector.is_some() && !matches!(ruling, Ruling::Forced(_)) {
@@ -213,27 +215,24 @@ impl<'a> Call<'a> {
     /// it when the arguments could change under the kernel (see
     /// [`Call::continue_is_sound`]): reported `socketcall-race`, never let
     /// through, whatever `--on-leak` says.
-    pub fn continue_or_refuse(&mut self, syscall: &'static str, subject: Subject) -> Reply {
-        if self.multiplexed && self.ctx.kernel.is_loading() {
-            // Sound only once the layer is attached (`continue_is_sound`): waited for here, not
-            // held as a CONTINUE is, since a layer that fails makes it unsound.
-            if !super::super::receivers::may_wait_now(self.ctx) {
-                self.set_last_errno(libc::EAGAIN);
-                self.ctx.receivers.refused_busy();
-                return Reply::Errno(libc::EAGAIN);
-            }
-            if !self.layer_allows() {
-                return Reply::Errno(BLOCKED_ERRNO);
-            }
+    pub fn continue_or_refuse(
+        &mut self,
+        syscall: &'static str,
+        subject: Subject,
+    ) -> Result<Reply, crate::supervisor::tracee::Failure> {
+        // Sound only once the layer is attached (`continue_is_sound`): a multiplexed call waits
+        // for it here, not held as a CONTINUE is, since a layer that fails makes it unsound.
+        if self.multiplexed && self.ctx.kernel.is_loading() && !self.wait_for_layer()? {
+            return Ok(Reply::Errno(BLOCKED_ERRNO));
         }
         if self.continue_is_sound() {
-            return Reply::Continue;
+            return Ok(Reply::Continue);
         }
         self.events.retain(|e| e.is_leak());
         self.allowed_unreported = 0;
         let judged =
             Judged::new(syscall, subject, Target::Remote(None), Decision::leak(Reason::SocketcallRace));
-        self.gate(judged, Ruling::FailClosed).refusal().unwrap_or(Reply::Errno(BLOCKED_ERRNO))
+        Ok(self.gate(judged, Ruling::FailClosed).refusal().unwrap_or(Reply::Errno(BLOCKED_ERRNO)))
     }
 
     /// A call whose check failed: its events so far are dropped, and it is
@@ -265,10 +264,11 @@ impl<'a> Call<'a> {
         !self.multiplexed || self.ctx.witness.read().is_ok_and(|w| w.is_some())
     }
 
-    /// The wait the gate makes for a kernel layer still loading, for a call whose judgements
-    /// were made with [`Call::layer_wait_later`] set: whether it may go on (false: refused, the
-    /// layer failed under `--kernel required` or the run ended). On the reserve receiver the
-    /// role is handed on first; `Failure::Busy` when it cannot be.
+    /// The wait for a kernel layer still loading, made by the gate and by a handler whose
+    /// judgements were made with [`Call::layer_wait_later`] set: whether the call may go on
+    /// (false: refused, the layer failed under `--kernel required`, the run ended, or the caller
+    /// left meanwhile). On the reserve receiver the role is handed on first; `Failure::Busy`
+    /// when it cannot be.
     pub fn wait_for_layer(&self) -> Result<bool, crate::supervisor::tracee::Failure> {
         if self.ctx.kernel.is_loading() && !super::super::receivers::may_wait_now(self.ctx) {
             return Err(crate::supervisor::tracee::Failure::Busy);

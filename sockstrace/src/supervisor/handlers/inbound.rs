@@ -37,7 +37,7 @@ pub fn bind(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return Ok(refused);
     }
     if sock.facts.is_local_family() {
-        return Ok(call.continue_or_refuse("bind", Subject::Socket(&sock)));
+        return call.continue_or_refuse("bind", Subject::Socket(&sock));
     }
     if let SockAddr::Inet(local) = addr {
         // We bind with our own privileges: keep the caller's limits.

@@ -256,7 +256,7 @@ fn local_send(
     if let Some(refused) = call.gate_for_continue(judged, Ruling::OnLeak).refusal() {
         return Ok(refused);
     }
-    Ok(call.continue_or_refuse(syscall, Subject::Socket(&sock)))
+    call.continue_or_refuse(syscall, Subject::Socket(&sock))
 }
 
 /// A message's address (pointer and length), unread when there is none.
