@@ -96,8 +96,7 @@ pub fn may_wait_now(ctx: &Arc<Ctx>) -> bool {
 pub fn step_down(ctx: &Arc<Ctx>) -> bool {
     let receivers = &ctx.receivers;
     // This thread becomes a receiver: it counts against the limit from now.
-    if receivers.total.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
-        receivers.total.fetch_sub(1, Ordering::AcqRel);
+    if !receivers.take_slot() {
         return false;
     }
     receivers.reserve_wanted.store(true, Ordering::Release);
@@ -234,6 +233,15 @@ impl Receivers {
         self.refused_busy.load(Ordering::Acquire)
     }
 
+    /// Counts one more receiver thread; false (nothing counted) at [`MAX_THREADS`].
+    fn take_slot(&self) -> bool {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
     /// Asks the reserve to receive.
     fn want_reserve(&self) {
         self.reserve_wanted.store(true, Ordering::Release);
@@ -301,8 +309,7 @@ fn wake_spare(receivers: &Receivers) -> bool {
 /// Starts a receiver thread; false at the limit or when the thread cannot be made.
 fn spawn(ctx: &Arc<Ctx>) -> bool {
     let receivers = &ctx.receivers;
-    if receivers.total.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
-        receivers.total.fetch_sub(1, Ordering::AcqRel);
+    if !receivers.take_slot() {
         return false;
     }
     let owned = ctx.clone();

@@ -131,12 +131,11 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         }
     };
     // A call the kernel runs (CONTINUE) meets the whole kernel layer, whichever path let it
-    // go (the gate waits for calls it lets through before they are performed): a layer still
-    // completing itself is waited for (`late_layer`), and under `--kernel required` a layer
-    // that failed refuses it. Refusals go at once.
-    // A CONTINUE for a layer still loading holds no thread: the call is answered when the
-    // layer settles (`LateLayer::hold_continue`).
-    let reply = match reply {
+    // go (the gate waits for calls it lets through before they are performed): for a layer
+    // still completing itself it is held, on no thread, and answered when the layer settles
+    // (`LateLayer::hold_continue`); under `--kernel required` a layer that failed refuses it.
+    // Refusals go at once.
+    let mut reply = match reply {
         Reply::Continue if ctx.kernel.is_loading() && ctx.kernel.hold_continue(n.id) => None,
         Reply::Continue if !ctx.kernel.wait() => Some(Reply::Errno(BLOCKED_ERRNO)),
         reply => Some(reply),
@@ -144,7 +143,6 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
     // Events go out before the reply, so that one thread's events keep the
     // order of its calls; except that a stack taken for --stack is symbolized
     // after the reply, off the decision's path.
-    let mut reply = reply;
     if call.events.iter().any(|e| e.captured.is_some()) {
         answer(ctx, n.id, reply.take());
     }

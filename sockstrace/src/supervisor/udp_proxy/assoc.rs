@@ -148,9 +148,8 @@ impl Assoc {
     }
 
     /// The relay, set up on first use: a TCP connection to the proxy, UDP ASSOCIATE for our
-    /// UDP socket bound to the same local address.
-    /// The association's relay at the proxy, asked for on first use; `stop` ends the exchange
-    /// early (`socks::Stop`).
+    /// UDP socket bound to the same local address; `stop` ends the exchange early
+    /// (`socks::Stop`).
     fn relay(&self, proxy: &UdpProxy, stop: crate::socks::Stop<'_>) -> Result<Arc<Relay>, i32> {
         let mut relay = self.relay.lock().map_err(|_| libc::EIO)?;
         if let Some(r) = relay.as_ref() {
