@@ -7,7 +7,7 @@
 //! These attacks look for waits that come *before* the judgement (on any receiver, the reserve
 //! included), for a judged leak whose event is made only after a wait the run's end does not
 //! see out, and for what the program can make the watcher and the starvation kill do.
-//! Attackers: `tests/clients/r29_*.c` (and `r27_starve.c`). Ground truth: sinks on loopback
+//! Attackers: `tests/clients/r30_budget.c` (and `r27_starve.c`). Ground truth: sinks on loopback
 //! (what arrives) and the JSON report.
 //!
 //! Found and closed: a leak datagram kept unjudged behind a held copy budget (no call waits
@@ -58,12 +58,16 @@ fn a_leak_datagram_while_the_copy_budget_is_held_is_judged_and_reported() {
         .allow(&hold.addr.to_string())
         .timeout(Duration::from_secs(40))
         .program([
-            client("r29_budget").to_str().unwrap().to_string(),
+            client("r30_budget").to_str().unwrap().to_string(),
             hold.addr.ip().to_string(),
             hold.addr.port().to_string(),
             "140".into(),
+            "sendto".into(),
             sink.host(),
             sink.port(),
+            // Its allowed destination, unused by `sendto`.
+            hold.addr.ip().to_string(),
+            hold.addr.port().to_string(),
             "1500".into(),
             "2000".into(),
         ])

@@ -1,6 +1,6 @@
-/* Holds the supervisor's copy budget (32 MiB for all calls in flight) as r29_budget does, then
- * makes a leak attempt that the early judgement on a copy of the address alone
- * (`send::refuse_before_waiting`) does not cover. NHOLD threads each connect to HOLD (allowed,
+/* Holds the supervisor's copy budget (32 MiB for all calls in flight), then makes a leak
+ * attempt (red teams r29 and r30: attempts once kept unjudged while the budget was held).
+ * NHOLD threads each connect to HOLD (allowed,
  * a listener that never reads), fill the connection with write() (not trapped) until it would
  * block, and make one blocking sendmsg of 256 KiB (trapped): the supervisor copies it and
  * blocks in the send it performs, holding the copy; 128 of them hold the whole budget. Then
