@@ -11,13 +11,10 @@
 //! a leak behind thousands of quick calls, then exit. Attackers: `tests/clients/r28_*.c`.
 //! Ground truth: sinks on loopback (what arrives) and the JSON report.
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use sockstrace_tests::dante::Dante;
 use sockstrace_tests::net::{free_port, full_listener};
-use sockstrace_tests::util::wait_until;
 use sockstrace_tests::{client, is_root, skip, Microsocks, Outcome, TcpSink, Trace, UdpSink};
 
 /// The attempted connect to `sink` is in the report (any action).
@@ -136,72 +133,6 @@ fn a_leak_the_reserve_hands_on_is_reported_when_its_caller_dies_meanwhile() {
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n\n"));
-}
-
-/// A Dante server on 127.0.0.1 granting UDP ASSOCIATE to loopback clients (sending from
-/// 127.0.0.3), as in `run_udp_socks`.
-struct Dante {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Dante {
-    const PATH: &'static str = "/usr/sbin/danted";
-
-    fn start() -> Result<Dante, String> {
-        if !is_root() {
-            return Err("needs root (UDP through the proxy needs the kernel layer)".into());
-        }
-        if !Path::new(Self::PATH).exists() {
-            return Err(format!("{} is not installed (cargo xtask setup installs dante-server)", Self::PATH));
-        }
-        let dir = tempfile::Builder::new().prefix("sockstrace-dante").tempdir().map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let conf = dir.path().join("danted.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "logoutput: stderr\n\
-                     internal: 127.0.0.1 port = {port}\n\
-                     external: 127.0.0.3\n\
-                     socksmethod: none\n\
-                     clientmethod: none\n\
-                     user.privileged: root\n\
-                     user.unprivileged: nobody\n\
-                     client pass {{\n  from: 127.0.0.0/8 to: 0/0\n}}\n\
-                     socks pass {{\n  from: 0/0 to: 0/0\n  command: connect udpassociate udpreply\n}}\n"
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            let mut child = Command::new(Self::PATH)
-                .arg("-f")
-                .arg(&conf)
-                .arg("-p")
-                .arg(dir.path().join("danted.pid"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("starting danted: {e}"))?;
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            if wait_until(Duration::from_secs(5), || TcpStream::connect(addr).is_ok()) {
-                return Ok(Dante { child, addr, _dir: dir });
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            last = format!("danted did not listen on {addr}");
-        }
-        Err(last)
-    }
-}
-
-impl Drop for Dante {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Runs `r28_flow` under `--on-leak socksify` through Dante: `rounds` datagrams to `peer`,

@@ -8,89 +8,17 @@
 //! (an echo server, a DNS server on 127.0.0.2:53, a counting sink) record every source.
 //! Needs root: only the kernel layer's recvmsg hooks can show the original peer.
 
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sockstrace_tests::net::free_port;
+use sockstrace_tests::dante::{Dante, PROXY_EXTERNAL_V4};
 use sockstrace_tests::util::wait_until;
 use sockstrace_tests::{client, is_root, skip, Microsocks, Outcome, Trace};
-
-/// The address Dante sends IPv4 datagrams from.
-const PROXY_EXTERNAL_V4: &str = "127.0.0.3";
-
-/// A Dante server on 127.0.0.1:PORT granting UDP ASSOCIATE to loopback clients.
-struct Dante {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Dante {
-    const PATH: &'static str = "/usr/sbin/danted";
-
-    fn start() -> Result<Dante, String> {
-        if !is_root() {
-            return Err("needs root (the kernel layer shows replies from the original peer)".into());
-        }
-        if !Path::new(Self::PATH).exists() {
-            return Err(format!("{} is not installed (cargo xtask setup installs dante-server)", Self::PATH));
-        }
-        let dir = tempfile::Builder::new().prefix("sockstrace-dante").tempdir().map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let conf = dir.path().join("danted.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "logoutput: stderr\n\
-                     internal: 127.0.0.1 port = {port}\n\
-                     external: {PROXY_EXTERNAL_V4}\n\
-                     external: ::1\n\
-                     socksmethod: none\n\
-                     clientmethod: none\n\
-                     user.privileged: root\n\
-                     user.unprivileged: nobody\n\
-                     internal.socket.so_rcvbufforce: 8388608\n\
-                     external.socket.so_rcvbufforce: 8388608\n\
-                     client pass {{\n  from: 127.0.0.0/8 to: 0/0\n}}\n\
-                     socks pass {{\n  from: 0/0 to: 0/0\n  command: connect udpassociate udpreply\n}}\n"
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            let mut child = Command::new(Self::PATH)
-                .arg("-f")
-                .arg(&conf)
-                .arg("-p")
-                .arg(dir.path().join("danted.pid"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("starting danted: {e}"))?;
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            if wait_until(Duration::from_secs(5), || TcpStream::connect(addr).is_ok()) {
-                return Ok(Dante { child, addr, _dir: dir });
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            last = format!("danted did not listen on {addr}");
-        }
-        Err(last)
-    }
-}
-
-impl Drop for Dante {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// How a [`Target`] answers.
 #[derive(Clone, Copy)]

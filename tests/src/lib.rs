@@ -22,6 +22,7 @@
 pub mod apps;
 pub mod bpf;
 pub mod cgroup;
+pub mod dante;
 pub mod net;
 pub mod netns;
 pub mod paths;
