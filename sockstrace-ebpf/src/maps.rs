@@ -5,10 +5,11 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
+use sockstrace_common::socket_slot;
 use sockstrace_common::{
     Config, ExemptCount, ProcRecord, Rule, SockFacts, UdpPeer, UdpPeerKey, EVENTS_BYTE_SIZE,
     EXEMPT_COUNTS_MAX_ENTRIES, FILENAME_LEN, GONE_MAX_ENTRIES, MAX_EXEMPTIONS, MAX_RULES, PROCS_MAX_ENTRIES,
-    SOCKETS_MAX_ENTRIES, UDP_PEERS_MAX_ENTRIES,
+    SOCKETS_MAX_ENTRIES, SOCKETS_WAYS, UDP_PEERS_MAX_ENTRIES,
 };
 
 #[map]
@@ -24,6 +25,20 @@ pub(crate) static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0
 /// call and a hash.
 #[map]
 pub(crate) static SOCKETS: Array<SockFacts> = Array::with_max_entries(SOCKETS_MAX_ENTRIES, 0);
+
+/// `SOCKETS`' sets less one, for the size the loader gave the map (read-only data, which the
+/// loader sets: `sockstrace_common::SOCKETS_SET_MASK_GLOBAL`).
+#[unsafe(no_mangle)]
+static SOCKETS_SET_MASK: u32 = SOCKETS_MAX_ENTRIES / SOCKETS_WAYS - 1;
+
+/// The `SOCKETS` slot of way `way` of `cookie`'s set.
+#[inline(always)]
+pub(crate) fn sockets_slot(cookie: u64, way: u32) -> u32 {
+    // SAFETY: a read of a static; volatile, so that the value the loader put in the object is
+    // read rather than the one compiled in.
+    let mask = unsafe { core::ptr::read_volatile(&raw const SOCKETS_SET_MASK) };
+    socket_slot(cookie, way, mask)
+}
 
 #[map]
 pub(crate) static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

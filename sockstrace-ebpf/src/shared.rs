@@ -7,11 +7,9 @@ use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
     generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_loop},
 };
-use sockstrace_common::{
-    remote_allowed, rules_in_force, socket_slot, Config, Ip6, RuleQuery, SockEvent, SockFacts,
-};
+use sockstrace_common::{remote_allowed, rules_in_force, Config, Ip6, RuleQuery, SockEvent, SockFacts};
 
-use crate::maps::{CONFIG, DROPPED, EVENTS, RULES, SOCKETS};
+use crate::maps::{sockets_slot, CONFIG, DROPPED, EVENTS, RULES, SOCKETS};
 
 /// Reads the four `u32` words of an IPv6 address field of a context (or `bpf_sock`) one by one:
 /// the verifier allows fixed-offset loads from these pointers but no pointer arithmetic, which
@@ -123,8 +121,8 @@ pub(crate) fn facts_get(cookie: u64) -> Option<*mut SockFacts> {
         // No socket (the helper's answer without one): never an empty slot's owner.
         return None;
     }
-    let way0 = SOCKETS.get_ptr_mut(socket_slot(cookie, 0))?;
-    let way1 = SOCKETS.get_ptr_mut(socket_slot(cookie, 1))?;
+    let way0 = SOCKETS.get_ptr_mut(sockets_slot(cookie, 0))?;
+    let way1 = SOCKETS.get_ptr_mut(sockets_slot(cookie, 1))?;
     // SAFETY: both point at live `SOCKETS` values (array memory, valid for the whole run).
     unsafe {
         let found = if (*way0).cookie == cookie {
@@ -158,8 +156,8 @@ pub(crate) fn record_new(
     if cookie == 0 {
         return None;
     }
-    let way0 = SOCKETS.get_ptr_mut(socket_slot(cookie, 0))?;
-    let way1 = SOCKETS.get_ptr_mut(socket_slot(cookie, 1))?;
+    let way0 = SOCKETS.get_ptr_mut(sockets_slot(cookie, 0))?;
+    let way1 = SOCKETS.get_ptr_mut(sockets_slot(cookie, 1))?;
     // SAFETY: both point at live `SOCKETS` values (see `facts_get`); `slot` is one of them.
     unsafe {
         let (cookie0, cookie1) = ((*way0).cookie, (*way1).cookie);

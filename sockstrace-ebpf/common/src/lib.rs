@@ -30,18 +30,41 @@ pub const CONFIG_MAP: &str = "CONFIG";
 pub const RULES_MAP: &str = "RULES";
 /// Default size of `EVENTS` in bytes (a power-of-two multiple of the page size).
 pub const EVENTS_BYTE_SIZE: u32 = 1 << 20;
-/// Capacity of `SOCKETS` (a power of two): `SOCKETS_MAX_ENTRIES / SOCKETS_WAYS` sets.
+/// Capacity of `SOCKETS` (a power of two): `SOCKETS_MAX_ENTRIES / SOCKETS_WAYS` sets. The
+/// object's size, which an audit (every socket of the machine) keeps; a run, whose cgroup's
+/// sockets alone take slots, loads it smaller ([`run_socket_sets`]).
 pub const SOCKETS_MAX_ENTRIES: u32 = 1 << 16;
 /// Slots per set of `SOCKETS`: a new socket takes an empty one, else one no hook used since
 /// the set last filled, else the newer of the two (an old socket still in use keeps its slot).
 pub const SOCKETS_WAYS: u32 = 2;
+/// The object's global that holds the number of `SOCKETS` sets less one (a power of two less
+/// one), which the loader sets to match the size it gives the map.
+pub const SOCKETS_SET_MASK_GLOBAL: &str = "SOCKETS_SET_MASK";
+/// The kernel hands socket cookies out in runs of this many consecutive numbers, one run per
+/// CPU at a time (`COOKIE_LOCAL_BATCH`).
+pub const COOKIE_RUN: u32 = 4096;
 
-/// The `SOCKETS` slot of way `way` (0 or 1) of the set `cookie` falls in. Cookies are handed
-/// out in increasing runs per CPU, so the sockets alive at one time mostly fall in distinct
-/// sets.
+/// The `SOCKETS` slot of way `way` (0 or 1) of the set `cookie` falls in, of `set_mask + 1`
+/// sets. Cookies are handed out in increasing runs per CPU, so the sockets alive at one time
+/// mostly fall in distinct sets.
 #[inline(always)]
-pub const fn socket_slot(cookie: u64, way: u32) -> u32 {
-    (cookie as u32 & (SOCKETS_MAX_ENTRIES / SOCKETS_WAYS - 1)) * SOCKETS_WAYS + (way & (SOCKETS_WAYS - 1))
+pub const fn socket_slot(cookie: u64, way: u32, set_mask: u32) -> u32 {
+    (cookie as u32 & set_mask) * SOCKETS_WAYS + (way & (SOCKETS_WAYS - 1))
+}
+
+/// How many `SOCKETS` sets a run loads on a machine whose programs run on `cpus` CPUs: one
+/// cookie run per CPU (rounded up to a power of two, at least two), so that sockets made at
+/// the same time on different CPUs fall in distinct sets; at most the object's size. Its
+/// memory (zeroed by the kernel when the map is made) is part of every run's start-up: 2.5 MiB
+/// on two CPUs, against the object's 10 MiB.
+pub const fn run_socket_sets(cpus: u32) -> u32 {
+    let runs = if cpus < 2 { 2 } else { cpus.next_power_of_two() };
+    let most = SOCKETS_MAX_ENTRIES / SOCKETS_WAYS;
+    if runs >= most / COOKIE_RUN {
+        most
+    } else {
+        runs * COOKIE_RUN
+    }
 }
 /// Capacity of `RULES`: proxies plus allow rules.
 pub const MAX_RULES: u32 = 64;
@@ -1433,14 +1456,31 @@ mod tests {
 
     #[test]
     fn a_cookie_has_two_adjacent_slots_in_its_set() {
-        let sets = SOCKETS_MAX_ENTRIES / SOCKETS_WAYS;
-        assert_eq!((socket_slot(1, 0), socket_slot(1, 1)), (2, 3));
-        assert_eq!(socket_slot(u64::from(sets) + 1, 1), 3, "cookies a set count apart share a set");
-        assert_eq!(socket_slot(u64::from(sets) - 1, 1), SOCKETS_MAX_ENTRIES - 1);
-        assert_eq!(socket_slot(u64::MAX, 7), SOCKETS_MAX_ENTRIES - 1, "always in bounds");
-        let mut seen = std::collections::HashSet::new();
-        for cookie in 4096..4096 + u64::from(sets) {
-            assert!(seen.insert(socket_slot(cookie, 0)), "consecutive cookies take distinct sets");
+        for sets in [SOCKETS_MAX_ENTRIES / SOCKETS_WAYS, run_socket_sets(2)] {
+            let (mask, entries) = (sets - 1, sets * SOCKETS_WAYS);
+            assert_eq!((socket_slot(1, 0, mask), socket_slot(1, 1, mask)), (2, 3));
+            assert_eq!(socket_slot(u64::from(sets) + 1, 1, mask), 3, "cookies a set count apart share a set");
+            assert_eq!(socket_slot(u64::from(sets) - 1, 1, mask), entries - 1);
+            assert_eq!(socket_slot(u64::MAX, 7, mask), entries - 1, "always in bounds");
+            let mut seen = std::collections::HashSet::new();
+            for cookie in 4096..4096 + u64::from(sets) {
+                assert!(seen.insert(socket_slot(cookie, 0, mask)), "consecutive cookies take distinct sets");
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_has_a_cookie_run_of_sets_per_cpu_within_the_objects_size() {
+        let most = SOCKETS_MAX_ENTRIES / SOCKETS_WAYS;
+        assert_eq!(run_socket_sets(0), 2 * COOKIE_RUN);
+        assert_eq!(run_socket_sets(1), 2 * COOKIE_RUN);
+        assert_eq!(run_socket_sets(2), 2 * COOKIE_RUN);
+        assert_eq!(run_socket_sets(3), 4 * COOKIE_RUN);
+        assert_eq!(run_socket_sets(8), most);
+        assert_eq!(run_socket_sets(512), most);
+        for cpus in 0..600 {
+            let sets = run_socket_sets(cpus);
+            assert!(sets.is_power_of_two() && sets <= most, "{cpus} CPUs: {sets} sets");
         }
     }
 

@@ -186,7 +186,8 @@ fn sweep_leftovers(parent: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(name) = name.to_str() else {
+        let Some(name) = name.to_str().filter(|name| run_pid(name).is_some()) else {
+            // The parent's own files (cgroup.procs...) need no look at their age.
             continue;
         };
         let age = entry
@@ -297,7 +298,12 @@ fn remove_tree(path: &Path, deadline: Instant) -> Result<()> {
 
 /// Waits until the cgroup at `path` holds no task (its `cgroup.events` says `populated 0`,
 /// which the kernel signals to `poll` as a priority event), at most 10 ms at a time (then the
-/// caller tries again), or until `deadline`.
+/// caller tries again), or until `deadline`. The file is read again every millisecond: the
+/// kernel sends a cgroup's events at most once per 10 ms, so the wake-up that says the last
+/// task left can come that much later than the change.
+/// How often [`wait_unpopulated`] reads `cgroup.events` again, in milliseconds.
+const REREAD_EVERY_MS: i32 = 1;
+
 fn wait_unpopulated(path: &Path, deadline: Instant) {
     use std::os::unix::fs::FileExt as _;
     let step = Instant::now() + Duration::from_millis(10);
@@ -316,7 +322,7 @@ fn wait_unpopulated(path: &Path, deadline: Instant) {
         if !populated || left.is_zero() {
             return;
         }
-        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).clamp(1, REREAD_EVERY_MS);
         crate::supervisor::sys::poll_one(events.as_fd(), libc::POLLPRI, ms);
     }
 }

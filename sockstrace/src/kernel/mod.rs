@@ -86,9 +86,10 @@ mod tests {
     /// Instructions the verifier may walk per program (see `verifier_accepts_every_program`).
     const VERIFIER_BUDGET: u32 = 20_000;
     /// ... and all of them together at the default level (warn): what every run's start-up
-    /// pays. 42,700 today; each message live at warn would add about 3,300 to each program
-    /// that can reach it (two such messages once made it 89,000).
-    const VERIFIER_TOTAL_AT_WARN: u32 = 45_000;
+    /// pays. 45,400 today (the `SOCKETS` set mask read from the object's data, for the size a run
+    /// gives the map, added 700); each message live at warn would add about 3,300 to each
+    /// program that can reach it (two such messages once made it 89,000).
+    const VERIFIER_TOTAL_AT_WARN: u32 = 47_000;
 
     #[test]
     fn verifier_accepts_every_program() {

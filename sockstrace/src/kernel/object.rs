@@ -10,7 +10,7 @@ use aya::{
 };
 use sockstrace_common::{
     programs, EXEMPT_CGROUPS_MAP, EXEMPT_COUNTS_MAP, EXEMPT_EXES_MAP, EXEMPT_UIDS_MAP, GONE_MAP, PROCS_MAP,
-    UDP_PEERS_MAP,
+    SOCKETS_MAP, SOCKETS_SET_MASK_GLOBAL, SOCKETS_WAYS, UDP_PEERS_MAP,
 };
 
 /// The ELF object, 8-byte aligned as aya needs; empty when built with `AYA_BUILD_SKIP=1`.
@@ -169,6 +169,13 @@ fn hide_kernel_btf() -> Result<()> {
     Ok(())
 }
 
+/// The `SOCKETS` sets of a run ([`sockstrace_common::run_socket_sets`]) for the CPUs this
+/// process (and so the program it starts) may run on.
+pub fn run_sockets_sets() -> u32 {
+    let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    sockstrace_common::run_socket_sets(u32::try_from(cpus).unwrap_or(u32::MAX))
+}
+
 /// A loader setting aya-log-ebpf's level global (`AYA_LOG_LEVEL`: 0 off, 1 error ... 5
 /// trace, as `log::LevelFilter` counts) when the object has one.
 fn loader(level: log::LevelFilter, map_use: Use) -> EbpfLoader<'static> {
@@ -179,6 +186,11 @@ fn loader(level: log::LevelFilter, map_use: Use) -> EbpfLoader<'static> {
         for &name in AUDIT_ONLY_MAPS {
             loader.map_max_entries(name, 1);
         }
+        let sets = run_sockets_sets();
+        loader.map_max_entries(SOCKETS_MAP, sets * SOCKETS_WAYS);
+        // 'static: the loader keeps the reference; the value is the same for the process.
+        static SET_MASKS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        loader.override_global(SOCKETS_SET_MASK_GLOBAL, SET_MASKS.get_or_init(|| sets - 1), true);
         if !udp_relay {
             loader.map_max_entries(UDP_PEERS_MAP, 1);
         }

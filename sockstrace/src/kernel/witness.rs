@@ -413,6 +413,12 @@ impl Witness {
         }
     }
 
+    /// How many sets the socket facts map holds.
+    #[cfg(test)]
+    pub fn socket_sets(&self) -> u32 {
+        self.sockets.sets()
+    }
+
     /// The process records (audit), where the tracking tracepoints are attached.
     pub fn tracker(&self) -> Option<Arc<Tracker>> {
         self.tracking.as_ref().and_then(|t| t.tracker.clone())

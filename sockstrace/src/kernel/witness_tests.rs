@@ -541,8 +541,8 @@ fn observing_witness_lets_leaks_through_and_reports_them() {
 }
 
 /// `SOCKETS` is a cache of bounded size: a socket still in use keeps its facts however many
-/// newer sockets come and go (each set of the array takes a new socket about three times here),
-/// while the facts of the sockets gone make room.
+/// newer sockets come and go (each set of the array takes a new socket about three times here,
+/// twelve times at a run's size on two CPUs), while the facts of the sockets gone make room.
 #[test]
 fn a_socket_in_use_keeps_its_facts_while_many_newer_ones_come_and_go() {
     if let Some(why) = skip_reason() {
@@ -551,8 +551,21 @@ fn a_socket_in_use_keeps_its_facts_while_many_newer_ones_come_and_go() {
     }
     let sinks = Sinks::new();
     let policy = Policy { proxies: vec!["127.0.0.1:9".parse().unwrap()], ..Policy::default() };
-    runtime().block_on(async {
-        let witness = witness(&policy, false);
+    for map_use in [object::Use::Audit, object::Use::Run { udp_relay: false }] {
+        runtime().block_on(async {
+            let preload = Witness::preload(map_use);
+            let witness = Witness::start_preloaded(preload, &policy, false)
+                .unwrap_or_else(|err| panic!("Witness::start_preloaded: {err:#}"));
+            let full = sockstrace_common::SOCKETS_MAX_ENTRIES / sockstrace_common::SOCKETS_WAYS;
+            let sets = if map_use == object::Use::Audit { full } else { object::run_sockets_sets() };
+            assert_eq!(witness.socket_sets(), sets, "{map_use:?}");
+            churn_keeps_the_facts_in_use(witness, &sinks);
+        });
+    }
+}
+
+fn churn_keeps_the_facts_in_use(witness: Witness, sinks: &Sinks) {
+    {
         let plan = format!("churn={}", sinks.udp_addr());
         let (pid, out) = run_child(witness.procs_fd().expect("a cgroup of its own"), &plan);
         assert_eq!(out[0].errno, 0, "{out:?}");
@@ -565,7 +578,7 @@ fn a_socket_in_use_keeps_its_facts_while_many_newer_ones_come_and_go() {
         );
         assert_eq!(facts.local.map(|l| l.port()), Some(out[0].local_port), "{facts:?}");
         witness.stop().unwrap_or_else(|err| panic!("stop: {err:#}"));
-    });
+    }
 }
 
 /// Lines the kernel logged (through `crate::logging::capture`) containing `needle`, once there

@@ -239,6 +239,10 @@ pub fn loading() -> LateLayer {
     LateLayer::with(State::Loading)
 }
 
+/// The nice value of the threads that complete the layer while the program runs: a share of
+/// about a tenth of a core against a busy thread of the program's.
+const LOADER_NICE: i32 = 10;
+
 /// Completes the layer on a thread of its own, then lets the held calls go on (here, before
 /// returning, if no thread can be started).
 pub fn join(ctx: Arc<Ctx>, joining: Joining) {
@@ -251,7 +255,14 @@ pub fn join(ctx: Arc<Ctx>, joining: Joining) {
             complete(&ctx, joining);
         }
     };
-    let spawned = std::thread::Builder::new().name("sockstrace-attach".into()).spawn(move || run(theirs));
+    let spawned = std::thread::Builder::new().name("sockstrace-attach".into()).spawn(move || {
+        // The verifier's time (the layer's loader threads inherit this) must not hold the
+        // program back: on a machine of few cores, it would share them with the program's
+        // start. A call that waits for the layer blocks its caller, which leaves the cores to
+        // the loaders.
+        let _ = super::sys::lower_this_threads_priority(LOADER_NICE);
+        run(theirs)
+    });
     if spawned.is_err() {
         run(slot);
     }

@@ -183,6 +183,18 @@ pub fn block_all_signals() {
     }
 }
 
+/// Lowers the calling thread's scheduling priority to `nice` (Linux keeps a nice value per
+/// thread, and threads it starts inherit it). Lowering needs no privilege.
+pub fn lower_this_threads_priority(nice: i32) -> Result<(), Errno> {
+    // SAFETY: plain integer arguments; `who` 0 with PRIO_PROCESS names the calling thread.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
 /// Whether `path` names a file we may execute (`access(X_OK)`).
 pub fn is_executable(path: &std::ffi::CStr) -> bool {
     // SAFETY: path is a live NUL-terminated string the kernel only reads.
