@@ -58,13 +58,12 @@ pub const fn socket_slot(cookie: u64, way: u32, set_mask: u32) -> u32 {
 /// memory (zeroed by the kernel when the map is made) is part of every run's start-up: 2.5 MiB
 /// on two CPUs, against the object's 10 MiB.
 pub const fn run_socket_sets(cpus: u32) -> u32 {
-    let runs = if cpus < 2 { 2 } else { cpus.next_power_of_two() };
     let most = SOCKETS_MAX_ENTRIES / SOCKETS_WAYS;
-    if runs >= most / COOKIE_RUN {
-        most
-    } else {
-        runs * COOKIE_RUN
+    if cpus >= most / COOKIE_RUN {
+        return most;
     }
+    let runs = if cpus < 2 { 2 } else { cpus.next_power_of_two() };
+    runs * COOKIE_RUN
 }
 /// Capacity of `RULES`: proxies plus allow rules.
 pub const MAX_RULES: u32 = 64;
@@ -1478,6 +1477,7 @@ mod tests {
         assert_eq!(run_socket_sets(3), 4 * COOKIE_RUN);
         assert_eq!(run_socket_sets(8), most);
         assert_eq!(run_socket_sets(512), most);
+        assert_eq!(run_socket_sets(u32::MAX), most, "unknown CPUs: the object's size");
         for cpus in 0..600 {
             let sets = run_socket_sets(cpus);
             assert!(sets.is_power_of_two() && sets <= most, "{cpus} CPUs: {sets} sets");

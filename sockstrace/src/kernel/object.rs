@@ -169,11 +169,17 @@ fn hide_kernel_btf() -> Result<()> {
     Ok(())
 }
 
-/// The `SOCKETS` sets of a run ([`sockstrace_common::run_socket_sets`]) for the CPUs this
-/// process (and so the program it starts) may run on.
+/// The `SOCKETS` sets of a run ([`sockstrace_common::run_socket_sets`]) for the machine's
+/// CPUs: every one the kernel may hand cookies out on, whatever this process's affinity or CPU
+/// quota (the program may change its own affinity).
 pub fn run_sockets_sets() -> u32 {
-    let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    sockstrace_common::run_socket_sets(u32::try_from(cpus).unwrap_or(u32::MAX))
+    use nix::unistd::{sysconf, SysconfVar};
+    let cpus = match sysconf(SysconfVar::_NPROCESSORS_CONF) {
+        Ok(Some(cpus)) => u32::try_from(cpus).unwrap_or(u32::MAX),
+        // Unknown: the object's full size.
+        _ => u32::MAX,
+    };
+    sockstrace_common::run_socket_sets(cpus)
 }
 
 /// A loader setting aya-log-ebpf's level global (`AYA_LOG_LEVEL`: 0 off, 1 error ... 5
