@@ -44,13 +44,34 @@ fn kernel_leaks(out: &Outcome, bad: &str) -> usize {
     out.events_where(|e| e.s("source") == "kernel" && e.s("dst") == bad && e.s("action") == "blocked").len()
 }
 
+/// Runs of the attack at most, until one flip reaches the kernel: how often the flipping
+/// thread writes while the kernel copies the address depends on the scheduler (on a loaded
+/// 2-CPU machine, 13 to 240 of 3,000 calls, once none).
+const ATTEMPTS: usize = 5;
+
 fn check(mode: &str, ok: &str, bad: &str, trace: impl Fn() -> Trace, nothing_arrived: impl Fn(&str)) {
-    let out = attack(trace(), mode, ok, bad);
-    out.assert_code(0);
-    nothing_arrived(&format!("{mode} with the fast path\n{}", out.describe()));
-    assert!(fast_path_on(&out), "no fast path (layers.kernel {:?})\n{}", out.kernel_layer(), out.describe());
-    let refused = kernel_leaks(&out, bad);
-    assert!(refused > 0, "the kernel reported no refusal for {bad}: no flip reached it\n{}", out.describe());
+    let mut attempts = 0;
+    let (out, refused) = loop {
+        attempts += 1;
+        let out = attack(trace(), mode, ok, bad);
+        out.assert_code(0);
+        nothing_arrived(&format!("{mode} with the fast path\n{}", out.describe()));
+        assert!(
+            fast_path_on(&out),
+            "no fast path (layers.kernel {:?})\n{}",
+            out.kernel_layer(),
+            out.describe()
+        );
+        let refused = kernel_leaks(&out, bad);
+        if refused > 0 || attempts == ATTEMPTS {
+            break (out, refused);
+        }
+    };
+    assert!(
+        refused > 0,
+        "the kernel reported no refusal for {bad} in {ATTEMPTS} runs: no flip reached it\n{}",
+        out.describe()
+    );
     eprintln!(
         "{mode}: the kernel refused and reported {refused} calls to {bad}; program says {}",
         out.stdout.trim()
