@@ -50,6 +50,8 @@ pub struct LateLayer {
     /// Calls answered CONTINUE once the layer settles ([`LateLayer::hold_continue`]): held
     /// here, not on a thread each. Changed only under `state`'s lock.
     held: Mutex<Vec<u64>>,
+    /// A call has waited for the layer: its loaders have their priority back.
+    awaited: std::sync::atomic::AtomicBool,
     /// Who answers them.
     notifier: std::sync::OnceLock<Arc<Notifier>>,
 }
@@ -69,7 +71,21 @@ impl LateLayer {
             failed: std::sync::atomic::AtomicBool::new(false),
             refuse_all: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::new(Vec::new()),
+            awaited: std::sync::atomic::AtomicBool::new(false),
             notifier: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A call waits for the layer: the threads completing it, which yield to the program
+    /// while nothing waits for them (`LOADER_NICE`), get their priority back, so that a
+    /// program whose other threads keep the cores busy does not starve them (raising it
+    /// needs root, which a late layer has).
+    fn caller_waits(&self) {
+        if self.awaited.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        for tid in super::sys::threads_named(LOADER_COMM) {
+            let _ = super::sys::set_thread_priority(tid, 0);
         }
     }
 
@@ -81,6 +97,7 @@ impl LateLayer {
     /// (not when the layer failed under `--kernel required`).
     pub fn wait(&self) -> bool {
         if !self.open.load(std::sync::atomic::Ordering::Acquire) {
+            self.caller_waits();
             let mut state = self.lock();
             while matches!(*state, State::Loading | State::Attaching) {
                 state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
@@ -161,6 +178,8 @@ impl LateLayer {
             return false;
         }
         self.held.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+        drop(state);
+        self.caller_waits();
         true
     }
 
@@ -239,9 +258,14 @@ pub fn loading() -> LateLayer {
     LateLayer::with(State::Loading)
 }
 
-/// The nice value of the threads that complete the layer while the program runs: a share of
-/// about a tenth of a core against a busy thread of the program's.
+/// The nice value of the threads that complete the layer while the program runs, until a
+/// call waits for it: a share of about a tenth of a core against a busy thread of the
+/// program's.
 const LOADER_NICE: i32 = 10;
+/// Their name: the completing thread's, which the loader threads it starts inherit (as the
+/// kernel keeps it: 15 bytes).
+const LOADER_THREAD: &str = "sockstrace-attach";
+const LOADER_COMM: &str = "sockstrace-atta";
 
 /// Completes the layer on a thread of its own, then lets the held calls go on (here, before
 /// returning, if no thread can be started).
@@ -255,12 +279,12 @@ pub fn join(ctx: Arc<Ctx>, joining: Joining) {
             complete(&ctx, joining);
         }
     };
-    let spawned = std::thread::Builder::new().name("sockstrace-attach".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name(LOADER_THREAD.into()).spawn(move || {
         // The verifier's time (the layer's loader threads inherit this) must not hold the
         // program back: on a machine of few cores, it would share them with the program's
-        // start. A call that waits for the layer blocks its caller, which leaves the cores to
-        // the loaders.
-        let _ = super::sys::lower_this_threads_priority(LOADER_NICE);
+        // start. The first call that waits for the layer gives it back
+        // (`LateLayer::caller_waits`).
+        let _ = super::sys::set_thread_priority(0, LOADER_NICE);
         run(theirs)
     });
     if spawned.is_err() {
@@ -367,6 +391,47 @@ mod tests {
         assert!(!layer.begin_attach(), "nothing is attached after the end");
         // A call still held for it has no caller left: it is not performed.
         assert!(!layer.wait(), "a call held past the run's end goes on");
+    }
+
+    /// The loaders yield to the program's start, and get their priority back as soon as a
+    /// call waits for them.
+    #[test]
+    fn a_call_that_waits_gives_the_loaders_their_priority_back() {
+        if !nix::unistd::geteuid().is_root() {
+            crate::testing::skipped("raising a thread's priority needs root");
+            return;
+        }
+        let priority = |tid: libc::pid_t| {
+            // SAFETY: plain integer arguments. (-1 is a valid nice value: errno is not asked.)
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) }
+        };
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let loader = std::thread::Builder::new()
+            .name(LOADER_THREAD.into())
+            .spawn(move || {
+                super::super::sys::set_thread_priority(0, LOADER_NICE).unwrap();
+                tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        let tid = tid_rx.recv().unwrap();
+        assert_eq!(priority(tid), LOADER_NICE);
+        let layer = Arc::new(loading());
+        let waiter = {
+            let layer = layer.clone();
+            std::thread::spawn(move || layer.wait())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while priority(tid) != 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(priority(tid), 0, "the loader still yields while a call waits for it");
+        assert!(layer.begin_attach());
+        layer.settle("on".into());
+        assert!(waiter.join().unwrap());
+        drop(done_tx);
+        loader.join().unwrap();
     }
 
     #[test]

@@ -183,16 +183,30 @@ pub fn block_all_signals() {
     }
 }
 
-/// Lowers the calling thread's scheduling priority to `nice` (Linux keeps a nice value per
-/// thread, and threads it starts inherit it). Lowering needs no privilege.
-pub fn lower_this_threads_priority(nice: i32) -> Result<(), Errno> {
-    // SAFETY: plain integer arguments; `who` 0 with PRIO_PROCESS names the calling thread.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+/// Sets the scheduling priority (nice value) of thread `tid`, 0 for the calling one (Linux
+/// keeps a nice value per thread, and threads it starts inherit it). Lowering a priority
+/// needs no privilege, raising it `CAP_SYS_NICE`.
+pub fn set_thread_priority(tid: libc::pid_t, nice: i32) -> Result<(), Errno> {
+    // SAFETY: plain integer arguments; with PRIO_PROCESS, `who` names one thread (0: ours).
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
     if r == 0 {
         Ok(())
     } else {
         Err(last_errno())
     }
+}
+
+/// The threads of this process whose name (`comm`, at most 15 bytes) is `name`.
+pub fn threads_named(name: &str) -> Vec<libc::pid_t> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            (comm.trim_end_matches('\n') == name).then_some(tid)
+        })
+        .collect()
 }
 
 /// Whether `path` names a file we may execute (`access(X_OK)`).
