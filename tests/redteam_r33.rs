@@ -1,0 +1,185 @@
+//! Red team against a run's smaller socket table (`SOCKETS`: one cookie run of 4,096 sets per
+//! CPU, 8,192 sets on two CPUs, its set mask a global of the object set by the loader), the
+//! late layer's loaders at nice 10, and the run cgroup's removal.
+//!
+//! Attacker: `tests/clients/r33_evict.c` (natively made and closed sockets walk the cookies
+//! through every set of the table; `socket()` and `close()` are not trapped). Ground truth:
+//! what a peer in a network namespace the test creates read, sinks on loopback, the report.
+//!
+//! Found (open, ignored): 60,000 sockets made and closed natively (0.3 s) evict the facts of a
+//! socket in use that no hook touched meanwhile (eviction was possible before, at four times
+//! the churn). The facts are then remade by whichever hook runs next for the socket, with the
+//! wrong creator: the egress gate's (nobody: pid 0) or the sock_addr hook of a call the
+//! supervisor performs (the supervisor itself). So (1) a reply on an allowed inbound
+//! connection is dropped once and reported as an `egress-packet` leak by pid 0; (2) a
+//! program's socket is reported as created by `sockstrace-recv`; (3) under `--on-leak log`, a
+//! packet only the egress gate saw is attributed to the supervisor and dropped from the
+//! report (`0 leaks`). Nothing got out that the enforcing gate would refuse.
+//!
+//! Held (no test of their own): the set mask is one read-only global of the one object whose
+//! sock_create is loaded first and the rest later, and userspace derives it from the same map's
+//! size (a socket's facts are found by the report after the churn, at the slot the programs
+//! wrote: see the facts the tests above read); the late layer's nice value only delays the
+//! layer, every trapped call let through still waits for it.
+
+use std::time::{Duration, Instant};
+
+use sockstrace_tests::netns::NetNs;
+use sockstrace_tests::util::field;
+use sockstrace_tests::{client, kernel_available, netprobe, skip, Trace, UdpSink};
+
+const T: Duration = Duration::from_secs(60);
+
+fn attacker() -> String {
+    client("r33_evict").to_str().expect("utf-8 path").to_string()
+}
+
+/// Sockets made and closed: each set of a run's table (8,192 on two CPUs) takes a new socket
+/// about seven times, whichever CPU's cookie runs the program gets.
+const CHURN: &str = "60000";
+
+/// An inbound connection the policy lets in (`--allow-incoming-from`): its replies pass the
+/// egress gate only as a reply (`egress_reply`: a socket no connect hook counted, sending to
+/// its own peer), a judgement read from the socket's facts in `SOCKETS`. The program (or any
+/// server that makes sockets while a connection stays open) churns the table while the
+/// accepted connection is idle; its facts are given to a newer socket, and the next reply is
+/// a packet of "a socket no hook of ours knows": dropped, and reported as an `egress-packet`
+/// leak of nobody's (the facts remade from the packet have no creator). TCP retransmits it
+/// (the facts remade have no connect: the retransmission passes), so the peer gets its data
+/// a retransmission timeout late, and the run, which tried nothing, reports a leak.
+#[test]
+#[ignore = "open: a reply on an allowed inbound connection whose socket facts were evicted from the smaller SOCKETS table is dropped by the egress gate and reported as an egress-packet leak with no pid/comm (see the doc comment)"]
+fn an_allowed_inbound_connection_survives_a_churned_socket_table() {
+    if let Err(why) = kernel_available() {
+        skip!("kernel layer: {why}");
+    }
+    let ns = match NetNs::create(&["10.241.0.1/24"], &["10.241.0.2/24"]) {
+        Ok(ns) => ns,
+        Err(e) => skip!("network namespace with a veth pair: {e}"),
+    };
+    let run = Trace::new()
+        .opts(["--allow-incoming-from", "10.241.0.0/24"])
+        .timeout(T)
+        .program([attacker().as_str(), "serve-churn", "0.0.0.0", CHURN])
+        .spawn();
+    assert!(run.wait_stdout("listen: ", T), "the server never listened\n{}", run.describe());
+    let port = field(&run.stdout(), "listen:", "port");
+    let np = netprobe().to_string_lossy().into_owned();
+    let started = Instant::now();
+    let peer = ns.exec([np.as_str(), "tcp-exchange", "10.241.0.1", &port.to_string()]);
+    let took = started.elapsed();
+    let out = run.wait();
+    let d = || format!("peer: {}{}\n{}", peer.stdout, peer.stderr, out.describe());
+    assert!(out.stdout.contains("churn: "), "the program never churned\n{}", d());
+    assert!(
+        out.kernel_layer().contains("egress gate"),
+        "the kernel layer was not complete: {}\n{}",
+        out.kernel_layer(),
+        d()
+    );
+    assert!(peer.stdout.contains("data=after-churn|"), "the allowed peer did not get its reply\n{}", d());
+    let egress = out.events_where(|e| e.s("reason") == "egress-packet");
+    assert!(
+        egress.is_empty(),
+        "a reply on the allowed inbound connection was refused by the egress gate (the peer \
+         waited {took:?}): {:?}\n{}",
+        egress.iter().map(|e| e.json().to_string()).collect::<Vec<_>>(),
+        d()
+    );
+    out.assert_no_leaks();
+}
+
+/// A socket whose facts the churn evicted gets new ones from the next hook that runs for it:
+/// for a call the supervisor performs on its duplicate, the sendmsg/connect hook runs in the
+/// supervisor's context, and `record_new` (`Creator::Current`) writes the *supervisor* as the
+/// socket's creator: pid, comm (`sockstrace-recv`), uid and cgroup (the supervisor's, id 1 here).
+/// The program's event then carries a `kernel` object naming the supervisor as the creator of
+/// the program's socket.
+#[test]
+#[ignore = "open: after a churn of the smaller SOCKETS table, a socket's facts are remade by the hook of the supervisor's performed call and name the supervisor (pid, comm sockstrace-recv, its cgroup) as the program's socket's creator"]
+fn a_churned_sockets_facts_never_name_the_supervisor_as_its_creator() {
+    if let Err(why) = kernel_available() {
+        skip!("kernel layer: {why}");
+    }
+    let sink = UdpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .allow(&sink.dst())
+        .timeout(T)
+        .program([attacker().as_str(), "churn-send", CHURN, &sink.host(), &sink.port()])
+        .run();
+    let d = || out.describe();
+    assert!(out.stdout.contains("send: rc=3 "), "{}", d());
+    assert!(sink.wait_datagrams(1, Duration::from_secs(5)), "{}", d());
+    let sends = out.events_where(|e| e.s("syscall") == "sendto" && e.s("source") == "seccomp");
+    assert_eq!(sends.len(), 1, "{}", d());
+    let ev = sends[0];
+    let kernel = ev.json().get("kernel").filter(|k| !k.is_null()).expect("the send's kernel facts");
+    assert_eq!(
+        kernel.get("pid").and_then(|p| p.as_i64()),
+        ev.i("pid"),
+        "the kernel facts name another process as the socket's creator: {ev}\n{}",
+        d()
+    );
+    assert_eq!(kernel.get("comm").and_then(|c| c.as_str()), Some("r33_evict"), "{ev}\n{}", d());
+    out.assert_no_leaks();
+}
+
+/// `r33_evict churn-opts N` under `--on-leak log` with the syscall layer's option fences off
+/// (`SOCKSTRACE_TEST_DISABLE=options,kernel-options`, as `redteam_egress` does: what the
+/// syscall layer misses, the egress gate must judge and report): a packet with IPv4 options.
+fn options_packet_run(churn: &str) -> sockstrace_tests::Outcome {
+    let sink = UdpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .allow(&sink.dst())
+        .on_leak("log")
+        .env("SOCKSTRACE_TEST_DISABLE", "options,kernel-options")
+        .timeout(T)
+        .program([attacker().as_str(), "churn-opts", churn, &sink.host(), &sink.port()])
+        .run();
+    assert!(out.stdout.contains("send: rc=4 "), "{}", out.describe());
+    assert!(
+        sink.wait_datagrams(2, Duration::from_secs(5)),
+        "both datagrams go (observing)\n{}",
+        out.describe()
+    );
+    out
+}
+
+/// The egress gate's report of a packet only it saw is attributed to the socket's creator as
+/// its facts say. After a churn, the facts were remade by the hook of the supervisor's own
+/// performed send, so the creator is the supervisor, and `kernel_events::report` takes an
+/// event whose pid is its own for one of its own calls: observing (not denied), it is dropped.
+/// Without the churn the same program's options packet is reported (`egress-packet`,
+/// `ipv4-options`, by the program); with it, the run says `0 leaks` (the kernel facts of the
+/// next event show `leaks: 1`: the gate saw it). Enforcing, the drop is reported as the
+/// supervisor's own (`performed_by_supervisor`, the layers "disagree").
+#[test]
+#[ignore = "open: after a churn of the smaller SOCKETS table, an egress-packet leak the gate observed is attributed to the supervisor (facts remade by its performed send) and dropped from the report: --on-leak log run says 0 leaks"]
+fn an_egress_leak_is_reported_after_a_churn_of_the_socket_table() {
+    if let Err(why) = kernel_available() {
+        skip!("kernel layer: {why}");
+    }
+    let egress_leaks = |out: &sockstrace_tests::Outcome| {
+        out.events_where(|e| e.s("reason") == "egress-packet" && e.is_leak())
+            .iter()
+            .map(|e| (e.i("pid"), e.s("comm").to_string()))
+            .collect::<Vec<_>>()
+    };
+    let baseline = options_packet_run("0");
+    let pid = baseline.events_where(|e| e.s("syscall") == "sendto")[0].i("pid");
+    assert_eq!(
+        egress_leaks(&baseline),
+        vec![(pid, "r33_evict".to_string())],
+        "without a churn the gate reports the options packet by the program\n{}",
+        baseline.describe()
+    );
+    let churned = options_packet_run(CHURN);
+    let pid = churned.events_where(|e| e.s("syscall") == "sendto")[0].i("pid");
+    assert_eq!(
+        egress_leaks(&churned),
+        vec![(pid, "r33_evict".to_string())],
+        "after a churn the options packet the gate saw is not reported (or not as the program's)\n{}",
+        churned.describe()
+    );
+    assert_eq!(churned.summary_count("leaks"), 1, "{}", churned.describe());
+}
