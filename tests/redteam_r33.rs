@@ -183,3 +183,27 @@ fn an_egress_leak_is_reported_after_a_churn_of_the_socket_table() {
     );
     assert_eq!(churned.summary_count("leaks"), 1, "{}", churned.describe());
 }
+
+/// Held: whatever the churn does to the facts, the enforcing egress gate judges the packet
+/// itself: after a churn, the options packet (syscall fences off) is still dropped, and the
+/// drop is still counted as a leak (though attributed to the supervisor's call, see above).
+#[test]
+fn an_options_packet_is_still_dropped_after_a_churn_of_the_socket_table() {
+    if let Err(why) = kernel_available() {
+        skip!("kernel layer: {why}");
+    }
+    let sink = UdpSink::bind("127.0.0.1");
+    let out = Trace::new()
+        .allow(&sink.dst())
+        .env("SOCKSTRACE_TEST_DISABLE", "options,kernel-options")
+        .timeout(T)
+        .program([attacker().as_str(), "churn-opts", CHURN, &sink.host(), &sink.port()])
+        .run();
+    let d = || out.describe();
+    assert!(out.stdout.contains("first: rc=5 "), "{}", d());
+    assert!(out.stdout.contains("opts: rc=0 "), "the fences were not off\n{}", d());
+    assert!(sink.wait_datagrams(1, Duration::from_secs(5)), "{}", d());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.payloads(), vec![b"first".to_vec()], "the options packet got out\n{}", d());
+    assert!(out.summary_count("leaks") >= 1, "the drop was not counted\n{}", d());
+}
