@@ -48,7 +48,7 @@ const CHURN: &str = "60000";
 /// (the facts remade have no connect: the retransmission passes), so the peer gets its data
 /// a retransmission timeout late, and the run, which tried nothing, reports a leak.
 #[test]
-#[ignore = "open: a reply on an allowed inbound connection whose socket facts were evicted from the smaller SOCKETS table is dropped by the egress gate and reported as an egress-packet leak with no pid/comm (see the doc comment)"]
+#[ignore = "open: a reply on an allowed inbound connection whose socket facts a churn of SOCKETS evicted is dropped by the egress gate and reported as an egress-packet leak with no pid/comm (see the doc comment; a run's smaller table makes the churn cheaper, the full one only takes four times the sockets)"]
 fn an_allowed_inbound_connection_survives_a_churned_socket_table() {
     if let Err(why) = kernel_available() {
         skip!("kernel layer: {why}");
@@ -93,10 +93,11 @@ fn an_allowed_inbound_connection_survives_a_churned_socket_table() {
 /// for a call the supervisor performs on its duplicate, the sendmsg/connect hook runs in the
 /// supervisor's context, and `record_new` (`Creator::Current`) writes the *supervisor* as the
 /// socket's creator: pid, comm (`sockstrace-recv`), uid and cgroup (the supervisor's, id 1 here).
-/// The program's event then carries a `kernel` object naming the supervisor as the creator of
-/// the program's socket.
+/// The program's event carried a `kernel` object naming the supervisor as the creator of the
+/// program's socket. Now facts that name the supervisor are read as "creator unknown"
+/// (`kernel::facts::creator_is_this_process`: the supervisor never makes a socket in the run's
+/// cgroup).
 #[test]
-#[ignore = "open: after a churn of the smaller SOCKETS table, a socket's facts are remade by the hook of the supervisor's performed call and name the supervisor (pid, comm sockstrace-recv, its cgroup) as the program's socket's creator"]
 fn a_churned_sockets_facts_never_name_the_supervisor_as_its_creator() {
     if let Err(why) = kernel_available() {
         skip!("kernel layer: {why}");
@@ -114,13 +115,25 @@ fn a_churned_sockets_facts_never_name_the_supervisor_as_its_creator() {
     assert_eq!(sends.len(), 1, "{}", d());
     let ev = sends[0];
     let kernel = ev.json().get("kernel").filter(|k| !k.is_null()).expect("the send's kernel facts");
-    assert_eq!(
-        kernel.get("pid").and_then(|p| p.as_i64()),
-        ev.i("pid"),
+    // Facts remade by the supervisor's own performed send name no creator (the kernel cannot
+    // know which program thread asked), never the supervisor.
+    let pid = kernel.get("pid").and_then(|p| p.as_i64()).unwrap_or(0);
+    assert!(
+        Some(pid) == ev.i("pid") || pid == 0,
         "the kernel facts name another process as the socket's creator: {ev}\n{}",
         d()
     );
-    assert_eq!(kernel.get("comm").and_then(|c| c.as_str()), Some("r33_evict"), "{ev}\n{}", d());
+    let comm = kernel.get("comm").and_then(|c| c.as_str()).unwrap_or("");
+    assert!(comm == "r33_evict" || comm.is_empty(), "{ev}\n{}", d());
+    let run_cgroup = out.kernel_layer().split(" id ").nth(1).and_then(|rest| {
+        rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|id| id.parse::<i64>().ok())
+    });
+    let cgroup = kernel.get("cgroup_id").and_then(|c| c.as_i64()).unwrap_or(0);
+    assert!(
+        Some(cgroup) == run_cgroup || cgroup == 0,
+        "the socket's facts name another cgroup than the run's: {ev}\n{}",
+        d()
+    );
     out.assert_no_leaks();
 }
 
@@ -147,14 +160,15 @@ fn options_packet_run(churn: &str) -> sockstrace_tests::Outcome {
 
 /// The egress gate's report of a packet only it saw is attributed to the socket's creator as
 /// its facts say. After a churn, the facts were remade by the hook of the supervisor's own
-/// performed send, so the creator is the supervisor, and `kernel_events::report` takes an
-/// event whose pid is its own for one of its own calls: observing (not denied), it is dropped.
+/// performed send, so the creator was the supervisor, and `kernel_events::report` took an
+/// event whose pid is its own for one of its own calls: observing (not denied), it was dropped.
 /// Without the churn the same program's options packet is reported (`egress-packet`,
-/// `ipv4-options`, by the program); with it, the run says `0 leaks` (the kernel facts of the
-/// next event show `leaks: 1`: the gate saw it). Enforcing, the drop is reported as the
-/// supervisor's own (`performed_by_supervisor`, the layers "disagree").
+/// `ipv4-options`, by the program); with it, the run said `0 leaks` (the kernel facts of the
+/// next event showed `leaks: 1`: the gate saw it); enforcing, the drop was reported as the
+/// supervisor's own (`performed_by_supervisor`, the layers "disagree"). Now the egress gate's
+/// events never count as the supervisor's calls, and a creator that is the supervisor is
+/// reported unknown (pid 0).
 #[test]
-#[ignore = "open: after a churn of the smaller SOCKETS table, an egress-packet leak the gate observed is attributed to the supervisor (facts remade by its performed send) and dropped from the report: --on-leak log run says 0 leaks"]
 fn an_egress_leak_is_reported_after_a_churn_of_the_socket_table() {
     if let Err(why) = kernel_available() {
         skip!("kernel layer: {why}");
@@ -175,10 +189,14 @@ fn an_egress_leak_is_reported_after_a_churn_of_the_socket_table() {
     );
     let churned = options_packet_run(CHURN);
     let pid = churned.events_where(|e| e.s("syscall") == "sendto")[0].i("pid");
-    assert_eq!(
-        egress_leaks(&churned),
-        vec![(pid, "r33_evict".to_string())],
-        "after a churn the options packet the gate saw is not reported (or not as the program's)\n{}",
+    // The facts were remade by the supervisor's performed send: the creator is unknown (pid 0),
+    // never the supervisor, and the packet is the program's leak all the same.
+    let leaks = egress_leaks(&churned);
+    assert!(
+        leaks == vec![(pid, "r33_evict".to_string())]
+            || leaks == vec![(Some(0), String::new())]
+            || leaks == vec![(None, String::new())],
+        "after a churn the options packet the gate saw is not reported (or as someone else's): {leaks:?}\n{}",
         churned.describe()
     );
     assert_eq!(churned.summary_count("leaks"), 1, "{}", churned.describe());

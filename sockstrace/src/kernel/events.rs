@@ -64,6 +64,11 @@ impl KernelEvent {
     /// Translates a ring buffer record.
     pub fn from_raw(raw: &SockEvent) -> Self {
         let addr = socket_addr(&raw.addr, raw.port);
+        // The egress gate names the socket's creator from its facts (a packet may leave where no
+        // task is current): facts that name this process do not say who made the socket
+        // (`facts::creator_is_this_process`). The other hooks name the task that made the call.
+        let egress = matches!(raw.kind, kind::EGRESS4 | kind::EGRESS6);
+        let known = !(egress && super::facts::creator_is_this_process(raw.pid_tgid));
         let (dst, local) = match raw.kind {
             kind::CONNECT4
             | kind::CONNECT6
@@ -77,12 +82,12 @@ impl KernelEvent {
         Self {
             hook: kind::name(raw.kind),
             cookie: raw.cookie,
-            pid: raw.pid(),
-            tid: raw.tid(),
-            uid: raw.uid(),
-            gid: raw.gid(),
-            comm: String::from_utf8_lossy(raw.comm_bytes()).into_owned(),
-            cgroup_id: raw.cgroup_id,
+            pid: if known { raw.pid() } else { 0 },
+            tid: if known { raw.tid() } else { 0 },
+            uid: if known { raw.uid() } else { 0 },
+            gid: if known { raw.gid() } else { 0 },
+            comm: if known { String::from_utf8_lossy(raw.comm_bytes()).into_owned() } else { String::new() },
+            cgroup_id: if known { raw.cgroup_id } else { 0 },
             netns_cookie: raw.netns_cookie,
             socket: SocketFacts {
                 family: i32::from(raw.family),
@@ -93,7 +98,7 @@ impl KernelEvent {
             local,
             reason: reason::name(raw.reason),
             denied: raw.verdict == verdict::DENY,
-            detail: matches!(raw.kind, kind::EGRESS4 | kind::EGRESS6).then(|| egress::name(raw.detail)),
+            detail: egress.then(|| egress::name(raw.detail)),
             option: (raw.kind == kind::SETSOCKOPT).then(|| raw.option()),
         }
     }

@@ -59,7 +59,7 @@ impl KernelFacts {
     pub fn from_raw(raw: &SockFacts) -> Self {
         let known =
             |addr: &[u8; 16], port: u16| (port != 0 || *addr != [0; 16]).then(|| socket_addr(addr, port));
-        Self {
+        let mut facts = Self {
             cgroup_id: raw.cgroup_id,
             netns_cookie: raw.netns_cookie,
             pid: (raw.pid_tgid >> 32) as u32,
@@ -81,7 +81,15 @@ impl KernelFacts {
                 sock_type: i32::from(raw.sock_type),
                 protocol: i32::from(raw.protocol),
             },
+        };
+        // Facts that name this process were made by a hook of a call it performed on its
+        // duplicate of the program's socket, once the table had given the socket's first facts
+        // up (`creator_is_this_process`): who made the socket is unknown.
+        if creator_is_this_process(raw.pid_tgid) {
+            (facts.pid, facts.tid, facts.uid, facts.gid, facts.cgroup_id) = (0, 0, 0, 0, 0);
+            facts.comm.clear();
         }
+        facts
     }
 
     /// The last TCP state, if the socket is TCP and one was seen.
@@ -89,6 +97,16 @@ impl KernelFacts {
     pub fn tcp_state(&self) -> Option<&'static str> {
         self.tcp_states.last().copied()
     }
+}
+
+/// Whether a creator the kernel recorded (`pid_tgid`, as `bpf_get_current_pid_tgid` gives it)
+/// is this process. A run's supervisor never makes a socket in its program's cgroup (the socket
+/// maker, a process of its own, does), but it performs the program's calls on duplicates of the
+/// program's sockets, and a hook that finds no facts for a socket (the table gave them to newer
+/// sockets) records the current task, the supervisor, as its creator. Reported as such, a leak
+/// the egress gate judged was taken for one of the supervisor's own calls and dropped.
+pub fn creator_is_this_process(pid_tgid: u64) -> bool {
+    (pid_tgid >> 32) as u32 == std::process::id()
 }
 
 /// An address as the eBPF side stores it (IPv6 bytes, IPv4 mapped) with a host-order port, in
@@ -102,6 +120,22 @@ mod tests {
     use sockstrace_common::v4_mapped;
 
     use super::*;
+
+    #[test]
+    fn facts_that_name_this_process_have_no_creator() {
+        let mut raw = SockFacts::zeroed();
+        raw.cgroup_id = 1;
+        raw.pid_tgid = (u64::from(std::process::id()) << 32) | 3;
+        raw.uid_gid = 5;
+        raw.comm[..4].copy_from_slice(b"recv");
+        raw.sends = 2;
+        let facts = KernelFacts::from_raw(&raw);
+        assert_eq!((facts.pid, facts.tid, facts.uid, facts.gid, facts.cgroup_id), (0, 0, 0, 0, 0));
+        assert_eq!(facts.comm, "");
+        assert_eq!(facts.sends, 2, "what the hooks counted stays");
+        raw.pid_tgid = (u64::from(std::process::id() + 1) << 32) | 3;
+        assert_eq!(KernelFacts::from_raw(&raw).comm, "recv", "another process is a creator");
+    }
 
     #[test]
     fn translates_every_field() {

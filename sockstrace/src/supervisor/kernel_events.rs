@@ -33,7 +33,11 @@ pub async fn report(
     let own_pid = std::process::id();
     let mut disagreements = 0;
     while let Some(ev) = events.recv().await {
-        if ev.pid == own_pid {
+        // A call the supervisor performed on its duplicate of the program's socket: the hook ran
+        // as the supervisor. Not the egress gate's events, which name the socket's creator
+        // (never the supervisor, `Config::supervisor_tgid`): a packet the gate judged is the
+        // program's whoever sent it.
+        if ev.pid == own_pid && ev.syscall() != "egress" {
             if ev.denied {
                 disagreements += 1;
                 let mut event = ev.to_report_event(ProcessInfo::default());

@@ -81,7 +81,9 @@ impl LateLayer {
     /// program whose other threads keep the cores busy does not starve them (raising it
     /// needs root, which a late layer has).
     fn caller_waits(&self) {
-        if self.awaited.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        // SeqCst, as the completing thread's check after lowering its priority (`join`): one of
+        // the two sees the other.
+        if self.awaited.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         for tid in super::sys::threads_named(LOADER_COMM) {
@@ -270,6 +272,7 @@ const LOADER_COMM: &str = "sockstrace-atta";
 /// Completes the layer on a thread of its own, then lets the held calls go on (here, before
 /// returning, if no thread can be started).
 pub fn join(ctx: Arc<Ctx>, joining: Joining) {
+    let layer_ctx = ctx.clone();
     // The work, where a thread that could not be started did not take it.
     type Slot = Arc<Mutex<Option<(Arc<Ctx>, Joining)>>>;
     let slot: Slot = Arc::new(Mutex::new(Some((ctx, joining))));
@@ -283,8 +286,12 @@ pub fn join(ctx: Arc<Ctx>, joining: Joining) {
         // The verifier's time (the layer's loader threads inherit this) must not hold the
         // program back: on a machine of few cores, it would share them with the program's
         // start. The first call that waits for the layer gives it back
-        // (`LateLayer::caller_waits`).
+        // (`LateLayer::caller_waits`), or did already, before this thread lowered it.
         let _ = super::sys::set_thread_priority(0, LOADER_NICE);
+        if layer_ctx.kernel.awaited.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = super::sys::set_thread_priority(0, 0);
+        }
+        drop(layer_ctx);
         run(theirs)
     });
     if spawned.is_err() {
