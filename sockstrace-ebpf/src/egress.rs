@@ -13,6 +13,7 @@ use sockstrace_common::{
 };
 
 use crate::exemptions::{count_exempt_packet, skb_exempt};
+use crate::maps::INBOUND;
 use crate::shared::{bump, config, emit, facts_get, facts_of, judge_remote, store_addr, words4, Creator};
 
 /// Return value of a cgroup_skb program that lets the packet go.
@@ -323,6 +324,9 @@ pub extern "C" fn egress_reply(cookie: u64, packed: u64) -> i32 {
         match facts_get(cookie) {
             // SAFETY: a live `SOCKETS` value, see `sock_addr::on_sock_addr`.
             Some(facts) => unsafe { (*facts).connects },
+            // Facts given to newer sockets: an accepted connection is still one (never
+            // connected: it was established passively).
+            None if INBOUND.get_ptr(cookie).is_some() => 0,
             // A socket no hook of ours knows is no reply.
             None => u64::MAX,
         }

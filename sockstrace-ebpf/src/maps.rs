@@ -8,8 +8,8 @@ use aya_ebpf::{
 use sockstrace_common::socket_slot;
 use sockstrace_common::{
     Config, ExemptCount, ProcRecord, Rule, SockFacts, UdpPeer, UdpPeerKey, EVENTS_BYTE_SIZE,
-    EXEMPT_COUNTS_MAX_ENTRIES, FILENAME_LEN, GONE_MAX_ENTRIES, MAX_EXEMPTIONS, MAX_RULES, PROCS_MAX_ENTRIES,
-    SOCKETS_MAX_ENTRIES, SOCKETS_WAYS, UDP_PEERS_MAX_ENTRIES,
+    EXEMPT_COUNTS_MAX_ENTRIES, FILENAME_LEN, GONE_MAX_ENTRIES, INBOUND_MAX_ENTRIES, MAX_EXEMPTIONS,
+    MAX_RULES, PROCS_MAX_ENTRIES, SOCKETS_MAX_ENTRIES, SOCKETS_WAYS, UDP_PEERS_MAX_ENTRIES,
 };
 
 #[map]
@@ -77,6 +77,10 @@ pub(crate) static EXEMPT_UIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_
 /// Exempt executables: the path `execve` is given, NUL-padded -> 1.
 #[map]
 pub(crate) static EXEMPT_EXES: HashMap<[u8; FILENAME_LEN], u8> = HashMap::with_max_entries(MAX_EXEMPTIONS, 0);
+
+/// Accepted TCP connections by cookie (see `sockstrace_common::INBOUND_MAP`).
+#[map]
+pub(crate) static INBOUND: LruHashMap<u64, u8> = LruHashMap::with_max_entries(INBOUND_MAX_ENTRIES, 0);
 
 /// What exempt processes did around the proxy: tgid -> counts.
 #[map]

@@ -14,6 +14,7 @@ use aya_ebpf::{
 use sockstrace_common::{abi, judge_listen, kind, reason, verdict, Ip6};
 
 use crate::exemptions::creator_exempt;
+use crate::maps::INBOUND;
 use crate::shared::{bump, config, emit, facts_of, store_addr, words4, Creator};
 
 /// Return value of a sockops program (its `reply` is what matters for the callbacks that ask).
@@ -58,6 +59,11 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
     // Asked only when needed: a new `SOCKETS` entry, or an event.
     // SAFETY: as above.
     let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    if op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
+        // Kept apart from `SOCKETS`, whose facts a churn of newer sockets can take: the egress
+        // gate still knows this connection's replies as replies (`egress::egress_reply`).
+        let _ = INBOUND.insert(cookie, 1, 0);
+    }
     // Runs in softirq context for most callbacks: no task to speak of.
     let creator = Creator::Unknown { cgroup_id: config().cgroup_id };
     let Some(facts) = facts_of(cookie, netns_cookie, family, abi::SOCK_STREAM, abi::IPPROTO_TCP, creator)

@@ -104,6 +104,12 @@ pub const EXEMPT_LEVELS: u32 = 32;
 pub const UDP_PEERS_MAP: &str = "UDP_PEERS";
 /// Entries of [`UDP_PEERS_MAP`].
 pub const UDP_PEERS_MAX_ENTRIES: u32 = 1 << 14;
+/// LRU hash map: socket cookie (`u64`) -> 1 for each TCP connection established passively (an
+/// accepted one), written by sockops. The egress gate asks it for a socket whose `SOCKETS`
+/// facts were given to newer sockets: a reply on an inbound connection stays one.
+pub const INBOUND_MAP: &str = "INBOUND";
+/// Entries of [`INBOUND_MAP`] (an audit's; a run that lets nothing in makes it with one).
+pub const INBOUND_MAX_ENTRIES: u32 = 1 << 14;
 
 /// A key of [`UDP_PEERS_MAP`]: the program's socket and the address a datagram arrived from
 /// (the shim the supervisor made for it; a connect or send of that socket there is allowed),

@@ -9,8 +9,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use sockstrace_common::{
-    programs, EXEMPT_CGROUPS_MAP, EXEMPT_COUNTS_MAP, EXEMPT_EXES_MAP, EXEMPT_UIDS_MAP, GONE_MAP, PROCS_MAP,
-    SOCKETS_MAP, SOCKETS_SET_MASK_GLOBAL, SOCKETS_WAYS, UDP_PEERS_MAP,
+    programs, EXEMPT_CGROUPS_MAP, EXEMPT_COUNTS_MAP, EXEMPT_EXES_MAP, EXEMPT_UIDS_MAP, GONE_MAP, INBOUND_MAP,
+    PROCS_MAP, SOCKETS_MAP, SOCKETS_SET_MASK_GLOBAL, SOCKETS_WAYS, UDP_PEERS_MAP,
 };
 
 /// The ELF object, 8-byte aligned as aya needs; empty when built with `AYA_BUILD_SKIP=1`.
@@ -52,6 +52,8 @@ pub enum Use {
     Audit,
     Run {
         udp_relay: bool,
+        /// The run may accept connections (`--incoming allow`, `--allow-incoming-from`).
+        inbound: bool,
     },
 }
 
@@ -188,7 +190,7 @@ fn loader(level: log::LevelFilter, map_use: Use) -> EbpfLoader<'static> {
     static LEVELS: [u8; 6] = [0, 1, 2, 3, 4, 5];
     let mut loader = EbpfLoader::new();
     loader.override_global(aya_log::LEVEL, &LEVELS[level as usize], false);
-    if let Use::Run { udp_relay } = map_use {
+    if let Use::Run { udp_relay, inbound } = map_use {
         for &name in AUDIT_ONLY_MAPS {
             loader.map_max_entries(name, 1);
         }
@@ -199,6 +201,9 @@ fn loader(level: log::LevelFilter, map_use: Use) -> EbpfLoader<'static> {
         loader.override_global(SOCKETS_SET_MASK_GLOBAL, SET_MASKS.get_or_init(|| sets - 1), true);
         if !udp_relay {
             loader.map_max_entries(UDP_PEERS_MAP, 1);
+        }
+        if !inbound {
+            loader.map_max_entries(INBOUND_MAP, 1);
         }
     }
     loader
@@ -433,14 +438,15 @@ mod tests {
             needs_kernel_btf().unwrap();
             eprintln!("object parse       {:7.1} ms", ms(start));
             let start = Instant::now();
-            let mut ebpf = load_object(log::max_level(), Use::Run { udp_relay: false }).unwrap();
+            let mut ebpf =
+                load_object(log::max_level(), Use::Run { udp_relay: false, inbound: false }).unwrap();
             eprintln!("object, maps       {:7.1} ms   (no kernel BTF, a run's map sizes)", ms(start));
             let start = Instant::now();
             load_programs(&mut ebpf, Programs::First).unwrap();
             eprintln!("first              {:7.1} ms", ms(start));
         }
         let start = Instant::now();
-        let mut ebpf = load_first(Use::Run { udp_relay: false }).unwrap();
+        let mut ebpf = load_first(Use::Run { udp_relay: false, inbound: false }).unwrap();
         eprintln!(
             "object, maps, first{:7.1} ms   (what a run waits for before its program starts)",
             ms(start)

@@ -558,7 +558,7 @@ fn a_socket_in_use_keeps_its_facts_while_many_newer_ones_come_and_go() {
     }
     let sinks = Sinks::new();
     let policy = Policy { proxies: vec!["127.0.0.1:9".parse().unwrap()], ..Policy::default() };
-    for map_use in [object::Use::Audit, object::Use::Run { udp_relay: false }] {
+    for map_use in [object::Use::Audit, object::Use::Run { udp_relay: false, inbound: false }] {
         runtime().block_on(async {
             let preload = Witness::preload(map_use);
             let witness = Witness::start_preloaded(preload, &policy, false)

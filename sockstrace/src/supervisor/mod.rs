@@ -216,7 +216,11 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     // Where nothing needs the whole layer before the program's first trapped call, only the
     // socket-creation hook is attached before the program starts (`late_layer`).
     let late = root && joins_late(&config);
-    let map_use = crate::kernel::object::Use::Run { udp_relay: config.on_leak == LeakAction::Socksify };
+    let map_use = crate::kernel::object::Use::Run {
+        udp_relay: config.on_leak == LeakAction::Socksify,
+        inbound: config.policy.incoming == crate::policy::Incoming::Allow
+            || !config.policy.incoming_from.is_empty(),
+    };
     let preload = (config.kernel != KernelMode::Off && root).then(|| match late {
         true => Witness::preload_first(map_use),
         false => Witness::preload(map_use),
