@@ -231,6 +231,14 @@ fn held_calls_of_a_layer_that_fails_are_refused_under_kernel_required() {
         "the program went on after its layer failed\n{}",
         out.describe()
     );
+    // The failed run's report is whole: every event (each line is read as JSON) and its
+    // summary last (the failure path once left the buffered events unwritten, the last one
+    // cut in half).
+    assert!(
+        out.summary_obj().get("layers").is_some(),
+        "the failed run's report has no summary\n{}",
+        out.describe()
+    );
     let (out, sink) = herd(&["herd", "300"], Some("late-layer-fail"), &["--fail-on-leak"]);
     assert!(
         out.stdout.contains("herd: ok=300 of 300"),

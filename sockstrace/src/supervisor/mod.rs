@@ -524,14 +524,16 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         }
     }
     relay.finish();
+    let kernel_text = layers.kernel.clone();
+    // The report is finished (its events written out, its summary last) whatever ends the run:
+    // a run that fails below left the events still buffered, the last one cut in half.
+    let summary = reporter.finish(layers, status);
     if ctx.kernel.failed() && config.kernel == KernelMode::Required {
         return Err(anyhow::anyhow!(
-            "--kernel required, but the kernel layer is {}: the program was killed before its first network call",
-            layers.kernel
+            "--kernel required, but the kernel layer is {kernel_text}: the program was killed before its first network call"
         )
         .into());
     }
-    let summary = reporter.finish(layers, status);
     if ctx.receivers.starved() {
         // What the program tried while no thread could take its calls was never judged.
         return Err(anyhow::anyhow!(
