@@ -64,11 +64,7 @@ impl KernelEvent {
     /// Translates a ring buffer record.
     pub fn from_raw(raw: &SockEvent) -> Self {
         let addr = socket_addr(&raw.addr, raw.port);
-        // The egress gate names the socket's creator from its facts (a packet may leave where no
-        // task is current): facts that name this process do not say who made the socket
-        // (`facts::creator_is_this_process`). The other hooks name the task that made the call.
         let egress = matches!(raw.kind, kind::EGRESS4 | kind::EGRESS6);
-        let known = !(egress && super::facts::creator_is_this_process(raw.pid_tgid));
         let (dst, local) = match raw.kind {
             kind::CONNECT4
             | kind::CONNECT6
@@ -79,15 +75,15 @@ impl KernelEvent {
             kind::BIND4 | kind::BIND6 | kind::LISTEN => (None, Some(addr)),
             _ => (None, None),
         };
-        Self {
+        let mut event = Self {
             hook: kind::name(raw.kind),
             cookie: raw.cookie,
-            pid: if known { raw.pid() } else { 0 },
-            tid: if known { raw.tid() } else { 0 },
-            uid: if known { raw.uid() } else { 0 },
-            gid: if known { raw.gid() } else { 0 },
-            comm: if known { String::from_utf8_lossy(raw.comm_bytes()).into_owned() } else { String::new() },
-            cgroup_id: if known { raw.cgroup_id } else { 0 },
+            pid: raw.pid(),
+            tid: raw.tid(),
+            uid: raw.uid(),
+            gid: raw.gid(),
+            comm: String::from_utf8_lossy(raw.comm_bytes()).into_owned(),
+            cgroup_id: raw.cgroup_id,
             netns_cookie: raw.netns_cookie,
             socket: SocketFacts {
                 family: i32::from(raw.family),
@@ -100,7 +96,15 @@ impl KernelEvent {
             denied: raw.verdict == verdict::DENY,
             detail: egress.then(|| egress::name(raw.detail)),
             option: (raw.kind == kind::SETSOCKOPT).then(|| raw.option()),
+        };
+        // The egress gate names the socket's creator from its facts (a packet may leave where no
+        // task is current): facts that name this process do not say who made the socket
+        // (`facts::creator_is_this_process`). The other hooks name the task that made the call.
+        if egress && super::facts::creator_is_this_process(raw.pid_tgid) {
+            (event.pid, event.tid, event.uid, event.gid, event.cgroup_id) = (0, 0, 0, 0, 0);
+            event.comm.clear();
         }
+        event
     }
 
     /// The system call family the hook stands for, as the report names syscalls.

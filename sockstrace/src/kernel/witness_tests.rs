@@ -71,6 +71,15 @@ const CHURN: usize = 3 * (sockstrace_common::SOCKETS_MAX_ENTRIES / sockstrace_co
 const CHURN_SEND_EVERY: usize = 1000;
 const CHURN_SEND_OFTEN: usize = 100;
 
+/// How often the `churn` or `churn-often` operation sends on its own socket.
+fn churn_send_every(op: &str) -> usize {
+    if op == "churn" {
+        CHURN_SEND_EVERY
+    } else {
+        CHURN_SEND_OFTEN
+    }
+}
+
 /// One operation: returns (cookie, errno, local port).
 ///
 /// - `tcp`, `tcp6` (an IPv6 socket to the v4-mapped address), `udp`: connect or send to `addr`;
@@ -119,8 +128,7 @@ fn child_step(op: &str, addr: SocketAddr) -> (u64, i32, u16) {
         "flood" => (0..FLOOD).fold(0, |_, _| send(0)),
         "churn" | "churn-often" => (1..=CHURN).fold(send(0), |ret, n| {
             drop(new_socket(family, libc::SOCK_DGRAM, 0).expect("a UDP socket"));
-            let every = if op == "churn" { CHURN_SEND_EVERY } else { CHURN_SEND_OFTEN };
-            if n % every == 0 {
+            if n % churn_send_every(op) == 0 {
                 ret.min(send(0))
             } else {
                 ret
@@ -577,8 +585,7 @@ fn churn_keeps_the_facts_in_use(witness: Witness, sinks: &Sinks, op: &str) {
         let plan = format!("{op}={}", sinks.udp_addr());
         let (pid, out) = run_child(witness.procs_fd().expect("a cgroup of its own"), &plan);
         assert_eq!(out[0].errno, 0, "{out:?}");
-        let every = if op == "churn" { CHURN_SEND_EVERY } else { CHURN_SEND_OFTEN };
-        let sends = 1 + CHURN / every;
+        let sends = 1 + CHURN / churn_send_every(op);
         let facts = witness.socket_facts(out[0].cookie).expect("facts of the socket in use");
         assert_eq!((facts.pid, facts.cgroup_id), (pid, witness.cgroup_id()), "{facts:?}");
         assert_eq!(

@@ -34,10 +34,9 @@ pub async fn report(
     let mut disagreements = 0;
     while let Some(ev) = events.recv().await {
         // A call the supervisor performed on its duplicate of the program's socket: the hook ran
-        // as the supervisor. Not the egress gate's events, which name the socket's creator
-        // (never the supervisor, `Config::supervisor_tgid`): a packet the gate judged is the
-        // program's whoever sent it.
-        if ev.pid == own_pid && ev.syscall() != "egress" {
+        // as the supervisor. (The egress gate's events name the socket's creator, never the
+        // supervisor: `KernelEvent::from_raw` reads one that names it as unknown.)
+        if ev.pid == own_pid {
             if ev.denied {
                 disagreements += 1;
                 let mut event = ev.to_report_event(ProcessInfo::default());

@@ -86,7 +86,7 @@ impl LateLayer {
         if self.awaited.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        for tid in super::sys::threads_named(LOADER_COMM) {
+        for tid in super::sys::threads_named(LOADER_THREAD) {
             let _ = super::sys::set_thread_priority(tid, 0);
         }
     }
@@ -264,10 +264,8 @@ pub fn loading() -> LateLayer {
 /// call waits for it: a share of about a tenth of a core against a busy thread of the
 /// program's.
 const LOADER_NICE: i32 = 10;
-/// Their name: the completing thread's, which the loader threads it starts inherit (as the
-/// kernel keeps it: 15 bytes).
+/// Their name: the completing thread's, which the loader threads it starts inherit.
 const LOADER_THREAD: &str = "sockstrace-attach";
-const LOADER_COMM: &str = "sockstrace-atta";
 
 /// Completes the layer on a thread of its own, then lets the held calls go on (here, before
 /// returning, if no thread can be started).

@@ -196,15 +196,16 @@ pub fn set_thread_priority(tid: libc::pid_t, nice: i32) -> Result<(), Errno> {
     }
 }
 
-/// The threads of this process whose name (`comm`, at most 15 bytes) is `name`.
+/// The threads of this process named `name` (as the kernel keeps a name: its first 15 bytes).
 pub fn threads_named(name: &str) -> Vec<libc::pid_t> {
+    let name = &name.as_bytes()[..name.len().min(15)];
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
     tasks
         .flatten()
         .filter_map(|task| {
             let tid = task.file_name().to_str()?.parse().ok()?;
             let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            (comm.trim_end_matches('\n') == name).then_some(tid)
+            (comm.trim_end_matches('\n').as_bytes() == name).then_some(tid)
         })
         .collect()
 }
