@@ -329,10 +329,13 @@ pub fn event_matches(leak: &Leak, e: &Value) -> bool {
         }
     }
     let asked = e.get("dst").and_then(Value::as_str).unwrap_or("");
-    // The unspecified address means this host: the loopback address, or with a device bound,
-    // that device's own address. Either way the packet stays on `lo`.
+    // The unspecified address means this host: the loopback address, or the socket's own
+    // source (the address it is bound to, or one a control message chose). Either way the
+    // packet stays on `lo`, and a sink of this host (a listener on any of its addresses) may
+    // take it.
     if let Some(port) = unspecified_port(asked) {
-        if leak.seen_on == "lo" && leak.port == Some(port) && class.covers(leak.class()) {
+        let on_this_host = matches!(leak.seen_on.as_str(), "lo" | "sink");
+        if on_this_host && leak.port == Some(port) && class.covers(leak.class()) {
             return match (leak.pid, e.get("pid").and_then(Value::as_u64)) {
                 (Some(a), Some(b)) => u64::from(a) == b,
                 _ => true,
@@ -660,6 +663,21 @@ mod tests {
         assert_eq!(super::unspecified_port("0.0.0.0:53"), Some(53));
         assert_eq!(super::unspecified_port("[::]:53"), Some(53));
         assert_eq!(super::unspecified_port("127.0.0.1:53"), None);
+    }
+
+    #[test]
+    fn an_unspecified_destination_covers_a_sink_on_the_sockets_own_address() {
+        // bind(10.77.0.1:0), then sendmsg to 0.0.0.0:9: Linux sends to the bound address, and
+        // the sink listening there takes the datagram (found by the self-check's log mode).
+        let leak = super::sink_leak("udp4", "10.77.0.1".parse().unwrap(), 9, &stamped(12, 2, 77));
+        let line = |pid: u64, dst: &str| {
+            serde_json::json!({"syscall": "sendmsg", "reason": "direct-udp", "pid": pid, "dst": dst,
+                               "verdict": "leak", "action": "logged", "family": "inet", "type": "dgram",
+                               "protocol": "udp"})
+        };
+        assert_eq!(super::reported(&leak, &[line(77, "0.0.0.0:9")]), super::Reported::LetThrough);
+        assert_eq!(super::reported(&leak, &[line(78, "0.0.0.0:9")]), super::Reported::Missing);
+        assert_eq!(super::reported(&leak, &[line(77, "0.0.0.0:10")]), super::Reported::Missing);
     }
 
     #[test]
