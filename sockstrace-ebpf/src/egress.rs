@@ -12,7 +12,7 @@ use sockstrace_common::{
     RuleQuery,
 };
 
-use crate::exemptions::{count_exempt_packet, skb_exempt};
+use crate::exemptions::{any_exempt, count_exempt_packet, skb_exempt};
 use crate::maps::INBOUND;
 use crate::shared::{bump, config, emit, facts_get, facts_of, judge_remote, store_addr, words4, Creator};
 
@@ -209,7 +209,7 @@ fn on_packet(ctx: &SkBuffContext, kind: u32, dst: Ip6, detail: u8, l4: u8, l4_of
     let (cookie, netns_cookie) =
         unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_netns_cookie(ctx.as_ptr())) };
     let config = config();
-    let exempt = config.exempt != 0 && skb_exempt(ctx, &config);
+    let exempt = any_exempt(&config) && skb_exempt(ctx, &config);
     let packed = EgressPacket {
         v6: kind == kind::EGRESS6,
         detail,
@@ -351,7 +351,7 @@ pub extern "C" fn egress_drop(cookie: u64, netns_cookie: u64, dst_hi: u64, dst_l
     let creator = Creator::Unknown { cgroup_id: config.cgroup_id };
     let mut report = true;
     let facts = facts_of(cookie, || netns_cookie, family, sock_type, protocol, creator);
-    if config.exempt != 0 {
+    if any_exempt(&config) {
         // SAFETY: a live `SOCKETS` value, see `sock_addr::on_sock_addr`.
         let socket_exempt = facts.is_some_and(|facts| unsafe { (*facts).exempt != 0 });
         if packet.exempt || socket_exempt {

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use sockstrace_common::{judge_create, kind, reason, verdict, Ip6};
 
-use crate::exemptions::current_exempt;
+use crate::exemptions::{any_exempt, current_exempt};
 use crate::shared::{
     bump, config, emit, facts_of, fill_task, record_new, store_addr, words4, Creator, ALLOW, REFUSE,
 };
@@ -27,7 +27,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     let judged = judge_create(family, sock_type, protocol);
     let config = config();
-    let exempt = judged != reason::NONE && config.exempt != 0 && current_exempt(&config, kind::SOCK_CREATE);
+    let exempt = judged != reason::NONE && any_exempt(&config) && current_exempt(&config, kind::SOCK_CREATE);
     let leak = if exempt { reason::NONE } else { judged };
     let refuse = leak != reason::NONE && config.enforce != 0;
     // A new socket: its slot is taken without a lookup (see `shared::record_new`).

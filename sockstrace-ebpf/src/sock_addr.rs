@@ -9,10 +9,11 @@ use aya_ebpf::{
 };
 use sockstrace_common::{abi, judge_bind, judge_remote_matched, kind, reason, verdict, Ip6, RuleQuery};
 
-use crate::exemptions::current_exempt;
+use crate::exemptions::{any_exempt, current_exempt};
 use crate::log_sockaddr_family;
 use crate::shared::{
-    bump, config, emit, facts_of, fill_task, judge_remote, store_addr, words4, Creator, ALLOW, REFUSE,
+    bump, config, emit, facts_get, facts_of, fill_task, judge_remote, store_addr, words4, Creator, ALLOW,
+    REFUSE,
 };
 use crate::udp_peers::own_shim;
 
@@ -86,9 +87,8 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     }
     // SAFETY: the helpers take the program's own, valid context pointer.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    // Asked only when needed: a new `SOCKETS` entry, or an event.
     // SAFETY: as above.
-    let netns_cookie = || unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    let netns_cookie = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     let config = config();
     let is_bind = kind == kind::BIND4 || kind == kind::BIND6;
     // Only whether it is a leak steers what follows; its reason is worked out where the event
@@ -103,56 +103,28 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     };
     // Only a leak pays for the exemption check (proxy traffic never does), and only when
     // something is exempt at all.
-    let exempt = judged_leak && config.exempt != 0 && current_exempt(&config, kind);
+    let exempt = judged_leak && any_exempt(&config) && current_exempt(&config, kind);
     let leak = judged_leak && !exempt;
     let refuse = leak && config.enforce != 0;
 
-    let mut cgroup_id = 0;
-    if let Some(facts) = facts_of(cookie, netns_cookie, family, sock_type, protocol, Creator::Current) {
-        if exempt {
-            // SAFETY: a live `SOCKETS` value, see below. Marked for the egress gate.
-            unsafe { (*facts).exempt = 1 };
-        }
-        // SAFETY: `facts` points at a live `SOCKETS` value (array memory stays valid for the
-        // program's run, even if the slot goes to another socket meanwhile: see
-        // `shared::facts_get`). Concurrent hooks on the same socket may interleave their plain
-        // stores (see `shared::bump`).
-        unsafe {
-            cgroup_id = (*facts).cgroup_id;
-            if is_bind {
-                store_addr(&raw mut (*facts).src_addr, addr);
-                (*facts).src_port = port;
+    let update =
+        FactsUpdate { v6: family == abi::AF_INET6, kind, sock_type, protocol, port, leak, refuse, exempt };
+    let cgroup_id = sock_addr_facts(cookie, netns_cookie, addr.hi, addr.lo, update.pack());
+    // The socket's own source, once the kernel has picked one (bound, or sent before).
+    // SAFETY: `sk` is the context's socket, a full `bpf_sock` in every sock_addr hook; its
+    // `src_port`, `src_ip4` and `src_ip6` are readable.
+    unsafe {
+        let sk: *mut bpf_sock = (*sa).__bindgen_anon_1.sk;
+        let src_port = (*sk).src_port as u16;
+        if !is_bind && src_port != 0 {
+            let src = if family == abi::AF_INET6 {
+                Ip6::from_words(words4!(sk, src_ip6))
             } else {
-                store_addr(&raw mut (*facts).dst_addr, addr);
-                (*facts).dst_port = port;
-                let counter = if kind == kind::CONNECT4 || kind == kind::CONNECT6 {
-                    &raw mut (*facts).connects
-                } else {
-                    &raw mut (*facts).sends
-                };
-                bump(counter);
-            }
-            if leak {
-                bump(&raw mut (*facts).leaks);
-                if refuse {
-                    bump(&raw mut (*facts).denied);
-                }
-            }
-            // The socket's own source, once the kernel has picked one (bound, or sent before).
-            let sk: *mut bpf_sock = (*sa).__bindgen_anon_1.sk;
-            let src_port = (*sk).src_port as u16;
-            if !is_bind && src_port != 0 {
-                (*facts).src_port = src_port;
-                let src = if family == abi::AF_INET6 {
-                    Ip6::from_words(words4!(sk, src_ip6))
-                } else {
-                    Ip6::from_v4_word((*sk).src_ip4)
-                };
-                store_addr(&raw mut (*facts).src_addr, src);
-            }
+                Ip6::from_v4_word((*sk).src_ip4)
+            };
+            sock_addr_source(cookie, src.hi, src.lo, u64::from(src_port));
         }
     }
-
     if leak {
         emit(move |event| {
             event.kind = kind;
@@ -160,7 +132,7 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
             event.sock_type = sock_type;
             event.protocol = protocol;
             event.cookie = cookie;
-            event.netns_cookie = netns_cookie();
+            event.netns_cookie = netns_cookie;
             event.cgroup_id = if cgroup_id != 0 {
                 cgroup_id
             } else {
@@ -184,4 +156,118 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     } else {
         ALLOW
     }
+}
+
+/// What one connect, send or bind tells its socket's facts, packed into one word for
+/// [`sock_addr_facts`] (BPF functions take at most five arguments).
+struct FactsUpdate {
+    v6: bool,
+    kind: u32,
+    sock_type: u16,
+    protocol: u16,
+    port: u16,
+    leak: bool,
+    refuse: bool,
+    exempt: bool,
+}
+
+impl FactsUpdate {
+    #[inline(always)]
+    fn pack(&self) -> u64 {
+        u64::from(self.v6)
+            | u64::from(self.kind & 0x7) << 1
+            | u64::from(self.leak) << 4
+            | u64::from(self.refuse) << 5
+            | u64::from(self.exempt) << 6
+            | u64::from(self.sock_type & 0xff) << 8
+            | u64::from(self.protocol) << 16
+            | u64::from(self.port) << 32
+    }
+
+    #[inline(always)]
+    fn unpack(word: u64) -> Self {
+        Self {
+            v6: word & 1 != 0,
+            kind: ((word >> 1) & 0x7) as u32,
+            leak: (word >> 4) & 1 != 0,
+            refuse: (word >> 5) & 1 != 0,
+            exempt: (word >> 6) & 1 != 0,
+            sock_type: ((word >> 8) & 0xff) as u16,
+            protocol: (word >> 16) as u16,
+            port: (word >> 32) as u16,
+        }
+    }
+}
+
+/// Records one connect, send or bind to `addr_hi`:`addr_lo` (an [`Ip6`]'s halves) in its
+/// socket's facts (taken on first sight, the caller its creator); returns the socket's cgroup
+/// id, 0 if it has no facts.
+///
+/// A global function (`no_mangle`, scalar arguments): the verifier checks the slot choice and
+/// the stores once, on their own, instead of once per way the judgement reaches them (that
+/// cost each IPv6 hook 2,000 instructions more, each IPv4 one 500).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sock_addr_facts(
+    cookie: u64,
+    netns_cookie: u64,
+    addr_hi: u64,
+    addr_lo: u64,
+    packed: u64,
+) -> u64 {
+    let update = FactsUpdate::unpack(packed);
+    let family = if update.v6 { abi::AF_INET6 } else { abi::AF_INET };
+    let Some(facts) =
+        facts_of(cookie, || netns_cookie, family, update.sock_type, update.protocol, Creator::Current)
+    else {
+        return 0;
+    };
+    let addr = Ip6 { hi: addr_hi, lo: addr_lo };
+    let is_bind = update.kind == kind::BIND4 || update.kind == kind::BIND6;
+    // SAFETY: `facts` points at a live `SOCKETS` value (array memory stays valid for the
+    // program's run, even if the slot goes to another socket meanwhile: see
+    // `shared::facts_get`). Concurrent hooks on the same socket may interleave their plain
+    // stores (see `shared::bump`).
+    unsafe {
+        if update.exempt {
+            // Marked for the egress gate.
+            (*facts).exempt = 1;
+        }
+        if is_bind {
+            store_addr(&raw mut (*facts).src_addr, addr);
+            (*facts).src_port = update.port;
+        } else {
+            store_addr(&raw mut (*facts).dst_addr, addr);
+            (*facts).dst_port = update.port;
+            let counter = if update.kind == kind::CONNECT4 || update.kind == kind::CONNECT6 {
+                &raw mut (*facts).connects
+            } else {
+                &raw mut (*facts).sends
+            };
+            bump(counter);
+        }
+        if update.leak {
+            bump(&raw mut (*facts).leaks);
+            if update.refuse {
+                bump(&raw mut (*facts).denied);
+            }
+        }
+        (*facts).cgroup_id
+    }
+}
+
+/// Records the socket's own source address and port (an [`Ip6`]'s halves), once the kernel has
+/// picked them, in its facts if it has any. A global function, as [`sock_addr_facts`].
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sock_addr_source(cookie: u64, src_hi: u64, src_lo: u64, src_port: u64) -> i32 {
+    let Some(facts) = facts_get(cookie) else {
+        return 0;
+    };
+    // SAFETY: a live `SOCKETS` value, as in `sock_addr_facts`.
+    unsafe {
+        (*facts).src_port = src_port as u16;
+        store_addr(&raw mut (*facts).src_addr, Ip6 { hi: src_hi, lo: src_lo });
+    }
+    1
 }

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use sockstrace_common::{abi, judge_listen, kind, reason, verdict, Ip6};
 
-use crate::exemptions::creator_exempt;
+use crate::exemptions::{any_exempt, creator_exempt};
 use crate::maps::INBOUND;
 use crate::shared::{bump, config, emit, facts_of, store_addr, words4, Creator};
 
@@ -73,7 +73,7 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
     let leak = if op == BPF_SOCK_OPS_TCP_LISTEN_CB {
         let judged = judge_listen(local, config().allow_inbound_listen != 0);
         // SAFETY: a live `SOCKETS` value, see `sock_addr::on_sock_addr`.
-        if judged != reason::NONE && config().exempt != 0 && unsafe { creator_exempt(facts) } {
+        if judged != reason::NONE && any_exempt(&config()) && unsafe { creator_exempt(facts) } {
             reason::NONE
         } else {
             judged

@@ -17,7 +17,7 @@ use sockstrace_common::{
     verdict,
 };
 
-use crate::exemptions::exempt_why;
+use crate::exemptions::{any_exempt, exempt_why};
 use crate::shared::{config, emit, fill_task, ALLOW, REFUSE};
 
 /// Refuses (`EPERM`), with `CONFIG.enforce`, an option of `sockstrace_common::sockopt`'s table
@@ -40,7 +40,7 @@ pub fn setsockopt(ctx: SockoptContext) -> i32 {
         return ALLOW;
     }
     let config = config();
-    if config.exempt != 0 && exempt_why(u64::from(config.exempt), u64::from(config.exempt_levels)) != 0 {
+    if any_exempt(&config) && exempt_why(u64::from(config.exempt), u64::from(config.exempt_levels)) != 0 {
         return ALLOW;
     }
     let refuse = config.enforce != 0;

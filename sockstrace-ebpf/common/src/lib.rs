@@ -40,6 +40,9 @@ pub const SOCKETS_WAYS: u32 = 2;
 /// The object's global that holds the number of `SOCKETS` sets less one (a power of two less
 /// one), which the loader sets to match the size it gives the map.
 pub const SOCKETS_SET_MASK_GLOBAL: &str = "SOCKETS_SET_MASK";
+/// The object's global that says whether anything may be exempt (1, `audit`) or nothing can
+/// (0, `run`: the verifier then leaves the exemption checks out).
+pub const EXEMPTIONS_GLOBAL: &str = "EXEMPTIONS";
 /// The kernel hands socket cookies out in runs of this many consecutive numbers, one run per
 /// CPU at a time (`COOKIE_LOCAL_BATCH`).
 pub const COOKIE_RUN: u32 = 4096;

@@ -115,6 +115,9 @@ mod tests {
                 // again.
                 let verified = object::verified_instructions(program).unwrap_or_else(|err| panic!("{err:#}"));
                 total += verified;
+                if level == log::LevelFilter::Warn {
+                    eprintln!("VERIFIED {name} {verified}");
+                }
                 assert!(
                     verified < VERIFIER_BUDGET,
                     "program {name}: the verifier walked {verified} instructions (logging at {level})"
@@ -144,6 +147,59 @@ mod tests {
         for map in [EVENTS_MAP, DROPPED_MAP, SOCKETS_MAP, CONFIG_MAP, RULES_MAP, "AYA_LOGS"] {
             assert!(ebpf.map(map).is_some(), "map {map} missing");
         }
+    }
+
+    /// What a run's programs (`Use::Run`: nothing can be exempt, so the verifier leaves the
+    /// exemption checks out) may cost the verifier together: 28,000 today, the programs a run
+    /// attaches while its program starts (`supervisor::late_layer`), which its first network
+    /// call waits for.
+    const VERIFIER_TOTAL_OF_A_RUN: u32 = 30_000;
+
+    #[test]
+    fn a_runs_programs_leave_the_exemption_checks_out() {
+        if !is_root() {
+            crate::testing::skipped("not root");
+            return;
+        }
+        if !object::is_embedded() {
+            crate::testing::skipped("built with AYA_BUILD_SKIP, no eBPF object");
+            return;
+        }
+        let count = |ebpf: &aya::Ebpf, name: &str| {
+            let program = ebpf.program(name).unwrap_or_else(|| panic!("program {name} missing"));
+            object::verified_instructions(program).unwrap_or_else(|err| panic!("{err:#}"))
+        };
+        let run = object::load_run_at(log::LevelFilter::Warn).unwrap_or_else(|err| panic!("{err:#}"));
+        let audit = object::load_at(log::LevelFilter::Warn).unwrap_or_else(|err| panic!("{err:#}"));
+        let mut total = 0;
+        for &name in sockstrace_common::programs::ALL {
+            let (in_run, in_audit) = (count(&run, name), count(&audit, name));
+            eprintln!("{name}: {in_run} instructions verified in a run, {in_audit} in audit");
+            total += in_run;
+            // The egress gate's socket-owner check is its own global function: left out only
+            // where the kernel checks global functions lazily (6.8+).
+            if name == sockstrace_common::programs::EGRESS && kernel_checks_global_functions_lazily() {
+                assert!(
+                    in_run + 2_000 < in_audit,
+                    "the egress gate of a run ({in_run}) still checks exemptions (audit: {in_audit})"
+                );
+            }
+        }
+        if !kernel_checks_global_functions_lazily() {
+            crate::testing::skipped("kernel before 6.8: global functions are checked even where unreachable");
+            return;
+        }
+        assert!(
+            total < VERIFIER_TOTAL_OF_A_RUN,
+            "a run's programs cost the verifier {total} instructions (budget {VERIFIER_TOTAL_OF_A_RUN})"
+        );
+    }
+
+    /// Linux 6.8 checks a global function only where a call to it is reachable.
+    fn kernel_checks_global_functions_lazily() -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (6, 8)
     }
 
     #[test]

@@ -9,8 +9,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use sockstrace_common::{
-    programs, EXEMPT_CGROUPS_MAP, EXEMPT_COUNTS_MAP, EXEMPT_EXES_MAP, EXEMPT_UIDS_MAP, GONE_MAP, INBOUND_MAP,
-    PROCS_MAP, SOCKETS_MAP, SOCKETS_SET_MASK_GLOBAL, SOCKETS_WAYS, UDP_PEERS_MAP,
+    programs, EXEMPTIONS_GLOBAL, EXEMPT_CGROUPS_MAP, EXEMPT_COUNTS_MAP, EXEMPT_EXES_MAP, EXEMPT_UIDS_MAP,
+    GONE_MAP, INBOUND_MAP, PROCS_MAP, SOCKETS_MAP, SOCKETS_SET_MASK_GLOBAL, SOCKETS_WAYS, UDP_PEERS_MAP,
 };
 
 /// The ELF object, 8-byte aligned as aya needs; empty when built with `AYA_BUILD_SKIP=1`.
@@ -41,6 +41,13 @@ pub fn load() -> Result<Ebpf> {
 /// [`load`], with the programs logging at `level`.
 pub fn load_at(level: log::LevelFilter) -> Result<Ebpf> {
     load_some(level, Programs::All, Use::Audit)
+}
+
+/// [`load_at`] as a run loads it (`Use::Run`, nothing relayed or let in): what every run's
+/// verifier walks.
+#[cfg(test)]
+pub fn load_run_at(level: log::LevelFilter) -> Result<Ebpf> {
+    load_some(level, Programs::All, Use::Run { udp_relay: false, inbound: false })
 }
 
 /// What the object is loaded for: a run makes the maps only an audit uses with one entry
@@ -199,6 +206,9 @@ fn loader(level: log::LevelFilter, map_use: Use) -> EbpfLoader<'static> {
         // 'static: the loader keeps the reference; the value is the same for the process.
         static SET_MASKS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
         loader.override_global(SOCKETS_SET_MASK_GLOBAL, SET_MASKS.get_or_init(|| sets - 1), true);
+        // Nothing is exempt in a run.
+        static NO_EXEMPTIONS: u8 = 0;
+        loader.override_global(EXEMPTIONS_GLOBAL, &NO_EXEMPTIONS, true);
         if !udp_relay {
             loader.map_max_entries(UDP_PEERS_MAP, 1);
         }
