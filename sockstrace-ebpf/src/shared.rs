@@ -61,7 +61,8 @@ pub(crate) fn judge_remote(config: &Config, query: &mut RuleQuery) -> bool {
 }
 
 /// One step of [`judge_remote`]'s walk: does `RULES[index]` let `ctx` (a [`RuleQuery`])
-/// through? Returns 1 (stop) once one does, 0 (go on) otherwise.
+/// through? Returns 1 (stop) once one does, 0 (go on) otherwise, without a branch but the
+/// rule's lookup ([`RuleQuery::match_bit`]).
 #[inline(never)]
 extern "C" fn rule_step(index: u64, ctx: *mut c_void) -> i64 {
     let query = ctx.cast::<RuleQuery>();
@@ -70,12 +71,18 @@ extern "C" fn rule_step(index: u64, ctx: *mut c_void) -> i64 {
     };
     // SAFETY: `ctx` is the `RuleQuery` on `judge_remote`'s stack, alive for the whole loop.
     unsafe {
-        if (*query).matches(rule) {
-            (*query).matched = 1;
-            return 1;
-        }
+        // 0 until the rule that matches, which ends the walk.
+        let matched = (*query).match_bit(rule, hidden);
+        (*query).matched = matched as u8;
+        matched as i64
     }
-    0
+}
+
+/// `x`, by a way LLVM cannot see through (a volatile load of it).
+#[inline(always)]
+fn hidden(x: u64) -> u64 {
+    // SAFETY: a read of a local.
+    unsafe { core::ptr::read_volatile(&raw const x) }
 }
 
 /// The backstop's settings; all zero (observe only, no rules) if userspace wrote none.

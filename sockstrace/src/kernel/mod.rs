@@ -150,10 +150,10 @@ mod tests {
     }
 
     /// What a run's programs (`Use::Run`: nothing can be exempt, so the verifier leaves the
-    /// exemption checks out) may cost the verifier together: 28,000 today, the programs a run
+    /// exemption checks out) may cost the verifier together: 24,800 today, the programs a run
     /// attaches while its program starts (`supervisor::late_layer`), which its first network
     /// call waits for.
-    const VERIFIER_TOTAL_OF_A_RUN: u32 = 30_000;
+    const VERIFIER_TOTAL_OF_A_RUN: u32 = 27_000;
 
     #[test]
     fn a_runs_programs_leave_the_exemption_checks_out() {
