@@ -14,7 +14,7 @@ use sockstrace_common::{
 
 use crate::exemptions::{any_exempt, count_exempt_packet, skb_exempt};
 use crate::maps::INBOUND;
-use crate::shared::{bump, config, emit, facts_get, facts_of, judge_remote, store_addr, words4, Creator};
+use crate::shared::{bump, config, emit, facts_get, facts_of, rules_allow, store_addr, words4, Creator};
 
 /// Return value of a cgroup_skb program that lets the packet go.
 const PASS_PACKET: i32 = 1;
@@ -287,25 +287,17 @@ impl EgressPacket {
 pub extern "C" fn egress_judge(cookie: u64, netns_cookie: u64, dst_hi: u64, dst_lo: u64, packed: u64) -> i32 {
     let mut detail = EgressPacket::unpack(packed).detail;
     if detail == egress::NONE {
-        if egress_rules(dst_hi, dst_lo, packed) == 1 || egress_reply(cookie, packed) == 1 {
+        let packet = EgressPacket::unpack(packed);
+        let socket =
+            RuleQuery::new(Ip6 { hi: dst_hi, lo: dst_lo }, packet.port, packet.sock_type, packet.protocol)
+                .pack_socket();
+        if rules_allow(dst_hi, dst_lo, socket) == 1 || egress_reply(cookie, packed) == 1 {
             return 0;
         }
         detail = egress::DESTINATION;
     }
     let packed = (packed & !0xff00) | u64::from(detail) << 8;
     egress_drop(cookie, netns_cookie, dst_hi, dst_lo, packed)
-}
-
-/// Whether the rules (or loopback) let a packet go to its destination and port (`judge_remote`
-/// on the socket's type and protocol): 1 if so, else 0. A global function of its own, so the
-/// verifier checks the rule walk once.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn egress_rules(dst_hi: u64, dst_lo: u64, packed: u64) -> i32 {
-    let packet = EgressPacket::unpack(packed);
-    let mut query =
-        RuleQuery::new(Ip6 { hi: dst_hi, lo: dst_lo }, packet.port, packet.sock_type, packet.protocol);
-    i32::from(judge_remote(&config(), &mut query))
 }
 
 /// Whether a packet the rules do not allow is a reply on an inbound TCP connection the policy

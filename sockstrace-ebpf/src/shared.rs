@@ -33,8 +33,9 @@ pub(crate) const REFUSE: i32 = 0;
 pub(crate) use words4;
 
 /// Whether the backstop allows a connect or send (`query`): `sockstrace_common::judge_remote`,
-/// with the kernel walking the rules; `judge_remote_matched` on the same query then names a
-/// leak's reason.
+/// with the kernel walking the rules; a leak's reason is then `remote_leak_reason` of its
+/// transport and port (what `judge_remote_matched` names when nothing allowed it). Hooks ask it
+/// through [`rules_allow`].
 ///
 /// The walk is `bpf_loop` (5.17+) over [`rule_step`]: the verifier checks that callback once,
 /// with an unknown index, instead of walking an inline loop once per possible rule (up to 64
@@ -58,6 +59,19 @@ pub(crate) fn judge_remote(config: &Config, query: &mut RuleQuery) -> bool {
         )
     };
     remote_allowed(config, query)
+}
+
+/// Whether the backstop lets a connect or send to `hi`/`lo` (an [`Ip6`]'s halves) with the
+/// socket of `socket` ([`RuleQuery::pack_socket`]) go: 1 if a rule matches or loopback allows
+/// it, else 0 ([`judge_remote`]).
+///
+/// A global function: the verifier checks the walk once per program, and its callers get one
+/// unknown answer.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn rules_allow(hi: u64, lo: u64, socket: u64) -> i32 {
+    let mut query = RuleQuery::unpack(Ip6 { hi, lo }, socket);
+    i32::from(judge_remote(&config(), &mut query))
 }
 
 /// One step of [`judge_remote`]'s walk: does `RULES[index]` let `ctx` (a [`RuleQuery`])

@@ -7,12 +7,12 @@ use aya_ebpf::{
     programs::SockAddrContext,
     EbpfContext as _,
 };
-use sockstrace_common::{abi, judge_bind, judge_remote_matched, kind, reason, verdict, Ip6, RuleQuery};
+use sockstrace_common::{abi, judge_bind, kind, reason, remote_leak_reason, verdict, Ip6, RuleQuery};
 
 use crate::exemptions::{any_exempt, current_exempt};
 use crate::log_sockaddr_family;
 use crate::shared::{
-    bump, config, emit, facts_get, facts_of, fill_task, judge_remote, store_addr, words4, Creator, ALLOW,
+    bump, config, emit, facts_get, facts_of, fill_task, rules_allow, store_addr, words4, Creator, ALLOW,
     REFUSE,
 };
 use crate::udp_peers::own_shim;
@@ -93,13 +93,14 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
     let is_bind = kind == kind::BIND4 || kind == kind::BIND6;
     // Only whether it is a leak steers what follows; its reason is worked out where the event
     // takes it (see `shared::judge_remote`).
-    let mut query = RuleQuery::new(addr, port, sock_type, protocol);
+    let query = RuleQuery::new(addr, port, sock_type, protocol);
     let judged_leak = if is_bind {
         judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0) != reason::NONE
     } else {
-        // A socket's own shim counts as a matched rule: one answer, judged as before.
-        query.matched = own_shim(cookie, &query);
-        !judge_remote(&config, &mut query)
+        // A socket's own shim counts as a matched rule.
+        let allowed =
+            own_shim(cookie, &query) != 0 || rules_allow(addr.hi, addr.lo, query.pack_socket()) != 0;
+        !allowed
     };
     // Only a leak pays for the exemption check (proxy traffic never does), and only when
     // something is exempt at all.
@@ -146,7 +147,8 @@ fn on_sock_addr(ctx: &SockAddrContext, kind: u32, user_family: u16, addr: Ip6, p
             event.reason = if is_bind {
                 judge_bind(sock_type, addr, port, config.allow_inbound_bind != 0)
             } else {
-                judge_remote_matched(&config, &query)
+                // Nothing allowed it (a leak): the reason `judge_remote_matched` gives then.
+                remote_leak_reason(query.transport(), port)
             };
             fill_task(&mut event.pid_tgid, &mut event.uid_gid, &mut event.comm);
         });

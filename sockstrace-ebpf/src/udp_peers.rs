@@ -16,21 +16,20 @@ use crate::shared::{words4, ALLOW};
 /// rule: an unknown 0 or 1 to the verifier, so the rest of the hook is checked as before.
 #[inline(always)]
 pub(crate) fn own_shim(cookie: u64, query: &RuleQuery) -> u8 {
-    let packed = u64::from(query.port) | u64::from(query.sock_type) << 16 | u64::from(query.protocol) << 32;
-    let found = shim_registered(cookie, query.addr.hi, query.addr.lo, packed);
+    let found = shim_registered(cookie, query.addr.hi, query.addr.lo, query.pack_socket());
     // Opaque to LLVM, see `egress::on_packet`: one unknown answer, not one path per way to it.
     // SAFETY: a read of a local.
     (unsafe { core::ptr::read_volatile(&raw const found) } & 1) as u8
 }
 
 /// Whether socket `cookie`'s UDP may go to `hi`/`lo` and the port, type and protocol packed in
-/// `packed` (16 bits each) because `UDP_PEERS` holds that address as its shim: 1 if so, else 0.
+/// `packed` ([`RuleQuery::pack_socket`]) because `UDP_PEERS` holds that address as its shim: 1 if so, else 0.
 /// A global function, so the verifier checks the test and the lookup once.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn shim_registered(cookie: u64, hi: u64, lo: u64, packed: u64) -> i32 {
-    let (addr, port) = (Ip6 { hi, lo }, packed as u16);
-    let query = RuleQuery::new(addr, port, (packed >> 16) as u16, (packed >> 32) as u16);
+    let query = RuleQuery::unpack(Ip6 { hi, lo }, packed);
+    let (addr, port) = (query.addr, query.port);
     if !may_be_shim(query.transport(), addr, port) {
         return 0;
     }

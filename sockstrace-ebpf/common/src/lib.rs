@@ -1010,6 +1010,19 @@ impl RuleQuery {
         is_zero(net) & (any_port | same_port) & transport_ok & family_ok
     }
 
+    /// The port, type and protocol in one word (16 bits each), for BPF functions, which take
+    /// at most five arguments; [`RuleQuery::unpack`] makes the query again.
+    #[inline(always)]
+    pub const fn pack_socket(&self) -> u64 {
+        self.port as u64 | (self.sock_type as u64) << 16 | (self.protocol as u64) << 32
+    }
+
+    /// The query of `addr` and a word of [`RuleQuery::pack_socket`], not matched yet.
+    #[inline(always)]
+    pub const fn unpack(addr: Ip6, socket: u64) -> Self {
+        Self::new(addr, socket as u16, (socket >> 16) as u16, (socket >> 32) as u16)
+    }
+
     /// The policy's transport for the socket.
     #[inline(always)]
     pub const fn transport(&self) -> u8 {
