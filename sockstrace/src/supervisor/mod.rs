@@ -436,7 +436,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
             late_layer::Joining { early, enforce, fast_path_otherwise, kill_if_failed },
         );
     }
-    let status = runtime.block_on(serve(ctx.clone(), spawned.pid))?;
+    let status = runtime.block_on(serve(ctx.clone(), spawned.pid));
     // The maker leaves the program's cgroup before the kernel layer removes it.
     ctx.maker.close();
     let kernel_layer = match early_cgroup {
@@ -653,8 +653,9 @@ async fn say_lost_events(ctx: Arc<Ctx>) {
 }
 
 /// Serves notifications (on receiver threads) until every traced process is
-/// gone, then returns the main program's exit status.
-async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
+/// gone, then returns the main program's exit status. It cannot fail: what follows it
+/// (the report's end above all) always runs.
+async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> i32 {
     let (exit_tx, mut exit_rx) = watch::channel(None);
     tokio::spawn(reap::reaper(main, exit_tx));
     tokio::spawn(reap::forward_signals(main));
@@ -687,5 +688,5 @@ async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> Result<i32> {
         });
         let _ = finished.await;
     }
-    Ok(code)
+    code
 }
