@@ -210,12 +210,12 @@ fn run_as_nobody(
 
 /// The report file's check compares inode and bytes, not its mode. A program run as
 /// sockstrace's own user (CI running the same app again and again) leaves the report path
-/// write-only for its owner (`chmod 200`, unnoticed: the bytes are ours). The next run opens
-/// it write-only (it cannot read it back), which keeps no private copy and says nothing; that
-/// run's program makes it readable again and blanks its leak's line, which stays blank, with
-/// no warning and no `report_altered`.
+/// write-only for its owner (`chmod 200`, unnoticed: the bytes are ours). The next run could
+/// open it write-only only (it cannot read it back), and once kept no private copy then; that
+/// run's program made it readable again and blanked its leak's line, which stayed blank. Now
+/// the file is kept all the same and read back at the end through a new descriptor: the leak's
+/// line is restored.
 #[test]
-#[ignore = "open: a report file sockstrace may only write (left so by an earlier run) is kept without a private copy (a warning says so); the erased leak is not restored"]
 fn a_report_left_write_only_by_an_earlier_run_is_still_kept() {
     if !sockstrace_tests::is_root() {
         skip!("switching to nobody needs root");

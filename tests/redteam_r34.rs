@@ -571,17 +571,16 @@ except OSError as e:
     print('refused', e.errno, flush=True)
 "#;
 
-/// FOUND (open): the rule walk's step now writes `matched` at every rule, clearing the match
-/// `own_shim` set before the walk, so a UDP socket's connect to its own shim is judged a leak
+/// Found, and closed: the rule walk's step once wrote `matched` at every rule, clearing the
+/// match `own_shim` set before the walk, so a UDP socket's connect to its own shim is judged a leak
 /// whenever a rule exists that does not match it (always: the proxy's TCP-only rule). The
 /// supervisor's connect of the program's UDP socket to its shim is refused (EPERM, a kernel
 /// event `connect4`/`connect6`, `performed_by_supervisor`, action `blocked`, reported as
 /// `udp-connect-refused`), the program's `connect` fails with EPERM, and the report says the
-/// flow was `socksified`. At a5b0bf3 (the step setting `matched` only on a match) this passes.
-/// Reproduce: `sockstrace run --proxy DANTE --on-leak socksify -- python3 -c 'connect a UDP
+/// flow was `socksified`. Now the step only ors its match in, and the sock_addr hooks ask
+/// the shim and the rules apart (`own_shim(..) || rules_allow(..)`). Reproduce: `sockstrace run --proxy DANTE --on-leak socksify -- python3 -c 'connect a UDP
 /// socket to 127.0.0.2:ECHO, send, recv'` as root: `refused 1`.
 #[test]
-#[ignore = "open: rule_step overwrites the own-shim match (matched = 0 at every non-matching rule): UDP through the proxy is refused by the kernel layer"]
 fn a_socksified_udp_socket_reaches_its_own_shim() {
     let dante = match Dante::start() {
         Ok(d) => d,

@@ -85,9 +85,10 @@ extern "C" fn rule_step(index: u64, ctx: *mut c_void) -> i64 {
     };
     // SAFETY: `ctx` is the `RuleQuery` on `judge_remote`'s stack, alive for the whole loop.
     unsafe {
-        // 0 until the rule that matches, which ends the walk.
+        // Or'ed in, never cleared: a query may come matched already (it once came so from a
+        // socket's own UDP shim, and a step that wrote 0 unmatched it).
         let matched = (*query).match_bit(rule, hidden);
-        (*query).matched = matched as u8;
+        (*query).matched |= matched as u8;
         matched as i64
     }
 }

@@ -50,16 +50,18 @@ impl Kept {
     /// Creates (truncates) the report at `path`, and its private copy when it is a regular file.
     pub fn create(path: &Path) -> io::Result<Opened> {
         refuse_foreign_link(path)?;
-        // Read back at the end (see `check`); a file we may only write is written as it is.
+        // Read back at the end (see `check`). A file we may only write (an earlier run's program
+        // made it so) is kept too: it is read back then through a new descriptor, if its mode
+        // allows by then, and otherwise replaced by our copy, which cannot be checked less.
         let live = match File::options().read(true).write(true).create(true).truncate(true).open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                let plain = File::options().write(true).create(true).truncate(true).open(path)?;
+                let live = File::options().write(true).create(true).truncate(true).open(path)?;
                 super::human::write_line(
-                    "sockstrace: warning: the report file can be written but not read back: no private copy, \
-                     and a change the program makes to it will not be undone",
+                    "sockstrace: warning: the report file can be written but not read back: it is kept all the \
+                     same, and replaced at the end by our copy if it still cannot be read back then",
                 );
-                return Ok(Opened::Plain(plain));
+                live
             }
             Err(e) => return Err(e),
         };
@@ -95,11 +97,18 @@ impl Kept {
         if ours.len() != self.written {
             return Some(format!("it has {} bytes, {} were written", ours.len(), self.written));
         }
-        match same_bytes(&self.live, &self.copy, self.written) {
+        let compared = self.readable_live().and_then(|live| same_bytes(&live, &self.copy, self.written));
+        match compared {
             Ok(true) => None,
             Ok(false) => Some("its contents were changed".into()),
             Err(e) => Some(format!("it cannot be read back ({e})")),
         }
+    }
+
+    /// The live file, open for reading: a new descriptor of the same file (by `/proc/self/fd`,
+    /// whatever its path names now), which its mode allows or not as it is now.
+    fn readable_live(&self) -> io::Result<File> {
+        File::open(format!("/proc/self/fd/{}", self.live.as_raw_fd()))
     }
 
     /// Checks the file at the path and restores it from the copy when it was altered.
@@ -276,6 +285,26 @@ mod tests {
         assert!(matches!(k.check(), Check::Restored { .. }));
         k.write_all(b"end\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"verdict\":\"leak\"}\nend\n");
+        assert!(matches!(k.check(), Check::Intact));
+    }
+
+    #[test]
+    fn a_report_that_can_only_be_written_is_kept_and_checked_once_it_can_be_read() {
+        use std::os::unix::fs::PermissionsExt as _;
+        if nix::unistd::geteuid().is_root() {
+            // Root reads a file whatever its mode: the case cannot arise.
+            crate::testing::skipped("root reads a write-only file");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.jsonl");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o200)).unwrap();
+        let Ok(Opened::Kept(mut k)) = Kept::create(&path) else { panic!("not kept") };
+        k.write_all(b"{\"verdict\":\"leak\"}\n").unwrap();
+        // Still write-only at the end: it cannot be checked, so it is replaced by our copy.
+        assert!(matches!(k.check(), Check::Restored { why } if why.contains("cannot be read back")));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"verdict\":\"leak\"}\n");
         assert!(matches!(k.check(), Check::Intact));
     }
 
