@@ -91,14 +91,22 @@ mod tests {
     /// once made it 89,000).
     const VERIFIER_TOTAL_AT_WARN: u32 = 42_000;
 
-    #[test]
-    fn verifier_accepts_every_program() {
+    /// Whether this test process can load the programs (root, an object built in); says why not.
+    fn programs_loadable() -> bool {
         if !is_root() {
             crate::testing::skipped("not root");
-            return;
+            return false;
         }
         if !object::is_embedded() {
             crate::testing::skipped("built with AYA_BUILD_SKIP, no eBPF object");
+            return false;
+        }
+        true
+    }
+
+    #[test]
+    fn verifier_accepts_every_program() {
+        if !programs_loadable() {
             return;
         }
         // At the default level (warn) and at debug, where every message of the programs is live
@@ -157,12 +165,7 @@ mod tests {
 
     #[test]
     fn a_runs_programs_leave_the_exemption_checks_out() {
-        if !is_root() {
-            crate::testing::skipped("not root");
-            return;
-        }
-        if !object::is_embedded() {
-            crate::testing::skipped("built with AYA_BUILD_SKIP, no eBPF object");
+        if !programs_loadable() {
             return;
         }
         let count = |ebpf: &aya::Ebpf, name: &str| {
