@@ -16,15 +16,32 @@ use std::path::{Path, PathBuf};
 
 /// The live report file and its private copy.
 pub struct Kept {
+    /// The path as the user gave it, links and all: what a reader of the report opens, checked
+    /// at the end (it must name our file, whatever its links name by then).
+    given: PathBuf,
+    /// The file itself (its links resolved at the start): where a restore puts our copy.
     path: PathBuf,
-    /// The directory the path was in when the run began, opened then: the restore writes
+    /// The directory the file was in when the run began, opened then: the restore writes
     /// there even if the program moved or replaced the directory (by a link) since.
     dir: File,
     live: File,
     copy: File,
-    /// Bytes written to both.
+    /// Bytes written, at their offsets: all of them to the live file (or `live_failed`).
     written: u64,
+    /// The first write of the live file that failed (a full file system, a file size limit):
+    /// the file lacks what it should hold, and is restored from the copy at the end.
+    live_failed: Option<io::Error>,
+    /// Bytes the copy holds (`..written`); the rest, `copy_tail`, is written to it as soon as
+    /// it can be (a file system no longer full, a limit raised), at the latest at the end.
+    copy_done: u64,
+    copy_tail: Vec<u8>,
+    /// Why the copy lags: the last write of it that failed.
+    copy_failed: Option<io::Error>,
 }
+
+/// At most this much of what the copy lacks is held in memory; beyond, it is given up (the
+/// report can then be neither checked nor restored, and the run says so).
+const COPY_TAIL_LIMIT: usize = 16 << 20;
 
 /// What the end-of-run check found.
 #[derive(Debug)]
@@ -33,8 +50,24 @@ pub enum Check {
     Intact,
     /// It was not (`why`), and it is again: restored from our copy.
     Restored { why: String },
-    /// It was not (`why`), and restoring it failed.
-    NotRestored { why: String, err: io::Error },
+    /// It was not (`why`); our copy was put back where the file was, but the path as given
+    /// names another file still (the program moved its directory, or re-pointed a link on
+    /// it): the report is at `at`.
+    Elsewhere { why: String, at: PathBuf },
+    /// It was not (`why`), and restoring it failed; the restored file, when it could be
+    /// written in full, is at `kept_at`.
+    NotRestored { why: String, err: io::Error, kept_at: Option<PathBuf> },
+    /// The private copy could not be written in full: the file can be neither checked nor
+    /// restored.
+    Unkept { err: String },
+}
+
+impl Check {
+    /// Whether the report at its path is not what we wrote (a reader there misses events or
+    /// reads a forgery), or cannot be vouched for: the run fails.
+    pub fn failed(&self) -> bool {
+        matches!(self, Check::Elsewhere { .. } | Check::NotRestored { .. } | Check::Unkept { .. })
+    }
 }
 
 /// The report file as opened.
@@ -68,12 +101,24 @@ impl Kept {
         if !live.metadata()?.is_file() {
             return Ok(Opened::Plain(live));
         }
-        // The file itself, not a symbolic link to it, is checked and restored.
+        let given = path.to_path_buf();
+        // The file itself, not a symbolic link to it, is restored.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let dir_path = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let dir = File::options().read(true).custom_flags(libc::O_DIRECTORY).open(dir_path);
         match (dir, private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir()))) {
-            (Ok(dir), Ok(copy)) => Ok(Opened::Kept(Kept { path, dir, live, copy, written: 0 })),
+            (Ok(dir), Ok(copy)) => Ok(Opened::Kept(Kept {
+                given,
+                path,
+                dir,
+                live,
+                copy,
+                written: 0,
+                live_failed: None,
+                copy_done: 0,
+                copy_tail: Vec::new(),
+                copy_failed: None,
+            })),
             (Err(e), _) | (_, Err(e)) => {
                 super::human::write_line(&format!(
                     "sockstrace: warning: no private copy of the report file ({e}): a change the program makes to it will not be undone"
@@ -83,13 +128,19 @@ impl Kept {
         }
     }
 
-    /// Whether the file at the path holds exactly what we wrote; why not otherwise.
+    /// Whether the file at the path, as a reader of the path as given finds it (its links
+    /// followed now), holds exactly what we wrote; why not otherwise.
     fn altered(&self) -> Option<String> {
-        let (Ok(ours), at_path) = (self.live.metadata(), std::fs::symlink_metadata(&self.path)) else {
+        if let Some(e) = &self.live_failed {
+            return Some(format!("writing it failed: {e}"));
+        }
+        let Ok(ours) = self.live.metadata() else {
             return Some("its file can no longer be read".into());
         };
-        let Ok(at_path) = at_path else {
-            return Some("it was removed".into());
+        let at_path = match std::fs::metadata(&self.given) {
+            Ok(at_path) => at_path,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Some("it was removed".into()),
+            Err(e) => return Some(format!("its path cannot be followed ({e})")),
         };
         if (at_path.dev(), at_path.ino()) != (ours.dev(), ours.ino()) {
             return Some("the path names another file".into());
@@ -114,70 +165,146 @@ impl Kept {
     /// Checks the file at the path and restores it from the copy when it was altered.
     pub fn check(&mut self) -> Check {
         let _ = self.live.flush();
+        self.catch_up_copy();
+        if self.copy_done < self.written {
+            let err = self.copy_failed.as_ref().map_or_else(|| "it is short".into(), |e| e.to_string());
+            return Check::Unkept { err };
+        }
         let Some(why) = self.altered() else {
             return Check::Intact;
         };
-        match self.restore() {
-            Ok(()) => Check::Restored { why },
-            Err(err) => Check::NotRestored { why, err },
+        let restored = match self.restore() {
+            Ok(restored) => restored,
+            Err((err, kept_at)) => return Check::NotRestored { why, err, kept_at },
+        };
+        self.live = restored;
+        self.live_failed = None;
+        // Restored where the file was; a reader of the path as given must find it there.
+        match self.altered() {
+            None => Check::Restored { why },
+            Some(_) => Check::Elsewhere { why, at: self.restored_path() },
         }
     }
 
-    /// Writes the copy to a new file next to the path and renames it over the path; later
-    /// writes go to the new file.
-    fn restore(&mut self) -> io::Result<()> {
-        use nix::fcntl::{openat, renameat, OFlag};
-        use nix::sys::stat::Mode;
+    /// Where the file is now: the directory opened at the start, wherever it is now (by
+    /// `/proc/self/fd`), and the file's name.
+    fn restored_path(&self) -> PathBuf {
+        let dir = std::fs::read_link(format!("/proc/self/fd/{}", self.dir.as_raw_fd()));
+        let dir = dir.unwrap_or_else(|_| self.path.parent().unwrap_or(Path::new(".")).to_path_buf());
+        dir.join(self.path.file_name().unwrap_or_default())
+    }
+
+    /// Writes the copy to a new file next to the path and renames it over the path; returns
+    /// the new file, which later writes go to. On failure, where the new file was left when it
+    /// was written in full (the rename failed: a directory at the path, say).
+    fn restore(&mut self) -> Result<File, (io::Error, Option<PathBuf>)> {
+        use nix::fcntl::renameat;
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        // A fresh name, created here and nowhere else (no link followed, nothing reused): a
-        // name the program planted something at is skipped.
-        let (temp, mut fresh) = (0..16)
-            .find_map(|attempt| {
-                let temp = format!(".{name}.sockstrace-restore-{}-{}-{attempt}", std::process::id(), nanos());
-                let flags =
-                    OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                let fd =
-                    openat(Some(self.dir.as_raw_fd()), temp.as_str(), flags, Mode::from_bits_truncate(0o666))
-                        .ok()?;
-                // SAFETY: openat returned a new fd that we own.
-                Some((temp, unsafe { File::from_raw_fd(fd) }))
-            })
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::AlreadyExists, "no fresh name for the restored file")
-            })?;
+        let (temp, mut fresh) = self.fresh_file(&name).map_err(|e| (e, None))?;
         let dir = Some(self.dir.as_raw_fd());
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut at = 0u64;
-        while at < self.written {
-            let n = self.copy.read_at(&mut buf, at)?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the private copy is short"));
-            }
-            fresh.write_all(buf.get(..n).unwrap_or_default())?;
-            at += n as u64;
+        let unlink = || {
+            let _ = nix::unistd::unlinkat(dir, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        };
+        if let Err(e) = copy_range(&self.copy, &mut fresh, self.written) {
+            unlink();
+            return Err((e, None));
         }
         if let Err(e) = renameat(dir, temp.as_str(), dir, name.as_str()) {
-            let _ = nix::unistd::unlinkat(dir, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-            return Err(e.into());
+            let at = self.restored_path().with_file_name(&temp);
+            return Err((e.into(), Some(at)));
         }
-        self.live = fresh;
-        Ok(())
+        Ok(fresh)
+    }
+
+    /// A new file in the directory opened at the start, under a fresh name, created there and
+    /// nowhere else (no link followed, nothing reused): a name the program planted something
+    /// at is skipped.
+    fn fresh_file(&self, name: &str) -> io::Result<(String, File)> {
+        use nix::fcntl::{openat, OFlag};
+        use nix::sys::stat::Mode;
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut last = io::Error::new(io::ErrorKind::AlreadyExists, "no fresh name for the restored file");
+        for attempt in 0..16 {
+            let temp = format!(".{name}.sockstrace-restore-{}-{}-{attempt}", std::process::id(), nanos());
+            match openat(Some(self.dir.as_raw_fd()), temp.as_str(), flags, Mode::from_bits_truncate(0o666)) {
+                // SAFETY: openat returned a new fd that we own.
+                Ok(fd) => return Ok((temp, unsafe { File::from_raw_fd(fd) })),
+                Err(nix::errno::Errno::EEXIST) => last = nix::errno::Errno::EEXIST.into(),
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Kept {
+    /// Writes what the copy lacks, as far as it goes; keeps the rest (up to
+    /// [`COPY_TAIL_LIMIT`]) for the next try.
+    fn catch_up_copy(&mut self) {
+        while !self.copy_tail.is_empty() {
+            match self.copy.write_at(&self.copy_tail, self.copy_done) {
+                Ok(0) => {
+                    self.copy_failed = Some(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => {
+                    self.copy_tail.drain(..n);
+                    self.copy_done += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.copy_failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if self.copy_done == self.written {
+            self.copy_failed = None;
+        }
     }
 }
 
 impl Write for Kept {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // The copy first: what it holds is what the file must hold.
-        self.copy.write_all(buf)?;
-        // A failing live write (a full disk) is caught by the end-of-run check.
-        let _ = self.live.write_all(buf);
+        // The copy first: what it holds is what the file must hold. A write of it cut short (a
+        // full file system, a file size limit) is finished later; one of the live file is
+        // undone at the end by the restore. Both at our own offsets, so that a write cut
+        // short leaves no fragment for a later one to be glued to.
+        let at = self.written;
         self.written += buf.len() as u64;
+        let holding = self.copy_done + self.copy_tail.len() as u64 == at;
+        if holding && self.copy_tail.len() + buf.len() <= COPY_TAIL_LIMIT {
+            self.copy_tail.extend_from_slice(buf);
+            self.catch_up_copy();
+        } else {
+            // Given up: the copy stays short, said at the end (`Check::Unkept`).
+            self.copy_tail = Vec::new();
+        }
+        if let Err(e) = self.live.write_all_at(buf, at) {
+            self.live_failed.get_or_insert(e);
+        }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.live.flush()
     }
+}
+
+/// Copies the first `len` bytes of `from` to the start of `to`.
+fn copy_range(from: &File, to: &mut File, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = 0u64;
+    while at < len {
+        let want = usize::try_from(len - at).unwrap_or(usize::MAX).min(buf.len());
+        let n = from.read_at(buf.get_mut(..want).unwrap_or_default(), at)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the private copy is short"));
+        }
+        to.write_all(buf.get(..n).unwrap_or_default())?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Refuses a report path that is a symbolic link owned by neither us nor root: a user who can
@@ -336,6 +463,97 @@ mod tests {
         assert!(matches!(k.check(), Check::Restored { why } if why.contains("cannot be read back")));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"verdict\":\"leak\"}\n");
         assert!(matches!(k.check(), Check::Intact));
+    }
+
+    #[test]
+    fn a_report_whose_directory_was_moved_aside_is_restored_there_and_said_elsewhere() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        let (mut k, path) = kept(&dir);
+        std::fs::rename(&dir, base.path().join("out.old")).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(&path, "{}\n").unwrap();
+        let Check::Elsewhere { why, at } = k.check() else { panic!("not said elsewhere") };
+        assert!(why.contains("another file"), "{why}");
+        assert_eq!(at, base.path().join("out.old/report.jsonl").canonicalize().unwrap());
+        assert_eq!(std::fs::read_to_string(&at).unwrap(), "{\"a\":1}\n{\"verdict\":\"leak\"}\n");
+        assert!(k.check().failed(), "the path still names the forgery");
+    }
+
+    #[test]
+    fn a_report_link_re_pointed_at_another_file_is_not_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink("real.jsonl", &link).unwrap();
+        let Ok(Opened::Kept(mut k)) = Kept::create(&link) else { panic!("not kept") };
+        k.write_all(b"{\"verdict\":\"leak\"}\n").unwrap();
+        std::fs::write(dir.path().join("forged.jsonl"), "{}\n").unwrap();
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("forged.jsonl", &link).unwrap();
+        let check = k.check();
+        assert!(matches!(&check, Check::Elsewhere { at, .. } if at.ends_with("real.jsonl")), "{check:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("real.jsonl")).unwrap(),
+            "{\"verdict\":\"leak\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_directory_at_the_report_path_fails_and_says_where_the_copy_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut k, path) = kept(dir.path());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let check = k.check();
+        let Check::NotRestored { kept_at: Some(at), .. } = &check else { panic!("{check:?}") };
+        assert!(check.failed());
+        assert_eq!(std::fs::read_to_string(at).unwrap(), "{\"a\":1}\n{\"verdict\":\"leak\"}\n");
+    }
+
+    #[test]
+    fn a_restore_into_an_unwritable_directory_fails_with_its_cause() {
+        without_capabilities(|| {
+            use std::os::unix::fs::PermissionsExt as _;
+            let dir = tempfile::tempdir().unwrap();
+            let (mut k, path) = kept(dir.path());
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, "{}\n").unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+            let check = k.check();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let Check::NotRestored { err, kept_at: None, .. } = &check else { panic!("{check:?}") };
+            assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        });
+    }
+
+    #[test]
+    fn a_live_write_cut_short_is_restored_without_a_fragment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut k, path) = kept(dir.path());
+        // What a write cut short leaves: part of a line, and the failure.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"ha").unwrap();
+        k.live_failed = Some(io::Error::from_raw_os_error(libc::EFBIG));
+        k.written += 5;
+        // ... and one of the copy, finished with the next write.
+        k.copy_tail.extend_from_slice(b"{\"b\"}");
+        k.copy_failed = Some(io::Error::from_raw_os_error(libc::EFBIG));
+        k.write_all(b"\n").unwrap();
+        assert!(k.copy_failed.is_none());
+        let check = k.check();
+        assert!(matches!(&check, Check::Restored { why } if why.contains("writing it failed")), "{check:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"verdict\":\"leak\"}\n{\"b\"}\n");
+    }
+
+    #[test]
+    fn a_private_copy_written_short_fails_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut k, _) = kept(dir.path());
+        // What a write of the copy cut short leaves, past what can be held.
+        k.copy_done -= 3;
+        k.copy_tail.clear();
+        k.copy_failed = Some(io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(k.check(), Check::Unkept { err } if err.contains("space")));
     }
 
     #[test]

@@ -266,22 +266,30 @@ impl Reporter {
         if let Some(out) = sink.as_mut() {
             let _ = out.flush();
         }
+        let mut report_failed = false;
         if let Some(kept) = &kept {
             let check = lock_kept(kept).check();
             if let Some(restored) = say_check(&check) {
                 extra.insert("report_altered".into(), true.into());
                 extra.insert("report_restored".into(), restored.into());
             }
+            report_failed = check.failed();
         }
         if let Some(mut out) = sink {
             let _ = serde_json::to_writer(&mut *out, &summary.to_json_with(extra));
             let _ = out.write_all(b"\n");
             let _ = out.flush();
         }
-        // A process that outlived the run may still have written to the file.
+        // A process that outlived the run may still have written to the file (said unless the
+        // first check failed already).
         if let Some(kept) = &kept {
-            say_check(&lock_kept(kept).check());
+            let check = lock_kept(kept).check();
+            if !report_failed {
+                say_check(&check);
+            }
+            report_failed |= check.failed();
         }
+        summary.report_failed = report_failed;
         if !self.quiet {
             for line in human::summary_lines(&summary) {
                 human::write_line(&line);
@@ -308,22 +316,42 @@ fn lock_kept(kept: &Mutex<kept::Kept>) -> std::sync::MutexGuard<'_, kept::Kept> 
     kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Says on stderr what the end-of-run check of the report file found, when it was altered;
-/// `Some(restored)` then.
+/// Says on stderr what the end-of-run check of the report file found, when it was altered or
+/// could not be kept; `Some(restored)` then.
 fn say_check(check: &kept::Check) -> Option<bool> {
+    let say = |line: String| human::write_line(&line);
     match check {
         kept::Check::Intact => None,
         kept::Check::Restored { why } => {
-            human::write_line(&format!(
+            say(format!(
                 "sockstrace: warning: the report file was altered during the run ({why}); restored from sockstrace's own copy"
             ));
             Some(true)
         }
-        kept::Check::NotRestored { why, err } => {
-            human::write_line(&format!(
-                "sockstrace: error: the report file was altered during the run ({why}); restoring it failed: {err}"
+        kept::Check::Elsewhere { why, at } => {
+            say(format!(
+                "sockstrace: error: the report file was altered during the run ({why}); sockstrace's own copy is restored at {}, \
+                 but the report's path still names another file (its directory was moved, or a link on it re-pointed): \
+                 do not trust what is there",
+                at.display()
+            ));
+            Some(true)
+        }
+        kept::Check::NotRestored { why, err, kept_at } => {
+            let kept_at = match kept_at {
+                Some(at) => format!("; sockstrace's own copy is at {}", at.display()),
+                None => String::new(),
+            };
+            say(format!(
+                "sockstrace: error: the report file was altered during the run ({why}); restoring it failed: {err}{kept_at}"
             ));
             Some(false)
+        }
+        kept::Check::Unkept { err } => {
+            say(format!(
+                "sockstrace: error: the report file's private copy could not be written ({err}): what the report holds cannot be vouched for"
+            ));
+            None
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct Summary {
     pub by_destination: BTreeMap<LeakKey, u64>,
     pub layers: Layers,
     pub exit_status: Option<i32>,
+    /// The report file at its path does not hold what was written (said on stderr): altered
+    /// and not restored there, or not written in full. Not in the JSON; the run fails.
+    pub report_failed: bool,
 }
 
 impl Summary {

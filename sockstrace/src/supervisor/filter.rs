@@ -62,7 +62,7 @@ fn fprog(insns: &[libc::sock_filter]) -> libc::sock_fprog {
 }
 
 /// A filter of its own, installed beside the main one, that refuses [`terminal_rules`]'s,
-/// [`image_rules`]' and [`socketpair_rules`]'s calls: the kernel runs every filter and the most restrictive answer wins (`ERRNO` over
+/// [`image_rules`]', [`limit_rules`]' and [`socketpair_rules`]'s calls: the kernel runs every filter and the most restrictive answer wins (`ERRNO` over
 /// user notification and `ALLOW`), whereas in one filter libseccomp drops a conditional rule
 /// for a call that an allowlist allows unconditionally (`ioctl` under `--syscalls strict`).
 fn terminal_guard() -> Result<Vec<libc::sock_filter>> {
@@ -73,6 +73,7 @@ fn terminal_guard() -> Result<Vec<libc::sock_filter>> {
     compat.remove_arch(ScmpArch::native()).context("remove native arch")?;
     terminal_rules(&mut native, &mut compat)?;
     image_rules(&mut native, &mut compat)?;
+    limit_rules(&mut native, &mut compat)?;
     socketpair_rules(&mut native)?;
     native.merge(compat).context("merge guard compat filter")?;
     export(&native)
@@ -107,6 +108,25 @@ fn image_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext) -
     for ctx in [native, compat] {
         ctx.add_rule_conditional(ScmpAction::Errno(libc::EPERM), prctl, &cond)
             .context("rule for prctl PR_SET_MM")?;
+    }
+    Ok(())
+}
+
+/// `prlimit64()` that sets a limit of another process refused with `EPERM`, whatever the mode:
+/// a process of the same user needs no privilege to lower its supervisor's limits (the file
+/// size limit kills it with `SIGXFSZ` at its next report write, the CPU limit with `SIGXCPU`,
+/// the open-file limit starves it of descriptors), and no Landlock scope covers it. A process
+/// still sets its own limits (pid 0, as `setrlimit` asks) and reads anyone's (no new limit).
+/// A pid with bits set beyond the `int` the kernel reads is refused too (64-bit compare).
+fn limit_rules(native: &mut ScmpFilterContext, compat: &mut ScmpFilterContext) -> Result<()> {
+    let prlimit = ScmpSyscall::from_name("prlimit64").context("syscall prlimit64")?;
+    let cond = [
+        ScmpArgCompare::new(0, ScmpCompareOp::NotEqual, 0),
+        ScmpArgCompare::new(2, ScmpCompareOp::NotEqual, 0),
+    ];
+    for ctx in [native, compat] {
+        ctx.add_rule_conditional(ScmpAction::Errno(libc::EPERM), prlimit, &cond)
+            .context("rule for prlimit64 of another process")?;
     }
     Ok(())
 }

@@ -211,6 +211,9 @@ fn joins_late(config: &RunConfig) -> bool {
 pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunError> {
     // First: from here on, same-uid programs cannot ptrace us or take our fds.
     let non_dumpable = fence::make_non_dumpable();
+    // A file size limit (the user's) fails a report write with EFBIG, said at the end, instead
+    // of killing us.
+    sys::survive_file_size_limit();
     // The kernel layer's object loads (its verifier's time) while the rest is prepared.
     let root = nix::unistd::geteuid().is_root();
     // Where nothing needs the whole layer before the program's first trapped call, only the
@@ -541,6 +544,10 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
             receivers::STARVED_LIMIT
         )
         .into());
+    }
+    if summary.report_failed {
+        // Said above: a reader of the report's path would miss events or read a forgery.
+        return Err(anyhow::anyhow!("the report file at its path does not hold sockstrace's report").into());
     }
     Ok(Outcome { status, leaks: summary.leaks })
 }

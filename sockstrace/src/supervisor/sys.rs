@@ -172,6 +172,23 @@ pub fn set_child_subreaper() -> Result<(), Errno> {
     check(ret as libc::c_long).map(drop)
 }
 
+extern "C" fn on_file_size_limit(_: libc::c_int) {}
+
+/// Answers `SIGXFSZ` with a handler that does nothing: a write past the file size limit then
+/// fails with `EFBIG` instead of ending the process. A handler rather than `SIG_IGN`, which
+/// the program would inherit across its exec.
+pub fn survive_file_size_limit() {
+    // SAFETY: a zeroed sigaction is valid; the handler is an async-signal-safe function that
+    // does nothing; SA_RESTART keeps other calls from seeing EINTR.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_file_size_limit as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGXFSZ, &sa, std::ptr::null_mut());
+    }
+}
+
 /// Blocks every signal in the calling thread.
 pub fn block_all_signals() {
     // SAFETY: sigset_t is plain data that sigfillset fully initializes; pthread_sigmask
