@@ -171,19 +171,20 @@ impl Drop for RunCgroups {
 }
 
 /// `rl_attack starve-supervisor 20 3000` (the program runs as root, sockstrace's own user):
-/// lowers sockstrace's `RLIMIT_NOFILE` while the rest of the kernel layer loads, and runs
-/// 3 s. Returns the run and the run cgroups left behind.
-fn starved(disable: Option<&str>) -> (Outcome, RunCgroups) {
-    let mut trace = Trace::new().program([attacker().as_str(), "starve-supervisor", "20", "3000"]);
-    if let Some(disable) = disable {
-        trace = trace.env("SOCKSTRACE_TEST_DISABLE", disable);
-    }
-    let running = trace.spawn();
+/// tries to lower sockstrace's `RLIMIT_NOFILE` while the rest of the kernel layer loads, and
+/// runs 3 s. The guard filter refuses the program's `prlimit` on another process (it used to
+/// make the layer fail here), so the failure is the test switch `late-layer-fail` where the
+/// layer joins late. Returns the run and the run cgroups left behind.
+fn starved(disable: &str) -> (Outcome, RunCgroups) {
+    let running = Trace::new()
+        .env("SOCKSTRACE_TEST_DISABLE", disable)
+        .program([attacker().as_str(), "starve-supervisor", "20", "3000"])
+        .spawn();
     let pid = running.pid();
     let out = running.wait();
     assert!(
-        out.stdout.contains("prlimit(supervisor, RLIMIT_NOFILE): ok"),
-        "the attacker could not lower its supervisor's limit\n{}",
+        out.stdout.contains(&format!("prlimit(supervisor, RLIMIT_NOFILE): errno={}", libc::EPERM)),
+        "the attacker's prlimit on its supervisor was not refused\n{}",
         out.describe()
     );
     (out, RunCgroups::of(pid))
@@ -193,16 +194,17 @@ fn starved(disable: Option<&str>) -> (Outcome, RunCgroups) {
 /// the run's cgroup is removed at the run's end. It stayed behind (`sockstrace/run-PID-0`):
 /// `Early::finish` tried to remove it while the program was still inside (`EBUSY` after
 /// 2 s, while every trapped call waited), and the end of the run removed it only when the
-/// layer was abandoned. Here a program running as root (sockstrace's own user, so `prlimit`
-/// on its supervisor is allowed) makes it fail by lowering sockstrace's `RLIMIT_NOFILE` in
-/// the window; in the old order the same program finds the layer attached already
-/// (`..._in_the_old_order`).
+/// layer was abandoned. The layer fails here by the test switch `late-layer-fail` (a program
+/// running as root used to make it fail by lowering sockstrace's `RLIMIT_NOFILE` in the
+/// window, which the guard filter now refuses); in the old order the same program finds the
+/// layer attached already (`..._in_the_old_order`).
 #[test]
 fn a_layer_that_fails_to_join_leaves_no_cgroup_behind() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
     }
-    let (out, left) = starved(None);
+    let (out, left) = starved("late-layer-fail");
+    assert!(!out.kernel_layer().starts_with("on"), "the layer did not fail\n{}", out.describe());
     assert!(
         left.found.is_empty(),
         "the run's cgroup remains after the run: {:?}\nkernel layer: {}\n{}",
@@ -219,7 +221,7 @@ fn a_layer_that_fails_to_join_leaves_no_cgroup_behind_in_the_old_order() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
     }
-    let (out, left) = starved(Some(OLD_ORDER));
+    let (out, left) = starved(OLD_ORDER);
     assert!(out.kernel_layer().starts_with("on (enforcing"), "{}", out.describe());
     assert!(
         left.found.is_empty(),
