@@ -103,6 +103,13 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
             return Exit::Usage;
         }
     };
+    let named = ReportTarget::from_arg(args.report.as_deref());
+    if let Some(why) =
+        named.path_open_to_others().and_then(|report| report_fifo_refusal(report, user.as_ref()))
+    {
+        crate::report_writer::human::write_line(&format!("sockstrace: error: {why}"));
+        return Exit::Usage;
+    }
     let syscalls = match crate::syscalls::Setting::resolve(&args.syscalls, args.learn_syscalls.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -146,6 +153,29 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
 
 /// Who the program runs as: `--user`, or under sudo the invoking user (said
 /// in one line), resolved before anything starts.
+/// Why the report must be refused: a named pipe the program can read (see `report_writer::fifo`).
+fn report_fifo_refusal(
+    report: &std::path::Path,
+    user: Option<&supervisor::identity::Switch>,
+) -> Option<String> {
+    use crate::report_writer::fifo::{refusal, Reader};
+    match user {
+        Some(switch) => {
+            let who = &switch.identity;
+            refusal(report, &Reader { uid: who.uid, groups: &who.groups })
+        }
+        None => {
+            let groups: Vec<u32> = nix::unistd::getgroups()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| g.as_raw())
+                .chain([nix::unistd::getegid().as_raw()])
+                .collect();
+            refusal(report, &Reader { uid: nix::unistd::geteuid().as_raw(), groups: &groups })
+        }
+    }
+}
+
 fn program_user(
     explicit: Option<&str>,
     quiet: bool,

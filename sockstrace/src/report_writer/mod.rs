@@ -2,6 +2,7 @@
 //! on stderr, and a summary at exit.
 
 mod event;
+pub mod fifo;
 pub(crate) mod human;
 mod journal;
 mod kept;
@@ -45,6 +46,17 @@ impl ReportTarget {
                 Some(2) => ReportTarget::Stderr,
                 _ => ReportTarget::File(p.to_path_buf()),
             },
+        }
+    }
+}
+
+impl ReportTarget {
+    /// The report's path when it names a file the program could open by it too: not one of our
+    /// own descriptors (`/dev/fd/N`, `>(...)`), which the program does not inherit.
+    pub fn path_open_to_others(&self) -> Option<&Path> {
+        match self {
+            ReportTarget::File(path) if own_fd(path).is_none() => Some(path),
+            _ => None,
         }
     }
 }
