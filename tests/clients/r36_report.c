@@ -27,6 +27,9 @@
  *                      each process that follows it, that process's own fd N
  *   fill:DIR           an unnamed file (O_TMPFILE) in DIR written with zeros until its file
  *                      system is full, kept open: the space comes back when the program ends
+ *   send:HOST:PORT:N   N UDP datagrams to HOST:PORT, one sendto each (allowed destinations:
+ *                      each an allowed event in the report, carrying the program's argv)
+ *   pad:TEXT           nothing: an argument that makes every event's argv long
  *   sleep:MS           sleeps MS milliseconds
  *   outlive:MS         forks; the parent exits at once (status 0), the child sleeps MS ms and
  *                      goes on with the remaining steps
@@ -212,6 +215,30 @@ static int each_thread(int idle, int nice) {
     return failed ? -1 : 0;
 }
 
+static int send_many(const char *host, char *rest) {
+    char *count = strchr(rest, ':');
+    if (!count) {
+        errno = EINVAL;
+        return -1;
+    }
+    *count++ = 0;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(rest))};
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0)
+        return -1;
+    long n = atol(count), sent = 0;
+    for (long i = 0; i < n; i++)
+        if (sendto(fd, "ok", 2, 0, (struct sockaddr *)&addr, sizeof addr) == 2)
+            sent++;
+    close(fd);
+    printf("send: %ld of %ld sent\n", sent, n);
+    return sent == n ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
     printf("actor: pid=%d\n", (int)getpid());
     fflush(stdout);
@@ -254,7 +281,10 @@ int main(int argc, char **argv) {
             said("fdlink", fdlink(a, b));
         else if (!strcmp(step, "fill"))
             said("fill", fill(a));
-        else if (!strcmp(step, "sleep"))
+        else if (!strcmp(step, "send") && b)
+            said("send", send_many(a, b));
+        else if (!strcmp(step, "pad")) {
+        } else if (!strcmp(step, "sleep"))
             sleep_ms(atol(a));
         else if (!strcmp(step, "outlive")) {
             pid_t pid = fork();
