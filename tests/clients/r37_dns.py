@@ -178,6 +178,33 @@ def flood(sink):
     return 0
 
 
+def evict(count):
+    """Resolves first.example, pushes it out of the fake pool with COUNT other
+    names (a connected UDP socket: its sends are not trapped), then connects to
+    the address first.example had."""
+    server = resolver()
+    first = socket.gethostbyname("first.example")
+    print("first.example: " + first, flush=True)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.connect((server, 53))
+    u.settimeout(2)
+    for i in range(count):
+        u.send(query(i & 0xFFFF, "n%d.evict.example" % i, 1))
+        try:
+            u.recv(512)
+        except socket.timeout:
+            pass
+    print("asked %d names" % count, flush=True)
+    try:
+        socket.create_connection((first, 80), timeout=5)
+        print("connected to " + first, flush=True)
+    except OSError as e:
+        print("refused: %r" % (e,), flush=True)
+    return 0
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
+    if mode == "evict":
+        sys.exit(evict(int(sys.argv[2])))
     sys.exit(abuse() if mode == "abuse" else flood(sys.argv[2]))
