@@ -14,10 +14,13 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _};
 use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
+use super::resolve;
+
 /// The live report file and its private copy.
 pub struct Kept {
-    /// The path as the user gave it, links and all: what a reader of the report opens, checked
-    /// at the end (it must name our file, whatever its links name by then).
+    /// The path as readers name it (absolute; a descriptor path replaced by its file's name;
+    /// see `resolve`), links and all: checked at the end, followed as a reader follows it (it
+    /// must name our file, whatever its links name by then).
     given: PathBuf,
     /// The file itself (its links resolved at the start): where a restore puts our copy.
     path: PathBuf,
@@ -82,7 +85,10 @@ pub enum Opened {
 impl Kept {
     /// Creates (truncates) the report at `path`, and its private copy when it is a regular file.
     pub fn create(path: &Path) -> io::Result<Opened> {
-        refuse_foreign_link(path)?;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let fd_path = super::own_fd(path).and_then(resolve::file_of_fd);
+        let given = resolve::reader_path(path, fd_path, &cwd);
+        resolve::refuse_foreign_links(&given, nix::unistd::geteuid().as_raw())?;
         // Read back at the end (see `check`). A file we may only write (an earlier run's program
         // made it so) is kept too: it is read back then through a new descriptor, if its mode
         // allows by then, and otherwise replaced by our copy, which cannot be checked less.
@@ -101,7 +107,6 @@ impl Kept {
         if !live.metadata()?.is_file() {
             return Ok(Opened::Plain(live));
         }
-        let given = path.to_path_buf();
         // The file itself, not a symbolic link to it, is restored.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let dir_path = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -137,12 +142,12 @@ impl Kept {
         let Ok(ours) = self.live.metadata() else {
             return Some("its file can no longer be read".into());
         };
-        let at_path = match std::fs::metadata(&self.given) {
+        let at_path = match resolve::reader_finds(&self.given) {
             Ok(at_path) => at_path,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Some("it was removed".into()),
-            Err(e) => return Some(format!("its path cannot be followed ({e})")),
+            Err(e) => return Some(format!("its path cannot be followed as a reader follows it ({e})")),
         };
-        if (at_path.dev(), at_path.ino()) != (ours.dev(), ours.ino()) {
+        if at_path != (ours.dev(), ours.ino()) {
             return Some("the path names another file".into());
         }
         if ours.len() != self.written {
@@ -303,27 +308,6 @@ fn copy_range(from: &File, to: &mut File, len: u64) -> io::Result<()> {
         }
         to.write_all(buf.get(..n).unwrap_or_default())?;
         at += n as u64;
-    }
-    Ok(())
-}
-
-/// Refuses a report path that is a symbolic link owned by neither us nor root: a user who can
-/// write the directory (the program of an earlier run as that user, say) could point it at any
-/// file, which we would truncate and write, as root under `sudo` (the kernel's
-/// `protected_symlinks` rule, applied to every directory).
-fn refuse_foreign_link(path: &Path) -> io::Result<()> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    let ours = nix::unistd::geteuid().as_raw();
-    if meta.file_type().is_symlink() && meta.uid() != ours && meta.uid() != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "it is a symbolic link owned by uid {}, neither ours nor root's: refused, as whoever owns it can point it anywhere",
-                meta.uid()
-            ),
-        ));
     }
     Ok(())
 }

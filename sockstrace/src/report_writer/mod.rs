@@ -8,6 +8,7 @@ mod journal;
 mod kept;
 mod patient;
 pub mod relay;
+mod resolve;
 pub(crate) mod stream;
 mod summary;
 
