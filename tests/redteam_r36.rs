@@ -437,7 +437,6 @@ impl Drop for Delegated {
 /// forgery stands, and the program lives on (its next trapped call fails with ENOSYS: fails
 /// closed).
 #[test]
-#[ignore = "open: a program whose user owns the run's cgroup kills its supervisor (moves it to a cgroup of its own and writes cgroup.kill), with a forged report left and no word"]
 fn the_program_cannot_kill_its_supervisor_through_the_cgroup_they_share() {
     need_root!();
     let Some(mount) = cgroup2_mount() else {

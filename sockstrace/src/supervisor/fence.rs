@@ -27,6 +27,8 @@ pub const SYS_LANDLOCK_RESTRICT_SELF: libc::c_long = 446;
 const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1 << 0;
 const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
 
+/// `LANDLOCK_ACCESS_FS_WRITE_FILE` (ABI 1): opening a file for writing.
+const ACCESS_FS_WRITE_FILE: u64 = 1 << 1;
 /// `LANDLOCK_ACCESS_FS_MAKE_BLOCK` (ABI 1): creating a block device node.
 const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
 const ACCESS_NET_BIND_TCP: u64 = 1 << 0;
@@ -61,7 +63,9 @@ struct Plan {
     root_rule: u64,
 }
 
-fn plan(abi: u32, handle_tcp: bool) -> Plan {
+/// `close_cgroups`: the domain handles `WRITE_FILE`, allowed beneath everything but the cgroup
+/// file systems (see `cgroup_files`).
+fn plan(abi: u32, handle_tcp: bool, close_cgroups: bool) -> Plan {
     let mut attr = RulesetAttr::default();
     if abi >= 4 && handle_tcp {
         attr.handled_access_net = ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP;
@@ -74,6 +78,9 @@ fn plan(abi: u32, handle_tcp: bool) -> Plan {
     if attr.handled_access_net == 0 && attr.scoped == 0 {
         attr.handled_access_fs = ACCESS_FS_MAKE_BLOCK;
         root_rule = ACCESS_FS_MAKE_BLOCK;
+    }
+    if close_cgroups {
+        attr.handled_access_fs |= ACCESS_FS_WRITE_FILE;
     }
     let size = match abi {
         0..=3 => 8,
@@ -94,6 +101,9 @@ fn describe(abi: u32, plan: &Plan, allow_io_uring: bool) -> String {
         parts.push("tcp");
     } else if abi >= 4 && allow_io_uring {
         parts.push("tcp left to the kernel layer (--allow-io-uring)");
+    }
+    if plan.attr.handled_access_fs & ACCESS_FS_WRITE_FILE != 0 {
+        parts.push("cgroup files closed (the program's user owns a cgroup on its supervisor's way)");
     }
     format!("landlock ABI {abi}: {}", parts.join(", "))
 }
@@ -121,7 +131,34 @@ pub fn abi() -> Result<u32, Errno> {
     }
 }
 
-fn create_ruleset(plan: &Plan) -> Result<OwnedFd, Errno> {
+/// Adds a rule allowing `access` beneath `at` (a directory, or a file for file rights).
+fn add_rule(ruleset: &OwnedFd, at: &std::ffi::CStr, access: u64) -> Result<(), Errno> {
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { libc::open(at.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(sys::last_errno());
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let rule = PathBeneathAttr { allowed_access: access, parent_fd: fd.as_raw_fd() };
+    // SAFETY: the rule is a live local of the layout the kernel expects.
+    let r = unsafe {
+        libc::syscall(
+            SYS_LANDLOCK_ADD_RULE,
+            ruleset.as_raw_fd(),
+            LANDLOCK_RULE_PATH_BENEATH,
+            &rule as *const PathBeneathAttr,
+            0u32,
+        )
+    };
+    if r != 0 {
+        return Err(sys::last_errno());
+    }
+    Ok(())
+}
+
+/// The ruleset of `plan`; `writable`: where `WRITE_FILE` is allowed when the plan handles it.
+fn create_ruleset(plan: &Plan, writable: &[std::path::PathBuf]) -> Result<OwnedFd, Errno> {
     // SAFETY: the attribute is a live local at least `plan.size` bytes long.
     let fd = unsafe {
         libc::syscall(SYS_LANDLOCK_CREATE_RULESET, &plan.attr as *const RulesetAttr, plan.size, 0u32)
@@ -132,26 +169,17 @@ fn create_ruleset(plan: &Plan) -> Result<OwnedFd, Errno> {
     // SAFETY: the kernel just gave us this fd (close-on-exec).
     let ruleset = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     if plan.root_rule != 0 {
-        // SAFETY: a NUL-terminated literal path.
-        let root = unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-        if root < 0 {
-            return Err(sys::last_errno());
-        }
-        // SAFETY: the kernel just gave us this fd.
-        let root = unsafe { OwnedFd::from_raw_fd(root) };
-        let rule = PathBeneathAttr { allowed_access: plan.root_rule, parent_fd: root.as_raw_fd() };
-        // SAFETY: the rule is a live local of the layout the kernel expects.
-        let r = unsafe {
-            libc::syscall(
-                SYS_LANDLOCK_ADD_RULE,
-                ruleset.as_raw_fd(),
-                LANDLOCK_RULE_PATH_BENEATH,
-                &rule as *const PathBeneathAttr,
-                0u32,
-            )
-        };
-        if r != 0 {
-            return Err(sys::last_errno());
+        add_rule(&ruleset, c"/", plan.root_rule)?;
+    }
+    if plan.attr.handled_access_fs & ACCESS_FS_WRITE_FILE != 0 {
+        use std::os::unix::ffi::OsStrExt as _;
+        for path in writable {
+            let Ok(at) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { continue };
+            // Gone since it was listed, or not ours to open: not writable then.
+            match add_rule(&ruleset, &at, ACCESS_FS_WRITE_FILE) {
+                Ok(()) | Err(libc::ENOENT | libc::EACCES | libc::ELOOP | libc::ENOTDIR) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(ruleset)
@@ -170,8 +198,13 @@ const NO_FENCE: &str = "the program could reach its supervisor";
 
 impl Fence {
     /// Builds the ruleset for the program (`handle_tcp` false under
-    /// `--allow-io-uring`, whose connects run in the program's context).
-    pub fn prepare(allow_io_uring: bool, dumpable: Result<(), Errno>) -> Fence {
+    /// `--allow-io-uring`, whose connects run in the program's context); `writable`: where the
+    /// program may write files when cgroup files must be closed to it (`cgroup_files::plan`).
+    pub fn prepare(
+        allow_io_uring: bool,
+        dumpable: Result<(), Errno>,
+        writable: Option<Vec<std::path::PathBuf>>,
+    ) -> Fence {
         let dumpable = dumpable
             .map(|()| "supervisor non-dumpable")
             .map_err(|e| format!("supervisor dumpable ({})", errno_name(e)));
@@ -192,8 +225,8 @@ impl Fence {
                 }
             }
         };
-        let plan = plan(abi, !allow_io_uring);
-        match create_ruleset(&plan) {
+        let plan = plan(abi, !allow_io_uring, writable.is_some());
+        match create_ruleset(&plan, writable.as_deref().unwrap_or_default()) {
             Ok(fd) => {
                 Fence { ruleset: Some(fd), landlock: Ok(describe(abi, &plan, allow_io_uring)), dumpable }
             }
@@ -242,7 +275,7 @@ pub fn make_non_dumpable() -> Result<(), Errno> {
 /// For `sockstrace doctor`: whether a process can enter the domain `run`
 /// would build (tried in a forked child), and what it would do.
 pub fn probe() -> Result<String, String> {
-    let fence = Fence::prepare(false, Ok(()));
+    let fence = Fence::prepare(false, Ok(()), None);
     let (Some(fd), Ok(what)) = (fence.ruleset_fd(), &fence.landlock) else {
         return Err(fence.landlock.clone().err().unwrap_or_default());
     };
@@ -272,7 +305,7 @@ mod tests {
 
     #[test]
     fn abi_7_scopes_signals_and_handles_tcp() {
-        let p = plan(7, true);
+        let p = plan(7, true, false);
         assert_eq!(p.attr.handled_access_net, ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP);
         assert_eq!(p.attr.scoped, SCOPE_SIGNAL, "abstract unix sockets must stay unscoped");
         assert_eq!(p.attr.handled_access_fs, 0, "nothing on the file system is restricted");
@@ -281,8 +314,18 @@ mod tests {
     }
 
     #[test]
+    fn closing_cgroup_files_handles_writes_on_every_abi() {
+        for abi in [1, 3, 7] {
+            let p = plan(abi, true, true);
+            assert_ne!(p.attr.handled_access_fs & ACCESS_FS_WRITE_FILE, 0, "ABI {abi}");
+            assert_eq!(p.root_rule & ACCESS_FS_WRITE_FILE, 0, "ABI {abi}: never allowed beneath /");
+            assert!(describe(abi, &p, false).contains("cgroup files closed"), "ABI {abi}");
+        }
+    }
+
+    #[test]
     fn io_uring_leaves_tcp_unhandled() {
-        let p = plan(6, false);
+        let p = plan(6, false, false);
         assert_eq!(p.attr.handled_access_net, 0);
         assert_eq!(p.attr.scoped, SCOPE_SIGNAL);
         assert_eq!(p.root_rule, 0);
@@ -292,7 +335,7 @@ mod tests {
     #[test]
     fn abi_4_and_5_handle_tcp_without_scopes() {
         for abi in [4, 5] {
-            let p = plan(abi, true);
+            let p = plan(abi, true, false);
             assert_eq!(p.attr.scoped, 0);
             assert_eq!(p.attr.handled_access_net, ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP);
             assert_eq!((p.size, p.root_rule, p.attr.handled_access_fs), (16, 0, 0));
@@ -303,13 +346,13 @@ mod tests {
     #[test]
     fn older_abis_handle_one_fs_right_allowed_everywhere() {
         for (abi, tcp) in [(1, true), (3, true), (5, false)] {
-            let p = plan(abi, tcp);
+            let p = plan(abi, tcp, false);
             assert_eq!(p.attr.handled_access_fs, ACCESS_FS_MAKE_BLOCK, "ABI {abi}");
             assert_eq!(p.root_rule, ACCESS_FS_MAKE_BLOCK, "ABI {abi}: the rule on / allows it");
             assert_eq!((p.attr.handled_access_net, p.attr.scoped), (0, 0));
         }
-        assert_eq!(plan(2, true).size, 8);
-        assert_eq!(describe(2, &plan(2, true), false), "landlock ABI 2: ptrace fence");
+        assert_eq!(plan(2, true, false).size, 8);
+        assert_eq!(describe(2, &plan(2, true, false), false), "landlock ABI 2: ptrace fence");
     }
 
     #[test]

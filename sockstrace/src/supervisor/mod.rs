@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub(crate) mod abi;
+mod cgroup_files;
 mod copy_budget;
 mod dns_setup;
 mod error;
@@ -334,7 +335,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     let fast_path_otherwise = fast_path_otherwise(&config, inspector.is_some(), reporter.wants_allowed());
     let fast_path =
         fast_path_otherwise && witness.as_ref().is_some_and(Witness::judges_every_inet_destination);
-    let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable);
+    let program_uid = config.user.as_ref().map_or(nix::unistd::geteuid().as_raw(), |u| u.identity.uid);
+    let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable, cgroup_files::plan(program_uid));
     let isolation = match config.isolate_network {
         true => Some(prepare_isolation(&config.policy, dns_proxy.as_ref(), &config.bridge_abstract, root)?),
         false => None,
