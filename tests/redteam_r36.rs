@@ -12,9 +12,9 @@
 //! reader process* finds it at its path after the run (`cat PATH`: a reader with no fds of its
 //! own beyond stdio, as a user's shell or a CI step is).
 //!
-//! Found (each test asserts the right behaviour; the fd path, relative path, magic link and
-//! planted directory link findings are closed since by `report_writer::resolve`, the other two
-//! are open, ignored):
+//! Found (each test asserts the right behaviour; all closed since: the fd path, relative path,
+//! magic link and planted directory link by `report_writer::resolve`, the report on stdout by
+//! `Kept::adopt`, the shared cgroup by `supervisor::cgroup_files`):
 //!
 //! - `a_report_given_as_an_fd_path_is_checked_where_the_user_reads_it`: `--report /dev/fd/5`
 //!   (or `/proc/self/fd/5`) with the shell's `5>r.jsonl`. The end check follows `/dev/fd/5` in
@@ -288,7 +288,6 @@ fn a_report_given_as_an_fd_path_is_checked_where_the_user_reads_it() {
 /// on stdout is never kept, whatever stdout is; when it is a regular file, the program (whose
 /// user owns it) renames a forgery over it and nothing is said, exit 0.
 #[test]
-#[ignore = "open: a report on stdout (-, /dev/stdout) redirected to a regular file is not kept; a forgery renamed over the file stands (exit 0, no word)"]
 fn a_report_on_stdout_redirected_to_a_file_is_kept_or_said() {
     need_root!();
     for spelling in ["-", "/dev/stdout"] {

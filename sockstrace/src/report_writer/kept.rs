@@ -29,6 +29,12 @@ pub struct Kept {
     dir: File,
     live: File,
     copy: File,
+    /// Where our first byte is in the live file: 0 for a file we created; where our stdout
+    /// stood when it is the report (`adopt`), what the shell wrote before staying as it is.
+    base: u64,
+    /// Our stdout or stderr when the live file is one of them (`adopt`): written by `stream`
+    /// at the offset the shell's description shares, and pointed at the restored file.
+    redirect: Vec<i32>,
     /// Bytes written, at their offsets: all of them to the live file (or `live_failed`).
     written: u64,
     /// The first write of the live file that failed (a full file system, a file size limit):
@@ -118,6 +124,8 @@ impl Kept {
                 dir,
                 live,
                 copy,
+                base: 0,
+                redirect: Vec::new(),
                 written: 0,
                 live_failed: None,
                 copy_done: 0,
@@ -130,6 +138,50 @@ impl Kept {
                 ));
                 Ok(Opened::Plain(live))
             }
+        }
+    }
+
+    /// Keeps our stdout or stderr (`fd`) when the report goes there and it is a regular file
+    /// with a name (`--report - > r.jsonl`): the stream writes it, sharing its offset with the
+    /// shell; we keep a private copy of what goes there from now on (`record`), check it at the
+    /// end like a report we created, and restore it with what the shell wrote before. `None`
+    /// for a terminal, a pipe, a file without a name.
+    pub fn adopt(fd: i32) -> Option<Kept> {
+        let given = resolve::file_of_fd(fd)?;
+        let live = File::open(format!("/proc/self/fd/{fd}")).or_else(|_| dup_of(fd)).ok()?;
+        // SAFETY: lseek on an fd number; a closed or unseekable one fails.
+        let at = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+        // SAFETY: fcntl(F_GETFL) on an fd number.
+        let appending = unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_APPEND != 0;
+        let base = match appending {
+            true => live.metadata().ok()?.len(),
+            false => u64::try_from(at).ok()?,
+        };
+        let dir_path = given.parent().unwrap_or(Path::new("/"));
+        let dir = File::options().read(true).custom_flags(libc::O_DIRECTORY).open(dir_path).ok()?;
+        let copy = private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir())).ok()?;
+        let redirect = [1, 2].into_iter().filter(|&other| super::stream::same_object(fd, other)).collect();
+        Some(Kept {
+            path: given.clone(),
+            given,
+            dir,
+            live,
+            copy,
+            base,
+            redirect,
+            written: 0,
+            live_failed: None,
+            copy_done: 0,
+            copy_tail: Vec::new(),
+            copy_failed: None,
+        })
+    }
+
+    /// Notes bytes the stream wrote to the live file (`adopt`), or failed to (`written`).
+    pub fn record(&mut self, buf: &[u8], written: &io::Result<()>) {
+        self.keep_copy(buf);
+        if let Err(e) = written {
+            self.live_failed.get_or_insert(io::Error::new(e.kind(), e.to_string()));
         }
     }
 
@@ -150,10 +202,11 @@ impl Kept {
         if at_path != (ours.dev(), ours.ino()) {
             return Some("the path names another file".into());
         }
-        if ours.len() != self.written {
-            return Some(format!("it has {} bytes, {} were written", ours.len(), self.written));
+        if ours.len() != self.base + self.written {
+            return Some(format!("it has {} bytes, {} were written", ours.len(), self.base + self.written));
         }
-        let compared = self.readable_live().and_then(|live| same_bytes(&live, &self.copy, self.written));
+        let compared =
+            self.readable_live().and_then(|live| same_bytes(&live, self.base, &self.copy, self.written));
         match compared {
             Ok(true) => None,
             Ok(false) => Some("its contents were changed".into()),
@@ -182,6 +235,10 @@ impl Kept {
             Ok(restored) => restored,
             Err((err, kept_at)) => return Check::NotRestored { why, err, kept_at },
         };
+        for &fd in &self.redirect {
+            // SAFETY: dup2 onto our own stdout/stderr number; `restored` stays open.
+            unsafe { libc::dup2(restored.as_raw_fd(), fd) };
+        }
         self.live = restored;
         self.live_failed = None;
         // Restored where the file was; a reader of the path as given must find it there.
@@ -210,7 +267,11 @@ impl Kept {
         let unlink = || {
             let _ = nix::unistd::unlinkat(dir, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
         };
-        if let Err(e) = copy_range(&self.copy, &mut fresh, self.written) {
+        let prefix = match self.base {
+            0 => Ok(()),
+            base => self.readable_live().and_then(|live| copy_range(&live, &mut fresh, base)),
+        };
+        if let Err(e) = prefix.and_then(|()| copy_range(&self.copy, &mut fresh, self.written)) {
             unlink();
             return Err((e, None));
         }
@@ -269,12 +330,9 @@ impl Kept {
     }
 }
 
-impl Write for Kept {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // The copy first: what it holds is what the file must hold. A write of it cut short (a
-        // full file system, a file size limit) is finished later; one of the live file is
-        // undone at the end by the restore. Both at our own offsets, so that a write cut
-        // short leaves no fragment for a later one to be glued to.
+impl Kept {
+    /// Counts `buf` as written and puts it in the copy (or in its held tail).
+    fn keep_copy(&mut self, buf: &[u8]) {
         let at = self.written;
         self.written += buf.len() as u64;
         let holding = self.copy_done + self.copy_tail.len() as u64 == at;
@@ -285,6 +343,17 @@ impl Write for Kept {
             // Given up: the copy stays short, said at the end (`Check::Unkept`).
             self.copy_tail = Vec::new();
         }
+    }
+}
+
+impl Write for Kept {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // The copy first: what it holds is what the file must hold. A write of it cut short (a
+        // full file system, a file size limit) is finished later; one of the live file is
+        // undone at the end by the restore. Both at our own offsets, so that a write cut
+        // short leaves no fragment for a later one to be glued to.
+        let at = self.written;
+        self.keep_copy(buf);
         if let Err(e) = self.live.write_all_at(buf, at) {
             self.live_failed.get_or_insert(e);
         }
@@ -328,12 +397,13 @@ fn nanos() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
 }
 
-/// Whether the first `len` bytes of `a` and `b` are equal (and `a` has no more).
-fn same_bytes(a: &File, b: &File, len: u64) -> io::Result<bool> {
+/// Whether `len` bytes of `a` from `base` and the first `len` of `b` are equal (and `a` has no
+/// more).
+fn same_bytes(a: &File, base: u64, b: &File, len: u64) -> io::Result<bool> {
     let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     let mut at = 0u64;
     while at < len {
-        let n = a.read_at(&mut x, at)?;
+        let n = a.read_at(&mut x, base + at)?;
         if n == 0 {
             return Ok(false);
         }
@@ -350,7 +420,18 @@ fn same_bytes(a: &File, b: &File, len: u64) -> io::Result<bool> {
         }
         at += n as u64;
     }
-    Ok(a.read_at(&mut x[..1], at)? == 0)
+    Ok(a.read_at(&mut x[..1], base + at)? == 0)
+}
+
+/// A new descriptor of our `fd` (for a file we may not open again by its name).
+fn dup_of(fd: i32) -> io::Result<File> {
+    // SAFETY: F_DUPFD_CLOEXEC on an fd number; a closed one fails with EBADF.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl just gave us this fd.
+    Ok(unsafe { File::from_raw_fd(new) })
 }
 
 #[cfg(test)]
@@ -538,6 +619,31 @@ mod tests {
         k.copy_tail.clear();
         k.copy_failed = Some(io::Error::from_raw_os_error(libc::ENOSPC));
         assert!(matches!(k.check(), Check::Unkept { err } if err.contains("space")));
+    }
+
+    #[test]
+    fn a_stdout_file_is_kept_from_where_it_stood_and_restored_with_what_came_before() {
+        use std::os::fd::AsRawFd as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut out = File::create(&path).unwrap();
+        out.write_all(b"the shell's line\n").unwrap();
+        let mut k = Kept::adopt(out.as_raw_fd()).expect("adopted");
+        assert_eq!(k.base, 17);
+        for line in [&b"{\"verdict\":\"leak\"}\n"[..], b"program output\n"] {
+            let written = out.write_all(line);
+            k.record(line, &written);
+        }
+        assert!(matches!(k.check(), Check::Intact));
+        std::fs::write(dir.path().join("forged"), "{}\n").unwrap();
+        std::fs::rename(dir.path().join("forged"), &path).unwrap();
+        assert!(matches!(k.check(), Check::Restored { .. }));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "the shell's line\n{\"verdict\":\"leak\"}\nprogram output\n"
+        );
+        let (pipe, _w) = std::io::pipe().unwrap();
+        assert!(Kept::adopt(pipe.as_raw_fd()).is_none(), "a pipe is not kept");
     }
 
     #[test]

@@ -149,8 +149,16 @@ impl Reporter {
             ReportTarget::None => None,
             // Whole lines, through the lock the program's relayed output takes (see `stream`),
             // waiting when the stream is full (see `patient`).
-            ReportTarget::Stdout => Some(Box::new(stream::LineSink::new(stream::stdout()))),
-            ReportTarget::Stderr => Some(Box::new(stream::LineSink::new(stream::stderr()))),
+            // A regular file there is kept like `--report FILE` (`kept::Kept::adopt`).
+            // (Not `audit`'s appended report: its processes are not our children.)
+            ReportTarget::Stdout => {
+                kept = if append { None } else { stream::stdout().keep() };
+                Some(Box::new(stream::LineSink::new(stream::stdout())))
+            }
+            ReportTarget::Stderr => {
+                kept = if append { None } else { stream::stderr().keep() };
+                Some(Box::new(stream::LineSink::new(stream::stderr())))
+            }
             // `audit` appends to what earlier runs wrote; its processes are not our children.
             ReportTarget::File(path) if append => {
                 let file = File::options()

@@ -8,8 +8,9 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use super::kept::Kept;
 use super::patient::Patient;
 
 /// One of our two real output streams.
@@ -17,10 +18,13 @@ pub struct RealStream {
     fd: i32,
     /// Whether the last byte written (by the program, through the relay) did not end a line.
     mid_line: Mutex<bool>,
+    /// The report's private copy, when the report goes here and this is a regular file
+    /// (`Kept::adopt`): every byte written here is recorded in it.
+    kept: OnceLock<Arc<Mutex<Kept>>>,
 }
 
-static STDOUT: RealStream = RealStream { fd: 1, mid_line: Mutex::new(false) };
-static STDERR: RealStream = RealStream { fd: 2, mid_line: Mutex::new(false) };
+static STDOUT: RealStream = RealStream { fd: 1, mid_line: Mutex::new(false), kept: OnceLock::new() };
+static STDERR: RealStream = RealStream { fd: 2, mid_line: Mutex::new(false), kept: OnceLock::new() };
 
 /// Our stdout; the stderr stream when both are one file or socket (`2>&1`), so that one lock
 /// orders everything written to it.
@@ -50,7 +54,24 @@ impl RealStream {
     /// A stream on any fd (the relay's tests).
     #[cfg(test)]
     pub fn on(fd: i32) -> RealStream {
-        RealStream { fd, mid_line: Mutex::new(false) }
+        RealStream { fd, mid_line: Mutex::new(false), kept: OnceLock::new() }
+    }
+
+    /// Keeps this stream as the report file (`Kept::adopt`) when it is a regular file with a
+    /// name; the keeper, for the end-of-run check.
+    pub fn keep(&self) -> Option<Arc<Mutex<Kept>>> {
+        let kept = Arc::new(Mutex::new(Kept::adopt(self.fd)?));
+        self.kept.set(kept.clone()).ok()?;
+        Some(kept)
+    }
+
+    /// Writes `bytes` to the fd, recording them in the report's copy when it is kept.
+    fn put(&self, out: &mut Patient<FdWriter>, bytes: &[u8]) -> io::Result<()> {
+        let written = out.write_all(bytes);
+        if let Some(kept) = self.kept.get() {
+            kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(bytes, &written);
+        }
+        written
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
@@ -66,9 +87,9 @@ impl RealStream {
             let mut joined = Vec::with_capacity(lines.len() + 1);
             joined.push(b'\n');
             joined.extend_from_slice(lines);
-            out.write_all(&joined)?;
+            self.put(&mut out, &joined)?;
         } else {
-            out.write_all(lines)?;
+            self.put(&mut out, lines)?;
         }
         *mid_line = lines.last().is_some_and(|&b| b != b'\n');
         Ok(())
@@ -79,7 +100,7 @@ impl RealStream {
         let mut mid_line = self.lock();
         let mut out = Patient(FdWriter(self.fd));
         for part in parts.iter().filter(|p| !p.is_empty()) {
-            out.write_all(part)?;
+            self.put(&mut out, part)?;
             *mid_line = part.last().is_some_and(|&b| b != b'\n');
         }
         Ok(())
