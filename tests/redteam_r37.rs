@@ -6,7 +6,11 @@
 //! proxy that could be asked for a non-loopback address is a stand-in that records the request
 //! and connects nowhere (`socks_standin::Socks`); microsocks only reaches 127.0.0.2.
 //!
-//! Found (ignored tests, open):
+//! Found (each was an ignored test, open; closed on branch fix-37 and un-ignored: a host name
+//! that spells an address is that address; the authentication rules judge the method the proxy
+//! chose and SOCKS4's user id; what the relay cannot follow is `socks-uninspectable`, refused; a
+//! fake address in a request is by address whoever asks; a pool address that names nothing is
+//! never socksified nor made):
 //! - `a_socks5_name_that_is_a_dotted_address_after_a_lookup_is_flagged`: after a local lookup
 //!   the program asks the proxy for the address it got, but in the *domain* field (ATYP 3,
 //!   "127.0.0.2"): the inspector takes any domain field for a name, so the socks5-instead-of-
@@ -52,8 +56,13 @@
 //!   through a proxy that never answers, 400 UDP queries and 80 TCP connections: a leak after
 //!   them is still judged and reported, and the run ends with the program.
 //!
-//! Not tried: GSSAPI (method 1) chosen by the proxy (the relay then passes everything through
-//! uninspected; no stand-in here offers it), SOCKS-over-SOCKS (a CONNECT by name to the proxy
+//! Added with the fixes (passing): `a_proxy_that_chooses_gssapi_gets_nothing_past_the_inspector`
+//! and `a_failed_authentication_ends_the_connection` (a stand-in that reads on where a proxy would
+//! stop: the relay passed everything after GSSAPI or a failed authentication through uninspected),
+//! `a_proxy_connection_that_is_not_socks_is_never_passed_unread` (HTTP CONNECT under
+//! `--inspect-socks` alone; reported and passed under `--on-leak log`).
+//!
+//! Not tried: SOCKS-over-SOCKS (a CONNECT by name to the proxy
 //! itself, with the inner handshake uninspected: a nested tunnel is out of any relay's sight),
 //! sendfile/splice to the relay (sends on a connected socket are not trapped; the bytes are the
 //! same), io_uring (refused with the inspector), Tor upstream (needs the tornet).
@@ -89,8 +98,10 @@ fn microsocks(hosts: &str) -> Microsocks {
     }
 }
 
+/// Was found open (r37): a SOCKS5 domain field holding a dotted address (ATYP 3 "127.0.0.2")
+/// after a local lookup was taken for a name, never `socks-by-address`, and connected. Now a host
+/// name that spells an address (every `inet_aton` form, IPv6) is read as that address.
 #[test]
-#[ignore = "open: a SOCKS5 domain field holding a dotted address (ATYP 3 \"127.0.0.2\") after a local lookup is not flagged as socks-by-address"]
 fn a_socks5_name_that_is_a_dotted_address_after_a_lookup_is_flagged() {
     if !is_root() {
         skip!("--dns proxy needs root");
@@ -103,8 +114,9 @@ fn a_socks5_name_that_is_a_dotted_address_after_a_lookup_is_flagged() {
     assert_eq!(web.requests(), 0, "the request by address went through\n{}", out.describe());
 }
 
+/// Was found open (r37): a SOCKS4a host name that is a dotted address (0.0.0.1 + "127.0.0.2")
+/// was never `socks-by-address`. Now it is SOCKS4 by address, always flagged.
 #[test]
-#[ignore = "open: a SOCKS4a host name that is a dotted address (0.0.0.1 + \"127.0.0.2\") is not flagged as socks-by-address"]
 fn a_socks4a_host_that_is_a_dotted_address_is_flagged() {
     if !is_root() {
         skip!("--dns proxy needs root");
@@ -116,8 +128,10 @@ fn a_socks4a_host_that_is_a_dotted_address_is_flagged() {
     assert_eq!(out.leaks_for("socks-by-address").len(), 1, "{}", out.describe());
 }
 
+/// Was found open (r37): `--require-socks-auth` passed a greeting offering [no-auth, user/pass]
+/// when the proxy picked no-auth; the connection went through without credentials. Now the
+/// method the proxy chose is judged: the request is refused (`socks-no-auth`).
 #[test]
-#[ignore = "open: --require-socks-auth passes a greeting offering [no-auth, user/pass] when the proxy picks no-auth; the connection has no credentials"]
 fn require_socks_auth_holds_when_the_proxy_picks_no_authentication() {
     let socks = microsocks(&format!("127.0.0.2 {NAME}\n"));
     let web = HttpServer::bind("127.0.0.2");
@@ -128,8 +142,9 @@ fn require_socks_auth_holds_when_the_proxy_picks_no_authentication() {
     assert_eq!(web.requests(), 0, "went through without credentials\n{}", out.describe());
 }
 
+/// Was found open (r37): a SOCKS4a request with an empty user id was never checked against
+/// `--require-socks-auth`. Now SOCKS4's user id is judged like credentials.
 #[test]
-#[ignore = "open: a SOCKS4a request with an empty user id is not checked against --require-socks-auth"]
 fn require_socks_auth_covers_socks4() {
     let socks = microsocks("");
     let web = HttpServer::bind("127.0.0.2");
@@ -138,19 +153,28 @@ fn require_socks_auth_covers_socks4() {
     assert_eq!(out.leaks_for("socks-no-auth").len(), 1, "{}", out.describe());
 }
 
+/// Was found open (r37): a proxy connection that is not SOCKS (HTTP CONNECT to a mixed port)
+/// was passed through unread under `--require-socks-auth`, by address and without credentials.
+/// Now anything the inspector cannot follow is refused as `socks-uninspectable` (it asked for
+/// `socks-no-auth` when found; the connection carries no SOCKS authentication, but the reason
+/// that says what happened is that the inspector could not read it, whatever the rules).
 #[test]
-#[ignore = "open: a proxy connection that is not SOCKS (HTTP CONNECT on a mixed port) is passed through untouched under --require-socks-auth"]
 fn require_socks_auth_covers_a_proxy_that_speaks_http_connect() {
     let proxy = HttpConnectProxy::start().unwrap_or_else(|e| panic!("{e}"));
     let web = HttpServer::bind("127.0.0.2");
     let trace = Trace::new().proxy(proxy.addr()).opts(["--require-socks-auth"]);
     let out = socks_client(trace, "http", proxy.addr(), "127.0.0.2", web_port(&web), "");
-    assert_eq!(out.leaks_for("socks-no-auth").len(), 1, "{}\nproxy log: {}", out.describe(), proxy.log());
+    let leaks = out.leaks_for("socks-uninspectable");
+    assert_eq!(leaks.len(), 1, "{}\nproxy log: {}", out.describe(), proxy.log());
+    assert_eq!(leaks[0].s("protocol"), "http", "{}", out.describe());
+    assert_eq!(leaks[0].s("action"), "blocked", "{}", out.describe());
     assert_eq!(web.requests(), 0, "CONNECT by address, no credentials, went through\n{}", out.describe());
 }
 
+/// Was found open (r37): a SOCKS5 CONNECT by one of `--dns proxy`'s fake addresses from a process
+/// that did not itself resolve was not flagged; the proxy was asked for 100.64.0.1. Now a fake
+/// address in a request is `socks-by-address` whoever asks.
 #[test]
-#[ignore = "open: a SOCKS5 CONNECT by one of --dns proxy's fake addresses from a process that did not itself resolve is not flagged; the proxy is asked for 100.64.0.1"]
 fn a_socks_request_for_a_fake_address_is_flagged_from_any_process() {
     if !is_root() {
         skip!("--dns proxy needs root");
@@ -167,8 +191,10 @@ fn a_socks_request_for_a_fake_address_is_flagged_from_any_process() {
     );
 }
 
+/// Was found open (r37): under `--dns proxy --on-leak socksify` a connect to a pool address with
+/// no name was socksified by address. Now a pool address that names nothing is never socksified
+/// nor made: refused as the leak it is (`direct-tcp`, blocked).
 #[test]
-#[ignore = "open: under --dns proxy --on-leak socksify a connect to a pool address with no name is socksified by address, not refused"]
 fn a_connect_to_a_pool_address_never_handed_out_is_refused() {
     if !is_root() {
         skip!("--dns proxy needs root");
@@ -244,8 +270,10 @@ fn a_resolver_whose_proxy_never_answers_does_not_hold_the_run() {
     assert!(took < Duration::from_secs(30), "the run took {took:?}\n{}", out.describe());
 }
 
+/// Was found open (r37): `--isolation-regex` checked credentials only when the proxy picked
+/// username/password; offered both, the proxy picked none and a connection without credentials
+/// went through. Now no authentication is judged as an empty user name (`socks-isolation`).
 #[test]
-#[ignore = "open: --isolation-regex passes a connection without credentials when the proxy picks no-auth"]
 fn isolation_regex_holds_when_the_proxy_picks_no_authentication() {
     let socks = microsocks(&format!("127.0.0.2 {NAME}\n"));
     let web = HttpServer::bind("127.0.0.2");
@@ -256,8 +284,10 @@ fn isolation_regex_holds_when_the_proxy_picks_no_authentication() {
     assert_eq!(web.requests(), 0, "went through without credentials\n{}", out.describe());
 }
 
+/// Was found open (r37): a fake address whose name was evicted from the pool (65,536 other
+/// names) was socksified by address. Now it names nothing, and is refused like a pool address
+/// never handed out.
 #[test]
-#[ignore = "open: a fake address whose name was evicted from the pool (65,536 other names) is socksified by address, not refused"]
 fn a_fake_address_evicted_from_the_pool_is_never_connected_by_address() {
     if !is_root() {
         skip!("--dns proxy needs root");
@@ -273,4 +303,112 @@ fn a_fake_address_evicted_from_the_pool_is_never_connected_by_address() {
         standin.describe(),
         out.describe()
     );
+}
+
+/// A SOCKS5 proxy stand-in that answers every greeting with `method` (and a username/password
+/// with "failed"), then keeps the connection open and records whatever else comes: a proxy that
+/// reads on where the protocol says the connection is over, or wrapped in a method the inspector
+/// cannot read.
+struct ReadsOn {
+    addr: SocketAddr,
+    after: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl ReadsOn {
+    fn start(method: u8) -> ReadsOn {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stand-in");
+        let addr = listener.local_addr().unwrap();
+        let after: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+        let seen = after.clone();
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+                    let mut head = [0u8; 2];
+                    s.read_exact(&mut head)?;
+                    s.read_exact(&mut vec![0u8; usize::from(head[1])])?;
+                    s.write_all(&[5, method])?;
+                    if method == 2 {
+                        let mut ulen = [0u8; 2];
+                        s.read_exact(&mut ulen)?;
+                        s.read_exact(&mut vec![0u8; usize::from(ulen[1])])?;
+                        let mut plen = [0u8; 1];
+                        s.read_exact(&mut plen)?;
+                        s.read_exact(&mut vec![0u8; usize::from(plen[0])])?;
+                        s.write_all(&[1, 1])?;
+                    }
+                    let mut chunk = [0u8; 512];
+                    loop {
+                        let n = s.read(&mut chunk)?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        seen.lock().unwrap().extend_from_slice(&chunk[..n]);
+                    }
+                });
+            }
+        });
+        ReadsOn { addr, after }
+    }
+
+    fn read_on(&self) -> Vec<u8> {
+        // The relay passes bytes on at once; give its copy a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        self.after.lock().unwrap().clone()
+    }
+}
+
+/// From the red team's reading (r37, not tested then): a proxy that chooses GSSAPI (method 1),
+/// whose messages the inspector cannot read, made the relay pass everything after it through
+/// uninspected (here a CONNECT by address). Now a method the relay cannot follow is
+/// `socks-uninspectable`, refused: nothing after the method's choice reaches the proxy.
+#[test]
+fn a_proxy_that_chooses_gssapi_gets_nothing_past_the_inspector() {
+    let standin = ReadsOn::start(1);
+    let trace = Trace::new().proxy(standin.addr).opts(["--inspect-socks"]);
+    let out = socks_client(trace, "gssapi", standin.addr, "127.0.0.2", 80, "");
+    assert!(out.stdout.contains("the proxy chose method 1"), "{}", out.describe());
+    let leaks = out.leaks_for("socks-uninspectable");
+    assert_eq!(leaks.len(), 1, "{}", out.describe());
+    assert_eq!(leaks[0].s("protocol"), "socks5", "{}", out.describe());
+    let after = standin.read_on();
+    assert!(after.is_empty(), "the proxy got {after:?} past the inspector\n{}", out.describe());
+}
+
+/// From the red team's reading (r37, not tested then): a failed username/password
+/// authentication whose connection the proxy keeps open made the relay pass everything after it
+/// through uninspected. Now a refused authentication ends the connection (RFC 1929 has the
+/// client close it): nothing more reaches the proxy.
+#[test]
+fn a_failed_authentication_ends_the_connection() {
+    let standin = ReadsOn::start(2);
+    let trace = Trace::new().proxy(standin.addr).opts(["--inspect-socks"]);
+    let out = socks_client(trace, "authfail", standin.addr, "127.0.0.2", 80, "");
+    assert!(out.stdout.contains("auth status 1"), "{}", out.describe());
+    assert!(!out.stdout.contains("granted"), "{}", out.describe());
+    let after = standin.read_on();
+    assert!(after.is_empty(), "the proxy got {after:?} past the inspector\n{}", out.describe());
+}
+
+/// Not SOCKS under `--inspect-socks` alone (no authentication rule): HTTP CONNECT by address is
+/// refused as `socks-uninspectable`; under `--on-leak log` it is reported and passed on (as log
+/// passes every leak).
+#[test]
+fn a_proxy_connection_that_is_not_socks_is_never_passed_unread() {
+    let proxy = HttpConnectProxy::start().unwrap_or_else(|e| panic!("{e}"));
+    let web = HttpServer::bind("127.0.0.2");
+    let trace = Trace::new().proxy(proxy.addr()).opts(["--inspect-socks"]);
+    let out = socks_client(trace, "http", proxy.addr(), "127.0.0.2", web_port(&web), "");
+    let leaks = out.leaks_for("socks-uninspectable");
+    assert_eq!(leaks.len(), 1, "{}", out.describe());
+    assert_eq!(leaks[0].s("action"), "blocked", "{}", out.describe());
+    assert_eq!(web.requests(), 0, "went through unread\n{}", out.describe());
+    let trace = Trace::new().proxy(proxy.addr()).on_leak("log").opts(["--inspect-socks"]);
+    let out = socks_client(trace, "http", proxy.addr(), "127.0.0.2", web_port(&web), "");
+    let leaks = out.leaks_for("socks-uninspectable");
+    assert_eq!(leaks.len(), 1, "{}", out.describe());
+    assert_eq!(leaks[0].s("action"), "logged", "{}", out.describe());
+    assert_eq!(web.requests(), 1, "logged and passed on\n{}", out.describe());
 }

@@ -30,9 +30,11 @@ fn a_socks4_request_by_address_is_flagged_and_refused() {
     assert_eq!(web.requests(), 0);
 
     // SOCKS4a carries the name: nothing to flag (microsocks speaks SOCKS5 only,
-    // so the request itself fails at the proxy).
-    let out =
-        curl(Trace::new().proxy(socks.addr()).opts(["--inspect-socks"]), &["--socks4a", &proxy, &web.url()]);
+    // so the request itself fails at the proxy). A name, not the URL's address: a
+    // SOCKS4a host that spells an address is by address
+    // (`redteam_r37::a_socks4a_host_that_is_a_dotted_address_is_flagged`).
+    let url = format!("http://{NAME}:{}/", web.dst().rsplit(':').next().unwrap());
+    let out = curl(Trace::new().proxy(socks.addr()).opts(["--inspect-socks"]), &["--socks4a", &proxy, &url]);
     assert!(out.leaks().is_empty(), "{}", out.describe());
 }
 

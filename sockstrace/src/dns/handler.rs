@@ -10,7 +10,7 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 
 use super::answer::{self, Outcome};
 use super::forward::Forwarder;
-use super::pool::FakePool;
+use super::pool::{FakePool, PoolAddress};
 use super::query::{self, Read, Request};
 use super::reply::{self, Transport};
 use super::stats::{ResolverStats, Stats};
@@ -50,11 +50,25 @@ impl Handler {
         Handler { backend, stats: Stats::default() }
     }
 
+    #[cfg(test)]
     pub fn name_for(&self, ip: IpAddr) -> Option<String> {
         match &self.backend {
             Backend::FakeIp(pool) => pool.name_for(ip),
             _ => None,
         }
+    }
+
+    /// What `ip` is to the fake-address pool (`Outside` when there is none).
+    pub fn pool_address(&self, ip: IpAddr) -> PoolAddress {
+        match &self.backend {
+            Backend::FakeIp(pool) => pool.lookup(ip),
+            _ => PoolAddress::Outside,
+        }
+    }
+
+    /// Whether `ip` lies in the fake-address pool, when there is one.
+    pub fn in_fake_pool(&self, ip: IpAddr) -> bool {
+        matches!(self.backend, Backend::FakeIp(_)) && super::pool::in_pool(ip)
     }
 
     pub fn stats(&self) -> ResolverStats {

@@ -10,9 +10,12 @@
 //!   addresses. No traffic at all: socksify catches every connect to the
 //!   pool (these addresses are never routed by us to the internet) and sends
 //!   the proxy a CONNECT with the *name* ([`Resolver::name_for`]), as
-//!   socks5h does. The one mode in which `.onion` names work. It needs
-//!   `--on-leak socksify`: a connect to a pool address whose name is unknown
-//!   ([`in_pool`] but no `name_for`) must be refused, never made.
+//!   socks5h does. The one mode in which `.onion` names work. A connect to a
+//!   pool address whose name is unknown ([`PoolAddress::Unnamed`]: never
+//!   handed out, or evicted) is refused under every `--on-leak`, never made
+//!   nor socksified by address (`supervisor::handlers::connect`); a SOCKS
+//!   request for a pool address is `socks-by-address` whoever makes it (the
+//!   inspector).
 //! - **TorResolve**: Tor's SOCKS commands RESOLVE/RESOLVE_PTR.
 //! - **TcpViaSocks**: the query over DNS-over-TCP to a resolver, through a
 //!   SOCKS5 CONNECT.
@@ -41,7 +44,7 @@ mod tor;
 
 use std::net::SocketAddr;
 
-pub use pool::in_pool;
+pub use pool::{in_pool, PoolAddress};
 pub use server::{Names, Resolver};
 pub use stats::ResolverStats;
 

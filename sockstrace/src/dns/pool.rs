@@ -31,6 +31,19 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 /// Indices run from 1 to 2^22 - 2: neither 100.64.0.0 nor 100.127.255.255.
 const MAX_INDEX: u32 = (1 << (32 - V4_PREFIX)) - 2;
 
+/// What an address is to the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolAddress {
+    /// Outside the pool's prefixes (or no fake addresses are handed out).
+    Outside,
+    /// The fake address of this name.
+    Named(String),
+    /// In the pool and standing for no name: never handed out, or forgotten
+    /// (evicted). It may be a real network behind the proxy or the host (shared
+    /// address space: CGNAT, Tailscale), so it is never connected to by address.
+    Unnamed,
+}
+
 pub struct FakePool {
     capacity: usize,
     inner: RwLock<Inner>,
@@ -84,6 +97,14 @@ impl FakePool {
         let slot = &inner.slots[*inner.by_index.get(&index)?];
         slot.used.store(true, Ordering::Relaxed);
         Some(slot.name.to_string())
+    }
+
+    /// What `ip` is to the pool: outside it, a name's, or nobody's.
+    pub fn lookup(&self, ip: IpAddr) -> PoolAddress {
+        if !in_pool(ip) {
+            return PoolAddress::Outside;
+        }
+        self.name_for(ip).map_or(PoolAddress::Unnamed, PoolAddress::Named)
     }
 
     /// How many names the pool remembers now.
@@ -218,6 +239,23 @@ mod tests {
         pool.addresses_for("e");
         assert_eq!(pool.name_for(b.into()).as_deref(), Some("b"));
         assert_eq!(pool.len(), 3);
+    }
+
+    #[test]
+    fn a_pool_address_is_a_names_or_nobodys() {
+        let pool = FakePool::new(1);
+        let (a4, a6) = pool.addresses_for("a");
+        assert_eq!(pool.lookup(a4.into()), PoolAddress::Named("a".into()));
+        assert_eq!(pool.lookup(a6.into()), PoolAddress::Named("a".into()));
+        assert_eq!(pool.lookup(IpAddr::V6(a4.to_ipv6_mapped())), PoolAddress::Named("a".into()));
+        for never in ["100.64.3.3", "100.64.0.0", "100.127.255.255", "fd7a:736f:636b::9"] {
+            assert_eq!(pool.lookup(never.parse().unwrap()), PoolAddress::Unnamed, "{never}");
+        }
+        for outside in ["100.128.0.1", "100.63.255.255", "127.0.0.1", "fd7a:736f:636c::1"] {
+            assert_eq!(pool.lookup(outside.parse().unwrap()), PoolAddress::Outside, "{outside}");
+        }
+        pool.addresses_for("b");
+        assert_eq!(pool.lookup(a4.into()), PoolAddress::Unnamed, "evicted");
     }
 
     #[test]

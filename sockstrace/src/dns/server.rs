@@ -37,8 +37,20 @@ pub struct Names(Arc<Handler>);
 
 impl Names {
     /// See `Resolver::name_for`.
+    #[cfg(test)]
     pub fn name_for(&self, ip: IpAddr) -> Option<String> {
         self.0.name_for(ip)
+    }
+
+    /// What `ip` is to the fake-address pool: outside it (or there is no
+    /// pool: Tor or DNS-over-TCP answers), a name's, or nobody's.
+    pub fn pool_address(&self, ip: IpAddr) -> super::PoolAddress {
+        self.0.pool_address(ip)
+    }
+
+    /// Whether `ip` lies in the fake-address pool, when there is one (named or not).
+    pub fn in_fake_pool(&self, ip: IpAddr) -> bool {
+        self.0.in_fake_pool(ip)
     }
 }
 

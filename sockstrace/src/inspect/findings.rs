@@ -1,6 +1,12 @@
 //! What in a SOCKS handshake is a leak, given the user's rules. Pure.
+//!
+//! The authentication rules judge what the connection carries, not what the
+//! program offered: the method the proxy *chose* (a greeting offering
+//! username/password and "none" leaves the choice to the proxy) and the user
+//! name actually sent (none under "no authentication", SOCKS4's user id,
+//! which Tor isolates streams by too).
 
-use super::parse::Asked;
+use super::parse::{Asked, Socks4};
 use crate::policy::Reason;
 
 /// `--require-socks-auth`, `--isolation-regex`.
@@ -10,16 +16,57 @@ pub struct Rules {
     pub isolation: Option<regex::Regex>,
 }
 
-/// A SOCKS4 request naming an address: the program resolved the name itself
-/// (SOCKS4a would carry the name).
-pub fn socks4(asked: &Asked) -> Option<Reason> {
-    matches!(asked, Asked::Address(_)).then_some(Reason::SocksByAddress)
+/// SOCKS5 methods (RFC 1928).
+pub const NO_AUTH: u8 = 0;
+pub const USERPASS: u8 = 2;
+pub const NO_ACCEPTABLE_METHOD: u8 = 0xff;
+
+/// A SOCKS4 request naming an address (the program resolved the name itself:
+/// SOCKS4a would carry the name), or whose user id breaks the rules.
+pub fn socks4(rules: &Rules, request: &Socks4) -> Option<Reason> {
+    if matches!(request.asked, Asked::Address(_)) {
+        return Some(Reason::SocksByAddress);
+    }
+    user_id(rules, &request.user)
 }
 
-/// A greeting that offers no username/password while the rules require it.
+/// A user name (SOCKS4's user id; empty when there is none) under the rules:
+/// none while they require one, or one outside the isolation pattern.
+pub fn user_id(rules: &Rules, user: &[u8]) -> Option<Reason> {
+    if rules.require_auth && user.is_empty() {
+        return Some(Reason::SocksNoAuth);
+    }
+    credentials(rules, user)
+}
+
+/// A greeting that offers no username/password while the rules require it
+/// (the proxy could only choose no authentication).
 pub fn greeting(rules: &Rules, methods: &[u8]) -> Option<Reason> {
-    const USERPASS: u8 = 2;
     (rules.require_auth && !methods.contains(&USERPASS)).then_some(Reason::SocksNoAuth)
+}
+
+/// What the relay does with the method the proxy chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    /// Read the credentials next (username/password).
+    Credentials,
+    /// Read the request next (no authentication), unless this is a finding.
+    Request(Option<Reason>),
+    /// The proxy accepts none of the methods: the connection ends.
+    End,
+    /// A method whose messages the relay cannot read (GSSAPI, private
+    /// methods): what follows would pass unread.
+    Uninspectable,
+}
+
+/// The method the proxy chose, under the rules.
+pub fn chosen(rules: &Rules, method: u8) -> Chosen {
+    match method {
+        USERPASS => Chosen::Credentials,
+        NO_AUTH => Chosen::Request(user_id(rules, b"")),
+        NO_ACCEPTABLE_METHOD => Chosen::End,
+        _ => Chosen::Uninspectable,
+    }
 }
 
 /// Credentials that do not match the isolation pattern.
@@ -32,10 +79,22 @@ pub fn credentials(rules: &Rules, user: &[u8]) -> Option<Reason> {
 /// address by nature and connects nowhere.
 pub const CMD_RESOLVE_PTR: u8 = 0xf1;
 
-/// A SOCKS5 request (`command`, e.g. CONNECT) by address right after the
-/// same process made a DNS query; a reverse lookup is none.
-pub fn request(asked: &Asked, command: u8, resolved_recently: bool) -> Option<Reason> {
-    (matches!(asked, Asked::Address(_)) && resolved_recently && command != CMD_RESOLVE_PTR)
+/// What makes a SOCKS5 request by address mean a name resolved locally.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// The same process made a DNS query just before.
+    pub recently: bool,
+    /// The address is one of the `--dns proxy` resolver's fake addresses:
+    /// only a local lookup hands those out, whoever made it.
+    pub fake_address: bool,
+}
+
+/// A SOCKS5 request (`command`, e.g. CONNECT) by address for a name resolved
+/// locally; a reverse lookup is none.
+pub fn request(asked: &Asked, command: u8, resolved: Resolved) -> Option<Reason> {
+    (matches!(asked, Asked::Address(_))
+        && (resolved.recently || resolved.fake_address)
+        && command != CMD_RESOLVE_PTR)
         .then_some(Reason::SocksByAddress)
 }
 
@@ -49,18 +108,39 @@ mod tests {
     fn by_name() -> Asked {
         Asked::Name("example.com".into(), 80)
     }
+    fn strict() -> Rules {
+        Rules { require_auth: true, isolation: Some(regex::Regex::new("^iso-[0-9]+$").unwrap()) }
+    }
+    fn isolating() -> Rules {
+        Rules { require_auth: false, isolation: Some(regex::Regex::new("^iso-[0-9]+$").unwrap()) }
+    }
+    fn require() -> Rules {
+        Rules { require_auth: true, isolation: None }
+    }
+    fn v4(asked: Asked, user: &[u8]) -> Socks4 {
+        Socks4 { asked, user: user.to_vec() }
+    }
 
     #[test]
     fn flags_what_leaks_through_the_proxy() {
-        assert_eq!(socks4(&by_ip()), Some(Reason::SocksByAddress));
-        assert_eq!(socks4(&by_name()), None);
+        let none = Rules::default();
+        assert_eq!(socks4(&none, &v4(by_ip(), b"u")), Some(Reason::SocksByAddress));
+        assert_eq!(socks4(&none, &v4(by_name(), b"")), None);
         const CONNECT: u8 = 1;
-        assert_eq!(request(&by_ip(), CONNECT, true), Some(Reason::SocksByAddress));
-        assert_eq!(request(&by_ip(), CONNECT, false), None);
-        assert_eq!(request(&by_name(), CONNECT, true), None);
+        let recently = Resolved { recently: true, fake_address: false };
+        assert_eq!(request(&by_ip(), CONNECT, recently), Some(Reason::SocksByAddress));
+        assert_eq!(request(&by_ip(), CONNECT, Resolved::default()), None);
+        assert_eq!(request(&by_name(), CONNECT, recently), None);
         // Tor's RESOLVE (0xF0) by address is still flagged; RESOLVE_PTR is not.
-        assert_eq!(request(&by_ip(), 0xf0, true), Some(Reason::SocksByAddress));
-        assert_eq!(request(&by_ip(), CMD_RESOLVE_PTR, true), None);
+        assert_eq!(request(&by_ip(), 0xf0, recently), Some(Reason::SocksByAddress));
+        assert_eq!(request(&by_ip(), CMD_RESOLVE_PTR, recently), None);
+    }
+
+    #[test]
+    fn a_fake_address_is_by_address_whoever_resolved_it() {
+        let fake = Resolved { recently: false, fake_address: true };
+        assert_eq!(request(&by_ip(), 1, fake), Some(Reason::SocksByAddress));
+        assert_eq!(request(&by_name(), 1, fake), None);
     }
 
     #[test]
@@ -68,11 +148,37 @@ mod tests {
         let none = Rules::default();
         assert_eq!(greeting(&none, &[0]), None);
         assert_eq!(credentials(&none, b"anyone"), None);
-        let strict =
-            Rules { require_auth: true, isolation: Some(regex::Regex::new("^iso-[0-9]+$").unwrap()) };
-        assert_eq!(greeting(&strict, &[0]), Some(Reason::SocksNoAuth));
-        assert_eq!(greeting(&strict, &[0, 2]), None);
-        assert_eq!(credentials(&strict, b"iso-42"), None);
-        assert_eq!(credentials(&strict, b"shared"), Some(Reason::SocksIsolation));
+        assert_eq!(greeting(&strict(), &[0]), Some(Reason::SocksNoAuth));
+        assert_eq!(greeting(&strict(), &[0, 2]), None);
+        assert_eq!(credentials(&strict(), b"iso-42"), None);
+        assert_eq!(credentials(&strict(), b"shared"), Some(Reason::SocksIsolation));
+    }
+
+    #[test]
+    fn the_method_the_proxy_chose_is_judged() {
+        let none = Rules::default();
+        assert_eq!(chosen(&none, NO_AUTH), Chosen::Request(None));
+        assert_eq!(chosen(&require(), NO_AUTH), Chosen::Request(Some(Reason::SocksNoAuth)));
+        assert_eq!(chosen(&isolating(), NO_AUTH), Chosen::Request(Some(Reason::SocksIsolation)));
+        assert_eq!(chosen(&strict(), NO_AUTH), Chosen::Request(Some(Reason::SocksNoAuth)));
+        let anything = Rules { require_auth: false, isolation: Some(regex::Regex::new(".*").unwrap()) };
+        assert_eq!(chosen(&anything, NO_AUTH), Chosen::Request(None), "an empty name matches .*");
+        for rules in [none, strict()] {
+            assert_eq!(chosen(&rules, USERPASS), Chosen::Credentials);
+            assert_eq!(chosen(&rules, NO_ACCEPTABLE_METHOD), Chosen::End);
+            for method in [1, 3, 0x80, 0xfe] {
+                assert_eq!(chosen(&rules, method), Chosen::Uninspectable, "method {method}");
+            }
+        }
+    }
+
+    #[test]
+    fn socks4_user_ids_are_judged_like_credentials() {
+        assert_eq!(socks4(&require(), &v4(by_name(), b"")), Some(Reason::SocksNoAuth));
+        assert_eq!(socks4(&require(), &v4(by_name(), b"u")), None);
+        assert_eq!(socks4(&isolating(), &v4(by_name(), b"shared")), Some(Reason::SocksIsolation));
+        assert_eq!(socks4(&isolating(), &v4(by_name(), b"")), Some(Reason::SocksIsolation));
+        assert_eq!(socks4(&strict(), &v4(by_name(), b"iso-7")), None);
+        assert_eq!(socks4(&strict(), &v4(by_ip(), b"iso-7")), Some(Reason::SocksByAddress));
     }
 }

@@ -1,8 +1,15 @@
 //! What a program's first bytes to its proxy say: the SOCKS version, the
 //! offered authentication, the credentials, and whether it asked for a name
-//! or an address. Pure: bytes in, a verdict out.
+//! or an address; and how long the proxy's answers are. Pure: bytes in, a
+//! verdict out.
+//!
+//! A host name that is an address literal (`"127.0.0.2"` in a SOCKS5 domain
+//! field or a SOCKS4a host) is read as the address it spells
+//! ([`super::literal`]): the proxy connects to it without resolving anything.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::literal::address_literal;
 
 /// Where the program asked the proxy to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +58,7 @@ pub fn socks4(buf: &[u8]) -> Parsed<Socks4> {
     let asked = if ip.octets()[..3] == [0, 0, 0] && ip.octets()[3] != 0 {
         let Some((host, used)) = nul_terminated(&buf[taken..]) else { return Parsed::Incomplete };
         taken += used;
-        Asked::Name(String::from_utf8_lossy(host).into_owned(), port)
+        named(host, port)
     } else {
         Asked::Address(SocketAddr::new(IpAddr::V4(ip), port))
     };
@@ -123,10 +130,49 @@ pub fn socks5_request(buf: &[u8]) -> Parsed<Asked> {
             octets.copy_from_slice(addr);
             Asked::Address(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), port))
         }
-        _ => Asked::Name(String::from_utf8_lossy(addr).into_owned(), port),
+        _ => named(addr, port),
     };
     Parsed::Done(asked, total)
 }
+
+/// A host name asked of the proxy: an address when it spells one.
+fn named(host: &[u8], port: u16) -> Asked {
+    match address_literal(host) {
+        Some(ip) => Asked::Address(SocketAddr::new(ip, port)),
+        None => Asked::Name(String::from_utf8_lossy(host).into_owned(), port),
+    }
+}
+
+/// The length of a SOCKS5 reply (`VER REP RSV ATYP BND.ADDR BND.PORT`) from
+/// its first five bytes; `None`: not a SOCKS5 reply.
+pub fn socks5_reply_len(head: [u8; 5]) -> Option<usize> {
+    if head[0] != 5 {
+        return None;
+    }
+    let addr_len = match head[3] {
+        1 => 4,
+        4 => 16,
+        3 => 1 + usize::from(head[4]),
+        _ => return None,
+    };
+    Some(4 + addr_len + 2)
+}
+
+/// What a proxy connection that is not SOCKS4/5 speaks, for the report: an
+/// HTTP request (CONNECT to a mixed port), TLS, or something else.
+pub fn other_protocol(first: &[u8]) -> &'static str {
+    let token = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    if token > 0 && first.get(token) == Some(&b' ') {
+        "http"
+    } else if first.starts_with(&[0x16, 3]) {
+        "tls"
+    } else {
+        "unknown"
+    }
+}
+
+/// SOCKS4's reply code for "request granted".
+pub const SOCKS4_GRANTED: u8 = 90;
 
 #[cfg(test)]
 mod tests {
@@ -143,6 +189,43 @@ mod tests {
         assert_eq!(socks4(&v4a), Parsed::Done(want, v4a.len()));
         assert_eq!(socks4(&v4a[..12]), Parsed::Incomplete);
         assert_eq!(socks4(&[5, 1, 0, 0, 0, 0, 0, 0]), Parsed::Invalid);
+    }
+
+    #[test]
+    fn a_host_name_that_spells_an_address_is_an_address() {
+        let mut v4a = vec![4, 1, 0, 80, 0, 0, 0, 1, b'u', 0];
+        v4a.extend_from_slice(b"127.0.0.2\0");
+        let want = Socks4 { asked: Asked::Address("127.0.0.2:80".parse().unwrap()), user: b"u".to_vec() };
+        assert_eq!(socks4(&v4a), Parsed::Done(want, v4a.len()));
+        for host in [&b"127.0.0.2"[..], b"2130706434", b"0x7f.2", b"127.2", b"0177.0.0.2"] {
+            let mut req = vec![5, 1, 0, 3, host.len() as u8];
+            req.extend_from_slice(host);
+            req.extend_from_slice(&[0, 80]);
+            let want = Asked::Address("127.0.0.2:80".parse().unwrap());
+            assert_eq!(socks5_request(&req), Parsed::Done(want, req.len()), "{host:?}");
+        }
+        let mut v6 = vec![5, 1, 0, 3, 5];
+        v6.extend_from_slice(b"[::1]\x01\xbb");
+        assert_eq!(socks5_request(&v6), Parsed::Done(Asked::Address("[::1]:443".parse().unwrap()), v6.len()));
+    }
+
+    #[test]
+    fn names_what_is_not_socks() {
+        assert_eq!(other_protocol(b"CONNECT 127.0.0.2:80 HTTP/1.1\r\n"), "http");
+        assert_eq!(other_protocol(b"GET / HTTP/1.0"), "http");
+        assert_eq!(other_protocol(&[0x16, 3, 1, 0, 0x20]), "tls");
+        assert_eq!(other_protocol(b"CONNECT"), "unknown");
+        assert_eq!(other_protocol(&[6, 1]), "unknown");
+        assert_eq!(other_protocol(b""), "unknown");
+    }
+
+    #[test]
+    fn measures_socks5_replies() {
+        assert_eq!(socks5_reply_len([5, 0, 0, 1, 127]), Some(10));
+        assert_eq!(socks5_reply_len([5, 0, 0, 4, 0]), Some(22));
+        assert_eq!(socks5_reply_len([5, 0, 0, 3, 7]), Some(14));
+        assert_eq!(socks5_reply_len([5, 1, 0, 9, 0]), None);
+        assert_eq!(socks5_reply_len([4, 90, 0, 1, 0]), None);
     }
 
     #[test]
@@ -166,6 +249,10 @@ mod tests {
             let _ = socks5_greeting(&bytes);
             let _ = socks5_auth(&bytes);
             let _ = socks5_request(&bytes);
+            let _ = other_protocol(&bytes);
+            if let Some(head) = bytes.first_chunk::<5>() {
+                let _ = socks5_reply_len(*head);
+            }
         }
     }
 }

@@ -12,15 +12,22 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::findings::{self, Rules};
+use super::findings::{self, Chosen, Resolved, Rules};
 use super::parse::{self, Asked, Parsed};
+use crate::dns::Names;
 use crate::policy::{Decision, Reason};
 use crate::report_writer::{Action, Event, ProcessInfo, Reporter};
 
 /// How long the relay waits for the supervisor to register a connection.
 const REGISTER_WAIT: Duration = Duration::from_secs(2);
-/// How long a handshake message may take to arrive.
+/// How long the handshake may take, up to the request passed to the proxy.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the proxy may take to answer the request (Tor gives a circuit two
+/// minutes).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(150);
+/// The longest handshake message read (SOCKS5's are under 600 bytes; a
+/// SOCKS4 user id and host name have no bound of their own).
+const MAX_MESSAGE: usize = 16 * 1024;
 /// A process's own DNS query this recent makes a CONNECT by address suspect.
 pub const RESOLVED_RECENTLY: Duration = Duration::from_secs(10);
 
@@ -80,6 +87,7 @@ impl Handoff {
 
 impl Inspector {
     /// Listens on 127.0.0.1 and ::1 (free ports) on the current runtime.
+    /// `names`: the `--dns proxy` resolver's, when it hands out fake addresses.
     /// `isolated` (`--isolate-network`): the program's connections come only
     /// through the forwarders ([`Handoff`]); the listeners in our namespace
     /// give the addresses to forward and accept nothing (a process of the
@@ -90,11 +98,12 @@ impl Inspector {
         refuse: bool,
         reporter: Arc<Reporter>,
         isolated: bool,
+        names: Option<Names>,
     ) -> Result<Inspector> {
         let v4 = TcpListener::bind("127.0.0.1:0").await.context("binding the SOCKS inspector")?;
         let v6 = TcpListener::bind("[::1]:0").await.ok();
         let pending: Pending = Arc::default();
-        let shared = Arc::new(Shared { rules, refuse, reporter, pending: pending.clone() });
+        let shared = Arc::new(Shared { rules, refuse, reporter, pending: pending.clone(), names });
         let addrs = (v4.local_addr()?, v6.as_ref().and_then(|l| l.local_addr().ok()));
         if !isolated {
             tokio::spawn(serve(v4, shared.clone()));
@@ -155,6 +164,9 @@ struct Shared {
     refuse: bool,
     reporter: Arc<Reporter>,
     pending: Pending,
+    /// `--dns proxy`: the resolver, whose fake addresses in a request mean a
+    /// name resolved locally.
+    names: Option<Names>,
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -185,9 +197,17 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let Ok(mut upstream) = TcpStream::connect(origin.proxy).await else { return };
     let mut session =
         Session { client: &mut client, upstream: &mut upstream, buf: Vec::new(), shared: &shared, origin };
-    let go_on = tokio::time::timeout(HANDSHAKE_TIMEOUT, session.handshake()).await.unwrap_or(Ok(false));
+    let then = tokio::time::timeout(HANDSHAKE_TIMEOUT, session.handshake()).await.unwrap_or(Ok(Then::Stop));
+    let go_on = match then {
+        Ok(Then::Copy) => true,
+        Ok(Then::AwaitReply(version)) => {
+            let granted = tokio::time::timeout(REPLY_TIMEOUT, session.granted(version)).await;
+            matches!(granted, Ok(Ok(Then::Copy)))
+        }
+        Ok(Then::Stop) | Err(_) => false,
+    };
     let leftover = std::mem::take(&mut session.buf);
-    if !matches!(go_on, Ok(true)) {
+    if !go_on {
         return;
     }
     if !leftover.is_empty() && upstream.write_all(&leftover).await.is_err() {
@@ -205,17 +225,35 @@ struct Session<'a> {
     origin: Origin,
 }
 
-/// What the relay does after the handshake: go on copying, or stop.
-type GoOn = std::io::Result<bool>;
+/// Where a step of the handshake leaves the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Copy both ways from now on.
+    Copy,
+    /// The request went to the proxy: its answer decides (a refused request
+    /// ends the connection, as the protocol has it: a proxy that read on
+    /// would read unseen requests).
+    AwaitReply(Version),
+    /// Close both sides: refused, ended by the proxy, or not to be followed.
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Socks4,
+    Socks5,
+}
 
 impl Session<'_> {
     /// Reads from the program until `parse` has a whole message; returns it
-    /// with its bytes (taken out of the buffer). `None`: not this protocol.
+    /// with its bytes (taken out of the buffer). `None`: not this protocol,
+    /// or longer than any handshake message.
     async fn next<T>(&mut self, parse: impl Fn(&[u8]) -> Parsed<T>) -> std::io::Result<Option<(T, Vec<u8>)>> {
         loop {
             match parse(&self.buf) {
                 Parsed::Done(value, used) => return Ok(Some((value, self.buf.drain(..used).collect()))),
                 Parsed::Invalid => return Ok(None),
+                Parsed::Incomplete if self.buf.len() > MAX_MESSAGE => return Ok(None),
                 Parsed::Incomplete => self.fill().await?,
             }
         }
@@ -239,71 +277,124 @@ impl Session<'_> {
         Ok(reply)
     }
 
-    async fn handshake(&mut self) -> GoOn {
+    async fn handshake(&mut self) -> std::io::Result<Then> {
         while self.buf.is_empty() {
             self.fill().await?;
         }
         match self.buf[0] {
             4 => self.socks4().await,
             5 => self.socks5().await,
-            // Not SOCKS: passed on untouched.
-            _ => Ok(true),
+            // Not SOCKS (HTTP CONNECT to a mixed port, TLS, anything): nothing to read it by.
+            _ => Ok(self.uninspectable(parse::other_protocol(&self.buf))),
         }
     }
 
-    async fn socks4(&mut self) -> GoOn {
-        let Some((request, bytes)) = self.next(parse::socks4).await? else { return Ok(true) };
-        let finding =
-            findings::socks4(&request.asked).or(findings::credentials(&self.shared.rules, &request.user));
-        if let Some(reason) = finding {
+    /// A connection the relay cannot follow: refused, or under `--on-leak
+    /// log` reported and passed on unread (as log passes every leak).
+    fn uninspectable(&self, protocol: &str) -> Then {
+        match self.flag(Reason::SocksUninspectable, None, protocol) {
+            true => Then::Stop,
+            false => Then::Copy,
+        }
+    }
+
+    async fn socks4(&mut self) -> std::io::Result<Then> {
+        let Some((request, bytes)) = self.next(parse::socks4).await? else {
+            return Ok(self.uninspectable("socks4"));
+        };
+        if let Some(reason) = findings::socks4(&self.shared.rules, &request) {
             if self.flag(reason, Some(&request.asked), "socks4") {
                 // SOCKS4 "request rejected or failed".
                 self.client.write_all(&[0, 91, 0, 0, 0, 0, 0, 0]).await?;
-                return Ok(false);
+                return Ok(Then::Stop);
             }
         }
         self.upstream.write_all(&bytes).await?;
-        Ok(true)
+        Ok(Then::AwaitReply(Version::Socks4))
     }
 
-    async fn socks5(&mut self) -> GoOn {
-        let Some((methods, bytes)) = self.next(parse::socks5_greeting).await? else { return Ok(true) };
-        if let Some(reason) = findings::greeting(&self.shared.rules, &methods) {
+    async fn socks5(&mut self) -> std::io::Result<Then> {
+        let Some((methods, bytes)) = self.next(parse::socks5_greeting).await? else {
+            return Ok(self.uninspectable("socks5"));
+        };
+        let greeted = findings::greeting(&self.shared.rules, &methods);
+        if let Some(reason) = greeted {
             if self.flag(reason, None, "socks5") {
                 self.client.write_all(&[5, 0xff]).await?;
-                return Ok(false);
+                return Ok(Then::Stop);
             }
         }
         self.upstream.write_all(&bytes).await?;
-        let chosen = self.reply(2).await?[1];
-        if chosen == 2 {
-            let Some((user, bytes)) = self.next(parse::socks5_auth).await? else { return Ok(true) };
-            if let Some(reason) = findings::credentials(&self.shared.rules, &user) {
-                if self.flag(reason, None, "socks5") {
-                    self.client.write_all(&[1, 1]).await?;
-                    return Ok(false);
+        // What the connection carries is the method the proxy chose, not the ones offered.
+        let method = self.reply(2).await?[1];
+        let no_auth_finding = match findings::chosen(&self.shared.rules, method) {
+            Chosen::End => return Ok(Then::Stop),
+            Chosen::Uninspectable => return Ok(self.uninspectable("socks5")),
+            // Already reported with the greeting (`--on-leak log`): once is enough.
+            Chosen::Request(finding) => finding.filter(|&reason| Some(reason) != greeted),
+            Chosen::Credentials => {
+                let Some((user, bytes)) = self.next(parse::socks5_auth).await? else {
+                    return Ok(self.uninspectable("socks5"));
+                };
+                if let Some(reason) = findings::credentials(&self.shared.rules, &user) {
+                    if self.flag(reason, None, "socks5") {
+                        self.client.write_all(&[1, 1]).await?;
+                        return Ok(Then::Stop);
+                    }
                 }
+                self.upstream.write_all(&bytes).await?;
+                if self.reply(2).await?[1] != 0 {
+                    // Authentication failed: RFC 1929 has the client close; a proxy that
+                    // read on would read what the relay no longer follows.
+                    return Ok(Then::Stop);
+                }
+                None
             }
-            self.upstream.write_all(&bytes).await?;
-            if self.reply(2).await?[1] != 0 {
-                return Ok(true);
-            }
-        } else if chosen != 0 {
-            return Ok(true);
-        }
-        let Some((asked, bytes)) = self.next(parse::socks5_request).await? else { return Ok(true) };
-        let last_dns = self.origin.dns_seen.lock().ok().and_then(|seen| seen.get(&self.origin.pid).copied());
-        let resolved_recently = last_dns.is_some_and(|t| t.elapsed() < RESOLVED_RECENTLY);
+        };
+        let Some((asked, bytes)) = self.next(parse::socks5_request).await? else {
+            return Ok(self.uninspectable("socks5"));
+        };
         let command = bytes.get(1).copied().unwrap_or(0);
-        if let Some(reason) = findings::request(&asked, command, resolved_recently) {
-            if self.flag(reason, Some(&asked), "socks5") {
+        let resolved =
+            Resolved { recently: self.resolved_recently(), fake_address: self.fake_address(&asked) };
+        for finding in [no_auth_finding, findings::request(&asked, command, resolved)].into_iter().flatten() {
+            if self.flag(finding, Some(&asked), "socks5") {
                 // "connection not allowed by ruleset".
                 self.client.write_all(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
-                return Ok(false);
+                return Ok(Then::Stop);
             }
         }
         self.upstream.write_all(&bytes).await?;
-        Ok(true)
+        Ok(Then::AwaitReply(Version::Socks5))
+    }
+
+    /// The proxy's answer to the request, passed to the program: copy on if
+    /// it granted it, else stop.
+    async fn granted(&mut self, version: Version) -> std::io::Result<Then> {
+        if version == Version::Socks4 {
+            let granted = self.reply(8).await?[1] == parse::SOCKS4_GRANTED;
+            return Ok(if granted { Then::Copy } else { Then::Stop });
+        }
+        let mut head = [0u8; 5];
+        self.upstream.read_exact(&mut head).await?;
+        self.client.write_all(&head).await?;
+        let Some(len) = parse::socks5_reply_len(head) else { return Ok(self.uninspectable("socks5")) };
+        self.reply(len - head.len()).await?;
+        Ok(if head[1] == 0 { Then::Copy } else { Then::Stop })
+    }
+
+    /// Whether this process made a DNS query just before.
+    fn resolved_recently(&self) -> bool {
+        let last_dns = self.origin.dns_seen.lock().ok().and_then(|seen| seen.get(&self.origin.pid).copied());
+        last_dns.is_some_and(|t| t.elapsed() < RESOLVED_RECENTLY)
+    }
+
+    /// Whether `asked` is one of the `--dns proxy` resolver's fake addresses.
+    fn fake_address(&self, asked: &Asked) -> bool {
+        match (asked, &self.shared.names) {
+            (Asked::Address(addr), Some(names)) => names.in_fake_pool(addr.ip()),
+            _ => false,
+        }
     }
 
     /// Reports a finding; whether to refuse the handshake.

@@ -96,6 +96,11 @@ pub enum Reason {
     SocksNoAuth,
     /// Set by the SOCKS inspector: credentials outside `--isolation-regex`.
     SocksIsolation,
+    /// Set by the SOCKS inspector: a proxy connection it cannot follow (not
+    /// SOCKS4/5, such as HTTP CONNECT to a mixed port; a method whose messages
+    /// it cannot read, such as GSSAPI; a malformed message), whose bytes would
+    /// otherwise pass unread.
+    SocksUninspectable,
     /// A socket option or control message that moves the first hop away from
     /// the judged address (routing headers, source routes, binding to a
     /// device, a chosen outgoing interface or next hop, IPsec policies).
@@ -152,6 +157,7 @@ impl Reason {
             Reason::SocksByAddress => "socks-by-address",
             Reason::SocksNoAuth => "socks-no-auth",
             Reason::SocksIsolation => "socks-isolation",
+            Reason::SocksUninspectable => "socks-uninspectable",
             Reason::RoutingOption => "routing-option",
             Reason::FamilyMismatch => "family-mismatch",
             Reason::UnsupportedProtocol => "unsupported-protocol",

@@ -277,6 +277,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
                     refuse,
                     reporter.clone(),
                     config.isolate_network,
+                    dns_proxy.as_ref().map(dns_setup::DnsProxy::names),
                 ))
                 .context("starting the SOCKS inspector")?;
             for addr in inspector.addrs() {

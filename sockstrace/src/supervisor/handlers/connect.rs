@@ -5,6 +5,7 @@ use std::os::fd::AsFd;
 use super::materialize;
 use super::socksify;
 use super::{reply_of, run_call, waits_on_network, Call, Judged, LeakAction, Subject, Target};
+use crate::dns::PoolAddress;
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::socket::Transport;
 use crate::policy::{decide, Decision, Operation, Reason, Request, Ruling};
@@ -22,15 +23,18 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let decision =
         decide(&call.ctx.policy, &Request { socket: sock.facts, op: Operation::Connect(addr.clone()) });
     // A connect to one of our resolver's fake addresses can only mean its name.
-    let names_a_fake_address = match &addr {
-        SockAddr::Inet(dst) => call.ctx.resolver.as_ref().and_then(|r| r.name_for(dst.ip())).is_some(),
-        _ => false,
+    let pool = match &addr {
+        SockAddr::Inet(dst) => {
+            call.ctx.resolver.as_ref().map_or(PoolAddress::Outside, |r| r.pool_address(dst.ip()))
+        }
+        _ => PoolAddress::Outside,
     };
+    let names_a_fake_address = matches!(pool, PoolAddress::Named(_));
     if names_a_fake_address && sock.facts.transport() != Transport::Tcp {
         // Unreachable except through the proxy, which carries TCP only.
         return Ok(refuse_without_leak(call, &sock, &addr, Reason::FakeAddress, libc::ENETUNREACH));
     }
-    if decision.is_leak() && (call.ctx.on_leak == LeakAction::Socksify || names_a_fake_address) {
+    if socksifies(decision, call.ctx.on_leak, &pool) {
         if let Some(reply) = socksify(call, &sock, &addr, decision)? {
             return Ok(reply);
         }
@@ -74,6 +78,21 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
     let result =
         super::run_interruptible(call, &sock, blocks, waits, || sys::connect(sock.fd.as_fd(), &raw))?;
     Ok(reply_of(result.map(|()| 0)))
+}
+
+/// Whether a connect goes through the proxy: a leak under `--on-leak
+/// socksify`, or any leak to a fake address (by its name). A pool address
+/// that names nothing (never handed out, or evicted) never does: by address,
+/// the proxy would reach whatever really lies there, so it is judged as any
+/// leak (refused under every `--on-leak`: `log` does not let a fake address
+/// through, see `LeakRules::action`).
+fn socksifies(decision: Decision, on_leak: LeakAction, pool: &PoolAddress) -> bool {
+    decision.is_leak()
+        && match pool {
+            PoolAddress::Named(_) => true,
+            PoolAddress::Unnamed => false,
+            PoolAddress::Outside => on_leak == LeakAction::Socksify,
+        }
 }
 
 /// Whether a leaked connect is a UDP socket's connect that is refused
@@ -131,10 +150,13 @@ fn socksify(
     let fd = sock.fd.try_clone().map_err(|e| Failure::Check(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let creds = call.ctx.socks_auth.credentials();
     let http_creds = call.ctx.socks_auth.fixed().cloned();
-    // The proxy resolves names our resolver handed out (socks5h semantics).
-    let target = match call.ctx.resolver.as_ref().and_then(|r| r.name_for(dst.ip())) {
-        Some(name) => crate::socks::Target::Domain(name, dst.port()),
-        None => crate::socks::Target::Addr(*dst),
+    // The proxy resolves names our resolver handed out (socks5h semantics); a pool address
+    // whose name went meanwhile (evicted) is never asked for by address.
+    let target = match call.ctx.resolver.as_ref().map(|r| r.pool_address(dst.ip())) {
+        Some(PoolAddress::Named(name)) => crate::socks::Target::Domain(name, dst.port()),
+        // Forgotten since `socksifies` looked (evicted just now): refused all the same.
+        Some(PoolAddress::Unnamed) => return Ok(Some(Reply::Errno(libc::ENETUNREACH))),
+        Some(PoolAddress::Outside) | None => crate::socks::Target::Addr(*dst),
     };
     let result = super::run_stoppable(call, |stop| {
         socksify::connect_through(fd.as_fd(), proxy, &target, &creds, http_creds.as_ref(), stop)
@@ -174,4 +196,24 @@ fn through_inspector(
         inspector.register(local, origin);
     }
     Ok(reply_of(result.map(|()| 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unnamed_pool_address_is_never_socksified() {
+        let leak = Decision::leak(Reason::DirectTcp);
+        let allowed = Decision::allowed(Reason::AllowRule);
+        let named = PoolAddress::Named("example.com".into());
+        for mode in [LeakAction::Block, LeakAction::Log, LeakAction::Kill, LeakAction::Socksify] {
+            assert!(!socksifies(leak, mode, &PoolAddress::Unnamed), "{mode:?}");
+            assert!(socksifies(leak, mode, &named), "{mode:?}: by its name");
+            assert_eq!(socksifies(leak, mode, &PoolAddress::Outside), mode == LeakAction::Socksify);
+            for pool in [PoolAddress::Outside, PoolAddress::Unnamed, named.clone()] {
+                assert!(!socksifies(allowed, mode, &pool), "{mode:?} {pool:?}: not a leak");
+            }
+        }
+    }
 }
