@@ -3,11 +3,48 @@
 //! threat model.
 //!
 //! The attacks are `clients/r39_socks.py` (a SOCKS client written to get past the inspector),
-//! `curl`, against microsocks (reaching only 127.0.0.2) or `Recorder` (a SOCKS4/5 stand-in on
-//! loopback that accepts any credentials, records each request and connects nowhere).
+//! `clients/r39_pool.py` (a program reaching fake addresses around socksify) and `curl`, against
+//! microsocks (reaching only 127.0.0.2) or `Recorder` (a SOCKS4/5 stand-in on loopback that
+//! accepts any credentials, records each request and connects nowhere).
 //!
-//! (Findings, held and not tried: see the module doc below the tests' helpers, kept up to date
-//! with each test.)
+//! Found (ignored tests, open; `--ignored` shows each failing):
+//! - `socks_over_socks_through_the_proxy_itself_is_not_an_unread_handshake`: after a local
+//!   lookup, a SOCKS5 CONNECT by *name* to the proxy's own port (a name its hosts file gives
+//!   127.0.0.1; not tried: by address 127.0.0.1 with the lookup after it): clean, and
+//!   microsocks connects to itself. Inside the tunnel a second handshake, CONNECT by address
+//!   (socks5 instead of socks5h), which the relay, copying by then, never reads: nothing flagged,
+//!   the request made. The same tunnel carries a handshake without authentication or with
+//!   credentials outside `--isolation-regex`. Reproduce: `sockstrace run --proxy P
+//!   --inspect-socks --dns proxy -- r39_socks.py nested P_HOST P_PORT 127.0.0.2 PORT NAME`.
+//! - `require_socks_auth_refuses_empty_credentials`: RFC 1929 with an empty user name and
+//!   password passes `--require-socks-auth` (SOCKS4's empty user id and "no authentication" are
+//!   `socks-no-auth`); Tor isolates by the credentials' content, so empty ones isolate nothing.
+//! - `a_host_cut_at_any_c_white_space_is_by_address` (low): the literal reader cuts a name at
+//!   Rust's white space, not C's `isspace` (vertical tab 0x0b), and gives up on a name that is
+//!   not UTF-8 after the space; glibc before 2.30 (getaddrinfo's `inet_aton`: CentOS 7) reads
+//!   "127.0.0.2\v..." and "127.0.0.2 \xff" as 127.0.0.2. Modern glibc, musl, Go and Tor do not.
+//! - `udp_associate_after_a_lookup_is_not_by_address` (false positive): a UDP ASSOCIATE names
+//!   the client's own source (0.0.0.0:0), not a destination; after any lookup by the same process
+//!   (under `--dns proxy`, every getaddrinfo) it is refused as `socks-by-address`.
+//!
+//! Held (passing tests):
+//! - `socks4a_hosts_spelling_addresses_in_odd_dress_are_by_address`: `0X7F.1`, `0177.0.0.1`,
+//!   `127.0.0.1.`, `[::FFFF:127.0.0.2]`, `::ffff:7f00:2`, `fe80::1%lo`, trailing space,
+//!   `0000000000177.1`: each SOCKS4 by address, refused, the proxy asked nothing.
+//! - `a_fake_address_in_ipv6_dress_is_by_address`: a fake address as a SOCKS5 domain in
+//!   v4-mapped dress (bracketed, upper case, hex) or in the pool's IPv6 prefix, by a process that
+//!   made no lookup: by address.
+//! - `fake_addresses_around_socksify_are_refused_under_log`: a named fake address by UDP
+//!   `sendto`/`sendmsg` and v4-mapped from an IPv6 socket, unnamed pool addresses over IPv6
+//!   (v4-mapped, the pool's IPv6 prefix beyond any index): all refused under `--on-leak log`.
+//! - `socks5h_clients_with_optimistic_data_pass_cleanly`: curl with a socks5h proxy and a client
+//!   that writes greeting, request and HTTP request at once: clean and answered.
+//!
+//! Not tried: Tor (its own host parser; needs the tornet), IDNA/fullwidth digits (only with
+//! `AI_IDN`), io_uring connects to the pool with the kernel layer, races between eviction and
+//! use, many resolving processes at once, half-close and a second request after a refused one
+//! (read as ending the connection in the code: `Then::Stop`), SOCKS5 UDP datagrams' own headers
+//! (the relay port needs `--allow-loopback`), NAT64 (64:ff9b::/96) spellings of pool addresses.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -289,4 +326,26 @@ fn socks5h_clients_with_optimistic_data_pass_cleanly() {
     assert!(out.stdout.contains("200"), "{}", out.describe());
     assert!(out.leaks().is_empty(), "{}", out.describe());
     assert_eq!(web.requests(), 2);
+}
+
+/// Held: `--dns proxy`'s fake addresses reached around socksify under `--on-leak log` (which
+/// lets other leaks through): a named fake address by UDP `sendto`/`sendmsg` and v4-mapped from
+/// an IPv6 socket, and pool addresses that name nothing over IPv6 (v4-mapped, the pool's own
+/// IPv6 prefix): every one refused, none made.
+#[test]
+fn fake_addresses_around_socksify_are_refused_under_log() {
+    if !is_root() {
+        skip!("--dns proxy needs root");
+    }
+    let trace = Trace::new().on_leak("log").opts(["--dns", "proxy"]);
+    let out = trace
+        .timeout(Duration::from_secs(60))
+        .program(["/usr/bin/python3", &script("r39_pool.py"), NAME])
+        .run();
+    assert!(out.stdout.contains("resolved"), "{}", out.describe());
+    for label in ["udp-sendto", "udp-sendmsg", "udp6-mapped", "tcp6-unnamed", "tcp6-pool"] {
+        assert!(out.stdout.contains(&format!("{label}: errno")), "{label} was made\n{}", out.describe());
+    }
+    let leaks = out.leaks();
+    assert!(leaks.iter().all(|e| e.s("action") != "logged"), "a leak was let through\n{}", out.describe());
 }
