@@ -216,7 +216,6 @@ fn socks_over_socks_through_the_proxy_itself_is_not_an_unread_handshake() {
 /// method are `socks-no-auth`. Tor isolates by the credentials' content: empty ones are the
 /// same for every stream, as none would be.
 #[test]
-#[ignore = "open: --require-socks-auth passes username/password with an empty user name and password (no isolation), unlike SOCKS4's empty user id"]
 fn require_socks_auth_refuses_empty_credentials() {
     let rec = Recorder::start();
     let trace = Trace::new().proxy(rec.addr).opts(["--require-socks-auth"]);
@@ -257,7 +256,6 @@ fn socks4a_hosts_spelling_addresses_in_odd_dress_are_by_address() {
 /// no literal at all. A proxy on glibc before 2.30 (CentOS 7's 2.17: Dante, 3proxy) reads
 /// "127.0.0.2\v..." and "127.0.0.2 \xff" as 127.0.0.2 without a lookup.
 #[test]
-#[ignore = "open: a SOCKS4a host \"127.0.0.2\\v\" or \"127.0.0.2 \\xff\" (an address to pre-2.30 glibc's inet_aton) is taken for a name"]
 fn a_host_cut_at_any_c_white_space_is_by_address() {
     let rec = Recorder::start();
     for host in [&b"127.0.0.2\x0bx"[..], b"127.0.0.2 \xff"] {
@@ -288,7 +286,6 @@ fn a_fake_address_in_ipv6_dress_is_by_address() {
 /// getaddrinfo is one) it is `socks-by-address` and refused, so a program sending UDP through a
 /// socks5h proxy cannot get an association.
 #[test]
-#[ignore = "open (false positive): UDP ASSOCIATE 0.0.0.0:0 after a lookup is refused as socks-by-address"]
 fn udp_associate_after_a_lookup_is_not_by_address() {
     if !is_root() {
         skip!("--dns proxy needs root");

@@ -6,7 +6,7 @@
 //! name actually sent (none under "no authentication", SOCKS4's user id,
 //! which Tor isolates streams by too).
 
-use super::parse::{Asked, Socks4};
+use super::parse::{Asked, Credentials, Socks4};
 use crate::policy::Reason;
 
 /// `--require-socks-auth`, `--isolation-regex`.
@@ -69,15 +69,27 @@ pub fn chosen(rules: &Rules, method: u8) -> Chosen {
     }
 }
 
+/// RFC 1929 credentials under the rules: an empty user name and password are no
+/// authentication (the same for every stream: nothing to isolate by); a user name
+/// outside the isolation pattern.
+pub fn userpass(rules: &Rules, sent: &Credentials) -> Option<Reason> {
+    if rules.require_auth && sent.user.is_empty() && sent.pass.is_empty() {
+        return Some(Reason::SocksNoAuth);
+    }
+    credentials(rules, &sent.user)
+}
+
 /// Credentials that do not match the isolation pattern.
 pub fn credentials(rules: &Rules, user: &[u8]) -> Option<Reason> {
     let pattern = rules.isolation.as_ref()?;
     (!pattern.is_match(&String::from_utf8_lossy(user))).then_some(Reason::SocksIsolation)
 }
 
-/// Tor's RESOLVE_PTR extension: the name of an address. It carries an
-/// address by nature and connects nowhere.
-pub const CMD_RESOLVE_PTR: u8 = 0xf1;
+/// SOCKS5 CONNECT.
+pub const CMD_CONNECT: u8 = 1;
+/// Tor's RESOLVE extension: the address of a name (by address, a name resolved
+/// locally asked again).
+pub const CMD_RESOLVE: u8 = 0xf0;
 
 /// What makes a SOCKS5 request by address mean a name resolved locally.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,13 +101,15 @@ pub struct Resolved {
     pub fake_address: bool,
 }
 
-/// A SOCKS5 request (`command`, e.g. CONNECT) by address for a name resolved
-/// locally; a reverse lookup is none.
+/// A SOCKS5 request (`command`) by address for a name resolved locally: a
+/// CONNECT or Tor's RESOLVE. Not BIND or UDP ASSOCIATE, whose address is no
+/// destination (the peer expected, the program's own source: `0.0.0.0:0`), nor
+/// a reverse lookup.
 pub fn request(asked: &Asked, command: u8, resolved: Resolved) -> Option<Reason> {
     (matches!(asked, Asked::Address(_))
         && (resolved.recently || resolved.fake_address)
-        && command != CMD_RESOLVE_PTR)
-        .then_some(Reason::SocksByAddress)
+        && matches!(command, CMD_CONNECT | CMD_RESOLVE))
+    .then_some(Reason::SocksByAddress)
 }
 
 #[cfg(test)]
@@ -133,7 +147,21 @@ mod tests {
         assert_eq!(request(&by_name(), CONNECT, recently), None);
         // Tor's RESOLVE (0xF0) by address is still flagged; RESOLVE_PTR is not.
         assert_eq!(request(&by_ip(), 0xf0, recently), Some(Reason::SocksByAddress));
-        assert_eq!(request(&by_ip(), CMD_RESOLVE_PTR, recently), None);
+        // Tor's RESOLVE_PTR (0xF1), the name of an address, carries one by nature.
+        assert_eq!(request(&by_ip(), 0xf1, recently), None);
+        // BIND and UDP ASSOCIATE name no destination.
+        assert_eq!(request(&by_ip(), 2, recently), None);
+        assert_eq!(request(&by_ip(), 3, recently), None);
+    }
+
+    #[test]
+    fn empty_credentials_are_no_authentication() {
+        let sent = |user: &[u8], pass: &[u8]| Credentials { user: user.to_vec(), pass: pass.to_vec() };
+        assert_eq!(userpass(&require(), &sent(b"", b"")), Some(Reason::SocksNoAuth));
+        assert_eq!(userpass(&require(), &sent(b"", b"p")), None, "a password isolates too");
+        assert_eq!(userpass(&require(), &sent(b"u", b"")), None);
+        assert_eq!(userpass(&Rules::default(), &sent(b"", b"")), None);
+        assert_eq!(userpass(&strict(), &sent(b"shared", b"p")), Some(Reason::SocksIsolation));
     }
 
     #[test]

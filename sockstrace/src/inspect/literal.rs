@@ -15,15 +15,24 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// The address `host` spells, if it is an address literal.
 pub fn address_literal(host: &[u8]) -> Option<IpAddr> {
     let host = host.split(|&b| b == 0).next().unwrap_or_default();
-    let host = std::str::from_utf8(host).ok()?;
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if let Some(v4) = inet_aton(host.split(|c: char| c.is_ascii_whitespace()).next().unwrap_or_default()) {
+    // IPv4: the first word, whatever follows it (bytes that are no text included).
+    let word = host.split(|&b| c_space(b)).next().unwrap_or_default();
+    let word = std::str::from_utf8(word).ok().unwrap_or_default();
+    if let Some(v4) = inet_aton(word.strip_suffix('.').unwrap_or(word)) {
         return Some(IpAddr::V4(v4));
     }
-    let v6 = host.trim_matches(|c: char| c.is_ascii_whitespace());
+    let host = std::str::from_utf8(host).ok()?;
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let v6 = host.trim_matches(|c: char| c.is_ascii() && c_space(c as u8));
     let v6 = v6.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(v6);
     let v6 = v6.split('%').next().unwrap_or_default();
     v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
+/// C's `isspace` in the C locale: space, `\t`, `\n`, `\v`, `\f`, `\r` (Rust's
+/// ASCII white space lacks `\v`).
+fn c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 /// glibc's `inet_aton`: one to four parts, each decimal, octal (leading `0`)
@@ -87,6 +96,10 @@ mod tests {
             "127.0.0.2\0.example.com",
         ] {
             assert_eq!(lit(spelled).as_deref(), Some("127.0.0.2"), "{spelled:?}");
+        }
+        for cut in [&b"127.0.0.2\x0bx"[..], b"127.0.0.2 \xff", b"127.0.0.2\x0c", b"127.0.0.2.\tx"] {
+            let got = address_literal(cut).map(|ip| ip.to_string());
+            assert_eq!(got.as_deref(), Some("127.0.0.2"), "cut at C white space: {cut:?}");
         }
         assert_eq!(lit("1.2.3.4").as_deref(), Some("1.2.3.4"));
         assert_eq!(lit("0").as_deref(), Some("0.0.0.0"));

@@ -81,7 +81,7 @@ pub fn socks5_greeting(buf: &[u8]) -> Parsed<Vec<u8>> {
 }
 
 /// The RFC 1929 username/password request: the user name.
-pub fn socks5_auth(buf: &[u8]) -> Parsed<Vec<u8>> {
+pub fn socks5_auth(buf: &[u8]) -> Parsed<Credentials> {
     if buf.len() < 2 {
         return Parsed::Incomplete;
     }
@@ -97,7 +97,15 @@ pub fn socks5_auth(buf: &[u8]) -> Parsed<Vec<u8>> {
     if buf.len() < total {
         return Parsed::Incomplete;
     }
-    Parsed::Done(buf[2..2 + ulen].to_vec(), total)
+    let credentials = Credentials { user: buf[2..2 + ulen].to_vec(), pass: buf[3 + ulen..total].to_vec() };
+    Parsed::Done(credentials, total)
+}
+
+/// RFC 1929 username and password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: Vec<u8>,
+    pub pass: Vec<u8>,
 }
 
 /// The SOCKS5 request (`VER CMD RSV ATYP DST.ADDR DST.PORT`).
@@ -232,7 +240,8 @@ mod tests {
     fn reads_socks5_messages() {
         assert_eq!(socks5_greeting(&[5, 2, 0, 2]), Parsed::Done(vec![0, 2], 4));
         assert_eq!(socks5_greeting(&[5, 2, 0]), Parsed::Incomplete);
-        assert_eq!(socks5_auth(&[1, 2, b'a', b'b', 1, b'p']), Parsed::Done(b"ab".to_vec(), 6));
+        let ab = Credentials { user: b"ab".to_vec(), pass: b"p".to_vec() };
+        assert_eq!(socks5_auth(&[1, 2, b'a', b'b', 1, b'p']), Parsed::Done(ab, 6));
         assert_eq!(socks5_auth(&[1, 2, b'a']), Parsed::Incomplete);
         let by_ip = [5, 1, 0, 1, 127, 0, 0, 2, 0, 80];
         assert_eq!(socks5_request(&by_ip), Parsed::Done(Asked::Address("127.0.0.2:80".parse().unwrap()), 10));

@@ -333,10 +333,10 @@ impl Session<'_> {
             // Already reported with the greeting (`--on-leak log`): once is enough.
             Chosen::Request(finding) => finding.filter(|&reason| Some(reason) != greeted),
             Chosen::Credentials => {
-                let Some((user, bytes)) = self.next(parse::socks5_auth).await? else {
+                let Some((sent, bytes)) = self.next(parse::socks5_auth).await? else {
                     return Ok(self.uninspectable("socks5"));
                 };
-                if let Some(reason) = findings::credentials(&self.shared.rules, &user) {
+                if let Some(reason) = findings::userpass(&self.shared.rules, &sent) {
                     if self.flag(reason, None, "socks5") {
                         self.client.write_all(&[1, 1]).await?;
                         return Ok(Then::Stop);
