@@ -195,7 +195,6 @@ fn socks_leaks(out: &Outcome) -> usize {
 /// address is made. The same tunnel carries a handshake without authentication or with
 /// credentials outside `--isolation-regex`.
 #[test]
-#[ignore = "open: a CONNECT to the proxy itself (by the name localhost) tunnels a second, unread SOCKS handshake: by address after a lookup, unflagged, connected"]
 fn socks_over_socks_through_the_proxy_itself_is_not_an_unread_handshake() {
     if !is_root() {
         skip!("--dns proxy needs root");

@@ -179,12 +179,36 @@ pub fn other_protocol(first: &[u8]) -> &'static str {
     }
 }
 
+/// Whether `first`, the program's first bytes in a tunnel, open a SOCKS handshake (a SOCKS5
+/// greeting offering at least one method, a SOCKS4 CONNECT or BIND); `None` until two bytes
+/// tell.
+pub fn opens_socks(first: &[u8]) -> Option<bool> {
+    match first {
+        [] | [4 | 5] => None,
+        [5, methods, ..] => Some(*methods >= 1),
+        [4, command, ..] => Some(matches!(command, 1 | 2)),
+        _ => Some(false),
+    }
+}
+
 /// SOCKS4's reply code for "request granted".
 pub const SOCKS4_GRANTED: u8 = 90;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tunnel_that_opens_socks_is_told_by_two_bytes() {
+        assert_eq!(opens_socks(b""), None);
+        assert_eq!(opens_socks(&[5]), None);
+        assert_eq!(opens_socks(&[5, 1, 0]), Some(true));
+        assert_eq!(opens_socks(&[5, 0]), Some(false));
+        assert_eq!(opens_socks(&[4, 1, 0, 80]), Some(true));
+        assert_eq!(opens_socks(&[4, 3]), Some(false));
+        assert_eq!(opens_socks(b"GET / HTTP/1.1"), Some(false));
+        assert_eq!(opens_socks(&[0x16, 3, 1]), Some(false));
+    }
 
     #[test]
     fn reads_socks4_and_socks4a() {

@@ -197,15 +197,16 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let Ok(mut upstream) = TcpStream::connect(origin.proxy).await else { return };
     let mut session =
         Session { client: &mut client, upstream: &mut upstream, buf: Vec::new(), shared: &shared, origin };
-    let then = tokio::time::timeout(HANDSHAKE_TIMEOUT, session.handshake()).await.unwrap_or(Ok(Then::Stop));
-    let go_on = match then {
-        Ok(Then::Copy) => true,
-        Ok(Then::AwaitReply(version)) => {
-            let granted = tokio::time::timeout(REPLY_TIMEOUT, session.granted(version)).await;
-            matches!(granted, Ok(Ok(Then::Copy)))
+    let mut go_on = session.negotiate().await;
+    // A handshake inside the tunnel just granted (the proxy asked to connect to itself, or to
+    // another proxy) is read by the same rules, as deep as it goes.
+    while go_on {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, session.nested()).await {
+            Ok(Ok(true)) => go_on = session.negotiate().await,
+            Ok(Ok(false)) => break,
+            Ok(Err(_)) | Err(_) => return,
         }
-        Ok(Then::Stop) | Err(_) => false,
-    };
+    }
     let leftover = std::mem::take(&mut session.buf);
     if !go_on {
         return;
@@ -245,6 +246,43 @@ enum Version {
 }
 
 impl Session<'_> {
+    /// One handshake, up to the proxy's answer to its request: whether to copy on.
+    async fn negotiate(&mut self) -> bool {
+        let then = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake()).await.unwrap_or(Ok(Then::Stop));
+        match then {
+            Ok(Then::Copy) => true,
+            Ok(Then::AwaitReply(version)) => {
+                let granted = tokio::time::timeout(REPLY_TIMEOUT, self.granted(version)).await;
+                matches!(granted, Ok(Ok(Then::Copy)))
+            }
+            Ok(Then::Stop) | Err(_) => false,
+        }
+    }
+
+    /// Whether the program's first bytes in the tunnel open another SOCKS handshake. Decided
+    /// as soon as the bytes tell, or when the far side speaks first (no SOCKS server does),
+    /// or when the program sends nothing more.
+    async fn nested(&mut self) -> std::io::Result<bool> {
+        loop {
+            if let Some(opens) = parse::opens_socks(&self.buf) {
+                return Ok(opens);
+            }
+            let (mut chunk, mut far) = ([0u8; 1024], [0u8; 1]);
+            let read = tokio::select! {
+                read = self.client.read(&mut chunk) => read?,
+                // A real peek (readiness alone may be left over from the reply's read).
+                peeked = self.upstream.peek(&mut far), if self.buf.is_empty() => {
+                    peeked?;
+                    return Ok(false);
+                }
+            };
+            if read == 0 {
+                return Ok(false);
+            }
+            self.buf.extend_from_slice(&chunk[..read]);
+        }
+    }
+
     /// Reads from the program until `parse` has a whole message; returns it
     /// with its bytes (taken out of the buffer). `None`: not this protocol,
     /// or longer than any handshake message.
