@@ -1,0 +1,281 @@
+//! Red team r38 (MODULE DOC FILLED IN BELOW)
+
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sockstrace_tests::unpriv::{Copies, NOBODY};
+use sockstrace_tests::{client, skip, UdpSink};
+
+/// A forged report: a summary without leaks.
+const FORGED: &str = r#"{"schema":1,"summary":{"leaks":0,"blocked":0,"events":0}}"#;
+
+macro_rules! need_root {
+    () => {
+        if !sockstrace_tests::is_root() {
+            skip!("switching to nobody needs root");
+        }
+    };
+}
+
+/// `setpriv` to nobody (no groups), then `argv`.
+fn nobody(argv: &[&str]) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into()])
+        .args(argv)
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn nobody_ok(argv: &[&str]) {
+    let out = nobody(argv).output().expect("setpriv");
+    assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A scratch tree: `base` (root's, 755) holding `dir` (nobody's, 755), and copies of
+/// sockstrace and the attack programs that nobody may run.
+struct Scratch {
+    _base: tempfile::TempDir,
+    dir: PathBuf,
+    copies: Copies,
+    actor: PathBuf,
+    swap: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let base = tempfile::Builder::new().prefix("sockstrace-r38").tempdir().expect("tempdir");
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = base.path().join("home");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        let mut copies = Copies::new();
+        let actor = copies.add(&client("r36_report"), "r36_report");
+        let swap = copies.add(&client("r38_swap"), "r38_swap");
+        Scratch { _base: base, dir, copies, actor, swap }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn sockstrace(&self) -> String {
+        self.copies.sockstrace.display().to_string()
+    }
+
+    /// The swapper, as nobody, exchanging `a` and `b` for `seconds`.
+    fn swapper(&self, a: &str, b: &str, seconds: u32) -> Swapper {
+        let mut cmd = nobody(&[&self.swap.display().to_string(), a, b, &seconds.to_string()]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        Swapper(cmd.spawn().expect("swapper"))
+    }
+}
+
+/// The swapping process; killed (by its pid) and reaped on drop.
+struct Swapper(Child);
+
+impl Swapper {
+    fn wait(mut self) {
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Swapper {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The file at `path` as a new process of nobody's reads it, if it is a regular file (a named
+/// pipe would block a reader).
+fn read_as_a_reader(path: &str) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.file_type().is_fifo() {
+        return None;
+    }
+    let out = nobody(&["cat", "--", path]).current_dir("/").output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What one run left: its exit, its output, the report at its path.
+struct Ran {
+    code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+    report: Option<String>,
+}
+
+impl Ran {
+    fn collect(out: std::process::Output, report: &str) -> Ran {
+        Ran {
+            code: out.status.code(),
+            signal: out.status.signal(),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+            report: read_as_a_reader(report),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "exit {:?} signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- report at its path ---\n{}",
+            self.code,
+            self.signal,
+            self.stdout,
+            self.stderr,
+            self.report.as_deref().unwrap_or("(cannot be read there)")
+        )
+    }
+
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let text = self.report.as_deref().unwrap_or("");
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    fn leak_lines(&self) -> usize {
+        self.lines().iter().filter(|v| v.get("verdict").and_then(|v| v.as_str()) == Some("leak")).count()
+    }
+
+    fn says_altered(&self) -> bool {
+        self.lines().iter().any(|v| {
+            v.get("summary").and_then(|s| s.get("report_altered")).and_then(|a| a.as_bool()) == Some(true)
+        })
+    }
+
+    fn warned(&self) -> bool {
+        self.stderr.lines().any(|l| {
+            (l.starts_with("sockstrace: warning:") || l.starts_with("sockstrace: error:"))
+                && l.contains("report")
+        })
+    }
+
+    /// The leak's event at the path, or a word about the report with a failing exit (or
+    /// `report_altered` at the path).
+    fn leak_kept_or_said(&self) -> bool {
+        let said = self.warned() && (self.code.is_some_and(|c| c != 0) || self.says_altered());
+        self.leak_lines() >= 1 || said
+    }
+}
+
+fn leak_step(sink: &UdpSink) -> String {
+    format!("leak:{}:{}", sink.host(), sink.port())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Found
+// ---------------------------------------------------------------------------------------------
+
+/// Found: root (`--user nobody`, as under `sudo`), the report in nobody's directory, and a
+/// process of nobody's running beside the run (left by an earlier run, or any of the user's
+/// session) that swaps the report's name between a regular file and a link (nobody's) to a
+/// root-only file. `refuse_foreign_links` looks at the path (`lstat`: a regular file), then
+/// `open(path, O_CREAT|O_TRUNC)` follows whatever is there a few microseconds later: the link.
+/// Root truncates the root-only file and writes the report into it (exit 0, no word); any file
+/// (`/etc/shadow`) can be the victim, whatever its name. The same race works on any directory
+/// component of the path, and on `canonicalize` before the restore's directory is opened.
+#[test]
+#[ignore = "open: a link swapped in between the link walk and the open makes root truncate and write a root-only file"]
+fn a_link_swapped_in_after_the_walk_does_not_make_root_truncate_a_file() {
+    need_root!();
+    let s = Scratch::new();
+    let victim = tempfile::Builder::new().prefix("sockstrace-r38-victim").tempdir().unwrap();
+    std::fs::set_permissions(victim.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let precious = victim.path().join("shadow");
+    std::fs::write(&precious, "precious\n").unwrap();
+    std::fs::set_permissions(&precious, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let report = s.path("r.jsonl");
+    let link = s.path("link");
+    nobody_ok(&["sh", "-c", &format!("echo old > {report} && ln -s {} {link}", precious.display())]);
+    let swapper = s.swapper(&link, &report, 60);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut tries = Vec::new();
+    for _ in 0..40 {
+        let out = Command::new(s.sockstrace())
+            .args(["run", "--kernel", "off", "--user", "nobody", "--report", &report, "--", "/bin/true"])
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sockstrace");
+        tries.push(out.status.code());
+        if std::fs::read_to_string(&precious).unwrap_or_default() != "precious\n" {
+            break;
+        }
+    }
+    drop(swapper);
+    let now = std::fs::read_to_string(&precious).unwrap_or_default();
+    assert_eq!(
+        now, "precious\n",
+        "root truncated and wrote a root-only file (0600 in a 0700 directory) through a link nobody \
+         swapped in after the walk; runs' exits: {tries:?}"
+    );
+}
+
+/// Found: a report whose name a process of the user swaps between a regular file and a named
+/// pipe while sockstrace starts (a pipe the program can read is refused, when the check sees it). `Reporter::open` opens the path first (a pipe opened
+/// `O_RDWR` does not block; not a regular file, so written plainly, without a private copy or an
+/// end check), and `report_fifo_refusal` looks at it afterwards (a regular file then): the
+/// leak's event goes into a pipe nobody reads, and at the end the name holds the regular file
+/// the swapper left there (a forgery): exit 0, nothing said.
+#[test]
+#[ignore = "open: a named pipe swapped in at the report's open is written plainly, unchecked: the forgery at the path stands, exit 0, no word"]
+fn a_named_pipe_swapped_in_at_the_open_does_not_lose_the_leak_silently() {
+    need_root!();
+    let s = Scratch::new();
+    let sink = UdpSink::bind("127.0.0.1");
+    let report = s.path("r.jsonl");
+    let pipe = s.path("pipe");
+    nobody_ok(&["sh", "-c", &format!("printf '%s\\n' '{FORGED}' > {report} && mkfifo -m 600 {pipe}")]);
+    let mut failures = Vec::new();
+    for _ in 0..30 {
+        // The swapper ends (the names back where they began) before the program leaks.
+        let swapper = s.swapper(&pipe, &report, 1);
+        let leak = leak_step(&sink);
+        let (sockstrace, actor) = (s.sockstrace(), s.actor.display().to_string());
+        let out = nobody(&[
+            &sockstrace,
+            "run",
+            "--kernel",
+            "off",
+            "--report",
+            &report,
+            "--",
+            &actor,
+            "sleep:1500",
+            &leak,
+        ])
+        .output()
+        .expect("run sockstrace");
+        swapper.wait();
+        let ran = Ran::collect(out, &report);
+        if ran.stdout.contains("leak: refused") && !ran.leak_kept_or_said() {
+            failures.push(ran.describe());
+            break;
+        }
+        if std::fs::metadata(&report).is_ok_and(|m| m.file_type().is_fifo()) {
+            // An odd count cannot happen (the swapper ends even); put things back all the same.
+            let _ = std::fs::rename(&report, &pipe);
+        }
+        nobody_ok(&[
+            "sh",
+            "-c",
+            &format!("printf '%s\\n' '{FORGED}' > {report}.new && mv {report}.new {report}"),
+        ]);
+    }
+    sink.assert_nothing_arrived("the leaks");
+    assert!(
+        failures.is_empty(),
+        "the report at its path lacks the leak, nothing said:\n{}",
+        failures.join("\n\n")
+    );
+}
