@@ -279,3 +279,141 @@ fn a_named_pipe_swapped_in_at_the_open_does_not_lose_the_leak_silently() {
         failures.join("\n\n")
     );
 }
+
+/// A cgroup v1 directory (of the controller mounted at `/sys/fs/cgroup/CONTROLLER`) given to
+/// nobody as `cgcreate -a nobody -t nobody` (libcgroup) or an unprivileged LXC container on a
+/// v1 host does: the directory, `tasks` and `cgroup.procs` nobody's. Removed on drop (the
+/// test's own children are gone by then).
+struct V1Delegated {
+    base: PathBuf,
+}
+
+impl V1Delegated {
+    fn new(controller: &str) -> Option<V1Delegated> {
+        let mount = Path::new("/sys/fs/cgroup").join(controller);
+        let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+        let point = mount.to_str()?;
+        let mounted = mounts.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(2) == Some(&"cgroup") && f.get(1) == Some(&point)
+        });
+        if !mounted {
+            return None;
+        }
+        let base = mount.join(format!("sockstrace-r38-{}", std::process::id()));
+        std::fs::create_dir(&base).ok()?;
+        for f in ["", "tasks", "cgroup.procs"] {
+            std::os::unix::fs::chown(base.join(f), Some(65534), Some(65534)).unwrap();
+        }
+        Some(V1Delegated { base })
+    }
+
+    /// `cmd` starts in this cgroup (as root, before it switches to nobody).
+    fn start_in(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt as _;
+        let procs =
+            std::ffi::CString::new(self.base.join("cgroup.procs").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: between fork and exec only open/write/close on a prepared C string.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for V1Delegated {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(&self.base) else { return };
+        for sub in dirs.flatten().map(|d| d.path()).filter(|p| p.is_dir()) {
+            let _ = std::fs::write(sub.join("freezer.state"), "THAWED");
+            let _ = std::fs::remove_dir(&sub);
+        }
+        let _ = std::fs::remove_dir(&self.base);
+    }
+}
+
+/// Found: the run is in a cgroup v1 `memory` cgroup its user owns (libcgroup's `cgcreate -a
+/// USER -t USER`, LXC on a v1 or hybrid host; no cgroup v2 directory of the user's on the way).
+/// `cgroup_files::plan` asks only whether the user owns a cgroup on the *v2* way, so the
+/// Landlock domain does not handle `WRITE_FILE`: the program forges the report, makes a memory
+/// cgroup of its own beside it, moves its supervisor there (v1 asks for the same euid and write
+/// access to the destination's `cgroup.procs`, both the user's) and sets its
+/// `memory.limit_in_bytes` to 64 KiB. The supervisor's next allocation (judging the program's
+/// leak) meets the kernel's OOM killer: SIGKILL, no end check, no summary, the forgery stands.
+#[test]
+#[ignore = "open: a program whose user owns a cgroup v1 memory cgroup has its supervisor OOM-killed (the guard looks at cgroup v2 ownership only)"]
+fn the_program_cannot_oom_kill_its_supervisor_through_a_v1_memory_cgroup_its_user_owns() {
+    need_root!();
+    let Some(cg) = V1Delegated::new("memory") else {
+        skip!("no cgroup v1 memory controller mounted at /sys/fs/cgroup/memory");
+    };
+    let sink = UdpSink::bind("127.0.0.1");
+    let s = Scratch::new();
+    let report = s.path("r.jsonl");
+    let forged = s.path("forged.jsonl");
+    let kid = cg.base.join("kid");
+    let kid = kid.display();
+    let steps = [
+        format!("write:{forged}:{FORGED}"),
+        format!("mv:{forged}:{report}"),
+        format!("mkdir:{kid}"),
+        format!("supervisor:{kid}/cgroup.procs"),
+        format!("poke:{kid}/memory.limit_in_bytes:65536"),
+        "sleep:300".into(),
+        leak_step(&sink),
+        "sleep:1000".into(),
+    ];
+    let (sockstrace, actor) = (s.sockstrace(), s.actor.display().to_string());
+    let mut argv = vec![sockstrace.as_str(), "run", "--kernel", "off", "--report", &report, "--", &actor];
+    argv.extend(steps.iter().map(String::as_str));
+    let mut cmd = nobody(&argv);
+    cg.start_in(&mut cmd);
+    let ran = Ran::collect(cmd.output().expect("run sockstrace"), &report);
+    sink.assert_nothing_arrived("the leak");
+    let d = ran.describe();
+    assert!(ran.stdout.contains("mv: ok"), "the program did not forge\n{d}");
+    assert_eq!(ran.signal, None, "the program had its supervisor killed\n{d}");
+    assert!(ran.leak_kept_or_said(), "the report at its path lacks the leak, nothing said\n{d}");
+}
+
+/// Found: the same with the v1 `freezer` controller: the program moves its supervisor into a
+/// freezer cgroup of its own and writes `FROZEN` to its `freezer.state`. The supervisor stops
+/// (every thread frozen); the program goes on (its trapped calls wait for a supervisor that
+/// never answers). The program must not be able to stop its supervisor.
+#[test]
+#[ignore = "open: a program whose user owns a cgroup v1 freezer cgroup freezes its supervisor (the guard looks at cgroup v2 ownership only)"]
+fn the_program_cannot_freeze_its_supervisor_through_a_v1_freezer_cgroup_its_user_owns() {
+    need_root!();
+    let Some(cg) = V1Delegated::new("freezer") else {
+        skip!("no cgroup v1 freezer controller mounted at /sys/fs/cgroup/freezer");
+    };
+    let s = Scratch::new();
+    let report = s.path("r.jsonl");
+    let kid = cg.base.join("kid");
+    let state = kid.join("freezer.state");
+    let steps = [
+        format!("mkdir:{}", kid.display()),
+        format!("supervisor:{}/cgroup.procs", kid.display()),
+        format!("poke:{}:FROZEN", state.display()),
+        "sleep:1500".into(),
+    ];
+    let (sockstrace, actor) = (s.sockstrace(), s.actor.display().to_string());
+    let mut argv = vec![sockstrace.as_str(), "run", "--kernel", "off", "--report", &report, "--", &actor];
+    argv.extend(steps.iter().map(String::as_str));
+    let mut cmd = nobody(&argv);
+    cg.start_in(&mut cmd);
+    let child = cmd.spawn().expect("run sockstrace");
+    // What the program did, seen from outside while it sleeps: the supervisor frozen or not.
+    std::thread::sleep(Duration::from_millis(800));
+    let frozen = std::fs::read_to_string(&state).unwrap_or_default();
+    let _ = std::fs::write(&state, "THAWED");
+    let out = child.wait_with_output().expect("wait sockstrace");
+    let ran = Ran::collect(out, &report);
+    assert_ne!(frozen.trim(), "FROZEN", "the program froze its supervisor\n{}", ran.describe());
+}
