@@ -15,6 +15,10 @@ MODE:
   forkfake   a child process resolves NAME (the answer goes through a pipe);
              the parent asks the proxy for that address (SOCKS5, ATYP 1)
   direct     a plain TCP connect to TARGET_HOST:TARGET_PORT
+  gssapi     SOCKS5 greeting offering GSSAPI only; whatever the proxy picks,
+             a CONNECT by address (ATYP 1) as if the method wrapped nothing
+  authfail   SOCKS5 username/password; whatever the proxy answers, a CONNECT
+             by address (ATYP 1) on the same connection
 
 Prints "status: <first line of the HTTP answer>" when the request got through,
 "refused: ..." or "failed: ..." otherwise. Exit 0 when it got through.
@@ -107,6 +111,19 @@ def main():
         print("auth status %d" % status[1], flush=True)
         if status[1] != 0 or not s5_reply(s):
             return 1
+        return http_get(s, thost)
+    if mode in ("gssapi", "authfail"):
+        s.sendall(bytes([5, 1, 1 if mode == "gssapi" else 2]))
+        chosen = recv_exact(s, 2)[1]
+        print("the proxy chose method %d" % chosen, flush=True)
+        if mode == "authfail":
+            s.sendall(bytes([1, 4]) + b"user" + bytes([2]) + b"pw")
+            print("auth status %d" % recv_exact(s, 2)[1], flush=True)
+        # As if the proxy read on: a request by address.
+        s.sendall(bytes([5, 1, 0, 1]) + socket.inet_aton(thost) + struct.pack(">H", tport))
+        if not s5_reply(s):
+            return 1
+        print("granted", flush=True)
         return http_get(s, thost)
     if mode in ("s5lit", "s5offer", "forkfake"):
         s.sendall(bytes([5, 2, 0, 2]) if mode == "s5offer" else bytes([5, 1, 0]))
