@@ -59,14 +59,6 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
         incoming: args.policy.incoming(),
         incoming_from: args.allow_incoming_from,
     };
-    let reporter = match Reporter::open(&ReportTarget::from_arg(args.report.as_deref()), args.quiet) {
-        Ok(r) => r,
-        Err(e) => {
-            crate::report_writer::human::write_line(&format!("sockstrace: error: {e:#}"));
-            return Exit::OwnFailure;
-        }
-    };
-    reporter.set_config(config.as_deref());
     let fail_on_leak = args.fail_on_leak;
     let kernel = match args.kernel {
         KernelLayer::Auto => supervisor::KernelMode::Auto,
@@ -103,13 +95,19 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
             return Exit::Usage;
         }
     };
-    let named = ReportTarget::from_arg(args.report.as_deref());
-    if let Some(why) =
-        named.path_open_to_others().and_then(|report| report_fifo_refusal(report, user.as_ref()))
-    {
-        crate::report_writer::human::write_line(&format!("sockstrace: error: {why}"));
-        return Exit::Usage;
-    }
+    // After the program's user is known: a report it could read from a named pipe is refused.
+    let target = ReportTarget::from_arg(args.report.as_deref());
+    let reporter = match Reporter::open(&target, args.quiet, Some(&program_reader(user.as_ref()))) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::report_writer::human::write_line(&format!("sockstrace: error: {e:#}"));
+            return match e.downcast_ref::<crate::report_writer::fifo::Refused>() {
+                Some(_) => Exit::Usage,
+                None => Exit::OwnFailure,
+            };
+        }
+    };
+    reporter.set_config(config.as_deref());
     let syscalls = match crate::syscalls::Setting::resolve(&args.syscalls, args.learn_syscalls.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -153,26 +151,20 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
 
 /// Who the program runs as: `--user`, or under sudo the invoking user (said
 /// in one line), resolved before anything starts.
-/// Why the report must be refused: a named pipe the program can read (see `report_writer::fifo`).
-fn report_fifo_refusal(
-    report: &std::path::Path,
-    user: Option<&supervisor::identity::Switch>,
-) -> Option<String> {
-    use crate::report_writer::fifo::{refusal, Reader};
+/// Who the program runs as, for the report's mode bits (see `report_writer::fifo`).
+fn program_reader(user: Option<&supervisor::identity::Switch>) -> crate::report_writer::fifo::Reader {
+    use crate::report_writer::fifo::Reader;
     match user {
-        Some(switch) => {
-            let who = &switch.identity;
-            refusal(report, &Reader { uid: who.uid, groups: &who.groups })
-        }
-        None => {
-            let groups: Vec<u32> = nix::unistd::getgroups()
+        Some(switch) => Reader { uid: switch.identity.uid, groups: switch.identity.groups.clone() },
+        None => Reader {
+            uid: nix::unistd::geteuid().as_raw(),
+            groups: nix::unistd::getgroups()
                 .unwrap_or_default()
                 .into_iter()
                 .map(|g| g.as_raw())
                 .chain([nix::unistd::getegid().as_raw()])
-                .collect();
-            refusal(report, &Reader { uid: nix::unistd::geteuid().as_raw(), groups: &groups })
-        }
+                .collect(),
+        },
     }
 }
 

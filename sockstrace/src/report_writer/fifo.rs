@@ -9,10 +9,16 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
 /// Who the program runs as, for the pipe's mode bits.
-pub struct Reader<'a> {
+#[derive(Debug, Clone)]
+pub struct Reader {
     pub uid: u32,
-    pub groups: &'a [u32],
+    pub groups: Vec<u32>,
 }
+
+/// A report refused before the program starts (a usage error: exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 /// The pipe's owner, group and mode.
 #[derive(Clone, Copy)]
@@ -24,7 +30,7 @@ pub struct PipeMode {
 
 /// Whether `reader` may open a pipe of `pipe`'s owner and mode for reading (root may, whatever
 /// the mode: a program run as root keeps its capabilities).
-pub fn readable_by(pipe: PipeMode, reader: &Reader<'_>) -> bool {
+pub fn readable_by(pipe: PipeMode, reader: &Reader) -> bool {
     if reader.uid == 0 {
         return true;
     }
@@ -38,22 +44,22 @@ pub fn readable_by(pipe: PipeMode, reader: &Reader<'_>) -> bool {
     pipe.mode & bit != 0
 }
 
-/// Why `path`, the report, must be refused for a program run as `reader`: a named pipe it
-/// can read. `None` for anything else.
-pub fn refusal(path: &Path, reader: &Reader<'_>) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
+/// Why the report at `path`, opened as `meta` says (the object itself: no name swapped in
+/// since can change it), must be refused for a program run as `reader`: a named pipe it can
+/// read. `None` for anything else.
+pub fn refusal(meta: &std::fs::Metadata, path: &Path, reader: &Reader) -> Option<Refused> {
     if !meta.file_type().is_fifo() {
         return None;
     }
     let pipe = PipeMode { uid: meta.uid(), gid: meta.gid(), mode: meta.mode() };
     readable_by(pipe, reader).then(|| {
-        format!(
+        Refused(format!(
             "--report {}: a named pipe that the program (uid {}) can open for reading too: it could take its \
              events out before your reader does. Give the reader as a descriptor the program does not inherit \
              (--report >(consumer)), or a pipe the program's user cannot read (--user, mode 600)",
             path.display(),
             reader.uid
-        )
+        ))
     })
 }
 
@@ -64,9 +70,9 @@ mod tests {
     #[test]
     fn the_mode_bit_of_the_programs_class_decides() {
         let pipe = |mode| PipeMode { uid: 1000, gid: 100, mode };
-        let owner = Reader { uid: 1000, groups: &[100] };
-        let member = Reader { uid: 1001, groups: &[5, 100] };
-        let other = Reader { uid: 65534, groups: &[65534] };
+        let owner = Reader { uid: 1000, groups: vec![100] };
+        let member = Reader { uid: 1001, groups: vec![5, 100] };
+        let other = Reader { uid: 65534, groups: vec![65534] };
         assert!(readable_by(pipe(0o600), &owner));
         assert!(!readable_by(pipe(0o200), &owner));
         assert!(!readable_by(pipe(0o600), &member));
@@ -75,20 +81,20 @@ mod tests {
         assert!(readable_by(pipe(0o604), &other));
         // The owner's bits decide for the owner, even when others may read.
         assert!(!readable_by(pipe(0o044), &owner));
-        assert!(readable_by(pipe(0o000), &Reader { uid: 0, groups: &[] }));
+        assert!(readable_by(pipe(0o000), &Reader { uid: 0, groups: vec![] }));
     }
 
     #[test]
     fn only_a_pipe_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let me = Reader { uid: nix::unistd::geteuid().as_raw(), groups: &[] };
+        let me = Reader { uid: nix::unistd::geteuid().as_raw(), groups: vec![] };
         let file = dir.path().join("r.jsonl");
         std::fs::write(&file, "").unwrap();
-        assert!(refusal(&file, &me).is_none());
-        assert!(refusal(Path::new("/dev/null"), &me).is_none());
-        assert!(refusal(&dir.path().join("missing"), &me).is_none());
+        let meta = |p: &Path| std::fs::metadata(p).unwrap();
+        assert!(refusal(&meta(&file), &file, &me).is_none());
+        assert!(refusal(&meta(Path::new("/dev/null")), Path::new("/dev/null"), &me).is_none());
         let fifo = dir.path().join("r.fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert!(refusal(&fifo, &me).is_some_and(|why| why.contains("named pipe")));
+        assert!(refusal(&meta(&fifo), &fifo, &me).is_some_and(|why| why.0.contains("named pipe")));
     }
 }

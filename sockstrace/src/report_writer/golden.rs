@@ -73,7 +73,7 @@ fn written(events: Vec<Event>, layers: Layers, extra: serde_json::Map<String, se
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("sockstrace-golden-{}-{n}.jsonl", std::process::id()));
-    let reporter = Reporter::open(&ReportTarget::File(path.clone()), true).unwrap();
+    let reporter = Reporter::open(&ReportTarget::File(path.clone()), true, None).unwrap();
     for e in events {
         reporter.emit(e);
     }

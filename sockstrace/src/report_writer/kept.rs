@@ -93,35 +93,41 @@ impl Kept {
     pub fn create(path: &Path) -> io::Result<Opened> {
         let cwd = std::env::current_dir().unwrap_or_default();
         let fd_path = super::own_fd(path).and_then(resolve::file_of_fd);
+        if super::own_fd(path).is_some() && fd_path.is_none() {
+            // One of our own descriptors that is no regular file (`>(jq ...)`'s pipe): the
+            // program does not inherit it; written as it is.
+            return Ok(Opened::Plain(File::options().read(true).write(true).open(path)?));
+        }
         let given = resolve::reader_path(path, fd_path, &cwd);
-        resolve::refuse_foreign_links(&given, nix::unistd::geteuid().as_raw())?;
+        let ours = nix::unistd::geteuid().as_raw();
         // Read back at the end (see `check`). A file we may only write (an earlier run's program
         // made it so) is kept too: it is read back then through a new descriptor, if its mode
         // allows by then, and otherwise replaced by our copy, which cannot be checked less.
-        let live = match File::options().read(true).write(true).create(true).truncate(true).open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                let live = File::options().write(true).create(true).truncate(true).open(path)?;
+        let create = libc::O_CREAT | libc::O_TRUNC;
+        let opened = match resolve::open_report(&given, ours, libc::O_RDWR | create) {
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                let opened = resolve::open_report(&given, ours, libc::O_WRONLY | create)?;
                 super::human::write_line(
                     "sockstrace: warning: the report file can be written but not read back: it is kept all the \
                      same, and replaced at the end by our copy if it still cannot be read back then",
                 );
-                live
+                opened
             }
-            Err(e) => return Err(e),
+            opened => opened?,
         };
+        let live = opened.file;
         if !live.metadata()?.is_file() {
             return Ok(Opened::Plain(live));
         }
-        // The file itself, not a symbolic link to it, is restored.
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let dir_path = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let dir = File::options().read(true).custom_flags(libc::O_DIRECTORY).open(dir_path);
-        match (dir, private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir()))) {
-            (Ok(dir), Ok(copy)) => Ok(Opened::Kept(Kept {
+        // The file itself, not a symbolic link to it, is restored: in the directory the walk
+        // opened.
+        let path = opened.real;
+        let dir_path = path.parent().unwrap_or(Path::new("/"));
+        match private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir())) {
+            Ok(copy) => Ok(Opened::Kept(Kept {
                 given,
                 path,
-                dir,
+                dir: opened.dir,
                 live,
                 copy,
                 base: 0,
@@ -132,7 +138,7 @@ impl Kept {
                 copy_tail: Vec::new(),
                 copy_failed: None,
             })),
-            (Err(e), _) | (_, Err(e)) => {
+            Err(e) => {
                 super::human::write_line(&format!(
                     "sockstrace: warning: no private copy of the report file ({e}): a change the program makes to it will not be undone"
                 ));

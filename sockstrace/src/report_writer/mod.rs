@@ -133,17 +133,24 @@ fn start_flusher(state: Weak<Mutex<State>>) {
 impl Reporter {
     /// Opens the report target; an unwritable path is an error here, before
     /// the program starts.
-    pub fn open(target: &ReportTarget, quiet: bool) -> Result<Self> {
-        Self::open_with(target, quiet, false)
+    /// `program`: who the program runs as (`run`), for a report on a named pipe it could read
+    /// (refused: `fifo::Refused`).
+    pub fn open(target: &ReportTarget, quiet: bool, program: Option<&fifo::Reader>) -> Result<Self> {
+        Self::open_with(target, quiet, false, program)
     }
 
     /// [`Reporter::open`], appending to an existing report file instead of replacing it
     /// (`audit` as a service: a restart keeps what was reported before).
     pub fn open_appending(target: &ReportTarget, quiet: bool) -> Result<Self> {
-        Self::open_with(target, quiet, true)
+        Self::open_with(target, quiet, true, None)
     }
 
-    fn open_with(target: &ReportTarget, quiet: bool, append: bool) -> Result<Self> {
+    fn open_with(
+        target: &ReportTarget,
+        quiet: bool,
+        append: bool,
+        program: Option<&fifo::Reader>,
+    ) -> Result<Self> {
         let mut kept = None;
         let sink: Option<Box<dyn Write + Send>> = match target {
             ReportTarget::None => None,
@@ -183,7 +190,17 @@ impl Reporter {
                         kept = Some(file.clone());
                         Some(Box::new(BufWriter::new(KeptSink(file))))
                     }
-                    kept::Opened::Plain(file) => Some(Box::new(BufWriter::new(file))),
+                    kept::Opened::Plain(file) => {
+                        // What was opened, not what the name was before: a pipe swapped in
+                        // at the open is judged too.
+                        let open_to_program = target.path_open_to_others().zip(program);
+                        if let (Some((path, reader)), Ok(meta)) = (open_to_program, file.metadata()) {
+                            if let Some(refused) = fifo::refusal(&meta, path, reader) {
+                                return Err(refused.into());
+                            }
+                        }
+                        Some(Box::new(BufWriter::new(file)))
+                    }
                 }
             }
         };
@@ -383,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_poisoned_lock_keeps_the_leaks() {
-        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        let reporter = Reporter::open(&ReportTarget::None, true, None).unwrap();
         let state = reporter.state.clone();
         let _ = std::thread::spawn(move || {
             let _held = state.lock().unwrap();
@@ -405,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_retracted_allowed_call_is_counted_once() {
-        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        let reporter = Reporter::open(&ReportTarget::None, true, None).unwrap();
         reporter.count_allowed(3);
         reporter.retract_allowed();
         reporter.retract_allowed();
@@ -413,7 +430,7 @@ mod tests {
         assert_eq!((summary.allowed, summary.events), (1, 1));
 
         // Never below zero, whatever the order the two sides report in.
-        let reporter = Reporter::open(&ReportTarget::None, true).unwrap();
+        let reporter = Reporter::open(&ReportTarget::None, true, None).unwrap();
         reporter.retract_allowed();
         reporter.retract_allowed();
         reporter.count_allowed(1);

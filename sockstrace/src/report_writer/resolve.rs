@@ -11,10 +11,8 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-#[cfg(test)]
-use std::os::fd::AsRawFd as _;
-use std::os::fd::FromRawFd as _;
-use std::os::unix::ffi::OsStrExt as _;
+use std::os::fd::{AsRawFd as _, FromRawFd as _};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
 
@@ -40,52 +38,120 @@ pub fn file_of_fd(fd: i32) -> Option<PathBuf> {
         .then_some(named)
 }
 
-/// Refuses `path` (absolute) when a symbolic link that resolving it follows is owned by neither
-/// `ours` nor root: whoever owns it can point it anywhere, and we would create and truncate the
-/// report there (as root under `sudo`). Links are followed as the kernel does, one component
-/// at a time; the part that does not exist yet is created by the open, through no link.
-pub fn refuse_foreign_links(path: &Path, ours: u32) -> io::Result<()> {
+/// The report opened by [`open_report`].
+#[derive(Debug)]
+pub struct OpenedReport {
+    pub file: File,
+    /// The directory it is in (an `O_PATH` descriptor): where a restore writes.
+    pub dir: File,
+    /// Its path, links resolved.
+    pub real: PathBuf,
+}
+
+/// How often a name swapped for a link between our look at it and its open is looked at again.
+const SWAPPED_RETRIES: usize = 8;
+
+/// Opens the report at `path` (absolute) with `flags` (`O_CREAT` and the access mode
+/// included), resolving it once, one component at a time on directory descriptors, so that
+/// what is checked is what is opened: each symbolic link is opened itself (`O_PATH |
+/// O_NOFOLLOW`), must be owned by `ours` or root (whoever owns it can point it anywhere, and
+/// we would create and truncate the report there, as root under `sudo`), and is read from
+/// that descriptor; the last name is opened with `O_NOFOLLOW` relative to its directory (a
+/// link swapped in meanwhile fails with `ELOOP`, and the walk is done again).
+pub fn open_report(path: &Path, ours: u32, flags: i32) -> io::Result<OpenedReport> {
+    let mut last = io::Error::from_raw_os_error(libc::ELOOP);
+    for _ in 0..SWAPPED_RETRIES {
+        match walk(path, ours, flags) {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => last = e,
+            done => return done,
+        }
+    }
+    Err(last)
+}
+
+fn walk(path: &Path, ours: u32, flags: i32) -> io::Result<OpenedReport> {
     let mut todo: VecDeque<OsString> = components(path);
-    let mut at = PathBuf::from("/");
+    let mut dir = open_at(None, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)?;
+    let mut real = PathBuf::from("/");
     let mut links = 0;
     while let Some(part) = todo.pop_front() {
         if part == ".." {
-            at.pop();
+            dir = open_at(Some(&dir), Path::new(".."), libc::O_PATH | libc::O_DIRECTORY)?;
+            real.pop();
             continue;
         }
-        let next = at.join(&part);
-        let meta = match std::fs::symlink_metadata(&next) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        let name = Path::new(&part);
+        let end = todo.is_empty();
+        let node = match open_at(Some(&dir), name, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(node) => node,
+            Err(e) if end && e.kind() == io::ErrorKind::NotFound => {
+                let file = open_at(Some(&dir), name, flags | libc::O_NOFOLLOW)?;
+                return Ok(OpenedReport { file, dir, real: real.join(&part) });
+            }
             Err(e) => return Err(e),
         };
-        if !meta.file_type().is_symlink() {
-            at = next;
-            continue;
-        }
-        if meta.uid() != ours && meta.uid() != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "{} is a symbolic link owned by uid {}, neither ours nor root's: refused, as whoever owns it can point it anywhere",
-                    next.display(),
-                    meta.uid()
-                ),
-            ));
-        }
-        links += 1;
-        if links > MAX_LINKS {
-            return Err(io::Error::from_raw_os_error(libc::ELOOP));
-        }
-        let target = std::fs::read_link(&next)?;
-        if target.is_absolute() {
-            at = PathBuf::from("/");
-        }
-        for part in components(&target).into_iter().rev() {
-            todo.push_front(part);
+        let meta = node.metadata()?;
+        if meta.file_type().is_symlink() {
+            if meta.uid() != ours && meta.uid() != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is a symbolic link owned by uid {}, neither ours nor root's: refused, as whoever owns it can point it anywhere",
+                        real.join(&part).display(),
+                        meta.uid()
+                    ),
+                ));
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(io::Error::other("too many symbolic links on the report's path"));
+            }
+            let target = read_link_of(&node)?;
+            if target.is_absolute() {
+                dir = open_at(None, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)?;
+                real = PathBuf::from("/");
+            }
+            for part in components(&target).into_iter().rev() {
+                todo.push_front(part);
+            }
+        } else if end {
+            let file = open_at(Some(&dir), name, flags | libc::O_NOFOLLOW)?;
+            return Ok(OpenedReport { file, dir, real: real.join(&part) });
+        } else if meta.is_dir() {
+            dir = node;
+            real.push(&part);
+        } else {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
     }
-    Ok(())
+    Err(io::Error::from_raw_os_error(libc::EISDIR))
+}
+
+/// `openat(dir or the root, name, flags | O_CLOEXEC, 0666)`.
+fn open_at(dir: Option<&File>, name: &Path, flags: i32) -> io::Result<File> {
+    let name = std::ffi::CString::new(name.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let at = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: openat reads a NUL-terminated name; `at` is a live descriptor or AT_FDCWD.
+    let fd = unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_CLOEXEC, 0o666 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new fd that we own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// The target of the link `link` (opened itself, `O_PATH | O_NOFOLLOW`).
+fn read_link_of(link: &File) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: readlinkat with an empty name reads the link the descriptor is open on into
+    // `buf`, at most its length.
+    let n = unsafe { libc::readlinkat(link.as_raw_fd(), c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
 }
 
 /// The normal components of `path`, `..` kept (resolved against what the links led to), `.`
@@ -168,36 +234,52 @@ mod tests {
         assert_eq!(file_of_fd(pipe.as_raw_fd()), None);
     }
 
+    const CREATE: i32 = libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
+
     #[test]
-    fn our_links_are_followed_and_a_missing_rest_is_fine() {
+    fn our_links_are_followed_and_the_file_made_where_they_lead() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("real")).unwrap();
-        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(base.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", base.join("link")).unwrap();
+        std::os::unix::fs::symlink("r.jsonl", base.join("real/named.jsonl")).unwrap();
         let me = nix::unistd::geteuid().as_raw();
-        refuse_foreign_links(&dir.path().join("link/../link/r.jsonl"), me).unwrap();
-        refuse_foreign_links(&dir.path().join("missing/r.jsonl"), me).unwrap();
-        // A link owned by someone else (neither us nor root), on any component, is refused:
-        // as root, the link is given to nobody; otherwise the check asks for another uid.
+        let opened = open_report(&base.join("link/../link/named.jsonl"), me, CREATE).unwrap();
+        assert_eq!(opened.real, base.join("real/r.jsonl"));
+        assert!(base.join("real/r.jsonl").is_file());
+        let missing = open_report(&base.join("missing/r.jsonl"), me, CREATE).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_link_of_another_user_on_any_component_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(base.join("real")).unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink("real", &link).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        // As root, the link is given to nobody; otherwise the check asks for another uid.
         let ours = if me == 0 {
-            let link = dir.path().join("link");
             std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
             0
         } else {
             me + 1
         };
-        let err = refuse_foreign_links(&dir.path().join("link/r.jsonl"), ours).unwrap_err();
+        let err = open_report(&link.join("r.jsonl"), ours, CREATE).expect_err("refused");
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
-        assert!(err.to_string().contains("link"), "{err}");
+        assert!(!base.join("real/r.jsonl").exists(), "nothing made through the link");
     }
 
     #[test]
     fn a_loop_of_links_ends() {
         let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
-        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::os::unix::fs::symlink("b", base.join("a")).unwrap();
+        std::os::unix::fs::symlink("a", base.join("b")).unwrap();
         let me = nix::unistd::geteuid().as_raw();
-        let err = refuse_foreign_links(&dir.path().join("a/r.jsonl"), me).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+        let err = open_report(&base.join("a/r.jsonl"), me, CREATE).expect_err("refused");
+        assert!(err.to_string().contains("links"), "{err}");
     }
 
     #[test]
