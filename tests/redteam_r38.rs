@@ -501,7 +501,6 @@ impl Scratch {
 /// blocks SIGTTOU is let write; the main thread's summary is not.) Reproduce in any interactive
 /// shell: `sockstrace run -- r38_tty tostop 127.0.0.1 9`.
 #[test]
-#[ignore = "open: the program takes the terminal's foreground and sets TOSTOP: the supervisor is stopped by SIGTTOU at its summary"]
 fn the_program_cannot_stop_its_supervisor_through_the_terminal() {
     need_root!();
     let s = Scratch::new();

@@ -36,3 +36,34 @@ fn sigint_reaches_the_program_without_a_terminal() {
 fn sighup_reaches_the_program() {
     signalled(libc::SIGHUP);
 }
+
+/// sockstrace blocks `SIGTTOU` and `SIGTTIN` for itself (the program must not stop it through
+/// the terminal: `redteam_r38`); the program starts with the signal mask sockstrace was given,
+/// here `SIGUSR2` blocked by its parent and nothing else.
+#[test]
+fn the_program_starts_with_the_signal_mask_sockstrace_was_given() {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = std::process::Command::new(sockstrace_tests::paths::sockstrace_bin());
+    cmd.args(["run", "--kernel", "off", "-q", "--", "grep", "SigBlk", "/proc/self/status"]);
+    // SAFETY: between fork and exec only sigemptyset/sigaddset/sigprocmask on a local set.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run sockstrace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let usr2 = 1u64 << (libc::SIGUSR2 - 1);
+    let mask =
+        stdout.lines().find_map(|l| l.strip_prefix("SigBlk:")).map(|m| u64::from_str_radix(m.trim(), 16));
+    assert_eq!(
+        mask,
+        Some(Ok(usr2)),
+        "the program's mask\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -11,6 +11,8 @@ use crate::supervisor::{self, DnsMode, LeakAction, RunConfig, SocksAuth};
 /// Runs `sockstrace run`; returns the program's status, or what
 /// [`crate::exit`] says for a leak under `--fail-on-leak` and for failures.
 pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
+    // First, before any thread: the program cannot stop us through the terminal.
+    supervisor::sys::hold_terminal_stops();
     let config = crate::config::locate(args.config.as_deref());
     if let Some(path) = &config {
         if let Err(e) =

@@ -244,6 +244,8 @@ struct ChildPlan<'a> {
     maker_kill: libc::c_int,
     /// The pipe ends that become the program's fds 1 and 2 (-1: ours, as they are).
     stdio: [libc::c_int; 2],
+    /// The signal mask sockstrace started with (it blocks terminal stops for itself).
+    sigmask: Option<libc::sigset_t>,
 }
 
 /// `--user`, as raw values for the child's system calls.
@@ -339,6 +341,7 @@ pub fn spawn(
         maker: child.maker.map(|(ours, theirs)| (ours.as_raw_fd(), theirs.as_raw_fd())),
         maker_kill: child.cgroup_kill.map_or(-1, |fd| fd.as_raw_fd()),
         stdio: child.stdio.map(|fd| fd.map_or(-1, |fd| fd.as_raw_fd())),
+        sigmask: super::sys::program_mask(),
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -672,6 +675,10 @@ unsafe fn child_main(
         }
         // The tracee must never hold its own listener.
         libc::close(fd as libc::c_int);
+        // The program starts with the signal mask we were given (we block terminal stops).
+        if let Some(mask) = &plan.sigmask {
+            libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
+        }
         libc::execve(plan.path.as_ptr(), argv, envp);
         child_send(ctl, Tag::ExecFailed, child_errno());
         let status = if child_errno() == libc::ENOENT { Exit::NotFound } else { Exit::NotExecutable };

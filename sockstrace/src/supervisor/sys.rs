@@ -189,6 +189,34 @@ pub fn survive_file_size_limit() {
     }
 }
 
+/// The signal mask sockstrace started with, given back to the program (`spawn`).
+static PROGRAM_MASK: std::sync::OnceLock<libc::sigset_t> = std::sync::OnceLock::new();
+
+/// Blocks `SIGTTOU` and `SIGTTIN` in the calling thread and the threads it starts from now on
+/// (call it first, before any thread): a program that makes its own process group the
+/// terminal's foreground and sets `TOSTOP` would otherwise have the terminal stop its
+/// supervisor when it writes (its summary), a signal no Landlock scope covers; a writer that
+/// blocks `SIGTTOU` is let through. The mask before is kept for the program.
+pub fn hold_terminal_stops() {
+    // SAFETY: sigemptyset/sigaddset on a live local set; pthread_sigmask reads it and writes
+    // the old mask into a live local.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTTOU);
+        libc::sigaddset(&mut set, libc::SIGTTIN);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) == 0 {
+            let _ = PROGRAM_MASK.set(old);
+        }
+    }
+}
+
+/// The mask the program gets back before its exec ([`hold_terminal_stops`]), if held.
+pub fn program_mask() -> Option<libc::sigset_t> {
+    PROGRAM_MASK.get().copied()
+}
+
 /// Blocks every signal in the calling thread.
 pub fn block_all_signals() {
     // SAFETY: sigset_t is plain data that sigfillset fully initializes; pthread_sigmask
