@@ -392,7 +392,6 @@ impl Drop for V1Delegated {
 /// `memory.limit_in_bytes` to 64 KiB. The supervisor's next allocation (judging the program's
 /// leak) meets the kernel's OOM killer: SIGKILL, no end check, no summary, the forgery stands.
 #[test]
-#[ignore = "open: a program whose user owns a cgroup v1 memory cgroup has its supervisor OOM-killed (the guard looks at cgroup v2 ownership only)"]
 fn the_program_cannot_oom_kill_its_supervisor_through_a_v1_memory_cgroup_its_user_owns() {
     need_root!();
     let Some(cg) = V1Delegated::new("memory") else {
@@ -432,7 +431,6 @@ fn the_program_cannot_oom_kill_its_supervisor_through_a_v1_memory_cgroup_its_use
 /// (every thread frozen); the program goes on (its trapped calls wait for a supervisor that
 /// never answers). The program must not be able to stop its supervisor.
 #[test]
-#[ignore = "open: a program whose user owns a cgroup v1 freezer cgroup freezes its supervisor (the guard looks at cgroup v2 ownership only)"]
 fn the_program_cannot_freeze_its_supervisor_through_a_v1_freezer_cgroup_its_user_owns() {
     need_root!();
     let Some(cg) = V1Delegated::new("freezer") else {

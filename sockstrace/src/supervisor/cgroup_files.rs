@@ -1,38 +1,30 @@
-//! Cgroup files closed to the program where its user owns a cgroup on its supervisor's way.
+//! Cgroup files closed to the program (unless it runs as root).
 //!
 //! On a systemd desktop a terminal's shell lives in a scope of the user's own manager
 //! (`user@UID.service/app.slice/*.scope`), every file of it the user's; rootless containers
-//! delegate the same way. A program of that user could then move its supervisor into a cgroup of
-//! its own and write `cgroup.kill` there (or `cgroup.freeze`, `memory.max`, `pids.max`), or kill
-//! the whole scope: no Landlock scope or seccomp rule covers a write to a file. So the
-//! program's Landlock domain handles `WRITE_FILE` and allows it beneath every directory and file
-//! except the cgroup file systems' mount points: the siblings of each directory on the way
-//! from `/` to a mount point are allowed, the way itself is not (Landlock allows an access when
-//! any directory above the file has a rule for it, and a domain cannot mount anything else).
-//! Only where the program's user owns such a cgroup: elsewhere (the run's cgroup root's, as
-//! with `--user`) nothing changes; a program run as root is out of scope.
+//! delegate the same way, and libcgroup or LXC give users cgroup v1 groups of their own. A
+//! program of that user could then move its supervisor into a cgroup of its own and write
+//! `cgroup.kill` there (or `cgroup.freeze`, `memory.max`, v1's `memory.limit_in_bytes` for the
+//! OOM killer, `freezer.state`), or kill the whole scope: no Landlock scope or seccomp rule
+//! covers a write to a file, and which groups a user may write (owner, group, ACLs, v1 or v2)
+//! is not worth guessing. So the program's Landlock domain handles `WRITE_FILE` and allows it
+//! beneath every directory and file except the cgroup file systems' mount points (v1 and v2):
+//! the siblings of each directory on the way from `/` to a mount point are allowed, the way
+//! itself is not (Landlock allows an access when any directory above the file has a rule for
+//! it, and a domain cannot mount anything else). A program run as root is out of scope.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-/// A cgroup file system's mount point.
-#[derive(Debug, PartialEq, Eq)]
-pub struct CgroupMount {
-    pub point: PathBuf,
-    /// cgroup v2 (the unified hierarchy), not a v1 controller's.
-    pub v2: bool,
-}
-
-/// The cgroup file systems (v1 and v2) in `/proc/self/mountinfo`'s text.
-pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+/// The mount points of the cgroup file systems (v1 and v2) in `/proc/self/mountinfo`'s text.
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<PathBuf> {
     mountinfo
         .lines()
         .filter_map(|line| {
             let (mount, fs) = line.split_once(" - ")?;
             let fstype = fs.split_whitespace().next()?;
             let point = PathBuf::from(unescape(mount.split_whitespace().nth(4)?));
-            matches!(fstype, "cgroup" | "cgroup2").then(|| CgroupMount { point, v2: fstype == "cgroup2" })
+            matches!(fstype, "cgroup" | "cgroup2").then_some(point)
         })
         .collect()
 }
@@ -58,12 +50,6 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// This process's cgroup v2 path (`0::/user.slice/...`) in `/proc/self/cgroup`'s text.
-pub fn own_cgroup(text: &str) -> Option<PathBuf> {
-    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(PathBuf::from(path.trim_start_matches('/')))
-}
-
 /// What to allow `WRITE_FILE` beneath so that everything but `excluded` (and what is under
 /// them) is covered: the entries (`list`) of every directory above an excluded point that are
 /// neither excluded nor above one.
@@ -81,41 +67,18 @@ pub fn cover(excluded: &[PathBuf], list: impl Fn(&Path) -> Vec<PathBuf>) -> Vec<
     grants
 }
 
-/// Whether `uid` owns a cgroup from the v2 root (`mount`) down to `cgroup`: its directory, or
-/// one of the files that move or stop processes.
-fn owns_one_on_the_way(mount: &Path, cgroup: &Path, uid: u32) -> bool {
-    let mut dirs = vec![mount.to_path_buf()];
-    let mut at = mount.to_path_buf();
-    for part in cgroup.components() {
-        at.push(part);
-        dirs.push(at.clone());
-    }
-    let owned = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.uid() == uid);
-    dirs.iter().any(|dir| {
-        owned(dir)
-            || ["cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.freeze", "cgroup.subtree_control"]
-                .iter()
-                .any(|f| owned(&dir.join(f)))
-    })
-}
-
-/// The directories and files beneath which the program may write, when its user (`uid`) owns a
-/// cgroup on this process's way; `None` when nothing needs closing (or this cannot be told:
-/// no cgroup v2, an unreadable `/proc`).
+/// The directories and files beneath which a program run as `uid` may write: everything but
+/// the cgroup file systems. `None` for root (out of scope: it can undo any fence) or where
+/// this cannot be told (an unreadable `/proc`).
 pub fn plan(uid: u32) -> Option<Vec<PathBuf>> {
     if uid == 0 {
         return None;
     }
     let mounts = cgroup_mounts(&std::fs::read_to_string("/proc/self/mountinfo").ok()?);
-    let own = own_cgroup(&std::fs::read_to_string("/proc/self/cgroup").ok()?)?;
-    if !mounts.iter().any(|m| m.v2 && owns_one_on_the_way(&m.point, &own, uid)) {
-        return None;
-    }
     let list = |dir: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
     };
-    let points: Vec<PathBuf> = mounts.into_iter().map(|m| m.point).collect();
-    Some(cover(&points, list))
+    Some(cover(&mounts, list))
 }
 
 #[cfg(test)]
@@ -133,15 +96,7 @@ mod tests {
     #[test]
     fn cgroup_mounts_of_both_versions_are_found() {
         let found = cgroup_mounts(MOUNTINFO);
-        assert_eq!(
-            found,
-            vec![
-                CgroupMount { point: PathBuf::from("/sys/fs/cgroup"), v2: true },
-                CgroupMount { point: PathBuf::from("/mnt/my cg"), v2: false },
-            ]
-        );
-        assert_eq!(own_cgroup("0::/user.slice/app.scope\n"), Some(PathBuf::from("user.slice/app.scope")));
-        assert_eq!(own_cgroup("1:name=systemd:/x\n"), None);
+        assert_eq!(found, vec![PathBuf::from("/sys/fs/cgroup"), PathBuf::from("/mnt/my cg")]);
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn describe(abi: u32, plan: &Plan, allow_io_uring: bool) -> String {
         parts.push("tcp left to the kernel layer (--allow-io-uring)");
     }
     if plan.attr.handled_access_fs & ACCESS_FS_WRITE_FILE != 0 {
-        parts.push("cgroup files closed (the program's user owns a cgroup on its supervisor's way)");
+        parts.push("cgroup files closed");
     }
     format!("landlock ABI {abi}: {}", parts.join(", "))
 }
@@ -199,7 +199,7 @@ const NO_FENCE: &str = "the program could reach its supervisor";
 impl Fence {
     /// Builds the ruleset for the program (`handle_tcp` false under
     /// `--allow-io-uring`, whose connects run in the program's context); `writable`: where the
-    /// program may write files when cgroup files must be closed to it (`cgroup_files::plan`).
+    /// program may write files, cgroup files closed to it (`cgroup_files::plan`; `None` for root).
     pub fn prepare(
         allow_io_uring: bool,
         dumpable: Result<(), Errno>,
