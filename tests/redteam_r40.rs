@@ -41,6 +41,15 @@
 //!   (`unshare: cannot change root filesystem propagation: Operation not permitted`), exit 0
 //!   from sockstrace's side with "0 leak(s)".
 //!
+//! - `a_protocol_whose_first_bytes_look_like_a_socks5_greeting_passes_the_tunnel` (medium, false
+//!   breakage under `--inspect-socks`): `nested()` reads the first bytes of *every* granted
+//!   tunnel; a protocol whose first message starts with its length little endian (MongoDB's wire
+//!   protocol: a 261-byte `hello` begins `05 01 00 00`) is taken for a SOCKS5 greeting; the client
+//!   gets 5 zero bytes instead of the server's answer, the server never its message, and the run
+//!   says 0 leaks (not even `socks-uninspectable`). Reproduce: `sockstrace run --proxy P
+//!   --inspect-socks -- python3 tests/clients/r40_mongo.py PHOST PPORT NAME PORT` against any
+//!   server that answers a 261-byte message.
+//!
 //! Held:
 //!
 //! - `writes_that_real_programs_make_keep_working_under_the_cgroup_fence`: `/dev/shm`, `/dev/null`,
@@ -241,4 +250,40 @@ fn writes_that_real_programs_make_keep_working_under_the_cgroup_fence() {
             assert!(traced.contains(word), "{word} failed under sockstrace\n{traced}");
         }
     }
+}
+
+/// Found: the relay reads the first bytes in every granted tunnel again (`nested`), and a
+/// protocol whose first message starts with its length, little endian, opens "a SOCKS5
+/// handshake" when that length is 0x?05 with a second byte of 1 or more: MongoDB's first message
+/// (`hello`, its length set by the driver's metadata) of 261 bytes begins `05 01 00 00`. The
+/// relay takes it for a greeting, then the request it cannot parse, and ends the connection.
+#[test]
+#[ignore = "open: a binary protocol whose first bytes are [5, n] (MongoDB, 261-byte hello) is cut inside a granted tunnel"]
+fn a_protocol_whose_first_bytes_look_like_a_socks5_greeting_passes_the_tunnel() {
+    use std::io::{Read as _, Write as _};
+    let name = "db.sockstrace.test";
+    let socks = match sockstrace_tests::Microsocks::start_with_hosts(&format!("127.0.0.2 {name}\n")) {
+        Ok(s) => s,
+        Err(e) => panic!("microsocks: {e}"),
+    };
+    let server = std::net::TcpListener::bind("127.0.0.2:0").expect("bind");
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in server.incoming().flatten() {
+            let mut msg = [0u8; 261];
+            if c.read_exact(&mut msg).is_ok() {
+                let _ = c.write_all(b"DBOK");
+            }
+        }
+    });
+    let script = format!("{}/clients/r40_mongo.py", env!("CARGO_MANIFEST_DIR"));
+    let (phost, pport) = (socks.addr().ip().to_string(), socks.addr().port().to_string());
+    let argv = ["/usr/bin/python3", &script, &phost, &pport, name, &port.to_string()];
+    let out = sockstrace_tests::Trace::new()
+        .proxy(socks.addr())
+        .opts(["--inspect-socks"])
+        .timeout(std::time::Duration::from_secs(60))
+        .program(argv)
+        .run();
+    assert!(out.stdout.contains("DBOK"), "the client's first message was cut\n{}", out.describe());
 }
