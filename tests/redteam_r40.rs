@@ -60,9 +60,9 @@
 //! "..")` (the kernel resolves `..` the same way, so the walk follows what a reader would; the
 //! only gain is landing in another directory the program can write, e.g. a sticky `/tmp` holding
 //! another user's file of the same name: worth a test); the `ELOOP` retry as a denial of service
-//! (8 walks, then the error: a failed start, not a silent one); the relay's `nested()` (SOCKS
-//! inside a granted tunnel behind TLS or HTTP CONNECT, and protocols whose first bytes are `[5,
-//! n]`); cgroupfs through `/proc/PID/root` of a namespace where it is mounted beneath a granted
+//! (8 walks, then the error: a failed start, not a silent one); evasions of the relay's
+//! `nested()` (SOCKS inside a granted tunnel behind TLS or HTTP CONNECT: it reads the first bytes
+//! only, so both pass unread by design), `[4, 1]` protocols; cgroupfs through `/proc/PID/root` of a namespace where it is mounted beneath a granted
 //! directory; an already-open `cgroup.kill` descriptor passed in by `SCM_RIGHTS` (Landlock does
 //! not look at writes on open files: the question is only who outside a domain would send it,
 //! e.g. a `systemd --user` transient unit started over D-Bus, which is no domain's and escapes
