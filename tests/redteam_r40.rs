@@ -167,7 +167,6 @@ fn the_program_cannot_freeze_its_supervisor_through_terminal_flow_control() {
 /// Found: a root-only file hard-linked at the report's name (in the program's user's directory)
 /// is truncated and overwritten by root: `O_NOFOLLOW` stops symbolic links, not hard ones.
 #[test]
-#[ignore = "open: root truncates and overwrites a root-only file hard-linked at the report's name (protected_hardlinks=0 lets nobody make the link)"]
 fn root_does_not_truncate_a_root_only_file_hard_linked_at_the_report_path() {
     need_root!();
     let s = Scratch::new();
@@ -214,7 +213,6 @@ fn bare_and_traced(s: &Scratch, script: &str) -> (String, String) {
 /// `bwrap`, rootless containers and `unshare -rm` do) fails: the Landlock domain that closes
 /// cgroup files refuses every mount.
 #[test]
-#[ignore = "open: the cgroup fence's Landlock domain refuses mount/pivot_root: unshare -rm, bwrap, rootless podman break"]
 fn a_program_that_mounts_in_a_namespace_of_its_own_keeps_working() {
     need_root!();
     let s = Scratch::new();
@@ -258,7 +256,6 @@ fn writes_that_real_programs_make_keep_working_under_the_cgroup_fence() {
 /// (`hello`, its length set by the driver's metadata) of 261 bytes begins `05 01 00 00`. The
 /// relay takes it for a greeting, then the request it cannot parse, and ends the connection.
 #[test]
-#[ignore = "open: a binary protocol whose first bytes are [5, n] (MongoDB, 261-byte hello) is cut inside a granted tunnel"]
 fn a_protocol_whose_first_bytes_look_like_a_socks5_greeting_passes_the_tunnel() {
     use std::io::{Read as _, Write as _};
     let name = "db.sockstrace.test";

@@ -179,14 +179,44 @@ pub fn other_protocol(first: &[u8]) -> &'static str {
     }
 }
 
-/// Whether `first`, the program's first bytes in a tunnel, open a SOCKS handshake (a SOCKS5
-/// greeting offering at least one method, a SOCKS4 CONNECT or BIND); `None` until two bytes
-/// tell.
+/// Whether `first`, the program's first bytes in a tunnel, open a SOCKS handshake; `None` until
+/// the bytes tell. Read strictly, so that another protocol is not taken for one (a MongoDB
+/// message of 261 bytes starts `05 01 00 00`): a SOCKS5 greeting is whole (`05 N` and N known
+/// methods) and followed by nothing, or by what a pipelining client sends next (a request `05
+/// CMD 00 ATYP`, or RFC 1929 credentials `01 ULEN`); a SOCKS4 CONNECT or BIND has its user id
+/// end (a NUL) within 255 bytes after its fixed 8, and nothing else before it.
 pub fn opens_socks(first: &[u8]) -> Option<bool> {
     match first {
         [] | [4 | 5] => None,
-        [5, methods, ..] => Some(*methods >= 1),
-        [4, command, ..] => Some(matches!(command, 1 | 2)),
+        [5, count, rest @ ..] => socks5_greeting_opens(usize::from(*count), rest),
+        [4, 1 | 2, rest @ ..] => {
+            let user = rest.get(6..)?;
+            match user.iter().position(|&b| b == 0) {
+                Some(_) => Some(true),
+                None if user.len() < 256 => None,
+                None => Some(false),
+            }
+        }
+        _ => Some(false),
+    }
+}
+
+/// The SOCKS5 greeting's `count` methods and what follows them (see [`opens_socks`]).
+fn socks5_greeting_opens(count: usize, rest: &[u8]) -> Option<bool> {
+    if count == 0 {
+        return Some(false);
+    }
+    let Some((methods, after)) = rest.split_at_checked(count) else {
+        let known = |m: &u8| matches!(m, 0..=3 | 0x80..=0xfe);
+        return if rest.iter().all(known) { None } else { Some(false) };
+    };
+    if !methods.iter().all(|m| matches!(m, 0..=3 | 0x80..=0xfe)) {
+        return Some(false);
+    }
+    match after {
+        [] => Some(true),
+        [5] | [5, 1..=3] | [5, 1..=3, 0] | [1] => None,
+        [5, 1..=3, 0, 1 | 3 | 4, ..] | [1, 1..=255, ..] => Some(true),
         _ => Some(false),
     }
 }
@@ -203,8 +233,17 @@ mod tests {
         assert_eq!(opens_socks(b""), None);
         assert_eq!(opens_socks(&[5]), None);
         assert_eq!(opens_socks(&[5, 1, 0]), Some(true));
+        assert_eq!(opens_socks(&[5, 2, 0]), None, "a method still to come");
         assert_eq!(opens_socks(&[5, 0]), Some(false));
-        assert_eq!(opens_socks(&[4, 1, 0, 80]), Some(true));
+        // Pipelined: the request (or credentials) right after the greeting.
+        assert_eq!(opens_socks(&[5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 2, 0, 80]), Some(true));
+        assert_eq!(opens_socks(&[5, 1, 2, 1, 4, b'u', b's', b'e', b'r']), Some(true));
+        // A MongoDB message of 261 bytes: its length, little-endian, then more.
+        let mut mongo = vec![5, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd, 7];
+        mongo.resize(261, 0);
+        assert_eq!(opens_socks(&mongo), Some(false));
+        assert_eq!(opens_socks(&[4, 1, 0, 80, 127, 0, 0, 2, b'u', 0]), Some(true));
+        assert_eq!(opens_socks(&[4, 1, 0, 80, 127, 0, 0, 2, b'u']), None, "the user id still to end");
         assert_eq!(opens_socks(&[4, 3]), Some(false));
         assert_eq!(opens_socks(b"GET / HTTP/1.1"), Some(false));
         assert_eq!(opens_socks(&[0x16, 3, 1]), Some(false));

@@ -415,9 +415,16 @@ impl Session<'_> {
         }
         let mut head = [0u8; 5];
         self.upstream.read_exact(&mut head).await?;
-        self.client.write_all(&head).await?;
-        let Some(len) = parse::socks5_reply_len(head) else { return Ok(self.uninspectable("socks5")) };
-        self.reply(len - head.len()).await?;
+        let Some(len) = parse::socks5_reply_len(head) else {
+            self.client.write_all(&head).await?;
+            return Ok(self.uninspectable("socks5"));
+        };
+        // Passed on whole, in one write, as the proxy most likely sent it: a client that reads
+        // the reply with a short `recv` must not find half of it in its first data.
+        let mut reply = head.to_vec();
+        reply.resize(len, 0);
+        self.upstream.read_exact(&mut reply[head.len()..]).await?;
+        self.client.write_all(&reply).await?;
         Ok(if head[1] == 0 { Then::Copy } else { Then::Stop })
     }
 

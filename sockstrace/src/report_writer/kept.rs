@@ -103,7 +103,8 @@ impl Kept {
         // Read back at the end (see `check`). A file we may only write (an earlier run's program
         // made it so) is kept too: it is read back then through a new descriptor, if its mode
         // allows by then, and otherwise replaced by our copy, which cannot be checked less.
-        let create = libc::O_CREAT | libc::O_TRUNC;
+        // Truncated only once it is known to be the file at this name alone (see below).
+        let create = libc::O_CREAT;
         let opened = match resolve::open_report(&given, ours, libc::O_RDWR | create) {
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
                 let opened = resolve::open_report(&given, ours, libc::O_WRONLY | create)?;
@@ -116,9 +117,24 @@ impl Kept {
             opened => opened?,
         };
         let live = opened.file;
-        if !live.metadata()?.is_file() {
+        let meta = live.metadata()?;
+        if !meta.is_file() {
             return Ok(Opened::Plain(live));
         }
+        // A file with other names (a hard link planted at the report's name, where
+        // `protected_hardlinks` is off) is someone else's file too: we would truncate and write
+        // it, as root under `sudo`.
+        if meta.nlink() > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} has {} names (hard links): refused, as it may be another file of someone else's",
+                    opened.real.display(),
+                    meta.nlink()
+                ),
+            ));
+        }
+        live.set_len(0)?;
         // The file itself, not a symbolic link to it, is restored: in the directory the walk
         // opened.
         let path = opened.real;

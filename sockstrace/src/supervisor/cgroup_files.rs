@@ -1,4 +1,4 @@
-//! Cgroup files closed to the program (unless it runs as root).
+//! Cgroup files closed to the program where its user can write one that reaches its supervisor.
 //!
 //! On a systemd desktop a terminal's shell lives in a scope of the user's own manager
 //! (`user@UID.service/app.slice/*.scope`), every file of it the user's; rootless containers
@@ -11,20 +11,26 @@
 //! beneath every directory and file except the cgroup file systems' mount points (v1 and v2):
 //! the siblings of each directory on the way from `/` to a mount point are allowed, the way
 //! itself is not (Landlock allows an access when any directory above the file has a rule for
-//! it, and a domain cannot mount anything else). A program run as root is out of scope.
+//! it, and a domain cannot mount anything else). The cost: a domain that handles a file system
+//! right refuses every mount, so a program that mounts in a user namespace of its own (`unshare
+//! -rm`, bwrap) fails there; so only where the program's user can write a cgroup file that
+//! reaches its supervisor (by the mode bits: a v2 group on the supervisor's way, which moving it
+//! or killing it needs, or any v1 group, which a move into needs alone). A program run as root
+//! is out of scope.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-/// The mount points of the cgroup file systems (v1 and v2) in `/proc/self/mountinfo`'s text.
-pub fn cgroup_mounts(mountinfo: &str) -> Vec<PathBuf> {
+/// The cgroup file systems in `/proc/self/mountinfo`'s text: mount point, and whether v2.
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, bool)> {
     mountinfo
         .lines()
         .filter_map(|line| {
             let (mount, fs) = line.split_once(" - ")?;
             let fstype = fs.split_whitespace().next()?;
             let point = PathBuf::from(unescape(mount.split_whitespace().nth(4)?));
-            matches!(fstype, "cgroup" | "cgroup2").then_some(point)
+            matches!(fstype, "cgroup" | "cgroup2").then_some((point, fstype == "cgroup2"))
         })
         .collect()
 }
@@ -67,18 +73,110 @@ pub fn cover(excluded: &[PathBuf], list: impl Fn(&Path) -> Vec<PathBuf>) -> Vec<
     grants
 }
 
-/// The directories and files beneath which a program run as `uid` may write: everything but
-/// the cgroup file systems. `None` for root (out of scope: it can undo any fence) or where
-/// this cannot be told (an unreadable `/proc`).
-pub fn plan(uid: u32) -> Option<Vec<PathBuf>> {
-    if uid == 0 {
+/// Who the program runs as.
+pub struct Writer<'a> {
+    pub uid: u32,
+    pub groups: &'a [u32],
+}
+
+/// Whether `who` may write a file of this owner, group and mode (its mode bits; root always).
+pub fn writable(who: &Writer<'_>, uid: u32, gid: u32, mode: u32) -> bool {
+    who.uid == 0
+        || (who.uid == uid && mode & 0o200 != 0)
+        || (who.uid != uid && who.groups.contains(&gid) && mode & 0o020 != 0)
+        || (who.uid != uid && !who.groups.contains(&gid) && mode & 0o002 != 0)
+}
+
+/// The files of a group that move, stop or kill its processes.
+const CONTROLS: [&str; 9] = [
+    "cgroup.procs",
+    "cgroup.threads",
+    "cgroup.kill",
+    "cgroup.freeze",
+    "memory.max",
+    "pids.max",
+    "tasks",
+    "freezer.state",
+    "memory.limit_in_bytes",
+];
+
+/// The files of a v1 group that move processes into it (all a move needs there).
+const MOVES: [&str; 2] = ["tasks", "cgroup.procs"];
+
+/// Whether `who` may write the group directory `dir` (make groups in it) or one of `controls`.
+fn group_writable(who: &Writer<'_>, dir: &Path, controls: &[&str]) -> bool {
+    let may =
+        |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| writable(who, m.uid(), m.gid(), m.mode()));
+    may(dir) || controls.iter().any(|f| may(&dir.join(f)))
+}
+
+/// At most this many v1 groups are looked at (a walk of every hierarchy).
+const V1_GROUPS: usize = 4096;
+
+/// Whether `who` may write a v1 group anywhere in the hierarchy at `mount` (a move into it is
+/// all the program needs to put its supervisor under its limits), or a control of the groups
+/// this process is in (`own`: their paths, from `/proc/self/cgroup`).
+fn v1_writable(who: &Writer<'_>, mount: &Path, own: &[PathBuf]) -> bool {
+    if own.iter().any(|group| group_writable(who, &mount.join(group), &CONTROLS)) {
+        return true;
+    }
+    let mut todo = vec![mount.to_path_buf()];
+    let mut seen = 0;
+    while let Some(dir) = todo.pop() {
+        seen += 1;
+        if seen > V1_GROUPS || group_writable(who, &dir, &MOVES) {
+            // Past the bound, as if writable: the fence costs less than a guess.
+            return true;
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            todo.extend(
+                entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()),
+            );
+        }
+    }
+    false
+}
+
+/// The directories and files beneath which the program (`who`) may write, cgroup files closed
+/// to it, when it can write a cgroup file that reaches this process (see the module's doc);
+/// `None` otherwise, for root (out of scope), or where this cannot be told.
+pub fn plan(who: &Writer<'_>) -> Option<Vec<PathBuf>> {
+    if who.uid == 0 {
         return None;
     }
     let mounts = cgroup_mounts(&std::fs::read_to_string("/proc/self/mountinfo").ok()?);
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = own_cgroup(&cgroups);
+    let own_v1: Vec<PathBuf> = cgroups
+        .lines()
+        .filter(|l| !l.starts_with("0::"))
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .map(|p| PathBuf::from(p.trim_start_matches('/')))
+        .collect();
+    let on_the_way = |point: &Path, own: &Path| {
+        let group = point.join(own);
+        let way: Vec<&Path> = group.ancestors().take_while(|d| d.starts_with(point)).collect();
+        way.into_iter().any(|d| group_writable(who, d, &CONTROLS))
+    };
+    let reaches = mounts.iter().any(|(point, v2)| match (v2, &own) {
+        (true, Some(own)) => on_the_way(point, own),
+        (true, None) => false,
+        (false, _) => v1_writable(who, point, &own_v1),
+    });
+    if !reaches {
+        return None;
+    }
     let list = |dir: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
     };
-    Some(cover(&mounts, list))
+    let points: Vec<PathBuf> = mounts.into_iter().map(|(point, _)| point).collect();
+    Some(cover(&points, list))
+}
+
+/// This process's cgroup v2 path (`0::/user.slice/...`) in `/proc/self/cgroup`'s text, relative.
+fn own_cgroup(text: &str) -> Option<PathBuf> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(PathBuf::from(path.trim_start_matches('/')))
 }
 
 #[cfg(test)]
@@ -96,7 +194,12 @@ mod tests {
     #[test]
     fn cgroup_mounts_of_both_versions_are_found() {
         let found = cgroup_mounts(MOUNTINFO);
-        assert_eq!(found, vec![PathBuf::from("/sys/fs/cgroup"), PathBuf::from("/mnt/my cg")]);
+        assert_eq!(
+            found,
+            vec![(PathBuf::from("/sys/fs/cgroup"), true), (PathBuf::from("/mnt/my cg"), false)]
+        );
+        assert_eq!(own_cgroup("0::/user.slice/app.scope\n"), Some(PathBuf::from("user.slice/app.scope")));
+        assert_eq!(own_cgroup("1:name=systemd:/x\n"), None);
     }
 
     #[test]
@@ -133,6 +236,17 @@ mod tests {
 
     #[test]
     fn a_root_program_changes_nothing() {
-        assert_eq!(plan(0), None);
+        assert_eq!(plan(&Writer { uid: 0, groups: &[] }), None);
+    }
+
+    #[test]
+    fn the_mode_bits_of_the_programs_class_decide() {
+        let user = Writer { uid: 1000, groups: &[100] };
+        assert!(writable(&user, 1000, 0, 0o644));
+        assert!(!writable(&user, 1000, 100, 0o464), "the owner's bits decide for the owner");
+        assert!(writable(&user, 0, 100, 0o664));
+        assert!(!writable(&user, 0, 100, 0o646), "the group's bits decide for a member");
+        assert!(writable(&user, 0, 0, 0o602));
+        assert!(!writable(&user, 0, 0, 0o644));
     }
 }

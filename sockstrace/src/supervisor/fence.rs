@@ -103,7 +103,9 @@ fn describe(abi: u32, plan: &Plan, allow_io_uring: bool) -> String {
         parts.push("tcp left to the kernel layer (--allow-io-uring)");
     }
     if plan.attr.handled_access_fs & ACCESS_FS_WRITE_FILE != 0 {
-        parts.push("cgroup files closed");
+        parts.push(
+            "cgroup files closed (its user can write a cgroup reaching its supervisor; mounts refused)",
+        );
     }
     format!("landlock ABI {abi}: {}", parts.join(", "))
 }

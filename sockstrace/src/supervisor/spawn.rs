@@ -555,6 +555,11 @@ unsafe fn child_main(
         // resets it, the parent (without CAP_SYS_PTRACE) could not take the
         // listener from us with pidfd_getfd.
         libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        // The program starts with the signal mask we were given (we block terminal stops);
+        // before the filter, which may trap every call (`--learn-syscalls`, allowlists).
+        if let Some(mask) = &plan.sigmask {
+            libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
+        }
         // --isolate-network: the namespaces first, so the forwarder listeners
         // (ours, not the program's) are made outside the run's cgroup.
         if let Some(isolation) = plan.isolate {
@@ -675,10 +680,6 @@ unsafe fn child_main(
         }
         // The tracee must never hold its own listener.
         libc::close(fd as libc::c_int);
-        // The program starts with the signal mask we were given (we block terminal stops).
-        if let Some(mask) = &plan.sigmask {
-            libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
-        }
         libc::execve(plan.path.as_ptr(), argv, envp);
         child_send(ctl, Tag::ExecFailed, child_errno());
         let status = if child_errno() == libc::ENOENT { Exit::NotFound } else { Exit::NotExecutable };
