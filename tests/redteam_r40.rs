@@ -128,7 +128,6 @@ impl Scratch {
 /// Found: terminal output flow control (`tcflow(TCOOFF)`, `IXON` cleared) freezes the
 /// supervisor: the leak's line blocks the worker before it answers, the run never ends.
 #[test]
-#[ignore = "open: the program freezes its supervisor with tcflow(TCOOFF) on the shared terminal: the run never ends"]
 fn the_program_cannot_freeze_its_supervisor_through_terminal_flow_control() {
     need_root!();
     let mut s = Scratch::new();

@@ -66,5 +66,12 @@ fn main() {
             _ => Exit::Usage,
         },
     };
+    // Our lines to a terminal are written by a thread of their own; a terminal whose output the
+    // program switched off never takes them: sockstrace ends all the same, its status saying
+    // that its output is not all there.
+    let exit = match report_writer::stream::drain(std::time::Duration::from_secs(5)) {
+        true => exit,
+        false => Exit::OwnFailure,
+    };
     exit.exit();
 }

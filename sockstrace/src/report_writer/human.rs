@@ -15,8 +15,9 @@ pub fn write_line(line: &str) {
     buf.push_str(line);
     buf.push('\n');
     // One write, under the lock the program's relayed stderr takes, after a newline when the
-    // program left its last line unfinished; waiting while the stream is full.
-    let _ = super::stream::stderr().write_ours(buf.as_bytes());
+    // program left its last line unfinished; waiting while the stream is full (on a terminal,
+    // in a thread of its own: see `stream`).
+    let _ = super::stream::stderr().write_lines(buf.as_bytes());
 }
 
 /// Whether stderr gets colour: only a terminal, and only without `NO_COLOR`.

@@ -8,7 +8,10 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::kept::Kept;
 use super::patient::Patient;
@@ -21,10 +24,45 @@ pub struct RealStream {
     /// The report's private copy, when the report goes here and this is a regular file
     /// (`Kept::adopt`): every byte written here is recorded in it.
     kept: OnceLock<Arc<Mutex<Kept>>>,
+    /// On a terminal, our lines go through a thread of their own (`queue`): the program shares
+    /// the terminal and can switch its output off (`tcflow(TCOOFF)`), which would block a
+    /// writer, and with it the call it is judging, for as long as it likes.
+    queue: OnceLock<Option<Queue>>,
 }
 
-static STDOUT: RealStream = RealStream { fd: 1, mid_line: Mutex::new(false), kept: OnceLock::new() };
-static STDERR: RealStream = RealStream { fd: 2, mid_line: Mutex::new(false), kept: OnceLock::new() };
+/// Lines waiting for a terminal's writer thread.
+struct Queue {
+    tx: SyncSender<Vec<u8>>,
+    sent: AtomicU64,
+    written: Arc<AtomicU64>,
+    dropped: AtomicU64,
+}
+
+/// At most this many writes wait for a terminal; past them, lines are dropped (and counted):
+/// the report file holds every event.
+const QUEUE_LEN: usize = 4096;
+
+static STDOUT: RealStream =
+    RealStream { fd: 1, mid_line: Mutex::new(false), kept: OnceLock::new(), queue: OnceLock::new() };
+static STDERR: RealStream =
+    RealStream { fd: 2, mid_line: Mutex::new(false), kept: OnceLock::new(), queue: OnceLock::new() };
+
+/// Waits until the lines queued for terminals are written, at most `limit`; whether they were.
+/// A terminal whose output the program switched off never takes them. (Lines dropped for a full
+/// queue are counted, not waited for.)
+pub fn drain(limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    [&STDOUT, &STDERR].iter().all(|stream| {
+        let Some(Some(queue)) = stream.queue.get() else { return true };
+        while queue.written.load(Ordering::Acquire) < queue.sent.load(Ordering::Acquire) {
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    })
+}
 
 /// Our stdout; the stderr stream when both are one file or socket (`2>&1`), so that one lock
 /// orders everything written to it.
@@ -54,7 +92,45 @@ impl RealStream {
     /// A stream on any fd (the relay's tests).
     #[cfg(test)]
     pub fn on(fd: i32) -> RealStream {
-        RealStream { fd, mid_line: Mutex::new(false), kept: OnceLock::new() }
+        RealStream { fd, mid_line: Mutex::new(false), kept: OnceLock::new(), queue: OnceLock::new() }
+    }
+
+    /// Writes whole lines of ours: at once, or on a terminal through its writer thread (see
+    /// `queue`), so that the caller never waits for the terminal.
+    pub fn write_lines(&'static self, lines: &[u8]) -> io::Result<()> {
+        let Some(queue) = self.queue.get_or_init(|| self.start_queue()) else {
+            return self.write_ours(lines);
+        };
+        match queue.tx.try_send(lines.to_vec()) {
+            Ok(()) => {
+                queue.sent.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                queue.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => self.write_ours(lines),
+        }
+    }
+
+    /// The writer thread of a terminal; `None` for anything else (or no thread).
+    fn start_queue(&'static self) -> Option<Queue> {
+        // SAFETY: isatty on an fd number.
+        if unsafe { libc::isatty(self.fd) } != 1 {
+            return None;
+        }
+        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_LEN);
+        let written = Arc::new(AtomicU64::new(0));
+        let done = written.clone();
+        let writer = move || {
+            for lines in rx {
+                let _ = self.write_ours(&lines);
+                done.fetch_add(1, Ordering::AcqRel);
+            }
+        };
+        std::thread::Builder::new().name("sockstrace-tty".into()).spawn(writer).ok()?;
+        Some(Queue { tx, sent: AtomicU64::new(0), written, dropped: AtomicU64::new(0) })
     }
 
     /// Keeps this stream as the report file (`Kept::adopt`) when it is a regular file with a
@@ -155,7 +231,7 @@ impl LineSink {
         if end == 0 {
             return Ok(());
         }
-        let result = self.stream.write_ours(&self.buf[..end]);
+        let result = self.stream.write_lines(&self.buf[..end]);
         self.buf.drain(..end);
         result
     }
