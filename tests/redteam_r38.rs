@@ -7,7 +7,9 @@
 //! against the supervisor), and `r36_report.c` (leak, forge, cgroup steps). Ground truth: the
 //! sink, the victim file's contents, the program's output, the report as a fresh reader finds it.
 //!
-//! Found (ignored, open; each asserts the right behaviour and fails with `--ignored`):
+//! Found (each test asserts the right behaviour and failed before its fix; all closed since:
+//! the path resolved once on descriptors, the pipe judged on the object opened, the cgroup
+//! fence on v1 too, SIGTTOU/SIGTTIN blocked in sockstrace):
 //!
 //! - `a_link_swapped_in_after_the_walk_does_not_make_root_truncate_a_file` (critical): the
 //!   link walk (`refuse_foreign_links`, `lstat` per component) and the open (`open(path,

@@ -8,7 +8,9 @@
 //! link planted at the report's name. Ground truth: the sink, the victim file's contents, the
 //! program's own log, whether sockstrace exits at all.
 //!
-//! Found (ignored, open; each asserts the right behaviour and fails with `--ignored`):
+//! Found (each test asserts the right behaviour and failed before its fix; all closed since: no
+//! O_TRUNC and one name only, the cgroup fence only where a cgroup reaches the supervisor, nested
+//! greetings read strictly and the reply passed whole, terminal lines through their own thread):
 //!
 //! - `the_program_cannot_freeze_its_supervisor_through_terminal_flow_control` (high: the
 //!   supervisor frozen, the run never ends): the program clears `IXON` on its terminal and
