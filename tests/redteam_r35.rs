@@ -40,7 +40,6 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +48,7 @@ use std::time::Duration;
 
 use sockstrace_tests::netns::NetNs;
 use sockstrace_tests::paths::client_uring;
+use sockstrace_tests::report_run::{Ran, Reader};
 use sockstrace_tests::unpriv::Copies;
 use sockstrace_tests::util::wait_until;
 use sockstrace_tests::{client, kernel_available, skip, Outcome, TcpSink, Trace, UdpSink};
@@ -483,7 +483,7 @@ impl Scratch {
     /// [`Scratch::run`] with another build of the program.
     fn run_program(&self, program: &Path, report: &str, steps: &[String]) -> Ran {
         let child = self.spawn(program, report, steps, Stdio::piped());
-        Ran::collect(child.wait_with_output().expect("run sockstrace"), report)
+        Ran::collect(child.wait_with_output().expect("run sockstrace"), report, Reader::Test)
     }
 
     /// The run, started: stdout as `stdout` (a pipe, or one the test reads as it goes).
@@ -506,89 +506,9 @@ impl Scratch {
     }
 }
 
-/// What one run left behind.
-struct Ran {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    /// The report at its path, when that is a readable regular file.
-    report: Option<String>,
-}
-
-impl Ran {
-    fn collect(out: std::process::Output, report: &str) -> Ran {
-        let text = match std::fs::metadata(report) {
-            Ok(m) if m.is_file() => std::fs::read_to_string(report).ok(),
-            _ => None,
-        };
-        Ran {
-            code: out.status.code(),
-            signal: out.status.signal(),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-            report: text,
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?} signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- report at its path ---\n{}",
-            self.code,
-            self.signal,
-            self.stdout,
-            self.stderr,
-            self.report.as_deref().unwrap_or("(not a readable file)")
-        )
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let text = self.report.as_deref().unwrap_or("");
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    }
-
-    /// Event lines of the report at its path that parse and say `"verdict":"leak"`.
-    fn leak_lines(&self) -> usize {
-        self.lines().iter().filter(|v| v.get("verdict").and_then(|v| v.as_str()) == Some("leak")).count()
-    }
-
-    /// `report_altered` in a summary of the report at its path.
-    fn says_altered(&self) -> bool {
-        self.lines().iter().any(|v| {
-            v.get("summary").and_then(|s| s.get("report_altered")).and_then(|a| a.as_bool()) == Some(true)
-        })
-    }
-
-    /// A warning or error of sockstrace's about the report file on stderr.
-    fn warned(&self) -> bool {
-        self.stderr.lines().any(|l| {
-            (l.starts_with("sockstrace: warning:") || l.starts_with("sockstrace: error:"))
-                && l.contains("report")
-        })
-    }
-
-    /// The bar each attack must meet: the leak's event in the report at its path; or else a
-    /// warning or error about the report together with a failing exit or `report_altered` in
-    /// the summary at the path. Never a silent report without the leak.
-    fn assert_leak_kept_or_said(&self, attack: &str) {
-        assert!(
-            self.stderr.contains("LEAK BLOCKED"),
-            "{attack}: the leak was not tried\n{}",
-            self.describe()
-        );
-        let kept = self.leak_lines() >= 1;
-        let said = self.warned() && (self.code != Some(0) || self.says_altered());
-        assert!(
-            kept || said,
-            "{attack}: the report at its path lacks the leak (leak lines {}, warned {}, exit {:?}, \
-             report_altered at the path {})\n{}",
-            self.leak_lines(),
-            self.warned(),
-            self.code,
-            self.says_altered(),
-            self.describe()
-        );
-    }
+/// The bar (`Ran::leak_kept_or_said`), once stderr shows the leak was tried.
+fn assert_kept_or_said(ran: &Ran, attack: &str) {
+    ran.assert_leak_kept_or_said(attack, ran.stderr.contains("LEAK BLOCKED"));
 }
 
 fn leak_step(sink: &UdpSink) -> String {
@@ -628,7 +548,7 @@ fn a_report_whose_directory_was_moved_aside_is_not_said_restored_over_a_forgery(
     );
     sink.assert_nothing_arrived("the leak");
     assert!(ran.stdout.contains("write: ok"), "the program did not forge the report\n{}", ran.describe());
-    ran.assert_leak_kept_or_said("directory moved aside, forgery at the path");
+    assert_kept_or_said(&ran, "directory moved aside, forgery at the path");
 }
 
 /// Found: the report path is a link the user made (`r.jsonl -> real.jsonl`, theirs: not refused
@@ -658,7 +578,7 @@ fn a_report_link_the_program_repoints_does_not_hide_the_leak() {
     );
     sink.assert_nothing_arrived("the leak");
     assert!(ran.stdout.contains("relink: ok"), "the program did not re-point the link\n{}", ran.describe());
-    ran.assert_leak_kept_or_said("link re-pointed at a forgery");
+    assert_kept_or_said(&ran, "link re-pointed at a forgery");
 }
 
 /// Found: the program replaces the report by a forged one and makes its directory (its own)
@@ -686,7 +606,7 @@ fn a_forged_report_behind_an_unwritable_directory_fails_the_run() {
     std::fs::set_permissions(&s.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     sink.assert_nothing_arrived("the leak");
     assert!(ran.stdout.contains("chmod: ok"), "the program did not lock the directory\n{}", ran.describe());
-    ran.assert_leak_kept_or_said("forgery behind an unwritable directory");
+    assert_kept_or_said(&ran, "forgery behind an unwritable directory");
 }
 
 /// Found (weaker): the program puts a directory at the report's path. A file cannot be renamed
@@ -703,7 +623,7 @@ fn a_directory_at_the_report_path_fails_the_run() {
     let ran = s.run(&report, &[leak_step(&sink), format!("rm:{report}"), format!("mkdir:{report}")]);
     sink.assert_nothing_arrived("the leak");
     assert!(ran.stdout.contains("mkdir: ok"), "{}", ran.describe());
-    ran.assert_leak_kept_or_said("directory at the path");
+    assert_kept_or_said(&ran, "directory at the path");
 }
 
 /// Unmounts a tmpfs the test mounted, also when it fails.
@@ -743,7 +663,7 @@ fn a_full_file_system_does_not_silently_lose_the_leak() {
     let ran = s.run(&report, &[format!("fill:{fill}"), leak_step(&sink)]);
     sink.assert_nothing_arrived("the leak");
     assert!(ran.stdout.contains("fill: ok"), "the program did not fill the file system\n{}", ran.describe());
-    ran.assert_leak_kept_or_said("full file system");
+    assert_kept_or_said(&ran, "full file system");
 }
 
 /// Was found: `prlimit` on a process of the same user needs no privilege and no Landlock scope
@@ -824,7 +744,7 @@ fn a_report_write_cut_short_by_a_file_size_limit_leaves_no_fragment() {
     set_file_size_limit(pid, None);
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
-    let mut ran = Ran::collect(child.wait_with_output().expect("wait"), &report);
+    let mut ran = Ran::collect(child.wait_with_output().expect("wait"), &report, Reader::Test);
     ran.stdout = seen + &rest;
     sink.assert_nothing_arrived("the leak");
     let d = ran.describe();

@@ -70,11 +70,12 @@
 
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use sockstrace_tests::report_run::{Ran, Reader};
 use sockstrace_tests::unpriv::{Copies, NOBODY};
 use sockstrace_tests::util::wait_until;
 use sockstrace_tests::{client, skip, UdpSink};
@@ -148,98 +149,14 @@ impl Scratch {
     }
 }
 
-/// What one run left behind.
-struct Ran {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    /// The report at its path, as a fresh reader (`cat`, nobody) finds it.
-    report: Option<String>,
+/// Runs `cmd` (sockstrace) to its end; the report read as a fresh reader finds it.
+fn run(mut cmd: Command, report: &str) -> Ran {
+    Ran::collect(cmd.output().expect("run sockstrace"), report, Reader::Fresh)
 }
 
-/// The file at `path` as a new process of nobody's reads it: no fds but stdio, its own
-/// `/proc/self`, the path resolved from `/`.
-fn read_as_a_reader(path: &str) -> Option<String> {
-    let out = Command::new("setpriv")
-        .args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into()])
-        .args(["cat", "--", path])
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-impl Ran {
-    fn collect(out: std::process::Output, report: &str) -> Ran {
-        Ran {
-            code: out.status.code(),
-            signal: out.status.signal(),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-            report: read_as_a_reader(report),
-        }
-    }
-
-    fn run(mut cmd: Command, report: &str) -> Ran {
-        Ran::collect(cmd.output().expect("run sockstrace"), report)
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?} signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- report at its path ---\n{}",
-            self.code,
-            self.signal,
-            self.stdout,
-            self.stderr,
-            self.report.as_deref().unwrap_or("(cannot be read there)")
-        )
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let text = self.report.as_deref().unwrap_or("");
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    }
-
-    fn leak_lines(&self) -> usize {
-        self.lines().iter().filter(|v| v.get("verdict").and_then(|v| v.as_str()) == Some("leak")).count()
-    }
-
-    fn says_altered(&self) -> bool {
-        self.lines().iter().any(|v| {
-            v.get("summary").and_then(|s| s.get("report_altered")).and_then(|a| a.as_bool()) == Some(true)
-        })
-    }
-
-    fn warned(&self) -> bool {
-        self.stderr.lines().any(|l| {
-            (l.starts_with("sockstrace: warning:") || l.starts_with("sockstrace: error:"))
-                && l.contains("report")
-        })
-    }
-
-    /// The bar: the leak's event in the report at its path, or a warning or error about the
-    /// report together with a failing exit or `report_altered` in the summary at the path.
-    fn assert_leak_kept_or_said(&self, attack: &str) {
-        assert!(
-            self.stdout.contains("leak: refused"),
-            "{attack}: the leak was not tried (or not refused)\n{}",
-            self.describe()
-        );
-        let kept = self.leak_lines() >= 1;
-        let said = self.warned() && (self.code.is_some_and(|c| c != 0) || self.says_altered());
-        assert!(
-            kept || said,
-            "{attack}: the report at its path lacks the leak (leak lines {}, warned {}, exit {:?}, \
-             report_altered {})\n{}",
-            self.leak_lines(),
-            self.warned(),
-            self.code,
-            self.says_altered(),
-            self.describe()
-        );
-    }
+/// The bar (`Ran::leak_kept_or_said`), once the program says its leak was refused.
+fn assert_kept_or_said(ran: &Ran, attack: &str) {
+    ran.assert_leak_kept_or_said(attack, ran.stdout.contains("leak: refused"));
 }
 
 fn leak_step(sink: &UdpSink) -> String {
@@ -271,7 +188,7 @@ fn a_report_given_as_an_fd_path_is_checked_where_the_user_reads_it() {
         let report = s.path("r.jsonl");
         let forged = s.path("forged.jsonl");
         let script = format!("exec \"$0\" run --report {spelling} -- \"$@\" 5>'{report}'");
-        let ran = Ran::run(
+        let ran = run(
             s.shell(
                 &script,
                 &[leak_step(&sink), format!("write:{forged}:{FORGED}"), format!("mv:{forged}:{report}")],
@@ -280,7 +197,7 @@ fn a_report_given_as_an_fd_path_is_checked_where_the_user_reads_it() {
         );
         sink.assert_nothing_arrived("the leak");
         assert!(ran.stdout.contains("mv: ok"), "{spelling}: the program did not forge\n{}", ran.describe());
-        ran.assert_leak_kept_or_said(&format!("--report {spelling}, a forgery renamed over the file"));
+        assert_kept_or_said(&ran, &format!("--report {spelling}, a forgery renamed over the file"));
     }
 }
 
@@ -296,7 +213,7 @@ fn a_report_on_stdout_redirected_to_a_file_is_kept_or_said() {
         let report = s.path("r.jsonl");
         let forged = s.path("forged.jsonl");
         let script = format!("exec \"$0\" run --report {spelling} -- \"$@\" > '{report}'");
-        let mut ran = Ran::run(
+        let mut ran = run(
             s.shell(
                 &script,
                 &[leak_step(&sink), format!("write:{forged}:{FORGED}"), format!("mv:{forged}:{report}")],
@@ -307,7 +224,7 @@ fn a_report_on_stdout_redirected_to_a_file_is_kept_or_said() {
         assert!(ran.stderr.contains("LEAK BLOCKED"), "{spelling}: no leak tried\n{}", ran.describe());
         // The program's own lines went to the file it replaced.
         ran.stdout.push_str("leak: refused\n");
-        ran.assert_leak_kept_or_said(&format!("--report {spelling} > FILE, a forgery renamed over the file"));
+        assert_kept_or_said(&ran, &format!("--report {spelling} > FILE, a forgery renamed over the file"));
     }
 }
 
@@ -325,7 +242,7 @@ fn a_relative_report_path_is_checked_from_the_directory_the_user_named() {
     std::os::unix::fs::chown(&work, Some(65534), Some(65534)).unwrap();
     let report = work.join("r.jsonl").display().to_string();
     let script = format!("cd '{}' && exec \"$0\" run --report r.jsonl -- \"$@\"", work.display());
-    let ran = Ran::run(
+    let ran = run(
         s.shell(
             &script,
             &[
@@ -339,7 +256,7 @@ fn a_relative_report_path_is_checked_from_the_directory_the_user_named() {
     );
     sink.assert_nothing_arrived("the leak");
     assert!(ran.stdout.contains("write: ok"), "the program did not forge\n{}", ran.describe());
-    ran.assert_leak_kept_or_said("working directory moved aside, forgery at its old name");
+    assert_kept_or_said(&ran, "working directory moved aside, forgery at its old name");
 }
 
 /// The pid of sockstrace (`setpriv` execs it) and the number of its fd that names `report`.
@@ -371,12 +288,12 @@ fn a_link_to_sockstraces_own_fd_does_not_pass_for_the_report() {
     let found = wait_until(Duration::from_secs(20), || report_fd_of(pid, &report).is_some());
     let fd = report_fd_of(pid, &report);
     std::fs::write(&number, format!("{}\n", fd.unwrap_or(3))).unwrap();
-    let ran = Ran::collect(child.wait_with_output().expect("wait"), &report);
+    let ran = Ran::collect(child.wait_with_output().expect("wait"), &report, Reader::Fresh);
     sink.assert_nothing_arrived("the leak");
     assert!(found, "sockstrace's fd of the report was not found\n{}", ran.describe());
     assert!(ran.stdout.contains("fdlink: ok"), "the program did not link\n{}", ran.describe());
     eprintln!("sockstrace's fd of the report: {fd:?}");
-    ran.assert_leak_kept_or_said("a link to /proc/self/fd/N at the report path");
+    assert_kept_or_said(&ran, "a link to /proc/self/fd/N at the report path");
 }
 
 /// Where cgroup v2 is mounted, when it is, with `cgroup.kill` (Linux 5.14+).
@@ -477,12 +394,12 @@ fn the_program_cannot_kill_its_supervisor_through_the_cgroup_they_share() {
             Ok(())
         });
     }
-    let ran = Ran::run(cmd, &report);
+    let ran = run(cmd, &report);
     sink.assert_nothing_arrived("the leaks");
     let d = ran.describe();
     assert!(ran.stdout.contains("mv: ok"), "the program did not forge\n{d}");
     assert_eq!(ran.signal, None, "the program killed its supervisor\n{d}");
-    ran.assert_leak_kept_or_said("supervisor moved to the program's cgroup and killed there");
+    assert_kept_or_said(&ran, "supervisor moved to the program's cgroup and killed there");
 }
 
 /// Found: root (`--user nobody`) with the report in nobody's directory. An earlier run's
@@ -543,7 +460,7 @@ fn the_supervisors_limits_cannot_be_set_in_any_spelling() {
     let ways = ["native", "hipid", "int80", "x32"];
     let mut steps: Vec<String> = ways.iter().map(|w| format!("prlimit:{w}")).collect();
     steps.push(leak_step(&sink));
-    let ran = Ran::run(s.command(&report, &steps), &report);
+    let ran = run(s.command(&report, &steps), &report);
     sink.assert_nothing_arrived("the leak");
     let d = ran.describe();
     for way in ways {
@@ -570,7 +487,7 @@ fn a_supervisor_set_to_idle_scheduling_still_reports_the_leak() {
     let sink = UdpSink::bind("127.0.0.1");
     let s = Scratch::new();
     let report = s.path("r.jsonl");
-    let ran = Ran::run(
+    let ran = run(
         s.command(&report, &["sched:idle".into(), "nice:19".into(), leak_step(&sink), leak_step(&sink)]),
         &report,
     );
@@ -614,14 +531,14 @@ fn a_file_system_full_while_the_program_runs_is_mended_at_the_end() {
     let s = Scratch::new();
     let m = small_fs(&s, "256k");
     let report = m.0.join("r.jsonl").display().to_string();
-    let ran = Ran::run(s.command(&report, &[format!("fill:{}", m.0.display()), leak_step(&sink)]), &report);
+    let ran = run(s.command(&report, &[format!("fill:{}", m.0.display()), leak_step(&sink)]), &report);
     sink.assert_nothing_arrived("the leak");
     let d = ran.describe();
     eprintln!("{d}");
     assert!(ran.stdout.contains("fill: ok"), "{d}");
     let text = ran.report.clone().unwrap_or_default();
     assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{d}");
-    ran.assert_leak_kept_or_said("file system full while the program ran");
+    assert_kept_or_said(&ran, "file system full while the program ran");
     assert_eq!(ran.leak_lines(), 1, "{d}");
 }
 
@@ -643,7 +560,7 @@ fn a_file_system_filled_just_before_the_end_is_said() {
         let script = format!(
             "exec \"$0\" run --report '{report}' -- sh -c '\"$0\" \"$@\"; cat /dev/zero > {keep} 2>/dev/null; true' \"$@\""
         );
-        let ran = Ran::run(s.shell(&script, &vec![leak_step(&sink); k]), &report);
+        let ran = run(s.shell(&script, &vec![leak_step(&sink); k]), &report);
         sink.assert_nothing_arrived("the leaks");
         let d = ran.describe();
         let has_summary = ran.lines().iter().any(|v| v.get("summary").is_some());
@@ -688,10 +605,10 @@ fn a_copy_lag_past_its_bound_fails_the_run_saying_so() {
         s.program.display().to_string(),
     ];
     argv.extend(steps);
-    let ran = Ran::run(s.as_nobody(&argv), &report);
+    let ran = run(s.as_nobody(&argv), &report);
     sink.assert_nothing_arrived("the leak");
     let d = ran.describe();
     assert!(ran.stdout.contains("fill: ok") && ran.stdout.contains("send: 400 of 400 sent"), "{d}");
-    ran.assert_leak_kept_or_said("the copy's lag past 16 MiB");
+    assert_kept_or_said(&ran, "the copy's lag past 16 MiB");
     assert!(ran.leak_lines() == 1 || ran.code == Some(125), "{d}");
 }

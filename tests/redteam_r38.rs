@@ -50,11 +50,11 @@
 //! `process_madvise`, userfaultfd).
 
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use sockstrace_tests::report_run::{Ran, Reader};
 use sockstrace_tests::unpriv::{Copies, NOBODY};
 use sockstrace_tests::{client, skip, UdpSink};
 
@@ -141,78 +141,6 @@ impl Drop for Swapper {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
-    }
-}
-
-/// The file at `path` as a new process of nobody's reads it, if it is a regular file (a named
-/// pipe would block a reader).
-fn read_as_a_reader(path: &str) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.file_type().is_fifo() {
-        return None;
-    }
-    let out = nobody(&["cat", "--", path]).current_dir("/").output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// What one run left: its exit, its output, the report at its path.
-struct Ran {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    report: Option<String>,
-}
-
-impl Ran {
-    fn collect(out: std::process::Output, report: &str) -> Ran {
-        Ran {
-            code: out.status.code(),
-            signal: out.status.signal(),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-            report: read_as_a_reader(report),
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?} signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- report at its path ---\n{}",
-            self.code,
-            self.signal,
-            self.stdout,
-            self.stderr,
-            self.report.as_deref().unwrap_or("(cannot be read there)")
-        )
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let text = self.report.as_deref().unwrap_or("");
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    }
-
-    fn leak_lines(&self) -> usize {
-        self.lines().iter().filter(|v| v.get("verdict").and_then(|v| v.as_str()) == Some("leak")).count()
-    }
-
-    fn says_altered(&self) -> bool {
-        self.lines().iter().any(|v| {
-            v.get("summary").and_then(|s| s.get("report_altered")).and_then(|a| a.as_bool()) == Some(true)
-        })
-    }
-
-    fn warned(&self) -> bool {
-        self.stderr.lines().any(|l| {
-            (l.starts_with("sockstrace: warning:") || l.starts_with("sockstrace: error:"))
-                && l.contains("report")
-        })
-    }
-
-    /// The leak's event at the path, or a word about the report with a failing exit (or
-    /// `report_altered` at the path).
-    fn leak_kept_or_said(&self) -> bool {
-        let said = self.warned() && (self.code.is_some_and(|c| c != 0) || self.says_altered());
-        self.leak_lines() >= 1 || said
     }
 }
 
@@ -304,7 +232,7 @@ fn a_named_pipe_swapped_in_at_the_open_does_not_lose_the_leak_silently() {
         .output()
         .expect("run sockstrace");
         swapper.wait();
-        let ran = Ran::collect(out, &report);
+        let ran = Ran::collect(out, &report, Reader::Fresh);
         if ran.stdout.contains("leak: refused") && !ran.leak_kept_or_said() {
             failures.push(ran.describe());
             break;
@@ -420,7 +348,7 @@ fn the_program_cannot_oom_kill_its_supervisor_through_a_v1_memory_cgroup_its_use
     argv.extend(steps.iter().map(String::as_str));
     let mut cmd = nobody(&argv);
     cg.start_in(&mut cmd);
-    let ran = Ran::collect(cmd.output().expect("run sockstrace"), &report);
+    let ran = Ran::collect(cmd.output().expect("run sockstrace"), &report, Reader::Fresh);
     sink.assert_nothing_arrived("the leak");
     let d = ran.describe();
     assert!(ran.stdout.contains("mv: ok"), "the program did not forge\n{d}");
@@ -459,7 +387,7 @@ fn the_program_cannot_freeze_its_supervisor_through_a_v1_freezer_cgroup_its_user
     let frozen = std::fs::read_to_string(&state).unwrap_or_default();
     let _ = std::fs::write(&state, "THAWED");
     let out = child.wait_with_output().expect("wait sockstrace");
-    let ran = Ran::collect(out, &report);
+    let ran = Ran::collect(out, &report, Reader::Fresh);
     assert_ne!(frozen.trim(), "FROZEN", "the program froze its supervisor\n{}", ran.describe());
 }
 

@@ -27,6 +27,7 @@ pub mod net;
 pub mod netns;
 pub mod paths;
 pub mod report;
+pub mod report_run;
 pub mod run;
 pub mod sniffer;
 pub mod socks_standin;
