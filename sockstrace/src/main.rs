@@ -70,8 +70,16 @@ fn main() {
     // program switched off never takes them: sockstrace ends all the same, its status saying
     // that its output is not all there.
     let exit = match report_writer::stream::drain(std::time::Duration::from_secs(5)) {
-        true => exit,
-        false => Exit::OwnFailure,
+        report_writer::stream::Drained { written: true, dropped: 0 } => exit,
+        report_writer::stream::Drained { written: true, dropped } => {
+            report_writer::human::write_line(&format!(
+                "sockstrace: error: {dropped} of our lines to the terminal were dropped (it did not take them in \
+                 time): what it shows, a report on it included, is not all; the summary counts every event"
+            ));
+            let _ = report_writer::stream::drain(std::time::Duration::from_secs(2));
+            Exit::OwnFailure
+        }
+        report_writer::stream::Drained { written: false, .. } => Exit::OwnFailure,
     };
     exit.exit();
 }

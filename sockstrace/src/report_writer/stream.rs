@@ -38,30 +38,41 @@ struct Queue {
     dropped: AtomicU64,
 }
 
-/// At most this many writes wait for a terminal; past them, lines are dropped (and counted):
-/// the report file holds every event.
-const QUEUE_LEN: usize = 4096;
+/// At most this many writes wait for a terminal; past them, lines are dropped, counted and said
+/// at the end, which then fails (`drain`).
+const QUEUE_LEN: usize = 16 * 1024;
 
 static STDOUT: RealStream =
     RealStream { fd: 1, mid_line: Mutex::new(false), kept: OnceLock::new(), queue: OnceLock::new() };
 static STDERR: RealStream =
     RealStream { fd: 2, mid_line: Mutex::new(false), kept: OnceLock::new(), queue: OnceLock::new() };
 
-/// Waits until the lines queued for terminals are written, at most `limit`; whether they were.
-/// A terminal whose output the program switched off never takes them. (Lines dropped for a full
-/// queue are counted, not waited for.)
-pub fn drain(limit: Duration) -> bool {
+/// What became of the lines queued for terminals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// All queued lines were written within the limit.
+    pub written: bool,
+    /// Lines dropped for a full queue.
+    pub dropped: u64,
+}
+
+/// Waits until the lines queued for terminals are written, at most `limit`. A terminal whose
+/// output the program switched off never takes them.
+pub fn drain(limit: Duration) -> Drained {
     let end = Instant::now() + limit;
-    [&STDOUT, &STDERR].iter().all(|stream| {
-        let Some(Some(queue)) = stream.queue.get() else { return true };
+    let mut drained = Drained { written: true, dropped: 0 };
+    for stream in [&STDOUT, &STDERR] {
+        let Some(Some(queue)) = stream.queue.get() else { continue };
+        drained.dropped += queue.dropped.swap(0, Ordering::AcqRel);
         while queue.written.load(Ordering::Acquire) < queue.sent.load(Ordering::Acquire) {
             if Instant::now() >= end {
-                return false;
+                drained.written = false;
+                break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        true
-    })
+    }
+    drained
 }
 
 /// Our stdout; the stderr stream when both are one file or socket (`2>&1`), so that one lock

@@ -329,7 +329,9 @@ fn complete(ctx: &Arc<Ctx>, joining: Joining) {
                 layer.refuse_all.store(true, std::sync::atomic::Ordering::Release);
                 use std::io::Write as _;
                 if let Err(e) = kill.write_all(b"1") {
-                    eprintln!("sockstrace: error: killing the program after the kernel layer failed: {e}");
+                    crate::report_writer::human::say!(
+                        "sockstrace: error: killing the program after the kernel layer failed: {e}"
+                    );
                 }
             }
             layer.fail();

@@ -462,7 +462,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
                 // Nothing holds the cgroup now: the rest is not attached and will not be (the
                 // witness removes it otherwise). The program's tasks are leaving it.
                 if let Err(e) = crate::kernel::remove_run_cgroup(&cgroup) {
-                    eprintln!("sockstrace: cleaning up the kernel layer: {e:#}");
+                    crate::report_writer::human::say!("sockstrace: cleaning up the kernel layer: {e:#}");
                 }
             }
             settled.unwrap_or_else(|| {
@@ -482,7 +482,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     if let Some(w) = witness {
         kernel_dropped = Some(w.dropped());
         if let Err(e) = w.stop() {
-            eprintln!("sockstrace: cleaning up the kernel layer: {e:#}");
+            crate::report_writer::human::say!("sockstrace: cleaning up the kernel layer: {e:#}");
         }
     }
     if let Some(stop) = early_events {
@@ -535,7 +535,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         match gate.finish(&config.syscalls, &program) {
             Ok(Some(line)) => crate::report_writer::human::write_line(&format!("sockstrace: {line}")),
             Ok(None) => {}
-            Err(e) => eprintln!("sockstrace: error: {e:#}"),
+            Err(e) => crate::report_writer::human::say!("sockstrace: error: {e:#}"),
         }
     }
     relay.finish();
@@ -619,7 +619,7 @@ fn prepare_isolation(
         isolate::abstract_unix::names(bridge_abstract, &env, &isolate::abstract_unix::listening_names());
     let (plan, unreachable) = isolate::Plan::new(policy, &dns_forwards, bridges);
     for rule in unreachable {
-        eprintln!(
+        crate::report_writer::human::say!(
             "sockstrace: warning: --isolate-network forwards single addresses with a port only; {rule} is unreachable from the program's namespace"
         );
     }
@@ -695,7 +695,7 @@ async fn serve(ctx: Arc<Ctx>, main: libc::pid_t) -> i32 {
     }
     let busy = ctx.receivers.busy_refusals();
     if busy > 0 {
-        eprintln!("sockstrace: {busy} call(s) that would have waited were refused with EAGAIN while every receiver was held");
+        crate::report_writer::human::say!("sockstrace: {busy} call(s) that would have waited were refused with EAGAIN while every receiver was held");
     }
     if ctx.leak_debug.is_some() {
         // Core files gcore is still writing (a large process takes seconds).

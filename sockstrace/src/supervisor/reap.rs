@@ -67,7 +67,7 @@ pub async fn reaper(main: libc::pid_t, exited: watch::Sender<Option<i32>>) {
     let mut sigchld = match signal(SignalKind::child()) {
         Ok(s) => Some(s),
         Err(e) => {
-            eprintln!("sockstrace: no SIGCHLD stream ({e}); polling for exits");
+            crate::report_writer::human::say!("sockstrace: no SIGCHLD stream ({e}); polling for exits");
             None
         }
     };

@@ -120,7 +120,7 @@ fn start_reserve(ctx: &Arc<Ctx>) -> bool {
             true
         }
         Err(e) => {
-            eprintln!("sockstrace: cannot start a reserve receiver: {e}");
+            crate::report_writer::human::say!("sockstrace: cannot start a reserve receiver: {e}");
             false
         }
     }
@@ -220,7 +220,7 @@ impl Receivers {
     /// had; the first one is said.
     pub fn refused_busy(&self) {
         if self.refused_busy.fetch_add(1, Ordering::AcqRel) == 0 {
-            eprintln!(
+            crate::report_writer::human::say!(
                 "sockstrace: every receiver is held by a call that waits ({} threads); calls that would \
                  wait are refused with EAGAIN until one is free",
                 self.total.load(Ordering::Acquire)
@@ -278,7 +278,7 @@ pub fn start(ctx: &Arc<Ctx>) {
             let _ = ctx.receivers.watcher.set(handle.thread().clone());
         }
         // Calls are still served; only a call stalled in a handler holds up the next ones.
-        Err(e) => eprintln!("sockstrace: cannot start the receivers' watcher: {e}"),
+        Err(e) => crate::report_writer::human::say!("sockstrace: cannot start the receivers' watcher: {e}"),
     }
 }
 
@@ -316,7 +316,7 @@ fn spawn(ctx: &Arc<Ctx>) -> bool {
     let spawned = std::thread::Builder::new().name("sockstrace-recv".into()).spawn(move || receive(owned));
     if let Err(e) = spawned {
         receivers.total.fetch_sub(1, Ordering::AcqRel);
-        eprintln!("sockstrace: cannot start a receiver thread: {e}");
+        crate::report_writer::human::say!("sockstrace: cannot start a receiver thread: {e}");
         return false;
     }
     true
@@ -385,7 +385,7 @@ fn receive_calls(ctx: &Arc<Ctx>) {
             // The caller died before we took its call, or a signal: wait again.
             Err(libc::ENOENT) | Err(libc::EINTR) => {}
             Err(e) => {
-                eprintln!(
+                crate::report_writer::human::say!(
                     "sockstrace: receiving a trapped call failed: {}",
                     std::io::Error::from_raw_os_error(e)
                 );
@@ -430,7 +430,7 @@ fn reserve(ctx: Arc<Ctx>) {
                 Err(libc::ENOENT) if ctx.notifier.hung_up() => return,
                 Err(libc::ENOENT) | Err(libc::EINTR) => {}
                 Err(e) => {
-                    eprintln!(
+                    crate::report_writer::human::say!(
                         "sockstrace: the reserve receiver cannot receive: {}",
                         std::io::Error::from_raw_os_error(e)
                     );
@@ -459,7 +459,7 @@ fn starve_check(ctx: &Arc<Ctx>, starved_now: Option<Instant>) {
     if now.duration_since(first) < STARVED_LIMIT || receivers.starved.swap(true, Ordering::AcqRel) {
         return;
     }
-    eprintln!(
+    crate::report_writer::human::say!(
         "sockstrace: no thread could take the program's calls for {:?} (every receiver and the reserve \
          held by calls that wait, {} threads); the program is killed and the run fails",
         STARVED_LIMIT,

@@ -85,7 +85,7 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
             // The caller vanished (or we cannot reach it): answer anyway, closed.
             let _ = ctx.notifier.respond(n.id, Reply::Errno(BLOCKED_ERRNO));
             if let Failure::Check(e) = f {
-                eprintln!(
+                crate::report_writer::human::say!(
                     "sockstrace: cannot open thread {}: {}; call denied",
                     n.tid,
                     std::io::Error::from_raw_os_error(e)
@@ -122,7 +122,7 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
         }
         Err(Failure::Check(e)) => {
             let reply = call.check_failed(name);
-            eprintln!(
+            crate::report_writer::human::say!(
                 "sockstrace: could not check {name} of thread {}: {}; call denied",
                 n.tid,
                 std::io::Error::from_raw_os_error(e)
@@ -164,7 +164,10 @@ pub fn handle(ctx: &Arc<Ctx>, n: Notification) {
 
 fn answer(ctx: &Ctx, id: u64, reply: Option<Reply>) {
     if let Some(Err(e)) = reply.map(|reply| ctx.notifier.respond(id, reply)) {
-        eprintln!("sockstrace: cannot answer a trapped call: {}", std::io::Error::from_raw_os_error(e));
+        crate::report_writer::human::say!(
+            "sockstrace: cannot answer a trapped call: {}",
+            std::io::Error::from_raw_os_error(e)
+        );
     }
 }
 

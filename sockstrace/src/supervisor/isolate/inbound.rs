@@ -139,7 +139,7 @@ impl Inbound {
         let Some(local) = local_inet(sock) else { return };
         let v6only = local.is_ipv6() && sockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Some(1);
         let Some(route) = route(local, v6only) else {
-            eprintln!("sockstrace: --isolate-network: the IPv6-only listener on {local} is not forwarded to the host");
+            crate::report_writer::human::say!("sockstrace: --isolate-network: the IPv6-only listener on {local} is not forwarded to the host");
             return;
         };
         if !lock(&self.hosts).insert(route.host) {
@@ -153,12 +153,14 @@ impl Inbound {
                     Ok(l) => {
                         self.runtime.spawn(this.serve(l, route));
                     }
-                    Err(e) => eprintln!("sockstrace: --isolate-network: forwarding {local}: {e}"),
+                    Err(e) => crate::report_writer::human::say!(
+                        "sockstrace: --isolate-network: forwarding {local}: {e}"
+                    ),
                 }
             }
             Err(e) => {
                 lock(&self.hosts).remove(&route.host);
-                eprintln!(
+                crate::report_writer::human::say!(
                     "sockstrace: --isolate-network: the program's listener on {local} is not reachable from the host: {e}"
                 );
             }
