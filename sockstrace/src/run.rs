@@ -99,7 +99,11 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
     };
     // After the program's user is known: a report it could read from a named pipe is refused.
     let target = ReportTarget::from_arg(args.report.as_deref());
-    let reporter = match Reporter::open(&target, args.quiet, Some(&program_reader(user.as_ref()))) {
+    let reporter = match Reporter::open(
+        &target,
+        args.quiet,
+        Some(&supervisor::identity::Credentials::of_program(user.as_ref())),
+    ) {
         Ok(r) => r,
         Err(e) => {
             crate::report_writer::human::write_line(&format!("sockstrace: error: {e:#}"));
@@ -153,23 +157,6 @@ pub fn main(mut args: RunArgs, matches: &clap::ArgMatches) -> Exit {
 
 /// Who the program runs as: `--user`, or under sudo the invoking user (said
 /// in one line), resolved before anything starts.
-/// Who the program runs as, for the report's mode bits (see `report_writer::fifo`).
-fn program_reader(user: Option<&supervisor::identity::Switch>) -> crate::report_writer::fifo::Reader {
-    use crate::report_writer::fifo::Reader;
-    match user {
-        Some(switch) => Reader { uid: switch.identity.uid, groups: switch.identity.groups.clone() },
-        None => Reader {
-            uid: nix::unistd::geteuid().as_raw(),
-            groups: nix::unistd::getgroups()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|g| g.as_raw())
-                .chain([nix::unistd::getegid().as_raw()])
-                .collect(),
-        },
-    }
-}
-
 fn program_user(
     explicit: Option<&str>,
     quiet: bool,

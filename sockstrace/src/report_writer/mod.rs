@@ -135,7 +135,11 @@ impl Reporter {
     /// the program starts.
     /// `program`: who the program runs as (`run`), for a report on a named pipe it could read
     /// (refused: `fifo::Refused`).
-    pub fn open(target: &ReportTarget, quiet: bool, program: Option<&fifo::Reader>) -> Result<Self> {
+    pub fn open(
+        target: &ReportTarget,
+        quiet: bool,
+        program: Option<&crate::supervisor::identity::Credentials>,
+    ) -> Result<Self> {
         Self::open_with(target, quiet, false, program)
     }
 
@@ -149,7 +153,7 @@ impl Reporter {
         target: &ReportTarget,
         quiet: bool,
         append: bool,
-        program: Option<&fifo::Reader>,
+        program: Option<&crate::supervisor::identity::Credentials>,
     ) -> Result<Self> {
         let mut kept = None;
         let sink: Option<Box<dyn Write + Send>> = match target {

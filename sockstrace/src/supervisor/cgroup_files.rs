@@ -22,6 +22,8 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
+use super::identity::{Credentials, WRITE};
+
 /// The cgroup file systems in `/proc/self/mountinfo`'s text: mount point, and whether v2.
 pub fn cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, bool)> {
     mountinfo
@@ -73,20 +75,6 @@ pub fn cover(excluded: &[PathBuf], list: impl Fn(&Path) -> Vec<PathBuf>) -> Vec<
     grants
 }
 
-/// Who the program runs as.
-pub struct Writer<'a> {
-    pub uid: u32,
-    pub groups: &'a [u32],
-}
-
-/// Whether `who` may write a file of this owner, group and mode (its mode bits; root always).
-pub fn writable(who: &Writer<'_>, uid: u32, gid: u32, mode: u32) -> bool {
-    who.uid == 0
-        || (who.uid == uid && mode & 0o200 != 0)
-        || (who.uid != uid && who.groups.contains(&gid) && mode & 0o020 != 0)
-        || (who.uid != uid && !who.groups.contains(&gid) && mode & 0o002 != 0)
-}
-
 /// The files of a group that move, stop or kill its processes.
 const CONTROLS: [&str; 9] = [
     "cgroup.procs",
@@ -104,9 +92,9 @@ const CONTROLS: [&str; 9] = [
 const MOVES: [&str; 2] = ["tasks", "cgroup.procs"];
 
 /// Whether `who` may write the group directory `dir` (make groups in it) or one of `controls`.
-fn group_writable(who: &Writer<'_>, dir: &Path, controls: &[&str]) -> bool {
+fn group_writable(who: &Credentials, dir: &Path, controls: &[&str]) -> bool {
     let may =
-        |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| writable(who, m.uid(), m.gid(), m.mode()));
+        |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| who.may(WRITE, m.uid(), m.gid(), m.mode()));
     may(dir) || controls.iter().any(|f| may(&dir.join(f)))
 }
 
@@ -116,7 +104,7 @@ const V1_GROUPS: usize = 4096;
 /// Whether `who` may write a v1 group anywhere in the hierarchy at `mount` (a move into it is
 /// all the program needs to put its supervisor under its limits), or a control of the groups
 /// this process is in (`own`: their paths, from `/proc/self/cgroup`).
-fn v1_writable(who: &Writer<'_>, mount: &Path, own: &[PathBuf]) -> bool {
+fn v1_writable(who: &Credentials, mount: &Path, own: &[PathBuf]) -> bool {
     if own.iter().any(|group| group_writable(who, &mount.join(group), &CONTROLS)) {
         return true;
     }
@@ -140,7 +128,7 @@ fn v1_writable(who: &Writer<'_>, mount: &Path, own: &[PathBuf]) -> bool {
 /// The directories and files beneath which the program (`who`) may write, cgroup files closed
 /// to it, when it can write a cgroup file that reaches this process (see the module's doc);
 /// `None` otherwise, for root (out of scope), or where this cannot be told.
-pub fn plan(who: &Writer<'_>) -> Option<Vec<PathBuf>> {
+pub fn plan(who: &Credentials) -> Option<Vec<PathBuf>> {
     if who.uid == 0 {
         return None;
     }
@@ -236,17 +224,6 @@ mod tests {
 
     #[test]
     fn a_root_program_changes_nothing() {
-        assert_eq!(plan(&Writer { uid: 0, groups: &[] }), None);
-    }
-
-    #[test]
-    fn the_mode_bits_of_the_programs_class_decide() {
-        let user = Writer { uid: 1000, groups: &[100] };
-        assert!(writable(&user, 1000, 0, 0o644));
-        assert!(!writable(&user, 1000, 100, 0o464), "the owner's bits decide for the owner");
-        assert!(writable(&user, 0, 100, 0o664));
-        assert!(!writable(&user, 0, 100, 0o646), "the group's bits decide for a member");
-        assert!(writable(&user, 0, 0, 0o602));
-        assert!(!writable(&user, 0, 0, 0o644));
+        assert_eq!(plan(&Credentials { uid: 0, groups: vec![] }), None);
     }
 }

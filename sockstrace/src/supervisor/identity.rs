@@ -62,6 +62,51 @@ pub struct Switch {
     pub cap_last_cap: u32,
 }
 
+/// Who a program runs as, for a file's mode bits (ACLs are not read).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub uid: u32,
+    /// Its groups, the primary one among them.
+    pub groups: Vec<u32>,
+}
+
+/// Read access, in a mode's bits (`may`).
+pub const READ: u32 = 0o4;
+/// Write access, in a mode's bits (`may`).
+pub const WRITE: u32 = 0o2;
+
+impl Credentials {
+    /// The program's: `--user`'s, or ours (effective ids, supplementary groups).
+    pub fn of_program(user: Option<&Switch>) -> Credentials {
+        match user {
+            Some(switch) => Credentials { uid: switch.identity.uid, groups: switch.identity.groups.clone() },
+            None => Credentials {
+                uid: nix::unistd::geteuid().as_raw(),
+                groups: nix::unistd::getgroups()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|g| g.as_raw())
+                    .chain([nix::unistd::getegid().as_raw()])
+                    .collect(),
+            },
+        }
+    }
+
+    /// Whether the mode bits give these credentials `access` ([`READ`], [`WRITE`]) to a file of
+    /// `owner`, `group` and `mode`: the owner's bits for the owner, the group's for a member,
+    /// the others' else. Root always (a program run as root keeps its capabilities).
+    pub fn may(&self, access: u32, owner: u32, group: u32, mode: u32) -> bool {
+        let class = if self.uid == owner {
+            6
+        } else if self.groups.contains(&group) {
+            3
+        } else {
+            0
+        };
+        self.uid == 0 || (mode >> class) & access != 0
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("--user {0}: no such user")]
@@ -193,6 +238,26 @@ fn group_list(name: &str, gid: u32) -> nix::Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mode_bits_of_the_programs_class_decide() {
+        let user = |uid, groups: &[u32]| Credentials { uid, groups: groups.to_vec() };
+        let (owner, member, other) = (user(1000, &[100]), user(1001, &[5, 100]), user(65534, &[65534]));
+        assert!(owner.may(READ, 1000, 100, 0o600));
+        assert!(!owner.may(READ, 1000, 100, 0o200));
+        assert!(!member.may(READ, 1000, 100, 0o600));
+        assert!(member.may(READ, 1000, 100, 0o640));
+        assert!(!other.may(READ, 1000, 100, 0o640));
+        assert!(other.may(READ, 1000, 100, 0o604));
+        assert!(!owner.may(READ, 1000, 100, 0o044), "the owner's bits decide for the owner");
+        assert!(user(0, &[]).may(READ, 1000, 100, 0o000));
+        assert!(owner.may(WRITE, 1000, 0, 0o644));
+        assert!(!owner.may(WRITE, 1000, 100, 0o464), "the owner's bits decide for the owner");
+        assert!(owner.may(WRITE, 0, 100, 0o664));
+        assert!(!owner.may(WRITE, 0, 100, 0o646), "the group's bits decide for a member");
+        assert!(owner.may(WRITE, 0, 0, 0o602));
+        assert!(!owner.may(WRITE, 0, 0, 0o644));
+    }
 
     fn alice() -> Identity {
         Identity {

@@ -336,16 +336,7 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     let fast_path_otherwise = fast_path_otherwise(&config, inspector.is_some(), reporter.wants_allowed());
     let fast_path =
         fast_path_otherwise && witness.as_ref().is_some_and(Witness::judges_every_inet_destination);
-    let our_groups: Vec<u32> = nix::unistd::getgroups()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|g| g.as_raw())
-        .chain([nix::unistd::getegid().as_raw()])
-        .collect();
-    let program = match &config.user {
-        Some(u) => cgroup_files::Writer { uid: u.identity.uid, groups: &u.identity.groups },
-        None => cgroup_files::Writer { uid: nix::unistd::geteuid().as_raw(), groups: &our_groups },
-    };
+    let program = identity::Credentials::of_program(config.user.as_ref());
     let fence = fence::Fence::prepare(config.allow_io_uring, non_dumpable, cgroup_files::plan(&program));
     let isolation = match config.isolate_network {
         true => Some(prepare_isolation(&config.policy, dns_proxy.as_ref(), &config.bridge_abstract, root)?),
