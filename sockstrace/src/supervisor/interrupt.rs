@@ -94,22 +94,10 @@ fn performing() -> MutexGuard<'static, Vec<Performing>> {
     PERFORMING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-extern "C" fn on_kick(_: libc::c_int) {}
-
 /// Installs the kick's handler once, without `SA_RESTART`.
 fn install_handler() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: a zeroed sigaction is valid; the handler is an
-        // async-signal-safe function that does nothing.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            sa.sa_flags = 0;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(KICK, &sa, std::ptr::null_mut());
-        }
-    });
+    ONCE.call_once(|| super::sys::handle_by_doing_nothing(KICK, false));
 }
 
 /// Lets this receiver thread take the kick from now on (see the module's doc).

@@ -172,21 +172,27 @@ pub fn set_child_subreaper() -> Result<(), Errno> {
     check(ret as libc::c_long).map(drop)
 }
 
-extern "C" fn on_file_size_limit(_: libc::c_int) {}
+extern "C" fn do_nothing(_: libc::c_int) {}
+
+/// Answers `signal` with a handler that does nothing (reset to the default by an exec, unlike
+/// `SIG_IGN`): a call it interrupts fails with `EINTR`, or, with `restart`, goes on.
+pub fn handle_by_doing_nothing(signal: libc::c_int, restart: bool) {
+    // SAFETY: a zeroed sigaction is valid; the handler is an async-signal-safe function that
+    // does nothing.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = do_nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = if restart { libc::SA_RESTART } else { 0 };
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(signal, &sa, std::ptr::null_mut());
+    }
+}
 
 /// Answers `SIGXFSZ` with a handler that does nothing: a write past the file size limit then
 /// fails with `EFBIG` instead of ending the process. A handler rather than `SIG_IGN`, which
 /// the program would inherit across its exec.
 pub fn survive_file_size_limit() {
-    // SAFETY: a zeroed sigaction is valid; the handler is an async-signal-safe function that
-    // does nothing; SA_RESTART keeps other calls from seeing EINTR.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_file_size_limit as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGXFSZ, &sa, std::ptr::null_mut());
-    }
+    handle_by_doing_nothing(libc::SIGXFSZ, true);
 }
 
 /// The signal mask sockstrace started with, given back to the program (`spawn`).
