@@ -89,11 +89,38 @@ pub enum Opened {
 }
 
 impl Kept {
+    /// A kept file written from `base` on (see the fields), nothing written yet.
+    fn new(
+        given: PathBuf,
+        path: PathBuf,
+        dir: File,
+        live: File,
+        copy: File,
+        base: u64,
+        redirect: Vec<i32>,
+    ) -> Kept {
+        Kept {
+            given,
+            path,
+            dir,
+            live,
+            copy,
+            base,
+            redirect,
+            written: 0,
+            live_failed: None,
+            copy_done: 0,
+            copy_tail: Vec::new(),
+            copy_failed: None,
+        }
+    }
+
     /// Creates (truncates) the report at `path`, and its private copy when it is a regular file.
     pub fn create(path: &Path) -> io::Result<Opened> {
         let cwd = std::env::current_dir().unwrap_or_default();
-        let fd_path = super::own_fd(path).and_then(resolve::file_of_fd);
-        if super::own_fd(path).is_some() && fd_path.is_none() {
+        let own = super::own_fd(path);
+        let fd_path = own.and_then(resolve::file_of_fd);
+        if own.is_some() && fd_path.is_none() {
             // One of our own descriptors that is no regular file (`>(jq ...)`'s pipe): the
             // program does not inherit it; written as it is.
             return Ok(Opened::Plain(File::options().read(true).write(true).open(path)?));
@@ -140,20 +167,7 @@ impl Kept {
         let path = opened.real;
         let dir_path = path.parent().unwrap_or(Path::new("/"));
         match private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir())) {
-            Ok(copy) => Ok(Opened::Kept(Kept {
-                given,
-                path,
-                dir: opened.dir,
-                live,
-                copy,
-                base: 0,
-                redirect: Vec::new(),
-                written: 0,
-                live_failed: None,
-                copy_done: 0,
-                copy_tail: Vec::new(),
-                copy_failed: None,
-            })),
+            Ok(copy) => Ok(Opened::Kept(Kept::new(given, path, opened.dir, live, copy, 0, Vec::new()))),
             Err(e) => {
                 super::human::write_line(&format!(
                     "sockstrace: warning: no private copy of the report file ({e}): a change the program makes to it will not be undone"
@@ -183,20 +197,7 @@ impl Kept {
         let dir = File::options().read(true).custom_flags(libc::O_DIRECTORY).open(dir_path).ok()?;
         let copy = private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir())).ok()?;
         let redirect = [1, 2].into_iter().filter(|&other| super::stream::same_object(fd, other)).collect();
-        Some(Kept {
-            path: given.clone(),
-            given,
-            dir,
-            live,
-            copy,
-            base,
-            redirect,
-            written: 0,
-            live_failed: None,
-            copy_done: 0,
-            copy_tail: Vec::new(),
-            copy_failed: None,
-        })
+        Some(Kept::new(given.clone(), given, dir, live, copy, base, redirect))
     }
 
     /// Notes bytes the stream wrote to the live file (`adopt`), or failed to (`written`).
