@@ -35,7 +35,7 @@ pub fn connect(call: &mut Call<'_>) -> Result<Reply, Failure> {
         return Ok(refuse_without_leak(call, &sock, &addr, Reason::FakeAddress, libc::ENETUNREACH));
     }
     if socksifies(decision, call.ctx.on_leak, &pool) {
-        if let Some(reply) = socksify(call, &sock, &addr, decision)? {
+        if let Some(reply) = socksify(call, &sock, &addr, decision, pool)? {
             return Ok(reply);
         }
     }
@@ -125,12 +125,14 @@ fn refuse_without_leak(
 
 /// Sends a leaked TCP connect through the proxy; `None` when it cannot be
 /// socksified (not TCP, or no proxy of a family the socket can reach), so the
-/// caller blocks it instead.
+/// caller blocks it instead. `pool`: what the destination is to our resolver's fake-address
+/// pool, as `connect` looked it up (once: the name it judged is the name asked for).
 fn socksify(
     call: &mut Call<'_>,
     sock: &Socket,
     addr: &SockAddr,
     decision: Decision,
+    pool: PoolAddress,
 ) -> Result<Option<Reply>, Failure> {
     if sock.facts.transport() == Transport::Udp {
         return crate::supervisor::udp_proxy::hook::connect(call, sock, addr, decision);
@@ -139,6 +141,13 @@ fn socksify(
     if sock.facts.transport() != Transport::Tcp {
         return Ok(None);
     }
+    // The proxy resolves names our resolver handed out (socks5h semantics); a pool address
+    // that names nothing never comes here (`socksifies`), nor is it asked for by address.
+    let target = match pool {
+        PoolAddress::Named(name) => crate::socks::Target::Domain(name, dst.port()),
+        PoolAddress::Unnamed => return Ok(None),
+        PoolAddress::Outside => crate::socks::Target::Addr(*dst),
+    };
     let policy = &call.ctx.policy;
     let Some(proxy) = socksify::proxy_for(&policy.proxies, &policy.http_proxies, &sock.facts) else {
         return Ok(None);
@@ -150,14 +159,6 @@ fn socksify(
     let fd = sock.fd.try_clone().map_err(|e| Failure::Check(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let creds = call.ctx.socks_auth.credentials();
     let http_creds = call.ctx.socks_auth.fixed().cloned();
-    // The proxy resolves names our resolver handed out (socks5h semantics); a pool address
-    // whose name went meanwhile (evicted) is never asked for by address.
-    let target = match call.ctx.resolver.as_ref().map(|r| r.pool_address(dst.ip())) {
-        Some(PoolAddress::Named(name)) => crate::socks::Target::Domain(name, dst.port()),
-        // Forgotten since `socksifies` looked (evicted just now): refused all the same.
-        Some(PoolAddress::Unnamed) => return Ok(Some(Reply::Errno(libc::ENETUNREACH))),
-        Some(PoolAddress::Outside) | None => crate::socks::Target::Addr(*dst),
-    };
     let result = super::run_stoppable(call, |stop| {
         socksify::connect_through(fd.as_fd(), proxy, &target, &creds, http_creds.as_ref(), stop)
     })?;
