@@ -183,36 +183,35 @@ pub fn other_protocol(first: &[u8]) -> &'static str {
 /// the bytes tell. Read strictly, so that another protocol is not taken for one (a MongoDB
 /// message of 261 bytes starts `05 01 00 00`): a SOCKS5 greeting is whole (`05 N` and N known
 /// methods) and followed by nothing, or by what a pipelining client sends next (a request `05
-/// CMD 00 ATYP`, or RFC 1929 credentials `01 ULEN`); a SOCKS4 CONNECT or BIND has its user id
-/// end (a NUL) within 255 bytes after its fixed 8, and nothing else before it.
+/// CMD 00 ATYP`, or RFC 1929 credentials `01 ULEN`); a SOCKS4 CONNECT or BIND is whole (its user
+/// id, and a SOCKS4a host, NUL-terminated) within [`UNDECIDED`] bytes. The handshake's own
+/// parsers (`socks5_greeting`, `socks4`) read them.
 pub fn opens_socks(first: &[u8]) -> Option<bool> {
+    let known = |m: &u8| matches!(m, 0..=3 | 0x80..=0xfe);
     match first {
         [] | [4 | 5] => None,
-        [5, count, rest @ ..] => socks5_greeting_opens(usize::from(*count), rest),
-        [4, 1 | 2, rest @ ..] => {
-            let user = rest.get(6..)?;
-            match user.iter().position(|&b| b == 0) {
-                Some(_) => Some(true),
-                None if user.len() < 256 => None,
-                None => Some(false),
-            }
-        }
+        [5, 0, ..] => Some(false),
+        [5, ..] => match socks5_greeting(first) {
+            Parsed::Done(methods, used) if methods.iter().all(known) => follows_a_greeting(&first[used..]),
+            Parsed::Incomplete if first[2..].iter().all(known) => None,
+            _ => Some(false),
+        },
+        [4, 1 | 2, ..] => match socks4(first) {
+            Parsed::Done(..) => Some(true),
+            Parsed::Incomplete if first.len() < UNDECIDED => None,
+            _ => Some(false),
+        },
         _ => Some(false),
     }
 }
 
-/// The SOCKS5 greeting's `count` methods and what follows them (see [`opens_socks`]).
-fn socks5_greeting_opens(count: usize, rest: &[u8]) -> Option<bool> {
-    if count == 0 {
-        return Some(false);
-    }
-    let Some((methods, after)) = rest.split_at_checked(count) else {
-        let known = |m: &u8| matches!(m, 0..=3 | 0x80..=0xfe);
-        return if rest.iter().all(known) { None } else { Some(false) };
-    };
-    if !methods.iter().all(|m| matches!(m, 0..=3 | 0x80..=0xfe)) {
-        return Some(false);
-    }
+/// How many first bytes a SOCKS4 request may take before it is told apart (its user id and
+/// SOCKS4a host, each NUL-terminated).
+const UNDECIDED: usize = 8 + 2 * 256;
+
+/// Whether what follows a whole SOCKS5 greeting is what a pipelining client sends next (see
+/// [`opens_socks`]).
+fn follows_a_greeting(after: &[u8]) -> Option<bool> {
     match after {
         [] => Some(true),
         [5] | [5, 1..=3] | [5, 1..=3, 0] | [1] => None,
