@@ -156,3 +156,40 @@ fn an_fd_swapped_after_the_decision_is_refused_by_the_kernel() {
         |what| bad.assert_nothing_arrived(what),
     );
 }
+
+/// A socket the program inherits was made outside its cgroup, where none of the kernel layer's
+/// hooks runs: a datagram the fast path let the kernel send on it would go wherever the address
+/// said by then. The fast path is off for a program that starts with an inet socket (the layers
+/// line says why), so every datagram on it is sent by us on our copy of the address.
+#[test]
+fn a_datagram_on_an_inherited_socket_is_never_left_to_the_kernel() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let allowed = UdpSink::bind("127.0.0.1");
+    let bad = UdpSink::bind("127.0.0.1");
+    let (ok_host, ok_port) =
+        allowed.dst().rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    // bash's /dev/udp opens fd 3 as a UDP socket (connected to the allowed sink: a sendto's
+    // own address still decides where each datagram goes).
+    let inherit = format!("exec 3<>/dev/udp/{ok_host}/{ok_port} && exec \"$@\"");
+    for _ in 0..ATTEMPTS {
+        let out = attack(
+            as_nobody().allow(&allowed.dst()).wrapper(["bash", "-c", &inherit, "bash"]),
+            "flip-sendto-fd3",
+            &allowed.dst(),
+            &bad.dst(),
+        );
+        out.assert_code(0);
+        bad.assert_nothing_arrived(&format!("datagrams on an inherited socket\n{}", out.describe()));
+        assert!(!fast_path_on(&out), "fast path with an inherited inet socket\n{}", out.describe());
+        assert!(
+            out.kernel_layer().contains("inherits an inet socket"),
+            "the layers line does not say why the fast path is off: {:?}",
+            out.kernel_layer()
+        );
+        // The flips we read are refused by us (the program named the forbidden sink then); the
+        // rest are sent, by us.
+        assert!(!out.stdout.starts_with("ok=0 "), "no allowed datagram was sent: {}", out.describe());
+    }
+}

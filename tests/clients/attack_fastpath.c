@@ -13,6 +13,10 @@
  *                       TCP connects to an address another thread flips
  *   flip-sendto WAIT_MS OKHOST OKPORT BADHOST BADPORT N
  *                       UDP sendto of an address another thread flips
+ *   flip-sendto-fd3 WAIT_MS OKHOST OKPORT BADHOST BADPORT N
+ *                       the same on fd 3, a UDP socket the program inherits
+ *                       (made outside its cgroup, where no hook of the kernel
+ *                       layer runs)
  *   swap-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N
  *                       connect on an fd number another thread points at a
  *                       TCP, a UDP or a UDP-Lite socket in turn, the address
@@ -39,7 +43,7 @@ static volatile int stop_flag;
 static volatile int swap_fd = -1;
 
 static void usage(void) {
-    fprintf(stderr, "usage: attack_fastpath flip-connect|flip-connect-udp|flip-sendto|swap-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N\n");
+    fprintf(stderr, "usage: attack_fastpath flip-connect|flip-connect-udp|flip-sendto|flip-sendto-fd3|swap-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N\n");
     exit(2);
 }
 
@@ -117,6 +121,8 @@ int main(int argc, char **argv) {
             errno = e;
         } else if (strcmp(mode, "flip-sendto") == 0) {
             r = (int)sendto(udp, "x", 1, 0, (struct sockaddr *)&shared, sizeof(shared));
+        } else if (strcmp(mode, "flip-sendto-fd3") == 0) {
+            r = (int)sendto(3, "x", 1, 0, (struct sockaddr *)&shared, sizeof(shared));
         } else if (swapping) {
             r = connect(swap_fd, (struct sockaddr *)&shared, sizeof(shared));
             if (r == 0)

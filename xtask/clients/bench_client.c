@@ -24,6 +24,11 @@
  *                                                  pending (ID_VALID), connects its copy, closes it
  *                                                  and answers the result: the floor of a design
  *                                                  that runs allowed connects itself
+ *   bench_client notify-udp HOST PORT COUNT continue|perform
+ *                                                  the same for the UDP storm's sendto(): `perform`
+ *                                                  reads the payload and the address (one
+ *                                                  process_vm_readv), takes the socket, checks the
+ *                                                  call is still pending, sends on its copy, closes it
  *   bench_client sink     HOST close|drain THREADS listener on HOST:0; prints "port N", then serves
  *                                                  forever with THREADS accepting threads; `close`
  *                                                  closes each connection at once, `drain` reads
@@ -63,7 +68,7 @@ static void die(const char *what) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench_client connect|udp|bulk|syscalls|sink|seccomp-allow|notify-floor ARGS... (see the source)\n");
+    fprintf(stderr, "usage: bench_client connect|udp|bulk|syscalls|sink|seccomp-allow|notify-floor|notify-connect|notify-udp ARGS... (see the source)\n");
     exit(2);
 }
 
@@ -161,12 +166,9 @@ static void sleep_until_ns(uint64_t when) {
     }
 }
 
-static int cmd_udp(int argc, char **argv) {
-    if (argc != 3 && argc != 4)
-        usage();
-    struct sockaddr_in addr = parse_addr(argv[0], argv[1]);
-    long count = parse_count(argv[2]);
-    long rate = argc == 4 ? parse_count(argv[3]) : 0;
+/* The UDP storm's loop: COUNT sendto() calls with an address on one socket, paced at RATE calls a
+ * second when RATE > 0; returns the loop's start. */
+static uint64_t udp_loop(struct sockaddr_in addr, long count, long rate) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         die("socket");
@@ -178,6 +180,16 @@ static int cmd_udp(int argc, char **argv) {
         if (sendto(fd, payload, sizeof payload, 0, (const struct sockaddr *)&addr, sizeof addr) < 0)
             die("sendto");
     }
+    return start;
+}
+
+static int cmd_udp(int argc, char **argv) {
+    if (argc != 3 && argc != 4)
+        usage();
+    struct sockaddr_in addr = parse_addr(argv[0], argv[1]);
+    long count = parse_count(argv[2]);
+    long rate = argc == 4 ? parse_count(argv[3]) : 0;
+    uint64_t start = udp_loop(addr, count, rate);
     print_result(count, start);
     return 0;
 }
@@ -435,14 +447,51 @@ static void perform_connect(int listener, int pidfd, pid_t child, const struct s
     close(fd);
 }
 
-static int cmd_notify_connect(int argc, char **argv) {
+/* The notify-udp child: sendto() trapped, then the UDP storm's loop. */
+static void notify_udp_child(int sock, const void *arg) {
+    const struct storm *work = arg;
+    trap_and_wait(sock, SYS_sendto);
+    uint64_t start = udp_loop(work->addr, work->count, 0);
+    report_and_exit(sock, now_ns() - start);
+}
+
+/* One trapped sendto performed on the parent's copy of the socket: its payload and address
+ * read in one call, as a supervisor that judges the copy it sends must. */
+static void perform_sendto(int listener, int pidfd, pid_t child, const struct seccomp_notif *req,
+                           struct seccomp_notif_resp *resp) {
+    char payload[256];
+    struct sockaddr_storage addr;
+    size_t len = req->data.args[2] < sizeof payload ? (size_t)req->data.args[2] : sizeof payload;
+    size_t addr_len = req->data.args[5] < sizeof addr ? (size_t)req->data.args[5] : sizeof addr;
+    struct iovec local[2] = {{.iov_base = payload, .iov_len = len}, {.iov_base = &addr, .iov_len = addr_len}};
+    struct iovec remote[2] = {{.iov_base = (void *)(uintptr_t)req->data.args[1], .iov_len = len},
+                              {.iov_base = (void *)(uintptr_t)req->data.args[4], .iov_len = addr_len}};
+    if (process_vm_readv(child, local, 2, remote, 2, 0) != (ssize_t)(len + addr_len))
+        die("process_vm_readv");
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)req->data.args[0], 0);
+    if (fd < 0)
+        die("pidfd_getfd");
+    __u64 id = req->id;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0)
+        die("SECCOMP_IOCTL_NOTIF_ID_VALID");
+    ssize_t sent = sendto(fd, payload, len, (int)req->data.args[3], (const struct sockaddr *)&addr,
+                          (socklen_t)addr_len);
+    if (sent >= 0)
+        resp->val = sent;
+    else
+        resp->error = -errno;
+    close(fd);
+}
+
+/* notify-connect and notify-udp: the storm's call trapped and answered by this process. */
+static int cmd_notify_storm(int argc, char **argv, int udp) {
     if (argc != 4)
         usage();
     struct storm work = {.addr = parse_addr(argv[0], argv[1]), .count = parse_count(argv[2])};
     int perform = strcmp(argv[3], "perform") == 0;
     if (!perform && strcmp(argv[3], "continue") != 0)
         usage();
-    struct trapped t = start_trapped(notify_connect_child, &work);
+    struct trapped t = start_trapped(udp ? notify_udp_child : notify_connect_child, &work);
     int pidfd = (int)syscall(SYS_pidfd_open, t.child, 0);
     if (pidfd < 0)
         die("pidfd_open");
@@ -452,14 +501,16 @@ static int cmd_notify_connect(int argc, char **argv) {
         if (ioctl(t.listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
             die("SECCOMP_IOCTL_NOTIF_RECV");
         struct seccomp_notif_resp resp = {.id = req.id};
-        if (perform)
-            perform_connect(t.listener, pidfd, t.child, &req, &resp);
-        else
+        if (!perform)
             resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        else if (udp)
+            perform_sendto(t.listener, pidfd, t.child, &req, &resp);
+        else
+            perform_connect(t.listener, pidfd, t.child, &req, &resp);
         if (ioctl(t.listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0)
             die("SECCOMP_IOCTL_NOTIF_SEND");
     }
-    return finish_trapped(t, work.count, "notify-connect");
+    return finish_trapped(t, work.count, udp ? "notify-udp" : "notify-connect");
 }
 
 /* ---- the listener ---- */
@@ -545,7 +596,9 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "notify-floor") == 0)
         return cmd_notify_floor(argc, argv);
     if (strcmp(mode, "notify-connect") == 0)
-        return cmd_notify_connect(argc, argv);
+        return cmd_notify_storm(argc, argv, 0);
+    if (strcmp(mode, "notify-udp") == 0)
+        return cmd_notify_storm(argc, argv, 1);
     usage();
     return 2;
 }

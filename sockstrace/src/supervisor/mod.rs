@@ -16,6 +16,7 @@ pub(crate) mod fence;
 mod filter;
 mod handlers;
 pub mod identity;
+mod inherited;
 mod interrupt;
 pub(crate) mod isolate;
 mod kernel_events;
@@ -333,7 +334,13 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
         .context("becoming a child subreaper")?;
     let procs = witness.as_ref().and_then(Witness::procs_fd).or(early.as_ref().and_then(|e| e.procs_fd()));
     let resolv_conf = dns_proxy.as_ref().map(dns_setup::DnsProxy::resolv_conf);
-    let fast_path_otherwise = fast_path_otherwise(&config, inspector.is_some(), reporter.wants_allowed());
+    let fast_path_configured = fast_path_otherwise(&config, inspector.is_some(), reporter.wants_allowed());
+    // Judged just before the program starts: what we hold now is what it inherits.
+    let inherited = match fast_path_configured {
+        true => inherited::inet_sockets(),
+        false => inherited::Inherited::Nothing,
+    };
+    let fast_path_otherwise = fast_path_configured && !inherited.keeps_fast_path_off();
     let fast_path =
         fast_path_otherwise && witness.as_ref().is_some_and(Witness::judges_every_inet_destination);
     let program = identity::Credentials::of_program(config.user.as_ref());
@@ -507,6 +514,8 @@ pub fn run(mut config: RunConfig, reporter: Reporter) -> Result<Outcome, RunErro
     if ctx.fast_path.load(std::sync::atomic::Ordering::Acquire) {
         kernel_layer
             .push_str("; fast path: allowed UDP connects and datagrams run in the kernel, which judges them");
+    } else if let Some(why) = inherited.describe().filter(|_| kernel_layer.starts_with("on")) {
+        kernel_layer.push_str(&format!("; {why}"));
     }
     let layers = Layers {
         seccomp: seccomp_layer,
