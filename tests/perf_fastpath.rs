@@ -157,6 +157,26 @@ fn an_fd_swapped_after_the_decision_is_refused_by_the_kernel() {
     );
 }
 
+/// A datagram answered on its address alone (the fast path does not look at the socket): the fd
+/// number swapped among UDP, UDP-Lite, TCP, ping, unix and netlink sockets while the address
+/// flips. Whatever the kernel finds under the number then, nothing reaches the forbidden sink:
+/// the kernel judges every inet socket of the run, and the others refuse an inet address.
+#[test]
+fn a_datagram_whose_fd_is_swapped_after_the_decision_is_refused_by_the_kernel() {
+    if let Err(e) = kernel_available() {
+        skip!("{e}");
+    }
+    let allowed = UdpSink::bind("127.0.0.1");
+    let bad = UdpSink::bind("127.0.0.1");
+    check(
+        "swap-sendto",
+        &allowed.dst(),
+        &bad.dst(),
+        || as_nobody().allow(&allowed.dst()),
+        |what| bad.assert_nothing_arrived(what),
+    );
+}
+
 /// A socket the program inherits was made outside its cgroup, where none of the kernel layer's
 /// hooks runs: a datagram the fast path let the kernel send on it would go wherever the address
 /// said by then. The fast path is off for a program that starts with an inet socket (the layers

@@ -17,6 +17,10 @@
  *                       the same on fd 3, a UDP socket the program inherits
  *                       (made outside its cgroup, where no hook of the kernel
  *                       layer runs)
+ *   swap-sendto WAIT_MS OKHOST OKPORT BADHOST BADPORT N
+ *                       sendto on an fd number another thread points at a UDP,
+ *                       UDP-Lite, TCP, ping, unix or netlink socket in turn,
+ *                       the address flipping too
  *   swap-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N
  *                       connect on an fd number another thread points at a
  *                       TCP, a UDP or a UDP-Lite socket in turn, the address
@@ -30,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/netlink.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,7 +48,7 @@ static volatile int stop_flag;
 static volatile int swap_fd = -1;
 
 static void usage(void) {
-    fprintf(stderr, "usage: attack_fastpath flip-connect|flip-connect-udp|flip-sendto|flip-sendto-fd3|swap-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N\n");
+    fprintf(stderr, "usage: attack_fastpath flip-connect|flip-connect-udp|flip-sendto|flip-sendto-fd3|swap-sendto|swap-connect WAIT_MS OKHOST OKPORT BADHOST BADPORT N\n");
     exit(2);
 }
 
@@ -83,6 +88,24 @@ static void *swapper(void *arg) {
     return NULL;
 }
 
+/* Points swap_fd at a new socket of every kind a sendto may find under it. */
+static void *send_swapper(void *arg) {
+    (void)arg;
+    static const int kinds[6][3] = {
+        {AF_INET, SOCK_DGRAM, 0},          {AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE},
+        {AF_INET, SOCK_STREAM, 0},         {AF_INET, SOCK_DGRAM, IPPROTO_ICMP},
+        {AF_UNIX, SOCK_DGRAM, 0},          {AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE},
+    };
+    for (unsigned i = 0; !stop_flag; i++) {
+        int s = socket(kinds[i % 6][0], kinds[i % 6][1] | SOCK_NONBLOCK, kinds[i % 6][2]);
+        if (s < 0)
+            continue;
+        dup2(s, swap_fd);
+        close(s);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc != 8)
         usage();
@@ -96,10 +119,11 @@ int main(int argc, char **argv) {
     pthread_t flip, swap;
     pthread_create(&flip, NULL, flipper, NULL);
     int swapping = strcmp(mode, "swap-connect") == 0;
+    int send_swapping = strcmp(mode, "swap-sendto") == 0;
     int udp = socket(AF_INET, SOCK_DGRAM, 0);
-    if (swapping) {
-        swap_fd = socket(AF_INET, SOCK_STREAM, 0);
-        pthread_create(&swap, NULL, swapper, NULL);
+    if (swapping || send_swapping) {
+        swap_fd = socket(AF_INET, swapping ? SOCK_STREAM : SOCK_DGRAM, 0);
+        pthread_create(&swap, NULL, swapping ? swapper : send_swapper, NULL);
     }
     for (long i = 0; i < n; i++) {
         int r;
@@ -123,6 +147,8 @@ int main(int argc, char **argv) {
             r = (int)sendto(udp, "x", 1, 0, (struct sockaddr *)&shared, sizeof(shared));
         } else if (strcmp(mode, "flip-sendto-fd3") == 0) {
             r = (int)sendto(3, "x", 1, 0, (struct sockaddr *)&shared, sizeof(shared));
+        } else if (send_swapping) {
+            r = (int)sendto(swap_fd, "x", 1, MSG_DONTWAIT, (struct sockaddr *)&shared, sizeof(shared));
         } else if (swapping) {
             r = connect(swap_fd, (struct sockaddr *)&shared, sizeof(shared));
             if (r == 0)
@@ -140,7 +166,7 @@ int main(int argc, char **argv) {
     }
     stop_flag = 1;
     pthread_join(flip, NULL);
-    if (swapping)
+    if (swapping || send_swapping)
         pthread_join(swap, NULL);
     printf("ok=%ld refused=%ld other=%ld\n", ok, refused, other);
     return 0;

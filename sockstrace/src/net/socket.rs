@@ -17,6 +17,13 @@ pub struct SocketFacts {
 }
 
 impl SocketFacts {
+    /// A UDP socket of the family that sends to `dst` as given (an IPv4 address by an IPv4
+    /// socket, any other by an IPv6 one).
+    pub fn udp_for(dst: std::net::SocketAddr) -> Self {
+        let family = if dst.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        Self { family, sock_type: libc::SOCK_DGRAM, protocol: libc::IPPROTO_UDP }
+    }
+
     pub fn is_inet(&self) -> bool {
         self.family == libc::AF_INET || self.family == libc::AF_INET6
     }

@@ -42,6 +42,14 @@ impl<T> Unconfirmed<T> {
         Unconfirmed(reads.into_iter().map(|read| read.0).collect())
     }
 
+    /// The values, unconfirmed, for a decision whose only outcome on their say-so is CONTINUE
+    /// on the fast path (`send::sent_by_kernel_unseen`): the kernel then judges what it runs
+    /// itself, and a CONTINUE for a caller that is gone (the bytes another process's) is
+    /// refused by the kernel, the notification's id no longer valid.
+    pub fn for_continue(self) -> T {
+        self.0
+    }
+
     /// The values, for what no decision rests on: planning what else to copy
     /// and from where (the pointers in a msghdr, a `socketcall`'s words, how
     /// much of a send to copy, which path a socket's sends take, each of

@@ -75,6 +75,13 @@ impl<'a> Call<'a> {
         let udp = matches!((facts.sock_type, facts.protocol), (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP));
         self.ctx.fast_path.load(std::sync::atomic::Ordering::Acquire) && facts.is_inet() && udp
     }
+
+    /// Whether the run has the fast path (see [`Call::kernel_judges`]) and the call's arguments
+    /// are its own registers (not i386 `socketcall`'s copy of them): the kernel then judges
+    /// whatever inet socket the fd number names (see `send::sent_by_kernel_unseen`).
+    pub fn kernel_judges_any(&self) -> bool {
+        !self.multiplexed && self.ctx.fast_path.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// Handles one notification to the end: exactly one reply is always sent.
