@@ -37,7 +37,7 @@ use self::{
     audit::{Audit, BenchCgroup},
     fixture::{HttpServer, Microsocks, Sink},
     hooks::HookCost,
-    measure::{ConnectFloors, NotifyFloor},
+    measure::{NotifyFloor, StormFloors},
     peers::Peer,
     report::{Results, Sample},
     workload::{Endpoints, Sizes, Timing, Tool, Workload, FLOOD_RATE},
@@ -193,7 +193,20 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("bench: bare user-notification round trips");
     results.notify_floor = Some(notify_floor(&client, sizes.notify_calls, options.rounds));
     eprintln!("bench: a trapped connect answered by a bare supervisor");
-    results.connect_floors = Some(connect_floors(&fixtures.endpoints, sizes.connects, options.rounds));
+    let endpoints = &fixtures.endpoints;
+    results.connect_floors = Some(storm_floors(
+        sizes.connects,
+        options.rounds,
+        || endpoints.native_connect_storm(sizes.connects),
+        |mode| endpoints.notify_connect(sizes.connects, mode),
+    ));
+    eprintln!("bench: the bare supervisor's floors on the UDP storm");
+    results.datagram_floors = Some(storm_floors(
+        sizes.datagrams,
+        options.rounds,
+        || endpoints.native_udp_storm(sizes.datagrams),
+        |mode| endpoints.notify_udp(sizes.datagrams, mode),
+    ));
     eprintln!("bench: supervisor peak RSS during a 16-thread storm");
     let storm = fixtures.endpoints.rss_storm(sizes);
     results.peak_rss =
@@ -420,24 +433,30 @@ fn notify_floor(client: &Path, calls: u64, rounds: usize) -> Result<NotifyFloor,
     Ok(NotifyFloor { us_per_call: median, sync_wake_up: runs.iter().all(|r| r.sync_wake_up) })
 }
 
-/// Medians of `rounds` rounds of the native 1-thread connect storm and `bench_client
-/// notify-connect` answering CONTINUE and performing the connect, in turn; or why one failed.
-fn connect_floors(endpoints: &Endpoints, connects: u64, rounds: usize) -> Result<ConnectFloors, String> {
-    let us_per_cycle = |program: Vec<std::ffi::OsString>| -> Result<f64, String> {
+/// Medians of `rounds` rounds of a native 1-thread storm of `calls` calls and of the bare
+/// supervisor (`trapped(mode)`) answering CONTINUE and performing the call, in turn; or why one
+/// failed.
+fn storm_floors(
+    calls: u64,
+    rounds: usize,
+    native: impl Fn() -> Vec<std::ffi::OsString>,
+    trapped: impl Fn(&str) -> Vec<std::ffi::OsString>,
+) -> Result<StormFloors, String> {
+    let us_per_call = |program: Vec<std::ffi::OsString>| -> Result<f64, String> {
         let mut command = Command::new(&program[0]);
         command.args(&program[1..]);
         let finished = measure::run(&mut command).map_err(|e| format!("{e:#}"))?;
         let elapsed = measure::client_elapsed(&finished.output.stdout).map_err(|e| format!("{e:#}"))?;
-        Ok(elapsed.as_secs_f64() * 1e6 / connects as f64)
+        Ok(elapsed.as_secs_f64() * 1e6 / calls as f64)
     };
-    let (mut native, mut cont, mut perform) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut cont, mut perform) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        native.push(us_per_cycle(endpoints.native_connect_storm(connects))?);
-        cont.push(us_per_cycle(endpoints.notify_connect(connects, "continue"))?);
-        perform.push(us_per_cycle(endpoints.notify_connect(connects, "perform"))?);
+        bare.push(us_per_call(native())?);
+        cont.push(us_per_call(trapped("continue"))?);
+        perform.push(us_per_call(trapped("perform"))?);
     }
     let median = |runs: &[f64]| report::median(runs).unwrap_or(f64::NAN);
-    Ok(ConnectFloors { native_us: median(&native), continue_us: median(&cont), perform_us: median(&perform) })
+    Ok(StormFloors { native_us: median(&bare), continue_us: median(&cont), perform_us: median(&perform) })
 }
 
 /// Audit's eBPF run time while `storm` runs in the audited cgroup.

@@ -291,17 +291,18 @@ pub fn notify_floor(stdout: &[u8]) -> Result<NotifyFloor> {
     })
 }
 
-/// The 1-thread connect storm with `connect` trapped and answered by a bare supervisor
-/// (`bench_client notify-connect`), beside the native storm measured in the same rounds:
-/// microseconds per cycle, medians.
+/// A 1-thread storm with its call trapped and answered by a bare supervisor (`bench_client
+/// notify-connect` for the connect storm, `notify-udp` for the UDP storm), beside the native
+/// storm measured in the same rounds: microseconds per call (a connect cycle, a datagram),
+/// medians.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConnectFloors {
+pub struct StormFloors {
     pub native_us: f64,
-    /// Answered CONTINUE at once: the program's thread runs the connect.
+    /// Answered CONTINUE at once: the program's thread runs the call.
     pub continue_us: f64,
     /// Performed by the supervisor on its copy of the socket (address read, socket taken,
-    /// call checked pending, connect, close, answer): the least a design that runs allowed
-    /// connects itself does.
+    /// call checked pending, the call, close, answer): the least a design that runs allowed
+    /// calls itself does.
     pub perform_us: f64,
 }
 

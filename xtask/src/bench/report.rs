@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::{
     audit::Flood,
     hooks::HookCost,
-    measure::{ConnectFloors, NotifyFloor},
+    measure::{NotifyFloor, StormFloors},
     peers::{self, Peer},
     workload::{Timing, Tool, Workload, FLOOD_RATE},
 };
@@ -65,7 +65,9 @@ pub struct Results<'w> {
     /// The bare user-notification round trip, or why it failed; `None` when not run.
     pub notify_floor: Option<Result<NotifyFloor, String>>,
     /// A trapped connect answered by a bare supervisor, or why it failed; `None` when not run.
-    pub connect_floors: Option<Result<ConnectFloors, String>>,
+    pub connect_floors: Option<Result<StormFloors, String>>,
+    /// The same floors on the UDP storm (`bench_client notify-udp`).
+    pub datagram_floors: Option<Result<StormFloors, String>>,
     /// Audit's eBPF run time on a storm, or why it failed; `None` when not run.
     pub hooks: Option<Result<HookCost, String>>,
     /// The peer columns (`--peers`), built or not; empty without `--peers`.
@@ -92,6 +94,7 @@ impl<'w> Results<'w> {
             flood: None,
             notify_floor: None,
             connect_floors: None,
+            datagram_floors: None,
             hooks: None,
             peers: &[],
         }
@@ -151,6 +154,9 @@ impl<'w> Results<'w> {
         }
         if let Some(Err(failure)) = &self.connect_floors {
             all.push(format!("connect floors: {failure}"));
+        }
+        if let Some(Err(failure)) = &self.datagram_floors {
+            all.push(format!("datagram floors: {failure}"));
         }
         if let Some(Err(failure)) = &self.hooks {
             all.push(format!("audit hooks: {failure}"));
@@ -375,6 +381,7 @@ impl<'w> Results<'w> {
             }
         }
         lines.extend(self.connect_floor_line());
+        lines.extend(self.datagram_floor_line());
         for (i, w) in self.workloads.iter().enumerate() {
             let run = self.compared(i, Tool::Run);
             if run.target_met != Some(false) {
@@ -464,6 +471,32 @@ impl<'w> Results<'w> {
             floors.continue_us - floors.native_us,
             run_added.map_or("-".into(), |us| format!("{us:.1} us")),
             run_added.map_or("-".into(), |us| format!("{:+.1} us", us - perform_added)),
+        ))
+    }
+
+    /// What a bare supervisor costs on the UDP storm, and how far `run` is from the one that
+    /// sends on its copy as `run` does, and `run+kernel` (whose fast path answers an allowed
+    /// datagram CONTINUE) from the one that answers CONTINUE at once.
+    fn datagram_floor_line(&self) -> Option<String> {
+        let floors = match self.datagram_floors.as_ref()? {
+            Ok(floors) => floors,
+            Err(_) => return Some("datagram floors: FAILED".into()),
+        };
+        let storm = self.workloads.iter().position(|w| w.key == "udp_sendto_storm");
+        let added = |tool| storm.and_then(|i| self.compared(i, tool).added_us);
+        let perform_added = floors.perform_us - floors.native_us;
+        let continue_added = floors.continue_us - floors.native_us;
+        let against = |added: Option<f64>, floor: f64| {
+            added.map_or("-".into(), |us| format!("{us:.1} us ({:+.1} us)", us - floor))
+        };
+        Some(format!(
+            "datagram floors: udp sendto storm with sendto trapped and answered by a bare supervisor \
+             (`bench_client notify-udp`, native {:.1} us a datagram in the same rounds): CONTINUE at once \
+             {continue_added:+.1} us, sent on its copy of the socket {perform_added:+.1} us; run adds {} \
+             against the sending floor, run+kernel (fast path: CONTINUE) {} against CONTINUE at once",
+            floors.native_us,
+            against(added(Tool::Run), perform_added),
+            against(added(Tool::RunKernel), continue_added),
         ))
     }
 
@@ -569,6 +602,15 @@ impl<'w> Results<'w> {
                     "native_us_per_cycle": f.native_us,
                     "continue_us_per_cycle": f.continue_us,
                     "perform_us_per_cycle": f.perform_us,
+                }),
+                Some(Err(failure)) => json!({ "failed": failure }),
+                None => Value::Null,
+            },
+            "datagram_floors": match &self.datagram_floors {
+                Some(Ok(f)) => json!({
+                    "native_us_per_datagram": f.native_us,
+                    "continue_us_per_datagram": f.continue_us,
+                    "perform_us_per_datagram": f.perform_us,
                 }),
                 Some(Err(failure)) => json!({ "failed": failure }),
                 None => Value::Null,
@@ -733,7 +775,7 @@ mod tests {
     fn the_connect_floor_line_measures_run_against_the_performing_floor() {
         use std::time::Duration;
 
-        use super::super::{measure::ConnectFloors, workload::Tool};
+        use super::super::{measure::StormFloors, workload::Tool};
         use super::{Results, Sample};
 
         let workloads = [workload("connect_storm_1t", Some(1000), &[], None)];
@@ -744,7 +786,7 @@ mod tests {
         results.record(0, Tool::Native, sample(30));
         results.record(0, Tool::Run, sample(48));
         results.connect_floors =
-            Some(Ok(ConnectFloors { native_us: 32.0, continue_us: 60.0, perform_us: 47.0 }));
+            Some(Ok(StormFloors { native_us: 32.0, continue_us: 60.0, perform_us: 47.0 }));
         assert_eq!(
             results.connect_floor_line().unwrap(),
             "connect floors: connect storm 1t with connect trapped and answered by a bare supervisor \
@@ -755,6 +797,36 @@ mod tests {
         results.connect_floors = Some(Err("no listener".into()));
         assert_eq!(results.connect_floor_line().unwrap(), "connect floors: FAILED");
         assert!(results.failures().iter().any(|f| f == "connect floors: no listener"));
+    }
+
+    #[test]
+    fn the_datagram_floor_line_measures_run_and_the_fast_path_against_their_floors() {
+        use std::time::Duration;
+
+        use super::super::{measure::StormFloors, workload::Tool};
+        use super::{Results, Sample};
+
+        let workloads = [workload("udp_sendto_storm", Some(1000), &[], None)];
+        let mut results = Results::new(&workloads, 0);
+        assert_eq!(results.datagram_floor_line(), None, "not measured: no line");
+        let sample = |ms| Ok(Sample { measured: Duration::from_millis(ms), wall: Duration::from_millis(ms) });
+        // 4 us a datagram native, 19 under run (15 added), 15 under run+kernel (11 added); the
+        // bare supervisor adds 8 answering CONTINUE, 12 sending on its copy.
+        results.record(0, Tool::Native, sample(4));
+        results.record(0, Tool::Run, sample(19));
+        results.record(0, Tool::RunKernel, sample(15));
+        results.datagram_floors =
+            Some(Ok(StormFloors { native_us: 3.5, continue_us: 11.5, perform_us: 15.5 }));
+        assert_eq!(
+            results.datagram_floor_line().unwrap(),
+            "datagram floors: udp sendto storm with sendto trapped and answered by a bare supervisor \
+             (`bench_client notify-udp`, native 3.5 us a datagram in the same rounds): CONTINUE at once \
+             +8.0 us, sent on its copy of the socket +12.0 us; run adds 15.0 us (+3.0 us) against the \
+             sending floor, run+kernel (fast path: CONTINUE) 11.0 us (+3.0 us) against CONTINUE at once"
+        );
+        results.datagram_floors = Some(Err("no socket".into()));
+        assert_eq!(results.datagram_floor_line().unwrap(), "datagram floors: FAILED");
+        assert!(results.failures().iter().any(|f| f == "datagram floors: no socket"));
     }
 
     #[test]

@@ -231,6 +231,16 @@ impl Endpoints {
         self.client(&["notify-connect", "127.0.0.1", &self.storm_port.to_string(), &count.to_string(), mode])
     }
 
+    /// `bench_client notify-udp` to the UDP storm's socket: `mode` is `continue` or `perform`.
+    pub fn notify_udp(&self, count: u64, mode: &str) -> Vec<OsString> {
+        self.client(&["notify-udp", "127.0.0.1", &self.udp_port.to_string(), &count.to_string(), mode])
+    }
+
+    /// The native UDP storm.
+    pub fn native_udp_storm(&self, count: u64) -> Vec<OsString> {
+        self.client(&["udp", "127.0.0.1", &self.udp_port.to_string(), &count.to_string()])
+    }
+
     /// The native 1-thread connect storm.
     pub fn native_connect_storm(&self, count: u64) -> Vec<OsString> {
         self.client(&["connect", "127.0.0.1", &self.storm_port.to_string(), &count.to_string(), "1"])
