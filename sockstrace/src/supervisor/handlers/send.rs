@@ -241,6 +241,20 @@ fn send_checked(
 
 /// Sends one allowed message on our duplicate and answers as the kernel would.
 fn send_judged(call: &Call<'_>, sock: Socket, msg: Outgoing, flags: i32) -> Result<Reply, Failure> {
+    if sock.facts.sock_type == libc::SOCK_DGRAM && flags & libc::MSG_DONTWAIT == 0 {
+        // A datagram goes whole or not at all, and waits only for room in the send buffer: sent
+        // without waiting first, it is answered as the caller's own call would be unless there
+        // is no room (`EAGAIN`), and only then is it asked whether the socket blocks (one
+        // `fcntl` a datagram fewer) and the send run as one that may wait.
+        match send_one(sock.fd.as_fd(), &msg, flags | libc::MSG_DONTWAIT) {
+            Err(libc::EAGAIN) => {}
+            sent => {
+                let reply = reply_of(sent.map(|n| n as i64));
+                raise_sigpipe(&call.tracee, &reply, flags);
+                return Ok(reply);
+            }
+        }
+    }
     let waits = waits_on_network(&sock, &msg.name, flags)?;
     let blocks = super::blocks(&sock, flags)?;
     let result =
