@@ -425,6 +425,18 @@ static void notify_connect_child(int sock, const void *arg) {
     report_and_exit(sock, now_ns() - start);
 }
 
+/* The parent's copy of the trapped call's socket (its first argument), once the call is known
+ * to be still pending: what a supervisor that performs the call on its copy must do. */
+static int take_socket(int listener, int pidfd, const struct seccomp_notif *req) {
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)req->data.args[0], 0);
+    if (fd < 0)
+        die("pidfd_getfd");
+    __u64 id = req->id;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0)
+        die("SECCOMP_IOCTL_NOTIF_ID_VALID");
+    return fd;
+}
+
 /* One trapped connect performed on the parent's copy of the socket. */
 static void perform_connect(int listener, int pidfd, pid_t child, const struct seccomp_notif *req,
                             struct seccomp_notif_resp *resp) {
@@ -434,12 +446,7 @@ static void perform_connect(int listener, int pidfd, pid_t child, const struct s
     struct iovec remote = {.iov_base = (void *)(uintptr_t)req->data.args[1], .iov_len = len};
     if (process_vm_readv(child, &local, 1, &remote, 1, 0) != (ssize_t)len)
         die("process_vm_readv");
-    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)req->data.args[0], 0);
-    if (fd < 0)
-        die("pidfd_getfd");
-    __u64 id = req->id;
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0)
-        die("SECCOMP_IOCTL_NOTIF_ID_VALID");
+    int fd = take_socket(listener, pidfd, req);
     if (connect(fd, (const struct sockaddr *)&addr, (socklen_t)len) == 0)
         resp->val = 0;
     else
@@ -468,12 +475,7 @@ static void perform_sendto(int listener, int pidfd, pid_t child, const struct se
                               {.iov_base = (void *)(uintptr_t)req->data.args[4], .iov_len = addr_len}};
     if (process_vm_readv(child, local, 2, remote, 2, 0) != (ssize_t)(len + addr_len))
         die("process_vm_readv");
-    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)req->data.args[0], 0);
-    if (fd < 0)
-        die("pidfd_getfd");
-    __u64 id = req->id;
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0)
-        die("SECCOMP_IOCTL_NOTIF_ID_VALID");
+    int fd = take_socket(listener, pidfd, req);
     ssize_t sent = sendto(fd, payload, len, (int)req->data.args[3], (const struct sockaddr *)&addr,
                           (socklen_t)addr_len);
     if (sent >= 0)
