@@ -135,12 +135,15 @@ pub fn plan(who: &Credentials) -> Option<Vec<PathBuf>> {
     let mounts = cgroup_mounts(&std::fs::read_to_string("/proc/self/mountinfo").ok()?);
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let own = own_cgroup(&cgroups);
-    let own_v1: Vec<PathBuf> = cgroups
+    // Each path is looked for under every v1 mount (which hierarchy a line names is not
+    // matched to its mount): once per path, the same for most hierarchies.
+    let own_v1: std::collections::BTreeSet<PathBuf> = cgroups
         .lines()
         .filter(|l| !l.starts_with("0::"))
         .filter_map(|l| l.splitn(3, ':').nth(2))
         .map(|p| PathBuf::from(p.trim_start_matches('/')))
         .collect();
+    let own_v1: Vec<PathBuf> = own_v1.into_iter().collect();
     let on_the_way = |point: &Path, own: &Path| {
         let group = point.join(own);
         let way: Vec<&Path> = group.ancestors().take_while(|d| d.starts_with(point)).collect();
