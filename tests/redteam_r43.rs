@@ -44,7 +44,8 @@
 //!   on the fast path, `UDP_CORK` with `MSG_MORE` (each first append's flip refused by the hook; a
 //!   corked datagram ignores later addresses) (`send_flags_*`).
 //!
-//! Found (open, ignored; `--ignored` shows it):
+//! Found, and closed (the test failed before the fix, `Call::kernel_judges` now asks
+//! `kernel_judges_any`, which keeps every `socketcall` off the fast path):
 //!
 //! - `a_socketcall_sendto_is_never_continued`: an i386 `socketcall(SYS_SENDTO)` of an allowed
 //!   datagram on a UDP socket is answered CONTINUE on the fast path: `send::sendto` takes the
@@ -296,7 +297,6 @@ fn a_socketcall_sendto_with_its_array_rewritten_reaches_nothing() {
 /// Found (open): the fast path CONTINUEs an i386 `socketcall` sendto, whose argument array the
 /// kernel reads again after our decision.
 #[test]
-#[ignore = "open: an i386 socketcall sendto on a UDP socket is answered CONTINUE on the fast path (kernel_judges ignores `multiplexed`); the kernel re-reads the rewritten array"]
 fn a_socketcall_sendto_is_never_continued() {
     if !require_kernel() {
         return;

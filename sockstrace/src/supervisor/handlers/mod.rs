@@ -67,13 +67,15 @@ impl<'a> Call<'a> {
     /// Whether an allowed connect or addressed datagram on a socket of `facts` may be answered
     /// CONTINUE, the kernel running it in the caller's context on the address it reads then,
     /// instead of being performed by us on our duplicate: on UDP sockets when the run has the
-    /// fast path (`supervisor::fast_path_otherwise` says why that is sound). Anything the kernel refuses
+    /// fast path (`supervisor::fast_path_otherwise` says why that is sound), and never for i386
+    /// `socketcall`, whose arguments the kernel would read again from an array the program can
+    /// rewrite (`kernel_judges_any`). Anything the kernel refuses
     /// it reports (`source: kernel`). Not TCP: answered CONTINUE, a connect measured slower
     /// than one we perform (the caller's thread must wake to run it and wait for the
     /// handshake; ours runs it while the caller sleeps, and the caller wakes once).
     pub fn kernel_judges(&self, facts: &crate::net::socket::SocketFacts) -> bool {
         let udp = matches!((facts.sock_type, facts.protocol), (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP));
-        self.ctx.fast_path.load(std::sync::atomic::Ordering::Acquire) && facts.is_inet() && udp
+        self.kernel_judges_any() && facts.is_inet() && udp
     }
 
     /// Whether the run has the fast path (see [`Call::kernel_judges`]) and the call's arguments
