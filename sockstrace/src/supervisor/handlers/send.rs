@@ -124,13 +124,26 @@ fn sent_by_kernel(
     name: &[u8],
 ) -> Result<Option<Reply>, Failure> {
     let dst = destination(&sock.facts, name, 0)?;
+    Ok(continued_if_allowed(call, syscall, Subject::Socket(sock), sock.facts, dst))
+}
+
+/// The fast path's answer to a datagram to `dst` on a socket of `facts`: allowed, recorded and
+/// answered CONTINUE (or what the gate makes of it); `None` for a leak, which takes the usual
+/// path.
+fn continued_if_allowed(
+    call: &mut Call<'_>,
+    syscall: &'static str,
+    subject: Subject<'_>,
+    facts: SocketFacts,
+    dst: Option<SockAddr>,
+) -> Option<Reply> {
     let op = Operation::Send { dst: dst.clone(), fastopen: false };
-    let decision = decide(&call.ctx.policy, &Request { socket: sock.facts, op });
+    let decision = decide(&call.ctx.policy, &Request { socket: facts, op });
     if decision.is_leak() {
-        return Ok(None);
+        return None;
     }
-    let judged = Judged::new(syscall, Subject::Socket(sock), Target::Remote(dst.as_ref()), decision);
-    Ok(Some(call.gate_for_continue(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue)))
+    let judged = Judged::new(syscall, subject, Target::Remote(dst.as_ref()), decision);
+    Some(call.gate_for_continue(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue))
 }
 
 /// The fast path at its barest, for a `sendto` with an inet address (`Call::kernel_judges_any`):
@@ -153,14 +166,7 @@ fn sent_by_kernel_unseen(call: &mut Call<'_>, flags: i32) -> Option<Reply> {
     let name = materialize::read(call, args[4], addr_len(args[5]).ok()?).ok()?.for_continue();
     let Ok(SockAddr::Inet(dst)) = sockaddr::parse(&name) else { return None };
     let facts = SocketFacts::udp_for(dst);
-    let dst = Some(SockAddr::Inet(dst));
-    let op = Operation::Send { dst: dst.clone(), fastopen: false };
-    let decision = decide(&call.ctx.policy, &Request { socket: facts, op });
-    if decision.is_leak() {
-        return None;
-    }
-    let judged = Judged::new("sendto", Subject::Facts(facts), Target::Remote(dst.as_ref()), decision);
-    Some(call.gate_for_continue(judged, Ruling::OnLeak).refusal().unwrap_or(Reply::Continue))
+    continued_if_allowed(call, "sendto", Subject::Facts(facts), facts, Some(SockAddr::Inet(dst)))
 }
 
 /// The fuzzer's self-check (debug builds, `SOCKSTRACE_TEST_DISABLE=plant-bug`):
