@@ -6,8 +6,6 @@
 
 use super::{journal, Event, Summary};
 
-/// Writes one line to stderr in a single write, so it never interleaves
-/// with the traced program's own output.
 /// `eprintln!` for the run's own lines: through [`write_line`] (on a terminal, its writer thread),
 /// so that no caller, a handler before its answer least of all, waits for a terminal the program
 /// switched off (`tcflow(TCOOFF)`).
@@ -18,6 +16,8 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// Writes one line to stderr in a single write, so it never interleaves
+/// with the traced program's own output.
 pub fn write_line(line: &str) {
     let prefix = if journal::stderr_is_journal() { journal::prefix(line) } else { "" };
     let mut buf = String::with_capacity(prefix.len() + line.len() + 1);

@@ -166,7 +166,7 @@ impl Kept {
         // opened.
         let path = opened.real;
         let dir_path = path.parent().unwrap_or(Path::new("/"));
-        match private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir())) {
+        match private_copy(dir_path) {
             Ok(copy) => Ok(Opened::Kept(Kept::new(given, path, opened.dir, live, copy, 0, Vec::new()))),
             Err(e) => {
                 super::human::write_line(&format!(
@@ -195,7 +195,7 @@ impl Kept {
         };
         let dir_path = given.parent().unwrap_or(Path::new("/"));
         let dir = File::options().read(true).custom_flags(libc::O_DIRECTORY).open(dir_path).ok()?;
-        let copy = private_file(dir_path).or_else(|_| private_file(&std::env::temp_dir())).ok()?;
+        let copy = private_copy(dir_path).ok()?;
         let redirect = [1, 2].into_iter().filter(|&other| super::stream::same_object(fd, other)).collect();
         Some(Kept::new(given.clone(), given, dir, live, copy, base, redirect))
     }
@@ -402,6 +402,12 @@ fn copy_range(from: &File, to: &mut File, len: u64) -> io::Result<()> {
         at += n as u64;
     }
     Ok(())
+}
+
+/// The report's private copy: an unnamed file beside it in `dir`, else in the temporary
+/// directory.
+fn private_copy(dir: &Path) -> io::Result<File> {
+    private_file(dir).or_else(|_| private_file(&std::env::temp_dir()))
 }
 
 /// An unnamed file in `dir`: `O_TMPFILE`, or a file unlinked as soon as it is made.

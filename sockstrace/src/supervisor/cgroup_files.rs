@@ -104,7 +104,7 @@ const V1_GROUPS: usize = 4096;
 /// Whether `who` may write a v1 group anywhere in the hierarchy at `mount` (a move into it is
 /// all the program needs to put its supervisor under its limits), or a control of the groups
 /// this process is in (`own`: their paths, from `/proc/self/cgroup`).
-fn v1_writable(who: &Credentials, mount: &Path, own: &[PathBuf]) -> bool {
+fn v1_writable(who: &Credentials, mount: &Path, own: &BTreeSet<PathBuf>) -> bool {
     if own.iter().any(|group| group_writable(who, &mount.join(group), &CONTROLS)) {
         return true;
     }
@@ -137,13 +137,12 @@ pub fn plan(who: &Credentials) -> Option<Vec<PathBuf>> {
     let own = own_cgroup(&cgroups);
     // Each path is looked for under every v1 mount (which hierarchy a line names is not
     // matched to its mount): once per path, the same for most hierarchies.
-    let own_v1: std::collections::BTreeSet<PathBuf> = cgroups
+    let own_v1: BTreeSet<PathBuf> = cgroups
         .lines()
         .filter(|l| !l.starts_with("0::"))
         .filter_map(|l| l.splitn(3, ':').nth(2))
         .map(|p| PathBuf::from(p.trim_start_matches('/')))
         .collect();
-    let own_v1: Vec<PathBuf> = own_v1.into_iter().collect();
     let on_the_way = |point: &Path, own: &Path| {
         let group = point.join(own);
         let way: Vec<&Path> = group.ancestors().take_while(|d| d.starts_with(point)).collect();
